@@ -1,0 +1,37 @@
+// pdserve: one thin executable; each subcommand lives in its own file under cli/.
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "common/logging.h"
+#include "pdserve/version.h"
+
+namespace pdserve::cli {
+
+void Check(const absl::Status& status) {
+  if (status.ok()) return;
+  std::fprintf(stderr, "error: %s\n", status.ToString().c_str());
+  throw CLI::RuntimeError(1);
+}
+
+void ExitWith(const absl::Status& status) {
+  Check(status);
+  throw CLI::RuntimeError(0);
+}
+
+}  // namespace pdserve::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"pdserve: a serving runtime for a mock LLM with disaggregated prefill and decode"};
+  app.set_version_flag("--version", std::string("pdserve ") + PDSERVE_VERSION_STRING);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->capture_default_str();
+  app.require_subcommand(1);
+  app.parse_complete_callback([&] { pdserve::SetLogLevel(log_level); });
+
+  pdserve::cli::AddModelCommand(app);
+  pdserve::cli::AddBenchCommand(app);
+
+  CLI11_PARSE(app, argc, argv);
+  return 0;
+}

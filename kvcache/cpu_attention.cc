@@ -1,0 +1,207 @@
+#include "kvcache/cpu_attention.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/parallel_for.h"
+#include "common/synthetic_model.h"
+
+namespace pdserve {
+namespace {
+
+absl::Status CheckTable(const KvCache& cache, std::span<const BlockId> table, int positions) {
+  const int block_size = cache.config().block_size;
+  const int64_t needed = (positions + block_size - 1) / block_size;
+  if (static_cast<int64_t>(table.size()) < needed) {
+    return absl::InvalidArgumentError(absl::StrCat("block table has ", table.size(),
+                                                   " blocks, ", positions, " positions need ",
+                                                   needed));
+  }
+  for (int64_t i = 0; i < needed; ++i) {
+    if (table[i] >= cache.geometry().num_blocks()) {
+      return absl::InvalidArgumentError(absl::StrCat("block ", table[i], " out of range (pool has ",
+                                                     cache.geometry().num_blocks(), ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Reads `n` positions of one (layer, kv head, kind) from the cache into floats, row by row.
+void GatherRows(const KvCache& cache, std::span<const BlockId> table, int layer, int head,
+                uint32_t kind, int n, float* dst) {
+  const ModelConfig& c = cache.config();
+  for (int p = 0; p < n; ++p) {
+    const std::byte* row = cache.RowPtr(table[p / c.block_size], p % c.block_size, layer, head, kind);
+    for (int d = 0; d < c.head_dim; ++d) dst[p * c.head_dim + d] = model::DecodeElement(row, d, c.dtype);
+  }
+}
+
+float Dot(const float* a, const float* b, int n) {
+  float s = 0.0f;
+  for (int i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// softmax(q K[0..n)^T / sqrt(d)) V[0..n) for one query row, into out[d].
+void AttendOne(const float* q, const float* k, const float* v, int n, int d, float* scores,
+               float* out) {
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  float max_score = -INFINITY;
+  for (int j = 0; j < n; ++j) {
+    scores[j] = Dot(q, k + j * d, d) * scale;
+    max_score = std::max(max_score, scores[j]);
+  }
+  float denom = 0.0f;
+  for (int j = 0; j < n; ++j) {
+    scores[j] = std::exp(scores[j] - max_score);
+    denom += scores[j];
+  }
+  std::fill(out, out + d, 0.0f);
+  for (int j = 0; j < n; ++j) {
+    const float w = scores[j] / denom;
+    const float* vj = v + j * d;
+    for (int i = 0; i < d; ++i) out[i] += w * vj[i];
+  }
+}
+
+}  // namespace
+
+absl::Status WriteKv(const KvCache& cache, std::span<const BlockId> table,
+                     std::span<const int32_t> tokens, int start_pos, int threads) {
+  const ModelConfig& c = cache.config();
+  const int n = static_cast<int>(tokens.size());
+  if (start_pos < 0) return absl::InvalidArgumentError("negative start position");
+  if (absl::Status s = CheckTable(cache, table, start_pos + n); !s.ok()) return s;
+  // Parallel over (position, layer): each writes its own rows.
+  ParallelFor(n * c.num_layers, n * c.num_layers >= 64 ? threads : 1, [&](int item) {
+    const int i = item / c.num_layers;
+    const int layer = item % c.num_layers;
+    const int pos = start_pos + i;
+    const BlockId block = table[pos / c.block_size];
+    const int slot = pos % c.block_size;
+    for (int head = 0; head < c.num_kv_heads; ++head) {
+      for (uint32_t kind : {model::kKey, model::kValue}) {
+        model::WriteRow(c, tokens[i], pos, layer, head, kind,
+                        cache.RowPtr(block, slot, layer, head, kind));
+      }
+    }
+  });
+  return absl::OkStatus();
+}
+
+absl::Status PrefillAttention(const KvCache& cache, std::span<const BlockId> table,
+                              std::span<const int32_t> tokens, int start_pos,
+                              std::span<float> out, const AttentionOptions& options) {
+  const ModelConfig& c = cache.config();
+  const int n = static_cast<int>(tokens.size());
+  const int total = start_pos + n;
+  const int d = c.head_dim;
+  const int group = c.QueryHeadsPerKvHead();
+  const size_t out_size = static_cast<size_t>(n) * c.num_layers * c.num_q_heads * d;
+  if (!out.empty() && out.size() != out_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("prefill output has ", out.size(), " floats, expected ", out_size));
+  }
+  if (absl::Status s = WriteKv(cache, table, tokens, start_pos, options.threads); !s.ok()) return s;
+  if (!options.compute_attention) return absl::OkStatus();
+
+  // One task per (layer, kv head): K and V of all positions are converted to float once, then
+  // every query of the group attends causally over them.
+  ParallelFor(c.num_layers * c.num_kv_heads, options.threads, [&](int item) {
+    const int layer = item / c.num_kv_heads;
+    const int head = item % c.num_kv_heads;
+    std::vector<float> k(static_cast<size_t>(total) * d), v(k.size());
+    std::vector<float> q(d), scores(total), result(d);
+    GatherRows(cache, table, layer, head, model::kKey, total, k.data());
+    GatherRows(cache, table, layer, head, model::kValue, total, v.data());
+    for (int i = 0; i < n; ++i) {
+      const int pos = start_pos + i;
+      for (int g = 0; g < group; ++g) {
+        const int qhead = head * group + g;
+        model::QueryRow(c, tokens[i], pos, layer, qhead, q.data());
+        float* dst = out.empty() ? result.data()
+                                 : out.data() + ((static_cast<size_t>(i) * c.num_layers + layer) *
+                                                     c.num_q_heads + qhead) * d;
+        AttendOne(q.data(), k.data(), v.data(), pos + 1, d, scores.data(), dst);
+      }
+    }
+  });
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<DecodeResult>> DecodeAttention(const KvCache& cache,
+                                                          std::span<const DecodeSequence> batch,
+                                                          const AttentionOptions& options) {
+  const ModelConfig& c = cache.config();
+  const int d = c.head_dim;
+  const int group = c.QueryHeadsPerKvHead();
+  const int words = static_cast<int>(c.RowBytes() / 8);
+  for (const DecodeSequence& seq : batch) {
+    if (seq.seq_len <= 0) return absl::InvalidArgumentError("decode of an empty sequence");
+    if (absl::Status s = CheckTable(cache, seq.block_table, seq.seq_len); !s.ok()) return s;
+    const size_t out_size = static_cast<size_t>(c.num_layers) * c.num_q_heads * d;
+    if (!seq.out.empty() && seq.out.size() != out_size) {
+      return absl::InvalidArgumentError("decode output span has the wrong size");
+    }
+  }
+  // Partial checksums from every (sequence, layer, kv head) task are added with wrap-around:
+  // the order in which tasks finish does not matter.
+  std::vector<std::atomic<uint64_t>> checksums(batch.size());
+  for (auto& cs : checksums) cs.store(0, std::memory_order_relaxed);
+  const int tasks_per_seq = c.num_layers * c.num_kv_heads;
+  ParallelFor(static_cast<int>(batch.size()) * tasks_per_seq, options.threads, [&](int item) {
+    const DecodeSequence& seq = batch[item / tasks_per_seq];
+    const int layer = (item % tasks_per_seq) / c.num_kv_heads;
+    const int head = item % c.num_kv_heads;
+    const int n = seq.seq_len;
+    uint64_t sum = 0;
+    std::vector<float> k, v;
+    if (options.compute_attention) {
+      k.resize(static_cast<size_t>(n) * d);
+      v.resize(k.size());
+    }
+    for (uint32_t kind : {model::kKey, model::kValue}) {
+      float* dst = kind == model::kKey ? k.data() : v.data();
+      for (int p = 0; p < n; ++p) {
+        const std::byte* row =
+            cache.RowPtr(seq.block_table[p / c.block_size], p % c.block_size, layer, head, kind);
+        const uint64_t salt = model::RowSalt(p, layer, head, kind);
+        const auto* w = reinterpret_cast<const uint64_t*>(row);
+        for (int i = 0; i < words; ++i) sum += model::WordTerm(w[i], salt, i);
+        if (options.compute_attention) {
+          for (int e = 0; e < d; ++e) dst[p * d + e] = model::DecodeElement(row, e, c.dtype);
+        }
+      }
+    }
+    checksums[item / tasks_per_seq].fetch_add(sum, std::memory_order_relaxed);
+    if (!options.compute_attention) return;
+    std::vector<float> q(d), scores(n), result(d);
+    for (int g = 0; g < group; ++g) {
+      const int qhead = head * group + g;
+      model::QueryRow(c, seq.last_token, n - 1, layer, qhead, q.data());
+      float* out = seq.out.empty()
+                       ? result.data()
+                       : seq.out.data() + (static_cast<size_t>(layer) * c.num_q_heads + qhead) * d;
+      AttendOne(q.data(), k.data(), v.data(), n, d, scores.data(), out);
+    }
+  });
+  std::vector<DecodeResult> results(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    results[i].checksum = checksums[i].load();
+    results[i].token =
+        model::NextToken(batch[i].seed, batch[i].seq_len, results[i].checksum, c.vocab_size);
+  }
+  return results;
+}
+
+double PrefillAttentionFlops(const ModelConfig& config, int start_pos, int chunk_len) {
+  // Query at position p attends over p + 1 keys: sum over the chunk of (p + 1).
+  const double keys = static_cast<double>(chunk_len) * start_pos +
+                      static_cast<double>(chunk_len) * (chunk_len + 1) / 2.0;
+  return 4.0 * keys * config.head_dim * config.num_q_heads * config.num_layers;
+}
+
+}  // namespace pdserve

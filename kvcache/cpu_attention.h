@@ -1,0 +1,53 @@
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "absl/status/statusor.h"
+#include "kvcache/kv_cache.h"
+
+namespace pdserve {
+
+// CPU kernels over the paged cache. Float outputs are laid out [position][layer][q head][dim]
+// (prefill) and [layer][q head][dim] (decode); an empty output span means "compute, then drop"
+// (the work is still done: kernels are benchmarked), unless compute_attention is false (the
+// roofline compute mode, where only K/V bytes are written and the checksum read).
+struct AttentionOptions {
+  bool compute_attention = true;
+  int threads = 0;  // <= 0: all cores
+};
+
+// Writes K and V of tokens[i] at position start_pos + i into the cache through `block_table`.
+absl::Status WriteKv(const KvCache& cache, std::span<const BlockId> block_table,
+                     std::span<const int32_t> tokens, int start_pos, int threads = 0);
+
+// Prefill of one prompt chunk: writes its K/V, then causal GQA attention of each chunk position
+// over positions [0, its own] read back from the cache. `tokens` is the chunk; positions before
+// start_pos must already be in the cache.
+absl::Status PrefillAttention(const KvCache& cache, std::span<const BlockId> block_table,
+                              std::span<const int32_t> tokens, int start_pos,
+                              std::span<float> out, const AttentionOptions& options = {});
+
+struct DecodeSequence {
+  std::span<const BlockId> block_table;
+  int32_t last_token = 0;  // token at position seq_len - 1: the query
+  int seq_len = 0;         // KV positions [0, seq_len) are read
+  uint64_t seed = 0;
+  std::span<float> out;    // [layer][q head][dim] or empty
+};
+
+struct DecodeResult {
+  uint64_t checksum = 0;
+  int32_t token = 0;  // the token at position seq_len
+};
+
+// One decode step for a batch of sequences: paged attention over each sequence's KV, the
+// checksum of every KV word read, and the next token from it.
+absl::StatusOr<std::vector<DecodeResult>> DecodeAttention(const KvCache& cache,
+                                                          std::span<const DecodeSequence> batch,
+                                                          const AttentionOptions& options = {});
+
+// FLOPs of causal attention for a chunk (QK^T and PV, 2 FLOPs per multiply-add).
+double PrefillAttentionFlops(const ModelConfig& config, int start_pos, int chunk_len);
+
+}  // namespace pdserve

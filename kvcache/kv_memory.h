@@ -1,0 +1,39 @@
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace pdserve {
+
+enum class MemoryKind { kHost, kCuda };
+
+// One contiguous region that backs a KV pool, so that it can be registered once for RDMA / IPC.
+// Owning: the destructor unmaps / frees / unlinks.
+class KvMemory {
+ public:
+  virtual ~KvMemory() = default;
+  virtual std::byte* data() const = 0;
+  virtual size_t size() const = 0;
+  virtual MemoryKind kind() const = 0;
+  // POSIX shared-memory name ("/pdserve-..."), empty for private memory.
+  virtual std::string shm_name() const { return {}; }
+  // CUDA device ordinal for device memory, -1 for host memory.
+  virtual int device() const { return -1; }
+};
+
+// Private, page-aligned, zeroed host memory.
+absl::StatusOr<std::unique_ptr<KvMemory>> AllocateHostMemory(size_t bytes);
+
+// Zeroed POSIX shared memory, created under `name` (a fresh unique name when empty) and
+// unlinked when the returned object dies, so that a crash of its owner leaves at most the
+// segment of a running process behind.
+absl::StatusOr<std::unique_ptr<KvMemory>> CreateSharedMemory(size_t bytes, std::string name = {});
+
+// Maps an existing segment created by another process (does not unlink it).
+absl::StatusOr<std::unique_ptr<KvMemory>> OpenSharedMemory(const std::string& name,
+                                                           size_t expected_bytes);
+
+}  // namespace pdserve
