@@ -1,17 +1,29 @@
 #pragma once
 
+#include <functional>
+#include <string>
+
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 
 namespace pdserve::cli {
 
-// Each subcommand registers itself on the root app. A command's callback ends with
+// Subcommands register themselves from their own file, so adding one touches no other file:
+//
+//   static const bool registered = RegisterCommand("generate", [](CLI::App& root) { ... });
+//
+// Registered functions run in name order on the root app. A command's callback ends with
 // ExitWith(status): an error is printed for the operator and becomes exit code 1.
-void AddModelCommand(CLI::App& app);
-void AddBenchCommand(CLI::App& app);
+using CommandRegistrar = std::function<void(CLI::App& root)>;
+bool RegisterCommand(const std::string& name, CommandRegistrar registrar);
+void AddRegisteredCommands(CLI::App& root);
+
+// The subcommand `name` of `parent`, created when missing (for shared parents such as "bench").
+CLI::App* GetOrAddSubcommand(CLI::App& parent, const std::string& name,
+                             const std::string& description);
 
 [[noreturn]] void ExitWith(const absl::Status& status);
-// Prints the error and throws CLI11's runtime error so that main returns 1; OK returns.
+// Prints the error and makes main return 1; OK returns.
 void Check(const absl::Status& status);
 
 }  // namespace pdserve::cli

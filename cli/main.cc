@@ -1,11 +1,35 @@
-// pdserve: one thin executable; each subcommand lives in its own file under cli/.
+// pdserve: one thin executable; each subcommand lives in its own *_command.cc file.
 #include <cstdio>
+#include <map>
 
 #include "cli/commands.h"
 #include "common/logging.h"
 #include "pdserve/version.h"
 
 namespace pdserve::cli {
+namespace {
+std::map<std::string, CommandRegistrar>& Registry() {
+  static std::map<std::string, CommandRegistrar> registry;
+  return registry;
+}
+}  // namespace
+
+bool RegisterCommand(const std::string& name, CommandRegistrar registrar) {
+  Registry()[name] = std::move(registrar);
+  return true;
+}
+
+void AddRegisteredCommands(CLI::App& root) {
+  for (auto& [name, registrar] : Registry()) registrar(root);
+}
+
+CLI::App* GetOrAddSubcommand(CLI::App& parent, const std::string& name,
+                             const std::string& description) {
+  for (CLI::App* sub : parent.get_subcommands([](CLI::App*) { return true; })) {
+    if (sub->get_name() == name) return sub;
+  }
+  return parent.add_subcommand(name, description);
+}
 
 void Check(const absl::Status& status) {
   if (status.ok()) return;
@@ -28,10 +52,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.require_subcommand(1);
   app.parse_complete_callback([&] { pdserve::SetLogLevel(log_level); });
-
-  pdserve::cli::AddModelCommand(app);
-  pdserve::cli::AddBenchCommand(app);
-
+  pdserve::cli::AddRegisteredCommands(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

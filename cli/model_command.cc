@@ -24,8 +24,6 @@ absl::Status RunModelInfo(ModelOverrides overrides, const std::string& config_pa
   return absl::OkStatus();
 }
 
-}  // namespace
-
 void AddModelCommand(CLI::App& app) {
   CLI::App* model = app.add_subcommand("model", "Inspect the synthetic model presets");
   model->require_subcommand(1);
@@ -39,5 +37,9 @@ void AddModelCommand(CLI::App& app) {
   info->add_option("--config", *config_path, "JSON file with preset/block_size/dtype");
   info->callback([=] { ExitWith(RunModelInfo(*overrides, *config_path)); });
 }
+
+const bool registered = RegisterCommand("model", AddModelCommand);
+
+}  // namespace
 
 }  // namespace pdserve::cli

@@ -4,9 +4,10 @@
 #include "cli/commands.h"
 
 namespace pdserve::cli {
+namespace {
 
-void AddBenchCommand(CLI::App& app) {
-  CLI::App* bench = app.add_subcommand("bench", "Benchmarks: kernels");
+void AddKernelBenchCommand(CLI::App& app) {
+  CLI::App* bench = GetOrAddSubcommand(app, "bench", "Benchmarks");
   CLI::App* kernels = bench->add_subcommand("kernels", "CPU attention kernels vs memcpy and FMA peak");
   auto opts = std::make_shared<bench::KernelBenchOptions>();
   kernels->add_option("--preset", opts->preset)->capture_default_str();
@@ -18,5 +19,9 @@ void AddBenchCommand(CLI::App& app) {
   kernels->add_option("--json", opts->json_path, "write results as JSON here");
   kernels->callback([=] { ExitWith(bench::RunKernelBench(*opts)); });
 }
+
+const bool registered = RegisterCommand("bench kernels", AddKernelBenchCommand);
+
+}  // namespace
 
 }  // namespace pdserve::cli
