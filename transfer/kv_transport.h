@@ -84,8 +84,8 @@ class KvTransport {
   // coalesces physically contiguous runs into as few operations as possible.
   virtual absl::StatusOr<TransferId> Submit(PeerId peer, std::span<const BlockCopy> copies,
                                             const std::string& notification) = 0;
-  // OK when done, Unavailable / DeadlineExceeded / Internal when the batch failed,
-  // and std::nullopt-like kUnavailable?  No: Poll returns false while in flight.
+  // true when the batch completed, false while in flight, an error status when it failed
+  // (Unavailable: the peer went away; Internal: the backend failed).
   virtual absl::StatusOr<bool> Poll(TransferId id) = 0;
   // Waits until the batch completes or `timeout` passes (DeadlineExceeded); the batch's
   // resources are released once a final status was returned.
