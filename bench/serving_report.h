@@ -1,0 +1,39 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "nlohmann/json.hpp"
+
+namespace pdserve::bench {
+
+// One load run of the serving benchmark: one cluster (transfer backend) at one request rate.
+struct ServingRun {
+  std::string backend;       // transfer backend, e.g. "local", "ucx", "ucx-tcp"
+  int input_len = 0;
+  int output_len = 0;
+  double request_rate = 0;   // requests/s; infinity for "inf"
+  std::string result_file;   // the run's JSON, relative to the results folder
+  nlohmann::json result;     // loadgen's result object (vllm bench serve field names)
+  std::string error;         // non-empty: the run (or its cluster) failed; reported, not hidden
+};
+
+struct ServingReportContext {
+  std::string date;
+  std::string preset;
+  std::string compute;       // "real" or "roofline (h100)"
+  std::string cluster;       // e.g. "1 prefill + 1 decode worker"
+  std::string choices;       // what the default sweep chose and why
+  std::string command;       // the command line that produced it
+};
+
+// Writes summary.csv, report.md and the PNG plots (through gnuplot when installed; without it the
+// report says so) into `dir`. `headline` receives the one-line comparison printed at the end.
+absl::Status WriteServingReport(const std::string& dir, const ServingReportContext& context,
+                                const std::vector<ServingRun>& runs, std::string* headline);
+
+// The value of `field` in a run's result, or NaN when absent or null.
+double ResultNumber(const nlohmann::json& result, const std::string& field);
+
+}  // namespace pdserve::bench
