@@ -109,7 +109,7 @@ absl::Status WritePlots(const std::string& dir, const std::vector<ServingRun>& r
   }
   // Where TTFT goes: mean queue, prefill, KV transfer and the rest, per backend and rate.
   std::ofstream bars(dir + "/ttft_breakdown.dat");
-  bars << "run queue prefill transfer other\n";
+  bars << "# run queue prefill transfer other\n";
   int rows = 0;
   for (const ServingRun& r : runs) {
     if (!r.error.empty()) continue;
@@ -121,7 +121,7 @@ absl::Status WritePlots(const std::string& dir, const std::vector<ServingRun>& r
       continue;
     }
     const double other = std::max(0.0, ttft - queue - prefill - transfer);
-    bars << '"' << r.backend << "@" << RateName(r.request_rate)
+    bars << '"' << r.backend << " " << RateName(r.request_rate) << "/s"
          << '"' << " " << queue << " " << prefill << " " << transfer << " " << other << "\n";
     ++rows;
   }
