@@ -1,0 +1,203 @@
+#include "router/scheduler.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace pdserve::router {
+
+Scheduler::Scheduler(const SchedulerConfig& config) : config_(config) {}
+
+uint32_t Scheduler::BlocksForTokens(int64_t tokens) const {
+  return static_cast<uint32_t>((tokens + config_.block_size - 1) / config_.block_size);
+}
+
+void Scheduler::AddPrefillWorker(const std::string& id, uint32_t total_blocks) {
+  RemoveWorker(id);
+  prefill_[id] = WorkerLoad{.id = id, .total_blocks = total_blocks};
+}
+
+void Scheduler::AddDecodeWorker(const std::string& id, uint32_t total_blocks) {
+  RemoveWorker(id);
+  decode_[id] = WorkerLoad{.id = id, .total_blocks = total_blocks};
+}
+
+std::vector<std::string> Scheduler::RemoveWorker(const std::string& id) {
+  std::vector<std::string> affected;
+  // Orphaned batches and placements keep their entries (the caller still reports them done) but
+  // no longer name the worker, so a worker re-registering under the same id starts clean.
+  if (prefill_.erase(id) > 0) {
+    for (auto& [batch_id, batch] : batches_) {
+      if (batch.prefill_worker != id) continue;
+      affected.insert(affected.end(), batch.request_ids.begin(), batch.request_ids.end());
+      batch.prefill_worker.clear();
+    }
+  }
+  if (decode_.erase(id) > 0) {
+    for (auto& [request_id, placed] : placed_) {
+      if (placed.decode_worker != id) continue;
+      affected.push_back(request_id);
+      placed.decode_worker.clear();
+    }
+  }
+  return affected;
+}
+
+absl::Status Scheduler::CheckFits(const PendingRequest& r) const {
+  const uint32_t prefill_blocks = BlocksForTokens(r.prompt_len);
+  const uint32_t decode_blocks = BlocksForTokens(int64_t{r.prompt_len} + r.max_tokens);
+  uint32_t largest_prefill = 0, largest_decode = 0;
+  for (const auto& [id, w] : prefill_) largest_prefill = std::max(largest_prefill, w.total_blocks);
+  for (const auto& [id, w] : decode_) largest_decode = std::max(largest_decode, w.total_blocks);
+  if (prefill_blocks > largest_prefill) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request ", r.id, " can never be served: its prompt of ", r.prompt_len, " tokens needs ",
+        prefill_blocks, " KV blocks but the largest prefill pool has ", largest_prefill));
+  }
+  if (decode_blocks > largest_decode) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request ", r.id, " can never be served: prompt ", r.prompt_len, " + max_tokens ",
+        r.max_tokens, " tokens need ", decode_blocks,
+        " KV blocks but the largest decode pool has ", largest_decode));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::Enqueue(const PendingRequest& request) {
+  if (prefill_.empty() || decode_.empty()) {
+    return absl::UnavailableError(absl::StrCat("request ", request.id, ": the cluster has ",
+                                               prefill_.size(), " prefill and ", decode_.size(),
+                                               " decode workers; it needs at least one of each"));
+  }
+  if (absl::Status fits = CheckFits(request); !fits.ok()) return fits;
+  if (waiting_.size() >= config_.max_waiting) {
+    return absl::ResourceExhaustedError(absl::StrCat("request ", request.id,
+                                                     ": the waiting queue is full (",
+                                                     config_.max_waiting, " requests); retry later"));
+  }
+  if (placed_.contains(request.id) ||
+      std::any_of(waiting_.begin(), waiting_.end(),
+                  [&](const PendingRequest& w) { return w.id == request.id; })) {
+    return absl::AlreadyExistsError(absl::StrCat("request id ", request.id, " is already in use"));
+  }
+  waiting_.push_back(request);
+  return absl::OkStatus();
+}
+
+bool Scheduler::CancelWaiting(const std::string& request_id) {
+  auto it = std::find_if(waiting_.begin(), waiting_.end(),
+                         [&](const PendingRequest& w) { return w.id == request_id; });
+  if (it == waiting_.end()) return false;
+  waiting_.erase(it);
+  return true;
+}
+
+WorkerLoad* Scheduler::PickDecode(uint32_t blocks) {
+  WorkerLoad* best = nullptr;
+  for (auto& [id, w] : decode_) {
+    if (w.free_blocks() < blocks) continue;
+    if (best == nullptr || w.free_blocks() > best->free_blocks() ||
+        (w.free_blocks() == best->free_blocks() && w.running_requests < best->running_requests)) {
+      best = &w;
+    }
+  }
+  return best;
+}
+
+WorkerLoad* Scheduler::PickPrefill(uint32_t blocks) {
+  WorkerLoad* best = nullptr;
+  for (auto& [id, w] : prefill_) {
+    if (w.inflight_batches >= config_.max_inflight_batches || w.free_blocks() < blocks) continue;
+    if (best == nullptr || w.inflight_tokens < best->inflight_tokens ||
+        (w.inflight_tokens == best->inflight_tokens &&
+         w.inflight_batches < best->inflight_batches)) {
+      best = &w;
+    }
+  }
+  return best;
+}
+
+ScheduleStep Scheduler::Schedule() {
+  ScheduleStep step;
+  // Requests that no longer fit any worker (the one that could hold them left) fail now rather
+  // than wait forever at the head of the queue.
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    absl::Status fits = CheckFits(*it);
+    if (fits.ok()) {
+      ++it;
+    } else {
+      step.rejected.push_back({it->id, fits});
+      it = waiting_.erase(it);
+    }
+  }
+  // The batch being filled is step.batches.back() while `open` is true.
+  bool open = false;
+  while (!waiting_.empty()) {
+    const PendingRequest& r = waiting_.front();
+    const uint32_t decode_blocks = BlocksForTokens(int64_t{r.prompt_len} + r.max_tokens);
+    const uint32_t prefill_blocks = BlocksForTokens(r.prompt_len);
+    WorkerLoad* decode = PickDecode(decode_blocks);
+    if (decode == nullptr) break;  // FCFS: the head waits for blocks, and so does everyone else
+
+    bool joins_open = false;
+    if (open) {
+      const PrefillBatchPlan& batch = step.batches.back();
+      joins_open = static_cast<int>(batch.items.size()) < config_.max_batch_size &&
+                   batch.tokens + r.prompt_len <= config_.max_batched_tokens &&
+                   prefill_.at(batch.prefill_worker).free_blocks() >= prefill_blocks;
+    }
+    WorkerLoad* prefill = nullptr;
+    if (joins_open) {
+      prefill = &prefill_.at(step.batches.back().prefill_worker);
+    } else {
+      prefill = PickPrefill(prefill_blocks);
+      if (prefill == nullptr) break;
+      step.batches.push_back(PrefillBatchPlan{.batch_id = next_batch_id_++,
+                                              .prefill_worker = prefill->id});
+      open = true;
+      prefill->inflight_batches++;
+      batches_[step.batches.back().batch_id] = InflightBatch{.prefill_worker = prefill->id};
+    }
+    PrefillBatchPlan& batch = step.batches.back();
+    InflightBatch& inflight = batches_.at(batch.batch_id);
+    batch.items.push_back(Placement{.request_id = r.id,
+                                    .decode_worker = decode->id,
+                                    .decode_blocks = decode_blocks,
+                                    .prefill_blocks = prefill_blocks,
+                                    .prompt_len = r.prompt_len});
+    batch.tokens += r.prompt_len;
+    inflight.blocks += prefill_blocks;
+    inflight.tokens += r.prompt_len;
+    inflight.request_ids.push_back(r.id);
+    prefill->reserved_blocks += prefill_blocks;
+    prefill->inflight_tokens += r.prompt_len;
+    decode->reserved_blocks += decode_blocks;
+    decode->running_requests++;
+    placed_[r.id] = PlacedRequest{.decode_worker = decode->id, .decode_blocks = decode_blocks};
+    waiting_.pop_front();
+  }
+  return step;
+}
+
+void Scheduler::PrefillDone(uint64_t batch_id) {
+  auto it = batches_.find(batch_id);
+  if (it == batches_.end()) return;
+  if (auto w = prefill_.find(it->second.prefill_worker); w != prefill_.end()) {
+    w->second.reserved_blocks -= it->second.blocks;
+    w->second.inflight_tokens -= it->second.tokens;
+    w->second.inflight_batches--;
+  }
+  batches_.erase(it);
+}
+
+void Scheduler::DecodeDone(const std::string& request_id) {
+  auto it = placed_.find(request_id);
+  if (it == placed_.end()) return;
+  if (auto w = decode_.find(it->second.decode_worker); w != decode_.end()) {
+    w->second.reserved_blocks -= it->second.decode_blocks;
+    w->second.running_requests--;
+  }
+  placed_.erase(it);
+}
+
+}  // namespace pdserve::router

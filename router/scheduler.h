@@ -1,0 +1,146 @@
+#pragma once
+
+// The router's scheduler: plain state and a step function, no threads, sockets or clocks, so it
+// is tested the way vLLM tests its scheduler. The router service owns one instance under its
+// mutex, feeds it events (a request arrived, a batch finished prefill, a request finished
+// decoding, a worker joined or left) and executes the batches Schedule() returns.
+//
+// Policy:
+//  - Waiting queue: FCFS and bounded (ResourceExhausted past the bound). The head of the queue
+//    blocks the requests behind it, so a large request is never starved by small ones.
+//  - Decode placement: the decode worker with the most unreserved blocks among those with room for
+//    prompt + max_tokens positions. The reservation is held until DecodeDone, so a dispatched
+//    request never fails for lack of blocks. When no worker has room, the head waits.
+//  - Prefill batching: consecutive placed requests form a batch up to max_batched_tokens prompt
+//    tokens and max_batch_size requests, on the least-loaded prefill worker (fewest in-flight
+//    tokens) that has room in its own pool and fewer than max_inflight_batches batches. A prompt
+//    longer than the token budget forms a batch alone; the worker runs it in chunks.
+//  - A request that can never fit (prompt larger than every prefill pool, or prompt + output
+//    larger than every decode pool) is rejected at once with InvalidArgument, also when the
+//    worker that could hold it leaves while the request waits.
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace pdserve::router {
+
+struct SchedulerConfig {
+  uint32_t max_waiting = 1024;
+  int max_batched_tokens = 2048;
+  int max_batch_size = 16;
+  int max_inflight_batches = 2;  // per prefill worker
+  int block_size = 16;           // tokens per KV block (the model's)
+};
+
+struct PendingRequest {
+  std::string id;
+  int prompt_len = 0;
+  int max_tokens = 0;
+};
+
+// One request of a batch, placed on a decode worker with its reservation.
+struct Placement {
+  std::string request_id;
+  std::string decode_worker;
+  uint32_t decode_blocks = 0;   // reserved on the decode worker: prompt + max_tokens positions
+  uint32_t prefill_blocks = 0;  // needed on the prefill worker: the prompt
+  int prompt_len = 0;
+};
+
+struct PrefillBatchPlan {
+  uint64_t batch_id = 0;
+  std::string prefill_worker;
+  int tokens = 0;
+  std::vector<Placement> items;
+};
+
+struct RejectedRequest {
+  std::string request_id;
+  absl::Status status;
+};
+
+struct ScheduleStep {
+  std::vector<PrefillBatchPlan> batches;
+  std::vector<RejectedRequest> rejected;
+};
+
+// Load of one worker as the scheduler sees it.
+struct WorkerLoad {
+  std::string id;
+  uint32_t total_blocks = 0;
+  uint32_t reserved_blocks = 0;
+  int inflight_batches = 0;   // prefill only
+  int64_t inflight_tokens = 0;  // prefill only
+  int running_requests = 0;   // decode only: placed and not yet DecodeDone
+
+  uint32_t free_blocks() const { return total_blocks - reserved_blocks; }
+};
+
+class Scheduler {
+ public:
+  explicit Scheduler(const SchedulerConfig& config);
+
+  const SchedulerConfig& config() const { return config_; }
+
+  uint32_t BlocksForTokens(int64_t tokens) const;
+
+  // Adding a worker that exists replaces it (its reservations are dropped).
+  void AddPrefillWorker(const std::string& id, uint32_t total_blocks);
+  void AddDecodeWorker(const std::string& id, uint32_t total_blocks);
+  // Forgets the worker. Returns the requests placed on it (prefill: in-flight batches; decode:
+  // placed and not yet DecodeDone); their reservations elsewhere stay until the caller reports
+  // PrefillDone / DecodeDone for them as usual.
+  std::vector<std::string> RemoveWorker(const std::string& id);
+
+  // Queues a request: InvalidArgument when it can never fit, Unavailable when there is no
+  // prefill or no decode worker, ResourceExhausted when the queue is full, AlreadyExists for a
+  // duplicate id.
+  absl::Status Enqueue(const PendingRequest& request);
+  // Removes a waiting request (client cancel); false when it is not waiting.
+  bool CancelWaiting(const std::string& request_id);
+
+  // One scheduling step: places as many waiting requests as fit, in order.
+  ScheduleStep Schedule();
+
+  // The batch's prefill (and KV transfer) ended, whatever the outcome: frees its prefill capacity.
+  void PrefillDone(uint64_t batch_id);
+  // The request left its decode worker (finished, failed or released): frees its reservation.
+  void DecodeDone(const std::string& request_id);
+
+  size_t num_waiting() const { return waiting_.size(); }
+  size_t num_placed() const { return placed_.size(); }
+  const std::map<std::string, WorkerLoad>& prefill_workers() const { return prefill_; }
+  const std::map<std::string, WorkerLoad>& decode_workers() const { return decode_; }
+
+ private:
+  // InvalidArgument when no current worker could ever hold the request.
+  absl::Status CheckFits(const PendingRequest& request) const;
+  WorkerLoad* PickDecode(uint32_t blocks);
+  WorkerLoad* PickPrefill(uint32_t blocks);
+
+  struct PlacedRequest {
+    std::string decode_worker;
+    uint32_t decode_blocks = 0;
+  };
+  struct InflightBatch {
+    std::string prefill_worker;
+    uint32_t blocks = 0;
+    int tokens = 0;
+    std::vector<std::string> request_ids;
+  };
+
+  SchedulerConfig config_;
+  std::deque<PendingRequest> waiting_;
+  std::map<std::string, WorkerLoad> prefill_;
+  std::map<std::string, WorkerLoad> decode_;
+  std::map<std::string, PlacedRequest> placed_;
+  std::map<uint64_t, InflightBatch> batches_;
+  uint64_t next_batch_id_ = 1;
+};
+
+}  // namespace pdserve::router
