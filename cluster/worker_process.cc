@@ -1,0 +1,84 @@
+#include "cluster/worker_process.h"
+
+#include <signal.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+
+namespace pdserve::cluster {
+
+absl::StatusOr<uint32_t> PoolBlocks(const ModelConfig& config, uint32_t num_blocks,
+                                    double pool_gib) {
+  if (num_blocks > 0) return num_blocks;
+  const double gib = pool_gib > 0 ? pool_gib : 1.0;
+  const double blocks = std::floor(gib * 1024.0 * 1024.0 * 1024.0 /
+                                   static_cast<double>(config.KvBytesPerBlock()));
+  if (blocks < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("a KV pool of ", gib, " GiB holds no block of ",
+                                                   config.KvBytesPerBlock(), " bytes"));
+  }
+  return static_cast<uint32_t>(std::min(blocks, 4.0e9));
+}
+
+std::string RunningServer::address() const { return absl::StrCat(host, ":", port); }
+
+absl::StatusOr<RunningServer> StartServer(const std::string& host, int port,
+                                          const std::vector<grpc::Service*>& services) {
+  grpc::ServerBuilder builder;
+  RunningServer out;
+  out.host = host;
+  builder.AddListeningPort(absl::StrCat(host, ":", port), grpc::InsecureServerCredentials(),
+                           &out.port);
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  for (grpc::Service* service : services) builder.RegisterService(service);
+  out.server = builder.BuildAndStart();
+  if (out.server == nullptr || out.port == 0) {
+    return absl::UnavailableError(
+        port == 0 ? absl::StrCat("could not listen on ", host, " (no free port?)")
+                  : absl::StrCat("port ", port, " on ", host,
+                                 " is already in use (or cannot be bound); pick another or 0"));
+  }
+  return out;
+}
+
+absl::Status AnnounceListening(const std::string& what, const RunningServer& server,
+                               const std::string& port_file) {
+  std::printf("%s listening on %s\n", what.c_str(), server.address().c_str());
+  std::fflush(stdout);
+  if (port_file.empty()) return absl::OkStatus();
+  // Written under a temporary name and renamed, so a reader never sees a partial number.
+  const std::string tmp = port_file + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << server.port << "\n";
+    if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
+  }
+  if (std::rename(tmp.c_str(), port_file.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", port_file));
+  }
+  return absl::OkStatus();
+}
+
+void BlockTerminationSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int WaitForTerminationSignal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  int sig = 0;
+  while (sigwait(&set, &sig) != 0) {
+  }
+  return sig;
+}
+
+}  // namespace pdserve::cluster

@@ -1,0 +1,65 @@
+#pragma once
+
+// What `pdserve prefill`, `pdserve decode` and `pdserve router` share as long-running processes:
+// their flags, the gRPC server start (port 0 picks a free port, which is printed and written to a
+// port file so that a launcher can read it), and waiting for SIGINT / SIGTERM.
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/model_config.h"
+
+namespace pdserve::cluster {
+
+struct WorkerProcessOptions {
+  std::string worker_id;            // default: "<role>-<pid>"
+  std::string host = "127.0.0.1";
+  int port = 0;                     // 0: pick a free one
+  std::string port_file;            // written with the bound port once serving
+  std::string router = "127.0.0.1:50051";
+  std::string preset = "tiny";
+  uint32_t num_blocks = 0;          // KV pool size in blocks, or
+  double pool_gib = 0;              // in GiB (default 1 GiB when both are 0)
+  std::string layout = "layer-major";
+  std::string transfer = "local";
+  std::string compute = "real";     // real | roofline
+  std::string gpu = "h100";         // roofline: which GPU's time to take
+  int threads = 1;                  // kernel threads (<= 0: all cores)
+  int chunk_tokens = 512;           // prefill: longest chunk one kernel call processes
+  int min_step_us = 0;              // decode: every step lasts at least this long
+  absl::Duration transfer_timeout = absl::Seconds(30);
+  absl::Duration allocation_lease = absl::Minutes(5);
+};
+
+// Blocks of the KV pool from --num-blocks / --pool-gib; InvalidArgument when it is < 1.
+absl::StatusOr<uint32_t> PoolBlocks(const ModelConfig& config, uint32_t num_blocks,
+                                    double pool_gib);
+
+struct RunningServer {
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+  std::string address() const;
+  std::string host;
+};
+
+// Builds and starts a server on host:port (0: a free port) with the given services. A port that
+// is taken is an error naming it (SO_REUSEPORT is off, so two servers never share a port).
+absl::StatusOr<RunningServer> StartServer(const std::string& host, int port,
+                                          const std::vector<grpc::Service*>& services);
+
+// Prints "<what> listening on host:port" and writes the port file when one is named.
+absl::Status AnnounceListening(const std::string& what, const RunningServer& server,
+                               const std::string& port_file);
+
+// Blocks SIGINT and SIGTERM in the calling thread (call before any thread starts, so that every
+// thread inherits the mask) and later waits for one of them.
+void BlockTerminationSignals();
+// Returns the signal number that arrived.
+int WaitForTerminationSignal();
+
+}  // namespace pdserve::cluster

@@ -1,0 +1,331 @@
+#include "decode_worker/decode_engine.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/clock.h"
+#include "common/logging.h"
+
+namespace pdserve::decode {
+
+DecodeStream::Chunk DecodeStream::Next(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return finished_ || read_ < tokens_.size();
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  Chunk chunk;
+  chunk.position = first_position_ + static_cast<int>(read_);
+  chunk.tokens.assign(tokens_.begin() + static_cast<std::ptrdiff_t>(read_), tokens_.end());
+  read_ = tokens_.size();
+  chunk.finished = finished_;
+  chunk.status = status_;
+  chunk.first_token_us = first_token_us_;
+  chunk.finish_us = finish_us_;
+  return chunk;
+}
+
+void DecodeStream::Push(int32_t token, int64_t now_us) {
+  absl::MutexLock lock(&mu_);
+  if (tokens_.empty()) first_token_us_ = now_us;
+  tokens_.push_back(token);
+}
+
+void DecodeStream::Finish(absl::Status status, int64_t now_us) {
+  absl::MutexLock lock(&mu_);
+  if (finished_) return;
+  finished_ = true;
+  status_ = std::move(status);
+  finish_us_ = now_us;
+}
+
+DecodeEngine::DecodeEngine(KvCache& cache, DecodeEngineOptions options)
+    : cache_(cache), options_(std::move(options)) {
+  loop_ = std::thread([this] { Loop(); });
+}
+
+DecodeEngine::~DecodeEngine() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  loop_.join();
+  absl::MutexLock lock(&mu_);
+  const absl::Status stopped = absl::UnavailableError("the decode worker is shutting down");
+  for (Running& r : running_) r.stream->Finish(stopped, WallMicros());
+  running_.clear();
+  std::vector<std::string> ids;
+  for (auto& [id, request] : requests_) {
+    if (request.stream) request.stream->Finish(stopped, WallMicros());
+    ids.push_back(id);
+  }
+  for (const std::string& id : ids) FreeLocked(id);
+}
+
+absl::StatusOr<std::vector<BlockId>> DecodeEngine::Allocate(const std::string& request_id,
+                                                            int prompt_len, int max_tokens) {
+  if (prompt_len <= 0 || max_tokens <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("request ", request_id, ": prompt_len ",
+                                                   prompt_len, " and max_tokens ", max_tokens,
+                                                   " must be positive"));
+  }
+  const ModelConfig& config = cache_.config();
+  const auto reserved =
+      static_cast<uint32_t>(config.BlocksForTokens(int64_t{prompt_len} + max_tokens));
+  const auto prompt_blocks = static_cast<uint32_t>(config.BlocksForTokens(prompt_len));
+  absl::MutexLock lock(&mu_);
+  if (requests_.contains(request_id)) {
+    return absl::AlreadyExistsError(absl::StrCat("request ", request_id, " is already allocated"));
+  }
+  const uint32_t free = cache_.allocator().num_free();
+  const uint32_t unreserved = free > unallocated_reserved_ ? free - unallocated_reserved_ : 0;
+  if (reserved > unreserved) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "request ", request_id, " needs ", reserved, " KV blocks; the decode pool has ", unreserved,
+        " unreserved of ", cache_.allocator().num_blocks()));
+  }
+  absl::StatusOr<std::vector<BlockId>> blocks = cache_.allocator().Allocate(prompt_blocks);
+  if (!blocks.ok()) return blocks.status();
+  Request& r = requests_[request_id];
+  r.blocks = *blocks;
+  r.reserved = reserved;
+  r.prompt_len = prompt_len;
+  r.max_tokens = max_tokens;
+  r.allocated_at = absl::Now();
+  unallocated_reserved_ += reserved - prompt_blocks;
+  reserved_total_ += reserved;
+  return blocks;
+}
+
+absl::StatusOr<std::shared_ptr<DecodeStream>> DecodeEngine::Start(
+    const std::string& request_id, std::vector<int32_t> prompt_tokens, int max_tokens,
+    uint64_t seed) {
+  absl::MutexLock lock(&mu_);
+  auto it = requests_.find(request_id);
+  if (it == requests_.end() || it->second.state != State::kAllocated) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("request ", request_id, " has no allocation waiting to start"));
+  }
+  Request& r = it->second;
+  if (static_cast<int>(prompt_tokens.size()) != r.prompt_len || max_tokens != r.max_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request ", request_id, ": prompt ", prompt_tokens.size(), " / max_tokens ", max_tokens,
+        " differ from the allocation's ", r.prompt_len, " / ", r.max_tokens));
+  }
+  r.state = State::kJoining;
+  r.prompt = std::move(prompt_tokens);
+  r.seed = seed;
+  r.stream = std::make_shared<DecodeStream>(r.prompt_len);
+  joins_.push_back(request_id);
+  return r.stream;
+}
+
+absl::Status DecodeEngine::Release(const std::string& request_id, absl::Status reason) {
+  absl::MutexLock lock(&mu_);
+  auto it = requests_.find(request_id);
+  if (it == requests_.end()) {
+    return absl::NotFoundError(absl::StrCat("request ", request_id, " holds no blocks"));
+  }
+  Request& r = it->second;
+  switch (r.state) {
+    case State::kAllocated:
+      FreeLocked(request_id);
+      return absl::OkStatus();
+    case State::kJoining:
+      joins_.erase(std::remove(joins_.begin(), joins_.end(), request_id), joins_.end());
+      r.stream->Finish(reason, WallMicros());
+      FreeLocked(request_id);
+      return absl::OkStatus();
+    case State::kRunning:
+      break;
+  }
+  // Running: the loop thread owns its state; it leaves the batch before the next step.
+  r.release_requested = true;
+  r.release_reason = std::move(reason);
+  releases_pending_ = true;
+  auto gone = [this, &request_id]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return !requests_.contains(request_id);
+  };
+  if (!mu_.AwaitWithTimeout(absl::Condition(&gone), absl::Seconds(10))) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("request ", request_id, " did not leave the decode batch within 10 s"));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<std::string> DecodeEngine::ExpireAllocations(absl::Duration lease) {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> expired;
+  const absl::Time now = absl::Now();
+  for (const auto& [id, r] : requests_) {
+    if (r.state == State::kAllocated && now - r.allocated_at > lease) expired.push_back(id);
+  }
+  for (const std::string& id : expired) FreeLocked(id);
+  return expired;
+}
+
+DecodeCapacity DecodeEngine::Capacity() const {
+  absl::MutexLock lock(&mu_);
+  DecodeCapacity c;
+  c.total_blocks = cache_.allocator().num_blocks();
+  c.free_blocks = cache_.allocator().num_free();
+  c.reserved_blocks = reserved_total_;
+  c.running_requests = running_count_;
+  c.allocated_requests = static_cast<uint32_t>(requests_.size()) - running_count_;
+  c.finished_requests = finished_;
+  return c;
+}
+
+void DecodeEngine::FreeLocked(const std::string& id) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return;
+  Request& r = it->second;
+  if (absl::Status freed = cache_.allocator().Free(r.blocks); !freed.ok()) {
+    ComponentLogger("decode")->error("request {}: freeing its blocks failed: {}", id,
+                                     freed.ToString());
+  }
+  unallocated_reserved_ -= r.reserved - static_cast<uint32_t>(r.blocks.size());
+  reserved_total_ -= r.reserved;
+  if (r.state == State::kRunning) running_count_--;
+  requests_.erase(it);
+}
+
+bool DecodeEngine::TakeWorkLocked() {
+  if (stop_) return false;
+  if (releases_pending_) {
+    releases_pending_ = false;
+    for (size_t i = 0; i < running_.size();) {
+      Request& r = requests_.at(running_[i].id);
+      if (!r.release_requested) {
+        ++i;
+        continue;
+      }
+      running_[i].stream->Finish(r.release_reason, WallMicros());
+      FreeLocked(running_[i].id);
+      running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+  }
+  for (const std::string& id : joins_) {
+    Request& r = requests_.at(id);
+    r.state = State::kRunning;
+    running_count_++;
+    running_.push_back(Running{.id = id,
+                               .stream = r.stream,
+                               .table = r.blocks,
+                               .last_token = r.prompt.back(),
+                               .seq_len = r.prompt_len,
+                               .generated = 0,
+                               .max_tokens = r.max_tokens,
+                               .seed = r.seed,
+                               .pending_write = false});
+    r.prompt.clear();
+    r.prompt.shrink_to_fit();
+  }
+  joins_.clear();
+  return true;
+}
+
+void DecodeEngine::Loop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto has_work = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+        return stop_ || releases_pending_ || !joins_.empty() || !running_.empty();
+      };
+      mu_.Await(absl::Condition(&has_work));
+      if (!TakeWorkLocked()) return;
+    }
+    if (!running_.empty()) Step();
+  }
+}
+
+void DecodeEngine::FinishRunning(size_t index, absl::Status status) {
+  Running& r = running_[index];
+  {
+    absl::MutexLock lock(&mu_);
+    FreeLocked(r.id);
+    if (status.ok()) finished_++;
+  }
+  // Blocks are free before the stream says so: a caller that saw the end can reuse them.
+  r.stream->Finish(std::move(status), WallMicros());
+  running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(index));
+}
+
+void DecodeEngine::Step() {
+  const absl::Time start = absl::Now();
+  const ModelConfig& config = cache_.config();
+  // KV of the tokens produced last step, growing block tables from the reservations.
+  for (size_t i = 0; i < running_.size();) {
+    Running& r = running_[i];
+    if (!r.pending_write) {
+      ++i;
+      continue;
+    }
+    if (r.seq_len / config.block_size >= static_cast<int>(r.table.size())) {
+      absl::StatusOr<std::vector<BlockId>> block;
+      {
+        absl::MutexLock lock(&mu_);
+        block = cache_.allocator().Allocate(1);
+        if (block.ok()) {
+          requests_.at(r.id).blocks.push_back((*block)[0]);
+          unallocated_reserved_--;
+        }
+      }
+      if (!block.ok()) {
+        FinishRunning(i, absl::InternalError(absl::StrCat("request ", r.id,
+                                                          ": no block within its reservation: ",
+                                                          block.status().ToString())));
+        continue;
+      }
+      r.table.push_back((*block)[0]);
+    }
+    absl::Status written = WriteKv(cache_, r.table, std::span<const int32_t>(&r.last_token, 1),
+                                   r.seq_len, 1);
+    if (!written.ok()) {
+      FinishRunning(i, written);
+      continue;
+    }
+    r.seq_len++;
+    r.pending_write = false;
+    ++i;
+  }
+  if (running_.empty()) return;
+
+  batch_.clear();
+  for (const Running& r : running_) {
+    batch_.push_back(DecodeSequence{
+        .block_table = r.table, .last_token = r.last_token, .seq_len = r.seq_len, .seed = r.seed});
+  }
+  absl::StatusOr<std::vector<DecodeResult>> results =
+      DecodeAttention(cache_, batch_, options_.attention);
+  if (!results.ok()) {
+    while (!running_.empty()) FinishRunning(running_.size() - 1, results.status());
+    return;
+  }
+  absl::Duration step_time = options_.min_step;
+  if (options_.roofline.has_value()) {
+    std::vector<int> seq_lens;
+    seq_lens.reserve(running_.size());
+    for (const Running& r : running_) seq_lens.push_back(r.seq_len);
+    step_time = std::max(step_time,
+                         absl::Seconds(options_.roofline->DecodeStepSeconds(seq_lens)));
+  }
+  // Simulated device time: the step lasts as long as the modelled GPU would take.
+  if (absl::Duration left = step_time - (absl::Now() - start); left > absl::ZeroDuration()) {
+    absl::SleepFor(left);
+  }
+  const int64_t now_us = WallMicros();
+  for (size_t i = 0; i < running_.size(); ++i) {
+    Running& r = running_[i];
+    r.last_token = (*results)[i].token;
+    r.generated++;
+    r.pending_write = true;
+    r.stream->Push(r.last_token, now_us);
+  }
+  for (size_t i = running_.size(); i-- > 0;) {
+    if (running_[i].generated >= running_[i].max_tokens) FinishRunning(i, absl::OkStatus());
+  }
+}
+
+}  // namespace pdserve::decode

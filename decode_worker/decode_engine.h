@@ -1,0 +1,169 @@
+#pragma once
+
+// Iteration-level continuous batching over one paged KV pool, on one loop thread.
+//
+// A request goes through: Allocate (reserve blocks for prompt + max_tokens positions and allocate
+// the prompt's blocks, which the prefill worker then fills) -> Start (its prompt KV is in place:
+// it joins the running batch before the next step) -> one token per step -> finished (blocks
+// freed at once, before the final chunk is published). Release frees a request in any state.
+//
+// Each step: requests that joined or were released are applied; every running request that got
+// a token last step writes that token's KV (allocating a block from its reservation when it
+// crosses a block boundary, which therefore never fails); one DecodeAttention over the whole
+// batch yields every request's next token, which is published to its DecodeStream.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/roofline.h"
+#include "kvcache/cpu_attention.h"
+#include "kvcache/kv_cache.h"
+
+namespace pdserve::decode {
+
+// Tokens of one request as they are produced; read by the RPC thread that streams them.
+class DecodeStream {
+ public:
+  struct Chunk {
+    std::vector<int32_t> tokens;  // new since the previous Next()
+    int position = 0;             // sequence position of tokens[0]
+    bool finished = false;        // no more tokens will come (see status)
+    absl::Status status;          // OK when finished normally
+    int64_t first_token_us = 0;   // wall clock of the first token (0 until then)
+    int64_t finish_us = 0;
+  };
+
+  explicit DecodeStream(int first_position) : first_position_(first_position) {}
+
+  // Waits until there are unread tokens or the stream ended, at most `timeout`; an empty chunk
+  // that is not finished means the timeout passed.
+  Chunk Next(absl::Duration timeout);
+
+  // Producer side (the loop thread).
+  void Push(int32_t token, int64_t now_us);
+  void Finish(absl::Status status, int64_t now_us);
+
+ private:
+  absl::Mutex mu_;
+  const int first_position_;
+  std::vector<int32_t> tokens_ ABSL_GUARDED_BY(mu_);
+  size_t read_ ABSL_GUARDED_BY(mu_) = 0;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+  int64_t first_token_us_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t finish_us_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+struct DecodeEngineOptions {
+  AttentionOptions attention;
+  // Roofline compute mode: each step lasts at least the model's time on this GPU (KV is still
+  // written and read, the checksum still computed).
+  std::optional<RooflineModel> roofline;
+  // Every step lasts at least this long (tests use it to make continuous batching observable).
+  absl::Duration min_step = absl::ZeroDuration();
+};
+
+struct DecodeCapacity {
+  uint32_t total_blocks = 0;
+  uint32_t free_blocks = 0;      // blocks in the allocator's free list
+  uint32_t reserved_blocks = 0;  // reserved by requests (allocated or still to be grown into)
+  uint32_t running_requests = 0;
+  uint32_t allocated_requests = 0;  // allocated, not yet started
+  uint64_t finished_requests = 0;
+};
+
+class DecodeEngine {
+ public:
+  DecodeEngine(KvCache& cache, DecodeEngineOptions options);
+  ~DecodeEngine();  // aborts every request and joins the loop thread
+  DecodeEngine(const DecodeEngine&) = delete;
+  DecodeEngine& operator=(const DecodeEngine&) = delete;
+
+  // Reserves blocks for prompt_len + max_tokens positions and allocates the prompt's blocks.
+  // ResourceExhausted (nothing taken) when the unreserved blocks do not suffice; AlreadyExists
+  // for an id in use.
+  absl::StatusOr<std::vector<BlockId>> Allocate(const std::string& request_id, int prompt_len,
+                                                int max_tokens);
+  // The prompt's KV is in the allocated blocks: join the running batch. FailedPrecondition when
+  // the request is not allocated (or already started); InvalidArgument when the prompt length
+  // differs from the allocation's.
+  absl::StatusOr<std::shared_ptr<DecodeStream>> Start(const std::string& request_id,
+                                                      std::vector<int32_t> prompt_tokens,
+                                                      int max_tokens, uint64_t seed);
+  // Frees the request's blocks whatever its state; a running request leaves the batch before the
+  // next step and its stream ends with `reason`. Returns once the blocks are free (NotFound when
+  // the id is unknown, e.g. already finished).
+  absl::Status Release(const std::string& request_id, absl::Status reason);
+  // Releases allocations that were never started within `lease` (their router is gone).
+  std::vector<std::string> ExpireAllocations(absl::Duration lease);
+
+  DecodeCapacity Capacity() const;
+  const KvCache& cache() const { return cache_; }
+
+ private:
+  enum class State { kAllocated, kJoining, kRunning };
+  struct Request {
+    State state = State::kAllocated;
+    std::vector<BlockId> blocks;
+    uint32_t reserved = 0;
+    int prompt_len = 0;
+    int max_tokens = 0;
+    uint64_t seed = 0;
+    std::vector<int32_t> prompt;
+    std::shared_ptr<DecodeStream> stream;
+    absl::Time allocated_at;
+    bool release_requested = false;
+    absl::Status release_reason;
+  };
+  // What the loop thread keeps per running request, outside the lock.
+  struct Running {
+    std::string id;
+    std::shared_ptr<DecodeStream> stream;
+    std::vector<BlockId> table;
+    int32_t last_token = 0;
+    int seq_len = 0;         // KV positions in the cache
+    int generated = 0;
+    int max_tokens = 0;
+    uint64_t seed = 0;
+    bool pending_write = false;  // last_token's KV is not yet in the cache
+  };
+
+  void Loop();
+  // Frees a request's blocks and unreserves the rest; erases it.
+  void FreeLocked(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies releases and joins; returns false when stopping.
+  bool TakeWorkLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishRunning(size_t index, absl::Status status);
+  void Step();
+
+  KvCache& cache_;
+  const DecodeEngineOptions options_;
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, Request> requests_ ABSL_GUARDED_BY(mu_);
+  // Reserved blocks not yet taken from the allocator: Allocate keeps them free.
+  uint32_t unallocated_reserved_ ABSL_GUARDED_BY(mu_) = 0;
+  uint32_t reserved_total_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::string> joins_ ABSL_GUARDED_BY(mu_);
+  bool releases_pending_ ABSL_GUARDED_BY(mu_) = false;
+  uint32_t running_count_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t finished_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Owned by the loop thread.
+  std::vector<Running> running_;
+  std::vector<DecodeSequence> batch_;
+
+  std::thread loop_;
+};
+
+}  // namespace pdserve::decode

@@ -1,0 +1,81 @@
+#include "prefill_worker/prefill_service.h"
+
+#include <unistd.h>
+
+#include "cluster/grpc_util.h"
+
+namespace pdserve::prefill {
+
+PrefillService::PrefillService(PrefillEngine& engine, transfer::KvTransport& transport,
+                               PrefillServiceOptions options)
+    : engine_(engine), transport_(transport), options_(std::move(options)) {}
+
+v1::WorkerCapacity PrefillService::Capacity() const {
+  v1::WorkerCapacity out;
+  out.set_total_blocks(engine_.cache().allocator().num_blocks());
+  out.set_free_blocks(engine_.cache().allocator().num_free());
+  out.set_running_requests(engine_.counters().running);
+  return out;
+}
+
+grpc::Status PrefillService::Prefill(grpc::ServerContext*, const v1::PrefillBatchRequest* request,
+                                     v1::PrefillBatchResponse* response) {
+  std::vector<PrefillItemSpec> items;
+  items.reserve(request->items_size());
+  for (const v1::PrefillItem& in : request->items()) {
+    items.push_back(PrefillItemSpec{
+        .request_id = in.request_id(),
+        .prompt = {in.prompt_tokens().begin(), in.prompt_tokens().end()},
+        .decode_worker = in.decode_worker_id(),
+        .decode_blocks = {in.decode_blocks().block_ids().begin(),
+                          in.decode_blocks().block_ids().end()}});
+  }
+  for (const PrefillItemOutcome& out : engine_.Run(items)) {
+    v1::PrefillItemResult* r = response->add_results();
+    r->set_request_id(out.request_id);
+    r->set_ok(out.status.ok());
+    if (!out.status.ok()) {
+      r->set_error(std::string(out.status.message()));
+      r->set_error_code(static_cast<int32_t>(out.status.code()));
+    }
+    r->set_prefill_start_us(out.prefill_start_us);
+    r->set_prefill_end_us(out.prefill_end_us);
+    r->set_transfer_start_us(out.transfer_start_us);
+    r->set_transfer_end_us(out.transfer_end_us);
+    r->set_kv_bytes(out.kv_bytes);
+    r->set_transfer_ops(out.transfer_ops);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status PrefillService::AddPeer(grpc::ServerContext*, const v1::AddPeerRequest* request,
+                                     v1::AddPeerResponse*) {
+  return cluster::ToGrpc(
+      engine_.AddPeer(request->worker_id(), request->kv_pool().transport_descriptor()));
+}
+
+grpc::Status PrefillService::RemovePeer(grpc::ServerContext*, const v1::RemovePeerRequest* request,
+                                        v1::RemovePeerResponse*) {
+  return cluster::ToGrpc(engine_.RemovePeer(request->worker_id()));
+}
+
+grpc::Status PrefillService::GetStatus(grpc::ServerContext*, const v1::StatusRequest*,
+                                       v1::WorkerStatus* response) {
+  response->set_worker_id(options_.worker_id);
+  response->set_role(v1::WORKER_ROLE_PREFILL);
+  response->set_address(options_.address);
+  *response->mutable_capacity() = Capacity();
+  response->set_healthy(true);
+  const PrefillCounters counters = engine_.counters();
+  response->set_requests_served(counters.requests);
+  response->set_kv_bytes_transferred(counters.kv_bytes);
+  const transfer::TransportCounters transport = transport_.counters();
+  response->set_registrations(transport.registrations);
+  response->set_transfer_backend(transport_.backend());
+  response->set_transports(transport.transports);
+  response->set_pid(getpid());
+  response->set_live(true);
+  return grpc::Status::OK;
+}
+
+}  // namespace pdserve::prefill

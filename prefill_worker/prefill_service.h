@@ -1,0 +1,39 @@
+#pragma once
+
+// The prefill worker's gRPC service over a PrefillEngine.
+
+#include <string>
+
+#include "pdserve.grpc.pb.h"
+#include "prefill_worker/prefill_engine.h"
+
+namespace pdserve::prefill {
+
+struct PrefillServiceOptions {
+  std::string worker_id = "prefill-0";
+  std::string address;
+};
+
+class PrefillService final : public v1::PrefillWorker::Service {
+ public:
+  PrefillService(PrefillEngine& engine, transfer::KvTransport& transport,
+                 PrefillServiceOptions options);
+
+  grpc::Status Prefill(grpc::ServerContext* ctx, const v1::PrefillBatchRequest* request,
+                       v1::PrefillBatchResponse* response) override;
+  grpc::Status AddPeer(grpc::ServerContext* ctx, const v1::AddPeerRequest* request,
+                       v1::AddPeerResponse* response) override;
+  grpc::Status RemovePeer(grpc::ServerContext* ctx, const v1::RemovePeerRequest* request,
+                          v1::RemovePeerResponse* response) override;
+  grpc::Status GetStatus(grpc::ServerContext* ctx, const v1::StatusRequest* request,
+                         v1::WorkerStatus* response) override;
+
+  v1::WorkerCapacity Capacity() const;
+
+ private:
+  PrefillEngine& engine_;
+  transfer::KvTransport& transport_;
+  PrefillServiceOptions options_;
+};
+
+}  // namespace pdserve::prefill

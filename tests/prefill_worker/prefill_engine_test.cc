@@ -1,0 +1,101 @@
+#include "prefill_worker/prefill_engine.h"
+
+#include "common/synthetic_model.h"
+#include "decode_worker/decode_engine.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/prefill_worker/fake_transport.h"
+
+namespace pdserve::prefill {
+namespace {
+
+ModelConfig Tiny() { return *PresetConfig("tiny"); }
+
+class PrefillEngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    prefill_cache_ = *KvCache::CreateInHostMemory(Tiny(), 64, KvLayout::kLayerMajor);
+    decode_cache_ = *KvCache::CreateInHostMemory(Tiny(), 64, KvLayout::kLayerMajor);
+    ASSERT_TRUE(prefill_transport_.RegisterPool(*prefill_cache_).ok());
+    ASSERT_TRUE(decode_transport_.RegisterPool(*decode_cache_).ok());
+  }
+
+  std::unique_ptr<PrefillEngine> Engine(int chunk_tokens) {
+    PrefillEngineOptions options;
+    options.chunk_tokens = chunk_tokens;
+    auto engine = std::make_unique<PrefillEngine>(*prefill_cache_, prefill_transport_, options);
+    EXPECT_TRUE(engine->AddPeer("decode-0", *decode_transport_.ExportDescriptor()).ok());
+    return engine;
+  }
+
+  std::unique_ptr<KvCache> prefill_cache_, decode_cache_;
+  FakeTransport prefill_transport_, decode_transport_;
+};
+
+TEST_F(PrefillEngineTest, ChunkedPrefillThenDecodeMatchesReference) {
+  auto engine = Engine(/*chunk_tokens=*/16);
+  decode::DecodeEngine decoder(*decode_cache_, {});
+  const std::vector<int32_t> prompt = model::SyntheticPrompt(5, 100, Tiny().vocab_size);
+  auto blocks = decoder.Allocate("r1", 100, 20);
+  ASSERT_TRUE(blocks.ok());
+  std::vector<PrefillItemOutcome> out =
+      engine->Run({{.request_id = "r1", .prompt = prompt, .decode_worker = "decode-0",
+                    .decode_blocks = *blocks}});
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_TRUE(out[0].status.ok()) << out[0].status;
+  EXPECT_EQ(out[0].kv_bytes, 7u * decode_cache_->geometry().block_bytes());
+  auto stream = decoder.Start("r1", prompt, 20, 5);
+  ASSERT_TRUE(stream.ok());
+  std::vector<int32_t> tokens;
+  while (true) {
+    auto chunk = (*stream)->Next(absl::Seconds(30));
+    tokens.insert(tokens.end(), chunk.tokens.begin(), chunk.tokens.end());
+    if (chunk.finished) break;
+  }
+  EXPECT_EQ(tokens, model::ReferenceGenerate(prompt, 20, Tiny(), 5));
+}
+
+TEST_F(PrefillEngineTest, NotifiesWithRequestIdAndFreesOwnBlocks) {
+  auto engine = Engine(512);
+  const std::vector<int32_t> prompt = model::SyntheticPrompt(1, 40, Tiny().vocab_size);
+  auto out = engine->Run({{.request_id = "a", .prompt = prompt, .decode_worker = "decode-0",
+                           .decode_blocks = {0, 1, 2}},
+                          {.request_id = "b", .prompt = prompt, .decode_worker = "decode-0",
+                           .decode_blocks = {3, 4, 5}}});
+  EXPECT_TRUE(out[0].status.ok());
+  EXPECT_TRUE(out[1].status.ok());
+  EXPECT_THAT(prefill_transport_.sent_notifications, ::testing::ElementsAre("a", "b"));
+  EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
+}
+
+TEST_F(PrefillEngineTest, UnknownDecodePeerFailsOnlyThatItem) {
+  auto engine = Engine(512);
+  const std::vector<int32_t> prompt = model::SyntheticPrompt(1, 10, Tiny().vocab_size);
+  auto out = engine->Run({{.request_id = "lost", .prompt = prompt, .decode_worker = "decode-9",
+                           .decode_blocks = {0}},
+                          {.request_id = "fine", .prompt = prompt, .decode_worker = "decode-0",
+                           .decode_blocks = {1}}});
+  EXPECT_EQ(out[0].status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(out[1].status.ok());
+  EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
+}
+
+TEST_F(PrefillEngineTest, WrongNumberOfDestinationBlocksIsInvalidArgument) {
+  auto engine = Engine(512);
+  const std::vector<int32_t> prompt = model::SyntheticPrompt(1, 40, Tiny().vocab_size);
+  auto out = engine->Run({{.request_id = "a", .prompt = prompt, .decode_worker = "decode-0",
+                           .decode_blocks = {0}}});
+  EXPECT_EQ(out[0].status.code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(PrefillEngineTest, RemovedPeerIsNoLongerATarget) {
+  auto engine = Engine(512);
+  ASSERT_TRUE(engine->RemovePeer("decode-0").ok());
+  const std::vector<int32_t> prompt = model::SyntheticPrompt(1, 10, Tiny().vocab_size);
+  auto out = engine->Run({{.request_id = "a", .prompt = prompt, .decode_worker = "decode-0",
+                           .decode_blocks = {0}}});
+  EXPECT_EQ(out[0].status.code(), absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace pdserve::prefill
