@@ -1,0 +1,46 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "loadgen/arrival_schedule.h"
+#include "loadgen/metrics.h"
+#include "loadgen/workload.h"
+
+namespace pdserve::loadgen {
+
+enum class DatasetKind { kRandom, kTrace };
+enum class ProgressMode { kAuto, kOn, kOff };  // kAuto: a live line only when stderr is a tty
+
+// Everything one load run needs. Defaults follow `vllm bench serve` where it has the same knob.
+struct LoadOptions {
+  std::string target = "127.0.0.1:8000";  // host:port serving pdserve.v1.Router/Generate
+  int num_prompts = 1000;
+  int num_warmups = 0;      // sent and awaited before the measured run; not in the results
+  int max_concurrency = 0;  // 0: unlimited
+  uint64_t seed = 0;        // schedule, lengths and prompts
+  ArrivalOptions arrival;   // ignored for traces (their own times are replayed)
+
+  DatasetKind dataset = DatasetKind::kRandom;
+  RandomWorkloadOptions random;
+  std::string trace_path;  // JSONL, for DatasetKind::kTrace
+
+  std::string preset = "tiny";  // model preset: vocabulary of prompts, oracle of --verify
+  bool verify = false;          // compare every token with model::ReferenceGenerate
+
+  std::vector<double> percentiles = {50, 90, 95, 99};
+  SloSpec goodput;
+
+  double request_timeout_s = 600;  // per-request gRPC deadline
+  double connect_timeout_s = 10;   // waiting for the target's channel to become ready
+  int num_channels = 2;            // separate HTTP/2 connections, requests spread round-robin
+  ProgressMode progress = ProgressMode::kAuto;
+
+  // Labels copied into the result.
+  std::string backend = "pdserve";
+  std::string label;
+  std::string model_id;  // empty: "pdserve/<preset>"
+};
+
+}  // namespace pdserve::loadgen

@@ -1,0 +1,245 @@
+#include "loadgen/load_runner.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/logging.h"
+#include "common/model_config.h"
+#include "common/status_macros.h"
+#include "common/synthetic_model.h"
+#include "grpcpp/grpcpp.h"
+#include "loadgen/call_tracker.h"
+#include "loadgen/generate_call.h"
+#include "loadgen/progress_line.h"
+#include "loadgen/verify.h"
+#include "pdserve.grpc.pb.h"
+
+namespace pdserve::loadgen {
+namespace {
+
+namespace v1 = pdserve::v1;
+using StubList = std::vector<std::unique_ptr<v1::Router::Stub>>;
+
+constexpr uint64_t kWarmupSalt = 0x3C6EF372FE94F82Bull;
+// Due times count from a moment slightly ahead of the sender's start, so that the first
+// requests are not late because of thread start-up.
+constexpr int64_t kStartLeadNs = 2'000'000;
+
+struct PhaseOutcome {
+  std::vector<RequestRecord> records;
+  CallTracker::Counts counts;
+  double duration_s = 0;  // first send -> last completion
+};
+
+// One HTTP/2 connection per channel: the distinct argument keeps gRPC from sharing subchannels.
+absl::StatusOr<StubList> Connect(const LoadOptions& options) {
+  StubList stubs;
+  const auto deadline = std::chrono::system_clock::now() +
+                        std::chrono::milliseconds(static_cast<int64_t>(options.connect_timeout_s * 1e3));
+  for (int i = 0; i < options.num_channels; ++i) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args.SetInt("pdserve.loadgen.channel", i);
+    auto channel =
+        grpc::CreateCustomChannel(options.target, grpc::InsecureChannelCredentials(), args);
+    if (!channel->WaitForConnected(deadline)) {
+      return absl::UnavailableError(absl::StrCat("loadgen: cannot connect to ", options.target,
+                                                 " within ", options.connect_timeout_s, " s"));
+    }
+    stubs.push_back(v1::Router::NewStub(channel));
+  }
+  return stubs;
+}
+
+std::vector<v1::GenerateRequest> MakeRequests(const std::vector<RequestSpec>& specs,
+                                              const std::string& id_prefix,
+                                              const std::string& preset) {
+  std::vector<v1::GenerateRequest> requests(specs.size());
+  for (size_t i = 0; i < specs.size(); ++i) {
+    v1::GenerateRequest& r = requests[i];
+    r.set_request_id(absl::StrCat(id_prefix, specs[i].index));
+    r.mutable_prompt_tokens()->Assign(specs[i].prompt.begin(), specs[i].prompt.end());
+    r.set_max_tokens(specs[i].output_len);
+    r.set_seed(specs[i].seed);
+    r.set_ignore_eos(true);
+    if (!preset.empty()) r.set_preset(preset);
+  }
+  return requests;
+}
+
+// Sends `requests` at their due times from a sender thread and waits until every one is done
+// (each has a deadline, so this ends).
+PhaseOutcome RunPhase(const std::vector<RequestSpec>& specs,
+                      const std::vector<v1::GenerateRequest>& requests, const StubList& stubs,
+                      const LoadOptions& options, bool show_progress) {
+  const int n = static_cast<int>(specs.size());
+  PhaseOutcome out;
+  out.records.resize(n);
+  for (int i = 0; i < n; ++i) {
+    RequestRecord& r = out.records[i];
+    r.index = specs[i].index;
+    r.request_id = requests[i].request_id();
+    r.input_len = specs[i].input_len;
+    r.max_tokens = specs[i].output_len;
+    r.seed = specs[i].seed;
+    r.scheduled_s = specs[i].arrival_s;
+  }
+  if (n == 0) return out;
+  CallTracker tracker;
+  const int64_t t0 = MonotonicNanos() + kStartLeadNs;
+  std::vector<std::unique_ptr<GenerateCall>> calls;
+  calls.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    calls.push_back(std::make_unique<GenerateCall>(&out.records[i], &tracker, t0));
+  }
+  std::thread sender([&] {
+    for (int i = 0; i < n; ++i) {
+      const std::chrono::steady_clock::time_point due{std::chrono::nanoseconds(
+          t0 + static_cast<int64_t>(specs[i].arrival_s * 1e9))};
+      if (std::chrono::steady_clock::now() < due) std::this_thread::sleep_until(due);
+      tracker.WaitForSlot(options.max_concurrency);
+      calls[i]->Start(stubs[i % stubs.size()].get(), &requests[i], options.request_timeout_s);
+    }
+  });
+  ProgressLine progress(show_progress, n, t0);
+  while (!tracker.WaitAllDone(n, absl::Milliseconds(250))) {
+    progress.Update(tracker.Read(), MonotonicNanos());
+  }
+  sender.join();
+  out.counts = tracker.Read();
+  progress.Finish(out.counts, MonotonicNanos());
+  const double first_send = out.records.front().send_s;  // sends go out in index order
+  out.duration_s = static_cast<double>(out.counts.last_done_ns - t0) * 1e-9 - first_send;
+  return out;
+}
+
+// (n - 1) / (last - first) of non-decreasing times; infinity when they coincide.
+double RateOf(double first, double last, int n) {
+  if (n < 2) return NAN;
+  return last > first ? (n - 1) / (last - first) : INFINITY;
+}
+
+GeneratorStats MakeGeneratorStats(const LoadOptions& options, const PhaseOutcome& phase) {
+  GeneratorStats g;
+  const auto& r = phase.records;
+  const int n = static_cast<int>(r.size());
+  g.sent = phase.counts.sent;
+  g.peak_in_flight = phase.counts.peak_in_flight;
+  g.scheduled_rate = RateOf(r.front().scheduled_s, r.back().scheduled_s, n);
+  g.achieved_rate = RateOf(r.front().send_s, r.back().send_s, n);
+  g.requested_rate =
+      options.dataset == DatasetKind::kTrace ? g.scheduled_rate : options.arrival.request_rate;
+  std::vector<double> lag(n);
+  for (int i = 0; i < n; ++i) lag[i] = (r[i].send_s - r[i].scheduled_s) * 1e3;
+  g.send_lag_ms = Summarize(std::move(lag), {50, 99});
+  return g;
+}
+
+absl::Status MakeWorkloads(const LoadOptions& options, int32_t vocab_size,
+                           std::vector<RequestSpec>& specs, std::vector<RequestSpec>& warmups) {
+  const uint64_t warmup_seed = model::Mix64(options.seed ^ kWarmupSalt);
+  if (options.dataset == DatasetKind::kTrace) {
+    ASSIGN_OR_RETURN(std::vector<TraceEntry> trace, LoadTraceFile(options.trace_path));
+    specs = MakeTraceWorkload(trace, options.num_prompts, options.seed, vocab_size,
+                              options.random.prefix_len);
+    warmups.clear();
+    if (options.num_warmups > 0) {
+      warmups = MakeTraceWorkload(trace, options.num_warmups, warmup_seed, vocab_size,
+                                  options.random.prefix_len);
+    }
+  } else {
+    ASSIGN_OR_RETURN(specs, MakeRandomWorkload(options.random, options.num_prompts, options.seed,
+                                               vocab_size));
+    const std::vector<double> due =
+        ArrivalOffsets(options.arrival, options.num_prompts, options.seed);
+    for (size_t i = 0; i < specs.size(); ++i) specs[i].arrival_s = due[i];
+    ASSIGN_OR_RETURN(warmups, MakeRandomWorkload(options.random, options.num_warmups,
+                                                 warmup_seed, vocab_size));
+  }
+  for (RequestSpec& w : warmups) w.arrival_s = 0;  // warm-ups go out at once
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateLoadOptions(const LoadOptions& o) {
+  if (o.target.empty()) return absl::InvalidArgumentError("loadgen: no target given");
+  if (o.num_prompts < 1) return absl::InvalidArgumentError("loadgen: num_prompts must be >= 1");
+  if (o.num_warmups < 0 || o.max_concurrency < 0) {
+    return absl::InvalidArgumentError("loadgen: num_warmups and max_concurrency must be >= 0");
+  }
+  if (o.num_channels < 1) return absl::InvalidArgumentError("loadgen: num_channels must be >= 1");
+  if (!(o.request_timeout_s > 0) || !(o.connect_timeout_s > 0)) {
+    return absl::InvalidArgumentError("loadgen: timeouts must be > 0");
+  }
+  for (double p : o.percentiles) {
+    if (!(p >= 0 && p <= 100)) {
+      return absl::InvalidArgumentError(absl::StrCat("loadgen: percentile ", p, " not in [0, 100]"));
+    }
+  }
+  if (o.dataset == DatasetKind::kTrace) {
+    if (o.trace_path.empty()) return absl::InvalidArgumentError("loadgen: trace path missing");
+    if (o.random.prefix_len < 0) return absl::InvalidArgumentError("loadgen: prefix_len < 0");
+  } else {
+    RETURN_IF_ERROR(ValidateArrivalOptions(o.arrival));
+    RETURN_IF_ERROR(ValidateRandomWorkload(o.random));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BenchmarkResult> RunLoad(const LoadOptions& options) {
+  RETURN_IF_ERROR(ValidateLoadOptions(options));
+  ASSIGN_OR_RETURN(ModelConfig config, PresetConfig(options.preset));
+  auto log = ComponentLogger("loadgen");
+  std::vector<RequestSpec> specs, warmups;
+  RETURN_IF_ERROR(MakeWorkloads(options, config.vocab_size, specs, warmups));
+  ASSIGN_OR_RETURN(StubList stubs, Connect(options));
+
+  // Ids unique across runs against one long-lived router.
+  const std::string run_tag =
+      absl::StrFormat("lg%06x", static_cast<uint32_t>(WallMicros() ^ (getpid() << 8)) & 0xFFFFFF);
+  const std::string preset = options.verify ? options.preset : std::string();
+  BenchmarkResult result;
+  result.options = options;
+  result.model_id = options.model_id.empty() ? absl::StrCat("pdserve/", options.preset)
+                                             : options.model_id;
+  if (!warmups.empty()) {
+    log->info("sending {} warm-up requests to {}", warmups.size(), options.target);
+    const auto requests = MakeRequests(warmups, run_tag + "-w", preset);
+    PhaseOutcome warm = RunPhase(warmups, requests, stubs, options, /*show_progress=*/false);
+    result.warmup_failed = warm.counts.failed;
+    result.warmup_completed = warm.counts.done - warm.counts.failed;
+  }
+  const bool tty = isatty(STDERR_FILENO) == 1;
+  const bool show = options.progress == ProgressMode::kOn ||
+                    (options.progress == ProgressMode::kAuto && tty);
+  log->info("sending {} requests to {} (rate {}, {}, seed {})", specs.size(), options.target,
+            options.dataset == DatasetKind::kTrace ? std::string("trace")
+                                                   : RequestRateName(options.arrival.request_rate),
+            options.dataset == DatasetKind::kTrace ? std::string("replay")
+                                                   : ArrivalProcessName(options.arrival.process),
+            options.seed);
+  const auto requests = MakeRequests(specs, run_tag + "-", preset);
+  result.date = absl::FormatTime("%Y%m%d-%H%M%S", absl::Now(), absl::LocalTimeZone());
+  PhaseOutcome phase = RunPhase(specs, requests, stubs, options, show);
+  result.duration_s = phase.duration_s;
+  result.generator = MakeGeneratorStats(options, phase);
+  result.requests = std::move(phase.records);
+  if (options.verify) result.verify_mismatches = VerifyRecords(specs, config, result.requests);
+  result.metrics =
+      ComputeMetrics(result.requests, result.duration_s, options.percentiles, options.goodput);
+  log->info("done: {} completed, {} failed in {:.3f} s", result.metrics.completed,
+            result.metrics.failed, result.duration_s);
+  return result;
+}
+
+}  // namespace pdserve::loadgen

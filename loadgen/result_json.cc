@@ -1,0 +1,182 @@
+#include "loadgen/result_json.h"
+
+#include <cmath>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+
+namespace pdserve::loadgen {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+// NaN and infinity are not JSON: they become null.
+Json Number(double v) { return std::isfinite(v) ? Json(v) : Json(nullptr); }
+
+void AddDistribution(Json& j, const std::string& metric, const Distribution& d) {
+  j[absl::StrCat("mean_", metric, "_ms")] = Number(d.mean);
+  j[absl::StrCat("median_", metric, "_ms")] = Number(d.median);
+  j[absl::StrCat("std_", metric, "_ms")] = Number(d.std);
+  for (const auto& [p, v] : d.percentiles) {
+    j[absl::StrCat("p", PercentileName(p), "_", metric, "_ms")] = Number(v);
+  }
+}
+
+// Server-timeline aggregates; every field is present (null without timelines) so that readers
+// need not test for keys.
+void AddTimeline(Json& j, const BenchmarkResult& result) {
+  const auto& t = result.metrics.timeline;
+  const std::pair<const char*, Distribution TimelineMetrics::*> parts[] = {
+      {"queue", &TimelineMetrics::queue_ms},
+      {"prefill", &TimelineMetrics::prefill_ms},
+      {"kv_transfer", &TimelineMetrics::transfer_ms},
+      {"decode", &TimelineMetrics::decode_ms}};
+  for (const auto& [name, member] : parts) {
+    const Distribution* d = t ? &((*t).*member) : nullptr;
+    j[absl::StrCat("mean_", name, "_ms")] = d ? Number(d->mean) : Json(nullptr);
+    j[absl::StrCat("median_", name, "_ms")] = d ? Number(d->median) : Json(nullptr);
+    for (double p : result.options.percentiles) {
+      double v = NAN;
+      if (d) {
+        for (const auto& [q, value] : d->percentiles) {
+          if (q == p) v = value;
+        }
+      }
+      j[absl::StrCat("p", PercentileName(p), "_", name, "_ms")] = Number(v);
+    }
+  }
+  j["mean_kv_bytes"] = t ? Number(t->mean_kv_bytes) : Json(nullptr);
+  j["kv_transfer_gbps"] = t ? Number(t->kv_transfer_gbps) : Json(nullptr);
+  j["kv_transfer_share_of_ttft"] = t ? Number(t->transfer_share_of_ttft) : Json(nullptr);
+}
+
+Json TimelineJson(const ServerTimeline& t) {
+  if (!t.present) return nullptr;
+  return Json{{"queue_ms", t.queue_ms},       {"prefill_ms", t.prefill_ms},
+              {"transfer_ms", t.transfer_ms}, {"decode_ms", t.decode_ms},
+              {"server_ttft_ms", t.server_ttft_ms}, {"kv_bytes", t.kv_bytes},
+              {"transfer_ops", t.transfer_ops},     {"prefill_worker", t.prefill_worker},
+              {"decode_worker", t.decode_worker},   {"transfer_backend", t.transfer_backend}};
+}
+
+}  // namespace
+
+Json ResultToJson(const BenchmarkResult& result, bool per_request) {
+  const LoadOptions& o = result.options;
+  const BenchmarkMetrics& m = result.metrics;
+  const GeneratorStats& g = result.generator;
+  Json j;
+  j["date"] = result.date;
+  j["backend"] = o.backend;
+  j["label"] = o.label.empty() ? Json(nullptr) : Json(o.label);
+  j["model_id"] = result.model_id;
+  j["num_prompts"] = static_cast<int>(result.requests.size());
+  j["request_rate"] =
+      std::isinf(g.requested_rate) ? Json("inf") : Json(g.requested_rate);
+  j["burstiness"] = o.arrival.burstiness;
+  j["max_concurrency"] = o.max_concurrency > 0 ? Json(o.max_concurrency) : Json(nullptr);
+  j["duration"] = result.duration_s;
+  j["completed"] = m.completed;
+  j["failed"] = m.failed;
+  j["total_input_tokens"] = m.total_input_tokens;
+  j["total_output_tokens"] = m.total_output_tokens;
+  j["request_throughput"] = m.request_throughput;
+  j["request_goodput"] = m.request_goodput ? Json(*m.request_goodput) : Json(nullptr);
+  j["output_throughput"] = m.output_throughput;
+  j["total_token_throughput"] = m.total_token_throughput;
+  j["max_output_tokens_per_s"] = m.max_output_tokens_per_s;
+  j["max_concurrent_requests"] = m.max_concurrent_requests;
+  AddDistribution(j, "ttft", m.ttft_ms);
+  AddDistribution(j, "tpot", m.tpot_ms);
+  AddDistribution(j, "itl", m.itl_ms);
+  AddDistribution(j, "e2el", m.e2el_ms);
+
+  // pdserve extras.
+  j["metric_definitions"] = kMetricDefinitions;
+  j["arrival_process"] = o.dataset == DatasetKind::kTrace ? std::string("trace")
+                                                          : ArrivalProcessName(o.arrival.process);
+  j["seed"] = o.seed;
+  j["dataset_name"] = o.dataset == DatasetKind::kTrace ? "trace" : "random";
+  if (o.dataset == DatasetKind::kTrace) {
+    j["dataset_path"] = o.trace_path;
+  } else {
+    j["random_input_len"] = o.random.input_len;
+    j["random_output_len"] = o.random.output_len;
+    j["random_range_ratio"] = o.random.range_ratio;
+    j["random_prefix_len"] = o.random.prefix_len;
+  }
+  j["target"] = o.target;
+  j["preset"] = o.preset;
+  j["num_warmups"] = o.num_warmups;
+  j["warmup_completed"] = result.warmup_completed;
+  j["warmup_failed"] = result.warmup_failed;
+  j["verified"] = o.verify;
+  j["verify_mismatches"] = result.verify_mismatches;
+  Json goodput_config = Json::object();
+  if (o.goodput.ttft_ms) goodput_config["ttft"] = *o.goodput.ttft_ms;
+  if (o.goodput.tpot_ms) goodput_config["tpot"] = *o.goodput.tpot_ms;
+  if (o.goodput.e2el_ms) goodput_config["e2el"] = *o.goodput.e2el_ms;
+  j["goodput_slos_ms"] = goodput_config;
+  j["max_ttft_ms"] = Number(m.ttft_ms.max);
+  j["max_tpot_ms"] = Number(m.tpot_ms.max);
+  j["max_itl_ms"] = Number(m.itl_ms.max);
+  j["max_e2el_ms"] = Number(m.e2el_ms.max);
+  j["error_counts"] = m.error_counts;
+  AddTimeline(j, result);
+  j["scheduled_request_rate"] = Number(g.scheduled_rate);
+  j["achieved_request_rate"] = Number(g.achieved_rate);
+  j["achieved_to_scheduled_rate_ratio"] = Number(g.achieved_rate / g.scheduled_rate);
+  j["mean_send_lag_ms"] = Number(g.send_lag_ms.mean);
+  for (const auto& [p, v] : g.send_lag_ms.percentiles) {
+    j[absl::StrCat("p", PercentileName(p), "_send_lag_ms")] = Number(v);
+  }
+  j["max_send_lag_ms"] = Number(g.send_lag_ms.max);
+  j["peak_in_flight_requests"] = g.peak_in_flight;
+
+  if (!per_request) return j;
+  Json input_lens = Json::array(), output_lens = Json::array(), ttfts = Json::array(),
+       itls = Json::array(), texts = Json::array(), errors = Json::array(), ids = Json::array(),
+       sends = Json::array(), timelines = Json::array();
+  for (const RequestRecord& r : result.requests) {
+    input_lens.push_back(r.input_len);
+    output_lens.push_back(r.success ? r.output_tokens : 0);
+    ttfts.push_back(r.success ? r.ttft_s : 0.0);
+    itls.push_back(r.success ? Json(r.itl_s) : Json::array());
+    texts.push_back(absl::StrJoin(r.tokens, " "));
+    errors.push_back(r.error);
+    ids.push_back(r.request_id);
+    sends.push_back(r.send_s);
+    timelines.push_back(TimelineJson(r.timeline));
+  }
+  j["input_lens"] = std::move(input_lens);
+  j["output_lens"] = std::move(output_lens);
+  j["ttfts"] = std::move(ttfts);
+  j["itls"] = std::move(itls);
+  j["generated_texts"] = std::move(texts);
+  j["errors"] = std::move(errors);
+  j["request_ids"] = std::move(ids);
+  j["send_times"] = std::move(sends);
+  j["server_timelines"] = std::move(timelines);
+  return j;
+}
+
+std::string DefaultResultFilename(const BenchmarkResult& result) {
+  const LoadOptions& o = result.options;
+  std::string name = absl::StrCat(o.backend, "-", RequestRateName(result.generator.requested_rate),
+                                  "qps");
+  if (o.max_concurrency > 0) absl::StrAppend(&name, "-concurrency", o.max_concurrency);
+  absl::StrAppend(&name, "-", absl::StrReplaceAll(result.model_id, {{"/", "_"}}), "-",
+                  result.date, ".json");
+  return name;
+}
+
+absl::Status WriteResultJson(const BenchmarkResult& result, const std::string& path) {
+  std::ofstream out(path);
+  out << ResultToJson(result).dump(2) << "\n";
+  if (!out) return absl::InternalError(absl::StrCat("cannot write ", path));
+  return absl::OkStatus();
+}
+
+}  // namespace pdserve::loadgen

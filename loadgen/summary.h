@@ -1,0 +1,44 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "loadgen/metrics.h"
+#include "loadgen/request_record.h"
+
+namespace pdserve::loadgen {
+
+// Aggregates of the server timelines of successful requests (those that carried one).
+struct TimelineMetrics {
+  size_t count = 0;
+  Distribution queue_ms, prefill_ms, transfer_ms, decode_ms;
+  double mean_kv_bytes = 0;
+  double kv_transfer_gbps = 0;           // sum of KV bytes / sum of transfer time, GB/s (1e9)
+  double transfer_share_of_ttft = 0;     // sum of transfer time / sum of client TTFT
+};
+
+// The `vllm bench serve` metrics over one run (definitions as that client computes them).
+struct BenchmarkMetrics {
+  int completed = 0;
+  int failed = 0;
+  int64_t total_input_tokens = 0;   // of completed requests
+  int64_t total_output_tokens = 0;  // of completed requests
+  double request_throughput = 0;    // completed / duration
+  std::optional<double> request_goodput;  // requests meeting every SLO / duration; unset: no SLO
+  int good_requests = 0;
+  double output_throughput = 0;
+  double total_token_throughput = 0;
+  double max_output_tokens_per_s = 0;  // busiest 1 s bucket after the first send
+  int max_concurrent_requests = 0;     // vllm's: most requests active in one 1 s bucket
+  Distribution ttft_ms, tpot_ms, itl_ms, e2el_ms;
+  std::map<std::string, int> error_counts;  // by reason
+  std::optional<TimelineMetrics> timeline;
+};
+
+BenchmarkMetrics ComputeMetrics(const std::vector<RequestRecord>& requests, double duration_s,
+                                const std::vector<double>& percentiles, const SloSpec& slos);
+
+}  // namespace pdserve::loadgen
