@@ -1,19 +1,35 @@
 #pragma once
 
 // The backend-neutral KV data plane, in the spirit of NIXL's lifecycle:
-//   1. RegisterPool once per KV pool (never per transfer);
+//   1. Allocate the pool with AllocatePoolMemory (the backend decides where it must live: POSIX
+//      shared memory for `local`, plain host memory for `ucx`), build the KvCache on it and
+//      RegisterPool once per pool (never per transfer; counters().registrations shows it);
 //   2. ExportDescriptor -> bytes a peer needs to write into this pool (sent over gRPC by the
 //      workers, opaque to them);
-//   3. LoadPeer(descriptor) on the sending side;
+//   3. LoadPeer(descriptor) on the sending side (connects once; reuse the PeerId);
 //   4. Submit a batch of (local block -> remote block) copies with an optional notification;
 //   5. Poll / Wait on the handle (every wait has a deadline);
 //   6. the receiver gets the notification exactly once, after all the batch's bytes landed;
 //   7. RemovePeer / destruction releases endpoints and registrations (RAII).
 // No gRPC, CUDA or UCX types appear here; backends live in transfer/<name>/ and are created by
-// name through MakeKvTransport.
+// name through MakeKvTransport (the table in kv_transport.cc: one line per backend).
+//
+// How a worker pair uses it (request id as the notification):
+//   decode:  memory = AllocatePoolMemory(opts, geometry.region_bytes());
+//            cache = KvCache::Create(config, n, layout, memory); t->RegisterPool(*cache);
+//            descriptor = t->ExportDescriptor();   // -> prefill worker (bytes field in gRPC)
+//            ... t->WaitForNotification(request_id, deadline)  // then decode from those blocks
+//   prefill: t->RegisterPool(*cache); peer = t->LoadPeer(descriptor);
+//            id = t->Submit(peer, copies, request_id); t->Wait(id, deadline); t->Stats(id)
+//
+// A batch that did not complete (sender died, peer removed, error) never produces a
+// notification: the receiver must treat the destination blocks as garbage until the
+// notification for its request arrives, and give them back when WaitForNotification returns
+// DeadlineExceeded. Partial data may have landed; it is never announced.
+//
+// Thread safety: every method may be called from any thread.
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -26,25 +42,26 @@
 namespace pdserve::transfer {
 
 struct BlockCopy {
-  BlockId src = 0;  // logical block id in the local (sending) pool
-  BlockId dst = 0;  // logical block id in the peer's (receiving) pool
+  BlockId src = 0;  // block id in the local (sending) pool
+  BlockId dst = 0;  // block id in the peer's (receiving) pool
 };
 
 using PeerId = uint64_t;
 using TransferId = uint64_t;
 
 struct TransportOptions {
-  std::string backend = "local";  // "local" | "ucx" | ...
+  std::string backend = "local";  // "local" | "ucx" (KvTransportBackends() lists them)
   std::string agent_name;         // this worker's id; tags notifications and log lines
   int copy_threads = 0;           // local backend: memcpy threads for large batches (0 = auto)
-  int max_inflight_batches = 16;  // batches in flight before Submit applies back-pressure
+  // Batches submitted but not yet complete; one more makes Submit return ResourceExhausted.
+  int max_inflight_batches = 64;
 };
 
 struct TransferStats {
   uint64_t bytes = 0;
   uint32_t operations = 0;  // copies / puts actually issued after coalescing
-  int64_t submit_ns = 0;    // monotonic clock
-  int64_t complete_ns = 0;
+  int64_t submit_ns = 0;    // MonotonicNanos() at Submit
+  int64_t complete_ns = 0;  // MonotonicNanos() when the batch completed (0 while in flight)
 };
 
 // What the receiving side learns: `message` from `sender`, delivered once the batch landed.
@@ -55,12 +72,19 @@ struct Notification {
 
 struct TransportCounters {
   uint64_t registrations = 0;  // memory registrations ever made (must stay 1 per pool)
+  uint64_t peers_loaded = 0;   // LoadPeer calls that connected
   uint64_t batches_submitted = 0;
+  uint64_t batches_completed = 0;
   uint64_t batches_failed = 0;
-  uint64_t bytes_sent = 0;
-  uint64_t operations_issued = 0;
-  std::string transports;  // e.g. UCX's selected transports ("posix", "tcp"); "memcpy" for local
+  uint64_t bytes_sent = 0;          // bytes of completed batches
+  uint64_t operations_issued = 0;   // after coalescing
+  uint64_t notifications_received = 0;
+  uint64_t senders_lost = 0;  // receiving side: sender connections that went away (local)
+  std::string transports;     // "memcpy" for local; UCX's selected transports for ucx
 };
+
+// Longest notification message accepted by Submit.
+inline constexpr size_t kMaxNotificationBytes = 4096;
 
 class KvTransport {
  public:
@@ -69,32 +93,43 @@ class KvTransport {
   virtual std::string backend() const = 0;
 
   // Registers the pool once; the cache (and its memory) must outlive the transport.
-  // FailedPrecondition if a pool is already registered.
+  // FailedPrecondition if a pool is already registered. (`local` receives only into a pool in
+  // POSIX shared memory: a private pool can send, and a sender refuses its descriptor.)
   virtual absl::Status RegisterPool(const KvCache& cache) = 0;
   // Serialised descriptor of the registered pool (geometry, addresses, keys, names).
+  // FailedPrecondition before RegisterPool.
   virtual absl::StatusOr<std::string> ExportDescriptor() const = 0;
 
-  // Connects to a peer pool. InvalidArgument for a malformed descriptor or a geometry that does
-  // not match the local pool's (block bytes, layout, fragment size).
+  // Connects to a peer pool (once; reuse the id for every batch). Needs a registered pool.
+  // InvalidArgument for a malformed descriptor, another backend's descriptor, or a geometry
+  // that does not match the local pool's (layout, layers, fragment bytes); FailedPrecondition
+  // for a stale descriptor (the pool or its owner is gone) or a pool that cannot receive.
   virtual absl::StatusOr<PeerId> LoadPeer(const std::string& descriptor) = 0;
+  // Forgets the peer; its batches still in flight complete with Cancelled or finish first.
+  // FailedPrecondition for an unknown peer.
   virtual absl::Status RemovePeer(PeerId peer) = 0;
 
-  // Starts copying every block of `copies` to `peer`. InvalidArgument (and no byte written) for
-  // a block outside either pool; FailedPrecondition for an unknown / removed peer. The backend
-  // coalesces physically contiguous runs into as few operations as possible.
+  // Starts copying every block of `copies` to `peer` and returns at once. InvalidArgument (and
+  // no byte written) for a block outside either pool, a destination named twice or an empty
+  // batch; FailedPrecondition for an unknown / removed peer; Unavailable for a peer known dead;
+  // ResourceExhausted when max_inflight_batches are in flight. The backend coalesces physically
+  // contiguous runs into as few operations as possible. An empty `notification` sends none.
   virtual absl::StatusOr<TransferId> Submit(PeerId peer, std::span<const BlockCopy> copies,
                                             const std::string& notification) = 0;
   // true when the batch completed, false while in flight, an error status when it failed
-  // (Unavailable: the peer went away; Internal: the backend failed).
+  // (Unavailable: the peer went away; Cancelled: RemovePeer; Internal: the backend failed).
+  // NotFound for an id never issued or already reaped.
   virtual absl::StatusOr<bool> Poll(TransferId id) = 0;
-  // Waits until the batch completes or `timeout` passes (DeadlineExceeded); the batch's
-  // resources are released once a final status was returned.
+  // Waits until the batch completes or `timeout` passes (DeadlineExceeded, the batch stays in
+  // flight). Once Poll/Wait returned a final status the handle is reaped; its Stats stay
+  // readable for the last few thousand batches.
   virtual absl::Status Wait(TransferId id, absl::Duration timeout) = 0;
   virtual absl::StatusOr<TransferStats> Stats(TransferId id) const = 0;
 
   // Receiving side: notifications that arrived since the last call, in arrival order.
   virtual std::vector<Notification> TakeNotifications() = 0;
-  // Waits up to `timeout` for the notification `message` (from any sender) and consumes it.
+  // Waits up to `timeout` for the notification `message` (from any sender) and consumes it;
+  // DeadlineExceeded when it did not come (the batch did not complete).
   virtual absl::Status WaitForNotification(const std::string& message, absl::Duration timeout) = 0;
 
   virtual TransportCounters counters() const = 0;
@@ -102,5 +137,15 @@ class KvTransport {
 
 absl::StatusOr<std::unique_ptr<KvTransport>> MakeKvTransport(const TransportOptions& options);
 std::vector<std::string> KvTransportBackends();
+
+// Memory for a KV pool that `options.backend` can register and export: POSIX shared memory for
+// `local` (the peer maps it), page-aligned private host memory for `ucx`. Use it on both sides.
+absl::StatusOr<std::unique_ptr<KvMemory>> AllocatePoolMemory(const TransportOptions& options,
+                                                             size_t bytes);
+
+// Convenience: AllocatePoolMemory + KvCache::Create.
+absl::StatusOr<std::unique_ptr<KvCache>> CreatePoolCache(const TransportOptions& options,
+                                                         const ModelConfig& config,
+                                                         uint32_t num_blocks, KvLayout layout);
 
 }  // namespace pdserve::transfer

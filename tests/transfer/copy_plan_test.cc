@@ -1,0 +1,106 @@
+#include "transfer/copy_plan.h"
+
+#include <algorithm>
+
+#include "gtest/gtest.h"
+#include "transfer/pool_descriptor.h"
+
+namespace pdserve::transfer {
+namespace {
+
+ModelConfig Small() { return *PresetConfig("small"); }  // 4 layers, 16 KiB fragments
+
+std::vector<BlockCopy> BlockRun(BlockId src, BlockId dst, int n) {
+  std::vector<BlockCopy> copies;
+  for (int i = 0; i < n; ++i) copies.push_back({src + i, dst + i});
+  return copies;
+}
+
+TEST(CopyPlanTest, BlockMajorContiguousRunIsOneOperation) {
+  KvGeometry local(Small(), 32, KvLayout::kBlockMajor), remote(Small(), 64, KvLayout::kBlockMajor);
+  std::vector<CopyOp> ops;
+  ASSERT_TRUE(PlanCopies(local, remote, BlockRun(3, 40, 8), ops).ok());
+  ASSERT_EQ(ops.size(), 1u);
+  EXPECT_EQ(ops[0].src, static_cast<uint64_t>(3 * local.block_bytes()));
+  EXPECT_EQ(ops[0].dst, static_cast<uint64_t>(40 * local.block_bytes()));
+  EXPECT_EQ(ops[0].bytes, static_cast<uint64_t>(8 * local.block_bytes()));
+}
+
+TEST(CopyPlanTest, LayerMajorContiguousRunIsOneOperationPerLayer) {
+  KvGeometry local(Small(), 32, KvLayout::kLayerMajor), remote(Small(), 64, KvLayout::kLayerMajor);
+  std::vector<CopyOp> ops;
+  ASSERT_TRUE(PlanCopies(local, remote, BlockRun(3, 40, 8), ops).ok());
+  ASSERT_EQ(ops.size(), 4u);
+  for (int layer = 0; layer < 4; ++layer) {
+    EXPECT_EQ(ops[layer].src, static_cast<uint64_t>(local.FragmentOffset(3, layer)));
+    EXPECT_EQ(ops[layer].dst, static_cast<uint64_t>(remote.FragmentOffset(40, layer)));
+    EXPECT_EQ(ops[layer].bytes, static_cast<uint64_t>(8 * local.fragment_bytes()));
+  }
+}
+
+TEST(CopyPlanTest, LayerMajorWholePoolIntoSameShapeIsOneOperation) {
+  KvGeometry local(Small(), 16, KvLayout::kLayerMajor), remote(Small(), 16, KvLayout::kLayerMajor);
+  std::vector<CopyOp> ops;
+  ASSERT_TRUE(PlanCopies(local, remote, BlockRun(0, 0, 16), ops).ok());
+  ASSERT_EQ(ops.size(), 1u);
+  EXPECT_EQ(ops[0].bytes, static_cast<uint64_t>(local.region_bytes()));
+}
+
+TEST(CopyPlanTest, ScatteredBlocksAreOneOperationPerFragment) {
+  KvGeometry local(Small(), 32, KvLayout::kLayerMajor), remote(Small(), 64, KvLayout::kLayerMajor);
+  std::vector<BlockCopy> copies = {{0, 10}, {1, 3}, {2, 50}, {5, 6}};
+  std::vector<CopyOp> ops;
+  ASSERT_TRUE(PlanCopies(local, remote, copies, ops).ok());
+  EXPECT_EQ(ops.size(), 16u);
+  EXPECT_EQ(TotalBytes(ops), static_cast<uint64_t>(4 * local.block_bytes()));
+}
+
+TEST(CopyPlanTest, OrderOfCopiesDoesNotChangeThePlan) {
+  KvGeometry local(Small(), 32, KvLayout::kBlockMajor), remote(Small(), 32, KvLayout::kBlockMajor);
+  std::vector<BlockCopy> copies = BlockRun(4, 20, 6);
+  std::reverse(copies.begin(), copies.end());
+  std::vector<CopyOp> ops;
+  ASSERT_TRUE(PlanCopies(local, remote, copies, ops).ok());
+  EXPECT_EQ(ops.size(), 1u);
+}
+
+TEST(CopyPlanTest, OutOfRangeDuplicateOrEmptyIsInvalidArgument) {
+  KvGeometry local(Small(), 8, KvLayout::kBlockMajor), remote(Small(), 4, KvLayout::kBlockMajor);
+  std::vector<CopyOp> ops;
+  std::vector<BlockCopy> bad_dst = {{0, 4}}, bad_src = {{8, 0}}, twice = {{0, 1}, {2, 1}};
+  EXPECT_EQ(PlanCopies(local, remote, bad_dst, ops).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(PlanCopies(local, remote, bad_src, ops).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(PlanCopies(local, remote, twice, ops).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(PlanCopies(local, remote, {}, ops).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(PoolDescriptorTest, SerializeParseRoundTrip) {
+  KvGeometry g(Small(), 48, KvLayout::kLayerMajor);
+  PoolDescriptor d = DescribePool("local", "decode-0", g);
+  d.fields["shm_name"] = "/x";
+  absl::StatusOr<PoolDescriptor> back = PoolDescriptor::Parse(d.Serialize());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->backend, "local");
+  EXPECT_EQ(back->agent, "decode-0");
+  EXPECT_EQ(back->pool_id, d.pool_id);
+  EXPECT_EQ(back->num_blocks, 48u);
+  EXPECT_EQ(back->region_bytes(), g.region_bytes());
+  EXPECT_EQ(*back->Field("shm_name"), "/x");
+  EXPECT_TRUE(CheckCompatible(g, "local", *back).ok());
+}
+
+TEST(PoolDescriptorTest, MismatchedGeometryOrBackendIsInvalidArgument) {
+  KvGeometry g(Small(), 48, KvLayout::kLayerMajor);
+  KvGeometry other_layout(Small(), 48, KvLayout::kBlockMajor);
+  KvGeometry other_shape(*PresetConfig("tiny"), 48, KvLayout::kLayerMajor);
+  PoolDescriptor d = DescribePool("local", "decode-0", g);
+  EXPECT_EQ(CheckCompatible(other_layout, "local", d).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckCompatible(other_shape, "local", d).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckCompatible(g, "ucx", d).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(PoolDescriptor::Parse("not json").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(PoolDescriptor::Parse("{\"format\":\"pdserve-kv-pool/1\"}").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace pdserve::transfer

@@ -1,0 +1,67 @@
+#include "transfer/copy_plan.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace pdserve::transfer {
+
+absl::Status PlanCopies(const KvGeometry& local, const KvGeometry& remote,
+                        std::span<const BlockCopy> copies, std::vector<CopyOp>& ops) {
+  ops.clear();
+  if (copies.empty()) return absl::InvalidArgumentError("empty KV transfer batch");
+  std::vector<BlockCopy> sorted(copies.begin(), copies.end());
+  std::vector<bool> dst_seen(remote.num_blocks(), false);
+  for (const BlockCopy& c : sorted) {
+    if (c.src >= local.num_blocks() || c.dst >= remote.num_blocks()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "block copy ", c.src, " -> ", c.dst, " is outside the pools (local ",
+          local.num_blocks(), " blocks, remote ", remote.num_blocks(), " blocks)"));
+    }
+    if (dst_seen[c.dst]) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("destination block ", c.dst, " appears twice in one batch"));
+    }
+    dst_seen[c.dst] = true;
+  }
+  std::sort(sorted.begin(), sorted.end(),
+            [](const BlockCopy& a, const BlockCopy& b) { return a.src < b.src || (a.src == b.src && a.dst < b.dst); });
+
+  const int fragments = local.fragments_per_block();
+  const uint64_t fragment_bytes = static_cast<uint64_t>(local.transfer_fragment_bytes());
+  for (size_t i = 0; i < sorted.size();) {
+    size_t n = 1;
+    while (i + n < sorted.size() && sorted[i + n].src == sorted[i].src + n &&
+           sorted[i + n].dst == sorted[i].dst + n) {
+      ++n;
+    }
+    for (int f = 0; f < fragments; ++f) {
+      ops.push_back({static_cast<uint64_t>(local.FragmentOffset(sorted[i].src, f)),
+                     static_cast<uint64_t>(remote.FragmentOffset(sorted[i].dst, f)),
+                     n * fragment_bytes});
+    }
+    i += n;
+  }
+  // Second pass: merge operations that are end to end in both regions (e.g. a run that spans a
+  // whole layer-major pool continues into the next layer).
+  std::sort(ops.begin(), ops.end(), [](const CopyOp& a, const CopyOp& b) { return a.src < b.src; });
+  size_t out = 0;
+  for (size_t i = 1; i < ops.size(); ++i) {
+    CopyOp& last = ops[out];
+    if (ops[i].src == last.src + last.bytes && ops[i].dst == last.dst + last.bytes) {
+      last.bytes += ops[i].bytes;
+    } else {
+      ops[++out] = ops[i];
+    }
+  }
+  ops.resize(out + 1);
+  return absl::OkStatus();
+}
+
+uint64_t TotalBytes(std::span<const CopyOp> ops) {
+  uint64_t total = 0;
+  for (const CopyOp& op : ops) total += op.bytes;
+  return total;
+}
+
+}  // namespace pdserve::transfer

@@ -1,0 +1,69 @@
+#include "transfer/kv_transport.h"
+
+#include <functional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "transfer/local/local_transport.h"
+#include "transfer/ucx/ucx_transport.h"
+
+namespace pdserve::transfer {
+namespace {
+
+struct Backend {
+  const char* name;
+  std::function<absl::StatusOr<std::unique_ptr<KvTransport>>(const TransportOptions&)> make;
+  std::function<absl::StatusOr<std::unique_ptr<KvMemory>>(size_t)> allocate;
+};
+
+// Every backend, by name. A new backend (cuda_ipc, ucx with CUDA memory, nccl) is one line
+// here plus its own folder.
+const std::vector<Backend>& Backends() {
+  static const std::vector<Backend> backends = {
+      {"local", local::MakeLocalTransport, local::AllocateLocalPoolMemory},
+      {"ucx", ucx::MakeUcxTransport, ucx::AllocateUcxPoolMemory},
+  };
+  return backends;
+}
+
+absl::StatusOr<const Backend*> FindBackend(const std::string& name) {
+  for (const Backend& b : Backends()) {
+    if (name == b.name) return &b;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown KV transfer backend '", name,
+                                                 "' (expected one of ",
+                                                 absl::StrJoin(KvTransportBackends(), ", "), ")"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<KvTransport>> MakeKvTransport(const TransportOptions& options) {
+  absl::StatusOr<const Backend*> backend = FindBackend(options.backend);
+  if (!backend.ok()) return backend.status();
+  return (*backend)->make(options);
+}
+
+std::vector<std::string> KvTransportBackends() {
+  std::vector<std::string> names;
+  for (const Backend& b : Backends()) names.push_back(b.name);
+  return names;
+}
+
+absl::StatusOr<std::unique_ptr<KvMemory>> AllocatePoolMemory(const TransportOptions& options,
+                                                             size_t bytes) {
+  absl::StatusOr<const Backend*> backend = FindBackend(options.backend);
+  if (!backend.ok()) return backend.status();
+  return (*backend)->allocate(bytes);
+}
+
+absl::StatusOr<std::unique_ptr<KvCache>> CreatePoolCache(const TransportOptions& options,
+                                                         const ModelConfig& config,
+                                                         uint32_t num_blocks, KvLayout layout) {
+  KvGeometry geometry(config, num_blocks, layout);
+  absl::StatusOr<std::unique_ptr<KvMemory>> memory =
+      AllocatePoolMemory(options, static_cast<size_t>(geometry.region_bytes()));
+  if (!memory.ok()) return memory.status();
+  return KvCache::Create(config, num_blocks, layout, std::move(*memory));
+}
+
+}  // namespace pdserve::transfer

@@ -1,0 +1,85 @@
+#include "transfer/local/copy_engine.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace pdserve::transfer::local {
+namespace {
+// Below this a share is not worth a second thread (wake-up costs more than the copy).
+constexpr uint64_t kMinShareBytes = 512 * 1024;
+}  // namespace
+
+CopyEngine::CopyEngine(int threads) {
+  for (int i = 0; i < std::max(1, threads); ++i) workers_.emplace_back([this] { Work(); });
+}
+
+CopyEngine::~CopyEngine() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  for (std::thread& t : workers_) t.join();
+}
+
+void CopyEngine::Run(std::shared_ptr<CopyJob> job) {
+  const uint64_t total = TotalBytes(job->ops);
+  const int shares = static_cast<int>(
+      std::clamp<uint64_t>(total / kMinShareBytes, 1, static_cast<uint64_t>(workers_.size())));
+  auto remaining = std::make_shared<std::atomic<int>>(shares);
+  absl::MutexLock lock(&mu_);
+  if (shares == 1) {
+    queue_.push_back({job, remaining, job->ops});
+    return;
+  }
+  const uint64_t per_share = (total + shares - 1) / shares;
+  Share current{job, remaining, {}};
+  uint64_t in_current = 0;
+  for (CopyOp op : job->ops) {
+    while (op.bytes > 0) {
+      const uint64_t take = std::min(op.bytes, per_share - in_current);
+      current.pieces.push_back({op.src, op.dst, take});
+      op.src += take;
+      op.dst += take;
+      op.bytes -= take;
+      in_current += take;
+      if (in_current == per_share) {
+        queue_.push_back(std::move(current));
+        current = Share{job, remaining, {}};
+        in_current = 0;
+      }
+    }
+  }
+  if (!current.pieces.empty()) queue_.push_back(std::move(current));
+  // Rounding can leave fewer shares than planned: fix the count before anyone finishes.
+  const int queued = static_cast<int>(std::count_if(
+      queue_.begin(), queue_.end(), [&](const Share& s) { return s.job == job; }));
+  remaining->store(queued);
+}
+
+void CopyEngine::Work() {
+  for (;;) {
+    Share share;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
+      mu_.Await(absl::Condition(&ready));
+      if (queue_.empty()) return;  // stopping and drained
+      share = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    CopyJob& job = *share.job;
+    bool cancelled = false;
+    for (const CopyOp& piece : share.pieces) {
+      if (job.cancelled && job.cancelled->load(std::memory_order_relaxed)) {
+        cancelled = true;
+        break;
+      }
+      std::memcpy(job.dst_base + piece.dst, job.src_base + piece.src, piece.bytes);
+    }
+    if (share.remaining->fetch_sub(1, std::memory_order_acq_rel) == 1 && job.done) {
+      job.done(cancelled || (job.cancelled && job.cancelled->load()));
+    }
+  }
+}
+
+}  // namespace pdserve::transfer::local

@@ -1,0 +1,32 @@
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "transfer/kv_transport.h"
+
+namespace pdserve::transfer {
+
+// Notifications that arrived and nobody consumed yet. The backend's receive path pushes (only
+// after the batch's bytes are in the pool); callers take or wait. Each is consumed once.
+class NotificationInbox {
+ public:
+  void Push(Notification n);
+  std::vector<Notification> TakeAll();
+  // Consumes the first notification carrying `message`; DeadlineExceeded after `timeout`.
+  absl::Status WaitFor(const std::string& message, absl::Duration timeout);
+  uint64_t received() const;
+
+ private:
+  mutable absl::Mutex mu_;
+  std::deque<Notification> pending_ ABSL_GUARDED_BY(mu_);
+  uint64_t received_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace pdserve::transfer
