@@ -6,6 +6,9 @@
 #include "absl/strings/str_join.h"
 #include "transfer/local/local_transport.h"
 #include "transfer/ucx/ucx_transport.h"
+#if defined(PDSERVE_HAS_CUDA)
+#include "transfer/cuda_ipc/cuda_ipc_transport.h"
+#endif
 
 namespace pdserve::transfer {
 namespace {
@@ -22,6 +25,9 @@ const std::vector<Backend>& Backends() {
   static const std::vector<Backend> backends = {
       {"local", local::MakeLocalTransport, local::AllocateLocalPoolMemory},
       {"ucx", ucx::MakeUcxTransport, ucx::AllocateUcxPoolMemory},
+#if defined(PDSERVE_HAS_CUDA)
+      {"cuda-ipc", cuda_ipc::MakeCudaIpcTransport, cuda_ipc::AllocateCudaIpcPoolMemory},
+#endif
   };
   return backends;
 }

@@ -68,7 +68,8 @@ std::string PeerProcess::ReadLine(int timeout_ms) {
     if (size_t nl = buffer_.find('\n'); nl != std::string::npos) {
       std::string line = buffer_.substr(0, nl);
       buffer_.erase(0, nl + 1);
-      return line;
+      if (line.rfind("@ ", 0) == 0) return line.substr(2);
+      continue;  // a library's own output, not a reply
     }
     pollfd p{from_child_, POLLIN, 0};
     if (poll(&p, 1, timeout_ms) <= 0) return "timeout";

@@ -1,5 +1,5 @@
 // A peer process for the transfer tests: owns one transport and one KV pool and obeys one
-// command per line on stdin, answering on stdout. Tests start it with posix_spawn, so that each
+// command per line on stdin, answering on stdout (each reply line starts with "@ "). Tests start it with posix_spawn, so that each
 // side of a transfer is a real process with its own UCX context / shared-memory mapping, and
 // can be killed mid-batch.
 //
@@ -41,8 +41,9 @@ std::vector<BlockCopy> ParseCopies(const std::string& text) {
   return copies;
 }
 
+// Replies start with "@ ": libraries (UCX) may print their own lines on stdout.
 void Reply(const std::string& line) {
-  std::cout << line << std::endl;  // flush: the test reads line by line
+  std::cout << "@ " << line << std::endl;  // flush: the test reads line by line
 }
 
 std::string Err(const absl::Status& s) {

@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -20,8 +21,11 @@ struct BackendCase {
   std::string name;
 };
 
+inline void PrintTo(const BackendCase& c, std::ostream* os) { *os << c.name; }
+
 inline std::vector<BackendCase> AllBackends() {
-  return {{"local", "", "local"}};
+  return {{"local", "", "local"}, {"ucx", "tcp", "ucx_tcp"}, {"ucx", "posix", "ucx_posix"},
+          {"ucx", "cma,posix", "ucx_cma"}};
 }
 
 // A transport and its pool inside the test process.

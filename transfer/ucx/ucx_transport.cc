@@ -1,13 +1,714 @@
 #include "transfer/ucx/ucx_transport.h"
 
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <deque>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include <ucp/api/ucp.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "common/clock.h"
+#include "common/logging.h"
+#include "transfer/batch_table.h"
+#include "transfer/copy_plan.h"
+#include "transfer/notification_inbox.h"
+#include "transfer/pool_descriptor.h"
+#include "transfer/ucx/ucx_context.h"
+
 namespace pdserve::transfer::ucx {
+namespace {
+
+constexpr char kBackend[] = "ucx";
+constexpr uint16_t kNotifyAmId = 0x4b56;  // "KV"
+const absl::Duration kCommandTimeout = absl::Seconds(30);
+constexpr int64_t kConnectTimeoutNs = 5'000'000'000;
+// After activity the thread keeps polling this long before it sleeps: a stream of batches
+// never pays for a wake-up.
+constexpr int64_t kSpinNs = 200'000;
+constexpr int kIdleSleepMs = 100;  // bounded sleep: keepalive runs from progress
+constexpr int64_t kLivenessCheckNs = 100'000'000;
+
+// This boot's id: tells whether a descriptor's pid means anything here.
+std::string BootId() {
+  static const std::string id = [] {
+    std::string text;
+    if (FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "r")) {
+      char buf[64] = {};
+      if (std::fgets(buf, sizeof(buf), f) != nullptr) text = buf;
+      std::fclose(f);
+    }
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+    return text;
+  }();
+  return id;
+}
+
+// Start time of `pid` (clock ticks since boot, /proc/PID/stat field 22), 0 when it is gone:
+// with the pid it names one process even if the pid is reused.
+uint64_t ProcessStartTime(pid_t pid) {
+  std::string path = absl::StrCat("/proc/", pid, "/stat");
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) return 0;
+  char buf[1024] = {};
+  size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+  std::fclose(f);
+  std::string stat(buf, n);
+  size_t pos = stat.rfind(')');  // the command name may hold spaces
+  if (pos == std::string::npos) return 0;
+  std::vector<std::string> fields = absl::StrSplit(stat.substr(pos + 2), ' ');
+  uint64_t start = 0;
+  // Field 3 (state) is fields[0], so field 22 is fields[19].
+  if (fields.size() < 20 || !absl::SimpleAtoi(fields[19], &start)) return 0;
+  if (!fields[0].empty() && (fields[0][0] == 'Z' || fields[0][0] == 'X')) return 0;  // zombie
+  return start;
+}
+
+std::string Base64(const void* data, size_t size) {
+  return absl::Base64Escape(absl::string_view(static_cast<const char*>(data), size));
+}
+
+// State of one connected peer; touched only by the progress thread (except `dead`).
+struct UcxPeer {
+  std::string agent;
+  ucp_ep_h ep = nullptr;
+  ucp_rkey_h rkey = nullptr;
+  uint64_t remote_base = 0;
+  // Same host: the owner process, watched because shared-memory transports have no peer
+  // failure handler (UCX refuses UCP_ERR_HANDLING_MODE_PEER for posix / sysv).
+  pid_t pid = 0;
+  uint64_t start_time = 0;
+  absl::Status error;  // set by the endpoint's error handler or the pid watch
+  std::shared_ptr<std::atomic<bool>> dead = std::make_shared<std::atomic<bool>>(false);
+};
+
+// What callers need to validate a Submit without asking the progress thread.
+struct PeerInfo {
+  KvGeometry geometry;
+  std::string agent;
+  std::shared_ptr<std::atomic<bool>> dead;
+};
+
+class UcxTransport;
+
+struct Batch {
+  UcxTransport* owner;
+  TransferId id;
+  std::shared_ptr<UcxPeer> peer;
+  std::string notification;
+};
+
+class UcxTransport final : public KvTransport {
+ public:
+  static absl::StatusOr<std::unique_ptr<KvTransport>> Create(const TransportOptions& options) {
+    absl::StatusOr<std::shared_ptr<UcxContext>> context = UcxContext::Get();
+    if (!context.ok()) return context.status();
+    std::unique_ptr<UcxTransport> t(new UcxTransport(options, *context));
+    if (absl::Status s = t->Init(); !s.ok()) return s;
+    return std::unique_ptr<KvTransport>(std::move(t));
+  }
+
+  ~UcxTransport() override {
+    if (thread_.joinable()) {
+      Post([this] { stopping_ = true; });
+      thread_.join();
+    }
+    if (worker_ != nullptr) ucp_worker_destroy(worker_);
+    if (own_memh_ != nullptr) ucp_mem_unmap(context_->handle(), own_memh_);
+    if (command_fd_ >= 0) close(command_fd_);
+    if (epoll_fd_ >= 0) close(epoll_fd_);
+  }
+
+  std::string backend() const override { return kBackend; }
+
+  absl::Status RegisterPool(const KvCache& cache) override {
+    absl::MutexLock lock(&mu_);
+    if (pool_ != nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("agent '", options_.agent_name, "' already registered a KV pool"));
+    }
+    const size_t bytes = static_cast<size_t>(cache.geometry().region_bytes());
+    ucp_mem_h memh = nullptr;
+    auto* ucx_memory = dynamic_cast<UcxPoolMemory*>(&cache.memory());
+    if (ucx_memory != nullptr && ucx_memory->context() == context_) {
+      memh = ucx_memory->memh();  // registered when UCX allocated it
+    } else {
+      ucp_mem_map_params_t params{};
+      params.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
+      params.address = cache.base();
+      params.length = bytes;
+      if (ucs_status_t s = ucp_mem_map(context_->handle(), &params, &memh); s != UCS_OK) {
+        return UcsError("ucp_mem_map of the KV pool", s);
+      }
+      own_memh_ = memh;
+    }
+    void* rkey = nullptr;
+    size_t rkey_size = 0;
+    if (ucs_status_t s = ucp_rkey_pack(context_->handle(), memh, &rkey, &rkey_size); s != UCS_OK) {
+      return UcsError("ucp_rkey_pack", s);
+    }
+    descriptor_ = DescribePool(kBackend, options_.agent_name, cache.geometry());
+    descriptor_.fields["rkey"] = Base64(rkey, rkey_size);
+    ucp_rkey_buffer_release(rkey);
+    descriptor_.fields["worker_address"] = worker_address_;
+    descriptor_.fields["base"] = absl::StrCat(reinterpret_cast<uintptr_t>(cache.base()));
+    descriptor_.fields["boot_id"] = BootId();
+    descriptor_.fields["pid"] = absl::StrCat(getpid());
+    descriptor_.fields["start_time"] = absl::StrCat(ProcessStartTime(getpid()));
+    pool_ = &cache;
+    ++registrations_;
+    log_->info("agent {}: registered KV pool of {} blocks x {} bytes ({}) with UCX (UCX_TLS={})",
+               options_.agent_name, cache.geometry().num_blocks(), cache.geometry().block_bytes(),
+               std::string(KvLayoutName(cache.geometry().layout())),
+               context_->tls().empty() ? "all" : context_->tls());
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::string> ExportDescriptor() const override {
+    absl::MutexLock lock(&mu_);
+    if (pool_ == nullptr) return absl::FailedPreconditionError("no KV pool registered");
+    return descriptor_.Serialize();
+  }
+
+  absl::StatusOr<PeerId> LoadPeer(const std::string& bytes) override {
+    absl::StatusOr<PoolDescriptor> d = PoolDescriptor::Parse(bytes);
+    if (!d.ok()) return d.status();
+    const KvCache* pool;
+    {
+      absl::MutexLock lock(&mu_);
+      pool = pool_;
+    }
+    if (pool == nullptr) return absl::FailedPreconditionError("register a KV pool before LoadPeer");
+    if (absl::Status s = CheckCompatible(pool->geometry(), kBackend, *d); !s.ok()) return s;
+    std::string address, rkey;
+    uint64_t base = 0;
+    absl::StatusOr<std::string> f_address = d->Field("worker_address");
+    absl::StatusOr<std::string> f_rkey = d->Field("rkey");
+    absl::StatusOr<std::string> f_base = d->Field("base");
+    if (!f_address.ok() || !f_rkey.ok() || !f_base.ok() ||
+        !absl::Base64Unescape(*f_address, &address) || !absl::Base64Unescape(*f_rkey, &rkey) ||
+        !absl::SimpleAtoi(*f_base, &base)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("UCX descriptor of agent '", d->agent, "' lacks a valid address / rkey"));
+    }
+    const PeerId id = next_peer_.fetch_add(1);
+    auto peer = std::make_shared<UcxPeer>();
+    peer->agent = d->agent;
+    peer->remote_base = base;
+    if (auto boot = d->fields.find("boot_id"); boot != d->fields.end() && boot->second == BootId()) {
+      int pid = 0;
+      uint64_t start = 0;
+      if (absl::SimpleAtoi(d->fields["pid"], &pid) && absl::SimpleAtoi(d->fields["start_time"], &start)) {
+        peer->pid = pid;
+        peer->start_time = start;
+        if (ProcessStartTime(pid) != start) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "KV peer '", d->agent, "' (pid ", pid, ") is gone: stale descriptor"));
+        }
+      }
+    }
+    absl::StatusOr<absl::Status> connected =
+        RunOnWorker([&] { return Connect(id, peer, address, rkey); });
+    if (!connected.ok()) return connected.status();
+    if (!connected->ok()) return *connected;
+    absl::MutexLock lock(&mu_);
+    peer_info_.emplace(id, PeerInfo{KvGeometry(pool->config(), d->num_blocks, d->layout), d->agent,
+                                    peer->dead});
+    ++peers_loaded_;
+    return id;
+  }
+
+  absl::Status RemovePeer(PeerId id) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (peer_info_.erase(id) == 0) {
+        return absl::FailedPreconditionError(absl::StrCat("unknown KV peer ", id));
+      }
+    }
+    absl::StatusOr<absl::Status> closed = RunOnWorker([&] {
+      ClosePeer(id);
+      return absl::OkStatus();
+    });
+    return closed.ok() ? absl::OkStatus() : closed.status();
+  }
+
+  absl::StatusOr<TransferId> Submit(PeerId peer, std::span<const BlockCopy> copies,
+                                    const std::string& notification) override {
+    const KvCache* pool;
+    std::optional<PeerInfo> info;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = peer_info_.find(peer);
+      if (it == peer_info_.end()) {
+        return absl::FailedPreconditionError(absl::StrCat("unknown or removed KV peer ", peer));
+      }
+      info = it->second;
+      pool = pool_;
+    }
+    if (notification.size() > kMaxNotificationBytes) {
+      return absl::InvalidArgumentError("KV transfer notification too long");
+    }
+    std::vector<CopyOp> ops;
+    if (absl::Status s = PlanCopies(pool->geometry(), info->geometry, copies, ops); !s.ok()) {
+      return s;
+    }
+    if (info->dead->load()) {
+      return absl::UnavailableError(absl::StrCat("KV peer '", info->agent, "' is gone (request ",
+                                                 notification, ")"));
+    }
+    absl::StatusOr<TransferId> id =
+        table_.Begin(TotalBytes(ops), static_cast<uint32_t>(ops.size()));
+    if (!id.ok()) return id.status();
+    Post([this, peer, id = *id, ops = std::move(ops), notification,
+          base = pool->base()]() mutable { StartBatch(peer, id, base, ops, notification); });
+    return *id;
+  }
+
+  absl::StatusOr<bool> Poll(TransferId id) override { return table_.Poll(id); }
+  absl::Status Wait(TransferId id, absl::Duration timeout) override {
+    return table_.Wait(id, timeout);
+  }
+  absl::StatusOr<TransferStats> Stats(TransferId id) const override { return table_.Stats(id); }
+  std::vector<Notification> TakeNotifications() override { return inbox_.TakeAll(); }
+  absl::Status WaitForNotification(const std::string& message, absl::Duration timeout) override {
+    return inbox_.WaitFor(message, timeout);
+  }
+
+  TransportCounters counters() const override {
+    TransportCounters c;
+    table_.FillCounters(c);
+    c.notifications_received = inbox_.received();
+    absl::MutexLock lock(&mu_);
+    c.registrations = registrations_;
+    c.peers_loaded = peers_loaded_;
+    c.transports = lanes_.empty()
+                       ? absl::StrCat("UCX_TLS=", context_->tls().empty() ? "all" : context_->tls())
+                       : absl::StrJoin(lanes_, ",");
+    return c;
+  }
+
+ private:
+  UcxTransport(const TransportOptions& options, std::shared_ptr<UcxContext> context)
+      : options_(options),
+        log_(ComponentLogger("transfer")),
+        table_(std::max(1, options.max_inflight_batches)),
+        context_(std::move(context)) {}
+
+  absl::Status Init() {
+    ucp_worker_params_t params{};
+    params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+    params.thread_mode = UCS_THREAD_MODE_SINGLE;  // only the progress thread touches it
+    if (ucs_status_t s = ucp_worker_create(context_->handle(), &params, &worker_); s != UCS_OK) {
+      worker_ = nullptr;
+      return UcsError("ucp_worker_create", s);
+    }
+    ucp_address_t* address = nullptr;
+    size_t length = 0;
+    if (ucs_status_t s = ucp_worker_get_address(worker_, &address, &length); s != UCS_OK) {
+      return UcsError("ucp_worker_get_address", s);
+    }
+    worker_address_ = Base64(address, length);
+    ucp_worker_release_address(worker_, address);
+
+    ucp_am_handler_param_t am{};
+    am.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_FLAGS |
+                    UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
+    am.id = kNotifyAmId;
+    am.flags = UCP_AM_FLAG_WHOLE_MSG;
+    am.cb = &UcxTransport::OnNotification;
+    am.arg = this;
+    if (ucs_status_t s = ucp_worker_set_am_recv_handler(worker_, &am); s != UCS_OK) {
+      return UcsError("ucp_worker_set_am_recv_handler", s);
+    }
+
+    command_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+    if (command_fd_ < 0 || epoll_fd_ < 0) return absl::InternalError("eventfd / epoll_create");
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, command_fd_, &ev);
+    if (context_->wakeup()) {
+      int worker_fd = -1;
+      if (ucp_worker_get_efd(worker_, &worker_fd) == UCS_OK) {
+        epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, worker_fd, &ev);
+        can_sleep_ = true;
+      }
+    }
+    thread_ = std::thread([this] { Loop(); });
+    return absl::OkStatus();
+  }
+
+  // ---- commands from caller threads ----
+
+  void Post(std::function<void()> command) {
+    {
+      absl::MutexLock lock(&command_mu_);
+      commands_.push_back(std::move(command));
+    }
+    const uint64_t one = 1;
+    (void)!write(command_fd_, &one, sizeof(one));
+  }
+
+  // Runs `fn` on the progress thread and returns its status (outer: the wait itself failed).
+  absl::StatusOr<absl::Status> RunOnWorker(std::function<absl::Status()> fn) {
+    auto done = std::make_shared<absl::Notification>();
+    auto result = std::make_shared<absl::Status>();
+    Post([fn = std::move(fn), done, result] {
+      *result = fn();
+      done->Notify();
+    });
+    if (!done->WaitForNotificationWithTimeout(kCommandTimeout)) {
+      return absl::DeadlineExceededError("UCX progress thread did not answer");
+    }
+    return *result;
+  }
+
+  // ---- the progress thread ----
+
+  void Loop() {
+    int64_t last_activity = MonotonicNanos();
+    while (!stopping_) {
+      std::deque<std::function<void()>> commands;
+      {
+        absl::MutexLock lock(&command_mu_);
+        commands.swap(commands_);
+      }
+      for (auto& command : commands) command();
+      bool progressed = !commands.empty();
+      while (ucp_worker_progress(worker_) != 0) progressed = true;
+      const int64_t now = MonotonicNanos();
+      if (now - last_liveness_check_ > kLivenessCheckNs) {
+        last_liveness_check_ = now;
+        for (auto& [id, peer] : peers_) CheckAlive(*peer);
+      }
+      if (progressed || !batches_.empty()) {
+        last_activity = now;
+        continue;
+      }
+      if (now - last_activity < kSpinNs) continue;
+      Sleep();
+      last_activity = MonotonicNanos();
+    }
+    Shutdown();
+  }
+
+  void Sleep() {
+    if (can_sleep_) {
+      if (ucp_worker_arm(worker_) == UCS_ERR_BUSY) return;
+      epoll_event events[2];
+      epoll_wait(epoll_fd_, events, 2, kIdleSleepMs);
+    } else {
+      pollfd p{command_fd_, POLLIN, 0};
+      poll(&p, 1, 1);
+    }
+    uint64_t drained;
+    (void)!read(command_fd_, &drained, sizeof(drained));
+  }
+
+  // Progresses until `request` completes or the deadline passes; returns its status.
+  ucs_status_t WaitRequest(ucs_status_ptr_t request, int64_t timeout_ns) {
+    if (request == nullptr) return UCS_OK;
+    if (UCS_PTR_IS_ERR(request)) return UCS_PTR_STATUS(request);
+    const int64_t deadline = MonotonicNanos() + timeout_ns;
+    ucs_status_t status;
+    while ((status = ucp_request_check_status(request)) == UCS_INPROGRESS &&
+           MonotonicNanos() < deadline) {
+      ucp_worker_progress(worker_);
+    }
+    if (status == UCS_INPROGRESS) {
+      ucp_request_cancel(worker_, request);
+      while ((status = ucp_request_check_status(request)) == UCS_INPROGRESS) {
+        ucp_worker_progress(worker_);
+      }
+      if (status == UCS_OK || status == UCS_ERR_CANCELED) status = UCS_ERR_TIMED_OUT;
+    }
+    ucp_request_free(request);
+    return status;
+  }
+
+  absl::Status Connect(PeerId id, const std::shared_ptr<UcxPeer>& peer, const std::string& address,
+                       const std::string& rkey) {
+    ucp_ep_params_t params{};
+    params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                        UCP_EP_PARAM_FIELD_ERR_HANDLER;
+    params.address = reinterpret_cast<const ucp_address_t*>(address.data());
+    params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    params.err_handler.cb = &UcxTransport::OnEndpointError;
+    params.err_handler.arg = peer.get();
+    const bool same_host = peer->pid != 0;
+    ucs_status_t created = UCS_ERR_UNREACHABLE;
+    if (!(same_host && context_->peer_mode_unsupported().load())) {
+      created = ucp_ep_create(worker_, &params, &peer->ep);
+    }
+    if (created == UCS_ERR_UNREACHABLE && same_host) {
+      // The transports have no peer failure handler (shared memory): connect without one and
+      // rely on watching the peer's pid (same host) instead.
+      if (!context_->peer_mode_unsupported().exchange(true)) {
+        log_->info("agent {}: UCX has no peer failure handling for UCX_TLS={}; watching peer "
+                   "processes instead", options_.agent_name, context_->tls());
+      }
+      params.err_mode = UCP_ERR_HANDLING_MODE_NONE;
+      created = ucp_ep_create(worker_, &params, &peer->ep);
+    }
+    if (created != UCS_OK) {
+      peer->ep = nullptr;
+      return absl::FailedPreconditionError(absl::StrCat("cannot reach KV peer '", peer->agent,
+                                                        "' (", ucs_status_string(created),
+                                                        "): stale descriptor?"));
+    }
+    ucs_status_t s = ucp_ep_rkey_unpack(peer->ep, rkey.data(), &peer->rkey);
+    if (s == UCS_OK) {
+      // Wire-up now, so that a stale or unreachable peer fails here and not in the first batch.
+      ucp_request_param_t flush{};
+      s = WaitRequest(ucp_ep_flush_nbx(peer->ep, &flush), kConnectTimeoutNs);
+    }
+    if (s != UCS_OK || !peer->error.ok()) {
+      ClosePeerState(*peer);
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot reach KV peer '", peer->agent, "' (",
+                       s != UCS_OK ? ucs_status_string(s) : peer->error.ToString(),
+                       "): stale descriptor or the peer is gone"));
+    }
+    peers_[id] = peer;
+    RecordLanes(*peer);
+    log_->info("agent {}: connected to KV peer '{}' over {}", options_.agent_name, peer->agent,
+               LanesOf(peer->ep));
+    return absl::OkStatus();
+  }
+
+  // The transports UCX chose for an endpoint, from ucp_ep_print_info ("tcp/lo", "posix/memory").
+  static std::string LanesOf(ucp_ep_h ep) {
+    char* text = nullptr;
+    size_t size = 0;
+    FILE* stream = open_memstream(&text, &size);
+    if (stream == nullptr) return "?";
+    ucp_ep_print_info(ep, stream);
+    fclose(stream);
+    std::set<std::string> lanes;
+    std::string all(text, size);
+    free(text);
+    for (size_t pos = all.find("lane["); pos != std::string::npos; pos = all.find("lane[", pos + 1)) {
+      // "lane[0]:  3:posix/memory.0 md[2] ..." -> "posix/memory"
+      size_t colon = all.find(':', all.find(']', pos));
+      size_t start = all.find(':', all.find_first_not_of(" ", colon + 1));
+      if (colon == std::string::npos || start == std::string::npos) continue;
+      size_t end = all.find_first_of(" \n", start + 1);
+      std::string lane = all.substr(start + 1, end - start - 1);
+      if (size_t dot = lane.rfind('.'); dot != std::string::npos) lane.resize(dot);
+      lanes.insert(lane);
+    }
+    return lanes.empty() ? "?" : absl::StrJoin(lanes, "+");
+  }
+
+  void RecordLanes(const UcxPeer& peer) {
+    const std::string lanes = LanesOf(peer.ep);
+    absl::MutexLock lock(&mu_);
+    lanes_.insert(lanes);
+  }
+
+  void ClosePeerState(UcxPeer& peer) {
+    if (peer.ep != nullptr) {
+      ucp_request_param_t params{};
+      params.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+      params.flags = UCP_EP_CLOSE_FLAG_FORCE;  // cancels what is in flight: no more bytes land
+      WaitRequest(ucp_ep_close_nbx(peer.ep, &params), kConnectTimeoutNs);
+      peer.ep = nullptr;
+    }
+    if (peer.rkey != nullptr) {
+      ucp_rkey_destroy(peer.rkey);
+      peer.rkey = nullptr;
+    }
+    peer.dead->store(true);
+  }
+
+  // Marks a same-host peer whose process is gone as failed and cancels what is in flight to it.
+  void CheckAlive(UcxPeer& peer) {
+    if (peer.pid == 0 || !peer.error.ok() || ProcessStartTime(peer.pid) == peer.start_time) return;
+    peer.error = absl::UnavailableError(
+        absl::StrCat("KV peer '", peer.agent, "' (pid ", peer.pid, ") died"));
+    log_->warn("agent {}: {}", options_.agent_name, peer.error.ToString());
+    ClosePeerState(peer);
+  }
+
+  void ClosePeer(PeerId id) {
+    auto it = peers_.find(id);
+    if (it == peers_.end()) return;
+    std::shared_ptr<UcxPeer> peer = it->second;
+    peers_.erase(it);
+    peer->error = absl::CancelledError(absl::StrCat("KV peer '", peer->agent, "' removed"));
+    ClosePeerState(*peer);
+  }
+
+  void StartBatch(PeerId peer_id, TransferId id, const std::byte* base,
+                  const std::vector<CopyOp>& ops, const std::string& notification) {
+    auto it = peers_.find(peer_id);
+    if (it == peers_.end()) {
+      table_.Complete(id, absl::CancelledError(absl::StrCat("KV peer ", peer_id, " removed")));
+      return;
+    }
+    std::shared_ptr<UcxPeer> peer = it->second;
+    CheckAlive(*peer);
+    if (!peer->error.ok()) {
+      table_.Complete(id, peer->error);
+      return;
+    }
+    ucp_request_param_t put{};
+    for (const CopyOp& op : ops) {
+      ucs_status_ptr_t r = ucp_put_nbx(peer->ep, base + op.src, op.bytes,
+                                       peer->remote_base + op.dst, peer->rkey, &put);
+      if (UCS_PTR_IS_ERR(r)) {
+        table_.Complete(id, PeerStatus(*peer, "ucp_put_nbx", UCS_PTR_STATUS(r)));
+        return;
+      }
+      // The flush below covers completion; the request is released when it completes.
+      if (r != nullptr) ucp_request_free(r);
+    }
+    auto* batch = new Batch{this, id, peer, notification};
+    ++batches_[id];
+    ucp_request_param_t flush{};
+    flush.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    flush.cb.send = &UcxTransport::OnFlushed;
+    flush.user_data = batch;
+    ucs_status_ptr_t r = ucp_ep_flush_nbx(peer->ep, &flush);
+    if (r == nullptr) {
+      Flushed(batch, UCS_OK);
+    } else if (UCS_PTR_IS_ERR(r)) {
+      Flushed(batch, UCS_PTR_STATUS(r));
+    }
+  }
+
+  void Flushed(Batch* batch, ucs_status_t status) {
+    if (status != UCS_OK) return Finish(batch, PeerStatus(*batch->peer, "flush", status));
+    if (batch->notification.empty()) return Finish(batch, absl::OkStatus());
+    ucp_request_param_t am{};
+    am.op_attr_mask =
+        UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+    am.cb.send = &UcxTransport::OnNotificationSent;
+    am.user_data = batch;
+    am.flags = UCP_AM_SEND_FLAG_EAGER;
+    ucs_status_ptr_t r = ucp_am_send_nbx(batch->peer->ep, kNotifyAmId, options_.agent_name.data(),
+                                         options_.agent_name.size(), batch->notification.data(),
+                                         batch->notification.size(), &am);
+    if (r == nullptr) {
+      Finish(batch, absl::OkStatus());
+    } else if (UCS_PTR_IS_ERR(r)) {
+      Finish(batch, PeerStatus(*batch->peer, "am_send", UCS_PTR_STATUS(r)));
+    }
+  }
+
+  void Finish(Batch* batch, absl::Status status) {
+    table_.Complete(batch->id, std::move(status));
+    batches_.erase(batch->id);
+    delete batch;
+  }
+
+  // A failed operation on a peer whose endpoint reported an error is that error (Unavailable).
+  static absl::Status PeerStatus(const UcxPeer& peer, const std::string& what, ucs_status_t s) {
+    if (!peer.error.ok()) return peer.error;
+    return UcsError(absl::StrCat(what, " to KV peer '", peer.agent, "'"), s);
+  }
+
+  void Shutdown() {
+    for (auto& [id, peer] : peers_) {
+      peer->error = absl::CancelledError("KV transport shutting down");
+      ClosePeerState(*peer);
+    }
+    peers_.clear();
+    // Cancelled requests have run their callbacks inside the closes.
+    while (ucp_worker_progress(worker_) != 0) {
+    }
+  }
+
+  static void OnFlushed(void* request, ucs_status_t status, void* user_data) {
+    auto* batch = static_cast<Batch*>(user_data);
+    ucp_request_free(request);
+    batch->owner->Flushed(batch, status);
+  }
+
+  static void OnNotificationSent(void* request, ucs_status_t status, void* user_data) {
+    auto* batch = static_cast<Batch*>(user_data);
+    ucp_request_free(request);
+    batch->owner->Finish(batch, status == UCS_OK ? absl::OkStatus()
+                                                 : PeerStatus(*batch->peer, "am_send", status));
+  }
+
+  static void OnEndpointError(void* arg, ucp_ep_h ep, ucs_status_t status) {
+    auto* peer = static_cast<UcxPeer*>(arg);
+    if (peer->error.ok()) {
+      peer->error = absl::UnavailableError(
+          absl::StrCat("KV peer '", peer->agent, "' failed: ", ucs_status_string(status)));
+    }
+    peer->dead->store(true);
+    ComponentLogger("transfer")->warn("{}", peer->error.ToString());
+  }
+
+  static ucs_status_t OnNotification(void* arg, const void* header, size_t header_length,
+                                     void* data, size_t length, const ucp_am_recv_param_t* param) {
+    auto* self = static_cast<UcxTransport*>(arg);
+    self->inbox_.Push({std::string(static_cast<const char*>(header), header_length),
+                       std::string(static_cast<const char*>(data), length)});
+    return UCS_OK;
+  }
+
+  const TransportOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
+  NotificationInbox inbox_;
+  BatchTable table_;
+  std::shared_ptr<UcxContext> context_;
+  ucp_worker_h worker_ = nullptr;
+  std::string worker_address_;
+  ucp_mem_h own_memh_ = nullptr;  // set when RegisterPool mapped memory UCX did not allocate
+  int command_fd_ = -1;
+  int epoll_fd_ = -1;
+  bool can_sleep_ = false;
+  std::atomic<PeerId> next_peer_{1};
+
+  mutable absl::Mutex mu_;
+  const KvCache* pool_ ABSL_GUARDED_BY(mu_) = nullptr;
+  PoolDescriptor descriptor_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<PeerId, PeerInfo> peer_info_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> lanes_ ABSL_GUARDED_BY(mu_);
+  uint64_t registrations_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t peers_loaded_ ABSL_GUARDED_BY(mu_) = 0;
+
+  absl::Mutex command_mu_;
+  std::deque<std::function<void()>> commands_ ABSL_GUARDED_BY(command_mu_);
+
+  // Progress-thread state.
+  bool stopping_ = false;
+  int64_t last_liveness_check_ = 0;
+  std::map<PeerId, std::shared_ptr<UcxPeer>> peers_;
+  absl::flat_hash_map<TransferId, int> batches_;  // in flight (flush or notification pending)
+  std::thread thread_;
+};
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<KvTransport>> MakeUcxTransport(const TransportOptions& options) {
-  return absl::UnimplementedError("the ucx KV transfer backend is not built yet");
+  return UcxTransport::Create(options);
 }
 
 absl::StatusOr<std::unique_ptr<KvMemory>> AllocateUcxPoolMemory(size_t bytes) {
-  return AllocateHostMemory(bytes);
+  absl::StatusOr<std::unique_ptr<UcxPoolMemory>> memory = UcxPoolMemory::Allocate(bytes);
+  if (!memory.ok()) return memory.status();
+  return std::unique_ptr<KvMemory>(std::move(*memory));
 }
 
 }  // namespace pdserve::transfer::ucx

@@ -7,10 +7,36 @@
 
 namespace pdserve::transfer::ucx {
 
-// `ucx`: UCP RMA. Not yet implemented in this revision: MakeUcxTransport returns Unimplemented.
+// `ucx`: UCP RMA. One UCP worker per transport, owned by a dedicated progress thread: every
+// UCP call on the worker (endpoints, puts, flushes, active messages) runs there; callers hand
+// it commands and wait on handles, so no caller ever has to drive progress. While batches are
+// in flight the thread polls the worker; when idle it sleeps on the worker's event fd (or
+// polls every millisecond when the transports cannot wake it).
+//
+// A batch: one ucp_put_nbx per coalesced run into the peer's pool (rkey from the descriptor),
+// then ucp_ep_flush_nbx, then an eager active message carrying the notification; the receiver's
+// handler queues it. The handle completes when the active message left, so a notification is
+// only ever sent after the puts are remotely complete.
+//
+// Transport selection is UCX's: UCX_TLS (tcp, posix, sysv, cma, rc, ...), read when the
+// process's context for that UCX_TLS value is created; counters().transports reports the lanes
+// UCX chose for the peers (from ucp_ep_print_info). Endpoints use peer error handling
+// (UCP_ERR_HANDLING_MODE_PEER): a peer that dies fails its batches with Unavailable (tcp: on
+// reset or by keepalive, 1 s here unless UCX_KEEPALIVE_INTERVAL is set). UCX 1.13 refuses peer
+// error handling over posix / sysv; for those (same host only) the endpoint is created without
+// it and the progress thread watches the peer's pid + start time (every 100 ms and before each
+// batch) instead. Without peer error handling a dead peer can make UCX abort on its internal
+// replies, which is why it is never the first choice (UCX_TLS=cma,posix: posix for active
+// messages, cma for puts, pid watch; UCX_TLS=cma,tcp: UCX 1.13 keeps cma out of peer-error
+// endpoints and emulates puts with active messages over tcp, and a sender killed mid-batch can
+// then abort the receiver inside UCX: prefer cma,posix).
+//
+// Use AllocatePoolMemory for pools: over posix / sysv, puts into memory UCX did not allocate
+// are emulated with active messages (slower, and exposed to the abort above).
 absl::StatusOr<std::unique_ptr<KvTransport>> MakeUcxTransport(const TransportOptions& options);
 
-// Page-aligned private host memory (UCX registers it with ucp_mem_map).
+// Memory allocated by UCX (ucp_mem_map ALLOCATE) so that shared-memory transports can put into
+// it directly; registered once, at allocation, and reused by RegisterPool.
 absl::StatusOr<std::unique_ptr<KvMemory>> AllocateUcxPoolMemory(size_t bytes);
 
 }  // namespace pdserve::transfer::ucx

@@ -1,0 +1,316 @@
+#include "transfer/cuda_ipc/cuda_ipc_transport.h"
+
+#include <cuda_runtime.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/logging.h"
+#include "kvcache/cuda/cuda_check.h"
+#include "kvcache/cuda/cuda_kernels.h"
+#include "transfer/batch_table.h"
+#include "transfer/copy_plan.h"
+#include "transfer/local/notify_channel.h"
+#include "transfer/notification_inbox.h"
+#include "transfer/pool_descriptor.h"
+
+namespace pdserve::transfer::cuda_ipc {
+namespace {
+
+constexpr char kBackend[] = "cuda-ipc";
+
+// A peer pool opened through its IPC handle (closed on destruction), or borrowed when the peer
+// lives in this process.
+struct IpcPeer {
+  IpcPeer(PoolDescriptor d, const KvGeometry& g) : descriptor(std::move(d)), geometry(g) {}
+  PoolDescriptor descriptor;
+  KvGeometry geometry;
+  std::byte* base = nullptr;
+  bool opened = false;
+  std::unique_ptr<local::NotifySender> notifier;
+  std::shared_ptr<std::atomic<bool>> removed = std::make_shared<std::atomic<bool>>(false);
+
+  ~IpcPeer() {
+    if (opened) cudaIpcCloseMemHandle(base);
+  }
+};
+
+// Waits for batch events in submission order on one thread and runs their completions.
+class CompletionThread {
+ public:
+  struct Item {
+    cudaEvent_t event;
+    std::function<void(absl::Status)> done;
+  };
+  explicit CompletionThread(int device) : thread_([this, device] { Loop(device); }) {}
+  ~CompletionThread() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+  void Push(Item item) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      items_.push_back(std::move(item));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void Loop(int device) {
+    cudaSetDevice(device);
+    for (;;) {
+      Item item;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || !items_.empty(); });
+        if (items_.empty()) return;  // stopping, nothing left
+        item = std::move(items_.front());
+        items_.pop_front();
+      }
+      // A blocking-sync event: the thread sleeps until the copies are done.
+      const absl::Status s = cuda::CudaStatus(cudaEventSynchronize(item.event), "KV copy");
+      cudaEventDestroy(item.event);
+      item.done(s);
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Item> items_;
+  bool stop_ = false;
+  std::thread thread_;  // last: starts after the members above exist
+};
+
+class CudaIpcTransport final : public KvTransport {
+ public:
+  CudaIpcTransport(const TransportOptions& options, cudaStream_t stream)
+      : options_(options),
+        log_(ComponentLogger("transfer")),
+        table_(std::max(1, options.max_inflight_batches)),
+        stream_(stream),
+        completions_(std::make_unique<CompletionThread>(0)) {}
+
+  ~CudaIpcTransport() override {
+    {
+      absl::MutexLock lock(&mu_);
+      for (auto& [id, peer] : peers_) peer->removed->store(true);
+    }
+    completions_.reset();  // waits for every batch in flight
+    cudaStreamDestroy(stream_);
+  }
+
+  std::string backend() const override { return kBackend; }
+
+  absl::Status RegisterPool(const KvCache& cache) override {
+    absl::MutexLock lock(&mu_);
+    if (pool_ != nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("agent '", options_.agent_name, "' already registered a KV pool"));
+    }
+    if (cache.memory().kind() != MemoryKind::kCuda) {
+      return absl::InvalidArgumentError(
+          "cuda-ipc needs a KV pool in device memory (AllocatePoolMemory with backend cuda-ipc)");
+    }
+    cudaIpcMemHandle_t handle;
+    PDSERVE_CUDA_RETURN_IF_ERROR(cudaIpcGetMemHandle(&handle, cache.base()));
+    absl::StatusOr<std::unique_ptr<local::NotifyListener>> listener =
+        local::NotifyListener::Start(&inbox_, options_.agent_name);
+    if (!listener.ok()) return listener.status();
+    listener_ = std::move(*listener);
+    descriptor_ = DescribePool(kBackend, options_.agent_name, cache.geometry());
+    descriptor_.fields["ipc_handle"] =
+        absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(&handle), sizeof(handle)));
+    descriptor_.fields["pid"] = absl::StrCat(getpid());
+    descriptor_.fields["address"] = absl::StrCat(reinterpret_cast<uintptr_t>(cache.base()));
+    descriptor_.fields["device"] = absl::StrCat(cache.memory().device());
+    descriptor_.fields["socket"] = listener_->address();
+    pool_ = &cache;
+    ++registrations_;
+    log_->info("agent {}: registered device KV pool of {} blocks x {} bytes ({}) for CUDA IPC",
+               options_.agent_name, cache.geometry().num_blocks(), cache.geometry().block_bytes(),
+               std::string(KvLayoutName(cache.geometry().layout())));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::string> ExportDescriptor() const override {
+    absl::MutexLock lock(&mu_);
+    if (pool_ == nullptr) return absl::FailedPreconditionError("no KV pool registered");
+    return descriptor_.Serialize();
+  }
+
+  absl::StatusOr<PeerId> LoadPeer(const std::string& bytes) override {
+    absl::StatusOr<PoolDescriptor> d = PoolDescriptor::Parse(bytes);
+    if (!d.ok()) return d.status();
+    const KvCache* pool;
+    {
+      absl::MutexLock lock(&mu_);
+      pool = pool_;
+    }
+    if (pool == nullptr) return absl::FailedPreconditionError("register a KV pool before LoadPeer");
+    if (absl::Status s = CheckCompatible(pool->geometry(), kBackend, *d); !s.ok()) return s;
+    absl::StatusOr<std::string> handle_hex = d->Field("ipc_handle");
+    absl::StatusOr<std::string> pid = d->Field("pid");
+    absl::StatusOr<std::string> address = d->Field("address");
+    absl::StatusOr<std::string> socket = d->Field("socket");
+    if (!handle_hex.ok() || !pid.ok() || !address.ok() || !socket.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cuda-ipc descriptor of agent '", d->agent, "' lacks its handle fields"));
+    }
+    auto peer =
+        std::make_shared<IpcPeer>(*d, KvGeometry(pool->config(), d->num_blocks, d->layout));
+    if (*pid == absl::StrCat(getpid())) {
+      uintptr_t p = 0;
+      if (!absl::SimpleAtoi(*address, &p)) return absl::InvalidArgumentError("bad address field");
+      peer->base = reinterpret_cast<std::byte*>(p);
+    } else {
+      const std::string raw = absl::HexStringToBytes(*handle_hex);
+      cudaIpcMemHandle_t handle;
+      if (raw.size() != sizeof(handle)) return absl::InvalidArgumentError("bad cuda-ipc handle");
+      std::memcpy(&handle, raw.data(), sizeof(handle));
+      void* base = nullptr;
+      PDSERVE_CUDA_RETURN_IF_ERROR(
+          cudaIpcOpenMemHandle(&base, handle, cudaIpcMemLazyEnablePeerAccess));
+      peer->base = static_cast<std::byte*>(base);
+      peer->opened = true;
+    }
+    absl::StatusOr<std::unique_ptr<local::NotifySender>> notifier =
+        local::NotifySender::Connect(*socket, options_.agent_name);
+    if (!notifier.ok()) return notifier.status();
+    peer->notifier = std::move(*notifier);
+    absl::MutexLock lock(&mu_);
+    const PeerId id = next_peer_++;
+    peers_[id] = std::move(peer);
+    ++peers_loaded_;
+    log_->info("agent {}: opened device KV pool of peer '{}' ({} blocks) over CUDA IPC",
+               options_.agent_name, d->agent, d->num_blocks);
+    return id;
+  }
+
+  absl::Status RemovePeer(PeerId id) override {
+    absl::MutexLock lock(&mu_);
+    auto it = peers_.find(id);
+    if (it == peers_.end()) return absl::FailedPreconditionError(absl::StrCat("unknown KV peer ", id));
+    it->second->removed->store(true);
+    peers_.erase(it);  // batches in flight keep their own reference
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<TransferId> Submit(PeerId id, std::span<const BlockCopy> copies,
+                                    const std::string& notification) override {
+    std::shared_ptr<IpcPeer> peer;
+    const KvCache* pool;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = peers_.find(id);
+      if (it == peers_.end()) {
+        return absl::FailedPreconditionError(absl::StrCat("unknown or removed KV peer ", id));
+      }
+      peer = it->second;
+      pool = pool_;
+    }
+    if (notification.size() > kMaxNotificationBytes) {
+      return absl::InvalidArgumentError("KV transfer notification too long");
+    }
+    std::vector<CopyOp> ops;
+    if (absl::Status s = PlanCopies(pool->geometry(), peer->geometry, copies, ops); !s.ok()) return s;
+    if (peer->notifier->PeerGone()) {
+      return absl::UnavailableError(absl::StrCat("KV peer '", peer->descriptor.agent,
+                                                 "' is gone (request ", notification, ")"));
+    }
+    absl::StatusOr<TransferId> tid = table_.Begin(TotalBytes(ops), static_cast<uint32_t>(ops.size()));
+    if (!tid.ok()) return tid.status();
+    cudaEvent_t event = nullptr;
+    absl::Status issued = cuda::CudaStatus(
+        cudaEventCreateWithFlags(&event, cudaEventDisableTiming | cudaEventBlockingSync), "event");
+    for (size_t i = 0; issued.ok() && i < ops.size(); ++i) {
+      issued = cuda::CudaStatus(cudaMemcpyAsync(peer->base + ops[i].dst, pool->base() + ops[i].src,
+                                                ops[i].bytes, cudaMemcpyDeviceToDevice, stream_),
+                                "cudaMemcpyAsync");
+    }
+    if (issued.ok()) issued = cuda::CudaStatus(cudaEventRecord(event, stream_), "cudaEventRecord");
+    if (!issued.ok()) {
+      if (event != nullptr) cudaEventDestroy(event);
+      table_.Complete(*tid, issued);
+      return *tid;
+    }
+    completions_->Push({event, [this, peer, tid = *tid, notification](absl::Status s) {
+                          if (s.ok() && peer->removed->load()) {
+                            s = absl::CancelledError(absl::StrCat(
+                                "KV peer '", peer->descriptor.agent, "' removed during batch ",
+                                tid, " (request ", notification, ")"));
+                          } else if (s.ok() && !notification.empty()) {
+                            s = peer->notifier->Send(notification);
+                          } else if (s.ok() && peer->notifier->PeerGone()) {
+                            s = absl::UnavailableError("KV peer went away");
+                          }
+                          table_.Complete(tid, s);
+                        }});
+    return *tid;
+  }
+
+  absl::StatusOr<bool> Poll(TransferId id) override { return table_.Poll(id); }
+  absl::Status Wait(TransferId id, absl::Duration timeout) override { return table_.Wait(id, timeout); }
+  absl::StatusOr<TransferStats> Stats(TransferId id) const override { return table_.Stats(id); }
+  std::vector<Notification> TakeNotifications() override { return inbox_.TakeAll(); }
+  absl::Status WaitForNotification(const std::string& message, absl::Duration timeout) override {
+    return inbox_.WaitFor(message, timeout);
+  }
+
+  TransportCounters counters() const override {
+    TransportCounters c;
+    table_.FillCounters(c);
+    c.notifications_received = inbox_.received();
+    c.transports = "cuda_ipc (cudaMemcpyAsync D2D)";
+    absl::MutexLock lock(&mu_);
+    c.registrations = registrations_;
+    c.peers_loaded = peers_loaded_;
+    c.senders_lost = listener_ ? listener_->senders_lost() : 0;
+    return c;
+  }
+
+ private:
+  const TransportOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
+  NotificationInbox inbox_;
+  BatchTable table_;
+  cudaStream_t stream_;
+  mutable absl::Mutex mu_;
+  const KvCache* pool_ ABSL_GUARDED_BY(mu_) = nullptr;
+  PoolDescriptor descriptor_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<local::NotifyListener> listener_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<PeerId, std::shared_ptr<IpcPeer>> peers_ ABSL_GUARDED_BY(mu_);
+  PeerId next_peer_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t registrations_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t peers_loaded_ ABSL_GUARDED_BY(mu_) = 0;
+  std::unique_ptr<CompletionThread> completions_;  // reset first in the destructor
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<KvTransport>> MakeCudaIpcTransport(const TransportOptions& options) {
+  if (!cuda::CudaAvailable()) return absl::UnavailableError("cuda-ipc: no CUDA device");
+  PDSERVE_CUDA_RETURN_IF_ERROR(cudaSetDevice(0));
+  cudaStream_t stream = nullptr;
+  PDSERVE_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  return std::make_unique<CudaIpcTransport>(options, stream);
+}
+
+absl::StatusOr<std::unique_ptr<KvMemory>> AllocateCudaIpcPoolMemory(size_t bytes) {
+  return cuda::AllocateDeviceMemory(bytes, 0);
+}
+
+}  // namespace pdserve::transfer::cuda_ipc

@@ -1,0 +1,99 @@
+#include "transfer/ucx/ucx_context.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+
+namespace pdserve::transfer::ucx {
+
+absl::Status UcsError(const std::string& what, ucs_status_t status) {
+  const std::string text = absl::StrCat(what, ": ", ucs_status_string(status));
+  switch (status) {
+    case UCS_ERR_CONNECTION_RESET:
+    case UCS_ERR_ENDPOINT_TIMEOUT:
+    case UCS_ERR_UNREACHABLE:
+    case UCS_ERR_REJECTED:
+    case UCS_ERR_TIMED_OUT:
+    case UCS_ERR_IO_ERROR:
+      return absl::UnavailableError(text);
+    case UCS_ERR_CANCELED:
+      return absl::CancelledError(text);
+    case UCS_ERR_NO_MEMORY:
+    case UCS_ERR_EXCEEDS_LIMIT:
+      return absl::ResourceExhaustedError(text);
+    default:
+      return absl::InternalError(text);
+  }
+}
+
+absl::StatusOr<std::shared_ptr<UcxContext>> UcxContext::Get() {
+  static std::mutex mu;
+  static std::map<std::string, std::weak_ptr<UcxContext>> contexts;
+  const char* env = std::getenv("UCX_TLS");
+  const std::string tls = env ? env : "";
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto existing = contexts[tls].lock()) return existing;
+
+  ucp_config_t* config = nullptr;
+  if (ucs_status_t s = ucp_config_read(nullptr, nullptr, &config); s != UCS_OK) {
+    return UcsError("ucp_config_read", s);
+  }
+  // UCX's default keepalive (20 s) is longer than any transfer deadline: a dead peer on a
+  // shared-memory transport would go unnoticed. The operator's UCX_KEEPALIVE_INTERVAL wins.
+  if (std::getenv("UCX_KEEPALIVE_INTERVAL") == nullptr) {
+    ucp_config_modify(config, "KEEPALIVE_INTERVAL", "1s");
+  }
+  ucp_params_t params{};
+  params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
+  params.features = UCP_FEATURE_RMA | UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;
+  params.mt_workers_shared = 1;  // mem_map / rkey_pack from caller threads
+  ucp_context_h context = nullptr;
+  bool wakeup = true;
+  ucs_status_t s = ucp_init(&params, config, &context);
+  if (s != UCS_OK) {
+    // Some transport sets cannot wake a sleeping worker: fall back to polling.
+    params.features = UCP_FEATURE_RMA | UCP_FEATURE_AM;
+    wakeup = false;
+    s = ucp_init(&params, config, &context);
+  }
+  ucp_config_release(config);
+  if (s != UCS_OK) return UcsError(absl::StrCat("ucp_init (UCX_TLS=", tls, ")"), s);
+  auto ctx = std::shared_ptr<UcxContext>(new UcxContext(context, wakeup, tls));
+  contexts[tls] = ctx;
+  return ctx;
+}
+
+UcxContext::~UcxContext() { ucp_cleanup(context_); }
+
+absl::StatusOr<std::unique_ptr<UcxPoolMemory>> UcxPoolMemory::Allocate(size_t bytes) {
+  if (bytes == 0) return absl::InvalidArgumentError("KV memory of 0 bytes");
+  absl::StatusOr<std::shared_ptr<UcxContext>> context = UcxContext::Get();
+  if (!context.ok()) return context.status();
+  ucp_mem_map_params_t params{};
+  params.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH |
+                      UCP_MEM_MAP_PARAM_FIELD_FLAGS;
+  params.address = nullptr;
+  params.length = bytes;
+  params.flags = UCP_MEM_MAP_ALLOCATE;
+  ucp_mem_h memh = nullptr;
+  if (ucs_status_t s = ucp_mem_map((*context)->handle(), &params, &memh); s != UCS_OK) {
+    return UcsError(absl::StrCat("ucp_mem_map(allocate ", bytes, " bytes)"), s);
+  }
+  ucp_mem_attr_t attr{};
+  attr.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS | UCP_MEM_ATTR_FIELD_LENGTH;
+  if (ucs_status_t s = ucp_mem_query(memh, &attr); s != UCS_OK) {
+    ucp_mem_unmap((*context)->handle(), memh);
+    return UcsError("ucp_mem_query", s);
+  }
+  auto* data = static_cast<std::byte*>(attr.address);
+  std::memset(data, 0, bytes);  // KvMemory promises zeroed memory
+  return std::unique_ptr<UcxPoolMemory>(new UcxPoolMemory(*context, memh, data, bytes));
+}
+
+UcxPoolMemory::~UcxPoolMemory() { ucp_mem_unmap(context_->handle(), memh_); }
+
+}  // namespace pdserve::transfer::ucx

@@ -1,0 +1,68 @@
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include <ucp/api/ucp.h>
+
+#include "absl/status/statusor.h"
+#include "kvcache/kv_memory.h"
+
+namespace pdserve::transfer::ucx {
+
+// One UCP context per process and per UCX_TLS value (UCX reads its environment when a context
+// is created, so a test that pins another UCX_TLS gets another context). Shared by the pool
+// memory it allocates and by the transports, so that a pool UCX allocated is registered with
+// the context that will put from / into it.
+class UcxContext {
+ public:
+  static absl::StatusOr<std::shared_ptr<UcxContext>> Get();
+  ~UcxContext();
+  UcxContext(const UcxContext&) = delete;
+  UcxContext& operator=(const UcxContext&) = delete;
+
+  ucp_context_h handle() const { return context_; }
+  bool wakeup() const { return wakeup_; }  // workers can sleep on an event fd
+  const std::string& tls() const { return tls_; }
+  // Set once an endpoint could not be created with peer error handling (shared-memory
+  // transports have none): later endpoints to same-host peers skip the failing attempt.
+  std::atomic<bool>& peer_mode_unsupported() { return peer_mode_unsupported_; }
+
+ private:
+  UcxContext(ucp_context_h context, bool wakeup, std::string tls)
+      : context_(context), wakeup_(wakeup), tls_(std::move(tls)) {}
+  ucp_context_h context_;
+  bool wakeup_;
+  std::string tls_;
+  std::atomic<bool> peer_mode_unsupported_{false};
+};
+
+// A KV pool allocated by UCX itself (ucp_mem_map with UCP_MEM_MAP_ALLOCATE): with shared-memory
+// transports (posix, sysv) the memory is then a segment the peer can attach, so puts are
+// direct copies instead of active-message emulation. The mapping is the pool's one
+// registration; the transport reuses it.
+class UcxPoolMemory final : public KvMemory {
+ public:
+  static absl::StatusOr<std::unique_ptr<UcxPoolMemory>> Allocate(size_t bytes);
+  ~UcxPoolMemory() override;
+
+  std::byte* data() const override { return data_; }
+  size_t size() const override { return size_; }
+  MemoryKind kind() const override { return MemoryKind::kHost; }
+
+  const std::shared_ptr<UcxContext>& context() const { return context_; }
+  ucp_mem_h memh() const { return memh_; }
+
+ private:
+  UcxPoolMemory(std::shared_ptr<UcxContext> context, ucp_mem_h memh, std::byte* data, size_t size)
+      : context_(std::move(context)), memh_(memh), data_(data), size_(size) {}
+  std::shared_ptr<UcxContext> context_;
+  ucp_mem_h memh_;
+  std::byte* data_;
+  size_t size_;
+};
+
+absl::Status UcsError(const std::string& what, ucs_status_t status);
+
+}  // namespace pdserve::transfer::ucx
