@@ -31,15 +31,14 @@ absl::Status RunDecodeWorker(cluster::WorkerProcessOptions options) {
         absl::StrCat("--compute must be real or roofline, not '", options.compute, "'"));
   }
 
-  // The pool lives in shared memory so that the local backend can map it from prefill workers.
+  // The backend decides where the pool must live (shared memory for `local`, so that prefill
+  // workers can map it).
   const KvGeometry geometry(config, num_blocks, layout);
-  ASSIGN_OR_RETURN(std::unique_ptr<KvMemory> memory,
-                   CreateSharedMemory(static_cast<size_t>(geometry.region_bytes())));
-  ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache,
-                   KvCache::Create(config, num_blocks, layout, std::move(memory)));
   transfer::TransportOptions transport_options;
   transport_options.backend = options.transfer;
   transport_options.agent_name = options.worker_id;
+  ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache,
+                   transfer::CreatePoolCache(transport_options, config, num_blocks, layout));
   ASSIGN_OR_RETURN(std::unique_ptr<transfer::KvTransport> transport,
                    transfer::MakeKvTransport(transport_options));
   RETURN_IF_ERROR(transport->RegisterPool(*cache));

@@ -32,11 +32,11 @@ absl::Status RunPrefillWorker(cluster::WorkerProcessOptions options) {
         absl::StrCat("--compute must be real or roofline, not '", options.compute, "'"));
   }
 
-  ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache,
-                   KvCache::CreateInHostMemory(config, num_blocks, layout));
   transfer::TransportOptions transport_options;
   transport_options.backend = options.transfer;
   transport_options.agent_name = options.worker_id;
+  ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache,
+                   transfer::CreatePoolCache(transport_options, config, num_blocks, layout));
   ASSIGN_OR_RETURN(std::unique_ptr<transfer::KvTransport> transport,
                    transfer::MakeKvTransport(transport_options));
   RETURN_IF_ERROR(transport->RegisterPool(*cache));

@@ -1,0 +1,93 @@
+#include <signal.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "cli/commands.h"
+#include "cluster/cluster.h"
+#include "cluster/worker_process.h"
+
+namespace pdserve::cli {
+namespace {
+
+absl::Status RunCluster(cluster::ClusterOptions options, bool quiet) {
+  // Before any thread exists, so that every thread of this process leaves them to sigtimedwait.
+  cluster::BlockTerminationSignals();
+  absl::StatusOr<std::unique_ptr<cluster::Cluster>> started = cluster::Cluster::Start(options);
+  if (!started.ok()) return started.status();
+  cluster::Cluster& c = **started;
+  std::printf("pdserve cluster ready: router at %s (%d prefill, %d decode, transfer %s, preset %s)\n",
+              c.endpoint().c_str(), options.num_prefill, options.num_decode,
+              options.transfer.c_str(), options.preset.c_str());
+  std::printf("  logs in %s\n", c.log_dir().c_str());
+  std::printf("  try:  pdserve generate --endpoint %s --prompt-len 32 --max-tokens 16\n",
+              c.endpoint().c_str());
+  std::printf("        pdserve status --endpoint %s\n", c.endpoint().c_str());
+  std::printf("  Ctrl-C stops the cluster.\n");
+  std::fflush(stdout);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  while (true) {
+    timespec wait{0, 200 * 1000 * 1000};
+    const int sig = sigtimedwait(&set, nullptr, &wait);
+    if (sig == SIGINT || sig == SIGTERM) {
+      std::printf("pdserve cluster: %s received, stopping %zu processes\n", strsignal(sig),
+                  c.ChildNames().size());
+      std::fflush(stdout);
+      c.Stop();
+      std::printf("pdserve cluster: stopped\n");
+      return absl::OkStatus();
+    }
+    if (absl::Status alive = c.CheckChildren(); !alive.ok()) {
+      c.Stop();
+      return absl::UnavailableError(absl::StrCat("a cluster process died, cluster stopped: ",
+                                                 alive.message()));
+    }
+  }
+  (void)quiet;
+}
+
+void AddClusterCommand(CLI::App& app) {
+  CLI::App* cmd = app.add_subcommand(
+      "cluster", "Start a router, prefill and decode workers on this host and supervise them");
+  auto o = std::make_shared<cluster::ClusterOptions>();
+  cmd->add_option("--prefill", o->num_prefill, "prefill workers")->capture_default_str();
+  cmd->add_option("--decode", o->num_decode, "decode workers")->capture_default_str();
+  cmd->add_option("--transfer", o->transfer, "KV transfer backend: local or ucx")
+      ->capture_default_str();
+  cmd->add_option("--preset", o->preset, "model preset")->capture_default_str();
+  cmd->add_option("--host", o->host, "address every process listens on")->capture_default_str();
+  cmd->add_option("--port", o->router_port, "router port (0: a free one)")->capture_default_str();
+  cmd->add_option("--log-dir", o->log_dir, "folder for one log per process (default: a new /tmp "
+                                           "folder)");
+  auto num_blocks = std::make_shared<uint32_t>(0);
+  cmd->add_option("--num-blocks", *num_blocks, "KV blocks per worker (prefill and decode)");
+  cmd->add_option("--prefill-blocks", o->prefill_blocks, "KV blocks per prefill worker");
+  cmd->add_option("--decode-blocks", o->decode_blocks, "KV blocks per decode worker");
+  cmd->add_option("--pool-gib", o->pool_gib, "KV pool per worker in GiB (default 1)");
+  cmd->add_option("--layout", o->layout, "layer-major or block-major")->capture_default_str();
+  cmd->add_option("--compute", o->compute, "real or roofline")
+      ->check(CLI::IsMember({"real", "roofline"}))
+      ->capture_default_str();
+  cmd->add_option("--gpu", o->gpu, "roofline: GPU whose time is modelled")->capture_default_str();
+  cmd->add_option("--threads", o->threads, "kernel threads per worker (0: all cores)")
+      ->capture_default_str();
+  cmd->add_option("--binary", o->binary, "pdserve executable for the children (default: this one)");
+  cmd->add_option("--router-arg", o->router_args, "extra flag for the router (repeatable)");
+  cmd->add_option("--prefill-arg", o->prefill_args, "extra flag for prefill workers (repeatable)");
+  cmd->add_option("--decode-arg", o->decode_args, "extra flag for decode workers (repeatable)");
+  cmd->callback([o, num_blocks] {
+    cluster::ClusterOptions options = *o;
+    if (options.prefill_blocks == 0) options.prefill_blocks = *num_blocks;
+    if (options.decode_blocks == 0) options.decode_blocks = *num_blocks;
+    ExitWith(RunCluster(options, false));
+  });
+}
+
+const bool registered = RegisterCommand("cluster", AddClusterCommand);
+
+}  // namespace
+}  // namespace pdserve::cli

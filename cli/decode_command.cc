@@ -1,0 +1,30 @@
+#include "cli/commands.h"
+#include "cli/worker_flags.h"
+#include "decode_worker/decode_process.h"
+
+namespace pdserve::cli {
+namespace {
+
+void AddDecodeCommand(CLI::App& app) {
+  CLI::App* cmd = app.add_subcommand(
+      "decode", "Run a decode worker: continuous batching over its KV pool");
+  auto flags = AddWorkerFlags(cmd);
+  cmd->add_option("--min-step-us", flags->options.min_step_us,
+                  "every decode step lasts at least this long (slows decode down for tests)")
+      ->capture_default_str();
+  auto lease_s = std::make_shared<double>(300);
+  cmd->add_option("--allocation-lease-s", *lease_s,
+                  "free an allocation that no Decode claimed within this time")
+      ->capture_default_str();
+  cmd->callback([flags, lease_s] {
+    cluster::BlockTerminationSignals();
+    flags->options.transfer_timeout = absl::Seconds(flags->transfer_timeout_s);
+    flags->options.allocation_lease = absl::Seconds(*lease_s);
+    ExitWith(decode::RunDecodeWorker(flags->options));
+  });
+}
+
+const bool registered = RegisterCommand("decode", AddDecodeCommand);
+
+}  // namespace
+}  // namespace pdserve::cli

@@ -1,0 +1,25 @@
+#include "cli/commands.h"
+#include "cli/worker_flags.h"
+#include "prefill_worker/prefill_process.h"
+
+namespace pdserve::cli {
+namespace {
+
+void AddPrefillCommand(CLI::App& app) {
+  CLI::App* cmd = app.add_subcommand(
+      "prefill", "Run a prefill worker: prompt kernels into its KV pool, then KV transfer");
+  auto flags = AddWorkerFlags(cmd);
+  cmd->add_option("--chunk-tokens", flags->options.chunk_tokens,
+                  "longest prompt chunk per kernel call")
+      ->capture_default_str();
+  cmd->callback([flags] {
+    cluster::BlockTerminationSignals();
+    flags->options.transfer_timeout = absl::Seconds(flags->transfer_timeout_s);
+    ExitWith(prefill::RunPrefillWorker(flags->options));
+  });
+}
+
+const bool registered = RegisterCommand("prefill", AddPrefillCommand);
+
+}  // namespace
+}  // namespace pdserve::cli

@@ -1,0 +1,67 @@
+#include <memory>
+
+#include "cli/commands.h"
+#include "cluster/worker_process.h"
+#include "router/router_process.h"
+
+namespace pdserve::cli {
+namespace {
+
+struct RouterFlags {
+  router::RouterProcessOptions options;
+  int heartbeat_ms = 250;
+  double queue_timeout_s = 300;
+  double prefill_timeout_s = 120;
+  double transfer_timeout_s = 30;
+};
+
+void AddRouterCommand(CLI::App& app) {
+  CLI::App* cmd = app.add_subcommand(
+      "router", "Run the router: client API, scheduler, worker registry");
+  auto f = std::make_shared<RouterFlags>();
+  router::RouterProcessOptions& o = f->options;
+  router::SchedulerConfig& s = o.router.scheduler;
+  cmd->add_option("--host", o.host, "address to listen on")->capture_default_str();
+  cmd->add_option("--port", o.port, "gRPC port; 0 picks a free one and prints it")
+      ->capture_default_str();
+  cmd->add_option("--port-file", o.port_file, "write the bound port here once serving");
+  cmd->add_option("--preset", o.preset, "model preset every worker must serve")
+      ->capture_default_str();
+  cmd->add_option("--transfer", o.router.transfer_backend,
+                  "KV transfer backend every worker must use (default: any)");
+  cmd->add_option("--max-waiting", s.max_waiting, "waiting-queue bound (RESOURCE_EXHAUSTED past it)")
+      ->capture_default_str();
+  cmd->add_option("--max-batched-tokens", s.max_batched_tokens, "prompt tokens per prefill batch")
+      ->capture_default_str();
+  cmd->add_option("--max-batch-size", s.max_batch_size, "requests per prefill batch")
+      ->capture_default_str();
+  cmd->add_option("--max-inflight-batches", s.max_inflight_batches,
+                  "prefill batches in flight per prefill worker")
+      ->capture_default_str();
+  cmd->add_option("--heartbeat-ms", f->heartbeat_ms, "heartbeat interval asked of workers")
+      ->capture_default_str();
+  cmd->add_option("--missed-heartbeats", o.router.missed_heartbeats,
+                  "a worker silent this many intervals is dropped")
+      ->capture_default_str();
+  cmd->add_option("--queue-timeout-s", f->queue_timeout_s, "longest wait in the queue")
+      ->capture_default_str();
+  cmd->add_option("--prefill-timeout-s", f->prefill_timeout_s,
+                  "deadline of one prefill batch (kernels + KV transfer)")
+      ->capture_default_str();
+  cmd->add_option("--transfer-timeout-s", f->transfer_timeout_s,
+                  "how long a decode worker waits for a request's KV")
+      ->capture_default_str();
+  cmd->callback([f] {
+    cluster::BlockTerminationSignals();
+    f->options.router.heartbeat_interval = absl::Milliseconds(f->heartbeat_ms);
+    f->options.router.queue_timeout = absl::Seconds(f->queue_timeout_s);
+    f->options.router.prefill_timeout = absl::Seconds(f->prefill_timeout_s);
+    f->options.router.transfer_timeout = absl::Seconds(f->transfer_timeout_s);
+    ExitWith(router::RunRouter(f->options));
+  });
+}
+
+const bool registered = RegisterCommand("router", AddRouterCommand);
+
+}  // namespace
+}  // namespace pdserve::cli

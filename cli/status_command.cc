@@ -1,0 +1,60 @@
+#include <grpcpp/grpcpp.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "cli/commands.h"
+#include "cluster/grpc_util.h"
+#include "common/status_macros.h"
+#include "pdserve.grpc.pb.h"
+
+namespace pdserve::cli {
+namespace {
+
+const char* RoleName(v1::WorkerRole role) {
+  switch (role) {
+    case v1::WORKER_ROLE_PREFILL: return "prefill";
+    case v1::WORKER_ROLE_DECODE: return "decode";
+    default: return "?";
+  }
+}
+
+absl::Status RunStatus(const std::string& endpoint) {
+  auto stub = v1::Router::NewStub(grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  cluster::SetDeadline(ctx, absl::Seconds(10));
+  v1::ClusterStatus s;
+  RETURN_IF_ERROR(cluster::FromGrpc(stub->GetStatus(&ctx, v1::StatusRequest(), &s)));
+  std::printf("router %s: preset %s, transfer %s\n", endpoint.c_str(), s.preset().c_str(),
+              s.transfer_backend().empty() ? "any" : s.transfer_backend().c_str());
+  std::printf("requests: %u waiting (bound %u), %u prefilling, %u decoding, %llu finished, "
+              "%llu failed\n",
+              s.waiting_requests(), s.max_waiting(), s.prefilling_requests(),
+              s.decoding_requests(), static_cast<unsigned long long>(s.finished_requests()),
+              static_cast<unsigned long long>(s.failed_requests()));
+  std::printf("%-12s %-8s %-22s %7s %-8s %11s %12s %9s %8s %9s %10s %s\n", "worker", "role",
+              "address", "pid", "healthy", "free blocks", "total blocks", "reserved", "running",
+              "served", "KV MiB out", "transports");
+  for (const v1::WorkerStatus& w : s.workers()) {
+    std::printf("%-12s %-8s %-22s %7d %-8s %11u %12u %9u %8u %9llu %10.2f %s\n",
+                w.worker_id().c_str(), RoleName(w.role()), w.address().c_str(), w.pid(),
+                w.healthy() ? "yes" : "NO", w.capacity().free_blocks(),
+                w.capacity().total_blocks(), w.reserved_blocks(), w.capacity().running_requests(),
+                static_cast<unsigned long long>(w.requests_served()),
+                w.kv_bytes_transferred() / (1024.0 * 1024.0), w.transports().c_str());
+  }
+  return absl::OkStatus();
+}
+
+void AddStatusCommand(CLI::App& app) {
+  CLI::App* cmd = app.add_subcommand(
+      "status", "Print a cluster's workers, free/total KV blocks per pool and queue lengths");
+  auto endpoint = std::make_shared<std::string>("127.0.0.1:50051");
+  cmd->add_option("--endpoint", *endpoint, "router host:port")->capture_default_str();
+  cmd->callback([endpoint] { ExitWith(RunStatus(*endpoint)); });
+}
+
+const bool registered = RegisterCommand("status", AddStatusCommand);
+
+}  // namespace
+}  // namespace pdserve::cli

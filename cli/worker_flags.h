@@ -1,0 +1,44 @@
+#pragma once
+
+// Flags shared by `pdserve prefill` and `pdserve decode`.
+
+#include <memory>
+
+#include "CLI/CLI.hpp"
+#include "cluster/worker_process.h"
+
+namespace pdserve::cli {
+
+struct WorkerFlags {
+  cluster::WorkerProcessOptions options;
+  double transfer_timeout_s = 30;
+};
+
+inline std::shared_ptr<WorkerFlags> AddWorkerFlags(CLI::App* cmd) {
+  auto f = std::make_shared<WorkerFlags>();
+  cluster::WorkerProcessOptions& o = f->options;
+  cmd->add_option("--worker-id", o.worker_id, "name in the cluster (default <role>-<pid>)");
+  cmd->add_option("--host", o.host, "address to listen on")->capture_default_str();
+  cmd->add_option("--port", o.port, "gRPC port; 0 picks a free one and prints it")
+      ->capture_default_str();
+  cmd->add_option("--port-file", o.port_file, "write the bound port here once serving");
+  cmd->add_option("--router", o.router, "the router's host:port")->capture_default_str();
+  cmd->add_option("--preset", o.preset, "model preset (must match the router's)")
+      ->capture_default_str();
+  cmd->add_option("--num-blocks", o.num_blocks, "KV pool size in blocks");
+  cmd->add_option("--pool-gib", o.pool_gib, "KV pool size in GiB (default 1 when no --num-blocks)");
+  cmd->add_option("--layout", o.layout, "layer-major or block-major")->capture_default_str();
+  cmd->add_option("--transfer", o.transfer, "KV transfer backend: local or ucx")
+      ->capture_default_str();
+  cmd->add_option("--compute", o.compute, "real (CPU kernels) or roofline (sleep the GPU's time)")
+      ->check(CLI::IsMember({"real", "roofline"}))
+      ->capture_default_str();
+  cmd->add_option("--gpu", o.gpu, "roofline: GPU whose time is modelled")->capture_default_str();
+  cmd->add_option("--threads", o.threads, "kernel threads (0 = all cores)")->capture_default_str();
+  cmd->add_option("--transfer-timeout-s", f->transfer_timeout_s,
+                  "longest wait for one KV transfer")
+      ->capture_default_str();
+  return f;
+}
+
+}  // namespace pdserve::cli

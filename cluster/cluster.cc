@@ -1,0 +1,368 @@
+#include "cluster/cluster.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <deque>
+#include <fstream>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "cluster/grpc_util.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "pdserve.grpc.pb.h"
+
+extern char** environ;
+
+namespace pdserve::cluster {
+namespace {
+
+std::string SelfExe() {
+  char buf[PATH_MAX];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return {};
+  buf[n] = '\0';
+  return buf;
+}
+
+// A port given explicitly must be free now: say so clearly instead of letting a child fail.
+absl::Status CheckPortFree(const std::string& host, int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
+    close(fd);
+    return absl::InvalidArgumentError(absl::StrCat("host ", host, " is not an IPv4 address"));
+  }
+  const int rc = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  const int err = errno;
+  close(fd);
+  if (rc != 0) {
+    return absl::FailedPreconditionError(absl::StrCat("port ", port, " on ", host,
+                                                      " is not available (", std::strerror(err),
+                                                      "); pick another or 0 for a free one"));
+  }
+  return absl::OkStatus();
+}
+
+std::string Tail(const std::string& path, int lines) {
+  std::ifstream in(path);
+  std::deque<std::string> last;
+  for (std::string line; std::getline(in, line);) {
+    last.push_back(line);
+    if (static_cast<int>(last.size()) > lines) last.pop_front();
+  }
+  return absl::StrJoin(last, "\n");
+}
+
+}  // namespace
+
+std::string DescribeWaitStatus(int wait_status) {
+  if (WIFEXITED(wait_status)) return absl::StrCat("exited with code ", WEXITSTATUS(wait_status));
+  if (WIFSIGNALED(wait_status)) {
+    const int sig = WTERMSIG(wait_status);
+    return absl::StrCat("was killed by signal ", sig, " (", strsignal(sig), ")");
+  }
+  return absl::StrCat("ended with wait status ", wait_status);
+}
+
+Cluster::Cluster(ClusterOptions options) : options_(std::move(options)) {}
+
+Cluster::~Cluster() { Stop(); }
+
+absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) {
+  if (options.num_prefill < 1 || options.num_decode < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("a cluster needs at least one prefill and one "
+                                                   "decode worker, got ",
+                                                   options.num_prefill, " and ",
+                                                   options.num_decode));
+  }
+  if (options.binary.empty()) options.binary = SelfExe();
+  if (access(options.binary.c_str(), X_OK) != 0) {
+    return absl::NotFoundError(absl::StrCat("pdserve binary '", options.binary,
+                                            "' is not executable"));
+  }
+  if (options.router_port != 0) RETURN_IF_ERROR(CheckPortFree(options.host, options.router_port));
+  if (options.log_dir.empty()) {
+    char tmpl[] = "/tmp/pdserve-cluster-XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) {
+      return absl::InternalError(absl::StrCat("mkdtemp: ", std::strerror(errno)));
+    }
+    options.log_dir = tmpl;
+  } else if (mkdir(options.log_dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot create log folder ", options.log_dir,
+                                                   ": ", std::strerror(errno)));
+  }
+  std::unique_ptr<Cluster> cluster(new Cluster(std::move(options)));
+  const ClusterOptions& o = cluster->options_;
+
+  const std::string router_port_file = o.log_dir + "/router.port";
+  unlink(router_port_file.c_str());
+  std::vector<std::string> router_args = {"router",          "--host",      o.host,
+                                          "--port",          std::to_string(o.router_port),
+                                          "--port-file",     router_port_file,
+                                          "--preset",        o.preset,
+                                          "--transfer",      o.transfer};
+  router_args.insert(router_args.end(), o.router_args.begin(), o.router_args.end());
+  RETURN_IF_ERROR(cluster->Spawn("router", router_args));
+  RETURN_IF_ERROR(
+      cluster->WaitForPortFile(router_port_file, cluster->children_[0], &cluster->router_port_));
+
+  auto worker_args = [&](const std::string& role, int index, uint32_t blocks,
+                         const std::vector<std::string>& extra) {
+    std::vector<std::string> args = {role,         "--worker-id", absl::StrCat(role, "-", index),
+                                     "--host",     o.host,        "--port",
+                                     "0",          "--router",    cluster->endpoint(),
+                                     "--preset",   o.preset,      "--transfer",
+                                     o.transfer,   "--layout",    o.layout,
+                                     "--compute",  o.compute,     "--gpu",
+                                     o.gpu,        "--threads",   std::to_string(o.threads)};
+    if (blocks > 0) {
+      args.insert(args.end(), {"--num-blocks", std::to_string(blocks)});
+    } else if (o.pool_gib > 0) {
+      args.insert(args.end(), {"--pool-gib", absl::StrCat(o.pool_gib)});
+    }
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
+  for (int i = 0; i < o.num_decode; ++i) {
+    RETURN_IF_ERROR(cluster->Spawn(absl::StrCat("decode-", i),
+                                   worker_args("decode", i, o.decode_blocks, o.decode_args)));
+  }
+  for (int i = 0; i < o.num_prefill; ++i) {
+    RETURN_IF_ERROR(cluster->Spawn(absl::StrCat("prefill-", i),
+                                   worker_args("prefill", i, o.prefill_blocks, o.prefill_args)));
+  }
+  RETURN_IF_ERROR(cluster->WaitUntilReady());
+  return cluster;
+}
+
+std::string Cluster::endpoint() const { return absl::StrCat(options_.host, ":", router_port_); }
+
+std::vector<std::string> Cluster::ChildNames() const {
+  std::vector<std::string> names;
+  for (const Child& c : children_) names.push_back(c.name);
+  return names;
+}
+
+absl::StatusOr<pid_t> Cluster::Pid(const std::string& name) const {
+  for (const Child& c : children_) {
+    if (c.name == name) return c.pid;
+  }
+  return absl::NotFoundError(absl::StrCat("no process named ", name, " in this cluster"));
+}
+
+absl::Status Cluster::Kill(const std::string& name, int signal) {
+  ASSIGN_OR_RETURN(pid_t pid, Pid(name));
+  if (kill(pid, signal) != 0) {
+    return absl::InternalError(absl::StrCat("kill ", name, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Cluster::Spawn(const std::string& name, const std::vector<std::string>& args) {
+  Child child;
+  child.name = name;
+  child.log_path = absl::StrCat(options_.log_dir, "/", name, ".log");
+  // Everything the child needs is built before fork: after it, only async-signal-safe calls.
+  std::vector<std::string> argv_storage = {options_.binary, "--log-level", options_.log_level};
+  argv_storage.insert(argv_storage.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& a : argv_storage) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_storage;
+  for (char** e = environ; *e != nullptr; ++e) {
+    bool overridden = false;
+    for (const auto& [key, value] : options_.env) {
+      if (std::strncmp(*e, key.c_str(), key.size()) == 0 && (*e)[key.size()] == '=') {
+        overridden = true;
+      }
+    }
+    if (!overridden) env_storage.emplace_back(*e);
+  }
+  for (const auto& [key, value] : options_.env) env_storage.push_back(key + "=" + value);
+  std::vector<char*> envp;
+  for (std::string& e : env_storage) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  const int log_fd = open(child.log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (log_fd < 0) {
+    return absl::InternalError(absl::StrCat("cannot open ", child.log_path, ": ",
+                                            std::strerror(errno)));
+  }
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) {
+    close(log_fd);
+    return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
+  }
+  if (pid == 0) {
+    // SIGTERM (not SIGKILL) so that a worker still unlinks its shared memory on the way out.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(125);
+    setpgid(0, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGPIPE, SIG_DFL);
+    dup2(log_fd, STDOUT_FILENO);
+    dup2(log_fd, STDERR_FILENO);
+    syscall(SYS_close_range, 3u, ~0u, 0u);
+    execve(argv[0], argv.data(), envp.data());
+    const char msg[] = "pdserve cluster: execve failed\n";
+    (void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+    _exit(127);
+  }
+  close(log_fd);
+  child.pid = pid;
+  children_.push_back(child);
+  ComponentLogger("cluster")->debug("started {} (pid {}): {}", name, pid,
+                                    absl::StrJoin(argv_storage, " "));
+  return absl::OkStatus();
+}
+
+bool Cluster::Reap(Child& child) {
+  if (child.reaped) return true;
+  int status = 0;
+  const pid_t r = waitpid(child.pid, &status, WNOHANG);
+  if (r == child.pid) {
+    child.reaped = true;
+    child.wait_status = status;
+    return true;
+  }
+  return false;
+}
+
+absl::Status Cluster::DescribeExit(const Child& child) const {
+  return absl::UnavailableError(absl::StrCat(child.name, " (pid ", child.pid, ") ",
+                                             DescribeWaitStatus(child.wait_status), "; last lines of ",
+                                             child.log_path, ":\n", Tail(child.log_path, 8)));
+}
+
+absl::Status Cluster::CheckChildren() {
+  for (Child& c : children_) {
+    if (Reap(c)) return DescribeExit(c);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Cluster::WaitForChildExit(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    RETURN_IF_ERROR(CheckChildren());
+    if (absl::Now() >= deadline) return absl::OkStatus();
+    // waitpid on several specific children has no timed form: poll at a short interval.
+    absl::SleepFor(std::min(absl::Milliseconds(50), deadline - absl::Now()));
+  }
+}
+
+absl::Status Cluster::WaitForPortFile(const std::string& path, const Child& child, int* port) {
+  const absl::Time deadline = absl::Now() + options_.ready_timeout;
+  while (absl::Now() < deadline) {
+    std::ifstream in(path);
+    if (in >> *port && *port > 0) return absl::OkStatus();
+    for (Child& c : children_) {
+      if (c.pid == child.pid && Reap(c)) {
+        absl::Status died = DescribeExit(c);
+        Stop();
+        return died;
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  Stop();
+  return absl::DeadlineExceededError(absl::StrCat(child.name, " did not report its port within ",
+                                                  absl::FormatDuration(options_.ready_timeout),
+                                                  "; see ", child.log_path));
+}
+
+absl::StatusOr<v1::ClusterStatus> Cluster::GetStatus(absl::Duration timeout) const {
+  auto stub = v1::Router::NewStub(
+      grpc::CreateChannel(endpoint(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, timeout);
+  v1::ClusterStatus status;
+  RETURN_IF_ERROR(FromGrpc(stub->GetStatus(&ctx, v1::StatusRequest(), &status)));
+  return status;
+}
+
+absl::Status Cluster::WaitUntilReady() {
+  const absl::Time deadline = absl::Now() + options_.ready_timeout;
+  std::string last = "no answer yet";
+  while (absl::Now() < deadline) {
+    if (absl::Status alive = CheckChildren(); !alive.ok()) {
+      Stop();
+      return alive;
+    }
+    absl::StatusOr<v1::ClusterStatus> status = GetStatus(absl::Seconds(2));
+    if (status.ok()) {
+      int prefill = 0, decode = 0;
+      for (const v1::WorkerStatus& w : status->workers()) {
+        if (!w.healthy()) continue;
+        if (w.role() == v1::WORKER_ROLE_PREFILL) prefill++;
+        if (w.role() == v1::WORKER_ROLE_DECODE) decode++;
+      }
+      if (prefill >= options_.num_prefill && decode >= options_.num_decode) {
+        return absl::OkStatus();
+      }
+      last = absl::StrCat(prefill, "/", options_.num_prefill, " prefill and ", decode, "/",
+                          options_.num_decode, " decode workers ready");
+    } else {
+      last = status.status().ToString();
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  Stop();
+  return absl::DeadlineExceededError(absl::StrCat("the cluster was not ready within ",
+                                                  absl::FormatDuration(options_.ready_timeout),
+                                                  " (", last, "); logs in ", options_.log_dir));
+}
+
+void Cluster::Stop() {
+  bool any = false;
+  // Workers first, the router last, so that workers do not log a vanished router.
+  for (auto it = children_.rbegin(); it != children_.rend(); ++it) {
+    if (!Reap(*it)) {
+      kill(it->pid, SIGTERM);
+      any = true;
+    }
+  }
+  if (!any) return;
+  const absl::Time deadline = absl::Now() + options_.stop_grace;
+  while (absl::Now() < deadline) {
+    bool all = true;
+    for (Child& c : children_) all = Reap(c) && all;
+    if (all) return;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  for (Child& c : children_) {
+    if (Reap(c)) continue;
+    ComponentLogger("cluster")->warn("{} (pid {}) ignored SIGTERM for {}; killing it", c.name,
+                                     c.pid, absl::FormatDuration(options_.stop_grace));
+    kill(c.pid, SIGKILL);
+    int status = 0;
+    waitpid(c.pid, &status, 0);
+    c.reaped = true;
+    c.wait_status = status;
+  }
+}
+
+}  // namespace pdserve::cluster

@@ -1,0 +1,21 @@
+#pragma once
+
+// Turns a client's GenerateRequest into prompt tokens, or says precisely what is wrong with it.
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/model_config.h"
+#include "pdserve.pb.h"
+
+namespace pdserve::router {
+
+// InvalidArgument for: no prompt or more than one kind of prompt, non-positive prompt_len or
+// max_tokens, token ids outside the vocabulary, prompt + max_tokens beyond max_model_len, an
+// unknown preset or one other than the cluster's.
+absl::StatusOr<std::vector<int32_t>> PromptOf(const v1::GenerateRequest& request,
+                                              const std::string& request_id,
+                                              const ModelConfig& config);
+
+}  // namespace pdserve::router

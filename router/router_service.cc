@@ -1,0 +1,386 @@
+#include "router/router_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "cluster/grpc_util.h"
+#include "common/clock.h"
+#include "common/logging.h"
+#include "router/request_validation.h"
+
+namespace pdserve::router {
+
+using cluster::FromGrpc;
+using cluster::SetDeadline;
+using cluster::ToGrpc;
+
+RouterService::RouterService(RouterOptions options)
+    : options_(std::move(options)), scheduler_(options_.scheduler) {
+  dispatcher_ = std::thread([this] { DispatchLoop(); });
+  sweeper_ = std::thread([this] { SweepLoop(); });
+  for (int i = 0; i < std::max(1, options_.executor_threads); ++i) {
+    executors_.emplace_back([this] { ExecutorLoop(); });
+  }
+}
+
+RouterService::~RouterService() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+    for (auto& [id, worker] : workers_) {
+      for (grpc::ClientContext* ctx : worker->inflight) ctx->TryCancel();
+    }
+  }
+  dispatcher_.join();
+  sweeper_.join();
+  for (std::thread& t : executors_) t.join();
+}
+
+grpc::Status RouterService::Fail(const std::shared_ptr<Request>& request, absl::Status status) {
+  absl::MutexLock lock(&mu_);
+  requests_.erase(request->id);
+  failed_++;
+  ComponentLogger("router")->info("request {} failed: {}", request->id, status.ToString());
+  return ToGrpc(status);
+}
+
+void RouterService::FinishRequest(const std::shared_ptr<Request>& request, bool ok) {
+  absl::MutexLock lock(&mu_);
+  scheduler_.DecodeDone(request->id);
+  requests_.erase(request->id);
+  if (ok) {
+    finished_++;
+    if (auto w = workers_.find(request->decode_worker); w != workers_.end()) w->second->served++;
+  } else {
+    failed_++;
+  }
+  KickLocked();
+}
+
+grpc::Status RouterService::Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* in,
+                                     grpc::ServerWriter<v1::GenerateResponse>* writer) {
+  auto request = std::make_shared<Request>();
+  request->timeline.set_arrival_us(WallMicros());
+  {
+    absl::MutexLock lock(&mu_);
+    request->id = in->request_id().empty() ? absl::StrCat("req-", next_request_++)
+                                           : in->request_id();
+  }
+  absl::StatusOr<std::vector<int32_t>> prompt = PromptOf(*in, request->id, options_.config);
+  if (!prompt.ok()) return ToGrpc(prompt.status());
+  request->prompt = std::move(*prompt);
+  request->max_tokens = in->max_tokens();
+  request->seed = in->seed();
+  {
+    absl::MutexLock lock(&mu_);
+    if (requests_.contains(request->id)) {
+      return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
+                          absl::StrCat("request id ", request->id, " is already in use"));
+    }
+    absl::Status queued = scheduler_.Enqueue(PendingRequest{
+        .id = request->id,
+        .prompt_len = static_cast<int>(request->prompt.size()),
+        .max_tokens = request->max_tokens});
+    if (!queued.ok()) {
+      failed_++;
+      return ToGrpc(queued);
+    }
+    requests_[request->id] = request;
+    KickLocked();
+  }
+
+  // Wait for the prefill to end (ready or failed), checking for a client that went away.
+  const absl::Time queue_deadline = absl::Now() + options_.queue_timeout;
+  bool client_gone = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto settled = [&request]() {
+      return request->phase == Phase::kReady || request->phase == Phase::kFailed;
+    };
+    while (!mu_.AwaitWithTimeout(absl::Condition(&settled), absl::Milliseconds(50))) {
+      if (request->phase != Phase::kWaiting) continue;  // placed: prefill ends within its deadline
+      const bool expired = absl::Now() > queue_deadline;
+      client_gone = ctx->IsCancelled();
+      if (!expired && !client_gone) continue;
+      scheduler_.CancelWaiting(request->id);
+      requests_.erase(request->id);
+      failed_++;
+      return client_gone
+                 ? grpc::Status(grpc::StatusCode::CANCELLED,
+                                absl::StrCat("request ", request->id, " cancelled while queued"))
+                 : grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                absl::StrCat("request ", request->id, " waited in the queue for ",
+                                             absl::FormatDuration(options_.queue_timeout)));
+    }
+  }
+  if (request->phase == Phase::kFailed) return Fail(request, request->status);
+  if (ctx->IsCancelled()) {
+    ReleaseOnDecode(request->decode_worker, request->id);
+    FinishRequest(request, false);
+    return grpc::Status(grpc::StatusCode::CANCELLED,
+                        absl::StrCat("request ", request->id, " cancelled"));
+  }
+  return StreamDecode(ctx, request, writer);
+}
+
+grpc::Status RouterService::StreamDecode(grpc::ServerContext* ctx,
+                                         const std::shared_ptr<Request>& request,
+                                         grpc::ServerWriter<v1::GenerateResponse>* writer) {
+  const std::string& worker = request->decode_worker;
+  grpc::ClientContext dctx;
+  SetDeadline(dctx, options_.transfer_timeout + options_.decode_timeout);
+  v1::DecodeWorker::Stub* stub = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = workers_.find(worker);
+    if (it != workers_.end()) {
+      stub = it->second->decode.get();
+      it->second->inflight.insert(&dctx);
+    }
+  }
+  if (stub == nullptr) {
+    FinishRequest(request, false);
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        absl::StrCat("request ", request->id, ": decode worker ", worker,
+                                     " left the cluster"));
+  }
+  v1::DecodeRequest decode;
+  decode.set_request_id(request->id);
+  decode.mutable_prompt_tokens()->Assign(request->prompt.begin(), request->prompt.end());
+  decode.set_max_tokens(request->max_tokens);
+  decode.set_seed(request->seed);
+  decode.set_transfer_timeout_ms(
+      static_cast<int32_t>(absl::ToInt64Milliseconds(options_.transfer_timeout)));
+  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader = stub->Decode(&dctx, decode);
+  v1::GenerateResponse in;
+  bool finished = false, client_gone = false;
+  int received = 0;
+  while (reader->Read(&in)) {
+    v1::GenerateResponse out;
+    out.set_request_id(request->id);
+    out.mutable_tokens()->Swap(in.mutable_tokens());
+    out.set_position(in.position());
+    if (received == 0) out.set_prompt_tokens(static_cast<int32_t>(request->prompt.size()));
+    received += out.tokens_size();
+    if (in.finished()) {
+      finished = true;
+      out.set_finished(true);
+      out.set_finish_reason(in.finish_reason());
+      v1::RequestTimeline& t = request->timeline;
+      t.set_first_token_us(in.timeline().first_token_us());
+      t.set_finish_us(WallMicros());
+      *out.mutable_timeline() = t;
+    }
+    if (ctx->IsCancelled() || !writer->Write(out)) {
+      client_gone = true;
+      dctx.TryCancel();
+      break;
+    }
+  }
+  grpc::Status status = reader->Finish();
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = workers_.find(worker); it != workers_.end()) it->second->inflight.erase(&dctx);
+  }
+  if (finished && status.ok()) {
+    FinishRequest(request, true);
+    return grpc::Status::OK;
+  }
+  // Whatever happened, the decode worker must not keep the request's blocks.
+  ReleaseOnDecode(worker, request->id);
+  FinishRequest(request, false);
+  if (client_gone) {
+    return grpc::Status(grpc::StatusCode::CANCELLED,
+                        absl::StrCat("request ", request->id, " cancelled by the client"));
+  }
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+      status.error_code() == grpc::StatusCode::CANCELLED) {
+    ProbeWorker(worker);
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        absl::StrCat("request ", request->id, ": decode worker ", worker,
+                                     " failed after ", received, " tokens: ",
+                                     status.error_message()));
+  }
+  if (status.ok()) {
+    return grpc::Status(grpc::StatusCode::INTERNAL,
+                        absl::StrCat("request ", request->id, ": decode stream from ", worker,
+                                     " ended without finishing"));
+  }
+  return grpc::Status(status.error_code(), absl::StrCat("request ", request->id, ": ", worker,
+                                                        ": ", status.error_message()));
+}
+
+void RouterService::DispatchLoop() {
+  while (true) {
+    absl::MutexLock lock(&mu_);
+    auto woken = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return kick_ || stop_; };
+    mu_.Await(absl::Condition(&woken));
+    if (stop_) return;
+    kick_ = false;
+    ScheduleStep step = scheduler_.Schedule();
+    for (RejectedRequest& rejected : step.rejected) {
+      if (auto it = requests_.find(rejected.request_id); it != requests_.end()) {
+        it->second->status = rejected.status;
+        it->second->phase = Phase::kFailed;
+      }
+    }
+    const int64_t now_us = WallMicros();
+    for (PrefillBatchPlan& plan : step.batches) {
+      for (const Placement& p : plan.items) {
+        auto it = requests_.find(p.request_id);
+        if (it == requests_.end()) continue;
+        it->second->phase = Phase::kPrefilling;
+        it->second->decode_worker = p.decode_worker;
+        it->second->timeline.set_scheduled_us(now_us);
+        it->second->timeline.set_prefill_worker(plan.prefill_worker);
+        it->second->timeline.set_decode_worker(p.decode_worker);
+      }
+      jobs_.push_back(BatchJob{std::move(plan)});
+    }
+  }
+}
+
+void RouterService::ExecutorLoop() {
+  while (true) {
+    BatchJob job;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_ || !jobs_.empty(); };
+      mu_.Await(absl::Condition(&ready));
+      if (stop_) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    RunBatch(job.plan);
+  }
+}
+
+void RouterService::RunBatch(const PrefillBatchPlan& plan) {
+  auto log = ComponentLogger("router");
+  struct Item {
+    std::shared_ptr<Request> request;
+    const Placement* placement;
+    bool allocated = false;
+  };
+  std::vector<Item> items;
+  std::map<std::string, absl::Status> failures;  // request id -> why
+  {
+    absl::MutexLock lock(&mu_);
+    for (const Placement& p : plan.items) {
+      if (auto it = requests_.find(p.request_id); it != requests_.end()) {
+        items.push_back(Item{it->second, &p});
+      }
+    }
+  }
+  // 1. Blocks on each item's decode worker.
+  v1::PrefillBatchRequest batch;
+  for (Item& item : items) {
+    const std::string& id = item.request->id;
+    const std::string& decode = item.placement->decode_worker;
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, options_.rpc_timeout);
+    v1::DecodeWorker::Stub* stub = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (auto it = workers_.find(decode); it != workers_.end()) stub = it->second->decode.get();
+    }
+    absl::Status allocated = absl::UnavailableError("it left the cluster");
+    v1::AllocateResponse blocks;
+    if (stub != nullptr && TrackRpc(decode, &ctx)) {
+      v1::AllocateRequest request;
+      request.set_request_id(id);
+      request.set_prompt_len(static_cast<int32_t>(item.request->prompt.size()));
+      request.set_max_tokens(item.request->max_tokens);
+      allocated = FromGrpc(stub->Allocate(&ctx, request, &blocks));
+      UntrackRpc(decode, &ctx);
+    }
+    if (!allocated.ok()) {
+      if (allocated.code() == absl::StatusCode::kUnavailable ||
+          allocated.code() == absl::StatusCode::kCancelled) {
+        ProbeWorker(decode);
+      }
+      failures[id] = absl::UnavailableError(absl::StrCat(
+          "request ", id, ": allocating KV blocks on decode worker ", decode, " failed: ",
+          allocated.message()));
+      continue;
+    }
+    item.allocated = true;
+    v1::PrefillItem* p = batch.add_items();
+    p->set_request_id(id);
+    p->mutable_prompt_tokens()->Assign(item.request->prompt.begin(), item.request->prompt.end());
+    p->set_decode_worker_id(decode);
+    *p->mutable_decode_blocks() = blocks.blocks();
+  }
+  // 2. Prefill (kernels + KV transfer) of the items that have blocks.
+  std::map<std::string, v1::PrefillItemResult> results;
+  if (batch.items_size() > 0) {
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, options_.prefill_timeout);
+    v1::PrefillWorker::Stub* stub = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (auto it = workers_.find(plan.prefill_worker); it != workers_.end()) {
+        stub = it->second->prefill.get();
+      }
+    }
+    absl::Status prefilled = absl::UnavailableError("it left the cluster");
+    v1::PrefillBatchResponse response;
+    if (stub != nullptr && TrackRpc(plan.prefill_worker, &ctx)) {
+      prefilled = FromGrpc(stub->Prefill(&ctx, batch, &response));
+      UntrackRpc(plan.prefill_worker, &ctx);
+    }
+    if (prefilled.ok()) {
+      for (v1::PrefillItemResult& r : *response.mutable_results()) {
+        results[r.request_id()] = std::move(r);
+      }
+    } else {
+      if (prefilled.code() == absl::StatusCode::kUnavailable ||
+          prefilled.code() == absl::StatusCode::kCancelled) {
+        ProbeWorker(plan.prefill_worker);
+      }
+      for (const v1::PrefillItem& p : batch.items()) {
+        failures[p.request_id()] = absl::UnavailableError(
+            absl::StrCat("request ", p.request_id(), ": prefill worker ", plan.prefill_worker,
+                         " failed: ", prefilled.message()));
+      }
+    }
+  }
+  // 3. Outcomes. A failed item's decode blocks are released before the request is failed.
+  for (Item& item : items) {
+    const std::string& id = item.request->id;
+    if (!failures.contains(id)) {
+      auto r = results.find(id);
+      if (r == results.end()) {
+        failures[id] = absl::InternalError(absl::StrCat(
+            "request ", id, ": prefill worker ", plan.prefill_worker, " returned no result"));
+      } else if (!r->second.ok()) {
+        failures[id] = absl::Status(static_cast<absl::StatusCode>(r->second.error_code()),
+                                    r->second.error());
+      }
+    }
+    if (auto f = failures.find(id); f != failures.end()) {
+      if (item.allocated) ReleaseOnDecode(item.placement->decode_worker, id);
+      absl::MutexLock lock(&mu_);
+      scheduler_.DecodeDone(id);
+      item.request->status = f->second;
+      item.request->phase = Phase::kFailed;
+      continue;
+    }
+    const v1::PrefillItemResult& r = results.at(id);
+    absl::MutexLock lock(&mu_);
+    v1::RequestTimeline& t = item.request->timeline;
+    t.set_prefill_start_us(r.prefill_start_us());
+    t.set_prefill_end_us(r.prefill_end_us());
+    t.set_transfer_start_us(r.transfer_start_us());
+    t.set_transfer_end_us(r.transfer_end_us());
+    t.set_kv_bytes(r.kv_bytes());
+    t.set_transfer_ops(r.transfer_ops());
+    if (auto w = workers_.find(item.placement->decode_worker); w != workers_.end()) {
+      t.set_transfer_backend(w->second->kv_pool.transfer_backend());
+    }
+    item.request->phase = Phase::kReady;
+  }
+  absl::MutexLock lock(&mu_);
+  scheduler_.PrefillDone(plan.batch_id);
+  KickLocked();
+}
+
+}  // namespace pdserve::router

@@ -1,0 +1,145 @@
+#pragma once
+
+// The router: the cluster's front door and the owner of the scheduler.
+//
+// Request life: Generate validates and queues the request (Scheduler::Enqueue) and waits. The
+// dispatcher thread runs Scheduler::Schedule whenever something changed and hands each planned
+// batch to an executor thread, which allocates the prompt's blocks on each item's decode worker,
+// calls Prefill on the batch's prefill worker (kernels + KV transfer), then marks every item
+// ready or failed. The Generate thread of a ready request calls Decode on its decode worker and
+// relays the token stream to the client, then returns the request's reservation.
+//
+// Faults: a worker that misses heartbeats, or whose RPC fails and then does not answer a probe,
+// is dropped: in-flight RPCs to it are cancelled, so exactly the requests it held end with
+// Unavailable (no retry: a request's KV lives on the workers that died); waiting requests are
+// placed on the remaining workers. Every RPC has a deadline. Blocks are released on every path:
+// a request that fails after its decode allocation gets a Release on that decode worker.
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/model_config.h"
+#include "pdserve.grpc.pb.h"
+#include "router/scheduler.h"
+
+namespace pdserve::router {
+
+struct RouterOptions {
+  ModelConfig config;               // the model every worker must serve
+  std::string transfer_backend;     // expected of every worker; empty: any
+  SchedulerConfig scheduler;
+  absl::Duration heartbeat_interval = absl::Milliseconds(250);
+  int missed_heartbeats = 8;        // silent this many intervals: dropped
+  absl::Duration rpc_timeout = absl::Seconds(10);      // Allocate, Release, AddPeer, status
+  absl::Duration prefill_timeout = absl::Seconds(120); // one Prefill batch incl. KV transfer
+  absl::Duration transfer_timeout = absl::Seconds(30); // decode waits this long for the KV
+  absl::Duration decode_timeout = absl::Seconds(600);  // a whole Decode stream
+  absl::Duration queue_timeout = absl::Seconds(300);   // longest wait in the queue
+  int executor_threads = 8;
+};
+
+class RouterService final : public v1::Router::Service {
+ public:
+  explicit RouterService(RouterOptions options);
+  ~RouterService() override;
+  RouterService(const RouterService&) = delete;
+  RouterService& operator=(const RouterService&) = delete;
+
+  grpc::Status Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* request,
+                        grpc::ServerWriter<v1::GenerateResponse>* writer) override;
+  grpc::Status RegisterWorker(grpc::ServerContext* ctx, const v1::RegisterWorkerRequest* request,
+                              v1::RegisterWorkerResponse* response) override;
+  grpc::Status Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* request,
+                         v1::HeartbeatResponse* response) override;
+  grpc::Status GetStatus(grpc::ServerContext* ctx, const v1::StatusRequest* request,
+                         v1::ClusterStatus* response) override;
+
+ private:
+  struct Worker {
+    std::string id;
+    v1::WorkerRole role = v1::WORKER_ROLE_UNSPECIFIED;
+    std::string address;
+    int32_t pid = 0;
+    v1::KvPoolDescriptor kv_pool;
+    std::unique_ptr<v1::PrefillWorker::Stub> prefill;
+    std::unique_ptr<v1::DecodeWorker::Stub> decode;
+    absl::Time last_heartbeat;
+    v1::WorkerCapacity capacity;  // from the last heartbeat
+    uint64_t served = 0;
+    // RPCs in flight to this worker, cancelled when it is dropped.
+    std::set<grpc::ClientContext*> inflight;
+  };
+
+  enum class Phase { kWaiting, kPrefilling, kReady, kFailed };
+  struct Request {
+    std::string id;
+    std::vector<int32_t> prompt;
+    int max_tokens = 0;
+    uint64_t seed = 0;
+    Phase phase = Phase::kWaiting;
+    absl::Status status;  // kFailed
+    std::string decode_worker;
+    v1::RequestTimeline timeline;
+  };
+
+  struct BatchJob {
+    PrefillBatchPlan plan;
+  };
+
+  // Generate's stages.
+  grpc::Status Fail(const std::shared_ptr<Request>& request, absl::Status status)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  grpc::Status StreamDecode(grpc::ServerContext* ctx, const std::shared_ptr<Request>& request,
+                            grpc::ServerWriter<v1::GenerateResponse>* writer);
+  void FinishRequest(const std::shared_ptr<Request>& request, bool ok) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Threads.
+  void DispatchLoop();
+  void ExecutorLoop();
+  void SweepLoop();
+  void RunBatch(const PrefillBatchPlan& plan);
+
+  // Worker helpers (router_workers.cc).
+  void KickLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { kick_ = true; }
+  // Forgets the worker and cancels its RPCs; returns false when it was not known.
+  bool DropWorkerLocked(const std::string& id, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After a decode worker left: prefill workers unload it (best effort, outside the lock).
+  void RemovePeerEverywhere(const std::string& decode_worker) ABSL_LOCKS_EXCLUDED(mu_);
+  // An RPC to the worker failed: drop it unless it answers GetStatus.
+  void ProbeWorker(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
+  // Registers / unregisters a client context on a worker; false when the worker is gone.
+  bool TrackRpc(const std::string& worker, grpc::ClientContext* ctx) ABSL_LOCKS_EXCLUDED(mu_);
+  void UntrackRpc(const std::string& worker, grpc::ClientContext* ctx) ABSL_LOCKS_EXCLUDED(mu_);
+  void ReleaseOnDecode(const std::string& worker, const std::string& request_id)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  const RouterOptions options_;
+
+  absl::Mutex registration_mu_;  // one registration (with its AddPeer fan-out) at a time
+  mutable absl::Mutex mu_;
+  Scheduler scheduler_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<Worker>> workers_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<Request>> requests_ ABSL_GUARDED_BY(mu_);
+  std::deque<BatchJob> jobs_ ABSL_GUARDED_BY(mu_);
+  bool kick_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t next_request_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t finished_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t failed_ ABSL_GUARDED_BY(mu_) = 0;
+
+  std::thread dispatcher_;
+  std::thread sweeper_;
+  std::vector<std::thread> executors_;
+};
+
+}  // namespace pdserve::router

@@ -1,0 +1,296 @@
+// RouterService: worker membership (registration, heartbeats, drops), peer wiring and status.
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "cluster/grpc_util.h"
+#include "common/logging.h"
+#include "router/router_service.h"
+
+namespace pdserve::router {
+
+using cluster::FromGrpc;
+using cluster::SetDeadline;
+using cluster::ToGrpc;
+
+grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
+                                           const v1::RegisterWorkerRequest* request,
+                                           v1::RegisterWorkerResponse* response) {
+  auto log = ComponentLogger("router");
+  const std::string& id = request->worker_id();
+  const bool prefill = request->role() == v1::WORKER_ROLE_PREFILL;
+  if (id.empty() || request->address().empty() ||
+      (!prefill && request->role() != v1::WORKER_ROLE_DECODE)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "registration needs a worker id, an address and a role");
+  }
+  if (request->preset() != options_.config.name) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("worker ", id, " serves preset '", request->preset(),
+                                     "' but this router serves '", options_.config.name, "'"));
+  }
+  if (request->kv_pool().block_size() != static_cast<uint32_t>(options_.config.block_size) ||
+      request->kv_pool().num_blocks() == 0) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("worker ", id, ": KV pool of ", request->kv_pool().num_blocks(),
+                                     " blocks of ", request->kv_pool().block_size(),
+                                     " tokens does not fit this router's model"));
+  }
+  if (!options_.transfer_backend.empty() &&
+      request->kv_pool().transfer_backend() != options_.transfer_backend) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("worker ", id, " uses transfer backend '",
+                                     request->kv_pool().transfer_backend(),
+                                     "' but this cluster uses '", options_.transfer_backend, "'"));
+  }
+  absl::MutexLock registration(&registration_mu_);
+  auto worker = std::make_shared<Worker>();
+  worker->id = id;
+  worker->role = request->role();
+  worker->address = request->address();
+  worker->pid = request->pid();
+  worker->kv_pool = request->kv_pool();
+  worker->capacity = request->capacity();
+  worker->last_heartbeat = absl::Now();
+  auto channel = grpc::CreateChannel(request->address(), grpc::InsecureChannelCredentials());
+  if (prefill) {
+    worker->prefill = v1::PrefillWorker::NewStub(channel);
+  } else {
+    worker->decode = v1::DecodeWorker::NewStub(channel);
+  }
+  // Wire the transfer peers before the worker becomes schedulable.
+  std::vector<std::pair<std::string, v1::KvPoolDescriptor>> decode_pools;
+  std::vector<std::shared_ptr<Worker>> prefill_workers;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [other_id, other] : workers_) {
+      if (other_id == id) continue;
+      if (other->role == v1::WORKER_ROLE_DECODE) decode_pools.emplace_back(other_id, other->kv_pool);
+      if (other->role == v1::WORKER_ROLE_PREFILL) prefill_workers.push_back(other);
+    }
+  }
+  if (prefill) {
+    for (const auto& [decode_id, pool] : decode_pools) {
+      v1::AddPeerRequest add;
+      add.set_worker_id(decode_id);
+      *add.mutable_kv_pool() = pool;
+      v1::AddPeerResponse ignored;
+      grpc::ClientContext ctx;
+      SetDeadline(ctx, options_.rpc_timeout);
+      absl::Status added = FromGrpc(worker->prefill->AddPeer(&ctx, add, &ignored));
+      if (!added.ok()) {
+        return ToGrpc(absl::Status(added.code(), absl::StrCat("prefill worker ", id,
+                                                              " could not load decode peer ",
+                                                              decode_id, ": ", added.message())));
+      }
+    }
+  } else {
+    for (const std::shared_ptr<Worker>& p : prefill_workers) {
+      v1::AddPeerRequest add;
+      add.set_worker_id(id);
+      *add.mutable_kv_pool() = request->kv_pool();
+      v1::AddPeerResponse ignored;
+      grpc::ClientContext ctx;
+      SetDeadline(ctx, options_.rpc_timeout);
+      absl::Status added = FromGrpc(p->prefill->AddPeer(&ctx, add, &ignored));
+      if (!added.ok()) {
+        log->warn("prefill worker {} could not load decode peer {}: {}", p->id, id,
+                  added.ToString());
+      }
+    }
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (workers_.contains(id)) DropWorkerLocked(id, "it registered again");
+    workers_[id] = worker;
+    if (prefill) {
+      scheduler_.AddPrefillWorker(id, request->kv_pool().num_blocks());
+    } else {
+      scheduler_.AddDecodeWorker(id, request->kv_pool().num_blocks());
+    }
+    KickLocked();
+  }
+  log->info("{} worker {} joined at {} (pid {}, {} KV blocks, transfer {})",
+            prefill ? "prefill" : "decode", id, request->address(), request->pid(),
+            request->kv_pool().num_blocks(), request->kv_pool().transfer_backend());
+  response->set_heartbeat_interval_ms(
+      static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.heartbeat_interval)));
+  return grpc::Status::OK;
+}
+
+grpc::Status RouterService::Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* request,
+                                      v1::HeartbeatResponse* response) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(request->worker_id());
+  response->set_known(it != workers_.end());
+  if (it != workers_.end()) {
+    it->second->last_heartbeat = absl::Now();
+    it->second->capacity = request->capacity();
+  }
+  return grpc::Status::OK;
+}
+
+bool RouterService::DropWorkerLocked(const std::string& id, const std::string& reason) {
+  auto it = workers_.find(id);
+  if (it == workers_.end()) return false;
+  std::vector<std::string> affected = scheduler_.RemoveWorker(id);
+  for (grpc::ClientContext* ctx : it->second->inflight) ctx->TryCancel();
+  ComponentLogger("router")->warn("worker {} (pid {}) dropped: {}; {} placed requests affected",
+                                  id, it->second->pid, reason, affected.size());
+  workers_.erase(it);
+  KickLocked();
+  return true;
+}
+
+void RouterService::RemovePeerEverywhere(const std::string& decode_worker) {
+  std::vector<std::shared_ptr<Worker>> prefill_workers;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [id, w] : workers_) {
+      if (w->role == v1::WORKER_ROLE_PREFILL) prefill_workers.push_back(w);
+    }
+  }
+  for (const std::shared_ptr<Worker>& p : prefill_workers) {
+    v1::RemovePeerRequest remove;
+    remove.set_worker_id(decode_worker);
+    v1::RemovePeerResponse ignored;
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, options_.rpc_timeout);
+    (void)p->prefill->RemovePeer(&ctx, remove, &ignored);
+  }
+}
+
+void RouterService::ProbeWorker(const std::string& id) {
+  std::shared_ptr<Worker> worker;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = workers_.find(id);
+    if (it == workers_.end()) return;
+    worker = it->second;
+  }
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, absl::Seconds(1));
+  v1::StatusRequest request;
+  v1::WorkerStatus status;
+  grpc::Status probed = worker->prefill ? worker->prefill->GetStatus(&ctx, request, &status)
+                                        : worker->decode->GetStatus(&ctx, request, &status);
+  if (probed.ok()) return;
+  bool dropped = false;
+  {
+    absl::MutexLock lock(&mu_);
+    // Only this registration: the worker may have come back under the same id meanwhile.
+    auto it = workers_.find(id);
+    if (it != workers_.end() && it->second == worker) {
+      dropped = DropWorkerLocked(id, absl::StrCat("it does not answer (", probed.error_message(),
+                                                  ")"));
+    }
+  }
+  if (dropped && worker->role == v1::WORKER_ROLE_DECODE) RemovePeerEverywhere(id);
+}
+
+bool RouterService::TrackRpc(const std::string& worker, grpc::ClientContext* ctx) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(worker);
+  if (it == workers_.end()) return false;
+  it->second->inflight.insert(ctx);
+  return true;
+}
+
+void RouterService::UntrackRpc(const std::string& worker, grpc::ClientContext* ctx) {
+  absl::MutexLock lock(&mu_);
+  if (auto it = workers_.find(worker); it != workers_.end()) it->second->inflight.erase(ctx);
+}
+
+void RouterService::ReleaseOnDecode(const std::string& worker, const std::string& request_id) {
+  std::shared_ptr<Worker> w;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = workers_.find(worker);
+    if (it == workers_.end()) return;  // gone: its blocks went with it
+    w = it->second;
+  }
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, options_.rpc_timeout);
+  v1::ReleaseRequest release;
+  release.set_request_id(request_id);
+  v1::ReleaseResponse ignored;
+  if (!TrackRpc(worker, &ctx)) return;
+  grpc::Status released = w->decode->Release(&ctx, release, &ignored);
+  UntrackRpc(worker, &ctx);
+  if (!released.ok()) {
+    ComponentLogger("router")->warn("request {}: release on {} failed: {}", request_id, worker,
+                                    released.error_message());
+  }
+}
+
+void RouterService::SweepLoop() {
+  const absl::Duration limit = options_.heartbeat_interval * options_.missed_heartbeats;
+  while (true) {
+    std::vector<std::string> dropped_decode;
+    {
+      absl::MutexLock lock(&mu_);
+      if (mu_.AwaitWithTimeout(absl::Condition(&stop_), options_.heartbeat_interval)) return;
+      const absl::Time now = absl::Now();
+      std::vector<std::string> silent;
+      for (auto& [id, w] : workers_) {
+        if (now - w->last_heartbeat > limit) silent.push_back(id);
+      }
+      for (const std::string& id : silent) {
+        const bool decode = workers_.at(id)->role == v1::WORKER_ROLE_DECODE;
+        DropWorkerLocked(id, absl::StrCat("no heartbeat for ", absl::FormatDuration(limit)));
+        if (decode) dropped_decode.push_back(id);
+      }
+    }
+    for (const std::string& id : dropped_decode) RemovePeerEverywhere(id);
+  }
+}
+
+grpc::Status RouterService::GetStatus(grpc::ServerContext*, const v1::StatusRequest*,
+                                      v1::ClusterStatus* response) {
+  std::vector<std::shared_ptr<Worker>> workers;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [id, w] : workers_) workers.push_back(w);
+    response->set_preset(options_.config.name);
+    response->set_transfer_backend(options_.transfer_backend);
+    response->set_waiting_requests(static_cast<uint32_t>(scheduler_.num_waiting()));
+    uint32_t prefilling = 0, decoding = 0;
+    for (auto& [id, r] : requests_) {
+      if (r->phase == Phase::kPrefilling) prefilling++;
+      if (r->phase == Phase::kReady) decoding++;
+    }
+    response->set_prefilling_requests(prefilling);
+    response->set_decoding_requests(decoding);
+    response->set_running_requests(prefilling + decoding);
+    response->set_finished_requests(finished_);
+    response->set_failed_requests(failed_);
+    response->set_max_waiting(scheduler_.config().max_waiting);
+  }
+  // Live numbers from each worker (a heartbeat may be a few hundred ms old).
+  for (const std::shared_ptr<Worker>& w : workers) {
+    v1::WorkerStatus* out = response->add_workers();
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, absl::Seconds(1));
+    v1::StatusRequest request;
+    grpc::Status live = w->prefill ? w->prefill->GetStatus(&ctx, request, out)
+                                   : w->decode->GetStatus(&ctx, request, out);
+    if (!live.ok()) {
+      out->Clear();
+      out->set_worker_id(w->id);
+      out->set_role(w->role);
+      out->set_healthy(false);
+      out->set_live(false);
+      absl::MutexLock lock(&mu_);
+      *out->mutable_capacity() = w->capacity;
+    }
+    out->set_address(w->address);
+    out->set_pid(w->pid);
+    absl::MutexLock lock(&mu_);
+    const auto& loads = w->prefill ? scheduler_.prefill_workers() : scheduler_.decode_workers();
+    if (auto it = loads.find(w->id); it != loads.end()) {
+      out->set_reserved_blocks(it->second.reserved_blocks);
+    }
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace pdserve::router
