@@ -22,6 +22,10 @@ void AddRegisteredCommands(CLI::App& root);
 CLI::App* GetOrAddSubcommand(CLI::App& parent, const std::string& name,
                              const std::string& description);
 
+// The command line this process was started with, for reports.
+const std::string& InvocationLine();
+void SetInvocationLine(int argc, char** argv);
+
 [[noreturn]] void ExitWith(const absl::Status& status);
 // Prints the error and makes main return 1; OK returns.
 void Check(const absl::Status& status);

@@ -31,6 +31,21 @@ CLI::App* GetOrAddSubcommand(CLI::App& parent, const std::string& name,
   return parent.add_subcommand(name, description);
 }
 
+namespace {
+std::string& Invocation() {
+  static std::string line;
+  return line;
+}
+}  // namespace
+
+const std::string& InvocationLine() { return Invocation(); }
+
+void SetInvocationLine(int argc, char** argv) {
+  std::string& line = Invocation();
+  line = "pdserve";
+  for (int i = 1; i < argc; ++i) line += std::string(" ") + argv[i];
+}
+
 void Check(const absl::Status& status) {
   if (status.ok()) return;
   std::fprintf(stderr, "error: %s\n", status.ToString().c_str());
@@ -52,6 +67,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.require_subcommand(1);
   app.parse_complete_callback([&] { pdserve::SetLogLevel(log_level); });
+  pdserve::cli::SetInvocationLine(argc, argv);
   pdserve::cli::AddRegisteredCommands(app);
   CLI11_PARSE(app, argc, argv);
   return 0;

@@ -1,0 +1,49 @@
+// `pdserve bench` with no subcommand: the main job (local vs UCX KV transfer across rates).
+#include <memory>
+
+#include "bench/serving_bench.h"
+#include "cli/commands.h"
+
+namespace pdserve::cli {
+namespace {
+
+void AddServingBenchCommand(CLI::App& app) {
+  CLI::App* bench = GetOrAddSubcommand(app, "bench", "Benchmarks");
+  bench->description(
+      "Benchmarks. Without a subcommand: the serving benchmark comparing KV transfer backends "
+      "across request rates (the main job)");
+  bench->require_subcommand(0, 1);
+  auto o = std::make_shared<bench::ServingBenchOptions>();
+  bench->add_option("--backends", o->backends, "transfer backends: local, ucx, ucx-tcp, ...")
+      ->delimiter(',')->capture_default_str();
+  bench->add_option("--matrix", o->matrix, "default (quick) or full (128/512/2048 x 64/128/512 x 1/4/16)")
+      ->capture_default_str();
+  bench->add_option("--preset", o->preset)->capture_default_str();
+  bench->add_option("--compute", o->compute, "real, roofline or cuda")->capture_default_str();
+  bench->add_option("--gpu", o->gpu, "GPU modelled by --compute roofline")->capture_default_str();
+  bench->add_option("--device", o->device, "cpu or cuda (GPU workers)")->capture_default_str();
+  bench->add_option("--prefill", o->num_prefill, "prefill workers")->capture_default_str();
+  bench->add_option("--decode", o->num_decode, "decode workers")->capture_default_str();
+  bench->add_option("--pool-gib", o->pool_gib, "KV pool per worker (GiB)")->capture_default_str();
+  bench->add_option("--input-lens", o->input_lens)->delimiter(',');
+  bench->add_option("--output-lens", o->output_lens)->delimiter(',');
+  bench->add_option("--rates", o->rates, "request rates (req/s)")->delimiter(',');
+  bench->add_option("--seconds-per-rate", o->seconds_per_rate)->capture_default_str();
+  bench->add_option("--min-prompts", o->min_prompts)->capture_default_str();
+  bench->add_option("--max-prompts", o->max_prompts)->capture_default_str();
+  bench->add_option("--verify", o->verify, "check every token against the model")
+      ->capture_default_str();
+  bench->add_option("--seed", o->seed)->capture_default_str();
+  bench->add_option("--result-dir", o->result_dir, "default results/bench-<date>");
+  bench->callback([bench, o] {
+    if (!bench->get_subcommands().empty()) return;  // a sub-benchmark ran
+    if (o->device == "cuda" && o->compute == "roofline") o->compute = "cuda";
+    o->command_line = InvocationLine();
+    ExitWith(bench::RunServingBench(*o));
+  });
+}
+
+const bool registered = RegisterCommand("bench", AddServingBenchCommand);
+
+}  // namespace
+}  // namespace pdserve::cli
