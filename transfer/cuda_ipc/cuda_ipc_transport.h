@@ -9,8 +9,9 @@ namespace pdserve::transfer::cuda_ipc {
 
 // `cuda-ipc`: KV pools in device memory of one host's GPUs. The receiving (decode) pool is
 // exported once with cudaIpcGetMemHandle; a sender opens it once at LoadPeer
-// (cudaIpcOpenMemHandle) and copies each batch with cudaMemcpyAsync on its own stream, one copy
-// per coalesced run (PlanCopies), then records an event. A completion thread waits for the
+// (cudaIpcOpenMemHandle) and copies each batch on its own stream: the coalesced runs
+// (PlanCopies) go to a gather-copy kernel, up to 1024 runs per launch (cudaMemcpyAsync per run
+// if a run is not 16-byte aligned), then it records an event. A completion thread waits for the
 // event and only then sends the notification (local's unix-socket channel), so a notification
 // always follows its bytes. A peer in the same process is written through its pointer (CUDA
 // refuses to open a process's own handle).

@@ -1,0 +1,191 @@
+#include "bench/gpu_transfer_bench.h"
+
+#include <poll.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "common/synthetic_model.h"
+#include "nlohmann/json.hpp"
+#if defined(PDSERVE_HAS_CUDA)
+#include "kvcache/cuda/cuda_kernels.h"
+#include "transfer/kv_transport.h"
+#endif
+
+extern char** environ;
+
+namespace pdserve::bench {
+
+#if !defined(PDSERVE_HAS_CUDA)
+
+absl::Status RunGpuTransferBench(const GpuTransferBenchOptions&) {
+  return absl::UnavailableError("this pdserve was built without CUDA (configure with -DPDSERVE_CUDA=ON)");
+}
+
+#else
+
+namespace {
+
+using transfer::BlockCopy;
+
+constexpr const char* kPatterns[] = {"contiguous", "scattered"};
+
+uint32_t PoolBlocks(const ModelConfig& c, const GpuTransferBenchOptions& o) {
+  const int most = *std::max_element(o.request_tokens.begin(), o.request_tokens.end());
+  return static_cast<uint32_t>(2 * c.BlocksForTokens(most) + 2);
+}
+
+// Destination blocks of a request: one run, or every other block backwards (no two adjacent:
+// the worst case for coalescing, one operation per fragment).
+std::vector<BlockId> Destinations(uint32_t pool, int64_t n, bool scattered) {
+  std::vector<BlockId> d(n);
+  for (int64_t i = 0; i < n; ++i) d[i] = scattered ? pool - 1 - 2 * i : i;
+  return d;
+}
+
+absl::Status RunReceiver(const GpuTransferBenchOptions& o, const ModelConfig& c, KvLayout layout) {
+  transfer::TransportOptions options{.backend = "cuda-ipc", .agent_name = "bench-decode"};
+  ASSIGN_OR_RETURN(auto cache, transfer::CreatePoolCache(options, c, PoolBlocks(c, o), layout));
+  ASSIGN_OR_RETURN(auto transport, transfer::MakeKvTransport(options));
+  RETURN_IF_ERROR(transport->RegisterPool(*cache));
+  ASSIGN_OR_RETURN(std::string descriptor, transport->ExportDescriptor());
+  std::printf("%s\n", descriptor.c_str());
+  std::fflush(stdout);
+  const int batches = static_cast<int>(o.request_tokens.size()) * 2 * (o.iterations + 1);
+  for (int b = 0; b < batches; ++b) {
+    RETURN_IF_ERROR(transport->WaitForNotification(absl::StrCat("b", b), absl::Seconds(120)));
+  }
+  return absl::OkStatus();
+}
+
+// Starts this binary as the receiver and returns its pid and descriptor.
+absl::StatusOr<std::pair<pid_t, std::string>> SpawnReceiver(const GpuTransferBenchOptions& o,
+                                                            const std::string& layout) {
+  int out[2];
+  if (pipe(out) != 0) return absl::InternalError("pipe failed");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  posix_spawn_file_actions_addclose(&actions, out[0]);
+  std::vector<std::string> args = {"/proc/self/exe", "bench", "gpu-transfer", "--receiver", layout,
+                                   "--preset", o.preset, "--iterations", absl::StrCat(o.iterations),
+                                   "--request-tokens", absl::StrJoin(o.request_tokens, ",")};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(out[1]);
+  if (rc != 0) {
+    close(out[0]);
+    return absl::InternalError("cannot start the receiving process");
+  }
+  std::string line;
+  pollfd pfd{out[0], POLLIN, 0};
+  char ch;
+  while (line.empty() || line.back() != '\n') {
+    if (poll(&pfd, 1, 60000) <= 0 || read(out[0], &ch, 1) != 1) {
+      close(out[0]);
+      return absl::UnavailableError("the receiving process did not export its pool");
+    }
+    line.push_back(ch);
+  }
+  close(out[0]);
+  return std::make_pair(pid, line);
+}
+
+}  // namespace
+
+absl::Status RunGpuTransferBench(const GpuTransferBenchOptions& o) {
+  if (!cuda::CudaAvailable()) return absl::UnavailableError("no CUDA device on this machine");
+  ASSIGN_OR_RETURN(ModelConfig c, PresetConfig(o.preset));
+  if (!o.receiver_layout.empty()) {
+    ASSIGN_OR_RETURN(KvLayout layout, ParseKvLayout(o.receiver_layout));
+    return RunReceiver(o, c, layout);
+  }
+  ASSIGN_OR_RETURN(std::string device, cuda::DeviceDescription());
+  std::printf("pdserve bench gpu-transfer  (cuda-ipc between two processes, preset %s)\n",
+              c.name.c_str());
+  std::printf("device    %s\n\n", device.c_str());
+  std::printf("%-12s %-11s %-10s %10s %6s %9s %10s %10s %8s\n", "layout", "dst blocks", "request",
+              "bytes", "ops", "time ms", "GB/s", "D2D GB/s", "ratio");
+  nlohmann::json json;
+  json["device"] = device;
+  json["preset"] = c.name;
+  json["gbps_convention"] = "bytes moved once per second (1e9), for both the transfer and D2D";
+  json["rows"] = nlohmann::json::array();
+  const uint32_t pool_blocks = PoolBlocks(c, o);
+  for (const std::string& layout_name : o.layouts) {
+    ASSIGN_OR_RETURN(KvLayout layout, ParseKvLayout(layout_name));
+    ASSIGN_OR_RETURN(auto child, SpawnReceiver(o, std::string(KvLayoutName(layout))));
+    transfer::TransportOptions options{.backend = "cuda-ipc", .agent_name = "bench-prefill"};
+    ASSIGN_OR_RETURN(auto cache, transfer::CreatePoolCache(options, c, pool_blocks, layout));
+    ASSIGN_OR_RETURN(auto transport, transfer::MakeKvTransport(options));
+    RETURN_IF_ERROR(transport->RegisterPool(*cache));
+    ASSIGN_OR_RETURN(transfer::PeerId peer, transport->LoadPeer(child.second));
+    int batch = 0;
+    for (int tokens : o.request_tokens) {
+      const int64_t n = c.BlocksForTokens(tokens);
+      std::vector<BlockId> src(n);
+      std::iota(src.begin(), src.end(), 0);
+      for (bool scattered : {false, true}) {
+        const std::vector<BlockId> dst = Destinations(pool_blocks, n, scattered);
+        std::vector<BlockCopy> copies;
+        for (int64_t i = 0; i < n; ++i) copies.push_back({src[i], dst[i]});
+        std::vector<double> ms;
+        uint64_t bytes = 0;
+        uint32_t ops = 0;
+        for (int it = 0; it <= o.iterations; ++it) {
+          ASSIGN_OR_RETURN(transfer::TransferId id,
+                           transport->Submit(peer, copies, absl::StrCat("b", batch++)));
+          RETURN_IF_ERROR(transport->Wait(id, absl::Seconds(60)));
+          ASSIGN_OR_RETURN(transfer::TransferStats st, transport->Stats(id));
+          bytes = st.bytes;
+          ops = st.operations;
+          if (it > 0) ms.push_back((st.complete_ns - st.submit_ns) / 1e6);
+        }
+        std::sort(ms.begin(), ms.end());
+        const double t = ms[ms.size() / 2];
+        ASSIGN_OR_RETURN(double d2d_ms, cuda::MeasureD2DCopyMs(bytes, o.iterations));
+        const double gbps = bytes / (t * 1e-3) / 1e9, d2d = bytes / (d2d_ms * 1e-3) / 1e9;
+        const char* pattern = kPatterns[scattered ? 1 : 0];
+        std::printf("%-12s %-11s %-10s %10s %6u %9.3f %10.1f %10.1f %7.3fx\n", layout_name.c_str(),
+                    pattern, absl::StrFormat("%d tok", tokens).c_str(),
+                    absl::StrFormat("%.0f MiB", bytes / 1048576.0).c_str(), ops, t, gbps, d2d,
+                    gbps / d2d);
+        json["rows"].push_back({{"layout", layout_name}, {"dst_blocks", pattern},
+                                {"request_tokens", tokens}, {"bytes", bytes}, {"operations", ops},
+                                {"ms_median", t}, {"gbps", gbps}, {"d2d_gbps", d2d},
+                                {"ratio_to_d2d", gbps / d2d}});
+      }
+    }
+    int status = 0;
+    waitpid(child.first, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      return absl::InternalError("the receiving process failed");
+    }
+  }
+  std::printf("\n(time = Submit to completion seen by the sender, which includes waiting for the "
+              "copy event and sending the notification; median of %d)\n", o.iterations);
+  if (!o.json_path.empty()) {
+    std::ofstream out(o.json_path);
+    out << json.dump(2) << "\n";
+    if (!out) return absl::InternalError(absl::StrCat("cannot write ", o.json_path));
+    std::printf("results written to %s\n", o.json_path.c_str());
+  }
+  return absl::OkStatus();
+}
+
+#endif
+
+}  // namespace pdserve::bench

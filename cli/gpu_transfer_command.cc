@@ -1,0 +1,26 @@
+#include <memory>
+
+#include "bench/gpu_transfer_bench.h"
+#include "cli/commands.h"
+
+namespace pdserve::cli {
+namespace {
+
+void AddGpuTransferBenchCommand(CLI::App& app) {
+  CLI::App* bench = GetOrAddSubcommand(app, "bench", "Benchmarks");
+  CLI::App* cmd = bench->add_subcommand(
+      "gpu-transfer", "cuda-ipc KV transfer between two processes vs cudaMemcpy D2D");
+  auto opts = std::make_shared<bench::GpuTransferBenchOptions>();
+  cmd->add_option("--preset", opts->preset)->capture_default_str();
+  cmd->add_option("--layouts", opts->layouts)->delimiter(',')->capture_default_str();
+  cmd->add_option("--request-tokens", opts->request_tokens)->delimiter(',')->capture_default_str();
+  cmd->add_option("--iterations", opts->iterations)->capture_default_str();
+  cmd->add_option("--json", opts->json_path, "write results as JSON here");
+  cmd->add_option("--receiver", opts->receiver_layout)->group("");  // internal: child process
+  cmd->callback([=] { ExitWith(bench::RunGpuTransferBench(*opts)); });
+}
+
+const bool registered = RegisterCommand("bench gpu-transfer", AddGpuTransferBenchCommand);
+
+}  // namespace
+}  // namespace pdserve::cli

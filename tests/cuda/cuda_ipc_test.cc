@@ -1,0 +1,195 @@
+// cuda-ipc round trips: a second process (this binary re-executed as the receiver) exports a
+// device pool; this process writes K/V on its GPU pool and sends blocks into it. The receiver
+// checks every byte of its pool against the CPU path and that its decode gives the CPU token.
+
+#include <poll.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <numeric>
+#include <string>
+
+#include "common/synthetic_model.h"
+#include "gtest/gtest.h"
+#include "kvcache/cpu_attention.h"
+#include "kvcache/cuda/cuda_kernels.h"
+#include "transfer/kv_transport.h"
+
+extern char** environ;
+
+namespace pdserve::transfer {
+namespace {
+
+constexpr int kPromptLen = 100;
+constexpr uint32_t kPoolBlocks = 24;
+
+ModelConfig IpcConfig() {
+  ModelConfig c = *PresetConfig("llama3-8b");
+  c.num_layers = 2;
+  return c;
+}
+
+// Receiving blocks: every other block, backwards, so that nothing coalesces by accident.
+std::vector<BlockId> ReceiverTable(const ModelConfig& c) {
+  std::vector<BlockId> t;
+  for (int i = 0; i < c.BlocksForTokens(kPromptLen); ++i) t.push_back(kPoolBlocks - 1 - 2 * i);
+  return t;
+}
+
+}  // namespace
+
+// The receiver process: exports its pool on stdout, waits for the batch, verifies, exits.
+int RunReceiver(KvLayout layout) {
+  const ModelConfig c = IpcConfig();
+  TransportOptions options{.backend = "cuda-ipc", .agent_name = "decode-0"};
+  auto cache = CreatePoolCache(options, c, kPoolBlocks, layout);
+  auto transport = MakeKvTransport(options);
+  if (!cache.ok() || !transport.ok() || !(*transport)->RegisterPool(**cache).ok()) return 2;
+  std::printf("%s\n", (*(*transport)->ExportDescriptor()).c_str());
+  std::fflush(stdout);
+  if (!(*transport)->WaitForNotification("req-1", absl::Seconds(60)).ok()) return 3;
+  // Expected: the CPU's bytes for the prompt through the receiving table, zeros elsewhere.
+  auto expected = *KvCache::CreateInHostMemory(c, kPoolBlocks, layout);
+  const std::vector<int32_t> prompt = model::SyntheticPrompt(42, kPromptLen, c.vocab_size);
+  const std::vector<BlockId> table = ReceiverTable(c);
+  if (!WriteKv(*expected, table, prompt, 0).ok()) return 4;
+  std::vector<std::byte> got(expected->geometry().region_bytes());
+  if (!cuda::CopyDeviceToHost((*cache)->memory(), 0, got).ok()) return 5;
+  if (!std::equal(got.begin(), got.end(), expected->base())) return 6;
+  // End to end: the decode step on the received pool gives the CPU's token.
+  auto attention = cuda::CudaAttention::Create(**cache);
+  if (!attention.ok()) return 7;
+  DecodeSequence s{table, prompt.back(), kPromptLen, 9, {}};
+  auto gpu = (*attention)->Decode(std::span(&s, 1));
+  auto cpu = DecodeAttention(*expected, std::span(&s, 1));
+  if (!gpu.ok() || !cpu.ok() || (*gpu)[0].token != (*cpu)[0].token) return 8;
+  return 0;
+}
+
+namespace {
+
+class CudaIpcTransportTest : public testing::TestWithParam<KvLayout> {};
+
+TEST_P(CudaIpcTransportTest, BlocksReachAnotherProcessesDevicePoolWithTheCpuBytes) {
+  if (!cuda::CudaAvailable()) GTEST_SKIP() << "no CUDA device here: GPU test skipped";
+  const ModelConfig c = IpcConfig();
+  int out[2];
+  ASSERT_EQ(pipe(out), 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  posix_spawn_file_actions_addclose(&actions, out[0]);
+  const std::string role =
+      std::string("PDSERVE_IPC_RECEIVER=") + std::string(KvLayoutName(GetParam()));
+  std::vector<char*> env;
+  for (char** e = environ; *e != nullptr; ++e) env.push_back(*e);
+  env.push_back(const_cast<char*>(role.c_str()));
+  env.push_back(nullptr);
+  char self[] = "/proc/self/exe";
+  char* argv[] = {self, nullptr};
+  pid_t child = 0;
+  ASSERT_EQ(posix_spawn(&child, "/proc/self/exe", &actions, nullptr, argv, env.data()), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  close(out[1]);
+
+  // The descriptor is the child's first line (within 60 s).
+  std::string descriptor;
+  pollfd pfd{out[0], POLLIN, 0};
+  char ch;
+  while (descriptor.empty() || descriptor.back() != '\n') {
+    ASSERT_GT(poll(&pfd, 1, 60000), 0) << "receiver did not export its pool";
+    ASSERT_EQ(read(out[0], &ch, 1), 1) << "receiver exited early";
+    descriptor.push_back(ch);
+  }
+  close(out[0]);
+
+  TransportOptions options{.backend = "cuda-ipc", .agent_name = "prefill-0"};
+  auto cache = *CreatePoolCache(options, c, kPoolBlocks, GetParam());
+  auto attention = *cuda::CudaAttention::Create(*cache);
+  const std::vector<int32_t> prompt = model::SyntheticPrompt(42, kPromptLen, c.vocab_size);
+  std::vector<BlockId> src(c.BlocksForTokens(kPromptLen));
+  std::iota(src.begin(), src.end(), 3);
+  std::vector<cuda::PrefillChunk> chunk = {{src, prompt, 0}};
+  ASSERT_TRUE(attention->Prefill(chunk).ok());
+
+  auto transport = *MakeKvTransport(options);
+  ASSERT_TRUE(transport->RegisterPool(*cache).ok());
+  auto peer = transport->LoadPeer(descriptor);
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  std::vector<BlockCopy> copies;
+  const std::vector<BlockId> dst = ReceiverTable(c);
+  for (size_t i = 0; i < src.size(); ++i) copies.push_back({src[i], dst[i]});
+  auto id = transport->Submit(*peer, copies, "req-1");
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(transport->Wait(*id, absl::Seconds(30)).ok());
+  EXPECT_EQ(transport->Stats(*id)->bytes,
+            static_cast<uint64_t>(src.size() * cache->geometry().block_bytes()));
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "receiver: 3 no notification, 6 bytes differ, 8 token differs";
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, CudaIpcTransportTest,
+                         testing::Values(KvLayout::kLayerMajor, KvLayout::kBlockMajor),
+                         [](const testing::TestParamInfo<KvLayout>& info) {
+                           return info.param == KvLayout::kLayerMajor ? "LayerMajor" : "BlockMajor";
+                         });
+
+TEST(CudaIpcSameProcessTest, PeerInThisProcessIsWrittenAndNotified) {
+  if (!cuda::CudaAvailable()) GTEST_SKIP() << "no CUDA device here: GPU test skipped";
+  const ModelConfig c = *PresetConfig("small");
+  TransportOptions recv_opts{.backend = "cuda-ipc", .agent_name = "decode-1"};
+  TransportOptions send_opts{.backend = "cuda-ipc", .agent_name = "prefill-1"};
+  auto recv_cache = *CreatePoolCache(recv_opts, c, 8, KvLayout::kLayerMajor);
+  auto send_cache = *CreatePoolCache(send_opts, c, 8, KvLayout::kLayerMajor);
+  auto receiver = *MakeKvTransport(recv_opts);
+  auto sender = *MakeKvTransport(send_opts);
+  ASSERT_TRUE(receiver->RegisterPool(*recv_cache).ok());
+  ASSERT_TRUE(sender->RegisterPool(*send_cache).ok());
+  std::vector<std::byte> pattern(send_cache->geometry().region_bytes());
+  for (size_t i = 0; i < pattern.size(); ++i) pattern[i] = std::byte(i * 7 + 1);
+  ASSERT_TRUE(cuda::CopyHostToDevice(pattern, send_cache->memory(), 0).ok());
+  auto peer = *sender->LoadPeer(*receiver->ExportDescriptor());
+  std::vector<BlockCopy> copies = {{0, 5}, {1, 6}, {2, 2}};
+  auto id = *sender->Submit(peer, copies, "req-2");
+  ASSERT_TRUE(sender->Wait(id, absl::Seconds(10)).ok());
+  ASSERT_TRUE(receiver->WaitForNotification("req-2", absl::Seconds(10)).ok());
+  std::vector<std::byte> got(pattern.size());
+  ASSERT_TRUE(cuda::CopyDeviceToHost(recv_cache->memory(), 0, got).ok());
+  const KvGeometry& g = send_cache->geometry();
+  for (const BlockCopy& copy : copies) {
+    for (int f = 0; f < g.fragments_per_block(); ++f) {
+      EXPECT_TRUE(std::equal(got.begin() + g.FragmentOffset(copy.dst, f),
+                             got.begin() + g.FragmentOffset(copy.dst, f) + g.transfer_fragment_bytes(),
+                             pattern.begin() + g.FragmentOffset(copy.src, f)))
+          << "block " << copy.src << " -> " << copy.dst << " fragment " << f;
+    }
+  }
+}
+
+TEST(CudaIpcSameProcessTest, HostPoolIsRefused) {
+  if (!cuda::CudaAvailable()) GTEST_SKIP() << "no CUDA device here: GPU test skipped";
+  auto cache = *KvCache::CreateInHostMemory(*PresetConfig("tiny"), 4, KvLayout::kLayerMajor);
+  auto t = *MakeKvTransport({.backend = "cuda-ipc", .agent_name = "x"});
+  EXPECT_EQ(t->RegisterPool(*cache).code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace pdserve::transfer
+
+// Re-executed as the receiver (by the test above), this binary runs RunReceiver instead of
+// the tests. It is main, not a static initializer: CUDA registers the kernels in static
+// initializers of their own, which must have run before the first launch.
+int main(int argc, char** argv) {
+  if (const char* role = std::getenv("PDSERVE_IPC_RECEIVER"); role != nullptr) {
+    return pdserve::transfer::RunReceiver(std::string(role) == "block-major"
+                                              ? pdserve::KvLayout::kBlockMajor
+                                              : pdserve::KvLayout::kLayerMajor);
+  }
+  testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
