@@ -34,6 +34,7 @@ void AddMetric(std::string& out, const std::string& title, const std::string& na
   out += Row(absl::StrCat("Mean ", name, " (ms):"), d.mean);
   out += Row(absl::StrCat("Median ", name, " (ms):"), d.median);
   for (const auto& [p, v] : d.percentiles) {
+    if (p == 50) continue;  // the median, printed above
     out += Row(absl::StrCat("P", PercentileName(p), " ", name, " (ms):"), v);
   }
   out += Row(absl::StrCat("Max ", name, " (ms):"), d.max);

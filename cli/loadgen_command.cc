@@ -1,0 +1,174 @@
+// `pdserve loadgen`: an open-loop load generator against a Router.Generate endpoint, with the
+// flags and result fields of `vllm bench serve`.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "cli/commands.h"
+#include "common/status_macros.h"
+#include "loadgen/echo_target.h"
+#include "loadgen/load_runner.h"
+#include "loadgen/result_csv.h"
+#include "loadgen/result_json.h"
+#include "loadgen/result_table.h"
+
+namespace pdserve::cli {
+namespace {
+
+using loadgen::LoadOptions;
+
+// Flags as parsed, before they become LoadOptions.
+struct LoadgenFlags {
+  LoadOptions options;
+  std::string host, request_rate = "inf", arrival_process, dataset_name = "random", dataset_path;
+  int port = 0;
+  std::string percentiles = "50,90,95,99";
+  std::vector<std::string> goodput;
+  std::string progress = "auto";
+  bool save_result = false;
+  std::string result_dir = ".", result_filename, output_json, output_csv;
+  int builtin_tokens_per_chunk = 1, builtin_fail_every = 0;
+  bool builtin_wrong_tokens = false;
+};
+
+absl::Status ResolveOptions(LoadgenFlags& f) {
+  LoadOptions& o = f.options;
+  if (!f.host.empty() || f.port > 0) {
+    o.target = absl::StrCat(f.host.empty() ? "127.0.0.1" : f.host, ":", f.port > 0 ? f.port : 8000);
+  }
+  ASSIGN_OR_RETURN(o.arrival.request_rate, loadgen::ParseRequestRate(f.request_rate));
+  if (!f.arrival_process.empty()) {
+    ASSIGN_OR_RETURN(o.arrival.process, loadgen::ParseArrivalProcess(f.arrival_process));
+  } else if (o.arrival.burstiness != 1.0) {
+    o.arrival.process = loadgen::ArrivalProcess::kGamma;  // as vllm: burstiness implies gamma
+  }
+  if (f.dataset_name == "trace" || !f.dataset_path.empty()) {
+    o.dataset = loadgen::DatasetKind::kTrace;
+    o.trace_path = f.dataset_path;
+  } else if (f.dataset_name != "random") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown --dataset-name '", f.dataset_name, "' (random, trace)"));
+  }
+  ASSIGN_OR_RETURN(o.percentiles, loadgen::ParsePercentiles(f.percentiles));
+  ASSIGN_OR_RETURN(o.goodput, loadgen::ParseSloSpec(f.goodput));
+  if (f.progress == "on") {
+    o.progress = loadgen::ProgressMode::kOn;
+  } else if (f.progress == "off") {
+    o.progress = loadgen::ProgressMode::kOff;
+  } else if (f.progress != "auto") {
+    return absl::InvalidArgumentError("--progress must be auto, on or off");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunLoadgenCommand(LoadgenFlags f) {
+  RETURN_IF_ERROR(ResolveOptions(f));
+  std::unique_ptr<loadgen::EchoTarget> builtin;
+  if (f.options.target == "builtin") {
+    loadgen::EchoTargetOptions echo;
+    echo.preset = f.options.preset;
+    echo.tokens_per_chunk = f.builtin_tokens_per_chunk;
+    echo.fail_every = f.builtin_fail_every;
+    echo.reference_tokens = !f.builtin_wrong_tokens;
+    ASSIGN_OR_RETURN(builtin, loadgen::EchoTarget::Start(echo));
+    f.options.target = builtin->address();
+    std::fprintf(stderr, "built-in echo target listening on %s\n", f.options.target.c_str());
+  }
+  ASSIGN_OR_RETURN(loadgen::BenchmarkResult result, loadgen::RunLoad(f.options));
+  std::fputs(loadgen::FormatResultTable(result).c_str(), stdout);
+  std::fflush(stdout);  // the table before any error about writing the files
+
+  std::string json_path = f.output_json;
+  if (json_path.empty() && f.save_result) {
+    const std::string name =
+        f.result_filename.empty() ? loadgen::DefaultResultFilename(result) : f.result_filename;
+    json_path = (std::filesystem::path(f.result_dir) / name).string();
+  }
+  std::string csv_path = f.output_csv;
+  if (csv_path.empty() && !json_path.empty()) {
+    csv_path = std::filesystem::path(json_path).replace_extension(".csv").string();
+  }
+  for (const std::string& path : {json_path, csv_path}) {
+    const auto parent = std::filesystem::path(path).parent_path();
+    std::error_code ec;
+    if (!path.empty() && !parent.empty()) std::filesystem::create_directories(parent, ec);
+  }
+  if (!json_path.empty()) RETURN_IF_ERROR(loadgen::WriteResultJson(result, json_path));
+  if (!csv_path.empty()) RETURN_IF_ERROR(loadgen::WriteRequestsCsv(result, csv_path));
+  if (!json_path.empty() || !csv_path.empty()) {
+    std::printf("Results: %s%s%s\n", json_path.c_str(),
+                json_path.empty() || csv_path.empty() ? "" : " and ", csv_path.c_str());
+  } else {
+    std::printf("Results: console only (--save-result or --output-json to keep them)\n");
+  }
+  if (f.options.verify && result.verify_mismatches > 0) {
+    return absl::DataLossError(absl::StrCat("verify: ", result.verify_mismatches,
+                                            " requests differ from model::ReferenceGenerate"));
+  }
+  return absl::OkStatus();
+}
+
+void AddLoadgenCommand(CLI::App& app) {
+  CLI::App* cmd = app.add_subcommand(
+      "loadgen", "Open-loop load against Router.Generate; vllm bench serve metrics and fields");
+  auto f = std::make_shared<LoadgenFlags>();
+  LoadOptions& o = f->options;
+  cmd->add_option("--target", o.target, "host:port of Router.Generate, or 'builtin' (echo target)")
+      ->capture_default_str();
+  cmd->add_option("--host", f->host, "target host (with --port, instead of --target)");
+  cmd->add_option("--port", f->port, "target port");
+  cmd->add_option("--num-prompts", o.num_prompts)->capture_default_str();
+  cmd->add_option("--request-rate", f->request_rate, "requests/s, or inf: all at once")
+      ->capture_default_str();
+  cmd->add_option("--arrival-process", f->arrival_process,
+                  "poisson (default), gamma (default when --burstiness != 1), constant");
+  cmd->add_option("--burstiness", o.arrival.burstiness, "gamma shape: CV of gaps = 1/sqrt(b)")
+      ->capture_default_str();
+  cmd->add_option("--max-concurrency", o.max_concurrency, "0: unlimited")->capture_default_str();
+  cmd->add_option("--num-warmups", o.num_warmups, "warm-up requests, excluded from results")
+      ->capture_default_str();
+  cmd->add_option("--seed", o.seed, "schedule, lengths and prompts")->capture_default_str();
+  cmd->add_option("--dataset-name", f->dataset_name, "random or trace")->capture_default_str();
+  cmd->add_option("--dataset-path,--trace", f->dataset_path,
+                  "JSONL trace: {\"arrival_s\": s, \"input_len\": n, \"output_len\": n} per line");
+  cmd->add_option("--random-input-len", o.random.input_len)->capture_default_str();
+  cmd->add_option("--random-output-len", o.random.output_len)->capture_default_str();
+  cmd->add_option("--random-range-ratio", o.random.range_ratio)->capture_default_str();
+  cmd->add_option("--random-prefix-len", o.random.prefix_len, "shared prefix tokens")
+      ->capture_default_str();
+  cmd->add_option("--percentiles,--metric-percentiles", f->percentiles)->capture_default_str();
+  cmd->add_option("--goodput", f->goodput, "SLOs: ttft:MS tpot:MS e2el:MS");
+  cmd->add_option("--preset", o.preset, "model preset (prompt vocabulary, --verify oracle)")
+      ->capture_default_str();
+  cmd->add_flag("--verify", o.verify, "check every token against model::ReferenceGenerate");
+  cmd->add_option("--request-timeout", o.request_timeout_s, "per-request deadline, s")
+      ->capture_default_str();
+  cmd->add_option("--connect-timeout", o.connect_timeout_s, "s")->capture_default_str();
+  cmd->add_option("--num-channels", o.num_channels, "gRPC connections")->capture_default_str();
+  cmd->add_option("--progress", f->progress, "auto (when stderr is a tty), on, off")
+      ->capture_default_str();
+  cmd->add_option("--backend", o.backend, "label stored as 'backend'")->capture_default_str();
+  cmd->add_option("--label", o.label);
+  cmd->add_option("--model", o.model_id, "stored as model_id (default pdserve/<preset>)");
+  cmd->add_flag("--save-result", f->save_result, "write the JSON (and CSV) to --result-dir");
+  cmd->add_option("--result-dir", f->result_dir)->capture_default_str();
+  cmd->add_option("--result-filename", f->result_filename);
+  cmd->add_option("--output-json", f->output_json, "write the JSON here");
+  cmd->add_option("--output-csv", f->output_csv, "per-request CSV (default: next to the JSON)");
+  cmd->add_option("--builtin-tokens-per-chunk", f->builtin_tokens_per_chunk)
+      ->capture_default_str();
+  cmd->add_option("--builtin-fail-every", f->builtin_fail_every,
+                  "builtin target fails every Nth request (0: none)")
+      ->capture_default_str();
+  cmd->add_flag("--builtin-wrong-tokens", f->builtin_wrong_tokens,
+                "builtin target answers tokens that do not match the model");
+  cmd->callback([f] { ExitWith(RunLoadgenCommand(*f)); });
+}
+
+const bool registered = RegisterCommand("loadgen", AddLoadgenCommand);
+
+}  // namespace
+}  // namespace pdserve::cli
