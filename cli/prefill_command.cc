@@ -12,6 +12,9 @@ void AddPrefillCommand(CLI::App& app) {
   cmd->add_option("--chunk-tokens", flags->options.chunk_tokens,
                   "longest prompt chunk per kernel call")
       ->capture_default_str();
+  cmd->add_option("--min-batch-us", flags->options.min_batch_us,
+                  "every prefill batch lasts at least this long (slows prefill down for tests)")
+      ->capture_default_str();
   cmd->callback([flags] {
     cluster::BlockTerminationSignals();
     flags->options.transfer_timeout = absl::Seconds(flags->transfer_timeout_s);

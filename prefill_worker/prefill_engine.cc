@@ -123,6 +123,12 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
     }
     inflight.push_back(std::move(entry));
   }
+  if (options_.min_batch > absl::ZeroDuration()) {
+    if (absl::Duration left = options_.min_batch - (absl::Now() - batch_start);
+        left > absl::ZeroDuration()) {
+      absl::SleepFor(left);
+    }
+  }
   if (options_.roofline.has_value()) {
     // Simulated device time of the batch's forward pass; every item ends with the batch.
     const absl::Duration modelled = absl::Seconds(options_.roofline->PrefillSeconds(lens));

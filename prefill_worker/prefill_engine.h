@@ -29,6 +29,8 @@ struct PrefillEngineOptions {
   std::optional<RooflineModel> roofline;  // batch lasts at least the modelled GPU time
   int chunk_tokens = 512;                 // longest chunk one kernel call processes
   absl::Duration transfer_timeout = absl::Seconds(30);
+  // Every batch's kernels last at least this long (tests use it to have batches in flight).
+  absl::Duration min_batch = absl::ZeroDuration();
 };
 
 struct PrefillItemSpec {

@@ -23,6 +23,7 @@ absl::Status RunPrefillWorker(cluster::WorkerProcessOptions options) {
   engine_options.attention.threads = options.threads;
   engine_options.chunk_tokens = options.chunk_tokens;
   engine_options.transfer_timeout = options.transfer_timeout;
+  engine_options.min_batch = absl::Microseconds(options.min_batch_us);
   if (options.compute == "roofline") {
     ASSIGN_OR_RETURN(GpuSpec gpu, GpuSpecByName(options.gpu));
     engine_options.roofline.emplace(config, gpu);

@@ -38,7 +38,7 @@ struct RouterOptions {
   std::string transfer_backend;     // expected of every worker; empty: any
   SchedulerConfig scheduler;
   absl::Duration heartbeat_interval = absl::Milliseconds(250);
-  int missed_heartbeats = 8;        // silent this many intervals: dropped
+  int missed_heartbeats = 20;       // silent this many intervals (5 s): dropped
   absl::Duration rpc_timeout = absl::Seconds(10);      // Allocate, Release, AddPeer, status
   absl::Duration prefill_timeout = absl::Seconds(120); // one Prefill batch incl. KV transfer
   absl::Duration transfer_timeout = absl::Seconds(30); // decode waits this long for the KV
