@@ -67,16 +67,17 @@ class EchoStream final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
     response_.Clear();
     response_.set_request_id(request_id_);
     response_.set_position(prompt_len_ + static_cast<int>(next_));
-    if (next_ == 0) response_.set_prompt_tokens(prompt_len_);
+    if (next_ == 0) {
+      response_.set_prompt_tokens(prompt_len_);
+      timeline_.set_first_token_us(WallMicros());
+    }
     const size_t end = std::min(tokens_.size(), next_ + chunk_);
     for (; next_ < end; ++next_) response_.add_tokens(tokens_[next_]);
     if (next_ < tokens_.size()) {
       StartWrite(&response_);
       return;
     }
-    const int64_t now = WallMicros();
-    timeline_.set_first_token_us(now);
-    timeline_.set_finish_us(now);
+    timeline_.set_finish_us(WallMicros());
     response_.set_finished(true);
     response_.set_finish_reason("length");
     *response_.mutable_timeline() = timeline_;
