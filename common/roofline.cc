@@ -11,8 +11,8 @@ std::vector<std::string> GpuSpecNames() { return {"h100", "h200", "a100", "l40s"
 
 absl::StatusOr<GpuSpec> GpuSpecByName(std::string_view name) {
   // Datasheet peaks (dense bf16, HBM); efficiencies are typical achieved fractions.
-  // h100: efficiencies measured on an H100 80GB HBM3 (docs/results/gpu-h100-2026-11-*.md):
-  // cuBLAS bf16 GEMM 804 TFLOP/s = 0.81 of 989; decode-step weight reads of the llama3-8b dense
+  // h100: efficiencies measured on an H100 80GB HBM3 (docs/results/gpu-h100-2026-11-23.md):
+  // cuBLAS bf16 GEMM 786-804 TFLOP/s = 0.79-0.81 of 989; decode-step weight reads of the llama3-8b dense
   // layers 2.57 TB/s and paged decode attention 2.5-2.7 TB/s = 0.76-0.80 of 3350 GB/s.
   if (name == "h100") return GpuSpec{"h100", 989.0, 3350.0, 0.81, 0.78, 20.0};
   if (name == "h200") return GpuSpec{"h200", 989.0, 4800.0, 0.70, 0.80, 20.0};
