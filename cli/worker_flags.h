@@ -26,7 +26,7 @@ inline std::shared_ptr<WorkerFlags> AddWorkerFlags(CLI::App* cmd) {
   cmd->add_option("--preset", o.preset, "model preset (must match the router's)")
       ->capture_default_str();
   cmd->add_option("--num-blocks", o.num_blocks, "KV pool size in blocks");
-  cmd->add_option("--pool-gib", o.pool_gib, "KV pool size in GiB (default 1 when no --num-blocks)");
+  cmd->add_option("--pool-gib", o.pool_gib, "KV pool size in GiB (default 1 GiB, at most 64 sequences of max_model_len)");
   cmd->add_option("--layout", o.layout, "layer-major or block-major")->capture_default_str();
   cmd->add_option("--transfer", o.transfer, "KV transfer backend: local or ucx")
       ->capture_default_str();

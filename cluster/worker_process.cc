@@ -13,11 +13,19 @@ namespace pdserve::cluster {
 absl::StatusOr<uint32_t> PoolBlocks(const ModelConfig& config, uint32_t num_blocks,
                                     double pool_gib) {
   if (num_blocks > 0) return num_blocks;
-  const double gib = pool_gib > 0 ? pool_gib : 1.0;
-  const double blocks = std::floor(gib * 1024.0 * 1024.0 * 1024.0 /
-                                   static_cast<double>(config.KvBytesPerBlock()));
+  const double block_bytes = static_cast<double>(config.KvBytesPerBlock());
+  if (pool_gib <= 0) {
+    // Default: 1 GiB, but no more than 64 sequences of max_model_len (a 1 GiB pool of the tiny
+    // preset would be 262144 blocks, slow to register for nothing), and at least one.
+    const double gib_blocks = std::floor(1024.0 * 1024.0 * 1024.0 / block_bytes);
+    const double per_sequence = static_cast<double>(config.BlocksForTokens(config.max_model_len));
+    return static_cast<uint32_t>(
+        std::max(per_sequence, std::min(gib_blocks, 64.0 * per_sequence)));
+  }
+  const double blocks = std::floor(pool_gib * 1024.0 * 1024.0 * 1024.0 / block_bytes);
   if (blocks < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("a KV pool of ", gib, " GiB holds no block of ",
+    return absl::InvalidArgumentError(absl::StrCat("a KV pool of ", pool_gib,
+                                                   " GiB holds no block of ",
                                                    config.KvBytesPerBlock(), " bytes"));
   }
   return static_cast<uint32_t>(std::min(blocks, 4.0e9));

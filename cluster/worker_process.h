@@ -24,7 +24,7 @@ struct WorkerProcessOptions {
   std::string router = "127.0.0.1:50051";
   std::string preset = "tiny";
   uint32_t num_blocks = 0;          // KV pool size in blocks, or
-  double pool_gib = 0;              // in GiB (default 1 GiB when both are 0)
+  double pool_gib = 0;              // in GiB (default: 1 GiB, at most 64 max-length sequences)
   std::string layout = "layer-major";
   std::string transfer = "local";
   std::string compute = "real";     // real | roofline
