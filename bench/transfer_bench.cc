@@ -1,0 +1,467 @@
+#include "bench/transfer_bench.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "bench/baselines.h"
+#include "common/clock.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "nlohmann/json.hpp"
+#include "transfer/kv_transport.h"
+
+extern char** environ;
+
+namespace pdserve::bench {
+namespace {
+
+using transfer::BlockCopy;
+using transfer::KvTransport;
+using transfer::TransportOptions;
+
+// A backend under test: "local", or "ucx" with a pinned UCX_TLS.
+struct BackendSpec {
+  std::string backend;
+  std::string tls;
+  std::string label() const { return tls.empty() ? backend : absl::StrCat(backend, "/", tls); }
+};
+
+// A pool shape: preset and block size give the block bytes (layer-major fragments are
+// block bytes / layers).
+struct Shape {
+  std::string preset;
+  int block_size;
+};
+
+// The receiving process, started by re-executing this binary with --receiver.
+class ReceiverProcess {
+ public:
+  static absl::StatusOr<std::unique_ptr<ReceiverProcess>> Start(const std::string& spec) {
+    int in[2], out[2];
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) {
+      return absl::InternalError("pipe2 failed");
+    }
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+    std::vector<std::string> args = {"pdserve", "--log-level", "warn", "bench", "transfer",
+                                      "--receiver", spec};
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    auto p = std::unique_ptr<ReceiverProcess>(new ReceiverProcess);
+    int rc = posix_spawn(&p->pid_, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    close(in[0]);
+    close(out[1]);
+    p->to_ = in[1];
+    p->from_ = out[0];
+    if (rc != 0) return absl::InternalError("cannot start the receiver process");
+    // Skip anything a library prints; the descriptor line starts with "@ ".
+    std::string buffer;
+    for (;;) {
+      pollfd pfd{p->from_, POLLIN, 0};
+      if (poll(&pfd, 1, 30000) <= 0) return absl::DeadlineExceededError("receiver did not start");
+      char chunk[65536];
+      ssize_t n = read(p->from_, chunk, sizeof(chunk));
+      if (n <= 0) return absl::UnavailableError("receiver exited before its descriptor");
+      buffer.append(chunk, n);
+      for (size_t nl; (nl = buffer.find('\n')) != std::string::npos;) {
+        std::string line = buffer.substr(0, nl);
+        buffer.erase(0, nl + 1);
+        if (line.rfind("@ ", 0) == 0) {
+          if (line.rfind("@ error ", 0) == 0) return absl::InternalError(line.substr(8));
+          p->descriptor_ = line.substr(2);
+          return p;
+        }
+      }
+    }
+  }
+  ~ReceiverProcess() {
+    if (to_ >= 0) close(to_);  // EOF on stdin: the receiver exits
+    if (pid_ > 0) waitpid(pid_, nullptr, 0);
+    if (from_ >= 0) close(from_);
+  }
+  const std::string& descriptor() const { return descriptor_; }
+
+ private:
+  ReceiverProcess() = default;
+  pid_t pid_ = -1;
+  int to_ = -1, from_ = -1;
+  std::string descriptor_;
+};
+
+std::string Spec(const BackendSpec& b, const Shape& s, KvLayout layout, uint32_t blocks) {
+  return absl::StrCat(b.backend, ",", b.tls, ",", s.preset, ",", s.block_size, ",",
+                      std::string(KvLayoutName(layout)), ",", blocks);
+}
+
+absl::StatusOr<ModelConfig> ShapeConfig(const Shape& s) {
+  ASSIGN_OR_RETURN(ModelConfig config, PresetConfig(s.preset));
+  config.block_size = s.block_size;
+  return config;
+}
+
+// Destination blocks as a decode pool hands them out after some churn: runs of 8 consecutive
+// blocks in shuffled order (so both coalescing and scatter show).
+std::vector<BlockCopy> MakeCopies(uint32_t n) {
+  std::vector<uint32_t> runs;
+  for (uint32_t r = 0; r * 8 < n; ++r) runs.push_back(r);
+  std::mt19937 rng(42);
+  std::shuffle(runs.begin(), runs.end(), rng);
+  std::vector<BlockCopy> copies;
+  uint32_t src = 0;
+  for (uint32_t r : runs) {
+    for (uint32_t i = 0; i < 8 && r * 8 + i < n; ++i) copies.push_back({src++, r * 8 + i});
+  }
+  return copies;
+}
+
+struct Measurement {
+  double gbps = 0;
+  double p50_ms = 0, p99_ms = 0;
+  uint64_t bytes_per_batch = 0;
+  uint32_t ops_per_batch = 0;
+  int batches = 0;
+};
+
+// Batches of `copies` to `peer`, up to `depth` in flight, for at least `min_seconds` and
+// `min_batches` (after one warm-up batch).
+absl::StatusOr<Measurement> MeasureBatches(KvTransport& t, transfer::PeerId peer,
+                                           const std::vector<BlockCopy>& copies,
+                                           double min_seconds, int min_batches) {
+  const absl::Duration kDeadline = absl::Seconds(120);
+  ASSIGN_OR_RETURN(transfer::TransferId warm, t.Submit(peer, copies, "warm-up"));
+  RETURN_IF_ERROR(t.Wait(warm, kDeadline));
+  constexpr int kDepth = 4;
+  std::vector<transfer::TransferId> inflight;
+  std::vector<double> latencies_ms;
+  Measurement m;
+  uint64_t bytes = 0;
+  const int64_t start = MonotonicNanos();
+  const int64_t stop = start + static_cast<int64_t>(min_seconds * 1e9);
+  int submitted = 0;
+  auto reap = [&]() -> absl::Status {
+    transfer::TransferId id = inflight.front();
+    inflight.erase(inflight.begin());
+    RETURN_IF_ERROR(t.Wait(id, kDeadline));
+    ASSIGN_OR_RETURN(transfer::TransferStats s, t.Stats(id));
+    latencies_ms.push_back((s.complete_ns - s.submit_ns) / 1e6);
+    bytes += s.bytes;
+    m.bytes_per_batch = s.bytes;
+    m.ops_per_batch = s.operations;
+    return absl::OkStatus();
+  };
+  while (submitted < min_batches || MonotonicNanos() < stop) {
+    if (inflight.size() == kDepth) RETURN_IF_ERROR(reap());
+    ASSIGN_OR_RETURN(transfer::TransferId id, t.Submit(peer, copies, absl::StrCat("b", submitted)));
+    inflight.push_back(id);
+    ++submitted;
+  }
+  while (!inflight.empty()) RETURN_IF_ERROR(reap());
+  const double seconds = (MonotonicNanos() - start) / 1e9;
+  std::sort(latencies_ms.begin(), latencies_ms.end());
+  auto pct = [&](double q) {
+    return latencies_ms[static_cast<size_t>(q * (latencies_ms.size() - 1) + 0.5)];
+  };
+  m.gbps = bytes / seconds / 1e9;
+  m.p50_ms = pct(0.5);
+  m.p99_ms = pct(0.99);
+  m.batches = submitted;
+  return m;
+}
+
+// ucx_perftest ucp_put_bw between two of its own processes on 127.0.0.1; GB/s, or a negative
+// value when it is not installed or failed.
+double UcxPerftestGBps(const std::string& tls, uint64_t size) {
+  static std::map<std::pair<std::string, uint64_t>, double> cache;
+  if (auto it = cache.find({tls, size}); it != cache.end()) return it->second;
+  if (access("/usr/bin/ucx_perftest", X_OK) != 0) return cache[{tls, size}] = -1;
+  static int port_seq = 0;
+  const int port = 20000 + (getpid() * 7 + port_seq++) % 20000;
+  const uint64_t budget = tls.find("tcp") != std::string::npos ? (uint64_t{48} << 20)
+                                                                : (uint64_t{1} << 30);
+  const uint64_t iters = std::clamp<uint64_t>(budget / size, 5, 20000);
+  const std::string env = absl::StrCat("UCX_TLS=", tls, " ");
+  const std::string server =
+      absl::StrCat(env, "timeout 60 ucx_perftest -p ", port, " >/dev/null 2>&1 &");
+  if (std::system(server.c_str()) != 0) return cache[{tls, size}] = -1;
+  double gbps = -1;
+  for (int attempt = 0; attempt < 20 && gbps < 0; ++attempt) {
+    usleep(100000);  // let the server listen
+    const std::string client =
+        absl::StrCat(env, "timeout 60 ucx_perftest 127.0.0.1 -p ", port, " -t ucp_put_bw -s ",
+                     size, " -n ", iters, " 2>&1");
+    FILE* f = popen(client.c_str(), "r");
+    if (f == nullptr) break;
+    char line[512];
+    while (std::fgets(line, sizeof(line), f) != nullptr) {
+      if (std::strncmp(line, "Final:", 6) != 0) continue;
+      std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipWhitespace());
+      double mbps = 0;  // "overall" bandwidth column, MB/s of 2^20 bytes
+      if (fields.size() >= 7 && absl::SimpleAtod(fields[6], &mbps)) gbps = mbps * 1048576 / 1e9;
+    }
+    pclose(f);
+  }
+  return cache[{tls, size}] = gbps;
+}
+
+int CopyThreadsFor(uint64_t bytes) {
+  // The local backend's rule (copy_engine.cc): one thread per 512 KiB, at most its threads.
+  const int threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
+  return static_cast<int>(std::clamp<uint64_t>(bytes / (512 * 1024), 1, threads));
+}
+
+struct Row {
+  std::string backend;
+  std::string preset;
+  int block_size;
+  uint64_t block_bytes;
+  std::string layout;
+  uint32_t batch;
+  Measurement m;
+  std::string baseline;
+  double baseline_gbps;
+  std::string note;
+};
+
+void PrintRow(const Row& r) {
+  const double ratio = r.baseline_gbps > 0 ? r.m.gbps / r.baseline_gbps : 0;
+  std::printf("%-10s %8.0f KiB %-12s %5u %9.1f MiB %6u %9.2f %9.3f %9.3f   %-16s %9.2f %6s\n",
+              r.backend.c_str(), r.block_bytes / 1024.0, r.layout.c_str(), r.batch,
+              r.m.bytes_per_batch / 1048576.0, r.m.ops_per_batch, r.m.gbps, r.m.p50_ms,
+              r.m.p99_ms, r.baseline.c_str(), r.baseline_gbps,
+              ratio > 0 ? absl::StrFormat("%.2fx", ratio).c_str() : "n/a");
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+absl::Status RunTransferBenchReceiver(const std::string& spec) {
+  std::vector<std::string> f = absl::StrSplit(spec, ',');
+  if (f.size() != 6) return absl::InvalidArgumentError("bad --receiver spec");
+  if (!f[1].empty()) setenv("UCX_TLS", f[1].c_str(), 1);
+  TransportOptions options;
+  options.backend = f[0];
+  options.agent_name = "bench-receiver";
+  Shape shape{f[2], std::stoi(f[3])};
+  auto fail = [](const absl::Status& s) {
+    std::cout << "@ error " << s.ToString() << std::endl;
+    return s;
+  };
+  absl::StatusOr<ModelConfig> config = ShapeConfig(shape);
+  absl::StatusOr<KvLayout> layout = ParseKvLayout(f[4]);
+  if (!config.ok()) return fail(config.status());
+  if (!layout.ok()) return fail(layout.status());
+  absl::StatusOr<std::unique_ptr<KvCache>> cache = transfer::CreatePoolCache(
+      options, *config, static_cast<uint32_t>(std::stoul(f[5])), *layout);
+  if (!cache.ok()) return fail(cache.status());
+  absl::StatusOr<std::unique_ptr<KvTransport>> t = transfer::MakeKvTransport(options);
+  if (!t.ok()) return fail(t.status());
+  if (absl::Status s = (*t)->RegisterPool(**cache); !s.ok()) return fail(s);
+  absl::StatusOr<std::string> descriptor = (*t)->ExportDescriptor();
+  if (!descriptor.ok()) return fail(descriptor.status());
+  std::cout << "@ " << *descriptor << std::endl;
+  for (;;) {
+    pollfd p{0, POLLIN, 0};
+    if (poll(&p, 1, 100) > 0) {
+      char buf[64];
+      if (read(0, buf, sizeof(buf)) <= 0) break;
+    }
+    (void)(*t)->TakeNotifications();  // keep the inbox small
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunTransferBench(const TransferBenchOptions& options) {
+  signal(SIGPIPE, SIG_IGN);
+  SetLogLevel("warn");  // the table is the output; connection chatter would break it up
+  const std::vector<BackendSpec> backends = {{"local", ""}, {"ucx", "posix"}, {"ucx", "tcp"}};
+  // 16 KiB .. 4 MiB blocks.
+  std::vector<Shape> shapes = {{"small", 4}, {"small", 64}, {"llama3-8b", 16}, {"llama3-8b", 32}};
+  std::vector<uint32_t> batches = {1, 16, 256};
+  if (options.full) {
+    shapes = {{"small", 4},      {"small", 16},     {"small", 64},     {"llama3-8b", 4},
+              {"llama3-8b", 8},  {"llama3-8b", 16}, {"llama3-8b", 32}};
+    batches = {1, 4, 16, 64, 256};
+  }
+  constexpr uint64_t kMaxPoolBytes = uint64_t{512} << 20;  // per process
+  std::vector<Row> rows;
+  nlohmann::json json_rows = nlohmann::json::array();
+  auto record = [&](const Row& r) {
+    PrintRow(r);
+    rows.push_back(r);
+    json_rows.push_back({{"backend", r.backend},
+                         {"preset", r.preset},
+                         {"block_size_tokens", r.block_size},
+                         {"block_bytes", r.block_bytes},
+                         {"layout", r.layout},
+                         {"batch_blocks", r.batch},
+                         {"bytes_per_batch", r.m.bytes_per_batch},
+                         {"ops_per_batch", r.m.ops_per_batch},
+                         {"gbps", r.m.gbps},
+                         {"p50_ms", r.m.p50_ms},
+                         {"p99_ms", r.m.p99_ms},
+                         {"batches", r.m.batches},
+                         {"baseline", r.baseline},
+                         {"baseline_gbps", r.baseline_gbps},
+                         {"ratio", r.baseline_gbps > 0 ? r.m.gbps / r.baseline_gbps : 0.0},
+                         {"note", r.note}});
+  };
+  nlohmann::json registrations = nlohmann::json::object();
+
+  std::printf("pdserve bench transfer  (two processes; %s sweep; GB/s = 1e9 bytes/s; "
+              "latency = submit to completion with 4 batches in flight)\n",
+              options.full ? "full" : "default");
+  std::printf("destination blocks: runs of 8 in shuffled order; baselines: memcpy of the batch's "
+              "bytes (local), ucx_perftest ucp_put_bw at the batch's mean operation size (ucx)\n\n");
+  std::printf("%-10s %12s %-12s %5s %13s %6s %9s %9s %9s   %-16s %9s %6s\n", "backend", "block",
+              "layout", "batch", "bytes/batch", "ops", "GB/s", "p50 ms", "p99 ms", "baseline",
+              "base GB/s", "ratio");
+
+  // One measurement series: a receiver process per (backend, shape, layout), every batch size.
+  auto run_series = [&](const BackendSpec& b, const Shape& shape, KvLayout layout,
+                        const std::vector<uint32_t>& sizes, double min_seconds, int min_batches,
+                        const std::string& note) -> absl::Status {
+    ASSIGN_OR_RETURN(ModelConfig config, ShapeConfig(shape));
+    const uint64_t block_bytes = static_cast<uint64_t>(config.KvBytesPerBlock());
+    uint32_t pool_blocks = 0;
+    for (uint32_t n : sizes) {
+      if (n * block_bytes <= kMaxPoolBytes) pool_blocks = std::max(pool_blocks, n);
+    }
+    if (pool_blocks == 0) return absl::OkStatus();
+    if (!b.tls.empty()) setenv("UCX_TLS", b.tls.c_str(), 1);
+    TransportOptions topts;
+    topts.backend = b.backend;
+    topts.agent_name = "bench-sender";
+    ASSIGN_OR_RETURN(auto receiver, ReceiverProcess::Start(Spec(b, shape, layout, pool_blocks)));
+    ASSIGN_OR_RETURN(auto cache, transfer::CreatePoolCache(topts, config, pool_blocks, layout));
+    std::memset(cache->base(), 0x5a, cache->memory().size());
+    ASSIGN_OR_RETURN(auto t, transfer::MakeKvTransport(topts));
+    RETURN_IF_ERROR(t->RegisterPool(*cache));
+    ASSIGN_OR_RETURN(transfer::PeerId peer, t->LoadPeer(receiver->descriptor()));
+    for (uint32_t n : sizes) {
+      if (n > pool_blocks) continue;
+      ASSIGN_OR_RETURN(Measurement m,
+                       MeasureBatches(*t, peer, MakeCopies(n), min_seconds, min_batches));
+      Row r{b.label(), shape.preset, shape.block_size, block_bytes,
+            std::string(KvLayoutName(layout)), n, m, "", -1, note};
+      if (b.backend == "local") {
+        const int threads = CopyThreadsFor(m.bytes_per_batch);
+        r.baseline = absl::StrCat("memcpy x", threads);
+        r.baseline_gbps = MeasureMemcpyGBps(m.bytes_per_batch, threads, 0.05);
+      } else {
+        // Mean operation size, capped at 4 MiB: perftest's own buffers beyond that measure page
+        // faults more than puts.
+        const uint64_t op = std::min<uint64_t>(
+            m.bytes_per_batch / std::max<uint32_t>(1, m.ops_per_batch), uint64_t{4} << 20);
+        r.baseline_gbps = UcxPerftestGBps(b.tls, op);
+        r.baseline = r.baseline_gbps < 0 ? "perftest n/a" : absl::StrCat("perftest ", op / 1024, "K");
+      }
+      record(r);
+    }
+    const transfer::TransportCounters c = t->counters();
+    registrations[b.label()] = {{"registrations_sender", c.registrations},
+                                {"batches", c.batches_completed},
+                                {"transports", c.transports}};
+    std::printf("%-10s   registrations: %llu for %llu batches; transports: %s\n", b.label().c_str(),
+                static_cast<unsigned long long>(c.registrations),
+                static_cast<unsigned long long>(c.batches_completed), c.transports.c_str());
+    return absl::OkStatus();
+  };
+
+  const int64_t t0 = MonotonicNanos();
+  for (const BackendSpec& b : backends) {
+    const bool tcp = b.tls == "tcp";
+    // TCP loopback is two orders of magnitude slower: the default run samples it.
+    std::vector<Shape> bshapes = shapes;
+    std::vector<uint32_t> bbatches = batches;
+    if (tcp && !options.full) {
+      bshapes = {{"small", 16}, {"llama3-8b", 16}};
+      bbatches = {16};
+    }
+    for (const Shape& shape : bshapes) {
+      for (KvLayout layout : {KvLayout::kLayerMajor, KvLayout::kBlockMajor}) {
+        RETURN_IF_ERROR(run_series(b, shape, layout, bbatches, options.min_seconds, 3, "sweep"));
+      }
+    }
+  }
+
+  // The coalescing check: one llama3-8b request of 2048 tokens (128 blocks of 2 MiB = 256 MiB).
+  std::printf("\n256 MiB request (llama3-8b, 2048 tokens, block 16):\n");
+  nlohmann::json request = nlohmann::json::object();
+  for (const BackendSpec& b : backends) {
+    double gbps[2] = {0, 0};
+    int i = 0;
+    for (KvLayout layout : {KvLayout::kLayerMajor, KvLayout::kBlockMajor}) {
+      RETURN_IF_ERROR(run_series(b, {"llama3-8b", 16}, layout, {128},
+                                 b.tls == "tcp" ? 0.0 : options.min_seconds,
+                                 b.tls == "tcp" ? 1 : 3, "request-2048"));
+      gbps[i++] = rows.back().m.gbps;
+    }
+    request[b.label()] = {{"layer_major_gbps", gbps[0]},
+                          {"block_major_gbps", gbps[1]},
+                          {"ratio", gbps[0] / gbps[1]}};
+  }
+
+  // Ratios against the targets.
+  auto min_ratio = [&](const std::string& backend_prefix, uint64_t min_block, const char* kind) {
+    std::vector<double> ratios;
+    for (const Row& r : rows) {
+      if (r.backend.rfind(backend_prefix, 0) != 0 || r.block_bytes < min_block ||
+          r.baseline_gbps <= 0) {
+        continue;
+      }
+      ratios.push_back(r.m.gbps / r.baseline_gbps);
+    }
+    std::sort(ratios.begin(), ratios.end());
+    const double median = ratios.empty() ? 0 : ratios[ratios.size() / 2];
+    const double lo = ratios.empty() ? 0 : ratios.front();
+    std::printf("%-46s median %.2fx, min %.2fx over %zu rows\n", kind, median, lo, ratios.size());
+    return nlohmann::json{{"median", median}, {"min", lo}, {"rows", ratios.size()}};
+  };
+  std::printf("\nsummary (targets: local >= 0.8x memcpy; ucx >= 0.9x ucx_perftest for blocks >= "
+              "64 KiB; layer-major >= 0.8x block-major for the 256 MiB request)\n");
+  nlohmann::json summary;
+  summary["local_vs_memcpy"] = min_ratio("local", 0, "local / memcpy:");
+  summary["ucx_posix_vs_perftest_64k"] = min_ratio("ucx/posix", 64 * 1024, "ucx/posix / ucx_perftest (blocks >= 64 KiB):");
+  summary["ucx_tcp_vs_perftest_64k"] = min_ratio("ucx/tcp", 64 * 1024, "ucx/tcp / ucx_perftest (blocks >= 64 KiB):");
+  for (auto& [label, r] : request.items()) {
+    std::printf("%-44s layer-major %.2f GB/s / block-major %.2f GB/s = %.2fx\n",
+                absl::StrCat("request 256 MiB, ", label, ":").c_str(),
+                r["layer_major_gbps"].get<double>(), r["block_major_gbps"].get<double>(),
+                r["ratio"].get<double>());
+  }
+  summary["request_layer_vs_block"] = request;
+  summary["registrations"] = registrations;
+  const double seconds = (MonotonicNanos() - t0) / 1e9;
+  std::printf("ran %.1f s\n", seconds);
+  if (!options.json_path.empty()) {
+    std::ofstream out(options.json_path);
+    out << nlohmann::json{{"rows", json_rows}, {"summary", summary}, {"seconds", seconds}}.dump(2)
+        << "\n";
+    std::printf("results written to %s\n", options.json_path.c_str());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace pdserve::bench
