@@ -187,7 +187,10 @@ absl::Status RunServingBench(const ServingBenchOptions& o) {
   context.command = o.command_line;
   context.choices = absl::StrFormat(
       "matrix %s: inputs %s, outputs %s, rates %s req/s (Poisson), prompts per run = "
-      "clamp(rate x %g s, %d, %d), 2 warm-ups, tokens verified against the model: %s",
+      "clamp(rate x %g s, %d, %d), 2 warm-ups, tokens verified against the model: %s. KV bytes "
+      "are real: every decode step reads every KV byte of every running request on this host's "
+      "CPU, so on a small CPU host the highest rates saturate the decode worker and the queueing "
+      "that follows is part of the numbers",
       o.matrix, absl::StrJoin(sweep.input_lens, ","), absl::StrJoin(sweep.output_lens, ","),
       absl::StrJoin(sweep.rates, ","), o.seconds_per_rate, o.min_prompts, o.max_prompts,
       o.verify ? "yes" : "no");
