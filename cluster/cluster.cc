@@ -1,6 +1,8 @@
 #include "cluster/cluster.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <sys/mman.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -59,6 +61,20 @@ absl::Status CheckPortFree(const std::string& host, int port) {
                                                       "); pick another or 0 for a free one"));
   }
   return absl::OkStatus();
+}
+
+// A child that died without unwinding (SIGKILL) leaves its KV pool's POSIX shared memory behind:
+// the supervisor removes the segments named after its pid (kvcache's "/pdserve-kv-<pid>-<n>").
+void RemoveSharedMemoryOf(pid_t pid) {
+  const std::string prefix = absl::StrCat("pdserve-kv-", pid, "-");
+  DIR* dir = opendir("/dev/shm");
+  if (dir == nullptr) return;
+  while (dirent* entry = readdir(dir)) {
+    if (std::strncmp(entry->d_name, prefix.c_str(), prefix.size()) == 0) {
+      shm_unlink(absl::StrCat("/", entry->d_name).c_str());
+    }
+  }
+  closedir(dir);
 }
 
 std::string Tail(const std::string& path, int lines) {
@@ -246,6 +262,7 @@ bool Cluster::Reap(Child& child) {
   if (r == child.pid) {
     child.reaped = true;
     child.wait_status = status;
+    RemoveSharedMemoryOf(child.pid);
     return true;
   }
   return false;
@@ -362,6 +379,7 @@ void Cluster::Stop() {
     waitpid(c.pid, &status, 0);
     c.reaped = true;
     c.wait_status = status;
+    RemoveSharedMemoryOf(c.pid);
   }
 }
 

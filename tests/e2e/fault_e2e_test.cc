@@ -157,6 +157,29 @@ TEST(FaultTest, DecodeBlocksOfRequestsLostWithPrefillWorkerAreFreed) {
   ExpectAllBlocksFree(client);
 }
 
+int DecodeWorkers(Client& client) {
+  absl::StatusOr<v1::ClusterStatus> s = client.Status();
+  if (!s.ok()) return -1;
+  int n = 0;
+  for (const v1::WorkerStatus& w : s->workers()) n += w.role() == v1::WORKER_ROLE_DECODE;
+  return n;
+}
+
+TEST(FaultTest, SilentWorkerIsDroppedAndRejoinsWhenItResumes) {
+  cluster::ClusterOptions options = Options("local", 1, 2);
+  options.router_args = {"--heartbeat-ms", "100", "--missed-heartbeats", "5"};
+  auto cluster = Start(options);
+  ASSERT_NE(cluster, nullptr);
+  Client client(cluster->endpoint());
+  ASSERT_TRUE(cluster->Kill("decode-1", SIGSTOP).ok());
+  EXPECT_TRUE(WaitFor([&] { return DecodeWorkers(client) == 1; }, absl::Seconds(30)));
+  Outcome during = client.Generate("during", 30, 5, 1);
+  ASSERT_TRUE(during.status.ok()) << during.status.error_message();
+  EXPECT_EQ(during.timeline.decode_worker(), "decode-0");
+  ASSERT_TRUE(cluster->Kill("decode-1", SIGCONT).ok());
+  EXPECT_TRUE(WaitFor([&] { return DecodeWorkers(client) == 2; }, absl::Seconds(30)));
+}
+
 TEST(FaultTest, ClientCancelFreesDecodeBlocks) {
   cluster::ClusterOptions options = Options("local", 1, 1);
   options.decode_args = {"--min-step-us", "3000"};

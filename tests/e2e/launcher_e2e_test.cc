@@ -70,5 +70,17 @@ TEST(LauncherTest, StopLeavesNoChildRunning) {
   }
 }
 
+TEST(LauncherTest, KilledWorkersSharedMemoryIsRemoved) {
+  auto cluster = Start(Options("local", 1, 1));
+  ASSERT_NE(cluster, nullptr);
+  absl::StatusOr<pid_t> pid = cluster->Pid("decode-0");
+  ASSERT_TRUE(pid.ok());
+  const std::string segment = absl::StrCat("/dev/shm/pdserve-kv-", *pid, "-0");
+  ASSERT_EQ(access(segment.c_str(), F_OK), 0) << segment;
+  ASSERT_TRUE(cluster->Kill("decode-0", SIGKILL).ok());
+  EXPECT_FALSE(cluster->WaitForChildExit(absl::Seconds(30)).ok());
+  EXPECT_NE(access(segment.c_str(), F_OK), 0) << segment;
+}
+
 }  // namespace
 }  // namespace pdserve::e2e
