@@ -1,5 +1,6 @@
 #include "bench/serving_bench.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -14,6 +15,9 @@
 #include "loadgen/load_runner.h"
 #include "loadgen/result_csv.h"
 #include "loadgen/result_json.h"
+#if PDSERVE_HAS_CUDA
+#include "kvcache/cuda/cuda_kernels.h"
+#endif
 
 namespace pdserve::bench {
 namespace {
@@ -34,6 +38,10 @@ absl::StatusOr<Sweep> ResolveSweep(const ServingBenchOptions& o) {
   Sweep s;
   if (o.matrix == "full") {
     s = {{128, 512, 2048}, {64, 128, 512}, {1, 4, 16}};
+  } else if (o.matrix == "default" && o.device == "cuda") {
+    // On the GPU the kernels are fast: longer prompts and outputs, still the seed matrix's
+    // rates, in about 5 minutes for two backends.
+    s = {{512, 2048}, {128}, {1, 4, 16}};
   } else if (o.matrix == "default") {
     // Small enough for a 2-core machine in a few minutes, still the seed matrix's rates.
     s = {{128}, {64}, {1, 4, 16}};
@@ -47,14 +55,43 @@ absl::StatusOr<Sweep> ResolveSweep(const ServingBenchOptions& o) {
   return s;
 }
 
+// The name a backend is reported under: on the GPU (--device cuda) `local` runs as cuda-ipc
+// and `ucx` as ucx-staged (Debian's UCX has no CUDA transports: blocks go D2H into the pinned
+// host pool, UCX puts them into the decode worker's host pool, H2D there before decoding).
+std::string BackendLabel(const std::string& backend, const std::string& device) {
+  if (device != "cuda") return backend;
+  if (backend == "local") return "cuda-ipc";
+  if (backend == "ucx") return "ucx-staged";
+  if (backend.rfind("ucx-", 0) == 0 && backend != "ucx-staged") {
+    return absl::StrCat("ucx-staged-", backend.substr(4));
+  }
+  return backend;
+}
+
 // A backend name as the user gives it -> the cluster's transfer backend and environment.
-absl::Status ConfigureBackend(const std::string& backend, cluster::ClusterOptions& c) {
+absl::Status ConfigureBackend(const std::string& backend, const std::string& device,
+                              cluster::ClusterOptions& c) {
+  if (device == "cuda") {
+    if (backend == "local" || backend == "cuda-ipc") {
+      c.transfer = "cuda-ipc";
+    } else if (backend == "ucx" || backend == "ucx-staged") {
+      c.transfer = "ucx-staged";
+    } else if (backend.rfind("ucx-", 0) == 0) {
+      c.transfer = "ucx-staged";
+      c.env.push_back({"UCX_TLS", backend.substr(4)});
+    } else {
+      c.transfer = backend;
+    }
+    return absl::OkStatus();
+  }
   if (backend == "local" || backend == "ucx") {
     c.transfer = backend;
   } else if (backend.rfind("ucx-", 0) == 0) {
-    // ucx-tcp, ucx-posix, ...: UCX restricted to one transport (plus what it needs to connect).
+    // ucx-posix, ucx-tcp, ucx-cma: UCX pinned to that transport through its own UCX_TLS. Plain
+    // `ucx` leaves the choice to UCX (which picks tcp on one host when it must detect dead
+    // peers: UCX 1.13 has no peer-failure handling over shared memory).
     c.transfer = "ucx";
-    c.env.push_back({"UCX_TLS", absl::StrCat(backend.substr(4), ",self")});
+    c.env.push_back({"UCX_TLS", backend.substr(4)});
   } else {
     c.transfer = backend;  // the cluster reports an unknown backend clearly
   }
@@ -65,6 +102,20 @@ int PromptsFor(const ServingBenchOptions& o, double rate) {
   if (std::isinf(rate)) return o.min_prompts * 4;
   const int n = static_cast<int>(std::lround(rate * o.seconds_per_rate));
   return std::clamp(n, o.min_prompts, o.max_prompts);
+}
+
+// What the prefill workers' transfer backend reports it uses ("memcpy", "posix/memory", ...).
+std::string Transports(const cluster::Cluster& c) {
+  absl::StatusOr<v1::ClusterStatus> status = c.GetStatus();
+  if (!status.ok()) return "unknown";
+  std::vector<std::string> seen;
+  for (const v1::WorkerStatus& w : status->workers()) {
+    if (w.role() == v1::WORKER_ROLE_PREFILL && !w.transports().empty() &&
+        std::find(seen.begin(), seen.end(), w.transports()) == seen.end()) {
+      seen.push_back(w.transports());
+    }
+  }
+  return seen.empty() ? "unknown" : absl::StrJoin(seen, "; ");
 }
 
 // Checks that every KV block of every pool is free again after a run.
@@ -83,7 +134,24 @@ std::string LeakedBlocks(const cluster::Cluster& c) {
 
 }  // namespace
 
-absl::Status RunServingBench(const ServingBenchOptions& o) {
+absl::Status RunServingBench(const ServingBenchOptions& options) {
+  ServingBenchOptions o = options;
+  std::string device;
+  if (o.device == "cuda") {
+#if PDSERVE_HAS_CUDA
+    ASSIGN_OR_RETURN(device, cuda::DeviceDescription());
+#else
+    return absl::FailedPreconditionError(
+        "--device cuda: this pdserve was built without CUDA (configure with -DPDSERVE_CUDA=ON)");
+#endif
+    o.compute = "cuda";
+    if (o.backends == ServingBenchOptions{}.backends) o.backends = {"local", "ucx"};
+    // Device memory is plentiful: room for every request of the default sweep at once.
+    if (o.pool_gib == ServingBenchOptions{}.pool_gib) o.pool_gib = 8;
+  } else if (o.device != "cpu") {
+    return absl::InvalidArgumentError(absl::StrCat("--device must be cpu or cuda, not '",
+                                                   o.device, "'"));
+  }
   ASSIGN_OR_RETURN(Sweep sweep, ResolveSweep(o));
   const std::string dir = o.result_dir.empty()
                               ? absl::StrCat("results/bench-", Now("%Y%m%d-%H%M%S"))
@@ -102,8 +170,11 @@ absl::Status RunServingBench(const ServingBenchOptions& o) {
               absl::StrJoin(sweep.rates, ",").c_str());
   std::fflush(stdout);
 
+  if (!device.empty()) std::printf("device: %s\n", device.c_str());
   std::vector<ServingRun> runs;
-  for (const std::string& backend : o.backends) {
+  std::vector<std::string> transports;
+  for (const std::string& user_backend : o.backends) {
+    const std::string backend = BackendLabel(user_backend, o.device);
     cluster::ClusterOptions c;
     c.num_prefill = o.num_prefill;
     c.num_decode = o.num_decode;
@@ -113,7 +184,7 @@ absl::Status RunServingBench(const ServingBenchOptions& o) {
     c.pool_gib = o.pool_gib;
     c.log_level = "warn";
     c.log_dir = absl::StrCat(dir, "/logs-", backend);
-    RETURN_IF_ERROR(ConfigureBackend(backend, c));
+    RETURN_IF_ERROR(ConfigureBackend(user_backend, o.device, c));
     std::printf("[%s] starting cluster...\n", backend.c_str());
     std::fflush(stdout);
     absl::StatusOr<std::unique_ptr<cluster::Cluster>> cl = cluster::Cluster::Start(c);
@@ -175,7 +246,13 @@ absl::Status RunServingBench(const ServingBenchOptions& o) {
         }
       }
     }
-    if (cl.ok()) (*cl)->Stop();
+    if (cl.ok()) {
+      std::string env;
+      for (const auto& [k, v] : c.env) absl::StrAppend(&env, k, "=", v, " ");
+      transports.push_back(absl::StrCat(backend, ": transfer backend ", c.transfer, ", ", env,
+                                        "transports used: ", Transports(**cl)));
+      (*cl)->Stop();
+    }
   }
 
   ServingReportContext context;
@@ -185,15 +262,23 @@ absl::Status RunServingBench(const ServingBenchOptions& o) {
   context.cluster = absl::StrCat(o.num_prefill, " prefill + ", o.num_decode,
                                  " decode workers on one host, ", o.pool_gib, " GiB KV pool each");
   context.command = o.command_line;
+  context.device = device;
+  if (!o.backends.empty()) context.baseline = BackendLabel(o.backends.front(), o.device);
+  context.backends = absl::StrJoin(transports, "; ");
   context.choices = absl::StrFormat(
       "matrix %s: inputs %s, outputs %s, rates %s req/s (Poisson), prompts per run = "
-      "clamp(rate x %g s, %d, %d), 2 warm-ups, tokens verified against the model: %s. KV bytes "
-      "are real: every decode step reads every KV byte of every running request on this host's "
-      "CPU, so on a small CPU host the highest rates saturate the decode worker and the queueing "
-      "that follows is part of the numbers",
+      "clamp(rate x %g s, %d, %d), 2 warm-ups, tokens verified against the model: %s. %s",
       o.matrix, absl::StrJoin(sweep.input_lens, ","), absl::StrJoin(sweep.output_lens, ","),
       absl::StrJoin(sweep.rates, ","), o.seconds_per_rate, o.min_prompts, o.max_prompts,
-      o.verify ? "yes" : "no");
+      o.verify ? "yes" : "no",
+      o.compute == "cuda"
+          ? "KV bytes are real and live in GPU memory: prefill writes K/V and runs causal "
+            "attention on the GPU, every decode step runs paged attention over every KV byte of "
+            "every running request on the GPU (the checksum that picks the token is fused in); "
+            "the per-layer dense GEMMs are not run"
+          : "KV bytes are real: every decode step reads every KV byte of every running request "
+            "on this host's CPU, so on a small CPU host the highest rates saturate the decode "
+            "worker and the queueing that follows is part of the numbers");
   std::string headline;
   RETURN_IF_ERROR(WriteServingReport(dir, context, runs, &headline));
   int failed = 0;

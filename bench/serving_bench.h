@@ -12,7 +12,8 @@ namespace pdserve::bench {
 // down, then write a results folder (per-run JSON + CSV, summary.csv, report.md, plots) and print
 // the headline comparison.
 struct ServingBenchOptions {
-  std::vector<std::string> backends = {"local", "ucx"};  // "ucx-tcp" = ucx with UCX_TLS=tcp
+  // "local"; "ucx" (UCX picks its transports); "ucx-<tls>" = ucx with UCX_TLS=<tls>.
+  std::vector<std::string> backends = {"local", "ucx-posix", "ucx-tcp"};
   std::string matrix = "default";                        // default | full
   std::string preset = "llama3-8b";
   std::string compute = "roofline";  // real | roofline | cuda
@@ -24,9 +25,9 @@ struct ServingBenchOptions {
   std::vector<int> input_lens;       // empty: from the matrix
   std::vector<int> output_lens;
   std::vector<double> rates;
-  double seconds_per_rate = 8;       // prompts per run = max(min_prompts, rate x this)
+  double seconds_per_rate = 6;       // prompts per run = clamp(rate x this, min, max)
   int min_prompts = 8;
-  int max_prompts = 200;
+  int max_prompts = 64;
   bool verify = true;
   uint64_t seed = 0;
   std::string result_dir;            // empty: results/bench-<date>

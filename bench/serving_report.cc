@@ -187,9 +187,9 @@ absl::Status WriteServingReport(const std::string& dir, const ServingReportConte
   if (!rates.empty()) {
     auto mid = rates.begin();
     std::advance(mid, (rates.size() - 1) / 2);
-    const auto local = index.find({"local", *mid});
+    const auto local = index.find({context.baseline, *mid});
     for (const std::string& b : backends) {
-      if (b == "local" || local == index.end()) continue;
+      if (b == context.baseline || local == index.end()) continue;
       const auto other = index.find({b, *mid});
       if (other == index.end()) continue;
       const double delta = ResultNumber(other->second->result, "p99_ttft_ms") -
@@ -197,18 +197,22 @@ absl::Status WriteServingReport(const std::string& dir, const ServingReportConte
       const double tdelta = ResultNumber(other->second->result, "mean_kv_transfer_ms") -
                             ResultNumber(local->second->result, "mean_kv_transfer_ms");
       lines.push_back(absl::StrFormat(
-          "%s %s %.2f ms to TTFT p99 at %s req/s vs local (mean KV transfer %+.3f ms)", b,
-          delta >= 0 ? "adds" : "saves", std::fabs(delta), RateName(*mid), tdelta));
+          "%s %s %.2f ms to TTFT p99 at %s req/s vs %s (mean KV transfer %+.3f ms)", b,
+          delta >= 0 ? "adds" : "saves", std::fabs(delta), RateName(*mid), context.baseline,
+          tdelta));
     }
   }
-  *headline = lines.empty() ? "no comparison: a local run and another backend's run are needed"
+  *headline = lines.empty() ? absl::StrCat("no comparison: a ", context.baseline,
+                                         " run and another backend's run are needed")
                             : absl::StrJoin(lines, "; ");
 
   std::ofstream md(dir + "/report.md");
   md << "# pdserve serving benchmark: KV transfer backends across request rates\n\n";
   md << "- date: " << context.date << "\n- preset: " << context.preset
-     << "\n- compute: " << context.compute << "\n- cluster: " << context.cluster
-     << "\n- command: `" << context.command << "`\n";
+     << "\n- compute: " << context.compute << "\n- cluster: " << context.cluster;
+  if (!context.device.empty()) md << "\n- device: " << context.device;
+  md << "\n- command: `" << context.command << "`\n";
+  if (!context.backends.empty()) md << "- backends: " << context.backends << "\n";
   if (!context.choices.empty()) md << "- sweep: " << context.choices << "\n";
   md << "\n**Headline:** " << *headline << "\n\n";
   md << "Metric definitions follow `vllm bench serve`: TTFT = time to the first token-carrying "

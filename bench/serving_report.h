@@ -26,6 +26,9 @@ struct ServingReportContext {
   std::string cluster;       // e.g. "1 prefill + 1 decode worker"
   std::string choices;       // what the default sweep chose and why
   std::string command;       // the command line that produced it
+  std::string backends;      // per backend: what it is and the transports it used
+  std::string device;        // the machine the workers computed on ("" for a CPU run)
+  std::string baseline = "local";  // the backend the headline compares the others with
 };
 
 // Writes summary.csv, report.md and the PNG plots (through gnuplot when installed; without it the

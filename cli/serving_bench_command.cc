@@ -14,14 +14,14 @@ void AddServingBenchCommand(CLI::App& app) {
       "across request rates (the main job)");
   bench->require_subcommand(0, 1);
   auto o = std::make_shared<bench::ServingBenchOptions>();
-  bench->add_option("--backends", o->backends, "transfer backends: local, ucx, ucx-tcp, ...")
+  bench->add_option("--backends", o->backends, "transfer backends: local, ucx (UCX chooses), ucx-posix, ucx-tcp, ucx-cma")
       ->delimiter(',')->capture_default_str();
   bench->add_option("--matrix", o->matrix, "default (quick) or full (128/512/2048 x 64/128/512 x 1/4/16)")
       ->capture_default_str();
   bench->add_option("--preset", o->preset)->capture_default_str();
   bench->add_option("--compute", o->compute, "real, roofline or cuda")->capture_default_str();
   bench->add_option("--gpu", o->gpu, "GPU modelled by --compute roofline")->capture_default_str();
-  bench->add_option("--device", o->device, "cpu or cuda (GPU workers)")->capture_default_str();
+  bench->add_option("--device", o->device, "cpu or cuda (GPU workers: --compute cuda, local runs as cuda-ipc, ucx as ucx-staged, default backends local,ucx, inputs 512,2048, outputs 128, 8 GiB pools)")->capture_default_str();
   bench->add_option("--prefill", o->num_prefill, "prefill workers")->capture_default_str();
   bench->add_option("--decode", o->num_decode, "decode workers")->capture_default_str();
   bench->add_option("--pool-gib", o->pool_gib, "KV pool per worker (GiB)")->capture_default_str();
