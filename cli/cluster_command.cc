@@ -56,7 +56,7 @@ void AddClusterCommand(CLI::App& app) {
   auto o = std::make_shared<cluster::ClusterOptions>();
   cmd->add_option("--prefill", o->num_prefill, "prefill workers")->capture_default_str();
   cmd->add_option("--decode", o->num_decode, "decode workers")->capture_default_str();
-  cmd->add_option("--transfer", o->transfer, "KV transfer backend: local or ucx")
+  cmd->add_option("--transfer", o->transfer, "KV transfer backend: local, ucx, cuda-ipc or ucx-staged (the last two with --compute cuda)")
       ->capture_default_str();
   cmd->add_option("--preset", o->preset, "model preset")->capture_default_str();
   cmd->add_option("--host", o->host, "address every process listens on")->capture_default_str();
@@ -69,8 +69,8 @@ void AddClusterCommand(CLI::App& app) {
   cmd->add_option("--decode-blocks", o->decode_blocks, "KV blocks per decode worker");
   cmd->add_option("--pool-gib", o->pool_gib, "KV pool per worker in GiB (default 1)");
   cmd->add_option("--layout", o->layout, "layer-major or block-major")->capture_default_str();
-  cmd->add_option("--compute", o->compute, "real or roofline")
-      ->check(CLI::IsMember({"real", "roofline"}))
+  cmd->add_option("--compute", o->compute, "real, roofline or cuda (GPU kernels)")
+      ->check(CLI::IsMember({"real", "roofline", "cuda"}))
       ->capture_default_str();
   cmd->add_option("--gpu", o->gpu, "roofline: GPU whose time is modelled")->capture_default_str();
   cmd->add_option("--threads", o->threads, "kernel threads per worker (0: all cores)")

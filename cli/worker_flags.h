@@ -28,10 +28,10 @@ inline std::shared_ptr<WorkerFlags> AddWorkerFlags(CLI::App* cmd) {
   cmd->add_option("--num-blocks", o.num_blocks, "KV pool size in blocks");
   cmd->add_option("--pool-gib", o.pool_gib, "KV pool size in GiB (default 1 GiB, at most 64 sequences of max_model_len)");
   cmd->add_option("--layout", o.layout, "layer-major or block-major")->capture_default_str();
-  cmd->add_option("--transfer", o.transfer, "KV transfer backend: local or ucx")
+  cmd->add_option("--transfer", o.transfer, "KV transfer backend: local, ucx, cuda-ipc or ucx-staged (the last two with --compute cuda)")
       ->capture_default_str();
-  cmd->add_option("--compute", o.compute, "real (CPU kernels) or roofline (sleep the GPU's time)")
-      ->check(CLI::IsMember({"real", "roofline"}))
+  cmd->add_option("--compute", o.compute, "real (CPU kernels), roofline (sleep the GPU's time) or cuda (GPU kernels, pool in device memory)")
+      ->check(CLI::IsMember({"real", "roofline", "cuda"}))
       ->capture_default_str();
   cmd->add_option("--gpu", o.gpu, "roofline: GPU whose time is modelled")->capture_default_str();
   cmd->add_option("--threads", o.threads, "kernel threads (0 = all cores)")->capture_default_str();

@@ -236,6 +236,17 @@ void DecodeEngine::Loop() {
       mu_.Await(absl::Condition(&has_work));
       if (!TakeWorkLocked()) return;
     }
+    if (options_.on_join) {
+      for (size_t i = running_.size(); i-- > 0;) {
+        if (!running_[i].joined) continue;
+        running_[i].joined = false;
+        if (absl::Status staged = options_.on_join(running_[i].table); !staged.ok()) {
+          FinishRunning(i, absl::InternalError(absl::StrCat(
+                               "request ", running_[i].id, ": staging its prompt KV to the device: ",
+                               staged.message())));
+        }
+      }
+    }
     if (!running_.empty()) Step();
   }
 }
@@ -280,8 +291,10 @@ void DecodeEngine::Step() {
       }
       r.table.push_back((*block)[0]);
     }
-    absl::Status written = WriteKv(cache_, r.table, std::span<const int32_t>(&r.last_token, 1),
-                                   r.seq_len, 1);
+    absl::Status written =
+        options_.decode_step
+            ? absl::OkStatus()  // decode_step writes it on the device
+            : WriteKv(cache_, r.table, std::span<const int32_t>(&r.last_token, 1), r.seq_len, 1);
     if (!written.ok()) {
       FinishRunning(i, written);
       continue;
@@ -298,7 +311,8 @@ void DecodeEngine::Step() {
         .block_table = r.table, .last_token = r.last_token, .seq_len = r.seq_len, .seed = r.seed});
   }
   absl::StatusOr<std::vector<DecodeResult>> results =
-      DecodeAttention(cache_, batch_, options_.attention);
+      options_.decode_step ? options_.decode_step(batch_)
+                           : DecodeAttention(cache_, batch_, options_.attention);
   if (!results.ok()) {
     while (!running_.empty()) FinishRunning(running_.size() - 1, results.status());
     return;

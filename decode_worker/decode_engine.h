@@ -13,6 +13,8 @@
 // batch yields every request's next token, which is published to its DecodeStream.
 
 #include <cstdint>
+#include <functional>
+#include <span>
 #include <memory>
 #include <optional>
 #include <string>
@@ -70,6 +72,15 @@ struct DecodeEngineOptions {
   std::optional<RooflineModel> roofline;
   // Every step lasts at least this long (tests use it to make continuous batching observable).
   absl::Duration min_step = absl::ZeroDuration();
+  // GPU compute (--compute cuda): one decode step over the batch instead of the CPU kernels. It
+  // must first write the K/V of each sequence's last_token at position seq_len - 1 (the worker
+  // binds CudaAttention::Decode with write_last_kv; rewriting a joining prompt's last row gives
+  // the same bytes), so the engine then skips its own WriteKv.
+  std::function<absl::StatusOr<std::vector<DecodeResult>>(std::span<const DecodeSequence>)>
+      decode_step;
+  // Called on the loop thread before a request's first step with its prompt blocks: a worker
+  // whose transport receives into a host pool copies them to its device pool here (ucx-staged).
+  std::function<absl::Status(std::span<const BlockId> blocks)> on_join;
 };
 
 struct DecodeCapacity {
@@ -135,6 +146,7 @@ class DecodeEngine {
     int max_tokens = 0;
     uint64_t seed = 0;
     bool pending_write = false;  // last_token's KV is not yet in the cache
+    bool joined = true;          // on_join has not run yet
   };
 
   void Loop();

@@ -7,6 +7,9 @@
 #include "common/logging.h"
 #include "common/roofline.h"
 #include "common/status_macros.h"
+#if PDSERVE_HAS_CUDA
+#include "kvcache/cuda/kv_staging.h"
+#endif
 #include "decode_worker/decode_service.h"
 
 namespace pdserve::decode {
@@ -26,16 +29,29 @@ absl::Status RunDecodeWorker(cluster::WorkerProcessOptions options) {
     ASSIGN_OR_RETURN(GpuSpec gpu, GpuSpecByName(options.gpu));
     engine_options.roofline.emplace(config, gpu);
     engine_options.attention.compute_attention = false;
+  } else if (options.compute == "cuda") {
+#if !PDSERVE_HAS_CUDA
+    return absl::FailedPreconditionError(
+        "--compute cuda: this pdserve was built without CUDA (configure with -DPDSERVE_CUDA=ON "
+        "on a host with nvcc)");
+#endif
   } else if (options.compute != "real") {
     return absl::InvalidArgumentError(
-        absl::StrCat("--compute must be real or roofline, not '", options.compute, "'"));
+        absl::StrCat("--compute must be real, roofline or cuda, not '", options.compute, "'"));
+  }
+  // cuda-ipc pools live in device memory, which only the GPU kernels can read; ucx-staged is
+  // ucx between host pools with the kernels on the GPU (blocks staged D2H / H2D by the worker).
+  if ((options.transfer == "cuda-ipc" || options.transfer == "ucx-staged") &&
+      options.compute != "cuda") {
+    return absl::InvalidArgumentError(absl::StrCat("--transfer ", options.transfer,
+                                                   " needs --compute cuda"));
   }
 
   // The backend decides where the pool must live (shared memory for `local`, so that prefill
   // workers can map it).
   const KvGeometry geometry(config, num_blocks, layout);
   transfer::TransportOptions transport_options;
-  transport_options.backend = options.transfer;
+  transport_options.backend = options.transfer == "ucx-staged" ? "ucx" : options.transfer;
   transport_options.agent_name = options.worker_id;
   ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache,
                    transfer::CreatePoolCache(transport_options, config, num_blocks, layout));
@@ -44,6 +60,26 @@ absl::Status RunDecodeWorker(cluster::WorkerProcessOptions options) {
   RETURN_IF_ERROR(transport->RegisterPool(*cache));
   ASSIGN_OR_RETURN(std::string descriptor, transport->ExportDescriptor());
 
+#if PDSERVE_HAS_CUDA
+  // Declared before the engine, so that it outlives it.
+  std::unique_ptr<cuda::GpuKvPool> gpu;
+  if (options.compute == "cuda") {
+    ASSIGN_OR_RETURN(gpu, cuda::GpuKvPool::Create(*cache));
+    cuda::GpuKvPool* g = gpu.get();
+    engine_options.decode_step = [g](std::span<const DecodeSequence> batch) {
+      return g->attention().Decode(batch, {}, /*write_last_kv=*/true);
+    };
+    if (g->staged()) {
+      // The notification (bytes landed in the host pool) came before Start; copy them up.
+      engine_options.on_join = [g](std::span<const BlockId> blocks) {
+        return g->StageIn(blocks);
+      };
+    }
+    ASSIGN_OR_RETURN(std::string device, cuda::DeviceDescription());
+    log->info("{}: compute on {}{}", options.worker_id, device,
+              g->staged() ? " (KV staged through the pinned host pool)" : "");
+  }
+#endif
   DecodeEngine engine(*cache, engine_options);
   DecodeServiceOptions service_options;
   service_options.worker_id = options.worker_id;

@@ -54,9 +54,13 @@ absl::Status PrefillEngine::Compute(const PrefillItemSpec& item,
   for (int start = 0; start < len; start += chunk) {
     const int n = std::min(chunk, len - start);
     std::span<const int32_t> tokens(item.prompt.data() + start, static_cast<size_t>(n));
-    absl::Status s = PrefillAttention(cache_, own_blocks, tokens, start, {}, options_.attention);
+    absl::Status s =
+        options_.compute_chunk
+            ? options_.compute_chunk(own_blocks, tokens, start)
+            : PrefillAttention(cache_, own_blocks, tokens, start, {}, options_.attention);
     if (!s.ok()) return s;
   }
+  if (options_.after_compute) return options_.after_compute(own_blocks);
   return absl::OkStatus();
 }
 

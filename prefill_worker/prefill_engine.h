@@ -8,6 +8,8 @@
 // already use the worker's cores.
 
 #include <cstdint>
+#include <functional>
+#include <span>
 #include <map>
 #include <optional>
 #include <string>
@@ -31,6 +33,14 @@ struct PrefillEngineOptions {
   absl::Duration transfer_timeout = absl::Seconds(30);
   // Every batch's kernels last at least this long (tests use it to have batches in flight).
   absl::Duration min_batch = absl::ZeroDuration();
+  // GPU compute (--compute cuda): runs one prompt chunk into `blocks` of the pool instead of the
+  // CPU kernels (the worker binds it to its CudaAttention; the engine stays free of CUDA).
+  std::function<absl::Status(std::span<const BlockId> blocks, std::span<const int32_t> tokens,
+                             int start_pos)>
+      compute_chunk;
+  // Runs after an item's kernels and before its transfer: a worker whose kernels write a device
+  // pool but whose transport sends from a host pool stages the item's blocks here (ucx-staged).
+  std::function<absl::Status(std::span<const BlockId> blocks)> after_compute;
 };
 
 struct PrefillItemSpec {

@@ -2,11 +2,16 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "cluster/router_link.h"
 #include "common/logging.h"
 #include "common/roofline.h"
 #include "common/status_macros.h"
+#if PDSERVE_HAS_CUDA
+#include "kvcache/cuda/kv_staging.h"
+#endif
 #include "prefill_worker/prefill_service.h"
 
 namespace pdserve::prefill {
@@ -28,13 +33,26 @@ absl::Status RunPrefillWorker(cluster::WorkerProcessOptions options) {
     ASSIGN_OR_RETURN(GpuSpec gpu, GpuSpecByName(options.gpu));
     engine_options.roofline.emplace(config, gpu);
     engine_options.attention.compute_attention = false;
+  } else if (options.compute == "cuda") {
+#if !PDSERVE_HAS_CUDA
+    return absl::FailedPreconditionError(
+        "--compute cuda: this pdserve was built without CUDA (configure with -DPDSERVE_CUDA=ON "
+        "on a host with nvcc)");
+#endif
   } else if (options.compute != "real") {
     return absl::InvalidArgumentError(
-        absl::StrCat("--compute must be real or roofline, not '", options.compute, "'"));
+        absl::StrCat("--compute must be real, roofline or cuda, not '", options.compute, "'"));
+  }
+  // cuda-ipc pools live in device memory, which only the GPU kernels can read; ucx-staged is
+  // ucx between host pools with the kernels on the GPU (blocks staged D2H / H2D by the worker).
+  if ((options.transfer == "cuda-ipc" || options.transfer == "ucx-staged") &&
+      options.compute != "cuda") {
+    return absl::InvalidArgumentError(absl::StrCat("--transfer ", options.transfer,
+                                                   " needs --compute cuda"));
   }
 
   transfer::TransportOptions transport_options;
-  transport_options.backend = options.transfer;
+  transport_options.backend = options.transfer == "ucx-staged" ? "ucx" : options.transfer;
   transport_options.agent_name = options.worker_id;
   ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache,
                    transfer::CreatePoolCache(transport_options, config, num_blocks, layout));
@@ -43,6 +61,30 @@ absl::Status RunPrefillWorker(cluster::WorkerProcessOptions options) {
   RETURN_IF_ERROR(transport->RegisterPool(*cache));
   ASSIGN_OR_RETURN(std::string descriptor, transport->ExportDescriptor());
 
+#if PDSERVE_HAS_CUDA
+  // Declared before the engine, so that it outlives it.
+  std::unique_ptr<cuda::GpuKvPool> gpu;
+  if (options.compute == "cuda") {
+    ASSIGN_OR_RETURN(gpu, cuda::GpuKvPool::Create(*cache));
+    cuda::GpuKvPool* g = gpu.get();
+    engine_options.compute_chunk = [g](std::span<const BlockId> blocks,
+                                       std::span<const int32_t> tokens, int start_pos) {
+      const cuda::PrefillChunk chunk{.block_table = blocks, .tokens = tokens,
+                                     .start_pos = start_pos};
+      return g->attention().Prefill(std::span<const cuda::PrefillChunk>(&chunk, 1));
+    };
+    if (g->staged()) {
+      engine_options.after_compute = [g](std::span<const BlockId> blocks) {
+        return g->StageOut(blocks);
+      };
+    }
+    // The GPU kernel takes a whole prompt in one call (chunks exist for the CPU's caches).
+    engine_options.chunk_tokens = std::max(options.chunk_tokens, config.max_model_len);
+    ASSIGN_OR_RETURN(std::string device, cuda::DeviceDescription());
+    log->info("{}: compute on {}{}", options.worker_id, device,
+              g->staged() ? " (KV staged through the pinned host pool)" : "");
+  }
+#endif
   PrefillEngine engine(*cache, *transport, engine_options);
   PrefillServiceOptions service_options;
   service_options.worker_id = options.worker_id;
