@@ -97,7 +97,9 @@ absl::Status RunDecodeWorker(cluster::WorkerProcessOptions options) {
   reg.set_preset(options.preset);
   reg.set_pid(getpid());
   v1::KvPoolDescriptor* pool = reg.mutable_kv_pool();
-  pool->set_transfer_backend(transport->backend());
+  // ucx-staged registers under its own name: the router matches it against the cluster's.
+  pool->set_transfer_backend(options.transfer == "ucx-staged" ? options.transfer
+                                                              : transport->backend());
   pool->set_transport_descriptor(descriptor);
   pool->set_num_blocks(num_blocks);
   pool->set_block_bytes(static_cast<uint64_t>(geometry.block_bytes()));
