@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <unistd.h>
+
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
@@ -29,7 +31,9 @@ std::string Fixed(double v, int digits) {
 class ServingBenchSmokeTest : public testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(testing::TempDir() + "/pdserve-bench-smoke");
+    // ctest runs each test in its own process, maybe side by side: each gets its own folder.
+    dir_ = new std::string(testing::TempDir() + "/pdserve-bench-smoke-" +
+                           std::to_string(getpid()));
     std::filesystem::remove_all(*dir_);
     const std::string cmd = std::string(PDSERVE_BINARY) +
                             " bench --preset tiny --compute real --backends local,ucx"
@@ -38,7 +42,11 @@ class ServingBenchSmokeTest : public testing::Test {
                             " --result-dir " + *dir_ + " > " + *dir_ + ".log 2>&1";
     exit_code_ = std::system(cmd.c_str());
   }
-  static void TearDownTestSuite() { delete dir_; }
+  static void TearDownTestSuite() {
+    std::filesystem::remove_all(*dir_);
+    std::filesystem::remove(*dir_ + ".log");
+    delete dir_;
+  }
 
   static std::string* dir_;
   static int exit_code_;
