@@ -10,6 +10,36 @@
 
 namespace pdserve::cluster {
 
+absl::StatusOr<WorkerCompute> ResolveWorkerCompute(const WorkerProcessOptions& options,
+                                                   const ModelConfig& config,
+                                                   bool built_with_cuda) {
+  WorkerCompute compute;
+  if (options.compute == "roofline") {
+    absl::StatusOr<GpuSpec> gpu = GpuSpecByName(options.gpu);
+    if (!gpu.ok()) return gpu.status();
+    compute.roofline.emplace(config, *gpu);
+    compute.compute_attention = false;
+  } else if (options.compute == "cuda") {
+    if (!built_with_cuda) {
+      return absl::FailedPreconditionError(
+          "--compute cuda: this pdserve was built without CUDA (configure with -DPDSERVE_CUDA=ON "
+          "on a host with nvcc)");
+    }
+    compute.cuda = true;
+  } else if (options.compute != "real") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--compute must be real, roofline or cuda, not '", options.compute, "'"));
+  }
+  // cuda-ipc pools live in device memory, which only the GPU kernels can read; ucx-staged is
+  // ucx between host pools with the kernels on the GPU (blocks staged D2H / H2D by the worker).
+  if ((options.transfer == "cuda-ipc" || options.transfer == "ucx-staged") && !compute.cuda) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--transfer ", options.transfer, " needs --compute cuda"));
+  }
+  compute.transport_backend = options.transfer == "ucx-staged" ? "ucx" : options.transfer;
+  return compute;
+}
+
 absl::StatusOr<uint32_t> PoolBlocks(const ModelConfig& config, uint32_t num_blocks,
                                     double pool_gib) {
   if (num_blocks > 0) return num_blocks;

@@ -7,12 +7,14 @@
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/model_config.h"
+#include "common/roofline.h"
 
 namespace pdserve::cluster {
 
@@ -36,6 +38,20 @@ struct WorkerProcessOptions {
   absl::Duration transfer_timeout = absl::Seconds(30);
   absl::Duration allocation_lease = absl::Minutes(5);
 };
+
+// How a worker computes, from --compute / --gpu / --transfer, checked once for both roles.
+struct WorkerCompute {
+  std::optional<RooflineModel> roofline;  // set for --compute roofline
+  bool compute_attention = true;          // false in roofline mode (KV and checksums stay real)
+  bool cuda = false;                      // --compute cuda
+  std::string transport_backend;          // the transfer/ backend (ucx-staged runs over ucx)
+};
+
+// InvalidArgument for an unknown mode or a GPU-only transfer without --compute cuda;
+// FailedPrecondition for --compute cuda in a build without CUDA (`built_with_cuda` false).
+absl::StatusOr<WorkerCompute> ResolveWorkerCompute(const WorkerProcessOptions& options,
+                                                   const ModelConfig& config,
+                                                   bool built_with_cuda);
 
 // Blocks of the KV pool from --num-blocks / --pool-gib; InvalidArgument when it is < 1.
 absl::StatusOr<uint32_t> PoolBlocks(const ModelConfig& config, uint32_t num_blocks,

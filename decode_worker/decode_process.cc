@@ -5,7 +5,6 @@
 #include "absl/strings/str_cat.h"
 #include "cluster/router_link.h"
 #include "common/logging.h"
-#include "common/roofline.h"
 #include "common/status_macros.h"
 #if PDSERVE_HAS_CUDA
 #include "kvcache/cuda/kv_staging.h"
@@ -25,33 +24,21 @@ absl::Status RunDecodeWorker(cluster::WorkerProcessOptions options) {
   DecodeEngineOptions engine_options;
   engine_options.attention.threads = options.threads;
   engine_options.min_step = absl::Microseconds(options.min_step_us);
-  if (options.compute == "roofline") {
-    ASSIGN_OR_RETURN(GpuSpec gpu, GpuSpecByName(options.gpu));
-    engine_options.roofline.emplace(config, gpu);
-    engine_options.attention.compute_attention = false;
-  } else if (options.compute == "cuda") {
-#if !PDSERVE_HAS_CUDA
-    return absl::FailedPreconditionError(
-        "--compute cuda: this pdserve was built without CUDA (configure with -DPDSERVE_CUDA=ON "
-        "on a host with nvcc)");
+#if PDSERVE_HAS_CUDA
+  constexpr bool kBuiltWithCuda = true;
+#else
+  constexpr bool kBuiltWithCuda = false;
 #endif
-  } else if (options.compute != "real") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--compute must be real, roofline or cuda, not '", options.compute, "'"));
-  }
-  // cuda-ipc pools live in device memory, which only the GPU kernels can read; ucx-staged is
-  // ucx between host pools with the kernels on the GPU (blocks staged D2H / H2D by the worker).
-  if ((options.transfer == "cuda-ipc" || options.transfer == "ucx-staged") &&
-      options.compute != "cuda") {
-    return absl::InvalidArgumentError(absl::StrCat("--transfer ", options.transfer,
-                                                   " needs --compute cuda"));
-  }
+  ASSIGN_OR_RETURN(cluster::WorkerCompute compute,
+                   cluster::ResolveWorkerCompute(options, config, kBuiltWithCuda));
+  engine_options.roofline = compute.roofline;
+  engine_options.attention.compute_attention = compute.compute_attention;
 
   // The backend decides where the pool must live (shared memory for `local`, so that prefill
   // workers can map it).
   const KvGeometry geometry(config, num_blocks, layout);
   transfer::TransportOptions transport_options;
-  transport_options.backend = options.transfer == "ucx-staged" ? "ucx" : options.transfer;
+  transport_options.backend = compute.transport_backend;
   transport_options.agent_name = options.worker_id;
   ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache,
                    transfer::CreatePoolCache(transport_options, config, num_blocks, layout));
