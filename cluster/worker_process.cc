@@ -37,6 +37,9 @@ absl::StatusOr<WorkerCompute> ResolveWorkerCompute(const WorkerProcessOptions& o
         absl::StrCat("--transfer ", options.transfer, " needs --compute cuda"));
   }
   compute.transport_backend = options.transfer == "ucx-staged" ? "ucx" : options.transfer;
+  if (compute.cuda && (options.transfer == "ucx" || options.transfer == "cuda-ipc")) {
+    compute.pool_memory = MemoryKind::kCuda;
+  }
   return compute;
 }
 

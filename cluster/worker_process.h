@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "common/model_config.h"
 #include "common/roofline.h"
+#include "kvcache/kv_memory.h"
 
 namespace pdserve::cluster {
 
@@ -45,6 +46,10 @@ struct WorkerCompute {
   bool compute_attention = true;          // false in roofline mode (KV and checksums stay real)
   bool cuda = false;                      // --compute cuda
   std::string transport_backend;          // the transfer/ backend (ucx-staged runs over ucx)
+  // Where the transport's pool lives (TransportOptions::pool_memory): device memory for
+  // --compute cuda with --transfer ucx (UCX puts device to device; needs a UCX with CUDA
+  // transports) and cuda-ipc; host memory otherwise (ucx-staged stages blocks through it).
+  MemoryKind pool_memory = MemoryKind::kHost;
 };
 
 // InvalidArgument for an unknown mode or a GPU-only transfer without --compute cuda;

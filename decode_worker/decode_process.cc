@@ -39,6 +39,7 @@ absl::Status RunDecodeWorker(cluster::WorkerProcessOptions options) {
   const KvGeometry geometry(config, num_blocks, layout);
   transfer::TransportOptions transport_options;
   transport_options.backend = compute.transport_backend;
+  transport_options.pool_memory = compute.pool_memory;
   transport_options.agent_name = options.worker_id;
   ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache,
                    transfer::CreatePoolCache(transport_options, config, num_blocks, layout));

@@ -17,6 +17,9 @@ struct Backend {
   const char* name;
   std::function<absl::StatusOr<std::unique_ptr<KvTransport>>(const TransportOptions&)> make;
   std::function<absl::StatusOr<std::unique_ptr<KvMemory>>(size_t)> allocate;
+  // Pools in device memory (TransportOptions::pool_memory kCuda); empty: the backend has none.
+  std::function<absl::StatusOr<std::unique_ptr<KvMemory>>(size_t)> allocate_device = nullptr;
+  std::function<std::string()> runtime = nullptr;
 };
 
 // Every backend, by name. A new backend (cuda_ipc, ucx with CUDA memory, nccl) is one line
@@ -24,9 +27,11 @@ struct Backend {
 const std::vector<Backend>& Backends() {
   static const std::vector<Backend> backends = {
       {"local", local::MakeLocalTransport, local::AllocateLocalPoolMemory},
-      {"ucx", ucx::MakeUcxTransport, ucx::AllocateUcxPoolMemory},
+      {"ucx", ucx::MakeUcxTransport, ucx::AllocateUcxPoolMemory,
+       ucx::AllocateUcxDevicePoolMemory, ucx::UcxRuntimeSummary},
 #if defined(PDSERVE_HAS_CUDA)
-      {"cuda-ipc", cuda_ipc::MakeCudaIpcTransport, cuda_ipc::AllocateCudaIpcPoolMemory},
+      {"cuda-ipc", cuda_ipc::MakeCudaIpcTransport, cuda_ipc::AllocateCudaIpcPoolMemory,
+       cuda_ipc::AllocateCudaIpcPoolMemory},
 #endif
   };
   return backends;
@@ -59,7 +64,18 @@ absl::StatusOr<std::unique_ptr<KvMemory>> AllocatePoolMemory(const TransportOpti
                                                              size_t bytes) {
   absl::StatusOr<const Backend*> backend = FindBackend(options.backend);
   if (!backend.ok()) return backend.status();
-  return (*backend)->allocate(bytes);
+  if (options.pool_memory != MemoryKind::kCuda) return (*backend)->allocate(bytes);
+  if (!(*backend)->allocate_device) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "KV transfer backend '", options.backend, "' cannot use a pool in device memory"));
+  }
+  return (*backend)->allocate_device(bytes);
+}
+
+absl::StatusOr<std::string> KvTransportRuntime(const std::string& name) {
+  absl::StatusOr<const Backend*> backend = FindBackend(name);
+  if (!backend.ok()) return backend.status();
+  return (*backend)->runtime ? (*backend)->runtime() : std::string();
 }
 
 absl::StatusOr<std::unique_ptr<KvCache>> CreatePoolCache(const TransportOptions& options,

@@ -55,6 +55,9 @@ struct TransportOptions {
   int copy_threads = 0;           // local backend: memcpy threads for large batches (0 = auto)
   // Batches submitted but not yet complete; one more makes Submit return ResourceExhausted.
   int max_inflight_batches = 64;
+  // Where AllocatePoolMemory puts the pool: kCuda asks for device memory (cuda-ipc pools are
+  // always there; ucx needs a UCX with CUDA transports, see KvTransportRuntime; local has none).
+  MemoryKind pool_memory = MemoryKind::kHost;
 };
 
 struct TransferStats {
@@ -138,8 +141,15 @@ class KvTransport {
 absl::StatusOr<std::unique_ptr<KvTransport>> MakeKvTransport(const TransportOptions& options);
 std::vector<std::string> KvTransportBackends();
 
+// What the backend's runtime offers on this host, for logs and reports (ucx: the linked UCX's
+// version, its memory types and whether it can register device memory); empty when the
+// backend has nothing to say, InvalidArgument for an unknown backend.
+absl::StatusOr<std::string> KvTransportRuntime(const std::string& backend);
+
 // Memory for a KV pool that `options.backend` can register and export: POSIX shared memory for
-// `local` (the peer maps it), page-aligned private host memory for `ucx`. Use it on both sides.
+// `local` (the peer maps it), page-aligned private host memory for `ucx`, device memory for
+// `cuda-ipc` and for `ucx` with pool_memory kCuda (FailedPrecondition when the linked UCX cannot
+// register device memory or the backend has none). Use it on both sides.
 absl::StatusOr<std::unique_ptr<KvMemory>> AllocatePoolMemory(const TransportOptions& options,
                                                              size_t bytes);
 

@@ -4,8 +4,12 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <vector>
+
+#include <ucs/memory/memory_type.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/logging.h"
 
 namespace pdserve::transfer::ucx {
@@ -63,11 +67,37 @@ absl::StatusOr<std::shared_ptr<UcxContext>> UcxContext::Get() {
   ucp_config_release(config);
   if (s != UCS_OK) return UcsError(absl::StrCat("ucp_init (UCX_TLS=", tls, ")"), s);
   auto ctx = std::shared_ptr<UcxContext>(new UcxContext(context, wakeup, tls));
+  ctx->QueryMemoryTypes();
+  ComponentLogger("transfer")->info("{} (UCX_TLS={})", ctx->summary(), tls.empty() ? "all" : tls);
   contexts[tls] = ctx;
   return ctx;
 }
 
 UcxContext::~UcxContext() { ucp_cleanup(context_); }
+
+void UcxContext::QueryMemoryTypes() {
+  ucp_context_attr_t attr{};
+  attr.field_mask = UCP_ATTR_FIELD_MEMORY_TYPES;
+  std::vector<std::string> types;
+  if (ucp_context_query(context_, &attr) == UCS_OK) {
+    for (int t = 0; t < UCS_MEMORY_TYPE_LAST; ++t) {
+      if (attr.memory_types & UCS_BIT(t)) types.emplace_back(ucs_memory_type_names[t]);
+    }
+    cuda_memory_ = (attr.memory_types & UCS_BIT(UCS_MEMORY_TYPE_CUDA)) != 0;
+  }
+  summary_ = absl::StrCat("UCX ", ucp_get_version_string(), ", memory types ",
+                          types.empty() ? "?" : absl::StrJoin(types, ","),
+                          " (CUDA memory: ", cuda_memory_ ? "yes" : "no", ")");
+}
+
+absl::Status NoCudaMemoryError(const UcxContext& context) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the ucx backend cannot use a KV pool in device memory: the linked ", context.summary(),
+      " has no CUDA transports (or no GPU driver here). Use --transfer ucx-staged (device blocks "
+      "staged through pinned host memory), or build with -DPDSERVE_UCX_ROOT=<the libucx-cu13 "
+      "wheel's libucx/ folder> (scripts/fetch-ucx-cuda.sh) and run with its libraries and "
+      "UCX_MODULE_DIR"));
+}
 
 absl::StatusOr<std::unique_ptr<UcxPoolMemory>> UcxPoolMemory::Allocate(size_t bytes) {
   if (bytes == 0) return absl::InvalidArgumentError("KV memory of 0 bytes");

@@ -25,6 +25,11 @@ class UcxContext {
   ucp_context_h handle() const { return context_; }
   bool wakeup() const { return wakeup_; }  // workers can sleep on an event fd
   const std::string& tls() const { return tls_; }
+  // Whether the linked UCX can register and move device memory (UCS_MEMORY_TYPE_CUDA among the
+  // context's memory types: a UCX built with cuda_copy / cuda_ipc on a host with a GPU driver).
+  bool cuda_memory() const { return cuda_memory_; }
+  // "UCX 1.22.0, memory types host,cuda,cuda-managed (CUDA memory: yes)".
+  const std::string& summary() const { return summary_; }
   // Set once an endpoint could not be created with peer error handling (shared-memory
   // transports have none): later endpoints to same-host peers skip the failing attempt.
   std::atomic<bool>& peer_mode_unsupported() { return peer_mode_unsupported_; }
@@ -32,9 +37,12 @@ class UcxContext {
  private:
   UcxContext(ucp_context_h context, bool wakeup, std::string tls)
       : context_(context), wakeup_(wakeup), tls_(std::move(tls)) {}
+  void QueryMemoryTypes();
   ucp_context_h context_;
   bool wakeup_;
   std::string tls_;
+  bool cuda_memory_ = false;
+  std::string summary_;
   std::atomic<bool> peer_mode_unsupported_{false};
 };
 
@@ -64,5 +72,8 @@ class UcxPoolMemory final : public KvMemory {
 };
 
 absl::Status UcsError(const std::string& what, ucs_status_t status);
+
+// The error for a pool in device memory when the linked UCX cannot register it.
+absl::Status NoCudaMemoryError(const UcxContext& context);
 
 }  // namespace pdserve::transfer::ucx

@@ -15,6 +15,11 @@
 #include <thread>
 
 #include <ucp/api/ucp.h>
+#if defined(PDSERVE_HAS_CUDA)
+#include <cuda_runtime.h>
+
+#include "kvcache/cuda/cuda_kernels.h"
+#endif
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -139,6 +144,11 @@ class UcxTransport final : public KvTransport {
   std::string backend() const override { return kBackend; }
 
   absl::Status RegisterPool(const KvCache& cache) override {
+    if (cache.memory().kind() == MemoryKind::kCuda) {
+      if (!context_->cuda_memory()) return NoCudaMemoryError(*context_);
+      // Before taking mu_: the progress thread may need it.
+      if (absl::Status s = UseDevice(cache.memory().device()); !s.ok()) return s;
+    }
     absl::MutexLock lock(&mu_);
     if (pool_ != nullptr) {
       return absl::FailedPreconditionError(
@@ -150,14 +160,19 @@ class UcxTransport final : public KvTransport {
     if (ucx_memory != nullptr && ucx_memory->context() == context_) {
       memh = ucx_memory->memh();  // registered when UCX allocated it
     } else {
+      const bool on_device = cache.memory().kind() == MemoryKind::kCuda;
       ucp_mem_map_params_t params{};
-      params.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
+      params.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH |
+                          UCP_MEM_MAP_PARAM_FIELD_MEMORY_TYPE;
       params.address = cache.base();
       params.length = bytes;
+      params.memory_type = on_device ? UCS_MEMORY_TYPE_CUDA : UCS_MEMORY_TYPE_HOST;
       if (ucs_status_t s = ucp_mem_map(context_->handle(), &params, &memh); s != UCS_OK) {
-        return UcsError("ucp_mem_map of the KV pool", s);
+        return UcsError(on_device ? "ucp_mem_map of the KV pool (CUDA memory)"
+                                  : "ucp_mem_map of the KV pool", s);
       }
       own_memh_ = memh;
+      pool_memory_type_ = params.memory_type;
     }
     void* rkey = nullptr;
     size_t rkey_size = 0;
@@ -174,9 +189,11 @@ class UcxTransport final : public KvTransport {
     descriptor_.fields["start_time"] = absl::StrCat(ProcessStartTime(getpid()));
     pool_ = &cache;
     ++registrations_;
-    log_->info("agent {}: registered KV pool of {} blocks x {} bytes ({}) with UCX (UCX_TLS={})",
+    log_->info("agent {}: registered KV pool of {} blocks x {} bytes ({}, {} memory) with UCX "
+               "(UCX_TLS={})",
                options_.agent_name, cache.geometry().num_blocks(), cache.geometry().block_bytes(),
                std::string(KvLayoutName(cache.geometry().layout())),
+               pool_memory_type_ == UCS_MEMORY_TYPE_CUDA ? "device" : "host",
                context_->tls().empty() ? "all" : context_->tls());
     return absl::OkStatus();
   }
@@ -353,6 +370,24 @@ class UcxTransport final : public KvTransport {
     }
     thread_ = std::thread([this] { Loop(); });
     return absl::OkStatus();
+  }
+
+  // Makes `device` current on the progress thread, which issues every put (UCX's CUDA
+  // transports copy in the calling thread's context).
+  absl::Status UseDevice(int device) {
+#if defined(PDSERVE_HAS_CUDA)
+    absl::StatusOr<absl::Status> set = RunOnWorker([device] {
+      const cudaError_t e = cudaSetDevice(device);
+      return e == cudaSuccess ? absl::OkStatus()
+                              : absl::FailedPreconditionError(absl::StrCat(
+                                    "cudaSetDevice(", device, "): ", cudaGetErrorString(e)));
+    });
+    if (!set.ok()) return set.status();
+    return *set;
+#else
+    return absl::FailedPreconditionError(
+        "a KV pool in device memory in a pdserve built without CUDA");
+#endif
   }
 
   // ---- commands from caller threads ----
@@ -570,6 +605,9 @@ class UcxTransport final : public KvTransport {
       return;
     }
     ucp_request_param_t put{};
+    // Device pools: say so, instead of UCX looking the type up for every put.
+    put.op_attr_mask = UCP_OP_ATTR_FIELD_MEMORY_TYPE;
+    put.memory_type = pool_memory_type_;
     for (const CopyOp& op : ops) {
       ucs_status_ptr_t r = ucp_put_nbx(peer->ep, base + op.src, op.bytes,
                                        peer->remote_base + op.dst, peer->rkey, &put);
@@ -675,6 +713,9 @@ class UcxTransport final : public KvTransport {
   ucp_worker_h worker_ = nullptr;
   std::string worker_address_;
   ucp_mem_h own_memh_ = nullptr;  // set when RegisterPool mapped memory UCX did not allocate
+  // Of the registered pool; written before the first batch is posted, read by the progress
+  // thread (the command queue's mutex orders the two).
+  ucs_memory_type_t pool_memory_type_ = UCS_MEMORY_TYPE_HOST;
   int command_fd_ = -1;
   int epoll_fd_ = -1;
   bool can_sleep_ = false;
@@ -703,6 +744,23 @@ class UcxTransport final : public KvTransport {
 
 absl::StatusOr<std::unique_ptr<KvTransport>> MakeUcxTransport(const TransportOptions& options) {
   return UcxTransport::Create(options);
+}
+
+absl::StatusOr<std::unique_ptr<KvMemory>> AllocateUcxDevicePoolMemory(size_t bytes) {
+  absl::StatusOr<std::shared_ptr<UcxContext>> context = UcxContext::Get();
+  if (!context.ok()) return context.status();
+  if (!(*context)->cuda_memory()) return NoCudaMemoryError(**context);
+#if defined(PDSERVE_HAS_CUDA)
+  return cuda::AllocateDeviceMemory(bytes, 0);
+#else
+  return absl::FailedPreconditionError(
+      "ucx with a KV pool in device memory: this pdserve was built without CUDA");
+#endif
+}
+
+std::string UcxRuntimeSummary() {
+  absl::StatusOr<std::shared_ptr<UcxContext>> context = UcxContext::Get();
+  return context.ok() ? (*context)->summary() : context.status().ToString();
 }
 
 absl::StatusOr<std::unique_ptr<KvMemory>> AllocateUcxPoolMemory(size_t bytes) {

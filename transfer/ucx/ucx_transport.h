@@ -31,6 +31,11 @@ namespace pdserve::transfer::ucx {
 // endpoints and emulates puts with active messages over tcp, and a sender killed mid-batch can
 // then abort the receiver inside UCX: prefer cma,posix).
 //
+// Pools in device memory (KvMemory kind kCuda, e.g. AllocatePoolMemory with pool_memory kCuda)
+// are mapped as UCS_MEMORY_TYPE_CUDA and put from as CUDA memory; that needs a UCX with CUDA
+// transports (the libucx-cu13 wheel, PDSERVE_UCX_ROOT), otherwise RegisterPool fails with
+// FailedPrecondition naming ucx-staged. The progress thread makes the pool's device current.
+//
 // Use AllocatePoolMemory for pools: over posix / sysv, puts into memory UCX did not allocate
 // are emulated with active messages (slower, and exposed to the abort above).
 absl::StatusOr<std::unique_ptr<KvTransport>> MakeUcxTransport(const TransportOptions& options);
@@ -38,5 +43,14 @@ absl::StatusOr<std::unique_ptr<KvTransport>> MakeUcxTransport(const TransportOpt
 // Memory allocated by UCX (ucp_mem_map ALLOCATE) so that shared-memory transports can put into
 // it directly; registered once, at allocation, and reused by RegisterPool.
 absl::StatusOr<std::unique_ptr<KvMemory>> AllocateUcxPoolMemory(size_t bytes);
+
+// Device memory (cudaMalloc on device 0) for a pool the ucx backend registers as
+// UCS_MEMORY_TYPE_CUDA, so that puts go device to device (cuda_ipc on one host).
+// FailedPrecondition naming ucx-staged and PDSERVE_UCX_ROOT when the linked UCX cannot register
+// device memory, or in a build without CUDA.
+absl::StatusOr<std::unique_ptr<KvMemory>> AllocateUcxDevicePoolMemory(size_t bytes);
+
+// The linked UCX as this process sees it: version, memory types, CUDA memory yes / no.
+std::string UcxRuntimeSummary();
 
 }  // namespace pdserve::transfer::ucx

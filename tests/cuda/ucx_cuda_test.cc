@@ -1,0 +1,200 @@
+// ucx with KV pools in device memory (a UCX with CUDA transports: the libucx-cu13 wheel through
+// PDSERVE_UCX_ROOT): a second process (this binary re-executed as the receiver) exports a device
+// pool; this process writes K/V on its device pool with the GPU kernels and puts blocks into it.
+// The receiver checks, right after the notification and with nothing else to wait on, every byte
+// of its pool against the CPU path, that its decode gives the CPU token, and that the
+// notification came exactly once. Without a GPU, or with a UCX that cannot register device
+// memory (Debian's), the round trips skip and the refusal is checked instead.
+
+#include <poll.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <numeric>
+#include <string>
+
+#include "common/synthetic_model.h"
+#include "gtest/gtest.h"
+#include "kvcache/cpu_attention.h"
+#include "kvcache/cuda/cuda_kernels.h"
+#include "transfer/kv_transport.h"
+
+extern char** environ;
+
+namespace pdserve::transfer {
+namespace {
+
+constexpr int kPromptLen = 100;
+constexpr uint32_t kPoolBlocks = 24;
+
+ModelConfig UcxConfig() {
+  ModelConfig c = *PresetConfig("llama3-8b");
+  c.num_layers = 2;
+  return c;
+}
+
+TransportOptions DeviceUcx(const std::string& agent) {
+  TransportOptions options{.backend = "ucx", .agent_name = agent};
+  options.pool_memory = MemoryKind::kCuda;
+  return options;
+}
+
+// Receiving blocks: every other block, backwards, so that nothing coalesces by accident.
+std::vector<BlockId> ReceiverTable(const ModelConfig& c) {
+  std::vector<BlockId> t;
+  for (int i = 0; i < c.BlocksForTokens(kPromptLen); ++i) t.push_back(kPoolBlocks - 1 - 2 * i);
+  return t;
+}
+
+// Why the device round trip cannot run here, or empty when it can.
+std::string SkipReason() {
+  if (!cuda::CudaAvailable()) return "no CUDA device here: GPU test skipped";
+  absl::StatusOr<std::unique_ptr<KvMemory>> probe = AllocatePoolMemory(DeviceUcx("probe"), 4096);
+  if (!probe.ok()) return "ucx cannot use device memory here: " + probe.status().ToString();
+  return {};
+}
+
+}  // namespace
+
+// The receiver process: exports its device pool on stdout, waits for the batch, verifies, exits.
+int RunUcxReceiver(KvLayout layout) {
+  const ModelConfig c = UcxConfig();
+  const TransportOptions options = DeviceUcx("decode-0");
+  auto cache = CreatePoolCache(options, c, kPoolBlocks, layout);
+  auto transport = MakeKvTransport(options);
+  if (!cache.ok() || !transport.ok() || !(*transport)->RegisterPool(**cache).ok()) return 2;
+  if ((*cache)->memory().kind() != MemoryKind::kCuda) return 9;
+  std::printf("%s\n", (*(*transport)->ExportDescriptor()).c_str());
+  std::fflush(stdout);
+  if (!(*transport)->WaitForNotification("req-1", absl::Seconds(60)).ok()) return 3;
+  // Expected: the CPU's bytes for the prompt through the receiving table, zeros elsewhere.
+  auto expected = *KvCache::CreateInHostMemory(c, kPoolBlocks, layout);
+  const std::vector<int32_t> prompt = model::SyntheticPrompt(42, kPromptLen, c.vocab_size);
+  const std::vector<BlockId> table = ReceiverTable(c);
+  if (!WriteKv(*expected, table, prompt, 0).ok()) return 4;
+  std::vector<std::byte> got(expected->geometry().region_bytes());
+  if (!cuda::CopyDeviceToHost((*cache)->memory(), 0, got).ok()) return 5;
+  if (!std::equal(got.begin(), got.end(), expected->base())) return 6;
+  auto attention = cuda::CudaAttention::Create(**cache);
+  if (!attention.ok()) return 7;
+  DecodeSequence s{table, prompt.back(), kPromptLen, 9, {}};
+  auto gpu = (*attention)->Decode(std::span(&s, 1));
+  auto cpu = DecodeAttention(*expected, std::span(&s, 1));
+  if (!gpu.ok() || !cpu.ok() || (*gpu)[0].token != (*cpu)[0].token) return 8;
+  // Exactly once: no second delivery of req-1, nothing else queued.
+  if ((*transport)->WaitForNotification("req-1", absl::Seconds(1)).code() !=
+      absl::StatusCode::kDeadlineExceeded) {
+    return 10;
+  }
+  if (!(*transport)->TakeNotifications().empty()) return 11;
+  if ((*transport)->counters().notifications_received != 1) return 12;
+  return 0;
+}
+
+namespace {
+
+class UcxDeviceTransportTest : public testing::TestWithParam<KvLayout> {};
+
+TEST_P(UcxDeviceTransportTest, BlocksReachAnotherProcessesDevicePoolBeforeOneNotification) {
+  if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  const ModelConfig c = UcxConfig();
+  int out[2];
+  ASSERT_EQ(pipe(out), 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  posix_spawn_file_actions_addclose(&actions, out[0]);
+  const std::string role =
+      std::string("PDSERVE_UCX_RECEIVER=") + std::string(KvLayoutName(GetParam()));
+  std::vector<char*> env;
+  for (char** e = environ; *e != nullptr; ++e) env.push_back(*e);
+  env.push_back(const_cast<char*>(role.c_str()));
+  env.push_back(nullptr);
+  char self[] = "/proc/self/exe";
+  char* argv[] = {self, nullptr};
+  pid_t child = 0;
+  ASSERT_EQ(posix_spawn(&child, "/proc/self/exe", &actions, nullptr, argv, env.data()), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  close(out[1]);
+
+  std::string descriptor;
+  pollfd pfd{out[0], POLLIN, 0};
+  char ch;
+  while (descriptor.empty() || descriptor.back() != '\n') {
+    ASSERT_GT(poll(&pfd, 1, 60000), 0) << "receiver did not export its pool";
+    ASSERT_EQ(read(out[0], &ch, 1), 1) << "receiver exited early";
+    descriptor.push_back(ch);
+  }
+  close(out[0]);
+
+  const TransportOptions options = DeviceUcx("prefill-0");
+  auto cache = *CreatePoolCache(options, c, kPoolBlocks, GetParam());
+  ASSERT_EQ(cache->memory().kind(), MemoryKind::kCuda);
+  auto attention = *cuda::CudaAttention::Create(*cache);
+  const std::vector<int32_t> prompt = model::SyntheticPrompt(42, kPromptLen, c.vocab_size);
+  std::vector<BlockId> src(c.BlocksForTokens(kPromptLen));
+  std::iota(src.begin(), src.end(), 3);
+  std::vector<cuda::PrefillChunk> chunk = {{src, prompt, 0}};
+  ASSERT_TRUE(attention->Prefill(chunk).ok());
+
+  auto transport = *MakeKvTransport(options);
+  ASSERT_EQ(transport->backend(), "ucx");
+  ASSERT_TRUE(transport->RegisterPool(*cache).ok());
+  auto peer = transport->LoadPeer(descriptor);
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  std::vector<BlockCopy> copies;
+  const std::vector<BlockId> dst = ReceiverTable(c);
+  for (size_t i = 0; i < src.size(); ++i) copies.push_back({src[i], dst[i]});
+  auto id = transport->Submit(*peer, copies, "req-1");
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(transport->Wait(*id, absl::Seconds(30)).ok());
+  EXPECT_EQ(transport->Stats(*id)->bytes,
+            static_cast<uint64_t>(src.size() * cache->geometry().block_bytes()));
+  const std::string transports = transport->counters().transports;
+  std::printf("ucx transports for device memory: %s\n", transports.c_str());
+  EXPECT_NE(transports.find("cuda"), std::string::npos) << transports;
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "receiver: 3 no notification, 6 bytes differ, 8 token differs, 10-12 more than one "
+         "notification";
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, UcxDeviceTransportTest,
+                         testing::Values(KvLayout::kLayerMajor, KvLayout::kBlockMajor),
+                         [](const testing::TestParamInfo<KvLayout>& info) {
+                           return info.param == KvLayout::kLayerMajor ? "LayerMajor" : "BlockMajor";
+                         });
+
+TEST(UcxDevicePoolTest, RefusedNamingUcxStagedWhenUcxCannotUseDeviceMemory) {
+  absl::StatusOr<std::string> runtime = KvTransportRuntime("ucx");
+  ASSERT_TRUE(runtime.ok()) << runtime.status();
+  std::printf("linked UCX: %s\n", runtime->c_str());
+  absl::StatusOr<std::unique_ptr<KvMemory>> memory = AllocatePoolMemory(DeviceUcx("x"), 4096);
+  if (runtime->find("CUDA memory: yes") != std::string::npos) {
+    GTEST_SKIP() << "this UCX can use device memory (" << *runtime << ")";
+  }
+  ASSERT_FALSE(memory.ok());
+  EXPECT_EQ(memory.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(memory.status().message().find("ucx-staged"), absl::string_view::npos);
+  EXPECT_NE(memory.status().message().find("PDSERVE_UCX_ROOT"), absl::string_view::npos);
+}
+
+}  // namespace
+}  // namespace pdserve::transfer
+
+// Re-executed as the receiver (by the test above), this binary runs RunUcxReceiver instead of
+// the tests (main, not a static initializer: CUDA's own static initializers must have run).
+int main(int argc, char** argv) {
+  if (const char* role = std::getenv("PDSERVE_UCX_RECEIVER"); role != nullptr) {
+    return pdserve::transfer::RunUcxReceiver(std::string(role) == "block-major"
+                                                 ? pdserve::KvLayout::kBlockMajor
+                                                 : pdserve::KvLayout::kLayerMajor);
+  }
+  testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
