@@ -8,7 +8,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <csignal>
+#include <map>
 #include <numeric>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -44,6 +47,13 @@ uint32_t PoolBlocks(const ModelConfig& c, const GpuTransferBenchOptions& o) {
   return static_cast<uint32_t>(2 * c.BlocksForTokens(most) + 2);
 }
 
+// Both pools in device memory, whatever the backend.
+transfer::TransportOptions BackendOptions(const std::string& backend, const std::string& agent) {
+  transfer::TransportOptions options{.backend = backend, .agent_name = agent};
+  options.pool_memory = MemoryKind::kCuda;
+  return options;
+}
+
 // Destination blocks of a request: one run, or every other block backwards (no two adjacent:
 // the worst case for coalescing, one operation per fragment).
 std::vector<BlockId> Destinations(uint32_t pool, int64_t n, bool scattered) {
@@ -53,7 +63,7 @@ std::vector<BlockId> Destinations(uint32_t pool, int64_t n, bool scattered) {
 }
 
 absl::Status RunReceiver(const GpuTransferBenchOptions& o, const ModelConfig& c, KvLayout layout) {
-  transfer::TransportOptions options{.backend = "cuda-ipc", .agent_name = "bench-decode"};
+  const transfer::TransportOptions options = BackendOptions(o.receiver_backend, "bench-decode");
   ASSIGN_OR_RETURN(auto cache, transfer::CreatePoolCache(options, c, PoolBlocks(c, o), layout));
   ASSIGN_OR_RETURN(auto transport, transfer::MakeKvTransport(options));
   RETURN_IF_ERROR(transport->RegisterPool(*cache));
@@ -69,6 +79,7 @@ absl::Status RunReceiver(const GpuTransferBenchOptions& o, const ModelConfig& c,
 
 // Starts this binary as the receiver and returns its pid and descriptor.
 absl::StatusOr<std::pair<pid_t, std::string>> SpawnReceiver(const GpuTransferBenchOptions& o,
+                                                            const std::string& backend,
                                                             const std::string& layout) {
   int out[2];
   if (pipe(out) != 0) return absl::InternalError("pipe failed");
@@ -77,7 +88,8 @@ absl::StatusOr<std::pair<pid_t, std::string>> SpawnReceiver(const GpuTransferBen
   posix_spawn_file_actions_adddup2(&actions, out[1], 1);
   posix_spawn_file_actions_addclose(&actions, out[0]);
   std::vector<std::string> args = {"/proc/self/exe", "bench", "gpu-transfer", "--receiver", layout,
-                                   "--preset", o.preset, "--iterations", absl::StrCat(o.iterations),
+                                   "--receiver-backend", backend, "--preset", o.preset,
+                                   "--iterations", absl::StrCat(o.iterations),
                                    "--request-tokens", absl::StrJoin(o.request_tokens, ",")};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -96,7 +108,10 @@ absl::StatusOr<std::pair<pid_t, std::string>> SpawnReceiver(const GpuTransferBen
   while (line.empty() || line.back() != '\n') {
     if (poll(&pfd, 1, 60000) <= 0 || read(out[0], &ch, 1) != 1) {
       close(out[0]);
-      return absl::UnavailableError("the receiving process did not export its pool");
+      int status = 0;
+      waitpid(pid, &status, 0);
+      return absl::UnavailableError(
+          absl::StrCat("the receiving process (", backend, ") did not export its pool"));
     }
     line.push_back(ch);
   }
@@ -104,34 +119,29 @@ absl::StatusOr<std::pair<pid_t, std::string>> SpawnReceiver(const GpuTransferBen
   return std::make_pair(pid, line);
 }
 
-}  // namespace
+// Median milliseconds of a D2D cudaMemcpy of `bytes`, measured once per size in this run.
+absl::StatusOr<double> D2DMs(std::map<uint64_t, double>& cache, uint64_t bytes, int iterations) {
+  if (auto it = cache.find(bytes); it != cache.end()) return it->second;
+  ASSIGN_OR_RETURN(double ms, cuda::MeasureD2DCopyMs(bytes, iterations));
+  cache[bytes] = ms;
+  return ms;
+}
 
-absl::Status RunGpuTransferBench(const GpuTransferBenchOptions& o) {
-  if (!cuda::CudaAvailable()) return absl::UnavailableError("no CUDA device on this machine");
-  ASSIGN_OR_RETURN(ModelConfig c, PresetConfig(o.preset));
-  if (!o.receiver_layout.empty()) {
-    ASSIGN_OR_RETURN(KvLayout layout, ParseKvLayout(o.receiver_layout));
-    return RunReceiver(o, c, layout);
-  }
-  ASSIGN_OR_RETURN(std::string device, cuda::DeviceDescription());
-  std::printf("pdserve bench gpu-transfer  (cuda-ipc between two processes, preset %s)\n",
-              c.name.c_str());
-  std::printf("device    %s\n\n", device.c_str());
-  std::printf("%-12s %-11s %-10s %10s %6s %9s %10s %10s %8s\n", "layout", "dst blocks", "request",
-              "bytes", "ops", "time ms", "GB/s", "D2D GB/s", "ratio");
-  nlohmann::json json;
-  json["device"] = device;
-  json["preset"] = c.name;
-  json["gbps_convention"] = "bytes moved once per second (1e9), for both the transfer and D2D";
-  json["rows"] = nlohmann::json::array();
+// One backend over one layout: every request size, contiguous and scattered; rows to the table
+// and to `rows`; the transports the backend reported into `transports`.
+absl::Status MeasureBackendLayout(const GpuTransferBenchOptions& o, const ModelConfig& c,
+                                  const std::string& backend, const std::string& layout_name,
+                                  std::map<uint64_t, double>& d2d_cache, nlohmann::json& rows,
+                                  std::string& transports) {
+  ASSIGN_OR_RETURN(KvLayout layout, ParseKvLayout(layout_name));
   const uint32_t pool_blocks = PoolBlocks(c, o);
-  for (const std::string& layout_name : o.layouts) {
-    ASSIGN_OR_RETURN(KvLayout layout, ParseKvLayout(layout_name));
-    ASSIGN_OR_RETURN(auto child, SpawnReceiver(o, std::string(KvLayoutName(layout))));
-    transfer::TransportOptions options{.backend = "cuda-ipc", .agent_name = "bench-prefill"};
-    ASSIGN_OR_RETURN(auto cache, transfer::CreatePoolCache(options, c, pool_blocks, layout));
-    ASSIGN_OR_RETURN(auto transport, transfer::MakeKvTransport(options));
-    RETURN_IF_ERROR(transport->RegisterPool(*cache));
+  // The sender's pool first: a backend that cannot run here fails before a child is started.
+  const transfer::TransportOptions options = BackendOptions(backend, "bench-prefill");
+  ASSIGN_OR_RETURN(auto cache, transfer::CreatePoolCache(options, c, pool_blocks, layout));
+  ASSIGN_OR_RETURN(auto transport, transfer::MakeKvTransport(options));
+  RETURN_IF_ERROR(transport->RegisterPool(*cache));
+  ASSIGN_OR_RETURN(auto child, SpawnReceiver(o, backend, std::string(KvLayoutName(layout))));
+  absl::Status status = [&]() -> absl::Status {
     ASSIGN_OR_RETURN(transfer::PeerId peer, transport->LoadPeer(child.second));
     int batch = 0;
     for (int tokens : o.request_tokens) {
@@ -156,33 +166,99 @@ absl::Status RunGpuTransferBench(const GpuTransferBenchOptions& o) {
         }
         std::sort(ms.begin(), ms.end());
         const double t = ms[ms.size() / 2];
-        ASSIGN_OR_RETURN(double d2d_ms, cuda::MeasureD2DCopyMs(bytes, o.iterations));
+        ASSIGN_OR_RETURN(double d2d_ms, D2DMs(d2d_cache, bytes, o.iterations));
         const double gbps = bytes / (t * 1e-3) / 1e9, d2d = bytes / (d2d_ms * 1e-3) / 1e9;
         const char* pattern = kPatterns[scattered ? 1 : 0];
-        std::printf("%-12s %-11s %-10s %10s %6u %9.3f %10.1f %10.1f %7.3fx\n", layout_name.c_str(),
-                    pattern, absl::StrFormat("%d tok", tokens).c_str(),
+        std::printf("%-9s %-12s %-11s %-9s %9s %6u %9.3f %9.1f %9.1f %7.3fx\n", backend.c_str(),
+                    layout_name.c_str(), pattern, absl::StrFormat("%d tok", tokens).c_str(),
                     absl::StrFormat("%.0f MiB", bytes / 1048576.0).c_str(), ops, t, gbps, d2d,
                     gbps / d2d);
-        json["rows"].push_back({{"layout", layout_name}, {"dst_blocks", pattern},
-                                {"request_tokens", tokens}, {"bytes", bytes}, {"operations", ops},
-                                {"ms_median", t}, {"gbps", gbps}, {"d2d_gbps", d2d},
-                                {"ratio_to_d2d", gbps / d2d}});
+        std::fflush(stdout);
+        rows.push_back({{"backend", backend}, {"layout", layout_name}, {"dst_blocks", pattern},
+                        {"request_tokens", tokens}, {"bytes", bytes}, {"operations", ops},
+                        {"ms_median", t}, {"gbps", gbps}, {"d2d_ms_median", d2d_ms},
+                        {"d2d_gbps", d2d}, {"ratio_to_d2d", gbps / d2d}});
       }
     }
-    int status = 0;
-    waitpid(child.first, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      return absl::InternalError("the receiving process failed");
+    transports = transport->counters().transports;
+    return absl::OkStatus();
+  }();
+  if (!status.ok()) kill(child.first, SIGKILL);
+  int wait_status = 0;
+  waitpid(child.first, &wait_status, 0);
+  if (status.ok() && (!WIFEXITED(wait_status) || WEXITSTATUS(wait_status) != 0)) {
+    return absl::InternalError(absl::StrCat("the receiving process (", backend, ") failed"));
+  }
+  return status;
+}
+
+}  // namespace
+
+absl::Status RunGpuTransferBench(const GpuTransferBenchOptions& o) {
+  if (!cuda::CudaAvailable()) return absl::UnavailableError("no CUDA device on this machine");
+  ASSIGN_OR_RETURN(ModelConfig c, PresetConfig(o.preset));
+  if (!o.receiver_layout.empty()) {
+    ASSIGN_OR_RETURN(KvLayout layout, ParseKvLayout(o.receiver_layout));
+    return RunReceiver(o, c, layout);
+  }
+  ASSIGN_OR_RETURN(std::string device, cuda::DeviceDescription());
+  std::printf("pdserve bench transfer --device cuda  (%s between two processes on one GPU, "
+              "device-memory pools, preset %s)\n",
+              absl::StrJoin(o.backends, ", ").c_str(), c.name.c_str());
+  std::printf("device    %s\n", device.c_str());
+  nlohmann::json json;
+  json["device"] = device;
+  json["preset"] = c.name;
+  json["kv_bytes_per_token"] = c.KvBytesPerBlock() / c.block_size;
+  json["iterations"] = o.iterations;
+  json["gbps_convention"] = "bytes moved once per second (1e9), for both the transfer and D2D";
+  json["time"] = "Submit to completion seen by the sender (includes the notification), median";
+  json["baseline"] = "cudaMemcpyAsync device to device of the same bytes in the sending process, "
+                     "median, measured in this run";
+  json["rows"] = nlohmann::json::array();
+  json["backends"] = nlohmann::json::object();
+  for (const std::string& backend : o.backends) {
+    absl::StatusOr<std::string> runtime = transfer::KvTransportRuntime(backend);
+    if (runtime.ok() && !runtime->empty()) {
+      std::printf("%-9s %s\n", backend.c_str(), runtime->c_str());
+      json["backends"][backend]["runtime"] = *runtime;
     }
   }
-  std::printf("\n(time = Submit to completion seen by the sender, which includes waiting for the "
-              "copy event and sending the notification; median of %d)\n", o.iterations);
+  std::printf("\n%-9s %-12s %-11s %-9s %9s %6s %9s %9s %9s %8s\n", "backend", "layout",
+              "dst blocks", "request", "bytes", "ops", "time ms", "GB/s", "D2D GB/s", "ratio");
+  std::map<uint64_t, double> d2d_cache;
+  std::vector<std::string> failures;
+  for (const std::string& backend : o.backends) {
+    std::set<std::string> transports;
+    for (const std::string& layout_name : o.layouts) {
+      std::string used;
+      absl::Status s =
+          MeasureBackendLayout(o, c, backend, layout_name, d2d_cache, json["rows"], used);
+      if (!s.ok()) {
+        std::printf("%-9s %-12s FAILED: %s\n", backend.c_str(), layout_name.c_str(),
+                    s.ToString().c_str());
+        json["backends"][backend]["errors"][layout_name] = s.ToString();
+        failures.push_back(absl::StrCat(backend, " ", layout_name, ": ", s.ToString()));
+        continue;
+      }
+      transports.insert(used);
+    }
+    json["backends"][backend]["transports"] = absl::StrJoin(transports, " | ");
+  }
+  std::printf("\ntransports used:\n");
+  for (const std::string& backend : o.backends) {
+    std::printf("  %-9s %s\n", backend.c_str(),
+                json["backends"][backend].value("transports", std::string()).c_str());
+  }
+  std::printf("\n(time = Submit to completion seen by the sender, which includes the notification; "
+              "median of %d; ratio = GB/s / D2D GB/s of the same bytes)\n", o.iterations);
   if (!o.json_path.empty()) {
     std::ofstream out(o.json_path);
     out << json.dump(2) << "\n";
     if (!out) return absl::InternalError(absl::StrCat("cannot write ", o.json_path));
     std::printf("results written to %s\n", o.json_path.c_str());
   }
+  if (!failures.empty()) return absl::FailedPreconditionError(absl::StrJoin(failures, "; "));
   return absl::OkStatus();
 }
 

@@ -9,14 +9,19 @@ namespace {
 void AddGpuTransferBenchCommand(CLI::App& app) {
   CLI::App* bench = GetOrAddSubcommand(app, "bench", "Benchmarks");
   CLI::App* cmd = bench->add_subcommand(
-      "gpu-transfer", "cuda-ipc KV transfer between two processes vs cudaMemcpy D2D");
+      "gpu-transfer",
+      "KV transfer on one GPU between two processes (cuda-ipc, ucx) vs cudaMemcpy D2D; the same "
+      "as `bench transfer --device cuda`");
   auto opts = std::make_shared<bench::GpuTransferBenchOptions>();
+  cmd->add_option("--backends", opts->backends, "cuda-ipc and/or ucx (device-memory pools)")
+      ->delimiter(',')->capture_default_str();
   cmd->add_option("--preset", opts->preset)->capture_default_str();
   cmd->add_option("--layouts", opts->layouts)->delimiter(',')->capture_default_str();
   cmd->add_option("--request-tokens", opts->request_tokens)->delimiter(',')->capture_default_str();
   cmd->add_option("--iterations", opts->iterations)->capture_default_str();
   cmd->add_option("--json", opts->json_path, "write results as JSON here");
   cmd->add_option("--receiver", opts->receiver_layout)->group("");  // internal: child process
+  cmd->add_option("--receiver-backend", opts->receiver_backend)->group("");
   cmd->callback([=] { ExitWith(bench::RunGpuTransferBench(*opts)); });
 }
 

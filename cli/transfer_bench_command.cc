@@ -1,5 +1,6 @@
 #include <memory>
 
+#include "bench/gpu_transfer_bench.h"
 #include "bench/transfer_bench.h"
 #include "cli/commands.h"
 
@@ -16,7 +17,18 @@ void AddTransferBenchCommand(CLI::App& app) {
       ->capture_default_str();
   transfer->add_option("--json", opts->json_path, "write results as JSON here");
   transfer->add_option("--receiver", opts->receiver_spec)->group("");  // internal: child side
+  // --device cuda: the GPU transfer bench (cuda-ipc and ucx on device memory, vs D2D), the same
+  // as `pdserve bench gpu-transfer` with its defaults.
+  auto device = std::make_shared<std::string>("cpu");
+  transfer->add_option("--device", *device, "cpu, or cuda: cuda-ipc and ucx between device pools "
+                       "vs cudaMemcpy D2D (llama3-8b, 512/2048/8192 tokens, both layouts)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   transfer->callback([=] {
+    if (*device == "cuda") {
+      bench::GpuTransferBenchOptions gpu;
+      gpu.json_path = opts->json_path;
+      ExitWith(bench::RunGpuTransferBench(gpu));
+    }
     ExitWith(opts->receiver_spec.empty() ? bench::RunTransferBench(*opts)
                                          : bench::RunTransferBenchReceiver(opts->receiver_spec));
   });
