@@ -83,30 +83,40 @@ absl::Status RunGpuKernelBench(const GpuKernelBenchOptions& options) {
     }
     const std::vector<int32_t> prompt = model::SyntheticPrompt(1, len, config.vocab_size);
 
-    // Prefill of one prompt: K/V generation into the pool + causal attention.
+    // Prefill of one prompt: K/V generation into the pool + causal attention, with the kernel
+    // the workers use and, where that is wgmma, the mma.sync kernel for comparison.
     std::vector<cuda::PrefillChunk> one = {{tables[0], prompt, 0}};
-    ASSIGN_OR_RETURN(double prefill_ms, MedianMs(iters, [&]() -> absl::StatusOr<double> {
-                       RETURN_IF_ERROR(attention->Prefill(one));
-                       return attention->last_kernel_ms();
-                     }));
     ASSIGN_OR_RETURN(double write_ms, MedianMs(iters, [&]() -> absl::StatusOr<double> {
                        RETURN_IF_ERROR(attention->WriteKv(one));
                        return attention->last_kernel_ms();
                      }));
     const double flops = PrefillAttentionFlops(config, 0, len);
-    const double tflops = flops / (prefill_ms * 1e-3) / 1e12;
-    const double attn_tflops = flops / (std::max(prefill_ms - write_ms, 1e-6) * 1e-3) / 1e12;
-    std::printf("%-9s %-20s %9.3f %10.1f %11s %7.3fx  cuBLAS GEMM (attention alone %.1f TFLOP/s, %.3fx)\n",
-                "prefill", absl::StrFormat("1 x %d tokens", len).c_str(), prefill_ms, tflops, "-",
-                tflops / base.gemm_tflops, attn_tflops, attn_tflops / base.gemm_tflops);
-    json["prefill"].push_back({{"prompt_len", len},
-                               {"ms", prefill_ms},
-                               {"kv_write_ms", write_ms},
-                               {"flops", flops},
-                               {"tflops", tflops},
-                               {"ratio_to_gemm", tflops / base.gemm_tflops},
-                               {"attention_only_tflops", attn_tflops},
-                               {"attention_only_ratio_to_gemm", attn_tflops / base.gemm_tflops}});
+    std::vector<cuda::PrefillKernel> kernels = {cuda::PrefillKernel::kAuto};
+    if (attention->prefill_kernel_name() != "mma.sync") kernels.push_back(cuda::PrefillKernel::kMmaSync);
+    for (cuda::PrefillKernel kernel : kernels) {
+      attention->set_prefill_kernel(kernel);
+      const std::string kernel_name = attention->prefill_kernel_name();
+      ASSIGN_OR_RETURN(double prefill_ms, MedianMs(iters, [&]() -> absl::StatusOr<double> {
+                         RETURN_IF_ERROR(attention->Prefill(one));
+                         return attention->last_kernel_ms();
+                       }));
+      const double tflops = flops / (prefill_ms * 1e-3) / 1e12;
+      const double attn_tflops = flops / (std::max(prefill_ms - write_ms, 1e-6) * 1e-3) / 1e12;
+      std::printf("%-9s %-20s %9.3f %10.1f %11s %7.3fx  cuBLAS GEMM (%s; attention alone %.1f TFLOP/s, %.3fx)\n",
+                  "prefill", absl::StrFormat("1 x %d tokens", len).c_str(), prefill_ms, tflops, "-",
+                  tflops / base.gemm_tflops, kernel_name.c_str(), attn_tflops,
+                  attn_tflops / base.gemm_tflops);
+      json["prefill"].push_back({{"prompt_len", len},
+                                 {"kernel", kernel_name},
+                                 {"ms", prefill_ms},
+                                 {"kv_write_ms", write_ms},
+                                 {"flops", flops},
+                                 {"tflops", tflops},
+                                 {"ratio_to_gemm", tflops / base.gemm_tflops},
+                                 {"attention_only_tflops", attn_tflops},
+                                 {"attention_only_ratio_to_gemm", attn_tflops / base.gemm_tflops}});
+    }
+    attention->set_prefill_kernel(cuda::PrefillKernel::kAuto);
 
     // Decode: every sequence holds its own copy of the prompt's K/V.
     std::vector<cuda::PrefillChunk> all;

@@ -78,6 +78,7 @@ struct CudaAttention::Impl {
   KernelShape shape;
   int device = 0;
   int num_sms = 0;
+  bool sm90 = false;  // compute capability 9.0: the wgmma kernels run
   cudaStream_t stream = nullptr;
   cudaEvent_t start = nullptr, stop = nullptr;
   UploadBuilder upload;
@@ -95,6 +96,12 @@ struct CudaAttention::Impl {
   std::vector<PrefillChunk> appends;
   double last_ms = 0;
   int last_splits = 1;
+  PrefillKernel prefill_kernel = PrefillKernel::kAuto;
+
+  bool UseSm90Prefill() const {
+    return prefill_kernel == PrefillKernel::kAuto && sm90 &&
+           PrefillSm90ShapeSupported(config.head_dim);
+  }
 
   ~Impl() {
     if (stream != nullptr) {
@@ -201,11 +208,23 @@ absl::StatusOr<std::unique_ptr<CudaAttention>> CudaAttention::Create(const KvCac
   PDSERVE_CUDA_RETURN_IF_ERROR(cudaSetDevice(impl->device));
   PDSERVE_CUDA_RETURN_IF_ERROR(
       cudaDeviceGetAttribute(&impl->num_sms, cudaDevAttrMultiProcessorCount, impl->device));
+  int major = 0, minor = 0;
+  PDSERVE_CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, impl->device));
+  PDSERVE_CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, impl->device));
+  impl->sm90 = major == 9 && minor == 0;
   PDSERVE_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking));
   PDSERVE_CUDA_RETURN_IF_ERROR(cudaEventCreate(&impl->start));
   PDSERVE_CUDA_RETURN_IF_ERROR(cudaEventCreate(&impl->stop));
   RETURN_IF_ERROR(impl->sink_d.Reserve(sizeof(float)));
   return std::unique_ptr<CudaAttention>(new CudaAttention(std::move(impl)));
+}
+
+void CudaAttention::set_prefill_kernel(PrefillKernel kernel) { impl_->prefill_kernel = kernel; }
+
+std::string CudaAttention::prefill_kernel_name() const {
+  return impl_->UseSm90Prefill() ? "wgmma" : "mma.sync";
 }
 
 absl::Status CudaAttention::WriteKv(std::span<const PrefillChunk> batch) {
@@ -236,7 +255,8 @@ absl::Status CudaAttention::Prefill(std::span<const PrefillChunk> batch, std::sp
   PDSERVE_CUDA_RETURN_IF_ERROR(cudaEventRecord(m.start, m.stream));
   PDSERVE_CUDA_RETURN_IF_ERROR(LaunchWriteKv(args, m.stream));
   if (options.compute_attention) {
-    PDSERVE_CUDA_RETURN_IF_ERROR(LaunchPrefillAttention(args, m.stream));
+    PDSERVE_CUDA_RETURN_IF_ERROR(m.UseSm90Prefill() ? LaunchPrefillAttentionSm90(args, m.stream)
+                                                    : LaunchPrefillAttention(args, m.stream));
   }
   RETURN_IF_ERROR(m.Finish());
   if (!out.empty()) {

@@ -46,6 +46,10 @@ struct PrefillChunk {
   int start_pos = 0;
 };
 
+// Which prefill attention kernel runs: wgmma (Hopper, head dims 64 and 128) where it applies,
+// else the mma.sync flash-attention kernel; kMmaSync forces the latter (benchmark comparison).
+enum class PrefillKernel { kAuto, kMmaSync };
+
 // Kernels bound to one device KV pool: a stream, events and reusable device/pinned buffers
 // (nothing is allocated per call once the buffers have grown to the batch sizes seen).
 // Not thread-safe: one owner thread per instance.
@@ -70,6 +74,10 @@ class CudaAttention {
   absl::StatusOr<std::vector<DecodeResult>> Decode(std::span<const DecodeSequence> batch,
                                                    const AttentionOptions& options = {},
                                                    bool write_last_kv = false);
+
+  void set_prefill_kernel(PrefillKernel kernel);
+  // "wgmma" or "mma.sync": the kernel Prefill runs with the current setting.
+  std::string prefill_kernel_name() const;
 
   // Device time of the last call's kernels in milliseconds (CUDA events; uploads and copies
   // back excluded).
