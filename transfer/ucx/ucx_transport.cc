@@ -3,6 +3,8 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <poll.h>
+#include <sched.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -100,6 +102,15 @@ struct UcxPeer {
   // failure handler (UCX refuses UCP_ERR_HANDLING_MODE_PEER for posix / sysv).
   pid_t pid = 0;
   uint64_t start_time = 0;
+  // pidfd of that process (readable once it exits): checking it before every batch is one
+  // poll(), where reading /proc/PID/stat is an open, a read, a close and a parse. -1: not open.
+  int pidfd = -1;
+  UcxPeer() = default;
+  UcxPeer(const UcxPeer&) = delete;
+  UcxPeer& operator=(const UcxPeer&) = delete;
+  ~UcxPeer() {
+    if (pidfd >= 0) close(pidfd);
+  }
   absl::Status error;  // set by the endpoint's error handler or the pid watch
   std::shared_ptr<std::atomic<bool>> dead = std::make_shared<std::atomic<bool>>(false);
 };
@@ -397,8 +408,13 @@ class UcxTransport final : public KvTransport {
       absl::MutexLock lock(&command_mu_);
       commands_.push_back(std::move(command));
     }
-    const uint64_t one = 1;
-    (void)!write(command_fd_, &one, sizeof(one));
+    // An awake progress thread finds the command on its next turn: the eventfd write (and the
+    // read after it) is a syscall pair per batch that only a sleeping thread needs. Sleep()
+    // sets sleeping_ before it looks at the queue a last time, so one side always sees the other.
+    if (sleeping_.load()) {
+      const uint64_t one = 1;
+      (void)!write(command_fd_, &one, sizeof(one));
+    }
   }
 
   // Runs `fn` on the progress thread and returns its status (outer: the wait itself failed).
@@ -433,7 +449,14 @@ class UcxTransport final : public KvTransport {
         last_liveness_check_ = now;
         for (auto& [id, peer] : peers_) CheckAlive(*peer);
       }
-      if (progressed || !batches_.empty()) {
+      if (progressed) {
+        last_activity = now;
+        continue;
+      }
+      // Nothing to do this turn: let the submitting thread (or the peer process, on a small
+      // host) have the core instead of spinning against it.
+      sched_yield();
+      if (!batches_.empty()) {
         last_activity = now;
         continue;
       }
@@ -445,14 +468,24 @@ class UcxTransport final : public KvTransport {
   }
 
   void Sleep() {
+    sleeping_.store(true);
+    {
+      absl::MutexLock lock(&command_mu_);
+      if (!commands_.empty()) {
+        sleeping_.store(false);
+        return;
+      }
+    }
     if (can_sleep_) {
-      if (ucp_worker_arm(worker_) == UCS_ERR_BUSY) return;
-      epoll_event events[2];
-      epoll_wait(epoll_fd_, events, 2, kIdleSleepMs);
+      if (ucp_worker_arm(worker_) != UCS_ERR_BUSY) {
+        epoll_event events[2];
+        epoll_wait(epoll_fd_, events, 2, kIdleSleepMs);
+      }
     } else {
       pollfd p{command_fd_, POLLIN, 0};
       poll(&p, 1, 1);
     }
+    sleeping_.store(false);
     uint64_t drained;
     (void)!read(command_fd_, &drained, sizeof(drained));
   }
@@ -488,6 +521,15 @@ class UcxTransport final : public KvTransport {
     params.err_handler.cb = &UcxTransport::OnEndpointError;
     params.err_handler.arg = peer.get();
     const bool same_host = peer->pid != 0;
+    if (same_host && peer->pidfd < 0) {
+      const int fd = static_cast<int>(syscall(SYS_pidfd_open, peer->pid, 0));
+      // The pid names the peer only if its start time still matches once the fd is open.
+      if (fd >= 0 && ProcessStartTime(peer->pid) == peer->start_time) {
+        peer->pidfd = fd;
+      } else if (fd >= 0) {
+        close(fd);
+      }
+    }
     ucs_status_t created = UCS_ERR_UNREACHABLE;
     if (!(same_host && context_->peer_mode_unsupported().load())) {
       created = ucp_ep_create(worker_, &params, &peer->ep);
@@ -575,11 +617,19 @@ class UcxTransport final : public KvTransport {
 
   // Marks a same-host peer whose process is gone as failed and cancels what is in flight to it.
   void CheckAlive(UcxPeer& peer) {
-    if (peer.pid == 0 || !peer.error.ok() || ProcessStartTime(peer.pid) == peer.start_time) return;
+    if (peer.pid == 0 || !peer.error.ok() || !ProcessGone(peer)) return;
     peer.error = absl::UnavailableError(
         absl::StrCat("KV peer '", peer.agent, "' (pid ", peer.pid, ") died"));
     log_->warn("agent {}: {}", options_.agent_name, peer.error.ToString());
     ClosePeerState(peer);
+  }
+
+  static bool ProcessGone(const UcxPeer& peer) {
+    if (peer.pidfd >= 0) {
+      pollfd p{peer.pidfd, POLLIN, 0};
+      return poll(&p, 1, 0) > 0;
+    }
+    return ProcessStartTime(peer.pid) != peer.start_time;
   }
 
   void ClosePeer(PeerId id) {
@@ -731,6 +781,9 @@ class UcxTransport final : public KvTransport {
 
   absl::Mutex command_mu_;
   std::deque<std::function<void()>> commands_ ABSL_GUARDED_BY(command_mu_);
+
+  // True while the progress thread is (about to be) asleep: Post must wake it.
+  std::atomic<bool> sleeping_{false};
 
   // Progress-thread state.
   bool stopping_ = false;
