@@ -1,4 +1,6 @@
 // Bad input and wrong state, both sides in the test process: clear statuses, no byte written.
+#include <cstring>
+
 #include "gtest/gtest.h"
 #include "tests/transfer/transfer_test_util.h"
 #include "transfer/pool_descriptor.h"
@@ -143,6 +145,39 @@ TEST(TransferFactoryTest, LocalPoolInPrivateMemoryCannotReceive) {
   EXPECT_EQ(sender.transport->LoadPeer(*descriptor).status().code(),
             absl::StatusCode::kFailedPrecondition);
   EXPECT_FALSE((*AllocatePoolMemory(options, 4096))->shm_name().empty());
+}
+
+}  // namespace
+}  // namespace pdserve::transfer::testing
+
+namespace pdserve::transfer::testing {
+namespace {
+
+// `local` copies a batch of up to 256 KiB on the submitting thread and sends its notification
+// there: the handle is already final when Submit returns.
+TEST(LocalTransportTest, SmallBatchIsCompleteWhenSubmitReturns) {
+  const BackendCase local{"local", "", "local"};
+  Side receiver = MakeSide(local, "decode", kPreset, 8, KvLayout::kBlockMajor);
+  Side sender = MakeSide(local, "prefill", kPreset, 8, KvLayout::kBlockMajor);
+  ASSERT_NE(receiver.transport, nullptr);
+  ASSERT_NE(sender.transport, nullptr);
+  FillPattern(sender.cache->base(), sender.cache->memory().size(), 5);
+  absl::StatusOr<PeerId> peer = sender.transport->LoadPeer(*receiver.transport->ExportDescriptor());
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  const std::vector<BlockCopy> copies = {{1, 6}, {2, 3}};  // 2 x 64 KiB
+  absl::StatusOr<TransferId> id = sender.transport->Submit(*peer, copies, "small");
+  ASSERT_TRUE(id.ok()) << id.status();
+  absl::StatusOr<bool> done = sender.transport->Poll(*id);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_TRUE(*done);
+  ASSERT_TRUE(receiver.transport->WaitForNotification("small", absl::Seconds(30)).ok());
+  const KvGeometry& g = sender.cache->geometry();
+  const size_t block = static_cast<size_t>(g.block_bytes());
+  for (const BlockCopy& c : copies) {
+    EXPECT_EQ(std::memcmp(receiver.cache->base() + g.FragmentOffset(c.dst, 0),
+                          sender.cache->base() + g.FragmentOffset(c.src, 0), block),
+              0);
+  }
 }
 
 }  // namespace

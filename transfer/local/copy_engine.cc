@@ -4,11 +4,6 @@
 #include <cstring>
 
 namespace pdserve::transfer::local {
-namespace {
-// Below this a share is not worth a second thread (wake-up costs more than the copy).
-constexpr uint64_t kMinShareBytes = 512 * 1024;
-}  // namespace
-
 CopyEngine::CopyEngine(int threads) {
   for (int i = 0; i < std::max(1, threads); ++i) workers_.emplace_back([this] { Work(); });
 }
@@ -21,15 +16,33 @@ CopyEngine::~CopyEngine() {
   for (std::thread& t : workers_) t.join();
 }
 
-void CopyEngine::Run(std::shared_ptr<CopyJob> job) {
+int CopyEngine::SharesFor(uint64_t bytes) const {
+  if (bytes <= kInlineBytes) return 0;
+  return static_cast<int>(
+      std::clamp<uint64_t>(bytes / kMinShareBytes, 1, static_cast<uint64_t>(workers_.size())));
+}
+
+bool CopyEngine::Copy(const CopyJob& job, const std::vector<CopyOp>& pieces) {
+  for (const CopyOp& piece : pieces) {
+    if (job.cancelled && job.cancelled->load(std::memory_order_relaxed)) return false;
+    std::memcpy(job.dst_base + piece.dst, job.src_base + piece.src, piece.bytes);
+  }
+  return true;
+}
+
+bool CopyEngine::Run(std::shared_ptr<CopyJob> job) {
   const uint64_t total = TotalBytes(job->ops);
-  const int shares = static_cast<int>(
-      std::clamp<uint64_t>(total / kMinShareBytes, 1, static_cast<uint64_t>(workers_.size())));
+  const int shares = SharesFor(total);
+  if (shares == 0) {
+    const bool copied = Copy(*job, job->ops);
+    if (job->done) job->done(!copied || (job->cancelled && job->cancelled->load()));
+    return true;
+  }
   auto remaining = std::make_shared<std::atomic<int>>(shares);
   absl::MutexLock lock(&mu_);
   if (shares == 1) {
     queue_.push_back({job, remaining, job->ops});
-    return;
+    return false;
   }
   const uint64_t per_share = (total + shares - 1) / shares;
   Share current{job, remaining, {}};
@@ -54,6 +67,7 @@ void CopyEngine::Run(std::shared_ptr<CopyJob> job) {
   const int queued = static_cast<int>(std::count_if(
       queue_.begin(), queue_.end(), [&](const Share& s) { return s.job == job; }));
   remaining->store(queued);
+  return false;
 }
 
 void CopyEngine::Work() {
@@ -68,14 +82,7 @@ void CopyEngine::Work() {
       queue_.pop_front();
     }
     CopyJob& job = *share.job;
-    bool cancelled = false;
-    for (const CopyOp& piece : share.pieces) {
-      if (job.cancelled && job.cancelled->load(std::memory_order_relaxed)) {
-        cancelled = true;
-        break;
-      }
-      std::memcpy(job.dst_base + piece.dst, job.src_base + piece.src, piece.bytes);
-    }
+    const bool cancelled = !Copy(job, share.pieces);
     if (share.remaining->fetch_sub(1, std::memory_order_acq_rel) == 1 && job.done) {
       job.done(cancelled || (job.cancelled && job.cancelled->load()));
     }

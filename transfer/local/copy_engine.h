@@ -27,17 +27,27 @@ struct CopyJob {
 
 // A fixed pool of copy threads fed in submission order. A large job is cut into one share per
 // thread (by bytes, splitting operations where needed) so that memcpy bandwidth scales with
-// threads; small jobs stay whole, so many small batches pipeline across threads instead.
+// threads. A job of at most kInlineBytes is copied on the caller's thread inside Run: handing
+// it to a copy thread (queue, futex wake-up, a context switch on a busy 2-core host) costs
+// more than the copy itself, and the copy would run on one thread anyway.
 class CopyEngine {
  public:
+  static constexpr uint64_t kInlineBytes = 256 * 1024;
+  // Below this a share is not worth a second thread (wake-up costs more than the copy).
+  static constexpr uint64_t kMinShareBytes = 512 * 1024;
+
   explicit CopyEngine(int threads);
   // Runs every queued job to the end, then joins.
   ~CopyEngine();
   CopyEngine(const CopyEngine&) = delete;
   CopyEngine& operator=(const CopyEngine&) = delete;
 
-  void Run(std::shared_ptr<CopyJob> job);
+  // Copies `job` (inline when small, then `done` has run when Run returns) or queues it.
+  // Returns true when the job ran inline.
+  bool Run(std::shared_ptr<CopyJob> job);
   int threads() const { return static_cast<int>(workers_.size()); }
+  // How many threads copy a job of `bytes`: 0 = inline on the caller's thread.
+  int SharesFor(uint64_t bytes) const;
 
  private:
   struct Share {
@@ -46,6 +56,8 @@ class CopyEngine {
     std::vector<CopyOp> pieces;
   };
   void Work();
+  // memcpy of `pieces`; false when the job was cancelled before the last piece.
+  static bool Copy(const CopyJob& job, const std::vector<CopyOp>& pieces);
 
   absl::Mutex mu_;
   std::deque<Share> queue_ ABSL_GUARDED_BY(mu_);

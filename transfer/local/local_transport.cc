@@ -193,7 +193,8 @@ class LocalTransport final : public KvTransport {
     TransportCounters c;
     table_.FillCounters(c);
     c.notifications_received = inbox_.received();
-    c.transports = absl::StrCat("memcpy x", engine_.threads(), " threads");
+    c.transports = absl::StrCat("memcpy (inline up to ", CopyEngine::kInlineBytes / 1024,
+                                " KiB, else x", engine_.threads(), " threads)");
     absl::MutexLock lock(&mu_);
     c.registrations = registrations_;
     c.peers_loaded = peers_loaded_;

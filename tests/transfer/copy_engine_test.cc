@@ -1,0 +1,92 @@
+// The local backend's copy engine: which thread copies a job, and that every byte lands.
+#include "transfer/local/copy_engine.h"
+
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+
+namespace pdserve::transfer::local {
+namespace {
+
+struct Buffers {
+  explicit Buffers(size_t bytes) : src(bytes), dst(bytes, std::byte{0}) {
+    for (size_t i = 0; i < bytes; ++i) src[i] = static_cast<std::byte>(i * 7 + 3);
+  }
+  std::vector<std::byte> src, dst;
+};
+
+// Two scattered operations of `bytes / 2` each, swapping the halves.
+std::shared_ptr<CopyJob> SwapHalves(Buffers& b) {
+  auto job = std::make_shared<CopyJob>();
+  const uint64_t half = b.src.size() / 2;
+  job->src_base = b.src.data();
+  job->dst_base = b.dst.data();
+  job->ops = {{0, half, half}, {half, 0, half}};
+  return job;
+}
+
+bool HalvesSwapped(const Buffers& b) {
+  const size_t half = b.src.size() / 2;
+  return std::memcmp(b.dst.data(), b.src.data() + half, half) == 0 &&
+         std::memcmp(b.dst.data() + half, b.src.data(), half) == 0;
+}
+
+TEST(CopyEngineTest, JobUpToInlineBytesIsCopiedOnTheCallersThreadBeforeRunReturns) {
+  CopyEngine engine(2);
+  Buffers b(CopyEngine::kInlineBytes);
+  auto job = SwapHalves(b);
+  std::thread::id done_on;
+  bool done_cancelled = true;
+  job->done = [&](bool cancelled) {
+    done_on = std::this_thread::get_id();
+    done_cancelled = cancelled;
+  };
+  EXPECT_TRUE(engine.Run(job));
+  EXPECT_EQ(done_on, std::this_thread::get_id());
+  EXPECT_FALSE(done_cancelled);
+  EXPECT_TRUE(HalvesSwapped(b));
+}
+
+TEST(CopyEngineTest, JobAboveInlineBytesIsCopiedOnACopyThread) {
+  CopyEngine engine(2);
+  Buffers b(4 * CopyEngine::kMinShareBytes);
+  auto job = SwapHalves(b);
+  absl::Notification finished;
+  std::thread::id done_on;
+  job->done = [&](bool) {
+    done_on = std::this_thread::get_id();
+    finished.Notify();
+  };
+  EXPECT_FALSE(engine.Run(job));
+  ASSERT_TRUE(finished.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_NE(done_on, std::this_thread::get_id());
+  EXPECT_TRUE(HalvesSwapped(b));
+}
+
+TEST(CopyEngineTest, SharesForCountsInlineOneThreadPer512KiBAndAtMostTheThreads) {
+  CopyEngine engine(2);
+  EXPECT_EQ(engine.SharesFor(16 * 1024), 0);
+  EXPECT_EQ(engine.SharesFor(CopyEngine::kInlineBytes), 0);
+  EXPECT_EQ(engine.SharesFor(CopyEngine::kInlineBytes + 1), 1);
+  EXPECT_EQ(engine.SharesFor(2 * CopyEngine::kMinShareBytes), 2);
+  EXPECT_EQ(engine.SharesFor(64 * CopyEngine::kMinShareBytes), 2);
+}
+
+TEST(CopyEngineTest, CancelledInlineJobCopiesNothingAndReportsCancelled) {
+  CopyEngine engine(1);
+  Buffers b(64 * 1024);
+  auto job = SwapHalves(b);
+  job->cancelled = std::make_shared<std::atomic<bool>>(true);
+  bool done_cancelled = false;
+  job->done = [&](bool cancelled) { done_cancelled = cancelled; };
+  EXPECT_TRUE(engine.Run(job));
+  EXPECT_TRUE(done_cancelled);
+  EXPECT_EQ(std::count(b.dst.begin(), b.dst.end(), std::byte{0}), static_cast<long>(b.dst.size()));
+}
+
+}  // namespace
+}  // namespace pdserve::transfer::local
