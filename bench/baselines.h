@@ -1,12 +1,27 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "transfer/copy_plan.h"
 
 namespace pdserve::bench {
 
 // Copy bandwidth in GB/s (bytes copied per second, 1e9) of memcpy over `bytes`, split over
 // `threads` threads; best of repeated runs lasting at least `min_seconds`.
 double MeasureMemcpyGBps(size_t bytes, int threads, double min_seconds);
+
+// The local backend's like-for-like baseline: memcpy of exactly `ops` (offsets into a source
+// region of `src_bytes` and a destination region of `dst_bytes`, both allocated and touched
+// here, so the working set is the pools' and not one hot buffer), cut into `threads` shares by
+// bytes the way the copy engine cuts a batch (threads <= 1: the calling thread alone; more:
+// the caller plus spinning helper threads that already exist, so no thread start or wake-up is
+// timed). Repeated back to back for at least `min_seconds`; GB/s = all bytes / all time (the
+// statistic the backend rows use, not the best run).
+double MeasureScatteredMemcpyGBps(uint64_t src_bytes, uint64_t dst_bytes,
+                                  std::span<const transfer::CopyOp> ops, int threads,
+                                  double min_seconds);
 
 // GFLOP/s of independent multiply-add chains on every thread (2 FLOPs per multiply-add): the
 // compute roof the same compiler flags reach.
