@@ -100,7 +100,7 @@ struct CudaAttention::Impl {
 
   bool UseSm90Prefill() const {
     return prefill_kernel == PrefillKernel::kAuto && sm90 &&
-           PrefillSm90ShapeSupported(config.head_dim);
+           PrefillSm90ShapeSupported(config.head_dim, config.QueryHeadsPerKvHead());
   }
 
   ~Impl() {

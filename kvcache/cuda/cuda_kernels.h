@@ -46,7 +46,7 @@ struct PrefillChunk {
   int start_pos = 0;
 };
 
-// Which prefill attention kernel runs: wgmma (Hopper, head dims 64 and 128) where it applies,
+// Which prefill attention kernel runs: wgmma (Hopper; head dims 64 and 128, even GQA groups) where it applies,
 // else the mma.sync flash-attention kernel; kMmaSync forces the latter (benchmark comparison).
 enum class PrefillKernel { kAuto, kMmaSync };
 

@@ -53,9 +53,10 @@ inline constexpr int kPrefillTileRows = 64;
 
 cudaError_t LaunchWriteKv(const PrefillArgs& args, cudaStream_t stream);
 cudaError_t LaunchPrefillAttention(const PrefillArgs& args, cudaStream_t stream);
-// The same attention with Hopper's wgmma (prefill_attention_sm90.cu); head dims 64 and 128.
+// The same attention with Hopper's wgmma (prefill_attention_sm90.cu): head dims 64 and 128 with
+// an even number of query heads per KV head.
 cudaError_t LaunchPrefillAttentionSm90(const PrefillArgs& args, cudaStream_t stream);
-bool PrefillSm90ShapeSupported(int head_dim);
+bool PrefillSm90ShapeSupported(int head_dim, int group);
 
 struct DecodeSeqDev {
   uint64_t seed;

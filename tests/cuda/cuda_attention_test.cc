@@ -91,13 +91,15 @@ TEST_P(CudaKernelTest, WriteKvGivesTheCpuBytes) {
   EXPECT_TRUE(std::equal(gpu.begin(), gpu.end(), pools.cpu->base()));
 }
 
-TEST_P(CudaKernelTest, PrefillOutputsMatchCpuWithinTolerance) {
-  SKIP_WITHOUT_GPU();
-  Pools pools(config_, layout_, 64);
-  const std::vector<int32_t> a = model::SyntheticPrompt(3, 37, config_.vocab_size);
-  const std::vector<int32_t> b = model::SyntheticPrompt(4, 200, config_.vocab_size);
+// Prefill of a whole prompt and of a prompt in two chunks (the second attends over the first's
+// cached K/V) against the CPU path, with the given kernel.
+void ExpectPrefillMatchesCpu(const ModelConfig& config, KvLayout layout, PrefillKernel kernel) {
+  Pools pools(config, layout, 64);
+  pools.attention->set_prefill_kernel(kernel);
+  const std::vector<int32_t> a = model::SyntheticPrompt(3, 37, config.vocab_size);
+  const std::vector<int32_t> b = model::SyntheticPrompt(4, 200, config.vocab_size);
   std::vector<BlockId> ta = pools.Table(37), tb = pools.Table(200);
-  const size_t row = static_cast<size_t>(config_.num_layers) * config_.num_q_heads * config_.head_dim;
+  const size_t row = static_cast<size_t>(config.num_layers) * config.num_q_heads * config.head_dim;
   // GPU: a whole, and b in two chunks (the second attends over the first's cached K/V).
   std::vector<float> gpu_first((37 + 130) * row), gpu_second(70 * row);
   std::span<const int32_t> b_head(b.data(), 130), b_tail(b.data() + 130, 70);
@@ -123,6 +125,16 @@ TEST_P(CudaKernelTest, PrefillOutputsMatchCpuWithinTolerance) {
   // K/V written on the way are the CPU's bytes.
   const std::vector<std::byte> bytes = pools.GpuBytes();
   EXPECT_TRUE(std::equal(bytes.begin(), bytes.end(), pools.cpu->base()));
+}
+
+TEST_P(CudaKernelTest, PrefillOutputsMatchCpuWithinTolerance) {
+  SKIP_WITHOUT_GPU();
+  ExpectPrefillMatchesCpu(config_, layout_, PrefillKernel::kAuto);
+}
+
+TEST_P(CudaKernelTest, MmaSyncPrefillMatchesCpuWithinTolerance) {
+  SKIP_WITHOUT_GPU();
+  ExpectPrefillMatchesCpu(config_, layout_, PrefillKernel::kMmaSync);
 }
 
 TEST_P(CudaKernelTest, DecodeBatchOfMixedLengthsGivesCpuTokensAndOutputs) {
