@@ -17,6 +17,7 @@
 #include <climits>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 
 #include <grpcpp/grpcpp.h>
@@ -100,7 +101,26 @@ std::string DescribeWaitStatus(int wait_status) {
 
 Cluster::Cluster(ClusterOptions options) : options_(std::move(options)) {}
 
-Cluster::~Cluster() { Stop(); }
+Cluster::~Cluster() {
+  Stop();
+  if (!remove_log_dir_) return;
+  if (!AllExitedCleanly()) {
+    ComponentLogger("cluster")->warn("a cluster process exited abnormally; logs kept in {}",
+                                     options_.log_dir);
+    return;
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(options_.log_dir, ec);
+}
+
+bool Cluster::AllExitedCleanly() const {
+  for (const Child& c : children_) {
+    const int s = c.wait_status;
+    const bool clean = (WIFEXITED(s) && WEXITSTATUS(s) == 0) || (WIFSIGNALED(s) && WTERMSIG(s) == SIGTERM);
+    if (!c.reaped || !clean) return false;
+  }
+  return true;
+}
 
 absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) {
   if (options.num_prefill < 1 || options.num_decode < 1) {
@@ -115,7 +135,8 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) 
                                             "' is not executable"));
   }
   if (options.router_port != 0) RETURN_IF_ERROR(CheckPortFree(options.host, options.router_port));
-  if (options.log_dir.empty()) {
+  const bool own_log_dir = options.log_dir.empty();
+  if (own_log_dir) {
     char tmpl[] = "/tmp/pdserve-cluster-XXXXXX";
     if (mkdtemp(tmpl) == nullptr) {
       return absl::InternalError(absl::StrCat("mkdtemp: ", std::strerror(errno)));
@@ -166,6 +187,7 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) 
                                    worker_args("prefill", i, o.prefill_blocks, o.prefill_args)));
   }
   RETURN_IF_ERROR(cluster->WaitUntilReady());
+  cluster->remove_log_dir_ = own_log_dir;
   return cluster;
 }
 

@@ -37,7 +37,8 @@ struct ClusterOptions {
   std::string preset = "tiny";
   std::string host = "127.0.0.1";
   int router_port = 0;              // 0: a free port; a taken port is an error
-  std::string log_dir;              // empty: a fresh /tmp/pdserve-cluster-XXXXXX
+  std::string log_dir;              // empty: a fresh /tmp/pdserve-cluster-XXXXXX, removed
+                                    // after a clean run (kept when a start or a child failed)
   uint32_t prefill_blocks = 0;      // per prefill worker; 0: from pool_gib
   uint32_t decode_blocks = 0;       // per decode worker; 0: from pool_gib
   double pool_gib = 0;              // 0: the workers' default (1 GiB)
@@ -105,9 +106,15 @@ class Cluster {
   bool Reap(Child& child);
   absl::Status DescribeExit(const Child& child) const;
 
+  // True when every child exited with code 0 or on the SIGTERM that Stop sent.
+  bool AllExitedCleanly() const;
+
   ClusterOptions options_;
   int router_port_ = 0;
   std::vector<Child> children_;
+  // A log folder this cluster made itself (no log_dir given) goes when the cluster is destroyed
+  // after a clean run; after a failed start or an abnormal exit it stays for the operator.
+  bool remove_log_dir_ = false;
 };
 
 // "exited with code 1", "was killed by signal 9 (Killed)".

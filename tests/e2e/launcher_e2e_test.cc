@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <filesystem>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -80,6 +81,40 @@ TEST(LauncherTest, KilledWorkersSharedMemoryIsRemoved) {
   ASSERT_TRUE(cluster->Kill("decode-0", SIGKILL).ok());
   EXPECT_FALSE(cluster->WaitForChildExit(absl::Seconds(30)).ok());
   EXPECT_NE(access(segment.c_str(), F_OK), 0) << segment;
+}
+
+TEST(LauncherTest, OwnLogFolderIsRemovedAfterACleanRun) {
+  auto cluster = Start(Options("local", 1, 1));
+  ASSERT_NE(cluster, nullptr);
+  const std::string log_dir = cluster->options().log_dir;
+  ASSERT_EQ(access((log_dir + "/router.log").c_str(), F_OK), 0) << log_dir;
+  cluster.reset();
+  EXPECT_NE(access(log_dir.c_str(), F_OK), 0) << log_dir;
+}
+
+TEST(LauncherTest, OwnLogFolderIsKeptWhenAProcessDiedAbnormally) {
+  auto cluster = Start(Options("local", 1, 1));
+  ASSERT_NE(cluster, nullptr);
+  const std::string log_dir = cluster->options().log_dir;
+  ASSERT_TRUE(cluster->Kill("prefill-0", SIGKILL).ok());
+  EXPECT_FALSE(cluster->WaitForChildExit(absl::Seconds(30)).ok());
+  cluster.reset();
+  EXPECT_EQ(access((log_dir + "/prefill-0.log").c_str(), F_OK), 0) << log_dir;
+  std::error_code ec;
+  std::filesystem::remove_all(log_dir, ec);
+}
+
+TEST(LauncherTest, GivenLogFolderIsKeptAfterACleanRun) {
+  char tmpl[] = "/tmp/pdserve-launcher-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  cluster::ClusterOptions options = Options("local", 1, 1);
+  options.log_dir = tmpl;
+  auto cluster = Start(options);
+  ASSERT_NE(cluster, nullptr);
+  cluster.reset();
+  EXPECT_EQ(access((std::string(tmpl) + "/router.log").c_str(), F_OK), 0) << tmpl;
+  std::error_code ec;
+  std::filesystem::remove_all(tmpl, ec);
 }
 
 }  // namespace
