@@ -2,17 +2,17 @@
 // paged pool. A block is two warpgroups: two query heads of one KV head over the same 64-row
 // query tile (so the same causal extent), sharing every K/V tile they load.
 //   Q tile: generated from the synthetic model straight into 128B-swizzled shared memory;
-//   K/V: 64-key tiles gathered through the block table by cp.async, four stages, two ahead;
+//   K/V: 64-key tiles gathered through the block table by cp.async, double-buffered;
 //   S = Q K^T: wgmma with both operands in shared memory (K-major);
 //   online softmax on the S accumulators in registers (exp2, fp32);
 //   O += P V: wgmma with P from registers (bf16) and V in shared memory (MN-major).
-// Each warpgroup overlaps its softmax with its own matrix work (FA3's intra-warpgroup
-// pipelining): S_j = Q K_j^T and O += P_{j-1} V_{j-1} are issued together, and the softmax of
-// S_j runs while the tensor cores finish P_{j-1} V_{j-1}.
-// Measured on an H100 at 8192 tokens (docs/results): 0.40x of cuBLAS, against 0.32x for a first
-// version with one head per block and no pipelining, and 0.23x for the mma.sync kernel in
-// prefill_kernels.cu, which stays for head dims and GQA groups this one does not cover, and as
-// the benchmark's comparison.
+// Two blocks share an SM (128 registers a thread), so one block's softmax and start-up overlap
+// the other's matrix work. Measured on an H100 (docs/results/gpu-h100-2026-11-24-kernels.md), at
+// 512 / 2048 / 8192 tokens, as ratios of cuBLAS: this kernel 0.26x / 0.39x / 0.41x. Variants tried:
+// one head per block 0.20x / 0.30x / 0.35x; one block per SM with FA3's intra-warpgroup
+// pipelining (S_j issued with P_{j-1} V_{j-1}, four stages, 175 registers) 0.22x / 0.35x / 0.41x.
+// The mma.sync kernel in prefill_kernels.cu (0.16x / 0.21x / 0.23x) stays for head dims and GQA
+// groups this one does not cover, and as the benchmark's comparison.
 
 #include <cmath>
 
@@ -28,7 +28,8 @@ constexpr int kRows = kPrefillTileRows;  // 64: the M of one warpgroup's wgmma
 constexpr int kKeys = 64;                // keys per tile (the N of S = Q K^T)
 
 constexpr int kThreads = 256;
-constexpr int kStages = 4;
+
+constexpr int kStages = 2;
 
 template <int D>
 struct Sm90Tile {
@@ -94,7 +95,7 @@ __device__ __forceinline__ void SoftmaxTile(float (&s)[32], uint32_t (&p)[kKeys 
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
 template <int D>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(kThreads, 2)
     PrefillAttentionSm90Kernel(PrefillArgs a, float scale_log2) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using T = Sm90Tile<D>;
@@ -151,7 +152,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     CpAsyncCommit();
   };
   load_tile(0);
-  load_tile(1);
 
   // This warpgroup's Q from the synthetic model (values exact in bf16); rows past the chunk
   // repeat its last row and are not written out.
@@ -199,14 +199,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   };
   // Tile t is resident once every thread's copies of it have landed and been made visible to
-  // the async proxy; the barrier also tells every thread that tile t - 2's stage is free (its
-  // last reader, P V of t - 2, was waited for in the previous iteration), so tile t + 2 can go
-  // there.
+  // the async proxy; the barrier also tells every thread that tile t - 1's stage is free (its
+  // last reader, P V of t - 1, was waited for in the previous iteration), so tile t + 1 can go
+  // there while tile t is used.
   auto tile_ready = [&](int t) {
-    CpAsyncWait<1>();
+    CpAsyncWait<0>();
     FenceProxyAsync();
     __syncthreads();
-    load_tile(t + 2);
+    load_tile(t + 1);
   };
 
   float o[D / 2];
@@ -217,30 +217,16 @@ __global__ void __launch_bounds__(kThreads, 1)
   float s[32];
   float corr0, corr1;
 
-  tile_ready(0);
-  PinRegisters(s);
-  WgmmaFence();
-  issue_s(s, 0);
-  WgmmaCommit();
-  WgmmaWait<0>();
-  PinRegisters(s);
-  SoftmaxTile(s, p, st, corr0, corr1, kKeys - 1 > first_pos, 0, pos0, pos1, tig, scale_log2);
-
-  for (int t = 1; t < num_tiles; ++t) {
+  for (int t = 0; t < num_tiles; ++t) {
     tile_ready(t);
     PinRegisters(s);
-    PinRegisters(o);
     WgmmaFence();
     issue_s(s, t);
     WgmmaCommit();
-    issue_pv(o, p, t - 1);
-    WgmmaCommit();
-    WgmmaWait<1>();  // S_t done; P_{t-1} V_{t-1} may still run
-    PinRegisters(s);
-    SoftmaxTile(s, p, st, corr0, corr1, t * kKeys + kKeys - 1 > first_pos, t * kKeys, pos0, pos1,
-                tig, scale_log2);
     WgmmaWait<0>();
-    PinRegisters(o);
+    PinRegisters(s);
+    SoftmaxTile(s, p, st, corr0, corr1, t * kKeys + kKeys - 1 > first_pos, t * kKeys, pos0,
+                pos1, tig, scale_log2);
 #pragma unroll
     for (int i = 0; i < D / 8; ++i) {
       o[4 * i + 0] *= corr0;
@@ -248,13 +234,13 @@ __global__ void __launch_bounds__(kThreads, 1)
       o[4 * i + 2] *= corr1;
       o[4 * i + 3] *= corr1;
     }
+    PinRegisters(o);
+    WgmmaFence();
+    issue_pv(o, p, t);
+    WgmmaCommit();
+    WgmmaWait<0>();
+    PinRegisters(o);
   }
-  PinRegisters(o);
-  WgmmaFence();
-  issue_pv(o, p, num_tiles - 1);
-  WgmmaCommit();
-  WgmmaWait<0>();
-  PinRegisters(o);
 
   float l0 = st.l0, l1 = st.l1;
   l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
