@@ -15,6 +15,7 @@
 #include "loadgen/load_runner.h"
 #include "loadgen/result_csv.h"
 #include "loadgen/result_json.h"
+#include "transfer/kv_transport.h"
 #if PDSERVE_HAS_CUDA
 #include "kvcache/cuda/cuda_kernels.h"
 #endif
@@ -55,15 +56,28 @@ absl::StatusOr<Sweep> ResolveSweep(const ServingBenchOptions& o) {
   return s;
 }
 
-// The name a backend is reported under: on the GPU (--device cuda) `local` runs as cuda-ipc
-// and `ucx` as ucx-staged (Debian's UCX has no CUDA transports: blocks go D2H into the pinned
-// host pool, UCX puts them into the decode worker's host pool, H2D there before decoding).
+// Whether the linked UCX can register device memory (the libucx-cu13 build, PDSERVE_UCX_ROOT):
+// then `ucx` on the GPU puts device memory straight into the decode worker's device pool.
+bool UcxTakesDeviceMemory() {
+  static const bool yes = [] {
+    transfer::TransportOptions probe;
+    probe.backend = "ucx";
+    probe.pool_memory = MemoryKind::kCuda;
+    return transfer::AllocatePoolMemory(probe, 1 << 20).ok();
+  }();
+  return yes;
+}
+
+// The name a backend is reported under. On the GPU (--device cuda) `local` runs as cuda-ipc, and
+// `ucx` as ucx on device memory where the linked UCX can do that, else as ucx-staged (Debian's
+// UCX has no CUDA transports: blocks go D2H into a pinned host pool, UCX puts them into the
+// decode worker's host pool, H2D there before decoding).
 std::string BackendLabel(const std::string& backend, const std::string& device) {
   if (device != "cuda") return backend;
   if (backend == "local") return "cuda-ipc";
-  if (backend == "ucx") return "ucx-staged";
+  if (backend == "ucx") return UcxTakesDeviceMemory() ? "ucx" : "ucx-staged";
   if (backend.rfind("ucx-", 0) == 0 && backend != "ucx-staged") {
-    return absl::StrCat("ucx-staged-", backend.substr(4));
+    return absl::StrCat(UcxTakesDeviceMemory() ? "ucx-" : "ucx-staged-", backend.substr(4));
   }
   return backend;
 }
@@ -72,12 +86,13 @@ std::string BackendLabel(const std::string& backend, const std::string& device) 
 absl::Status ConfigureBackend(const std::string& backend, const std::string& device,
                               cluster::ClusterOptions& c) {
   if (device == "cuda") {
+    const std::string ucx = UcxTakesDeviceMemory() ? "ucx" : "ucx-staged";
     if (backend == "local" || backend == "cuda-ipc") {
       c.transfer = "cuda-ipc";
-    } else if (backend == "ucx" || backend == "ucx-staged") {
-      c.transfer = "ucx-staged";
-    } else if (backend.rfind("ucx-", 0) == 0) {
-      c.transfer = "ucx-staged";
+    } else if (backend == "ucx") {
+      c.transfer = ucx;
+    } else if (backend.rfind("ucx-", 0) == 0 && backend != "ucx-staged") {
+      c.transfer = ucx;
       c.env.push_back({"UCX_TLS", backend.substr(4)});
     } else {
       c.transfer = backend;
@@ -182,6 +197,7 @@ absl::Status RunServingBench(const ServingBenchOptions& options) {
     c.compute = o.compute;
     c.gpu = o.gpu;
     c.pool_gib = o.pool_gib;
+    c.layout = o.layout;
     c.log_level = "warn";
     c.log_dir = absl::StrCat(dir, "/logs-", backend);
     RETURN_IF_ERROR(ConfigureBackend(user_backend, o.device, c));
@@ -260,7 +276,8 @@ absl::Status RunServingBench(const ServingBenchOptions& options) {
   context.preset = o.preset;
   context.compute = compute;
   context.cluster = absl::StrCat(o.num_prefill, " prefill + ", o.num_decode,
-                                 " decode workers on one host, ", o.pool_gib, " GiB KV pool each");
+                                 " decode workers on one host, ", o.pool_gib,
+                                 " GiB KV pool each, ", o.layout, " KV layout");
   context.command = o.command_line;
   context.device = device;
   if (!o.backends.empty()) context.baseline = BackendLabel(o.backends.front(), o.device);

@@ -22,6 +22,7 @@ struct ServingBenchOptions {
   int num_prefill = 1;
   int num_decode = 1;
   double pool_gib = 2.0;             // per worker
+  std::string layout = "layer-major";  // KV layout of every pool: layer-major | block-major
   std::vector<int> input_lens;       // empty: from the matrix
   std::vector<int> output_lens;
   std::vector<double> rates;

@@ -21,10 +21,13 @@ void AddServingBenchCommand(CLI::App& app) {
   bench->add_option("--preset", o->preset)->capture_default_str();
   bench->add_option("--compute", o->compute, "real, roofline or cuda")->capture_default_str();
   bench->add_option("--gpu", o->gpu, "GPU modelled by --compute roofline")->capture_default_str();
-  bench->add_option("--device", o->device, "cpu or cuda (GPU workers: --compute cuda, local runs as cuda-ipc, ucx as ucx-staged, default backends local,ucx, inputs 512,2048, outputs 128, 8 GiB pools)")->capture_default_str();
+  bench->add_option("--device", o->device, "cpu or cuda (GPU workers: --compute cuda, local runs as cuda-ipc, ucx on device memory when the linked UCX can (PDSERVE_UCX_ROOT build), else as ucx-staged; default backends local,ucx, inputs 512,2048, outputs 128, 8 GiB pools)")->capture_default_str();
   bench->add_option("--prefill", o->num_prefill, "prefill workers")->capture_default_str();
   bench->add_option("--decode", o->num_decode, "decode workers")->capture_default_str();
   bench->add_option("--pool-gib", o->pool_gib, "KV pool per worker (GiB)")->capture_default_str();
+  bench->add_option("--layout", o->layout, "KV layout of every pool: layer-major (a fragment per layer and block) or block-major (one per block)")
+      ->check(CLI::IsMember({"layer-major", "block-major"}))
+      ->capture_default_str();
   bench->add_option("--input-lens", o->input_lens)->delimiter(',');
   bench->add_option("--output-lens", o->output_lens)->delimiter(',');
   bench->add_option("--rates", o->rates, "request rates (req/s)")->delimiter(',');
