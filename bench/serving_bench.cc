@@ -297,6 +297,7 @@ absl::Status RunServingBench(const ServingBenchOptions& options) {
             "on this host's CPU, so on a small CPU host the highest rates saturate the decode "
             "worker and the queueing that follows is part of the numbers");
   std::string headline;
+  RETURN_IF_ERROR(WriteServingReportInputs(dir, context, runs));
   RETURN_IF_ERROR(WriteServingReport(dir, context, runs, &headline));
   int failed = 0;
   for (const ServingRun& r : runs) failed += !r.error.empty();

@@ -254,4 +254,66 @@ absl::Status WriteServingReport(const std::string& dir, const ServingReportConte
   return absl::OkStatus();
 }
 
+absl::Status WriteServingReportInputs(const std::string& dir, const ServingReportContext& context,
+                                      const std::vector<ServingRun>& runs) {
+  nlohmann::json j = {{"date", context.date},         {"preset", context.preset},
+                      {"compute", context.compute},   {"cluster", context.cluster},
+                      {"choices", context.choices},   {"command", context.command},
+                      {"backends", context.backends}, {"device", context.device},
+                      {"baseline", context.baseline}, {"runs", nlohmann::json::array()}};
+  for (const ServingRun& r : runs) {
+    j["runs"].push_back({{"backend", r.backend},
+                         {"input_len", r.input_len},
+                         {"output_len", r.output_len},
+                         {"request_rate", RateName(r.request_rate)},
+                         {"result_file", r.result_file},
+                         {"error", r.error}});
+  }
+  std::ofstream out(dir + "/report-inputs.json");
+  out << j.dump(2) << "\n";
+  if (!out) return absl::InternalError(absl::StrCat("cannot write ", dir, "/report-inputs.json"));
+  return absl::OkStatus();
+}
+
+absl::Status RewriteServingReport(const std::string& dir, std::string* headline) {
+  const std::string path = dir + "/report-inputs.json";
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("no ", path, " (written by pdserve bench)"));
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("runs")) {
+    return absl::InvalidArgumentError(absl::StrCat(path, " is not a report-inputs file"));
+  }
+  ServingReportContext context;
+  context.date = j.value("date", "");
+  context.preset = j.value("preset", "");
+  context.compute = j.value("compute", "");
+  context.cluster = j.value("cluster", "");
+  context.choices = j.value("choices", "");
+  context.command = j.value("command", "");
+  context.backends = j.value("backends", "");
+  context.device = j.value("device", "");
+  context.baseline = j.value("baseline", "local");
+  std::vector<ServingRun> runs;
+  for (const nlohmann::json& r : j["runs"]) {
+    ServingRun run;
+    run.backend = r.value("backend", "");
+    run.input_len = r.value("input_len", 0);
+    run.output_len = r.value("output_len", 0);
+    const std::string rate = r.value("request_rate", "inf");
+    run.request_rate = rate == "inf" ? INFINITY : std::strtod(rate.c_str(), nullptr);
+    run.result_file = r.value("result_file", "");
+    run.error = r.value("error", "");
+    if (!run.result_file.empty()) {
+      std::ifstream result_in(absl::StrCat(dir, "/", run.result_file));
+      run.result = nlohmann::json::parse(result_in, nullptr, /*allow_exceptions=*/false);
+      if (run.result.is_discarded()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("cannot read ", dir, "/", run.result_file, " as JSON"));
+      }
+    }
+    runs.push_back(std::move(run));
+  }
+  return WriteServingReport(dir, context, runs, headline);
+}
+
 }  // namespace pdserve::bench

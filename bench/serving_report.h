@@ -36,6 +36,14 @@ struct ServingReportContext {
 absl::Status WriteServingReport(const std::string& dir, const ServingReportContext& context,
                                 const std::vector<ServingRun>& runs, std::string* headline);
 
+// Writes report-inputs.json into `dir`: the context and, per run, its settings, result file and
+// error, so that RewriteServingReport can draw the report again elsewhere (say, plots on a
+// machine with gnuplot after a GPU run on one without).
+absl::Status WriteServingReportInputs(const std::string& dir, const ServingReportContext& context,
+                                      const std::vector<ServingRun>& runs);
+// Reads `dir`/report-inputs.json and the per-run JSON it names, then WriteServingReport.
+absl::Status RewriteServingReport(const std::string& dir, std::string* headline);
+
 // The value of `field` in a run's result, or NaN when absent or null.
 double ResultNumber(const nlohmann::json& result, const std::string& field);
 

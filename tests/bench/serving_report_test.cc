@@ -87,5 +87,35 @@ TEST_F(ServingReportTest, PlotsAreDrawnWhenGnuplotIsInstalled) {
   }
 }
 
+TEST_F(ServingReportTest, RewrittenReportEqualsTheOriginal) {
+  std::vector<ServingRun> runs = {MakeRun("local", 4, 20.0, 1.0), MakeRun("ucx", 4, 35.0, 9.0),
+                                  MakeRun("ucx", INFINITY, 50.0, 12.0)};
+  runs[2].result_file = "ucx_inf.json";
+  runs[2].error = "cluster did not start: port taken";
+  for (const ServingRun& r : runs) {
+    std::ofstream(dir_ + "/" + r.result_file) << r.result.dump();
+  }
+  context_.device = "a GPU";
+  context_.baseline = "local";
+  std::string first, second;
+  ASSERT_TRUE(WriteServingReportInputs(dir_, context_, runs).ok());
+  ASSERT_TRUE(WriteServingReport(dir_, context_, runs, &first).ok());
+  const std::string report = ReadFile(dir_ + "/report.md");
+  const std::string summary = ReadFile(dir_ + "/summary.csv");
+  std::filesystem::remove(dir_ + "/report.md");
+  std::filesystem::remove(dir_ + "/summary.csv");
+
+  absl::Status rewritten = RewriteServingReport(dir_, &second);
+  ASSERT_TRUE(rewritten.ok()) << rewritten;
+  EXPECT_EQ(second, first);
+  EXPECT_EQ(ReadFile(dir_ + "/report.md"), report);
+  EXPECT_EQ(ReadFile(dir_ + "/summary.csv"), summary);
+}
+
+TEST_F(ServingReportTest, RewriteWithoutInputsIsNotFound) {
+  std::string headline;
+  EXPECT_EQ(RewriteServingReport(dir_, &headline).code(), absl::StatusCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace pdserve::bench
