@@ -6,14 +6,14 @@
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
 #include "cluster/cluster.h"
-#include "cluster/worker_process.h"
+#include "service/worker_process.h"
 
 namespace pdserve::cli {
 namespace {
 
 absl::Status RunCluster(cluster::ClusterOptions options, bool quiet) {
   // Before any thread exists, so that every thread of this process leaves them to sigtimedwait.
-  cluster::BlockTerminationSignals();
+  service::BlockTerminationSignals();
   absl::StatusOr<std::unique_ptr<cluster::Cluster>> started = cluster::Cluster::Start(options);
   if (!started.ok()) return started.status();
   cluster::Cluster& c = **started;

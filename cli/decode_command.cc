@@ -17,7 +17,7 @@ void AddDecodeCommand(CLI::App& app) {
                   "free an allocation that no Decode claimed within this time")
       ->capture_default_str();
   cmd->callback([flags, lease_s] {
-    cluster::BlockTerminationSignals();
+    service::BlockTerminationSignals();
     flags->options.transfer_timeout = absl::Seconds(flags->transfer_timeout_s);
     flags->options.allocation_lease = absl::Seconds(*lease_s);
     ExitWith(decode::RunDecodeWorker(flags->options));

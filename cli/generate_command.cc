@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
-#include "cluster/grpc_util.h"
+#include "service/grpc_util.h"
 #include "common/clock.h"
 #include "common/model_config.h"
 #include "common/status_macros.h"
@@ -46,7 +46,7 @@ absl::Status RunGenerate(const GenerateFlags& f) {
   request.set_max_tokens(f.max_tokens);
   request.set_seed(f.seed);
   grpc::ClientContext ctx;
-  cluster::SetDeadline(ctx, absl::Seconds(f.timeout_s));
+  service::SetDeadline(ctx, absl::Seconds(f.timeout_s));
   const int64_t sent_us = WallMicros();
   auto reader = stub->Generate(&ctx, request);
   v1::GenerateResponse chunk;
@@ -74,7 +74,7 @@ absl::Status RunGenerate(const GenerateFlags& f) {
   }
   const int64_t done_us = WallMicros();
   std::printf("\n");
-  RETURN_IF_ERROR(cluster::FromGrpc(reader->Finish()));
+  RETURN_IF_ERROR(service::FromGrpc(reader->Finish()));
   const v1::RequestTimeline& t = timeline;
   std::printf("%d tokens after a prompt of %d (finish: %s), served by %s -> %s\n",
               static_cast<int>(tokens.size()), prompt_tokens, finish_reason.c_str(),
@@ -97,9 +97,9 @@ absl::Status RunGenerate(const GenerateFlags& f) {
   std::printf("  %-28s %10.3f ms (client)\n", "E2E (client)", Ms(sent_us, done_us));
   if (f.verify) {
     grpc::ClientContext sctx;
-    cluster::SetDeadline(sctx, absl::Seconds(10));
+    service::SetDeadline(sctx, absl::Seconds(10));
     v1::ClusterStatus status;
-    RETURN_IF_ERROR(cluster::FromGrpc(stub->GetStatus(&sctx, v1::StatusRequest(), &status)));
+    RETURN_IF_ERROR(service::FromGrpc(stub->GetStatus(&sctx, v1::StatusRequest(), &status)));
     ASSIGN_OR_RETURN(ModelConfig config, PresetConfig(status.preset()));
     std::vector<int32_t> prompt = f.prompt.empty()
                                       ? model::SyntheticPrompt(f.seed, f.prompt_len,

@@ -16,7 +16,7 @@ void AddPrefillCommand(CLI::App& app) {
                   "every prefill batch lasts at least this long (slows prefill down for tests)")
       ->capture_default_str();
   cmd->callback([flags] {
-    cluster::BlockTerminationSignals();
+    service::BlockTerminationSignals();
     flags->options.transfer_timeout = absl::Seconds(flags->transfer_timeout_s);
     ExitWith(prefill::RunPrefillWorker(flags->options));
   });

@@ -1,7 +1,7 @@
 #include <memory>
 
 #include "cli/commands.h"
-#include "cluster/worker_process.h"
+#include "service/worker_process.h"
 #include "router/router_process.h"
 
 namespace pdserve::cli {
@@ -52,7 +52,7 @@ void AddRouterCommand(CLI::App& app) {
                   "how long a decode worker waits for a request's KV")
       ->capture_default_str();
   cmd->callback([f] {
-    cluster::BlockTerminationSignals();
+    service::BlockTerminationSignals();
     f->options.router.heartbeat_interval = absl::Milliseconds(f->heartbeat_ms);
     f->options.router.queue_timeout = absl::Seconds(f->queue_timeout_s);
     f->options.router.prefill_timeout = absl::Seconds(f->prefill_timeout_s);

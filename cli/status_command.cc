@@ -4,7 +4,7 @@
 #include <memory>
 
 #include "cli/commands.h"
-#include "cluster/grpc_util.h"
+#include "service/grpc_util.h"
 #include "common/status_macros.h"
 #include "pdserve.grpc.pb.h"
 
@@ -22,9 +22,9 @@ const char* RoleName(v1::WorkerRole role) {
 absl::Status RunStatus(const std::string& endpoint) {
   auto stub = v1::Router::NewStub(grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
-  cluster::SetDeadline(ctx, absl::Seconds(10));
+  service::SetDeadline(ctx, absl::Seconds(10));
   v1::ClusterStatus s;
-  RETURN_IF_ERROR(cluster::FromGrpc(stub->GetStatus(&ctx, v1::StatusRequest(), &s)));
+  RETURN_IF_ERROR(service::FromGrpc(stub->GetStatus(&ctx, v1::StatusRequest(), &s)));
   std::printf("router %s: preset %s, transfer %s\n", endpoint.c_str(), s.preset().c_str(),
               s.transfer_backend().empty() ? "any" : s.transfer_backend().c_str());
   std::printf("requests: %u waiting (bound %u), %u prefilling, %u decoding, %llu finished, "

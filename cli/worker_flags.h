@@ -5,18 +5,18 @@
 #include <memory>
 
 #include "CLI/CLI.hpp"
-#include "cluster/worker_process.h"
+#include "service/worker_process.h"
 
 namespace pdserve::cli {
 
 struct WorkerFlags {
-  cluster::WorkerProcessOptions options;
+  service::WorkerProcessOptions options;
   double transfer_timeout_s = 30;
 };
 
 inline std::shared_ptr<WorkerFlags> AddWorkerFlags(CLI::App* cmd) {
   auto f = std::make_shared<WorkerFlags>();
-  cluster::WorkerProcessOptions& o = f->options;
+  service::WorkerProcessOptions& o = f->options;
   cmd->add_option("--worker-id", o.worker_id, "name in the cluster (default <role>-<pid>)");
   cmd->add_option("--host", o.host, "address to listen on")->capture_default_str();
   cmd->add_option("--port", o.port, "gRPC port; 0 picks a free one and prints it")

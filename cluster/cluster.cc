@@ -24,7 +24,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "cluster/grpc_util.h"
+#include "service/grpc_util.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "pdserve.grpc.pb.h"
@@ -337,9 +337,9 @@ absl::StatusOr<v1::ClusterStatus> Cluster::GetStatus(absl::Duration timeout) con
   auto stub = v1::Router::NewStub(
       grpc::CreateChannel(endpoint(), grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
-  SetDeadline(ctx, timeout);
+  service::SetDeadline(ctx, timeout);
   v1::ClusterStatus status;
-  RETURN_IF_ERROR(FromGrpc(stub->GetStatus(&ctx, v1::StatusRequest(), &status)));
+  RETURN_IF_ERROR(service::FromGrpc(stub->GetStatus(&ctx, v1::StatusRequest(), &status)));
   return status;
 }
 

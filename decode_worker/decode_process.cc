@@ -3,7 +3,7 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
-#include "cluster/router_link.h"
+#include "service/router_link.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #if PDSERVE_HAS_CUDA
@@ -13,13 +13,13 @@
 
 namespace pdserve::decode {
 
-absl::Status RunDecodeWorker(cluster::WorkerProcessOptions options) {
+absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
   auto log = ComponentLogger("decode");
   if (options.worker_id.empty()) options.worker_id = absl::StrCat("decode-", getpid());
   ASSIGN_OR_RETURN(ModelConfig config, PresetConfig(options.preset));
   ASSIGN_OR_RETURN(KvLayout layout, ParseKvLayout(options.layout));
   ASSIGN_OR_RETURN(uint32_t num_blocks,
-                   cluster::PoolBlocks(config, options.num_blocks, options.pool_gib));
+                   service::PoolBlocks(config, options.num_blocks, options.pool_gib));
 
   DecodeEngineOptions engine_options;
   engine_options.attention.threads = options.threads;
@@ -29,8 +29,8 @@ absl::Status RunDecodeWorker(cluster::WorkerProcessOptions options) {
 #else
   constexpr bool kBuiltWithCuda = false;
 #endif
-  ASSIGN_OR_RETURN(cluster::WorkerCompute compute,
-                   cluster::ResolveWorkerCompute(options, config, kBuiltWithCuda));
+  ASSIGN_OR_RETURN(service::WorkerCompute compute,
+                   service::ResolveWorkerCompute(options, config, kBuiltWithCuda));
   engine_options.roofline = compute.roofline;
   engine_options.attention.compute_attention = compute.compute_attention;
 
@@ -73,10 +73,10 @@ absl::Status RunDecodeWorker(cluster::WorkerProcessOptions options) {
   service_options.worker_id = options.worker_id;
   service_options.transfer_timeout = options.transfer_timeout;
   DecodeService service(engine, *transport, service_options);
-  ASSIGN_OR_RETURN(cluster::RunningServer server,
-                   cluster::StartServer(options.host, options.port, {&service}));
+  ASSIGN_OR_RETURN(service::RunningServer server,
+                   service::StartServer(options.host, options.port, {&service}));
 
-  cluster::RouterLinkOptions link_options;
+  service::RouterLinkOptions link_options;
   link_options.router_address = options.router;
   v1::RegisterWorkerRequest& reg = link_options.registration;
   reg.set_worker_id(options.worker_id);
@@ -96,10 +96,10 @@ absl::Status RunDecodeWorker(cluster::WorkerProcessOptions options) {
   log->info("{}: {} blocks of {} bytes ({} MiB, {}), transfer {}, compute {}", options.worker_id,
             num_blocks, geometry.block_bytes(), geometry.region_bytes() >> 20,
             KvLayoutName(layout), transport->backend(), options.compute);
-  RETURN_IF_ERROR(cluster::AnnounceListening(
+  RETURN_IF_ERROR(service::AnnounceListening(
       absl::StrCat("pdserve decode ", options.worker_id), server, options.port_file));
-  ASSIGN_OR_RETURN(std::unique_ptr<cluster::RouterLink> link,
-                   cluster::RouterLink::Start(link_options, [&service] {
+  ASSIGN_OR_RETURN(std::unique_ptr<service::RouterLink> link,
+                   service::RouterLink::Start(link_options, [&service] {
                      return service.Capacity();
                    }));
 
@@ -114,7 +114,7 @@ absl::Status RunDecodeWorker(cluster::WorkerProcessOptions options) {
       for (int i = 0; i < 10 && !stop.load(); ++i) absl::SleepFor(absl::Milliseconds(100));
     }
   });
-  const int sig = cluster::WaitForTerminationSignal();
+  const int sig = service::WaitForTerminationSignal();
   log->info("{}: signal {} received, stopping", options.worker_id, sig);
   stop = true;
   reaper.join();

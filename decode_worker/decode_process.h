@@ -1,13 +1,13 @@
 #pragma once
 
 #include "absl/status/status.h"
-#include "cluster/worker_process.h"
+#include "service/worker_process.h"
 
 namespace pdserve::decode {
 
 // `pdserve decode`: builds the KV pool in POSIX shared memory, registers it with the transfer
 // backend, serves DecodeWorker, registers with the router and heartbeats, until SIGINT/SIGTERM.
-// The caller must have blocked those signals (cluster::BlockTerminationSignals) first.
-absl::Status RunDecodeWorker(cluster::WorkerProcessOptions options);
+// The caller must have blocked those signals (service::BlockTerminationSignals) first.
+absl::Status RunDecodeWorker(service::WorkerProcessOptions options);
 
 }  // namespace pdserve::decode

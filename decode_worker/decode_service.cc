@@ -3,13 +3,13 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
-#include "cluster/grpc_util.h"
+#include "service/grpc_util.h"
 #include "common/clock.h"
 #include "common/logging.h"
 
 namespace pdserve::decode {
 
-using cluster::ToGrpc;
+using service::ToGrpc;
 
 DecodeService::DecodeService(DecodeEngine& engine, transfer::KvTransport& transport,
                              DecodeServiceOptions options)

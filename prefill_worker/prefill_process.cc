@@ -5,7 +5,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "cluster/router_link.h"
+#include "service/router_link.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #if PDSERVE_HAS_CUDA
@@ -15,13 +15,13 @@
 
 namespace pdserve::prefill {
 
-absl::Status RunPrefillWorker(cluster::WorkerProcessOptions options) {
+absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   auto log = ComponentLogger("prefill");
   if (options.worker_id.empty()) options.worker_id = absl::StrCat("prefill-", getpid());
   ASSIGN_OR_RETURN(ModelConfig config, PresetConfig(options.preset));
   ASSIGN_OR_RETURN(KvLayout layout, ParseKvLayout(options.layout));
   ASSIGN_OR_RETURN(uint32_t num_blocks,
-                   cluster::PoolBlocks(config, options.num_blocks, options.pool_gib));
+                   service::PoolBlocks(config, options.num_blocks, options.pool_gib));
 
   PrefillEngineOptions engine_options;
   engine_options.attention.threads = options.threads;
@@ -33,8 +33,8 @@ absl::Status RunPrefillWorker(cluster::WorkerProcessOptions options) {
 #else
   constexpr bool kBuiltWithCuda = false;
 #endif
-  ASSIGN_OR_RETURN(cluster::WorkerCompute compute,
-                   cluster::ResolveWorkerCompute(options, config, kBuiltWithCuda));
+  ASSIGN_OR_RETURN(service::WorkerCompute compute,
+                   service::ResolveWorkerCompute(options, config, kBuiltWithCuda));
   engine_options.roofline = compute.roofline;
   engine_options.attention.compute_attention = compute.compute_attention;
 
@@ -77,10 +77,10 @@ absl::Status RunPrefillWorker(cluster::WorkerProcessOptions options) {
   PrefillServiceOptions service_options;
   service_options.worker_id = options.worker_id;
   PrefillService service(engine, *transport, service_options);
-  ASSIGN_OR_RETURN(cluster::RunningServer server,
-                   cluster::StartServer(options.host, options.port, {&service}));
+  ASSIGN_OR_RETURN(service::RunningServer server,
+                   service::StartServer(options.host, options.port, {&service}));
 
-  cluster::RouterLinkOptions link_options;
+  service::RouterLinkOptions link_options;
   link_options.router_address = options.router;
   v1::RegisterWorkerRequest& reg = link_options.registration;
   reg.set_worker_id(options.worker_id);
@@ -100,13 +100,13 @@ absl::Status RunPrefillWorker(cluster::WorkerProcessOptions options) {
   log->info("{}: {} blocks of {} bytes ({} MiB, {}), transfer {}, compute {}", options.worker_id,
             num_blocks, cache->geometry().block_bytes(), cache->geometry().region_bytes() >> 20,
             KvLayoutName(layout), transport->backend(), options.compute);
-  RETURN_IF_ERROR(cluster::AnnounceListening(
+  RETURN_IF_ERROR(service::AnnounceListening(
       absl::StrCat("pdserve prefill ", options.worker_id), server, options.port_file));
-  ASSIGN_OR_RETURN(std::unique_ptr<cluster::RouterLink> link,
-                   cluster::RouterLink::Start(link_options, [&service] {
+  ASSIGN_OR_RETURN(std::unique_ptr<service::RouterLink> link,
+                   service::RouterLink::Start(link_options, [&service] {
                      return service.Capacity();
                    }));
-  const int sig = cluster::WaitForTerminationSignal();
+  const int sig = service::WaitForTerminationSignal();
   log->info("{}: signal {} received, stopping", options.worker_id, sig);
   link.reset();
   server.server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));

@@ -2,7 +2,7 @@
 
 #include <unistd.h>
 
-#include "cluster/grpc_util.h"
+#include "service/grpc_util.h"
 
 namespace pdserve::prefill {
 
@@ -50,13 +50,13 @@ grpc::Status PrefillService::Prefill(grpc::ServerContext*, const v1::PrefillBatc
 
 grpc::Status PrefillService::AddPeer(grpc::ServerContext*, const v1::AddPeerRequest* request,
                                      v1::AddPeerResponse*) {
-  return cluster::ToGrpc(
+  return service::ToGrpc(
       engine_.AddPeer(request->worker_id(), request->kv_pool().transport_descriptor()));
 }
 
 grpc::Status PrefillService::RemovePeer(grpc::ServerContext*, const v1::RemovePeerRequest* request,
                                         v1::RemovePeerResponse*) {
-  return cluster::ToGrpc(engine_.RemovePeer(request->worker_id()));
+  return service::ToGrpc(engine_.RemovePeer(request->worker_id()));
 }
 
 grpc::Status PrefillService::GetStatus(grpc::ServerContext*, const v1::StatusRequest*,

@@ -16,7 +16,7 @@ struct RouterProcessOptions {
 };
 
 // `pdserve router`: serves Router until SIGINT/SIGTERM. The caller must have blocked those
-// signals (cluster::BlockTerminationSignals) first.
+// signals (service::BlockTerminationSignals) first.
 absl::Status RunRouter(RouterProcessOptions options);
 
 }  // namespace pdserve::router

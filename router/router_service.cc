@@ -1,16 +1,16 @@
 #include "router/router_service.h"
 
 #include "absl/strings/str_cat.h"
-#include "cluster/grpc_util.h"
+#include "service/grpc_util.h"
 #include "common/clock.h"
 #include "common/logging.h"
 #include "router/request_validation.h"
 
 namespace pdserve::router {
 
-using cluster::FromGrpc;
-using cluster::SetDeadline;
-using cluster::ToGrpc;
+using service::FromGrpc;
+using service::SetDeadline;
+using service::ToGrpc;
 
 RouterService::RouterService(RouterOptions options)
     : options_(std::move(options)), scheduler_(options_.scheduler) {

@@ -2,15 +2,15 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
-#include "cluster/grpc_util.h"
+#include "service/grpc_util.h"
 #include "common/logging.h"
 #include "router/router_service.h"
 
 namespace pdserve::router {
 
-using cluster::FromGrpc;
-using cluster::SetDeadline;
-using cluster::ToGrpc;
+using service::FromGrpc;
+using service::SetDeadline;
+using service::ToGrpc;
 
 grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
                                            const v1::RegisterWorkerRequest* request,

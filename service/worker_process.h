@@ -17,7 +17,7 @@
 #include "common/roofline.h"
 #include "kvcache/kv_memory.h"
 
-namespace pdserve::cluster {
+namespace pdserve::service {
 
 struct WorkerProcessOptions {
   std::string worker_id;            // default: "<role>-<pid>"
@@ -84,4 +84,4 @@ void BlockTerminationSignals();
 // Returns the signal number that arrived.
 int WaitForTerminationSignal();
 
-}  // namespace pdserve::cluster
+}  // namespace pdserve::service

@@ -1,9 +1,9 @@
 // How a worker's --compute and --transfer decide its kernels, transfer backend and where its KV
 // pool lives (no processes: the resolution alone).
-#include "cluster/worker_process.h"
+#include "service/worker_process.h"
 #include "gtest/gtest.h"
 
-namespace pdserve::cluster {
+namespace pdserve::service {
 namespace {
 
 absl::StatusOr<WorkerCompute> Resolve(const std::string& compute, const std::string& transfer,
@@ -53,4 +53,4 @@ TEST(WorkerComputeTest, CudaComputeInABuildWithoutCudaIsAFailedPrecondition) {
 }
 
 }  // namespace
-}  // namespace pdserve::cluster
+}  // namespace pdserve::service

@@ -16,7 +16,7 @@
 #include "absl/time/time.h"
 #include "pdserve.grpc.pb.h"
 
-namespace pdserve::cluster {
+namespace pdserve::service {
 
 struct RouterLinkOptions {
   std::string router_address;  // host:port
@@ -50,4 +50,4 @@ class RouterLink {
   std::thread thread_;
 };
 
-}  // namespace pdserve::cluster
+}  // namespace pdserve::service

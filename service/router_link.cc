@@ -1,13 +1,13 @@
-#include "cluster/router_link.h"
+#include "service/router_link.h"
 
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
-#include "cluster/grpc_util.h"
+#include "service/grpc_util.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 
-namespace pdserve::cluster {
+namespace pdserve::service {
 
 RouterLink::RouterLink(RouterLinkOptions options, CapacityFn capacity)
     : options_(std::move(options)), capacity_(std::move(capacity)) {
@@ -94,4 +94,4 @@ void RouterLink::HeartbeatLoop() {
   }
 }
 
-}  // namespace pdserve::cluster
+}  // namespace pdserve::service

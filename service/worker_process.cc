@@ -1,4 +1,4 @@
-#include "cluster/worker_process.h"
+#include "service/worker_process.h"
 
 #include <signal.h>
 
@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace pdserve::cluster {
+namespace pdserve::service {
 
 absl::StatusOr<WorkerCompute> ResolveWorkerCompute(const WorkerProcessOptions& options,
                                                    const ModelConfig& config,
@@ -122,4 +122,4 @@ int WaitForTerminationSignal() {
   return sig;
 }
 
-}  // namespace pdserve::cluster
+}  // namespace pdserve::service
