@@ -29,6 +29,12 @@ __device__ __forceinline__ void CpAsyncWait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
+// The 4 accumulators of n-tile j in a flat accumulator array (compile-time j after unrolling).
+template <int N>
+__device__ __forceinline__ float (&Frag4(float (&acc)[N], int j))[4] {
+  return *reinterpret_cast<float(*)[4]>(&acc[4 * j]);
+}
+
 __device__ __forceinline__ void Mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
                                          uint32_t b1) {
   asm volatile(

@@ -17,6 +17,7 @@
 #include <cmath>
 
 #include "common/synthetic_model.h"
+#include "kvcache/cuda/attention_tile.cuh"
 #include "kvcache/cuda/kernels.h"
 #include "kvcache/cuda/mma_primitives.cuh"
 #include "kvcache/cuda/wgmma_primitives.cuh"
@@ -25,7 +26,7 @@ namespace pdserve::cuda {
 namespace {
 
 constexpr int kRows = kPrefillTileRows;  // 64: the M of one warpgroup's wgmma
-constexpr int kKeys = 64;                // keys per tile (the N of S = Q K^T)
+constexpr int kKeys = kAttentionTileKeys;  // keys per tile (the N of S = Q K^T)
 
 constexpr int kThreads = 256;
 
@@ -41,58 +42,6 @@ struct Sm90Tile {
   static constexpr size_t kSmemBytes = 2 * kQBytes + kStages * kStageBytes + 1024;
 };
 
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-// Online softmax of one S tile (log2 units after scaling) into bf16 P fragments; returns the
-// correction factors for O and l of this thread's two rows.
-struct SoftmaxState {
-  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
-};
-
-__device__ __forceinline__ void SoftmaxTile(float (&s)[32], uint32_t (&p)[kKeys / 16][4],
-                                            SoftmaxState& st, float& corr0, float& corr1,
-                                            bool needs_mask, int key0, int pos0, int pos1,
-                                            int tig, float scale_log2) {
-#pragma unroll
-  for (int nt = 0; nt < kKeys / 8; ++nt) {
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      float v = s[4 * nt + e] * scale_log2;
-      if (needs_mask) {
-        const int key = key0 + nt * 8 + 2 * tig + (e & 1);
-        if (key > (e < 2 ? pos0 : pos1)) v = -INFINITY;
-      }
-      s[4 * nt + e] = v;
-    }
-  }
-  float mx0 = st.m0, mx1 = st.m1;
-#pragma unroll
-  for (int nt = 0; nt < kKeys / 8; ++nt) {
-    mx0 = fmaxf(mx0, fmaxf(s[4 * nt], s[4 * nt + 1]));
-    mx1 = fmaxf(mx1, fmaxf(s[4 * nt + 2], s[4 * nt + 3]));
-  }
-  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-  // Key 0 is in tile 0 and precedes every row, so the maxima are finite from tile 0 on.
-  corr0 = exp2f(st.m0 - mx0);
-  corr1 = exp2f(st.m1 - mx1);
-  st.m0 = mx0;
-  st.m1 = mx1;
-  st.l0 *= corr0;
-  st.l1 *= corr1;
-#pragma unroll
-  for (int nt = 0; nt < kKeys / 8; ++nt) {
-    const float e0 = exp2f(s[4 * nt + 0] - mx0), e1 = exp2f(s[4 * nt + 1] - mx0);
-    const float e2 = exp2f(s[4 * nt + 2] - mx1), e3 = exp2f(s[4 * nt + 3] - mx1);
-    st.l0 += e0 + e1;
-    st.l1 += e2 + e3;
-    p[nt >> 1][(nt & 1) * 2 + 0] = PackBf16(e0, e1);
-    p[nt >> 1][(nt & 1) * 2 + 1] = PackBf16(e2, e3);
-  }
-}
-
-#endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
 template <int D>
 __global__ void __launch_bounds__(kThreads, 2)
@@ -227,13 +176,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     PinRegisters(s);
     SoftmaxTile(s, p, st, corr0, corr1, t * kKeys + kKeys - 1 > first_pos, t * kKeys, pos0,
                 pos1, tig, scale_log2);
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i) {
-      o[4 * i + 0] *= corr0;
-      o[4 * i + 1] *= corr0;
-      o[4 * i + 2] *= corr1;
-      o[4 * i + 3] *= corr1;
-    }
+    RescaleRows(o, corr0, corr1);
     PinRegisters(o);
     WgmmaFence();
     issue_pv(o, p, t);
@@ -242,34 +185,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     PinRegisters(o);
   }
 
-  float l0 = st.l0, l1 = st.l1;
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-  const float inv0 = 1.0f / l0, inv1 = 1.0f / l1;
-  const int q_heads = a.shape.num_q_heads;
-  const size_t row_floats = static_cast<size_t>(a.shape.num_layers) * q_heads * D;
-  const size_t head_off = (static_cast<size_t>(layer) * q_heads + qhead) * D;
-  if (a.out != nullptr) {
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i) {
-      const int dim = i * 8 + 2 * tig;
-      if (r0 < ch.num_tokens) {
-        *reinterpret_cast<float2*>(a.out + (ch.token_off + r0) * row_floats + head_off + dim) =
-            make_float2(o[4 * i] * inv0, o[4 * i + 1] * inv0);
-      }
-      if (r1 < ch.num_tokens) {
-        *reinterpret_cast<float2*>(a.out + (ch.token_off + r1) * row_floats + head_off + dim) =
-            make_float2(o[4 * i + 2] * inv1, o[4 * i + 3] * inv1);
-      }
-    }
-  } else {
-    float acc = 0.0f;
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i) acc += o[4 * i] * inv0 + o[4 * i + 3] * inv1;
-    if (acc == 1234567.0f) a.sink[0] = acc;
-  }
+  StoreAttentionRows<D>(a, ch, layer, qhead, r0, r1, tig, o, st);
 #else
   static_assert(Sm90Tile<D>::kChunksPerRow > 0 && Sm90Tile<D>::kColBlockBytes > 0);
   __trap();

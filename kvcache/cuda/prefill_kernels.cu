@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "common/synthetic_model.h"
+#include "kvcache/cuda/attention_tile.cuh"
 #include "kvcache/cuda/kernels.h"
 #include "kvcache/cuda/mma_primitives.cuh"
 
@@ -47,7 +48,7 @@ __global__ void WriteKvKernel(PrefillArgs a) {
 }
 
 constexpr int kBM = kPrefillTileRows;  // query rows per block (4 warps x 16)
-constexpr int kBN = 64;                // keys per tile
+constexpr int kBN = kAttentionTileKeys;  // keys per tile
 constexpr int kWarps = 4;
 
 template <int D>
@@ -122,10 +123,10 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
   };
 
-  float o[D / 8][4];
+  float o[D / 2];  // accumulator layout: n-tile i of dims is o[4i, 4i + 4)
 #pragma unroll
-  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
-  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+  for (int i = 0; i < D / 2; ++i) o[i] = 0.0f;
+  SoftmaxState st;
 
   load_tile(0, 0);
   CpAsyncCommit();
@@ -143,9 +144,9 @@ __global__ void __launch_bounds__(kWarps * 32)
     const uint16_t* vs = v_smem + buf * kBN * kStride;
 
     // S = Q K^T for 16 rows x 64 keys.
-    float s[kBN / 8][4];
+    float s[kBN / 2];
 #pragma unroll
-    for (int i = 0; i < kBN / 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
+    for (int i = 0; i < kBN / 2; ++i) s[i] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
 #pragma unroll
@@ -154,108 +155,34 @@ __global__ void __launch_bounds__(kWarps * 32)
         const int key = nt2 * 16 + ((lane >> 4) & 1) * 8 + (lane & 7);
         const int dim = kk * 16 + ((lane >> 3) & 1) * 8;
         LdMatrixX4(b, ks + key * kStride + dim);
-        Mma16816(s[2 * nt2], qf[kk], b[0], b[1]);
-        Mma16816(s[2 * nt2 + 1], qf[kk], b[2], b[3]);
+        Mma16816(Frag4(s, 2 * nt2), qf[kk], b[0], b[1]);
+        Mma16816(Frag4(s, 2 * nt2 + 1), qf[kk], b[2], b[3]);
       }
     }
 
-    // Scale into log2 units and mask keys after each row's position (the causal diagonal; keys
-    // past the end are after every row's position too).
-    const bool needs_mask = t * kBN + kBN - 1 > first_pos;
-#pragma unroll
-    for (int nt = 0; nt < kBN / 8; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        float v = s[nt][e] * scale_log2;
-        if (needs_mask) {
-          const int key = t * kBN + nt * 8 + 2 * tig + (e & 1);
-          if (key > (e < 2 ? pos0 : pos1)) v = -INFINITY;
-        }
-        s[nt][e] = v;
-      }
-    }
-    float mx0 = m0, mx1 = m1;
-#pragma unroll
-    for (int nt = 0; nt < kBN / 8; ++nt) {
-      mx0 = fmaxf(mx0, fmaxf(s[nt][0], s[nt][1]));
-      mx1 = fmaxf(mx1, fmaxf(s[nt][2], s[nt][3]));
-    }
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-    // Key 0 is in tile 0 and precedes every row, so the maxima are finite from tile 0 on.
-    const float corr0 = exp2f(m0 - mx0), corr1 = exp2f(m1 - mx1);
-    m0 = mx0;
-    m1 = mx1;
-    l0 *= corr0;
-    l1 *= corr1;
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i) {
-      o[i][0] *= corr0;
-      o[i][1] *= corr0;
-      o[i][2] *= corr1;
-      o[i][3] *= corr1;
-    }
-#pragma unroll
-    for (int nt = 0; nt < kBN / 8; ++nt) {
-      s[nt][0] = exp2f(s[nt][0] - m0);
-      s[nt][1] = exp2f(s[nt][1] - m0);
-      s[nt][2] = exp2f(s[nt][2] - m1);
-      s[nt][3] = exp2f(s[nt][3] - m1);
-      l0 += s[nt][0] + s[nt][1];
-      l1 += s[nt][2] + s[nt][3];
-    }
+    uint32_t p[kBN / 16][4];
+    float corr0, corr1;
+    SoftmaxTile(s, p, st, corr0, corr1, t * kBN + kBN - 1 > first_pos, t * kBN, pos0, pos1, tig,
+                scale_log2);
+    RescaleRows(o, corr0, corr1);
 
-    // O += P V: the S accumulators of two key n-tiles form one A fragment.
+    // O += P V.
 #pragma unroll
     for (int kk = 0; kk < kBN / 16; ++kk) {
-      uint32_t pa[4];
-      pa[0] = PackBf16(s[2 * kk][0], s[2 * kk][1]);
-      pa[1] = PackBf16(s[2 * kk][2], s[2 * kk][3]);
-      pa[2] = PackBf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      pa[3] = PackBf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
 #pragma unroll
       for (int dt2 = 0; dt2 < D / 16; ++dt2) {
         uint32_t b[4];
         const int key = kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
         const int dim = dt2 * 16 + ((lane >> 4) & 1) * 8;
         LdMatrixX4Trans(b, vs + key * kStride + dim);
-        Mma16816(o[2 * dt2], pa, b[0], b[1]);
-        Mma16816(o[2 * dt2 + 1], pa, b[2], b[3]);
+        Mma16816(Frag4(o, 2 * dt2), p[kk], b[0], b[1]);
+        Mma16816(Frag4(o, 2 * dt2 + 1), p[kk], b[2], b[3]);
       }
     }
     __syncthreads();  // the next iteration's prefetch overwrites the other stage
   }
 
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-  const float inv0 = 1.0f / l0, inv1 = 1.0f / l1;
-  const int q_heads = a.shape.num_q_heads;
-  const size_t row_floats = static_cast<size_t>(a.shape.num_layers) * q_heads * D;
-  const size_t head_off = (static_cast<size_t>(layer) * q_heads + qhead) * D;
-  if (a.out != nullptr) {
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i) {
-      const int dim = i * 8 + 2 * tig;
-      if (r0 < ch.num_tokens) {
-        *reinterpret_cast<float2*>(a.out + (ch.token_off + r0) * row_floats + head_off + dim) =
-            make_float2(o[i][0] * inv0, o[i][1] * inv0);
-      }
-      if (r1 < ch.num_tokens) {
-        *reinterpret_cast<float2*>(a.out + (ch.token_off + r1) * row_floats + head_off + dim) =
-            make_float2(o[i][2] * inv1, o[i][3] * inv1);
-      }
-    }
-  } else {
-    // Outputs dropped: a store the compiler cannot prove dead keeps the whole computation.
-    float acc = 0.0f;
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i) acc += o[i][0] * inv0 + o[i][3] * inv1;
-    if (acc == 1234567.0f) a.sink[0] = acc;
-  }
+  StoreAttentionRows<D>(a, ch, layer, qhead, r0, r1, tig, o, st);
 }
 
 template <int D>

@@ -1,0 +1,119 @@
+#pragma once
+
+// The per-thread pieces of flash attention that both prefill kernels (mma.sync and wgmma) share.
+// Both hold S and O in the m16n8 accumulator layout: a thread owns rows g and g + 8 of its
+// warp's 16 and, per 8-column n-tile j, elements [4j, 4j + 4) = (row g: cols 2t, 2t + 1; row g + 8:
+// cols 2t, 2t + 1). A key tile is 64 keys.
+
+#include <cmath>
+#include <cstdint>
+
+#include "kvcache/cuda/kernels.h"
+#include "kvcache/cuda/mma_primitives.cuh"
+
+namespace pdserve::cuda {
+
+inline constexpr int kAttentionTileKeys = 64;
+
+// Running max and sum (log2 units) of this thread's two rows.
+struct SoftmaxState {
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+};
+
+// Online softmax of one S tile: scales into log2 units, masks keys after each row's position
+// (the causal diagonal; keys past the end of the prompt are after every row's too), updates the
+// state, and packs P to bf16 A fragments (keys [16kk, 16kk + 16) are n-tiles 2kk and 2kk + 1).
+// corr0/corr1: the factors this tile's new maxima impose on O.
+__device__ __forceinline__ void SoftmaxTile(float (&s)[32], uint32_t (&p)[kAttentionTileKeys / 16][4],
+                                            SoftmaxState& st, float& corr0, float& corr1,
+                                            bool needs_mask, int key0, int pos0, int pos1,
+                                            int tig, float scale_log2) {
+  constexpr int kTiles = kAttentionTileKeys / 8;
+#pragma unroll
+  for (int nt = 0; nt < kTiles; ++nt) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      float v = s[4 * nt + e] * scale_log2;
+      if (needs_mask) {
+        const int key = key0 + nt * 8 + 2 * tig + (e & 1);
+        if (key > (e < 2 ? pos0 : pos1)) v = -INFINITY;
+      }
+      s[4 * nt + e] = v;
+    }
+  }
+  float mx0 = st.m0, mx1 = st.m1;
+#pragma unroll
+  for (int nt = 0; nt < kTiles; ++nt) {
+    mx0 = fmaxf(mx0, fmaxf(s[4 * nt], s[4 * nt + 1]));
+    mx1 = fmaxf(mx1, fmaxf(s[4 * nt + 2], s[4 * nt + 3]));
+  }
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+  // Key 0 is in tile 0 and precedes every row, so the maxima are finite from tile 0 on.
+  corr0 = exp2f(st.m0 - mx0);
+  corr1 = exp2f(st.m1 - mx1);
+  st.m0 = mx0;
+  st.m1 = mx1;
+  st.l0 *= corr0;
+  st.l1 *= corr1;
+#pragma unroll
+  for (int nt = 0; nt < kTiles; ++nt) {
+    const float e0 = exp2f(s[4 * nt + 0] - mx0), e1 = exp2f(s[4 * nt + 1] - mx0);
+    const float e2 = exp2f(s[4 * nt + 2] - mx1), e3 = exp2f(s[4 * nt + 3] - mx1);
+    st.l0 += e0 + e1;
+    st.l1 += e2 + e3;
+    p[nt >> 1][(nt & 1) * 2 + 0] = PackBf16(e0, e1);
+    p[nt >> 1][(nt & 1) * 2 + 1] = PackBf16(e2, e3);
+  }
+}
+
+template <int N>
+__device__ __forceinline__ void RescaleRows(float (&o)[N], float corr0, float corr1) {
+#pragma unroll
+  for (int i = 0; i < N / 4; ++i) {
+    o[4 * i + 0] *= corr0;
+    o[4 * i + 1] *= corr0;
+    o[4 * i + 2] *= corr1;
+    o[4 * i + 3] *= corr1;
+  }
+}
+
+// Normalises this thread's two rows of O (query rows r0 and r1 of chunk `ch`, head `qhead` of
+// `layer`) and stores them to a.out as [token][layer][q head][dim]; rows past the chunk are not
+// written. Without an output, a store the compiler cannot prove dead keeps the computation.
+template <int D>
+__device__ __forceinline__ void StoreAttentionRows(const PrefillArgs& a, const ChunkDev& ch,
+                                                   int layer, int qhead, int r0, int r1, int tig,
+                                                   const float (&o)[D / 2], SoftmaxState st) {
+  st.l0 += __shfl_xor_sync(0xffffffffu, st.l0, 1);
+  st.l0 += __shfl_xor_sync(0xffffffffu, st.l0, 2);
+  st.l1 += __shfl_xor_sync(0xffffffffu, st.l1, 1);
+  st.l1 += __shfl_xor_sync(0xffffffffu, st.l1, 2);
+  const float inv0 = 1.0f / st.l0, inv1 = 1.0f / st.l1;
+  const int q_heads = a.shape.num_q_heads;
+  const size_t row_floats = static_cast<size_t>(a.shape.num_layers) * q_heads * D;
+  const size_t head_off = (static_cast<size_t>(layer) * q_heads + qhead) * D;
+  if (a.out != nullptr) {
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+      const int dim = i * 8 + 2 * tig;
+      if (r0 < ch.num_tokens) {
+        *reinterpret_cast<float2*>(a.out + (ch.token_off + r0) * row_floats + head_off + dim) =
+            make_float2(o[4 * i] * inv0, o[4 * i + 1] * inv0);
+      }
+      if (r1 < ch.num_tokens) {
+        *reinterpret_cast<float2*>(a.out + (ch.token_off + r1) * row_floats + head_off + dim) =
+            make_float2(o[4 * i + 2] * inv1, o[4 * i + 3] * inv1);
+      }
+    }
+  } else {
+    float acc = 0.0f;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) acc += o[4 * i] * inv0 + o[4 * i + 3] * inv1;
+    if (acc == 1234567.0f) a.sink[0] = acc;
+  }
+}
+
+}  // namespace pdserve::cuda
