@@ -1,7 +1,9 @@
-// End to end on the GPU: a cluster whose workers run the CUDA kernels on pools in device memory
-// (--compute cuda) returns reference_generate's tokens, with the KV moved by cuda-ipc (device to
-// device) and by ucx-staged (device -> pinned host pool -> UCX -> host pool -> device). Skips
-// without a GPU.
+// End to end on the GPU: a cluster whose workers run the CUDA kernels (--compute cuda) returns
+// reference_generate's tokens, with the KV moved by cuda-ipc (device to device), by ucx on
+// device-memory pools (UCX's cuda_ipc; needs a UCX with CUDA transports, the PDSERVE_UCX_ROOT
+// build) and by ucx-staged (device -> pinned host pool -> UCX -> host pool -> device). Skips
+// without a GPU, and the ucx case where the linked UCX cannot use device memory.
+#include <algorithm>
 #include <string>
 #include <thread>
 #include <vector>
@@ -9,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "kvcache/cuda/cuda_kernels.h"
 #include "tests/e2e/e2e_cluster.h"
+#include "transfer/kv_transport.h"
 
 namespace pdserve::e2e {
 namespace {
@@ -17,12 +20,21 @@ class CudaClusterTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     if (!cuda::CudaAvailable()) GTEST_SKIP() << "no CUDA device on this host";
+    if (GetParam() == "ucx") {
+      transfer::TransportOptions probe{.backend = "ucx", .agent_name = "probe"};
+      probe.pool_memory = MemoryKind::kCuda;
+      if (auto memory = transfer::AllocatePoolMemory(probe, 4096); !memory.ok()) {
+        GTEST_SKIP() << "ucx cannot use device memory here: " << memory.status();
+      }
+    }
   }
 };
 
 TEST_P(CudaClusterTest, ConcurrentRequestsEqualReferenceGenerate) {
   cluster::ClusterOptions options = Options(GetParam(), 1, 1);
   options.compute = "cuda";
+  // Options() pins host transports; device memory needs UCX's CUDA ones as well.
+  if (GetParam() == "ucx") options.env = {{"UCX_TLS", "posix,cma,tcp,cuda_copy,cuda_ipc"}};
   auto cluster = Start(options);
   ASSERT_NE(cluster, nullptr);
   Client client(cluster->endpoint());
@@ -45,10 +57,11 @@ TEST_P(CudaClusterTest, ConcurrentRequestsEqualReferenceGenerate) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Transfers, CudaClusterTest,
-                         ::testing::Values("cuda-ipc", "ucx-staged"),
+                         ::testing::Values("cuda-ipc", "ucx", "ucx-staged"),
                          [](const auto& info) {
-                           return info.param == "cuda-ipc" ? std::string("cuda_ipc")
-                                                           : std::string("ucx_staged");
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
                          });
 
 }  // namespace
