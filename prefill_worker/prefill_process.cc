@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "service/router_link.h"
+#include "service/worker_registration.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #if PDSERVE_HAS_CUDA
@@ -80,26 +81,15 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   ASSIGN_OR_RETURN(service::RunningServer server,
                    service::StartServer(options.host, options.port, {&service}));
 
-  service::RouterLinkOptions link_options;
-  link_options.router_address = options.router;
-  v1::RegisterWorkerRequest& reg = link_options.registration;
-  reg.set_worker_id(options.worker_id);
-  reg.set_role(v1::WORKER_ROLE_PREFILL);
-  reg.set_address(server.address());
-  reg.set_preset(options.preset);
-  reg.set_pid(getpid());
-  v1::KvPoolDescriptor* pool = reg.mutable_kv_pool();
-  // ucx-staged registers under its own name: the router matches it against the cluster's.
-  pool->set_transfer_backend(options.transfer == "ucx-staged" ? options.transfer
-                                                              : transport->backend());
-  pool->set_transport_descriptor(descriptor);
-  pool->set_num_blocks(num_blocks);
-  pool->set_block_bytes(static_cast<uint64_t>(cache->geometry().block_bytes()));
-  pool->set_layout(std::string(KvLayoutName(layout)));
-  pool->set_block_size(static_cast<uint32_t>(config.block_size));
-  log->info("{}: {} blocks of {} bytes ({} MiB, {}), transfer {}, compute {}", options.worker_id,
-            num_blocks, cache->geometry().block_bytes(), cache->geometry().region_bytes() >> 20,
-            KvLayoutName(layout), transport->backend(), options.compute);
+  const service::WorkerPool pool{.transport_backend = transport->backend(),
+                                  .transport_descriptor = descriptor,
+                                  .num_blocks = num_blocks,
+                                  .block_bytes = static_cast<uint64_t>(cache->geometry().block_bytes()),
+                                  .layout = std::string(KvLayoutName(layout)),
+                                  .block_size = static_cast<uint32_t>(config.block_size)};
+  const service::RouterLinkOptions link_options =
+      service::WorkerLinkOptions(options, v1::WORKER_ROLE_PREFILL, server.address(), pool);
+  log->info("{}: {}", options.worker_id, service::DescribeWorkerPool(options, pool));
   RETURN_IF_ERROR(service::AnnounceListening(
       absl::StrCat("pdserve prefill ", options.worker_id), server, options.port_file));
   ASSIGN_OR_RETURN(std::unique_ptr<service::RouterLink> link,

@@ -1,0 +1,33 @@
+#pragma once
+
+// The registration a prefill or decode worker sends the router: who it is, where it listens, and
+// what a peer needs to move KV into or out of its pool.
+
+#include <cstdint>
+#include <string>
+
+#include "pdserve.pb.h"
+#include "service/router_link.h"
+#include "service/worker_process.h"
+
+namespace pdserve::service {
+
+struct WorkerPool {
+  std::string transport_backend;     // the transfer backend's own name (KvTransport::backend())
+  std::string transport_descriptor;  // its exported pool descriptor
+  uint32_t num_blocks = 0;
+  uint64_t block_bytes = 0;
+  std::string layout;                // "layer-major" | "block-major"
+  uint32_t block_size = 0;           // tokens per block
+};
+
+// Router link options for this worker. The pool registers under --transfer's name for
+// ucx-staged (which runs over the ucx backend), so that the router matches it against the
+// cluster's; under the backend's own name otherwise.
+RouterLinkOptions WorkerLinkOptions(const WorkerProcessOptions& options, v1::WorkerRole role,
+                                    const std::string& address, const WorkerPool& pool);
+
+// "1024 blocks of 2097152 bytes (2048 MiB, layer-major), transfer ucx, compute cuda"
+std::string DescribeWorkerPool(const WorkerProcessOptions& options, const WorkerPool& pool);
+
+}  // namespace pdserve::service
