@@ -14,6 +14,7 @@ namespace {
 constexpr char kPreset[] = "small";  // 4 layers, 16 KiB fragments, 64 KiB blocks
 constexpr uint32_t kBlocks = 64;
 const absl::Duration kDeadline = absl::Seconds(30);
+const std::vector<BlockCopy> kOneBlock = {{0, 1}};
 
 // Removes what a SIGKILLed receiver could not unlink itself.
 void UnlinkShmOf(const std::string& descriptor) {
@@ -67,6 +68,78 @@ INSTANTIATE_TEST_SUITE_P(
       return std::get<0>(info.param).name + "_" +
              (std::get<1>(info.param) == KvLayout::kLayerMajor ? "LayerMajor" : "BlockMajor");
     });
+
+class MixedBatchTest : public ::testing::TestWithParam<BackendCase> {};
+
+// Small batches (one 64 KiB block: copied inline on the submitting thread by local) and large
+// ones (8 blocks, 512 KiB: handed to local's copy threads), all in flight at once.
+TEST_P(MixedBatchTest, SmallAndLargeBatchesInFlightTogetherAllLandWithOneNotificationEach) {
+  const BackendCase& c = GetParam();
+  const KvLayout layout = KvLayout::kLayerMajor;
+  Side receiver = MakeSide(c, "decode", kPreset, kBlocks, layout);
+  ASSERT_NE(receiver.transport, nullptr);
+  PeerProcess sender(PeerArgs(c, layout, kPreset, kBlocks, "prefill"));
+  ASSERT_EQ(sender.Command("fill 4"), "ok") << sender.hello();
+  ASSERT_EQ(sender.Command("load " + *receiver.transport->ExportDescriptor()), "peer 1");
+  const std::vector<int> sizes = {1, 8, 1, 1, 8, 1, 1, 8, 1, 1, 8, 1, 2, 2};  // 44 blocks
+  constexpr BlockId kDst0 = 10;
+  ASSERT_EQ(sender.Command(absl::StrCat("sendsizes 1 mix ", kDst0, " ", absl::StrJoin(sizes, ","))),
+            "ok");
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    EXPECT_TRUE(receiver.transport->WaitForNotification(absl::StrCat("mix-", i), kDeadline).ok())
+        << "mix-" << i;
+  }
+  EXPECT_TRUE(receiver.transport->TakeNotifications().empty());
+  EXPECT_EQ(receiver.transport->counters().notifications_received, sizes.size());
+  std::vector<BlockCopy> copies;
+  std::vector<BlockId> written;
+  for (BlockId b = 0; b < 44; ++b) {
+    copies.push_back({b, kDst0 + b});
+    written.push_back(kDst0 + b);
+  }
+  EXPECT_EQ(MismatchedFragments(*ExpectedPool(kPreset, kBlocks, layout, 4), *receiver.cache, copies), 0);
+  EXPECT_EQ(DirtyBlocksOutside(*receiver.cache, written), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, MixedBatchTest, ::testing::ValuesIn(AllBackends()),
+                         [](const auto& info) { return info.param.name; });
+
+// The local backend does not check the peer before a batch: a receiver that is gone fails the
+// batch when its notification is sent (EPIPE on the notification socket).
+TEST(LocalReceiverGoneTest, BatchToAnExitedReceiverIsAcceptedAndFailsAtWaitWithUnavailable) {
+  const BackendCase c = AllBackends().front();
+  ASSERT_EQ(c.backend, "local");
+  Side sender = MakeSide(c, "prefill", kPreset, kBlocks, KvLayout::kLayerMajor);
+  ASSERT_NE(sender.transport, nullptr);
+  PeerProcess receiver(PeerArgs(c, KvLayout::kLayerMajor, kPreset, kBlocks, "decode-gone"));
+  const std::string descriptor = receiver.descriptor();
+  ASSERT_FALSE(descriptor.empty()) << receiver.hello();
+  absl::StatusOr<PeerId> peer = sender.transport->LoadPeer(descriptor);
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  receiver.Kill();  // reaped: its end of the notification socket is closed
+  UnlinkShmOf(descriptor);
+  absl::StatusOr<TransferId> id = sender.transport->Submit(*peer, kOneBlock, "after-exit");
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(sender.transport->Wait(*id, kDeadline).code(), absl::StatusCode::kUnavailable);
+}
+
+// Without a notification to send, the local backend checks the peer's socket after the copy.
+TEST(LocalReceiverGoneTest, BatchWithoutNotificationToAnExitedReceiverFailsWithUnavailable) {
+  const BackendCase c = AllBackends().front();
+  ASSERT_EQ(c.backend, "local");
+  Side sender = MakeSide(c, "prefill", kPreset, kBlocks, KvLayout::kLayerMajor);
+  ASSERT_NE(sender.transport, nullptr);
+  PeerProcess receiver(PeerArgs(c, KvLayout::kLayerMajor, kPreset, kBlocks, "decode-gone"));
+  const std::string descriptor = receiver.descriptor();
+  ASSERT_FALSE(descriptor.empty()) << receiver.hello();
+  absl::StatusOr<PeerId> peer = sender.transport->LoadPeer(descriptor);
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  receiver.Kill();
+  UnlinkShmOf(descriptor);
+  absl::StatusOr<TransferId> id = sender.transport->Submit(*peer, kOneBlock, "");
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(sender.transport->Wait(*id, kDeadline).code(), absl::StatusCode::kUnavailable);
+}
 
 class ProcessFaultTest : public ::testing::TestWithParam<BackendCase> {};
 

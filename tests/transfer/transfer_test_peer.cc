@@ -10,6 +10,10 @@
 //   send PEER MSG S:D,S:D,...        -> ok | err CODE ...
 //   sendmany PEER PREFIX N PER DST0  -> ok | err ... (N batches in flight at once: batch i copies
 //                                       blocks i*PER.. to DST0+i*PER.., message PREFIX-i)
+//   sendsizes PEER PREFIX DST0 K,K,...
+//                                    -> ok | err ... (all batches in flight at once: batch i copies
+//                                       the next K_i blocks, from block 0 on, block b to DST0+b,
+//                                       message PREFIX-i)
 //   sendloop PEER PREFIX S:D,...     -> "started", then the same batch forever (PREFIX-0, -1...)
 //   wait MSG TIMEOUT_MS              -> ok | err ...
 //   counters                         -> registrations R notifications N
@@ -117,6 +121,32 @@ int Main(int argc, char** argv) {
         for (uint32_t b = 0; b < per; ++b) c.push_back({i * per + b, dst0 + i * per + b});
         absl::StatusOr<TransferId> id = t.Submit(peer, c, prefix + "-" + std::to_string(i));
         if (id.ok()) ids.push_back(*id); else s = id.status();
+      }
+      for (TransferId id : ids) {
+        absl::Status w = t.Wait(id, kWait);
+        if (s.ok()) s = w;
+      }
+      Reply(s.ok() ? "ok" : Err(s));
+    } else if (cmd == "sendsizes") {
+      PeerId peer;
+      std::string prefix, sizes;
+      uint32_t dst0 = 0;
+      in >> peer >> prefix >> dst0 >> sizes;
+      std::vector<TransferId> ids;
+      absl::Status s;
+      uint32_t next = 0;
+      for (absl::string_view k : absl::StrSplit(sizes, ',', absl::SkipEmpty())) {
+        uint32_t count = 0;
+        if (!absl::SimpleAtoi(k, &count)) break;
+        std::vector<BlockCopy> c;
+        for (uint32_t b = 0; b < count; ++b, ++next) c.push_back({next, dst0 + next});
+        absl::StatusOr<TransferId> id =
+            t.Submit(peer, c, prefix + "-" + std::to_string(ids.size()));
+        if (!id.ok()) {
+          s = id.status();
+          break;
+        }
+        ids.push_back(*id);
       }
       for (TransferId id : ids) {
         absl::Status w = t.Wait(id, kWait);
