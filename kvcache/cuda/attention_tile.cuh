@@ -69,6 +69,24 @@ __device__ __forceinline__ void SoftmaxTile(float (&s)[32], uint32_t (&p)[kAtten
   }
 }
 
+// Starts the asynchronous copy of 16-byte chunk `col` of the K and V rows of key position `kpos`
+// (one layer, one KV head) from the paged pool through the block table `table`. Positions at or
+// past `total` fill zeros: they are masked, and zeros keep them finite.
+__device__ __forceinline__ void CpAsyncKvChunk(const PrefillArgs& a, const uint32_t* table,
+                                               int kpos, int total, int layer, int kvhead,
+                                               int col, void* k_dst, void* v_dst) {
+  const std::byte* src = a.pool;
+  int bytes = 0;
+  if (kpos < total) {
+    const uint32_t block = table[kpos >> a.geo.block_shift];
+    src = a.pool + a.geo.RowOffset(block, kpos & (a.geo.block_size - 1), layer, kvhead, 0) +
+          col * 16;
+    bytes = 16;
+  }
+  CpAsync16(k_dst, src, bytes);
+  CpAsync16(v_dst, bytes ? src + a.geo.kind_stride : src, bytes);
+}
+
 template <int N>
 __device__ __forceinline__ void RescaleRows(float (&o)[N], float corr0, float corr1) {
 #pragma unroll

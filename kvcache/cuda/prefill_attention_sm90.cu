@@ -84,18 +84,8 @@ __global__ void __launch_bounds__(kThreads, 2)
       for (int i = 0; i < kKeys * T::kChunksPerRow / kThreads; ++i) {
         const int c = threadIdx.x + i * kThreads;
         const int row = c / T::kChunksPerRow, col = c % T::kChunksPerRow;
-        const int kpos = t * kKeys + row;
-        const std::byte* src = a.pool;
-        int bytes = 0;
-        if (kpos < total) {
-          const uint32_t block = table[kpos >> a.geo.block_shift];
-          src = a.pool + a.geo.RowOffset(block, kpos & (a.geo.block_size - 1), layer, kvhead, 0) +
-                col * 16;
-          bytes = 16;
-        }
         const uint32_t off = SwizzledChunkOffset(row, col, kKeys);
-        CpAsync16(kd + off, src, bytes);
-        CpAsync16(vd + off, bytes ? src + a.geo.kind_stride : src, bytes);
+        CpAsyncKvChunk(a, table, t * kKeys + row, total, layer, kvhead, col, kd + off, vd + off);
       }
     }
     CpAsyncCommit();

@@ -109,17 +109,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     uint16_t* vd = v_smem + buf * kBN * kStride;
     for (int c = threadIdx.x; c < kBN * kChunksPerRow; c += kWarps * 32) {
       const int row = c / kChunksPerRow, col = c % kChunksPerRow;
-      const int kpos = t * kBN + row;
-      const std::byte* src = a.pool;
-      int bytes = 0;
-      if (kpos < total) {
-        const uint32_t block = table[kpos >> a.geo.block_shift];
-        src = a.pool + a.geo.RowOffset(block, kpos & (a.geo.block_size - 1), layer, kvhead, 0) +
-              col * 16;
-        bytes = 16;
-      }
-      CpAsync16(kd + row * kStride + col * 8, src, bytes);
-      CpAsync16(vd + row * kStride + col * 8, bytes ? src + a.geo.kind_stride : src, bytes);
+      CpAsyncKvChunk(a, table, t * kBN + row, total, layer, kvhead, col,
+                     kd + row * kStride + col * 8, vd + row * kStride + col * 8);
     }
   };
 

@@ -2,8 +2,6 @@
 // device pool; this process writes K/V on its GPU pool and sends blocks into it. The receiver
 // checks every byte of its pool against the CPU path and that its decode gives the CPU token.
 
-#include <poll.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,11 +12,11 @@
 
 #include "common/synthetic_model.h"
 #include "gtest/gtest.h"
+#include "tests/cuda/self_receiver.h"
 #include "kvcache/cpu_attention.h"
 #include "kvcache/cuda/cuda_kernels.h"
 #include "transfer/kv_transport.h"
 
-extern char** environ;
 
 namespace pdserve::transfer {
 namespace {
@@ -76,35 +74,11 @@ class CudaIpcTransportTest : public testing::TestWithParam<KvLayout> {};
 TEST_P(CudaIpcTransportTest, BlocksReachAnotherProcessesDevicePoolWithTheCpuBytes) {
   if (!cuda::CudaAvailable()) GTEST_SKIP() << "no CUDA device here: GPU test skipped";
   const ModelConfig c = IpcConfig();
-  int out[2];
-  ASSERT_EQ(pipe(out), 0);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-  posix_spawn_file_actions_addclose(&actions, out[0]);
-  const std::string role =
-      std::string("PDSERVE_IPC_RECEIVER=") + std::string(KvLayoutName(GetParam()));
-  std::vector<char*> env;
-  for (char** e = environ; *e != nullptr; ++e) env.push_back(*e);
-  env.push_back(const_cast<char*>(role.c_str()));
-  env.push_back(nullptr);
-  char self[] = "/proc/self/exe";
-  char* argv[] = {self, nullptr};
-  pid_t child = 0;
-  ASSERT_EQ(posix_spawn(&child, "/proc/self/exe", &actions, nullptr, argv, env.data()), 0);
-  posix_spawn_file_actions_destroy(&actions);
-  close(out[1]);
-
-  // The descriptor is the child's first line (within 60 s).
-  std::string descriptor;
-  pollfd pfd{out[0], POLLIN, 0};
-  char ch;
-  while (descriptor.empty() || descriptor.back() != '\n') {
-    ASSERT_GT(poll(&pfd, 1, 60000), 0) << "receiver did not export its pool";
-    ASSERT_EQ(read(out[0], &ch, 1), 1) << "receiver exited early";
-    descriptor.push_back(ch);
-  }
-  close(out[0]);
+  absl::StatusOr<testing_util::SelfReceiver> receiver =
+      testing_util::SpawnSelfReceiver("PDSERVE_IPC_RECEIVER", std::string(KvLayoutName(GetParam())));
+  ASSERT_TRUE(receiver.ok()) << receiver.status();
+  const pid_t child = receiver->pid;
+  const std::string& descriptor = receiver->descriptor;
 
   TransportOptions options{.backend = "cuda-ipc", .agent_name = "prefill-0"};
   auto cache = *CreatePoolCache(options, c, kPoolBlocks, GetParam());
