@@ -46,10 +46,21 @@ PDSERVE_HD uint64_t RowSeed(int32_t token, int32_t pos, int32_t layer, int32_t h
 
 // Element `dim` of a row, a multiple of 1/64 in [-2, 2): exact in bf16, fp16 and fp32.
 // One hash yields eight elements, which keeps materialising large KV cheap.
+// ElementValue(seed, dim) == ElementByte(seed, dim) * kElementScale.
+inline constexpr float kElementScale = 1.0f / 64.0f;
+
+// The hash whose eight bytes (low first) are the elements of dims [8 chunk, 8 chunk + 8).
+PDSERVE_HD uint64_t ElementChunkHash(uint64_t row_seed, int chunk) {
+  return Mix64(row_seed + static_cast<uint64_t>(chunk) * kGolden);
+}
+
+PDSERVE_HD int8_t ElementByte(uint64_t row_seed, int dim) {
+  const uint64_t h = ElementChunkHash(row_seed, dim >> 3);
+  return static_cast<int8_t>(static_cast<uint8_t>(h >> ((dim & 7) * 8)));
+}
+
 PDSERVE_HD float ElementValue(uint64_t row_seed, int dim) {
-  uint64_t h = Mix64(row_seed + static_cast<uint64_t>(dim >> 3) * kGolden);
-  auto byte = static_cast<int8_t>(static_cast<uint8_t>(h >> ((dim & 7) * 8)));
-  return static_cast<float>(byte) * (1.0f / 64.0f);
+  return static_cast<float>(ElementByte(row_seed, dim)) * kElementScale;
 }
 
 // Salt of the KV row at logical (position, layer, kv head, kind); independent of the token, so

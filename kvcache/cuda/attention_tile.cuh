@@ -20,28 +20,41 @@ struct SoftmaxState {
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
 };
 
-// Online softmax of one S tile: scales into log2 units, masks keys after each row's position
-// (the causal diagonal; keys past the end of the prompt are after every row's too), updates the
-// state, and packs P to bf16 A fragments (keys [16kk, 16kk + 16) are n-tiles 2kk and 2kk + 1).
-// corr0/corr1: the factors this tile's new maxima impose on O.
-__device__ __forceinline__ void SoftmaxTile(float (&s)[32], uint32_t (&p)[kAttentionTileKeys / 16][4],
+// 2^x by the special-function unit alone: exp2f adds range handling that costs three more
+// instructions an element, and the softmax's arguments are never denormal-sensitive.
+__device__ __forceinline__ float Exp2Approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// A row's running maximum moves only when a tile's maximum exceeds it by more than this (log2
+// units), so P stays below 2^8 (exact enough in bf16, no fp32 overflow) and O is rescaled only
+// rarely (FlashAttention-4's lazy rescaling): the final O / l is the same.
+inline constexpr float kRescaleLog2 = 8.0f;
+
+// Online softmax of one S tile (raw scores; `scale_log2` takes them to log2 units): masks keys
+// after each row's position (the causal diagonal; keys past the end of the prompt are after
+// every row's too), updates the state, and packs P to bf16 A fragments (keys [16kk, 16kk + 16)
+// are n-tiles 2kk and 2kk + 1). Returns whether O must be rescaled by corr0 / corr1 (the same
+// answer for the whole warp, so the caller's branch does not diverge).
+__device__ __forceinline__ bool SoftmaxTile(float (&s)[32],
+                                            uint32_t (&p)[kAttentionTileKeys / 16][4],
                                             SoftmaxState& st, float& corr0, float& corr1,
-                                            bool needs_mask, int key0, int pos0, int pos1,
-                                            int tig, float scale_log2) {
+                                            bool needs_mask, int key0, int pos0, int pos1, int tig,
+                                            float scale_log2) {
   constexpr int kTiles = kAttentionTileKeys / 8;
+  if (needs_mask) {
 #pragma unroll
-  for (int nt = 0; nt < kTiles; ++nt) {
+    for (int nt = 0; nt < kTiles; ++nt) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      float v = s[4 * nt + e] * scale_log2;
-      if (needs_mask) {
+      for (int e = 0; e < 4; ++e) {
         const int key = key0 + nt * 8 + 2 * tig + (e & 1);
-        if (key > (e < 2 ? pos0 : pos1)) v = -INFINITY;
+        if (key > (e < 2 ? pos0 : pos1)) s[4 * nt + e] = -INFINITY;
       }
-      s[4 * nt + e] = v;
     }
   }
-  float mx0 = st.m0, mx1 = st.m1;
+  float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
   for (int nt = 0; nt < kTiles; ++nt) {
     mx0 = fmaxf(mx0, fmaxf(s[4 * nt], s[4 * nt + 1]));
@@ -51,22 +64,35 @@ __device__ __forceinline__ void SoftmaxTile(float (&s)[32], uint32_t (&p)[kAtten
   mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
   mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
   mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-  // Key 0 is in tile 0 and precedes every row, so the maxima are finite from tile 0 on.
-  corr0 = exp2f(st.m0 - mx0);
-  corr1 = exp2f(st.m1 - mx1);
-  st.m0 = mx0;
-  st.m1 = mx1;
-  st.l0 *= corr0;
-  st.l1 *= corr1;
+  // Key 0 is in tile 0 and precedes every row, so the maxima are finite from tile 0 on (and the
+  // first tile always moves them off -inf).
+  mx0 *= scale_log2;
+  mx1 *= scale_log2;
+  const bool rescale =
+      __any_sync(0xffffffffu, mx0 > st.m0 + kRescaleLog2 || mx1 > st.m1 + kRescaleLog2);
+  corr0 = corr1 = 1.0f;
+  if (rescale) {
+    const float n0 = fmaxf(st.m0, mx0), n1 = fmaxf(st.m1, mx1);
+    corr0 = Exp2Approx(st.m0 - n0);
+    corr1 = Exp2Approx(st.m1 - n1);
+    st.m0 = n0;
+    st.m1 = n1;
+    st.l0 *= corr0;
+    st.l1 *= corr1;
+  }
+  const float b0 = -st.m0, b1 = -st.m1;
 #pragma unroll
   for (int nt = 0; nt < kTiles; ++nt) {
-    const float e0 = exp2f(s[4 * nt + 0] - mx0), e1 = exp2f(s[4 * nt + 1] - mx0);
-    const float e2 = exp2f(s[4 * nt + 2] - mx1), e3 = exp2f(s[4 * nt + 3] - mx1);
+    const float e0 = Exp2Approx(fmaf(s[4 * nt + 0], scale_log2, b0));
+    const float e1 = Exp2Approx(fmaf(s[4 * nt + 1], scale_log2, b0));
+    const float e2 = Exp2Approx(fmaf(s[4 * nt + 2], scale_log2, b1));
+    const float e3 = Exp2Approx(fmaf(s[4 * nt + 3], scale_log2, b1));
     st.l0 += e0 + e1;
     st.l1 += e2 + e3;
     p[nt >> 1][(nt & 1) * 2 + 0] = PackBf16(e0, e1);
     p[nt >> 1][(nt & 1) * 2 + 1] = PackBf16(e2, e3);
   }
+  return rescale;
 }
 
 // Starts the asynchronous copy of 16-byte chunk `col` of the K and V rows of key position `kpos`

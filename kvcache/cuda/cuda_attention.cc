@@ -132,6 +132,7 @@ struct CudaAttention::Impl {
     tokens.clear();
     token_chunk.clear();
     tiles.clear();
+    int max_table_entries = 0;
     for (size_t i = 0; i < batch.size(); ++i) {
       const PrefillChunk& c = batch[i];
       if (c.start_pos < 0) return absl::InvalidArgumentError("negative start position");
@@ -141,6 +142,7 @@ struct CudaAttention::Impl {
       chunks.push_back({static_cast<int32_t>(tables.size()), n, c.start_pos,
                         static_cast<int32_t>(tokens.size())});
       tables.insert(tables.end(), c.block_table.begin(), c.block_table.begin() + used);
+      max_table_entries = std::max(max_table_entries, static_cast<int>(used));
       tokens.insert(tokens.end(), c.tokens.begin(), c.tokens.end());
       token_chunk.insert(token_chunk.end(), n, static_cast<int32_t>(i));
       for (int q0 = 0; q0 < n; q0 += kPrefillTileRows) {
@@ -168,6 +170,7 @@ struct CudaAttention::Impl {
     args.total_tokens = static_cast<int>(tokens.size());
     args.tiles = reinterpret_cast<const TileDev*>(base + o_tiles);
     args.num_tiles = static_cast<int>(tiles.size());
+    args.max_table_entries = max_table_entries;
     args.sink = sink_d.get<float>();
     return absl::OkStatus();
   }

@@ -45,6 +45,7 @@ struct PrefillArgs {
   int total_tokens = 0;
   const TileDev* tiles = nullptr;
   int num_tiles = 0;
+  int max_table_entries = 0;  // the longest chunk's block table
   float* out = nullptr;  // [token][layer][q head][dim], or null
   float* sink = nullptr; // written only on an impossible value: keeps "compute, then drop" honest
 };

@@ -6,13 +6,17 @@
 //   S = Q K^T: wgmma with both operands in shared memory (K-major);
 //   online softmax on the S accumulators in registers (exp2, fp32);
 //   O += P V: wgmma with P from registers (bf16) and V in shared memory (MN-major).
-// Two blocks share an SM (128 registers a thread), so one block's softmax and start-up overlap
-// the other's matrix work. Measured on an H100 (docs/results/gpu-h100-2026-11-24-kernels.md), at
-// 512 / 2048 / 8192 tokens, as ratios of cuBLAS: this kernel 0.26x / 0.39x / 0.41x. Variants tried:
-// one head per block 0.20x / 0.30x / 0.35x; one block per SM with FA3's intra-warpgroup
-// pipelining (S_j issued with P_{j-1} V_{j-1}, four stages, 175 registers) 0.22x / 0.35x / 0.41x.
-// The mma.sync kernel in prefill_kernels.cu (0.16x / 0.21x / 0.23x) stays for head dims and GQA
-// groups this one does not cover, and as the benchmark's comparison.
+// Two blocks share an SM (128 registers a thread), so one block's softmax and start-up overlap the
+// other's matrix work. What made short prompts fast (ncu on the H100; figures in
+// docs/results/gpu-h100-2026-11-24-kernels.md): every tile's gather waited on a global block-table
+// load before its cp.async and before S could start, so the table now sits in shared memory and the
+// gather is issued while S runs; Q is made from the element bytes without I2F, half a row per
+// thread; the softmax uses ex2.approx, one FFMA an element and lazy rescaling (attention_tile.cuh).
+// At 512 / 2048 tokens that took the kernel from 0.26x / 0.39x to 0.37x / 0.58x of cuBLAS. Variants
+// tried: one head per block 0.20x / 0.30x / 0.35x (512 / 2048 / 8192); one block per SM with FA3's
+// intra-warpgroup pipelining (S_j issued with P_{j-1} V_{j-1}, four stages, 175 registers) 0.22x /
+// 0.35x / 0.41x, both before the changes above. The mma.sync kernel in prefill_kernels.cu stays for
+// head dims and GQA groups this one does not cover, and as the benchmark's comparison.
 
 #include <cmath>
 
@@ -29,6 +33,7 @@ constexpr int kRows = kPrefillTileRows;  // 64: the M of one warpgroup's wgmma
 constexpr int kKeys = kAttentionTileKeys;  // keys per tile (the N of S = Q K^T)
 
 constexpr int kThreads = 256;
+static_assert(kRows * 2 == kThreads / 2, "two threads make one Q row of a warpgroup");
 
 constexpr int kStages = 2;
 
@@ -39,11 +44,30 @@ struct Sm90Tile {
   static constexpr uint32_t kKvBytes = kKeys * D * 2;     // one K or V tile
   static constexpr uint32_t kStageBytes = 2 * kKvBytes;   // K then V
   static constexpr uint32_t kColBlockBytes = kKeys * 128;
-  static constexpr size_t kSmemBytes = 2 * kQBytes + kStages * kStageBytes + 1024;
+  static constexpr uint32_t kTableOffset = 2 * kQBytes + kStages * kStageBytes;
+  static constexpr size_t kSmemBytes = kTableOffset + 1024;
 };
 
+// A chunk's block table is copied into shared memory when it has at most this many entries
+// (32K tokens at 16 a block), so that a tile's gather reads block ids there rather than waiting
+// on a global load before its cp.async; two blocks with their tables still fit on an SM.
+constexpr int kMaxSmemTableEntries = 2048;
 
-template <int D>
+// The eight element bytes of one chunk hash as four bf16 pairs, without the quarter-rate I2F:
+// byte b, made unsigned by flipping its sign bit, becomes the low mantissa of 2^23, and
+// subtracting 2^23 + 128 leaves b exactly.
+[[maybe_unused]] __device__ __forceinline__ uint4 ElementBytesAsBf16(uint64_t h) {
+  const uint32_t lo = static_cast<uint32_t>(h) ^ 0x80808080u;
+  const uint32_t hi = static_cast<uint32_t>(h >> 32) ^ 0x80808080u;
+  auto byte = [](uint32_t w, int k) {
+    return __uint_as_float(__byte_perm(w, 0x4B000000u, 0x7540 + k)) - 8388736.0f;
+  };
+  return make_uint4(PackBf16(byte(lo, 0), byte(lo, 1)), PackBf16(byte(lo, 2), byte(lo, 3)),
+                    PackBf16(byte(hi, 0), byte(hi, 1)), PackBf16(byte(hi, 2), byte(hi, 3)));
+}
+
+
+template <int D, bool kSmemTable>
 __global__ void __launch_bounds__(kThreads, 2)
     PrefillAttentionSm90Kernel(PrefillArgs a, float scale_log2) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -65,7 +89,6 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int qhead = kvhead * group + (pair % (group / 2)) * 2 + wg;
   const TileDev tile = a.tiles[blockIdx.y];
   const ChunkDev ch = a.chunks[tile.chunk];
-  const uint32_t* table = a.tables + ch.table_off;
   const int total = ch.start_pos + ch.num_tokens;  // keys [0, total)
   const int warp = wt / 32, lane = threadIdx.x % 32;
   const int g = lane >> 2, tig = lane & 3;
@@ -74,41 +97,64 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int last_pos = ch.start_pos + min(tile.q0 + kRows, ch.num_tokens) - 1;
   const int num_tiles = last_pos / kKeys + 1;
 
-  // Every thread of the block loads its share of tile t's K and V (a group is committed even
-  // when t is past the end, so that group counting stays uniform).
+  // The block table: in shared memory when it fits (filled before the first gather).
+  const uint32_t* table = a.tables + ch.table_off;
+  if constexpr (kSmemTable) {
+    uint32_t* table_smem = reinterpret_cast<uint32_t*>(smem + T::kTableOffset);
+    const int entries = (total + a.geo.block_size - 1) >> a.geo.block_shift;
+    for (int i = threadIdx.x; i < entries; i += kThreads) table_smem[i] = table[i];
+    table = table_smem;
+    __syncthreads();
+  }
+
+  // Every thread copies 16-byte chunk gcol of rows grow + i * kGatherRows of each K and V tile:
+  // its pool address is a fixed base (layer, head, chunk) plus the row's block and slot, and its
+  // shared-memory offset is fixed too (the rows it copies are 8k apart, so they share a swizzle).
+  constexpr int kGatherRows = kThreads / T::kChunksPerRow;
+  static_assert(kGatherRows % 8 == 0 && kKeys % kGatherRows == 0);
+  const int grow = threadIdx.x / T::kChunksPerRow, gcol = threadIdx.x % T::kChunksPerRow;
+  const uint32_t gather_smem = SwizzledChunkOffset(grow, gcol, kKeys);
+  const std::byte* gather_base = a.pool + static_cast<int64_t>(layer) * a.geo.layer_stride +
+                                 static_cast<int64_t>(kvhead) * a.geo.head_stride + gcol * 16;
+  // A group is committed even when t is past the end, so that group counting stays uniform.
   auto load_tile = [&](int t) {
     if (t < num_tiles) {
-      uint8_t* kd = kv_smem + (t % kStages) * T::kStageBytes;
-      uint8_t* vd = kd + T::kKvBytes;
+      uint8_t* kd = kv_smem + (t % kStages) * T::kStageBytes + gather_smem;
 #pragma unroll
-      for (int i = 0; i < kKeys * T::kChunksPerRow / kThreads; ++i) {
-        const int c = threadIdx.x + i * kThreads;
-        const int row = c / T::kChunksPerRow, col = c % T::kChunksPerRow;
-        const uint32_t off = SwizzledChunkOffset(row, col, kKeys);
-        CpAsyncKvChunk(a, table, t * kKeys + row, total, layer, kvhead, col, kd + off, vd + off);
+      for (int i = 0; i < kKeys / kGatherRows; ++i) {
+        const int key = t * kKeys + grow + i * kGatherRows;
+        const std::byte* src = gather_base;
+        int bytes = 0;
+        if (key < total) {
+          src += table[key >> a.geo.block_shift] * a.geo.block_stride +
+                 (key & (a.geo.block_size - 1)) * a.geo.row_bytes;
+          bytes = 16;
+        }
+        CpAsync16(kd + i * kGatherRows * 128, src, bytes);
+        CpAsync16(kd + i * kGatherRows * 128 + T::kKvBytes, src + (bytes ? a.geo.kind_stride : 0),
+                  bytes);
       }
     }
     CpAsyncCommit();
   };
   load_tile(0);
 
-  // This warpgroup's Q from the synthetic model (values exact in bf16); rows past the chunk
-  // repeat its last row and are not written out.
-#pragma unroll 2
-  for (int i = 0; i < kRows * T::kChunksPerRow / 128; ++i) {
-    const int c = wt + i * 128;
-    const int row = c / T::kChunksPerRow, col = c % T::kChunksPerRow;
+  // This warpgroup's Q from the synthetic model, as the element bytes (exact in bf16; their
+  // 1/64 is folded into the softmax scale, a power of two, so S is unchanged); rows past the
+  // chunk repeat its last row and are not written out. Each thread makes half a row, so one row
+  // seed serves eight chunks (at 512 tokens a block's Q is a large share of its integer work).
+  {
+    constexpr int kHalf = T::kChunksPerRow / 2;
+    const int row = wt / 2, col0 = (wt & 1) * kHalf;
     const int r = min(tile.q0 + row, ch.num_tokens - 1);
     const uint64_t seed =
         model::RowSeed(a.tokens[ch.token_off + r], ch.start_pos + r, layer, qhead, model::kQuery);
-    uint32_t packed[4];
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      packed[e] = PackBf16(model::ElementValue(seed, col * 8 + 2 * e),
-                           model::ElementValue(seed, col * 8 + 2 * e + 1));
+#pragma unroll 4
+    for (int i = 0; i < kHalf; ++i) {
+      const int col = col0 + i;
+      *reinterpret_cast<uint4*>(q_smem + SwizzledChunkOffset(row, col, kRows)) =
+          ElementBytesAsBf16(model::ElementChunkHash(seed, col));
     }
-    *reinterpret_cast<uint4*>(q_smem + SwizzledChunkOffset(row, col, kRows)) =
-        make_uint4(packed[0], packed[1], packed[2], packed[3]);
   }
 
   const int r0 = tile.q0 + warp * 16 + g, r1 = r0 + 8;
@@ -140,12 +186,12 @@ __global__ void __launch_bounds__(kThreads, 2)
   // Tile t is resident once every thread's copies of it have landed and been made visible to
   // the async proxy; the barrier also tells every thread that tile t - 1's stage is free (its
   // last reader, P V of t - 1, was waited for in the previous iteration), so tile t + 1 can go
-  // there while tile t is used.
-  auto tile_ready = [&](int t) {
+  // there while tile t is used. The gather of t + 1 is issued after S_t's wgmma, so that its
+  // block-table loads wait while the tensor cores work, not before they start.
+  auto tile_ready = [&]() {
     CpAsyncWait<0>();
     FenceProxyAsync();
     __syncthreads();
-    load_tile(t + 1);
   };
 
   float o[D / 2];
@@ -157,16 +203,18 @@ __global__ void __launch_bounds__(kThreads, 2)
   float corr0, corr1;
 
   for (int t = 0; t < num_tiles; ++t) {
-    tile_ready(t);
+    tile_ready();
     PinRegisters(s);
     WgmmaFence();
     issue_s(s, t);
     WgmmaCommit();
+    load_tile(t + 1);
     WgmmaWait<0>();
     PinRegisters(s);
-    SoftmaxTile(s, p, st, corr0, corr1, t * kKeys + kKeys - 1 > first_pos, t * kKeys, pos0,
-                pos1, tig, scale_log2);
-    RescaleRows(o, corr0, corr1);
+    if (SoftmaxTile(s, p, st, corr0, corr1, t * kKeys + kKeys - 1 > first_pos, t * kKeys, pos0,
+                    pos1, tig, scale_log2)) {
+      RescaleRows(o, corr0, corr1);
+    }
     PinRegisters(o);
     WgmmaFence();
     issue_pv(o, p, t);
@@ -182,17 +230,25 @@ __global__ void __launch_bounds__(kThreads, 2)
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }
 
-template <int D>
-cudaError_t LaunchSm90For(const PrefillArgs& args, cudaStream_t stream) {
-  constexpr size_t smem = Sm90Tile<D>::kSmemBytes;
+template <int D, bool kSmemTable>
+cudaError_t LaunchSm90With(const PrefillArgs& args, cudaStream_t stream) {
+  const size_t smem = Sm90Tile<D>::kSmemBytes + (kSmemTable ? kMaxSmemTableEntries * 4 : 0);
   static const cudaError_t attr =
-      cudaFuncSetAttribute(PrefillAttentionSm90Kernel<D>,
+      cudaFuncSetAttribute(PrefillAttentionSm90Kernel<D, kSmemTable>,
                            cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   if (attr != cudaSuccess) return attr;
-  const float scale_log2 = 1.4426950408889634f / sqrtf(static_cast<float>(D));
+  // Q holds element bytes: their 1/64 joins 1/sqrt(D) and log2(e).
+  const float scale_log2 =
+      1.4426950408889634f / sqrtf(static_cast<float>(D)) * model::kElementScale;
   dim3 grid(args.shape.num_layers * args.shape.num_q_heads / 2, args.num_tiles);
-  PrefillAttentionSm90Kernel<D><<<grid, kThreads, smem, stream>>>(args, scale_log2);
+  PrefillAttentionSm90Kernel<D, kSmemTable><<<grid, kThreads, smem, stream>>>(args, scale_log2);
   return cudaGetLastError();
+}
+
+template <int D>
+cudaError_t LaunchSm90For(const PrefillArgs& args, cudaStream_t stream) {
+  return args.max_table_entries <= kMaxSmemTableEntries ? LaunchSm90With<D, true>(args, stream)
+                                                         : LaunchSm90With<D, false>(args, stream);
 }
 
 }  // namespace

@@ -17,34 +17,47 @@ namespace {
 
 constexpr int kWriteThreads = 256;
 
-// One thread writes 8 elements (16 bytes) of one K or V row: the row seed's hash for dims
-// [8c, 8c + 8) is one Mix64, exactly as the CPU's WriteRow computes it.
+constexpr int kWriteRowsPerWarp = 32;
+
+// One warp writes 32 K/V rows of one token. Each lane hashes one row's seed (two Mix64s); the
+// warp then stores the rows' 16-byte chunks in order, so the lanes of one store cover whole
+// rows (coalesced), and each chunk's eight elements are one more Mix64 of its row seed, taken
+// from the owning lane by a shuffle: three hashes a chunk become about one.
 __global__ void WriteKvKernel(PrefillArgs a) {
   const int t = blockIdx.x;
   const int chunks_per_row = a.shape.head_dim / 8;
-  const int idx = blockIdx.y * kWriteThreads + threadIdx.x;
   const int rows = a.shape.num_layers * a.shape.num_kv_heads * 2;
-  if (idx >= rows * chunks_per_row) return;
-  const int c = idx % chunks_per_row;
-  const int row = idx / chunks_per_row;
-  const uint32_t kind = row & 1;
-  const int head = (row >> 1) % a.shape.num_kv_heads;
-  const int layer = (row >> 1) / a.shape.num_kv_heads;
+  const int lane = threadIdx.x % 32;
+  const int row0 = (blockIdx.y * (kWriteThreads / 32) + threadIdx.x / 32) * kWriteRowsPerWarp;
+  if (row0 >= rows) return;  // the whole warp
   const ChunkDev ch = a.chunks[a.token_chunk[t]];
   const int pos = ch.start_pos + (t - ch.token_off);
   const uint32_t block = a.tables[ch.table_off + (pos >> a.geo.block_shift)];
   const int slot = pos & (a.geo.block_size - 1);
-  const uint64_t seed = model::RowSeed(a.tokens[t], pos, layer, head, kind);
-  uint32_t packed[4];
+  const int row = min(row0 + lane, rows - 1);
+  const uint32_t kind = row & 1;
+  const int head = (row >> 1) % a.shape.num_kv_heads;
+  const int layer = (row >> 1) / a.shape.num_kv_heads;
+  const uint64_t row_seed = model::RowSeed(a.tokens[t], pos, layer, head, kind);
+  const int64_t row_off = a.geo.RowOffset(block, slot, layer, head, kind);
+  const int chunks = min(kWriteRowsPerWarp, rows - row0) * chunks_per_row;
+  for (int c = lane; c < kWriteRowsPerWarp * chunks_per_row; c += 32) {
+    const int r = c / chunks_per_row, col = c % chunks_per_row;
+    const uint64_t seed = __shfl_sync(0xffffffffu, row_seed, r);
+    const int64_t off = __shfl_sync(0xffffffffu, row_off, r);
+    if (c >= chunks) continue;
+    uint32_t packed[4];
 #pragma unroll
-  for (int e = 0; e < 4; ++e) {
-    const uint32_t lo = model::EncodeElement(model::ElementValue(seed, c * 8 + 2 * e), DType::kBF16);
-    const uint32_t hi =
-        model::EncodeElement(model::ElementValue(seed, c * 8 + 2 * e + 1), DType::kBF16);
-    packed[e] = lo | (hi << 16);
+    for (int e = 0; e < 4; ++e) {
+      const uint32_t lo =
+          model::EncodeElement(model::ElementValue(seed, col * 8 + 2 * e), DType::kBF16);
+      const uint32_t hi =
+          model::EncodeElement(model::ElementValue(seed, col * 8 + 2 * e + 1), DType::kBF16);
+      packed[e] = lo | (hi << 16);
+    }
+    *reinterpret_cast<uint4*>(a.pool + off + col * 16) =
+        make_uint4(packed[0], packed[1], packed[2], packed[3]);
   }
-  std::byte* dst = a.pool + a.geo.RowOffset(block, slot, layer, head, kind) + c * 16;
-  *reinterpret_cast<uint4*>(dst) = make_uint4(packed[0], packed[1], packed[2], packed[3]);
 }
 
 constexpr int kBM = kPrefillTileRows;  // query rows per block (4 warps x 16)
@@ -153,9 +166,10 @@ __global__ void __launch_bounds__(kWarps * 32)
 
     uint32_t p[kBN / 16][4];
     float corr0, corr1;
-    SoftmaxTile(s, p, st, corr0, corr1, t * kBN + kBN - 1 > first_pos, t * kBN, pos0, pos1, tig,
-                scale_log2);
-    RescaleRows(o, corr0, corr1);
+    if (SoftmaxTile(s, p, st, corr0, corr1, t * kBN + kBN - 1 > first_pos, t * kBN, pos0, pos1,
+                    tig, scale_log2)) {
+      RescaleRows(o, corr0, corr1);
+    }
 
     // O += P V.
 #pragma unroll
@@ -210,9 +224,9 @@ bool PrefillShapeSupported(int head_dim) {
 
 cudaError_t LaunchWriteKv(const PrefillArgs& args, cudaStream_t stream) {
   if (args.total_tokens == 0) return cudaSuccess;
-  const int threads_per_token =
-      args.shape.num_layers * args.shape.num_kv_heads * 2 * (args.shape.head_dim / 8);
-  dim3 grid(args.total_tokens, (threads_per_token + kWriteThreads - 1) / kWriteThreads);
+  const int rows_per_token = args.shape.num_layers * args.shape.num_kv_heads * 2;
+  constexpr int kRowsPerBlock = kWriteThreads / 32 * kWriteRowsPerWarp;
+  dim3 grid(args.total_tokens, (rows_per_token + kRowsPerBlock - 1) / kRowsPerBlock);
   WriteKvKernel<<<grid, kWriteThreads, 0, stream>>>(args);
   return cudaGetLastError();
 }
