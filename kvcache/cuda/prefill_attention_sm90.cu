@@ -24,6 +24,7 @@
 #include "kvcache/cuda/attention_tile.cuh"
 #include "kvcache/cuda/kernels.h"
 #include "kvcache/cuda/mma_primitives.cuh"
+#include "kvcache/cuda/synthetic_elements.cuh"
 #include "kvcache/cuda/wgmma_primitives.cuh"
 
 namespace pdserve::cuda {
@@ -52,20 +53,6 @@ struct Sm90Tile {
 // (32K tokens at 16 a block), so that a tile's gather reads block ids there rather than waiting
 // on a global load before its cp.async; two blocks with their tables still fit on an SM.
 constexpr int kMaxSmemTableEntries = 2048;
-
-// The eight element bytes of one chunk hash as four bf16 pairs, without the quarter-rate I2F:
-// byte b, made unsigned by flipping its sign bit, becomes the low mantissa of 2^23, and
-// subtracting 2^23 + 128 leaves b exactly.
-[[maybe_unused]] __device__ __forceinline__ uint4 ElementBytesAsBf16(uint64_t h) {
-  const uint32_t lo = static_cast<uint32_t>(h) ^ 0x80808080u;
-  const uint32_t hi = static_cast<uint32_t>(h >> 32) ^ 0x80808080u;
-  auto byte = [](uint32_t w, int k) {
-    return __uint_as_float(__byte_perm(w, 0x4B000000u, 0x7540 + k)) - 8388736.0f;
-  };
-  return make_uint4(PackBf16(byte(lo, 0), byte(lo, 1)), PackBf16(byte(lo, 2), byte(lo, 3)),
-                    PackBf16(byte(hi, 0), byte(hi, 1)), PackBf16(byte(hi, 2), byte(hi, 3)));
-}
-
 
 template <int D, bool kSmemTable>
 __global__ void __launch_bounds__(kThreads, 2)
@@ -97,14 +84,15 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int last_pos = ch.start_pos + min(tile.q0 + kRows, ch.num_tokens) - 1;
   const int num_tiles = last_pos / kKeys + 1;
 
-  // The block table: in shared memory when it fits (filled before the first gather).
-  const uint32_t* table = a.tables + ch.table_off;
+  // The block table: in shared memory when it fits. Tile 0's gather reads the global table while
+  // the copy is under way; the first tile's barrier publishes the copy before tile 1's gather.
+  const uint32_t* const global_table = a.tables + ch.table_off;
+  const uint32_t* table = global_table;
   if constexpr (kSmemTable) {
     uint32_t* table_smem = reinterpret_cast<uint32_t*>(smem + T::kTableOffset);
     const int entries = (total + a.geo.block_size - 1) >> a.geo.block_shift;
-    for (int i = threadIdx.x; i < entries; i += kThreads) table_smem[i] = table[i];
+    for (int i = threadIdx.x; i < entries; i += kThreads) table_smem[i] = global_table[i];
     table = table_smem;
-    __syncthreads();
   }
 
   // Every thread copies 16-byte chunk gcol of rows grow + i * kGatherRows of each K and V tile:
@@ -117,7 +105,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   const std::byte* gather_base = a.pool + static_cast<int64_t>(layer) * a.geo.layer_stride +
                                  static_cast<int64_t>(kvhead) * a.geo.head_stride + gcol * 16;
   // A group is committed even when t is past the end, so that group counting stays uniform.
-  auto load_tile = [&](int t) {
+  auto load_tile = [&](int t, const uint32_t* tab) {
     if (t < num_tiles) {
       uint8_t* kd = kv_smem + (t % kStages) * T::kStageBytes + gather_smem;
 #pragma unroll
@@ -126,7 +114,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         const std::byte* src = gather_base;
         int bytes = 0;
         if (key < total) {
-          src += table[key >> a.geo.block_shift] * a.geo.block_stride +
+          src += tab[key >> a.geo.block_shift] * a.geo.block_stride +
                  (key & (a.geo.block_size - 1)) * a.geo.row_bytes;
           bytes = 16;
         }
@@ -137,7 +125,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
     CpAsyncCommit();
   };
-  load_tile(0);
+  load_tile(0, global_table);
 
   // This warpgroup's Q from the synthetic model, as the element bytes (exact in bf16; their
   // 1/64 is folded into the softmax scale, a power of two, so S is unchanged); rows past the
@@ -153,7 +141,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     for (int i = 0; i < kHalf; ++i) {
       const int col = col0 + i;
       *reinterpret_cast<uint4*>(q_smem + SwizzledChunkOffset(row, col, kRows)) =
-          ElementBytesAsBf16(model::ElementChunkHash(seed, col));
+          ElementBytesAsBf16(model::ElementChunkHash(seed, col), 1.0f);
     }
   }
 
@@ -208,7 +196,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     WgmmaFence();
     issue_s(s, t);
     WgmmaCommit();
-    load_tile(t + 1);
+    load_tile(t + 1, table);
     WgmmaWait<0>();
     PinRegisters(s);
     if (SoftmaxTile(s, p, st, corr0, corr1, t * kKeys + kKeys - 1 > first_pos, t * kKeys, pos0,

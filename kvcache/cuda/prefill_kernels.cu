@@ -11,6 +11,7 @@
 #include "kvcache/cuda/attention_tile.cuh"
 #include "kvcache/cuda/kernels.h"
 #include "kvcache/cuda/mma_primitives.cuh"
+#include "kvcache/cuda/synthetic_elements.cuh"
 
 namespace pdserve::cuda {
 namespace {
@@ -22,7 +23,8 @@ constexpr int kWriteRowsPerWarp = 32;
 // One warp writes 32 K/V rows of one token. Each lane hashes one row's seed (two Mix64s); the
 // warp then stores the rows' 16-byte chunks in order, so the lanes of one store cover whole
 // rows (coalesced), and each chunk's eight elements are one more Mix64 of its row seed, taken
-// from the owning lane by a shuffle: three hashes a chunk become about one.
+// from the owning lane by a shuffle: three hashes a chunk become about one. (GPU pools are bf16
+// only: cuda_attention.cc refuses other dtypes.)
 __global__ void WriteKvKernel(PrefillArgs a) {
   const int t = blockIdx.x;
   const int chunks_per_row = a.shape.head_dim / 8;
@@ -46,17 +48,8 @@ __global__ void WriteKvKernel(PrefillArgs a) {
     const uint64_t seed = __shfl_sync(0xffffffffu, row_seed, r);
     const int64_t off = __shfl_sync(0xffffffffu, row_off, r);
     if (c >= chunks) continue;
-    uint32_t packed[4];
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const uint32_t lo =
-          model::EncodeElement(model::ElementValue(seed, col * 8 + 2 * e), DType::kBF16);
-      const uint32_t hi =
-          model::EncodeElement(model::ElementValue(seed, col * 8 + 2 * e + 1), DType::kBF16);
-      packed[e] = lo | (hi << 16);
-    }
     *reinterpret_cast<uint4*>(a.pool + off + col * 16) =
-        make_uint4(packed[0], packed[1], packed[2], packed[3]);
+        ElementBytesAsBf16(model::ElementChunkHash(seed, col), model::kElementScale);
   }
 }
 
