@@ -13,11 +13,15 @@ void NotificationInbox::Push(Notification n) {
 }
 
 std::vector<Notification> NotificationInbox::TakeAll() {
-  absl::MutexLock lock(&mu_);
-  std::vector<Notification> out(std::make_move_iterator(pending_.begin()),
-                                std::make_move_iterator(pending_.end()));
-  pending_.clear();
-  return out;
+  // Swap under the lock, move out after: the receive path's Push never waits behind a long
+  // copy (a local receiver's listener would stop draining its senders' rings meanwhile).
+  std::deque<Notification> taken;
+  {
+    absl::MutexLock lock(&mu_);
+    taken.swap(pending_);
+  }
+  return std::vector<Notification>(std::make_move_iterator(taken.begin()),
+                                   std::make_move_iterator(taken.end()));
 }
 
 absl::Status NotificationInbox::WaitFor(const std::string& message, absl::Duration timeout) {

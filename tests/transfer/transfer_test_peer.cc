@@ -16,6 +16,9 @@
 //                                       message PREFIX-i)
 //   sendloop PEER PREFIX S:D,...     -> "started", then the same batch forever (PREFIX-0, -1...)
 //   wait MSG TIMEOUT_MS              -> ok | err ...
+//   collect N TIMEOUT_MS             -> "got M1,M2,..." every notification taken, in arrival
+//                                       order, once N arrived (plus any that come 20 ms after:
+//                                       a duplicate shows) or at the timeout
 //   counters                         -> registrations R notifications N
 //   quit
 #include <cstdio>
@@ -26,7 +29,9 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "tests/transfer/test_pattern.h"
 #include "transfer/kv_transport.h"
 
@@ -173,6 +178,21 @@ int Main(int argc, char** argv) {
       in >> msg >> ms;
       absl::Status s = t.WaitForNotification(msg, absl::Milliseconds(ms));
       Reply(s.ok() ? "ok" : Err(s));
+    } else if (cmd == "collect") {
+      size_t n = 0;
+      int64_t ms = 0;
+      in >> n >> ms;
+      std::vector<std::string> got;
+      auto take = [&] {
+        for (Notification& x : t.TakeNotifications()) got.push_back(std::move(x.message));
+      };
+      const absl::Time deadline = absl::Now() + absl::Milliseconds(ms);
+      for (take(); got.size() < n && absl::Now() < deadline; take()) {
+        absl::SleepFor(absl::Milliseconds(1));
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+      take();
+      Reply("got " + absl::StrJoin(got, ","));
     } else if (cmd == "counters") {
       TransportCounters c = t.counters();
       Reply("registrations " + std::to_string(c.registrations) + " notifications " +

@@ -151,10 +151,8 @@ class LocalTransport final : public KvTransport {
       return s;
     }
     // No peer-alive check here: a peer that is gone fails the batch when its completion
-    // notification is sent (send() on the SEQPACKET socket returns EPIPE / ECONNRESET once the
-    // peer's end is closed), and a batch without a notification checks liveness in `done`.
-    // A poll() here cost a syscall per batch and only moved the same failure from Wait to
-    // Submit (the fault tests accept either).
+    // notification is written (the ring's liveness lock, or EPIPE on the socket), and a batch
+    // without a notification checks the same lock in `done`; neither costs a syscall.
     absl::StatusOr<TransferId> tid =
         table_.Begin(TotalBytes(job->ops), static_cast<uint32_t>(job->ops.size()));
     if (!tid.ok()) return tid.status();
@@ -170,7 +168,8 @@ class LocalTransport final : public KvTransport {
       }
       absl::Status s;
       if (!notification.empty()) s = peer->notifier->Send(notification);
-      // No notification to carry: the peer's liveness is still what makes the batch good.
+      // No notification to carry: the peer's liveness is still what makes the batch good
+      // (NotifyRing's liveness lock: no syscall).
       else if (peer->notifier->PeerGone()) s = absl::UnavailableError("KV peer went away");
       table_.Complete(id, s);
     };

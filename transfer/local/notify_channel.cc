@@ -1,6 +1,7 @@
 #include "transfer/local/notify_channel.h"
 
 #include <poll.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -12,14 +13,18 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
 #include "common/logging.h"
 #include "transfer/pool_descriptor.h"
 
 namespace pdserve::transfer::local {
 namespace {
 
-constexpr char kHello = 'H';
-constexpr char kNotify = 'N';
+// Packet kinds on the socket.
+constexpr char kHello = 'H';     // sender -> receiver: agent name
+constexpr char kRing = 'R';      // receiver -> sender: the ring's memfd (SCM_RIGHTS)
+constexpr char kNotify = 'N';    // sender -> receiver: a notification that did not take the ring
+constexpr char kDoorbell = 'D';  // sender -> receiver: slots published while it was parked
 constexpr int kSendTimeoutSeconds = 5;
 
 socklen_t AbstractAddress(const std::string& name, sockaddr_un& addr) {
@@ -31,6 +36,58 @@ socklen_t AbstractAddress(const std::string& name, sockaddr_un& addr) {
 }
 
 std::string ErrnoText() { return std::strerror(errno); }
+
+// One packet `kind` carrying `fd` as SCM_RIGHTS.
+bool SendWithFd(int socket, char kind, int fd) {
+  char cmsg_buffer[CMSG_SPACE(sizeof(int))] = {};
+  iovec iov{&kind, 1};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cmsg_buffer;
+  msg.msg_controllen = sizeof(cmsg_buffer);
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  return sendmsg(socket, &msg, MSG_NOSIGNAL) == 1;
+}
+
+// Receives one packet; returns its kind and sets `fd` to the descriptor it carried (-1: none).
+// 0 on error or end of stream.
+char ReceiveWithFd(int socket, int& fd) {
+  fd = -1;
+  char kind = 0;
+  char cmsg_buffer[CMSG_SPACE(sizeof(int))] = {};
+  iovec iov{&kind, 1};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cmsg_buffer;
+  msg.msg_controllen = sizeof(cmsg_buffer);
+  if (recvmsg(socket, &msg, MSG_CMSG_CLOEXEC) != 1) return 0;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
+    }
+  }
+  return kind;
+}
+
+void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// One sender connection as the listener sees it.
+struct Connection {
+  std::string agent;                 // "" until hello
+  std::unique_ptr<NotifyRing> ring;  // null until hello
+};
 
 }  // namespace
 
@@ -73,44 +130,137 @@ NotifyListener::~NotifyListener() {
 
 void NotifyListener::Loop() {
   auto log = ComponentLogger("transfer");
-  std::map<int, std::string> senders;  // fd -> agent name ("" until hello)
+  std::map<int, Connection> senders;  // by socket fd
   std::vector<char> buffer(kMaxNotificationBytes + 1024);
   std::vector<pollfd> fds;
+  auto drain = [&](Connection& c) {
+    if (c.ring == nullptr) return 0;
+    return c.ring->Drain([&](std::string message) { inbox_->Push({c.agent, std::move(message)}); });
+  };
+  auto drain_all = [&] {
+    int n = 0;
+    for (auto& [fd, c] : senders) n += drain(c);
+    return n;
+  };
+  auto socket_pending = [&] {
+    for (const auto& [fd, c] : senders) {
+      if (c.ring != nullptr && c.ring->SocketPending()) return true;
+    }
+    return false;
+  };
+  auto set_parked = [&](bool parked) {
+    for (auto& [fd, c] : senders) {
+      if (c.ring != nullptr) c.ring->SetParked(parked);
+    }
+  };
+  // Reads what the sender `fd` queued (all of it, up to a bound, so that a sender whose
+  // messages went to the socket is caught up with quickly and returns to its ring); erases the
+  // connection when it closed. True when a packet came.
+  auto read_packets = [&](int fd) {
+    Connection& c = senders[fd];
+    bool got = false;
+    for (int packet = 0; packet < 1024; ++packet) {
+      const ssize_t n = recv(fd, buffer.data(), buffer.size(), MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        // Orderly close or reset: the sender finished or died. What it published before is
+        // delivered; batches it had in flight never produce a notification.
+        drain(c);
+        log->info("agent {}: KV sender '{}' disconnected", agent_, c.agent);
+        senders_lost_.fetch_add(1);
+        close(fd);
+        senders.erase(fd);  // releases the ring (and its liveness lock) on this thread
+        break;
+      }
+      got = true;
+      if (buffer[0] == kHello && c.ring == nullptr) {
+        c.agent.assign(buffer.data() + 1, n - 1);
+        int memfd = -1;
+        absl::StatusOr<std::unique_ptr<NotifyRing>> ring = NotifyRing::Create(memfd);
+        const bool sent = ring.ok() && SendWithFd(fd, kRing, memfd);
+        if (memfd >= 0) close(memfd);
+        if (!sent) {
+          // The sender's Connect fails: it never got a ring.
+          log->error("agent {}: cannot give KV sender '{}' a notification ring: {}", agent_,
+                     c.agent, ring.ok() ? ErrnoText() : ring.status().ToString());
+          close(fd);
+          senders.erase(fd);
+          break;
+        }
+        c.ring = std::move(*ring);
+        log->info("agent {}: KV sender '{}' connected", agent_, c.agent);
+      } else if (buffer[0] == kNotify) {
+        // Slots published before this packet was sent come first (NotifyRing: fallback).
+        drain(c);
+        inbox_->Push({c.agent, std::string(buffer.data() + 1, n - 1)});
+        if (c.ring != nullptr) c.ring->NoteSocketConsumed();
+      }
+      // kDoorbell: nothing to read here, the drain after the poll takes the slots.
+    }
+    return got;
+  };
+  int64_t spin_until = 0;
   for (;;) {
+    // Park when the spin window closed: publish "parked" in every ring, then look once more
+    // (Dekker with NotifyRing::TryPush): a slot published before the sender saw the flag is
+    // seen here; one published after makes the sender ring the doorbell.
+    int timeout_ms = 0;
+    bool parked = false;
+    if (MonotonicNanos() >= spin_until) {
+      set_parked(true);
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      bool work = false;
+      for (const auto& [fd, c] : senders) work = work || (c.ring != nullptr && c.ring->HasWork());
+      if (work) {
+        set_parked(false);
+      } else {
+        parked = true;
+        timeout_ms = -1;
+      }
+    }
     fds.clear();
     fds.push_back({wake_fd_, POLLIN, 0});
     fds.push_back({listen_fd_, POLLIN, 0});
-    for (const auto& [fd, name] : senders) fds.push_back({fd, POLLIN, 0});
-    if (poll(fds.data(), fds.size(), -1) < 0) {
+    for (const auto& [fd, c] : senders) fds.push_back({fd, POLLIN, 0});
+    const int ready = poll(fds.data(), fds.size(), timeout_ms);
+    if (parked) set_parked(false);
+    if (ready < 0) {
       if (errno == EINTR) continue;
       log->error("agent {}: poll on notification socket failed: {}", agent_, ErrnoText());
       break;
     }
     if (fds[0].revents != 0) break;
+    bool activity = false;
     if (fds[1].revents & POLLIN) {
       int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd >= 0) senders[fd] = "";
+      if (fd >= 0) senders[fd] = Connection{};
     }
     for (size_t i = 2; i < fds.size(); ++i) {
-      if (fds[i].revents == 0) continue;
-      const int fd = fds[i].fd;
-      ssize_t n = recv(fd, buffer.data(), buffer.size(), 0);
-      if (n > 0 && buffer[0] == kHello) {
-        senders[fd].assign(buffer.data() + 1, n - 1);
-        log->info("agent {}: KV sender '{}' connected", agent_, senders[fd]);
-      } else if (n > 0 && buffer[0] == kNotify) {
-        inbox_->Push({senders[fd], std::string(buffer.data() + 1, n - 1)});
-      } else if (n <= 0 && !(n < 0 && (errno == EINTR || errno == EAGAIN))) {
-        // Orderly close or reset: the sender finished or died. Batches it had in flight never
-        // produce a notification.
-        log->info("agent {}: KV sender '{}' disconnected", agent_, senders[fd]);
-        senders_lost_.fetch_add(1);
-        close(fd);
-        senders.erase(fd);
+      if (fds[i].revents != 0 && read_packets(fds[i].fd)) activity = true;
+    }
+    if (drain_all() > 0) activity = true;
+    int64_t now = MonotonicNanos();
+    if (activity) spin_until = now + kSpinNanos;
+    // Spin on the rings: no syscall per notification while senders keep us busy. Back to
+    // poll() (without sleeping) every kSocketCheckNanos for hellos and hang-ups, and at once
+    // when a sender put a message on the socket.
+    const int64_t check_sockets_at = now + kSocketCheckNanos;
+    for (uint32_t turn = 1; now < spin_until && now < check_sockets_at; ++turn) {
+      if (drain_all() > 0) {
+        spin_until = MonotonicNanos() + kSpinNanos;
+      } else if (socket_pending()) {
+        break;
+      } else if (turn % 32 == 0) {
+        sched_yield();  // let whatever else wants this core run
+      } else {
+        CpuRelax();
       }
+      now = MonotonicNanos();
     }
   }
-  for (const auto& [fd, name] : senders) close(fd);
+  for (const auto& [fd, c] : senders) close(fd);
+  senders.clear();  // releases the rings' liveness locks on this thread: senders see us gone
 }
 
 absl::StatusOr<std::unique_ptr<NotifySender>> NotifySender::Connect(const std::string& address,
@@ -120,31 +270,48 @@ absl::StatusOr<std::unique_ptr<NotifySender>> NotifySender::Connect(const std::s
   sockaddr_un addr;
   const socklen_t len = AbstractAddress(address, addr);
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
-    absl::Status s = absl::FailedPreconditionError(absl::StrCat(
-        "KV peer notification socket ", address, " does not answer (", ErrnoText(),
-        "): stale descriptor or the peer is gone"));
+    absl::Status s = absl::FailedPreconditionError(
+        absl::StrCat("KV peer notification socket ", address, " does not answer (", ErrnoText(),
+                     "): stale descriptor or the peer is gone"));
     close(fd);
     return s;
   }
+  // The receive timeout bounds the wait for the ring at Connect; the send timeout bounds a
+  // fallback packet to a receiver that stopped reading.
   timeval tv{kSendTimeoutSeconds, 0};
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  auto sender = std::unique_ptr<NotifySender>(new NotifySender(fd));
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  auto fail = [&](const std::string& what) {
+    absl::Status s = absl::FailedPreconditionError(
+        absl::StrCat("KV peer at ", address, " ", what, ": ", ErrnoText()));
+    close(fd);
+    return s;
+  };
   std::string hello = std::string(1, kHello) + agent;
   if (send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) < 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("KV peer at ", address, " closed the connection: ", ErrnoText()));
+    return fail("closed the connection");
   }
-  return sender;
+  int memfd = -1;
+  if (ReceiveWithFd(fd, memfd) != kRing || memfd < 0) {
+    if (memfd >= 0) close(memfd);
+    return fail("did not answer with a notification ring");
+  }
+  absl::StatusOr<std::unique_ptr<NotifyRing>> ring = NotifyRing::Map(memfd);
+  close(memfd);
+  if (!ring.ok()) {
+    close(fd);
+    return ring.status();
+  }
+  return std::unique_ptr<NotifySender>(new NotifySender(fd, std::move(*ring)));
 }
 
 NotifySender::~NotifySender() { close(fd_); }
 
-absl::Status NotifySender::Send(const std::string& message) {
+absl::Status NotifySender::SendPacket(char kind, const std::string& message) {
   std::string packet;
   packet.reserve(message.size() + 1);
-  packet.push_back(kNotify);
+  packet.push_back(kind);
   packet.append(message);
-  absl::MutexLock lock(&mu_);
   if (send(fd_, packet.data(), packet.size(), MSG_NOSIGNAL) < 0) {
     return absl::UnavailableError(
         absl::StrCat("KV peer gone before notification '", message, "': ", ErrnoText()));
@@ -152,10 +319,35 @@ absl::Status NotifySender::Send(const std::string& message) {
   return absl::OkStatus();
 }
 
-bool NotifySender::PeerGone() const {
-  pollfd p{fd_, POLLIN, 0};
-  // The receiver never writes to this socket: readable means end of stream.
-  return poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)) != 0;
+absl::Status NotifySender::Send(const std::string& message) {
+  absl::MutexLock lock(&mu_);
+  const NotifyRing::Push push = ring_->TryPush(message);
+  if (push == NotifyRing::Push::kUseSocket) {
+    // Too long for a slot, ring full, or earlier messages still on the socket: a packet, which
+    // also wakes a parked receiver. The send fails when the receiver is gone.
+    absl::Status s = SendPacket(kNotify, message);
+    if (s.ok()) ring_->NoteSocketSent();
+    return s;
+  }
+  // In the ring. The receiver's liveness costs no syscall; a dead receiver fails the batch
+  // here (its slot is never read, like a packet left in a dead socket).
+  if (!ring_->ReceiverAlive()) {
+    return absl::UnavailableError(absl::StrCat("KV peer gone before notification '", message, "'"));
+  }
+  if (push == NotifyRing::Push::kDoneRingDoorbell) {
+    // The receiver was parked: one byte wakes it (the only syscall on the ring path).
+    const char doorbell = kDoorbell;
+    if (send(fd_, &doorbell, 1, MSG_NOSIGNAL) < 0) {
+      return absl::UnavailableError(absl::StrCat("KV peer gone before notification '", message,
+                                                 "' (doorbell): ", ErrnoText()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool NotifySender::PeerGone() {
+  absl::MutexLock lock(&mu_);
+  return !ring_->ReceiverAlive();
 }
 
 }  // namespace pdserve::transfer::local

@@ -6,22 +6,37 @@
 #include <string>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "transfer/local/notify_ring.h"
 #include "transfer/notification_inbox.h"
 
 namespace pdserve::transfer::local {
 
-// The `local` backend's notification channel: a SOCK_SEQPACKET unix socket in the abstract
-// namespace (no file to clean up after a crash). Each sender connects once, says hello with its
-// agent name, then sends one packet per completed batch. A packet is sent only after the
-// batch's memcpy finished, and a stream socket delivers it once and in order, so a
-// notification is delivered exactly once and after its data. A sender that dies closes its end:
-// the listener counts it in senders_lost.
+// The `local` backend's notification channel. Per sender connection:
+//   - a SOCK_SEQPACKET unix socket in the abstract namespace (no file to clean up after a
+//     crash): the hello (sender's agent name; the receiver answers with the ring below), the
+//     peer-death signal (a sender that dies closes its end: the listener counts it in
+//     senders_lost; a receiver that dies fails the doorbell / fallback send, and is seen
+//     without a syscall through the ring's liveness lock), the
+//     doorbell that wakes a parked receiver, and the fallback path for messages that do not
+//     fit the ring;
+//   - a notification ring in shared memory (notify_ring.h): the common path, no syscall for
+//     the sender while the receiver is awake.
+// A notification is written only after the batch's memcpy finished, and ring and socket
+// together deliver each once and in order per sender (see NotifyRing), so a notification is
+// delivered exactly once and after its data.
 
-// Receiving side: owns the listening socket and one thread that accepts and reads.
+// Receiving side: owns the listening socket and one thread that accepts, reads the sockets and
+// drains the rings. After activity it keeps polling the rings (no syscall; a pause and a yield
+// every few turns, so a 2-core host keeps a core for the others) for kSpinNanos, looking at the
+// sockets every kSocketCheckNanos meanwhile, then parks in poll() until a doorbell or a packet.
 class NotifyListener {
  public:
+  static constexpr int64_t kSpinNanos = 50'000;
+  static constexpr int64_t kSocketCheckNanos = 200'000;
+
   static absl::StatusOr<std::unique_ptr<NotifyListener>> Start(NotificationInbox* inbox,
                                                                const std::string& agent);
   ~NotifyListener();
@@ -56,15 +71,20 @@ class NotifySender {
   NotifySender(const NotifySender&) = delete;
   NotifySender& operator=(const NotifySender&) = delete;
 
-  // Unavailable when the peer went away (or stopped reading for several seconds).
+  // Unavailable when the peer went away (or, for a message that took the socket, stopped
+  // reading for several seconds). No syscall while the message fits the ring and the
+  // receiver is awake.
   absl::Status Send(const std::string& message);
-  // True once the peer closed its end (it died or removed its pool).
-  bool PeerGone() const;
+  // True once the peer died or released its pool (sticky). No syscall.
+  bool PeerGone();
 
  private:
-  explicit NotifySender(int fd) : fd_(fd) {}
-  absl::Mutex mu_;  // one packet at a time from the copy threads
+  NotifySender(int fd, std::unique_ptr<NotifyRing> ring) : fd_(fd), ring_(std::move(ring)) {}
+  absl::Status SendPacket(char kind, const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex mu_;  // the ring has one producer: the copy threads take turns
   int fd_;
+  std::unique_ptr<NotifyRing> ring_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace pdserve::transfer::local
