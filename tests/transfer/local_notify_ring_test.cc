@@ -107,9 +107,9 @@ TEST_F(LocalRingTest, BackToBackBatchesPastTheRingSizeArriveOnceInOrder) {
   EXPECT_EQ(Collect(messages.size()), messages);
 }
 
-// Messages longer than a slot take the socket; the short ones around them the ring (once the
-// long one is delivered). Order holds across the two paths, with and without the receiver
-// parked in between.
+// Messages longer than a slot take the socket, the short ones around them the ring: a slot
+// published right after a packet must wait for it. Order holds across the two paths, with and
+// without the receiver parked in between.
 TEST_F(LocalRingTest, MessagesLongerThanASlotArriveWholeAndInOrderWithShortOnes) {
   std::vector<std::string> messages;
   for (int i = 0; i < 40; ++i) {
@@ -128,8 +128,8 @@ TEST_F(LocalRingTest, MessagesLongerThanASlotArriveWholeAndInOrderWithShortOnes)
 }
 
 // The receiver is stopped (SIGSTOP): the ring fills up, the rest goes to the socket. After it
-// resumes, the ring's messages come first, then the socket's; later messages wait behind the
-// socket's until those are delivered.
+// resumes, the ring's messages come first, then the socket's, then the later ones, which take
+// the ring again as it empties or the socket while it is still full.
 TEST_F(LocalRingTest, FullRingFallsBackToTheSocketAndKeepsOrder) {
   ASSERT_EQ(receiver_->Command("collect 0 0"), "got ");  // up and idle
   ASSERT_EQ(kill(receiver_->pid(), SIGSTOP), 0);

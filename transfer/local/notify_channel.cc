@@ -9,12 +9,16 @@
 
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <map>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "transfer/pool_descriptor.h"
 
 namespace pdserve::transfer::local {
@@ -87,7 +91,12 @@ void CpuRelax() {
 struct Connection {
   std::string agent;                 // "" until hello
   std::unique_ptr<NotifyRing> ring;  // null until hello
+  uint32_t next_seq = 0;             // the next message to deliver (NotifyRing: fallback)
+  std::deque<std::pair<uint32_t, std::string>> packets;  // read from the socket, not delivered
 };
+
+// A packet's sequence number follows its kind byte.
+constexpr size_t kSeqBytes = sizeof(uint32_t);
 
 }  // namespace
 
@@ -133,9 +142,24 @@ void NotifyListener::Loop() {
   std::map<int, Connection> senders;  // by socket fd
   std::vector<char> buffer(kMaxNotificationBytes + 1024);
   std::vector<pollfd> fds;
+  // Delivers what is next in the sender's order, from the ring or from the packets read, until
+  // the next message is not here yet (a slot further on waits for its packet).
   auto drain = [&](Connection& c) {
     if (c.ring == nullptr) return 0;
-    return c.ring->Drain([&](std::string message) { inbox_->Push({c.agent, std::move(message)}); });
+    int n = 0;
+    uint32_t seq = 0;
+    std::string_view slot;
+    for (;; ++n, ++c.next_seq) {
+      if (!c.packets.empty() && c.packets.front().first == c.next_seq) {
+        inbox_->Push({c.agent, std::move(c.packets.front().second)});
+        c.packets.pop_front();
+      } else if (c.ring->Front(seq, slot) && seq == c.next_seq) {
+        inbox_->Push({c.agent, std::string(slot)});
+        c.ring->Pop();
+      } else {
+        return n;
+      }
+    }
   };
   auto drain_all = [&] {
     int n = 0;
@@ -190,11 +214,13 @@ void NotifyListener::Loop() {
         }
         c.ring = std::move(*ring);
         log->info("agent {}: KV sender '{}' connected", agent_, c.agent);
-      } else if (buffer[0] == kNotify) {
-        // Slots published before this packet was sent come first (NotifyRing: fallback).
-        drain(c);
-        inbox_->Push({c.agent, std::string(buffer.data() + 1, n - 1)});
-        if (c.ring != nullptr) c.ring->NoteSocketConsumed();
+      } else if (buffer[0] == kNotify && c.ring != nullptr &&
+                 n >= static_cast<ssize_t>(1 + kSeqBytes)) {
+        // Delivered in its turn by the drain (NotifyRing: fallback).
+        uint32_t seq = 0;
+        std::memcpy(&seq, buffer.data() + 1, kSeqBytes);
+        c.packets.emplace_back(seq, std::string(buffer.data() + 1 + kSeqBytes, n - 1 - kSeqBytes));
+        c.ring->NoteSocketReceived();
       }
       // kDoorbell: nothing to read here, the drain after the poll takes the slots.
     }
@@ -307,10 +333,9 @@ absl::StatusOr<std::unique_ptr<NotifySender>> NotifySender::Connect(const std::s
 
 NotifySender::~NotifySender() { close(fd_); }
 
-absl::Status NotifySender::SendPacket(char kind, const std::string& message) {
-  std::string packet;
-  packet.reserve(message.size() + 1);
-  packet.push_back(kind);
+absl::Status NotifySender::SendNotifyPacket(const std::string& message, uint32_t seq) {
+  std::string packet(1 + kSeqBytes, kNotify);
+  std::memcpy(packet.data() + 1, &seq, kSeqBytes);
   packet.append(message);
   if (send(fd_, packet.data(), packet.size(), MSG_NOSIGNAL) < 0) {
     return absl::UnavailableError(
@@ -321,23 +346,27 @@ absl::Status NotifySender::SendPacket(char kind, const std::string& message) {
 
 absl::Status NotifySender::Send(const std::string& message) {
   absl::MutexLock lock(&mu_);
-  const NotifyRing::Push push = ring_->TryPush(message);
+  const NotifyRing::Push push = ring_->TryPush(message, next_seq_);
   if (push == NotifyRing::Push::kUseSocket) {
-    // Too long for a slot, ring full, or earlier messages still on the socket: a packet, which
-    // also wakes a parked receiver. The send fails when the receiver is gone.
-    absl::Status s = SendPacket(kNotify, message);
-    if (s.ok()) ring_->NoteSocketSent();
-    return s;
+    // Too long for a slot, or the ring is full: a packet, which also wakes a parked receiver.
+    // The send fails when the receiver is gone; then the number is not used (the receiver
+    // never waits for a message that was not sent).
+    RETURN_IF_ERROR(SendNotifyPacket(message, next_seq_));
+    ring_->NoteSocketSent();
+    ++next_seq_;
+    return absl::OkStatus();
   }
+  ++next_seq_;
   // In the ring. The receiver's liveness costs no syscall; a dead receiver fails the batch
   // here (its slot is never read, like a packet left in a dead socket).
   if (!ring_->ReceiverAlive()) {
     return absl::UnavailableError(absl::StrCat("KV peer gone before notification '", message, "'"));
   }
   if (push == NotifyRing::Push::kDoneRingDoorbell) {
-    // The receiver was parked: one byte wakes it (the only syscall on the ring path).
+    // The receiver was parked: one byte wakes it (the only syscall on the ring path). EAGAIN:
+    // the socket is full of unread packets, so the receiver is woken anyway.
     const char doorbell = kDoorbell;
-    if (send(fd_, &doorbell, 1, MSG_NOSIGNAL) < 0) {
+    if (send(fd_, &doorbell, 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno != EAGAIN) {
       return absl::UnavailableError(absl::StrCat("KV peer gone before notification '", message,
                                                  "' (doorbell): ", ErrnoText()));
     }

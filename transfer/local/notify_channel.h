@@ -80,11 +80,13 @@ class NotifySender {
 
  private:
   NotifySender(int fd, std::unique_ptr<NotifyRing> ring) : fd_(fd), ring_(std::move(ring)) {}
-  absl::Status SendPacket(char kind, const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status SendNotifyPacket(const std::string& message, uint32_t seq)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Mutex mu_;  // the ring has one producer: the copy threads take turns
   int fd_;
   std::unique_ptr<NotifyRing> ring_ ABSL_GUARDED_BY(mu_);
+  uint32_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;  // number of the next message, ring or socket
 };
 
 }  // namespace pdserve::transfer::local

@@ -14,7 +14,7 @@ namespace pdserve::transfer::local {
 namespace {
 
 constexpr uint32_t kMagic = 0x6b76726e;  // "kvrn"
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
 constexpr size_t kCacheLine = 64;
 
 std::string ErrnoText() { return std::strerror(errno); }
@@ -32,12 +32,13 @@ struct NotifyRing::Header {
   alignas(kCacheLine) std::atomic<uint64_t> head;    // sender: slots published
   std::atomic<uint64_t> socket_sent;                 // sender: packets sent
   alignas(kCacheLine) std::atomic<uint64_t> tail;    // receiver: slots consumed
-  std::atomic<uint64_t> socket_consumed;             // receiver: packets delivered
+  std::atomic<uint64_t> socket_received;             // receiver: packets read
   alignas(kCacheLine) std::atomic<uint32_t> parked;  // receiver sets, sender clears
 };
 
 struct NotifyRing::Slot {
   uint32_t bytes;
+  uint32_t seq;
   char data[kRingPayloadBytes];
 };
 
@@ -74,7 +75,7 @@ absl::StatusOr<std::unique_ptr<NotifyRing>> NotifyRing::Create(int& memfd) {
   h->head.store(0);
   h->socket_sent.store(0);
   h->tail.store(0);
-  h->socket_consumed.store(0);
+  h->socket_received.store(0);
   h->parked.store(0);
   pthread_mutexattr_t attr;
   pthread_mutexattr_init(&attr);
@@ -126,12 +127,8 @@ NotifyRing::Slot* NotifyRing::slot(uint64_t index) const {
                                  (index % kRingSlots) * kRingSlotBytes);
 }
 
-NotifyRing::Push NotifyRing::TryPush(const std::string& message) {
+NotifyRing::Push NotifyRing::TryPush(const std::string& message, uint32_t seq) {
   if (message.size() > kRingPayloadBytes) return Push::kUseSocket;
-  // Earlier messages still on the socket: a slot now could be delivered before them.
-  if (header_->socket_consumed.load(std::memory_order_acquire) != socket_sent_) {
-    return Push::kUseSocket;
-  }
   if (head_ - tail_seen_ >= kRingSlots) {
     // acquire: the receiver finished reading a slot before we overwrite it.
     tail_seen_ = header_->tail.load(std::memory_order_acquire);
@@ -139,9 +136,11 @@ NotifyRing::Push NotifyRing::TryPush(const std::string& message) {
   }
   Slot* s = slot(head_);
   s->bytes = static_cast<uint32_t>(message.size());
+  s->seq = seq;
   std::memcpy(s->data, message.data(), message.size());
   // release: the batch's bytes (copied before this, on this thread or ordered before it by the
-  // copy engine's share count) and the slot are visible before the receiver sees `head`.
+  // copy engine's share count), the slot and `socket_sent` are visible before the receiver
+  // sees `head`.
   header_->head.store(++head_, std::memory_order_release);
   // Dekker with the receiver's park: store head; fence; load parked.
   std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -168,16 +167,20 @@ bool NotifyRing::ReceiverAlive() {
   return false;
 }
 
-int NotifyRing::Drain(const std::function<void(std::string)>& deliver) {
-  const uint64_t head = header_->head.load(std::memory_order_acquire);
-  int n = 0;
-  for (; tail_ < head; ++tail_, ++n) {
-    const Slot* s = slot(tail_);
-    deliver(std::string(s->data, std::min<uint32_t>(s->bytes, kRingPayloadBytes)));
-    // release: done reading the slot before the sender may reuse it.
-    header_->tail.store(tail_ + 1, std::memory_order_release);
+bool NotifyRing::Front(uint32_t& seq, std::string_view& message) {
+  if (tail_ == head_seen_) {
+    head_seen_ = header_->head.load(std::memory_order_acquire);
+    if (tail_ == head_seen_) return false;
   }
-  return n;
+  const Slot* s = slot(tail_);
+  seq = s->seq;
+  message = std::string_view(s->data, std::min<uint32_t>(s->bytes, kRingPayloadBytes));
+  return true;
+}
+
+void NotifyRing::Pop() {
+  // release: done reading the slot before the sender may reuse it.
+  header_->tail.store(++tail_, std::memory_order_release);
 }
 
 bool NotifyRing::HasWork() const {
@@ -186,11 +189,13 @@ bool NotifyRing::HasWork() const {
 
 bool NotifyRing::SocketPending() const {
   return header_->socket_sent.load(std::memory_order_acquire) !=
-         header_->socket_consumed.load(std::memory_order_relaxed);
+         header_->socket_received.load(std::memory_order_relaxed);
 }
 
-void NotifyRing::NoteSocketConsumed() {
-  header_->socket_consumed.fetch_add(1, std::memory_order_release);
+void NotifyRing::NoteSocketReceived() {
+  // Only this thread writes it: a plain increment, no read-modify-write on a shared line.
+  header_->socket_received.store(header_->socket_received.load(std::memory_order_relaxed) + 1,
+                                 std::memory_order_relaxed);
 }
 
 void NotifyRing::SetParked(bool parked) {

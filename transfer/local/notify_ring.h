@@ -5,9 +5,9 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 
@@ -33,20 +33,27 @@ namespace pdserve::transfer::local {
 //     and writes one doorbell byte to the socket. Either the receiver sees the slot or the
 //     sender sees the flag, so no notification waits for a wake-up that never comes.
 //   - fallback (a message longer than a slot, a full ring): the message goes to the socket as
-//     a packet. Order stays per sender because (a) the receiver drains the ring before it
-//     delivers a socket packet (every slot published before that packet was sent is visible
-//     by then), and (b) once one message took the socket, the sender keeps using the socket
-//     until the receiver has delivered all of them (`socket_consumed` == its own
-//     `socket_sent`), so no later ring slot can overtake an earlier packet.
+//     a packet. Order and exactly-once stay per sender through a sequence number that every
+//     message carries, slot or packet (the sender numbers them under its lock, counting only
+//     messages that were published or sent): the receiver delivers strictly in that order,
+//     merging the ring and the packets it read (both are FIFO). A slot whose number is ahead
+//     waits for the packet before it, which is already in the socket: the sender's send()
+//     returned and it bumped `socket_sent` (which the receiver sees, through `head`'s
+//     release / acquire, as `socket_sent` != `socket_received`) before it published the slot.
+//     The sender takes the ring again as soon as there is room, so a receiver that fell
+//     behind once does not keep it on the socket.
 //   - receiver liveness without a syscall: a robust, process-shared mutex that the receiver's
 //     listener thread holds for the life of the connection. The kernel marks it OWNER_DIED
 //     when the receiver dies; pthread_mutex_trylock (a CAS, no syscall while the owner lives)
 //     tells the sender. (The kernel walks at most 2048 robust mutexes per thread: one per
 //     sender connection, far more than a decode worker has.)
-inline constexpr uint32_t kRingSlots = 256;
-inline constexpr uint32_t kRingSlotBytes = 256;
-// Longest message that fits a slot; longer ones take the socket.
-inline constexpr uint32_t kRingPayloadBytes = kRingSlotBytes - sizeof(uint32_t);
+// 1024 slots absorb a receiver stalled (descheduled) for about a millisecond of back-to-back
+// small batches before messages spill to the socket; 120 bytes hold any request id. 128 KiB.
+inline constexpr uint32_t kRingSlots = 1024;
+inline constexpr uint32_t kRingSlotBytes = 128;
+// Longest message that fits a slot (after its length and sequence number); longer ones take
+// the socket.
+inline constexpr uint32_t kRingPayloadBytes = kRingSlotBytes - 2 * sizeof(uint32_t);
 
 class NotifyRing {
  public:
@@ -62,23 +69,24 @@ class NotifyRing {
 
   // ---- sender (one producer: callers serialise) ----
   enum class Push { kDone, kDoneRingDoorbell, kUseSocket };
-  // kUseSocket: the message does not fit, the ring is full, or earlier messages went to the
-  // socket and are not delivered yet (order). kDoneRingDoorbell: published, and the receiver
-  // was parked: write the doorbell.
-  Push TryPush(const std::string& message);
-  // After a message went to the socket as a packet.
+  // Publishes message number `seq`. kUseSocket: it does not fit or the ring is full (nothing
+  // written). kDoneRingDoorbell: published, and the receiver was parked: ring the doorbell.
+  Push TryPush(const std::string& message, uint32_t seq);
+  // After a message went to the socket as a packet (before any later TryPush).
   void NoteSocketSent();
   // false once the receiver died or released the connection (sticky). No syscall.
   bool ReceiverAlive();
 
   // ---- receiver (the listener thread) ----
-  // Calls `deliver` for every published slot, in order; returns how many.
-  int Drain(const std::function<void(std::string)>& deliver);
-  // Something to do: a published slot, or a socket packet not delivered yet.
+  // The oldest published slot not consumed yet: false when there is none. `message` points
+  // into the slot: valid until Pop.
+  bool Front(uint32_t& seq, std::string_view& message);
+  void Pop();
+  // Something to do: a published slot, or a packet the sender sent that was not read yet.
   bool HasWork() const;
   bool SocketPending() const;
-  // After a socket packet of this sender was delivered.
-  void NoteSocketConsumed();
+  // After a packet of this sender was read from the socket.
+  void NoteSocketReceived();
   // Parking: the caller fences (seq_cst) after setting it on every ring, then re-checks.
   void SetParked(bool parked);
 
@@ -97,8 +105,9 @@ class NotifyRing {
   uint64_t socket_sent_ = 0;
   uint64_t tail_seen_ = 0;
   bool alive_ = true;
-  // Receiver: slots consumed.
+  // Receiver: slots consumed, and the last `head` it read.
   uint64_t tail_ = 0;
+  uint64_t head_seen_ = 0;
 };
 
 }  // namespace pdserve::transfer::local
