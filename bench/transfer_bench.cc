@@ -481,14 +481,13 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
       "  ovh us = per-batch time beyond the baseline's time for the same bytes (batch hand-off, "
       "notification, completion): latency-bound rows are those where it dominates\n"
       "UCX: batches up to 4 MiB are issued by the submitting thread when the worker is free "
-      "(the batch is usually complete when Submit returns), larger ones by a progress thread "
-      "that polls the worker, yields the CPU on a turn without progress, and after 200 us "
-      "without work sleeps on the worker's event fd; over posix the copies go straight into the "
-      "peer's pool as UCX maps it (ucp_rkey_ptr: what a posix put does, without UCP's "
-      "per-operation path), then flush + notification active message; batches larger than the "
-      "last-level cache with streaming stores (glibc's memcpy streams only single copies above "
-      "its non-temporal threshold, which perftest's one message crosses at 256 and 512 MiB and "
-      "our blocks never do)\n"
+      "(a put on posix is the copy; the batch is usually complete when Submit returns), larger "
+      "ones by a progress thread that polls the worker, yields the CPU on a turn without "
+      "progress, and after 200 us without work sleeps on the worker's event fd; batches larger "
+      "than the last-level cache are copied with streaming stores into the peer's pool mapped "
+      "through ucp_rkey_ptr (glibc's memcpy streams only single copies above its non-temporal "
+      "threshold, which perftest's one message crosses at 256 and 512 MiB and our blocks never "
+      "do)\n"
       "ucx_perftest: %s\n\n",
       kPerftestRounds,
       SideCpus().first < 0

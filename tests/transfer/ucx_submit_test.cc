@@ -1,10 +1,9 @@
 // The ucx backend's ways of issuing a batch: on the submitting thread (host-memory batches up
 // to PDSERVE_UCX_INLINE_BYTES, when the worker is free) or on the progress thread (the rest),
-// as puts or (to a pool mapped through ucp_rkey_ptr: posix) as copies into the mapping, with
-// streaming stores above PDSERVE_UCX_STREAM_BYTES. Both sides in the test process; every case runs with inline issue
+// as puts or (above PDSERVE_UCX_STREAM_BYTES, to a pool mapped through ucp_rkey_ptr) as
+// streaming-store copies. Both sides in the test process; every case runs with inline issue
 // off, on for small batches only (large ones still go to the progress thread, so both paths mix
-// on one endpoint), on for all, with streaming copies for the large or for all batches, and
-// with puts only (PDSERVE_UCX_MAPPED_COPIES=0: UCX's put path over posix too).
+// on one endpoint), on for all, and with streaming copies for the large or for all batches.
 #include <cstdlib>
 #include <map>
 #include <thread>
@@ -27,7 +26,6 @@ struct InlineCase {
   const char* inline_bytes;  // PDSERVE_UCX_INLINE_BYTES
   const char* stream_bytes;  // PDSERVE_UCX_STREAM_BYTES
   const char* name;
-  const char* mapped = "1";  // PDSERVE_UCX_MAPPED_COPIES
 };
 
 void PrintTo(const InlineCase& c, std::ostream* os) { *os << c.name; }
@@ -39,12 +37,10 @@ class UcxSubmitTest : public ::testing::TestWithParam<std::tuple<BackendCase, In
     // Read by each new transport.
     setenv("PDSERVE_UCX_INLINE_BYTES", inline_case.inline_bytes, 1);
     setenv("PDSERVE_UCX_STREAM_BYTES", inline_case.stream_bytes, 1);
-    setenv("PDSERVE_UCX_MAPPED_COPIES", inline_case.mapped, 1);
     receiver_ = MakeSide(c, "decode", kPreset, kReceiverBlocks, KvLayout::kLayerMajor);
     sender_ = MakeSide(c, "prefill", kPreset, kSenderBlocks, KvLayout::kLayerMajor);
     unsetenv("PDSERVE_UCX_INLINE_BYTES");
     unsetenv("PDSERVE_UCX_STREAM_BYTES");
-    unsetenv("PDSERVE_UCX_MAPPED_COPIES");
     ASSERT_NE(receiver_.transport, nullptr);
     ASSERT_NE(sender_.transport, nullptr);
     FillPattern(sender_.cache->base(), sender_.cache->memory().size(), 21);
@@ -190,8 +186,7 @@ INSTANTIATE_TEST_SUITE_P(
                                          InlineCase{"131072", "1073741824", "InlineSmall"},
                                          InlineCase{"1073741824", "1073741824", "InlineAll"},
                                          InlineCase{"131072", "131072", "StreamLarge"},
-                                         InlineCase{"1073741824", "0", "StreamAllInline"},
-                                         InlineCase{"131072", "131072", "PutsOnly", "0"})),
+                                         InlineCase{"1073741824", "0", "StreamAllInline"})),
     [](const auto& info) {
       return std::get<0>(info.param).name + "_" + std::get<1>(info.param).name;
     });

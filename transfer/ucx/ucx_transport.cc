@@ -10,7 +10,6 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <deque>
 #include <functional>
 #include <map>
@@ -118,7 +117,7 @@ struct UcxPeer {
   ucp_rkey_h rkey = nullptr;
   uint64_t remote_base = 0;
   // The peer's pool mapped into this process (ucp_rkey_ptr: shared-memory transports, host
-  // pools on both sides): batches are copied into it (StartBatch); null: puts.
+  // pools on both sides), for batches copied with streaming stores; null: puts only.
   std::byte* direct = nullptr;
   bool remote_host = false;  // its descriptor says its pool is in host memory
   // Same host: the owner process, watched because shared-memory transports have no peer
@@ -660,7 +659,7 @@ class UcxTransport final : public KvTransport {
                        s != UCS_OK ? ucs_status_string(s) : peer->error.ToString(),
                        "): stale descriptor or the peer is gone"));
     }
-    if (mapped_copies_ && peer->remote_host && pool_memory_type_ == UCS_MEMORY_TYPE_HOST) {
+    if (peer->remote_host && pool_memory_type_ == UCS_MEMORY_TYPE_HOST) {
       void* mapped = nullptr;
       if (ucp_rkey_ptr(peer->rkey, peer->remote_base, &mapped) == UCS_OK) {
         peer->direct = static_cast<std::byte*>(mapped);
@@ -700,8 +699,8 @@ class UcxTransport final : public KvTransport {
   void RecordLanes(const UcxPeer& peer) {
     std::string lanes = LanesOf(peer.ep);
     if (peer.direct != nullptr) {
-      absl::StrAppend(&lanes, " (copies into the pool mapped by ucp_rkey_ptr; batches > ",
-                      stream_bytes_ >> 20, " MiB with streaming stores)");
+      absl::StrAppend(&lanes, " (batches > ", stream_bytes_ >> 20, " MiB: streaming stores "
+                      "through ucp_rkey_ptr)");
     }
     absl::MutexLock lock(&mu_);
     lanes_.insert(lanes);
@@ -775,21 +774,15 @@ class UcxTransport final : public KvTransport {
     // Device pools: say so, instead of UCX looking the type up for every put.
     put.op_attr_mask = UCP_OP_ATTR_FIELD_MEMORY_TYPE;
     put.memory_type = pool_memory_type_;
-    if (peer->direct != nullptr) {
-      // The peer's pool is mapped here: the copies a posix put would make, without UCP's
-      // per-operation path (~0.1-0.2 us a put: 8% of a 2 MiB batch of 32 fragments), and with
-      // streaming stores when the batch is larger than the last-level cache. The fence orders
-      // them before the notification below (the flush covers only UCX's own operations).
-      if (TotalBytes(ops) > stream_bytes_) {
-        for (const CopyOp& op : ops) StreamCopy(peer->direct + op.dst, base + op.src, op.bytes);
-        StoreFence();
-      } else {
-        for (const CopyOp& op : ops) std::memcpy(peer->direct + op.dst, base + op.src, op.bytes);
-        std::atomic_thread_fence(std::memory_order_release);
-      }
+    const bool stream = peer->direct != nullptr && TotalBytes(ops) > stream_bytes_;
+    if (stream) {
+      // Larger than the last-level cache: the copies a posix put would make, with streaming
+      // stores, into the peer's pool as UCX mapped it; the fence orders them before the
+      // notification below (the flush covers only UCX's own operations).
+      for (const CopyOp& op : ops) StreamCopy(peer->direct + op.dst, base + op.src, op.bytes);
+      StoreFence();
     }
-    for (const CopyOp& op :
-         peer->direct != nullptr ? std::span<const CopyOp>() : std::span<const CopyOp>(ops)) {
+    for (const CopyOp& op : stream ? std::span<const CopyOp>() : std::span<const CopyOp>(ops)) {
       ucs_status_ptr_t r = ucp_put_nbx(peer->ep, base + op.src, op.bytes,
                                        peer->remote_base + op.dst, peer->rkey, &put);
       if (UCS_PTR_IS_ERR(r)) {
@@ -918,8 +911,6 @@ class UcxTransport final : public KvTransport {
   // Batches above this many bytes to a mapped peer are copied with streaming stores
   // (PDSERVE_UCX_STREAM_BYTES overrides the last-level cache size).
   const uint64_t stream_bytes_ = BytesFromEnv("PDSERVE_UCX_STREAM_BYTES", LastLevelCacheBytes());
-  // Copies into a peer pool that UCX can map here (PDSERVE_UCX_MAPPED_COPIES=0: puts only).
-  const bool mapped_copies_ = BytesFromEnv("PDSERVE_UCX_MAPPED_COPIES", 1) != 0;
 
   absl::Mutex command_mu_;
   std::deque<std::function<void()>> commands_ ABSL_GUARDED_BY(command_mu_);

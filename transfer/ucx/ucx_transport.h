@@ -21,13 +21,11 @@ namespace pdserve::transfer::ucx {
 // finishes. When the progress thread is busy (a long batch) the batch is queued to it instead,
 // so Submit never waits behind another batch. Issue order is submit order either way.
 //
-// To a host pool that UCX can map here (ucp_rkey_ptr: posix / sysv; PDSERVE_UCX_MAPPED_COPIES=0
-// turns it off) batches are copied straight into that mapping, the copies a posix put makes
-// without UCP's per-operation path, fenced, then flushed and announced like puts (the way
-// OpenSHMEM-style UCX users treat shared memory). Batches larger than the last-level cache
-// (PDSERVE_UCX_STREAM_BYTES overrides) use streaming stores: their destination cannot stay
-// cached anyway, and streaming stores skip the read-for-ownership of every line (~1.6x on
-// the 2-core host). UCX_ADAPTIVE_PROGRESS defaults to n here (ucx_context.cc): with it, a
+// Batches larger than the last-level cache (PDSERVE_UCX_STREAM_BYTES overrides) to a host pool
+// that UCX can map here (ucp_rkey_ptr: posix / sysv) are copied with streaming stores straight
+// into that mapping, fenced, then flushed and announced like puts: their destination cannot
+// stay cached anyway, and streaming stores skip the read-for-ownership of every line (~1.6x
+// on the 2-core host). UCX_ADAPTIVE_PROGRESS defaults to n here (ucx_context.cc): with it, a
 // receiving pool's interface counts as idle and every notification costs the sender a socket
 // signal to the receiver.
 //
