@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -112,56 +111,10 @@ class ReceiverProcess {
   std::string descriptor_;
 };
 
-// `cpu` >= 0: the receiver pins itself (and so every thread it starts) to that CPU.
-std::string Spec(const BackendSpec& b, const Shape& s, KvLayout layout, uint32_t blocks, int cpu) {
+std::string Spec(const BackendSpec& b, const Shape& s, KvLayout layout, uint32_t blocks) {
   return absl::StrCat(b.backend, ",", b.tls, ",", s.preset, ",", s.block_size, ",",
-                      std::string(KvLayoutName(layout)), ",", blocks, ",", cpu);
+                      std::string(KvLayoutName(layout)), ",", blocks);
 }
-
-// Where the two sides of a ucx row and of ucx_perftest run: the first two CPUs this process
-// may use (sender / perftest client, receiver / perftest server), or {-1, -1} on one CPU or
-// without taskset. Both processes of either pair spin, and the scheduler does not always
-// spread two new busy processes at once: ucx_perftest runs of 0.1 - 0.3 s measured 12 - 13
-// GB/s at 2 MiB unpinned against 17 - 19 pinned on the quiet 2-core host, with the client
-// getting 0.09 s of CPU for a 0.3 s run.
-std::pair<int, int> SideCpus() {
-  static const std::pair<int, int> cpus = [] {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (access("/usr/bin/taskset", X_OK) != 0 || sched_getaffinity(0, sizeof(set), &set) != 0) {
-      return std::pair<int, int>(-1, -1);
-    }
-    std::vector<int> allowed;
-    for (int c = 0; c < CPU_SETSIZE && allowed.size() < 2; ++c) {
-      if (CPU_ISSET(c, &set)) allowed.push_back(c);
-    }
-    return allowed.size() < 2 ? std::pair<int, int>(-1, -1)
-                              : std::pair<int, int>(allowed[0], allowed[1]);
-  }();
-  return cpus;
-}
-
-// Pins the calling thread (and the threads it starts meanwhile) to `cpu` while it lives; the
-// previous mask comes back at the end. cpu < 0: does nothing.
-class PinThread {
- public:
-  explicit PinThread(int cpu) {
-    if (cpu < 0 || sched_getaffinity(0, sizeof(saved_), &saved_) != 0) return;
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(cpu, &one);
-    pinned_ = sched_setaffinity(0, sizeof(one), &one) == 0;
-  }
-  ~PinThread() {
-    if (pinned_) sched_setaffinity(0, sizeof(saved_), &saved_);
-  }
-  PinThread(const PinThread&) = delete;
-  PinThread& operator=(const PinThread&) = delete;
-
- private:
-  cpu_set_t saved_;
-  bool pinned_ = false;
-};
 
 absl::StatusOr<ModelConfig> ShapeConfig(const Shape& s) {
   ASSIGN_OR_RETURN(ModelConfig config, PresetConfig(s.preset));
@@ -255,20 +208,14 @@ double RunUcxPerftest(const std::string& tls, uint64_t size) {
   // fault in and map the buffers, and keeps 512 MiB messages within the bench's time.
   const uint64_t warmup = std::max<uint64_t>(2, iters / 10);
   const std::string env = absl::StrCat("UCX_TLS=", tls, " ");
-  const auto [client_cpu, server_cpu] = SideCpus();
-  const std::string server_pin =
-      server_cpu >= 0 ? absl::StrCat("taskset -c ", server_cpu, " ") : std::string();
-  const std::string client_pin =
-      client_cpu >= 0 ? absl::StrCat("taskset -c ", client_cpu, " ") : std::string();
-  const std::string server = absl::StrCat(env, "timeout 60 ", server_pin, "ucx_perftest -p ",
-                                          port, " >/dev/null 2>&1 &");
+  const std::string server =
+      absl::StrCat(env, "timeout 60 ucx_perftest -p ", port, " >/dev/null 2>&1 &");
   if (std::system(server.c_str()) != 0) return -1;
   double gbps = -1;
   for (int attempt = 0; attempt < 40 && gbps < 0; ++attempt) {
     usleep(50000);  // let the server listen
     const std::string client =
-        absl::StrCat(env, "timeout 60 ", client_pin, "ucx_perftest 127.0.0.1 -p ", port,
-                     " -t ucp_put_bw -s ",
+        absl::StrCat(env, "timeout 60 ucx_perftest 127.0.0.1 -p ", port, " -t ucp_put_bw -s ",
                      size, " -n ", iters, " -w ", warmup, " 2>&1");
     FILE* f = popen(client.c_str(), "r");
     if (f == nullptr) break;
@@ -374,15 +321,8 @@ void PrintRow(const Row& r) {
 
 absl::Status RunTransferBenchReceiver(const std::string& spec) {
   std::vector<std::string> f = absl::StrSplit(spec, ',');
-  if (f.size() != 7) return absl::InvalidArgumentError("bad --receiver spec");
+  if (f.size() != 6) return absl::InvalidArgumentError("bad --receiver spec");
   if (!f[1].empty()) setenv("UCX_TLS", f[1].c_str(), 1);
-  // Before any thread starts: UCX's and the transport's threads inherit it.
-  if (int cpu = -1; absl::SimpleAtoi(f[6], &cpu) && cpu >= 0) {
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(cpu, &one);
-    sched_setaffinity(0, sizeof(one), &one);
-  }
   TransportOptions options;
   options.backend = f[0];
   options.agent_name = "bench-receiver";
@@ -477,7 +417,6 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
       "spins for its whole run, so any third busy thread on a 2-core host shares a core with "
       "its client and halves it (measured: 13.0 -> 8.7 GB/s at 512 MiB with one busy loop, "
       "6.6 with both pinned to one core); tcp: one perftest run per size\n"
-      "         CPUs: %s\n"
       "  ovh us = per-batch time beyond the baseline's time for the same bytes (batch hand-off, "
       "notification, completion): latency-bound rows are those where it dominates\n"
       "UCX: batches up to 4 MiB are issued by the submitting thread when the worker is free "
@@ -489,15 +428,7 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
       "threshold, which perftest's one message crosses at 256 and 512 MiB and our blocks never "
       "do)\n"
       "ucx_perftest: %s\n\n",
-      kPerftestRounds,
-      SideCpus().first < 0
-          ? "not pinned (one CPU, or no taskset)"
-          : absl::StrCat("the row's sender (with its transport threads) and ucx_perftest's client "
-                         "on CPU ", SideCpus().first, ", the receiver and perftest's server on CPU ",
-                         SideCpus().second, " (the scheduler does not always spread two new "
-                         "busy processes: unpinned perftest runs measured 12-13 GB/s at 2 MiB "
-                         "against 17-19 pinned)").c_str(),
-      access("/usr/bin/ucx_perftest", X_OK) == 0
+      kPerftestRounds, access("/usr/bin/ucx_perftest", X_OK) == 0
           ? "/usr/bin/ucx_perftest, run as a subprocess pair per message size and UCX_TLS"
           : "not installed: ucx rows have no baseline (install ucx-utils)");
   std::printf("%-10s %12s %-12s %5s %13s %6s %9s %9s %9s   %-18s %9s %6s %9s\n", "backend",
@@ -524,12 +455,7 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
     TransportOptions topts;
     topts.backend = b.backend;
     topts.agent_name = "bench-sender";
-    // ucx: both sides pinned the way ucx_perftest's are (SideCpus), the sender's transport
-    // threads with this one.
-    const bool pin = b.backend == "ucx";
-    PinThread pinned(pin ? SideCpus().first : -1);
-    ASSIGN_OR_RETURN(auto receiver, ReceiverProcess::Start(Spec(
-                                        b, shape, layout, pool_blocks, pin ? SideCpus().second : -1)));
+    ASSIGN_OR_RETURN(auto receiver, ReceiverProcess::Start(Spec(b, shape, layout, pool_blocks)));
     ASSIGN_OR_RETURN(auto cache, transfer::CreatePoolCache(topts, config, pool_blocks, layout));
     std::memset(cache->base(), 0x5a, cache->memory().size());
     ASSIGN_OR_RETURN(auto t, transfer::MakeKvTransport(topts));

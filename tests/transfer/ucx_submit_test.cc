@@ -28,8 +28,6 @@ struct InlineCase {
   const char* name;
 };
 
-void PrintTo(const InlineCase& c, std::ostream* os) { *os << c.name; }
-
 class UcxSubmitTest : public ::testing::TestWithParam<std::tuple<BackendCase, InlineCase>> {
  protected:
   void SetUp() override {

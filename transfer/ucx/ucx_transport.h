@@ -13,21 +13,13 @@ namespace pdserve::transfer::ucx {
 // thread polls the worker; when idle it sleeps on the worker's event fd (or polls every
 // millisecond when the transports cannot wake it).
 //
-// Host-memory batches up to PDSERVE_UCX_INLINE_BYTES (default 4 MiB; 0 = none) are
+// Host-memory batches up to PDSERVE_UCX_INLINE_BYTES (default: all of them; 0 = none) are
 // issued by the submitting thread itself when the worker is free and nothing is queued before
 // them, as a UCX application would call ucp_put_nbx: over shared memory the puts are the
 // copies and the whole batch usually completes inside Submit, with no hand-off to the progress
 // thread and no wake-up of the waiter; what is left in flight (tcp) the progress thread
 // finishes. When the progress thread is busy (a long batch) the batch is queued to it instead,
 // so Submit never waits behind another batch. Issue order is submit order either way.
-//
-// Batches larger than the last-level cache (PDSERVE_UCX_STREAM_BYTES overrides) to a host pool
-// that UCX can map here (ucp_rkey_ptr: posix / sysv) are copied with streaming stores straight
-// into that mapping, fenced, then flushed and announced like puts: their destination cannot
-// stay cached anyway, and streaming stores skip the read-for-ownership of every line (~1.6x
-// on the 2-core host). UCX_ADAPTIVE_PROGRESS defaults to n here (ucx_context.cc): with it, a
-// receiving pool's interface counts as idle and every notification costs the sender a socket
-// signal to the receiver.
 //
 // A batch: one ucp_put_nbx per coalesced run into the peer's pool (rkey from the descriptor),
 // then ucp_ep_flush_nbx, then an eager active message carrying the notification; the receiver's
