@@ -195,25 +195,25 @@ absl::StatusOr<Measurement> MeasureBatches(KvTransport& t, transfer::PeerId peer
 // buffers from ucp_mem_map(ALLOCATE) like our pools); every iteration puts the same `size`
 // bytes from the same buffer to the same buffer, so the working set is `size` on each side.
 // GB/s ("overall" column), or a negative value when it is not installed or failed.
-double RunUcxPerftest(const std::string& tls, uint64_t size) {
-  if (access("/usr/bin/ucx_perftest", X_OK) != 0) return -1;
+double UcxPerftestGBps(const std::string& tls, uint64_t size) {
+  static std::map<std::pair<std::string, uint64_t>, double> cache;
+  if (auto it = cache.find({tls, size}); it != cache.end()) return it->second;
+  if (access("/usr/bin/ucx_perftest", X_OK) != 0) return cache[{tls, size}] = -1;
   static int port_seq = 0;
   const int port = 20000 + (getpid() * 7 + port_seq++) % 20000;
-  // Shared memory: 2 GiB a run (~0.07 s when cached; 1 GiB, 30 ms at 256 KiB, was short
-  // enough for one scheduler tick to move the result by 10%).
   const uint64_t budget = tls.find("tcp") != std::string::npos ? (uint64_t{48} << 20)
-                                                                : (uint64_t{2} << 30);
-  const uint64_t iters = std::clamp<uint64_t>(budget / size, 5, 100000);
+                                                                : (uint64_t{1} << 30);
+  const uint64_t iters = std::clamp<uint64_t>(budget / size, 5, 20000);
   // perftest's default warm-up is 10000 iterations: a tenth of the measured ones is enough to
   // fault in and map the buffers, and keeps 512 MiB messages within the bench's time.
   const uint64_t warmup = std::max<uint64_t>(2, iters / 10);
   const std::string env = absl::StrCat("UCX_TLS=", tls, " ");
   const std::string server =
       absl::StrCat(env, "timeout 60 ucx_perftest -p ", port, " >/dev/null 2>&1 &");
-  if (std::system(server.c_str()) != 0) return -1;
+  if (std::system(server.c_str()) != 0) return cache[{tls, size}] = -1;
   double gbps = -1;
-  for (int attempt = 0; attempt < 40 && gbps < 0; ++attempt) {
-    usleep(50000);  // let the server listen
+  for (int attempt = 0; attempt < 20 && gbps < 0; ++attempt) {
+    usleep(100000);  // let the server listen
     const std::string client =
         absl::StrCat(env, "timeout 60 ucx_perftest 127.0.0.1 -p ", port, " -t ucp_put_bw -s ",
                      size, " -n ", iters, " -w ", warmup, " 2>&1");
@@ -228,43 +228,8 @@ double RunUcxPerftest(const std::string& tls, uint64_t size) {
     }
     pclose(f);
   }
-  return gbps;
+  return cache[{tls, size}] = gbps;
 }
-
-// One perftest run per (UCX_TLS, size), for the reference columns.
-double UcxPerftestGBps(const std::string& tls, uint64_t size) {
-  static std::map<std::pair<std::string, uint64_t>, double> cache;
-  if (auto it = cache.find({tls, size}); it != cache.end()) return it->second;
-  return cache[{tls, size}] = RunUcxPerftest(tls, size);
-}
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return -1;
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
-
-// Development filter (PDSERVE_BENCH_TRANSFER_ONLY="ucx/posix@256@1,local"): entries
-// LABEL[@BLOCK_KIB[@BATCH]]; a row runs when one entry matches it. Unset: every row.
-bool Selected(const std::string& label, uint64_t block_bytes, uint32_t batch) {
-  const char* env = std::getenv("PDSERVE_BENCH_TRANSFER_ONLY");
-  if (env == nullptr || *env == 0) return true;
-  for (absl::string_view entry : absl::StrSplit(env, ',', absl::SkipEmpty())) {
-    std::vector<std::string> f = absl::StrSplit(entry, '@');
-    uint64_t kib = 0;
-    uint32_t n = 0;
-    if (f[0] != label) continue;
-    if (f.size() > 1 && (!absl::SimpleAtoi(f[1], &kib) || kib != block_bytes / 1024)) continue;
-    if (f.size() > 2 && (!absl::SimpleAtoi(f[2], &n) || n != batch)) continue;
-    return true;
-  }
-  return false;
-}
-
-// ucx rows over shared memory: our measurement and ucx_perftest's alternate this many times
-// and each side reports its median round, so that both see the same host (other load, cache
-// and page state) and one unlucky run of either side does not make the ratio.
-constexpr int kPerftestRounds = 3;
 
 int CopyThreadsFor(uint64_t bytes) {
   // The local backend's rule (transfer/local/copy_engine.h, CopyEngine::SharesFor and its
@@ -290,9 +255,6 @@ struct Row {
   // the ratio is taken against the same-working-set run in baseline_gbps).
   double hot_gbps = -1;
   uint64_t hot_size = 0;
-  // Interleaved rounds (ucx over shared memory): ours and perftest's, in run order.
-  std::vector<double> rounds_gbps;
-  std::vector<double> rounds_baseline_gbps;
 };
 
 // Per-batch time beyond the baseline's time for the same bytes (microseconds): what the
@@ -392,8 +354,6 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
                          {"overhead_us_per_batch", OverheadUs(r)},
                          {"perftest_hot_size", r.hot_size},
                          {"perftest_hot_gbps", r.hot_gbps},
-                         {"rounds_gbps", r.rounds_gbps},
-                         {"rounds_baseline_gbps", r.rounds_baseline_gbps},
                          {"note", r.note}});
   };
   nlohmann::json registrations = nlohmann::json::object();
@@ -411,24 +371,14 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
       "  ucx:   ucx_perftest -t ucp_put_bw -s <bytes/batch> at the same UCX_TLS (one message the "
       "size of the batch: same bytes and working set, one operation instead of ops); [hot S: x] "
       "is ucx_perftest with one cache-hot message of the batch's mean operation size S, for "
-      "reference (one run)\n"
-      "         over shared memory the row's measurement and ucx_perftest alternate %d times "
-      "(ours, perftest, ours, ...) and each side reports its median round: perftest's server "
-      "spins for its whole run, so any third busy thread on a 2-core host shares a core with "
-      "its client and halves it (measured: 13.0 -> 8.7 GB/s at 512 MiB with one busy loop, "
-      "6.6 with both pinned to one core); tcp: one perftest run per size\n"
+      "reference\n"
       "  ovh us = per-batch time beyond the baseline's time for the same bytes (batch hand-off, "
       "notification, completion): latency-bound rows are those where it dominates\n"
-      "UCX: batches up to 4 MiB are issued by the submitting thread when the worker is free "
-      "(a put on posix is the copy; the batch is usually complete when Submit returns), larger "
-      "ones by a progress thread that polls the worker, yields the CPU on a turn without "
-      "progress, and after 200 us without work sleeps on the worker's event fd; batches larger "
-      "than the last-level cache are copied with streaming stores into the peer's pool mapped "
-      "through ucp_rkey_ptr (glibc's memcpy streams only single copies above its non-temporal "
-      "threshold, which perftest's one message crosses at 256 and 512 MiB and our blocks never "
-      "do)\n"
+      "UCX progress: a progress thread issues the puts (a put on posix is the copy); it polls "
+      "the worker, yields the CPU on a turn without progress, and after 200 us without work "
+      "sleeps on the worker's event fd (ucp_worker_arm + epoll)\n"
       "ucx_perftest: %s\n\n",
-      kPerftestRounds, access("/usr/bin/ucx_perftest", X_OK) == 0
+      access("/usr/bin/ucx_perftest", X_OK) == 0
           ? "/usr/bin/ucx_perftest, run as a subprocess pair per message size and UCX_TLS"
           : "not installed: ucx rows have no baseline (install ucx-utils)");
   std::printf("%-10s %12s %-12s %5s %13s %6s %9s %9s %9s   %-18s %9s %6s %9s\n", "backend",
@@ -445,12 +395,7 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
     for (uint32_t n : sizes) {
       if (n * block_bytes <= kMaxPoolBytes) pool_blocks = std::max(pool_blocks, n);
     }
-    if (pool_blocks == 0 ||
-        std::none_of(sizes.begin(), sizes.end(), [&](uint32_t n) {
-          return n <= pool_blocks && Selected(b.label(), block_bytes, n);
-        })) {
-      return absl::OkStatus();
-    }
+    if (pool_blocks == 0) return absl::OkStatus();
     if (!b.tls.empty()) setenv("UCX_TLS", b.tls.c_str(), 1);
     TransportOptions topts;
     topts.backend = b.backend;
@@ -462,28 +407,11 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
     RETURN_IF_ERROR(t->RegisterPool(*cache));
     ASSIGN_OR_RETURN(transfer::PeerId peer, t->LoadPeer(receiver->descriptor()));
     for (uint32_t n : sizes) {
-      if (n > pool_blocks || !Selected(b.label(), block_bytes, n)) continue;
+      if (n > pool_blocks) continue;
       const std::vector<BlockCopy> copies = MakeCopies(n);
-      const bool interleaved = b.backend == "ucx" && b.tls != "tcp";
-      std::vector<Measurement> ours;
-      std::vector<double> theirs;
-      const int rounds = interleaved ? kPerftestRounds : 1;
-      for (int round = 0; round < rounds; ++round) {
-        // The rounds together last twice one plain measurement, not three times.
-        ASSIGN_OR_RETURN(Measurement m, MeasureBatches(*t, peer, copies,
-                                                       min_seconds * (rounds > 1 ? 2.0 / rounds : 1),
-                                                       min_batches));
-        ours.push_back(m);
-        if (interleaved) theirs.push_back(RunUcxPerftest(b.tls, m.bytes_per_batch));
-      }
-      // The median round of each side (by GB/s).
-      std::sort(ours.begin(), ours.end(),
-                [](const Measurement& x, const Measurement& y) { return x.gbps < y.gbps; });
-      const Measurement& m = ours[ours.size() / 2];
+      ASSIGN_OR_RETURN(Measurement m, MeasureBatches(*t, peer, copies, min_seconds, min_batches));
       Row r{b.label(), shape.preset, shape.block_size, block_bytes,
             std::string(KvLayoutName(layout)), n, m, "", -1, note};
-      for (const Measurement& o : ours) r.rounds_gbps.push_back(o.gbps);
-      r.rounds_baseline_gbps = theirs;
       if (b.backend == "local") {
         const int threads = CopyThreadsFor(m.bytes_per_batch);
         std::vector<transfer::CopyOp> ops;
@@ -502,7 +430,7 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
           r.baseline = absl::StrCat("perftest hot ", r.hot_size / 1024, "K");
           r.note += "; tcp: ratio vs the hot perftest run (same-size run skipped, too slow)";
         } else {
-          r.baseline_gbps = interleaved ? Median(theirs) : UcxPerftestGBps(b.tls, m.bytes_per_batch);
+          r.baseline_gbps = UcxPerftestGBps(b.tls, m.bytes_per_batch);
           r.baseline = absl::StrCat("perftest ", m.bytes_per_batch / 1024, "K");
         }
         if (r.baseline_gbps < 0) r.baseline = "perftest n/a";
@@ -543,14 +471,11 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
     double gbps[2] = {0, 0};
     int i = 0;
     for (KvLayout layout : {KvLayout::kLayerMajor, KvLayout::kBlockMajor}) {
-      const size_t before = rows.size();
       RETURN_IF_ERROR(run_series(b, {"llama3-8b", 16}, layout, {128},
                                  b.tls == "tcp" ? 0.0 : options.min_seconds,
                                  b.tls == "tcp" ? 1 : 3, "request-2048"));
-      if (rows.size() > before) gbps[i] = rows.back().m.gbps;
-      ++i;
+      gbps[i++] = rows.back().m.gbps;
     }
-    if (gbps[0] <= 0 || gbps[1] <= 0) continue;  // filtered out
     request[b.label()] = {{"layer_major_gbps", gbps[0]},
                           {"block_major_gbps", gbps[1]},
                           {"ratio", gbps[0] / gbps[1]}};

@@ -9,7 +9,6 @@
 
 #include <atomic>
 #include <cstdio>
-#include <cstdlib>
 #include <deque>
 #include <functional>
 #include <map>
@@ -39,7 +38,6 @@
 #include "transfer/copy_plan.h"
 #include "transfer/notification_inbox.h"
 #include "transfer/pool_descriptor.h"
-#include "transfer/ucx/stream_copy.h"
 #include "transfer/ucx/ucx_context.h"
 
 namespace pdserve::transfer::ucx {
@@ -54,22 +52,6 @@ constexpr int64_t kConnectTimeoutNs = 5'000'000'000;
 constexpr int64_t kSpinNs = 200'000;
 constexpr int kIdleSleepMs = 100;  // bounded sleep: keepalive runs from progress
 constexpr int64_t kLivenessCheckNs = 100'000'000;
-// Host-memory batches up to this many bytes are issued on the submitting thread (see
-// IssueInline; ~150 us of copying over shared memory); PDSERVE_UCX_INLINE_BYTES overrides it
-// (0: every batch goes to the progress thread). Larger ones go to the progress thread, so that
-// Submit returns at once and the caller overlaps them with its own work.
-constexpr uint64_t kDefaultInlineBytes = uint64_t{4} << 20;
-// Wait polls the handle this long (yielding the CPU between looks) before it blocks: a batch
-// about to complete costs no futex wake-up on either side.
-constexpr int64_t kWaitSpinNs = 50'000;
-
-uint64_t BytesFromEnv(const char* name, uint64_t fallback) {
-  uint64_t bytes = fallback;
-  if (const char* env = std::getenv(name); env != nullptr && !absl::SimpleAtoi(env, &bytes)) {
-    bytes = fallback;
-  }
-  return bytes;
-}
 
 // This boot's id: tells whether a descriptor's pid means anything here.
 std::string BootId() {
@@ -116,10 +98,6 @@ struct UcxPeer {
   ucp_ep_h ep = nullptr;
   ucp_rkey_h rkey = nullptr;
   uint64_t remote_base = 0;
-  // The peer's pool mapped into this process (ucp_rkey_ptr: shared-memory transports, host
-  // pools on both sides), for batches copied with streaming stores; null: puts only.
-  std::byte* direct = nullptr;
-  bool remote_host = false;  // its descriptor says its pool is in host memory
   // Same host: the owner process, watched because shared-memory transports have no peer
   // failure handler (UCX refuses UCP_ERR_HANDLING_MODE_PEER for posix / sysv).
   pid_t pid = 0;
@@ -127,7 +105,6 @@ struct UcxPeer {
   // pidfd of that process (readable once it exits): checking it before every batch is one
   // poll(), where reading /proc/PID/stat is an open, a read, a close and a parse. -1: not open.
   int pidfd = -1;
-  bool pidfd_in_epoll = false;  // registered with the progress thread's epoll set
   UcxPeer() = default;
   UcxPeer(const UcxPeer&) = delete;
   UcxPeer& operator=(const UcxPeer&) = delete;
@@ -218,7 +195,6 @@ class UcxTransport final : public KvTransport {
     ucp_rkey_buffer_release(rkey);
     descriptor_.fields["worker_address"] = worker_address_;
     descriptor_.fields["base"] = absl::StrCat(reinterpret_cast<uintptr_t>(cache.base()));
-    descriptor_.fields["memory"] = cache.memory().kind() == MemoryKind::kCuda ? "cuda" : "host";
     descriptor_.fields["boot_id"] = BootId();
     descriptor_.fields["pid"] = absl::StrCat(getpid());
     descriptor_.fields["start_time"] = absl::StrCat(ProcessStartTime(getpid()));
@@ -264,9 +240,6 @@ class UcxTransport final : public KvTransport {
     auto peer = std::make_shared<UcxPeer>();
     peer->agent = d->agent;
     peer->remote_base = base;
-    if (auto memory = d->fields.find("memory"); memory != d->fields.end()) {
-      peer->remote_host = memory->second == "host";
-    }
     if (auto boot = d->fields.find("boot_id"); boot != d->fields.end() && boot->second == BootId()) {
       int pid = 0;
       uint64_t start = 0;
@@ -328,13 +301,9 @@ class UcxTransport final : public KvTransport {
       return absl::UnavailableError(absl::StrCat("KV peer '", info->agent, "' is gone (request ",
                                                  notification, ")"));
     }
-    const uint64_t bytes = TotalBytes(ops);
-    absl::StatusOr<TransferId> id = table_.Begin(bytes, static_cast<uint32_t>(ops.size()));
+    absl::StatusOr<TransferId> id =
+        table_.Begin(TotalBytes(ops), static_cast<uint32_t>(ops.size()));
     if (!id.ok()) return id.status();
-    if (bytes <= inline_bytes_ && pool_memory_type_ == UCS_MEMORY_TYPE_HOST &&
-        IssueInline(peer, *id, pool->base(), ops, notification)) {
-      return *id;
-    }
     Post([this, peer, id = *id, ops = std::move(ops), notification,
           base = pool->base()]() mutable { StartBatch(peer, id, base, ops, notification); });
     return *id;
@@ -342,17 +311,6 @@ class UcxTransport final : public KvTransport {
 
   absl::StatusOr<bool> Poll(TransferId id) override { return table_.Poll(id); }
   absl::Status Wait(TransferId id, absl::Duration timeout) override {
-    // A batch issued inline is usually complete already; one on the progress thread often
-    // completes within microseconds. Look a few times (yielding, so that on a small host the
-    // progress thread gets the core) before blocking on the table.
-    const int64_t spin_until = MonotonicNanos() + std::min<int64_t>(
-        kWaitSpinNs, absl::ToInt64Nanoseconds(timeout));
-    do {
-      absl::StatusOr<bool> done = table_.Poll(id);
-      if (!done.ok()) return done.status();
-      if (*done) return absl::OkStatus();
-      sched_yield();
-    } while (MonotonicNanos() < spin_until);
     return table_.Wait(id, timeout);
   }
   absl::StatusOr<TransferStats> Stats(TransferId id) const override { return table_.Stats(id); }
@@ -384,9 +342,7 @@ class UcxTransport final : public KvTransport {
   absl::Status Init() {
     ucp_worker_params_t params{};
     params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
-    // Serialized: the progress thread and submitting threads (inline batches) take turns,
-    // always under worker_mu_.
-    params.thread_mode = UCS_THREAD_MODE_SERIALIZED;
+    params.thread_mode = UCS_THREAD_MODE_SINGLE;  // only the progress thread touches it
     if (ucs_status_t s = ucp_worker_create(context_->handle(), &params, &worker_); s != UCS_OK) {
       worker_ = nullptr;
       return UcsError("ucp_worker_create", s);
@@ -447,40 +403,6 @@ class UcxTransport final : public KvTransport {
 
   // ---- commands from caller threads ----
 
-  // Issues a host-memory batch on the calling thread, the way a UCX application would: over
-  // shared memory the puts are the copies, the flush completes at once and the notification
-  // is an inline send, so the batch usually completes before Submit returns, with no hand-off
-  // to the progress thread and no wake-up of the caller. Declines (false: post it instead) when
-  // the progress thread holds the worker (it may be in the middle of a long batch; the caller
-  // must not block behind it) or has commands queued (issue order stays submit order, so
-  // notifications of one sender's batches keep their order). A batch that is left in flight
-  // (tcp: the flush or the send completes later) is finished by the progress thread.
-  bool IssueInline(PeerId peer, TransferId id, const std::byte* base,
-                   const std::vector<CopyOp>& ops, const std::string& notification) {
-    if (!worker_mu_.TryLock()) return false;
-    {
-      absl::MutexLock lock(&command_mu_);
-      if (!commands_.empty()) {
-        worker_mu_.Unlock();
-        return false;
-      }
-    }
-    StartBatch(peer, id, base, ops, notification);
-    const bool left_in_flight = !batches_.empty();
-    worker_mu_.Unlock();
-    // The progress thread sets sleeping_ before it looks at batches_ (under worker_mu_) a last
-    // time: it either saw this batch or we see it asleep.
-    if (left_in_flight) Wake();
-    return true;
-  }
-
-  void Wake() {
-    if (sleeping_.load()) {
-      const uint64_t one = 1;
-      (void)!write(command_fd_, &one, sizeof(one));
-    }
-  }
-
   void Post(std::function<void()> command) {
     {
       absl::MutexLock lock(&command_mu_);
@@ -489,7 +411,10 @@ class UcxTransport final : public KvTransport {
     // An awake progress thread finds the command on its next turn: the eventfd write (and the
     // read after it) is a syscall pair per batch that only a sleeping thread needs. Sleep()
     // sets sleeping_ before it looks at the queue a last time, so one side always sees the other.
-    Wake();
+    if (sleeping_.load()) {
+      const uint64_t one = 1;
+      (void)!write(command_fd_, &one, sizeof(one));
+    }
   }
 
   // Runs `fn` on the progress thread and returns its status (outer: the wait itself failed).
@@ -508,31 +433,21 @@ class UcxTransport final : public KvTransport {
 
   // ---- the progress thread ----
 
-  // One turn holds worker_mu_ (commands, progress, liveness); the yield and the sleep do not,
-  // so that submitting threads can issue inline batches in between.
   void Loop() {
     int64_t last_activity = MonotonicNanos();
-    for (;;) {
+    while (!stopping_) {
       std::deque<std::function<void()>> commands;
-      bool progressed = false;
-      bool idle = false;
-      const int64_t now = MonotonicNanos();
       {
-        absl::MutexLock worker(&worker_mu_);
-        {
-          absl::MutexLock lock(&command_mu_);
-          commands.swap(commands_);
-        }
-        for (auto& command : commands) command();
-        if (stopping_) break;
-        progressed = !commands.empty();
-        while (ucp_worker_progress(worker_) != 0) progressed = true;
-        if (now - last_liveness_check_ > kLivenessCheckNs || check_peers_now_) {
-          last_liveness_check_ = now;
-          check_peers_now_ = false;
-          for (auto& [id, peer] : peers_) CheckAlive(*peer);
-        }
-        idle = batches_.empty();
+        absl::MutexLock lock(&command_mu_);
+        commands.swap(commands_);
+      }
+      for (auto& command : commands) command();
+      bool progressed = !commands.empty();
+      while (ucp_worker_progress(worker_) != 0) progressed = true;
+      const int64_t now = MonotonicNanos();
+      if (now - last_liveness_check_ > kLivenessCheckNs) {
+        last_liveness_check_ = now;
+        for (auto& [id, peer] : peers_) CheckAlive(*peer);
       }
       if (progressed) {
         last_activity = now;
@@ -541,7 +456,7 @@ class UcxTransport final : public KvTransport {
       // Nothing to do this turn: let the submitting thread (or the peer process, on a small
       // host) have the core instead of spinning against it.
       sched_yield();
-      if (!idle) {
+      if (!batches_.empty()) {
         last_activity = now;
         continue;
       }
@@ -549,28 +464,23 @@ class UcxTransport final : public KvTransport {
       Sleep();
       last_activity = MonotonicNanos();
     }
-    absl::MutexLock worker(&worker_mu_);
     Shutdown();
   }
 
   void Sleep() {
     sleeping_.store(true);
     {
-      absl::MutexLock worker(&worker_mu_);
-      bool busy = !batches_.empty();  // an inline batch left in flight since the last turn
-      {
-        absl::MutexLock lock(&command_mu_);
-        busy = busy || !commands_.empty();
-      }
-      if (busy || (can_sleep_ && ucp_worker_arm(worker_) == UCS_ERR_BUSY)) {
+      absl::MutexLock lock(&command_mu_);
+      if (!commands_.empty()) {
         sleeping_.store(false);
         return;
       }
     }
     if (can_sleep_) {
-      epoll_event events[8];
-      // A watched peer's pidfd among the events: it exited; check the peers on the next turn.
-      if (epoll_wait(epoll_fd_, events, 8, kIdleSleepMs) > 0) check_peers_now_ = true;
+      if (ucp_worker_arm(worker_) != UCS_ERR_BUSY) {
+        epoll_event events[2];
+        epoll_wait(epoll_fd_, events, 2, kIdleSleepMs);
+      }
     } else {
       pollfd p{command_fd_, POLLIN, 0};
       poll(&p, 1, 1);
@@ -616,12 +526,6 @@ class UcxTransport final : public KvTransport {
       // The pid names the peer only if its start time still matches once the fd is open.
       if (fd >= 0 && ProcessStartTime(peer->pid) == peer->start_time) {
         peer->pidfd = fd;
-        // The sleeping progress thread wakes when the peer exits (see StartBatch).
-        epoll_event ev{};
-        ev.events = EPOLLIN;
-        if (can_sleep_ && epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) == 0) {
-          peer->pidfd_in_epoll = true;
-        }
       } else if (fd >= 0) {
         close(fd);
       }
@@ -659,12 +563,6 @@ class UcxTransport final : public KvTransport {
                        s != UCS_OK ? ucs_status_string(s) : peer->error.ToString(),
                        "): stale descriptor or the peer is gone"));
     }
-    if (peer->remote_host && pool_memory_type_ == UCS_MEMORY_TYPE_HOST) {
-      void* mapped = nullptr;
-      if (ucp_rkey_ptr(peer->rkey, peer->remote_base, &mapped) == UCS_OK) {
-        peer->direct = static_cast<std::byte*>(mapped);
-      }
-    }
     peers_[id] = peer;
     RecordLanes(*peer);
     log_->info("agent {}: connected to KV peer '{}' over {}", options_.agent_name, peer->agent,
@@ -697,21 +595,12 @@ class UcxTransport final : public KvTransport {
   }
 
   void RecordLanes(const UcxPeer& peer) {
-    std::string lanes = LanesOf(peer.ep);
-    if (peer.direct != nullptr) {
-      absl::StrAppend(&lanes, " (batches > ", stream_bytes_ >> 20, " MiB: streaming stores "
-                      "through ucp_rkey_ptr)");
-    }
+    const std::string lanes = LanesOf(peer.ep);
     absl::MutexLock lock(&mu_);
     lanes_.insert(lanes);
   }
 
   void ClosePeerState(UcxPeer& peer) {
-    if (peer.pidfd_in_epoll) {
-      // Readable for good once the peer exited: it would wake every sleep.
-      epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, peer.pidfd, nullptr);
-      peer.pidfd_in_epoll = false;
-    }
     if (peer.ep != nullptr) {
       ucp_request_param_t params{};
       params.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
@@ -719,7 +608,6 @@ class UcxTransport final : public KvTransport {
       WaitRequest(ucp_ep_close_nbx(peer.ep, &params), kConnectTimeoutNs);
       peer.ep = nullptr;
     }
-    peer.direct = nullptr;  // the mapping goes with the rkey
     if (peer.rkey != nullptr) {
       ucp_rkey_destroy(peer.rkey);
       peer.rkey = nullptr;
@@ -761,11 +649,7 @@ class UcxTransport final : public KvTransport {
       return;
     }
     std::shared_ptr<UcxPeer> peer = it->second;
-    // Same-host peers are checked before every batch: a poll() of the peer's pidfd, or nothing
-    // while the progress thread sleeps with that pidfd in its epoll set (level-triggered: an
-    // exit wakes it, and it marks the peer, before or after this batch, within a wake-up).
-    // Saves a syscall on every small batch (~5% of a 256 KiB one).
-    if (!(peer->pidfd_in_epoll && sleeping_.load())) CheckAlive(*peer);
+    CheckAlive(*peer);
     if (!peer->error.ok()) {
       table_.Complete(id, peer->error);
       return;
@@ -774,15 +658,7 @@ class UcxTransport final : public KvTransport {
     // Device pools: say so, instead of UCX looking the type up for every put.
     put.op_attr_mask = UCP_OP_ATTR_FIELD_MEMORY_TYPE;
     put.memory_type = pool_memory_type_;
-    const bool stream = peer->direct != nullptr && TotalBytes(ops) > stream_bytes_;
-    if (stream) {
-      // Larger than the last-level cache: the copies a posix put would make, with streaming
-      // stores, into the peer's pool as UCX mapped it; the fence orders them before the
-      // notification below (the flush covers only UCX's own operations).
-      for (const CopyOp& op : ops) StreamCopy(peer->direct + op.dst, base + op.src, op.bytes);
-      StoreFence();
-    }
-    for (const CopyOp& op : stream ? std::span<const CopyOp>() : std::span<const CopyOp>(ops)) {
+    for (const CopyOp& op : ops) {
       ucs_status_ptr_t r = ucp_put_nbx(peer->ep, base + op.src, op.bytes,
                                        peer->remote_base + op.dst, peer->rkey, &put);
       if (UCS_PTR_IS_ERR(r)) {
@@ -903,28 +779,17 @@ class UcxTransport final : public KvTransport {
   uint64_t registrations_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t peers_loaded_ ABSL_GUARDED_BY(mu_) = 0;
 
-  // Every UCP call on worker_ and the progress-thread state below: held by the progress
-  // thread for one turn at a time and by a submitting thread for an inline batch. Taken before
-  // command_mu_ when both are.
-  absl::Mutex worker_mu_;
-  const uint64_t inline_bytes_ = BytesFromEnv("PDSERVE_UCX_INLINE_BYTES", kDefaultInlineBytes);
-  // Batches above this many bytes to a mapped peer are copied with streaming stores
-  // (PDSERVE_UCX_STREAM_BYTES overrides the last-level cache size).
-  const uint64_t stream_bytes_ = BytesFromEnv("PDSERVE_UCX_STREAM_BYTES", LastLevelCacheBytes());
-
   absl::Mutex command_mu_;
   std::deque<std::function<void()>> commands_ ABSL_GUARDED_BY(command_mu_);
 
   // True while the progress thread is (about to be) asleep: Post must wake it.
   std::atomic<bool> sleeping_{false};
 
-  // Progress-thread state (also touched by inline batches), under worker_mu_.
-  bool stopping_ ABSL_GUARDED_BY(worker_mu_) = false;
-  int64_t last_liveness_check_ ABSL_GUARDED_BY(worker_mu_) = 0;
-  bool check_peers_now_ = false;  // progress thread only: a sleep ended on a pidfd
-  std::map<PeerId, std::shared_ptr<UcxPeer>> peers_ ABSL_GUARDED_BY(worker_mu_);
-  // In flight (flush or notification pending).
-  absl::flat_hash_map<TransferId, int> batches_ ABSL_GUARDED_BY(worker_mu_);
+  // Progress-thread state.
+  bool stopping_ = false;
+  int64_t last_liveness_check_ = 0;
+  std::map<PeerId, std::shared_ptr<UcxPeer>> peers_;
+  absl::flat_hash_map<TransferId, int> batches_;  // in flight (flush or notification pending)
   std::thread thread_;
 };
 

@@ -7,19 +7,11 @@
 
 namespace pdserve::transfer::ucx {
 
-// `ucx`: UCP RMA. One UCP worker per transport (UCS_THREAD_MODE_SERIALIZED behind one mutex)
-// and a dedicated progress thread that drives it, so no caller ever has to drive progress:
-// endpoints, large batches and every completion run there. While batches are in flight the
-// thread polls the worker; when idle it sleeps on the worker's event fd (or polls every
-// millisecond when the transports cannot wake it).
-//
-// Host-memory batches up to PDSERVE_UCX_INLINE_BYTES (default: all of them; 0 = none) are
-// issued by the submitting thread itself when the worker is free and nothing is queued before
-// them, as a UCX application would call ucp_put_nbx: over shared memory the puts are the
-// copies and the whole batch usually completes inside Submit, with no hand-off to the progress
-// thread and no wake-up of the waiter; what is left in flight (tcp) the progress thread
-// finishes. When the progress thread is busy (a long batch) the batch is queued to it instead,
-// so Submit never waits behind another batch. Issue order is submit order either way.
+// `ucx`: UCP RMA. One UCP worker per transport, owned by a dedicated progress thread: every
+// UCP call on the worker (endpoints, puts, flushes, active messages) runs there; callers hand
+// it commands and wait on handles, so no caller ever has to drive progress. While batches are
+// in flight the thread polls the worker; when idle it sleeps on the worker's event fd (or
+// polls every millisecond when the transports cannot wake it).
 //
 // A batch: one ucp_put_nbx per coalesced run into the peer's pool (rkey from the descriptor),
 // then ucp_ep_flush_nbx, then an eager active message carrying the notification; the receiver's
