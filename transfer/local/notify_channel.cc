@@ -39,44 +39,48 @@ socklen_t AbstractAddress(const std::string& name, sockaddr_un& addr) {
   return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + n);
 }
 
-std::string ErrnoText() { return std::strerror(errno); }
-
-// One packet `kind` carrying `fd` as SCM_RIGHTS.
-bool SendWithFd(int socket, char kind, int fd) {
+// A one-byte packet with room for one descriptor in its control data (SCM_RIGHTS); `kind` is
+// the byte sent or received.
+struct FdPacket {
+  char kind = 0;
   char cmsg_buffer[CMSG_SPACE(sizeof(int))] = {};
   iovec iov{&kind, 1};
   msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = cmsg_buffer;
-  msg.msg_controllen = sizeof(cmsg_buffer);
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+
+  FdPacket() {
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cmsg_buffer;
+    msg.msg_controllen = sizeof(cmsg_buffer);
+  }
+  FdPacket(const FdPacket&) = delete;
+  FdPacket& operator=(const FdPacket&) = delete;
+};
+
+// One packet `kind` carrying `fd` as SCM_RIGHTS.
+bool SendWithFd(int socket, char kind, int fd) {
+  FdPacket p;
+  p.kind = kind;
+  cmsghdr* c = CMSG_FIRSTHDR(&p.msg);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;
   c->cmsg_len = CMSG_LEN(sizeof(int));
   std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  return sendmsg(socket, &msg, MSG_NOSIGNAL) == 1;
+  return sendmsg(socket, &p.msg, MSG_NOSIGNAL) == 1;
 }
 
 // Receives one packet; returns its kind and sets `fd` to the descriptor it carried (-1: none).
 // 0 on error or end of stream.
 char ReceiveWithFd(int socket, int& fd) {
   fd = -1;
-  char kind = 0;
-  char cmsg_buffer[CMSG_SPACE(sizeof(int))] = {};
-  iovec iov{&kind, 1};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = cmsg_buffer;
-  msg.msg_controllen = sizeof(cmsg_buffer);
-  if (recvmsg(socket, &msg, MSG_CMSG_CLOEXEC) != 1) return 0;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+  FdPacket p;
+  if (recvmsg(socket, &p.msg, MSG_CMSG_CLOEXEC) != 1) return 0;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&p.msg); c != nullptr; c = CMSG_NXTHDR(&p.msg, c)) {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
       std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
     }
   }
-  return kind;
+  return p.kind;
 }
 
 void CpuRelax() {
@@ -104,18 +108,18 @@ absl::StatusOr<std::unique_ptr<NotifyListener>> NotifyListener::Start(Notificati
                                                                       const std::string& agent) {
   const std::string address = absl::StrCat("pdserve-kv-", getpid(), "-", absl::Hex(RandomId()));
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", ErrnoText()));
+  if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
   sockaddr_un addr;
   const socklen_t len = AbstractAddress(address, addr);
   if (bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || listen(fd, 64) != 0) {
-    absl::Status s = absl::InternalError(absl::StrCat("bind/listen ", address, ": ", ErrnoText()));
+    absl::Status s = absl::InternalError(absl::StrCat("bind/listen ", address, ": ", std::strerror(errno)));
     close(fd);
     return s;
   }
   int wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake < 0) {
     close(fd);
-    return absl::InternalError(absl::StrCat("eventfd: ", ErrnoText()));
+    return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(errno)));
   }
   return std::unique_ptr<NotifyListener>(new NotifyListener(inbox, agent, address, fd, wake));
 }
@@ -207,7 +211,7 @@ void NotifyListener::Loop() {
         if (!sent) {
           // The sender's Connect fails: it never got a ring.
           log->error("agent {}: cannot give KV sender '{}' a notification ring: {}", agent_,
-                     c.agent, ring.ok() ? ErrnoText() : ring.status().ToString());
+                     c.agent, ring.ok() ? std::strerror(errno) : ring.status().ToString());
           close(fd);
           senders.erase(fd);
           break;
@@ -253,7 +257,7 @@ void NotifyListener::Loop() {
     if (parked) set_parked(false);
     if (ready < 0) {
       if (errno == EINTR) continue;
-      log->error("agent {}: poll on notification socket failed: {}", agent_, ErrnoText());
+      log->error("agent {}: poll on notification socket failed: {}", agent_, std::strerror(errno));
       break;
     }
     if (fds[0].revents != 0) break;
@@ -292,12 +296,12 @@ void NotifyListener::Loop() {
 absl::StatusOr<std::unique_ptr<NotifySender>> NotifySender::Connect(const std::string& address,
                                                                     const std::string& agent) {
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", ErrnoText()));
+  if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
   sockaddr_un addr;
   const socklen_t len = AbstractAddress(address, addr);
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
     absl::Status s = absl::FailedPreconditionError(
-        absl::StrCat("KV peer notification socket ", address, " does not answer (", ErrnoText(),
+        absl::StrCat("KV peer notification socket ", address, " does not answer (", std::strerror(errno),
                      "): stale descriptor or the peer is gone"));
     close(fd);
     return s;
@@ -309,7 +313,7 @@ absl::StatusOr<std::unique_ptr<NotifySender>> NotifySender::Connect(const std::s
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   auto fail = [&](const std::string& what) {
     absl::Status s = absl::FailedPreconditionError(
-        absl::StrCat("KV peer at ", address, " ", what, ": ", ErrnoText()));
+        absl::StrCat("KV peer at ", address, " ", what, ": ", std::strerror(errno)));
     close(fd);
     return s;
   };
@@ -339,7 +343,7 @@ absl::Status NotifySender::SendNotifyPacket(const std::string& message, uint32_t
   packet.append(message);
   if (send(fd_, packet.data(), packet.size(), MSG_NOSIGNAL) < 0) {
     return absl::UnavailableError(
-        absl::StrCat("KV peer gone before notification '", message, "': ", ErrnoText()));
+        absl::StrCat("KV peer gone before notification '", message, "': ", std::strerror(errno)));
   }
   return absl::OkStatus();
 }
@@ -368,7 +372,7 @@ absl::Status NotifySender::Send(const std::string& message) {
     const char doorbell = kDoorbell;
     if (send(fd_, &doorbell, 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno != EAGAIN) {
       return absl::UnavailableError(absl::StrCat("KV peer gone before notification '", message,
-                                                 "' (doorbell): ", ErrnoText()));
+                                                 "' (doorbell): ", std::strerror(errno)));
     }
   }
   return absl::OkStatus();

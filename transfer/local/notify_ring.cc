@@ -17,8 +17,6 @@ constexpr uint32_t kMagic = 0x6b76726e;  // "kvrn"
 constexpr uint32_t kVersion = 2;
 constexpr size_t kCacheLine = 64;
 
-std::string ErrnoText() { return std::strerror(errno); }
-
 }  // namespace
 
 // Fields written by one side sit on their own cache lines, so the other side's reads do not
@@ -54,16 +52,16 @@ absl::StatusOr<std::unique_ptr<NotifyRing>> NotifyRing::Create(int& memfd) {
   static_assert(sizeof(Slot) == kRingSlotBytes);
   const size_t bytes = kSlotsOffset + size_t{kRingSlots} * kRingSlotBytes;
   int fd = memfd_create("pdserve-kv-notify-ring", MFD_CLOEXEC);
-  if (fd < 0) return absl::InternalError(absl::StrCat("memfd_create: ", ErrnoText()));
+  if (fd < 0) return absl::InternalError(absl::StrCat("memfd_create: ", std::strerror(errno)));
   if (ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
     absl::Status s =
-        absl::InternalError(absl::StrCat("ftruncate notification ring: ", ErrnoText()));
+        absl::InternalError(absl::StrCat("ftruncate notification ring: ", std::strerror(errno)));
     close(fd);
     return s;
   }
   void* memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (memory == MAP_FAILED) {
-    absl::Status s = absl::InternalError(absl::StrCat("mmap notification ring: ", ErrnoText()));
+    absl::Status s = absl::InternalError(absl::StrCat("mmap notification ring: ", std::strerror(errno)));
     close(fd);
     return s;
   }
@@ -96,12 +94,12 @@ absl::StatusOr<std::unique_ptr<NotifyRing>> NotifyRing::Create(int& memfd) {
 
 absl::StatusOr<std::unique_ptr<NotifyRing>> NotifyRing::Map(int memfd) {
   struct stat st;
-  if (fstat(memfd, &st) != 0) return absl::InternalError(absl::StrCat("fstat: ", ErrnoText()));
+  if (fstat(memfd, &st) != 0) return absl::InternalError(absl::StrCat("fstat: ", std::strerror(errno)));
   const size_t bytes = static_cast<size_t>(st.st_size);
   if (bytes < kSlotsOffset) return absl::InternalError("notification ring too small");
   void* memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
   if (memory == MAP_FAILED) {
-    return absl::InternalError(absl::StrCat("mmap notification ring: ", ErrnoText()));
+    return absl::InternalError(absl::StrCat("mmap notification ring: ", std::strerror(errno)));
   }
   const Header* h = static_cast<const Header*>(memory);
   if (h->magic != kMagic || h->version != kVersion || h->slots != kRingSlots ||
