@@ -1,95 +1,138 @@
 #include "transfer/batch_table.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 
 namespace pdserve::transfer {
 
+BatchTable::BatchTable(int max_inflight) : max_inflight_(max_inflight), recent_(kRecentStats) {}
+
 absl::StatusOr<TransferId> BatchTable::Begin(uint64_t bytes, uint32_t operations) {
-  absl::MutexLock lock(&mu_);
+  const int64_t now = MonotonicNanos();
+  std::lock_guard lock(mu_);
   if (inflight_ >= max_inflight_) {
     return absl::ResourceExhaustedError(
         absl::StrCat(inflight_, " KV transfer batches in flight (the limit); wait for one"));
   }
-  const TransferId id = next_id_++;
-  Entry& e = entries_[id];
+  const TransferId id = first_id_ + window_.size();
+  Entry& e = window_.emplace_back();
   e.stats.bytes = bytes;
   e.stats.operations = operations;
-  e.stats.submit_ns = MonotonicNanos();
+  e.stats.submit_ns = now;
   ++inflight_;
   ++submitted_;
   operations_ += operations;
   return id;
 }
 
-void BatchTable::Complete(TransferId id, absl::Status status) {
-  absl::MutexLock lock(&mu_);
-  auto it = entries_.find(id);
-  if (it == entries_.end() || it->second.done) return;
-  it->second.done = true;
-  it->second.status = std::move(status);
-  it->second.stats.complete_ns = MonotonicNanos();
-  --inflight_;
-  if (it->second.status.ok()) {
+TransferId BatchTable::AddFinished(uint64_t bytes, uint32_t operations, int64_t submit_ns,
+                                   absl::Status status) {
+  const int64_t now = MonotonicNanos();
+  std::lock_guard lock(mu_);
+  const TransferId id = first_id_ + window_.size();
+  Entry& e = window_.emplace_back();
+  e.stats = {bytes, operations, submit_ns, now};
+  e.done = true;
+  ++submitted_;
+  operations_ += operations;
+  if (status.ok()) {
     ++completed_;
-    bytes_ += it->second.stats.bytes;
+    bytes_ += bytes;
   } else {
     ++failed_;
   }
+  e.status = std::move(status);
+  return id;
 }
 
-void BatchTable::Reap(TransferId id) {
-  auto it = entries_.find(id);
-  recent_[id] = it->second.stats;
-  recent_order_.push_back(id);
-  if (recent_order_.size() > kRecentStats) {
-    recent_.erase(recent_order_.front());
-    recent_order_.pop_front();
+BatchTable::Entry* BatchTable::Find(TransferId id) {
+  if (id < first_id_ || id - first_id_ >= window_.size()) return nullptr;
+  Entry& e = window_[id - first_id_];
+  return e.reaped ? nullptr : &e;
+}
+
+const BatchTable::Entry* BatchTable::Find(TransferId id) const {
+  return const_cast<BatchTable*>(this)->Find(id);
+}
+
+void BatchTable::Complete(TransferId id, absl::Status status) {
+  const int64_t now = MonotonicNanos();
+  std::lock_guard lock(mu_);
+  Entry* e = Find(id);
+  if (e == nullptr || e->done) return;
+  e->done = true;
+  e->status = std::move(status);
+  e->stats.complete_ns = now;
+  --inflight_;
+  if (e->status.ok()) {
+    ++completed_;
+    bytes_ += e->stats.bytes;
+  } else {
+    ++failed_;
   }
-  entries_.erase(it);
+  if (waiters_ > 0) completed_cv_.notify_all();
+}
+
+void BatchTable::Reap(Entry& entry, TransferId id) {
+  recent_[id % kRecentStats] = {id, entry.stats};
+  entry.reaped = true;
+  entry.status = absl::OkStatus();
+  while (!window_.empty() && window_.front().reaped) {
+    window_.pop_front();
+    ++first_id_;
+  }
 }
 
 absl::StatusOr<bool> BatchTable::Poll(TransferId id) {
-  absl::MutexLock lock(&mu_);
-  auto it = entries_.find(id);
-  if (it == entries_.end()) {
+  std::lock_guard lock(mu_);
+  Entry* e = Find(id);
+  if (e == nullptr) {
     return absl::NotFoundError(absl::StrCat("no KV transfer batch ", id, " in flight"));
   }
-  if (!it->second.done) return false;
-  absl::Status status = it->second.status;
-  Reap(id);
+  if (!e->done) return false;
+  absl::Status status = std::move(e->status);
+  Reap(*e, id);
   if (!status.ok()) return status;
   return true;
 }
 
 absl::Status BatchTable::Wait(TransferId id, absl::Duration timeout) {
-  absl::MutexLock lock(&mu_);
-  auto done = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-    auto it = entries_.find(id);
-    return it == entries_.end() || it->second.done;
+  std::unique_lock lock(mu_);
+  auto done = [&] {
+    const Entry* e = Find(id);
+    return e == nullptr || e->done;
   };
-  if (!mu_.AwaitWithTimeout(absl::Condition(&done), timeout)) {
-    return absl::DeadlineExceededError(absl::StrCat("KV transfer batch ", id, " still in flight after ",
-                                                    absl::FormatDuration(timeout)));
+  if (!done()) {
+    ++waiters_;
+    // Clamped: steady_clock::now() + nanoseconds::max() (an infinite timeout) overflows.
+    const bool finished = completed_cv_.wait_for(
+        lock, absl::ToChronoNanoseconds(std::min(timeout, absl::Hours(24 * 365))), done);
+    --waiters_;
+    if (!finished) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "KV transfer batch ", id, " still in flight after ", absl::FormatDuration(timeout)));
+    }
   }
-  auto it = entries_.find(id);
-  if (it == entries_.end()) {
+  Entry* e = Find(id);
+  if (e == nullptr) {
     return absl::NotFoundError(absl::StrCat("no KV transfer batch ", id, " in flight"));
   }
-  absl::Status status = it->second.status;
-  Reap(id);
+  absl::Status status = std::move(e->status);
+  Reap(*e, id);
   return status;
 }
 
 absl::StatusOr<TransferStats> BatchTable::Stats(TransferId id) const {
-  absl::MutexLock lock(&mu_);
-  if (auto it = entries_.find(id); it != entries_.end()) return it->second.stats;
-  if (auto it = recent_.find(id); it != recent_.end()) return it->second;
+  std::lock_guard lock(mu_);
+  if (const Entry* e = Find(id); e != nullptr) return e->stats;
+  if (const Recent& r = recent_[id % kRecentStats]; r.id == id && id != 0) return r.stats;
   return absl::NotFoundError(absl::StrCat("no stats for KV transfer batch ", id));
 }
 
 void BatchTable::FillCounters(TransportCounters& counters) const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard lock(mu_);
   counters.batches_submitted = submitted_;
   counters.batches_completed = completed_;
   counters.batches_failed = failed_;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 
 namespace pdserve::transfer {
@@ -10,19 +11,22 @@ absl::Status PlanCopies(const KvGeometry& local, const KvGeometry& remote,
                         std::span<const BlockCopy> copies, std::vector<CopyOp>& ops) {
   ops.clear();
   if (copies.empty()) return absl::InvalidArgumentError("empty KV transfer batch");
-  std::vector<BlockCopy> sorted(copies.begin(), copies.end());
-  std::vector<bool> dst_seen(remote.num_blocks(), false);
+  // Inline storage: a batch of up to a few dozen blocks is planned without touching the heap.
+  absl::InlinedVector<BlockCopy, 64> sorted(copies.begin(), copies.end());
   for (const BlockCopy& c : sorted) {
     if (c.src >= local.num_blocks() || c.dst >= remote.num_blocks()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "block copy ", c.src, " -> ", c.dst, " is outside the pools (local ",
           local.num_blocks(), " blocks, remote ", remote.num_blocks(), " blocks)"));
     }
-    if (dst_seen[c.dst]) {
+  }
+  std::sort(sorted.begin(), sorted.end(),
+            [](const BlockCopy& a, const BlockCopy& b) { return a.dst < b.dst; });
+  for (size_t i = 1; i < sorted.size(); ++i) {
+    if (sorted[i].dst == sorted[i - 1].dst) {
       return absl::InvalidArgumentError(
-          absl::StrCat("destination block ", c.dst, " appears twice in one batch"));
+          absl::StrCat("destination block ", sorted[i].dst, " appears twice in one batch"));
     }
-    dst_seen[c.dst] = true;
   }
   std::sort(sorted.begin(), sorted.end(),
             [](const BlockCopy& a, const BlockCopy& b) { return a.src < b.src || (a.src == b.src && a.dst < b.dst); });

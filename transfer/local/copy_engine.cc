@@ -4,6 +4,16 @@
 #include <cstring>
 
 namespace pdserve::transfer::local {
+
+bool CopyOps(const std::byte* src_base, std::byte* dst_base, std::span<const CopyOp> ops,
+             const std::atomic<bool>* cancelled) {
+  for (const CopyOp& op : ops) {
+    if (cancelled != nullptr && cancelled->load(std::memory_order_relaxed)) return false;
+    std::memcpy(dst_base + op.dst, src_base + op.src, op.bytes);
+  }
+  return true;
+}
+
 CopyEngine::CopyEngine(int threads) {
   for (int i = 0; i < std::max(1, threads); ++i) workers_.emplace_back([this] { Work(); });
 }
@@ -22,19 +32,11 @@ int CopyEngine::SharesFor(uint64_t bytes) const {
       std::clamp<uint64_t>(bytes / kMinShareBytes, 1, static_cast<uint64_t>(workers_.size())));
 }
 
-bool CopyEngine::Copy(const CopyJob& job, const std::vector<CopyOp>& pieces) {
-  for (const CopyOp& piece : pieces) {
-    if (job.cancelled && job.cancelled->load(std::memory_order_relaxed)) return false;
-    std::memcpy(job.dst_base + piece.dst, job.src_base + piece.src, piece.bytes);
-  }
-  return true;
-}
-
 bool CopyEngine::Run(std::shared_ptr<CopyJob> job) {
   const uint64_t total = TotalBytes(job->ops);
   const int shares = SharesFor(total);
   if (shares == 0) {
-    const bool copied = Copy(*job, job->ops);
+    const bool copied = CopyOps(job->src_base, job->dst_base, job->ops, job->cancelled.get());
     if (job->done) job->done(!copied || (job->cancelled && job->cancelled->load()));
     return true;
   }
@@ -82,7 +84,8 @@ void CopyEngine::Work() {
       queue_.pop_front();
     }
     CopyJob& job = *share.job;
-    const bool cancelled = !Copy(job, share.pieces);
+    const bool cancelled =
+        !CopyOps(job.src_base, job.dst_base, share.pieces, job.cancelled.get());
     if (share.remaining->fetch_sub(1, std::memory_order_acq_rel) == 1 && job.done) {
       job.done(cancelled || (job.cancelled && job.cancelled->load()));
     }

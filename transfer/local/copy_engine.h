@@ -5,6 +5,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -13,6 +14,11 @@
 #include "transfer/copy_plan.h"
 
 namespace pdserve::transfer::local {
+
+// memcpy of each op from src_base + src to dst_base + dst; stops early and returns false once
+// `cancelled` (may be null) is set.
+bool CopyOps(const std::byte* src_base, std::byte* dst_base, std::span<const CopyOp> ops,
+             const std::atomic<bool>* cancelled);
 
 // A batch of memcpys between two mapped regions.
 struct CopyJob {
@@ -56,8 +62,6 @@ class CopyEngine {
     std::vector<CopyOp> pieces;
   };
   void Work();
-  // memcpy of `pieces`; false when the job was cancelled before the last piece.
-  static bool Copy(const CopyJob& job, const std::vector<CopyOp>& pieces);
 
   absl::Mutex mu_;
   std::deque<Share> queue_ ABSL_GUARDED_BY(mu_);

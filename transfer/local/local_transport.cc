@@ -2,13 +2,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <optional>
 #include <thread>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "common/clock.h"
 #include "common/logging.h"
 #include "transfer/batch_table.h"
 #include "transfer/copy_plan.h"
@@ -42,14 +42,14 @@ class LocalTransport final : public KvTransport {
 
   ~LocalTransport() override {
     // Cancel queued copies to peers (their handles end Cancelled) before the engine drains.
-    absl::MutexLock lock(&mu_);
+    std::lock_guard lock(mu_);
     for (auto& [id, peer] : peers_) peer->removed->store(true);
   }
 
   std::string backend() const override { return kBackend; }
 
   absl::Status RegisterPool(const KvCache& cache) override {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard lock(mu_);
     if (pool_ != nullptr) {
       return absl::FailedPreconditionError(
           absl::StrCat("agent '", options_.agent_name, "' already registered a KV pool"));
@@ -74,7 +74,7 @@ class LocalTransport final : public KvTransport {
   }
 
   absl::StatusOr<std::string> ExportDescriptor() const override {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard lock(mu_);
     if (pool_ == nullptr) return absl::FailedPreconditionError("no KV pool registered");
     // A pool in private memory still exports its geometry; a sender refuses it at LoadPeer.
     return descriptor_.Serialize();
@@ -85,7 +85,7 @@ class LocalTransport final : public KvTransport {
     if (!d.ok()) return d.status();
     const KvCache* pool;
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard lock(mu_);
       pool = pool_;
     }
     if (pool == nullptr) return absl::FailedPreconditionError("register a KV pool before LoadPeer");
@@ -110,7 +110,7 @@ class LocalTransport final : public KvTransport {
     if (!notifier.ok()) return notifier.status();
     peer->notifier = std::move(*notifier);
 
-    absl::MutexLock lock(&mu_);
+    std::lock_guard lock(mu_);
     const PeerId id = next_peer_++;
     peers_[id] = std::move(peer);
     ++peers_loaded_;
@@ -120,7 +120,7 @@ class LocalTransport final : public KvTransport {
   }
 
   absl::Status RemovePeer(PeerId id) override {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard lock(mu_);
     auto it = peers_.find(id);
     if (it == peers_.end()) {
       return absl::FailedPreconditionError(absl::StrCat("unknown KV peer ", id));
@@ -135,7 +135,7 @@ class LocalTransport final : public KvTransport {
     std::shared_ptr<LocalPeer> peer;
     const KvCache* pool;
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard lock(mu_);
       auto it = peers_.find(id);
       if (it == peers_.end()) {
         return absl::FailedPreconditionError(absl::StrCat("unknown or removed KV peer ", id));
@@ -146,32 +146,32 @@ class LocalTransport final : public KvTransport {
     if (notification.size() > kMaxNotificationBytes) {
       return absl::InvalidArgumentError("KV transfer notification too long");
     }
-    auto job = std::make_shared<CopyJob>();
-    if (absl::Status s = PlanCopies(pool->geometry(), peer->geometry, copies, job->ops); !s.ok()) {
+    // Reused per thread: planning a batch allocates nothing once warm.
+    thread_local std::vector<CopyOp> ops;
+    if (absl::Status s = PlanCopies(pool->geometry(), peer->geometry, copies, ops); !s.ok()) {
       return s;
     }
+    const uint64_t bytes = TotalBytes(ops);
+    const uint32_t op_count = static_cast<uint32_t>(ops.size());
     // No peer-alive check here: a peer that is gone fails the batch when its completion
     // notification is written (the ring's liveness lock, or EPIPE on the socket), and a batch
-    // without a notification checks the same lock in `done`; neither costs a syscall.
-    absl::StatusOr<TransferId> tid =
-        table_.Begin(TotalBytes(job->ops), static_cast<uint32_t>(job->ops.size()));
+    // without a notification checks the same lock in Outcome; neither costs a syscall.
+    if (engine_.SharesFor(bytes) == 0) {
+      // Small: copied right here, like CopyEngine::Run would, minus the job it allocates, and
+      // entered in the table once it ended.
+      const int64_t submit_ns = MonotonicNanos();
+      const bool copied = CopyOps(pool->base(), peer->mapping->data(), ops, peer->removed.get());
+      return table_.AddFinished(bytes, op_count, submit_ns, Outcome(*peer, notification, !copied));
+    }
+    absl::StatusOr<TransferId> tid = table_.Begin(bytes, op_count);
     if (!tid.ok()) return tid.status();
+    auto job = std::make_shared<CopyJob>();
+    job->ops.assign(ops.begin(), ops.end());
     job->src_base = pool->base();
     job->dst_base = peer->mapping->data();
     job->cancelled = peer->removed;
     job->done = [this, peer, id = *tid, notification](bool cancelled) {
-      if (cancelled) {
-        table_.Complete(id, absl::CancelledError(absl::StrCat(
-                                "KV peer '", peer->descriptor.agent, "' removed during batch ",
-                                id, " (request ", notification, ")")));
-        return;
-      }
-      absl::Status s;
-      if (!notification.empty()) s = peer->notifier->Send(notification);
-      // No notification to carry: the peer's liveness is still what makes the batch good
-      // (NotifyRing's liveness lock: no syscall).
-      else if (peer->notifier->PeerGone()) s = absl::UnavailableError("KV peer went away");
-      table_.Complete(id, s);
+      table_.Complete(id, Outcome(*peer, notification, cancelled));
     };
     engine_.Run(std::move(job));
     return *tid;
@@ -194,7 +194,7 @@ class LocalTransport final : public KvTransport {
     c.notifications_received = inbox_.received();
     c.transports = absl::StrCat("memcpy (inline up to ", CopyEngine::kInlineBytes / 1024,
                                 " KiB, else x", engine_.threads(), " threads)");
-    absl::MutexLock lock(&mu_);
+    std::lock_guard lock(mu_);
     c.registrations = registrations_;
     c.peers_loaded = peers_loaded_;
     c.senders_lost = listener_ ? listener_->senders_lost() : 0;
@@ -202,18 +202,33 @@ class LocalTransport final : public KvTransport {
   }
 
  private:
+  // How a batch whose bytes are in the peer's pool (or that was cancelled) ends: the
+  // notification (which also finds a dead peer) or, without one, the peer's liveness decides.
+  absl::Status Outcome(LocalPeer& peer, const std::string& notification, bool cancelled) {
+    if (cancelled || peer.removed->load()) {
+      return absl::CancelledError(absl::StrCat("KV peer '", peer.descriptor.agent,
+                                               "' removed during a batch (request ",
+                                               notification, ")"));
+    }
+    if (!notification.empty()) return peer.notifier->Send(notification);
+    if (peer.notifier->PeerGone()) return absl::UnavailableError("KV peer went away");
+    return absl::OkStatus();
+  }
+
   const TransportOptions options_;
   std::shared_ptr<spdlog::logger> log_;
   NotificationInbox inbox_;
   BatchTable table_;
-  mutable absl::Mutex mu_;
-  const KvCache* pool_ ABSL_GUARDED_BY(mu_) = nullptr;
-  PoolDescriptor descriptor_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<NotifyListener> listener_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<PeerId, std::shared_ptr<LocalPeer>> peers_ ABSL_GUARDED_BY(mu_);
-  PeerId next_peer_ ABSL_GUARDED_BY(mu_) = 1;
-  uint64_t registrations_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t peers_loaded_ ABSL_GUARDED_BY(mu_) = 0;
+  // std::mutex: Submit takes it once per batch to find the peer, and Debian's Abseil (built
+  // without NDEBUG) adds held-lock bookkeeping to every absl::Mutex operation.
+  mutable std::mutex mu_;
+  const KvCache* pool_ = nullptr;
+  PoolDescriptor descriptor_;
+  std::unique_ptr<NotifyListener> listener_;
+  absl::flat_hash_map<PeerId, std::shared_ptr<LocalPeer>> peers_;
+  PeerId next_peer_ = 1;
+  uint64_t registrations_ = 0;
+  uint64_t peers_loaded_ = 0;
   // Last member: destroyed first, so its threads finish while everything above still exists.
   CopyEngine engine_;
 };

@@ -349,7 +349,7 @@ absl::Status NotifySender::SendNotifyPacket(const std::string& message, uint32_t
 }
 
 absl::Status NotifySender::Send(const std::string& message) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard lock(mu_);
   const NotifyRing::Push push = ring_->TryPush(message, next_seq_);
   if (push == NotifyRing::Push::kUseSocket) {
     // Too long for a slot, or the ring is full: a packet, which also wakes a parked receiver.
@@ -379,7 +379,7 @@ absl::Status NotifySender::Send(const std::string& message) {
 }
 
 bool NotifySender::PeerGone() {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard lock(mu_);
   return !ring_->ReceiverAlive();
 }
 

@@ -3,12 +3,11 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "transfer/local/notify_ring.h"
 #include "transfer/notification_inbox.h"
 
@@ -80,13 +79,15 @@ class NotifySender {
 
  private:
   NotifySender(int fd, std::unique_ptr<NotifyRing> ring) : fd_(fd), ring_(std::move(ring)) {}
-  absl::Status SendNotifyPacket(const std::string& message, uint32_t seq)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status SendNotifyPacket(const std::string& message, uint32_t seq);  // holding mu_
 
-  absl::Mutex mu_;  // the ring has one producer: the copy threads take turns
+  // The ring has one producer: the copy threads take turns. A std::mutex, not absl::Mutex: it
+  // is taken once per batch, and Debian's Abseil (built without NDEBUG) adds bookkeeping to
+  // every absl::Mutex operation.
+  std::mutex mu_;
   int fd_;
-  std::unique_ptr<NotifyRing> ring_ ABSL_GUARDED_BY(mu_);
-  uint32_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;  // number of the next message, ring or socket
+  std::unique_ptr<NotifyRing> ring_;
+  uint32_t next_seq_ = 0;  // number of the next message, ring or socket
 };
 
 }  // namespace pdserve::transfer::local
