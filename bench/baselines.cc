@@ -8,7 +8,6 @@
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/parallel_for.h"
 
@@ -98,59 +97,37 @@ double MeasureScatteredMemcpyGBps(uint64_t src_bytes, uint64_t dst_bytes,
       std::memcpy(dst.data() + op.dst, src.data() + op.src, op.bytes);
     }
   };
-  // Helpers wait for a new round under a mutex (absl::Mutex spins briefly, then blocks: pure
-  // spinning loses whole time slices on a busy 2-core host, as the copy engine would too). The
-  // caller copies share 0 itself, so `threads` threads copy and threads - 1 are woken a round.
-  absl::Mutex mu;
-  uint64_t generation = 0;
-  int finished = 0;
-  bool stop = false;
-  std::vector<std::jthread> helpers;
-  for (size_t i = 1; i < shares.size(); ++i) {
-    helpers.emplace_back([&, i] {
-      uint64_t seen = 0;
-      for (;;) {
-        {
-          absl::MutexLock lock(&mu);
-          auto ready = [&] { return stop || generation != seen; };
-          mu.Await(absl::Condition(&ready));
-          if (stop) return;
-          seen = generation;
-        }
-        copy(shares[i]);
-        absl::MutexLock lock(&mu);
-        ++finished;
-      }
-    });
-  }
-  auto round = [&] {
-    {
-      absl::MutexLock lock(&mu);
-      finished = 0;
-      ++generation;
-    }
-    copy(shares[0]);
-    absl::MutexLock lock(&mu);
-    auto done = [&] { return finished == static_cast<int>(shares.size()) - 1; };
-    mu.Await(absl::Condition(&done));
+  // Each thread copies its share over and over until the deadline, with no barrier between
+  // rounds: the most memcpy gets out of these threads, as the backend's copy threads run with
+  // several batches queued. (A barrier per round would time one wake-up per round, and the
+  // backend, which overlaps batches, would look faster than memcpy.)
+  for (const auto& share : shares) copy(share);  // warm-up: fault in, fill caches
+  const int n = static_cast<int>(shares.size());
+  std::vector<uint64_t> share_bytes(n), rounds(n, 0);
+  for (int i = 0; i < n; ++i) share_bytes[i] = transfer::TotalBytes(shares[i]);
+  std::atomic<int> ready{0};
+  std::atomic<int64_t> start{0};
+  auto run = [&](int i) {
+    ready.fetch_add(1);
+    while (start.load() == 0) std::this_thread::yield();
+    const int64_t deadline = start.load() + static_cast<int64_t>(min_seconds * 1e9);
+    do {
+      copy(shares[i]);
+      ++rounds[i];
+    } while (rounds[i] < 3 || MonotonicNanos() < deadline);
   };
-  round();  // warm-up, like the backend's warm-up batch
-  const uint64_t bytes = transfer::TotalBytes(ops);
-  const int64_t t0 = MonotonicNanos();
-  const int64_t deadline = t0 + static_cast<int64_t>(min_seconds * 1e9);
-  uint64_t copied = 0;
-  int runs = 0;
-  while (runs < 3 || MonotonicNanos() < deadline) {
-    round();
-    copied += bytes;
-    ++runs;
-  }
+  const int64_t t0 = [&] {
+    std::vector<std::jthread> helpers;
+    for (int i = 1; i < n; ++i) helpers.emplace_back(run, i);
+    while (ready.load() < n - 1) std::this_thread::yield();
+    const int64_t begin = MonotonicNanos();
+    start.store(begin);
+    run(0);
+    return begin;
+  }();  // helpers joined here
   const double seconds = (MonotonicNanos() - t0) / 1e9;
-  {
-    absl::MutexLock lock(&mu);
-    stop = true;
-  }
-  helpers.clear();
+  uint64_t copied = 0;
+  for (int i = 0; i < n; ++i) copied += rounds[i] * share_bytes[i];
   return copied / seconds / 1e9;
 }
 

@@ -16,9 +16,9 @@ double MeasureMemcpyGBps(size_t bytes, int threads, double min_seconds);
 // region of `src_bytes` and a destination region of `dst_bytes`, both allocated and touched
 // here, so the working set is the pools' and not one hot buffer), cut into `threads` shares by
 // bytes the way the copy engine cuts a batch (threads <= 1: the calling thread alone; more:
-// the caller plus spinning helper threads that already exist, so no thread start or wake-up is
-// timed). Repeated back to back for at least `min_seconds`; GB/s = all bytes / all time (the
-// statistic the backend rows use, not the best run).
+// the caller plus helper threads, each copying its share back to back with no barrier between
+// rounds, so no thread start or wake-up is timed). For at least `min_seconds`; GB/s = all
+// bytes / all time (the statistic the backend rows use, not the best run).
 double MeasureScatteredMemcpyGBps(uint64_t src_bytes, uint64_t dst_bytes,
                                   std::span<const transfer::CopyOp> ops, int threads,
                                   double min_seconds);
