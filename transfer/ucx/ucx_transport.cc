@@ -7,8 +7,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <functional>
 #include <map>
@@ -45,6 +47,12 @@ namespace {
 
 constexpr char kBackend[] = "ucx";
 constexpr uint16_t kNotifyAmId = 0x4b56;  // "KV"
+// A batch's data as active messages (peers without a put lane, see UcxPeer::am_data): header
+// is the destination offset in the receiver's pool, the body the bytes.
+constexpr uint16_t kDataAmId = 0x4b44;  // "KD"
+// Runs longer than this go as several data messages: the receiver assembles each whole message
+// in a buffer of its size before copying it into the pool.
+constexpr size_t kMaxDataAmBytes = size_t{256} << 10;
 const absl::Duration kCommandTimeout = absl::Seconds(30);
 constexpr int64_t kConnectTimeoutNs = 5'000'000'000;
 // After activity the thread keeps polling this long before it sleeps: a stream of batches
@@ -98,6 +106,14 @@ struct UcxPeer {
   ucp_ep_h ep = nullptr;
   ucp_rkey_h rkey = nullptr;
   uint64_t remote_base = 0;
+  bool remote_host = false;  // its descriptor says its pool is in host memory
+  // UCX has no put lane to this peer (tcp): it would emulate puts with active messages that the
+  // receiver acknowledges one by one, and UCX 1.13 aborts the receiver ("Fatal: unexpected
+  // error: Endpoint timeout" under ucp_put_handler) when it handles such a put after the
+  // sender died, as the acknowledgement cannot be sent. The batch's runs go as our own eager
+  // active messages instead (kDataAmId), which the receiver copies into its pool and never
+  // answers.
+  bool am_data = false;
   // Same host: the owner process, watched because shared-memory transports have no peer
   // failure handler (UCX refuses UCP_ERR_HANDLING_MODE_PEER for posix / sysv).
   pid_t pid = 0;
@@ -129,6 +145,9 @@ struct Batch {
   TransferId id;
   std::shared_ptr<UcxPeer> peer;
   std::string notification;
+  // Destination offsets of the batch's data messages (am_data): UCX may read a message's
+  // header until the send completes, and the flush covers those sends.
+  std::vector<uint64_t> data_headers;
 };
 
 class UcxTransport final : public KvTransport {
@@ -195,10 +214,16 @@ class UcxTransport final : public KvTransport {
     ucp_rkey_buffer_release(rkey);
     descriptor_.fields["worker_address"] = worker_address_;
     descriptor_.fields["base"] = absl::StrCat(reinterpret_cast<uintptr_t>(cache.base()));
+    descriptor_.fields["memory"] = pool_memory_type_ == UCS_MEMORY_TYPE_HOST ? "host" : "device";
     descriptor_.fields["boot_id"] = BootId();
     descriptor_.fields["pid"] = absl::StrCat(getpid());
     descriptor_.fields["start_time"] = absl::StrCat(ProcessStartTime(getpid()));
     pool_ = &cache;
+    if (pool_memory_type_ == UCS_MEMORY_TYPE_HOST) {
+      // For the data handler (progress thread); set before the descriptor can reach a sender.
+      pool_bytes_.store(bytes, std::memory_order_relaxed);
+      pool_data_.store(cache.base(), std::memory_order_release);
+    }
     ++registrations_;
     log_->info("agent {}: registered KV pool of {} blocks x {} bytes ({}, {} memory) with UCX "
                "(UCX_TLS={})",
@@ -240,6 +265,9 @@ class UcxTransport final : public KvTransport {
     auto peer = std::make_shared<UcxPeer>();
     peer->agent = d->agent;
     peer->remote_base = base;
+    if (auto memory = d->fields.find("memory"); memory != d->fields.end()) {
+      peer->remote_host = memory->second == "host";
+    }
     if (auto boot = d->fields.find("boot_id"); boot != d->fields.end() && boot->second == BootId()) {
       int pid = 0;
       uint64_t start = 0;
@@ -364,6 +392,11 @@ class UcxTransport final : public KvTransport {
     am.arg = this;
     if (ucs_status_t s = ucp_worker_set_am_recv_handler(worker_, &am); s != UCS_OK) {
       return UcsError("ucp_worker_set_am_recv_handler", s);
+    }
+    am.id = kDataAmId;
+    am.cb = &UcxTransport::OnData;
+    if (ucs_status_t s = ucp_worker_set_am_recv_handler(worker_, &am); s != UCS_OK) {
+      return UcsError("ucp_worker_set_am_recv_handler (data)", s);
     }
 
     command_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -563,24 +596,35 @@ class UcxTransport final : public KvTransport {
                        s != UCS_OK ? ucs_status_string(s) : peer->error.ToString(),
                        "): stale descriptor or the peer is gone"));
     }
+    const std::string info = EpInfo(peer->ep);
+    // "put[0]: 0..<short>..": UCX has a put lane; without one it would emulate puts.
+    peer->am_data = peer->remote_host && pool_memory_type_ == UCS_MEMORY_TYPE_HOST &&
+                    info.find("put[") == std::string::npos;
     peers_[id] = peer;
-    RecordLanes(*peer);
+    std::string lanes = LanesOf(info);
+    if (peer->am_data) absl::StrAppend(&lanes, " (data as active messages)");
+    RecordLanes(lanes);
     log_->info("agent {}: connected to KV peer '{}' over {}", options_.agent_name, peer->agent,
-               LanesOf(peer->ep));
+               lanes);
     return absl::OkStatus();
   }
 
-  // The transports UCX chose for an endpoint, from ucp_ep_print_info ("tcp/lo", "posix/memory").
-  static std::string LanesOf(ucp_ep_h ep) {
+  // ucp_ep_print_info's text: the endpoint's lanes and its protocols' ranges.
+  static std::string EpInfo(ucp_ep_h ep) {
     char* text = nullptr;
     size_t size = 0;
     FILE* stream = open_memstream(&text, &size);
-    if (stream == nullptr) return "?";
+    if (stream == nullptr) return "";
     ucp_ep_print_info(ep, stream);
     fclose(stream);
-    std::set<std::string> lanes;
     std::string all(text, size);
     free(text);
+    return all;
+  }
+
+  // The transports UCX chose for an endpoint, from EpInfo ("tcp/lo", "posix/memory").
+  static std::string LanesOf(const std::string& all) {
+    std::set<std::string> lanes;
     for (size_t pos = all.find("lane["); pos != std::string::npos; pos = all.find("lane[", pos + 1)) {
       // "lane[0]:  3:posix/memory.0 md[2] ..." -> "posix/memory"
       size_t colon = all.find(':', all.find(']', pos));
@@ -594,8 +638,7 @@ class UcxTransport final : public KvTransport {
     return lanes.empty() ? "?" : absl::StrJoin(lanes, "+");
   }
 
-  void RecordLanes(const UcxPeer& peer) {
-    const std::string lanes = LanesOf(peer.ep);
+  void RecordLanes(const std::string& lanes) {
     absl::MutexLock lock(&mu_);
     lanes_.insert(lanes);
   }
@@ -654,21 +697,30 @@ class UcxTransport final : public KvTransport {
       table_.Complete(id, peer->error);
       return;
     }
+    auto* batch = new Batch{this, id, peer, notification, {}};
+    if (peer->am_data) {
+      if (absl::Status s = SendData(*batch, base, ops); !s.ok()) {
+        table_.Complete(id, std::move(s));
+        delete batch;
+        return;
+      }
+    }
     ucp_request_param_t put{};
     // Device pools: say so, instead of UCX looking the type up for every put.
     put.op_attr_mask = UCP_OP_ATTR_FIELD_MEMORY_TYPE;
     put.memory_type = pool_memory_type_;
-    for (const CopyOp& op : ops) {
+    for (const CopyOp& op :
+         peer->am_data ? std::span<const CopyOp>() : std::span<const CopyOp>(ops)) {
       ucs_status_ptr_t r = ucp_put_nbx(peer->ep, base + op.src, op.bytes,
                                        peer->remote_base + op.dst, peer->rkey, &put);
       if (UCS_PTR_IS_ERR(r)) {
         table_.Complete(id, PeerStatus(*peer, "ucp_put_nbx", UCS_PTR_STATUS(r)));
+        delete batch;
         return;
       }
       // The flush below covers completion; the request is released when it completes.
       if (r != nullptr) ucp_request_free(r);
     }
-    auto* batch = new Batch{this, id, peer, notification};
     ++batches_[id];
     ucp_request_param_t flush{};
     flush.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
@@ -680,6 +732,28 @@ class UcxTransport final : public KvTransport {
     } else if (UCS_PTR_IS_ERR(r)) {
       Flushed(batch, UCS_PTR_STATUS(r));
     }
+  }
+
+  // The batch's runs as eager data messages (never rendezvous: that would make the receiver
+  // answer), at most kMaxDataAmBytes each; the flush that follows covers their completion.
+  absl::Status SendData(Batch& batch, const std::byte* base, const std::vector<CopyOp>& ops) {
+    size_t messages = 0;
+    for (const CopyOp& op : ops) messages += (op.bytes + kMaxDataAmBytes - 1) / kMaxDataAmBytes;
+    batch.data_headers.reserve(messages);  // no reallocation: UCX holds pointers into it
+    ucp_request_param_t am{};
+    am.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    am.flags = UCP_AM_SEND_FLAG_EAGER;
+    for (const CopyOp& op : ops) {
+      for (uint64_t offset = 0; offset < op.bytes; offset += kMaxDataAmBytes) {
+        const size_t bytes = std::min<uint64_t>(kMaxDataAmBytes, op.bytes - offset);
+        const uint64_t& header = batch.data_headers.emplace_back(op.dst + offset);
+        ucs_status_ptr_t r = ucp_am_send_nbx(batch.peer->ep, kDataAmId, &header, sizeof(header),
+                                             base + op.src + offset, bytes, &am);
+        if (UCS_PTR_IS_ERR(r)) return PeerStatus(*batch.peer, "am_send (data)", UCS_PTR_STATUS(r));
+        if (r != nullptr) ucp_request_free(r);  // released when it completes
+      }
+    }
+    return absl::OkStatus();
   }
 
   void Flushed(Batch* batch, ucs_status_t status) {
@@ -747,6 +821,26 @@ class UcxTransport final : public KvTransport {
     ComponentLogger("transfer")->warn("{}", peer->error.ToString());
   }
 
+  // A data message (kDataAmId): its bytes at the offset its header names in this pool. Runs on
+  // the progress thread, before any notification the sender sent after it.
+  static ucs_status_t OnData(void* arg, const void* header, size_t header_length, void* data,
+                             size_t length, const ucp_am_recv_param_t* param) {
+    auto* self = static_cast<UcxTransport*>(arg);
+    std::byte* pool = self->pool_data_.load(std::memory_order_acquire);
+    uint64_t dst = 0;
+    if (header_length == sizeof(dst)) std::memcpy(&dst, header, sizeof(dst));
+    if (pool == nullptr || header_length != sizeof(dst) ||
+        (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0 ||  // sent eager: never
+        dst > self->pool_bytes_.load(std::memory_order_relaxed) ||
+        length > self->pool_bytes_.load(std::memory_order_relaxed) - dst) {
+      self->log_->error("agent {}: dropped a malformed KV data message ({} bytes at {})",
+                        self->options_.agent_name, length, dst);
+      return UCS_OK;
+    }
+    std::memcpy(pool + dst, data, length);
+    return UCS_OK;
+  }
+
   static ucs_status_t OnNotification(void* arg, const void* header, size_t header_length,
                                      void* data, size_t length, const ucp_am_recv_param_t* param) {
     auto* self = static_cast<UcxTransport*>(arg);
@@ -766,6 +860,9 @@ class UcxTransport final : public KvTransport {
   // Of the registered pool; written before the first batch is posted, read by the progress
   // thread (the command queue's mutex orders the two).
   ucs_memory_type_t pool_memory_type_ = UCS_MEMORY_TYPE_HOST;
+  // The registered pool when it is in host memory, for OnData; null until then.
+  std::atomic<std::byte*> pool_data_{nullptr};
+  std::atomic<size_t> pool_bytes_{0};
   int command_fd_ = -1;
   int epoll_fd_ = -1;
   bool can_sleep_ = false;

@@ -16,7 +16,14 @@ namespace pdserve::transfer::ucx {
 // A batch: one ucp_put_nbx per coalesced run into the peer's pool (rkey from the descriptor),
 // then ucp_ep_flush_nbx, then an eager active message carrying the notification; the receiver's
 // handler queues it. The handle completes when the active message left, so a notification is
-// only ever sent after the puts are remotely complete.
+// only ever sent after the puts are remotely complete. Where UCX has no put lane to the peer
+// (tcp: it would emulate each put with an active message the receiver acknowledges, and UCX
+// 1.13 aborts a receiver that handles such a put after its sender died, because the
+// acknowledgement cannot be sent), the runs go instead as eager data active messages (at most
+// 256 KiB each, destination offset in the header) that the receiver's handler copies into its
+// host pool and never answers; the notification follows them on the same endpoint, so it is
+// handled after they landed. Both pools must be in host memory for that (the descriptor's
+// "memory" field); counters().transports marks such peers "(data as active messages)".
 //
 // Transport selection is UCX's: UCX_TLS (tcp, posix, sysv, cma, rc, ...), read when the
 // process's context for that UCX_TLS value is created; counters().transports reports the lanes
@@ -28,8 +35,7 @@ namespace pdserve::transfer::ucx {
 // batch) instead. Without peer error handling a dead peer can make UCX abort on its internal
 // replies, which is why it is never the first choice (UCX_TLS=cma,posix: posix for active
 // messages, cma for puts, pid watch; UCX_TLS=cma,tcp: UCX 1.13 keeps cma out of peer-error
-// endpoints and emulates puts with active messages over tcp, and a sender killed mid-batch can
-// then abort the receiver inside UCX: prefer cma,posix).
+// endpoints, so the data goes as active messages over tcp as above: prefer cma,posix).
 //
 // Pools in device memory (KvMemory kind kCuda, e.g. AllocatePoolMemory with pool_memory kCuda)
 // are mapped as UCS_MEMORY_TYPE_CUDA and put from as CUDA memory; that needs a UCX with CUDA

@@ -1,0 +1,70 @@
+// How the ucx backend moves a batch's bytes: puts where UCX has a put lane, our own data active
+// messages where it would emulate puts (tcp), because UCX 1.13 aborts a receiver that handles an
+// emulated put after its sender died. Both sides live in this process (two workers of one
+// context); the fault tests in transfer_process_test.cc kill real processes.
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/transfer/transfer_test_util.h"
+
+namespace pdserve::transfer::testing {
+namespace {
+
+constexpr char kPreset[] = "small";  // 4 layers, 16 KiB fragments, 64 KiB blocks
+constexpr uint32_t kBlocks = 16;
+const absl::Duration kDeadline = absl::Seconds(30);
+
+// Sender and receiver over `tls`, the sender's pool filled with FillPattern(seed), the receiver
+// loaded as the sender's peer.
+struct Pair {
+  Side receiver;
+  Side sender;
+  PeerId peer = 0;
+};
+
+Pair Connect(const std::string& tls, uint64_t seed) {
+  const BackendCase c{"ucx", tls, "ucx_" + tls};
+  Pair p;
+  p.receiver = MakeSide(c, "decode", kPreset, kBlocks, KvLayout::kBlockMajor);
+  p.sender = MakeSide(c, "prefill", kPreset, kBlocks, KvLayout::kBlockMajor);
+  if (p.receiver.transport == nullptr || p.sender.transport == nullptr) return p;
+  FillPattern(p.sender.cache->base(), p.sender.cache->memory().size(), seed);
+  absl::StatusOr<std::string> descriptor = p.receiver.transport->ExportDescriptor();
+  EXPECT_TRUE(descriptor.ok()) << descriptor.status();
+  absl::StatusOr<PeerId> peer = p.sender.transport->LoadPeer(descriptor.value_or(""));
+  EXPECT_TRUE(peer.ok()) << peer.status();
+  p.peer = peer.value_or(0);
+  return p;
+}
+
+// Blocks 0..7 into 8..15, block-major: one 512 KiB run, two data messages of 256 KiB over tcp.
+const std::vector<BlockCopy> kLongRun = {{0, 8}, {1, 9},  {2, 10}, {3, 11},
+                                         {4, 12}, {5, 13}, {6, 14}, {7, 15}};
+
+TEST(UcxDataPathTest, OverTcpALongRunLandsExactlyAsDataMessagesBeforeItsNotification) {
+  Pair p = Connect("tcp", 11);
+  ASSERT_NE(p.peer, 0u);
+  EXPECT_NE(p.sender.transport->counters().transports.find("(data as active messages)"),
+            std::string::npos)
+      << p.sender.transport->counters().transports;
+  absl::StatusOr<TransferId> id = p.sender.transport->Submit(p.peer, kLongRun, "long-run");
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(p.sender.transport->Wait(*id, kDeadline).ok());
+  ASSERT_TRUE(p.receiver.transport->WaitForNotification("long-run", kDeadline).ok());
+  // The notification came: every byte must already be there, and nothing else written.
+  EXPECT_EQ(MismatchedFragments(*ExpectedPool(kPreset, kBlocks, KvLayout::kBlockMajor, 11),
+                                *p.receiver.cache, kLongRun),
+            0);
+  EXPECT_EQ(DirtyBlocksOutside(*p.receiver.cache, {8, 9, 10, 11, 12, 13, 14, 15}), 0);
+}
+
+TEST(UcxDataPathTest, OverPosixBatchesArePuts) {
+  Pair p = Connect("posix", 12);
+  ASSERT_NE(p.peer, 0u);
+  const std::string transports = p.sender.transport->counters().transports;
+  EXPECT_NE(transports.find("posix"), std::string::npos) << transports;
+  EXPECT_EQ(transports.find("(data as active messages)"), std::string::npos) << transports;
+}
+
+}  // namespace
+}  // namespace pdserve::transfer::testing
