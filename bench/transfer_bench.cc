@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -24,6 +25,7 @@
 #include "bench/baselines.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "common/parallel_for.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "transfer/copy_plan.h"
@@ -111,10 +113,56 @@ class ReceiverProcess {
   std::string descriptor_;
 };
 
-std::string Spec(const BackendSpec& b, const Shape& s, KvLayout layout, uint32_t blocks) {
+// `cpu` >= 0: the receiver pins itself (and so every thread it starts) to that CPU.
+std::string Spec(const BackendSpec& b, const Shape& s, KvLayout layout, uint32_t blocks, int cpu) {
   return absl::StrCat(b.backend, ",", b.tls, ",", s.preset, ",", s.block_size, ",",
-                      std::string(KvLayoutName(layout)), ",", blocks);
+                      std::string(KvLayoutName(layout)), ",", blocks, ",", cpu);
 }
+
+// Where the two sides of a ucx row and of ucx_perftest run: the first two CPUs this process
+// may use (sender / perftest client, receiver / perftest server), or {-1, -1} on one CPU or
+// without taskset. Both processes of either pair spin, and the scheduler does not always
+// spread two new busy processes at once: ucx_perftest runs of 0.1 - 0.3 s measured 12 - 13
+// GB/s at 2 MiB unpinned against 17 - 19 pinned on the quiet 2-core host, with the client
+// getting 0.09 s of CPU for a 0.3 s run.
+std::pair<int, int> SideCpus() {
+  static const std::pair<int, int> cpus = [] {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (access("/usr/bin/taskset", X_OK) != 0 || sched_getaffinity(0, sizeof(set), &set) != 0) {
+      return std::pair<int, int>(-1, -1);
+    }
+    std::vector<int> allowed;
+    for (int c = 0; c < CPU_SETSIZE && allowed.size() < 2; ++c) {
+      if (CPU_ISSET(c, &set)) allowed.push_back(c);
+    }
+    return allowed.size() < 2 ? std::pair<int, int>(-1, -1)
+                              : std::pair<int, int>(allowed[0], allowed[1]);
+  }();
+  return cpus;
+}
+
+// Pins the calling thread (and the threads it starts meanwhile) to `cpu` while it lives; the
+// previous mask comes back at the end. cpu < 0: does nothing.
+class PinThread {
+ public:
+  explicit PinThread(int cpu) {
+    if (cpu < 0 || sched_getaffinity(0, sizeof(saved_), &saved_) != 0) return;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    pinned_ = sched_setaffinity(0, sizeof(one), &one) == 0;
+  }
+  ~PinThread() {
+    if (pinned_) sched_setaffinity(0, sizeof(saved_), &saved_);
+  }
+  PinThread(const PinThread&) = delete;
+  PinThread& operator=(const PinThread&) = delete;
+
+ private:
+  cpu_set_t saved_;
+  bool pinned_ = false;
+};
 
 absl::StatusOr<ModelConfig> ShapeConfig(const Shape& s) {
   ASSIGN_OR_RETURN(ModelConfig config, PresetConfig(s.preset));
@@ -195,27 +243,33 @@ absl::StatusOr<Measurement> MeasureBatches(KvTransport& t, transfer::PeerId peer
 // buffers from ucp_mem_map(ALLOCATE) like our pools); every iteration puts the same `size`
 // bytes from the same buffer to the same buffer, so the working set is `size` on each side.
 // GB/s ("overall" column), or a negative value when it is not installed or failed.
-double UcxPerftestGBps(const std::string& tls, uint64_t size) {
-  static std::map<std::pair<std::string, uint64_t>, double> cache;
-  if (auto it = cache.find({tls, size}); it != cache.end()) return it->second;
-  if (access("/usr/bin/ucx_perftest", X_OK) != 0) return cache[{tls, size}] = -1;
+double RunUcxPerftest(const std::string& tls, uint64_t size) {
+  if (access("/usr/bin/ucx_perftest", X_OK) != 0) return -1;
   static int port_seq = 0;
   const int port = 20000 + (getpid() * 7 + port_seq++) % 20000;
+  // Shared memory: 2 GiB a run (~0.07 s when cached; 1 GiB, 30 ms at 256 KiB, was short
+  // enough for one scheduler tick to move the result by 10%).
   const uint64_t budget = tls.find("tcp") != std::string::npos ? (uint64_t{48} << 20)
-                                                                : (uint64_t{1} << 30);
-  const uint64_t iters = std::clamp<uint64_t>(budget / size, 5, 20000);
+                                                                : (uint64_t{2} << 30);
+  const uint64_t iters = std::clamp<uint64_t>(budget / size, 5, 100000);
   // perftest's default warm-up is 10000 iterations: a tenth of the measured ones is enough to
   // fault in and map the buffers, and keeps 512 MiB messages within the bench's time.
   const uint64_t warmup = std::max<uint64_t>(2, iters / 10);
   const std::string env = absl::StrCat("UCX_TLS=", tls, " ");
-  const std::string server =
-      absl::StrCat(env, "timeout 60 ucx_perftest -p ", port, " >/dev/null 2>&1 &");
-  if (std::system(server.c_str()) != 0) return cache[{tls, size}] = -1;
+  const auto [client_cpu, server_cpu] = SideCpus();
+  const std::string server_pin =
+      server_cpu >= 0 ? absl::StrCat("taskset -c ", server_cpu, " ") : std::string();
+  const std::string client_pin =
+      client_cpu >= 0 ? absl::StrCat("taskset -c ", client_cpu, " ") : std::string();
+  const std::string server = absl::StrCat(env, "timeout 60 ", server_pin, "ucx_perftest -p ",
+                                          port, " >/dev/null 2>&1 &");
+  if (std::system(server.c_str()) != 0) return -1;
   double gbps = -1;
-  for (int attempt = 0; attempt < 20 && gbps < 0; ++attempt) {
-    usleep(100000);  // let the server listen
+  for (int attempt = 0; attempt < 40 && gbps < 0; ++attempt) {
+    usleep(50000);  // let the server listen
     const std::string client =
-        absl::StrCat(env, "timeout 60 ucx_perftest 127.0.0.1 -p ", port, " -t ucp_put_bw -s ",
+        absl::StrCat(env, "timeout 60 ", client_pin, "ucx_perftest 127.0.0.1 -p ", port,
+                     " -t ucp_put_bw -s ",
                      size, " -n ", iters, " -w ", warmup, " 2>&1");
     FILE* f = popen(client.c_str(), "r");
     if (f == nullptr) break;
@@ -228,15 +282,50 @@ double UcxPerftestGBps(const std::string& tls, uint64_t size) {
     }
     pclose(f);
   }
-  return cache[{tls, size}] = gbps;
+  return gbps;
 }
+
+// One perftest run per (UCX_TLS, size), for the reference columns.
+double UcxPerftestGBps(const std::string& tls, uint64_t size) {
+  static std::map<std::pair<std::string, uint64_t>, double> cache;
+  if (auto it = cache.find({tls, size}); it != cache.end()) return it->second;
+  return cache[{tls, size}] = RunUcxPerftest(tls, size);
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return -1;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+// Development filter (PDSERVE_BENCH_TRANSFER_ONLY="ucx/posix@256@1,local"): entries
+// LABEL[@BLOCK_KIB[@BATCH]]; a row runs when one entry matches it. Unset: every row.
+bool Selected(const std::string& label, uint64_t block_bytes, uint32_t batch) {
+  const char* env = std::getenv("PDSERVE_BENCH_TRANSFER_ONLY");
+  if (env == nullptr || *env == 0) return true;
+  for (absl::string_view entry : absl::StrSplit(env, ',', absl::SkipEmpty())) {
+    std::vector<std::string> f = absl::StrSplit(entry, '@');
+    uint64_t kib = 0;
+    uint32_t n = 0;
+    if (f[0] != label) continue;
+    if (f.size() > 1 && (!absl::SimpleAtoi(f[1], &kib) || kib != block_bytes / 1024)) continue;
+    if (f.size() > 2 && (!absl::SimpleAtoi(f[2], &n) || n != batch)) continue;
+    return true;
+  }
+  return false;
+}
+
+// ucx rows over shared memory: our measurement and ucx_perftest's alternate this many times
+// and each side reports its median round, so that both see the same host (other load, cache
+// and page state) and one unlucky run of either side does not make the ratio.
+constexpr int kPerftestRounds = 3;
 
 int CopyThreadsFor(uint64_t bytes) {
   // The local backend's rule (transfer/local/copy_engine.h, CopyEngine::SharesFor and its
   // default thread count): up to 256 KiB inline on the submitting thread, else one thread per
   // 512 KiB, at most min(cores, 4).
   if (bytes <= 256 * 1024) return 1;
-  const int threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
+  const int threads = std::clamp(DefaultThreads(), 1, 4);
   return static_cast<int>(std::clamp<uint64_t>(bytes / (512 * 1024), 1, threads));
 }
 
@@ -255,6 +344,9 @@ struct Row {
   // the ratio is taken against the same-working-set run in baseline_gbps).
   double hot_gbps = -1;
   uint64_t hot_size = 0;
+  // Interleaved rounds (ucx over shared memory): ours and perftest's, in run order.
+  std::vector<double> rounds_gbps;
+  std::vector<double> rounds_baseline_gbps;
 };
 
 // Per-batch time beyond the baseline's time for the same bytes (microseconds): what the
@@ -283,8 +375,15 @@ void PrintRow(const Row& r) {
 
 absl::Status RunTransferBenchReceiver(const std::string& spec) {
   std::vector<std::string> f = absl::StrSplit(spec, ',');
-  if (f.size() != 6) return absl::InvalidArgumentError("bad --receiver spec");
+  if (f.size() != 7) return absl::InvalidArgumentError("bad --receiver spec");
   if (!f[1].empty()) setenv("UCX_TLS", f[1].c_str(), 1);
+  // Before any thread starts: UCX's and the transport's threads inherit it.
+  if (int cpu = -1; absl::SimpleAtoi(f[6], &cpu) && cpu >= 0) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    sched_setaffinity(0, sizeof(one), &one);
+  }
   TransportOptions options;
   options.backend = f[0];
   options.agent_name = "bench-receiver";
@@ -354,6 +453,8 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
                          {"overhead_us_per_batch", OverheadUs(r)},
                          {"perftest_hot_size", r.hot_size},
                          {"perftest_hot_gbps", r.hot_gbps},
+                         {"rounds_gbps", r.rounds_gbps},
+                         {"rounds_baseline_gbps", r.rounds_baseline_gbps},
                          {"note", r.note}});
   };
   nlohmann::json registrations = nlohmann::json::object();
@@ -371,13 +472,27 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
       "  ucx:   ucx_perftest -t ucp_put_bw -s <bytes/batch> at the same UCX_TLS (one message the "
       "size of the batch: same bytes and working set, one operation instead of ops); [hot S: x] "
       "is ucx_perftest with one cache-hot message of the batch's mean operation size S, for "
-      "reference\n"
+      "reference (one run)\n"
+      "         over shared memory the row's measurement and ucx_perftest alternate %d times "
+      "(ours, perftest, ours, ...) and each side reports its median round: perftest's server "
+      "spins for its whole run, so any third busy thread on a 2-core host shares a core with "
+      "its client and halves it (measured: 13.0 -> 8.7 GB/s at 512 MiB with one busy loop, "
+      "6.6 with both pinned to one core); tcp: one perftest run per size\n"
+      "         CPUs: %s\n"
       "  ovh us = per-batch time beyond the baseline's time for the same bytes (batch hand-off, "
       "notification, completion): latency-bound rows are those where it dominates\n"
       "UCX progress: a progress thread issues the puts (a put on posix is the copy); it polls "
       "the worker, yields the CPU on a turn without progress, and after 200 us without work "
       "sleeps on the worker's event fd (ucp_worker_arm + epoll)\n"
       "ucx_perftest: %s\n\n",
+      kPerftestRounds,
+      SideCpus().first < 0
+          ? "not pinned (one CPU, or no taskset)"
+          : absl::StrCat("the row's sender (with its transport threads) and ucx_perftest's client "
+                         "on CPU ", SideCpus().first, ", the receiver and perftest's server on CPU ",
+                         SideCpus().second, " (the scheduler does not always spread two new "
+                         "busy processes: unpinned perftest runs measured 12-13 GB/s at 2 MiB "
+                         "against 17-19 pinned)").c_str(),
       access("/usr/bin/ucx_perftest", X_OK) == 0
           ? "/usr/bin/ucx_perftest, run as a subprocess pair per message size and UCX_TLS"
           : "not installed: ucx rows have no baseline (install ucx-utils)");
@@ -395,23 +510,52 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
     for (uint32_t n : sizes) {
       if (n * block_bytes <= kMaxPoolBytes) pool_blocks = std::max(pool_blocks, n);
     }
-    if (pool_blocks == 0) return absl::OkStatus();
+    if (pool_blocks == 0 ||
+        std::none_of(sizes.begin(), sizes.end(), [&](uint32_t n) {
+          return n <= pool_blocks && Selected(b.label(), block_bytes, n);
+        })) {
+      return absl::OkStatus();
+    }
     if (!b.tls.empty()) setenv("UCX_TLS", b.tls.c_str(), 1);
     TransportOptions topts;
     topts.backend = b.backend;
     topts.agent_name = "bench-sender";
-    ASSIGN_OR_RETURN(auto receiver, ReceiverProcess::Start(Spec(b, shape, layout, pool_blocks)));
+    // ucx: both sides pinned the way ucx_perftest's are (SideCpus), the sender's transport
+    // threads with this one.
+    const bool pin = b.backend == "ucx";
+    PinThread pinned(pin ? SideCpus().first : -1);
+    ASSIGN_OR_RETURN(auto receiver, ReceiverProcess::Start(Spec(
+                                        b, shape, layout, pool_blocks, pin ? SideCpus().second : -1)));
     ASSIGN_OR_RETURN(auto cache, transfer::CreatePoolCache(topts, config, pool_blocks, layout));
     std::memset(cache->base(), 0x5a, cache->memory().size());
     ASSIGN_OR_RETURN(auto t, transfer::MakeKvTransport(topts));
     RETURN_IF_ERROR(t->RegisterPool(*cache));
     ASSIGN_OR_RETURN(transfer::PeerId peer, t->LoadPeer(receiver->descriptor()));
     for (uint32_t n : sizes) {
-      if (n > pool_blocks) continue;
+      if (n > pool_blocks || !Selected(b.label(), block_bytes, n)) continue;
       const std::vector<BlockCopy> copies = MakeCopies(n);
-      ASSIGN_OR_RETURN(Measurement m, MeasureBatches(*t, peer, copies, min_seconds, min_batches));
+      const bool interleaved = b.backend == "ucx" && b.tls != "tcp";
+      std::vector<Measurement> ours;
+      std::vector<double> theirs;
+      std::vector<double> rounds_gbps;  // run order; `ours` is sorted below
+      const int rounds = interleaved ? kPerftestRounds : 1;
+      for (int round = 0; round < rounds; ++round) {
+        // The rounds together last twice one plain measurement, not three times.
+        ASSIGN_OR_RETURN(Measurement m, MeasureBatches(*t, peer, copies,
+                                                       min_seconds * (rounds > 1 ? 2.0 / rounds : 1),
+                                                       min_batches));
+        ours.push_back(m);
+        rounds_gbps.push_back(m.gbps);
+        if (interleaved) theirs.push_back(RunUcxPerftest(b.tls, m.bytes_per_batch));
+      }
+      // The median round of each side (by GB/s).
+      std::sort(ours.begin(), ours.end(),
+                [](const Measurement& x, const Measurement& y) { return x.gbps < y.gbps; });
+      const Measurement& m = ours[ours.size() / 2];
       Row r{b.label(), shape.preset, shape.block_size, block_bytes,
             std::string(KvLayoutName(layout)), n, m, "", -1, note};
+      r.rounds_gbps = rounds_gbps;
+      r.rounds_baseline_gbps = theirs;
       if (b.backend == "local") {
         const int threads = CopyThreadsFor(m.bytes_per_batch);
         std::vector<transfer::CopyOp> ops;
@@ -430,7 +574,7 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
           r.baseline = absl::StrCat("perftest hot ", r.hot_size / 1024, "K");
           r.note += "; tcp: ratio vs the hot perftest run (same-size run skipped, too slow)";
         } else {
-          r.baseline_gbps = UcxPerftestGBps(b.tls, m.bytes_per_batch);
+          r.baseline_gbps = interleaved ? Median(theirs) : UcxPerftestGBps(b.tls, m.bytes_per_batch);
           r.baseline = absl::StrCat("perftest ", m.bytes_per_batch / 1024, "K");
         }
         if (r.baseline_gbps < 0) r.baseline = "perftest n/a";
@@ -471,11 +615,14 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
     double gbps[2] = {0, 0};
     int i = 0;
     for (KvLayout layout : {KvLayout::kLayerMajor, KvLayout::kBlockMajor}) {
+      const size_t before = rows.size();
       RETURN_IF_ERROR(run_series(b, {"llama3-8b", 16}, layout, {128},
                                  b.tls == "tcp" ? 0.0 : options.min_seconds,
                                  b.tls == "tcp" ? 1 : 3, "request-2048"));
-      gbps[i++] = rows.back().m.gbps;
+      if (rows.size() > before) gbps[i] = rows.back().m.gbps;
+      ++i;
     }
+    if (gbps[0] <= 0 || gbps[1] <= 0) continue;  // filtered out
     request[b.label()] = {{"layer_major_gbps", gbps[0]},
                           {"block_major_gbps", gbps[1]},
                           {"ratio", gbps[0] / gbps[1]}};
