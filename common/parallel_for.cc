@@ -1,5 +1,7 @@
 #include "common/parallel_for.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <atomic>
 #include <thread>
@@ -7,7 +9,12 @@
 
 namespace pdserve {
 
-int DefaultThreads() { return std::max(1u, std::thread::hardware_concurrency()); }
+int DefaultThreads() {
+  // The CPUs this process may run on (taskset, a container's cpuset), not the machine's.
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
 
 void ParallelFor(int n, int threads, const std::function<void(int)>& body) {
   if (threads <= 0) threads = DefaultThreads();

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "common/parallel_for.h"
 #include "transfer/batch_table.h"
 #include "transfer/copy_plan.h"
 #include "transfer/local/copy_engine.h"
@@ -38,7 +39,7 @@ class LocalTransport final : public KvTransport {
         table_(std::max(1, options.max_inflight_batches)),
         engine_(options.copy_threads > 0
                     ? options.copy_threads
-                    : std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4)) {}
+                    : std::clamp(DefaultThreads(), 1, 4)) {}
 
   ~LocalTransport() override {
     // Cancel queued copies to peers (their handles end Cancelled) before the engine drains.
