@@ -51,6 +51,15 @@ absl::StatusOr<std::shared_ptr<UcxContext>> UcxContext::Get() {
   if (std::getenv("UCX_KEEPALIVE_INTERVAL") == nullptr) {
     ucp_config_modify(config, "KEEPALIVE_INTERVAL", "1s");
   }
+  // Adaptive progress leaves an interface that no endpoint of this worker uses "inactive":
+  // armed and watched by UCX's async thread. A receiving pool is exactly that (senders connect
+  // to it, it connects to no one), so over shared memory every notification made the sender
+  // signal the receiver through a socket (a sendto, ~3 us of each small batch) and woke the
+  // receiver's async thread. Our progress threads poll every interface they have anyway and
+  // arm the worker themselves before they sleep. The operator's UCX_ADAPTIVE_PROGRESS wins.
+  if (std::getenv("UCX_ADAPTIVE_PROGRESS") == nullptr) {
+    ucp_config_modify(config, "ADAPTIVE_PROGRESS", "n");
+  }
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
   params.features = UCP_FEATURE_RMA | UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;

@@ -11,7 +11,10 @@ namespace pdserve::transfer::ucx {
 // UCP call on the worker (endpoints, puts, flushes, active messages) runs there; callers hand
 // it commands and wait on handles, so no caller ever has to drive progress. While batches are
 // in flight the thread polls the worker; when idle it sleeps on the worker's event fd (or
-// polls every millisecond when the transports cannot wake it).
+// polls every millisecond when the transports cannot wake it). UCX's adaptive progress is off
+// unless UCX_ADAPTIVE_PROGRESS is set (ucx_context.cc): with it, a receiver's interfaces that
+// none of its own endpoints use are left to UCX's async thread, and over shared memory every
+// notification then cost the sender a socket signal to wake it.
 //
 // A batch: one ucp_put_nbx per coalesced run into the peer's pool (rkey from the descriptor),
 // then ucp_ep_flush_nbx, then an eager active message carrying the notification; the receiver's
