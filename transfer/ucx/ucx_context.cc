@@ -18,6 +18,7 @@ absl::Status UcsError(const std::string& what, ucs_status_t status) {
   const std::string text = absl::StrCat(what, ": ", ucs_status_string(status));
   switch (status) {
     case UCS_ERR_CONNECTION_RESET:
+    case UCS_ERR_NOT_CONNECTED:  // an operation on an endpoint whose peer went away (tcp)
     case UCS_ERR_ENDPOINT_TIMEOUT:
     case UCS_ERR_UNREACHABLE:
     case UCS_ERR_REJECTED:
