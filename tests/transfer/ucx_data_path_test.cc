@@ -1,7 +1,9 @@
 // How the ucx backend moves a batch's bytes: puts where UCX has a put lane, our own data active
 // messages where it would emulate puts (tcp), because UCX 1.13 aborts a receiver that handles an
-// emulated put after its sender died. Both sides live in this process (two workers of one
+// emulated put after its sender died, and streaming copies into the peer's pool as UCX maps it
+// for batches larger than the last-level cache (posix). Both sides live in this process (two workers of one
 // context); the fault tests in transfer_process_test.cc kill real processes.
+#include <cstdlib>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -64,6 +66,26 @@ TEST(UcxDataPathTest, OverPosixBatchesArePuts) {
   const std::string transports = p.sender.transport->counters().transports;
   EXPECT_NE(transports.find("posix"), std::string::npos) << transports;
   EXPECT_EQ(transports.find("(data as active messages)"), std::string::npos) << transports;
+}
+
+// PDSERVE_UCX_STREAM_BYTES=0 makes every batch "larger than the cache": the streaming path
+// with a small batch, which lands exactly, before its notification.
+TEST(UcxDataPathTest, OverPosixAStreamedBatchLandsExactlyBeforeItsNotification) {
+  setenv("PDSERVE_UCX_STREAM_BYTES", "0", 1);  // read when a transport is created
+  Pair p = Connect("posix", 13);
+  unsetenv("PDSERVE_UCX_STREAM_BYTES");
+  ASSERT_NE(p.peer, 0u);
+  EXPECT_NE(p.sender.transport->counters().transports.find("streaming stores"), std::string::npos)
+      << p.sender.transport->counters().transports;
+  const std::vector<BlockCopy> scattered = {{0, 8}, {1, 9}, {5, 3}, {6, 1}, {15, 0}};
+  absl::StatusOr<TransferId> id = p.sender.transport->Submit(p.peer, scattered, "streamed");
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(p.sender.transport->Wait(*id, kDeadline).ok());
+  ASSERT_TRUE(p.receiver.transport->WaitForNotification("streamed", kDeadline).ok());
+  EXPECT_EQ(MismatchedFragments(*ExpectedPool(kPreset, kBlocks, KvLayout::kBlockMajor, 13),
+                                *p.receiver.cache, scattered),
+            0);
+  EXPECT_EQ(DirtyBlocksOutside(*p.receiver.cache, {8, 9, 3, 1, 0}), 0);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -40,6 +41,7 @@
 #include "transfer/copy_plan.h"
 #include "transfer/notification_inbox.h"
 #include "transfer/pool_descriptor.h"
+#include "transfer/ucx/stream_copy.h"
 #include "transfer/ucx/ucx_context.h"
 
 namespace pdserve::transfer::ucx {
@@ -60,6 +62,14 @@ constexpr int64_t kConnectTimeoutNs = 5'000'000'000;
 constexpr int64_t kSpinNs = 200'000;
 constexpr int kIdleSleepMs = 100;  // bounded sleep: keepalive runs from progress
 constexpr int64_t kLivenessCheckNs = 100'000'000;
+
+uint64_t BytesFromEnv(const char* name, uint64_t fallback) {
+  uint64_t bytes = fallback;
+  if (const char* env = std::getenv(name); env != nullptr && !absl::SimpleAtoi(env, &bytes)) {
+    bytes = fallback;
+  }
+  return bytes;
+}
 
 // This boot's id: tells whether a descriptor's pid means anything here.
 std::string BootId() {
@@ -114,6 +124,10 @@ struct UcxPeer {
   // active messages instead (kDataAmId), which the receiver copies into its pool and never
   // answers.
   bool am_data = false;
+  // The peer's pool mapped into this process (ucp_rkey_ptr: shared-memory transports, host
+  // pools on both sides), for batches copied with streaming stores; null: puts only. Valid
+  // until the rkey is destroyed, which happens on the progress thread, like the copies.
+  std::byte* direct = nullptr;
   // Same host: the owner process, watched because shared-memory transports have no peer
   // failure handler (UCX refuses UCP_ERR_HANDLING_MODE_PEER for posix / sysv).
   pid_t pid = 0;
@@ -596,6 +610,12 @@ class UcxTransport final : public KvTransport {
                        s != UCS_OK ? ucs_status_string(s) : peer->error.ToString(),
                        "): stale descriptor or the peer is gone"));
     }
+    if (peer->remote_host && pool_memory_type_ == UCS_MEMORY_TYPE_HOST) {
+      void* mapped = nullptr;
+      if (ucp_rkey_ptr(peer->rkey, peer->remote_base, &mapped) == UCS_OK) {
+        peer->direct = static_cast<std::byte*>(mapped);
+      }
+    }
     const std::string info = EpInfo(peer->ep);
     // "put[0]: 0..<short>..": UCX has a put lane; without one it would emulate puts.
     peer->am_data = peer->remote_host && pool_memory_type_ == UCS_MEMORY_TYPE_HOST &&
@@ -603,6 +623,10 @@ class UcxTransport final : public KvTransport {
     peers_[id] = peer;
     std::string lanes = LanesOf(info);
     if (peer->am_data) absl::StrAppend(&lanes, " (data as active messages)");
+    if (peer->direct != nullptr) {
+      absl::StrAppend(&lanes, " (batches > ", stream_bytes_ >> 20,
+                      " MiB: streaming stores through ucp_rkey_ptr)");
+    }
     RecordLanes(lanes);
     log_->info("agent {}: connected to KV peer '{}' over {}", options_.agent_name, peer->agent,
                lanes);
@@ -651,6 +675,7 @@ class UcxTransport final : public KvTransport {
       WaitRequest(ucp_ep_close_nbx(peer.ep, &params), kConnectTimeoutNs);
       peer.ep = nullptr;
     }
+    peer.direct = nullptr;  // the mapping goes with the rkey
     if (peer.rkey != nullptr) {
       ucp_rkey_destroy(peer.rkey);
       peer.rkey = nullptr;
@@ -709,8 +734,16 @@ class UcxTransport final : public KvTransport {
     // Device pools: say so, instead of UCX looking the type up for every put.
     put.op_attr_mask = UCP_OP_ATTR_FIELD_MEMORY_TYPE;
     put.memory_type = pool_memory_type_;
-    for (const CopyOp& op :
-         peer->am_data ? std::span<const CopyOp>() : std::span<const CopyOp>(ops)) {
+    const bool stream = peer->direct != nullptr && TotalBytes(ops) > stream_bytes_;
+    if (stream) {
+      // Too large for the last-level cache: the copies a posix put would make, with streaming
+      // stores, into the peer's pool as UCX mapped it; the fence orders them before the
+      // notification below (the flush covers only UCX's own operations).
+      for (const CopyOp& op : ops) StreamCopy(peer->direct + op.dst, base + op.src, op.bytes);
+      StoreFence();
+    }
+    for (const CopyOp& op : peer->am_data || stream ? std::span<const CopyOp>()
+                                                    : std::span<const CopyOp>(ops)) {
       ucs_status_ptr_t r = ucp_put_nbx(peer->ep, base + op.src, op.bytes,
                                        peer->remote_base + op.dst, peer->rkey, &put);
       if (UCS_PTR_IS_ERR(r)) {
@@ -863,6 +896,11 @@ class UcxTransport final : public KvTransport {
   // The registered pool when it is in host memory, for OnData; null until then.
   std::atomic<std::byte*> pool_data_{nullptr};
   std::atomic<size_t> pool_bytes_{0};
+  // Batches above this many bytes to a mapped peer are copied with streaming stores: 3/4 of the
+  // last-level cache, where glibc's memcpy (and so ucx_perftest's one message) starts streaming;
+  // PDSERVE_UCX_STREAM_BYTES overrides it.
+  const uint64_t stream_bytes_ =
+      BytesFromEnv("PDSERVE_UCX_STREAM_BYTES", LastLevelCacheBytes() / 4 * 3);
   int command_fd_ = -1;
   int epoll_fd_ = -1;
   bool can_sleep_ = false;
