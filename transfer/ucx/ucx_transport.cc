@@ -15,6 +15,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <thread>
@@ -62,6 +63,14 @@ constexpr int64_t kConnectTimeoutNs = 5'000'000'000;
 constexpr int64_t kSpinNs = 200'000;
 constexpr int kIdleSleepMs = 100;  // bounded sleep: keepalive runs from progress
 constexpr int64_t kLivenessCheckNs = 100'000'000;
+// Host-memory batches up to this many bytes may be issued on the submitting thread (see
+// IssueInline; ~300 us of copying over shared memory); PDSERVE_UCX_INLINE_BYTES overrides it
+// (0: every batch goes to the progress thread). Larger ones go to the progress thread, so that
+// Submit returns at once and the caller overlaps them with its own work.
+constexpr uint64_t kDefaultInlineBytes = uint64_t{4} << 20;
+// Wait polls the handle this long (yielding the CPU between looks) before it blocks: a batch
+// about to complete costs no futex wake-up on either side.
+constexpr int64_t kWaitSpinNs = 50'000;
 
 uint64_t BytesFromEnv(const char* name, uint64_t fallback) {
   uint64_t bytes = fallback;
@@ -343,9 +352,13 @@ class UcxTransport final : public KvTransport {
       return absl::UnavailableError(absl::StrCat("KV peer '", info->agent, "' is gone (request ",
                                                  notification, ")"));
     }
-    absl::StatusOr<TransferId> id =
-        table_.Begin(TotalBytes(ops), static_cast<uint32_t>(ops.size()));
+    const uint64_t bytes = TotalBytes(ops);
+    absl::StatusOr<TransferId> id = table_.Begin(bytes, static_cast<uint32_t>(ops.size()));
     if (!id.ok()) return id.status();
+    if (bytes <= inline_bytes_ && pool_memory_type_ == UCS_MEMORY_TYPE_HOST &&
+        IssueInline(peer, *id, pool->base(), ops, notification)) {
+      return *id;
+    }
     Post([this, peer, id = *id, ops = std::move(ops), notification,
           base = pool->base()]() mutable { StartBatch(peer, id, base, ops, notification); });
     return *id;
@@ -353,6 +366,17 @@ class UcxTransport final : public KvTransport {
 
   absl::StatusOr<bool> Poll(TransferId id) override { return table_.Poll(id); }
   absl::Status Wait(TransferId id, absl::Duration timeout) override {
+    // A batch issued inline is usually complete already; one on the progress thread often
+    // completes within microseconds. Look a few times (yielding, so that on a small host the
+    // progress thread gets the core) before blocking on the table.
+    const int64_t spin_until =
+        MonotonicNanos() + std::min<int64_t>(kWaitSpinNs, absl::ToInt64Nanoseconds(timeout));
+    do {
+      absl::StatusOr<bool> done = table_.Poll(id);
+      if (!done.ok()) return done.status();
+      if (*done) return absl::OkStatus();  // Poll reaped it; a failure came back as its status
+      sched_yield();
+    } while (MonotonicNanos() < spin_until);
     return table_.Wait(id, timeout);
   }
   absl::StatusOr<TransferStats> Stats(TransferId id) const override { return table_.Stats(id); }
@@ -384,7 +408,9 @@ class UcxTransport final : public KvTransport {
   absl::Status Init() {
     ucp_worker_params_t params{};
     params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
-    params.thread_mode = UCS_THREAD_MODE_SINGLE;  // only the progress thread touches it
+    // Serialized: the progress thread and submitting threads (inline batches) take turns,
+    // always under worker_mu_.
+    params.thread_mode = UCS_THREAD_MODE_SERIALIZED;
     if (ucs_status_t s = ucp_worker_create(context_->handle(), &params, &worker_); s != UCS_OK) {
       worker_ = nullptr;
       return UcsError("ucp_worker_create", s);
@@ -450,6 +476,41 @@ class UcxTransport final : public KvTransport {
 
   // ---- commands from caller threads ----
 
+  // Issues a host-memory batch on the calling thread, the way a UCX application would: over
+  // shared memory the puts are the copies, the flush completes at once and the notification is
+  // an inline send, so the batch usually completes before Submit returns, with no hand-off to
+  // the progress thread and no wake-up of the caller (on a 2-core host the two threads shared
+  // a core). Declines (false: post it instead) when the progress thread holds the worker (it
+  // may be in the middle of a long batch; the caller must not block behind it), when it has
+  // commands queued (issue order stays submit order, so one sender's notifications keep their
+  // order), and for peers reached with data active messages (tcp: those stay on the progress
+  // thread). A batch left in flight (the flush or the send completes later) is finished by the
+  // progress thread.
+  bool IssueInline(PeerId peer, TransferId id, const std::byte* base,
+                   const std::vector<CopyOp>& ops, const std::string& notification) {
+    std::unique_lock<std::mutex> worker(worker_mu_, std::try_to_lock);
+    if (!worker.owns_lock()) return false;
+    {
+      absl::MutexLock lock(&command_mu_);
+      if (!commands_.empty()) return false;
+    }
+    if (auto it = peers_.find(peer); it == peers_.end() || it->second->am_data) return false;
+    StartBatch(peer, id, base, ops, notification);
+    const bool left_in_flight = !batches_.empty();
+    worker.unlock();
+    // The progress thread sets sleeping_ before it looks at batches_ (under worker_mu_) a last
+    // time: it either saw this batch or we see it asleep.
+    if (left_in_flight) Wake();
+    return true;
+  }
+
+  void Wake() {
+    if (sleeping_.load()) {
+      const uint64_t one = 1;
+      (void)!write(command_fd_, &one, sizeof(one));
+    }
+  }
+
   void Post(std::function<void()> command) {
     {
       absl::MutexLock lock(&command_mu_);
@@ -458,10 +519,7 @@ class UcxTransport final : public KvTransport {
     // An awake progress thread finds the command on its next turn: the eventfd write (and the
     // read after it) is a syscall pair per batch that only a sleeping thread needs. Sleep()
     // sets sleeping_ before it looks at the queue a last time, so one side always sees the other.
-    if (sleeping_.load()) {
-      const uint64_t one = 1;
-      (void)!write(command_fd_, &one, sizeof(one));
-    }
+    Wake();
   }
 
   // Runs `fn` on the progress thread and returns its status (outer: the wait itself failed).
@@ -480,21 +538,30 @@ class UcxTransport final : public KvTransport {
 
   // ---- the progress thread ----
 
+  // One turn holds worker_mu_ (commands, progress, liveness); the yield and the sleep do not,
+  // so that submitting threads can issue inline batches in between.
   void Loop() {
     int64_t last_activity = MonotonicNanos();
-    while (!stopping_) {
+    for (;;) {
       std::deque<std::function<void()>> commands;
-      {
-        absl::MutexLock lock(&command_mu_);
-        commands.swap(commands_);
-      }
-      for (auto& command : commands) command();
-      bool progressed = !commands.empty();
-      while (ucp_worker_progress(worker_) != 0) progressed = true;
+      bool progressed = false;
+      bool idle = false;
       const int64_t now = MonotonicNanos();
-      if (now - last_liveness_check_ > kLivenessCheckNs) {
-        last_liveness_check_ = now;
-        for (auto& [id, peer] : peers_) CheckAlive(*peer);
+      {
+        std::lock_guard<std::mutex> worker(worker_mu_);
+        {
+          absl::MutexLock lock(&command_mu_);
+          commands.swap(commands_);
+        }
+        for (auto& command : commands) command();
+        if (stopping_) break;
+        progressed = !commands.empty();
+        while (ucp_worker_progress(worker_) != 0) progressed = true;
+        if (now - last_liveness_check_ > kLivenessCheckNs) {
+          last_liveness_check_ = now;
+          for (auto& [id, peer] : peers_) CheckAlive(*peer);
+        }
+        idle = batches_.empty();
       }
       if (progressed) {
         last_activity = now;
@@ -503,7 +570,7 @@ class UcxTransport final : public KvTransport {
       // Nothing to do this turn: let the submitting thread (or the peer process, on a small
       // host) have the core instead of spinning against it.
       sched_yield();
-      if (!batches_.empty()) {
+      if (!idle) {
         last_activity = now;
         continue;
       }
@@ -511,23 +578,27 @@ class UcxTransport final : public KvTransport {
       Sleep();
       last_activity = MonotonicNanos();
     }
+    std::lock_guard<std::mutex> worker(worker_mu_);
     Shutdown();
   }
 
   void Sleep() {
     sleeping_.store(true);
     {
-      absl::MutexLock lock(&command_mu_);
-      if (!commands_.empty()) {
+      std::lock_guard<std::mutex> worker(worker_mu_);
+      bool busy = !batches_.empty();  // an inline batch left in flight since the last turn
+      {
+        absl::MutexLock lock(&command_mu_);
+        busy = busy || !commands_.empty();
+      }
+      if (busy || (can_sleep_ && ucp_worker_arm(worker_) == UCS_ERR_BUSY)) {
         sleeping_.store(false);
         return;
       }
     }
     if (can_sleep_) {
-      if (ucp_worker_arm(worker_) != UCS_ERR_BUSY) {
-        epoll_event events[2];
-        epoll_wait(epoll_fd_, events, 2, kIdleSleepMs);
-      }
+      epoll_event events[2];
+      epoll_wait(epoll_fd_, events, 2, kIdleSleepMs);
     } else {
       pollfd p{command_fd_, POLLIN, 0};
       poll(&p, 1, 1);
@@ -917,10 +988,18 @@ class UcxTransport final : public KvTransport {
   absl::Mutex command_mu_;
   std::deque<std::function<void()>> commands_ ABSL_GUARDED_BY(command_mu_);
 
-  // True while the progress thread is (about to be) asleep: Post must wake it.
+  // True while the progress thread is (about to be) asleep: Post and inline batches left in
+  // flight must wake it.
   std::atomic<bool> sleeping_{false};
 
-  // Progress-thread state.
+  // Every UCP call on worker_ and the progress-thread state below: held by the progress
+  // thread for one turn at a time and by a submitting thread for an inline batch. Taken before
+  // command_mu_ when both are. A std::mutex: Debian's Abseil keeps held-lock bookkeeping on
+  // every absl::Mutex operation, and this one is taken for every batch.
+  std::mutex worker_mu_;
+  const uint64_t inline_bytes_ = BytesFromEnv("PDSERVE_UCX_INLINE_BYTES", kDefaultInlineBytes);
+
+  // Progress-thread state (also touched by inline batches), under worker_mu_.
   bool stopping_ = false;
   int64_t last_liveness_check_ = 0;
   std::map<PeerId, std::shared_ptr<UcxPeer>> peers_;
