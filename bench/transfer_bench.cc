@@ -481,9 +481,15 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
       "         CPUs: %s\n"
       "  ovh us = per-batch time beyond the baseline's time for the same bytes (batch hand-off, "
       "notification, completion): latency-bound rows are those where it dominates\n"
-      "UCX progress: a progress thread issues the puts (a put on posix is the copy); it polls "
-      "the worker, yields the CPU on a turn without progress, and after 200 us without work "
-      "sleeps on the worker's event fd (ucp_worker_arm + epoll)\n"
+      "UCX: batches up to 4 MiB are issued by the submitting thread when the worker is free "
+      "(a put on posix is the copy; the batch is usually complete when Submit returns), larger "
+      "ones by a progress thread that polls the worker, yields the CPU on a turn without "
+      "progress, and after 200 us without work sleeps on the worker's event fd; batches above "
+      "16 MiB (or 3/4 of the last-level cache if less) are copied with streaming stores into "
+      "the peer's pool mapped through ucp_rkey_ptr (glibc's memcpy streams only single copies "
+      "above 3/4 of the reported cache, which perftest's one message can be and our blocks "
+      "never are); over tcp the data goes as active messages the receiver copies (UCX would "
+      "emulate puts)\n"
       "ucx_perftest: %s\n\n",
       kPerftestRounds,
       SideCpus().first < 0

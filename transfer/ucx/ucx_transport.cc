@@ -68,6 +68,11 @@ constexpr int64_t kLivenessCheckNs = 100'000'000;
 // (0: every batch goes to the progress thread). Larger ones go to the progress thread, so that
 // Submit returns at once and the caller overlaps them with its own work.
 constexpr uint64_t kDefaultInlineBytes = uint64_t{4} << 20;
+// Batches above this size are copied with streaming stores even where the last-level cache
+// looks larger: a VM's reported cache need not be what it gets (the 2-core Xeon VM reports
+// 260 MiB of L3; 32 MiB batches ran at 5-8 GB/s with puts and 12-13.6 with streaming stores,
+// 64 MiB ones at ~5 against 6.5-8.6), and the receiver does not read a KV batch right away.
+constexpr uint64_t kMaxCachedBatchBytes = uint64_t{16} << 20;
 // Wait polls the handle this long (yielding the CPU between looks) before it blocks: a batch
 // about to complete costs no futex wake-up on either side.
 constexpr int64_t kWaitSpinNs = 50'000;
@@ -968,10 +973,11 @@ class UcxTransport final : public KvTransport {
   std::atomic<std::byte*> pool_data_{nullptr};
   std::atomic<size_t> pool_bytes_{0};
   // Batches above this many bytes to a mapped peer are copied with streaming stores: 3/4 of the
-  // last-level cache, where glibc's memcpy (and so ucx_perftest's one message) starts streaming;
-  // PDSERVE_UCX_STREAM_BYTES overrides it.
-  const uint64_t stream_bytes_ =
-      BytesFromEnv("PDSERVE_UCX_STREAM_BYTES", LastLevelCacheBytes() / 4 * 3);
+  // last-level cache (where glibc's memcpy, and so ucx_perftest's one message, starts
+  // streaming), at most kMaxCachedBatchBytes; PDSERVE_UCX_STREAM_BYTES overrides it.
+  const uint64_t stream_bytes_ = BytesFromEnv(
+      "PDSERVE_UCX_STREAM_BYTES", std::min<uint64_t>(LastLevelCacheBytes() / 4 * 3,
+                                                     kMaxCachedBatchBytes));
   int command_fd_ = -1;
   int epoll_fd_ = -1;
   bool can_sleep_ = false;
