@@ -33,10 +33,8 @@ double MeasureMemcpyGBps(size_t bytes, int threads, double min_seconds) {
   return best;
 }
 
-namespace {
-
 // Page-aligned anonymous memory, every page touched (no page fault is timed).
-class Region {
+class ScatteredMemcpy::Region {
  public:
   explicit Region(uint64_t bytes, int fill) : bytes_(std::max<uint64_t>(bytes, 1)) {
     void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -54,6 +52,8 @@ class Region {
   uint64_t bytes_;
   std::byte* data_;
 };
+
+namespace {
 
 // Cuts `ops` into `shares` pieces of equal bytes (the copy engine's rule).
 std::vector<std::vector<transfer::CopyOp>> CutShares(std::span<const transfer::CopyOp> ops,
@@ -86,10 +86,15 @@ std::vector<std::vector<transfer::CopyOp>> CutShares(std::span<const transfer::C
 
 }  // namespace
 
-double MeasureScatteredMemcpyGBps(uint64_t src_bytes, uint64_t dst_bytes,
-                                  std::span<const transfer::CopyOp> ops, int threads,
-                                  double min_seconds) {
-  Region src(src_bytes, 1), dst(dst_bytes, 0);
+ScatteredMemcpy::ScatteredMemcpy(uint64_t src_bytes, uint64_t dst_bytes)
+    : src_(std::make_unique<Region>(src_bytes, 1)), dst_(std::make_unique<Region>(dst_bytes, 0)) {}
+
+ScatteredMemcpy::~ScatteredMemcpy() = default;
+
+double ScatteredMemcpy::MeasureGBps(std::span<const transfer::CopyOp> ops, int threads,
+                                    double min_seconds) {
+  const Region& src = *src_;
+  const Region& dst = *dst_;
   if (src.data() == nullptr || dst.data() == nullptr || ops.empty()) return -1;
   const std::vector<std::vector<transfer::CopyOp>> shares = CutShares(ops, threads);
   auto copy = [&](const std::vector<transfer::CopyOp>& share) {

@@ -315,10 +315,11 @@ bool Selected(const std::string& label, uint64_t block_bytes, uint32_t batch) {
   return false;
 }
 
-// ucx rows over shared memory: our measurement and ucx_perftest's alternate this many times
-// and each side reports its median round, so that both see the same host (other load, cache
-// and page state) and one unlucky run of either side does not make the ratio.
-constexpr int kPerftestRounds = 3;
+// local rows and ucx rows over shared memory: our measurement and the baseline's (memcpy,
+// ucx_perftest) alternate this many times and each side reports its median round, so that
+// both see the same host (other load, cache and page state) and one unlucky run of either
+// side does not make the ratio.
+constexpr int kInterleavedRounds = 3;
 
 int CopyThreadsFor(uint64_t bytes) {
   // The local backend's rule (transfer/local/copy_engine.h, CopyEngine::SharesFor and its
@@ -468,7 +469,9 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
       "baselines, measured in this run with the same bytes and working set as the row:\n"
       "  local: memcpy of exactly the batch's coalesced operations between two regions of the "
       "pools' size, on the threads the copy engine uses for it (x1 = inline on the submitting "
-      "thread, as the backend does up to 256 KiB); all bytes / all time, like the rows\n"
+      "thread, as the backend does up to 256 KiB; more threads copy back to back, no barrier per "
+      "round); all bytes / all time, like the rows; the row's measurement and memcpy's "
+      "alternate %d times and each side reports its median round\n"
       "  ucx:   ucx_perftest -t ucp_put_bw -s <bytes/batch> at the same UCX_TLS (one message the "
       "size of the batch: same bytes and working set, one operation instead of ops); [hot S: x] "
       "is ucx_perftest with one cache-hot message of the batch's mean operation size S, for "
@@ -491,7 +494,7 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
       "never are); over tcp the data goes as active messages the receiver copies (UCX would "
       "emulate puts)\n"
       "ucx_perftest: %s\n\n",
-      kPerftestRounds,
+      kInterleavedRounds, kInterleavedRounds,
       SideCpus().first < 0
           ? "not pinned (one CPU, or no taskset)"
           : absl::StrCat("the row's sender (with its transport threads) and ucx_perftest's client "
@@ -537,22 +540,37 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
     ASSIGN_OR_RETURN(auto t, transfer::MakeKvTransport(topts));
     RETURN_IF_ERROR(t->RegisterPool(*cache));
     ASSIGN_OR_RETURN(transfer::PeerId peer, t->LoadPeer(receiver->descriptor()));
+    // local: memcpy between two regions of the pools' size, touched once for every row.
+    std::unique_ptr<ScatteredMemcpy> memcpy_baseline;
+    if (b.backend == "local") {
+      const uint64_t region = static_cast<uint64_t>(cache->geometry().region_bytes());
+      memcpy_baseline = std::make_unique<ScatteredMemcpy>(region, region);
+    }
     for (uint32_t n : sizes) {
       if (n > pool_blocks || !Selected(b.label(), block_bytes, n)) continue;
       const std::vector<BlockCopy> copies = MakeCopies(n);
-      const bool interleaved = b.backend == "ucx" && b.tls != "tcp";
+      const bool local = b.backend == "local";
+      const bool interleaved = local || b.tls != "tcp";
       std::vector<Measurement> ours;
       std::vector<double> theirs;
       std::vector<double> rounds_gbps;  // run order; `ours` is sorted below
-      const int rounds = interleaved ? kPerftestRounds : 1;
+      const int rounds = interleaved ? kInterleavedRounds : 1;
+      // local: the memcpy baseline's operations and threads (see CopyThreadsFor).
+      std::vector<transfer::CopyOp> ops;
+      RETURN_IF_ERROR(transfer::PlanCopies(cache->geometry(), cache->geometry(), copies, ops));
       for (int round = 0; round < rounds; ++round) {
-        // The rounds together last twice one plain measurement, not three times.
-        ASSIGN_OR_RETURN(Measurement m, MeasureBatches(*t, peer, copies,
-                                                       min_seconds * (rounds > 1 ? 2.0 / rounds : 1),
-                                                       min_batches));
+        // The rounds together last 1.5x (local) or 2x (ucx) one plain measurement, not 3x.
+        const double share = rounds == 1 ? 1.0 : (local ? 1.5 : 2.0) / rounds;
+        ASSIGN_OR_RETURN(Measurement m,
+                         MeasureBatches(*t, peer, copies, min_seconds * share,
+                                        rounds == 1 ? min_batches
+                                                    : std::max(1, min_batches / rounds)));
         ours.push_back(m);
         rounds_gbps.push_back(m.gbps);
-        if (interleaved) theirs.push_back(RunUcxPerftest(b.tls, m.bytes_per_batch));
+        if (!interleaved) continue;
+        theirs.push_back(local ? memcpy_baseline->MeasureGBps(
+                                     ops, CopyThreadsFor(m.bytes_per_batch), 0.03)
+                               : RunUcxPerftest(b.tls, m.bytes_per_batch));
       }
       // The median round of each side (by GB/s).
       std::sort(ours.begin(), ours.end(),
@@ -564,11 +582,8 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
       r.rounds_baseline_gbps = theirs;
       if (b.backend == "local") {
         const int threads = CopyThreadsFor(m.bytes_per_batch);
-        std::vector<transfer::CopyOp> ops;
-        RETURN_IF_ERROR(transfer::PlanCopies(cache->geometry(), cache->geometry(), copies, ops));
-        const uint64_t region = static_cast<uint64_t>(cache->geometry().region_bytes());
         r.baseline = absl::StrCat("memcpy x", threads, threads == 1 ? " inline" : "");
-        r.baseline_gbps = MeasureScatteredMemcpyGBps(region, region, ops, threads, 0.05);
+        r.baseline_gbps = Median(theirs);
       } else {
         r.hot_size = m.bytes_per_batch / std::max<uint32_t>(1, m.ops_per_batch);
         r.hot_gbps = UcxPerftestGBps(b.tls, r.hot_size);

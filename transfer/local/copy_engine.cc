@@ -14,8 +14,8 @@ bool CopyOps(const std::byte* src_base, std::byte* dst_base, std::span<const Cop
   return true;
 }
 
-CopyEngine::CopyEngine(int threads) {
-  for (int i = 0; i < std::max(1, threads); ++i) workers_.emplace_back([this] { Work(); });
+CopyEngine::CopyEngine(int threads) : queues_(std::max(1, threads)) {
+  for (size_t i = 0; i < queues_.size(); ++i) workers_.emplace_back([this, i] { Work(i); });
 }
 
 CopyEngine::~CopyEngine() {
@@ -40,48 +40,56 @@ bool CopyEngine::Run(std::shared_ptr<CopyJob> job) {
     if (job->done) job->done(!copied || (job->cancelled && job->cancelled->load()));
     return true;
   }
-  auto remaining = std::make_shared<std::atomic<int>>(shares);
-  absl::MutexLock lock(&mu_);
+  std::vector<Share> cut;
   if (shares == 1) {
-    queue_.push_back({job, remaining, job->ops});
-    return false;
-  }
-  const uint64_t per_share = (total + shares - 1) / shares;
-  Share current{job, remaining, {}};
-  uint64_t in_current = 0;
-  for (CopyOp op : job->ops) {
-    while (op.bytes > 0) {
-      const uint64_t take = std::min(op.bytes, per_share - in_current);
-      current.pieces.push_back({op.src, op.dst, take});
-      op.src += take;
-      op.dst += take;
-      op.bytes -= take;
-      in_current += take;
-      if (in_current == per_share) {
-        queue_.push_back(std::move(current));
-        current = Share{job, remaining, {}};
-        in_current = 0;
+    cut.push_back({job, nullptr, job->ops});
+  } else {
+    const uint64_t per_share = (total + shares - 1) / shares;
+    Share current{job, nullptr, {}};
+    uint64_t in_current = 0;
+    for (CopyOp op : job->ops) {
+      while (op.bytes > 0) {
+        const uint64_t take = std::min(op.bytes, per_share - in_current);
+        current.pieces.push_back({op.src, op.dst, take});
+        op.src += take;
+        op.dst += take;
+        op.bytes -= take;
+        in_current += take;
+        if (in_current == per_share) {
+          cut.push_back(std::move(current));
+          current = Share{job, nullptr, {}};
+          in_current = 0;
+        }
       }
     }
+    if (!current.pieces.empty()) cut.push_back(std::move(current));
   }
-  if (!current.pieces.empty()) queue_.push_back(std::move(current));
-  // Rounding can leave fewer shares than planned: fix the count before anyone finishes.
-  const int queued = static_cast<int>(std::count_if(
-      queue_.begin(), queue_.end(), [&](const Share& s) { return s.job == job; }));
-  remaining->store(queued);
+  // Rounding can leave fewer shares than planned: count what was cut.
+  auto remaining = std::make_shared<std::atomic<int>>(static_cast<int>(cut.size()));
+  absl::MutexLock lock(&mu_);
+  // Share i of every job goes to worker i (a lone share to the next worker in turn): a pool
+  // region that a worker copied last time is still in its core's cache, where a shared queue
+  // would hand it to whichever worker is free (2 MiB batches ran at half the speed of the same
+  // copies on fixed threads).
+  const size_t first = cut.size() == 1 ? next_worker_++ % queues_.size() : 0;
+  for (size_t k = 0; k < cut.size(); ++k) {
+    cut[k].remaining = remaining;
+    queues_[(first + k) % queues_.size()].push_back(std::move(cut[k]));
+  }
   return false;
 }
 
-void CopyEngine::Work() {
+void CopyEngine::Work(size_t worker) {
+  std::deque<Share>& queue = queues_[worker];
   for (;;) {
     Share share;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
+      auto ready = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || !queue.empty(); };
       mu_.Await(absl::Condition(&ready));
-      if (queue_.empty()) return;  // stopping and drained
-      share = std::move(queue_.front());
-      queue_.pop_front();
+      if (queue.empty()) return;  // stopping and drained
+      share = std::move(queue.front());
+      queue.pop_front();
     }
     CopyJob& job = *share.job;
     const bool cancelled =

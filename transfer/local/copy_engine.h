@@ -31,9 +31,9 @@ struct CopyJob {
   std::function<void(bool cancelled)> done;
 };
 
-// A fixed pool of copy threads fed in submission order. A large job is cut into one share per
-// thread (by bytes, splitting operations where needed) so that memcpy bandwidth scales with
-// threads. A job of at most kInlineBytes is copied on the caller's thread inside Run: handing
+// A fixed pool of copy threads, each with its own queue fed in submission order. A large job is
+// cut into one share per thread (by bytes, splitting operations where needed) so that memcpy
+// bandwidth scales with threads; share i always goes to thread i. A job of at most kInlineBytes is copied on the caller's thread inside Run: handing
 // it to a copy thread (queue, futex wake-up, a context switch on a busy 2-core host) costs
 // more than the copy itself, and the copy would run on one thread anyway.
 class CopyEngine {
@@ -61,10 +61,12 @@ class CopyEngine {
     std::shared_ptr<std::atomic<int>> remaining;
     std::vector<CopyOp> pieces;
   };
-  void Work();
+  void Work(size_t worker);
 
   absl::Mutex mu_;
-  std::deque<Share> queue_ ABSL_GUARDED_BY(mu_);
+  // One queue per worker (see Run); sized at construction, so only the deques change.
+  std::vector<std::deque<Share>> queues_ ABSL_GUARDED_BY(mu_);
+  size_t next_worker_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;
 };
