@@ -1,5 +1,6 @@
 #include "transfer/ucx/ucx_context.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -9,6 +10,7 @@
 #include <ucs/memory/memory_type.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/str_join.h"
 #include "common/logging.h"
 
@@ -78,12 +80,29 @@ absl::StatusOr<std::shared_ptr<UcxContext>> UcxContext::Get() {
   if (s != UCS_OK) return UcsError(absl::StrCat("ucp_init (UCX_TLS=", tls, ")"), s);
   auto ctx = std::shared_ptr<UcxContext>(new UcxContext(context, wakeup, tls));
   ctx->QueryMemoryTypes();
-  ComponentLogger("transfer")->info("{} (UCX_TLS={})", ctx->summary(), tls.empty() ? "all" : tls);
+  ComponentLogger("transfer")->info("{} (UCX_TLS={}){}", ctx->summary(), tls.empty() ? "all" : tls,
+                                    ctx->peer_mode_unsupported().load()
+                                        ? "; shared memory only: no peer failure handling, "
+                                          "same-host peers are watched by pid"
+                                        : "");
   contexts[tls] = ctx;
   return ctx;
 }
 
 UcxContext::~UcxContext() { ucp_cleanup(context_); }
+
+bool UcxContext::OnlySharedMemory(const std::string& tls) {
+  static constexpr const char* kSharedMemory[] = {"posix", "sysv", "cma",  "knem",
+                                                   "xpmem", "sm",   "shm", "self"};
+  if (tls.empty()) return false;  // all transports
+  for (absl::string_view name : absl::StrSplit(tls, ',', absl::SkipEmpty())) {
+    if (std::find(std::begin(kSharedMemory), std::end(kSharedMemory), name) ==
+        std::end(kSharedMemory)) {
+      return false;
+    }
+  }
+  return true;
+}
 
 void UcxContext::QueryMemoryTypes() {
   ucp_context_attr_t attr{};

@@ -36,7 +36,13 @@ class UcxContext {
 
  private:
   UcxContext(ucp_context_h context, bool wakeup, std::string tls)
-      : context_(context), wakeup_(wakeup), tls_(std::move(tls)) {}
+      : context_(context),
+        wakeup_(wakeup),
+        tls_(std::move(tls)),
+        peer_mode_unsupported_(OnlySharedMemory(tls_)) {}
+  // UCX_TLS names shared-memory transports only (posix, sysv, cma, ...): none has peer failure
+  // handling, and UCX would log an ERROR for the attempt that is bound to fail.
+  static bool OnlySharedMemory(const std::string& tls);
   void QueryMemoryTypes();
   ucp_context_h context_;
   bool wakeup_;
