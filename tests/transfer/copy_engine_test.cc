@@ -51,9 +51,9 @@ TEST(CopyEngineTest, JobUpToInlineBytesIsCopiedOnTheCallersThreadBeforeRunReturn
   EXPECT_TRUE(HalvesSwapped(b));
 }
 
-TEST(CopyEngineTest, JobAboveInlineBytesIsCopiedOnACopyThread) {
+TEST(CopyEngineTest, JobAboveTheCallerShareLimitIsCopiedOnCopyThreads) {
   CopyEngine engine(2);
-  Buffers b(4 * CopyEngine::kMinShareBytes);
+  Buffers b(2 * CopyEngine::kCallerShareMaxBytes);
   auto job = SwapHalves(b);
   absl::Notification finished;
   std::thread::id done_on;
@@ -64,6 +64,25 @@ TEST(CopyEngineTest, JobAboveInlineBytesIsCopiedOnACopyThread) {
   EXPECT_FALSE(engine.Run(job));
   ASSERT_TRUE(finished.WaitForNotificationWithTimeout(absl::Seconds(30)));
   EXPECT_NE(done_on, std::this_thread::get_id());
+  EXPECT_TRUE(HalvesSwapped(b));
+}
+
+TEST(CopyEngineTest, MidSizeJobHasItsFirstShareCopiedByTheCallerBeforeRunReturns) {
+  CopyEngine engine(2);
+  Buffers b(4 * CopyEngine::kMinShareBytes);  // two shares, one per operation
+  auto job = SwapHalves(b);
+  absl::Notification finished;
+  bool done_cancelled = true;
+  job->done = [&](bool cancelled) {
+    done_cancelled = cancelled;
+    finished.Notify();
+  };
+  EXPECT_FALSE(engine.Run(job));
+  const size_t half = b.src.size() / 2;
+  // Share 0 is the first operation: source's first half into the destination's second half.
+  EXPECT_EQ(std::memcmp(b.dst.data() + half, b.src.data(), half), 0);
+  ASSERT_TRUE(finished.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_FALSE(done_cancelled);
   EXPECT_TRUE(HalvesSwapped(b));
 }
 

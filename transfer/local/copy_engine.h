@@ -33,7 +33,9 @@ struct CopyJob {
 
 // A fixed pool of copy threads, each with its own queue fed in submission order. A large job is
 // cut into one share per thread (by bytes, splitting operations where needed) so that memcpy
-// bandwidth scales with threads; share i always goes to thread i. A job of at most kInlineBytes is copied on the caller's thread inside Run: handing
+// bandwidth scales with threads; share i always goes to thread i, except that the caller
+// copies share 0 itself when the job is at most kCallerShareMaxBytes (then Run returns once
+// that share is copied; the others may still be in flight). A job of at most kInlineBytes is copied on the caller's thread inside Run: handing
 // it to a copy thread (queue, futex wake-up, a context switch on a busy 2-core host) costs
 // more than the copy itself, and the copy would run on one thread anyway.
 class CopyEngine {
@@ -41,6 +43,8 @@ class CopyEngine {
   static constexpr uint64_t kInlineBytes = 256 * 1024;
   // Below this a share is not worth a second thread (wake-up costs more than the copy).
   static constexpr uint64_t kMinShareBytes = 512 * 1024;
+  // Up to this, a job of several shares has its first share copied by the caller inside Run.
+  static constexpr uint64_t kCallerShareMaxBytes = 4 * 1024 * 1024;
 
   explicit CopyEngine(int threads);
   // Runs every queued job to the end, then joins.
@@ -48,8 +52,8 @@ class CopyEngine {
   CopyEngine(const CopyEngine&) = delete;
   CopyEngine& operator=(const CopyEngine&) = delete;
 
-  // Copies `job` (inline when small, then `done` has run when Run returns) or queues it.
-  // Returns true when the job ran inline.
+  // Copies `job` (inline when small, then `done` has run when Run returns) or queues it (a
+  // mid-size job after copying its first share). Returns true when the job ran inline.
   bool Run(std::shared_ptr<CopyJob> job);
   int threads() const { return static_cast<int>(workers_.size()); }
   // How many threads copy a job of `bytes`: 0 = inline on the caller's thread.
