@@ -194,7 +194,9 @@ class LocalTransport final : public KvTransport {
     table_.FillCounters(c);
     c.notifications_received = inbox_.received();
     c.transports = absl::StrCat("memcpy (inline up to ", CopyEngine::kInlineBytes / 1024,
-                                " KiB, else x", engine_.threads(), " threads)");
+                                " KiB, else x", engine_.threads(), " threads; up to ",
+                                CopyEngine::kCallerShareMaxBytes >> 20,
+                                " MiB the submitter copies the first share)");
     std::lock_guard lock(mu_);
     c.registrations = registrations_;
     c.peers_loaded = peers_loaded_;
