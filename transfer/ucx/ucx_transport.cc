@@ -34,7 +34,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
 #include "common/logging.h"
@@ -210,7 +209,7 @@ class UcxTransport final : public KvTransport {
       // Before taking mu_: the progress thread may need it.
       if (absl::Status s = UseDevice(cache.memory().device()); !s.ok()) return s;
     }
-    absl::MutexLock lock(&mu_);
+    std::lock_guard lock(mu_);
     if (pool_ != nullptr) {
       return absl::FailedPreconditionError(
           absl::StrCat("agent '", options_.agent_name, "' already registered a KV pool"));
@@ -266,7 +265,7 @@ class UcxTransport final : public KvTransport {
   }
 
   absl::StatusOr<std::string> ExportDescriptor() const override {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard lock(mu_);
     if (pool_ == nullptr) return absl::FailedPreconditionError("no KV pool registered");
     return descriptor_.Serialize();
   }
@@ -276,7 +275,7 @@ class UcxTransport final : public KvTransport {
     if (!d.ok()) return d.status();
     const KvCache* pool;
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard lock(mu_);
       pool = pool_;
     }
     if (pool == nullptr) return absl::FailedPreconditionError("register a KV pool before LoadPeer");
@@ -315,7 +314,7 @@ class UcxTransport final : public KvTransport {
         RunOnWorker([&] { return Connect(id, peer, address, rkey); });
     if (!connected.ok()) return connected.status();
     if (!connected->ok()) return *connected;
-    absl::MutexLock lock(&mu_);
+    std::lock_guard lock(mu_);
     peer_info_.emplace(id, PeerInfo{KvGeometry(pool->config(), d->num_blocks, d->layout), d->agent,
                                     peer->dead});
     ++peers_loaded_;
@@ -324,7 +323,7 @@ class UcxTransport final : public KvTransport {
 
   absl::Status RemovePeer(PeerId id) override {
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard lock(mu_);
       if (peer_info_.erase(id) == 0) {
         return absl::FailedPreconditionError(absl::StrCat("unknown KV peer ", id));
       }
@@ -341,7 +340,7 @@ class UcxTransport final : public KvTransport {
     const KvCache* pool;
     std::optional<PeerInfo> info;
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard lock(mu_);
       auto it = peer_info_.find(peer);
       if (it == peer_info_.end()) {
         return absl::FailedPreconditionError(absl::StrCat("unknown or removed KV peer ", peer));
@@ -352,7 +351,9 @@ class UcxTransport final : public KvTransport {
     if (notification.size() > kMaxNotificationBytes) {
       return absl::InvalidArgumentError("KV transfer notification too long");
     }
-    std::vector<CopyOp> ops;
+    // Reused per thread: planning a batch allocates nothing once warm (a batch posted to the
+    // progress thread takes a copy).
+    thread_local std::vector<CopyOp> ops;
     if (absl::Status s = PlanCopies(pool->geometry(), info->geometry, copies, ops); !s.ok()) {
       return s;
     }
@@ -367,7 +368,7 @@ class UcxTransport final : public KvTransport {
         IssueInline(peer, *id, pool->base(), ops, notification)) {
       return *id;
     }
-    Post([this, peer, id = *id, ops = std::move(ops), notification,
+    Post([this, peer, id = *id, ops = ops, notification,
           base = pool->base()]() mutable { StartBatch(peer, id, base, ops, notification); });
     return *id;
   }
@@ -397,7 +398,7 @@ class UcxTransport final : public KvTransport {
     TransportCounters c;
     table_.FillCounters(c);
     c.notifications_received = inbox_.received();
-    absl::MutexLock lock(&mu_);
+    std::lock_guard lock(mu_);
     c.registrations = registrations_;
     c.peers_loaded = peers_loaded_;
     c.transports = lanes_.empty()
@@ -499,7 +500,7 @@ class UcxTransport final : public KvTransport {
     std::unique_lock<std::mutex> worker(worker_mu_, std::try_to_lock);
     if (!worker.owns_lock()) return false;
     {
-      absl::MutexLock lock(&command_mu_);
+      std::lock_guard lock(command_mu_);
       if (!commands_.empty()) return false;
     }
     if (auto it = peers_.find(peer); it == peers_.end() || it->second->am_data) return false;
@@ -521,7 +522,7 @@ class UcxTransport final : public KvTransport {
 
   void Post(std::function<void()> command) {
     {
-      absl::MutexLock lock(&command_mu_);
+      std::lock_guard lock(command_mu_);
       commands_.push_back(std::move(command));
     }
     // An awake progress thread finds the command on its next turn: the eventfd write (and the
@@ -558,7 +559,7 @@ class UcxTransport final : public KvTransport {
       {
         std::lock_guard<std::mutex> worker(worker_mu_);
         {
-          absl::MutexLock lock(&command_mu_);
+          std::lock_guard lock(command_mu_);
           commands.swap(commands_);
         }
         for (auto& command : commands) command();
@@ -596,7 +597,7 @@ class UcxTransport final : public KvTransport {
       std::lock_guard<std::mutex> worker(worker_mu_);
       bool busy = !batches_.empty();  // an inline batch left in flight since the last turn
       {
-        absl::MutexLock lock(&command_mu_);
+        std::lock_guard lock(command_mu_);
         busy = busy || !commands_.empty();
       }
       if (busy || (can_sleep_ && ucp_worker_arm(worker_) == UCS_ERR_BUSY)) {
@@ -742,7 +743,7 @@ class UcxTransport final : public KvTransport {
   }
 
   void RecordLanes(const std::string& lanes) {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard lock(mu_);
     lanes_.insert(lanes);
   }
 
@@ -993,16 +994,16 @@ class UcxTransport final : public KvTransport {
   bool can_sleep_ = false;
   std::atomic<PeerId> next_peer_{1};
 
-  mutable absl::Mutex mu_;
-  const KvCache* pool_ ABSL_GUARDED_BY(mu_) = nullptr;
-  PoolDescriptor descriptor_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<PeerId, PeerInfo> peer_info_ ABSL_GUARDED_BY(mu_);
-  std::set<std::string> lanes_ ABSL_GUARDED_BY(mu_);
-  uint64_t registrations_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t peers_loaded_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable std::mutex mu_;  // std::mutex: see worker_mu_
+  const KvCache* pool_ = nullptr;
+  PoolDescriptor descriptor_;
+  absl::flat_hash_map<PeerId, PeerInfo> peer_info_;
+  std::set<std::string> lanes_;
+  uint64_t registrations_ = 0;
+  uint64_t peers_loaded_ = 0;
 
-  absl::Mutex command_mu_;
-  std::deque<std::function<void()>> commands_ ABSL_GUARDED_BY(command_mu_);
+  std::mutex command_mu_;  // std::mutex: see worker_mu_
+  std::deque<std::function<void()>> commands_;
 
   // True while the progress thread is (about to be) asleep: Post and inline batches left in
   // flight must wake it.
