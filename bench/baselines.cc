@@ -53,39 +53,6 @@ class ScatteredMemcpy::Region {
   std::byte* data_;
 };
 
-namespace {
-
-// Cuts `ops` into `shares` pieces of equal bytes (the copy engine's rule).
-std::vector<std::vector<transfer::CopyOp>> CutShares(std::span<const transfer::CopyOp> ops,
-                                                     int shares) {
-  std::vector<std::vector<transfer::CopyOp>> out(1);
-  if (shares <= 1) {
-    out[0].assign(ops.begin(), ops.end());
-    return out;
-  }
-  const uint64_t total = transfer::TotalBytes(ops);
-  const uint64_t per_share = (total + shares - 1) / shares;
-  uint64_t in_current = 0;
-  for (transfer::CopyOp op : ops) {
-    while (op.bytes > 0) {
-      const uint64_t take = std::min(op.bytes, per_share - in_current);
-      out.back().push_back({op.src, op.dst, take});
-      op.src += take;
-      op.dst += take;
-      op.bytes -= take;
-      in_current += take;
-      if (in_current == per_share) {
-        out.emplace_back();
-        in_current = 0;
-      }
-    }
-  }
-  if (out.back().empty()) out.pop_back();
-  return out;
-}
-
-}  // namespace
-
 ScatteredMemcpy::ScatteredMemcpy(uint64_t src_bytes, uint64_t dst_bytes)
     : src_(std::make_unique<Region>(src_bytes, 1)), dst_(std::make_unique<Region>(dst_bytes, 0)) {}
 
@@ -96,7 +63,7 @@ double ScatteredMemcpy::MeasureGBps(std::span<const transfer::CopyOp> ops, int t
   const Region& src = *src_;
   const Region& dst = *dst_;
   if (src.data() == nullptr || dst.data() == nullptr || ops.empty()) return -1;
-  const std::vector<std::vector<transfer::CopyOp>> shares = CutShares(ops, threads);
+  const std::vector<std::vector<transfer::CopyOp>> shares = transfer::CutShares(ops, threads);
   auto copy = [&](const std::vector<transfer::CopyOp>& share) {
     for (const transfer::CopyOp& op : share) {
       std::memcpy(dst.data() + op.dst, src.data() + op.src, op.bytes);

@@ -552,7 +552,7 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
       if (n > pool_blocks || !Selected(b.label(), block_bytes, n)) continue;
       const std::vector<BlockCopy> copies = MakeCopies(n);
       const bool local = b.backend == "local";
-      const bool interleaved = local || b.tls != "tcp";
+      const bool interleaved = b.tls != "tcp";  // local and ucx over shared memory
       std::vector<Measurement> ours;
       std::vector<double> theirs;
       std::vector<double> rounds_gbps;  // run order; `ours` is sorted below

@@ -37,12 +37,7 @@ TransferId BatchTable::AddFinished(uint64_t bytes, uint32_t operations, int64_t 
   e.done = true;
   ++submitted_;
   operations_ += operations;
-  if (status.ok()) {
-    ++completed_;
-    bytes_ += bytes;
-  } else {
-    ++failed_;
-  }
+  CountEnded(status, bytes);
   e.status = std::move(status);
   return id;
 }
@@ -66,13 +61,17 @@ void BatchTable::Complete(TransferId id, absl::Status status) {
   e->status = std::move(status);
   e->stats.complete_ns = now;
   --inflight_;
-  if (e->status.ok()) {
+  CountEnded(e->status, e->stats.bytes);
+  if (waiters_ > 0) completed_cv_.notify_all();
+}
+
+void BatchTable::CountEnded(const absl::Status& status, uint64_t bytes) {
+  if (status.ok()) {
     ++completed_;
-    bytes_ += e->stats.bytes;
+    bytes_ += bytes;
   } else {
     ++failed_;
   }
-  if (waiters_ > 0) completed_cv_.notify_all();
 }
 
 void BatchTable::Reap(Entry& entry, TransferId id) {

@@ -55,6 +55,8 @@ class BatchTable {
   // The unreaped entry for `id`, or null (never issued, or already reaped).
   Entry* Find(TransferId id) ;
   const Entry* Find(TransferId id) const ;
+  // The counters for a batch that ended with `status` (holding mu_).
+  void CountEnded(const absl::Status& status, uint64_t bytes);
   // Hands a finished entry's stats to the recent ring and drops reaped entries off the front.
   void Reap(Entry& entry, TransferId id) ;
 

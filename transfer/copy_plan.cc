@@ -68,4 +68,30 @@ uint64_t TotalBytes(std::span<const CopyOp> ops) {
   return total;
 }
 
+std::vector<std::vector<CopyOp>> CutShares(std::span<const CopyOp> ops, int shares) {
+  std::vector<std::vector<CopyOp>> out(1);
+  if (shares <= 1) {
+    out[0].assign(ops.begin(), ops.end());
+    return out;
+  }
+  const uint64_t per_share = (TotalBytes(ops) + shares - 1) / shares;
+  uint64_t in_current = 0;
+  for (CopyOp op : ops) {
+    while (op.bytes > 0) {
+      const uint64_t take = std::min(op.bytes, per_share - in_current);
+      out.back().push_back({op.src, op.dst, take});
+      op.src += take;
+      op.dst += take;
+      op.bytes -= take;
+      in_current += take;
+      if (in_current == per_share) {
+        out.emplace_back();
+        in_current = 0;
+      }
+    }
+  }
+  if (out.back().empty()) out.pop_back();
+  return out;
+}
+
 }  // namespace pdserve::transfer

@@ -28,4 +28,9 @@ absl::Status PlanCopies(const KvGeometry& local, const KvGeometry& remote,
 
 uint64_t TotalBytes(std::span<const CopyOp> ops);
 
+// Cuts `ops` into at most `shares` pieces of equal bytes (the last one may be smaller),
+// splitting operations where needed: the local backend's copy threads, and the memcpy baseline
+// that mirrors them, each copy one piece. shares <= 1: one piece, `ops` itself.
+std::vector<std::vector<CopyOp>> CutShares(std::span<const CopyOp> ops, int shares);
+
 }  // namespace pdserve::transfer

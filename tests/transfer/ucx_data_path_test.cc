@@ -39,6 +39,21 @@ Pair Connect(const std::string& tls, uint64_t seed) {
   return p;
 }
 
+// Sends `copies` with `message`, then: once the notification came, every byte from the
+// sender's pool (filled with `seed`) must be there, and nothing written outside `dst_blocks`.
+void SendAndExpectExactlyLanded(Pair& p, const std::vector<BlockCopy>& copies,
+                                const std::string& message, int seed,
+                                const std::vector<BlockId>& dst_blocks) {
+  absl::StatusOr<TransferId> id = p.sender.transport->Submit(p.peer, copies, message);
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(p.sender.transport->Wait(*id, kDeadline).ok());
+  ASSERT_TRUE(p.receiver.transport->WaitForNotification(message, kDeadline).ok());
+  EXPECT_EQ(MismatchedFragments(*ExpectedPool(kPreset, kBlocks, KvLayout::kBlockMajor, seed),
+                                *p.receiver.cache, copies),
+            0);
+  EXPECT_EQ(DirtyBlocksOutside(*p.receiver.cache, dst_blocks), 0);
+}
+
 // Blocks 0..7 into 8..15, block-major: one 512 KiB run, two data messages of 256 KiB over tcp.
 const std::vector<BlockCopy> kLongRun = {{0, 8}, {1, 9},  {2, 10}, {3, 11},
                                          {4, 12}, {5, 13}, {6, 14}, {7, 15}};
@@ -49,15 +64,7 @@ TEST(UcxDataPathTest, OverTcpALongRunLandsExactlyAsDataMessagesBeforeItsNotifica
   EXPECT_NE(p.sender.transport->counters().transports.find("(data as active messages)"),
             std::string::npos)
       << p.sender.transport->counters().transports;
-  absl::StatusOr<TransferId> id = p.sender.transport->Submit(p.peer, kLongRun, "long-run");
-  ASSERT_TRUE(id.ok()) << id.status();
-  ASSERT_TRUE(p.sender.transport->Wait(*id, kDeadline).ok());
-  ASSERT_TRUE(p.receiver.transport->WaitForNotification("long-run", kDeadline).ok());
-  // The notification came: every byte must already be there, and nothing else written.
-  EXPECT_EQ(MismatchedFragments(*ExpectedPool(kPreset, kBlocks, KvLayout::kBlockMajor, 11),
-                                *p.receiver.cache, kLongRun),
-            0);
-  EXPECT_EQ(DirtyBlocksOutside(*p.receiver.cache, {8, 9, 10, 11, 12, 13, 14, 15}), 0);
+  SendAndExpectExactlyLanded(p, kLongRun, "long-run", 11, {8, 9, 10, 11, 12, 13, 14, 15});
 }
 
 TEST(UcxDataPathTest, OverPosixBatchesArePuts) {
@@ -78,14 +85,7 @@ TEST(UcxDataPathTest, OverPosixAStreamedBatchLandsExactlyBeforeItsNotification) 
   EXPECT_NE(p.sender.transport->counters().transports.find("streaming stores"), std::string::npos)
       << p.sender.transport->counters().transports;
   const std::vector<BlockCopy> scattered = {{0, 8}, {1, 9}, {5, 3}, {6, 1}, {15, 0}};
-  absl::StatusOr<TransferId> id = p.sender.transport->Submit(p.peer, scattered, "streamed");
-  ASSERT_TRUE(id.ok()) << id.status();
-  ASSERT_TRUE(p.sender.transport->Wait(*id, kDeadline).ok());
-  ASSERT_TRUE(p.receiver.transport->WaitForNotification("streamed", kDeadline).ok());
-  EXPECT_EQ(MismatchedFragments(*ExpectedPool(kPreset, kBlocks, KvLayout::kBlockMajor, 13),
-                                *p.receiver.cache, scattered),
-            0);
-  EXPECT_EQ(DirtyBlocksOutside(*p.receiver.cache, {8, 9, 3, 1, 0}), 0);
+  SendAndExpectExactlyLanded(p, scattered, "streamed", 13, {8, 9, 3, 1, 0});
 }
 
 }  // namespace

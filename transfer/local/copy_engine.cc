@@ -41,28 +41,8 @@ bool CopyEngine::Run(std::shared_ptr<CopyJob> job) {
     return true;
   }
   std::vector<Share> cut;
-  if (shares == 1) {
-    cut.push_back({job, nullptr, job->ops});
-  } else {
-    const uint64_t per_share = (total + shares - 1) / shares;
-    Share current{job, nullptr, {}};
-    uint64_t in_current = 0;
-    for (CopyOp op : job->ops) {
-      while (op.bytes > 0) {
-        const uint64_t take = std::min(op.bytes, per_share - in_current);
-        current.pieces.push_back({op.src, op.dst, take});
-        op.src += take;
-        op.dst += take;
-        op.bytes -= take;
-        in_current += take;
-        if (in_current == per_share) {
-          cut.push_back(std::move(current));
-          current = Share{job, nullptr, {}};
-          in_current = 0;
-        }
-      }
-    }
-    if (!current.pieces.empty()) cut.push_back(std::move(current));
+  for (std::vector<CopyOp>& pieces : CutShares(job->ops, shares)) {
+    cut.push_back({job, nullptr, std::move(pieces)});
   }
   // Rounding can leave fewer shares than planned: count what was cut.
   auto remaining = std::make_shared<std::atomic<int>>(static_cast<int>(cut.size()));

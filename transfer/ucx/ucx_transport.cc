@@ -16,7 +16,6 @@
 #include <functional>
 #include <map>
 #include <mutex>
-#include <optional>
 #include <set>
 #include <thread>
 
@@ -315,8 +314,9 @@ class UcxTransport final : public KvTransport {
     if (!connected.ok()) return connected.status();
     if (!connected->ok()) return *connected;
     std::lock_guard lock(mu_);
-    peer_info_.emplace(id, PeerInfo{KvGeometry(pool->config(), d->num_blocks, d->layout), d->agent,
-                                    peer->dead});
+    peer_info_.emplace(id, std::make_shared<const PeerInfo>(PeerInfo{
+                               KvGeometry(pool->config(), d->num_blocks, d->layout), d->agent,
+                               peer->dead}));
     ++peers_loaded_;
     return id;
   }
@@ -338,7 +338,7 @@ class UcxTransport final : public KvTransport {
   absl::StatusOr<TransferId> Submit(PeerId peer, std::span<const BlockCopy> copies,
                                     const std::string& notification) override {
     const KvCache* pool;
-    std::optional<PeerInfo> info;
+    std::shared_ptr<const PeerInfo> info;  // a pointer, not a copy of the geometry per batch
     {
       std::lock_guard lock(mu_);
       auto it = peer_info_.find(peer);
@@ -997,7 +997,7 @@ class UcxTransport final : public KvTransport {
   mutable std::mutex mu_;  // std::mutex: see worker_mu_
   const KvCache* pool_ = nullptr;
   PoolDescriptor descriptor_;
-  absl::flat_hash_map<PeerId, PeerInfo> peer_info_;
+  absl::flat_hash_map<PeerId, std::shared_ptr<const PeerInfo>> peer_info_;
   std::set<std::string> lanes_;
   uint64_t registrations_ = 0;
   uint64_t peers_loaded_ = 0;
