@@ -1,6 +1,7 @@
 // The local backend's copy engine: which thread copies a job, and that every byte lands.
 #include "transfer/local/copy_engine.h"
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -51,25 +52,40 @@ TEST(CopyEngineTest, JobUpToInlineBytesIsCopiedOnTheCallersThreadBeforeRunReturn
   EXPECT_TRUE(HalvesSwapped(b));
 }
 
-TEST(CopyEngineTest, JobAboveTheCallerShareLimitIsCopiedOnCopyThreads) {
-  CopyEngine engine(2);
-  Buffers b(2 * CopyEngine::kCallerShareMaxBytes);
+// Keeps both copy threads of a 2-thread engine busy with 64 MiB each (milliseconds), so
+// that shares queued behind it are provably not copied yet when Run returns.
+std::shared_ptr<CopyJob> OccupyBothThreads(CopyEngine& engine, Buffers& b) {
   auto job = SwapHalves(b);
+  EXPECT_EQ(engine.SharesFor(b.src.size()), 2);
+  EXPECT_FALSE(engine.Run(job));
+  return job;
+}
+
+TEST(CopyEngineTest, JobAboveTheCallerShareLimitIsLeftToTheCopyThreads) {
+  Buffers busy(128 << 20), b(2 * CopyEngine::kCallerShareMaxBytes);
+  CopyEngine engine(2);
+  OccupyBothThreads(engine, busy);
+  auto job = SwapHalves(b);
+  job->cancelled = std::make_shared<std::atomic<bool>>(false);
   absl::Notification finished;
-  std::thread::id done_on;
-  job->done = [&](bool) {
-    done_on = std::this_thread::get_id();
+  bool done_cancelled = false;
+  job->done = [&](bool cancelled) {
+    done_cancelled = cancelled;
     finished.Notify();
   };
   EXPECT_FALSE(engine.Run(job));
+  // Its shares wait behind the busy ones; cancelled now, none of them copies a byte. Had the
+  // caller copied a share inside Run, half of the destination would be written already.
+  job->cancelled->store(true);
   ASSERT_TRUE(finished.WaitForNotificationWithTimeout(absl::Seconds(30)));
-  EXPECT_NE(done_on, std::this_thread::get_id());
-  EXPECT_TRUE(HalvesSwapped(b));
+  EXPECT_TRUE(done_cancelled);
+  EXPECT_EQ(std::count(b.dst.begin(), b.dst.end(), std::byte{0}), static_cast<long>(b.dst.size()));
 }
 
 TEST(CopyEngineTest, MidSizeJobHasItsFirstShareCopiedByTheCallerBeforeRunReturns) {
+  Buffers busy(128 << 20), b(4 * CopyEngine::kMinShareBytes);  // two shares, one per operation
   CopyEngine engine(2);
-  Buffers b(4 * CopyEngine::kMinShareBytes);  // two shares, one per operation
+  OccupyBothThreads(engine, busy);
   auto job = SwapHalves(b);
   absl::Notification finished;
   bool done_cancelled = true;
@@ -80,6 +96,7 @@ TEST(CopyEngineTest, MidSizeJobHasItsFirstShareCopiedByTheCallerBeforeRunReturns
   EXPECT_FALSE(engine.Run(job));
   const size_t half = b.src.size() / 2;
   // Share 0 is the first operation: source's first half into the destination's second half.
+  // Both copy threads are still busy, so only the caller can have copied it.
   EXPECT_EQ(std::memcmp(b.dst.data() + half, b.src.data(), half), 0);
   ASSERT_TRUE(finished.WaitForNotificationWithTimeout(absl::Seconds(30)));
   EXPECT_FALSE(done_cancelled);

@@ -102,5 +102,30 @@ TEST(PoolDescriptorTest, MismatchedGeometryOrBackendIsInvalidArgument) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(CopyPlanTest, CutSharesSplitsOperationsIntoPiecesOfEqualBytes) {
+  const std::vector<CopyOp> ops = {{0, 1000, 300}, {500, 0, 100}};  // 400 bytes in all
+  const std::vector<std::vector<CopyOp>> shares = CutShares(ops, 2);
+  ASSERT_EQ(shares.size(), 2u);
+  ASSERT_EQ(shares[0].size(), 1u);
+  EXPECT_EQ(shares[0][0].src, 0u);
+  EXPECT_EQ(shares[0][0].dst, 1000u);
+  EXPECT_EQ(shares[0][0].bytes, 200u);
+  ASSERT_EQ(shares[1].size(), 2u);
+  EXPECT_EQ(shares[1][0].src, 200u);  // the rest of the first operation
+  EXPECT_EQ(shares[1][0].dst, 1200u);
+  EXPECT_EQ(shares[1][0].bytes, 100u);
+  EXPECT_EQ(shares[1][1].src, 500u);
+  EXPECT_EQ(shares[1][1].bytes, 100u);
+}
+
+TEST(CopyPlanTest, CutSharesIntoOneIsTheOperationsThemselves) {
+  const std::vector<CopyOp> ops = {{0, 8, 16}, {64, 0, 8}};
+  const std::vector<std::vector<CopyOp>> shares = CutShares(ops, 1);
+  ASSERT_EQ(shares.size(), 1u);
+  ASSERT_EQ(shares[0].size(), 2u);
+  EXPECT_EQ(shares[0][1].src, 64u);
+  EXPECT_EQ(shares[0][1].bytes, 8u);
+}
+
 }  // namespace
 }  // namespace pdserve::transfer

@@ -33,6 +33,9 @@ class UcxContext {
   // Set once an endpoint could not be created with peer error handling (shared-memory
   // transports have none): later endpoints to same-host peers skip the failing attempt.
   std::atomic<bool>& peer_mode_unsupported() { return peer_mode_unsupported_; }
+  // UCX_TLS names shared-memory transports only (posix, sysv, cma, ...): none has peer failure
+  // handling, and UCX would log an ERROR for the attempt that is bound to fail.
+  static bool OnlySharedMemory(const std::string& tls);
 
  private:
   UcxContext(ucp_context_h context, bool wakeup, std::string tls)
@@ -40,9 +43,6 @@ class UcxContext {
         wakeup_(wakeup),
         tls_(std::move(tls)),
         peer_mode_unsupported_(OnlySharedMemory(tls_)) {}
-  // UCX_TLS names shared-memory transports only (posix, sysv, cma, ...): none has peer failure
-  // handling, and UCX would log an ERROR for the attempt that is bound to fail.
-  static bool OnlySharedMemory(const std::string& tls);
   void QueryMemoryTypes();
   ucp_context_h context_;
   bool wakeup_;
