@@ -12,6 +12,9 @@ void AddDecodeCommand(CLI::App& app) {
   cmd->add_option("--min-step-us", flags->options.min_step_us,
                   "every decode step lasts at least this long (slows decode down for tests)")
       ->capture_default_str();
+  cmd->add_flag("--poison-freed-kv", flags->options.poison_freed_kv,
+               "fill every freed KV block with a poison pattern, so that reading blocks a "
+               "request no longer owns changes its tokens (tests, verification runs)");
   auto lease_s = std::make_shared<double>(300);
   cmd->add_option("--allocation-lease-s", *lease_s,
                   "free an allocation that no Decode claimed within this time")

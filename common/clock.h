@@ -19,4 +19,6 @@ inline int64_t MonotonicNanos() {
       .count();
 }
 
+inline int64_t MonotonicMicros() { return MonotonicNanos() / 1000; }
+
 }  // namespace pdserve

@@ -37,10 +37,10 @@ absl::Status ModelConfig::Validate() const {
         "model '", name, "': q heads (", num_q_heads, ") not a multiple of kv heads (",
         num_kv_heads, ")"));
   }
-  // The checksum reads KV rows as 64-bit words.
-  if (RowBytes() % 8 != 0) {
+  // One hash yields eight elements, and the checksum reads KV rows as 64-bit words.
+  if (head_dim % 8 != 0 || head_dim > 1024) {
     return absl::InvalidArgumentError(
-        absl::StrCat("model '", name, "': head_dim x dtype bytes must be a multiple of 8"));
+        absl::StrCat("model '", name, "': head_dim must be a multiple of 8, at most 1024"));
   }
   if (block_size <= 0 || block_size > 1024) {
     return absl::InvalidArgumentError(

@@ -3,47 +3,24 @@
 #include <cstring>
 
 #include "absl/strings/str_split.h"
+#include "common/synthetic_rows.h"
 
 namespace pdserve::model {
 
 void WriteRow(const ModelConfig& config, int32_t token, int32_t pos, int32_t layer, int32_t head,
               uint32_t kind, void* dst) {
-  const uint64_t seed = RowSeed(token, pos, layer, head, kind);
-  switch (config.dtype) {
-    case DType::kBF16:
-    case DType::kFP16: {
-      auto* out = static_cast<uint16_t*>(dst);
-      for (int d = 0; d < config.head_dim; ++d) {
-        out[d] = static_cast<uint16_t>(EncodeElement(ElementValue(seed, d), config.dtype));
-      }
-      break;
-    }
-    case DType::kFP32: {
-      auto* out = static_cast<float*>(dst);
-      for (int d = 0; d < config.head_dim; ++d) out[d] = ElementValue(seed, d);
-      break;
-    }
-  }
+  GenerateRow(RowSeed(token, pos, layer, head, kind), config.head_dim, config.dtype, dst);
 }
 
 void QueryRow(const ModelConfig& config, int32_t token, int32_t pos, int32_t layer, int32_t qhead,
               float* dst) {
-  const uint64_t seed = RowSeed(token, pos, layer, qhead, kQuery);
-  for (int d = 0; d < config.head_dim; ++d) dst[d] = ElementValue(seed, d);
+  GenerateRow(RowSeed(token, pos, layer, qhead, kQuery), config.head_dim, DType::kFP32, dst);
 }
 
 uint64_t RowChecksum(const ModelConfig& config, const void* row, int32_t pos, int32_t layer,
                      int32_t head, uint32_t kind) {
-  const uint64_t salt = RowSalt(pos, layer, head, kind);
-  const int words = static_cast<int>(config.RowBytes() / 8);
-  const auto* bytes = static_cast<const unsigned char*>(row);
-  uint64_t sum = 0;
-  for (int w = 0; w < words; ++w) {
-    uint64_t word;
-    std::memcpy(&word, bytes + w * 8, 8);
-    sum += WordTerm(word, salt, w);
-  }
-  return sum;
+  return ChecksumRow(row, static_cast<int>(config.RowBytes() / 8),
+                     RowSalt(pos, layer, head, kind));
 }
 
 uint64_t PositionChecksum(const ModelConfig& config, int32_t token, int32_t pos) {
@@ -60,20 +37,52 @@ uint64_t PositionChecksum(const ModelConfig& config, int32_t token, int32_t pos)
   return sum;
 }
 
+void ProbeQuery(const ModelConfig& config, int32_t token, int32_t pos, float* dst) {
+  QueryRow(config, token, pos, ProbeLayer(config.num_layers), ProbeQHead(config.num_q_heads), dst);
+}
+
+float ProbeScore(const ModelConfig& config, const float* query, const void* key_row) {
+  // Eight partial sums vectorise; every partial sum is exact, so the order does not matter.
+  float acc[8] = {};
+  const int d = config.head_dim;
+  for (int i = 0; i < d; i += 8) {
+    for (int l = 0; l < 8; ++l) acc[l] += query[i + l] * DecodeElement(key_row, i + l, config.dtype);
+  }
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
 std::vector<int32_t> ReferenceGenerate(std::span<const int32_t> prompt, int num_tokens,
                                        const ModelConfig& config, uint64_t seed) {
   // The checksum over positions 0..p-1 is a sum, so it is carried forward one position at a
-  // time; nothing is cached but that running sum.
+  // time; besides that running sum only the probe head's keys are kept (as floats: the model's
+  // values are exact in every dtype).
+  const int d = config.head_dim;
+  const int probe_layer = ProbeLayer(config.num_layers);
+  const int probe_head = ProbeKvHead(config.num_kv_heads);
+  std::vector<float> keys(static_cast<size_t>(prompt.size() + num_tokens) * d);
+  std::vector<float> query(d);
+  ModelConfig fp32 = config;
+  fp32.dtype = DType::kFP32;
   uint64_t checksum = 0;
   int32_t pos = 0;
-  for (int32_t token : prompt) checksum += PositionChecksum(config, token, pos++);
+  auto append = [&](int32_t token) {
+    checksum += PositionChecksum(config, token, pos);
+    WriteRow(fp32, token, pos, probe_layer, probe_head, kKey, keys.data() + static_cast<size_t>(pos) * d);
+    ++pos;
+  };
+  for (int32_t token : prompt) append(token);
   std::vector<int32_t> out;
   out.reserve(num_tokens);
+  int32_t last = prompt.empty() ? 0 : prompt.back();
   for (int i = 0; i < num_tokens; ++i) {
-    const int32_t token = NextToken(seed, pos, checksum, config.vocab_size);
-    out.push_back(token);
-    if (i + 1 < num_tokens) checksum += PositionChecksum(config, token, pos);
-    ++pos;
+    ProbeQuery(config, last, pos - 1, query.data());
+    ProbeArgmax best;
+    for (int32_t j = 0; j < pos; ++j) {
+      best.Offer(ProbeScore(fp32, query.data(), keys.data() + static_cast<size_t>(j) * d), j);
+    }
+    last = NextToken(seed, pos, checksum, best.pos, config.vocab_size);
+    out.push_back(last);
+    if (i + 1 < num_tokens) append(last);
   }
   return out;
 }

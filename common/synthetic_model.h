@@ -2,12 +2,19 @@
 
 // The synthetic model: no weights, every byte real.
 //  - K/V/Q element values are a pure function of (token, position, layer, head, dim, kind).
-//  - The token generated at sequence position p is a pure function of the request seed, p and an
+//  - The token generated at sequence position p is a pure function of the request seed, p, an
 //    integer checksum of the exact KV bytes the decode step read (positions 0..p-1, every layer,
-//    KV head, K and V). Each 64-bit word of a KV row is mixed with its logical position, layer,
-//    head and kind, and the terms are summed with wrap-around, so the sum does not depend on
-//    the order of reduction (a parallel GPU reduction gives the CPU's answer) while a lost,
-//    stale or misplaced word changes it.
+//    KV head, K and V) and the attention probe (below). Each 64-bit word of a KV row is mixed
+//    with its logical position, layer, head and kind and hashed (TermHash), and the terms are
+//    summed with wrap-around, so the sum does not depend on the order of reduction (a parallel
+//    GPU reduction gives the CPU's answer, and a running sum carried step by step equals a full
+//    re-read) while a lost, stale or misplaced word changes it, and structured faults (the same
+//    bit flipped in two words) do not cancel.
+//  - The attention probe ties the token to what attention computes, not only to the bytes: the
+//    position of the highest score q.k over the sequence for one (layer, q head), so a wrong
+//    query, causal mask or GQA head mapping changes the output. Element values are multiples of
+//    1/64 in [-2, 2), so every score is a multiple of 1/4096 below 2^10 in magnitude: exact in
+//    fp32 whatever the order of the sum, on CPU and GPU alike.
 
 #include <cstdint>
 #include <span>
@@ -72,15 +79,34 @@ PDSERVE_HD uint64_t RowSalt(int32_t pos, int32_t layer, int32_t head, uint32_t k
   return Mix64(x ^ 0xA0761D6478BD642Full);
 }
 
-// Contribution of word `word_index` of a row to the checksum.
-PDSERVE_HD uint64_t WordTerm(uint64_t word, uint64_t row_salt, int word_index) {
-  return (word ^ (row_salt + static_cast<uint64_t>(word_index) * kGolden)) * kTermMultiplier;
+// A cheap non-linear hash of one salted word. A plain multiply would be linear: flipping bit 63
+// of two words would add 2^63 twice and cancel in the sum.
+PDSERVE_HD uint64_t TermHash(uint64_t x) {
+  x ^= x >> 32;
+  x *= kTermMultiplier;
+  x ^= x >> 29;
+  return x;
 }
 
-PDSERVE_HD int32_t NextToken(uint64_t seed, int32_t position, uint64_t checksum,
+// Contribution of word `word_index` of a row to the checksum.
+PDSERVE_HD uint64_t WordTerm(uint64_t word, uint64_t row_salt, int word_index) {
+  return TermHash(word ^ (row_salt + static_cast<uint64_t>(word_index) * kGolden));
+}
+
+// The attention probe reads one (layer, q head): the last layer and the last q head, whose KV
+// head is the last one under GQA (so a kernel that maps q heads to KV heads wrongly reads
+// another head's keys).
+PDSERVE_HD int ProbeLayer(int num_layers) { return num_layers - 1; }
+PDSERVE_HD int ProbeQHead(int num_q_heads) { return num_q_heads - 1; }
+PDSERVE_HD int ProbeKvHead(int num_kv_heads) { return num_kv_heads - 1; }
+
+// The token at `position` from the checksum of KV positions [0, position) and the probe (the
+// argmax position of the probe head's scores for the query of the token at position - 1).
+PDSERVE_HD int32_t NextToken(uint64_t seed, int32_t position, uint64_t checksum, int32_t probe,
                              int32_t vocab_size) {
   uint64_t x = Mix64(seed * kGolden + static_cast<uint64_t>(static_cast<uint32_t>(position)));
   x = Mix64(x ^ checksum);
+  x = Mix64(x + static_cast<uint64_t>(static_cast<uint32_t>(probe)));
   return static_cast<int32_t>(x % static_cast<uint64_t>(vocab_size));
 }
 
@@ -114,6 +140,24 @@ void QueryRow(const ModelConfig& config, int32_t token, int32_t pos, int32_t lay
 // kind).
 uint64_t RowChecksum(const ModelConfig& config, const void* row, int32_t pos, int32_t layer,
                      int32_t head, uint32_t kind);
+
+// The probe's query row (head_dim floats) for the token at `pos`.
+void ProbeQuery(const ModelConfig& config, int32_t token, int32_t pos, float* dst);
+// q . k for one stored K row; exact for the model's values (see the header comment).
+float ProbeScore(const ModelConfig& config, const float* query, const void* key_row);
+
+// Running argmax of probe scores: the highest score wins, the lowest position on ties, so any
+// order of visiting positions (CPU loop, GPU splits) gives one answer.
+struct ProbeArgmax {
+  float score = -3.0e38f;
+  int32_t pos = -1;
+  PDSERVE_HD void Offer(float s, int32_t p) {
+    if (s > score || (s == score && p < pos)) {
+      score = s;
+      pos = p;
+    }
+  }
+};
 
 // Checksum of all of token `token`'s KV at position `pos`, computed from the model directly.
 uint64_t PositionChecksum(const ModelConfig& config, int32_t token, int32_t pos);

@@ -4,6 +4,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include <cstring>
 #include "common/clock.h"
 #include "common/logging.h"
 
@@ -23,7 +25,13 @@ DecodeStream::Chunk DecodeStream::Next(absl::Duration timeout) {
   chunk.status = status_;
   chunk.first_token_us = first_token_us_;
   chunk.finish_us = finish_us_;
+  chunk.accounting = accounting_;
   return chunk;
+}
+
+void DecodeStream::SetAccounting(const DecodeAccounting& accounting) {
+  absl::MutexLock lock(&mu_);
+  accounting_ = accounting;
 }
 
 void DecodeStream::Push(int32_t token, int64_t now_us) {
@@ -43,6 +51,23 @@ void DecodeStream::Finish(absl::Status status, int64_t now_us) {
 DecodeEngine::DecodeEngine(KvCache& cache, DecodeEngineOptions options)
     : cache_(cache), options_(std::move(options)) {
   loop_ = std::thread([this] { Loop(); });
+}
+
+DecodeStepCounters DecodeEngine::StepCounters() const {
+  absl::MutexLock lock(&mu_);
+  return step_counters_;
+}
+
+void DecodeEngine::PoisonLocked(const std::vector<BlockId>& blocks) {
+  if (!options_.poison_freed_blocks || cache_.memory().kind() != MemoryKind::kHost) return;
+  const KvGeometry& g = cache_.geometry();
+  for (BlockId b : blocks) {
+    if (b >= g.num_blocks()) continue;
+    for (int f = 0; f < g.fragments_per_block(); ++f) {
+      std::memset(cache_.base() + g.FragmentOffset(b, f), 0xA5,
+                  static_cast<size_t>(g.transfer_fragment_bytes()));
+    }
+  }
 }
 
 DecodeEngine::~DecodeEngine() {
@@ -181,6 +206,7 @@ void DecodeEngine::FreeLocked(const std::string& id) {
   auto it = requests_.find(id);
   if (it == requests_.end()) return;
   Request& r = it->second;
+  PoisonLocked(r.blocks);
   if (absl::Status freed = cache_.allocator().Free(r.blocks); !freed.ok()) {
     ComponentLogger("decode")->error("request {}: freeing its blocks failed: {}", id,
                                      freed.ToString());
@@ -218,7 +244,8 @@ bool DecodeEngine::TakeWorkLocked() {
                                .generated = 0,
                                .max_tokens = r.max_tokens,
                                .seed = r.seed,
-                               .pending_write = false});
+                               .pending_write = false,
+                               .accounting = {.join_us = WallMicros()}});
     r.prompt.clear();
     r.prompt.shrink_to_fit();
   }
@@ -259,13 +286,53 @@ void DecodeEngine::FinishRunning(size_t index, absl::Status status) {
     if (status.ok()) finished_++;
   }
   // Blocks are free before the stream says so: a caller that saw the end can reuse them.
+  r.stream->SetAccounting(r.accounting);
   r.stream->Finish(std::move(status), WallMicros());
   running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(index));
+}
+
+bool DecodeEngine::VerifyJoined(size_t index) {
+  Running& r = running_[index];
+  const int64_t t0 = MonotonicMicros();
+  absl::StatusOr<uint64_t> sum =
+      KvChecksum(cache_, r.table, 0, r.seq_len, options_.attention.threads);
+  r.accounting.verify_us += MonotonicMicros() - t0;
+  if (!sum.ok()) {
+    FinishRunning(index, sum.status());
+    return false;
+  }
+  r.checksum = *sum;
+  r.verified = true;
+  return true;
+}
+
+absl::Status DecodeEngine::VerifyFinished(const Running& r) {
+  absl::StatusOr<uint64_t> sum =
+      KvChecksum(cache_, r.table, 0, r.seq_len, options_.attention.threads);
+  if (!sum.ok()) return sum.status();
+  if (*sum != r.checksum) {
+    return absl::DataLossError(absl::StrFormat(
+        "request %s: its KV changed while it was decoding (checksum of positions [0, %d) is "
+        "%016x at the end, %016x carried from the verified prompt and its own writes): a block "
+        "it owned was overwritten",
+        r.id, r.seq_len, *sum, r.checksum));
+  }
+  return absl::OkStatus();
 }
 
 void DecodeEngine::Step() {
   const absl::Time start = absl::Now();
   const ModelConfig& config = cache_.config();
+  const bool carry = options_.carry_checksum && !options_.decode_step;
+  int64_t verify_us = 0;
+  // Joined since the last step: read their prompt KV in full once.
+  if (carry) {
+    for (size_t i = running_.size(); i-- > 0;) {
+      if (running_[i].verified) continue;
+      const int64_t before = running_[i].accounting.verify_us;
+      if (VerifyJoined(i)) verify_us += running_[i].accounting.verify_us - before;
+    }
+  }
   // KV of the tokens produced last step, growing block tables from the reservations.
   for (size_t i = 0; i < running_.size();) {
     Running& r = running_[i];
@@ -295,6 +362,14 @@ void DecodeEngine::Step() {
         options_.decode_step
             ? absl::OkStatus()  // decode_step writes it on the device
             : WriteKv(cache_, r.table, std::span<const int32_t>(&r.last_token, 1), r.seq_len, 1);
+    if (written.ok() && carry) {
+      // Read back what was written: the carried sum covers the bytes in the cache.
+      const int64_t t0 = MonotonicMicros();
+      absl::StatusOr<uint64_t> added = KvChecksum(cache_, r.table, r.seq_len, r.seq_len + 1);
+      r.accounting.verify_us += MonotonicMicros() - t0;
+      if (added.ok()) r.checksum += *added;
+      written = added.status();
+    }
     if (!written.ok()) {
       FinishRunning(i, written);
       continue;
@@ -307,8 +382,12 @@ void DecodeEngine::Step() {
 
   batch_.clear();
   for (const Running& r : running_) {
-    batch_.push_back(DecodeSequence{
-        .block_table = r.table, .last_token = r.last_token, .seq_len = r.seq_len, .seed = r.seed});
+    batch_.push_back(DecodeSequence{.block_table = r.table,
+                                    .last_token = r.last_token,
+                                    .seq_len = r.seq_len,
+                                    .seed = r.seed,
+                                    .carried_checksum = carry ? std::optional<uint64_t>(r.checksum)
+                                                              : std::nullopt});
   }
   absl::StatusOr<std::vector<DecodeResult>> results =
       options_.decode_step ? options_.decode_step(batch_)
@@ -317,13 +396,41 @@ void DecodeEngine::Step() {
     while (!running_.empty()) FinishRunning(running_.size() - 1, results.status());
     return;
   }
+  // Requests whose token this step is their last: with carried checksums, their KV is read in
+  // full once more now, inside the step's modelled time.
+  std::vector<absl::Status> final_status(running_.size());
+  if (carry) {
+    for (size_t i = 0; i < running_.size(); ++i) {
+      Running& r = running_[i];
+      if (r.generated + 1 < r.max_tokens) continue;
+      const int64_t t0 = MonotonicMicros();
+      final_status[i] = VerifyFinished(r);
+      const int64_t spent = MonotonicMicros() - t0;
+      r.accounting.verify_us += spent;
+      verify_us += spent;
+    }
+  }
+  const absl::Duration work = absl::Now() - start;
   absl::Duration step_time = options_.min_step;
+  absl::Duration modelled = absl::ZeroDuration();
   if (options_.roofline.has_value()) {
     std::vector<int> seq_lens;
     seq_lens.reserve(running_.size());
     for (const Running& r : running_) seq_lens.push_back(r.seq_len);
-    step_time = std::max(step_time,
-                         absl::Seconds(options_.roofline->DecodeStepSeconds(seq_lens)));
+    modelled = absl::Seconds(options_.roofline->DecodeStepSeconds(seq_lens));
+    step_time = std::max(step_time, modelled);
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    DecodeStepCounters& c = step_counters_;
+    c.steps++;
+    c.work_us += static_cast<uint64_t>(absl::ToInt64Microseconds(work));
+    c.modelled_us += static_cast<uint64_t>(absl::ToInt64Microseconds(modelled));
+    c.verify_us += static_cast<uint64_t>(verify_us);
+    if (modelled > absl::ZeroDuration() && work > modelled) {
+      c.overrun_steps++;
+      c.overrun_us += static_cast<uint64_t>(absl::ToInt64Microseconds(work - modelled));
+    }
   }
   // Simulated device time: the step lasts as long as the modelled GPU would take.
   if (absl::Duration left = step_time - (absl::Now() - start); left > absl::ZeroDuration()) {
@@ -333,12 +440,17 @@ void DecodeEngine::Step() {
   for (size_t i = 0; i < running_.size(); ++i) {
     Running& r = running_[i];
     r.last_token = (*results)[i].token;
+    if (r.generated == 0) {
+      r.accounting.modelled_first_step_us = absl::ToInt64Microseconds(modelled);
+    }
     r.generated++;
     r.pending_write = true;
     r.stream->Push(r.last_token, now_us);
   }
   for (size_t i = running_.size(); i-- > 0;) {
-    if (running_[i].generated >= running_[i].max_tokens) FinishRunning(i, absl::OkStatus());
+    if (running_[i].generated >= running_[i].max_tokens) {
+      FinishRunning(i, std::move(final_status[i]));
+    }
   }
 }
 

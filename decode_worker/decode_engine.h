@@ -11,6 +11,14 @@
 // a token last step writes that token's KV (allocating a block from its reservation when it
 // crosses a block boundary, which therefore never fails); one DecodeAttention over the whole
 // batch yields every request's next token, which is published to its DecodeStream.
+//
+// Carried checksums (roofline mode, where no real attention runs): the KV of a joining request
+// is read in full once (that is the check that the transfer delivered every byte), then each
+// step adds only the rows of the position it wrote, which gives the same tokens as a full read
+// (the checksum is a wrap-around sum). When the request finishes, its KV is read in full once
+// more and the request fails with DataLoss if that disagrees with the carried sum: a block
+// overwritten while in use is still caught. Real (and GPU) compute reads everything every step,
+// as real attention does.
 
 #include <cstdint>
 #include <functional>
@@ -32,6 +40,13 @@
 
 namespace pdserve::decode {
 
+// What a finished request's stream reports about the engine's own work on it.
+struct DecodeAccounting {
+  int64_t join_us = 0;              // wall clock when it joined the batch
+  int64_t modelled_first_step_us = 0;
+  int64_t verify_us = 0;            // host time reading its KV to check it
+};
+
 // Tokens of one request as they are produced; read by the RPC thread that streams them.
 class DecodeStream {
  public:
@@ -42,6 +57,7 @@ class DecodeStream {
     absl::Status status;          // OK when finished normally
     int64_t first_token_us = 0;   // wall clock of the first token (0 until then)
     int64_t finish_us = 0;
+    DecodeAccounting accounting;  // final once finished
   };
 
   explicit DecodeStream(int first_position) : first_position_(first_position) {}
@@ -53,6 +69,7 @@ class DecodeStream {
   // Producer side (the loop thread).
   void Push(int32_t token, int64_t now_us);
   void Finish(absl::Status status, int64_t now_us);
+  void SetAccounting(const DecodeAccounting& accounting);
 
  private:
   absl::Mutex mu_;
@@ -63,6 +80,7 @@ class DecodeStream {
   absl::Status status_ ABSL_GUARDED_BY(mu_);
   int64_t first_token_us_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t finish_us_ ABSL_GUARDED_BY(mu_) = 0;
+  DecodeAccounting accounting_ ABSL_GUARDED_BY(mu_);
 };
 
 struct DecodeEngineOptions {
@@ -81,7 +99,15 @@ struct DecodeEngineOptions {
   // Called on the loop thread before a request's first step with its prompt blocks: a worker
   // whose transport receives into a host pool copies them to its device pool here (ucx-staged).
   std::function<absl::Status(std::span<const BlockId> blocks)> on_join;
+  // Carry each request's checksum forward instead of reading all of its KV every step (see
+  // above). Only with the CPU kernels without attention (roofline).
+  bool carry_checksum = false;
+  // Fill freed blocks with a poison pattern, so that a request reading blocks it no longer owns
+  // (another request's stale KV with the same prefix) cannot pass verification. Costs a write of
+  // every freed block: for tests and verification runs.
+  bool poison_freed_blocks = false;
 };
+
 
 struct DecodeCapacity {
   uint32_t total_blocks = 0;
@@ -90,6 +116,16 @@ struct DecodeCapacity {
   uint32_t running_requests = 0;
   uint32_t allocated_requests = 0;  // allocated, not yet started
   uint64_t finished_requests = 0;
+};
+
+// Cumulative: a step's host work against its modelled device time (roofline).
+struct DecodeStepCounters {
+  uint64_t steps = 0;
+  uint64_t overrun_steps = 0;  // host work longer than the modelled time
+  uint64_t work_us = 0;
+  uint64_t modelled_us = 0;
+  uint64_t verify_us = 0;      // of work_us: reading KV to check it (join and finish reads)
+  uint64_t overrun_us = 0;
 };
 
 class DecodeEngine {
@@ -118,6 +154,7 @@ class DecodeEngine {
   std::vector<std::string> ExpireAllocations(absl::Duration lease);
 
   DecodeCapacity Capacity() const;
+  DecodeStepCounters StepCounters() const;
   const KvCache& cache() const { return cache_; }
 
  private:
@@ -147,6 +184,9 @@ class DecodeEngine {
     uint64_t seed = 0;
     bool pending_write = false;  // last_token's KV is not yet in the cache
     bool joined = true;          // on_join has not run yet
+    bool verified = false;       // carried checksum: the full read at join is done
+    uint64_t checksum = 0;       // carried checksum of positions [0, seq_len)
+    DecodeAccounting accounting;
   };
 
   void Loop();
@@ -155,6 +195,11 @@ class DecodeEngine {
   // Applies releases and joins; returns false when stopping.
   bool TakeWorkLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishRunning(size_t index, absl::Status status);
+  // Carried checksums: the full read of joining requests; false when the request ended.
+  bool VerifyJoined(size_t index);
+  // Carried checksums: the full read of a finishing request against its carried sum.
+  absl::Status VerifyFinished(const Running& r);
+  void PoisonLocked(const std::vector<BlockId>& blocks) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Step();
 
   KvCache& cache_;
@@ -170,6 +215,7 @@ class DecodeEngine {
   uint32_t running_count_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t finished_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  DecodeStepCounters step_counters_ ABSL_GUARDED_BY(mu_);
 
   // Owned by the loop thread.
   std::vector<Running> running_;

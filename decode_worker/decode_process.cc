@@ -34,6 +34,10 @@ absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
                    service::ResolveWorkerCompute(options, config, kBuiltWithCuda));
   engine_options.roofline = compute.roofline;
   engine_options.attention.compute_attention = compute.compute_attention;
+  // Without real attention (roofline), a step need not read every KV byte: the checksum is
+  // carried forward and the KV read in full at join and at finish (decode_engine.h).
+  engine_options.carry_checksum = !compute.compute_attention;
+  engine_options.poison_freed_blocks = options.poison_freed_kv;
 
   // The backend decides where the pool must live (shared memory for `local`, so that prefill
   // workers can map it).

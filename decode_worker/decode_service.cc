@@ -91,6 +91,9 @@ grpc::Status DecodeService::Decode(grpc::ServerContext* ctx, const v1::DecodeReq
       timeline->set_first_token_us(chunk.first_token_us);
       timeline->set_finish_us(chunk.finish_us);
       timeline->set_decode_worker(options_.worker_id);
+      timeline->set_decode_join_us(chunk.accounting.join_us);
+      timeline->set_modelled_first_step_us(chunk.accounting.modelled_first_step_us);
+      timeline->set_decode_verify_cpu_us(chunk.accounting.verify_us);
       served_++;
     }
     if (!writer->Write(response)) {
@@ -126,6 +129,14 @@ grpc::Status DecodeService::GetStatus(grpc::ServerContext*, const v1::StatusRequ
   response->set_transports(counters.transports);
   response->set_pid(getpid());
   response->set_live(true);
+  const DecodeStepCounters steps = engine_.StepCounters();
+  v1::EngineCounters* engine = response->mutable_engine();
+  engine->set_steps(steps.steps);
+  engine->set_overrun_steps(steps.overrun_steps);
+  engine->set_work_us(steps.work_us);
+  engine->set_modelled_us(steps.modelled_us);
+  engine->set_mock_cpu_us(steps.verify_us);
+  engine->set_overrun_us(steps.overrun_us);
   return grpc::Status::OK;
 }
 

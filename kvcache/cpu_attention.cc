@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/parallel_for.h"
 #include "common/synthetic_model.h"
+#include "common/synthetic_rows.h"
 
 namespace pdserve {
 namespace {
@@ -159,6 +160,51 @@ absl::Status PrefillAttention(const KvCache& cache, std::span<const BlockId> tab
   return absl::OkStatus();
 }
 
+absl::StatusOr<uint64_t> KvChecksum(const KvCache& cache, std::span<const BlockId> table,
+                                    int begin, int end, int threads) {
+  const ModelConfig& c = cache.config();
+  if (begin < 0 || end < begin) return absl::InvalidArgumentError("bad checksum range");
+  if (absl::Status s = CheckTable(cache, table, end); !s.ok()) return s;
+  const int words = static_cast<int>(c.RowBytes() / 8);
+  std::atomic<uint64_t> total{0};
+  // Parallel over layers (each a separate region of a layer-major pool); wrap-around adds of
+  // the partial sums commute.
+  const int64_t bytes = int64_t{end - begin} * c.KvBytesPerToken();
+  ParallelFor(c.num_layers, bytes >= (8 << 20) ? threads : 1, [&](int layer) {
+    uint64_t sum = 0;
+    for (int head = 0; head < c.num_kv_heads; ++head) {
+      for (uint32_t kind : {model::kKey, model::kValue}) {
+        for (int p = begin; p < end; ++p) {
+          const std::byte* row =
+              cache.RowPtr(table[p / c.block_size], p % c.block_size, layer, head, kind);
+          sum += model::ChecksumRow(row, words, model::RowSalt(p, layer, head, kind));
+        }
+      }
+    }
+    total.fetch_add(sum, std::memory_order_relaxed);
+  });
+  return total.load();
+}
+
+absl::StatusOr<int32_t> AttentionProbe(const KvCache& cache, std::span<const BlockId> table,
+                                       int32_t last_token, int seq_len) {
+  const ModelConfig& c = cache.config();
+  if (seq_len <= 0) return absl::InvalidArgumentError("probe of an empty sequence");
+  if (absl::Status s = CheckTable(cache, table, seq_len); !s.ok()) return s;
+  const int layer = model::ProbeLayer(c.num_layers);
+  // The GQA mapping under test: q head -> its group's KV head.
+  const int kv_head = model::ProbeQHead(c.num_q_heads) / c.QueryHeadsPerKvHead();
+  float query[1024];
+  model::ProbeQuery(c, last_token, seq_len - 1, query);
+  model::ProbeArgmax best;
+  for (int p = 0; p < seq_len; ++p) {
+    const std::byte* key = cache.RowPtr(table[p / c.block_size], p % c.block_size, layer,
+                                        kv_head, model::kKey);
+    best.Offer(model::ProbeScore(c, query, key), p);
+  }
+  return best.pos;
+}
+
 absl::StatusOr<std::vector<DecodeResult>> DecodeAttention(const KvCache& cache,
                                                           std::span<const DecodeSequence> batch,
                                                           const AttentionOptions& options) {
@@ -181,6 +227,8 @@ absl::StatusOr<std::vector<DecodeResult>> DecodeAttention(const KvCache& cache,
   const int tasks_per_seq = c.num_layers * c.num_kv_heads;
   ParallelFor(static_cast<int>(batch.size()) * tasks_per_seq, options.threads, [&](int item) {
     const DecodeSequence& seq = batch[item / tasks_per_seq];
+    const bool read_sum = !seq.carried_checksum.has_value();
+    if (!read_sum && !options.compute_attention) return;
     const int layer = (item % tasks_per_seq) / c.num_kv_heads;
     const int head = item % c.num_kv_heads;
     const int n = seq.seq_len;
@@ -195,9 +243,7 @@ absl::StatusOr<std::vector<DecodeResult>> DecodeAttention(const KvCache& cache,
       for (int p = 0; p < n; ++p) {
         const std::byte* row =
             cache.RowPtr(seq.block_table[p / c.block_size], p % c.block_size, layer, head, kind);
-        const uint64_t salt = model::RowSalt(p, layer, head, kind);
-        const auto* w = reinterpret_cast<const uint64_t*>(row);
-        for (int i = 0; i < words; ++i) sum += model::WordTerm(w[i], salt, i);
+        if (read_sum) sum += model::ChecksumRow(row, words, model::RowSalt(p, layer, head, kind));
         if (options.compute_attention) RowToFloat(row, c.dtype, d, dst + static_cast<size_t>(p) * d);
       }
     }
@@ -214,10 +260,22 @@ absl::StatusOr<std::vector<DecodeResult>> DecodeAttention(const KvCache& cache,
     }
   });
   std::vector<DecodeResult> results(batch.size());
+  std::vector<absl::Status> probe_status(batch.size());
+  ParallelFor(static_cast<int>(batch.size()), batch.size() >= 4 ? options.threads : 1, [&](int i) {
+    const DecodeSequence& seq = batch[i];
+    absl::StatusOr<int32_t> probe =
+        AttentionProbe(cache, seq.block_table, seq.last_token, seq.seq_len);
+    if (!probe.ok()) {
+      probe_status[i] = probe.status();
+      return;
+    }
+    results[i].probe = *probe;
+  });
   for (size_t i = 0; i < batch.size(); ++i) {
-    results[i].checksum = checksums[i].load();
-    results[i].token =
-        model::NextToken(batch[i].seed, batch[i].seq_len, results[i].checksum, c.vocab_size);
+    if (!probe_status[i].ok()) return probe_status[i];
+    results[i].checksum = batch[i].carried_checksum.value_or(checksums[i].load());
+    results[i].token = model::NextToken(batch[i].seed, batch[i].seq_len, results[i].checksum,
+                                        results[i].probe, c.vocab_size);
   }
   return results;
 }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 
 #include "absl/status/statusor.h"
@@ -34,18 +35,33 @@ struct DecodeSequence {
   int seq_len = 0;         // KV positions [0, seq_len) are read
   uint64_t seed = 0;
   std::span<float> out;    // [layer][q head][dim] or empty
+  // The checksum of positions [0, seq_len) when the caller carries it forward (roofline mode:
+  // the decode engine verified the prompt's KV once and adds each new position's rows): then
+  // only the attention probe reads the cache. Unset: every KV word is read this step.
+  std::optional<uint64_t> carried_checksum;
 };
 
 struct DecodeResult {
   uint64_t checksum = 0;
+  int32_t probe = 0;  // the attention probe's argmax position (synthetic_model.h)
   int32_t token = 0;  // the token at position seq_len
 };
 
 // One decode step for a batch of sequences: paged attention over each sequence's KV, the
-// checksum of every KV word read, and the next token from it.
+// checksum of every KV word read (or the carried one), the attention probe, and the next token.
 absl::StatusOr<std::vector<DecodeResult>> DecodeAttention(const KvCache& cache,
                                                           std::span<const DecodeSequence> batch,
                                                           const AttentionOptions& options = {});
+
+// Checksum of KV positions [begin, end) of one sequence read from the cache: every layer, KV
+// head, K and V row (the sum of synthetic_model.h's word terms).
+absl::StatusOr<uint64_t> KvChecksum(const KvCache& cache, std::span<const BlockId> block_table,
+                                    int begin, int end, int threads = 1);
+
+// The attention probe of a sequence whose last token (at seq_len - 1) is `last_token`: the
+// argmax position of the probe head's q.k over positions [0, seq_len), read from the cache.
+absl::StatusOr<int32_t> AttentionProbe(const KvCache& cache, std::span<const BlockId> block_table,
+                                       int32_t last_token, int seq_len);
 
 // FLOPs of causal attention for a chunk (QK^T and PV, 2 FLOPs per multiply-add).
 double PrefillAttentionFlops(const ModelConfig& config, int start_pos, int chunk_len);

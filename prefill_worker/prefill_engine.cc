@@ -106,7 +106,9 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
       continue;
     }
     out.prefill_start_us = WallMicros();
+    const int64_t compute_start = MonotonicMicros();
     out.status = Compute(item, *own);
+    out.mock_us = MonotonicMicros() - compute_start;
     out.prefill_end_us = WallMicros();
     lens.push_back(static_cast<int>(item.prompt.size()));
     Inflight entry{.index = i, .own_blocks = *own, .transfer = std::nullopt};
@@ -133,9 +135,25 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
       absl::SleepFor(left);
     }
   }
+  const absl::Duration work = absl::Now() - batch_start;
+  absl::Duration modelled = absl::ZeroDuration();
+  if (options_.roofline.has_value()) {
+    modelled = absl::Seconds(options_.roofline->PrefillSeconds(lens));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    PrefillCounters& c = counters_;
+    c.batches++;
+    c.work_us += static_cast<uint64_t>(absl::ToInt64Microseconds(work));
+    c.modelled_us += static_cast<uint64_t>(absl::ToInt64Microseconds(modelled));
+    for (const PrefillItemOutcome& out : outcomes) c.mock_us += static_cast<uint64_t>(out.mock_us);
+    if (modelled > absl::ZeroDuration() && work > modelled) {
+      c.overrun_batches++;
+      c.overrun_us += static_cast<uint64_t>(absl::ToInt64Microseconds(work - modelled));
+    }
+  }
   if (options_.roofline.has_value()) {
     // Simulated device time of the batch's forward pass; every item ends with the batch.
-    const absl::Duration modelled = absl::Seconds(options_.roofline->PrefillSeconds(lens));
     if (absl::Duration left = modelled - (absl::Now() - batch_start); left > absl::ZeroDuration()) {
       absl::SleepFor(left);
     }
@@ -145,6 +163,7 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
       if (!out.status.ok()) continue;
       out.prefill_start_us = batch_start_us;
       out.prefill_end_us = end_us;
+      out.modelled_us = absl::ToInt64Microseconds(modelled);
       const PrefillItemSpec& item = items[entry.index];
       std::vector<transfer::BlockCopy> copies(entry.own_blocks.size());
       for (size_t b = 0; b < copies.size(); ++b) {

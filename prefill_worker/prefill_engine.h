@@ -59,12 +59,21 @@ struct PrefillItemOutcome {
   int64_t transfer_end_us = 0;
   uint64_t kv_bytes = 0;
   uint32_t transfer_ops = 0;
+  int64_t modelled_us = 0;  // roofline: modelled device time of the item's batch
+  int64_t mock_us = 0;      // host time generating the item's K/V (the mock's own work)
 };
 
 struct PrefillCounters {
   uint64_t requests = 0;
   uint64_t kv_bytes = 0;
   uint32_t running = 0;
+  // Batches: host work (kernels or K/V generation) against the modelled device time.
+  uint64_t batches = 0;
+  uint64_t overrun_batches = 0;  // host work longer than the modelled time
+  uint64_t work_us = 0;
+  uint64_t modelled_us = 0;
+  uint64_t mock_us = 0;
+  uint64_t overrun_us = 0;
 };
 
 class PrefillEngine {

@@ -44,6 +44,8 @@ grpc::Status PrefillService::Prefill(grpc::ServerContext*, const v1::PrefillBatc
     r->set_transfer_end_us(out.transfer_end_us);
     r->set_kv_bytes(out.kv_bytes);
     r->set_transfer_ops(out.transfer_ops);
+    r->set_modelled_prefill_us(out.modelled_us);
+    r->set_mock_cpu_us(out.mock_us);
   }
   return grpc::Status::OK;
 }
@@ -69,6 +71,13 @@ grpc::Status PrefillService::GetStatus(grpc::ServerContext*, const v1::StatusReq
   const PrefillCounters counters = engine_.counters();
   response->set_requests_served(counters.requests);
   response->set_kv_bytes_transferred(counters.kv_bytes);
+  v1::EngineCounters* engine = response->mutable_engine();
+  engine->set_steps(counters.batches);
+  engine->set_overrun_steps(counters.overrun_batches);
+  engine->set_work_us(counters.work_us);
+  engine->set_modelled_us(counters.modelled_us);
+  engine->set_mock_cpu_us(counters.mock_us);
+  engine->set_overrun_us(counters.overrun_us);
   const transfer::TransportCounters transport = transport_.counters();
   response->set_registrations(transport.registrations);
   response->set_transfer_backend(transport_.backend());

@@ -167,6 +167,9 @@ grpc::Status RouterService::StreamDecode(grpc::ServerContext* ctx,
       v1::RequestTimeline& t = request->timeline;
       t.set_first_token_us(in.timeline().first_token_us());
       t.set_finish_us(WallMicros());
+      t.set_decode_join_us(in.timeline().decode_join_us());
+      t.set_modelled_first_step_us(in.timeline().modelled_first_step_us());
+      t.set_decode_verify_cpu_us(in.timeline().decode_verify_cpu_us());
       *out.mutable_timeline() = t;
     }
     if (ctx->IsCancelled() || !writer->Write(out)) {
@@ -373,6 +376,8 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
     t.set_transfer_end_us(r.transfer_end_us());
     t.set_kv_bytes(r.kv_bytes());
     t.set_transfer_ops(r.transfer_ops());
+    t.set_modelled_prefill_us(r.modelled_prefill_us());
+    t.set_prefill_mock_cpu_us(r.mock_cpu_us());
     if (auto w = workers_.find(item.placement->decode_worker); w != workers_.end()) {
       t.set_transfer_backend(w->second->kv_pool.transfer_backend());
     }

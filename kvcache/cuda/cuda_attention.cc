@@ -328,9 +328,12 @@ absl::StatusOr<std::vector<DecodeResult>> CudaAttention::Decode(
 
   const size_t part_entries = static_cast<size_t>(slots) * c.num_layers * c.num_kv_heads * group;
   const size_t ml_bytes = part_entries * 2 * sizeof(float);
-  RETURN_IF_ERROR(m.part_d.Reserve(ml_bytes + part_entries * c.head_dim * sizeof(float)));
+  const size_t acc_bytes = part_entries * c.head_dim * sizeof(float);
+  const size_t probe_bytes = static_cast<size_t>(slots) * (sizeof(float) + sizeof(int32_t));
+  RETURN_IF_ERROR(m.part_d.Reserve(ml_bytes + acc_bytes + probe_bytes));
   RETURN_IF_ERROR(m.out_d.Reserve(batch.size() * out_floats * sizeof(float)));
-  const size_t result_bytes = batch.size() * (sizeof(uint64_t) + sizeof(int32_t));
+  // Per sequence: checksum, token, probe.
+  const size_t result_bytes = batch.size() * (sizeof(uint64_t) + 2 * sizeof(int32_t));
   RETURN_IF_ERROR(m.result_d.Reserve(result_bytes));
   RETURN_IF_ERROR(m.result_h.Reserve(result_bytes));
 
@@ -349,6 +352,9 @@ absl::StatusOr<std::vector<DecodeResult>> CudaAttention::Decode(
   args.part_acc = m.part_d.get<float>(ml_bytes);
   args.checksums = m.result_d.get<unsigned long long>();
   args.tokens = m.result_d.get<int32_t>(batch.size() * sizeof(uint64_t));
+  args.probes = m.result_d.get<int32_t>(batch.size() * (sizeof(uint64_t) + sizeof(int32_t)));
+  args.probe_score = m.part_d.get<float>(ml_bytes + acc_bytes);
+  args.probe_pos = m.part_d.get<int32_t>(ml_bytes + acc_bytes + slots * sizeof(float));
   args.out = m.out_d.get<float>();
   PDSERVE_CUDA_RETURN_IF_ERROR(
       cudaMemsetAsync(args.checksums, 0, batch.size() * sizeof(uint64_t), m.stream));
@@ -360,9 +366,11 @@ absl::StatusOr<std::vector<DecodeResult>> CudaAttention::Decode(
   std::vector<DecodeResult> results(batch.size());
   const auto* sums = m.result_h.get<uint64_t>();
   const auto* toks = m.result_h.get<int32_t>(batch.size() * sizeof(uint64_t));
+  const auto* probes = m.result_h.get<int32_t>(batch.size() * (sizeof(uint64_t) + sizeof(int32_t)));
   for (size_t i = 0; i < batch.size(); ++i) {
     results[i].checksum = sums[i];
     results[i].token = toks[i];
+    results[i].probe = probes[i];
     if (!batch[i].out.empty() && options.compute_attention) {
       PDSERVE_CUDA_RETURN_IF_ERROR(cudaMemcpy(batch[i].out.data(), args.out + i * out_floats,
                                               out_floats * sizeof(float), cudaMemcpyDeviceToHost));

@@ -32,13 +32,19 @@ __device__ __forceinline__ void Unpack8(const uint4& v, float (&f)[8]) {
   }
 }
 
-// Sum of (word ^ (salt + index * golden)) over this lane's two words; the kTermMultiplier of
-// WordTerm distributes over the wrap-around sum and is applied once per warp.
-__device__ __forceinline__ uint64_t WordXorSum(const uint4& v, uint64_t salt, uint64_t c0,
-                                               uint64_t c1) {
+// WordTerm of this lane's two words (c0, c1: their index x golden).
+__device__ __forceinline__ uint64_t WordTermSum(const uint4& v, uint64_t salt, uint64_t c0,
+                                                uint64_t c1) {
   const uint64_t w0 = (static_cast<uint64_t>(v.y) << 32) | v.x;
   const uint64_t w1 = (static_cast<uint64_t>(v.w) << 32) | v.z;
-  return (w0 ^ (salt + c0)) + (w1 ^ (salt + c1));
+  return model::TermHash(w0 ^ (salt + c0)) + model::TermHash(w1 ^ (salt + c1));
+}
+
+// Merges another thread's probe state (ProbeArgmax::Offer's order: score, then lower position).
+__device__ __forceinline__ void ShflMergeProbe(model::ProbeArgmax& best, int mask) {
+  const float s = __shfl_xor_sync(0xffffffffu, best.score, mask);
+  const int32_t p = __shfl_xor_sync(0xffffffffu, best.pos, mask);
+  if (p >= 0) best.Offer(s, p);
 }
 
 template <int D, int GQ, bool kAttn>
@@ -64,6 +70,19 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
   const uint64_t c0 = static_cast<uint64_t>(2 * gl) * model::kGolden;
   const uint64_t c1 = static_cast<uint64_t>(2 * gl + 1) * model::kGolden;
   uint64_t xsum = 0;
+
+  // The attention probe: one (layer, kv head) block pair reads the probe q head's exact scores
+  // (unscaled: every partial sum is a multiple of 1/4096, exact in fp32 in any order).
+  const bool probe_block = layer == model::ProbeLayer(a.shape.num_layers) &&
+                           kvhead == model::ProbeKvHead(a.shape.num_kv_heads);
+  model::ProbeArgmax probe;
+  float qp[8];
+  if (probe_block) {
+    const uint64_t seed = model::RowSeed(s.last_token, s.seq_len - 1, layer,
+                                         model::ProbeQHead(a.shape.num_q_heads), model::kQuery);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) qp[e] = model::ElementValue(seed, gl * 8 + e);
+  }
 
   float q[GQ][8], m[GQ], l[GQ], acc[GQ][8];
   if constexpr (kAttn) {
@@ -120,8 +139,21 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       if (valid[u]) {
-        xsum += WordXorSum(kv[u][0], salts[u][0], c0, c1);
-        xsum += WordXorSum(kv[u][1], salts[u][1], c0, c1);
+        xsum += WordTermSum(kv[u][0], salts[u][0], c0, c1);
+        xsum += WordTermSum(kv[u][1], salts[u][1], c0, c1);
+      }
+    }
+    if (probe_block) {
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        float kf[8];
+        Unpack8(kv[u][0], kf);
+        float d = 0.0f;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) d = fmaf(qp[e], kf[e], d);
+#pragma unroll
+        for (int off = G / 2; off > 0; off /= 2) d += __shfl_xor_sync(0xffffffffu, d, off);
+        if (valid[u] && gl == 0) probe.Offer(d, first + u * R + sub);
       }
     }
     if constexpr (kAttn) {
@@ -173,8 +205,26 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
 #pragma unroll
   for (int off = 16; off > 0; off /= 2) xsum += Shfl64(xsum, lane ^ off);
   if (lane == 0 && xsum != 0) {
-    atomicAdd(a.checksums + w.seq,
-              static_cast<unsigned long long>(xsum * model::kTermMultiplier));
+    atomicAdd(a.checksums + w.seq, static_cast<unsigned long long>(xsum));
+  }
+  if (probe_block) {
+    __shared__ float sm_probe_score[kDecodeWarps];
+    __shared__ int32_t sm_probe_pos[kDecodeWarps];
+#pragma unroll
+    for (int off = 16; off > 0; off /= 2) ShflMergeProbe(probe, off);
+    if (lane == 0) {
+      sm_probe_score[warp] = probe.score;
+      sm_probe_pos[warp] = probe.pos;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      for (int wi = 1; wi < kDecodeWarps; ++wi) {
+        if (sm_probe_pos[wi] >= 0) probe.Offer(sm_probe_score[wi], sm_probe_pos[wi]);
+      }
+      const int slot = s.split_off + w.split;
+      a.probe_score[slot] = probe.score;
+      a.probe_pos[slot] = probe.pos;
+    }
   }
 
   if constexpr (kAttn) {
@@ -220,7 +270,14 @@ __global__ void CombineKernel(DecodeArgs a) {
   const int seq = blockIdx.x, kvhead = blockIdx.y, layer = blockIdx.z;
   const DecodeSeqDev s = a.seqs[seq];
   if (kvhead == 0 && layer == 0 && threadIdx.x == 0) {
-    a.tokens[seq] = model::NextToken(s.seed, s.seq_len, a.checksums[seq], a.shape.vocab_size);
+    model::ProbeArgmax probe;
+    for (int sp = 0; sp < s.num_splits; ++sp) {
+      const int32_t p = a.probe_pos[s.split_off + sp];
+      if (p >= 0) probe.Offer(a.probe_score[s.split_off + sp], p);
+    }
+    a.probes[seq] = probe.pos;
+    a.tokens[seq] =
+        model::NextToken(s.seed, s.seq_len, a.checksums[seq], probe.pos, a.shape.vocab_size);
   }
   if (!a.compute_attention) return;
   const size_t slot_stride = static_cast<size_t>(a.shape.num_layers) * a.shape.num_kv_heads * GQ;

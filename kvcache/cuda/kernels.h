@@ -89,6 +89,10 @@ struct DecodeArgs {
   float* part_ml = nullptr;             // [slot][layer][kv head][group][2]
   float* part_acc = nullptr;            // [slot][layer][kv head][group][D]
   unsigned long long* checksums = nullptr;  // [seq], zeroed before the launch
+  // The attention probe (synthetic_model.h): best score and its position per slot, then per seq.
+  float* probe_score = nullptr;             // [slot]
+  int32_t* probe_pos = nullptr;             // [slot]
+  int32_t* probes = nullptr;                // [seq]
   int32_t* tokens = nullptr;                // [seq]
   float* out = nullptr;                     // [seq][layer][q head][dim]
 };

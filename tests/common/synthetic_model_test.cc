@@ -14,7 +14,7 @@ TEST(SyntheticModelTest, TinyGoldenTokensForFixedPrompt) {
   // Checked in on purpose: a change of any model function changes these.
   const std::vector<int32_t> prompt = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17};
   EXPECT_THAT(ReferenceGenerate(prompt, 8, Tiny(), /*seed=*/42),
-              testing::ElementsAre(838, 477, 1007, 613, 776, 986, 994, 805));
+              testing::ElementsAre(603, 354, 194, 889, 971, 922, 3, 716));
 }
 
 TEST(SyntheticModelTest, ElementValuesAreExactInEveryDtype) {
