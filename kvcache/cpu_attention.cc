@@ -97,26 +97,44 @@ void AttendOne(const float* q, const float* k, const float* v, int n, int d, flo
 
 }  // namespace
 
+// Visits rows in memory order: per (block run, layer) item, K then V, head by head, the run's
+// slots one after another. Both layouts keep a block's rows of one layer, kind and head
+// contiguous, so an item sweeps one fragment front to back instead of scattering 256-byte rows
+// over pages (which made K/V generation 4-15x slower than the same rows written in order).
+template <typename Row>
+void ForEachRowInMemoryOrder(const KvCache& cache, std::span<const BlockId> table, int begin,
+                             int end, int threads, Row row) {
+  const ModelConfig& c = cache.config();
+  if (end <= begin) return;
+  const int first_block = begin / c.block_size;
+  const int runs = (end - 1) / c.block_size - first_block + 1;
+  const int64_t bytes = int64_t{end - begin} * c.KvBytesPerToken();
+  ParallelFor(runs * c.num_layers, bytes >= (8 << 20) ? threads : 1, [&](int item) {
+    const int run = item / c.num_layers;
+    const int layer = item % c.num_layers;
+    const int b = first_block + run;
+    const int lo = std::max(begin, b * c.block_size);
+    const int hi = std::min(end, (b + 1) * c.block_size);
+    for (uint32_t kind : {model::kKey, model::kValue}) {
+      for (int head = 0; head < c.num_kv_heads; ++head) {
+        for (int pos = lo; pos < hi; ++pos) {
+          row(pos, layer, head, kind, cache.RowPtr(table[b], pos - b * c.block_size, layer, head, kind));
+        }
+      }
+    }
+  });
+}
+
 absl::Status WriteKv(const KvCache& cache, std::span<const BlockId> table,
                      std::span<const int32_t> tokens, int start_pos, int threads) {
   const ModelConfig& c = cache.config();
   const int n = static_cast<int>(tokens.size());
   if (start_pos < 0) return absl::InvalidArgumentError("negative start position");
   if (absl::Status s = CheckTable(cache, table, start_pos + n); !s.ok()) return s;
-  // Parallel over (position, layer): each writes its own rows.
-  ParallelFor(n * c.num_layers, n * c.num_layers >= 64 ? threads : 1, [&](int item) {
-    const int i = item / c.num_layers;
-    const int layer = item % c.num_layers;
-    const int pos = start_pos + i;
-    const BlockId block = table[pos / c.block_size];
-    const int slot = pos % c.block_size;
-    for (int head = 0; head < c.num_kv_heads; ++head) {
-      for (uint32_t kind : {model::kKey, model::kValue}) {
-        model::WriteRow(c, tokens[i], pos, layer, head, kind,
-                        cache.RowPtr(block, slot, layer, head, kind));
-      }
-    }
-  });
+  ForEachRowInMemoryOrder(cache, table, start_pos, start_pos + n, threads,
+                          [&](int pos, int layer, int head, uint32_t kind, std::byte* dst) {
+                            model::WriteRow(c, tokens[pos - start_pos], pos, layer, head, kind, dst);
+                          });
   return absl::OkStatus();
 }
 
@@ -166,23 +184,14 @@ absl::StatusOr<uint64_t> KvChecksum(const KvCache& cache, std::span<const BlockI
   if (begin < 0 || end < begin) return absl::InvalidArgumentError("bad checksum range");
   if (absl::Status s = CheckTable(cache, table, end); !s.ok()) return s;
   const int words = static_cast<int>(c.RowBytes() / 8);
+  // Wrap-around adds of the partial sums commute: any split and order gives the same sum.
   std::atomic<uint64_t> total{0};
-  // Parallel over layers (each a separate region of a layer-major pool); wrap-around adds of
-  // the partial sums commute.
-  const int64_t bytes = int64_t{end - begin} * c.KvBytesPerToken();
-  ParallelFor(c.num_layers, bytes >= (8 << 20) ? threads : 1, [&](int layer) {
-    uint64_t sum = 0;
-    for (int head = 0; head < c.num_kv_heads; ++head) {
-      for (uint32_t kind : {model::kKey, model::kValue}) {
-        for (int p = begin; p < end; ++p) {
-          const std::byte* row =
-              cache.RowPtr(table[p / c.block_size], p % c.block_size, layer, head, kind);
-          sum += model::ChecksumRow(row, words, model::RowSalt(p, layer, head, kind));
-        }
-      }
-    }
-    total.fetch_add(sum, std::memory_order_relaxed);
-  });
+  ForEachRowInMemoryOrder(cache, table, begin, end, threads,
+                          [&](int pos, int layer, int head, uint32_t kind, std::byte* row) {
+                            total.fetch_add(
+                                model::ChecksumRow(row, words, model::RowSalt(pos, layer, head, kind)),
+                                std::memory_order_relaxed);
+                          });
   return total.load();
 }
 
