@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
+#include "cli/model_flags.h"
 #include "cluster/cluster.h"
 #include "service/worker_process.h"
 
@@ -17,9 +18,9 @@ absl::Status RunCluster(cluster::ClusterOptions options, bool quiet) {
   absl::StatusOr<std::unique_ptr<cluster::Cluster>> started = cluster::Cluster::Start(options);
   if (!started.ok()) return started.status();
   cluster::Cluster& c = **started;
-  std::printf("pdserve cluster ready: router at %s (%d prefill, %d decode, transfer %s, preset %s)\n",
+  std::printf("pdserve cluster ready: router at %s (%d prefill, %d decode, transfer %s, model %s)\n",
               c.endpoint().c_str(), options.num_prefill, options.num_decode,
-              options.transfer.c_str(), options.preset.c_str());
+              options.transfer.c_str(), ModelSummary(c.model()).c_str());
   std::printf("  logs in %s\n", c.log_dir().c_str());
   std::printf("  try:  pdserve generate --endpoint %s --prompt-len 32 --max-tokens 16\n",
               c.endpoint().c_str());
@@ -58,7 +59,7 @@ void AddClusterCommand(CLI::App& app) {
   cmd->add_option("--decode", o->num_decode, "decode workers")->capture_default_str();
   cmd->add_option("--transfer", o->transfer, "KV transfer backend: local, ucx, cuda-ipc or ucx-staged (the last two with --compute cuda)")
       ->capture_default_str();
-  cmd->add_option("--preset", o->preset, "model preset")->capture_default_str();
+  auto model = ModelFlags::Add(cmd, "every process of the cluster serves this model");
   cmd->add_option("--host", o->host, "address every process listens on")->capture_default_str();
   cmd->add_option("--port", o->router_port, "router port (0: a free one)")->capture_default_str();
   cmd->add_option("--log-dir", o->log_dir, "folder for one log per process (default: a new /tmp "
@@ -79,8 +80,11 @@ void AddClusterCommand(CLI::App& app) {
   cmd->add_option("--router-arg", o->router_args, "extra flag for the router (repeatable)");
   cmd->add_option("--prefill-arg", o->prefill_args, "extra flag for prefill workers (repeatable)");
   cmd->add_option("--decode-arg", o->decode_args, "extra flag for decode workers (repeatable)");
-  cmd->callback([o, num_blocks] {
+  cmd->callback([o, num_blocks, model] {
     cluster::ClusterOptions options = *o;
+    absl::StatusOr<ModelOverrides> overrides = model->Overrides();
+    if (!overrides.ok()) ExitWith(overrides.status());
+    cluster::SetClusterModel(*overrides, options);
     if (options.prefill_blocks == 0) options.prefill_blocks = *num_blocks;
     if (options.decode_blocks == 0) options.decode_blocks = *num_blocks;
     ExitWith(RunCluster(options, false));

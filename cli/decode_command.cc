@@ -21,9 +21,10 @@ void AddDecodeCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->callback([flags, lease_s] {
     service::BlockTerminationSignals();
-    flags->options.transfer_timeout = absl::Seconds(flags->transfer_timeout_s);
-    flags->options.allocation_lease = absl::Seconds(*lease_s);
-    ExitWith(decode::RunDecodeWorker(flags->options));
+    absl::StatusOr<service::WorkerProcessOptions> options = flags->Resolve();
+    if (!options.ok()) ExitWith(options.status());
+    options->allocation_lease = absl::Seconds(*lease_s);
+    ExitWith(decode::RunDecodeWorker(*std::move(options)));
   });
 }
 

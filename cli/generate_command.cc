@@ -10,6 +10,7 @@
 #include "common/model_config.h"
 #include "common/status_macros.h"
 #include "common/synthetic_model.h"
+#include "loadgen/target_model.h"
 #include "pdserve.grpc.pb.h"
 
 namespace pdserve::cli {
@@ -96,21 +97,19 @@ absl::Status RunGenerate(const GenerateFlags& f) {
               Ms(sent_us, first_chunk_us));
   std::printf("  %-28s %10.3f ms (client)\n", "E2E (client)", Ms(sent_us, done_us));
   if (f.verify) {
-    grpc::ClientContext sctx;
-    service::SetDeadline(sctx, absl::Seconds(10));
-    v1::ClusterStatus status;
-    RETURN_IF_ERROR(service::FromGrpc(stub->GetStatus(&sctx, v1::StatusRequest(), &status)));
-    ASSIGN_OR_RETURN(ModelConfig config, PresetConfig(status.preset()));
+    // The cluster's own model: its tokens depend on dtype and block size, not only the preset.
+    ASSIGN_OR_RETURN(ModelConfig config, loadgen::FetchTargetModel(*stub, absl::Seconds(10)));
     std::vector<int32_t> prompt = f.prompt.empty()
                                       ? model::SyntheticPrompt(f.seed, f.prompt_len,
                                                                config.vocab_size)
                                       : model::TokenizeText(f.prompt, config.vocab_size);
     if (model::ReferenceGenerate(prompt, f.max_tokens, config, f.seed) != tokens) {
       return absl::DataLossError(
-          absl::StrCat("request ", id, ": tokens differ from reference_generate"));
+          absl::StrCat("request ", id, ": tokens differ from reference_generate for model ",
+                       ModelSummary(config)));
     }
-    std::printf("verify: OK, tokens equal reference_generate (preset %s, seed %llu)\n",
-                config.name.c_str(), static_cast<unsigned long long>(f.seed));
+    std::printf("verify: OK, tokens equal reference_generate (model %s, seed %llu)\n",
+                ModelSummary(config).c_str(), static_cast<unsigned long long>(f.seed));
   }
   return absl::OkStatus();
 }

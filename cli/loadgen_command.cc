@@ -2,11 +2,13 @@
 // flags and result fields of `vllm bench serve`.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "cli/commands.h"
 #include "common/status_macros.h"
 #include "loadgen/echo_target.h"
@@ -14,6 +16,7 @@
 #include "loadgen/result_csv.h"
 #include "loadgen/result_json.h"
 #include "loadgen/result_table.h"
+#include "loadgen/saved_result.h"
 
 namespace pdserve::cli {
 namespace {
@@ -66,10 +69,14 @@ absl::Status ResolveOptions(LoadgenFlags& f) {
 
 absl::Status RunLoadgenCommand(LoadgenFlags f) {
   RETURN_IF_ERROR(ResolveOptions(f));
+  if (f.options.save_token_ids && !f.save_result && f.output_json.empty()) {
+    return absl::InvalidArgumentError(
+        "--save-token-ids writes the ids into the result JSON: add --save-result or --output-json");
+  }
   std::unique_ptr<loadgen::EchoTarget> builtin;
   if (f.options.target == "builtin") {
     loadgen::EchoTargetOptions echo;
-    echo.preset = f.options.preset;
+    echo.preset = f.options.preset.empty() ? "tiny" : f.options.preset;
     echo.tokens_per_chunk = f.builtin_tokens_per_chunk;
     echo.fail_every = f.builtin_fail_every;
     echo.reference_tokens = !f.builtin_wrong_tokens;
@@ -111,6 +118,34 @@ absl::Status RunLoadgenCommand(LoadgenFlags f) {
   return absl::OkStatus();
 }
 
+absl::Status RunVerifySaved(const std::string& path) {
+  ASSIGN_OR_RETURN(loadgen::SavedResultCheck check, loadgen::VerifySavedResultFile(path));
+  const std::string model = ModelSummary(check.model);
+  const std::string counts = absl::StrCat(check.requests, " in the file, ", check.failed_in_run,
+                                          " failed in the run and not checked");
+  if (!check.mismatched.empty()) {
+    const size_t shown = std::min<size_t>(check.mismatched.size(), 5);
+    return absl::DataLossError(absl::StrCat(
+        "verify: ", check.mismatched.size(), " of ", check.checked,
+        " checked requests differ from model::ReferenceGenerate for model ", model, ": ",
+        absl::StrJoin(check.mismatched.begin(), check.mismatched.begin() + shown, ", "),
+        check.mismatched.size() > shown ? ", ..." : "", " (", counts, ")"));
+  }
+  std::printf("verify: OK, %d checked requests equal model::ReferenceGenerate for model %s (%s)\n",
+              check.checked, model.c_str(), counts.c_str());
+  return absl::OkStatus();
+}
+
+// `pdserve loadgen verify --result FILE`: re-checks a result saved with --save-token-ids,
+// without the cluster.
+void AddVerifySubcommand(CLI::App* loadgen) {
+  CLI::App* cmd = loadgen->add_subcommand(
+      "verify", "Re-verify a result saved with --save-token-ids against model::ReferenceGenerate");
+  auto path = std::make_shared<std::string>();
+  cmd->add_option("--result", *path, "the saved result JSON")->required();
+  cmd->callback([path] { ExitWith(RunVerifySaved(*path)); });
+}
+
 void AddLoadgenCommand(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "loadgen", "Open-loop load against Router.Generate; vllm bench serve metrics and fields");
@@ -141,9 +176,15 @@ void AddLoadgenCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--percentiles,--metric-percentiles", f->percentiles)->capture_default_str();
   cmd->add_option("--goodput", f->goodput, "SLOs: ttft:MS tpot:MS e2el:MS");
-  cmd->add_option("--preset", o.preset, "model preset (prompt vocabulary, --verify oracle)")
-      ->capture_default_str();
-  cmd->add_flag("--verify", o.verify, "check every token against model::ReferenceGenerate");
+  cmd->add_option("--preset", o.preset,
+                  "the target's preset (checked against its GetStatus; the model only for a "
+                  "target that reports none; default: the target's)");
+  cmd->add_flag("--verify", o.verify,
+                "check every token against model::ReferenceGenerate with the target's model "
+                "(preset, block size, dtype from its GetStatus)");
+  cmd->add_flag("--save-token-ids", o.save_token_ids,
+                "also write every request's prompt and output token ids, seed and max_tokens "
+                "into the JSON (for `pdserve loadgen verify --result FILE`)");
   cmd->add_option("--request-timeout", o.request_timeout_s, "per-request deadline, s")
       ->capture_default_str();
   cmd->add_option("--connect-timeout", o.connect_timeout_s, "s")->capture_default_str();
@@ -166,6 +207,7 @@ void AddLoadgenCommand(CLI::App& app) {
   cmd->add_flag("--builtin-wrong-tokens", f->builtin_wrong_tokens,
                 "builtin target answers tokens that do not match the model");
   cmd->callback([f] { ExitWith(RunLoadgenCommand(*f)); });
+  AddVerifySubcommand(cmd);
 }
 
 const bool registered = RegisterCommand("loadgen", AddLoadgenCommand);

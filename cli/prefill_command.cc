@@ -17,8 +17,9 @@ void AddPrefillCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->callback([flags] {
     service::BlockTerminationSignals();
-    flags->options.transfer_timeout = absl::Seconds(flags->transfer_timeout_s);
-    ExitWith(prefill::RunPrefillWorker(flags->options));
+    absl::StatusOr<service::WorkerProcessOptions> options = flags->Resolve();
+    if (!options.ok()) ExitWith(options.status());
+    ExitWith(prefill::RunPrefillWorker(*std::move(options)));
   });
 }
 

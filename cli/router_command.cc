@@ -1,6 +1,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/model_flags.h"
 #include "service/worker_process.h"
 #include "router/router_process.h"
 
@@ -25,8 +26,7 @@ void AddRouterCommand(CLI::App& app) {
   cmd->add_option("--port", o.port, "gRPC port; 0 picks a free one and prints it")
       ->capture_default_str();
   cmd->add_option("--port-file", o.port_file, "write the bound port here once serving");
-  cmd->add_option("--preset", o.preset, "model preset every worker must serve")
-      ->capture_default_str();
+  auto model = ModelFlags::Add(cmd, "every worker must serve the same model");
   cmd->add_option("--transfer", o.router.transfer_backend,
                   "KV transfer backend every worker must use (default: any)");
   cmd->add_option("--max-waiting", s.max_waiting, "waiting-queue bound (RESOURCE_EXHAUSTED past it)")
@@ -51,8 +51,11 @@ void AddRouterCommand(CLI::App& app) {
   cmd->add_option("--transfer-timeout-s", f->transfer_timeout_s,
                   "how long a decode worker waits for a request's KV")
       ->capture_default_str();
-  cmd->callback([f] {
+  cmd->callback([f, model] {
     service::BlockTerminationSignals();
+    absl::StatusOr<ModelOverrides> overrides = model->Overrides();
+    if (!overrides.ok()) ExitWith(overrides.status());
+    f->options.model = *overrides;
     f->options.router.heartbeat_interval = absl::Milliseconds(f->heartbeat_ms);
     f->options.router.queue_timeout = absl::Seconds(f->queue_timeout_s);
     f->options.router.prefill_timeout = absl::Seconds(f->prefill_timeout_s);

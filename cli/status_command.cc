@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "service/grpc_util.h"
 #include "common/status_macros.h"
+#include "loadgen/target_model.h"
 #include "pdserve.grpc.pb.h"
 
 namespace pdserve::cli {
@@ -25,7 +26,9 @@ absl::Status RunStatus(const std::string& endpoint) {
   service::SetDeadline(ctx, absl::Seconds(10));
   v1::ClusterStatus s;
   RETURN_IF_ERROR(service::FromGrpc(stub->GetStatus(&ctx, v1::StatusRequest(), &s)));
-  std::printf("router %s: preset %s, transfer %s\n", endpoint.c_str(), s.preset().c_str(),
+  absl::StatusOr<ModelConfig> model = loadgen::ModelOfStatus(s);
+  std::printf("router %s: model %s, transfer %s\n", endpoint.c_str(),
+              model.ok() ? ModelSummary(*model).c_str() : s.preset().c_str(),
               s.transfer_backend().empty() ? "any" : s.transfer_backend().c_str());
   std::printf("requests: %u waiting (bound %u), %u prefilling, %u decoding, %llu finished, "
               "%llu failed\n",

@@ -5,6 +5,8 @@
 #include <memory>
 
 #include "CLI/CLI.hpp"
+#include "cli/model_flags.h"
+#include "common/status_macros.h"
 #include "service/worker_process.h"
 
 namespace pdserve::cli {
@@ -12,6 +14,15 @@ namespace pdserve::cli {
 struct WorkerFlags {
   service::WorkerProcessOptions options;
   double transfer_timeout_s = 30;
+  std::shared_ptr<ModelFlags> model;
+
+  // After parsing: the options with the model and the timeout filled in.
+  absl::StatusOr<service::WorkerProcessOptions> Resolve() const {
+    service::WorkerProcessOptions o = options;
+    ASSIGN_OR_RETURN(o.model, model->Overrides());
+    o.transfer_timeout = absl::Seconds(transfer_timeout_s);
+    return o;
+  }
 };
 
 inline std::shared_ptr<WorkerFlags> AddWorkerFlags(CLI::App* cmd) {
@@ -23,8 +34,7 @@ inline std::shared_ptr<WorkerFlags> AddWorkerFlags(CLI::App* cmd) {
       ->capture_default_str();
   cmd->add_option("--port-file", o.port_file, "write the bound port here once serving");
   cmd->add_option("--router", o.router, "the router's host:port")->capture_default_str();
-  cmd->add_option("--preset", o.preset, "model preset (must match the router's)")
-      ->capture_default_str();
+  f->model = ModelFlags::Add(cmd, "model flags must match the router's");
   cmd->add_option("--num-blocks", o.num_blocks, "KV pool size in blocks");
   cmd->add_option("--pool-gib", o.pool_gib, "KV pool size in GiB (default 1 GiB, at most 64 sequences of max_model_len)");
   cmd->add_option("--layout", o.layout, "layer-major or block-major")->capture_default_str();

@@ -99,7 +99,42 @@ std::string DescribeWaitStatus(int wait_status) {
   return absl::StrCat("ended with wait status ", wait_status);
 }
 
-Cluster::Cluster(ClusterOptions options) : options_(std::move(options)) {}
+ModelOverrides ClusterModel(const ClusterOptions& options) {
+  ModelOverrides o;
+  o.preset = options.preset;
+  o.block_size = options.block_size;
+  o.dtype = options.dtype;
+  o.num_layers = options.num_layers;
+  o.max_model_len = options.max_model_len;
+  return o;
+}
+
+void SetClusterModel(const ModelOverrides& model, ClusterOptions& options) {
+  options.preset = model.preset;
+  options.block_size = model.block_size;
+  options.dtype = model.dtype;
+  options.num_layers = model.num_layers;
+  options.max_model_len = model.max_model_len;
+}
+
+std::vector<std::string> ModelFlagArgs(const ModelConfig& model) {
+  // Block size and dtype always, so that a child's log line shows them; layers and max length
+  // only where they are not the preset's, to keep the usual command line short.
+  std::vector<std::string> args = {"--preset", model.name, "--block-size",
+                                   std::to_string(model.block_size), "--dtype",
+                                   std::string(DTypeName(model.dtype))};
+  absl::StatusOr<ModelConfig> preset = PresetConfig(model.name);
+  if (!preset.ok() || preset->num_layers != model.num_layers) {
+    args.insert(args.end(), {"--num-layers", std::to_string(model.num_layers)});
+  }
+  if (!preset.ok() || preset->max_model_len != model.max_model_len) {
+    args.insert(args.end(), {"--max-model-len", std::to_string(model.max_model_len)});
+  }
+  return args;
+}
+
+Cluster::Cluster(ClusterOptions options, ModelConfig model)
+    : options_(std::move(options)), model_(std::move(model)) {}
 
 Cluster::~Cluster() {
   Stop();
@@ -129,6 +164,7 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) 
                                                    options.num_prefill, " and ",
                                                    options.num_decode));
   }
+  ASSIGN_OR_RETURN(ModelConfig model, ResolveModelConfig(ClusterModel(options)));
   if (options.binary.empty()) options.binary = SelfExe();
   if (access(options.binary.c_str(), X_OK) != 0) {
     return absl::NotFoundError(absl::StrCat("pdserve binary '", options.binary,
@@ -146,16 +182,17 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) 
     return absl::InvalidArgumentError(absl::StrCat("cannot create log folder ", options.log_dir,
                                                    ": ", std::strerror(errno)));
   }
-  std::unique_ptr<Cluster> cluster(new Cluster(std::move(options)));
+  std::unique_ptr<Cluster> cluster(new Cluster(std::move(options), std::move(model)));
   const ClusterOptions& o = cluster->options_;
+  const std::vector<std::string> model_args = ModelFlagArgs(cluster->model_);
 
   const std::string router_port_file = o.log_dir + "/router.port";
   unlink(router_port_file.c_str());
   std::vector<std::string> router_args = {"router",          "--host",      o.host,
                                           "--port",          std::to_string(o.router_port),
                                           "--port-file",     router_port_file,
-                                          "--preset",        o.preset,
                                           "--transfer",      o.transfer};
+  router_args.insert(router_args.end(), model_args.begin(), model_args.end());
   router_args.insert(router_args.end(), o.router_args.begin(), o.router_args.end());
   RETURN_IF_ERROR(cluster->Spawn("router", router_args));
   RETURN_IF_ERROR(
@@ -166,10 +203,11 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) 
     std::vector<std::string> args = {role,         "--worker-id", absl::StrCat(role, "-", index),
                                      "--host",     o.host,        "--port",
                                      "0",          "--router",    cluster->endpoint(),
-                                     "--preset",   o.preset,      "--transfer",
-                                     o.transfer,   "--layout",    o.layout,
-                                     "--compute",  o.compute,     "--gpu",
-                                     o.gpu,        "--threads",   std::to_string(o.threads)};
+                                     "--transfer", o.transfer,    "--layout",
+                                     o.layout,     "--compute",   o.compute,
+                                     "--gpu",      o.gpu,         "--threads",
+                                     std::to_string(o.threads)};
+    args.insert(args.end(), model_args.begin(), model_args.end());
     if (blocks > 0) {
       args.insert(args.end(), {"--num-blocks", std::to_string(blocks)});
     } else if (o.pool_gib > 0) {

@@ -25,6 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/model_config.h"
 #include "pdserve.pb.h"
 
 namespace pdserve::cluster {
@@ -34,7 +35,13 @@ struct ClusterOptions {
   int num_prefill = 1;
   int num_decode = 1;
   std::string transfer = "local";   // local | ucx
+  // The model every process serves (passed to each as --preset/--block-size/--dtype, plus
+  // --num-layers/--max-model-len where they are not the preset's); 0 / empty: the preset's.
   std::string preset = "tiny";
+  int block_size = 0;
+  std::string dtype;
+  int num_layers = 0;
+  int max_model_len = 0;
   std::string host = "127.0.0.1";
   int router_port = 0;              // 0: a free port; a taken port is an error
   std::string log_dir;              // empty: a fresh /tmp/pdserve-cluster-XXXXXX, removed
@@ -59,7 +66,7 @@ class Cluster {
  public:
   // Starts every process and returns once each worker is registered with the router and ready
   // (or an error naming the process that failed, with the tail of its log; nothing is left
-  // running then).
+  // running then). InvalidArgument, before anything starts, for a model that does not resolve.
   static absl::StatusOr<std::unique_ptr<Cluster>> Start(ClusterOptions options);
   ~Cluster();  // Stop()
   Cluster(const Cluster&) = delete;
@@ -69,6 +76,8 @@ class Cluster {
   std::string endpoint() const;
   const std::string& log_dir() const { return options_.log_dir; }
   const ClusterOptions& options() const { return options_; }
+  // The resolved model every process was started with.
+  const ModelConfig& model() const { return model_; }
 
   // "router", "prefill-0", ..., "decode-0", ...
   std::vector<std::string> ChildNames() const;
@@ -98,7 +107,7 @@ class Cluster {
     int wait_status = 0;
   };
 
-  explicit Cluster(ClusterOptions options);
+  Cluster(ClusterOptions options, ModelConfig model);
   absl::Status Spawn(const std::string& name, const std::vector<std::string>& args);
   absl::Status WaitForPortFile(const std::string& path, const Child& child, int* port);
   absl::Status WaitUntilReady();
@@ -110,12 +119,20 @@ class Cluster {
   bool AllExitedCleanly() const;
 
   ClusterOptions options_;
+  ModelConfig model_;
   int router_port_ = 0;
   std::vector<Child> children_;
   // A log folder this cluster made itself (no log_dir given) goes when the cluster is destroyed
   // after a clean run; after a failed start or an abnormal exit it stays for the operator.
   bool remove_log_dir_ = false;
 };
+
+// `options`' model fields as overrides, and back.
+ModelOverrides ClusterModel(const ClusterOptions& options);
+void SetClusterModel(const ModelOverrides& model, ClusterOptions& options);
+
+// The command-line flags that make `pdserve router|prefill|decode` serve `model`.
+std::vector<std::string> ModelFlagArgs(const ModelConfig& model);
 
 // "exited with code 1", "was killed by signal 9 (Killed)".
 std::string DescribeWaitStatus(int wait_status);

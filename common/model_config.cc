@@ -112,6 +112,46 @@ absl::StatusOr<ModelConfig> ResolveModelConfig(const ModelOverrides& overrides) 
   return config;
 }
 
+ModelOverrides OverridesOf(const ModelConfig& config) {
+  ModelOverrides o;
+  o.preset = config.name;
+  o.block_size = config.block_size;
+  o.dtype = std::string(DTypeName(config.dtype));
+  o.num_layers = config.num_layers;
+  o.max_model_len = config.max_model_len;
+  return o;
+}
+
+std::string ModelDifference(const ModelConfig& a, const ModelConfig& b) {
+  std::vector<std::string> diffs;
+  auto field = [&diffs](const char* name, const auto& x, const auto& y) {
+    if (x != y) diffs.push_back(absl::StrCat(name, " ", x, " vs ", y));
+  };
+  field("preset", a.name, b.name);
+  field("block_size", a.block_size, b.block_size);
+  field("dtype", std::string(DTypeName(a.dtype)), std::string(DTypeName(b.dtype)));
+  field("num_layers", a.num_layers, b.num_layers);
+  field("max_model_len", a.max_model_len, b.max_model_len);
+  // Shapes come from the preset: they differ only between builds with different presets.
+  field("num_q_heads", a.num_q_heads, b.num_q_heads);
+  field("num_kv_heads", a.num_kv_heads, b.num_kv_heads);
+  field("head_dim", a.head_dim, b.head_dim);
+  field("vocab_size", a.vocab_size, b.vocab_size);
+  return absl::StrJoin(diffs, ", ");
+}
+
+std::string ModelSummary(const ModelConfig& c) {
+  std::string out = absl::StrCat(c.name, " (block size ", c.block_size, ", ", std::string(DTypeName(c.dtype)));
+  absl::StatusOr<ModelConfig> preset = PresetConfig(c.name);
+  if (!preset.ok() || preset->num_layers != c.num_layers) {
+    absl::StrAppend(&out, ", ", c.num_layers, " layers");
+  }
+  if (!preset.ok() || preset->max_model_len != c.max_model_len) {
+    absl::StrAppend(&out, ", max_model_len ", c.max_model_len);
+  }
+  return out + ")";
+}
+
 std::string DescribeModel(const ModelConfig& c) {
   std::string out;
   absl::StrAppendFormat(&out, "preset              %s\n", c.name);

@@ -61,6 +61,18 @@ struct ModelOverrides {
 absl::StatusOr<ModelOverrides> LoadModelOverridesFile(const std::string& path);
 absl::StatusOr<ModelConfig> ResolveModelConfig(const ModelOverrides& overrides);
 
+// The overrides that resolve to `config` again, every field explicit: what one process tells
+// another (router, workers, clients) so that all of them serve and check the same model.
+ModelOverrides OverridesOf(const ModelConfig& config);
+
+// Empty when `a` and `b` are the same model; otherwise the fields that differ, as
+// "dtype bf16 vs fp32, block_size 16 vs 32" (a's value first).
+std::string ModelDifference(const ModelConfig& a, const ModelConfig& b);
+
+// One line for logs and status: "tiny (block size 16, bf16)", plus layers and max length when
+// they are not the preset's.
+std::string ModelSummary(const ModelConfig& config);
+
 std::string DescribeModel(const ModelConfig& config);
 
 }  // namespace pdserve

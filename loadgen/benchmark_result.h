@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "common/model_config.h"
 #include "loadgen/load_options.h"
 #include "loadgen/metrics.h"
 #include "loadgen/request_record.h"
@@ -27,6 +28,7 @@ struct BenchmarkResult {
   LoadOptions options;
   std::string date;      // local time, "%Y%m%d-%H%M%S" as vllm
   std::string model_id;
+  ModelConfig model;      // the target's model, as reported by its GetStatus
   double duration_s = 0;  // first send -> last request finished
   std::vector<RequestRecord> requests;  // measured requests, by index (warm-ups excluded)
   BenchmarkMetrics metrics;

@@ -8,6 +8,7 @@
 #include "common/model_config.h"
 #include "common/synthetic_model.h"
 #include "pdserve.grpc.pb.h"
+#include "proto/model_spec.h"
 
 namespace pdserve::loadgen {
 
@@ -20,6 +21,18 @@ class EchoTarget::Service final : public v1::Router::CallbackService {
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;
+
+  // As a router's: the model (clients verify against it), no workers.
+  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
+                                      const v1::StatusRequest*,
+                                      v1::ClusterStatus* response) override {
+    response->set_preset(config_.name);
+    *response->mutable_model() = ModelSpecOf(config_);
+    response->set_transfer_backend("none");
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
 
   uint64_t requests_seen() const { return seen_.load(std::memory_order_relaxed); }
 
@@ -131,7 +144,11 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* EchoTarget::Service::Generate(
 }
 
 absl::StatusOr<std::unique_ptr<EchoTarget>> EchoTarget::Start(const EchoTargetOptions& options) {
-  auto config = PresetConfig(options.preset);
+  ModelOverrides model;
+  model.preset = options.preset;
+  model.block_size = options.block_size;
+  model.dtype = options.dtype;
+  auto config = ResolveModelConfig(model);
   if (!config.ok()) return config.status();
   std::unique_ptr<EchoTarget> target(new EchoTarget());
   target->service_ = std::make_unique<Service>(options, *std::move(config));

@@ -16,7 +16,11 @@ namespace pdserve::loadgen {
 struct EchoTargetOptions {
   std::string host = "127.0.0.1";
   int port = 0;                 // 0: any free port
-  std::string preset = "tiny";  // vocabulary and, with reference_tokens, the token rule
+  // The model (vocabulary and, with reference_tokens, the token rule), reported by GetStatus
+  // like a router's; 0 / empty: the preset's.
+  std::string preset = "tiny";
+  int block_size = 0;
+  std::string dtype;
   int tokens_per_chunk = 1;
   // true: the tokens are model::ReferenceGenerate's (so --verify passes); false: a cheap rule
   // that does not match the model (so --verify must fail).

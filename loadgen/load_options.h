@@ -26,8 +26,13 @@ struct LoadOptions {
   RandomWorkloadOptions random;
   std::string trace_path;  // JSONL, for DatasetKind::kTrace
 
-  std::string preset = "tiny";  // model preset: vocabulary of prompts, oracle of --verify
+  // The model (vocabulary of prompts, oracle of --verify) is the one the target reports in
+  // GetStatus, block size and dtype included. `preset`, when set, must be the target's preset;
+  // it is the model only for a target that does not report one (not with --verify).
+  std::string preset;
   bool verify = false;          // compare every token with model::ReferenceGenerate
+  bool save_token_ids = false;  // records keep their prompt ids; the JSON holds prompt and
+                                // output ids, seeds and max_tokens (`pdserve loadgen verify`)
 
   std::vector<double> percentiles = {50, 90, 95, 99};
   SloSpec goodput;
@@ -40,7 +45,7 @@ struct LoadOptions {
   // Labels copied into the result.
   std::string backend = "pdserve";
   std::string label;
-  std::string model_id;  // empty: "pdserve/<preset>"
+  std::string model_id;  // empty: "pdserve/<the target's preset>"
 };
 
 }  // namespace pdserve::loadgen

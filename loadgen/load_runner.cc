@@ -20,6 +20,7 @@
 #include "loadgen/call_tracker.h"
 #include "loadgen/generate_call.h"
 #include "loadgen/progress_line.h"
+#include "loadgen/target_model.h"
 #include "loadgen/verify.h"
 #include "pdserve.grpc.pb.h"
 
@@ -91,6 +92,7 @@ PhaseOutcome RunPhase(const std::vector<RequestSpec>& specs,
     r.input_len = specs[i].input_len;
     r.max_tokens = specs[i].output_len;
     r.seed = specs[i].seed;
+    if (options.save_token_ids) r.prompt_tokens = specs[i].prompt;
     r.scheduled_s = specs[i].arrival_s;
   }
   if (n == 0) return out;
@@ -169,6 +171,31 @@ absl::Status MakeWorkloads(const LoadOptions& options, int32_t vocab_size,
   return absl::OkStatus();
 }
 
+// The model to build prompts for and verify against: the target's own (GetStatus), so that
+// --verify recomputes tokens with the cluster's block size and dtype, not an assumed preset.
+absl::StatusOr<ModelConfig> TargetModel(const LoadOptions& options, v1::Router::Stub& stub) {
+  auto log = ComponentLogger("loadgen");
+  absl::StatusOr<ModelConfig> target =
+      FetchTargetModel(stub, absl::Seconds(options.connect_timeout_s));
+  if (target.ok()) {
+    if (!options.preset.empty() && options.preset != target->name) {
+      return absl::InvalidArgumentError(absl::StrCat("loadgen: --preset ", options.preset,
+                                                     " but ", options.target, " serves model ",
+                                                     ModelSummary(*target)));
+    }
+    log->info("{} serves model {}", options.target, ModelSummary(*target));
+    return target;
+  }
+  if (options.verify) {
+    return absl::Status(target.status().code(),
+                        absl::StrCat("loadgen --verify needs the target's model: ",
+                                     target.status().message()));
+  }
+  const std::string preset = options.preset.empty() ? "tiny" : options.preset;
+  log->warn("{}; prompts use preset {}'s vocabulary", target.status().ToString(), preset);
+  return PresetConfig(preset);
+}
+
 }  // namespace
 
 absl::Status ValidateLoadOptions(const LoadOptions& o) {
@@ -198,19 +225,21 @@ absl::Status ValidateLoadOptions(const LoadOptions& o) {
 
 absl::StatusOr<BenchmarkResult> RunLoad(const LoadOptions& options) {
   RETURN_IF_ERROR(ValidateLoadOptions(options));
-  ASSIGN_OR_RETURN(ModelConfig config, PresetConfig(options.preset));
   auto log = ComponentLogger("loadgen");
+  ASSIGN_OR_RETURN(StubList stubs, Connect(options));
+  ASSIGN_OR_RETURN(ModelConfig config, TargetModel(options, *stubs.front()));
   std::vector<RequestSpec> specs, warmups;
   RETURN_IF_ERROR(MakeWorkloads(options, config.vocab_size, specs, warmups));
-  ASSIGN_OR_RETURN(StubList stubs, Connect(options));
 
   // Ids unique across runs against one long-lived router.
   const std::string run_tag =
       absl::StrFormat("lg%06x", static_cast<uint32_t>(WallMicros() ^ (getpid() << 8)) & 0xFFFFFF);
-  const std::string preset = options.verify ? options.preset : std::string();
+  // With --verify every request names the preset, so that a router serving another refuses it.
+  const std::string preset = options.verify ? config.name : std::string();
   BenchmarkResult result;
   result.options = options;
-  result.model_id = options.model_id.empty() ? absl::StrCat("pdserve/", options.preset)
+  result.model = config;
+  result.model_id = options.model_id.empty() ? absl::StrCat("pdserve/", config.name)
                                              : options.model_id;
   if (!warmups.empty()) {
     log->info("sending {} warm-up requests to {}", warmups.size(), options.target);

@@ -29,6 +29,7 @@ struct RequestRecord {
   int input_len = 0;
   int max_tokens = 0;
   uint64_t seed = 0;
+  std::vector<int32_t> prompt_tokens;  // only with LoadOptions::save_token_ids
   double scheduled_s = 0;  // when it was due
   double send_s = 0;       // when it was sent
 

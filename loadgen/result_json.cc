@@ -61,6 +61,32 @@ Json TimelineJson(const ServerTimeline& t) {
               {"decode_worker", t.decode_worker},   {"transfer_backend", t.transfer_backend}};
 }
 
+// The model as the overrides that resolve it again (`pdserve loadgen verify` reads it back).
+Json ModelJson(const ModelConfig& model) {
+  if (model.name.empty()) return nullptr;
+  const ModelOverrides m = OverridesOf(model);
+  return Json{{"preset", m.preset},         {"block_size", m.block_size},
+              {"dtype", m.dtype},           {"num_layers", m.num_layers},
+              {"max_model_len", m.max_model_len}};
+}
+
+// What a reader needs to recompute every request's expected tokens: prompt ids as sent, the
+// tokens received (also of failed requests: what arrived), the generation seed and max_tokens.
+void AddTokenIds(Json& j, const std::vector<RequestRecord>& requests) {
+  Json prompts = Json::array(), outputs = Json::array(), seeds = Json::array(),
+       max_tokens = Json::array();
+  for (const RequestRecord& r : requests) {
+    prompts.push_back(r.prompt_tokens);
+    outputs.push_back(r.tokens);
+    seeds.push_back(r.seed);
+    max_tokens.push_back(r.max_tokens);
+  }
+  j["prompt_token_ids"] = std::move(prompts);
+  j["output_token_ids"] = std::move(outputs);
+  j["request_seeds"] = std::move(seeds);
+  j["max_tokens"] = std::move(max_tokens);
+}
+
 }  // namespace
 
 Json ResultToJson(const BenchmarkResult& result, bool per_request) {
@@ -108,7 +134,8 @@ Json ResultToJson(const BenchmarkResult& result, bool per_request) {
     j["random_prefix_len"] = o.random.prefix_len;
   }
   j["target"] = o.target;
-  j["preset"] = o.preset;
+  j["preset"] = result.model.name;
+  j["model"] = ModelJson(result.model);
   j["num_warmups"] = o.num_warmups;
   j["warmup_completed"] = result.warmup_completed;
   j["warmup_failed"] = result.warmup_failed;
@@ -159,6 +186,7 @@ Json ResultToJson(const BenchmarkResult& result, bool per_request) {
   j["request_ids"] = std::move(ids);
   j["send_times"] = std::move(sends);
   j["server_timelines"] = std::move(timelines);
+  if (o.save_token_ids) AddTokenIds(j, result.requests);
   return j;
 }
 

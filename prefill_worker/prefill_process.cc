@@ -19,7 +19,7 @@ namespace pdserve::prefill {
 absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   auto log = ComponentLogger("prefill");
   if (options.worker_id.empty()) options.worker_id = absl::StrCat("prefill-", getpid());
-  ASSIGN_OR_RETURN(ModelConfig config, PresetConfig(options.preset));
+  ASSIGN_OR_RETURN(ModelConfig config, ResolveModelConfig(options.model));
   ASSIGN_OR_RETURN(KvLayout layout, ParseKvLayout(options.layout));
   ASSIGN_OR_RETURN(uint32_t num_blocks,
                    service::PoolBlocks(config, options.num_blocks, options.pool_gib));
@@ -88,8 +88,10 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
                                   .layout = std::string(KvLayoutName(layout)),
                                   .block_size = static_cast<uint32_t>(config.block_size)};
   const service::RouterLinkOptions link_options =
-      service::WorkerLinkOptions(options, v1::WORKER_ROLE_PREFILL, server.address(), pool);
-  log->info("{}: {}", options.worker_id, service::DescribeWorkerPool(options, pool));
+      service::WorkerLinkOptions(options, config, v1::WORKER_ROLE_PREFILL, server.address(),
+                                 pool);
+  log->info("{}: model {}, {}", options.worker_id, ModelSummary(config),
+            service::DescribeWorkerPool(options, pool));
   RETURN_IF_ERROR(service::AnnounceListening(
       absl::StrCat("pdserve prefill ", options.worker_id), server, options.port_file));
   ASSIGN_OR_RETURN(std::unique_ptr<service::RouterLink> link,

@@ -9,14 +9,14 @@ namespace pdserve::router {
 
 absl::Status RunRouter(RouterProcessOptions options) {
   auto log = ComponentLogger("router");
-  ASSIGN_OR_RETURN(options.router.config, PresetConfig(options.preset));
+  ASSIGN_OR_RETURN(options.router.config, ResolveModelConfig(options.model));
   options.router.scheduler.block_size = options.router.config.block_size;
   auto service = std::make_unique<RouterService>(options.router);
   ASSIGN_OR_RETURN(service::RunningServer server,
                    service::StartServer(options.host, options.port, {service.get()}));
-  log->info("router for preset {} (transfer {}), queue bound {}, batches up to {} tokens / {} "
+  log->info("router for model {} (transfer {}), queue bound {}, batches up to {} tokens / {} "
             "requests",
-            options.preset,
+            ModelSummary(options.router.config),
             options.router.transfer_backend.empty() ? "any" : options.router.transfer_backend,
             options.router.scheduler.max_waiting, options.router.scheduler.max_batched_tokens,
             options.router.scheduler.max_batch_size);

@@ -11,8 +11,8 @@ struct RouterProcessOptions {
   std::string host = "127.0.0.1";
   int port = 50051;  // 0: pick a free one
   std::string port_file;
-  std::string preset = "tiny";
-  RouterOptions router;  // config is filled from preset
+  ModelOverrides model;  // the cluster's model: preset, block size, dtype
+  RouterOptions router;  // config is resolved from `model`
 };
 
 // `pdserve router`: serves Router until SIGINT/SIGTERM. The caller must have blocked those

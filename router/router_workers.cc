@@ -5,6 +5,8 @@
 #include "service/grpc_util.h"
 #include "common/logging.h"
 #include "router/router_service.h"
+#include "router/worker_admission.h"
+#include "proto/model_spec.h"
 
 namespace pdserve::router {
 
@@ -18,22 +20,11 @@ grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
   auto log = ComponentLogger("router");
   const std::string& id = request->worker_id();
   const bool prefill = request->role() == v1::WORKER_ROLE_PREFILL;
-  if (id.empty() || request->address().empty() ||
-      (!prefill && request->role() != v1::WORKER_ROLE_DECODE)) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "registration needs a worker id, an address and a role");
-  }
-  if (request->preset() != options_.config.name) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                        absl::StrCat("worker ", id, " serves preset '", request->preset(),
-                                     "' but this router serves '", options_.config.name, "'"));
-  }
-  if (request->kv_pool().block_size() != static_cast<uint32_t>(options_.config.block_size) ||
-      request->kv_pool().num_blocks() == 0) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                        absl::StrCat("worker ", id, ": KV pool of ", request->kv_pool().num_blocks(),
-                                     " blocks of ", request->kv_pool().block_size(),
-                                     " tokens does not fit this router's model"));
+  if (absl::Status admitted = CheckWorkerRegistration(*request, options_.config);
+      !admitted.ok()) {
+    log->warn("refused a registration from {} at {} (pid {}): {}", id, request->address(),
+              request->pid(), admitted.ToString());
+    return ToGrpc(admitted);
   }
   if (!options_.transfer_backend.empty() &&
       request->kv_pool().transfer_backend() != options_.transfer_backend) {
@@ -251,6 +242,7 @@ grpc::Status RouterService::GetStatus(grpc::ServerContext*, const v1::StatusRequ
     absl::MutexLock lock(&mu_);
     for (auto& [id, w] : workers_) workers.push_back(w);
     response->set_preset(options_.config.name);
+    *response->mutable_model() = ModelSpecOf(options_.config);
     response->set_transfer_backend(options_.transfer_backend);
     response->set_waiting_requests(static_cast<uint32_t>(scheduler_.num_waiting()));
     uint32_t prefilling = 0, decoding = 0;

@@ -25,7 +25,7 @@ struct WorkerProcessOptions {
   int port = 0;                     // 0: pick a free one
   std::string port_file;            // written with the bound port once serving
   std::string router = "127.0.0.1:50051";
-  std::string preset = "tiny";
+  ModelOverrides model;             // preset, block size, dtype: must resolve to the router's
   uint32_t num_blocks = 0;          // KV pool size in blocks, or
   double pool_gib = 0;              // in GiB (default: 1 GiB, at most 64 max-length sequences)
   std::string layout = "layer-major";

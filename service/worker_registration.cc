@@ -3,18 +3,21 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
+#include "proto/model_spec.h"
 
 namespace pdserve::service {
 
-RouterLinkOptions WorkerLinkOptions(const WorkerProcessOptions& options, v1::WorkerRole role,
-                                    const std::string& address, const WorkerPool& pool) {
+RouterLinkOptions WorkerLinkOptions(const WorkerProcessOptions& options, const ModelConfig& config,
+                                    v1::WorkerRole role, const std::string& address,
+                                    const WorkerPool& pool) {
   RouterLinkOptions link;
   link.router_address = options.router;
   v1::RegisterWorkerRequest& reg = link.registration;
   reg.set_worker_id(options.worker_id);
   reg.set_role(role);
   reg.set_address(address);
-  reg.set_preset(options.preset);
+  reg.set_preset(config.name);
+  *reg.mutable_model() = ModelSpecOf(config);
   reg.set_pid(getpid());
   v1::KvPoolDescriptor* kv = reg.mutable_kv_pool();
   kv->set_transfer_backend(options.transfer == "ucx-staged" ? options.transfer

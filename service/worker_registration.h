@@ -24,8 +24,10 @@ struct WorkerPool {
 // Router link options for this worker. The pool registers under --transfer's name for
 // ucx-staged (which runs over the ucx backend), so that the router matches it against the
 // cluster's; under the backend's own name otherwise.
-RouterLinkOptions WorkerLinkOptions(const WorkerProcessOptions& options, v1::WorkerRole role,
-                                    const std::string& address, const WorkerPool& pool);
+// `config` is the worker's resolved model: the router refuses the worker unless it is its own.
+RouterLinkOptions WorkerLinkOptions(const WorkerProcessOptions& options, const ModelConfig& config,
+                                    v1::WorkerRole role, const std::string& address,
+                                    const WorkerPool& pool);
 
 // "1024 blocks of 2097152 bytes (2048 MiB, layer-major), transfer ucx, compute cuda"
 std::string DescribeWorkerPool(const WorkerProcessOptions& options, const WorkerPool& pool);

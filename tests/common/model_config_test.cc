@@ -76,5 +76,34 @@ TEST(ModelConfigTest, MalformedJsonFileIsInvalidArgument) {
   EXPECT_EQ(LoadModelOverridesFile(path).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(ModelConfigTest, OverridesOfResolveToTheSameConfig) {
+  ModelOverrides o{.preset = "small", .block_size = 32, .dtype = "fp32", .num_layers = 3};
+  absl::StatusOr<ModelConfig> c = ResolveModelConfig(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  absl::StatusOr<ModelConfig> again = ResolveModelConfig(OverridesOf(*c));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(ModelDifference(*c, *again), "");
+  EXPECT_EQ(again->block_size, 32);
+  EXPECT_EQ(again->dtype, DType::kFP32);
+  EXPECT_EQ(again->num_layers, 3);
+}
+
+TEST(ModelConfigTest, DifferenceNamesEveryFieldThatDiffers) {
+  const ModelConfig tiny = *PresetConfig("tiny");
+  ModelConfig other = tiny;
+  other.block_size = 32;
+  other.dtype = DType::kFP32;
+  EXPECT_EQ(ModelDifference(tiny, other), "block_size 16 vs 32, dtype bf16 vs fp32");
+  EXPECT_EQ(ModelDifference(tiny, *PresetConfig("tiny")), "");
+}
+
+TEST(ModelConfigTest, SummaryShowsBlockSizeDtypeAndLayersOnlyWhenNotThePresets) {
+  ModelConfig c = *PresetConfig("tiny");
+  EXPECT_EQ(ModelSummary(c), "tiny (block size 16, bf16)");
+  c.num_layers = 5;
+  c.dtype = DType::kFP16;
+  EXPECT_EQ(ModelSummary(c), "tiny (block size 16, fp16, 5 layers)");
+}
+
 }  // namespace
 }  // namespace pdserve

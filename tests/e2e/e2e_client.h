@@ -80,10 +80,14 @@ class Client {
 };
 
 inline std::vector<int32_t> Expected(int prompt_len, int max_tokens, uint64_t seed,
-                                     const std::string& preset = "tiny") {
-  const ModelConfig config = *PresetConfig(preset);
+                                     const ModelConfig& config) {
   return model::ReferenceGenerate(model::SyntheticPrompt(seed, prompt_len, config.vocab_size),
                                   max_tokens, config, seed);
+}
+
+inline std::vector<int32_t> Expected(int prompt_len, int max_tokens, uint64_t seed,
+                                     const std::string& preset = "tiny") {
+  return Expected(prompt_len, max_tokens, seed, *PresetConfig(preset));
 }
 
 }  // namespace pdserve::e2e

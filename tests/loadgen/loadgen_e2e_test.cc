@@ -4,7 +4,10 @@
 
 #include "gtest/gtest.h"
 #include "loadgen/echo_target.h"
+#include "common/synthetic_model.h"
 #include "loadgen/load_runner.h"
+#include "loadgen/result_json.h"
+#include "loadgen/saved_result.h"
 
 namespace pdserve::loadgen {
 namespace {
@@ -76,6 +79,64 @@ TEST(LoadgenE2eTest, VerifyAcceptsReferenceTokens) {
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->verify_mismatches, 0);
   EXPECT_EQ(result->metrics.completed, 20);
+}
+
+// The target serves fp32 KV in blocks of 32; the loadgen is told nothing about it: --verify
+// must read the model from the target's GetStatus (tokens depend on the dtype).
+TEST(LoadgenE2eTest, VerifyUsesTheTargetsDtypeAndBlockSize) {
+  EchoTargetOptions echo;
+  echo.block_size = 32;
+  echo.dtype = "fp32";
+  auto target = StartTarget(echo);
+  LoadOptions o = Options(*target, 12);
+  o.verify = true;
+  auto result = RunLoad(o);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->verify_mismatches, 0);
+  EXPECT_EQ(result->metrics.completed, 12);
+  EXPECT_EQ(result->model.dtype, DType::kFP32);
+  EXPECT_EQ(result->model.block_size, 32);
+  EXPECT_EQ(result->model_id, "pdserve/tiny");
+}
+
+TEST(LoadgenE2eTest, PresetOtherThanTheTargetsIsRefusedBeforeSending) {
+  auto target = StartTarget();
+  LoadOptions o = Options(*target, 4);
+  o.preset = "small";
+  auto result = RunLoad(o);
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(result.status().message().find("serves model tiny"), std::string::npos);
+  EXPECT_EQ(target->requests_seen(), 0u);
+}
+
+// What --save-token-ids writes is what was sent and received, and verifies offline.
+TEST(LoadgenE2eTest, SavedTokenIdsAreTheRunsAndVerifyOffline) {
+  EchoTargetOptions echo;
+  echo.dtype = "fp16";
+  auto target = StartTarget(echo);
+  LoadOptions o = Options(*target, 10);
+  o.random.range_ratio = 0.5;
+  o.save_token_ids = true;
+  auto result = RunLoad(o);
+  ASSERT_TRUE(result.ok()) << result.status();
+  const nlohmann::json j = ResultToJson(*result);
+  ASSERT_EQ(j["prompt_token_ids"].size(), 10u);
+  for (size_t i = 0; i < 10; ++i) {
+    const RequestRecord& r = result->requests[i];
+    const auto prompt = j["prompt_token_ids"][i].get<std::vector<int32_t>>();
+    EXPECT_EQ(static_cast<int>(prompt.size()), r.input_len) << i;
+    EXPECT_EQ(j["output_token_ids"][i].get<std::vector<int32_t>>(), r.tokens) << i;
+    EXPECT_EQ(j["request_seeds"][i].get<uint64_t>(), r.seed) << i;
+    // The echo target answered the reference for the prompt it received: so these are the ids
+    // that were sent.
+    EXPECT_EQ(r.tokens, model::ReferenceGenerate(prompt, r.max_tokens, result->model, r.seed))
+        << i;
+  }
+  absl::StatusOr<SavedResultCheck> check = VerifySavedResult(j);
+  ASSERT_TRUE(check.ok()) << check.status();
+  EXPECT_EQ(check->checked, 10);
+  EXPECT_TRUE(check->mismatched.empty());
+  EXPECT_EQ(check->model.dtype, DType::kFP16);
 }
 
 TEST(LoadgenE2eTest, VerifyFailsRequestsWithWrongTokens) {

@@ -1,0 +1,39 @@
+#include "router/worker_admission.h"
+
+#include "absl/strings/str_cat.h"
+#include "proto/model_spec.h"
+
+namespace pdserve::router {
+
+absl::Status CheckWorkerRegistration(const v1::RegisterWorkerRequest& request,
+                                     const ModelConfig& cluster) {
+  const std::string& id = request.worker_id();
+  if (id.empty() || request.address().empty() ||
+      (request.role() != v1::WORKER_ROLE_PREFILL && request.role() != v1::WORKER_ROLE_DECODE)) {
+    return absl::InvalidArgumentError("registration needs a worker id, an address and a role");
+  }
+  v1::ModelSpec spec = request.model();
+  if (!request.has_model()) spec.set_preset(request.preset());
+  absl::StatusOr<ModelConfig> theirs = ModelConfigOf(spec);
+  if (!theirs.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("worker ", id, " registered an invalid model: ", theirs.status().message()));
+  }
+  if (std::string diff = ModelDifference(*theirs, cluster); !diff.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "worker ", id, " serves model ", ModelSummary(*theirs), " but this router serves ",
+        ModelSummary(cluster), " (", diff,
+        "); start every process with the same --preset, --block-size and --dtype (or --config)"));
+  }
+  const v1::KvPoolDescriptor& pool = request.kv_pool();
+  if (pool.num_blocks() == 0 || pool.block_size() != static_cast<uint32_t>(cluster.block_size) ||
+      pool.block_bytes() != static_cast<uint64_t>(cluster.KvBytesPerBlock())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "worker ", id, ": KV pool of ", pool.num_blocks(), " blocks of ", pool.block_size(),
+        " tokens / ", pool.block_bytes(), " bytes does not fit this router's model (blocks of ",
+        cluster.block_size, " tokens / ", cluster.KvBytesPerBlock(), " bytes)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace pdserve::router
