@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bench/baselines.h"
+#include "bench/mock_cost_bench.h"
 #include "common/clock.h"
 #include "common/parallel_for.h"
 #include "common/status_macros.h"
@@ -107,6 +108,9 @@ absl::Status RunKernelBench(const KernelBenchOptions& options) {
   }
   std::printf("\n(decode = paged attention + checksum; checksum = the KV read alone, as in the "
               "roofline compute mode)\n");
+  MockCostOptions mock;
+  mock.min_seconds = options.min_seconds;
+  ASSIGN_OR_RETURN(json["mock"], RunMockCostBench(mock));
   if (!options.json_path.empty()) {
     std::ofstream out(options.json_path);
     out << json.dump(2) << "\n";

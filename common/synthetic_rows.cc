@@ -56,6 +56,11 @@ void GeneratePortableFrom(uint64_t seed, int first_chunk, int head_dim, DType dt
 
 #if PDSERVE_ROWS_X86
 #define PDSERVE_AVX512 __attribute__((target("avx512f,avx512dq")))
+// GCC 12's AVX-512 headers start some conversions from _mm*_undefined_*() and warn about it
+// (a known false positive): keep the build's warnings for our own code.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 PDSERVE_AVX512 inline __m512i Mix64x8(__m512i x) {
   x = _mm512_xor_si512(x, _mm512_srli_epi64(x, 30));
@@ -141,6 +146,7 @@ bool CpuHasAvx512() {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
 }
 const bool kVector = CpuHasAvx512();
+#pragma GCC diagnostic pop
 #else
 const bool kVector = false;
 #endif
