@@ -12,6 +12,7 @@ HostBoundVerdict JudgeHostBound(const CellUsage& usage, const SendLag& lag,
     v.reasons.push_back(std::move(reason));
   };
   if (!usage.measured || usage.wall_s <= 0) {
+    v.unverified = true;
     v.notes.push_back("CPU and engine counters not sampled");
   } else {
     // (a) CPU: one process near a whole core cannot keep the modelled schedule, and neither
@@ -42,15 +43,23 @@ HostBoundVerdict JudgeHostBound(const CellUsage& usage, const SendLag& lag,
       any_engine = true;
       const double share = static_cast<double>(e.overrun_steps) / static_cast<double>(e.steps);
       if (share > rules.max_overrun_share) {
-        flag(absl::StrFormat("%s: %.0f%% of %u %s overran their modelled time (+%.1f ms)",
-                             e.worker, share * 100, e.steps,
-                             e.decode ? "decode steps" : "prefill batches", e.overrun_us / 1e3));
+        flag(absl::StrFormat("%s: %.0f%% of %u %s overran their modelled time (+%.1f ms)", e.worker,
+                             share * 100, e.steps, e.decode ? "decode steps" : "prefill batches",
+                             e.overrun_us / 1e3));
       }
       if (e.modelled_us == 0) {
         v.notes.push_back(absl::StrFormat("%s reports no modelled time", e.worker));
       }
     }
-    if (!any_engine) v.notes.push_back("engine counters not reported");
+    if (!any_engine) {
+      // With modelled compute, rule (b) is the one that sees the mock's own work outlast the
+      // model; without the counters a quiet-looking cell may still be host-bound.
+      v.unverified = usage.modelled;
+      v.notes.push_back(usage.modelled
+                            ? "engine counters not reported: overruns of the modelled time "
+                              "not checked"
+                            : "engine counters not reported");
+    }
   }
   // (c) the load generator behind its schedule: the offered load was not the one asked for.
   if (lag.p99_ms < 0) {
@@ -59,8 +68,7 @@ HostBoundVerdict JudgeHostBound(const CellUsage& usage, const SendLag& lag,
     flag(absl::StrFormat("loadgen p99 send lag %.1f ms (> %g)", lag.p99_ms,
                          rules.max_p99_send_lag_ms));
   } else if (lag.max_ms > rules.max_send_lag_ms) {
-    flag(absl::StrFormat("loadgen max send lag %.1f ms (> %g)", lag.max_ms,
-                         rules.max_send_lag_ms));
+    flag(absl::StrFormat("loadgen max send lag %.1f ms (> %g)", lag.max_ms, rules.max_send_lag_ms));
   }
   return v;
 }
@@ -80,6 +88,7 @@ std::string DescribeRules(const HostBoundRules& r) {
 
 nlohmann::json CellUsageToJson(const CellUsage& u) {
   nlohmann::json j = {{"measured", u.measured},
+                      {"modelled", u.modelled},
                       {"wall_s", u.wall_s},
                       {"allowed_cpus", u.allowed_cpus},
                       {"host_busy_cpus", u.host_busy_cpus},
@@ -105,6 +114,7 @@ CellUsage CellUsageFromJson(const nlohmann::json& j) {
   CellUsage u;
   if (!j.is_object()) return u;
   u.measured = j.value("measured", false);
+  u.modelled = j.value("modelled", false);
   u.wall_s = j.value("wall_s", 0.0);
   u.allowed_cpus = j.value("allowed_cpus", 0);
   u.host_busy_cpus = j.value("host_busy_cpus", -1.0);

@@ -32,9 +32,10 @@ struct EngineDelta {
 
 // What was measured over one cell (the measured requests only, not the warm-up).
 struct CellUsage {
-  bool measured = false;     // false: nothing was sampled (e.g. a run from an older folder)
+  bool measured = false;  // false: nothing was sampled (e.g. a run from an older folder)
+  bool modelled = false;  // roofline compute: every engine step has a modelled time to keep
   double wall_s = 0;
-  int allowed_cpus = 0;      // CPUs this process may run on (the cluster inherits them)
+  int allowed_cpus = 0;        // CPUs this process may run on (the cluster inherits them)
   double host_busy_cpus = -1;  // every process on the host, in CPUs (< 0: unknown)
   std::vector<ProcessCpu> processes;
   std::vector<EngineDelta> engines;
@@ -47,16 +48,19 @@ struct SendLag {
 };
 
 struct HostBoundRules {
-  double max_process_cores = 0.85;     // (a) any one process, in cores
-  double max_our_cpu_share = 0.85;     // (a) cluster + loadgen, share of the allowed CPUs
-  double max_host_cpu_share = 0.95;    // (a) every process on the host, share of all CPUs
-  double max_overrun_share = 0.05;     // (b) of a worker's steps in the cell
-  double max_p99_send_lag_ms = 5;      // (c)
-  double max_send_lag_ms = 50;         // (c)
+  double max_process_cores = 0.85;   // (a) any one process, in cores
+  double max_our_cpu_share = 0.85;   // (a) cluster + loadgen, share of the allowed CPUs
+  double max_host_cpu_share = 0.95;  // (a) every process on the host, share of all CPUs
+  double max_overrun_share = 0.05;   // (b) of a worker's steps in the cell
+  double max_p99_send_lag_ms = 5;    // (c)
+  double max_send_lag_ms = 50;       // (c)
 };
 
 struct HostBoundVerdict {
   bool host_bound = false;
+  // Not host-bound by any rule that could be checked, but a rule that applies could not be
+  // (nothing sampled; modelled compute without engine counters): not vouched for either.
+  bool unverified = false;
   std::vector<std::string> reasons;  // why it is host-bound, one per rule broken
   std::vector<std::string> notes;    // what could not be checked (not reported)
 };

@@ -97,8 +97,9 @@ absl::StatusOr<std::vector<RequestTransferBaseline>> MeasureRequestTransfers(
   // As in `pdserve bench transfer`: ucx's two busy sides on two CPUs.
   const bool pin = b.backend == "ucx";
   PinThread pinned(pin ? SideCpus().first : -1);
-  ASSIGN_OR_RETURN(auto receiver, ReceiverProcess::Start(ReceiverSpec(
-                                      b, shape, layout, pool_blocks, pin ? SideCpus().second : -1)));
+  ASSIGN_OR_RETURN(auto receiver,
+                   ReceiverProcess::Start(
+                       ReceiverSpec(b, shape, layout, pool_blocks, pin ? SideCpus().second : -1)));
   ASSIGN_OR_RETURN(auto cache, transfer::CreatePoolCache(topts, config, pool_blocks, layout));
   // Touched once, as a worker's pool is after its first requests.
   std::memset(cache->base(), 0x5a, cache->memory().size());

@@ -14,13 +14,13 @@
 namespace pdserve::bench {
 
 struct RequestTransferBaseline {
-  std::string backend;      // as `pdserve bench` names it: "local", "ucx-posix", ...
-  int input_len = 0;        // prompt tokens: the request's KV is ceil(input_len / block) blocks
+  std::string backend;  // as `pdserve bench` names it: "local", "ucx-posix", ...
+  int input_len = 0;    // prompt tokens: the request's KV is ceil(input_len / block) blocks
   uint32_t blocks = 0;
-  uint64_t bytes = 0;       // per transfer, as the backend counted them
-  uint32_t ops = 0;         // operations the backend issued per transfer
-  int transfers = 0;        // measured (after one warm-up)
-  double mean_ms = 0;       // Submit -> Wait returned, as the prefill worker times a request
+  uint64_t bytes = 0;  // per transfer, as the backend counted them
+  uint32_t ops = 0;    // operations the backend issued per transfer
+  int transfers = 0;   // measured (after one warm-up)
+  double mean_ms = 0;  // Submit -> Wait returned, as the prefill worker times a request
   double p50_ms = 0;
   double min_ms = 0;
 };

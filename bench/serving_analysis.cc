@@ -65,9 +65,10 @@ std::vector<CellAnalysis> AnalyseCells(const std::vector<ServingRun>& runs,
     if (r.error.empty()) {
       const SendLag lag{ResultNumber(r.result, "p99_send_lag_ms"),
                         ResultNumber(r.result, "max_send_lag_ms")};
-      c.verdict = JudgeHostBound(r.usage, {std::isnan(lag.p99_ms) ? -1 : lag.p99_ms,
-                                           std::isnan(lag.max_ms) ? -1 : lag.max_ms},
-                                 rules);
+      c.verdict = JudgeHostBound(
+          r.usage,
+          {std::isnan(lag.p99_ms) ? -1 : lag.p99_ms, std::isnan(lag.max_ms) ? -1 : lag.max_ms},
+          rules);
       c.samples = SamplesOf(r.result);
     }
     cells.push_back(std::move(c));
@@ -78,14 +79,12 @@ std::vector<CellAnalysis> AnalyseCells(const std::vector<ServingRun>& runs,
 std::string Comparison::Cause() const {
   const RequestSamples& a = baseline->samples;
   const RequestSamples& b = other->samples;
-  const std::string bytes =
-      std::fabs(a.mean_kv_bytes - b.mean_kv_bytes) < 0.5
-          ? absl::StrFormat("the same %.1f MiB", a.mean_kv_bytes / 1048576)
-          : absl::StrFormat("%.1f vs %.1f MiB", b.mean_kv_bytes / 1048576,
-                            a.mean_kv_bytes / 1048576);
+  const std::string bytes = std::fabs(a.mean_kv_bytes - b.mean_kv_bytes) < 0.5
+                                ? absl::StrFormat("the same %.1f MiB", a.mean_kv_bytes / 1048576)
+                                : absl::StrFormat("%.1f vs %.1f MiB", b.mean_kv_bytes / 1048576,
+                                                  a.mean_kv_bytes / 1048576);
   const std::string what = absl::StrFormat("KV transfer %s for %s (%.0f vs %.0f ops)",
-                                           Interval(transfer, "ms"), bytes, b.mean_ops,
-                                           a.mean_ops);
+                                           Interval(transfer, "ms"), bytes, b.mean_ops, a.mean_ops);
   if (!transfer.Valid()) return "no KV transfer samples";
   // The transfer explains a TTFT difference when it moved the same way, beyond noise, and by
   // at least half as much.
@@ -128,8 +127,12 @@ std::string Headline(const std::vector<CellAnalysis>& cells,
       backends.push_back(c.run->backend);
     }
   }
-  int host_bound = 0;
-  for (const CellAnalysis& c : cells) host_bound += c.run->error.empty() && c.verdict.host_bound;
+  int host_bound = 0, unverified = 0;
+  for (const CellAnalysis& c : cells) {
+    if (!c.run->error.empty()) continue;
+    host_bound += c.verdict.host_bound;
+    unverified += !c.verdict.host_bound && c.verdict.unverified;
+  }
   std::vector<std::string> lines;
   for (const std::string& b : backends) {
     int pairs = 0, comparable = 0, higher = 0, lower = 0;
@@ -146,10 +149,11 @@ std::string Headline(const std::vector<CellAnalysis>& cells,
       }
     }
     if (comparable == 0) {
-      lines.push_back(absl::StrFormat("%s vs %s: no comparison (%d cell pairs, none where both "
-                                      "cells were sampled, are not host-bound and completed 2 "
-                                      "or more requests)",
-                                      b, baseline, pairs));
+      lines.push_back(
+          absl::StrFormat("%s vs %s: no comparison (%d cell pairs, none where both "
+                          "cells are verified, not host-bound and completed 2 or "
+                          "more requests)",
+                          b, baseline, pairs));
     } else if (largest == nullptr) {
       lines.push_back(absl::StrFormat(
           "%s vs %s: no difference in mean TTFT within noise in any of %d comparable cells "
@@ -166,9 +170,12 @@ std::string Headline(const std::vector<CellAnalysis>& cells,
   std::string out = lines.empty() ? absl::StrCat("no comparison: runs of ", baseline,
                                                  " and of another backend are needed")
                                   : absl::StrJoin(lines, "; ");
-  if (host_bound > 0) {
-    absl::StrAppend(&out, " (", host_bound, " of ", cells.size(),
-                    " cells host-bound, kept out of this line)");
+  if (host_bound > 0 || unverified > 0) {
+    std::vector<std::string> kept_out;
+    if (host_bound > 0) kept_out.push_back(absl::StrCat(host_bound, " host-bound"));
+    if (unverified > 0) kept_out.push_back(absl::StrCat(unverified, " unverified"));
+    absl::StrAppend(&out, " (kept out of this line: ", absl::StrJoin(kept_out, " and "), " of ",
+                    cells.size(), " cells)");
   }
   return out;
 }
@@ -188,13 +195,15 @@ std::string TtftModelSummary(const std::vector<CellAnalysis>& cells, double tole
   }
   if (at_rate1 == 0) return "no usable cell at 1 req/s";
   if (checked == 0) {
-    return absl::StrFormat("not checked: none of the %d usable cells at 1 req/s has the modelled "
-                           "prefill, modelled first step and decode join reported by the engines",
-                           at_rate1);
+    return absl::StrFormat(
+        "not checked: none of the %d usable cells at 1 req/s has the modelled "
+        "prefill, modelled first step and decode join reported by the engines",
+        at_rate1);
   }
-  return absl::StrFormat("mean TTFT within %.0f%% of the model in %d of %d usable cells at "
-                         "1 req/s (ratios %.2f - %.2f)",
-                         tolerance * 100, within, checked, lo, hi);
+  return absl::StrFormat(
+      "mean TTFT within %.0f%% of the model in %d of %d usable cells at "
+      "1 req/s (ratios %.2f - %.2f)",
+      tolerance * 100, within, checked, lo, hi);
 }
 
 const RequestTransferBaseline* BaselineFor(const ServingRun& run,
@@ -222,9 +231,10 @@ std::string TransferBaselineSummary(const std::vector<CellAnalysis>& cells,
   std::sort(ratios.begin(), ratios.end());
   const size_t n = ratios.size();
   const double median = n % 2 ? ratios[n / 2] : (ratios[n / 2 - 1] + ratios[n / 2]) / 2;
-  return absl::StrFormat("serving / microbenchmark mean KV transfer time within %.1fx in %d of "
-                         "%zu usable cells (median %.2fx, max %.2fx)",
-                         target, within, n, median, ratios.back());
+  return absl::StrFormat(
+      "serving / microbenchmark mean KV transfer time within %.1fx in %d of "
+      "%zu usable cells (median %.2fx, max %.2fx)",
+      target, within, n, median, ratios.back());
 }
 
 }  // namespace pdserve::bench

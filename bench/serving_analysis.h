@@ -27,11 +27,9 @@ struct CellAnalysis {
   const ServingRun* run = nullptr;
   HostBoundVerdict verdict;
   RequestSamples samples;
-  // Measured, sampled and not host-bound: the only cells the headline and targets use (an
-  // unsampled cell, e.g. from an older results folder, cannot be vouched for).
-  bool usable() const {
-    return run->error.empty() && run->usage.measured && !verdict.host_bound;
-  }
+  // Measured, not host-bound and verified (HostBoundVerdict::unverified): the only cells the
+  // headline and the targets use.
+  bool usable() const { return run->error.empty() && !verdict.host_bound && !verdict.unverified; }
 };
 
 std::vector<CellAnalysis> AnalyseCells(const std::vector<ServingRun>& runs,

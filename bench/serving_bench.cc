@@ -12,17 +12,17 @@
 #include "absl/strings/str_join.h"
 #include "bench/cell_usage.h"
 #include "bench/request_transfer_baseline.h"
+#include "bench/serving_backends.h"
 #include "bench/serving_plan.h"
 #include "bench/serving_report.h"
+#include "cluster/cluster.h"
 #include "common/clock.h"
 #include "common/model_config.h"
 #include "common/roofline.h"
-#include "cluster/cluster.h"
 #include "common/status_macros.h"
 #include "loadgen/load_runner.h"
 #include "loadgen/result_csv.h"
 #include "loadgen/result_json.h"
-#include "transfer/kv_transport.h"
 #if PDSERVE_HAS_CUDA
 #include "kvcache/cuda/cuda_kernels.h"
 #endif
@@ -37,115 +37,30 @@ std::string Now(const char* format) {
   return buf;
 }
 
-// Whether the linked UCX can register device memory (the libucx-cu13 build, PDSERVE_UCX_ROOT):
-// then `ucx` on the GPU puts device memory straight into the decode worker's device pool.
-bool UcxTakesDeviceMemory() {
-  static const bool yes = [] {
-    transfer::TransportOptions probe;
-    probe.backend = "ucx";
-    probe.pool_memory = MemoryKind::kCuda;
-    return transfer::AllocatePoolMemory(probe, 1 << 20).ok();
-  }();
-  return yes;
-}
-
-// The name a backend is reported under. On the GPU (--device cuda) `local` runs as cuda-ipc, and
-// `ucx` as ucx on device memory where the linked UCX can do that, else as ucx-staged (Debian's
-// UCX has no CUDA transports: blocks go D2H into a pinned host pool, UCX puts them into the
-// decode worker's host pool, H2D there before decoding).
-std::string BackendLabel(const std::string& backend, const std::string& device) {
-  if (device != "cuda") return backend;
-  if (backend == "local") return "cuda-ipc";
-  if (backend == "ucx") return UcxTakesDeviceMemory() ? "ucx" : "ucx-staged";
-  if (backend.rfind("ucx-", 0) == 0 && backend != "ucx-staged") {
-    return absl::StrCat(UcxTakesDeviceMemory() ? "ucx-" : "ucx-staged-", backend.substr(4));
-  }
-  return backend;
-}
-
-// A backend name as the user gives it -> the cluster's transfer backend and environment.
-absl::Status ConfigureBackend(const std::string& backend, const std::string& device,
-                              cluster::ClusterOptions& c) {
-  if (device == "cuda") {
-    const std::string ucx = UcxTakesDeviceMemory() ? "ucx" : "ucx-staged";
-    if (backend == "local" || backend == "cuda-ipc") {
-      c.transfer = "cuda-ipc";
-    } else if (backend == "ucx") {
-      c.transfer = ucx;
-    } else if (backend.rfind("ucx-", 0) == 0 && backend != "ucx-staged") {
-      c.transfer = ucx;
-      c.env.push_back({"UCX_TLS", backend.substr(4)});
-    } else {
-      c.transfer = backend;
-    }
-    return absl::OkStatus();
-  }
-  if (backend == "local" || backend == "ucx") {
-    c.transfer = backend;
-  } else if (backend.rfind("ucx-", 0) == 0) {
-    // ucx-posix, ucx-tcp, ucx-cma: UCX pinned to that transport through its own UCX_TLS. Plain
-    // `ucx` leaves the choice to UCX (which picks tcp on one host when it must detect dead
-    // peers: UCX 1.13 has no peer-failure handling over shared memory).
-    c.transfer = "ucx";
-    c.env.push_back({"UCX_TLS", backend.substr(4)});
-  } else {
-    c.transfer = backend;  // the cluster reports an unknown backend clearly
-  }
-  return absl::OkStatus();
-}
-
-// What the prefill workers' transfer backend reports it uses ("memcpy", "posix/memory", ...).
-std::string Transports(const cluster::Cluster& c) {
-  absl::StatusOr<v1::ClusterStatus> status = c.GetStatus();
-  if (!status.ok()) return "unknown";
-  std::vector<std::string> seen;
-  for (const v1::WorkerStatus& w : status->workers()) {
-    if (w.role() == v1::WORKER_ROLE_PREFILL && !w.transports().empty() &&
-        std::find(seen.begin(), seen.end(), w.transports()) == seen.end()) {
-      seen.push_back(w.transports());
-    }
-  }
-  return seen.empty() ? "unknown" : absl::StrJoin(seen, "; ");
-}
-
-// Checks that every KV block of every pool is free again after a run.
-std::string LeakedBlocks(const cluster::Cluster& c) {
-  absl::StatusOr<v1::ClusterStatus> status = c.GetStatus();
-  if (!status.ok()) return absl::StrCat("status unavailable: ", status.status().message());
-  std::vector<std::string> leaks;
-  for (const v1::WorkerStatus& w : status->workers()) {
-    if (w.capacity().free_blocks() != w.capacity().total_blocks()) {
-      leaks.push_back(absl::StrCat(w.worker_id(), " ", w.capacity().free_blocks(), "/",
-                                   w.capacity().total_blocks(), " free"));
-    }
-  }
-  return absl::StrJoin(leaks, ", ");
-}
-
-
 double Seconds(int64_t since_ns) { return static_cast<double>(MonotonicNanos() - since_ns) / 1e9; }
 
 // A decode pool of `gib` as a block count, so that it can differ from the prefill pool.
 absl::StatusOr<uint32_t> BlocksFor(const std::string& preset, double gib) {
   ASSIGN_OR_RETURN(ModelConfig config, PresetConfig(preset));
   const double blocks = std::floor(gib * 1024 * 1024 * 1024 / config.KvBytesPerBlock());
-  if (blocks < 1) return absl::InvalidArgumentError(absl::StrCat("a ", gib, " GiB pool holds no block"));
+  if (blocks < 1)
+    return absl::InvalidArgumentError(absl::StrCat("a ", gib, " GiB pool holds no block"));
   return static_cast<uint32_t>(blocks);
 }
 
 // The per-cell line on stdout: the numbers people look at first, and the verdict.
 void PrintCell(const ServingRun& run, const loadgen::BenchmarkResult& result) {
   const HostBoundVerdict v = JudgeHostBound(
-      run.usage, {ResultNumber(run.result, "p99_send_lag_ms"),
-                  ResultNumber(run.result, "max_send_lag_ms")});
-  std::printf("        completed %d failed %d  TTFT p50/p99 %.1f/%.1f ms  TPOT p99 %.2f ms  "
-              "KV transfer mean %.3f ms  %.1f s  %s%s\n",
-              result.metrics.completed, result.metrics.failed,
-              ResultNumber(run.result, "median_ttft_ms"), ResultNumber(run.result, "p99_ttft_ms"),
-              ResultNumber(run.result, "p99_tpot_ms"),
-              ResultNumber(run.result, "mean_kv_transfer_ms"), run.usage.wall_s,
-              v.host_bound ? ("host-bound: " + absl::StrJoin(v.reasons, "; ")).c_str() : "ok",
-              run.error.empty() ? "" : ("  ERROR: " + run.error).c_str());
+      run.usage,
+      {ResultNumber(run.result, "p99_send_lag_ms"), ResultNumber(run.result, "max_send_lag_ms")});
+  std::printf(
+      "        completed %d failed %d  TTFT p50/p99 %.1f/%.1f ms  TPOT p99 %.2f ms  "
+      "KV transfer mean %.3f ms  %.1f s  %s%s\n",
+      result.metrics.completed, result.metrics.failed, ResultNumber(run.result, "median_ttft_ms"),
+      ResultNumber(run.result, "p99_ttft_ms"), ResultNumber(run.result, "p99_tpot_ms"),
+      ResultNumber(run.result, "mean_kv_transfer_ms"), run.usage.wall_s,
+      v.host_bound ? ("host-bound: " + absl::StrJoin(v.reasons, "; ")).c_str() : "ok",
+      run.error.empty() ? "" : ("  ERROR: " + run.error).c_str());
 }
 
 loadgen::LoadOptions CellLoad(const ServingBenchOptions& o, const cluster::Cluster& cl,
@@ -167,9 +82,11 @@ loadgen::LoadOptions CellLoad(const ServingBenchOptions& o, const cluster::Clust
 
 // One cell on a running cluster: the measured requests between two usage samples.
 absl::StatusOr<ServingRun> RunCell(const ServingBenchOptions& o, cluster::Cluster& cl,
-                                   const std::string& backend, const CellPlan& cell,
-                                   uint64_t seed, const std::string& dir) {
-  ServingRun run{.backend = backend, .input_len = cell.input_len, .output_len = cell.output_len,
+                                   const std::string& backend, const CellPlan& cell, uint64_t seed,
+                                   const std::string& dir) {
+  ServingRun run{.backend = backend,
+                 .input_len = cell.input_len,
+                 .output_len = cell.output_len,
                  .request_rate = cell.rate};
   loadgen::LoadOptions load = CellLoad(o, cl, backend, cell);
   load.seed = seed;  // the same per cell for every backend: same prompts, same arrivals
@@ -178,6 +95,7 @@ absl::StatusOr<ServingRun> RunCell(const ServingBenchOptions& o, cluster::Cluste
   const CellUsageProbe probe = CellUsageProbe::Start(cl);
   absl::StatusOr<loadgen::BenchmarkResult> result = loadgen::RunLoad(load);
   run.usage = probe.Finish(cl);
+  run.usage.modelled = o.compute == "roofline";
   if (!result.ok()) {
     run.error = std::string(result.status().message());
     return run;
@@ -187,8 +105,8 @@ absl::StatusOr<ServingRun> RunCell(const ServingBenchOptions& o, cluster::Cluste
   run.result = loadgen::ResultToJson(*result, /*per_request=*/true);
   run.result_file = stem + ".json";
   if (result->metrics.failed > 0) {
-    run.error = absl::StrCat(result->metrics.failed, " of ", result->requests.size(),
-                             " requests failed");
+    run.error =
+        absl::StrCat(result->metrics.failed, " of ", result->requests.size(), " requests failed");
   } else if (result->verify_mismatches > 0) {
     run.error = absl::StrCat(result->verify_mismatches,
                              " requests returned tokens that differ from the model");
@@ -205,10 +123,11 @@ struct BackendOutcome {
   double setup_s = 0;      // transfer baseline, cluster start, warm-up
 };
 
-// One backend's share: transfer baseline, cluster, warm-up, every cell, stop.
+// One backend's share: transfer baseline, cluster, warm-up, every cell, stop. `cells` starts as
+// `planned`; with `adapt` (the first backend) it is adapted as the cells run.
 absl::Status RunBackend(const ServingBenchOptions& o, const std::string& user_backend,
-                        const std::vector<CellPlan>& cells, double cell_seconds, int min_prompts,
-                        uint32_t decode_blocks,
+                        const std::vector<CellPlan>& planned, std::vector<CellPlan>& cells,
+                        bool adapt, double cell_seconds, int min_prompts, uint32_t decode_blocks,
                         const std::string& dir, ServingReportContext& context,
                         BackendOutcome& out) {
   const std::string backend = BackendLabel(user_backend, o.device);
@@ -216,7 +135,8 @@ absl::Status RunBackend(const ServingBenchOptions& o, const std::string& user_ba
   if (o.transfer_baseline && o.device == "cpu") {
     std::vector<int> lens;
     for (const CellPlan& c : cells) {
-      if (std::find(lens.begin(), lens.end(), c.input_len) == lens.end()) lens.push_back(c.input_len);
+      if (std::find(lens.begin(), lens.end(), c.input_len) == lens.end())
+        lens.push_back(c.input_len);
     }
     std::printf("[%s] transfer baseline: one request's KV for prompts of %s tokens...\n",
                 backend.c_str(), absl::StrJoin(lens, ", ").c_str());
@@ -225,14 +145,16 @@ absl::Status RunBackend(const ServingBenchOptions& o, const std::string& user_ba
         MeasureRequestTransfers(backend, o.preset, o.layout, lens, 0.3, 5);
     if (rows.ok()) {
       for (const RequestTransferBaseline& r : *rows) {
-        std::printf("        %5d tokens: %.1f MiB in %u ops, mean %.3f ms (p50 %.3f, %d transfers)\n",
-                    r.input_len, r.bytes / 1048576.0, r.ops, r.mean_ms, r.p50_ms, r.transfers);
+        std::printf(
+            "        %5d tokens: %.1f MiB in %u ops, mean %.3f ms (p50 %.3f, %d transfers)\n",
+            r.input_len, r.bytes / 1048576.0, r.ops, r.mean_ms, r.p50_ms, r.transfers);
         context.transfer_baselines.push_back(r);
       }
     } else {
       std::printf("        not measured: %s\n", std::string(rows.status().message()).c_str());
-      absl::StrAppend(&context.transfer_baseline_note, context.transfer_baseline_note.empty() ? "" : "; ",
-                      backend, ": ", rows.status().message());
+      absl::StrAppend(&context.transfer_baseline_note,
+                      context.transfer_baseline_note.empty() ? "" : "; ", backend, ": ",
+                      rows.status().message());
     }
   }
   cluster::ClusterOptions c;
@@ -267,39 +189,43 @@ absl::Status RunBackend(const ServingBenchOptions& o, const std::string& user_ba
     }
   }
   out.setup_s = Seconds(setup_start);
-  CellPlan previous;  // the cell just run, as run
+  // The first backend adapts the plan to the host's pace (AdaptedPrompts) and the others run
+  // it as adapted: every backend sends the same prompts at the same times in a cell, so that
+  // their differences are the backend's, not the load's.
   for (size_t i = 0; i < cells.size(); ++i) {
-    CellPlan cell = cells[i];
-    const bool same_workload = i > 0 && !out.runs.empty() && out.runs.back().error.empty() &&
-                               previous.input_len == cell.input_len &&
-                               previous.output_len == cell.output_len;
+    CellPlan& cell = cells[i];
+    const bool same_workload =
+        adapt && i > 0 && !out.runs.empty() && out.runs.back().error.empty() &&
+        cells[i - 1].input_len == cell.input_len && cells[i - 1].output_len == cell.output_len;
     if (same_workload) {
       const ServingRun& last = out.runs.back();
-      cell.prompts = AdaptedPrompts(
-          cell, previous,
-          {.wall_s = last.usage.wall_s,
-           .request_throughput = ResultNumber(last.result, "request_throughput"),
-           .mean_e2el_s = ResultNumber(last.result, "mean_e2el_ms") / 1e3},
-          cell_seconds, min_prompts);
+      cell.prompts =
+          AdaptedPrompts(cell, cells[i - 1],
+                         {.wall_s = last.usage.wall_s,
+                          .request_throughput = ResultNumber(last.result, "request_throughput"),
+                          .mean_e2el_s = ResultNumber(last.result, "mean_e2el_ms") / 1e3},
+                         cell_seconds, min_prompts);
       cell.expected_s = cell.prompts / cell.rate + cell.tail_s;
     }
     std::printf("[%s %zu/%zu] in %d out %d rate %s req/s: %d prompts%s...\n", backend.c_str(),
                 i + 1, cells.size(), cell.input_len, cell.output_len,
                 loadgen::RequestRateName(cell.rate).c_str(), cell.prompts,
-                cell.prompts < cells[i].prompts
-                    ? absl::StrCat(" (planned ", cells[i].prompts,
-                                   "; the previous cell overran its plan)").c_str()
+                cell.prompts < planned[i].prompts
+                    ? absl::StrCat(" (planned ", planned[i].prompts,
+                                   "; cut after the first backend's cell before overran)")
+                          .c_str()
                     : "");
     std::fflush(stdout);
-    previous = cell;
     if (!cl.ok()) {
-      out.runs.push_back({.backend = backend, .input_len = cell.input_len,
-                          .output_len = cell.output_len, .request_rate = cell.rate,
+      out.runs.push_back({.backend = backend,
+                          .input_len = cell.input_len,
+                          .output_len = cell.output_len,
+                          .request_rate = cell.rate,
                           .error = absl::StrCat("cluster did not start: ", cl.status().message())});
       continue;
     }
     ASSIGN_OR_RETURN(ServingRun run, RunCell(o, **cl, backend, cell, o.seed + i, dir));
-    run.planned_prompts = cells[i].prompts;
+    run.planned_prompts = planned[i].prompts;
     out.runs.push_back(std::move(run));
     std::fflush(stdout);
     if (absl::Status alive = (*cl)->CheckChildren(); !alive.ok()) {
@@ -334,22 +260,22 @@ absl::Status RunServingBench(const ServingBenchOptions& options) {
     // Device memory is plentiful: room for every request of the quick sweep at once.
     if (o.pool_gib == ServingBenchOptions{}.pool_gib) o.pool_gib = 8;
   } else if (o.device != "cpu") {
-    return absl::InvalidArgumentError(absl::StrCat("--device must be cpu or cuda, not '",
-                                                   o.device, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--device must be cpu or cuda, not '", o.device, "'"));
   }
-  ASSIGN_OR_RETURN(SweepPlan plan,
-                   ResolveSweep(o.matrix, o.device == "cuda",
-                                {o.input_lens, o.output_lens, o.rates, o.cell_seconds,
-                                 o.min_prompts, o.max_prompts}));
+  ASSIGN_OR_RETURN(SweepPlan plan, ResolveSweep(o.matrix, o.device == "cuda",
+                                                {o.input_lens, o.output_lens, o.rates,
+                                                 o.cell_seconds, o.min_prompts, o.max_prompts}));
   ASSIGN_OR_RETURN(ModelConfig config, PresetConfig(o.preset));
   std::optional<RooflineModel> roofline;
   if (o.compute == "roofline") {
     ASSIGN_OR_RETURN(GpuSpec gpu, GpuSpecByName(o.gpu));
     roofline.emplace(config, gpu);
   }
-  const std::vector<CellPlan> cells = PlanCells(plan, roofline ? &*roofline : nullptr);
+  const std::vector<CellPlan> planned = PlanCells(plan, roofline ? &*roofline : nullptr);
+  std::vector<CellPlan> cells = planned;
   double planned_s = 0;
-  for (const CellPlan& c : cells) planned_s += c.expected_s;
+  for (const CellPlan& c : planned) planned_s += c.expected_s;
   const int max_in = *std::max_element(plan.input_lens.begin(), plan.input_lens.end());
   const int max_out = *std::max_element(plan.output_lens.begin(), plan.output_lens.end());
   constexpr int kConcurrent = 24;
@@ -361,23 +287,22 @@ absl::Status RunServingBench(const ServingBenchOptions& options) {
           : DecodePoolGib(config, max_in, max_out, kConcurrent, o.pool_gib, kMaxDecodePoolGib);
   ASSIGN_OR_RETURN(uint32_t decode_blocks, BlocksFor(o.preset, decode_gib));
 
-  const std::string dir = o.result_dir.empty()
-                              ? absl::StrCat("results/bench-", Now("%Y%m%d-%H%M%S"))
-                              : o.result_dir;
+  const std::string dir =
+      o.result_dir.empty() ? absl::StrCat("results/bench-", Now("%Y%m%d-%H%M%S")) : o.result_dir;
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
 
   const std::string compute =
       o.compute == "roofline" ? absl::StrCat("roofline (", o.gpu, ")") : o.compute;
-  std::printf("pdserve bench (%s): backends %s, preset %s, compute %s, %d prefill + %d decode, "
-              "inputs %s, outputs %s, rates %s req/s; %zu cells per backend, %.1f min for all "
-              "backends at the modelled speed (cluster starts and baselines not included)\n",
-              plan.name.c_str(), absl::StrJoin(o.backends, ",").c_str(), o.preset.c_str(),
-              compute.c_str(), o.num_prefill, o.num_decode,
-              absl::StrJoin(plan.input_lens, ",").c_str(),
-              absl::StrJoin(plan.output_lens, ",").c_str(), absl::StrJoin(plan.rates, ",").c_str(),
-              cells.size(), planned_s * o.backends.size() / 60);
+  std::printf(
+      "pdserve bench (%s): backends %s, preset %s, compute %s, %d prefill + %d decode, "
+      "inputs %s, outputs %s, rates %s req/s; %zu cells per backend, %.1f min for all "
+      "backends at the modelled speed (cluster starts and baselines not included)\n",
+      plan.name.c_str(), absl::StrJoin(o.backends, ",").c_str(), o.preset.c_str(), compute.c_str(),
+      o.num_prefill, o.num_decode, absl::StrJoin(plan.input_lens, ",").c_str(),
+      absl::StrJoin(plan.output_lens, ",").c_str(), absl::StrJoin(plan.rates, ",").c_str(),
+      cells.size(), planned_s * o.backends.size() / 60);
   if (!device.empty()) std::printf("device: %s\n", device.c_str());
   std::fflush(stdout);
 
@@ -387,8 +312,9 @@ absl::Status RunServingBench(const ServingBenchOptions& options) {
   double setup_s = 0;
   for (const std::string& user_backend : o.backends) {
     BackendOutcome outcome;
-    RETURN_IF_ERROR(RunBackend(o, user_backend, cells, plan.cell_seconds, plan.min_prompts,
-                               decode_blocks, dir, context, outcome));
+    RETURN_IF_ERROR(RunBackend(o, user_backend, planned, cells,
+                               /*adapt=*/&user_backend == &o.backends.front(), plan.cell_seconds,
+                               plan.min_prompts, decode_blocks, dir, context, outcome));
     for (ServingRun& r : outcome.runs) runs.push_back(std::move(r));
     if (!outcome.transports.empty()) transports.push_back(outcome.transports);
     setup_s += outcome.setup_s;
@@ -443,8 +369,8 @@ absl::Status RunServingBench(const ServingBenchOptions& options) {
   std::printf("\nreport: %s/report.md (%s)\n%s\n", dir.c_str(), context.timing.c_str(),
               headline.c_str());
   if (failed > 0) {
-    return absl::InternalError(absl::StrCat(failed, " of ", runs.size(),
-                                            " runs failed; see ", dir, "/report.md"));
+    return absl::InternalError(
+        absl::StrCat(failed, " of ", runs.size(), " runs failed; see ", dir, "/report.md"));
   }
   return absl::OkStatus();
 }

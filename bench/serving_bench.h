@@ -24,22 +24,22 @@ struct ServingBenchOptions {
   std::string device = "cpu";        // cpu | cuda
   int num_prefill = 1;
   int num_decode = 1;
-  double pool_gib = 2.0;             // per prefill worker (and decode worker if decode_pool_gib 0)
+  double pool_gib = 2.0;  // per prefill worker (and decode worker if decode_pool_gib 0)
   // Per decode worker; < 0: room for 24 requests of the sweep's largest cell, at most 8 GiB
   // (bench/serving_plan.h DecodePoolGib).
   double decode_pool_gib = -1;
   std::string layout = "layer-major";  // KV layout of every pool: layer-major | block-major
-  std::vector<int> input_lens;       // empty: from the matrix
+  std::vector<int> input_lens;         // empty: from the matrix
   std::vector<int> output_lens;
   std::vector<double> rates;
-  double cell_seconds = 0;           // time budget of a cell; 0: the matrix's
-  int min_prompts = 0;               // 0: the matrix's
+  double cell_seconds = 0;  // time budget of a cell; 0: the matrix's
+  int min_prompts = 0;      // 0: the matrix's
   int max_prompts = 0;
-  bool transfer_baseline = true;     // the same-run microbenchmark of one request's KV
+  bool transfer_baseline = true;  // the same-run microbenchmark of one request's KV
   bool verify = true;
   uint64_t seed = 0;
-  std::string result_dir;            // empty: results/bench-<date>
-  std::string command_line;          // recorded in the report
+  std::string result_dir;    // empty: results/bench-<date>
+  std::string command_line;  // recorded in the report
 };
 
 absl::Status RunServingBench(const ServingBenchOptions& options);

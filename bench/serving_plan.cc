@@ -13,13 +13,23 @@ absl::StatusOr<SweepPlan> ResolveSweep(const std::string& matrix, bool cuda,
   if (matrix == "full" || matrix == "default") {
     // The seed matrix. 27 cells per backend at about 12 s each: three backends in 15-20
     // minutes on a 2-core host, cluster starts and transfer baselines included.
-    p = {.name = "full", .input_lens = {128, 512, 2048}, .output_lens = {64, 128, 512},
-         .rates = {1, 4, 16}, .cell_seconds = 12, .min_prompts = 6, .max_prompts = 48};
+    p = {.name = "full",
+         .input_lens = {128, 512, 2048},
+         .output_lens = {64, 128, 512},
+         .rates = {1, 4, 16},
+         .cell_seconds = 12,
+         .min_prompts = 6,
+         .max_prompts = 48};
   } else if (matrix == "quick") {
     // Short and long prompts (the KV transfer plot needs both ends), all three rates: 6 cells
     // per backend at about 6 s each, about 3 minutes for three backends.
-    p = {.name = "quick", .input_lens = {128, 2048}, .output_lens = {64}, .rates = {1, 4, 16},
-         .cell_seconds = 6, .min_prompts = 4, .max_prompts = 32};
+    p = {.name = "quick",
+         .input_lens = {128, 2048},
+         .output_lens = {64},
+         .rates = {1, 4, 16},
+         .cell_seconds = 6,
+         .min_prompts = 4,
+         .max_prompts = 32};
     if (cuda) {
       p.input_lens = {512, 2048};
       p.output_lens = {128};
@@ -35,14 +45,13 @@ absl::StatusOr<SweepPlan> ResolveSweep(const std::string& matrix, bool cuda,
   if (o.min_prompts > 0) p.min_prompts = o.min_prompts;
   if (o.max_prompts > 0) p.max_prompts = o.max_prompts;
   if (p.min_prompts > p.max_prompts) {
-    return absl::InvalidArgumentError(absl::StrCat("--min-prompts ", p.min_prompts,
-                                                   " is above --max-prompts ", p.max_prompts));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--min-prompts ", p.min_prompts, " is above --max-prompts ", p.max_prompts));
   }
   return p;
 }
 
-double ModelledTailSeconds(const RooflineModel* model, int input_len, int output_len,
-                           double rate) {
+double ModelledTailSeconds(const RooflineModel* model, int input_len, int output_len, double rate) {
   if (model == nullptr) return 0.5;
   const std::vector<int> prompt = {input_len};
   const int mid = input_len + output_len / 2;  // the mean sequence length while decoding
@@ -56,8 +65,7 @@ double ModelledTailSeconds(const RooflineModel* model, int input_len, int output
   return e2e(static_cast<int>(std::ceil(rate * alone)));
 }
 
-int PromptsFor(double rate, double cell_seconds, double tail_s, int min_prompts,
-               int max_prompts) {
+int PromptsFor(double rate, double cell_seconds, double tail_s, int min_prompts, int max_prompts) {
   if (std::isinf(rate)) return max_prompts;
   const double window = std::max(cell_seconds - tail_s, cell_seconds / 3);
   const long n = std::lround(rate * window);
@@ -71,8 +79,8 @@ std::vector<CellPlan> PlanCells(const SweepPlan& plan, const RooflineModel* mode
       for (double rate : plan.rates) {
         CellPlan c{.input_len = in, .output_len = out, .rate = rate};
         c.tail_s = ModelledTailSeconds(model, in, out, rate);
-        c.prompts = PromptsFor(rate, plan.cell_seconds, c.tail_s, plan.min_prompts,
-                               plan.max_prompts);
+        c.prompts =
+            PromptsFor(rate, plan.cell_seconds, c.tail_s, plan.min_prompts, plan.max_prompts);
         c.expected_s = (std::isinf(rate) ? 0 : c.prompts / rate) + c.tail_s;
         cells.push_back(c);
       }

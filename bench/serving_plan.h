@@ -50,22 +50,20 @@ struct CellPlan {
 // The time one request takes at the modelled speed once it arrived: prefill + output_len decode
 // steps, in a decode batch as large as Little's law gives at `rate` (rate x that time). Without
 // a model (compute real or cuda) a flat 0.5 s.
-double ModelledTailSeconds(const RooflineModel* model, int input_len, int output_len,
-                           double rate);
+double ModelledTailSeconds(const RooflineModel* model, int input_len, int output_len, double rate);
 
 // Prompts of one cell: its arrivals spread over the budget less the tail, at least a third of
 // the budget: clamp(round(rate x max(cell_seconds - tail, cell_seconds / 3)), min, max). An
 // infinite rate sends max prompts at once.
-int PromptsFor(double rate, double cell_seconds, double tail_s, int min_prompts,
-               int max_prompts);
+int PromptsFor(double rate, double cell_seconds, double tail_s, int min_prompts, int max_prompts);
 
 // Every cell in run order: input, then output, then rate.
 std::vector<CellPlan> PlanCells(const SweepPlan& plan, const RooflineModel* model);
 
 // What a finished cell says about the host's pace.
 struct CellOutcome {
-  double wall_s = 0;               // the measured requests, first send to last finish
-  double request_throughput = 0;   // completed / duration, req/s
+  double wall_s = 0;              // the measured requests, first send to last finish
+  double request_throughput = 0;  // completed / duration, req/s
   double mean_e2el_s = 0;
 };
 

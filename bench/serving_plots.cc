@@ -45,8 +45,8 @@ absl::Status RunGnuplot(const std::string& dir, const std::string& script_name,
   const std::string cmd =
       absl::StrCat("cd '", dir, "' && gnuplot ", script_name, " 2>>gnuplot.log");
   if (std::system(cmd.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("gnuplot failed on ", script_name, ", see ", dir,
-                                            "/gnuplot.log"));
+    return absl::InternalError(
+        absl::StrCat("gnuplot failed on ", script_name, ", see ", dir, "/gnuplot.log"));
   }
   return absl::OkStatus();
 }
@@ -58,8 +58,8 @@ std::string MultiplotHeader(const std::string& png, size_t panels, const std::st
   return absl::StrFormat(
       "set terminal pngcairo size %d,%d font ',10'\nset output '%s'\n"
       "set multiplot layout %d,%d title '%s' font ',12'\n",
-      static_cast<int>(520 * cols), static_cast<int>(380 * rows + 50), png,
-      static_cast<int>(rows), static_cast<int>(cols), title);
+      static_cast<int>(520 * cols), static_cast<int>(380 * rows + 50), png, static_cast<int>(rows),
+      static_cast<int>(cols), title);
 }
 
 // TTFT or TPOT p50 (solid) and p99 (dashed) against the rate.
@@ -201,8 +201,7 @@ absl::Status PlotBreakdown(const std::string& dir, const std::vector<CellAnalysi
     }
     if (rows == 0) continue;
     any = true;
-    absl::StrAppend(&script, "set title '", axes.workloads[w],
-                    " (* host-bound)'\nplot '", file,
+    absl::StrAppend(&script, "set title '", axes.workloads[w], " (* host-bound)'\nplot '", file,
                     "' using 2:xtic(1) title 'queue', '' using 3 title 'prefill', '' using 4 "
                     "title 'KV transfer', '' using 5 title 'first step', '' using 6 title "
                     "'rest'\n");
@@ -227,12 +226,10 @@ absl::Status WriteServingPlots(const std::string& dir, const std::vector<CellAna
       {"kv_transfer_vs_prompt.png", "KV transfer time vs prompt length"},
       {"ttft_breakdown.png", "Where TTFT goes"}};
   for (const auto& [png, caption] : plots) std::filesystem::remove(dir + "/" + png);
-  if (absl::Status s = PlotVsRate(dir, cells, axes, "ttft", "TTFT", "ttft_vs_rate.png");
-      !s.ok()) {
+  if (absl::Status s = PlotVsRate(dir, cells, axes, "ttft", "TTFT", "ttft_vs_rate.png"); !s.ok()) {
     return s;
   }
-  if (absl::Status s = PlotVsRate(dir, cells, axes, "tpot", "TPOT", "tpot_vs_rate.png");
-      !s.ok()) {
+  if (absl::Status s = PlotVsRate(dir, cells, axes, "tpot", "TPOT", "tpot_vs_rate.png"); !s.ok()) {
     return s;
   }
   if (absl::Status s = PlotTransferVsPrompt(dir, cells, axes, baselines); !s.ok()) return s;

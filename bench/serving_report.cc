@@ -16,15 +16,36 @@ namespace pdserve::bench {
 namespace {
 
 // summary.csv: one row per cell, the report's main numbers, the verdict and the settings.
-constexpr const char* kSummaryFields[] = {
-    "completed", "failed", "mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms", "mean_tpot_ms",
-    "median_tpot_ms", "p99_tpot_ms", "p99_itl_ms", "p99_e2el_ms", "request_throughput",
-    "output_throughput", "mean_kv_transfer_ms", "p99_kv_transfer_ms", "kv_transfer_gbps",
-    "kv_transfer_share_of_ttft", "mean_kv_bytes", "mean_transfer_ops", "mean_queue_ms",
-    "mean_prefill_ms", "mean_modelled_prefill_ms", "mean_prefill_mock_cpu_ms",
-    "mean_modelled_first_step_ms", "mean_decode_verify_cpu_ms", "mean_control_plane_ms",
-    "mean_first_step_ms", "mean_ttft_model_ms", "ttft_to_model_ratio", "p99_send_lag_ms",
-    "max_send_lag_ms"};
+constexpr const char* kSummaryFields[] = {"completed",
+                                          "failed",
+                                          "mean_ttft_ms",
+                                          "median_ttft_ms",
+                                          "p99_ttft_ms",
+                                          "mean_tpot_ms",
+                                          "median_tpot_ms",
+                                          "p99_tpot_ms",
+                                          "p99_itl_ms",
+                                          "p99_e2el_ms",
+                                          "request_throughput",
+                                          "output_throughput",
+                                          "mean_kv_transfer_ms",
+                                          "p99_kv_transfer_ms",
+                                          "kv_transfer_gbps",
+                                          "kv_transfer_share_of_ttft",
+                                          "mean_kv_bytes",
+                                          "mean_transfer_ops",
+                                          "mean_queue_ms",
+                                          "mean_prefill_ms",
+                                          "mean_modelled_prefill_ms",
+                                          "mean_prefill_mock_cpu_ms",
+                                          "mean_modelled_first_step_ms",
+                                          "mean_decode_verify_cpu_ms",
+                                          "mean_control_plane_ms",
+                                          "mean_first_step_ms",
+                                          "mean_ttft_model_ms",
+                                          "ttft_to_model_ratio",
+                                          "p99_send_lag_ms",
+                                          "max_send_lag_ms"};
 
 std::string CsvQuote(const std::string& s) {
   std::string out = "\"";
@@ -45,8 +66,8 @@ absl::Status WriteSummaryCsv(const std::string& dir, const std::vector<CellAnaly
     for (const char* f : kSummaryFields) csv << "," << ResultNumber(r.result, f);
     const RequestTransferBaseline* b = BaselineFor(r, baselines);
     csv << "," << (b != nullptr ? b->mean_ms : NAN) << ","
-        << (r.usage.measured ? r.usage.wall_s : NAN) << "," << (c.verdict.host_bound ? 1 : 0)
-        << "," << CsvQuote(absl::StrJoin(c.verdict.reasons, "; ")) << "," << r.result_file << ","
+        << (r.usage.measured ? r.usage.wall_s : NAN) << "," << (c.verdict.host_bound ? 1 : 0) << ","
+        << CsvQuote(absl::StrJoin(c.verdict.reasons, "; ")) << "," << r.result_file << ","
         << CsvQuote(r.error) << "\n";
   }
   if (!csv) return absl::InternalError(absl::StrCat("cannot write ", dir, "/summary.csv"));
@@ -116,9 +137,9 @@ absl::Status WriteServingReport(const std::string& dir, const ServingReportConte
      << (context.transfer_baselines.empty()
              ? absl::StrCat("not measured", context.transfer_baseline_note.empty() ? "" : ": ",
                             context.transfer_baseline_note)
-             : TransferBaselineSummary(cells, context.transfer_baselines,
-                                       kTransferBaselineTarget))
-     << "\n\n" << kDefinitions;
+             : TransferBaselineSummary(cells, context.transfer_baselines, kTransferBaselineTarget))
+     << "\n\n"
+     << kDefinitions;
   md << "## Results per cell\n\n" << ResultsTable(cells);
   md << "\nPer-run JSON (vllm field names, pdserve's `kv_*` and mock-accounting extras, "
         "per-request arrays) and per-request CSV: `<backend>_in<I>_out<O>_rate<R>.json/.csv`. "
@@ -140,7 +161,10 @@ absl::Status WriteServingReport(const std::string& dir, const ServingReportConte
     md << "Before each backend's cluster starts, `pdserve bench transfer`'s two-process set-up "
           "moves one request's KV (same preset, layout and blocks per request; destination "
           "blocks in shuffled runs of 8) one transfer at a time, timed like the prefill worker "
-          "times a request (Submit until Wait returned).\n\n"
+          "times a request (Submit until Wait returned), after one warm-up transfer, for at "
+          "least 0.3 s and 5 transfers; ucx runs pin the sender and the receiver to two CPUs "
+          "as `pdserve bench transfer` does (the serving workers are not pinned). Target: "
+          "serving mean within 1.5x of it, in cells that are not host-bound.\n\n"
        << TransferTable(cells, context.transfer_baselines);
   }
   md << "\n## Backends against " << context.baseline << "\n\n" << ComparisonTable(comparisons);

@@ -13,9 +13,11 @@ namespace pdserve::bench {
 namespace {
 
 nlohmann::json BaselineToJson(const RequestTransferBaseline& b) {
-  return {{"backend", b.backend}, {"input_len", b.input_len}, {"blocks", b.blocks},
-          {"bytes", b.bytes},     {"ops", b.ops},             {"transfers", b.transfers},
-          {"mean_ms", b.mean_ms}, {"p50_ms", b.p50_ms},       {"min_ms", b.min_ms}};
+  return {{"backend", b.backend}, {"input_len", b.input_len},
+          {"blocks", b.blocks},   {"bytes", b.bytes},
+          {"ops", b.ops},         {"transfers", b.transfers},
+          {"mean_ms", b.mean_ms}, {"p50_ms", b.p50_ms},
+          {"min_ms", b.min_ms}};
 }
 
 RequestTransferBaseline BaselineFromJson(const nlohmann::json& j) {

@@ -38,12 +38,16 @@ std::string CellKey(const ServingRun& r) {
 
 std::string Verdict(const CellAnalysis& c) {
   if (!c.run->error.empty()) return "FAILED";
-  if (!c.run->usage.measured) return "unknown: CPU and engine counters not sampled";
-  std::string v = c.verdict.host_bound
-                      ? absl::StrCat("HOST-BOUND: ", absl::StrJoin(c.verdict.reasons, "; "))
-                      : "ok";
-  if (!c.verdict.notes.empty()) absl::StrAppend(&v, " (", absl::StrJoin(c.verdict.notes, "; "), ")");
-  return v;
+  if (c.verdict.host_bound) {
+    std::string v = absl::StrCat("HOST-BOUND: ", absl::StrJoin(c.verdict.reasons, "; "));
+    if (!c.verdict.notes.empty())
+      absl::StrAppend(&v, " (", absl::StrJoin(c.verdict.notes, "; "), ")");
+    return v;
+  }
+  if (c.verdict.unverified)
+    return absl::StrCat("unverified: ", absl::StrJoin(c.verdict.notes, "; "));
+  if (c.verdict.notes.empty()) return "ok";
+  return absl::StrCat("ok (", absl::StrJoin(c.verdict.notes, "; "), ")");
 }
 
 // The report's columns: JSON field, header, printf format.
@@ -90,13 +94,15 @@ std::string Overruns(const CellUsage& u) {
 std::string PoolNote(const ServingRun& r, double decode_pool_gib, const ModelConfig* config) {
   const double peak = ResultNumber(r.result, "peak_in_flight_requests");
   if (config == nullptr || decode_pool_gib <= 0 || std::isnan(peak)) return "";
-  const double per_request = static_cast<double>(config->BlocksForTokens(r.input_len + r.output_len)) *
-                             static_cast<double>(config->KvBytesPerBlock());
+  const double per_request =
+      static_cast<double>(config->BlocksForTokens(r.input_len + r.output_len)) *
+      static_cast<double>(config->KvBytesPerBlock());
   const double need_gib = peak * per_request / (1024.0 * 1024 * 1024);
   if (need_gib <= decode_pool_gib) return "";
-  return absl::StrFormat(" [%.0f requests in flight would reserve %.1f GiB of the %.1f GiB "
-                         "decode pool: some queued for KV blocks]",
-                         peak, need_gib, decode_pool_gib);
+  return absl::StrFormat(
+      " [%.0f requests in flight would reserve %.1f GiB of the %.1f GiB "
+      "decode pool: some queued for KV blocks]",
+      peak, need_gib, decode_pool_gib);
 }
 
 // mock CPU / modelled time of one role's engines over the cell.
@@ -130,7 +136,7 @@ std::string ResultsTable(const std::vector<CellAnalysis>& cells) {
     row.push_back(Field(r, "completed", "%.0f"));
     row.push_back(Field(r, "failed", "%.0f"));
     for (const Column& col : kColumns) row.push_back(Field(r, col.field, col.format));
-    row.push_back(c.verdict.host_bound ? "host-bound" : c.usable() ? "ok" : "not sampled");
+    row.push_back(c.verdict.host_bound ? "host-bound" : c.usable() ? "ok" : "unverified");
     md += Row(row);
   }
   return md;
@@ -148,29 +154,28 @@ std::string HostTable(const std::vector<CellAnalysis>& cells, double decode_pool
     double ours = 0;
     for (const ProcessCpu& p : u.processes) ours += u.wall_s > 0 ? p.cpu_s / u.wall_s : 0;
     const bool measured = u.measured && u.wall_s > 0;
-    md += Row({CellKey(r),
-               absl::StrCat(Field(r, "num_prompts", "%.0f"),
-                            r.planned_prompts > 0 ? absl::StrCat(" (", r.planned_prompts, ")") : ""),
-               measured ? absl::StrFormat("%.1f", u.wall_s) : "-",
-               measured ? CpuList(u) : "-",
-               measured ? absl::StrFormat("%.2f / %d", ours, u.allowed_cpus) : "-",
-               measured && u.host_busy_cpus >= 0 ? absl::StrFormat("%.2f", u.host_busy_cpus)
-                                                 : "-",
-               measured ? Overruns(u) : "-",
-               absl::StrCat(Field(r, "p99_send_lag_ms", "%.2f"), " / ",
-                            Field(r, "max_send_lag_ms", "%.2f")),
-               Verdict(c) + PoolNote(r, decode_pool_gib, config.ok() ? &*config : nullptr)});
+    md +=
+        Row({CellKey(r),
+             absl::StrCat(Field(r, "num_prompts", "%.0f"),
+                          r.planned_prompts > 0 ? absl::StrCat(" (", r.planned_prompts, ")") : ""),
+             measured ? absl::StrFormat("%.1f", u.wall_s) : "-", measured ? CpuList(u) : "-",
+             measured ? absl::StrFormat("%.2f / %d", ours, u.allowed_cpus) : "-",
+             measured && u.host_busy_cpus >= 0 ? absl::StrFormat("%.2f", u.host_busy_cpus) : "-",
+             measured ? Overruns(u) : "-",
+             absl::StrCat(Field(r, "p99_send_lag_ms", "%.2f"), " / ",
+                          Field(r, "max_send_lag_ms", "%.2f")),
+             Verdict(c) + PoolNote(r, decode_pool_gib, config.ok() ? &*config : nullptr)});
   }
   return md;
 }
 
 std::string AccountingTable(const std::vector<CellAnalysis>& cells) {
-  std::string md = Header(
-      {"backend", "workload", "rate", "modelled prefill (ms)", "prefill mock CPU (ms)",
-       "modelled first step (ms)", "decode verify CPU (ms)",
-       "engine mock CPU / modelled (prefill, decode)", "queue (ms)", "control plane (ms)",
-       "KV transfer (ms)", "first step (ms)", "TTFT model (ms)", "TTFT mean (ms)",
-       "TTFT / model", "target at 1 req/s"});
+  std::string md =
+      Header({"backend", "workload", "rate", "modelled prefill (ms)", "prefill mock CPU (ms)",
+              "modelled first step (ms)", "decode verify CPU (ms)",
+              "engine mock CPU / modelled (prefill, decode)", "queue (ms)", "control plane (ms)",
+              "KV transfer (ms)", "first step (ms)", "TTFT model (ms)", "TTFT mean (ms)",
+              "TTFT / model", "target at 1 req/s"});
   for (const CellAnalysis& c : cells) {
     const ServingRun& r = *c.run;
     if (!r.error.empty()) continue;
@@ -218,11 +223,11 @@ std::string TransferTable(const std::vector<CellAnalysis>& cells,
     const double ratio = b != nullptr && b->mean_ms > 0 ? serving / b->mean_ms : NAN;
     std::string target = std::isnan(ratio) ? "-" : ratio <= kTransferBaselineTarget ? "yes" : "no";
     if (c.verdict.host_bound && !std::isnan(ratio)) target += " (host-bound)";
-    md += Row({CellKey(r),
-               absl::StrFormat("%.1f / %.0f", c.samples.mean_kv_bytes / 1048576.0,
-                               c.samples.mean_ops),
-               Format("%.3f", serving), b != nullptr ? Format("%.3f", b->mean_ms) : "-",
-               Format("%.2fx", ratio), target});
+    md += Row(
+        {CellKey(r),
+         absl::StrFormat("%.1f / %.0f", c.samples.mean_kv_bytes / 1048576.0, c.samples.mean_ops),
+         Format("%.3f", serving), b != nullptr ? Format("%.3f", b->mean_ms) : "-",
+         Format("%.2fx", ratio), target});
   }
   return md;
 }
@@ -242,9 +247,11 @@ std::string ComparisonTable(const std::vector<Comparison>& comparisons) {
     std::string verdict;
     if (!cmp.comparable()) {
       const bool mine = !cmp.other->usable(), theirs = !cmp.baseline->usable();
-      verdict = absl::StrCat("excluded: ", mine && theirs ? "both cells" : mine ? "this cell"
-                                                                                : "the baseline cell",
-                             " host-bound or not sampled");
+      verdict = absl::StrCat("excluded: ",
+                             mine && theirs ? "both cells"
+                             : mine         ? "this cell"
+                                            : "the baseline cell",
+                             " host-bound or unverified");
     } else if (!cmp.ttft.Valid()) {
       verdict = "too few requests";
     } else if (cmp.ttft.SpansZero()) {
@@ -253,8 +260,8 @@ std::string ComparisonTable(const std::vector<Comparison>& comparisons) {
       verdict = absl::StrCat("differs; ", cmp.Cause());
     }
     md += Row({CellKey(r), cmp.baseline->run->backend, interval(cmp.ttft), interval(cmp.transfer),
-               absl::StrFormat("%.1f / %.0f, %.1f / %.0f", b.mean_kv_bytes / 1048576.0,
-                               b.mean_ops, a.mean_kv_bytes / 1048576.0, a.mean_ops),
+               absl::StrFormat("%.1f / %.0f, %.1f / %.0f", b.mean_kv_bytes / 1048576.0, b.mean_ops,
+                               a.mean_kv_bytes / 1048576.0, a.mean_ops),
                absl::StrFormat("%zu, %zu", b.ttft_ms.size(), a.ttft_ms.size()), verdict});
   }
   return md;

@@ -32,8 +32,8 @@ absl::StatusOr<std::unique_ptr<ReceiverProcess>> ReceiverProcess::Start(const st
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, in[0], 0);
   posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-  std::vector<std::string> args = {"pdserve", "--log-level", "warn", "bench", "transfer",
-                                    "--receiver", spec};
+  std::vector<std::string> args = {"pdserve",  "--log-level", "warn", "bench",
+                                   "transfer", "--receiver",  spec};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

@@ -11,7 +11,7 @@ void AddServingBenchCommand(CLI::App& app) {
   CLI::App* bench = GetOrAddSubcommand(app, "bench", "Benchmarks");
   bench->description(
       "Benchmarks. Without a subcommand: the serving benchmark comparing KV transfer backends "
-      "across request rates (the main job)");
+      "across workloads and request rates (the main job; --quick for a 3-minute version)");
   bench->require_subcommand(0, 1);
   auto o = std::make_shared<bench::ServingBenchOptions>();
   bench->add_option("--backends", o->backends, "transfer backends: local, ucx (UCX chooses), ucx-posix, ucx-tcp, ucx-cma")
@@ -23,7 +23,7 @@ void AddServingBenchCommand(CLI::App& app) {
   bench->add_option("--preset", o->preset)->capture_default_str();
   bench->add_option("--compute", o->compute, "real, roofline or cuda")->capture_default_str();
   bench->add_option("--gpu", o->gpu, "GPU modelled by --compute roofline")->capture_default_str();
-  bench->add_option("--device", o->device, "cpu or cuda (GPU workers: --compute cuda, local runs as cuda-ipc, ucx on device memory when the linked UCX can (PDSERVE_UCX_ROOT build), else as ucx-staged; default backends local,ucx, inputs 512,2048, outputs 128, 8 GiB pools)")->capture_default_str();
+  bench->add_option("--device", o->device, "cpu or cuda (GPU workers: --compute cuda, local runs as cuda-ipc, ucx on device memory when the linked UCX can (PDSERVE_UCX_ROOT build), else as ucx-staged; default backends local,ucx, 8 GiB pools; --quick: inputs 512,2048, outputs 128)")->capture_default_str();
   bench->add_option("--prefill", o->num_prefill, "prefill workers")->capture_default_str();
   bench->add_option("--decode", o->num_decode, "decode workers")->capture_default_str();
   bench->add_option("--pool-gib", o->pool_gib, "KV pool per prefill worker (GiB)")->capture_default_str();

@@ -13,10 +13,20 @@ CellUsage QuietCell() {
   u.allowed_cpus = 2;
   u.host_busy_cpus = 0.6;
   u.processes = {{"router", 0.5}, {"prefill-0", 2.0}, {"decode-0", 3.0}, {"loadgen", 0.4}};
-  u.engines = {{.worker = "prefill-0", .decode = false, .steps = 40, .overrun_steps = 1,
-                .work_us = 100000, .modelled_us = 2000000, .mock_cpu_us = 90000},
-               {.worker = "decode-0", .decode = true, .steps = 1000, .overrun_steps = 20,
-                .work_us = 500000, .modelled_us = 7000000, .mock_cpu_us = 300000}};
+  u.engines = {{.worker = "prefill-0",
+                .decode = false,
+                .steps = 40,
+                .overrun_steps = 1,
+                .work_us = 100000,
+                .modelled_us = 2000000,
+                .mock_cpu_us = 90000},
+               {.worker = "decode-0",
+                .decode = true,
+                .steps = 1000,
+                .overrun_steps = 20,
+                .work_us = 500000,
+                .modelled_us = 7000000,
+                .mock_cpu_us = 300000}};
   return u;
 }
 
@@ -65,12 +75,13 @@ TEST(HostBoundTest, DecodeStepsOverrunningTheModelFlagIt) {
   const HostBoundVerdict v = JudgeHostBound(u, kOnTime);
   EXPECT_TRUE(v.host_bound);
   ASSERT_EQ(v.reasons.size(), 1u);
-  EXPECT_EQ(v.reasons[0], "decode-0: 6% of 1000 decode steps overran their modelled time (+1.5 ms)");
+  EXPECT_EQ(v.reasons[0],
+            "decode-0: 6% of 1000 decode steps overran their modelled time (+1.5 ms)");
 }
 
 TEST(HostBoundTest, OverrunsAtTheThresholdAreNotFlagged) {
   CellUsage u = QuietCell();
-  u.engines[0].overrun_steps = 2;  // exactly 5% of 40
+  u.engines[0].overrun_steps = 2;   // exactly 5% of 40
   u.engines[1].overrun_steps = 50;  // exactly 5% of 1000
   EXPECT_FALSE(JudgeHostBound(u, kOnTime).host_bound);
 }
@@ -100,13 +111,28 @@ TEST(HostBoundTest, EngineCountersAtZeroAreNotReportedNotAPass) {
   for (EngineDelta& e : u.engines) e = {.worker = e.worker, .decode = e.decode};
   const HostBoundVerdict v = JudgeHostBound(u, kOnTime);
   EXPECT_FALSE(v.host_bound);
+  EXPECT_FALSE(v.unverified);  // no modelled compute: rule (b) does not apply
   ASSERT_EQ(v.notes.size(), 1u);
   EXPECT_EQ(v.notes[0], "engine counters not reported");
+}
+
+TEST(HostBoundTest, ModelledComputeWithoutEngineCountersIsUnverified) {
+  CellUsage u = QuietCell();
+  u.modelled = true;
+  EXPECT_FALSE(JudgeHostBound(u, kOnTime).unverified);  // counters reported
+  u.engines.clear();
+  const HostBoundVerdict v = JudgeHostBound(u, kOnTime);
+  EXPECT_FALSE(v.host_bound);
+  EXPECT_TRUE(v.unverified);
+  EXPECT_EQ(v.notes,
+            (std::vector<std::string>{
+                "engine counters not reported: overruns of the modelled time not checked"}));
 }
 
 TEST(HostBoundTest, UnsampledCellSaysSo) {
   const HostBoundVerdict v = JudgeHostBound(CellUsage{}, {-1, -1});
   EXPECT_FALSE(v.host_bound);
+  EXPECT_TRUE(v.unverified);
   EXPECT_EQ(v.notes, (std::vector<std::string>{"CPU and engine counters not sampled",
                                                "send lag not reported"}));
 }
@@ -115,6 +141,7 @@ TEST(HostBoundTest, UsageSurvivesTheReportInputsFile) {
   const CellUsage u = QuietCell();
   const CellUsage back = CellUsageFromJson(CellUsageToJson(u));
   EXPECT_EQ(back.wall_s, u.wall_s);
+  EXPECT_EQ(back.modelled, u.modelled);
   EXPECT_EQ(back.host_busy_cpus, u.host_busy_cpus);
   ASSERT_EQ(back.processes.size(), 4u);
   EXPECT_EQ(back.processes[2].name, "decode-0");

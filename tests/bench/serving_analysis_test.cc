@@ -30,8 +30,11 @@ ServingRun Cell(const std::string& backend, double rate, const std::vector<doubl
     timelines.push_back(
         {{"transfer_ms", transfer_ms[i]}, {"kv_bytes", 16 << 20}, {"transfer_ops", ops}});
   }
-  r.result = {{"ttfts", ttfts},        {"errors", errors},         {"server_timelines", timelines},
-              {"p99_send_lag_ms", 0.5}, {"max_send_lag_ms", 1.0}};
+  r.result = {{"ttfts", ttfts},
+              {"errors", errors},
+              {"server_timelines", timelines},
+              {"p99_send_lag_ms", 0.5},
+              {"max_send_lag_ms", 1.0}};
   r.usage = Quiet();
   return r;
 }
@@ -118,9 +121,24 @@ TEST(ServingAnalysisTest, HostBoundCellsStayOutOfTheHeadline) {
   const std::vector<CellAnalysis> cells = AnalyseCells(runs, {});
   EXPECT_TRUE(cells[1].verdict.host_bound);
   EXPECT_EQ(Headline(cells, CompareBackends(cells, "local"), "local"),
-            "ucx-tcp vs local: no comparison (1 cell pairs, none where both cells were sampled, "
-            "are not host-bound and completed 2 or more requests) (1 of 2 cells host-bound, kept "
-            "out of this line)");
+            "ucx-tcp vs local: no comparison (1 cell pairs, none where both cells are verified, "
+            "not host-bound and completed 2 or more requests) (kept out of this line: 1 "
+            "host-bound of 2 cells)");
+}
+
+TEST(ServingAnalysisTest, ModelledCellsWithoutEngineCountersAreUnverified) {
+  std::vector<ServingRun> runs = {Cell("local", 1, kLocalTtft, kLocalXfer, 8),
+                                  Cell("ucx-tcp", 1, kTcpTtft, kTcpXfer, 1024)};
+  runs[1].usage.modelled = true;
+  runs[1].usage.engines.clear();  // the engines left EngineCounters at 0
+  const std::vector<CellAnalysis> cells = AnalyseCells(runs, {});
+  EXPECT_FALSE(cells[1].verdict.host_bound);
+  EXPECT_TRUE(cells[1].verdict.unverified);
+  EXPECT_FALSE(cells[1].usable());
+  EXPECT_EQ(Headline(cells, CompareBackends(cells, "local"), "local"),
+            "ucx-tcp vs local: no comparison (1 cell pairs, none where both cells are verified, "
+            "not host-bound and completed 2 or more requests) (kept out of this line: 1 "
+            "unverified of 2 cells)");
 }
 
 TEST(ServingAnalysisTest, TtftModelCheckSaysWhenTheEnginesDidNotReport) {

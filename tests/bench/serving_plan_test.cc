@@ -38,11 +38,11 @@ TEST(ServingPlanTest, OverridesReplaceTheMatrixLists) {
 }
 
 TEST(ServingPlanTest, PromptsFillTheBudgetLessTheTailWithinBounds) {
-  EXPECT_EQ(PromptsFor(1, 12, 2, 6, 48), 10);    // 1 x (12 - 2)
+  EXPECT_EQ(PromptsFor(1, 12, 2, 6, 48), 10);  // 1 x (12 - 2)
   EXPECT_EQ(PromptsFor(4, 12, 2, 6, 48), 40);
-  EXPECT_EQ(PromptsFor(16, 12, 2, 6, 48), 48);   // capped
-  EXPECT_EQ(PromptsFor(1, 12, 11, 6, 48), 6);    // window 4 s (a third), then the floor
-  EXPECT_EQ(PromptsFor(4, 12, 11, 6, 48), 16);   // a long tail keeps a third of the budget
+  EXPECT_EQ(PromptsFor(16, 12, 2, 6, 48), 48);  // capped
+  EXPECT_EQ(PromptsFor(1, 12, 11, 6, 48), 6);   // window 4 s (a third), then the floor
+  EXPECT_EQ(PromptsFor(4, 12, 11, 6, 48), 16);  // a long tail keeps a third of the budget
   EXPECT_EQ(PromptsFor(INFINITY, 12, 1, 6, 48), 48);
 }
 
@@ -71,24 +71,20 @@ TEST(ServingPlanTest, CellsAfterAnOverrunShrinkToTheMeasuredThroughput) {
   const CellPlan previous{.rate = 1, .prompts = 6, .expected_s = 7};
   const CellPlan next{.rate = 4, .prompts = 22, .expected_s = 6.5};
   // On plan (10 s < 1.5 x 7 s): the plan stands.
-  EXPECT_EQ(AdaptedPrompts(next, previous, {.wall_s = 10, .request_throughput = 0.6,
-                                            .mean_e2el_s = 1},
-                           6, 4),
+  EXPECT_EQ(AdaptedPrompts(next, previous,
+                           {.wall_s = 10, .request_throughput = 0.6, .mean_e2el_s = 1}, 6, 4),
             22);
   // 30 s for a 7 s plan at 0.2 req/s, 3 s per request: 0.2 x max(6 - 3, 2) = 0.6 -> the floor.
-  EXPECT_EQ(AdaptedPrompts(next, previous, {.wall_s = 30, .request_throughput = 0.2,
-                                            .mean_e2el_s = 3},
-                           6, 4),
+  EXPECT_EQ(AdaptedPrompts(next, previous,
+                           {.wall_s = 30, .request_throughput = 0.2, .mean_e2el_s = 3}, 6, 4),
             4);
   // 2 req/s measured, 1 s per request: 2 x 5 = 10 of the 22 planned.
-  EXPECT_EQ(AdaptedPrompts(next, previous, {.wall_s = 11, .request_throughput = 2,
-                                            .mean_e2el_s = 1},
-                           6, 4),
+  EXPECT_EQ(AdaptedPrompts(next, previous,
+                           {.wall_s = 11, .request_throughput = 2, .mean_e2el_s = 1}, 6, 4),
             10);
   // Never more than planned.
-  EXPECT_EQ(AdaptedPrompts(next, previous, {.wall_s = 11, .request_throughput = 50,
-                                            .mean_e2el_s = 1},
-                           6, 4),
+  EXPECT_EQ(AdaptedPrompts(next, previous,
+                           {.wall_s = 11, .request_throughput = 50, .mean_e2el_s = 1}, 6, 4),
             22);
 }
 

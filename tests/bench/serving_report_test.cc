@@ -19,14 +19,22 @@ std::string ReadFile(const std::string& path) {
 
 ServingRun MakeRun(const std::string& backend, double rate, double ttft_p99, double xfer_ms) {
   ServingRun r{.backend = backend, .input_len = 128, .output_len = 16, .request_rate = rate};
-  r.result = {{"completed", 10},          {"failed", 0},
-              {"mean_ttft_ms", 12.5},      {"p99_ttft_ms", ttft_p99},
-              {"mean_tpot_ms", 3.25},      {"p99_tpot_ms", 4.5},
-              {"p99_itl_ms", 5.0},         {"p99_e2el_ms", 80.0},
-              {"request_throughput", 0.97}, {"output_throughput", 15.5},
-              {"mean_kv_transfer_ms", xfer_ms}, {"p99_kv_transfer_ms", xfer_ms * 2},
-              {"kv_transfer_gbps", 1.5},   {"kv_transfer_share_of_ttft", 0.1},
-              {"mean_queue_ms", 1.0},      {"mean_prefill_ms", 5.0}};
+  r.result = {{"completed", 10},
+              {"failed", 0},
+              {"mean_ttft_ms", 12.5},
+              {"p99_ttft_ms", ttft_p99},
+              {"mean_tpot_ms", 3.25},
+              {"p99_tpot_ms", 4.5},
+              {"p99_itl_ms", 5.0},
+              {"p99_e2el_ms", 80.0},
+              {"request_throughput", 0.97},
+              {"output_throughput", 15.5},
+              {"mean_kv_transfer_ms", xfer_ms},
+              {"p99_kv_transfer_ms", xfer_ms * 2},
+              {"kv_transfer_gbps", 1.5},
+              {"kv_transfer_share_of_ttft", 0.1},
+              {"mean_queue_ms", 1.0},
+              {"mean_prefill_ms", 5.0}};
   r.result_file = backend + ".json";
   return r;
 }
@@ -61,9 +69,8 @@ void AddRequests(ServingRun& r, int n, double ttft_ms, double xfer_ms) {
   for (int i = 0; i < n; ++i) {
     ttfts.push_back((ttft_ms + (i % 3) - 1) / 1e3);
     errors.push_back("");
-    timelines.push_back({{"transfer_ms", xfer_ms + 0.01 * (i % 2)},
-                         {"kv_bytes", 4 << 20},
-                         {"transfer_ops", 4}});
+    timelines.push_back(
+        {{"transfer_ms", xfer_ms + 0.01 * (i % 2)}, {"kv_bytes", 4 << 20}, {"transfer_ops", 4}});
   }
   r.result["ttfts"] = ttfts;
   r.result["errors"] = errors;
@@ -87,14 +94,13 @@ TEST_F(ServingReportTest, HostBoundCellIsMarkedAndKeptOutOfTheHeadline) {
             "ucx vs local: mean TTFT higher in 1 and lower in 0 of 1 comparable cells (95% "
             "bootstrap interval excludes zero); largest at in128/out16 at 1 req/s: +10.000 ms "
             "[9.300, 10.700], explained by KV transfer +9.000 ms [8.996, 9.004] for the same "
-            "4.0 MiB (4 vs 4 ops) (1 of 4 cells host-bound, kept out of this line)");
+            "4.0 MiB (4 vs 4 ops) (kept out of this line: 1 host-bound of 4 cells)");
   const std::string md = ReadFile(dir_ + "/report.md");
-  EXPECT_NE(md.find("HOST-BOUND: decode-0 used 0.96 of a core (> 0.85)"), std::string::npos)
-      << md;
+  EXPECT_NE(md.find("HOST-BOUND: decode-0 used 0.96 of a core (> 0.85)"), std::string::npos) << md;
   // Its interval is still printed, marked as excluded.
   EXPECT_NE(md.find("| ucx | in128/out16 | 4 | local | +0.000 [-0.700, 0.700] | +0.000 "
                     "[-0.004, 0.004] | 4.0 / 4, 4.0 / 4 | 10, 10 | excluded: this cell "
-                    "host-bound or not sampled |"),
+                    "host-bound or unverified |"),
             std::string::npos)
       << md;
   EXPECT_NE(ReadFile(dir_ + "/summary.csv").find(",1,\"decode-0 used 0.96 of a core (> 0.85)\","),
@@ -106,9 +112,10 @@ TEST_F(ServingReportTest, UnsampledCellsAreNotVouchedFor) {
   std::string headline;
   ASSERT_TRUE(WriteServingReport(dir_, context_, runs, &headline).ok());
   EXPECT_EQ(headline,
-            "ucx vs local: no comparison (1 cell pairs, none where both cells were sampled, are "
-            "not host-bound and completed 2 or more requests)");
-  EXPECT_NE(ReadFile(dir_ + "/report.md").find("unknown: CPU and engine counters not sampled"),
+            "ucx vs local: no comparison (1 cell pairs, none where both cells are verified, not "
+            "host-bound and completed 2 or more requests) (kept out of this line: 2 unverified of "
+            "2 cells)");
+  EXPECT_NE(ReadFile(dir_ + "/report.md").find("unverified: CPU and engine counters not sampled"),
             std::string::npos);
 }
 
@@ -124,7 +131,10 @@ TEST_F(ServingReportTest, ReportTableShowsTheJsonValues) {
 }
 
 TEST_F(ServingReportTest, FailedRunIsReportedNotHidden) {
-  ServingRun failed{.backend = "ucx", .input_len = 128, .output_len = 16, .request_rate = 4,
+  ServingRun failed{.backend = "ucx",
+                    .input_len = 128,
+                    .output_len = 16,
+                    .request_rate = 4,
                     .error = "cluster did not start"};
   std::vector<ServingRun> runs = {MakeRun("local", 4, 30.0, 0.5), failed};
   std::string headline;
@@ -154,8 +164,8 @@ TEST_F(ServingReportTest, RewrittenReportEqualsTheOriginal) {
   runs[2].error = "cluster did not start: port taken";
   AddRequests(runs[0], 6, 20, 1.0);
   AddRequests(runs[1], 6, 35, 9.0);
-  runs[1].usage.engines = {{.worker = "decode-0", .decode = true, .steps = 10,
-                            .overrun_steps = 3, .modelled_us = 100}};
+  runs[1].usage.engines = {
+      {.worker = "decode-0", .decode = true, .steps = 10, .overrun_steps = 3, .modelled_us = 100}};
   runs[1].planned_prompts = 12;
   for (const ServingRun& r : runs) {
     std::ofstream(dir_ + "/" + r.result_file) << r.result.dump();
@@ -163,8 +173,13 @@ TEST_F(ServingReportTest, RewrittenReportEqualsTheOriginal) {
   context_.device = "a GPU";
   context_.baseline = "local";
   context_.decode_pool_gib = 7.5;
-  context_.transfer_baselines = {{.backend = "ucx", .input_len = 128, .blocks = 8,
-                                  .bytes = 16 << 20, .ops = 8, .transfers = 5, .mean_ms = 4.5}};
+  context_.transfer_baselines = {{.backend = "ucx",
+                                  .input_len = 128,
+                                  .blocks = 8,
+                                  .bytes = 16 << 20,
+                                  .ops = 8,
+                                  .transfers = 5,
+                                  .mean_ms = 4.5}};
   std::string first, second;
   ASSERT_TRUE(WriteServingReportInputs(dir_, context_, runs).ok());
   ASSERT_TRUE(WriteServingReport(dir_, context_, runs, &first).ok());
