@@ -43,8 +43,9 @@ double Seconds(int64_t since_ns) { return static_cast<double>(MonotonicNanos() -
 absl::StatusOr<uint32_t> BlocksFor(const std::string& preset, double gib) {
   ASSIGN_OR_RETURN(ModelConfig config, PresetConfig(preset));
   const double blocks = std::floor(gib * 1024 * 1024 * 1024 / config.KvBytesPerBlock());
-  if (blocks < 1)
+  if (blocks < 1) {
     return absl::InvalidArgumentError(absl::StrCat("a ", gib, " GiB pool holds no block"));
+  }
   return static_cast<uint32_t>(blocks);
 }
 
@@ -53,13 +54,16 @@ void PrintCell(const ServingRun& run, const loadgen::BenchmarkResult& result) {
   const HostBoundVerdict v = JudgeHostBound(
       run.usage,
       {ResultNumber(run.result, "p99_send_lag_ms"), ResultNumber(run.result, "max_send_lag_ms")});
+  const std::string verdict =
+      v.host_bound   ? absl::StrCat("host-bound: ", absl::StrJoin(v.reasons, "; "))
+      : v.unverified ? absl::StrCat("unverified: ", absl::StrJoin(v.notes, "; "))
+                     : "ok";
   std::printf(
       "        completed %d failed %d  TTFT p50/p99 %.1f/%.1f ms  TPOT p99 %.2f ms  "
       "KV transfer mean %.3f ms  %.1f s  %s%s\n",
       result.metrics.completed, result.metrics.failed, ResultNumber(run.result, "median_ttft_ms"),
       ResultNumber(run.result, "p99_ttft_ms"), ResultNumber(run.result, "p99_tpot_ms"),
-      ResultNumber(run.result, "mean_kv_transfer_ms"), run.usage.wall_s,
-      v.host_bound ? ("host-bound: " + absl::StrJoin(v.reasons, "; ")).c_str() : "ok",
+      ResultNumber(run.result, "mean_kv_transfer_ms"), run.usage.wall_s, verdict.c_str(),
       run.error.empty() ? "" : ("  ERROR: " + run.error).c_str());
 }
 

@@ -68,7 +68,9 @@ absl::Status PlotVsRate(const std::string& dir, const std::vector<CellAnalysis>&
                         const std::string& png) {
   std::string script = MultiplotHeader(
       png, axes.workloads.size(),
-      absl::StrCat(label, " vs request rate: p50 solid, p99 dashed; circled: host-bound cell"));
+      absl::StrCat(
+          label,
+          " vs request rate: p50 solid, p99 dashed; circled: host-bound or unverified cell"));
   absl::StrAppend(&script,
                   "set logscale x 2\nset logscale y\nset grid\nset key top left font ',8'\n"
                   "set xlabel 'request rate (req/s)'\nset ylabel '",
@@ -79,7 +81,7 @@ absl::Status PlotVsRate(const std::string& dir, const std::vector<CellAnalysis>&
     for (size_t b = 0; b < axes.backends.size(); ++b) {
       const std::string file = absl::StrCat(metric, "_w", w, "_b", b, ".dat");
       std::ofstream out(dir + "/" + file);
-      out << "# rate p50 p99 host_bound\n";
+      out << "# rate p50 p99 not_usable (host-bound or unverified)\n";
       for (const CellAnalysis& c : cells) {
         const ServingRun& r = *c.run;
         if (WorkloadName(r) != axes.workloads[w] || r.backend != axes.backends[b] ||
@@ -88,7 +90,7 @@ absl::Status PlotVsRate(const std::string& dir, const std::vector<CellAnalysis>&
         }
         out << r.request_rate << " " << Num(ResultNumber(r.result, "median_" + metric + "_ms"))
             << " " << Num(ResultNumber(r.result, "p99_" + metric + "_ms")) << " "
-            << (c.verdict.host_bound ? 1 : 0) << "\n";
+            << (c.usable() ? 0 : 1) << "\n";
         any = true;
       }
       const int color = static_cast<int>(b) + 1;
@@ -194,14 +196,15 @@ absl::Status PlotBreakdown(const std::string& dir, const std::vector<CellAnalysi
       }
       if (std::isnan(first)) first = 0;
       const double rest = std::max(0.0, ttft - queue - prefill - transfer - first);
-      out << '"' << r.backend << " " << RateName(r.request_rate) << "/s"
-          << (c.verdict.host_bound ? "*" : "") << "\" " << queue << " " << prefill << " "
-          << transfer << " " << first << " " << rest << "\n";
+      out << '"' << r.backend << " " << RateName(r.request_rate) << "/s" << (c.usable() ? "" : "*")
+          << "\" " << queue << " " << prefill << " " << transfer << " " << first << " " << rest
+          << "\n";
       ++rows;
     }
     if (rows == 0) continue;
     any = true;
-    absl::StrAppend(&script, "set title '", axes.workloads[w], " (* host-bound)'\nplot '", file,
+    absl::StrAppend(&script, "set title '", axes.workloads[w],
+                    " (* host-bound or unverified)'\nplot '", file,
                     "' using 2:xtic(1) title 'queue', '' using 3 title 'prefill', '' using 4 "
                     "title 'KV transfer', '' using 5 title 'first step', '' using 6 title "
                     "'rest'\n");

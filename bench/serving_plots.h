@@ -2,7 +2,8 @@
 
 // The serving report's plots, drawn by gnuplot from data files written next to them:
 //   ttft_vs_rate.png, tpot_vs_rate.png  p50 and p99 against the request rate, a panel per
-//                                        workload, a colour per backend, host-bound cells circled
+//                                        workload, a colour per backend, host-bound or unverified
+//                                        cells circled
 //   kv_transfer_vs_prompt.png           mean KV transfer time against the prompt length at the
 //                                        lowest rate, per backend, next to the same-run
 //                                        microbenchmark of the same bytes

@@ -163,7 +163,9 @@ absl::Status WriteServingReport(const std::string& dir, const ServingReportConte
           "blocks in shuffled runs of 8) one transfer at a time, timed like the prefill worker "
           "times a request (Submit until Wait returned), after one warm-up transfer, for at "
           "least 0.3 s and 5 transfers; ucx runs pin the sender and the receiver to two CPUs "
-          "as `pdserve bench transfer` does (the serving workers are not pinned). Target: "
+          "as `pdserve bench transfer` does (the serving workers are not pinned). The same "
+          "bytes can take more operations in serving, where both pools' allocators scatter a "
+          "request's blocks: compare the ops columns. Target: "
           "serving mean within 1.5x of it, in cells that are not host-bound.\n\n"
        << TransferTable(cells, context.transfer_baselines);
   }

@@ -186,7 +186,7 @@ std::string AccountingTable(const std::vector<CellAnalysis>& cells) {
                : std::fabs(ratio - 1) <= kTtftModelTolerance
                    ? "within 15%"
                    : absl::StrFormat("off by %+.0f%%", (ratio - 1) * 100);
-      if (c.verdict.host_bound) target += " (host-bound)";
+      if (!c.usable()) target += c.verdict.host_bound ? " (host-bound)" : " (unverified)";
     }
     md += Row({CellKey(r), Field(r, "mean_modelled_prefill_ms", "%.2f"),
                Field(r, "mean_prefill_mock_cpu_ms", "%.2f"),
@@ -214,7 +214,8 @@ std::string TransferTable(const std::vector<CellAnalysis>& cells,
   }
   md += "\n";
   md += Header({"backend", "workload", "rate", "serving MiB / ops", "serving mean (ms)",
-                "microbench mean (ms)", "serving / microbench", "target <= 1.5x"});
+                "microbench MiB / ops", "microbench mean (ms)", "serving / microbench",
+                "target <= 1.5x"});
   for (const CellAnalysis& c : cells) {
     const ServingRun& r = *c.run;
     if (!r.error.empty()) continue;
@@ -222,12 +223,15 @@ std::string TransferTable(const std::vector<CellAnalysis>& cells,
     const double serving = ResultNumber(r.result, "mean_kv_transfer_ms");
     const double ratio = b != nullptr && b->mean_ms > 0 ? serving / b->mean_ms : NAN;
     std::string target = std::isnan(ratio) ? "-" : ratio <= kTransferBaselineTarget ? "yes" : "no";
-    if (c.verdict.host_bound && !std::isnan(ratio)) target += " (host-bound)";
+    if (!c.usable() && !std::isnan(ratio)) {
+      target += c.verdict.host_bound ? " (host-bound)" : " (unverified)";
+    }
     md += Row(
         {CellKey(r),
          absl::StrFormat("%.1f / %.0f", c.samples.mean_kv_bytes / 1048576.0, c.samples.mean_ops),
-         Format("%.3f", serving), b != nullptr ? Format("%.3f", b->mean_ms) : "-",
-         Format("%.2fx", ratio), target});
+         Format("%.3f", serving),
+         b != nullptr ? absl::StrFormat("%.1f / %u", b->bytes / 1048576.0, b->ops) : "-",
+         b != nullptr ? Format("%.3f", b->mean_ms) : "-", Format("%.2fx", ratio), target});
   }
   return md;
 }
