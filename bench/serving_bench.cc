@@ -5,17 +5,24 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "bench/cell_usage.h"
+#include "bench/request_transfer_baseline.h"
+#include "bench/serving_backends.h"
+#include "bench/serving_plan.h"
 #include "bench/serving_report.h"
 #include "cluster/cluster.h"
+#include "common/clock.h"
+#include "common/model_config.h"
+#include "common/roofline.h"
 #include "common/status_macros.h"
 #include "loadgen/load_runner.h"
 #include "loadgen/result_csv.h"
 #include "loadgen/result_json.h"
-#include "transfer/kv_transport.h"
 #if PDSERVE_HAS_CUDA
 #include "kvcache/cuda/cuda_kernels.h"
 #endif
@@ -30,126 +37,219 @@ std::string Now(const char* format) {
   return buf;
 }
 
-struct Sweep {
-  std::vector<int> input_lens, output_lens;
-  std::vector<double> rates;
+double Seconds(int64_t since_ns) { return static_cast<double>(MonotonicNanos() - since_ns) / 1e9; }
+
+// A decode pool of `gib` as a block count, so that it can differ from the prefill pool.
+absl::StatusOr<uint32_t> BlocksFor(const std::string& preset, double gib) {
+  ASSIGN_OR_RETURN(ModelConfig config, PresetConfig(preset));
+  const double blocks = std::floor(gib * 1024 * 1024 * 1024 / config.KvBytesPerBlock());
+  if (blocks < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("a ", gib, " GiB pool holds no block"));
+  }
+  return static_cast<uint32_t>(blocks);
+}
+
+// The per-cell line on stdout: the numbers people look at first, and the verdict.
+void PrintCell(const ServingRun& run, const loadgen::BenchmarkResult& result) {
+  const HostBoundVerdict v = JudgeHostBound(
+      run.usage,
+      {ResultNumber(run.result, "p99_send_lag_ms"), ResultNumber(run.result, "max_send_lag_ms")});
+  const std::string verdict =
+      v.host_bound   ? absl::StrCat("host-bound: ", absl::StrJoin(v.reasons, "; "))
+      : v.unverified ? absl::StrCat("unverified: ", absl::StrJoin(v.notes, "; "))
+                     : "ok";
+  std::printf(
+      "        completed %d failed %d  TTFT p50/p99 %.1f/%.1f ms  TPOT p99 %.2f ms  "
+      "KV transfer mean %.3f ms  %.1f s  %s%s\n",
+      result.metrics.completed, result.metrics.failed, ResultNumber(run.result, "median_ttft_ms"),
+      ResultNumber(run.result, "p99_ttft_ms"), ResultNumber(run.result, "p99_tpot_ms"),
+      ResultNumber(run.result, "mean_kv_transfer_ms"), run.usage.wall_s, verdict.c_str(),
+      run.error.empty() ? "" : ("  ERROR: " + run.error).c_str());
+}
+
+loadgen::LoadOptions CellLoad(const ServingBenchOptions& o, const cluster::Cluster& cl,
+                              const std::string& backend, const CellPlan& cell) {
+  loadgen::LoadOptions load;
+  load.target = cl.endpoint();
+  load.num_prompts = cell.prompts;
+  load.num_warmups = 0;  // the cluster was warmed once (RunBackend)
+  load.arrival.request_rate = cell.rate;
+  load.random.input_len = cell.input_len;
+  load.random.output_len = cell.output_len;
+  load.preset = o.preset;
+  load.verify = o.verify;
+  load.progress = loadgen::ProgressMode::kAuto;
+  load.backend = absl::StrCat("pdserve-", backend);
+  load.label = absl::StrCat(backend, "-in", cell.input_len, "-out", cell.output_len);
+  return load;
+}
+
+// One cell on a running cluster: the measured requests between two usage samples.
+absl::StatusOr<ServingRun> RunCell(const ServingBenchOptions& o, cluster::Cluster& cl,
+                                   const std::string& backend, const CellPlan& cell, uint64_t seed,
+                                   const std::string& dir) {
+  ServingRun run{.backend = backend,
+                 .input_len = cell.input_len,
+                 .output_len = cell.output_len,
+                 .request_rate = cell.rate};
+  loadgen::LoadOptions load = CellLoad(o, cl, backend, cell);
+  load.seed = seed;  // the same per cell for every backend: same prompts, same arrivals
+  const std::string stem = absl::StrCat(backend, "_in", cell.input_len, "_out", cell.output_len,
+                                        "_rate", loadgen::RequestRateName(cell.rate));
+  const CellUsageProbe probe = CellUsageProbe::Start(cl);
+  absl::StatusOr<loadgen::BenchmarkResult> result = loadgen::RunLoad(load);
+  run.usage = probe.Finish(cl);
+  run.usage.modelled = o.compute == "roofline";
+  if (!result.ok()) {
+    run.error = std::string(result.status().message());
+    return run;
+  }
+  RETURN_IF_ERROR(loadgen::WriteResultJson(*result, absl::StrCat(dir, "/", stem, ".json")));
+  RETURN_IF_ERROR(loadgen::WriteRequestsCsv(*result, absl::StrCat(dir, "/", stem, ".csv")));
+  run.result = loadgen::ResultToJson(*result, /*per_request=*/true);
+  run.result_file = stem + ".json";
+  if (result->metrics.failed > 0) {
+    run.error =
+        absl::StrCat(result->metrics.failed, " of ", result->requests.size(), " requests failed");
+  } else if (result->verify_mismatches > 0) {
+    run.error = absl::StrCat(result->verify_mismatches,
+                             " requests returned tokens that differ from the model");
+  } else if (std::string leaks = LeakedBlocks(cl); !leaks.empty()) {
+    run.error = absl::StrCat("KV blocks not freed after the run: ", leaks);
+  }
+  PrintCell(run, *result);
+  return run;
+}
+
+struct BackendOutcome {
+  std::vector<ServingRun> runs;
+  std::string transports;  // for the report's "backends" line
+  double setup_s = 0;      // transfer baseline, cluster start, warm-up
 };
 
-absl::StatusOr<Sweep> ResolveSweep(const ServingBenchOptions& o) {
-  Sweep s;
-  if (o.matrix == "full") {
-    s = {{128, 512, 2048}, {64, 128, 512}, {1, 4, 16}};
-  } else if (o.matrix == "default" && o.device == "cuda") {
-    // On the GPU the kernels are fast: longer prompts and outputs, still the seed matrix's
-    // rates, in about 5 minutes for two backends.
-    s = {{512, 2048}, {128}, {1, 4, 16}};
-  } else if (o.matrix == "default") {
-    // Small enough for a 2-core machine in a few minutes, still the seed matrix's rates.
-    s = {{128}, {64}, {1, 4, 16}};
-  } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown --matrix '", o.matrix, "' (default, full)"));
-  }
-  if (!o.input_lens.empty()) s.input_lens = o.input_lens;
-  if (!o.output_lens.empty()) s.output_lens = o.output_lens;
-  if (!o.rates.empty()) s.rates = o.rates;
-  return s;
-}
-
-// Whether the linked UCX can register device memory (the libucx-cu13 build, PDSERVE_UCX_ROOT):
-// then `ucx` on the GPU puts device memory straight into the decode worker's device pool.
-bool UcxTakesDeviceMemory() {
-  static const bool yes = [] {
-    transfer::TransportOptions probe;
-    probe.backend = "ucx";
-    probe.pool_memory = MemoryKind::kCuda;
-    return transfer::AllocatePoolMemory(probe, 1 << 20).ok();
-  }();
-  return yes;
-}
-
-// The name a backend is reported under. On the GPU (--device cuda) `local` runs as cuda-ipc, and
-// `ucx` as ucx on device memory where the linked UCX can do that, else as ucx-staged (Debian's
-// UCX has no CUDA transports: blocks go D2H into a pinned host pool, UCX puts them into the
-// decode worker's host pool, H2D there before decoding).
-std::string BackendLabel(const std::string& backend, const std::string& device) {
-  if (device != "cuda") return backend;
-  if (backend == "local") return "cuda-ipc";
-  if (backend == "ucx") return UcxTakesDeviceMemory() ? "ucx" : "ucx-staged";
-  if (backend.rfind("ucx-", 0) == 0 && backend != "ucx-staged") {
-    return absl::StrCat(UcxTakesDeviceMemory() ? "ucx-" : "ucx-staged-", backend.substr(4));
-  }
-  return backend;
-}
-
-// A backend name as the user gives it -> the cluster's transfer backend and environment.
-absl::Status ConfigureBackend(const std::string& backend, const std::string& device,
-                              cluster::ClusterOptions& c) {
-  if (device == "cuda") {
-    const std::string ucx = UcxTakesDeviceMemory() ? "ucx" : "ucx-staged";
-    if (backend == "local" || backend == "cuda-ipc") {
-      c.transfer = "cuda-ipc";
-    } else if (backend == "ucx") {
-      c.transfer = ucx;
-    } else if (backend.rfind("ucx-", 0) == 0 && backend != "ucx-staged") {
-      c.transfer = ucx;
-      c.env.push_back({"UCX_TLS", backend.substr(4)});
-    } else {
-      c.transfer = backend;
+// One backend's share: transfer baseline, cluster, warm-up, every cell, stop. `cells` starts as
+// `planned`; with `adapt` (the first backend) it is adapted as the cells run.
+absl::Status RunBackend(const ServingBenchOptions& o, const std::string& user_backend,
+                        const std::vector<CellPlan>& planned, std::vector<CellPlan>& cells,
+                        bool adapt, double cell_seconds, int min_prompts, uint32_t decode_blocks,
+                        const std::string& dir, ServingReportContext& context,
+                        BackendOutcome& out) {
+  const std::string backend = BackendLabel(user_backend, o.device);
+  const int64_t setup_start = MonotonicNanos();
+  if (o.transfer_baseline && o.device == "cpu") {
+    std::vector<int> lens;
+    for (const CellPlan& c : cells) {
+      if (std::find(lens.begin(), lens.end(), c.input_len) == lens.end())
+        lens.push_back(c.input_len);
     }
-    return absl::OkStatus();
+    std::printf("[%s] transfer baseline: one request's KV for prompts of %s tokens...\n",
+                backend.c_str(), absl::StrJoin(lens, ", ").c_str());
+    std::fflush(stdout);
+    absl::StatusOr<std::vector<RequestTransferBaseline>> rows =
+        MeasureRequestTransfers(backend, o.preset, o.layout, lens, 0.3, 5);
+    if (rows.ok()) {
+      for (const RequestTransferBaseline& r : *rows) {
+        std::printf(
+            "        %5d tokens: %.1f MiB in %u ops, mean %.3f ms (p50 %.3f, %d transfers)\n",
+            r.input_len, r.bytes / 1048576.0, r.ops, r.mean_ms, r.p50_ms, r.transfers);
+        context.transfer_baselines.push_back(r);
+      }
+    } else {
+      std::printf("        not measured: %s\n", std::string(rows.status().message()).c_str());
+      absl::StrAppend(&context.transfer_baseline_note,
+                      context.transfer_baseline_note.empty() ? "" : "; ", backend, ": ",
+                      rows.status().message());
+    }
   }
-  if (backend == "local" || backend == "ucx") {
-    c.transfer = backend;
-  } else if (backend.rfind("ucx-", 0) == 0) {
-    // ucx-posix, ucx-tcp, ucx-cma: UCX pinned to that transport through its own UCX_TLS. Plain
-    // `ucx` leaves the choice to UCX (which picks tcp on one host when it must detect dead
-    // peers: UCX 1.13 has no peer-failure handling over shared memory).
-    c.transfer = "ucx";
-    c.env.push_back({"UCX_TLS", backend.substr(4)});
-  } else {
-    c.transfer = backend;  // the cluster reports an unknown backend clearly
+  cluster::ClusterOptions c;
+  c.num_prefill = o.num_prefill;
+  c.num_decode = o.num_decode;
+  c.preset = o.preset;
+  c.compute = o.compute;
+  c.gpu = o.gpu;
+  c.pool_gib = o.pool_gib;
+  c.decode_blocks = decode_blocks;
+  c.layout = o.layout;
+  c.log_level = "warn";
+  c.log_dir = absl::StrCat(dir, "/logs-", backend);
+  RETURN_IF_ERROR(ConfigureBackend(user_backend, o.device, c));
+  std::printf("[%s] starting cluster...\n", backend.c_str());
+  std::fflush(stdout);
+  absl::StatusOr<std::unique_ptr<cluster::Cluster>> cl = cluster::Cluster::Start(c);
+  if (cl.ok()) {
+    // Connections, first touches of the pools and the first batches happen here, not in the
+    // first cell: a few requests of the longest prompt, all at once.
+    CellPlan warm = cells.front();
+    for (const CellPlan& cell : cells) warm.input_len = std::max(warm.input_len, cell.input_len);
+    warm.output_len = std::min(warm.output_len, 8);
+    warm.rate = INFINITY;
+    warm.prompts = 2;
+    loadgen::LoadOptions load = CellLoad(o, **cl, backend, warm);
+    load.seed = o.seed ^ 0x5eedull;
+    if (absl::StatusOr<loadgen::BenchmarkResult> w = loadgen::RunLoad(load);
+        !w.ok() || w->metrics.failed > 0) {
+      std::printf("[%s] warm-up: %s\n", backend.c_str(),
+                  w.ok() ? "some requests failed" : std::string(w.status().message()).c_str());
+    }
+  }
+  out.setup_s = Seconds(setup_start);
+  // The first backend adapts the plan to the host's pace (AdaptedPrompts) and the others run
+  // it as adapted: every backend sends the same prompts at the same times in a cell, so that
+  // their differences are the backend's, not the load's.
+  for (size_t i = 0; i < cells.size(); ++i) {
+    CellPlan& cell = cells[i];
+    const bool same_workload =
+        adapt && i > 0 && !out.runs.empty() && out.runs.back().error.empty() &&
+        cells[i - 1].input_len == cell.input_len && cells[i - 1].output_len == cell.output_len;
+    if (same_workload) {
+      const ServingRun& last = out.runs.back();
+      cell.prompts =
+          AdaptedPrompts(cell, cells[i - 1],
+                         {.wall_s = last.usage.wall_s,
+                          .request_throughput = ResultNumber(last.result, "request_throughput"),
+                          .mean_e2el_s = ResultNumber(last.result, "mean_e2el_ms") / 1e3},
+                         cell_seconds, min_prompts);
+      cell.expected_s = cell.prompts / cell.rate + cell.tail_s;
+    }
+    std::printf("[%s %zu/%zu] in %d out %d rate %s req/s: %d prompts%s...\n", backend.c_str(),
+                i + 1, cells.size(), cell.input_len, cell.output_len,
+                loadgen::RequestRateName(cell.rate).c_str(), cell.prompts,
+                cell.prompts < planned[i].prompts
+                    ? absl::StrCat(" (planned ", planned[i].prompts,
+                                   "; cut after the first backend's cell before overran)")
+                          .c_str()
+                    : "");
+    std::fflush(stdout);
+    if (!cl.ok()) {
+      out.runs.push_back({.backend = backend,
+                          .input_len = cell.input_len,
+                          .output_len = cell.output_len,
+                          .request_rate = cell.rate,
+                          .error = absl::StrCat("cluster did not start: ", cl.status().message())});
+      continue;
+    }
+    ASSIGN_OR_RETURN(ServingRun run, RunCell(o, **cl, backend, cell, o.seed + i, dir));
+    run.planned_prompts = planned[i].prompts;
+    out.runs.push_back(std::move(run));
+    std::fflush(stdout);
+    if (absl::Status alive = (*cl)->CheckChildren(); !alive.ok()) {
+      cl = alive;  // the remaining cells of this backend report it
+    }
+  }
+  if (cl.ok()) {
+    std::string env;
+    for (const auto& [k, v] : c.env) absl::StrAppend(&env, k, "=", v, " ");
+    out.transports = absl::StrCat(backend, ": transfer backend ", c.transfer, ", ", env,
+                                  "transports used: ", Transports(**cl));
+    (*cl)->Stop();
   }
   return absl::OkStatus();
-}
-
-int PromptsFor(const ServingBenchOptions& o, double rate) {
-  if (std::isinf(rate)) return o.min_prompts * 4;
-  const int n = static_cast<int>(std::lround(rate * o.seconds_per_rate));
-  return std::clamp(n, o.min_prompts, o.max_prompts);
-}
-
-// What the prefill workers' transfer backend reports it uses ("memcpy", "posix/memory", ...).
-std::string Transports(const cluster::Cluster& c) {
-  absl::StatusOr<v1::ClusterStatus> status = c.GetStatus();
-  if (!status.ok()) return "unknown";
-  std::vector<std::string> seen;
-  for (const v1::WorkerStatus& w : status->workers()) {
-    if (w.role() == v1::WORKER_ROLE_PREFILL && !w.transports().empty() &&
-        std::find(seen.begin(), seen.end(), w.transports()) == seen.end()) {
-      seen.push_back(w.transports());
-    }
-  }
-  return seen.empty() ? "unknown" : absl::StrJoin(seen, "; ");
-}
-
-// Checks that every KV block of every pool is free again after a run.
-std::string LeakedBlocks(const cluster::Cluster& c) {
-  absl::StatusOr<v1::ClusterStatus> status = c.GetStatus();
-  if (!status.ok()) return absl::StrCat("status unavailable: ", status.status().message());
-  std::vector<std::string> leaks;
-  for (const v1::WorkerStatus& w : status->workers()) {
-    if (w.capacity().free_blocks() != w.capacity().total_blocks()) {
-      leaks.push_back(absl::StrCat(w.worker_id(), " ", w.capacity().free_blocks(), "/",
-                                   w.capacity().total_blocks(), " free"));
-    }
-  }
-  return absl::StrJoin(leaks, ", ");
 }
 
 }  // namespace
 
 absl::Status RunServingBench(const ServingBenchOptions& options) {
+  const int64_t run_start = MonotonicNanos();
   ServingBenchOptions o = options;
   std::string device;
   if (o.device == "cuda") {
@@ -161,150 +261,120 @@ absl::Status RunServingBench(const ServingBenchOptions& options) {
 #endif
     o.compute = "cuda";
     if (o.backends == ServingBenchOptions{}.backends) o.backends = {"local", "ucx"};
-    // Device memory is plentiful: room for every request of the default sweep at once.
+    // Device memory is plentiful: room for every request of the quick sweep at once.
     if (o.pool_gib == ServingBenchOptions{}.pool_gib) o.pool_gib = 8;
   } else if (o.device != "cpu") {
-    return absl::InvalidArgumentError(absl::StrCat("--device must be cpu or cuda, not '",
-                                                   o.device, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--device must be cpu or cuda, not '", o.device, "'"));
   }
-  ASSIGN_OR_RETURN(Sweep sweep, ResolveSweep(o));
-  const std::string dir = o.result_dir.empty()
-                              ? absl::StrCat("results/bench-", Now("%Y%m%d-%H%M%S"))
-                              : o.result_dir;
+  ASSIGN_OR_RETURN(SweepPlan plan, ResolveSweep(o.matrix, o.device == "cuda",
+                                                {o.input_lens, o.output_lens, o.rates,
+                                                 o.cell_seconds, o.min_prompts, o.max_prompts}));
+  ASSIGN_OR_RETURN(ModelConfig config, PresetConfig(o.preset));
+  std::optional<RooflineModel> roofline;
+  if (o.compute == "roofline") {
+    ASSIGN_OR_RETURN(GpuSpec gpu, GpuSpecByName(o.gpu));
+    roofline.emplace(config, gpu);
+  }
+  const std::vector<CellPlan> planned = PlanCells(plan, roofline ? &*roofline : nullptr);
+  std::vector<CellPlan> cells = planned;
+  double planned_s = 0;
+  for (const CellPlan& c : planned) planned_s += c.expected_s;
+  const int max_in = *std::max_element(plan.input_lens.begin(), plan.input_lens.end());
+  const int max_out = *std::max_element(plan.output_lens.begin(), plan.output_lens.end());
+  constexpr int kConcurrent = 24;
+  constexpr double kMaxDecodePoolGib = 8;
+  const double decode_gib =
+      o.decode_pool_gib > 0 ? o.decode_pool_gib
+      : o.decode_pool_gib == 0
+          ? o.pool_gib
+          : DecodePoolGib(config, max_in, max_out, kConcurrent, o.pool_gib, kMaxDecodePoolGib);
+  ASSIGN_OR_RETURN(uint32_t decode_blocks, BlocksFor(o.preset, decode_gib));
+
+  const std::string dir =
+      o.result_dir.empty() ? absl::StrCat("results/bench-", Now("%Y%m%d-%H%M%S")) : o.result_dir;
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
 
   const std::string compute =
       o.compute == "roofline" ? absl::StrCat("roofline (", o.gpu, ")") : o.compute;
-  std::printf("pdserve bench: backends %s, preset %s, compute %s, %d prefill + %d decode, "
-              "inputs %s, outputs %s, rates %s req/s\n",
-              absl::StrJoin(o.backends, ",").c_str(), o.preset.c_str(), compute.c_str(),
-              o.num_prefill, o.num_decode, absl::StrJoin(sweep.input_lens, ",").c_str(),
-              absl::StrJoin(sweep.output_lens, ",").c_str(),
-              absl::StrJoin(sweep.rates, ",").c_str());
+  std::printf(
+      "pdserve bench (%s): backends %s, preset %s, compute %s, %d prefill + %d decode, "
+      "inputs %s, outputs %s, rates %s req/s; %zu cells per backend, %.1f min for all "
+      "backends at the modelled speed (cluster starts and baselines not included)\n",
+      plan.name.c_str(), absl::StrJoin(o.backends, ",").c_str(), o.preset.c_str(), compute.c_str(),
+      o.num_prefill, o.num_decode, absl::StrJoin(plan.input_lens, ",").c_str(),
+      absl::StrJoin(plan.output_lens, ",").c_str(), absl::StrJoin(plan.rates, ",").c_str(),
+      cells.size(), planned_s * o.backends.size() / 60);
+  if (!device.empty()) std::printf("device: %s\n", device.c_str());
   std::fflush(stdout);
 
-  if (!device.empty()) std::printf("device: %s\n", device.c_str());
+  ServingReportContext context;
   std::vector<ServingRun> runs;
   std::vector<std::string> transports;
+  double setup_s = 0;
   for (const std::string& user_backend : o.backends) {
-    const std::string backend = BackendLabel(user_backend, o.device);
-    cluster::ClusterOptions c;
-    c.num_prefill = o.num_prefill;
-    c.num_decode = o.num_decode;
-    c.preset = o.preset;
-    c.compute = o.compute;
-    c.gpu = o.gpu;
-    c.pool_gib = o.pool_gib;
-    c.layout = o.layout;
-    c.log_level = "warn";
-    c.log_dir = absl::StrCat(dir, "/logs-", backend);
-    RETURN_IF_ERROR(ConfigureBackend(user_backend, o.device, c));
-    std::printf("[%s] starting cluster...\n", backend.c_str());
-    std::fflush(stdout);
-    absl::StatusOr<std::unique_ptr<cluster::Cluster>> cl = cluster::Cluster::Start(c);
-    for (int in : sweep.input_lens) {
-      for (int out : sweep.output_lens) {
-        for (double rate : sweep.rates) {
-          ServingRun run{.backend = backend, .input_len = in, .output_len = out,
-                         .request_rate = rate};
-          if (!cl.ok()) {
-            run.error = absl::StrCat("cluster did not start: ", cl.status().message());
-            runs.push_back(run);
-            continue;
-          }
-          loadgen::LoadOptions load;
-          load.target = (*cl)->endpoint();
-          load.num_prompts = PromptsFor(o, rate);
-          load.num_warmups = 2;
-          load.seed = o.seed + static_cast<uint64_t>(runs.size());
-          load.arrival.request_rate = rate;
-          load.random.input_len = in;
-          load.random.output_len = out;
-          load.preset = o.preset;
-          load.verify = o.verify;
-          load.progress = loadgen::ProgressMode::kAuto;
-          load.backend = absl::StrCat("pdserve-", backend);
-          load.label = absl::StrCat(backend, "-in", in, "-out", out);
-          const std::string stem = absl::StrCat(backend, "_in", in, "_out", out, "_rate",
-                                                loadgen::RequestRateName(rate));
-          std::printf("[%s] in %d out %d rate %s req/s: %d prompts...\n", backend.c_str(), in,
-                      out, loadgen::RequestRateName(rate).c_str(), load.num_prompts);
-          std::fflush(stdout);
-          absl::StatusOr<loadgen::BenchmarkResult> result = loadgen::RunLoad(load);
-          if (!result.ok()) {
-            run.error = std::string(result.status().message());
-          } else {
-            RETURN_IF_ERROR(loadgen::WriteResultJson(*result, absl::StrCat(dir, "/", stem, ".json")));
-            RETURN_IF_ERROR(loadgen::WriteRequestsCsv(*result, absl::StrCat(dir, "/", stem, ".csv")));
-            run.result = loadgen::ResultToJson(*result, /*per_request=*/false);
-            run.result_file = stem + ".json";
-            if (result->verify_mismatches > 0) {
-              run.error = absl::StrCat(result->verify_mismatches,
-                                       " requests returned tokens that differ from the model");
-            } else if (std::string leaks = LeakedBlocks(**cl); !leaks.empty()) {
-              run.error = absl::StrCat("KV blocks not freed after the run: ", leaks);
-            }
-            std::printf("        completed %d failed %d  TTFT p99 %.1f ms  TPOT p99 %.2f ms  "
-                        "KV transfer mean %.3f ms%s\n",
-                        result->metrics.completed, result->metrics.failed,
-                        ResultNumber(run.result, "p99_ttft_ms"),
-                        ResultNumber(run.result, "p99_tpot_ms"),
-                        ResultNumber(run.result, "mean_kv_transfer_ms"),
-                        run.error.empty() ? "" : ("  ERROR: " + run.error).c_str());
-          }
-          runs.push_back(std::move(run));
-          std::fflush(stdout);
-          if (absl::Status alive = (*cl)->CheckChildren(); !alive.ok()) {
-            cl = alive;  // the remaining runs of this backend report it
-          }
-        }
-      }
-    }
-    if (cl.ok()) {
-      std::string env;
-      for (const auto& [k, v] : c.env) absl::StrAppend(&env, k, "=", v, " ");
-      transports.push_back(absl::StrCat(backend, ": transfer backend ", c.transfer, ", ", env,
-                                        "transports used: ", Transports(**cl)));
-      (*cl)->Stop();
-    }
+    BackendOutcome outcome;
+    RETURN_IF_ERROR(RunBackend(o, user_backend, planned, cells,
+                               /*adapt=*/&user_backend == &o.backends.front(), plan.cell_seconds,
+                               plan.min_prompts, decode_blocks, dir, context, outcome));
+    for (ServingRun& r : outcome.runs) runs.push_back(std::move(r));
+    if (!outcome.transports.empty()) transports.push_back(outcome.transports);
+    setup_s += outcome.setup_s;
   }
+  if (o.device != "cpu") context.transfer_baseline_note = "not measured with --device cuda";
+  if (!o.transfer_baseline) context.transfer_baseline_note = "--transfer-baseline false";
 
-  ServingReportContext context;
   context.date = Now("%Y-%m-%d %H:%M:%S %Z");
   context.preset = o.preset;
   context.compute = compute;
-  context.cluster = absl::StrCat(o.num_prefill, " prefill + ", o.num_decode,
-                                 " decode workers on one host, ", o.pool_gib,
-                                 " GiB KV pool each, ", o.layout, " KV layout");
+  context.decode_pool_gib = decode_gib;
+  const double request_mib = static_cast<double>(config.BlocksForTokens(max_in + max_out)) *
+                             config.KvBytesPerBlock() / 1048576.0;
+  context.cluster = absl::StrFormat(
+      "%d prefill + %d decode workers on one host, %s KV layout; KV pools: %g GiB per prefill "
+      "worker, %.2f GiB per decode worker (room for %.0f requests of the largest cell, "
+      "in%d+out%d = %.0f MiB reserved each; requests beyond that wait at the router for blocks: "
+      "they queue, they do not fail)",
+      o.num_prefill, o.num_decode, o.layout, o.pool_gib, decode_gib,
+      std::floor(decode_gib * 1024 / request_mib), max_in, max_out, request_mib);
   context.command = o.command_line;
   context.device = device;
   if (!o.backends.empty()) context.baseline = BackendLabel(o.backends.front(), o.device);
   context.backends = absl::StrJoin(transports, "; ");
   context.choices = absl::StrFormat(
-      "matrix %s: inputs %s, outputs %s, rates %s req/s (Poisson), prompts per run = "
-      "clamp(rate x %g s, %d, %d), 2 warm-ups, tokens verified against the model: %s. %s",
-      o.matrix, absl::StrJoin(sweep.input_lens, ","), absl::StrJoin(sweep.output_lens, ","),
-      absl::StrJoin(sweep.rates, ","), o.seconds_per_rate, o.min_prompts, o.max_prompts,
-      o.verify ? "yes" : "no",
+      "matrix %s: inputs %s, outputs %s, rates %s req/s (Poisson); prompts per cell = "
+      "clamp(round(rate x max(%g s - tail, %g s / 3)), %d, %d), where tail is one request's "
+      "prefill + output x decode step at the modelled speed (Little's law for the decode "
+      "batch); the same prompts and arrival times in a cell for every backend; one cluster per "
+      "backend, warmed by 2 requests of the longest prompt; tokens verified against the model: "
+      "%s. %s",
+      plan.name, absl::StrJoin(plan.input_lens, ","), absl::StrJoin(plan.output_lens, ","),
+      absl::StrJoin(plan.rates, ","), plan.cell_seconds, plan.cell_seconds, plan.min_prompts,
+      plan.max_prompts, o.verify ? "yes" : "no",
       o.compute == "cuda"
           ? "KV bytes are real and live in GPU memory: prefill writes K/V and runs causal "
             "attention on the GPU, every decode step runs paged attention over every KV byte of "
-            "every running request on the GPU (the checksum that picks the token is fused in); "
-            "the per-layer dense GEMMs are not run"
-          : "KV bytes are real: every decode step reads every KV byte of every running request "
-            "on this host's CPU, so on a small CPU host the highest rates saturate the decode "
-            "worker and the queueing that follows is part of the numbers");
+            "every running request on the GPU; the per-layer dense GEMMs are not run"
+          : "KV bytes are real and made, moved and checked on this host's CPU: where that work "
+            "outlasts the modelled time the cell is marked host-bound");
+  double cells_s = 0;
+  for (const ServingRun& r : runs) cells_s += r.usage.wall_s;
+  context.timing = absl::StrFormat(
+      "%.1f min in all: cells %.1f min (%.1f min at the modelled speed), transfer baselines, "
+      "cluster starts and warm-ups %.1f min",
+      Seconds(run_start) / 60, cells_s / 60, planned_s * o.backends.size() / 60, setup_s / 60);
   std::string headline;
   RETURN_IF_ERROR(WriteServingReportInputs(dir, context, runs));
   RETURN_IF_ERROR(WriteServingReport(dir, context, runs, &headline));
   int failed = 0;
   for (const ServingRun& r : runs) failed += !r.error.empty();
-  std::printf("\nreport: %s/report.md\n%s\n", dir.c_str(), headline.c_str());
+  std::printf("\nreport: %s/report.md (%s)\n%s\n", dir.c_str(), context.timing.c_str(),
+              headline.c_str());
   if (failed > 0) {
-    return absl::InternalError(absl::StrCat(failed, " of ", runs.size(),
-                                            " runs failed; see ", dir, "/report.md"));
+    return absl::InternalError(
+        absl::StrCat(failed, " of ", runs.size(), " runs failed; see ", dir, "/report.md"));
   }
   return absl::OkStatus();
 }

@@ -7,32 +7,39 @@
 
 namespace pdserve::bench {
 
-// `pdserve bench`, the main job: for each transfer backend, start a cluster (same preset, workers
-// and pool), sweep the workloads and request rates with the load generator, tear the cluster
-// down, then write a results folder (per-run JSON + CSV, summary.csv, report.md, plots) and print
-// the headline comparison.
+// `pdserve bench`, the main job: for each transfer backend, measure one request's KV transfer
+// with the two-process microbenchmark, start a cluster (same preset, workers and pools), sweep
+// the workloads and request rates with the load generator while sampling what each cell cost
+// the host, tear the cluster down; then write a results folder (per-run JSON + CSV,
+// summary.csv, report.md, plots) and print the headline comparison.
 struct ServingBenchOptions {
   // "local"; "ucx" (UCX picks its transports); "ucx-<tls>" = ucx with UCX_TLS=<tls>.
   std::vector<std::string> backends = {"local", "ucx-posix", "ucx-tcp"};
-  std::string matrix = "default";                        // default | full
+  // full (= default): the seed matrix, 128/512/2048 x 64/128/512 x 1/4/16 req/s; quick: see
+  // bench/serving_plan.h. --quick sets it.
+  std::string matrix = "full";
   std::string preset = "llama3-8b";
   std::string compute = "roofline";  // real | roofline | cuda
   std::string gpu = "h100";          // for roofline
   std::string device = "cpu";        // cpu | cuda
   int num_prefill = 1;
   int num_decode = 1;
-  double pool_gib = 2.0;             // per worker
+  double pool_gib = 2.0;  // per prefill worker (and decode worker if decode_pool_gib 0)
+  // Per decode worker; < 0: room for 24 requests of the sweep's largest cell, at most 8 GiB
+  // (bench/serving_plan.h DecodePoolGib).
+  double decode_pool_gib = -1;
   std::string layout = "layer-major";  // KV layout of every pool: layer-major | block-major
-  std::vector<int> input_lens;       // empty: from the matrix
+  std::vector<int> input_lens;         // empty: from the matrix
   std::vector<int> output_lens;
   std::vector<double> rates;
-  double seconds_per_rate = 6;       // prompts per run = clamp(rate x this, min, max)
-  int min_prompts = 8;
-  int max_prompts = 64;
+  double cell_seconds = 0;  // time budget of a cell; 0: the matrix's
+  int min_prompts = 0;      // 0: the matrix's
+  int max_prompts = 0;
+  bool transfer_baseline = true;  // the same-run microbenchmark of one request's KV
   bool verify = true;
   uint64_t seed = 0;
-  std::string result_dir;            // empty: results/bench-<date>
-  std::string command_line;          // recorded in the report
+  std::string result_dir;    // empty: results/bench-<date>
+  std::string command_line;  // recorded in the report
 };
 
 absl::Status RunServingBench(const ServingBenchOptions& options);

@@ -4,32 +4,47 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "bench/host_bound.h"
+#include "bench/request_transfer_baseline.h"
 #include "nlohmann/json.hpp"
 
 namespace pdserve::bench {
 
 // One load run of the serving benchmark: one cluster (transfer backend) at one request rate.
 struct ServingRun {
-  std::string backend;       // transfer backend, e.g. "local", "ucx", "ucx-tcp"
+  std::string backend;  // transfer backend, e.g. "local", "ucx", "ucx-tcp"
   int input_len = 0;
   int output_len = 0;
-  double request_rate = 0;   // requests/s; infinity for "inf"
-  std::string result_file;   // the run's JSON, relative to the results folder
-  nlohmann::json result;     // loadgen's result object (vllm bench serve field names)
-  std::string error;         // non-empty: the run (or its cluster) failed; reported, not hidden
+  double request_rate = 0;  // requests/s; infinity for "inf"
+  std::string result_file;  // the run's JSON, relative to the results folder
+  nlohmann::json result;    // loadgen's result object (vllm bench serve field names), with
+                            // the per-request arrays (the bootstrap resamples them)
+  std::string error;        // non-empty: the run (or its cluster) failed; reported, not hidden
+  CellUsage usage;          // what the cell cost the host (usage.measured false: not sampled)
+  int planned_prompts = 0;  // before AdaptedPrompts (bench/serving_plan.h); 0: not recorded
 };
 
 struct ServingReportContext {
   std::string date;
   std::string preset;
-  std::string compute;       // "real" or "roofline (h100)"
-  std::string cluster;       // e.g. "1 prefill + 1 decode worker"
-  std::string choices;       // what the default sweep chose and why
-  std::string command;       // the command line that produced it
-  std::string backends;      // per backend: what it is and the transports it used
-  std::string device;        // the machine the workers computed on ("" for a CPU run)
+  std::string compute;             // "real" or "roofline (h100)"
+  std::string cluster;             // e.g. "1 prefill + 1 decode worker"
+  std::string choices;             // what the default sweep chose and why
+  std::string command;             // the command line that produced it
+  std::string backends;            // per backend: what it is and the transports it used
+  std::string device;              // the machine the workers computed on ("" for a CPU run)
   std::string baseline = "local";  // the backend the headline compares the others with
+  std::string timing;              // how long the run took against its plan
+  // Same-run microbenchmark of one request's KV per backend and prompt length; the note says
+  // why there is none (e.g. on the GPU).
+  std::vector<RequestTransferBaseline> transfer_baselines;
+  std::string transfer_baseline_note;
+  double decode_pool_gib = 0;  // per decode worker: cells that needed more queued for blocks
 };
+
+// Targets the report checks (issue 13).
+inline constexpr double kTtftModelTolerance = 0.15;     // |mean TTFT / model - 1| at 1 req/s
+inline constexpr double kTransferBaselineTarget = 1.5;  // serving / microbenchmark transfer time
 
 // Writes summary.csv, report.md and the PNG plots (through gnuplot when installed; without it the
 // report says so) into `dir`. `headline` receives the one-line comparison printed at the end.

@@ -1,10 +1,7 @@
 #include "bench/transfer_bench.h"
 
-#include <fcntl.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,7 +11,6 @@
 #include <fstream>
 #include <iostream>
 #include <map>
-#include <random>
 #include <thread>
 #include <vector>
 
@@ -23,6 +19,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "bench/baselines.h"
+#include "bench/transfer_pair.h"
 #include "common/clock.h"
 #include "common/logging.h"
 #include "common/parallel_for.h"
@@ -31,159 +28,12 @@
 #include "transfer/copy_plan.h"
 #include "transfer/kv_transport.h"
 
-extern char** environ;
-
 namespace pdserve::bench {
 namespace {
 
 using transfer::BlockCopy;
 using transfer::KvTransport;
 using transfer::TransportOptions;
-
-// A backend under test: "local", or "ucx" with a pinned UCX_TLS.
-struct BackendSpec {
-  std::string backend;
-  std::string tls;
-  std::string label() const { return tls.empty() ? backend : absl::StrCat(backend, "/", tls); }
-};
-
-// A pool shape: preset and block size give the block bytes (layer-major fragments are
-// block bytes / layers).
-struct Shape {
-  std::string preset;
-  int block_size;
-};
-
-// The receiving process, started by re-executing this binary with --receiver.
-class ReceiverProcess {
- public:
-  static absl::StatusOr<std::unique_ptr<ReceiverProcess>> Start(const std::string& spec) {
-    int in[2], out[2];
-    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) {
-      return absl::InternalError("pipe2 failed");
-    }
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, in[0], 0);
-    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-    std::vector<std::string> args = {"pdserve", "--log-level", "warn", "bench", "transfer",
-                                      "--receiver", spec};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    auto p = std::unique_ptr<ReceiverProcess>(new ReceiverProcess);
-    int rc = posix_spawn(&p->pid_, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    close(in[0]);
-    close(out[1]);
-    p->to_ = in[1];
-    p->from_ = out[0];
-    if (rc != 0) return absl::InternalError("cannot start the receiver process");
-    // Skip anything a library prints; the descriptor line starts with "@ ".
-    std::string buffer;
-    for (;;) {
-      pollfd pfd{p->from_, POLLIN, 0};
-      if (poll(&pfd, 1, 30000) <= 0) return absl::DeadlineExceededError("receiver did not start");
-      char chunk[65536];
-      ssize_t n = read(p->from_, chunk, sizeof(chunk));
-      if (n <= 0) return absl::UnavailableError("receiver exited before its descriptor");
-      buffer.append(chunk, n);
-      for (size_t nl; (nl = buffer.find('\n')) != std::string::npos;) {
-        std::string line = buffer.substr(0, nl);
-        buffer.erase(0, nl + 1);
-        if (line.rfind("@ ", 0) == 0) {
-          if (line.rfind("@ error ", 0) == 0) return absl::InternalError(line.substr(8));
-          p->descriptor_ = line.substr(2);
-          return p;
-        }
-      }
-    }
-  }
-  ~ReceiverProcess() {
-    if (to_ >= 0) close(to_);  // EOF on stdin: the receiver exits
-    if (pid_ > 0) waitpid(pid_, nullptr, 0);
-    if (from_ >= 0) close(from_);
-  }
-  const std::string& descriptor() const { return descriptor_; }
-
- private:
-  ReceiverProcess() = default;
-  pid_t pid_ = -1;
-  int to_ = -1, from_ = -1;
-  std::string descriptor_;
-};
-
-// `cpu` >= 0: the receiver pins itself (and so every thread it starts) to that CPU.
-std::string Spec(const BackendSpec& b, const Shape& s, KvLayout layout, uint32_t blocks, int cpu) {
-  return absl::StrCat(b.backend, ",", b.tls, ",", s.preset, ",", s.block_size, ",",
-                      std::string(KvLayoutName(layout)), ",", blocks, ",", cpu);
-}
-
-// Where the two sides of a ucx row and of ucx_perftest run: the first two CPUs this process
-// may use (sender / perftest client, receiver / perftest server), or {-1, -1} on one CPU or
-// without taskset. Both processes of either pair spin, and the scheduler does not always
-// spread two new busy processes at once: ucx_perftest runs of 0.1 - 0.3 s measured 12 - 13
-// GB/s at 2 MiB unpinned against 17 - 19 pinned on the quiet 2-core host, with the client
-// getting 0.09 s of CPU for a 0.3 s run.
-std::pair<int, int> SideCpus() {
-  static const std::pair<int, int> cpus = [] {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (access("/usr/bin/taskset", X_OK) != 0 || sched_getaffinity(0, sizeof(set), &set) != 0) {
-      return std::pair<int, int>(-1, -1);
-    }
-    std::vector<int> allowed;
-    for (int c = 0; c < CPU_SETSIZE && allowed.size() < 2; ++c) {
-      if (CPU_ISSET(c, &set)) allowed.push_back(c);
-    }
-    return allowed.size() < 2 ? std::pair<int, int>(-1, -1)
-                              : std::pair<int, int>(allowed[0], allowed[1]);
-  }();
-  return cpus;
-}
-
-// Pins the calling thread (and the threads it starts meanwhile) to `cpu` while it lives; the
-// previous mask comes back at the end. cpu < 0: does nothing.
-class PinThread {
- public:
-  explicit PinThread(int cpu) {
-    if (cpu < 0 || sched_getaffinity(0, sizeof(saved_), &saved_) != 0) return;
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(cpu, &one);
-    pinned_ = sched_setaffinity(0, sizeof(one), &one) == 0;
-  }
-  ~PinThread() {
-    if (pinned_) sched_setaffinity(0, sizeof(saved_), &saved_);
-  }
-  PinThread(const PinThread&) = delete;
-  PinThread& operator=(const PinThread&) = delete;
-
- private:
-  cpu_set_t saved_;
-  bool pinned_ = false;
-};
-
-absl::StatusOr<ModelConfig> ShapeConfig(const Shape& s) {
-  ASSIGN_OR_RETURN(ModelConfig config, PresetConfig(s.preset));
-  config.block_size = s.block_size;
-  return config;
-}
-
-// Destination blocks as a decode pool hands them out after some churn: runs of 8 consecutive
-// blocks in shuffled order (so both coalescing and scatter show).
-std::vector<BlockCopy> MakeCopies(uint32_t n) {
-  std::vector<uint32_t> runs;
-  for (uint32_t r = 0; r * 8 < n; ++r) runs.push_back(r);
-  std::mt19937 rng(42);
-  std::shuffle(runs.begin(), runs.end(), rng);
-  std::vector<BlockCopy> copies;
-  uint32_t src = 0;
-  for (uint32_t r : runs) {
-    for (uint32_t i = 0; i < 8 && r * 8 + i < n; ++i) copies.push_back({src++, r * 8 + i});
-  }
-  return copies;
-}
 
 struct Measurement {
   double gbps = 0;
@@ -544,7 +394,7 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
     // threads with this one.
     const bool pin = b.backend == "ucx";
     PinThread pinned(pin ? SideCpus().first : -1);
-    ASSIGN_OR_RETURN(auto receiver, ReceiverProcess::Start(Spec(
+    ASSIGN_OR_RETURN(auto receiver, ReceiverProcess::Start(ReceiverSpec(
                                         b, shape, layout, pool_blocks, pin ? SideCpus().second : -1)));
     ASSIGN_OR_RETURN(auto cache, transfer::CreatePoolCache(topts, config, pool_blocks, layout));
     std::memset(cache->base(), 0x5a, cache->memory().size());

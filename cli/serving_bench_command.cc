@@ -1,4 +1,4 @@
-// `pdserve bench` with no subcommand: the main job (local vs UCX KV transfer across rates).
+// `pdserve bench` with no subcommand: the main job (KV transfer backends across workloads and rates).
 #include <memory>
 
 #include "bench/serving_bench.h"
@@ -11,29 +11,35 @@ void AddServingBenchCommand(CLI::App& app) {
   CLI::App* bench = GetOrAddSubcommand(app, "bench", "Benchmarks");
   bench->description(
       "Benchmarks. Without a subcommand: the serving benchmark comparing KV transfer backends "
-      "across request rates (the main job)");
+      "across workloads and request rates (the main job; --quick for a 3-minute version)");
   bench->require_subcommand(0, 1);
   auto o = std::make_shared<bench::ServingBenchOptions>();
   bench->add_option("--backends", o->backends, "transfer backends: local, ucx (UCX chooses), ucx-posix, ucx-tcp, ucx-cma")
       ->delimiter(',')->capture_default_str();
-  bench->add_option("--matrix", o->matrix, "default (quick) or full (128/512/2048 x 64/128/512 x 1/4/16)")
+  bench->add_option("--matrix", o->matrix, "full (the default: input 128/512/2048 x output 64/128/512 x 1/4/16 req/s, about 15-20 min for three backends on a 2-core host) or quick (input 128/2048 x output 64, the same rates, about 3 min)")
+      ->check(CLI::IsMember({"full", "default", "quick"}))
       ->capture_default_str();
+  bench->add_flag_callback("--quick", [o] { o->matrix = "quick"; }, "same as --matrix quick");
   bench->add_option("--preset", o->preset)->capture_default_str();
   bench->add_option("--compute", o->compute, "real, roofline or cuda")->capture_default_str();
   bench->add_option("--gpu", o->gpu, "GPU modelled by --compute roofline")->capture_default_str();
-  bench->add_option("--device", o->device, "cpu or cuda (GPU workers: --compute cuda, local runs as cuda-ipc, ucx on device memory when the linked UCX can (PDSERVE_UCX_ROOT build), else as ucx-staged; default backends local,ucx, inputs 512,2048, outputs 128, 8 GiB pools)")->capture_default_str();
+  bench->add_option("--device", o->device, "cpu or cuda (GPU workers: --compute cuda, local runs as cuda-ipc, ucx on device memory when the linked UCX can (PDSERVE_UCX_ROOT build), else as ucx-staged; default backends local,ucx, 8 GiB pools; --quick: inputs 512,2048, outputs 128)")->capture_default_str();
   bench->add_option("--prefill", o->num_prefill, "prefill workers")->capture_default_str();
   bench->add_option("--decode", o->num_decode, "decode workers")->capture_default_str();
-  bench->add_option("--pool-gib", o->pool_gib, "KV pool per worker (GiB)")->capture_default_str();
+  bench->add_option("--pool-gib", o->pool_gib, "KV pool per prefill worker (GiB)")->capture_default_str();
+  bench->add_option("--decode-pool-gib", o->decode_pool_gib, "KV pool per decode worker (GiB); -1: room for 24 requests of the largest cell, at most 8 GiB; 0: as --pool-gib")
+      ->capture_default_str();
   bench->add_option("--layout", o->layout, "KV layout of every pool: layer-major (a fragment per layer and block) or block-major (one per block)")
       ->check(CLI::IsMember({"layer-major", "block-major"}))
       ->capture_default_str();
   bench->add_option("--input-lens", o->input_lens)->delimiter(',');
   bench->add_option("--output-lens", o->output_lens)->delimiter(',');
   bench->add_option("--rates", o->rates, "request rates (req/s)")->delimiter(',');
-  bench->add_option("--seconds-per-rate", o->seconds_per_rate)->capture_default_str();
-  bench->add_option("--min-prompts", o->min_prompts)->capture_default_str();
-  bench->add_option("--max-prompts", o->max_prompts)->capture_default_str();
+  bench->add_option("--cell-seconds", o->cell_seconds, "time budget of one cell (arrivals + the modelled tail of the last request); 0: the matrix's (full 12, quick 6)");
+  bench->add_option("--min-prompts", o->min_prompts, "fewest prompts per cell; 0: the matrix's (full 6, quick 4)");
+  bench->add_option("--max-prompts", o->max_prompts, "most prompts per cell; 0: the matrix's (full 48, quick 32)");
+  bench->add_option("--transfer-baseline", o->transfer_baseline, "measure one request's KV transfer with the two-process microbenchmark before each cluster (the report's serving / microbenchmark ratios)")
+      ->capture_default_str();
   bench->add_option("--verify", o->verify, "check every token against the model")
       ->capture_default_str();
   bench->add_option("--seed", o->seed)->capture_default_str();

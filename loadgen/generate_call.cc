@@ -1,6 +1,8 @@
 #include "loadgen/generate_call.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -87,6 +89,19 @@ ServerTimeline TimelineFromProto(const pdserve::v1::RequestTimeline& t) {
   out.prefill_worker = t.prefill_worker();
   out.decode_worker = t.decode_worker();
   out.transfer_backend = t.transfer_backend();
+  // Proto3 cannot tell 0 from unset: 0 means "not reported" (NaN), never a measured zero.
+  auto reported_ms = [](int64_t us) { return us > 0 ? static_cast<double>(us) / 1e3 : NAN; };
+  auto gap_ms = [](int64_t from, int64_t to) {
+    return from > 0 && to > 0 ? static_cast<double>(std::max<int64_t>(0, to - from)) / 1e3 : NAN;
+  };
+  out.modelled_prefill_ms = reported_ms(t.modelled_prefill_us());
+  out.prefill_mock_cpu_ms = reported_ms(t.prefill_mock_cpu_us());
+  out.modelled_first_step_ms = reported_ms(t.modelled_first_step_us());
+  out.decode_verify_cpu_ms = reported_ms(t.decode_verify_cpu_us());
+  out.dispatch_ms = gap_ms(t.arrival_us(), t.prefill_start_us());
+  out.handoff_ms = gap_ms(t.prefill_end_us(), t.transfer_start_us());
+  out.join_ms = gap_ms(t.transfer_end_us(), t.decode_join_us());
+  out.first_step_ms = gap_ms(t.decode_join_us(), t.first_token_us());
   return out;
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -19,6 +20,17 @@ struct ServerTimeline {
   std::string prefill_worker;
   std::string decode_worker;
   std::string transfer_backend;
+
+  // The mock's own accounting and the gaps between the stages. NaN: the server did not report
+  // it (a field it left at 0; decode_join_us at 0 leaves join_ms and first_step_ms unknown).
+  double modelled_prefill_ms = NAN;     // modelled device time of the request's prefill batch
+  double prefill_mock_cpu_ms = NAN;     // prefill worker's CPU generating this request's K/V
+  double modelled_first_step_ms = NAN;  // modelled device time of its first decode step
+  double decode_verify_cpu_ms = NAN;    // decode worker's CPU reading its KV to check it
+  double dispatch_ms = NAN;             // arrival -> prefill_start (queue wait included)
+  double handoff_ms = NAN;              // prefill_end -> transfer_start
+  double join_ms = NAN;                 // transfer_end -> decode_join
+  double first_step_ms = NAN;           // decode_join -> first_token
 };
 
 // What the client saw of one request. Times are seconds on the client's monotonic clock,
@@ -47,6 +59,21 @@ struct RequestRecord {
   // vllm's per-request TPOT: (E2E - TTFT) / (output tokens - 1); 0 with one output token.
   double TpotS() const {
     return output_tokens > 1 ? (e2el_s - ttft_s) / (output_tokens - 1) : 0.0;
+  }
+
+  // Control-plane overhead on the TTFT path: the server's gaps between stages (arrival ->
+  // prefill start, prefill end -> transfer start, transfer end -> decode join) plus the
+  // client <-> router legs (client TTFT - server TTFT). NaN when a part is not reported.
+  double ControlPlaneMs() const {
+    if (!success || !timeline.present) return NAN;
+    return timeline.dispatch_ms + timeline.handoff_ms + timeline.join_ms +
+           (ttft_s * 1e3 - timeline.server_ttft_ms);
+  }
+  // What TTFT would be if prefill and the first decode step took exactly their modelled time:
+  // modelled prefill + measured KV transfer + control plane + modelled first step.
+  double TtftModelMs() const {
+    return timeline.modelled_prefill_ms + timeline.transfer_ms + ControlPlaneMs() +
+           timeline.modelled_first_step_ms;
   }
 };
 

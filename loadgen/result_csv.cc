@@ -1,5 +1,6 @@
 #include "loadgen/result_csv.h"
 
+#include <cmath>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
@@ -16,6 +17,8 @@ std::string Quote(const std::string& s) {
 }
 
 std::string Ms(double v) { return absl::StrFormat("%.4f", v); }
+// Empty where the server did not report the value.
+std::string MaybeMs(double v) { return std::isnan(v) ? std::string() : Ms(v); }
 
 }  // namespace
 
@@ -24,7 +27,8 @@ std::string FormatRequestsCsv(const BenchmarkResult& result) {
       "index,request_id,success,error,input_len,max_tokens,output_len,scheduled_s,send_s,"
       "ttft_ms,tpot_ms,e2el_ms,mean_itl_ms,max_itl_ms,chunks,queue_ms,prefill_ms,transfer_ms,"
       "decode_ms,server_ttft_ms,kv_bytes,transfer_ops,prefill_worker,decode_worker,"
-      "transfer_backend\n";
+      "transfer_backend,modelled_prefill_ms,prefill_mock_cpu_ms,modelled_first_step_ms,"
+      "decode_verify_cpu_ms,dispatch_ms,handoff_ms,join_ms,first_step_ms,control_plane_ms\n";
   for (const RequestRecord& r : result.requests) {
     double itl_sum = 0, itl_max = 0;
     for (double g : r.itl_s) {
@@ -47,9 +51,13 @@ std::string FormatRequestsCsv(const BenchmarkResult& result) {
       absl::StrAppend(&out, Ms(t.queue_ms), ",", Ms(t.prefill_ms), ",", Ms(t.transfer_ms), ",",
                       Ms(t.decode_ms), ",", Ms(t.server_ttft_ms), ",", t.kv_bytes, ",",
                       t.transfer_ops, ",", Quote(t.prefill_worker), ",", Quote(t.decode_worker),
-                      ",", Quote(t.transfer_backend), "\n");
+                      ",", Quote(t.transfer_backend), ",", MaybeMs(t.modelled_prefill_ms), ",",
+                      MaybeMs(t.prefill_mock_cpu_ms), ",", MaybeMs(t.modelled_first_step_ms), ",",
+                      MaybeMs(t.decode_verify_cpu_ms), ",", MaybeMs(t.dispatch_ms), ",",
+                      MaybeMs(t.handoff_ms), ",", MaybeMs(t.join_ms), ",",
+                      MaybeMs(t.first_step_ms), ",", MaybeMs(r.ControlPlaneMs()), "\n");
     } else {
-      out += ",,,,,,,,,\n";
+      out += ",,,,,,,,,,,,,,,,,,\n";
     }
   }
   return out;

@@ -50,6 +50,20 @@ void AddTimeline(Json& j, const BenchmarkResult& result) {
   j["mean_kv_bytes"] = t ? Number(t->mean_kv_bytes) : Json(nullptr);
   j["kv_transfer_gbps"] = t ? Number(t->kv_transfer_gbps) : Json(nullptr);
   j["kv_transfer_share_of_ttft"] = t ? Number(t->transfer_share_of_ttft) : Json(nullptr);
+  // The mock's own accounting and the TTFT model: null where the server did not report them.
+  const std::pair<const char*, double TimelineMetrics::*> accounting[] = {
+      {"mean_transfer_ops", &TimelineMetrics::mean_transfer_ops},
+      {"mean_modelled_prefill_ms", &TimelineMetrics::mean_modelled_prefill_ms},
+      {"mean_prefill_mock_cpu_ms", &TimelineMetrics::mean_prefill_mock_cpu_ms},
+      {"mean_modelled_first_step_ms", &TimelineMetrics::mean_modelled_first_step_ms},
+      {"mean_decode_verify_cpu_ms", &TimelineMetrics::mean_decode_verify_cpu_ms},
+      {"mean_decode_join_ms", &TimelineMetrics::mean_decode_join_ms},
+      {"mean_first_step_ms", &TimelineMetrics::mean_first_step_ms},
+      {"mean_control_plane_ms", &TimelineMetrics::mean_control_plane_ms},
+      {"mean_ttft_model_ms", &TimelineMetrics::mean_ttft_model_ms},
+      {"ttft_to_model_ratio", &TimelineMetrics::ttft_to_model_ratio}};
+  for (const auto& [name, member] : accounting) j[name] = t ? Number((*t).*member) : Json(nullptr);
+  j["ttft_model_requests"] = t ? t->ttft_model_requests : 0;
 }
 
 Json TimelineJson(const ServerTimeline& t) {
@@ -58,7 +72,13 @@ Json TimelineJson(const ServerTimeline& t) {
               {"transfer_ms", t.transfer_ms}, {"decode_ms", t.decode_ms},
               {"server_ttft_ms", t.server_ttft_ms}, {"kv_bytes", t.kv_bytes},
               {"transfer_ops", t.transfer_ops},     {"prefill_worker", t.prefill_worker},
-              {"decode_worker", t.decode_worker},   {"transfer_backend", t.transfer_backend}};
+              {"decode_worker", t.decode_worker},   {"transfer_backend", t.transfer_backend},
+              {"modelled_prefill_ms", Number(t.modelled_prefill_ms)},
+              {"prefill_mock_cpu_ms", Number(t.prefill_mock_cpu_ms)},
+              {"modelled_first_step_ms", Number(t.modelled_first_step_ms)},
+              {"decode_verify_cpu_ms", Number(t.decode_verify_cpu_ms)},
+              {"dispatch_ms", Number(t.dispatch_ms)},   {"handoff_ms", Number(t.handoff_ms)},
+              {"join_ms", Number(t.join_ms)},           {"first_step_ms", Number(t.first_step_ms)}};
 }
 
 // The model as the overrides that resolve it again (`pdserve loadgen verify` reads it back).

@@ -35,6 +35,48 @@ void FillBuckets(const std::vector<RequestRecord>& requests, BenchmarkMetrics& m
   m.max_concurrent_requests = *std::max_element(active.begin(), active.end());
 }
 
+// Means of the values the server reported (NaN where it did not).
+void FillMockAccounting(const std::vector<RequestRecord>& requests, TimelineMetrics& t) {
+  struct Mean {
+    double sum = 0;
+    int n = 0;
+    void Add(double v) {
+      if (std::isnan(v)) return;
+      sum += v;
+      ++n;
+    }
+    double Get() const { return n > 0 ? sum / n : NAN; }
+  } modelled_prefill, prefill_cpu, modelled_first, verify_cpu, join, first_step, control,
+      model, ttft, ops;
+  for (const RequestRecord& r : requests) {
+    if (!r.success || !r.timeline.present) continue;
+    const ServerTimeline& tl = r.timeline;
+    ops.Add(tl.transfer_ops);
+    modelled_prefill.Add(tl.modelled_prefill_ms);
+    prefill_cpu.Add(tl.prefill_mock_cpu_ms);
+    modelled_first.Add(tl.modelled_first_step_ms);
+    verify_cpu.Add(tl.decode_verify_cpu_ms);
+    join.Add(tl.join_ms);
+    first_step.Add(tl.first_step_ms);
+    control.Add(r.ControlPlaneMs());
+    if (const double m = r.TtftModelMs(); !std::isnan(m)) {
+      model.Add(m);
+      ttft.Add(r.ttft_s * 1e3);
+    }
+  }
+  t.mean_transfer_ops = ops.Get();
+  t.mean_modelled_prefill_ms = modelled_prefill.Get();
+  t.mean_prefill_mock_cpu_ms = prefill_cpu.Get();
+  t.mean_modelled_first_step_ms = modelled_first.Get();
+  t.mean_decode_verify_cpu_ms = verify_cpu.Get();
+  t.mean_decode_join_ms = join.Get();
+  t.mean_first_step_ms = first_step.Get();
+  t.mean_control_plane_ms = control.Get();
+  t.ttft_model_requests = model.n;
+  t.mean_ttft_model_ms = model.Get();
+  t.ttft_to_model_ratio = model.n > 0 && model.sum > 0 ? ttft.sum / model.sum : NAN;
+}
+
 }  // namespace
 
 BenchmarkMetrics ComputeMetrics(const std::vector<RequestRecord>& requests, double duration_s,
@@ -93,6 +135,7 @@ BenchmarkMetrics ComputeMetrics(const std::vector<RequestRecord>& requests, doub
     t.prefill_ms = Summarize(std::move(prefill), percentiles);
     t.transfer_ms = Summarize(std::move(transfer), percentiles);
     t.decode_ms = Summarize(std::move(decode), percentiles);
+    FillMockAccounting(requests, t);
     m.timeline = std::move(t);
   }
   FillBuckets(requests, m);

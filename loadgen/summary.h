@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -18,6 +19,22 @@ struct TimelineMetrics {
   double mean_kv_bytes = 0;
   double kv_transfer_gbps = 0;           // sum of KV bytes / sum of transfer time, GB/s (1e9)
   double transfer_share_of_ttft = 0;     // sum of transfer time / sum of client TTFT
+  double mean_transfer_ops = 0;
+
+  // Means over the requests that reported the value (NaN when none did): the mock's own CPU
+  // work next to the modelled device time, and the parts of the TTFT model (see
+  // RequestRecord::TtftModelMs).
+  double mean_modelled_prefill_ms = NAN;
+  double mean_prefill_mock_cpu_ms = NAN;
+  double mean_modelled_first_step_ms = NAN;
+  double mean_decode_verify_cpu_ms = NAN;
+  double mean_decode_join_ms = NAN;     // transfer end -> decode join
+  double mean_first_step_ms = NAN;      // decode join -> first token
+  double mean_control_plane_ms = NAN;
+  // Over the requests whose TTFT model is complete: their mean model and mean TTFT / that.
+  int ttft_model_requests = 0;
+  double mean_ttft_model_ms = NAN;
+  double ttft_to_model_ratio = NAN;
 };
 
 // The `vllm bench serve` metrics over one run (definitions as that client computes them).

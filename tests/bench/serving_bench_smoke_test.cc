@@ -38,7 +38,7 @@ class ServingBenchSmokeTest : public testing::Test {
     const std::string cmd = std::string(PDSERVE_BINARY) +
                             " bench --preset tiny --compute real --backends local,ucx"
                             " --input-lens 32 --output-lens 8 --rates 2,8"
-                            " --seconds-per-rate 1 --min-prompts 6 --pool-gib 0.05"
+                            " --cell-seconds 1 --min-prompts 6 --pool-gib 0.05"
                             " --result-dir " + *dir_ + " > " + *dir_ + ".log 2>&1";
     exit_code_ = std::system(cmd.c_str());
   }
@@ -62,8 +62,8 @@ TEST_F(ServingBenchSmokeTest, ExitsCleanlyAndNamesTheReport) {
 }
 
 TEST_F(ServingBenchSmokeTest, WritesReportSummaryAndPlots) {
-  for (const char* f : {"report.md", "summary.csv", "ttft_p99_vs_rate.png", "tpot_p99_vs_rate.png",
-                        "ttft_breakdown.png"}) {
+  for (const char* f : {"report.md", "summary.csv", "report-inputs.json", "ttft_vs_rate.png",
+                        "tpot_vs_rate.png", "kv_transfer_vs_prompt.png", "ttft_breakdown.png"}) {
     EXPECT_TRUE(std::filesystem::exists(*dir_ + "/" + f)) << f;
   }
 }
@@ -93,6 +93,27 @@ TEST_F(ServingBenchSmokeTest, ReportNumbersEqualTheRunJson) {
     }
   }
   EXPECT_EQ(runs, 4);
+}
+
+TEST_F(ServingBenchSmokeTest, EveryCellHasAVerdictAndEveryBackendATransferBaseline) {
+  std::ifstream in(*dir_ + "/report-inputs.json");
+  ASSERT_TRUE(in);
+  const nlohmann::json j = nlohmann::json::parse(in);
+  ASSERT_EQ(j["runs"].size(), 4u);
+  for (const nlohmann::json& run : j["runs"]) {
+    EXPECT_TRUE(run["usage"]["measured"].get<bool>()) << run.dump();
+    // router, prefill-0, decode-0 and the load generator.
+    EXPECT_EQ(run["usage"]["processes"].size(), 4u) << run.dump();
+  }
+  ASSERT_EQ(j["transfer_baselines"].size(), 2u);  // local and ucx, one prompt length
+  for (const nlohmann::json& b : j["transfer_baselines"]) {
+    EXPECT_EQ(b["input_len"].get<int>(), 32);
+    EXPECT_EQ(b["bytes"].get<uint64_t>(), j["transfer_baselines"][0]["bytes"].get<uint64_t>());
+    EXPECT_GT(b["mean_ms"].get<double>(), 0);
+  }
+  const std::string md = ReadFile(*dir_ + "/report.md");
+  EXPECT_NE(md.find("## Host-bound cells"), std::string::npos);
+  EXPECT_NE(md.find("## Backends against local"), std::string::npos);
 }
 
 }  // namespace

@@ -19,14 +19,22 @@ std::string ReadFile(const std::string& path) {
 
 ServingRun MakeRun(const std::string& backend, double rate, double ttft_p99, double xfer_ms) {
   ServingRun r{.backend = backend, .input_len = 128, .output_len = 16, .request_rate = rate};
-  r.result = {{"completed", 10},          {"failed", 0},
-              {"mean_ttft_ms", 12.5},      {"p99_ttft_ms", ttft_p99},
-              {"mean_tpot_ms", 3.25},      {"p99_tpot_ms", 4.5},
-              {"p99_itl_ms", 5.0},         {"p99_e2el_ms", 80.0},
-              {"request_throughput", 0.97}, {"output_throughput", 15.5},
-              {"mean_kv_transfer_ms", xfer_ms}, {"p99_kv_transfer_ms", xfer_ms * 2},
-              {"kv_transfer_gbps", 1.5},   {"kv_transfer_share_of_ttft", 0.1},
-              {"mean_queue_ms", 1.0},      {"mean_prefill_ms", 5.0}};
+  r.result = {{"completed", 10},
+              {"failed", 0},
+              {"mean_ttft_ms", 12.5},
+              {"p99_ttft_ms", ttft_p99},
+              {"mean_tpot_ms", 3.25},
+              {"p99_tpot_ms", 4.5},
+              {"p99_itl_ms", 5.0},
+              {"p99_e2el_ms", 80.0},
+              {"request_throughput", 0.97},
+              {"output_throughput", 15.5},
+              {"mean_kv_transfer_ms", xfer_ms},
+              {"p99_kv_transfer_ms", xfer_ms * 2},
+              {"kv_transfer_gbps", 1.5},
+              {"kv_transfer_share_of_ttft", 0.1},
+              {"mean_queue_ms", 1.0},
+              {"mean_prefill_ms", 5.0}};
   r.result_file = backend + ".json";
   return r;
 }
@@ -43,14 +51,72 @@ class ServingReportTest : public testing::Test {
   ServingReportContext context_{.date = "2026-11-23", .preset = "tiny", .compute = "real"};
 };
 
-TEST_F(ServingReportTest, HeadlineComparesUcxWithLocalAtTheMiddleRate) {
+// A sampled, quiet cell on 2 CPUs.
+CellUsage Quiet() {
+  CellUsage u;
+  u.measured = true;
+  u.wall_s = 10;
+  u.allowed_cpus = 2;
+  u.host_busy_cpus = 0.4;
+  u.processes = {{"router", 0.2}, {"prefill-0", 1.0}, {"decode-0", 2.0}, {"loadgen", 0.3}};
+  return u;
+}
+
+// Per-request arrays: `n` requests with TTFT around `ttft_ms` and transfers of `xfer_ms`.
+void AddRequests(ServingRun& r, int n, double ttft_ms, double xfer_ms) {
+  nlohmann::json ttfts = nlohmann::json::array(), errors = nlohmann::json::array(),
+                 timelines = nlohmann::json::array();
+  for (int i = 0; i < n; ++i) {
+    ttfts.push_back((ttft_ms + (i % 3) - 1) / 1e3);
+    errors.push_back("");
+    timelines.push_back(
+        {{"transfer_ms", xfer_ms + 0.01 * (i % 2)}, {"kv_bytes", 4 << 20}, {"transfer_ops", 4}});
+  }
+  r.result["ttfts"] = ttfts;
+  r.result["errors"] = errors;
+  r.result["server_timelines"] = timelines;
+  r.result["p99_send_lag_ms"] = 0.4;
+  r.result["max_send_lag_ms"] = 0.9;
+  r.usage = Quiet();
+}
+
+TEST_F(ServingReportTest, HostBoundCellIsMarkedAndKeptOutOfTheHeadline) {
   std::vector<ServingRun> runs = {MakeRun("local", 1, 20.0, 0.5), MakeRun("local", 4, 30.0, 0.5),
-                                  MakeRun("local", 16, 90.0, 0.5), MakeRun("ucx", 1, 21.0, 0.7),
-                                  MakeRun("ucx", 4, 32.5, 0.75), MakeRun("ucx", 16, 95.0, 0.9)};
+                                  MakeRun("ucx", 1, 21.0, 0.7), MakeRun("ucx", 4, 32.5, 0.75)};
+  AddRequests(runs[0], 10, 20, 0.5);
+  AddRequests(runs[1], 10, 30, 0.5);
+  AddRequests(runs[2], 10, 30, 9.5);  // +10 ms TTFT, +9 ms transfer
+  AddRequests(runs[3], 10, 30, 0.5);
+  runs[3].usage.processes[2].cpu_s = 9.6;  // decode-0 at 0.96 of a core
   std::string headline;
   ASSERT_TRUE(WriteServingReport(dir_, context_, runs, &headline).ok());
   EXPECT_EQ(headline,
-            "ucx adds 2.50 ms to TTFT p99 at 4 req/s vs local (mean KV transfer +0.250 ms)");
+            "ucx vs local: mean TTFT higher in 1 and lower in 0 of 1 comparable cells (95% "
+            "bootstrap interval excludes zero); largest at in128/out16 at 1 req/s: +10.000 ms "
+            "[9.300, 10.700], explained by KV transfer +9.000 ms [8.996, 9.004] for the same "
+            "4.0 MiB (4 vs 4 ops) (kept out of this line: 1 host-bound of 4 cells)");
+  const std::string md = ReadFile(dir_ + "/report.md");
+  EXPECT_NE(md.find("HOST-BOUND: decode-0 used 0.96 of a core (> 0.85)"), std::string::npos) << md;
+  // Its interval is still printed, marked as excluded.
+  EXPECT_NE(md.find("| ucx | in128/out16 | 4 | local | +0.000 [-0.700, 0.700] | +0.000 "
+                    "[-0.004, 0.004] | 4.0 / 4, 4.0 / 4 | 10, 10 | excluded: this cell "
+                    "host-bound or unverified |"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(ReadFile(dir_ + "/summary.csv").find(",1,\"decode-0 used 0.96 of a core (> 0.85)\","),
+            std::string::npos);
+}
+
+TEST_F(ServingReportTest, UnsampledCellsAreNotVouchedFor) {
+  std::vector<ServingRun> runs = {MakeRun("local", 4, 30.0, 0.5), MakeRun("ucx", 4, 32.5, 0.75)};
+  std::string headline;
+  ASSERT_TRUE(WriteServingReport(dir_, context_, runs, &headline).ok());
+  EXPECT_EQ(headline,
+            "ucx vs local: no comparison (1 cell pairs, none where both cells are verified, not "
+            "host-bound and completed 2 or more requests) (kept out of this line: 2 unverified of "
+            "2 cells)");
+  EXPECT_NE(ReadFile(dir_ + "/report.md").find("unverified: CPU and engine counters not sampled"),
+            std::string::npos);
 }
 
 TEST_F(ServingReportTest, ReportTableShowsTheJsonValues) {
@@ -65,7 +131,10 @@ TEST_F(ServingReportTest, ReportTableShowsTheJsonValues) {
 }
 
 TEST_F(ServingReportTest, FailedRunIsReportedNotHidden) {
-  ServingRun failed{.backend = "ucx", .input_len = 128, .output_len = 16, .request_rate = 4,
+  ServingRun failed{.backend = "ucx",
+                    .input_len = 128,
+                    .output_len = 16,
+                    .request_rate = 4,
                     .error = "cluster did not start"};
   std::vector<ServingRun> runs = {MakeRun("local", 4, 30.0, 0.5), failed};
   std::string headline;
@@ -82,7 +151,8 @@ TEST_F(ServingReportTest, PlotsAreDrawnWhenGnuplotIsInstalled) {
                                   MakeRun("ucx", 1, 21.0, 0.7), MakeRun("ucx", 4, 32.5, 0.75)};
   std::string headline;
   ASSERT_TRUE(WriteServingReport(dir_, context_, runs, &headline).ok());
-  for (const char* png : {"ttft_p99_vs_rate.png", "tpot_p99_vs_rate.png", "ttft_breakdown.png"}) {
+  for (const char* png : {"ttft_vs_rate.png", "tpot_vs_rate.png", "kv_transfer_vs_prompt.png",
+                          "ttft_breakdown.png"}) {
     EXPECT_GT(std::filesystem::file_size(dir_ + "/" + png), 1000u) << png;
   }
 }
@@ -92,11 +162,24 @@ TEST_F(ServingReportTest, RewrittenReportEqualsTheOriginal) {
                                   MakeRun("ucx", INFINITY, 50.0, 12.0)};
   runs[2].result_file = "ucx_inf.json";
   runs[2].error = "cluster did not start: port taken";
+  AddRequests(runs[0], 6, 20, 1.0);
+  AddRequests(runs[1], 6, 35, 9.0);
+  runs[1].usage.engines = {
+      {.worker = "decode-0", .decode = true, .steps = 10, .overrun_steps = 3, .modelled_us = 100}};
+  runs[1].planned_prompts = 12;
   for (const ServingRun& r : runs) {
     std::ofstream(dir_ + "/" + r.result_file) << r.result.dump();
   }
   context_.device = "a GPU";
   context_.baseline = "local";
+  context_.decode_pool_gib = 7.5;
+  context_.transfer_baselines = {{.backend = "ucx",
+                                  .input_len = 128,
+                                  .blocks = 8,
+                                  .bytes = 16 << 20,
+                                  .ops = 8,
+                                  .transfers = 5,
+                                  .mean_ms = 4.5}};
   std::string first, second;
   ASSERT_TRUE(WriteServingReportInputs(dir_, context_, runs).ok());
   ASSERT_TRUE(WriteServingReport(dir_, context_, runs, &first).ok());
@@ -110,6 +193,8 @@ TEST_F(ServingReportTest, RewrittenReportEqualsTheOriginal) {
   EXPECT_EQ(second, first);
   EXPECT_EQ(ReadFile(dir_ + "/report.md"), report);
   EXPECT_EQ(ReadFile(dir_ + "/summary.csv"), summary);
+  EXPECT_NE(report.find("decode-0: 30% of 10 decode steps overran"), std::string::npos) << report;
+  EXPECT_NE(report.find("| ucx | 128 | 8 | 16.0 | 8 | 5 | 4.500 |"), std::string::npos);
 }
 
 TEST_F(ServingReportTest, RewriteWithoutInputsIsNotFound) {

@@ -1,0 +1,57 @@
+#include "bench/bootstrap.h"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <vector>
+
+namespace pdserve::bench {
+namespace {
+
+double Mean(std::span<const double> v) {
+  double sum = 0;
+  for (double x : v) sum += x;
+  return sum / static_cast<double>(v.size());
+}
+
+// An index in [0, n) from one 64-bit draw (multiply-shift): the same on every standard library,
+// unlike std::uniform_int_distribution, so intervals do not change with the toolchain.
+size_t Draw(std::mt19937_64& rng, size_t n) {
+  return static_cast<size_t>((static_cast<unsigned __int128>(rng()) * n) >> 64);
+}
+
+double ResampledMean(std::span<const double> v, std::mt19937_64& rng) {
+  double sum = 0;
+  for (size_t i = 0; i < v.size(); ++i) sum += v[Draw(rng, v.size())];
+  return sum / static_cast<double>(v.size());
+}
+
+// Linear interpolation between order statistics of sorted `v`, q in [0, 1].
+double Quantile(const std::vector<double>& v, double q) {
+  const double pos = q * static_cast<double>(v.size() - 1);
+  const auto lo = static_cast<size_t>(std::floor(pos));
+  const size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (pos - static_cast<double>(lo)) * (v[hi] - v[lo]);
+}
+
+}  // namespace
+
+bool MeanDifference::Valid() const {
+  return !std::isnan(estimate) && !std::isnan(lo) && !std::isnan(hi);
+}
+
+MeanDifference BootstrapMeanDifference(std::span<const double> baseline,
+                                       std::span<const double> other,
+                                       const BootstrapOptions& options) {
+  if (baseline.size() < 2 || other.size() < 2 || options.resamples < 1) {
+    return {NAN, NAN, NAN};
+  }
+  std::mt19937_64 rng(options.seed);
+  std::vector<double> diffs(static_cast<size_t>(options.resamples));
+  for (double& d : diffs) d = ResampledMean(other, rng) - ResampledMean(baseline, rng);
+  std::sort(diffs.begin(), diffs.end());
+  const double tail = (1 - options.level) / 2;
+  return {Mean(other) - Mean(baseline), Quantile(diffs, tail), Quantile(diffs, 1 - tail)};
+}
+
+}  // namespace pdserve::bench

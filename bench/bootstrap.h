@@ -1,0 +1,35 @@
+#pragma once
+
+// Confidence intervals for the serving benchmark's backend comparisons: the percentile
+// bootstrap of a difference of means between two independent samples (per-request values of
+// two cells). Each resample draws every sample with replacement from itself, so the interval
+// reflects the request-to-request spread of both cells; the seed is fixed, so a report drawn
+// again from the same files gives the same intervals.
+
+#include <cstdint>
+#include <span>
+
+namespace pdserve::bench {
+
+struct BootstrapOptions {
+  int resamples = 2000;
+  double level = 0.95;  // central interval: the (1 - level) / 2 and (1 + level) / 2 quantiles
+  uint64_t seed = 1;
+};
+
+// mean(other) - mean(baseline) and its interval. All NaN (Valid() false) when either sample
+// has fewer than 2 values: one value says nothing about the spread.
+struct MeanDifference {
+  double estimate = 0;
+  double lo = 0;
+  double hi = 0;
+  bool Valid() const;
+  // The interval contains 0: no difference within noise.
+  bool SpansZero() const { return lo <= 0 && hi >= 0; }
+};
+
+MeanDifference BootstrapMeanDifference(std::span<const double> baseline,
+                                       std::span<const double> other,
+                                       const BootstrapOptions& options = {});
+
+}  // namespace pdserve::bench

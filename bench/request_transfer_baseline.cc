@@ -1,0 +1,121 @@
+#include "bench/request_transfer_baseline.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "bench/transfer_pair.h"
+#include "common/clock.h"
+#include "common/status_macros.h"
+
+namespace pdserve::bench {
+namespace {
+
+// Sets UCX_TLS for this scope (unset when `value` is empty) and puts the old value back.
+class ScopedUcxTls {
+ public:
+  explicit ScopedUcxTls(const std::string& value) {
+    if (const char* old = std::getenv("UCX_TLS"); old != nullptr) old_ = old;
+    if (value.empty()) {
+      unsetenv("UCX_TLS");
+    } else {
+      setenv("UCX_TLS", value.c_str(), 1);
+    }
+  }
+  ~ScopedUcxTls() {
+    if (old_.has_value()) {
+      setenv("UCX_TLS", old_->c_str(), 1);
+    } else {
+      unsetenv("UCX_TLS");
+    }
+  }
+  ScopedUcxTls(const ScopedUcxTls&) = delete;
+  ScopedUcxTls& operator=(const ScopedUcxTls&) = delete;
+
+ private:
+  std::optional<std::string> old_;
+};
+
+absl::StatusOr<BackendSpec> ParseBackend(const std::string& backend) {
+  if (backend == "local" || backend == "ucx") return BackendSpec{backend, ""};
+  if (backend.rfind("ucx-", 0) == 0) return BackendSpec{"ucx", backend.substr(4)};
+  return absl::InvalidArgumentError(
+      absl::StrCat("no transfer baseline for backend '", backend, "'"));
+}
+
+// One transfer after another, timed the way the prefill worker times a request's transfer.
+absl::StatusOr<RequestTransferBaseline> MeasureOne(transfer::KvTransport& t, transfer::PeerId peer,
+                                                   uint32_t blocks, double min_seconds,
+                                                   int min_transfers) {
+  const absl::Duration kDeadline = absl::Seconds(60);
+  const std::vector<transfer::BlockCopy> copies = MakeCopies(blocks);
+  RequestTransferBaseline out;
+  out.blocks = blocks;
+  std::vector<double> ms;
+  const int64_t stop = MonotonicNanos() + static_cast<int64_t>(min_seconds * 1e9);
+  for (int i = 0; i <= min_transfers || MonotonicNanos() < stop; ++i) {
+    const int64_t start = MonotonicNanos();
+    ASSIGN_OR_RETURN(transfer::TransferId id, t.Submit(peer, copies, absl::StrCat("rq", i)));
+    RETURN_IF_ERROR(t.Wait(id, kDeadline));
+    const int64_t end = MonotonicNanos();
+    if (absl::StatusOr<transfer::TransferStats> s = t.Stats(id); s.ok()) {
+      out.bytes = s->bytes;
+      out.ops = s->operations;
+    }
+    if (i > 0) ms.push_back((end - start) / 1e6);  // the first one warms up
+  }
+  std::sort(ms.begin(), ms.end());
+  double sum = 0;
+  for (double v : ms) sum += v;
+  out.transfers = static_cast<int>(ms.size());
+  out.mean_ms = sum / ms.size();
+  out.p50_ms = ms.size() % 2 ? ms[ms.size() / 2] : (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]) / 2;
+  out.min_ms = ms.front();
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<RequestTransferBaseline>> MeasureRequestTransfers(
+    const std::string& backend, const std::string& preset, const std::string& layout_name,
+    const std::vector<int>& input_lens, double min_seconds, int min_transfers) {
+  ASSIGN_OR_RETURN(BackendSpec b, ParseBackend(backend));
+  ASSIGN_OR_RETURN(KvLayout layout, ParseKvLayout(layout_name));
+  ASSIGN_OR_RETURN(ModelConfig preset_config, PresetConfig(preset));
+  const Shape shape{preset, preset_config.block_size};
+  ASSIGN_OR_RETURN(ModelConfig config, ShapeConfig(shape));
+  uint32_t pool_blocks = 1;
+  for (int len : input_lens) {
+    pool_blocks = std::max(pool_blocks, static_cast<uint32_t>(config.BlocksForTokens(len)));
+  }
+  ScopedUcxTls tls(b.tls);
+  transfer::TransportOptions topts;
+  topts.backend = b.backend;
+  topts.agent_name = "bench-request-sender";
+  // As in `pdserve bench transfer`: ucx's two busy sides on two CPUs.
+  const bool pin = b.backend == "ucx";
+  PinThread pinned(pin ? SideCpus().first : -1);
+  ASSIGN_OR_RETURN(auto receiver,
+                   ReceiverProcess::Start(
+                       ReceiverSpec(b, shape, layout, pool_blocks, pin ? SideCpus().second : -1)));
+  ASSIGN_OR_RETURN(auto cache, transfer::CreatePoolCache(topts, config, pool_blocks, layout));
+  // Touched once, as a worker's pool is after its first requests.
+  std::memset(cache->base(), 0x5a, cache->memory().size());
+  ASSIGN_OR_RETURN(auto t, transfer::MakeKvTransport(topts));
+  RETURN_IF_ERROR(t->RegisterPool(*cache));
+  ASSIGN_OR_RETURN(transfer::PeerId peer, t->LoadPeer(receiver->descriptor()));
+  std::vector<RequestTransferBaseline> rows;
+  for (int len : input_lens) {
+    const auto blocks = static_cast<uint32_t>(config.BlocksForTokens(len));
+    ASSIGN_OR_RETURN(RequestTransferBaseline row,
+                     MeasureOne(*t, peer, blocks, min_seconds, min_transfers));
+    row.backend = backend;
+    row.input_len = len;
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+}  // namespace pdserve::bench

@@ -1,0 +1,38 @@
+#pragma once
+
+// The serving benchmark's same-run transfer baseline: the time `pdserve bench transfer`'s
+// two-process set-up (bench/transfer_pair.h) takes to move one request's KV, for the bytes a
+// serving request of a given prompt length moves, so that the report can print serving /
+// microbenchmark ratios measured on the same host in the same run.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace pdserve::bench {
+
+struct RequestTransferBaseline {
+  std::string backend;  // as `pdserve bench` names it: "local", "ucx-posix", ...
+  int input_len = 0;    // prompt tokens: the request's KV is ceil(input_len / block) blocks
+  uint32_t blocks = 0;
+  uint64_t bytes = 0;  // per transfer, as the backend counted them
+  uint32_t ops = 0;    // operations the backend issued per transfer
+  int transfers = 0;   // measured (after one warm-up)
+  double mean_ms = 0;  // Submit -> Wait returned, as the prefill worker times a request
+  double p50_ms = 0;
+  double min_ms = 0;
+};
+
+// Moves one request's KV (blocks of `preset` in `layout`, destination blocks in shuffled runs
+// of 8 as in `pdserve bench transfer`) from a pool in this process into a receiver process,
+// one transfer at a time, for every prompt length in `input_lens`: at least `min_transfers`
+// transfers and `min_seconds` each. `backend`: "local", "ucx" or "ucx-<UCX_TLS>"; ucx runs pin
+// the two sides to two CPUs as `pdserve bench transfer` does. UCX_TLS of this process is set for
+// the measurement and restored afterwards. Unavailable when the receiver cannot start.
+absl::StatusOr<std::vector<RequestTransferBaseline>> MeasureRequestTransfers(
+    const std::string& backend, const std::string& preset, const std::string& layout,
+    const std::vector<int>& input_lens, double min_seconds, int min_transfers);
+
+}  // namespace pdserve::bench

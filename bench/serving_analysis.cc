@@ -1,0 +1,240 @@
+#include "bench/serving_analysis.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+
+namespace pdserve::bench {
+namespace {
+
+std::string Interval(const MeanDifference& d, const char* unit) {
+  return absl::StrFormat("%+.3f %s [%.3f, %.3f]", d.estimate, unit, d.lo, d.hi);
+}
+
+std::string CellName(const ServingRun& r) {
+  return absl::StrCat(WorkloadName(r), " at ", RateName(r.request_rate), " req/s");
+}
+
+double Ratio(double num, double den) { return den > 0 ? num / den : NAN; }
+
+}  // namespace
+
+std::string WorkloadName(const ServingRun& r) {
+  return absl::StrCat("in", r.input_len, "/out", r.output_len);
+}
+
+std::string RateName(double rate) {
+  return std::isinf(rate) ? std::string("inf") : absl::StrFormat("%g", rate);
+}
+
+RequestSamples SamplesOf(const nlohmann::json& result) {
+  RequestSamples s;
+  const nlohmann::json* ttfts = result.contains("ttfts") ? &result["ttfts"] : nullptr;
+  const nlohmann::json* errors = result.contains("errors") ? &result["errors"] : nullptr;
+  const nlohmann::json* timelines =
+      result.contains("server_timelines") ? &result["server_timelines"] : nullptr;
+  if (ttfts == nullptr || errors == nullptr || !ttfts->is_array() || !errors->is_array()) return s;
+  double bytes = 0, ops = 0;
+  for (size_t i = 0; i < ttfts->size() && i < errors->size(); ++i) {
+    const nlohmann::json& e = (*errors)[i];
+    if (!e.is_string() || !e.get<std::string>().empty() || !(*ttfts)[i].is_number()) continue;
+    s.ttft_ms.push_back((*ttfts)[i].get<double>() * 1e3);
+    if (timelines == nullptr || i >= timelines->size() || !(*timelines)[i].is_object()) continue;
+    const nlohmann::json& t = (*timelines)[i];
+    s.transfer_ms.push_back(t.value("transfer_ms", 0.0));
+    bytes += t.value("kv_bytes", 0.0);
+    ops += t.value("transfer_ops", 0.0);
+  }
+  if (!s.transfer_ms.empty()) {
+    s.mean_kv_bytes = bytes / static_cast<double>(s.transfer_ms.size());
+    s.mean_ops = ops / static_cast<double>(s.transfer_ms.size());
+  }
+  return s;
+}
+
+std::vector<CellAnalysis> AnalyseCells(const std::vector<ServingRun>& runs,
+                                       const HostBoundRules& rules) {
+  std::vector<CellAnalysis> cells;
+  for (const ServingRun& r : runs) {
+    CellAnalysis c;
+    c.run = &r;
+    if (r.error.empty()) {
+      const SendLag lag{ResultNumber(r.result, "p99_send_lag_ms"),
+                        ResultNumber(r.result, "max_send_lag_ms")};
+      c.verdict = JudgeHostBound(
+          r.usage,
+          {std::isnan(lag.p99_ms) ? -1 : lag.p99_ms, std::isnan(lag.max_ms) ? -1 : lag.max_ms},
+          rules);
+      c.samples = SamplesOf(r.result);
+    }
+    cells.push_back(std::move(c));
+  }
+  return cells;
+}
+
+std::string Comparison::Cause() const {
+  const RequestSamples& a = baseline->samples;
+  const RequestSamples& b = other->samples;
+  const std::string bytes = std::fabs(a.mean_kv_bytes - b.mean_kv_bytes) < 0.5
+                                ? absl::StrFormat("the same %.1f MiB", a.mean_kv_bytes / 1048576)
+                                : absl::StrFormat("%.1f vs %.1f MiB", b.mean_kv_bytes / 1048576,
+                                                  a.mean_kv_bytes / 1048576);
+  const std::string what = absl::StrFormat("KV transfer %s for %s (%.0f vs %.0f ops)",
+                                           Interval(transfer, "ms"), bytes, b.mean_ops, a.mean_ops);
+  if (!transfer.Valid()) return "no KV transfer samples";
+  // The transfer explains a TTFT difference when it moved the same way, beyond noise, and by
+  // at least half as much.
+  const bool explains = !transfer.SpansZero() && !ttft.SpansZero() &&
+                        (transfer.estimate > 0) == (ttft.estimate > 0) &&
+                        std::fabs(transfer.estimate) >= 0.5 * std::fabs(ttft.estimate);
+  return explains ? absl::StrCat("explained by ", what)
+                  : absl::StrCat("not explained by the KV transfer (", what, ")");
+}
+
+std::vector<Comparison> CompareBackends(const std::vector<CellAnalysis>& cells,
+                                        const std::string& baseline,
+                                        const BootstrapOptions& options) {
+  std::map<std::tuple<int, int, double>, const CellAnalysis*> base;
+  for (const CellAnalysis& c : cells) {
+    if (c.run->backend == baseline && c.run->error.empty()) {
+      base[{c.run->input_len, c.run->output_len, c.run->request_rate}] = &c;
+    }
+  }
+  std::vector<Comparison> out;
+  for (const CellAnalysis& c : cells) {
+    if (c.run->backend == baseline || !c.run->error.empty()) continue;
+    auto it = base.find({c.run->input_len, c.run->output_len, c.run->request_rate});
+    if (it == base.end()) continue;
+    Comparison cmp{.baseline = it->second, .other = &c};
+    cmp.ttft = BootstrapMeanDifference(it->second->samples.ttft_ms, c.samples.ttft_ms, options);
+    cmp.transfer =
+        BootstrapMeanDifference(it->second->samples.transfer_ms, c.samples.transfer_ms, options);
+    out.push_back(cmp);
+  }
+  return out;
+}
+
+std::string Headline(const std::vector<CellAnalysis>& cells,
+                     const std::vector<Comparison>& comparisons, const std::string& baseline) {
+  std::vector<std::string> backends;
+  for (const CellAnalysis& c : cells) {
+    if (c.run->backend != baseline &&
+        std::find(backends.begin(), backends.end(), c.run->backend) == backends.end()) {
+      backends.push_back(c.run->backend);
+    }
+  }
+  int host_bound = 0, unverified = 0;
+  for (const CellAnalysis& c : cells) {
+    if (!c.run->error.empty()) continue;
+    host_bound += c.verdict.host_bound;
+    unverified += !c.verdict.host_bound && c.verdict.unverified;
+  }
+  std::vector<std::string> lines;
+  for (const std::string& b : backends) {
+    int pairs = 0, comparable = 0, higher = 0, lower = 0;
+    const Comparison* largest = nullptr;
+    for (const Comparison& cmp : comparisons) {
+      if (cmp.other->run->backend != b) continue;
+      ++pairs;
+      if (!cmp.comparable() || !cmp.ttft.Valid()) continue;
+      ++comparable;
+      if (cmp.ttft.SpansZero()) continue;
+      (cmp.ttft.estimate > 0 ? higher : lower)++;
+      if (largest == nullptr || std::fabs(cmp.ttft.estimate) > std::fabs(largest->ttft.estimate)) {
+        largest = &cmp;
+      }
+    }
+    if (comparable == 0) {
+      lines.push_back(
+          absl::StrFormat("%s vs %s: no comparison (%d cell pairs, none where both "
+                          "cells are verified, not host-bound and completed 2 or "
+                          "more requests)",
+                          b, baseline, pairs));
+    } else if (largest == nullptr) {
+      lines.push_back(absl::StrFormat(
+          "%s vs %s: no difference in mean TTFT within noise in any of %d comparable cells "
+          "(every 95%% bootstrap interval spans zero)",
+          b, baseline, comparable));
+    } else {
+      lines.push_back(absl::StrFormat(
+          "%s vs %s: mean TTFT higher in %d and lower in %d of %d comparable cells (95%% "
+          "bootstrap interval excludes zero); largest at %s: %s, %s",
+          b, baseline, higher, lower, comparable, CellName(*largest->other->run),
+          Interval(largest->ttft, "ms"), largest->Cause()));
+    }
+  }
+  std::string out = lines.empty() ? absl::StrCat("no comparison: runs of ", baseline,
+                                                 " and of another backend are needed")
+                                  : absl::StrJoin(lines, "; ");
+  if (host_bound > 0 || unverified > 0) {
+    std::vector<std::string> kept_out;
+    if (host_bound > 0) kept_out.push_back(absl::StrCat(host_bound, " host-bound"));
+    if (unverified > 0) kept_out.push_back(absl::StrCat(unverified, " unverified"));
+    absl::StrAppend(&out, " (kept out of this line: ", absl::StrJoin(kept_out, " and "), " of ",
+                    cells.size(), " cells)");
+  }
+  return out;
+}
+
+std::string TtftModelSummary(const std::vector<CellAnalysis>& cells, double tolerance) {
+  int checked = 0, within = 0, at_rate1 = 0;
+  double lo = INFINITY, hi = -INFINITY;
+  for (const CellAnalysis& c : cells) {
+    if (!c.usable() || c.run->request_rate != 1) continue;
+    ++at_rate1;
+    const double ratio = ResultNumber(c.run->result, "ttft_to_model_ratio");
+    if (std::isnan(ratio)) continue;
+    ++checked;
+    within += std::fabs(ratio - 1) <= tolerance;
+    lo = std::min(lo, ratio);
+    hi = std::max(hi, ratio);
+  }
+  if (at_rate1 == 0) return "no usable cell at 1 req/s";
+  if (checked == 0) {
+    return absl::StrFormat(
+        "not checked: none of the %d usable cells at 1 req/s has the modelled "
+        "prefill, modelled first step and decode join reported by the engines",
+        at_rate1);
+  }
+  return absl::StrFormat(
+      "mean TTFT within %.0f%% of the model in %d of %d usable cells at "
+      "1 req/s (ratios %.2f - %.2f)",
+      tolerance * 100, within, checked, lo, hi);
+}
+
+const RequestTransferBaseline* BaselineFor(const ServingRun& run,
+                                           const std::vector<RequestTransferBaseline>& baselines) {
+  for (const RequestTransferBaseline& b : baselines) {
+    if (b.backend == run.backend && b.input_len == run.input_len) return &b;
+  }
+  return nullptr;
+}
+
+std::string TransferBaselineSummary(const std::vector<CellAnalysis>& cells,
+                                    const std::vector<RequestTransferBaseline>& baselines,
+                                    double target) {
+  std::vector<double> ratios;
+  int within = 0;
+  for (const CellAnalysis& c : cells) {
+    const RequestTransferBaseline* b = BaselineFor(*c.run, baselines);
+    if (!c.usable() || b == nullptr) continue;
+    const double ratio = Ratio(ResultNumber(c.run->result, "mean_kv_transfer_ms"), b->mean_ms);
+    if (std::isnan(ratio)) continue;
+    ratios.push_back(ratio);
+    within += ratio <= target;
+  }
+  if (ratios.empty()) return "no usable cell with a same-run transfer baseline";
+  std::sort(ratios.begin(), ratios.end());
+  const size_t n = ratios.size();
+  const double median = n % 2 ? ratios[n / 2] : (ratios[n / 2 - 1] + ratios[n / 2]) / 2;
+  return absl::StrFormat(
+      "serving / microbenchmark mean KV transfer time within %.1fx in %d of "
+      "%zu usable cells (median %.2fx, max %.2fx)",
+      target, within, n, median, ratios.back());
+}
+
+}  // namespace pdserve::bench

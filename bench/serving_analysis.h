@@ -1,0 +1,73 @@
+#pragma once
+
+// What the serving report concludes from the runs: which cells measured the modelled system
+// (bench/host_bound.h), the per-request samples behind the means, each backend's differences
+// from the baseline backend with bootstrap intervals (bench/bootstrap.h), and the headline that
+// names a difference and its transport-level cause only where the cells allow it.
+
+#include <string>
+#include <vector>
+
+#include "bench/bootstrap.h"
+#include "bench/host_bound.h"
+#include "bench/serving_report.h"
+
+namespace pdserve::bench {
+
+// Per-request values of a run's successful requests, from its result JSON's detailed arrays.
+struct RequestSamples {
+  std::vector<double> ttft_ms;
+  std::vector<double> transfer_ms;  // those with a server timeline
+  double mean_kv_bytes = 0;
+  double mean_ops = 0;
+};
+RequestSamples SamplesOf(const nlohmann::json& result);
+
+struct CellAnalysis {
+  const ServingRun* run = nullptr;
+  HostBoundVerdict verdict;
+  RequestSamples samples;
+  // Measured, not host-bound and verified (HostBoundVerdict::unverified): the only cells the
+  // headline and the targets use.
+  bool usable() const { return run->error.empty() && !verdict.host_bound && !verdict.unverified; }
+};
+
+std::vector<CellAnalysis> AnalyseCells(const std::vector<ServingRun>& runs,
+                                       const HostBoundRules& rules);
+
+// One cell of a backend against the same cell (workload, rate) of the baseline backend.
+struct Comparison {
+  const CellAnalysis* baseline = nullptr;
+  const CellAnalysis* other = nullptr;
+  MeanDifference ttft;      // other - baseline, ms
+  MeanDifference transfer;  // other - baseline, ms
+  bool comparable() const { return baseline->usable() && other->usable(); }
+  // "KV transfer +1.234 ms [1.1, 1.3] for the same 16.0 MiB (8 vs 8 ops)" or, when the transfer
+  // difference cannot explain the TTFT difference, what it is.
+  std::string Cause() const;
+};
+
+std::vector<Comparison> CompareBackends(const std::vector<CellAnalysis>& cells,
+                                        const std::string& baseline,
+                                        const BootstrapOptions& options = {});
+
+// One sentence per non-baseline backend, from comparable cells only (see Comparison).
+std::string Headline(const std::vector<CellAnalysis>& cells,
+                     const std::vector<Comparison>& comparisons, const std::string& baseline);
+
+// The TTFT model check at 1 req/s and the serving / microbenchmark transfer ratio, summarised
+// over usable cells ("not reported" where the numbers are missing).
+std::string TtftModelSummary(const std::vector<CellAnalysis>& cells, double tolerance);
+std::string TransferBaselineSummary(const std::vector<CellAnalysis>& cells,
+                                    const std::vector<RequestTransferBaseline>& baselines,
+                                    double target);
+
+// The same-run microbenchmark row for a run (same backend and prompt length), or nullptr.
+const RequestTransferBaseline* BaselineFor(const ServingRun& run,
+                                           const std::vector<RequestTransferBaseline>& baselines);
+
+// "in2048/out64", "4" ("inf")
+std::string WorkloadName(const ServingRun& r);
+std::string RateName(double rate);
+
+}  // namespace pdserve::bench

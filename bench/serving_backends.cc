@@ -1,0 +1,88 @@
+#include "bench/serving_backends.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "transfer/kv_transport.h"
+
+namespace pdserve::bench {
+
+bool UcxTakesDeviceMemory() {
+  static const bool yes = [] {
+    transfer::TransportOptions probe;
+    probe.backend = "ucx";
+    probe.pool_memory = MemoryKind::kCuda;
+    return transfer::AllocatePoolMemory(probe, 1 << 20).ok();
+  }();
+  return yes;
+}
+
+std::string BackendLabel(const std::string& backend, const std::string& device) {
+  if (device != "cuda") return backend;
+  if (backend == "local") return "cuda-ipc";
+  if (backend == "ucx") return UcxTakesDeviceMemory() ? "ucx" : "ucx-staged";
+  if (backend.rfind("ucx-", 0) == 0 && backend != "ucx-staged") {
+    return absl::StrCat(UcxTakesDeviceMemory() ? "ucx-" : "ucx-staged-", backend.substr(4));
+  }
+  return backend;
+}
+
+absl::Status ConfigureBackend(const std::string& backend, const std::string& device,
+                              cluster::ClusterOptions& c) {
+  if (device == "cuda") {
+    const std::string ucx = UcxTakesDeviceMemory() ? "ucx" : "ucx-staged";
+    if (backend == "local" || backend == "cuda-ipc") {
+      c.transfer = "cuda-ipc";
+    } else if (backend == "ucx") {
+      c.transfer = ucx;
+    } else if (backend.rfind("ucx-", 0) == 0 && backend != "ucx-staged") {
+      c.transfer = ucx;
+      c.env.push_back({"UCX_TLS", backend.substr(4)});
+    } else {
+      c.transfer = backend;
+    }
+    return absl::OkStatus();
+  }
+  if (backend == "local" || backend == "ucx") {
+    c.transfer = backend;
+  } else if (backend.rfind("ucx-", 0) == 0) {
+    // ucx-posix, ucx-tcp, ucx-cma: UCX pinned to that transport through its own UCX_TLS. Plain
+    // `ucx` leaves the choice to UCX (which picks tcp on one host when it must detect dead
+    // peers: UCX 1.13 has no peer-failure handling over shared memory).
+    c.transfer = "ucx";
+    c.env.push_back({"UCX_TLS", backend.substr(4)});
+  } else {
+    c.transfer = backend;  // the cluster reports an unknown backend clearly
+  }
+  return absl::OkStatus();
+}
+
+std::string Transports(const cluster::Cluster& c) {
+  absl::StatusOr<v1::ClusterStatus> status = c.GetStatus();
+  if (!status.ok()) return "unknown";
+  std::vector<std::string> seen;
+  for (const v1::WorkerStatus& w : status->workers()) {
+    if (w.role() == v1::WORKER_ROLE_PREFILL && !w.transports().empty() &&
+        std::find(seen.begin(), seen.end(), w.transports()) == seen.end()) {
+      seen.push_back(w.transports());
+    }
+  }
+  return seen.empty() ? "unknown" : absl::StrJoin(seen, "; ");
+}
+
+std::string LeakedBlocks(const cluster::Cluster& c) {
+  absl::StatusOr<v1::ClusterStatus> status = c.GetStatus();
+  if (!status.ok()) return absl::StrCat("status unavailable: ", status.status().message());
+  std::vector<std::string> leaks;
+  for (const v1::WorkerStatus& w : status->workers()) {
+    if (w.capacity().free_blocks() != w.capacity().total_blocks()) {
+      leaks.push_back(absl::StrCat(w.worker_id(), " ", w.capacity().free_blocks(), "/",
+                                   w.capacity().total_blocks(), " free"));
+    }
+  }
+  return absl::StrJoin(leaks, ", ");
+}
+
+}  // namespace pdserve::bench

@@ -1,0 +1,34 @@
+#pragma once
+
+// The serving benchmark's backends: how a name the user gives (`local`, `ucx`, `ucx-<tls>`)
+// becomes a cluster's transfer backend and environment, the name it is reported under, and
+// what a running cluster says about it afterwards.
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "cluster/cluster.h"
+
+namespace pdserve::bench {
+
+// Whether the linked UCX can register device memory (the libucx-cu13 build, PDSERVE_UCX_ROOT):
+// then `ucx` on the GPU puts device memory straight into the decode worker's device pool.
+bool UcxTakesDeviceMemory();
+
+// The name a backend is reported under. On the GPU (--device cuda) `local` runs as cuda-ipc, and
+// `ucx` as ucx on device memory where the linked UCX can do that, else as ucx-staged (Debian's
+// UCX has no CUDA transports: blocks go D2H into a pinned host pool, UCX puts them into the
+// decode worker's host pool, H2D there before decoding).
+std::string BackendLabel(const std::string& backend, const std::string& device);
+
+// A backend name as the user gives it -> the cluster's transfer backend and environment.
+absl::Status ConfigureBackend(const std::string& backend, const std::string& device,
+                              cluster::ClusterOptions& c);
+
+// What the prefill workers' transfer backend reports it uses ("memcpy", "posix/memory", ...).
+std::string Transports(const cluster::Cluster& c);
+
+// Every KV block of every pool that is not free again after a run ("" when none).
+std::string LeakedBlocks(const cluster::Cluster& c);
+
+}  // namespace pdserve::bench

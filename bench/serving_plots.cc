@@ -1,0 +1,246 @@
+#include "bench/serving_plots.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace pdserve::bench {
+namespace {
+
+// Workloads and backends in the order the runs came (the sweep's order).
+struct Axes {
+  std::vector<std::string> workloads, backends;
+  std::vector<int> input_lens;
+};
+
+template <typename T>
+void AddOnce(std::vector<T>& v, const T& x) {
+  if (std::find(v.begin(), v.end(), x) == v.end()) v.push_back(x);
+}
+
+Axes AxesOf(const std::vector<CellAnalysis>& cells) {
+  Axes a;
+  for (const CellAnalysis& c : cells) {
+    AddOnce(a.workloads, WorkloadName(*c.run));
+    AddOnce(a.backends, c.run->backend);
+    AddOnce(a.input_lens, c.run->input_len);
+  }
+  std::sort(a.input_lens.begin(), a.input_lens.end());
+  return a;
+}
+
+// gnuplot reads "nan" as a missing point.
+std::string Num(double v) { return std::isnan(v) ? "nan" : absl::StrFormat("%.6g", v); }
+
+std::string Quoted(const std::string& s) { return absl::StrCat("'", s, "'"); }
+
+absl::Status RunGnuplot(const std::string& dir, const std::string& script_name,
+                        const std::string& script) {
+  std::ofstream(dir + "/" + script_name) << script;
+  const std::string cmd =
+      absl::StrCat("cd '", dir, "' && gnuplot ", script_name, " 2>>gnuplot.log");
+  if (std::system(cmd.c_str()) != 0) {
+    return absl::InternalError(
+        absl::StrCat("gnuplot failed on ", script_name, ", see ", dir, "/gnuplot.log"));
+  }
+  return absl::OkStatus();
+}
+
+// A multiplot of one panel per workload: rows x columns, at most 3 columns.
+std::string MultiplotHeader(const std::string& png, size_t panels, const std::string& title) {
+  const size_t cols = std::min<size_t>(3, std::max<size_t>(1, panels));
+  const size_t rows = (panels + cols - 1) / cols;
+  return absl::StrFormat(
+      "set terminal pngcairo size %d,%d font ',10'\nset output '%s'\n"
+      "set multiplot layout %d,%d title '%s' font ',12'\n",
+      static_cast<int>(520 * cols), static_cast<int>(380 * rows + 50), png, static_cast<int>(rows),
+      static_cast<int>(cols), title);
+}
+
+// TTFT or TPOT p50 (solid) and p99 (dashed) against the rate.
+absl::Status PlotVsRate(const std::string& dir, const std::vector<CellAnalysis>& cells,
+                        const Axes& axes, const std::string& metric, const std::string& label,
+                        const std::string& png) {
+  std::string script = MultiplotHeader(
+      png, axes.workloads.size(),
+      absl::StrCat(
+          label,
+          " vs request rate: p50 solid, p99 dashed; circled: host-bound or unverified cell"));
+  absl::StrAppend(&script,
+                  "set logscale x 2\nset logscale y\nset grid\nset key top left font ',8'\n"
+                  "set xlabel 'request rate (req/s)'\nset ylabel '",
+                  label, " (ms)'\n");
+  bool any = false;
+  for (size_t w = 0; w < axes.workloads.size(); ++w) {
+    std::string plot;
+    for (size_t b = 0; b < axes.backends.size(); ++b) {
+      const std::string file = absl::StrCat(metric, "_w", w, "_b", b, ".dat");
+      std::ofstream out(dir + "/" + file);
+      out << "# rate p50 p99 not_usable (host-bound or unverified)\n";
+      for (const CellAnalysis& c : cells) {
+        const ServingRun& r = *c.run;
+        if (WorkloadName(r) != axes.workloads[w] || r.backend != axes.backends[b] ||
+            !r.error.empty() || std::isinf(r.request_rate)) {
+          continue;
+        }
+        out << r.request_rate << " " << Num(ResultNumber(r.result, "median_" + metric + "_ms"))
+            << " " << Num(ResultNumber(r.result, "p99_" + metric + "_ms")) << " "
+            << (c.usable() ? 0 : 1) << "\n";
+        any = true;
+      }
+      const int color = static_cast<int>(b) + 1;
+      absl::StrAppend(&plot, plot.empty() ? "" : ", ", Quoted(file),
+                      " using 1:2 with linespoints lw 2 pt 7 lc ", color, " dt 1 title '",
+                      axes.backends[b], " p50', ", Quoted(file),
+                      " using 1:3 with linespoints lw 2 pt 7 lc ", color, " dt 2 title '",
+                      axes.backends[b], " p99', ", Quoted(file),
+                      " using 1:($4 > 0 ? $3 : 1/0) with points pt 6 ps 2.5 lc rgb 'black' "
+                      "notitle, ",
+                      Quoted(file),
+                      " using 1:($4 > 0 ? $2 : 1/0) with points pt 6 ps 2.5 lc rgb 'black' "
+                      "notitle");
+    }
+    absl::StrAppend(&script, "set title '", axes.workloads[w], "'\nplot ", plot, "\n");
+  }
+  absl::StrAppend(&script, "unset multiplot\n");
+  if (!any) return absl::OkStatus();
+  return RunGnuplot(dir, png + ".gp", script);
+}
+
+// Mean KV transfer time per prompt length at each backend's lowest rate, and the microbenchmark.
+absl::Status PlotTransferVsPrompt(const std::string& dir, const std::vector<CellAnalysis>& cells,
+                                  const Axes& axes,
+                                  const std::vector<RequestTransferBaseline>& baselines) {
+  std::string plot;
+  for (size_t b = 0; b < axes.backends.size(); ++b) {
+    double lowest = INFINITY;
+    for (const CellAnalysis& c : cells) {
+      if (c.run->backend == axes.backends[b] && c.run->error.empty()) {
+        lowest = std::min(lowest, c.run->request_rate);
+      }
+    }
+    const std::string file = absl::StrCat("kv_transfer_b", b, ".dat");
+    std::ofstream out(dir + "/" + file);
+    out << "# input_len serving_mean_ms microbench_mean_ms\n";
+    for (int len : axes.input_lens) {
+      double sum = 0;
+      int n = 0;
+      for (const CellAnalysis& c : cells) {
+        const ServingRun& r = *c.run;
+        const double v = ResultNumber(r.result, "mean_kv_transfer_ms");
+        if (r.backend != axes.backends[b] || r.input_len != len || !r.error.empty() ||
+            r.request_rate != lowest || std::isnan(v)) {
+          continue;
+        }
+        sum += v;
+        ++n;
+      }
+      double micro = NAN;
+      for (const RequestTransferBaseline& m : baselines) {
+        if (m.backend == axes.backends[b] && m.input_len == len) micro = m.mean_ms;
+      }
+      out << len << " " << Num(n > 0 ? sum / n : NAN) << " " << Num(micro) << "\n";
+    }
+    const int color = static_cast<int>(b) + 1;
+    absl::StrAppend(&plot, plot.empty() ? "" : ", ", Quoted(file),
+                    " using 1:2 with linespoints lw 2 pt 7 lc ", color, " title '",
+                    axes.backends[b], " serving (", RateName(lowest), " req/s)', ", Quoted(file),
+                    " using 1:3 with linespoints lw 1 pt 4 dt 2 lc ", color, " title '",
+                    axes.backends[b], " microbenchmark'");
+  }
+  if (plot.empty()) return absl::OkStatus();
+  return RunGnuplot(
+      dir, "kv_transfer_vs_prompt.gp",
+      absl::StrCat("set terminal pngcairo size 900,560 font ',10'\n"
+                   "set output 'kv_transfer_vs_prompt.png'\n"
+                   "set title 'Mean KV transfer time per request vs prompt length (serving: mean "
+                   "over the workloads of that prompt length)'\n"
+                   "set xlabel 'prompt length (tokens)'\nset ylabel 'ms'\n"
+                   "set logscale x 2\nset logscale y\nset grid\nset key top left\nplot ",
+                   plot, "\n"));
+}
+
+// Stacked mean TTFT parts per (backend, rate), a panel per workload.
+absl::Status PlotBreakdown(const std::string& dir, const std::vector<CellAnalysis>& cells,
+                           const Axes& axes) {
+  std::string script =
+      MultiplotHeader("ttft_breakdown.png", axes.workloads.size(),
+                      "Where mean TTFT goes (first step: decode join -> first token, when "
+                      "reported; rest: everything else)");
+  absl::StrAppend(&script,
+                  "set style data histograms\nset style histogram rowstacked\n"
+                  "set style fill solid 0.8 border -1\nset boxwidth 0.7\n"
+                  "set xtics rotate by -40 font ',8'\nset key outside right top font ',8'\n"
+                  "set grid y\nset ylabel 'ms'\n");
+  bool any = false;
+  for (size_t w = 0; w < axes.workloads.size(); ++w) {
+    const std::string file = absl::StrCat("ttft_breakdown_w", w, ".dat");
+    std::ofstream out(dir + "/" + file);
+    out << "# cell queue prefill transfer first_step rest\n";
+    int rows = 0;
+    for (const CellAnalysis& c : cells) {
+      const ServingRun& r = *c.run;
+      if (WorkloadName(r) != axes.workloads[w] || !r.error.empty()) continue;
+      const double ttft = ResultNumber(r.result, "mean_ttft_ms");
+      const double queue = ResultNumber(r.result, "mean_queue_ms");
+      const double prefill = ResultNumber(r.result, "mean_prefill_ms");
+      const double transfer = ResultNumber(r.result, "mean_kv_transfer_ms");
+      double first = ResultNumber(r.result, "mean_first_step_ms");
+      if (std::isnan(ttft) || std::isnan(queue) || std::isnan(prefill) || std::isnan(transfer)) {
+        continue;
+      }
+      if (std::isnan(first)) first = 0;
+      const double rest = std::max(0.0, ttft - queue - prefill - transfer - first);
+      out << '"' << r.backend << " " << RateName(r.request_rate) << "/s" << (c.usable() ? "" : "*")
+          << "\" " << queue << " " << prefill << " " << transfer << " " << first << " " << rest
+          << "\n";
+      ++rows;
+    }
+    if (rows == 0) continue;
+    any = true;
+    absl::StrAppend(&script, "set title '", axes.workloads[w],
+                    " (* host-bound or unverified)'\nplot '", file,
+                    "' using 2:xtic(1) title 'queue', '' using 3 title 'prefill', '' using 4 "
+                    "title 'KV transfer', '' using 5 title 'first step', '' using 6 title "
+                    "'rest'\n");
+  }
+  absl::StrAppend(&script, "unset multiplot\n");
+  if (!any) return absl::OkStatus();
+  return RunGnuplot(dir, "ttft_breakdown.gp", script);
+}
+
+}  // namespace
+
+bool HaveGnuplot() { return std::system("command -v gnuplot >/dev/null 2>&1") == 0; }
+
+absl::Status WriteServingPlots(const std::string& dir, const std::vector<CellAnalysis>& cells,
+                               const std::vector<RequestTransferBaseline>& baselines,
+                               std::vector<std::pair<std::string, std::string>>* drawn) {
+  const Axes axes = AxesOf(cells);
+  std::filesystem::remove(dir + "/gnuplot.log");
+  const std::pair<std::string, std::string> plots[] = {
+      {"ttft_vs_rate.png", "TTFT p50 / p99 vs request rate"},
+      {"tpot_vs_rate.png", "TPOT p50 / p99 vs request rate"},
+      {"kv_transfer_vs_prompt.png", "KV transfer time vs prompt length"},
+      {"ttft_breakdown.png", "Where TTFT goes"}};
+  for (const auto& [png, caption] : plots) std::filesystem::remove(dir + "/" + png);
+  if (absl::Status s = PlotVsRate(dir, cells, axes, "ttft", "TTFT", "ttft_vs_rate.png"); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = PlotVsRate(dir, cells, axes, "tpot", "TPOT", "tpot_vs_rate.png"); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = PlotTransferVsPrompt(dir, cells, axes, baselines); !s.ok()) return s;
+  if (absl::Status s = PlotBreakdown(dir, cells, axes); !s.ok()) return s;
+  for (const auto& plot : plots) {
+    if (std::filesystem::exists(dir + "/" + plot.first)) drawn->push_back(plot);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace pdserve::bench

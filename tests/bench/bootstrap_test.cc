@@ -1,0 +1,72 @@
+#include "bench/bootstrap.h"
+
+#include <cmath>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace pdserve::bench {
+namespace {
+
+TEST(BootstrapTest, ClearlySeparatedSamplesGiveAnIntervalThatExcludesZero) {
+  const std::vector<double> local = {10.0, 10.2, 9.9, 10.1, 10.0, 9.8, 10.3, 10.1};
+  const std::vector<double> tcp = {15.1, 14.9, 15.2, 15.0, 15.3, 14.8, 15.0, 15.1};
+  const MeanDifference d = BootstrapMeanDifference(local, tcp);
+  ASSERT_TRUE(d.Valid());
+  EXPECT_NEAR(d.estimate, 15.05 - 10.05, 1e-9);
+  EXPECT_FALSE(d.SpansZero());
+  EXPECT_GT(d.lo, 4.7);
+  EXPECT_LT(d.hi, 5.3);
+  EXPECT_LE(d.lo, d.estimate);
+  EXPECT_GE(d.hi, d.estimate);
+}
+
+TEST(BootstrapTest, OverlappingSamplesGiveAnIntervalThatSpansZero) {
+  // The same spread, means 0.05 apart: noise.
+  const std::vector<double> a = {8, 12, 9, 11, 10, 7, 13, 10};
+  const std::vector<double> b = {12, 8, 11, 9, 10, 13, 7, 10.4};
+  const MeanDifference d = BootstrapMeanDifference(a, b);
+  ASSERT_TRUE(d.Valid());
+  EXPECT_NEAR(d.estimate, 0.05, 1e-9);
+  EXPECT_TRUE(d.SpansZero());
+  EXPECT_LT(d.lo, -1.0);
+  EXPECT_GT(d.hi, 1.0);
+}
+
+TEST(BootstrapTest, SignFollowsOtherMinusBaseline) {
+  const std::vector<double> slow = {20, 21, 22, 20, 21};
+  const std::vector<double> fast = {10, 11, 12, 10, 11};
+  const MeanDifference d = BootstrapMeanDifference(slow, fast);
+  EXPECT_DOUBLE_EQ(d.estimate, -10.0);
+  EXPECT_LT(d.hi, 0);
+}
+
+TEST(BootstrapTest, SameSeedSameInterval) {
+  const std::vector<double> a = {1, 5, 2, 8, 3, 9, 4};
+  const std::vector<double> b = {2, 6, 3, 9, 4, 1, 7};
+  const MeanDifference x = BootstrapMeanDifference(a, b);
+  const MeanDifference y = BootstrapMeanDifference(a, b);
+  EXPECT_EQ(x.lo, y.lo);
+  EXPECT_EQ(x.hi, y.hi);
+  const MeanDifference z = BootstrapMeanDifference(a, b, {.seed = 2});
+  EXPECT_NE(x.lo, z.lo);
+}
+
+TEST(BootstrapTest, ConstantSamplesGiveAPointInterval) {
+  const std::vector<double> a = {3, 3, 3};
+  const std::vector<double> b = {5, 5, 5, 5};
+  const MeanDifference d = BootstrapMeanDifference(a, b);
+  EXPECT_DOUBLE_EQ(d.lo, 2.0);
+  EXPECT_DOUBLE_EQ(d.hi, 2.0);
+  EXPECT_FALSE(d.SpansZero());
+}
+
+TEST(BootstrapTest, FewerThanTwoValuesIsNotAnInterval) {
+  const std::vector<double> one = {1};
+  const std::vector<double> many = {1, 2, 3};
+  EXPECT_FALSE(BootstrapMeanDifference(one, many).Valid());
+  EXPECT_FALSE(BootstrapMeanDifference(many, {}).Valid());
+}
+
+}  // namespace
+}  // namespace pdserve::bench
