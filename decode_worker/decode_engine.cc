@@ -51,6 +51,7 @@ void DecodeStream::Finish(absl::Status status, int64_t now_us) {
 DecodeEngine::DecodeEngine(KvCache& cache, DecodeEngineOptions options)
     : cache_(cache), options_(std::move(options)) {
   loop_ = std::thread([this] { Loop(); });
+  if (options_.carry_checksum) verifier_ = std::thread([this] { VerifierLoop(); });
 }
 
 DecodeStepCounters DecodeEngine::StepCounters() const {
@@ -76,8 +77,15 @@ DecodeEngine::~DecodeEngine() {
     stop_ = true;
   }
   loop_.join();
+  {
+    absl::MutexLock lock(&mu_);
+    verifier_stop_ = true;
+  }
+  if (verifier_.joinable()) verifier_.join();
   absl::MutexLock lock(&mu_);
   const absl::Status stopped = absl::UnavailableError("the decode worker is shutting down");
+  for (Running& r : verify_queue_) r.stream->Finish(stopped, WallMicros());
+  verify_queue_.clear();
   for (Running& r : running_) r.stream->Finish(stopped, WallMicros());
   running_.clear();
   std::vector<std::string> ids;
@@ -163,12 +171,14 @@ absl::Status DecodeEngine::Release(const std::string& request_id, absl::Status r
       FreeLocked(request_id);
       return absl::OkStatus();
     case State::kRunning:
+      // The loop thread owns its state; it leaves the batch before the next step.
+      r.release_requested = true;
+      r.release_reason = std::move(reason);
+      releases_pending_ = true;
       break;
+    case State::kVerifying:
+      break;  // every token is out; the verifier frees its blocks when the check ends
   }
-  // Running: the loop thread owns its state; it leaves the batch before the next step.
-  r.release_requested = true;
-  r.release_reason = std::move(reason);
-  releases_pending_ = true;
   auto gone = [this, &request_id]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
     return !requests_.contains(request_id);
   };
@@ -396,20 +406,6 @@ void DecodeEngine::Step() {
     while (!running_.empty()) FinishRunning(running_.size() - 1, results.status());
     return;
   }
-  // Requests whose token this step is their last: with carried checksums, their KV is read in
-  // full once more now, inside the step's modelled time.
-  std::vector<absl::Status> final_status(running_.size());
-  if (carry) {
-    for (size_t i = 0; i < running_.size(); ++i) {
-      Running& r = running_[i];
-      if (r.generated + 1 < r.max_tokens) continue;
-      const int64_t t0 = MonotonicMicros();
-      final_status[i] = VerifyFinished(r);
-      const int64_t spent = MonotonicMicros() - t0;
-      r.accounting.verify_us += spent;
-      verify_us += spent;
-    }
-  }
   const absl::Duration work = absl::Now() - start;
   absl::Duration step_time = options_.min_step;
   absl::Duration modelled = absl::ZeroDuration();
@@ -448,9 +444,50 @@ void DecodeEngine::Step() {
     r.stream->Push(r.last_token, now_us);
   }
   for (size_t i = running_.size(); i-- > 0;) {
-    if (running_[i].generated >= running_[i].max_tokens) {
-      FinishRunning(i, std::move(final_status[i]));
+    if (running_[i].generated < running_[i].max_tokens) continue;
+    if (carry) {
+      HandOffToVerifier(i);
+    } else {
+      FinishRunning(i, absl::OkStatus());
     }
+  }
+}
+
+void DecodeEngine::HandOffToVerifier(size_t index) {
+  absl::MutexLock lock(&mu_);
+  Request& request = requests_.at(running_[index].id);
+  request.state = State::kVerifying;
+  running_count_--;
+  verify_queue_.push_back(std::move(running_[index]));
+  running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(index));
+}
+
+void DecodeEngine::VerifierLoop() {
+  while (true) {
+    Running r;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+        return verifier_stop_ || !verify_queue_.empty();
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (verifier_stop_) return;
+      r = std::move(verify_queue_.front());
+      verify_queue_.pop_front();
+    }
+    const int64_t t0 = MonotonicMicros();
+    absl::Status status = VerifyFinished(r);
+    const int64_t spent = MonotonicMicros() - t0;
+    r.accounting.verify_us += spent;
+    {
+      absl::MutexLock lock(&mu_);
+      step_counters_.verify_us += static_cast<uint64_t>(spent);
+      FreeLocked(r.id);
+      if (status.ok()) finished_++;
+    }
+    // Blocks are free before the stream says so, as in FinishRunning.
+    r.stream->SetAccounting(r.accounting);
+    r.stream->Finish(std::move(status), WallMicros());
   }
 }
 

@@ -21,6 +21,7 @@
 // as real attention does.
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <span>
 #include <memory>
@@ -158,7 +159,9 @@ class DecodeEngine {
   const KvCache& cache() const { return cache_; }
 
  private:
-  enum class State { kAllocated, kJoining, kRunning };
+  // kVerifying: all tokens produced, the final full read of its KV is running on the verifier
+  // thread (carried checksums); its blocks are held until that read ends.
+  enum class State { kAllocated, kJoining, kRunning, kVerifying };
   struct Request {
     State state = State::kAllocated;
     std::vector<BlockId> blocks;
@@ -190,6 +193,10 @@ class DecodeEngine {
   };
 
   void Loop();
+  // Carried checksums: the final full read of finished requests, off the loop thread, so that
+  // one request's check does not stretch every other request's step.
+  void VerifierLoop();
+  void HandOffToVerifier(size_t index);
   // Frees a request's blocks and unreserves the rest; erases it.
   void FreeLocked(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Applies releases and joins; returns false when stopping.
@@ -221,7 +228,11 @@ class DecodeEngine {
   std::vector<Running> running_;
   std::vector<DecodeSequence> batch_;
 
+  std::deque<Running> verify_queue_ ABSL_GUARDED_BY(mu_);
+  bool verifier_stop_ ABSL_GUARDED_BY(mu_) = false;
+
   std::thread loop_;
+  std::thread verifier_;
 };
 
 }  // namespace pdserve::decode
