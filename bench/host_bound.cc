@@ -1,5 +1,7 @@
 #include "bench/host_bound.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_format.h"
 
 namespace pdserve::bench {
@@ -41,11 +43,14 @@ HostBoundVerdict JudgeHostBound(const CellUsage& usage, const SendLag& lag,
     for (const EngineDelta& e : usage.engines) {
       if (e.steps == 0) continue;
       any_engine = true;
-      const double share = static_cast<double>(e.overrun_steps) / static_cast<double>(e.steps);
+      const double share =
+          e.modelled_us > 0 ? static_cast<double>(e.overrun_us) / static_cast<double>(e.modelled_us)
+                            : 0.0;
       if (share > rules.max_overrun_share) {
-        flag(absl::StrFormat("%s: %.0f%% of %u %s overran their modelled time (+%.1f ms)", e.worker,
-                             share * 100, e.steps, e.decode ? "decode steps" : "prefill batches",
-                             e.overrun_us / 1e3));
+        flag(absl::StrFormat(
+            "%s: overruns added %.1f%% to its modelled time (+%.1f ms; %u of %u %s overran)",
+            e.worker, share * 100, e.overrun_us / 1e3, e.overrun_steps, e.steps,
+            e.decode ? "decode steps" : "prefill batches"));
       }
       if (e.modelled_us == 0) {
         v.notes.push_back(absl::StrFormat("%s reports no modelled time", e.worker));
@@ -64,9 +69,10 @@ HostBoundVerdict JudgeHostBound(const CellUsage& usage, const SendLag& lag,
   // (c) the load generator behind its schedule: the offered load was not the one asked for.
   if (lag.p99_ms < 0) {
     v.notes.push_back("send lag not reported");
-  } else if (lag.p99_ms > rules.max_p99_send_lag_ms) {
-    flag(absl::StrFormat("loadgen p99 send lag %.1f ms (> %g)", lag.p99_ms,
-                         rules.max_p99_send_lag_ms));
+  } else if (const double limit = std::max(rules.max_p99_send_lag_ms,
+                                           rules.max_p99_send_lag_gap_share * lag.mean_gap_ms);
+             lag.p99_ms > limit) {
+    flag(absl::StrFormat("loadgen p99 send lag %.1f ms (> %g)", lag.p99_ms, limit));
   } else if (lag.max_ms > rules.max_send_lag_ms) {
     flag(absl::StrFormat("loadgen max send lag %.1f ms (> %g)", lag.max_ms, rules.max_send_lag_ms));
   }
@@ -78,12 +84,15 @@ std::string DescribeRules(const HostBoundRules& r) {
       "a cell is host-bound when (a) any cluster process (router, each worker) or the load "
       "generator used more than %.2f of a core over the cell (utime + stime from /proc/<pid>/stat "
       "before and after), or all of them together more than %.0f%% of the CPUs this run may use, "
-      "or every process on the host (/proc/stat) more than %.0f%% of them; (b) more than %.0f%% "
-      "of a worker's decode steps or prefill batches in the cell lasted longer than their "
-      "modelled time (EngineCounters deltas through the router's GetStatus); (c) the load "
-      "generator's p99 send lag (send time - scheduled time) exceeded %g ms or its maximum %g ms",
+      "or every process on the host (/proc/stat) more than %.0f%% of them; (b) the time by which a "
+      "worker's decode steps or prefill batches outlasted their modelled time, added up over the "
+      "cell, exceeded %.0f%% of its modelled time (EngineCounters deltas through the router's "
+      "GetStatus: the host stretched the modelled device time); (c) the load generator's p99 "
+      "send lag (send time - scheduled time) exceeded the larger of %g ms and %.0f%% of the mean "
+      "inter-arrival gap, or its maximum %g ms",
       r.max_process_cores, r.max_our_cpu_share * 100, r.max_host_cpu_share * 100,
-      r.max_overrun_share * 100, r.max_p99_send_lag_ms, r.max_send_lag_ms);
+      r.max_overrun_share * 100, r.max_p99_send_lag_ms, r.max_p99_send_lag_gap_share * 100,
+      r.max_send_lag_ms);
 }
 
 nlohmann::json CellUsageToJson(const CellUsage& u) {

@@ -45,14 +45,21 @@ struct CellUsage {
 struct SendLag {
   double p99_ms = -1;  // < 0: unknown
   double max_ms = -1;
+  double mean_gap_ms = 0;  // the schedule's mean inter-arrival gap (0: unknown or infinite rate)
 };
 
 struct HostBoundRules {
   double max_process_cores = 0.85;   // (a) any one process, in cores
   double max_our_cpu_share = 0.85;   // (a) cluster + loadgen, share of the allowed CPUs
   double max_host_cpu_share = 0.95;  // (a) every process on the host, share of all CPUs
-  double max_overrun_share = 0.05;   // (b) of a worker's steps in the cell
-  double max_p99_send_lag_ms = 5;    // (c)
+  // (b) overruns of a worker's steps, added up, as a share of its modelled time in the cell:
+  // how much the host stretched the modelled device time. A count of overrunning steps would
+  // flag one batch late by 0.2 ms in a cell of nine.
+  double max_overrun_share = 0.05;
+  // (c) the larger of this and max_p99_send_lag_gap_share x the mean inter-arrival gap: a
+  // request sent 8 ms late at 4 req/s (250 ms apart) leaves the offered load as asked.
+  double max_p99_send_lag_ms = 5;
+  double max_p99_send_lag_gap_share = 0.1;
   double max_send_lag_ms = 50;       // (c)
 };
 

@@ -65,9 +65,12 @@ std::vector<CellAnalysis> AnalyseCells(const std::vector<ServingRun>& runs,
     if (r.error.empty()) {
       const SendLag lag{ResultNumber(r.result, "p99_send_lag_ms"),
                         ResultNumber(r.result, "max_send_lag_ms")};
+      const double gap_ms =
+          r.request_rate > 0 && std::isfinite(r.request_rate) ? 1000.0 / r.request_rate : 0.0;
       c.verdict = JudgeHostBound(
           r.usage,
-          {std::isnan(lag.p99_ms) ? -1 : lag.p99_ms, std::isnan(lag.max_ms) ? -1 : lag.max_ms},
+          {std::isnan(lag.p99_ms) ? -1 : lag.p99_ms, std::isnan(lag.max_ms) ? -1 : lag.max_ms,
+           gap_ms},
           rules);
       c.samples = SamplesOf(r.result);
     }

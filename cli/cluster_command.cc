@@ -80,8 +80,13 @@ void AddClusterCommand(CLI::App& app) {
   cmd->add_option("--router-arg", o->router_args, "extra flag for the router (repeatable)");
   cmd->add_option("--prefill-arg", o->prefill_args, "extra flag for prefill workers (repeatable)");
   cmd->add_option("--decode-arg", o->decode_args, "extra flag for decode workers (repeatable)");
-  cmd->callback([o, num_blocks, model] {
+  auto poison = std::make_shared<bool>(false);
+  cmd->add_flag("--poison-freed-kv", *poison,
+                "decode workers fill freed KV blocks with a poison pattern, so that reading "
+                "blocks a request no longer owns changes its tokens (verification runs)");
+  cmd->callback([o, num_blocks, model, poison] {
     cluster::ClusterOptions options = *o;
+    if (*poison) options.decode_args.push_back("--poison-freed-kv");
     absl::StatusOr<ModelOverrides> overrides = model->Overrides();
     if (!overrides.ok()) ExitWith(overrides.status());
     cluster::SetClusterModel(*overrides, options);

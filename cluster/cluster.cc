@@ -206,7 +206,9 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) 
                                      "--transfer", o.transfer,    "--layout",
                                      o.layout,     "--compute",   o.compute,
                                      "--gpu",      o.gpu,         "--threads",
-                                     std::to_string(o.threads)};
+                                     std::to_string(role == "decode" && o.decode_threads >= 0
+                                                        ? o.decode_threads
+                                                        : o.threads)};
     args.insert(args.end(), model_args.begin(), model_args.end());
     if (blocks > 0) {
       args.insert(args.end(), {"--num-blocks", std::to_string(blocks)});

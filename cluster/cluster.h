@@ -53,6 +53,7 @@ struct ClusterOptions {
   std::string compute = "real";     // real | roofline
   std::string gpu = "h100";
   int threads = 1;                  // kernel threads per worker
+  int decode_threads = -1;          // decode workers' kernel threads (< 0: `threads`)
   std::string log_level = "info";
   std::vector<std::string> router_args;   // extra flags for `pdserve router`
   std::vector<std::string> prefill_args;  // extra flags for every `pdserve prefill`

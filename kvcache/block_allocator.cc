@@ -5,21 +5,28 @@
 
 namespace pdserve {
 
-BlockAllocator::BlockAllocator(uint32_t num_blocks) : ref_counts_(num_blocks, 0) {
-  free_.reserve(num_blocks);
-  for (uint32_t i = num_blocks; i > 0; --i) free_.push_back(i - 1);
+BlockAllocator::BlockAllocator(uint32_t num_blocks)
+    : ref_counts_(num_blocks, 0), free_bits_((num_blocks + 63) / 64, 0), num_free_(num_blocks) {
+  for (uint32_t i = 0; i < num_blocks; ++i) free_bits_[i / 64] |= uint64_t{1} << (i % 64);
 }
 
 absl::StatusOr<std::vector<BlockId>> BlockAllocator::Allocate(uint32_t n) {
   absl::MutexLock lock(&mu_);
-  if (n > free_.size()) {
+  if (n > num_free_) {
     return absl::ResourceExhaustedError(absl::StrCat("KV pool exhausted: need ", n,
-                                                     " blocks, ", free_.size(), " free of ",
+                                                     " blocks, ", num_free_, " free of ",
                                                      ref_counts_.size()));
   }
-  std::vector<BlockId> out(free_.end() - n, free_.end());
-  std::reverse(out.begin(), out.end());
-  free_.resize(free_.size() - n);
+  std::vector<BlockId> out;
+  out.reserve(n);
+  for (size_t w = 0; out.size() < n; ++w) {
+    while (free_bits_[w] != 0 && out.size() < n) {
+      const int bit = __builtin_ctzll(free_bits_[w]);
+      free_bits_[w] &= free_bits_[w] - 1;
+      out.push_back(static_cast<BlockId>(w * 64 + bit));
+    }
+  }
+  num_free_ -= n;
   for (BlockId b : out) ref_counts_[b] = 1;
   return out;
 }
@@ -54,14 +61,17 @@ absl::Status BlockAllocator::Free(std::span<const BlockId> blocks) {
   absl::MutexLock lock(&mu_);
   if (absl::Status s = ValidateHeld(blocks, 1); !s.ok()) return s;
   for (BlockId b : blocks) {
-    if (--ref_counts_[b] == 0) free_.push_back(b);
+    if (--ref_counts_[b] == 0) {
+      free_bits_[b / 64] |= uint64_t{1} << (b % 64);
+      num_free_++;
+    }
   }
   return absl::OkStatus();
 }
 
 uint32_t BlockAllocator::num_free() const {
   absl::MutexLock lock(&mu_);
-  return static_cast<uint32_t>(free_.size());
+  return num_free_;
 }
 
 uint32_t BlockAllocator::RefCount(BlockId block) const {
@@ -71,7 +81,7 @@ uint32_t BlockAllocator::RefCount(BlockId block) const {
 
 absl::Status BlockAllocator::CheckAllFree() const {
   absl::MutexLock lock(&mu_);
-  if (free_.size() == ref_counts_.size()) return absl::OkStatus();
+  if (num_free_ == ref_counts_.size()) return absl::OkStatus();
   std::string leaked;
   int shown = 0;
   for (BlockId b = 0; b < ref_counts_.size() && shown < 8; ++b) {
@@ -80,7 +90,7 @@ absl::Status BlockAllocator::CheckAllFree() const {
     }
   }
   return absl::FailedPreconditionError(
-      absl::StrCat(ref_counts_.size() - free_.size(), " of ", ref_counts_.size(),
+      absl::StrCat(ref_counts_.size() - num_free_, " of ", ref_counts_.size(),
                    " KV blocks still held: ", leaked));
 }
 

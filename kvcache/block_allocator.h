@@ -13,7 +13,12 @@ namespace pdserve {
 
 // Hands out fixed-size KV blocks of one pool. Allocation is all-or-nothing; blocks carry
 // reference counts so that a shared prefix can be held by several requests; a block returns to
-// the free list when its count drops to zero. Thread-safe.
+// the free set when its count drops to zero. Thread-safe.
+//
+// Allocate hands out the lowest free ids in ascending order. A request's blocks are then
+// contiguous wherever the pool allows, so a transfer coalesces them into few large operations on
+// both sides (a free stack handed them out in descending, later scattered, order: 16 MiB of
+// llama3-8b KV went as ~220 operations instead of 32).
 class BlockAllocator {
  public:
   explicit BlockAllocator(uint32_t num_blocks);
@@ -38,8 +43,9 @@ class BlockAllocator {
 
   mutable absl::Mutex mu_;
   std::vector<uint32_t> ref_counts_ ABSL_GUARDED_BY(mu_);
-  // Stack of free ids; popped from the back, seeded so that a fresh pool hands out 0, 1, 2...
-  std::vector<BlockId> free_ ABSL_GUARDED_BY(mu_);
+  // Bit i of word i / 64 set: block i is free.
+  std::vector<uint64_t> free_bits_ ABSL_GUARDED_BY(mu_);
+  uint32_t num_free_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace pdserve

@@ -70,29 +70,41 @@ TEST(HostBoundTest, OtherProcessesFillingTheHostFlagIt) {
 
 TEST(HostBoundTest, DecodeStepsOverrunningTheModelFlagIt) {
   CellUsage u = QuietCell();
-  u.engines[1].overrun_steps = 60;  // 6% of 1000
-  u.engines[1].overrun_us = 1500;
+  u.engines[1].overrun_steps = 60;
+  u.engines[1].overrun_us = 420000;  // 6% of the 7 s modelled
   const HostBoundVerdict v = JudgeHostBound(u, kOnTime);
   EXPECT_TRUE(v.host_bound);
   ASSERT_EQ(v.reasons.size(), 1u);
   EXPECT_EQ(v.reasons[0],
-            "decode-0: 6% of 1000 decode steps overran their modelled time (+1.5 ms)");
+            "decode-0: overruns added 6.0% to its modelled time (+420.0 ms; 60 of 1000 decode "
+            "steps overran)");
 }
 
 TEST(HostBoundTest, OverrunsAtTheThresholdAreNotFlagged) {
   CellUsage u = QuietCell();
-  u.engines[0].overrun_steps = 2;   // exactly 5% of 40
-  u.engines[1].overrun_steps = 50;  // exactly 5% of 1000
+  u.engines[0].overrun_us = 100000;  // exactly 5% of 2 s
+  u.engines[1].overrun_us = 350000;  // exactly 5% of 7 s
+  EXPECT_FALSE(JudgeHostBound(u, kOnTime).host_bound);
+}
+
+// Many steps a little late stretch the modelled time less than a few steps very late: the
+// share of time, not of steps, decides.
+TEST(HostBoundTest, ManySlightlyLateStepsAreNotHostBound) {
+  CellUsage u = QuietCell();
+  u.engines[0].overrun_steps = 10;   // a quarter of the batches...
+  u.engines[0].overrun_us = 20000;   // ...late by 2 ms each: 1% of 2 s
   EXPECT_FALSE(JudgeHostBound(u, kOnTime).host_bound);
 }
 
 TEST(HostBoundTest, PrefillBatchesOverrunningFlagIt) {
   CellUsage u = QuietCell();
-  u.engines[0].overrun_steps = 10;
+  u.engines[0].overrun_steps = 2;
+  u.engines[0].overrun_us = 150000;  // 7.5% of 2 s
   const HostBoundVerdict v = JudgeHostBound(u, kOnTime);
   ASSERT_EQ(v.reasons.size(), 1u);
   EXPECT_EQ(v.reasons[0],
-            "prefill-0: 25% of 40 prefill batches overran their modelled time (+0.0 ms)");
+            "prefill-0: overruns added 7.5% to its modelled time (+150.0 ms; 2 of 40 prefill "
+            "batches overran)");
 }
 
 TEST(HostBoundTest, LoadGeneratorBehindItsScheduleFlagsIt) {
@@ -104,6 +116,15 @@ TEST(HostBoundTest, LoadGeneratorBehindItsScheduleFlagsIt) {
   EXPECT_TRUE(max.host_bound);
   ASSERT_EQ(max.reasons.size(), 1u);
   EXPECT_EQ(max.reasons[0], "loadgen max send lag 51.0 ms (> 50)");
+}
+
+// At 4 req/s requests are 250 ms apart: 8 ms late leaves the offered load as asked, 30 ms late
+// (over a tenth of the gap) does not.
+TEST(HostBoundTest, SendLagLimitScalesWithTheInterArrivalGap) {
+  EXPECT_FALSE(JudgeHostBound(QuietCell(), {8.0, 9.0, 250.0}).host_bound);
+  const HostBoundVerdict late = JudgeHostBound(QuietCell(), {30.0, 31.0, 250.0});
+  ASSERT_EQ(late.reasons.size(), 1u);
+  EXPECT_EQ(late.reasons[0], "loadgen p99 send lag 30.0 ms (> 25)");
 }
 
 TEST(HostBoundTest, EngineCountersAtZeroAreNotReportedNotAPass) {

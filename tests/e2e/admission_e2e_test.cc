@@ -97,7 +97,7 @@ TEST_F(AdmissionTest, PromptTextIsServedAndEqualsReference) {
 TEST(QueueBoundTest, RequestBeyondWaitingBoundIsResourceExhausted) {
   cluster::ClusterOptions options = Options("local", 1, 1);
   options.decode_blocks = 8;  // one request of 8 blocks at a time, ~1 s each
-  options.decode_args = {"--min-step-us", "15000"};
+  options.decode_args.insert(options.decode_args.end(), {"--min-step-us", "15000"});
   options.router_args = {"--max-waiting", "2"};
   auto cluster = Start(options);
   ASSERT_NE(cluster, nullptr);

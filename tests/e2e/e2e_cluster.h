@@ -22,6 +22,9 @@ inline cluster::ClusterOptions Options(const std::string& transfer, int prefill 
   o.prefill_blocks = 256;
   o.decode_blocks = 256;
   o.threads = 1;
+  // Freed decode blocks are poisoned: a request that read blocks it no longer owns (another
+  // request's stale KV of the same prefix) fails verification instead of passing.
+  o.decode_args = {"--poison-freed-kv"};
   o.ready_timeout = absl::Seconds(60);
   // UCX picks among these on one host; no RDMA devices here.
   o.env = {{"UCX_TLS", "tcp,posix,cma"}};

@@ -67,7 +67,7 @@ int CheckOutcomes(const Load& load, int max_tokens) {
 
 TEST(FaultTest, KilledDecodeWorkerFailsOnlyItsRequestsWithUnavailable) {
   cluster::ClusterOptions options = Options("local", 1, 2);
-  options.decode_args = {"--min-step-us", "3000"};  // 400 tokens: over a second of decoding
+  options.decode_args.insert(options.decode_args.end(), {"--min-step-us", "3000"});  // 400 tokens: over a second of decoding
   auto cluster = Start(options);
   ASSERT_NE(cluster, nullptr);
   Client client(cluster->endpoint());
@@ -86,7 +86,7 @@ TEST(FaultTest, KilledDecodeWorkerFailsOnlyItsRequestsWithUnavailable) {
 
 TEST(FaultTest, RouterKeepsServingAfterDecodeWorkerKilled) {
   cluster::ClusterOptions options = Options("local", 1, 2);
-  options.decode_args = {"--min-step-us", "3000"};
+  options.decode_args.insert(options.decode_args.end(), {"--min-step-us", "3000"});
   auto cluster = Start(options);
   ASSERT_NE(cluster, nullptr);
   Client client(cluster->endpoint());
@@ -182,7 +182,7 @@ TEST(FaultTest, SilentWorkerIsDroppedAndRejoinsWhenItResumes) {
 
 TEST(FaultTest, ClientCancelFreesDecodeBlocks) {
   cluster::ClusterOptions options = Options("local", 1, 1);
-  options.decode_args = {"--min-step-us", "3000"};
+  options.decode_args.insert(options.decode_args.end(), {"--min-step-us", "3000"});
   auto cluster = Start(options);
   ASSERT_NE(cluster, nullptr);
   auto stub = v1::Router::NewStub(

@@ -71,7 +71,7 @@ INSTANTIATE_TEST_SUITE_P(Backends, ServingTest, ::testing::Values("local", "ucx"
 
 TEST(ContinuousBatchingTest, ShortRequestSubmittedAfterLongOneFinishesFirst) {
   cluster::ClusterOptions options = Options("local", 1, 1);
-  options.decode_args = {"--min-step-us", "2000"};  // a long request decodes for seconds
+  options.decode_args.insert(options.decode_args.end(), {"--min-step-us", "2000"});  // a long request decodes for seconds
   auto cluster = Start(options);
   ASSERT_NE(cluster, nullptr);
   Client client(cluster->endpoint());

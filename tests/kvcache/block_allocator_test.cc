@@ -134,5 +134,18 @@ TEST(BlockAllocatorTest, RandomAllocFreeSequencesNeverLeak) {
   }
 }
 
+// A request's blocks come out contiguous and ascending wherever the pool allows, so that its
+// transfer coalesces: after a free in the middle, the next allocation fills that hole first.
+TEST(BlockAllocatorTest, ReusedBlocksComeBackLowestFirstInAscendingOrder) {
+  BlockAllocator a(64);
+  auto first = *a.Allocate(8);   // 0..7
+  auto second = *a.Allocate(8);  // 8..15
+  ASSERT_TRUE(a.Free(first).ok());
+  EXPECT_EQ(*a.Allocate(8), std::vector<BlockId>({0, 1, 2, 3, 4, 5, 6, 7}));
+  ASSERT_TRUE(a.Free(std::vector<BlockId>{10, 9, 11}).ok());
+  EXPECT_EQ(*a.Allocate(5), std::vector<BlockId>({9, 10, 11, 16, 17}));
+  EXPECT_EQ(a.num_free(), 64u - 8 - 5 - 5);
+}
+
 }  // namespace
 }  // namespace pdserve
