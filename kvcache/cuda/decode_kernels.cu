@@ -71,6 +71,19 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
   const uint64_t c1 = static_cast<uint64_t>(2 * gl + 1) * model::kGolden;
   uint64_t xsum = 0;
 
+  // The attention probe: one (layer, kv head) block pair reads the probe q head's exact scores
+  // (unscaled: every partial sum is a multiple of 1/4096, exact in fp32 in any order).
+  const bool probe_block = layer == model::ProbeLayer(a.shape.num_layers) &&
+                           kvhead == model::ProbeKvHead(a.shape.num_kv_heads);
+  model::ProbeArgmax probe;
+  float qp[8];
+  if (probe_block) {
+    const uint64_t seed = model::RowSeed(s.last_token, s.seq_len - 1, layer,
+                                         model::ProbeQHead(a.shape.num_q_heads), model::kQuery);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) qp[e] = model::ElementValue(seed, gl * 8 + e);
+  }
+
   float q[GQ][8], m[GQ], l[GQ], acc[GQ][8];
   if constexpr (kAttn) {
 #pragma unroll
@@ -130,7 +143,19 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
         xsum += WordTermSum(kv[u][1], salts[u][1], c0, c1);
       }
     }
-
+    if (probe_block) {
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        float kf[8];
+        Unpack8(kv[u][0], kf);
+        float d = 0.0f;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) d = fmaf(qp[e], kf[e], d);
+#pragma unroll
+        for (int off = G / 2; off > 0; off /= 2) d += __shfl_xor_sync(0xffffffffu, d, off);
+        if (valid[u] && gl == 0) probe.Offer(d, first + u * R + sub);
+      }
+    }
     if constexpr (kAttn) {
       float sc[kUnroll][GQ];
 #pragma unroll
@@ -182,6 +207,26 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
   if (lane == 0 && xsum != 0) {
     atomicAdd(a.checksums + w.seq, static_cast<unsigned long long>(xsum));
   }
+  if (probe_block) {
+    __shared__ float sm_probe_score[kDecodeWarps];
+    __shared__ int32_t sm_probe_pos[kDecodeWarps];
+#pragma unroll
+    for (int off = 16; off > 0; off /= 2) ShflMergeProbe(probe, off);
+    if (lane == 0) {
+      sm_probe_score[warp] = probe.score;
+      sm_probe_pos[warp] = probe.pos;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      for (int wi = 1; wi < kDecodeWarps; ++wi) {
+        if (sm_probe_pos[wi] >= 0) probe.Offer(sm_probe_score[wi], sm_probe_pos[wi]);
+      }
+      const int slot = s.split_off + w.split;
+      a.probe_score[slot] = probe.score;
+      a.probe_pos[slot] = probe.pos;
+    }
+  }
+
   if constexpr (kAttn) {
     const int group = warp * R + sub;
 #pragma unroll
@@ -215,66 +260,6 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
         a.part_ml[(part + h) * 2 + 1] = sum_l;
       }
     }
-  }
-}
-
-// The attention probe (synthetic_model.h) as a kernel of its own: one block per (sequence,
-// split) reads the probe head's K rows, 1 / (2 x layers x KV heads) of the KV, with exact
-// unscaled scores (every partial sum is a multiple of 1/4096: exact in fp32 in any order). Kept
-// out of DecodeKernel so that kernel's registers stay with attention.
-template <int D>
-__global__ void __launch_bounds__(kDecodeWarps * 32) ProbeKernel(DecodeArgs a) {
-  constexpr int G = D / 8;
-  constexpr int R = 32 / G;
-  const DecodeWorkDev w = a.work[blockIdx.x];
-  const DecodeSeqDev s = a.seqs[w.seq];
-  const int layer = model::ProbeLayer(a.shape.num_layers);
-  const int kvhead = model::ProbeKvHead(a.shape.num_kv_heads);
-  const int begin = w.split * a.partition;
-  const int end = min(s.seq_len, begin + a.partition);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int sub = lane / G, gl = lane % G;
-  const uint32_t* table = a.tables + s.table_off;
-  const std::byte* base =
-      a.pool + layer * a.geo.layer_stride + kvhead * a.geo.head_stride + gl * 16;
-  float q[8];
-  const uint64_t seed = model::RowSeed(s.last_token, s.seq_len - 1, layer,
-                                       model::ProbeQHead(a.shape.num_q_heads), model::kQuery);
-#pragma unroll
-  for (int e = 0; e < 8; ++e) q[e] = model::ElementValue(seed, gl * 8 + e);
-  model::ProbeArgmax best;
-  for (int first = begin + warp * R; first < end; first += kDecodeWarps * R) {
-    const int p = first + sub;
-    uint4 k = make_uint4(0, 0, 0, 0);
-    if (p < end) {
-      const uint32_t block = table[p >> a.geo.block_shift];
-      k = __ldg(reinterpret_cast<const uint4*>(
-          base + block * a.geo.block_stride + (p & (a.geo.block_size - 1)) * a.geo.row_bytes));
-    }
-    float kf[8];
-    Unpack8(k, kf);
-    float d = 0.0f;
-#pragma unroll
-    for (int e = 0; e < 8; ++e) d = fmaf(q[e], kf[e], d);
-#pragma unroll
-    for (int off = G / 2; off > 0; off /= 2) d += __shfl_xor_sync(0xffffffffu, d, off);
-    if (p < end && gl == 0) best.Offer(d, p);
-  }
-  __shared__ float sm_score[kDecodeWarps];
-  __shared__ int32_t sm_pos[kDecodeWarps];
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) ShflMergeProbe(best, off);
-  if (lane == 0) {
-    sm_score[warp] = best.score;
-    sm_pos[warp] = best.pos;
-  }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    for (int wi = 1; wi < kDecodeWarps; ++wi) {
-      if (sm_pos[wi] >= 0) best.Offer(sm_score[wi], sm_pos[wi]);
-    }
-    a.probe_score[s.split_off + w.split] = best.score;
-    a.probe_pos[s.split_off + w.split] = best.pos;
   }
 }
 
@@ -325,8 +310,6 @@ cudaError_t LaunchFor(const DecodeArgs& a, cudaStream_t stream) {
   } else {
     DecodeKernel<D, GQ, false><<<grid, kDecodeWarps * 32, 0, stream>>>(a, scale_log2);
   }
-  if (cudaError_t err = cudaGetLastError(); err != cudaSuccess) return err;
-  ProbeKernel<D><<<a.num_work, kDecodeWarps * 32, 0, stream>>>(a);
   if (cudaError_t err = cudaGetLastError(); err != cudaSuccess) return err;
   dim3 combine(a.num_seqs, a.shape.num_kv_heads, a.shape.num_layers);
   CombineKernel<D, GQ><<<combine, 128, 0, stream>>>(a);
