@@ -45,17 +45,23 @@ absl::StatusOr<BackendSpec> ParseBackend(const std::string& backend) {
       absl::StrCat("no transfer baseline for backend '", backend, "'"));
 }
 
-// One transfer after another, timed the way the prefill worker times a request's transfer.
-absl::StatusOr<RequestTransferBaseline> MeasureOne(transfer::KvTransport& t, transfer::PeerId peer,
-                                                   uint32_t blocks, double min_seconds,
-                                                   int min_transfers) {
-  const absl::Duration kDeadline = absl::Seconds(60);
-  const std::vector<transfer::BlockCopy> copies = MakeCopies(blocks);
-  RequestTransferBaseline out;
-  out.blocks = blocks;
+struct Timings {
   std::vector<double> ms;
+  uint64_t bytes = 0;
+  uint32_t ops = 0;
+};
+
+// One transfer after another, timed the way the prefill worker times a request's transfer;
+// `between` runs before each one, outside the timing.
+template <typename Between>
+absl::StatusOr<Timings> TimeTransfers(transfer::KvTransport& t, transfer::PeerId peer,
+                                      const std::vector<transfer::BlockCopy>& copies,
+                                      double min_seconds, int min_transfers, Between between) {
+  const absl::Duration kDeadline = absl::Seconds(60);
+  Timings out;
   const int64_t stop = MonotonicNanos() + static_cast<int64_t>(min_seconds * 1e9);
   for (int i = 0; i <= min_transfers || MonotonicNanos() < stop; ++i) {
+    between();
     const int64_t start = MonotonicNanos();
     ASSIGN_OR_RETURN(transfer::TransferId id, t.Submit(peer, copies, absl::StrCat("rq", i)));
     RETURN_IF_ERROR(t.Wait(id, kDeadline));
@@ -64,15 +70,44 @@ absl::StatusOr<RequestTransferBaseline> MeasureOne(transfer::KvTransport& t, tra
       out.bytes = s->bytes;
       out.ops = s->operations;
     }
-    if (i > 0) ms.push_back((end - start) / 1e6);  // the first one warms up
+    if (i > 0) out.ms.push_back((end - start) / 1e6);  // the first one warms up
   }
-  std::sort(ms.begin(), ms.end());
+  std::sort(out.ms.begin(), out.ms.end());
+  return out;
+}
+
+double Mean(const std::vector<double>& v) {
   double sum = 0;
-  for (double v : ms) sum += v;
-  out.transfers = static_cast<int>(ms.size());
-  out.mean_ms = sum / ms.size();
-  out.p50_ms = ms.size() % 2 ? ms[ms.size() / 2] : (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]) / 2;
-  out.min_ms = ms.front();
+  for (double x : v) sum += x;
+  return v.empty() ? 0 : sum / v.size();
+}
+
+// Twice the last-level cache of this host (32 MiB here), written once per cold transfer.
+constexpr size_t kFlushBytes = size_t{64} << 20;
+
+absl::StatusOr<RequestTransferBaseline> MeasureOne(transfer::KvTransport& t, transfer::PeerId peer,
+                                                   uint32_t blocks, double min_seconds,
+                                                   int min_transfers) {
+  const std::vector<transfer::BlockCopy> copies = MakeCopies(blocks);
+  ASSIGN_OR_RETURN(Timings warm,
+                   TimeTransfers(t, peer, copies, min_seconds, min_transfers, [] {}));
+  std::vector<unsigned char> flush(kFlushBytes);
+  unsigned char round = 0;
+  ASSIGN_OR_RETURN(Timings cold,
+                   TimeTransfers(t, peer, copies, min_seconds, min_transfers, [&] {
+                     std::memset(flush.data(), ++round, flush.size());
+                     absl::SleepFor(absl::Milliseconds(3));  // copy threads park, as between requests
+                   }));
+  RequestTransferBaseline out;
+  out.blocks = blocks;
+  out.bytes = cold.bytes;
+  out.ops = cold.ops;
+  out.transfers = static_cast<int>(cold.ms.size());
+  out.mean_ms = Mean(cold.ms);
+  const size_t n = cold.ms.size();
+  out.p50_ms = n % 2 ? cold.ms[n / 2] : (cold.ms[n / 2 - 1] + cold.ms[n / 2]) / 2;
+  out.min_ms = cold.ms.front();
+  out.warm_mean_ms = Mean(warm.ms);
   return out;
 }
 

@@ -142,7 +142,7 @@ absl::Status PlotTransferVsPrompt(const std::string& dir, const std::vector<Cell
       }
       double micro = NAN;
       for (const RequestTransferBaseline& m : baselines) {
-        if (m.backend == axes.backends[b] && m.input_len == len) micro = m.mean_ms;
+        if (m.backend == axes.backends[b] && m.input_len == len) micro = m.Reference();
       }
       out << len << " " << Num(n > 0 ? sum / n : NAN) << " " << Num(micro) << "\n";
     }

@@ -17,7 +17,7 @@ nlohmann::json BaselineToJson(const RequestTransferBaseline& b) {
           {"blocks", b.blocks},   {"bytes", b.bytes},
           {"ops", b.ops},         {"transfers", b.transfers},
           {"mean_ms", b.mean_ms}, {"p50_ms", b.p50_ms},
-          {"min_ms", b.min_ms}};
+          {"min_ms", b.min_ms},   {"warm_mean_ms", b.warm_mean_ms}};
 }
 
 RequestTransferBaseline BaselineFromJson(const nlohmann::json& j) {
@@ -29,7 +29,8 @@ RequestTransferBaseline BaselineFromJson(const nlohmann::json& j) {
           .transfers = j.value("transfers", 0),
           .mean_ms = j.value("mean_ms", 0.0),
           .p50_ms = j.value("p50_ms", 0.0),
-          .min_ms = j.value("min_ms", 0.0)};
+          .min_ms = j.value("min_ms", 0.0),
+          .warm_mean_ms = j.value("warm_mean_ms", 0.0)};
 }
 
 }  // namespace
