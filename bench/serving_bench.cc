@@ -170,13 +170,11 @@ absl::Status RunBackend(const ServingBenchOptions& o, const std::string& user_ba
   c.pool_gib = o.pool_gib;
   c.decode_blocks = decode_blocks;
   c.layout = o.layout;
-  // The decode worker's full KV reads (when a request's KV lands, when it ends) may use every
-  // core: a 2048-token prompt's 256 MiB must be read within about one modelled decode step
-  // (docs/model.md). Prefill's K/V generation hides in the modelled prefill on one thread
-  // (`pdserve bench kernels`), and a second thread there only took the core that the previous
-  // request's transfer and the decode steps needed.
-  c.threads = 1;
-  c.decode_threads = 0;
+  // The workers' bulk work (K/V generation, the decode worker's full KV reads when a request's
+  // KV lands and when it ends) may use every core where one thread cannot keep up: a
+  // 2048-token prompt's 256 MiB must be read within about one modelled decode step
+  // (docs/model.md). Smaller jobs stay on one thread (kvcache/cpu_attention.cc).
+  c.threads = 0;
   c.log_level = "warn";
   c.log_dir = absl::StrCat(dir, "/logs-", backend);
   RETURN_IF_ERROR(ConfigureBackend(user_backend, o.device, c));

@@ -103,6 +103,8 @@ void AttendOne(const float* q, const float* k, const float* v, int n, int d, flo
 // over pages (which made K/V generation 4-15x slower than the same rows written in order).
 // `row` returns a value that is summed (wrapping) per item and then over items: one atomic add
 // per item, not per row (two threads adding per row kept a cache line bouncing between cores).
+constexpr int64_t kParallelBytes = int64_t{96} << 20;
+
 template <typename Row>
 uint64_t SumRowsInMemoryOrder(const KvCache& cache, std::span<const BlockId> table, int begin,
                               int end, int threads, Row row) {
@@ -112,7 +114,10 @@ uint64_t SumRowsInMemoryOrder(const KvCache& cache, std::span<const BlockId> tab
   const int runs = (end - 1) / c.block_size - first_block + 1;
   const int64_t bytes = int64_t{end - begin} * c.KvBytesPerToken();
   std::atomic<uint64_t> total{0};
-  ParallelFor(runs * c.num_layers, bytes >= (8 << 20) ? threads : 1, [&](int item) {
+  // Several threads only for reads and writes one thread cannot fit in a modelled step or
+  // prefill (a 2048-token llama3-8b request, 256 MiB): below that, a second thread only takes
+  // the core another worker's time-critical work was on.
+  ParallelFor(runs * c.num_layers, bytes >= kParallelBytes ? threads : 1, [&](int item) {
     const int run = item / c.num_layers;
     const int layer = item % c.num_layers;
     const int b = first_block + run;
