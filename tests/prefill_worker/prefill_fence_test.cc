@@ -107,7 +107,11 @@ TEST_F(PrefillFenceTest, ItemQueuedBehindABatchIsCancelledBeforeItRuns) {
       return false;
     });
   });
-  a_running.WaitForNotification();  // "a" holds the engine for 300 ms from here
+  if (!a_running.WaitForNotificationWithTimeout(absl::Seconds(30))) {
+    running.join();
+    FAIL() << "the first batch never asked whether it was abandoned";
+  }
+  // "a" holds the engine for 300 ms from here.
   std::thread queued([&] { second = slow.Run({Item("b", {3, 4, 5})}); });
   const std::vector<CancelOutcome> cancelled = slow.Cancel({{"b", 5}}, absl::Seconds(30));
   running.join();
