@@ -78,6 +78,9 @@ absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
   service_options.worker_id = options.worker_id;
   service_options.transfer_timeout = options.transfer_timeout;
   service_options.fence_lease = options.fence_lease;
+  // The host tells whether a prefill worker's pid names a process of this machine (the port
+  // may still be 0 here: only the host is read).
+  service_options.address = absl::StrCat(options.host, ":", options.port);
   DecodeService service(engine, *transport, service_options);
   ASSIGN_OR_RETURN(service::RunningServer server,
                    service::StartServer(options.host, options.port, {&service}));

@@ -178,6 +178,11 @@ grpc::Status DecodeService::Release(grpc::ServerContext*, const v1::ReleaseReque
                      .writer_fenced = request->writer_fenced(),
                      .writer = request->writer_worker_id()};
   if (SameHost(request->writer_address(), options_.address)) fence.writer_pid = request->writer_pid();
+  // A writer that died before the router could ask it (the usual reason it could not answer)
+  // is fenced now, rather than at the next sweep.
+  if (!fence.writer_fenced && fence.writer_pid > 0 && !ProcessAlive(fence.writer_pid)) {
+    fence.writer_fenced = true;
+  }
   // A fenced writer frees blocks whose KV never landed here: the notification of a transfer
   // that did complete may still be on its way, and must not stay in the inbox for ever.
   absl::StatusOr<DecodeLease> lease = engine_.Lease(id);
