@@ -186,11 +186,13 @@ grpc::Status DecodeService::Release(grpc::ServerContext*, const v1::ReleaseReque
   // A fenced writer frees blocks whose KV never landed here: the notification of a transfer
   // that did complete may still be on its way, and must not stay in the inbox for ever.
   absl::StatusOr<DecodeLease> lease = engine_.Lease(id);
-  const bool unlanded = lease.ok() && !lease->kv_landed &&
-                        (fence.epoch == 0 || fence.epoch == lease->epoch);
+  const uint64_t epoch = fence.epoch != 0 ? fence.epoch : (lease.ok() ? lease->epoch : 0);
+  const bool landed = lease.ok() && lease->epoch == epoch && lease->kv_landed;
   absl::Status released = engine_.Release(
       id, absl::AbortedError(absl::StrCat("request ", id, " released by the router")), fence);
-  if (released.ok() && unlanded && fence.writer_fenced) ExpectLateNotification(id, lease->epoch);
+  if (released.ok() && fence.writer_fenced && epoch != 0 && !landed) {
+    ExpectLateNotification(id, epoch);
+  }
   // Releasing what is already gone is fine: Release is how the router makes sure.
   if (released.code() == absl::StatusCode::kNotFound) return grpc::Status::OK;
   return ToGrpc(released);
