@@ -79,7 +79,8 @@ std::string LeakedBlocks(const cluster::Cluster& c) {
   for (const v1::WorkerStatus& w : status->workers()) {
     if (w.capacity().free_blocks() != w.capacity().total_blocks()) {
       leaks.push_back(absl::StrCat(w.worker_id(), " ", w.capacity().free_blocks(), "/",
-                                   w.capacity().total_blocks(), " free"));
+                                   w.capacity().total_blocks(), " free (",
+                                   w.capacity().quarantined_blocks(), " quarantined)"));
     }
   }
   return absl::StrJoin(leaks, ", ");

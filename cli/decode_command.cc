@@ -19,11 +19,18 @@ void AddDecodeCommand(CLI::App& app) {
   cmd->add_option("--allocation-lease-s", *lease_s,
                   "free an allocation that no Decode claimed within this time")
       ->capture_default_str();
-  cmd->callback([flags, lease_s] {
+  auto fence_lease_s = std::make_shared<double>(120);
+  cmd->add_option("--fence-lease-s", *fence_lease_s,
+                  "free KV blocks released before their KV landed after this long even if the "
+                  "prefill worker neither finished nor confirmed it stopped (longer than its "
+                  "batch plus its --transfer-timeout-s)")
+      ->capture_default_str();
+  cmd->callback([flags, lease_s, fence_lease_s] {
     service::BlockTerminationSignals();
     absl::StatusOr<service::WorkerProcessOptions> options = flags->Resolve();
     if (!options.ok()) ExitWith(options.status());
     options->allocation_lease = absl::Seconds(*lease_s);
+    options->fence_lease = absl::Seconds(*fence_lease_s);
     ExitWith(decode::RunDecodeWorker(*std::move(options)));
   });
 }

@@ -35,14 +35,15 @@ absl::Status RunStatus(const std::string& endpoint) {
               s.waiting_requests(), s.max_waiting(), s.prefilling_requests(),
               s.decoding_requests(), static_cast<unsigned long long>(s.finished_requests()),
               static_cast<unsigned long long>(s.failed_requests()));
-  std::printf("%-12s %-8s %-22s %7s %-8s %11s %12s %9s %8s %9s %10s %s\n", "worker", "role",
-              "address", "pid", "healthy", "free blocks", "total blocks", "reserved", "running",
-              "served", "KV MiB out", "transports");
+  // Quarantined: blocks of released requests whose KV may still land (docs/cluster.md).
+  std::printf("%-12s %-8s %-22s %7s %-8s %11s %11s %12s %9s %8s %9s %10s %s\n", "worker", "role",
+              "address", "pid", "healthy", "free blocks", "quarantined", "total blocks",
+              "reserved", "running", "served", "KV MiB out", "transports");
   for (const v1::WorkerStatus& w : s.workers()) {
-    std::printf("%-12s %-8s %-22s %7d %-8s %11u %12u %9u %8u %9llu %10.2f %s\n",
+    std::printf("%-12s %-8s %-22s %7d %-8s %11u %11u %12u %9u %8u %9llu %10.2f %s\n",
                 w.worker_id().c_str(), RoleName(w.role()), w.address().c_str(), w.pid(),
                 w.healthy() ? "yes" : "NO", w.capacity().free_blocks(),
-                w.capacity().total_blocks(), w.reserved_blocks(), w.capacity().running_requests(),
+                w.capacity().quarantined_blocks(), w.capacity().total_blocks(), w.reserved_blocks(), w.capacity().running_requests(),
                 static_cast<unsigned long long>(w.requests_served()),
                 w.kv_bytes_transferred() / (1024.0 * 1024.0), w.transports().c_str());
   }

@@ -223,8 +223,12 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) 
                                    worker_args("decode", i, o.decode_blocks, o.decode_args)));
   }
   for (int i = 0; i < o.num_prefill; ++i) {
+    std::vector<std::string> extra = o.prefill_args;
+    if (static_cast<size_t>(i) < o.prefill_worker_args.size()) {
+      extra.insert(extra.end(), o.prefill_worker_args[i].begin(), o.prefill_worker_args[i].end());
+    }
     RETURN_IF_ERROR(cluster->Spawn(absl::StrCat("prefill-", i),
-                                   worker_args("prefill", i, o.prefill_blocks, o.prefill_args)));
+                                   worker_args("prefill", i, o.prefill_blocks, extra)));
   }
   RETURN_IF_ERROR(cluster->WaitUntilReady());
   cluster->remove_log_dir_ = own_log_dir;

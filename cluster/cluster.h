@@ -57,6 +57,9 @@ struct ClusterOptions {
   std::string log_level = "info";
   std::vector<std::string> router_args;   // extra flags for `pdserve router`
   std::vector<std::string> prefill_args;  // extra flags for every `pdserve prefill`
+  // Extra flags for single prefill workers: [i] goes to prefill-i after prefill_args (a slow
+  // worker among fast ones, in fault tests).
+  std::vector<std::vector<std::string>> prefill_worker_args;
   std::vector<std::string> decode_args;   // extra flags for every `pdserve decode`
   std::vector<std::pair<std::string, std::string>> env;  // added to every child's environment
   absl::Duration ready_timeout = absl::Seconds(60);

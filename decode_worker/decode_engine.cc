@@ -50,6 +50,10 @@ void DecodeStream::Finish(absl::Status status, int64_t now_us) {
 
 DecodeEngine::DecodeEngine(KvCache& cache, DecodeEngineOptions options)
     : cache_(cache), options_(std::move(options)) {
+  {
+    absl::MutexLock lock(&mu_);
+    next_epoch_ = static_cast<uint64_t>(std::max<int64_t>(1, WallMicros()));
+  }
   loop_ = std::thread([this] { Loop(); });
   if (options_.carry_checksum) verifier_ = std::thread([this] { VerifierLoop(); });
 }
@@ -94,10 +98,15 @@ DecodeEngine::~DecodeEngine() {
     ids.push_back(id);
   }
   for (const std::string& id : ids) FreeLocked(id);
+  // The process ends with the pool: no writer can reach these blocks through it any more.
+  std::vector<uint64_t> epochs;
+  for (const auto& [epoch, q] : quarantine_) epochs.push_back(epoch);
+  for (uint64_t epoch : epochs) LiftLocked(epoch);
 }
 
 absl::StatusOr<std::vector<BlockId>> DecodeEngine::Allocate(const std::string& request_id,
-                                                            int prompt_len, int max_tokens) {
+                                                            int prompt_len, int max_tokens,
+                                                            uint64_t* epoch) {
   if (prompt_len <= 0 || max_tokens <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("request ", request_id, ": prompt_len ",
                                                    prompt_len, " and max_tokens ", max_tokens,
@@ -126,6 +135,8 @@ absl::StatusOr<std::vector<BlockId>> DecodeEngine::Allocate(const std::string& r
   r.prompt_len = prompt_len;
   r.max_tokens = max_tokens;
   r.allocated_at = absl::Now();
+  r.epoch = next_epoch_++;
+  if (epoch != nullptr) *epoch = r.epoch;
   unallocated_reserved_ += reserved - prompt_blocks;
   reserved_total_ += reserved;
   return blocks;
@@ -154,16 +165,28 @@ absl::StatusOr<std::shared_ptr<DecodeStream>> DecodeEngine::Start(
   return r.stream;
 }
 
-absl::Status DecodeEngine::Release(const std::string& request_id, absl::Status reason) {
+absl::Status DecodeEngine::Release(const std::string& request_id, absl::Status reason,
+                                   const ReleaseFence& fence) {
   absl::MutexLock lock(&mu_);
   auto it = requests_.find(request_id);
-  if (it == requests_.end()) {
+  if (it == requests_.end() || (fence.epoch != 0 && it->second.epoch != fence.epoch)) {
+    if (FenceQuarantinedLocked(request_id, fence)) return absl::OkStatus();
+    if (it != requests_.end()) {
+      // A late release of an older reservation must not free the current one.
+      return absl::FailedPreconditionError(
+          absl::StrCat("request ", request_id, ": release names epoch ", fence.epoch,
+                       " but its reservation has epoch ", it->second.epoch));
+    }
     return absl::NotFoundError(absl::StrCat("request ", request_id, " holds no blocks"));
   }
   Request& r = it->second;
   switch (r.state) {
     case State::kAllocated:
-      FreeLocked(request_id);
+      if (r.kv_landed || fence.writer_fenced) {
+        FreeLocked(request_id);
+      } else {
+        QuarantineLocked(request_id, fence);
+      }
       return absl::OkStatus();
     case State::kJoining:
       joins_.erase(std::remove(joins_.begin(), joins_.end(), request_id), joins_.end());
@@ -189,38 +212,11 @@ absl::Status DecodeEngine::Release(const std::string& request_id, absl::Status r
   return absl::OkStatus();
 }
 
-std::vector<std::string> DecodeEngine::ExpireAllocations(absl::Duration lease) {
-  absl::MutexLock lock(&mu_);
-  std::vector<std::string> expired;
-  const absl::Time now = absl::Now();
-  for (const auto& [id, r] : requests_) {
-    if (r.state == State::kAllocated && now - r.allocated_at > lease) expired.push_back(id);
-  }
-  for (const std::string& id : expired) FreeLocked(id);
-  return expired;
-}
-
-DecodeCapacity DecodeEngine::Capacity() const {
-  absl::MutexLock lock(&mu_);
-  DecodeCapacity c;
-  c.total_blocks = cache_.allocator().num_blocks();
-  c.free_blocks = cache_.allocator().num_free();
-  c.reserved_blocks = reserved_total_;
-  c.running_requests = running_count_;
-  c.allocated_requests = static_cast<uint32_t>(requests_.size()) - running_count_;
-  c.finished_requests = finished_;
-  return c;
-}
-
 void DecodeEngine::FreeLocked(const std::string& id) {
   auto it = requests_.find(id);
   if (it == requests_.end()) return;
   Request& r = it->second;
-  PoisonLocked(r.blocks);
-  if (absl::Status freed = cache_.allocator().Free(r.blocks); !freed.ok()) {
-    ComponentLogger("decode")->error("request {}: freeing its blocks failed: {}", id,
-                                     freed.ToString());
-  }
+  ReturnBlocksLocked(id, r.blocks);
   unallocated_reserved_ -= r.reserved - static_cast<uint32_t>(r.blocks.size());
   reserved_total_ -= r.reserved;
   if (r.state == State::kRunning) running_count_--;

@@ -5,7 +5,8 @@
 // A request goes through: Allocate (reserve blocks for prompt + max_tokens positions and allocate
 // the prompt's blocks, which the prefill worker then fills) -> Start (its prompt KV is in place:
 // it joins the running batch before the next step) -> one token per step -> finished (blocks
-// freed at once, before the final chunk is published). Release frees a request in any state.
+// freed at once, before the final chunk is published). Release frees a request in any state,
+// except that blocks whose KV may still land are fenced first (below).
 //
 // Each step: requests that joined or were released are applied; every running request that got
 // a token last step writes that token's KV (allocating a block from its reservation when it
@@ -19,6 +20,14 @@
 // more and the request fails with DataLoss if that disagrees with the carried sum: a block
 // overwritten while in use is still caught. Real (and GPU) compute reads everything every step,
 // as real attention does.
+//
+// Fenced KV: every reservation has an epoch (a lease id, unique in this engine) that the prefill
+// worker's notification names. A prefill worker that was abandoned may still write a reservation's
+// blocks after the router gave up on it, so releasing an allocation whose KV has not landed
+// (KvLanded or Start) does not free its blocks: they are quarantined, out of the free list and
+// counted apart, until the notification for that (request, epoch) arrives (KvLanded), the caller
+// learns that the writer will not write (Release with writer_fenced), the writer's process is
+// gone or a lease passes (SweepQuarantine). Only then can Allocate hand them to another request.
 
 #include <cstdint>
 #include <deque>
@@ -110,9 +119,36 @@ struct DecodeEngineOptions {
 };
 
 
+// What the caller of Release knows about whoever may still write a reservation's prompt KV.
+struct ReleaseFence {
+  uint64_t epoch = 0;          // the reservation meant; 0: the current one
+  bool writer_fenced = false;  // no more bytes will land: free at once, landed or not
+  std::string writer;          // the prefill worker that was sent the item (for logs)
+  int32_t writer_pid = 0;      // its pid when it runs on this host; 0: unknown or remote
+};
+
+// The current reservation of a request.
+struct DecodeLease {
+  uint64_t epoch = 0;
+  bool kv_landed = false;  // KvLanded or Start happened
+};
+
+// A quarantine that SweepQuarantine ended, and which fence ended it.
+struct LiftedQuarantine {
+  enum class Why { kNotified, kWriterGone, kLeaseExpired };
+  std::string request_id;
+  uint64_t epoch = 0;
+  uint32_t blocks = 0;
+  std::string writer;
+  Why why = Why::kNotified;
+};
+
 struct DecodeCapacity {
   uint32_t total_blocks = 0;
   uint32_t free_blocks = 0;      // blocks in the allocator's free list
+  // Blocks of released reservations whose KV may still land: neither free nor in use.
+  uint32_t quarantined_blocks = 0;
+  uint32_t quarantined_requests = 0;
   uint32_t reserved_blocks = 0;  // reserved by requests (allocated or still to be grown into)
   uint32_t running_requests = 0;
   uint32_t allocated_requests = 0;  // allocated, not yet started
@@ -136,11 +172,19 @@ class DecodeEngine {
   DecodeEngine(const DecodeEngine&) = delete;
   DecodeEngine& operator=(const DecodeEngine&) = delete;
 
-  // Reserves blocks for prompt_len + max_tokens positions and allocates the prompt's blocks.
-  // ResourceExhausted (nothing taken) when the unreserved blocks do not suffice; AlreadyExists
-  // for an id in use.
+  // Reserves blocks for prompt_len + max_tokens positions and allocates the prompt's blocks;
+  // `epoch` (when not null) receives the reservation's lease id. ResourceExhausted (nothing
+  // taken) when the unreserved blocks do not suffice (quarantined blocks do not count as free);
+  // AlreadyExists for an id in use.
   absl::StatusOr<std::vector<BlockId>> Allocate(const std::string& request_id, int prompt_len,
-                                                int max_tokens);
+                                                int max_tokens, uint64_t* epoch = nullptr);
+  // The current reservation of `request_id`; NotFound when it has none.
+  absl::StatusOr<DecodeLease> Lease(const std::string& request_id) const;
+  // The notification for (request_id, epoch) arrived: every byte of that reservation's prompt
+  // KV is in its blocks. OK for the current reservation (it is now landed); Aborted when that
+  // reservation had been released and quarantined (its blocks are free again now);
+  // FailedPrecondition for any other epoch (stale or forged: refused, nothing changes).
+  absl::Status KvLanded(const std::string& request_id, uint64_t epoch);
   // The prompt's KV is in the allocated blocks: join the running batch. FailedPrecondition when
   // the request is not allocated (or already started); InvalidArgument when the prompt length
   // differs from the allocation's.
@@ -148,11 +192,25 @@ class DecodeEngine {
                                                       std::vector<int32_t> prompt_tokens,
                                                       int max_tokens, uint64_t seed);
   // Frees the request's blocks whatever its state; a running request leaves the batch before the
-  // next step and its stream ends with `reason`. Returns once the blocks are free (NotFound when
-  // the id is unknown, e.g. already finished).
-  absl::Status Release(const std::string& request_id, absl::Status reason);
-  // Releases allocations that were never started within `lease` (their router is gone).
+  // next step and its stream ends with `reason`. Returns once the blocks are free or, for an
+  // allocation whose KV has not landed and whose writer is not fenced, quarantined (see above).
+  // With fence.epoch set, only that reservation: a quarantined one takes the fence (freed when
+  // writer_fenced, else it learns the writer's pid); FailedPrecondition when the request's
+  // current reservation has another epoch. NotFound when the id holds nothing.
+  absl::Status Release(const std::string& request_id, absl::Status reason,
+                       const ReleaseFence& fence = {});
+  // Releases allocations that were never started within `lease` (their router is gone); those
+  // whose KV has not landed are quarantined.
   std::vector<std::string> ExpireAllocations(absl::Duration lease);
+  // Frees quarantined blocks whose notification arrived after all (`notified(id, epoch)`
+  // consumes it), whose writer's process is gone (`process_alive(pid)` false) or that have been
+  // quarantined longer than `lease`. The lease is the fence of last resort: it must be longer
+  // than the prefill side can take to write (its batch plus its transfer timeout), and callers
+  // should warn when it is what freed blocks. The callbacks run without the engine's lock.
+  std::vector<LiftedQuarantine> SweepQuarantine(
+      absl::Duration lease,
+      const std::function<bool(const std::string& request_id, uint64_t epoch)>& notified,
+      const std::function<bool(int32_t pid)>& process_alive);
 
   DecodeCapacity Capacity() const;
   DecodeStepCounters StepCounters() const;
@@ -172,6 +230,8 @@ class DecodeEngine {
     std::vector<int32_t> prompt;
     std::shared_ptr<DecodeStream> stream;
     absl::Time allocated_at;
+    uint64_t epoch = 0;
+    bool kv_landed = false;
     bool release_requested = false;
     absl::Status release_reason;
   };
@@ -197,8 +257,26 @@ class DecodeEngine {
   // one request's check does not stretch every other request's step.
   void VerifierLoop();
   void HandOffToVerifier(size_t index);
+  // Blocks whose KV may still land after their release (see above).
+  struct Quarantined {
+    std::string id;
+    std::vector<BlockId> blocks;
+    std::string writer;
+    int32_t writer_pid = 0;
+    absl::Time since;
+  };
   // Frees a request's blocks and unreserves the rest; erases it.
   void FreeLocked(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Unreserves an allocated request and moves its blocks to the quarantine; erases it.
+  void QuarantineLocked(const std::string& id, const ReleaseFence& fence)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies a Release to a quarantined reservation of `id`; false when there is none.
+  bool FenceQuarantinedLocked(const std::string& id, const ReleaseFence& fence)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void LiftLocked(uint64_t epoch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Poisons (when asked to) and frees blocks.
+  void ReturnBlocksLocked(const std::string& id, const std::vector<BlockId>& blocks)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Applies releases and joins; returns false when stopping.
   bool TakeWorkLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishRunning(size_t index, absl::Status status);
@@ -214,6 +292,11 @@ class DecodeEngine {
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Request> requests_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, Quarantined> quarantine_ ABSL_GUARDED_BY(mu_);  // by epoch
+  uint32_t quarantined_blocks_ ABSL_GUARDED_BY(mu_) = 0;
+  // Epochs start at the construction time in microseconds, so that a restarted worker does not
+  // reuse the epochs of its previous life (notifications may still name those).
+  uint64_t next_epoch_ ABSL_GUARDED_BY(mu_) = 1;
   // Reserved blocks not yet taken from the allocator: Allocate keeps them free.
   uint32_t unallocated_reserved_ ABSL_GUARDED_BY(mu_) = 0;
   uint32_t reserved_total_ ABSL_GUARDED_BY(mu_) = 0;

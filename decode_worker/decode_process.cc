@@ -77,6 +77,10 @@ absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
   DecodeServiceOptions service_options;
   service_options.worker_id = options.worker_id;
   service_options.transfer_timeout = options.transfer_timeout;
+  service_options.fence_lease = options.fence_lease;
+  // The host tells whether a prefill worker's pid names a process of this machine (the port
+  // may still be 0 here: only the host is read).
+  service_options.address = absl::StrCat(options.host, ":", options.port);
   DecodeService service(engine, *transport, service_options);
   ASSIGN_OR_RETURN(service::RunningServer server,
                    service::StartServer(options.host, options.port, {&service}));
@@ -99,15 +103,13 @@ absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
                      return service.Capacity();
                    }));
 
-  // Allocations that never started decoding belong to a router that is gone: free them.
+  // Allocations that never started decoding belong to a router that is gone: release them.
+  // Quarantined blocks are freed as soon as their writer is fenced: check often, it is cheap.
   std::atomic<bool> stop{false};
   std::thread reaper([&] {
     while (!stop.load()) {
-      for (const std::string& id : engine.ExpireAllocations(options.allocation_lease)) {
-        log->warn("request {}: allocation expired after {} without Decode; blocks freed", id,
-                  absl::FormatDuration(options.allocation_lease));
-      }
-      for (int i = 0; i < 10 && !stop.load(); ++i) absl::SleepFor(absl::Milliseconds(100));
+      service.Sweep(options.allocation_lease);
+      absl::SleepFor(absl::Milliseconds(100));
     }
   });
   const int sig = service::WaitForTerminationSignal();

@@ -1,15 +1,58 @@
 #include "decode_worker/decode_service.h"
 
+#include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <fstream>
+#include <iterator>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "service/grpc_util.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "transfer/kv_notification.h"
 
 namespace pdserve::decode {
 
 using service::ToGrpc;
+
+namespace {
+
+// Whether `pid` is a live process of this host. A zombie has stopped writing: it counts as gone.
+// Anything we cannot tell (no /proc, another user's process) counts as alive: the lease remains.
+bool ProcessAlive(int32_t pid) {
+  if (pid <= 0) return true;
+  if (kill(pid, 0) != 0 && errno == ESRCH) return false;
+  std::ifstream file(absl::StrCat("/proc/", pid, "/stat"));
+  if (!file) return true;
+  const std::string stat((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  const size_t paren = stat.rfind(')');  // the command name may hold spaces and parentheses
+  if (paren == std::string::npos || paren + 2 >= stat.size()) return true;
+  return stat[paren + 2] != 'Z' && stat[paren + 2] != 'X';
+}
+
+std::string HostOf(const std::string& address) {
+  std::string host = address.substr(0, address.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  return host;
+}
+
+bool IsLoopback(const std::string& host) {
+  return absl::StartsWith(host, "127.") || host == "localhost" || host == "::1";
+}
+
+// A writer's pid means something only on this host.
+bool SameHost(const std::string& writer_address, const std::string& own_address) {
+  const std::string writer = HostOf(writer_address);
+  if (writer.empty()) return false;
+  return IsLoopback(writer) || writer == HostOf(own_address);
+}
+
+}  // namespace
 
 DecodeService::DecodeService(DecodeEngine& engine, transfer::KvTransport& transport,
                              DecodeServiceOptions options)
@@ -21,15 +64,18 @@ v1::WorkerCapacity DecodeService::Capacity() const {
   out.set_total_blocks(c.total_blocks);
   out.set_free_blocks(c.free_blocks);
   out.set_running_requests(c.running_requests);
+  out.set_quarantined_blocks(c.quarantined_blocks);
   return out;
 }
 
 grpc::Status DecodeService::Allocate(grpc::ServerContext*, const v1::AllocateRequest* request,
                                      v1::AllocateResponse* response) {
-  absl::StatusOr<std::vector<BlockId>> blocks =
-      engine_.Allocate(request->request_id(), request->prompt_len(), request->max_tokens());
+  uint64_t epoch = 0;
+  absl::StatusOr<std::vector<BlockId>> blocks = engine_.Allocate(
+      request->request_id(), request->prompt_len(), request->max_tokens(), &epoch);
   if (!blocks.ok()) return ToGrpc(blocks.status());
   for (BlockId b : *blocks) response->mutable_blocks()->add_block_ids(b);
+  response->set_epoch(epoch);
   response->set_reserved_blocks(static_cast<uint32_t>(
       engine_.cache().config().BlocksForTokens(int64_t{request->prompt_len()} +
                                                request->max_tokens())));
@@ -45,35 +91,54 @@ grpc::Status DecodeService::Decode(grpc::ServerContext* ctx, const v1::DecodeReq
   if (request->prompt_tokens().empty() || request->max_tokens() <= 0) {
     absl::Status bad = absl::InvalidArgumentError(
         absl::StrCat("request ", id, ": empty prompt or non-positive max_tokens"));
-    (void)engine_.Release(id, bad);
+    (void)engine_.Release(id, bad);  // its KV may still come: quarantined unless landed
     return ToGrpc(bad);
   }
+  absl::StatusOr<DecodeLease> lease = engine_.Lease(id);
+  if (!lease.ok()) {
+    return ToGrpc(absl::FailedPreconditionError(
+        absl::StrCat("request ", id, " has no reservation on ", options_.worker_id)));
+  }
+  if (request->epoch() != 0 && request->epoch() != lease->epoch) {
+    return ToGrpc(absl::FailedPreconditionError(
+        absl::StrCat("request ", id, ": Decode names epoch ", request->epoch(),
+                     " but the reservation on ", options_.worker_id, " has epoch ",
+                     lease->epoch)));
+  }
+  const ReleaseFence this_lease{.epoch = lease->epoch};
   const absl::Duration transfer_timeout = request->transfer_timeout_ms() > 0
                                               ? absl::Milliseconds(request->transfer_timeout_ms())
                                               : options_.transfer_timeout;
-  // The prefill worker's notification says every byte of the prompt's KV has landed.
-  if (absl::Status landed = transport_.WaitForNotification(id, transfer_timeout); !landed.ok()) {
+  // The prefill worker's notification says every byte of the prompt's KV has landed; only the
+  // notification naming this reservation's epoch counts.
+  if (absl::Status landed = transport_.WaitForNotification(
+          transfer::KvNotification(id, lease->epoch), transfer_timeout);
+      !landed.ok()) {
     absl::Status failed = absl::Status(
         landed.code() == absl::StatusCode::kDeadlineExceeded ? absl::StatusCode::kDeadlineExceeded
                                                              : absl::StatusCode::kUnavailable,
         absl::StrCat("request ", id, ": the prompt's KV did not arrive on ", options_.worker_id,
                      ": ", landed.ToString()));
     log->warn("{}", failed.ToString());
-    (void)engine_.Release(id, failed);
+    (void)engine_.Release(id, failed, this_lease);  // quarantined: the KV may still come
     return ToGrpc(failed);
+  }
+  if (absl::Status accepted = engine_.KvLanded(id, lease->epoch); !accepted.ok()) {
+    return ToGrpc(accepted);  // released meanwhile
   }
   std::vector<int32_t> prompt(request->prompt_tokens().begin(), request->prompt_tokens().end());
   absl::StatusOr<std::shared_ptr<DecodeStream>> stream =
       engine_.Start(id, std::move(prompt), request->max_tokens(), request->seed());
   if (!stream.ok()) {
-    (void)engine_.Release(id, stream.status());
+    (void)engine_.Release(id, stream.status(), this_lease);
     return ToGrpc(stream.status());
   }
   bool first = true;
   while (true) {
     DecodeStream::Chunk chunk = (*stream)->Next(options_.cancel_poll);
     if (ctx->IsCancelled()) {
-      (void)engine_.Release(id, absl::CancelledError(absl::StrCat("request ", id, " cancelled")));
+      (void)engine_.Release(id, absl::CancelledError(absl::StrCat("request ", id, " cancelled")),
+                            this_lease);
       return grpc::Status(grpc::StatusCode::CANCELLED, absl::StrCat("request ", id, " cancelled"));
     }
     if (chunk.tokens.empty() && !chunk.finished) continue;
@@ -97,7 +162,8 @@ grpc::Status DecodeService::Decode(grpc::ServerContext* ctx, const v1::DecodeReq
       served_++;
     }
     if (!writer->Write(response)) {
-      (void)engine_.Release(id, absl::CancelledError(absl::StrCat("request ", id, ": client gone")));
+      (void)engine_.Release(
+          id, absl::CancelledError(absl::StrCat("request ", id, ": client gone")), this_lease);
       return grpc::Status(grpc::StatusCode::CANCELLED,
                           absl::StrCat("request ", id, ": the stream to the router broke"));
     }
@@ -107,12 +173,89 @@ grpc::Status DecodeService::Decode(grpc::ServerContext* ctx, const v1::DecodeReq
 
 grpc::Status DecodeService::Release(grpc::ServerContext*, const v1::ReleaseRequest* request,
                                     v1::ReleaseResponse*) {
+  const std::string& id = request->request_id();
+  ReleaseFence fence{.epoch = request->epoch(),
+                     .writer_fenced = request->writer_fenced(),
+                     .writer = request->writer_worker_id()};
+  if (SameHost(request->writer_address(), options_.address)) fence.writer_pid = request->writer_pid();
+  // A writer that died before the router could ask it (the usual reason it could not answer)
+  // is fenced now, rather than at the next sweep.
+  if (!fence.writer_fenced && fence.writer_pid > 0 && !ProcessAlive(fence.writer_pid)) {
+    fence.writer_fenced = true;
+  }
+  // A fenced writer frees blocks whose KV never landed here: the notification of a transfer
+  // that did complete may still be on its way, and must not stay in the inbox for ever.
+  absl::StatusOr<DecodeLease> lease = engine_.Lease(id);
+  const uint64_t epoch = fence.epoch != 0 ? fence.epoch : (lease.ok() ? lease->epoch : 0);
+  const bool landed = lease.ok() && lease->epoch == epoch && lease->kv_landed;
   absl::Status released = engine_.Release(
-      request->request_id(),
-      absl::AbortedError(absl::StrCat("request ", request->request_id(), " released by the router")));
+      id, absl::AbortedError(absl::StrCat("request ", id, " released by the router")), fence);
+  if (released.ok() && fence.writer_fenced && epoch != 0 && !landed) {
+    ExpectLateNotification(id, epoch);
+  }
   // Releasing what is already gone is fine: Release is how the router makes sure.
   if (released.code() == absl::StatusCode::kNotFound) return grpc::Status::OK;
   return ToGrpc(released);
+}
+
+void DecodeService::ExpectLateNotification(const std::string& id, uint64_t epoch) {
+  absl::MutexLock lock(&late_mu_);
+  late_[{id, epoch}] = absl::Now() + options_.fence_lease;
+}
+
+bool DecodeService::ConsumeNotification(const std::string& id, uint64_t epoch) {
+  return transport_.WaitForNotification(transfer::KvNotification(id, epoch),
+                                        absl::ZeroDuration())
+      .ok();
+}
+
+void DecodeService::Sweep(absl::Duration allocation_lease) {
+  auto log = ComponentLogger("decode");
+  for (const std::string& id : engine_.ExpireAllocations(allocation_lease)) {
+    log->warn("request {}: allocation expired after {} without Decode; released", id,
+              absl::FormatDuration(allocation_lease));
+  }
+  for (const LiftedQuarantine& q : engine_.SweepQuarantine(
+           options_.fence_lease,
+           [this](const std::string& id, uint64_t epoch) { return ConsumeNotification(id, epoch); },
+           ProcessAlive)) {
+    const std::string writer = q.writer.empty() ? "unknown" : q.writer;
+    switch (q.why) {
+      case LiftedQuarantine::Why::kNotified:
+        log->info("request {}: its KV landed after its release (epoch {}); {} blocks free", q.request_id,
+                  q.epoch, q.blocks);
+        break;
+      case LiftedQuarantine::Why::kWriterGone:
+        log->info("request {}: writer {} is gone; {} quarantined blocks free (epoch {})",
+                  q.request_id, writer, q.blocks, q.epoch);
+        break;
+      case LiftedQuarantine::Why::kLeaseExpired:
+        log->warn("request {}: {} quarantined blocks freed by the {} fence lease alone (epoch {}, "
+                  "writer {} neither notified nor fenced): a write later than that would corrupt "
+                  "whoever gets them",
+                  q.request_id, q.blocks, absl::FormatDuration(options_.fence_lease), q.epoch,
+                  writer);
+        break;
+    }
+  }
+  std::vector<std::pair<std::string, uint64_t>> late;
+  const absl::Time now = absl::Now();
+  {
+    absl::MutexLock lock(&late_mu_);
+    for (auto it = late_.begin(); it != late_.end();) {
+      if (it->second < now) {
+        it = late_.erase(it);
+      } else {
+        late.push_back(it->first);
+        ++it;
+      }
+    }
+  }
+  for (const auto& [id, epoch] : late) {
+    if (!ConsumeNotification(id, epoch)) continue;
+    absl::MutexLock lock(&late_mu_);
+    late_.erase({id, epoch});
+  }
 }
 
 grpc::Status DecodeService::GetStatus(grpc::ServerContext*, const v1::StatusRequest*,

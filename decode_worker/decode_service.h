@@ -2,9 +2,14 @@
 
 // The decode worker's gRPC service: Allocate / Decode / Release / GetStatus over a DecodeEngine,
 // with the KV transfer's notification as the signal that a request's prompt KV has landed.
+// The notification names the reservation's epoch (transfer/kv_notification.h); Release and the
+// periodic Sweep fence the blocks of reservations released before their KV landed
+// (decode_engine.h, "Fenced KV").
 
 #include <atomic>
+#include <map>
 #include <string>
+#include <utility>
 
 #include "absl/time/time.h"
 #include "decode_worker/decode_engine.h"
@@ -20,6 +25,10 @@ struct DecodeServiceOptions {
   absl::Duration transfer_timeout = absl::Seconds(30);
   // How often a streaming RPC checks whether its client went away.
   absl::Duration cancel_poll = absl::Milliseconds(50);
+  // Quarantined blocks are freed after this long even without a fence: it must exceed what the
+  // prefill side can take to write after the router gave up (a batch plus its 30 s transfer
+  // timeout by default), so that the lease frees only blocks nobody will write.
+  absl::Duration fence_lease = absl::Seconds(120);
 };
 
 class DecodeService final : public v1::DecodeWorker::Service {
@@ -38,11 +47,24 @@ class DecodeService final : public v1::DecodeWorker::Service {
 
   v1::WorkerCapacity Capacity() const;
 
+  // Periodic upkeep (the worker's reaper thread): expires allocations no Decode claimed within
+  // `allocation_lease`, consumes late notifications of released reservations and lifts the
+  // quarantines whose writer is fenced, logging each.
+  void Sweep(absl::Duration allocation_lease);
+
  private:
+  // A released reservation whose KV had not landed: its notification may still come, and is
+  // consumed here so that it does not stay in the transport's inbox.
+  void ExpectLateNotification(const std::string& id, uint64_t epoch);
+  bool ConsumeNotification(const std::string& id, uint64_t epoch);
+
   DecodeEngine& engine_;
   transfer::KvTransport& transport_;
   DecodeServiceOptions options_;
   std::atomic<uint64_t> served_{0};
+  absl::Mutex late_mu_;
+  // (request id, epoch) -> until when to look for its notification.
+  std::map<std::pair<std::string, uint64_t>, absl::Time> late_ ABSL_GUARDED_BY(late_mu_);
 };
 
 }  // namespace pdserve::decode

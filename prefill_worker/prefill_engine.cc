@@ -2,9 +2,11 @@
 
 #include <algorithm>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "transfer/kv_notification.h"
 
 namespace pdserve::prefill {
 
@@ -12,7 +14,8 @@ PrefillEngine::PrefillEngine(KvCache& cache, transfer::KvTransport& transport,
                              PrefillEngineOptions options)
     : cache_(cache), transport_(transport), options_(std::move(options)) {}
 
-absl::Status PrefillEngine::AddPeer(const std::string& worker_id, const std::string& descriptor) {
+absl::Status PrefillEngine::AddPeer(const std::string& worker_id, const std::string& descriptor,
+                                    uint32_t num_blocks) {
   absl::StatusOr<transfer::PeerId> peer = transport_.LoadPeer(descriptor);
   if (!peer.ok()) {
     return absl::Status(peer.status().code(), absl::StrCat("loading decode worker ", worker_id,
@@ -21,8 +24,8 @@ absl::Status PrefillEngine::AddPeer(const std::string& worker_id, const std::str
   std::optional<transfer::PeerId> old;
   {
     absl::MutexLock lock(&mu_);
-    if (auto it = peers_.find(worker_id); it != peers_.end()) old = it->second;
-    peers_[worker_id] = *peer;
+    if (auto it = peers_.find(worker_id); it != peers_.end()) old = it->second.id;
+    peers_[worker_id] = Peer{.id = *peer, .num_blocks = num_blocks};
   }
   if (old.has_value()) (void)transport_.RemovePeer(*old);
   ComponentLogger("prefill")->info("decode peer {} loaded", worker_id);
@@ -35,7 +38,7 @@ absl::Status PrefillEngine::RemovePeer(const std::string& worker_id) {
     absl::MutexLock lock(&mu_);
     auto it = peers_.find(worker_id);
     if (it == peers_.end()) return absl::OkStatus();
-    peer = it->second;
+    peer = it->second.id;
     peers_.erase(it);
   }
   ComponentLogger("prefill")->info("decode peer {} removed", worker_id);
@@ -47,11 +50,102 @@ PrefillCounters PrefillEngine::counters() const {
   return counters_;
 }
 
+absl::Status PrefillEngine::Validate(const PrefillItemSpec& item) const {
+  const auto blocks =
+      static_cast<uint32_t>(cache_.config().BlocksForTokens(static_cast<int64_t>(item.prompt.size())));
+  if (item.prompt.empty() || item.decode_blocks.size() != blocks) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request ", item.request_id, ": prompt of ", item.prompt.size(), " tokens needs ", blocks,
+        " blocks, got ", item.decode_blocks.size(), " destination blocks"));
+  }
+  if (item.decode_epoch == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request ", item.request_id, ": no decode epoch (the reservation's lease id) given"));
+  }
+  uint32_t pool = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = peers_.find(item.decode_worker); it != peers_.end()) pool = it->second.num_blocks;
+  }
+  absl::flat_hash_set<BlockId> seen;
+  for (BlockId b : item.decode_blocks) {
+    if ((pool > 0 && b >= pool) || !seen.insert(b).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "request ", item.request_id, ": destination block ", b,
+          pool > 0 && b >= pool ? absl::StrCat(" is outside decode worker ", item.decode_worker,
+                                               "'s pool of ", pool, " blocks")
+                                : std::string(" is named twice")));
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool PrefillEngine::Stopped(const ItemFence::Key& key, const std::function<bool()>& abandoned) {
+  if (abandoned && abandoned()) (void)fence_.Cancel(key, absl::ZeroDuration());
+  return fence_.Cancelled(key);
+}
+
+std::vector<CancelOutcome> PrefillEngine::Cancel(const std::vector<ItemFence::Key>& items,
+                                                 absl::Duration wait) {
+  const absl::Time deadline = absl::Now() + wait;
+  std::vector<CancelOutcome> out;
+  out.reserve(items.size());
+  for (const ItemFence::Key& key : items) {
+    out.push_back(fence_.Cancel(key, std::max(absl::ZeroDuration(), deadline - absl::Now())));
+  }
+  return out;
+}
+
+absl::StatusOr<transfer::TransferId> PrefillEngine::SubmitUnlessStopped(
+    const PrefillItemSpec& item, const std::vector<BlockId>& own_blocks,
+    const std::function<bool()>& abandoned) {
+  const ItemFence::Key key{item.request_id, item.decode_epoch};
+  std::optional<transfer::PeerId> peer;
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = peers_.find(item.decode_worker); it != peers_.end()) peer = it->second.id;
+  }
+  if (!peer.has_value()) {
+    return absl::UnavailableError(absl::StrCat("request ", item.request_id, ": decode worker ",
+                                               item.decode_worker, " is not a transfer peer"));
+  }
+  // BeginSubmit and Cancel exclude each other: once it says yes, a Cancel waits for the end.
+  if (Stopped(key, abandoned) || !fence_.BeginSubmit(key)) {
+    return absl::CancelledError(absl::StrCat("request ", item.request_id,
+                                             ": cancelled before its KV transfer"));
+  }
+  std::vector<transfer::BlockCopy> copies(own_blocks.size());
+  for (size_t b = 0; b < copies.size(); ++b) copies[b] = {own_blocks[b], item.decode_blocks[b]};
+  return transport_.Submit(*peer, copies,
+                           transfer::KvNotification(item.request_id, item.decode_epoch));
+}
+
+void PrefillEngine::ReapStranded() {
+  for (size_t i = 0; i < stranded_.size();) {
+    Stranded& s = stranded_[i];
+    absl::StatusOr<bool> done = transport_.Poll(s.transfer);
+    if (done.ok() && !*done) {
+      ++i;
+      continue;
+    }
+    // NotFound: reaped elsewhere, so it ended; every other answer is final too.
+    fence_.Finish(s.key, /*submitted=*/true, done.ok(), /*in_flight=*/false);
+    (void)cache_.allocator().Free(s.own_blocks);
+    stranded_.erase(stranded_.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+}
+
 absl::Status PrefillEngine::Compute(const PrefillItemSpec& item,
-                                    const std::vector<BlockId>& own_blocks) {
+                                    const std::vector<BlockId>& own_blocks,
+                                    const std::function<bool()>& abandoned) {
   const int len = static_cast<int>(item.prompt.size());
   const int chunk = std::max(1, options_.chunk_tokens);
+  const ItemFence::Key key{item.request_id, item.decode_epoch};
   for (int start = 0; start < len; start += chunk) {
+    if (start > 0 && Stopped(key, abandoned)) {
+      return absl::CancelledError(
+          absl::StrCat("request ", item.request_id, ": cancelled after ", start, " tokens"));
+    }
     const int n = std::min(chunk, len - start);
     std::span<const int32_t> tokens(item.prompt.data() + start, static_cast<size_t>(n));
     absl::Status s =
@@ -64,15 +158,28 @@ absl::Status PrefillEngine::Compute(const PrefillItemSpec& item,
   return absl::OkStatus();
 }
 
-std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItemSpec>& items) {
+std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItemSpec>& items,
+                                                   const std::function<bool()>& abandoned) {
+  auto log = ComponentLogger("prefill");
+  std::vector<PrefillItemOutcome> outcomes(items.size());
+  // Admitted before the batch waits for the previous one, so that a Cancel arriving meanwhile
+  // finds the item and stops it.
+  std::vector<bool> admitted(items.size(), false);
+  for (size_t i = 0; i < items.size(); ++i) {
+    outcomes[i].request_id = items[i].request_id;
+    outcomes[i].status = Validate(items[i]);
+    if (outcomes[i].status.ok()) {
+      outcomes[i].status = fence_.Admit({items[i].request_id, items[i].decode_epoch});
+    }
+    admitted[i] = outcomes[i].status.ok();
+    if (!admitted[i]) log->warn("refused: {}", outcomes[i].status.ToString());
+  }
   absl::MutexLock run_lock(&run_mu_);
+  ReapStranded();
   {
     absl::MutexLock lock(&mu_);
     counters_.running = static_cast<uint32_t>(items.size());
   }
-  auto log = ComponentLogger("prefill");
-  const ModelConfig& config = cache_.config();
-  std::vector<PrefillItemOutcome> outcomes(items.size());
   std::vector<Inflight> inflight;
   const absl::Time batch_start = absl::Now();
   const int64_t batch_start_us = WallMicros();
@@ -80,24 +187,21 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
   for (size_t i = 0; i < items.size(); ++i) {
     const PrefillItemSpec& item = items[i];
     PrefillItemOutcome& out = outcomes[i];
-    out.request_id = item.request_id;
-    const auto blocks = static_cast<uint32_t>(config.BlocksForTokens(item.prompt.size()));
-    if (item.prompt.empty() || item.decode_blocks.size() != blocks) {
-      out.status = absl::InvalidArgumentError(absl::StrCat(
-          "request ", item.request_id, ": prompt of ", item.prompt.size(), " tokens needs ",
-          blocks, " blocks, got ", item.decode_blocks.size(), " destination blocks"));
+    if (!admitted[i]) continue;
+    if (Stopped({item.request_id, item.decode_epoch}, abandoned)) {
+      out.status = absl::CancelledError(
+          absl::StrCat("request ", item.request_id, ": cancelled before its prefill"));
       continue;
     }
-    std::optional<transfer::PeerId> peer;
+    const auto blocks = static_cast<uint32_t>(item.decode_blocks.size());
     {
       absl::MutexLock lock(&mu_);
-      if (auto it = peers_.find(item.decode_worker); it != peers_.end()) peer = it->second;
-    }
-    if (!peer.has_value()) {
-      out.status = absl::UnavailableError(absl::StrCat("request ", item.request_id,
-                                                       ": decode worker ", item.decode_worker,
-                                                       " is not a known transfer peer"));
-      continue;
+      if (!peers_.contains(item.decode_worker)) {
+        out.status = absl::UnavailableError(absl::StrCat("request ", item.request_id,
+                                                         ": decode worker ", item.decode_worker,
+                                                         " is not a known transfer peer"));
+        continue;
+      }
     }
     absl::StatusOr<std::vector<BlockId>> own = cache_.allocator().Allocate(blocks);
     if (!own.ok()) {
@@ -107,29 +211,25 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
     }
     out.prefill_start_us = WallMicros();
     const int64_t compute_start = MonotonicMicros();
-    out.status = Compute(item, *own);
+    out.status = Compute(item, *own, abandoned);
     out.mock_us = MonotonicMicros() - compute_start;
     out.prefill_end_us = WallMicros();
     lens.push_back(static_cast<int>(item.prompt.size()));
     Inflight entry{.index = i, .own_blocks = *own, .transfer = std::nullopt};
-    if (out.status.ok()) {
-      // In roofline mode the copy waits for the modelled device time of the whole batch (below).
-      if (!options_.roofline.has_value()) {
-        std::vector<transfer::BlockCopy> copies(blocks);
-        for (uint32_t b = 0; b < blocks; ++b) copies[b] = {(*own)[b], item.decode_blocks[b]};
-        out.transfer_start_us = WallMicros();
-        absl::StatusOr<transfer::TransferId> id =
-            transport_.Submit(*peer, copies, item.request_id);
-        if (id.ok()) {
-          entry.transfer = *id;
-        } else {
-          out.status = id.status();
-        }
+    // In roofline mode the copy waits for the modelled device time of the whole batch (below).
+    if (out.status.ok() && !options_.roofline.has_value()) {
+      out.transfer_start_us = WallMicros();
+      absl::StatusOr<transfer::TransferId> id = SubmitUnlessStopped(item, *own, abandoned);
+      if (id.ok()) {
+        entry.transfer = *id;
+      } else {
+        out.status = id.status();
       }
     }
     inflight.push_back(std::move(entry));
   }
-  if (options_.min_batch > absl::ZeroDuration()) {
+  // A batch whose items were all cancelled or refused runs no kernels: nothing to pretend.
+  if (options_.min_batch > absl::ZeroDuration() && !lens.empty()) {
     if (absl::Duration left = options_.min_batch - (absl::Now() - batch_start);
         left > absl::ZeroDuration()) {
       absl::SleepFor(left);
@@ -164,23 +264,9 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
       out.prefill_start_us = batch_start_us;
       out.prefill_end_us = end_us;
       out.modelled_us = absl::ToInt64Microseconds(modelled);
-      const PrefillItemSpec& item = items[entry.index];
-      std::vector<transfer::BlockCopy> copies(entry.own_blocks.size());
-      for (size_t b = 0; b < copies.size(); ++b) {
-        copies[b] = {entry.own_blocks[b], item.decode_blocks[b]};
-      }
-      std::optional<transfer::PeerId> peer;
-      {
-        absl::MutexLock lock(&mu_);
-        if (auto it = peers_.find(item.decode_worker); it != peers_.end()) peer = it->second;
-      }
-      if (!peer.has_value()) {
-        out.status = absl::UnavailableError(absl::StrCat(
-            "request ", item.request_id, ": decode worker ", item.decode_worker, " left"));
-        continue;
-      }
       out.transfer_start_us = WallMicros();
-      absl::StatusOr<transfer::TransferId> id = transport_.Submit(*peer, copies, item.request_id);
+      absl::StatusOr<transfer::TransferId> id =
+          SubmitUnlessStopped(items[entry.index], entry.own_blocks, abandoned);
       if (id.ok()) {
         entry.transfer = *id;
       } else {
@@ -191,6 +277,9 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
   uint64_t bytes = 0, done = 0;
   for (Inflight& entry : inflight) {
     PrefillItemOutcome& out = outcomes[entry.index];
+    const PrefillItemSpec& item = items[entry.index];
+    const ItemFence::Key key{item.request_id, item.decode_epoch};
+    bool stranded = false;
     if (entry.transfer.has_value()) {
       absl::Status waited = transport_.Wait(*entry.transfer, options_.transfer_timeout);
       out.transfer_end_us = WallMicros();
@@ -207,15 +296,30 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
         bytes += out.kv_bytes;
         done++;
       } else {
+        // DeadlineExceeded leaves the batch in flight: it still reads our blocks and may still
+        // write the decode worker's, so neither side may reuse them yet.
+        stranded = waited.code() == absl::StatusCode::kDeadlineExceeded;
+        out.transfer_in_flight = stranded;
         out.status = absl::Status(waited.code(), absl::StrCat("request ", out.request_id,
                                                               ": KV transfer to ",
-                                                              items[entry.index].decode_worker,
+                                                              item.decode_worker,
                                                               " failed: ", waited.message()));
       }
     }
+    fence_.Finish(key, entry.transfer.has_value(), out.status.ok(), stranded);
     if (!out.status.ok()) log->warn("{}", out.status.ToString());
-    if (absl::Status freed = cache_.allocator().Free(entry.own_blocks); !freed.ok()) {
+    if (stranded) {
+      stranded_.push_back(Stranded{key, *entry.transfer, std::move(entry.own_blocks)});
+    } else if (absl::Status freed = cache_.allocator().Free(entry.own_blocks); !freed.ok()) {
       log->error("request {}: freeing prefill blocks failed: {}", out.request_id, freed.ToString());
+    }
+  }
+  // Admitted items that never got as far as a transfer: they will not write.
+  for (size_t i = 0; i < items.size(); ++i) {
+    const bool ran = std::any_of(inflight.begin(), inflight.end(),
+                                 [i](const Inflight& e) { return e.index == i; });
+    if (admitted[i] && !ran) {
+      fence_.Finish({items[i].request_id, items[i].decode_epoch}, false, false, false);
     }
   }
   absl::MutexLock lock(&mu_);

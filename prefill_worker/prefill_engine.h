@@ -6,6 +6,13 @@
 // id as notification (so the copy of one item overlaps the kernels of the next), then wait for
 // every transfer, free the own blocks and report timings. Batches run one at a time: the kernels
 // already use the worker's cores.
+//
+// Fenced KV: an item names the decode reservation's epoch, which its notification carries. The
+// router may give up on an item (PrefillWorker.Cancel, or by leaving the Prefill RPC): the engine
+// then stops it between chunks and before its transfer is submitted; a submitted transfer is
+// waited for and reported (item_fence.h). An item whose destination does not fit what the decode
+// worker can have granted (no epoch, a block count other than the prompt's, a block outside the
+// peer's pool or named twice) is refused before any work.
 
 #include <cstdint>
 #include <functional>
@@ -22,6 +29,7 @@
 #include "common/roofline.h"
 #include "kvcache/cpu_attention.h"
 #include "kvcache/kv_cache.h"
+#include "prefill_worker/item_fence.h"
 #include "transfer/kv_transport.h"
 
 namespace pdserve::prefill {
@@ -48,6 +56,7 @@ struct PrefillItemSpec {
   std::vector<int32_t> prompt;
   std::string decode_worker;
   std::vector<BlockId> decode_blocks;  // destination, in logical order
+  uint64_t decode_epoch = 0;           // the decode reservation's epoch (0 is refused)
 };
 
 struct PrefillItemOutcome {
@@ -61,6 +70,8 @@ struct PrefillItemOutcome {
   uint32_t transfer_ops = 0;
   int64_t modelled_us = 0;  // roofline: modelled device time of the item's batch
   int64_t mock_us = 0;      // host time generating the item's K/V (the mock's own work)
+  // Failed items: the transfer was submitted and had not ended when the wait gave up.
+  bool transfer_in_flight = false;
 };
 
 struct PrefillCounters {
@@ -80,12 +91,21 @@ class PrefillEngine {
  public:
   PrefillEngine(KvCache& cache, transfer::KvTransport& transport, PrefillEngineOptions options);
 
-  // Loads (or replaces) a decode worker's pool as a transfer peer.
-  absl::Status AddPeer(const std::string& worker_id, const std::string& descriptor);
+  // Loads (or replaces) a decode worker's pool as a transfer peer; `num_blocks` is its pool's size
+  // (items naming blocks beyond it are refused; 0: leave that check to the transport).
+  absl::Status AddPeer(const std::string& worker_id, const std::string& descriptor,
+                       uint32_t num_blocks = 0);
   absl::Status RemovePeer(const std::string& worker_id);
 
-  // Every item gets an outcome; the own pool's blocks are free again when this returns.
-  std::vector<PrefillItemOutcome> Run(const std::vector<PrefillItemSpec>& items);
+  // Every item gets an outcome; the own pool's blocks are free again when this returns, except
+  // those of transfers still in flight (freed once they end, by a later Run). `abandoned` true
+  // (the RPC's caller left) stops the items not yet submitted, as Cancel does.
+  std::vector<PrefillItemOutcome> Run(const std::vector<PrefillItemSpec>& items,
+                                      const std::function<bool()>& abandoned = nullptr);
+  // Fences items the router gave up on: one outcome per (request id, decode epoch), in order,
+  // waiting at most `wait` in all for submitted transfers to end.
+  std::vector<CancelOutcome> Cancel(const std::vector<ItemFence::Key>& items,
+                                    absl::Duration wait);
 
   PrefillCounters counters() const;
   const KvCache& cache() const { return cache_; }
@@ -96,16 +116,38 @@ class PrefillEngine {
     std::vector<BlockId> own_blocks;
     std::optional<transfer::TransferId> transfer;
   };
-  // Kernels for one item into `own_blocks`.
-  absl::Status Compute(const PrefillItemSpec& item, const std::vector<BlockId>& own_blocks);
+  struct Peer {
+    transfer::PeerId id = 0;
+    uint32_t num_blocks = 0;
+  };
+  // A transfer whose wait gave up: its source blocks stay taken until it ends.
+  struct Stranded {
+    ItemFence::Key key;
+    transfer::TransferId transfer;
+    std::vector<BlockId> own_blocks;
+  };
+  // InvalidArgument for a destination the decode worker cannot have granted.
+  absl::Status Validate(const PrefillItemSpec& item) const;
+  // The item was cancelled, or the caller left (which cancels it).
+  bool Stopped(const ItemFence::Key& key, const std::function<bool()>& abandoned);
+  // Starts the item's copies unless it was stopped (then Cancelled).
+  absl::StatusOr<transfer::TransferId> SubmitUnlessStopped(
+      const PrefillItemSpec& item, const std::vector<BlockId>& own_blocks,
+      const std::function<bool()>& abandoned);
+  // Kernels for one item into `own_blocks`, chunk by chunk; Cancelled when stopped between two.
+  absl::Status Compute(const PrefillItemSpec& item, const std::vector<BlockId>& own_blocks,
+                       const std::function<bool()>& abandoned);
+  void ReapStranded() ABSL_EXCLUSIVE_LOCKS_REQUIRED(run_mu_);
 
   KvCache& cache_;
   transfer::KvTransport& transport_;
   const PrefillEngineOptions options_;
 
   absl::Mutex run_mu_;  // one batch at a time
+  std::vector<Stranded> stranded_ ABSL_GUARDED_BY(run_mu_);
+  ItemFence fence_;
   mutable absl::Mutex mu_;
-  std::map<std::string, transfer::PeerId> peers_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Peer> peers_ ABSL_GUARDED_BY(mu_);
   PrefillCounters counters_ ABSL_GUARDED_BY(mu_);
 };
 

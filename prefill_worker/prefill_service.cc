@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
 #include "service/grpc_util.h"
 
 namespace pdserve::prefill {
@@ -18,7 +21,30 @@ v1::WorkerCapacity PrefillService::Capacity() const {
   return out;
 }
 
-grpc::Status PrefillService::Prefill(grpc::ServerContext*, const v1::PrefillBatchRequest* request,
+namespace {
+
+// Longest batch of items one Cancel may name: the router names one Prefill batch at a time.
+constexpr int kMaxCancelItems = 4096;
+
+v1::PrefillCancelOutcome ToProto(CancelOutcome outcome) {
+  switch (outcome) {
+    case CancelOutcome::kNotStarted:
+      return v1::PREFILL_CANCEL_NOT_STARTED;
+    case CancelOutcome::kCancelled:
+      return v1::PREFILL_CANCEL_CANCELLED;
+    case CancelOutcome::kCompleted:
+      return v1::PREFILL_CANCEL_TRANSFER_COMPLETED;
+    case CancelOutcome::kFailed:
+      return v1::PREFILL_CANCEL_TRANSFER_FAILED;
+    case CancelOutcome::kInFlight:
+      break;
+  }
+  return v1::PREFILL_CANCEL_IN_FLIGHT;
+}
+
+}  // namespace
+
+grpc::Status PrefillService::Prefill(grpc::ServerContext* ctx, const v1::PrefillBatchRequest* request,
                                      v1::PrefillBatchResponse* response) {
   std::vector<PrefillItemSpec> items;
   items.reserve(request->items_size());
@@ -28,9 +54,11 @@ grpc::Status PrefillService::Prefill(grpc::ServerContext*, const v1::PrefillBatc
         .prompt = {in.prompt_tokens().begin(), in.prompt_tokens().end()},
         .decode_worker = in.decode_worker_id(),
         .decode_blocks = {in.decode_blocks().block_ids().begin(),
-                          in.decode_blocks().block_ids().end()}});
+                          in.decode_blocks().block_ids().end()},
+        .decode_epoch = in.decode_epoch()});
   }
-  for (const PrefillItemOutcome& out : engine_.Run(items)) {
+  // The router leaving the call (its deadline, a drop) stops what has not been submitted yet.
+  for (const PrefillItemOutcome& out : engine_.Run(items, [ctx] { return ctx->IsCancelled(); })) {
     v1::PrefillItemResult* r = response->add_results();
     r->set_request_id(out.request_id);
     r->set_ok(out.status.ok());
@@ -46,6 +74,35 @@ grpc::Status PrefillService::Prefill(grpc::ServerContext*, const v1::PrefillBatc
     r->set_transfer_ops(out.transfer_ops);
     r->set_modelled_prefill_us(out.modelled_us);
     r->set_mock_cpu_us(out.mock_us);
+    r->set_transfer_in_flight(out.transfer_in_flight);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status PrefillService::Cancel(grpc::ServerContext* ctx,
+                                    const v1::PrefillCancelRequest* request,
+                                    v1::PrefillCancelResponse* response) {
+  if (request->items_size() > kMaxCancelItems) {
+    return service::ToGrpc(absl::InvalidArgumentError(
+        absl::StrCat("Cancel names ", request->items_size(), " items; at most ",
+                     kMaxCancelItems)));
+  }
+  std::vector<ItemFence::Key> keys;
+  keys.reserve(request->items_size());
+  for (const v1::PrefillCancelItem& item : request->items()) {
+    keys.emplace_back(item.request_id(), item.decode_epoch());
+  }
+  // Answer before the caller's deadline: an item still in flight then is reported as such.
+  absl::Duration wait = absl::Seconds(30);
+  if (ctx->deadline() != std::chrono::system_clock::time_point::max()) {
+    wait = std::min(wait, absl::FromChrono(ctx->deadline()) - absl::Now() - absl::Milliseconds(200));
+  }
+  const std::vector<CancelOutcome> outcomes = engine_.Cancel(keys, wait);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    v1::PrefillCancelResult* r = response->add_results();
+    r->set_request_id(keys[i].first);
+    r->set_decode_epoch(keys[i].second);
+    r->set_outcome(ToProto(outcomes[i]));
   }
   return grpc::Status::OK;
 }
@@ -53,7 +110,8 @@ grpc::Status PrefillService::Prefill(grpc::ServerContext*, const v1::PrefillBatc
 grpc::Status PrefillService::AddPeer(grpc::ServerContext*, const v1::AddPeerRequest* request,
                                      v1::AddPeerResponse*) {
   return service::ToGrpc(
-      engine_.AddPeer(request->worker_id(), request->kv_pool().transport_descriptor()));
+      engine_.AddPeer(request->worker_id(), request->kv_pool().transport_descriptor(),
+                      request->kv_pool().num_blocks()));
 }
 
 grpc::Status PrefillService::RemovePeer(grpc::ServerContext*, const v1::RemovePeerRequest* request,

@@ -21,6 +21,8 @@ class PrefillService final : public v1::PrefillWorker::Service {
 
   grpc::Status Prefill(grpc::ServerContext* ctx, const v1::PrefillBatchRequest* request,
                        v1::PrefillBatchResponse* response) override;
+  grpc::Status Cancel(grpc::ServerContext* ctx, const v1::PrefillCancelRequest* request,
+                      v1::PrefillCancelResponse* response) override;
   grpc::Status AddPeer(grpc::ServerContext* ctx, const v1::AddPeerRequest* request,
                        v1::AddPeerResponse* response) override;
   grpc::Status RemovePeer(grpc::ServerContext* ctx, const v1::RemovePeerRequest* request,

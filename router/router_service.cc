@@ -1,5 +1,7 @@
 #include "router/router_service.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "service/grpc_util.h"
 #include "common/clock.h"
@@ -113,7 +115,8 @@ grpc::Status RouterService::Generate(grpc::ServerContext* ctx, const v1::Generat
   }
   if (request->phase == Phase::kFailed) return Fail(request, request->status);
   if (ctx->IsCancelled()) {
-    ReleaseOnDecode(request->decode_worker, request->id);
+    // The prefill succeeded: its KV landed, nothing more will be written.
+    ReleaseOnDecode(request->decode_worker, request->id, {.epoch = request->decode_epoch});
     FinishRequest(request, false);
     return grpc::Status(grpc::StatusCode::CANCELLED,
                         absl::StrCat("request ", request->id, " cancelled"));
@@ -149,6 +152,7 @@ grpc::Status RouterService::StreamDecode(grpc::ServerContext* ctx,
   decode.set_seed(request->seed);
   decode.set_transfer_timeout_ms(
       static_cast<int32_t>(absl::ToInt64Milliseconds(options_.transfer_timeout)));
+  decode.set_epoch(request->decode_epoch);
   std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader = stub->Decode(&dctx, decode);
   v1::GenerateResponse in;
   bool finished = false, client_gone = false;
@@ -187,8 +191,9 @@ grpc::Status RouterService::StreamDecode(grpc::ServerContext* ctx,
     FinishRequest(request, true);
     return grpc::Status::OK;
   }
-  // Whatever happened, the decode worker must not keep the request's blocks.
-  ReleaseOnDecode(worker, request->id);
+  // Whatever happened, the decode worker must not keep the request's blocks; the prefill had
+  // succeeded, so no more KV will land in them.
+  ReleaseOnDecode(worker, request->id, {.epoch = request->decode_epoch});
   FinishRequest(request, false);
   if (client_gone) {
     return grpc::Status(grpc::StatusCode::CANCELLED,
@@ -262,6 +267,7 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
     std::shared_ptr<Request> request;
     const Placement* placement;
     bool allocated = false;
+    uint64_t epoch = 0;
   };
   std::vector<Item> items;
   std::map<std::string, absl::Status> failures;  // request id -> why
@@ -306,28 +312,33 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
       continue;
     }
     item.allocated = true;
+    item.epoch = blocks.epoch();
     v1::PrefillItem* p = batch.add_items();
     p->set_request_id(id);
     p->mutable_prompt_tokens()->Assign(item.request->prompt.begin(), item.request->prompt.end());
     p->set_decode_worker_id(decode);
     *p->mutable_decode_blocks() = blocks.blocks();
+    p->set_decode_epoch(blocks.epoch());
   }
   // 2. Prefill (kernels + KV transfer) of the items that have blocks.
   std::map<std::string, v1::PrefillItemResult> results;
+  // Held, not looked up again: a dropped worker must still be asked to cancel.
+  std::shared_ptr<Worker> prefill_worker;
+  bool prefill_sent = false;
   if (batch.items_size() > 0) {
     grpc::ClientContext ctx;
     SetDeadline(ctx, options_.prefill_timeout);
-    v1::PrefillWorker::Stub* stub = nullptr;
     {
       absl::MutexLock lock(&mu_);
       if (auto it = workers_.find(plan.prefill_worker); it != workers_.end()) {
-        stub = it->second->prefill.get();
+        prefill_worker = it->second;
       }
     }
     absl::Status prefilled = absl::UnavailableError("it left the cluster");
     v1::PrefillBatchResponse response;
-    if (stub != nullptr && TrackRpc(plan.prefill_worker, &ctx)) {
-      prefilled = FromGrpc(stub->Prefill(&ctx, batch, &response));
+    if (prefill_worker != nullptr && TrackRpc(plan.prefill_worker, &ctx)) {
+      prefill_sent = true;
+      prefilled = FromGrpc(prefill_worker->prefill->Prefill(&ctx, batch, &response));
       UntrackRpc(plan.prefill_worker, &ctx);
     }
     if (prefilled.ok()) {
@@ -346,7 +357,10 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
       }
     }
   }
-  // 3. Outcomes. A failed item's decode blocks are released before the request is failed.
+  // 3. Outcomes. A failed item's decode blocks are released before the request is failed, with
+  // what is known of its writer: an item the prefill worker reported as ended will not write;
+  // for the others (the call failed or timed out) the worker is asked to cancel them first.
+  std::vector<v1::PrefillCancelItem> unsure;
   for (Item& item : items) {
     const std::string& id = item.request->id;
     if (!failures.contains(id)) {
@@ -359,8 +373,33 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
                                     r->second.error());
       }
     }
+    auto r = results.find(id);
+    if (item.allocated && failures.contains(id) &&
+        (r == results.end() || r->second.transfer_in_flight())) {
+      v1::PrefillCancelItem* cancel = &unsure.emplace_back();
+      cancel->set_request_id(id);
+      cancel->set_decode_epoch(item.epoch);
+    }
+  }
+  const std::set<std::string> fenced =
+      prefill_sent ? FenceOnPrefill(prefill_worker, unsure) : std::set<std::string>();
+  for (Item& item : items) {
+    const std::string& id = item.request->id;
     if (auto f = failures.find(id); f != failures.end()) {
-      if (item.allocated) ReleaseOnDecode(item.placement->decode_worker, id);
+      if (item.allocated) {
+        KvRelease release{.epoch = item.epoch};
+        // Never sent (the worker was gone before the call), or fenced by the worker's answer.
+        const bool unsure_item =
+            std::any_of(unsure.begin(), unsure.end(),
+                        [&id](const v1::PrefillCancelItem& c) { return c.request_id() == id; });
+        release.writer_fenced = !prefill_sent || !unsure_item || fenced.contains(id);
+        if (prefill_worker != nullptr) {
+          release.writer = prefill_worker->id;
+          release.writer_pid = prefill_worker->pid;
+          release.writer_address = prefill_worker->address;
+        }
+        ReleaseOnDecode(item.placement->decode_worker, id, release);
+      }
       absl::MutexLock lock(&mu_);
       scheduler_.DecodeDone(id);
       item.request->status = f->second;
@@ -381,6 +420,7 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
     if (auto w = workers_.find(item.placement->decode_worker); w != workers_.end()) {
       t.set_transfer_backend(w->second->kv_pool.transfer_backend());
     }
+    item.request->decode_epoch = item.epoch;
     item.request->phase = Phase::kReady;
   }
   absl::MutexLock lock(&mu_);

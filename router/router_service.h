@@ -14,6 +14,12 @@
 // Unavailable (no retry: a request's KV lives on the workers that died); waiting requests are
 // placed on the remaining workers. Every RPC has a deadline. Blocks are released on every path:
 // a request that fails after its decode allocation gets a Release on that decode worker.
+//
+// Fenced KV: a prefill the router gives up on (its deadline, a dropped worker) may still write
+// the request's decode blocks. Before releasing them the router asks the prefill worker to
+// cancel the items (PrefillWorker.Cancel) and tells the decode worker what it learnt: blocks of
+// a writer that will not write are freed at once, the others stay quarantined on the decode
+// worker until the KV lands or the writer is gone (router_fence.cc, docs/cluster.md).
 
 #include <cstdint>
 #include <deque>
@@ -88,7 +94,17 @@ class RouterService final : public v1::Router::Service {
     Phase phase = Phase::kWaiting;
     absl::Status status;  // kFailed
     std::string decode_worker;
+    uint64_t decode_epoch = 0;  // the decode reservation's lease id
     v1::RequestTimeline timeline;
+  };
+
+  // What a Release tells the decode worker about who may still write the reservation's blocks.
+  struct KvRelease {
+    uint64_t epoch = 0;
+    bool writer_fenced = true;   // no more bytes will land: free the blocks at once
+    std::string writer;          // the prefill worker that was sent the item
+    int32_t writer_pid = 0;
+    std::string writer_address;
   };
 
   struct BatchJob {
@@ -120,7 +136,12 @@ class RouterService final : public v1::Router::Service {
   // Registers / unregisters a client context on a worker; false when the worker is gone.
   bool TrackRpc(const std::string& worker, grpc::ClientContext* ctx) ABSL_LOCKS_EXCLUDED(mu_);
   void UntrackRpc(const std::string& worker, grpc::ClientContext* ctx) ABSL_LOCKS_EXCLUDED(mu_);
-  void ReleaseOnDecode(const std::string& worker, const std::string& request_id)
+  void ReleaseOnDecode(const std::string& worker, const std::string& request_id,
+                       const KvRelease& release) ABSL_LOCKS_EXCLUDED(mu_);
+  // Cancels abandoned items on the prefill worker they were sent to (router_fence.cc); returns
+  // the request ids whose KV can no longer land (the others may still be written).
+  std::set<std::string> FenceOnPrefill(const std::shared_ptr<Worker>& prefill,
+                                       const std::vector<v1::PrefillCancelItem>& items)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   const RouterOptions options_;

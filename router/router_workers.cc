@@ -191,28 +191,6 @@ void RouterService::UntrackRpc(const std::string& worker, grpc::ClientContext* c
   if (auto it = workers_.find(worker); it != workers_.end()) it->second->inflight.erase(ctx);
 }
 
-void RouterService::ReleaseOnDecode(const std::string& worker, const std::string& request_id) {
-  std::shared_ptr<Worker> w;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = workers_.find(worker);
-    if (it == workers_.end()) return;  // gone: its blocks went with it
-    w = it->second;
-  }
-  grpc::ClientContext ctx;
-  SetDeadline(ctx, options_.rpc_timeout);
-  v1::ReleaseRequest release;
-  release.set_request_id(request_id);
-  v1::ReleaseResponse ignored;
-  if (!TrackRpc(worker, &ctx)) return;
-  grpc::Status released = w->decode->Release(&ctx, release, &ignored);
-  UntrackRpc(worker, &ctx);
-  if (!released.ok()) {
-    ComponentLogger("router")->warn("request {}: release on {} failed: {}", request_id, worker,
-                                    released.error_message());
-  }
-}
-
 void RouterService::SweepLoop() {
   const absl::Duration limit = options_.heartbeat_interval * options_.missed_heartbeats;
   while (true) {

@@ -39,6 +39,9 @@ struct WorkerProcessOptions {
   bool poison_freed_kv = false;     // decode: fill freed blocks with a poison pattern
   absl::Duration transfer_timeout = absl::Seconds(30);
   absl::Duration allocation_lease = absl::Minutes(5);
+  // decode: quarantined KV blocks are freed after this long without a fence (longer than the
+  // prefill side's batch plus transfer timeout; docs/cluster.md, "Fenced KV").
+  absl::Duration fence_lease = absl::Seconds(120);
 };
 
 // How a worker computes, from --compute / --gpu / --transfer, checked once for both roles.

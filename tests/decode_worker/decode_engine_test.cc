@@ -135,11 +135,12 @@ TEST(DecodeEngineTest, ReleaseOfRunningRequestEndsItsStreamAndFreesBlocks) {
   EXPECT_EQ(status.code(), absl::StatusCode::kCancelled);
 }
 
-TEST(DecodeEngineTest, ReleaseOfAllocatedRequestFreesBlocks) {
+TEST(DecodeEngineTest, ReleaseOfAllocatedRequestWithFencedWriterFreesBlocks) {
   auto cache = Pool(16);
   DecodeEngine engine(*cache, {});
   ASSERT_TRUE(engine.Allocate("a", 40, 10).ok());
-  ASSERT_TRUE(engine.Release("a", absl::AbortedError("router abort")).ok());
+  ASSERT_TRUE(
+      engine.Release("a", absl::AbortedError("router abort"), {.writer_fenced = true}).ok());
   EXPECT_TRUE(cache->allocator().CheckAllFree().ok());
   EXPECT_EQ(engine.Release("a", absl::AbortedError("again")).code(), absl::StatusCode::kNotFound);
 }
@@ -154,7 +155,9 @@ TEST(DecodeEngineTest, StartWithoutAllocationIsFailedPrecondition) {
 TEST(DecodeEngineTest, ExpireAllocationsFreesRequestsNeverStarted) {
   auto cache = Pool(16);
   DecodeEngine engine(*cache, {});
-  ASSERT_TRUE(engine.Allocate("stale", 40, 10).ok());
+  uint64_t epoch = 0;
+  ASSERT_TRUE(engine.Allocate("stale", 40, 10, &epoch).ok());
+  ASSERT_TRUE(engine.KvLanded("stale", epoch).ok());
   EXPECT_THAT(engine.ExpireAllocations(absl::ZeroDuration()), ::testing::ElementsAre("stale"));
   EXPECT_TRUE(cache->allocator().CheckAllFree().ok());
 }

@@ -36,11 +36,12 @@ TEST_F(PrefillEngineTest, ChunkedPrefillThenDecodeMatchesReference) {
   auto engine = Engine(/*chunk_tokens=*/16);
   decode::DecodeEngine decoder(*decode_cache_, {});
   const std::vector<int32_t> prompt = model::SyntheticPrompt(5, 100, Tiny().vocab_size);
-  auto blocks = decoder.Allocate("r1", 100, 20);
+  uint64_t epoch = 0;
+  auto blocks = decoder.Allocate("r1", 100, 20, &epoch);
   ASSERT_TRUE(blocks.ok());
   std::vector<PrefillItemOutcome> out =
       engine->Run({{.request_id = "r1", .prompt = prompt, .decode_worker = "decode-0",
-                    .decode_blocks = *blocks}});
+                    .decode_blocks = *blocks, .decode_epoch = epoch}});
   ASSERT_EQ(out.size(), 1u);
   ASSERT_TRUE(out[0].status.ok()) << out[0].status;
   EXPECT_EQ(out[0].kv_bytes, 7u * decode_cache_->geometry().block_bytes());
@@ -55,16 +56,16 @@ TEST_F(PrefillEngineTest, ChunkedPrefillThenDecodeMatchesReference) {
   EXPECT_EQ(tokens, model::ReferenceGenerate(prompt, 20, Tiny(), 5));
 }
 
-TEST_F(PrefillEngineTest, NotifiesWithRequestIdAndFreesOwnBlocks) {
+TEST_F(PrefillEngineTest, NotifiesWithRequestIdAndEpochAndFreesOwnBlocks) {
   auto engine = Engine(512);
   const std::vector<int32_t> prompt = model::SyntheticPrompt(1, 40, Tiny().vocab_size);
   auto out = engine->Run({{.request_id = "a", .prompt = prompt, .decode_worker = "decode-0",
-                           .decode_blocks = {0, 1, 2}},
+                           .decode_blocks = {0, 1, 2}, .decode_epoch = 1},
                           {.request_id = "b", .prompt = prompt, .decode_worker = "decode-0",
-                           .decode_blocks = {3, 4, 5}}});
+                           .decode_blocks = {3, 4, 5}, .decode_epoch = 1}});
   EXPECT_TRUE(out[0].status.ok());
   EXPECT_TRUE(out[1].status.ok());
-  EXPECT_THAT(prefill_transport_.sent_notifications, ::testing::ElementsAre("a", "b"));
+  EXPECT_THAT(prefill_transport_.sent_notifications, ::testing::ElementsAre("a@1", "b@1"));
   EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
 }
 
@@ -72,9 +73,9 @@ TEST_F(PrefillEngineTest, UnknownDecodePeerFailsOnlyThatItem) {
   auto engine = Engine(512);
   const std::vector<int32_t> prompt = model::SyntheticPrompt(1, 10, Tiny().vocab_size);
   auto out = engine->Run({{.request_id = "lost", .prompt = prompt, .decode_worker = "decode-9",
-                           .decode_blocks = {0}},
+                           .decode_blocks = {0}, .decode_epoch = 1},
                           {.request_id = "fine", .prompt = prompt, .decode_worker = "decode-0",
-                           .decode_blocks = {1}}});
+                           .decode_blocks = {1}, .decode_epoch = 1}});
   EXPECT_EQ(out[0].status.code(), absl::StatusCode::kUnavailable);
   EXPECT_TRUE(out[1].status.ok());
   EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
@@ -84,7 +85,7 @@ TEST_F(PrefillEngineTest, WrongNumberOfDestinationBlocksIsInvalidArgument) {
   auto engine = Engine(512);
   const std::vector<int32_t> prompt = model::SyntheticPrompt(1, 40, Tiny().vocab_size);
   auto out = engine->Run({{.request_id = "a", .prompt = prompt, .decode_worker = "decode-0",
-                           .decode_blocks = {0}}});
+                           .decode_blocks = {0}, .decode_epoch = 1}});
   EXPECT_EQ(out[0].status.code(), absl::StatusCode::kInvalidArgument);
 }
 
@@ -93,7 +94,7 @@ TEST_F(PrefillEngineTest, RemovedPeerIsNoLongerATarget) {
   ASSERT_TRUE(engine->RemovePeer("decode-0").ok());
   const std::vector<int32_t> prompt = model::SyntheticPrompt(1, 10, Tiny().vocab_size);
   auto out = engine->Run({{.request_id = "a", .prompt = prompt, .decode_worker = "decode-0",
-                           .decode_blocks = {0}}});
+                           .decode_blocks = {0}, .decode_epoch = 1}});
   EXPECT_EQ(out[0].status.code(), absl::StatusCode::kUnavailable);
 }
 

@@ -1,0 +1,133 @@
+// The prefill engine's side of fenced KV: it refuses destinations the decode worker cannot have
+// granted, and a cancelled item never reaches the transport.
+#include <thread>
+
+#include "absl/synchronization/notification.h"
+
+#include "common/synthetic_model.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "prefill_worker/prefill_engine.h"
+#include "tests/prefill_worker/fake_transport.h"
+
+namespace pdserve::prefill {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
+ModelConfig Tiny() { return *PresetConfig("tiny"); }
+
+class PrefillFenceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    prefill_cache_ = *KvCache::CreateInHostMemory(Tiny(), 64, KvLayout::kLayerMajor);
+    decode_cache_ = *KvCache::CreateInHostMemory(Tiny(), 32, KvLayout::kLayerMajor);
+    ASSERT_TRUE(prefill_transport_.RegisterPool(*prefill_cache_).ok());
+    ASSERT_TRUE(decode_transport_.RegisterPool(*decode_cache_).ok());
+    engine_ = std::make_unique<PrefillEngine>(*prefill_cache_, prefill_transport_,
+                                              PrefillEngineOptions{.chunk_tokens = 16});
+    ASSERT_TRUE(engine_->AddPeer("decode-0", *decode_transport_.ExportDescriptor(), 32).ok());
+  }
+
+  // 40 tokens: 3 blocks.
+  PrefillItemSpec Item(const std::string& id, std::vector<BlockId> blocks, uint64_t epoch = 5) {
+    return {.request_id = id,
+            .prompt = model::SyntheticPrompt(1, 40, Tiny().vocab_size),
+            .decode_worker = "decode-0",
+            .decode_blocks = std::move(blocks),
+            .decode_epoch = epoch};
+  }
+
+  std::unique_ptr<KvCache> prefill_cache_, decode_cache_;
+  FakeTransport prefill_transport_, decode_transport_;
+  std::unique_ptr<PrefillEngine> engine_;
+};
+
+TEST_F(PrefillFenceTest, ItemWithoutEpochIsRefused) {
+  auto out = engine_->Run({Item("a", {0, 1, 2}, /*epoch=*/0)});
+  EXPECT_EQ(out[0].status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(prefill_transport_.sent_notifications, IsEmpty());
+}
+
+TEST_F(PrefillFenceTest, BlockOutsideThePeersPoolIsRefused) {
+  auto out = engine_->Run({Item("a", {30, 31, 32}), Item("b", {0, 1, 2})});
+  EXPECT_EQ(out[0].status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(out[0].status.message()), ::testing::HasSubstr("outside"));
+  EXPECT_TRUE(out[1].status.ok()) << out[1].status;
+  EXPECT_THAT(prefill_transport_.sent_notifications, ElementsAre("b@5"));
+}
+
+TEST_F(PrefillFenceTest, BlockNamedTwiceIsRefused) {
+  auto out = engine_->Run({Item("a", {4, 5, 4})});
+  EXPECT_EQ(out[0].status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(prefill_transport_.sent_notifications, IsEmpty());
+}
+
+TEST_F(PrefillFenceTest, ItemCancelledBeforeItArrivesWritesNothing) {
+  EXPECT_THAT(engine_->Cancel({{"a", 5}}, absl::ZeroDuration()),
+              ElementsAre(CancelOutcome::kNotStarted));
+  auto out = engine_->Run({Item("a", {0, 1, 2}), Item("b", {3, 4, 5})});
+  EXPECT_EQ(out[0].status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(out[1].status.ok());
+  EXPECT_THAT(prefill_transport_.sent_notifications, ElementsAre("b@5"));
+  EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
+}
+
+TEST_F(PrefillFenceTest, AbandonedBatchSubmitsNothingAndCancelSaysSo) {
+  auto out = engine_->Run({Item("a", {0, 1, 2}), Item("b", {3, 4, 5})}, [] { return true; });
+  EXPECT_EQ(out[0].status.code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(out[1].status.code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(prefill_transport_.sent_notifications, IsEmpty());
+  EXPECT_THAT(engine_->Cancel({{"a", 5}, {"b", 5}}, absl::ZeroDuration()),
+              ElementsAre(CancelOutcome::kCancelled, CancelOutcome::kCancelled));
+  EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
+}
+
+TEST_F(PrefillFenceTest, CancelAfterTheTransferReportsItCompleted) {
+  auto out = engine_->Run({Item("a", {0, 1, 2})});
+  ASSERT_TRUE(out[0].status.ok()) << out[0].status;
+  EXPECT_THAT(engine_->Cancel({{"a", 5}}, absl::ZeroDuration()),
+              ElementsAre(CancelOutcome::kCompleted));
+  // A replay of the same item would write the blocks again: refused.
+  out = engine_->Run({Item("a", {0, 1, 2})});
+  EXPECT_EQ(out[0].status.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(prefill_transport_.sent_notifications, ElementsAre("a@5"));
+}
+
+TEST_F(PrefillFenceTest, ItemQueuedBehindABatchIsCancelledBeforeItRuns) {
+  PrefillEngine slow(*prefill_cache_, prefill_transport_,
+                     PrefillEngineOptions{.min_batch = absl::Milliseconds(300)});
+  ASSERT_TRUE(slow.AddPeer("decode-0", *decode_transport_.ExportDescriptor(), 32).ok());
+  std::vector<PrefillItemOutcome> first, second;
+  absl::Notification a_running;
+  std::thread running([&] {
+    first = slow.Run({Item("a", {0, 1, 2})}, [&a_running] {
+      if (!a_running.HasBeenNotified()) a_running.Notify();
+      return false;
+    });
+  });
+  if (!a_running.WaitForNotificationWithTimeout(absl::Seconds(30))) {
+    running.join();
+    FAIL() << "the first batch never asked whether it was abandoned";
+  }
+  // "a" holds the engine for 300 ms from here.
+  std::thread queued([&] { second = slow.Run({Item("b", {3, 4, 5})}); });
+  const std::vector<CancelOutcome> cancelled = slow.Cancel({{"b", 5}}, absl::Seconds(30));
+  running.join();
+  queued.join();
+  // Either the Cancel found "b" waiting (cancelled) or overtook its Prefill (refused on arrival).
+  ASSERT_EQ(cancelled.size(), 1u);
+  if (cancelled[0] == CancelOutcome::kCancelled) {
+    EXPECT_EQ(second[0].status.code(), absl::StatusCode::kCancelled);
+  } else {
+    EXPECT_EQ(cancelled[0], CancelOutcome::kNotStarted);
+    EXPECT_EQ(second[0].status.code(), absl::StatusCode::kFailedPrecondition);
+  }
+  EXPECT_TRUE(first[0].status.ok());
+  EXPECT_THAT(prefill_transport_.sent_notifications, ElementsAre("a@5"));
+  EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
+}
+
+}  // namespace
+}  // namespace pdserve::prefill
