@@ -244,7 +244,12 @@ absl::StatusOr<std::vector<DecodeResult>> DecodeAttention(const KvCache& cache,
   std::vector<std::atomic<uint64_t>> checksums(batch.size());
   for (auto& cs : checksums) cs.store(0, std::memory_order_relaxed);
   const int tasks_per_seq = c.num_layers * c.num_kv_heads;
-  ParallelFor(static_cast<int>(batch.size()) * tasks_per_seq, options.threads, [&](int item) {
+  // With carried checksums and no attention (roofline) nothing here reads the cache: no task,
+  // and no threads started every step.
+  bool reads = options.compute_attention;
+  for (const DecodeSequence& seq : batch) reads = reads || !seq.carried_checksum.has_value();
+  ParallelFor(reads ? static_cast<int>(batch.size()) * tasks_per_seq : 0, options.threads,
+              [&](int item) {
     const DecodeSequence& seq = batch[item / tasks_per_seq];
     const bool read_sum = !seq.carried_checksum.has_value();
     if (!read_sum && !options.compute_attention) return;
@@ -280,7 +285,13 @@ absl::StatusOr<std::vector<DecodeResult>> DecodeAttention(const KvCache& cache,
   });
   std::vector<DecodeResult> results(batch.size());
   std::vector<absl::Status> probe_status(batch.size());
-  ParallelFor(static_cast<int>(batch.size()), batch.size() >= 4 ? options.threads : 1, [&](int i) {
+  // The probes read one K row per position: a few hundred microseconds for a whole batch, less
+  // than what starting threads every step costs the worker whose time-critical work is on the
+  // other core. Several threads only for very long batches.
+  int64_t positions = 0;
+  for (const DecodeSequence& seq : batch) positions += seq.seq_len;
+  ParallelFor(static_cast<int>(batch.size()), positions >= (int64_t{1} << 17) ? options.threads : 1,
+              [&](int i) {
     const DecodeSequence& seq = batch[i];
     absl::StatusOr<int32_t> probe =
         AttentionProbe(cache, seq.block_table, seq.last_token, seq.seq_len);
