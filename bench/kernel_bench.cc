@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bench/baselines.h"
+#include "bench/best_of.h"
 #include "bench/mock_cost_bench.h"
 #include "common/clock.h"
 #include "common/parallel_for.h"
@@ -15,23 +16,6 @@
 #include "nlohmann/json.hpp"
 
 namespace pdserve::bench {
-namespace {
-
-// Runs `body` until `min_seconds` have passed (at least twice, the first run is warm-up) and
-// returns the best time of one run in seconds.
-template <typename Body>
-absl::StatusOr<double> BestSeconds(double min_seconds, Body body) {
-  double best = 1e30;
-  const int64_t deadline = MonotonicNanos() + static_cast<int64_t>(min_seconds * 1e9);
-  for (int run = 0; run < 2 || MonotonicNanos() < deadline; ++run) {
-    const int64_t t0 = MonotonicNanos();
-    RETURN_IF_ERROR(body());
-    if (run > 0) best = std::min(best, (MonotonicNanos() - t0) / 1e9);
-  }
-  return best;
-}
-
-}  // namespace
 
 absl::Status RunKernelBench(const KernelBenchOptions& options) {
   ASSIGN_OR_RETURN(ModelConfig config, PresetConfig(options.preset));

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_format.h"
 #include "bench/baselines.h"
+#include "bench/best_of.h"
 #include "common/clock.h"
 #include "common/roofline.h"
 #include "common/status_macros.h"
@@ -12,22 +13,6 @@
 #include "kvcache/cpu_attention.h"
 
 namespace pdserve::bench {
-namespace {
-
-// Best of repeated runs over at least `min_seconds` (the first run warms up).
-template <typename Body>
-absl::StatusOr<double> Best(double min_seconds, Body body) {
-  double best = 1e30;
-  const int64_t deadline = MonotonicNanos() + static_cast<int64_t>(min_seconds * 1e9);
-  for (int run = 0; run < 2 || MonotonicNanos() < deadline; ++run) {
-    const int64_t t0 = MonotonicNanos();
-    RETURN_IF_ERROR(body());
-    if (run > 0) best = std::min(best, (MonotonicNanos() - t0) / 1e9);
-  }
-  return best;
-}
-
-}  // namespace
 
 absl::StatusOr<nlohmann::json> RunMockCostBench(const MockCostOptions& o) {
   ASSIGN_OR_RETURN(ModelConfig config, PresetConfig(o.preset));
@@ -51,11 +36,11 @@ absl::StatusOr<nlohmann::json> RunMockCostBench(const MockCostOptions& o) {
     const double bytes = static_cast<double>(len) * config.KvBytesPerToken();
     const double memcpy_gbps = MeasureMemcpyGBps(static_cast<size_t>(bytes), 1, o.min_seconds);
     bool flip = false;
-    ASSIGN_OR_RETURN(double gen_s, Best(o.min_seconds, [&] {
+    ASSIGN_OR_RETURN(double gen_s, BestSeconds(o.min_seconds, [&] {
                        flip = !flip;
                        return WriteKv(*cache, flip ? a : b, prompt, 0, 1);
                      }));
-    ASSIGN_OR_RETURN(double read_s, Best(o.min_seconds, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(double read_s, BestSeconds(o.min_seconds, [&]() -> absl::Status {
                        flip = !flip;
                        return KvChecksum(*cache, flip ? a : b, 0, len, 1).status();
                      }));
