@@ -42,13 +42,7 @@ void ProbeQuery(const ModelConfig& config, int32_t token, int32_t pos, float* ds
 }
 
 float ProbeScore(const ModelConfig& config, const float* query, const void* key_row) {
-  // Eight partial sums vectorise; every partial sum is exact, so the order does not matter.
-  float acc[8] = {};
-  const int d = config.head_dim;
-  for (int i = 0; i < d; i += 8) {
-    for (int l = 0; l < 8; ++l) acc[l] += query[i + l] * DecodeElement(key_row, i + l, config.dtype);
-  }
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  return ProbeDot(query, key_row, config.head_dim, config.dtype);
 }
 
 std::vector<int32_t> ReferenceGenerate(std::span<const int32_t> prompt, int num_tokens,

@@ -216,10 +216,17 @@ absl::StatusOr<int32_t> AttentionProbe(const KvCache& cache, std::span<const Blo
   float query[1024];
   model::ProbeQuery(c, last_token, seq_len - 1, query);
   model::ProbeArgmax best;
-  for (int p = 0; p < seq_len; ++p) {
-    const std::byte* key = cache.RowPtr(table[p / c.block_size], p % c.block_size, layer,
-                                        kv_head, model::kKey);
-    best.Offer(model::ProbeScore(c, query, key), p);
+  // A block's slots are consecutive rows in both layouts (KvGeometry::RowOffset): one pointer
+  // per block, not per position (the decode worker probes every position of every running
+  // request at every step).
+  const size_t row_bytes = c.RowBytes();
+  for (int start = 0; start < seq_len; start += c.block_size) {
+    const std::byte* key =
+        cache.RowPtr(table[start / c.block_size], 0, layer, kv_head, model::kKey);
+    const int n = std::min(c.block_size, seq_len - start);
+    for (int s = 0; s < n; ++s, key += row_bytes) {
+      best.Offer(model::ProbeDot(query, key, c.head_dim, c.dtype), start + s);
+    }
   }
   return best.pos;
 }

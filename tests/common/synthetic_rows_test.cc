@@ -32,6 +32,25 @@ TEST(SyntheticRowsTest, FastRowsEqualTheElementDefinitionInEveryDtype) {
   }
 }
 
+// The vector probe score must equal the scalar definition bit for bit, tails included.
+TEST(SyntheticRowsTest, FastProbeDotEqualsThePortableOneInEveryDtype) {
+  for (DType dtype : {DType::kBF16, DType::kFP16, DType::kFP32}) {
+    for (int head_dim : {8, 16, 24, 64, 128, 136, 256}) {
+      std::vector<unsigned char> key(head_dim * 4);
+      std::vector<float> query(head_dim);
+      for (int row = 0; row < 20; ++row) {
+        GenerateRow(RowSeed(row, 7, 1, 0, kKey), head_dim, dtype, key.data());
+        GenerateRow(RowSeed(row, 9, 1, 3, kQuery), head_dim, DType::kFP32, query.data());
+        float want = 0;
+        for (int d = 0; d < head_dim; ++d) want += query[d] * DecodeElement(key.data(), d, dtype);
+        ASSERT_EQ(ProbeDot(query.data(), key.data(), head_dim, dtype), want)
+            << "dim " << head_dim << " row " << row;
+        ASSERT_EQ(rows_internal::ProbeDotPortable(query.data(), key.data(), head_dim, dtype), want);
+      }
+    }
+  }
+}
+
 TEST(SyntheticRowsTest, ChecksumIsTheSumOfWordTerms) {
   std::vector<uint64_t> words(37);
   for (size_t i = 0; i < words.size(); ++i) words[i] = Mix64(i + 5);
