@@ -88,8 +88,13 @@ DecodeEngine::~DecodeEngine() {
   if (verifier_.joinable()) verifier_.join();
   absl::MutexLock lock(&mu_);
   const absl::Status stopped = absl::UnavailableError("the decode worker is shutting down");
-  for (Running& r : verify_queue_) r.stream->Finish(stopped, WallMicros());
+  for (VerifyJob& job : verify_queue_) {
+    if (Running* r = std::get_if<Running>(&job)) r->stream->Finish(stopped, WallMicros());
+  }
   verify_queue_.clear();
+  join_checking_.clear();
+  for (auto& [epoch, deferred] : deferred_free_) ReturnBlocksLocked(deferred.first, deferred.second);
+  deferred_free_.clear();
   for (Running& r : running_) r.stream->Finish(stopped, WallMicros());
   running_.clear();
   std::vector<std::string> ids;
@@ -144,7 +149,7 @@ absl::StatusOr<std::vector<BlockId>> DecodeEngine::Allocate(const std::string& r
 
 absl::StatusOr<std::shared_ptr<DecodeStream>> DecodeEngine::Start(
     const std::string& request_id, std::vector<int32_t> prompt_tokens, int max_tokens,
-    uint64_t seed) {
+    uint64_t seed, std::optional<uint64_t> claimed_checksum) {
   absl::MutexLock lock(&mu_);
   auto it = requests_.find(request_id);
   if (it == requests_.end() || it->second.state != State::kAllocated) {
@@ -160,6 +165,7 @@ absl::StatusOr<std::shared_ptr<DecodeStream>> DecodeEngine::Start(
   r.state = State::kJoining;
   r.prompt = std::move(prompt_tokens);
   r.seed = seed;
+  r.claimed_checksum = claimed_checksum;
   r.stream = std::make_shared<DecodeStream>(r.prompt_len);
   joins_.push_back(request_id);
   return r.stream;
@@ -216,7 +222,12 @@ void DecodeEngine::FreeLocked(const std::string& id) {
   auto it = requests_.find(id);
   if (it == requests_.end()) return;
   Request& r = it->second;
-  ReturnBlocksLocked(id, r.blocks);
+  if (join_checking_.contains(r.epoch)) {
+    // The verifier is still reading the prompt's blocks: they are freed when that read ends.
+    deferred_free_[r.epoch] = {id, std::move(r.blocks)};
+  } else {
+    ReturnBlocksLocked(id, r.blocks);
+  }
   unallocated_reserved_ -= r.reserved - static_cast<uint32_t>(r.blocks.size());
   reserved_total_ -= r.reserved;
   if (r.state == State::kRunning) running_count_--;
@@ -251,6 +262,7 @@ bool DecodeEngine::TakeWorkLocked() {
                                .max_tokens = r.max_tokens,
                                .seed = r.seed,
                                .pending_write = false,
+                               .claimed = r.claimed_checksum,
                                .accounting = {.join_us = WallMicros()}});
     r.prompt.clear();
     r.prompt.shrink_to_fit();
@@ -288,6 +300,9 @@ void DecodeEngine::FinishRunning(size_t index, absl::Status status) {
   Running& r = running_[index];
   {
     absl::MutexLock lock(&mu_);
+    if (auto it = requests_.find(r.id); it != requests_.end()) {
+      r.accounting.verify_us += it->second.join_verify_us;
+    }
     FreeLocked(r.id);
     if (status.ok()) finished_++;
   }
@@ -295,35 +310,6 @@ void DecodeEngine::FinishRunning(size_t index, absl::Status status) {
   r.stream->SetAccounting(r.accounting);
   r.stream->Finish(std::move(status), WallMicros());
   running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(index));
-}
-
-bool DecodeEngine::VerifyJoined(size_t index) {
-  Running& r = running_[index];
-  const int64_t t0 = MonotonicMicros();
-  absl::StatusOr<uint64_t> sum =
-      KvChecksum(cache_, r.table, 0, r.seq_len, options_.attention.threads);
-  r.accounting.verify_us += MonotonicMicros() - t0;
-  if (!sum.ok()) {
-    FinishRunning(index, sum.status());
-    return false;
-  }
-  r.checksum = *sum;
-  r.verified = true;
-  return true;
-}
-
-absl::Status DecodeEngine::VerifyFinished(const Running& r) {
-  absl::StatusOr<uint64_t> sum =
-      KvChecksum(cache_, r.table, 0, r.seq_len, options_.attention.threads);
-  if (!sum.ok()) return sum.status();
-  if (*sum != r.checksum) {
-    return absl::DataLossError(absl::StrFormat(
-        "request %s: its KV changed while it was decoding (checksum of positions [0, %d) is "
-        "%016x at the end, %016x carried from the verified prompt and its own writes): a block "
-        "it owned was overwritten",
-        r.id, r.seq_len, *sum, r.checksum));
-  }
-  return absl::OkStatus();
 }
 
 void DecodeEngine::Step() {
@@ -335,6 +321,10 @@ void DecodeEngine::Step() {
   if (carry) {
     for (size_t i = running_.size(); i-- > 0;) {
       if (running_[i].verified) continue;
+      if (running_[i].claimed.has_value()) {
+        QueueJoinCheck(i);
+        continue;
+      }
       const int64_t before = running_[i].accounting.verify_us;
       if (VerifyJoined(i)) verify_us += running_[i].accounting.verify_us - before;
     }
@@ -446,44 +436,6 @@ void DecodeEngine::Step() {
     } else {
       FinishRunning(i, absl::OkStatus());
     }
-  }
-}
-
-void DecodeEngine::HandOffToVerifier(size_t index) {
-  absl::MutexLock lock(&mu_);
-  Request& request = requests_.at(running_[index].id);
-  request.state = State::kVerifying;
-  running_count_--;
-  verify_queue_.push_back(std::move(running_[index]));
-  running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(index));
-}
-
-void DecodeEngine::VerifierLoop() {
-  while (true) {
-    Running r;
-    {
-      absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-        return verifier_stop_ || !verify_queue_.empty();
-      };
-      mu_.Await(absl::Condition(&ready));
-      if (verifier_stop_) return;
-      r = std::move(verify_queue_.front());
-      verify_queue_.pop_front();
-    }
-    const int64_t t0 = MonotonicMicros();
-    absl::Status status = VerifyFinished(r);
-    const int64_t spent = MonotonicMicros() - t0;
-    r.accounting.verify_us += spent;
-    {
-      absl::MutexLock lock(&mu_);
-      step_counters_.verify_us += static_cast<uint64_t>(spent);
-      FreeLocked(r.id);
-      if (status.ok()) finished_++;
-    }
-    // Blocks are free before the stream says so, as in FinishRunning.
-    r.stream->SetAccounting(r.accounting);
-    r.stream->Finish(std::move(status), WallMicros());
   }
 }
 

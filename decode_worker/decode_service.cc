@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <fstream>
 #include <iterator>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -128,7 +129,10 @@ grpc::Status DecodeService::Decode(grpc::ServerContext* ctx, const v1::DecodeReq
   }
   std::vector<int32_t> prompt(request->prompt_tokens().begin(), request->prompt_tokens().end());
   absl::StatusOr<std::shared_ptr<DecodeStream>> stream =
-      engine_.Start(id, std::move(prompt), request->max_tokens(), request->seed());
+      engine_.Start(id, std::move(prompt), request->max_tokens(), request->seed(),
+                    request->has_prompt_kv_checksum()
+                        ? std::optional<uint64_t>(request->prompt_kv_checksum())
+                        : std::nullopt);
   if (!stream.ok()) {
     (void)engine_.Release(id, stream.status(), this_lease);
     return ToGrpc(stream.status());

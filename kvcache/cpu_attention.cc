@@ -103,7 +103,7 @@ void AttendOne(const float* q, const float* k, const float* v, int n, int d, flo
 // over pages (which made K/V generation 4-15x slower than the same rows written in order).
 // `row` returns a value that is summed (wrapping) per item and then over items: one atomic add
 // per item, not per row (two threads adding per row kept a cache line bouncing between cores).
-constexpr int64_t kParallelBytes = int64_t{96} << 20;
+constexpr int64_t kParallelBytes = kLargeKvBytes;
 
 template <typename Row>
 uint64_t SumRowsInMemoryOrder(const KvCache& cache, std::span<const BlockId> table, int begin,

@@ -18,6 +18,12 @@ struct AttentionOptions {
   int threads = 0;  // <= 0: all cores
 };
 
+// KV reads and writes from this size on use several threads (AttentionOptions::threads): one
+// core generates or checks ~11-19 GB/s, so a 2048-token llama3-8b request's 256 MiB does not fit
+// in one modelled H100 decode step on one thread. Smaller jobs stay on one thread, so as not to
+// take the core another worker's time-critical work is on.
+inline constexpr int64_t kLargeKvBytes = int64_t{96} << 20;
+
 // Writes K and V of tokens[i] at position start_pos + i into the cache through `block_table`.
 absl::Status WriteKv(const KvCache& cache, std::span<const BlockId> block_table,
                      std::span<const int32_t> tokens, int start_pos, int threads = 0);

@@ -6,7 +6,10 @@ namespace pdserve {
 
 KvCache::KvCache(const ModelConfig& config, uint32_t num_blocks, KvLayout layout,
                  std::unique_ptr<KvMemory> memory)
-    : geometry_(config, num_blocks, layout), allocator_(num_blocks), memory_(std::move(memory)) {}
+    : geometry_(config, num_blocks, layout),
+      allocator_(num_blocks),
+      memory_(std::move(memory)),
+      base_(memory_->data()) {}
 
 absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const ModelConfig& config,
                                                          uint32_t num_blocks, KvLayout layout,

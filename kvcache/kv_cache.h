@@ -28,7 +28,8 @@ class KvCache {
   BlockAllocator& allocator() { return allocator_; }
   const BlockAllocator& allocator() const { return allocator_; }
   KvMemory& memory() const { return *memory_; }
-  std::byte* base() const { return memory_->data(); }
+  // Kept, not asked of the memory (a virtual call) for every row.
+  std::byte* base() const { return base_; }
 
   std::byte* RowPtr(BlockId block, int slot, int layer, int head, uint32_t kind) const {
     return base() + geometry_.RowOffset(block, slot, layer, head, kind);
@@ -41,6 +42,7 @@ class KvCache {
   KvGeometry geometry_;
   BlockAllocator allocator_;
   std::unique_ptr<KvMemory> memory_;
+  std::byte* base_;  // memory_->data(): a mapping never moves
 };
 
 // Logical block i of a sequence is physical block table[i]; position p is slot p % block_size

@@ -22,22 +22,10 @@ KvGeometry::KvGeometry(const ModelConfig& config, uint32_t num_blocks, KvLayout 
       row_bytes_(config.RowBytes()),
       fragment_bytes_(int64_t{2} * config.num_kv_heads * config.block_size * config.RowBytes()) {}
 
-int64_t KvGeometry::LayerFragmentOffset(BlockId block, int layer) const {
-  if (layout_ == KvLayout::kLayerMajor) {
-    return (int64_t{layer} * num_blocks_ + block) * fragment_bytes_;
-  }
-  return int64_t{block} * block_bytes() + int64_t{layer} * fragment_bytes_;
-}
-
 int64_t KvGeometry::FragmentOffset(BlockId block, int f) const {
   return layout_ == KvLayout::kLayerMajor ? LayerFragmentOffset(block, f)
                                           : int64_t{block} * block_bytes();
 }
 
-int64_t KvGeometry::RowOffset(BlockId block, int slot, int layer, int head, uint32_t kind) const {
-  const int64_t within =
-      ((int64_t{kind} * config_.num_kv_heads + head) * config_.block_size + slot) * row_bytes_;
-  return LayerFragmentOffset(block, layer) + within;
-}
 
 }  // namespace pdserve

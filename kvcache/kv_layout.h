@@ -45,10 +45,20 @@ class KvGeometry {
   // Offset of transfer fragment `f` (0 <= f < fragments_per_block()) of `block`.
   int64_t FragmentOffset(BlockId block, int f) const;
   // Offset of the row of (slot in block, layer, kv head, K|V).
-  int64_t RowOffset(BlockId block, int slot, int layer, int head, uint32_t kind) const;
+  // Inline: the CPU kernels and the mock's generation and checks call it once per row.
+  int64_t RowOffset(BlockId block, int slot, int layer, int head, uint32_t kind) const {
+    const int64_t within =
+        ((int64_t{kind} * config_.num_kv_heads + head) * config_.block_size + slot) * row_bytes_;
+    return LayerFragmentOffset(block, layer) + within;
+  }
 
  private:
-  int64_t LayerFragmentOffset(BlockId block, int layer) const;
+  int64_t LayerFragmentOffset(BlockId block, int layer) const {
+    if (layout_ == KvLayout::kLayerMajor) {
+      return (int64_t{layer} * num_blocks_ + block) * fragment_bytes_;
+    }
+    return int64_t{block} * block_bytes() + int64_t{layer} * fragment_bytes_;
+  }
 
   ModelConfig config_;
   uint32_t num_blocks_;

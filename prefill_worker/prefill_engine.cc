@@ -139,7 +139,11 @@ absl::Status PrefillEngine::Compute(const PrefillItemSpec& item,
                                     const std::vector<BlockId>& own_blocks,
                                     const std::function<bool()>& abandoned) {
   const int len = static_cast<int>(item.prompt.size());
-  const int chunk = std::max(1, options_.chunk_tokens);
+  // Roofline with the CPU kernels only writes K/V: one call per prompt, so that a large
+  // prompt's generation may use every kernel thread (kvcache decides by its bytes); cancellation
+  // is still checked before and after it.
+  const bool generate_only = options_.roofline.has_value() && !options_.compute_chunk;
+  const int chunk = generate_only ? std::max(1, len) : std::max(1, options_.chunk_tokens);
   const ItemFence::Key key{item.request_id, item.decode_epoch};
   for (int start = 0; start < len; start += chunk) {
     if (start > 0 && Stopped(key, abandoned)) {
@@ -156,6 +160,14 @@ absl::Status PrefillEngine::Compute(const PrefillItemSpec& item,
   }
   if (options_.after_compute) return options_.after_compute(own_blocks);
   return absl::OkStatus();
+}
+
+bool PrefillEngine::ClaimsChecksum(const PrefillItemSpec& item) const {
+  if (options_.claim_checksum_bytes == 0 || !options_.roofline.has_value() ||
+      options_.compute_chunk || cache_.memory().kind() != MemoryKind::kHost) {
+    return false;
+  }
+  return item.prompt.size() * cache_.config().KvBytesPerToken() >= options_.claim_checksum_bytes;
 }
 
 std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItemSpec>& items,
@@ -212,6 +224,12 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
     out.prefill_start_us = WallMicros();
     const int64_t compute_start = MonotonicMicros();
     out.status = Compute(item, *own, abandoned);
+    if (out.status.ok() && ClaimsChecksum(item)) {
+      absl::StatusOr<uint64_t> sum =
+          KvChecksum(cache_, *own, 0, static_cast<int>(item.prompt.size()),
+                     options_.attention.threads);
+      if (sum.ok()) out.kv_checksum = *sum;  // else the decode worker reads it all itself
+    }
     out.mock_us = MonotonicMicros() - compute_start;
     out.prefill_end_us = WallMicros();
     lens.push_back(static_cast<int>(item.prompt.size()));

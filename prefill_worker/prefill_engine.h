@@ -49,6 +49,12 @@ struct PrefillEngineOptions {
   // Runs after an item's kernels and before its transfer: a worker whose kernels write a device
   // pool but whose transport sends from a host pool stages the item's blocks here (ucx-staged).
   std::function<absl::Status(std::span<const BlockId> blocks)> after_compute;
+  // Roofline with the CPU kernels: for a prompt whose KV has at least this many bytes, read
+  // the KV just written once more and send its checksum with the result (0: never). The decode
+  // worker then starts from that sum and checks the landed bytes in the background: its own
+  // full read of a large prompt does not fit in one modelled decode step, while the prefill's
+  // modelled time has room for it (docs/model.md, "The mock's own cost").
+  uint64_t claim_checksum_bytes = 0;
 };
 
 struct PrefillItemSpec {
@@ -70,6 +76,8 @@ struct PrefillItemOutcome {
   uint32_t transfer_ops = 0;
   int64_t modelled_us = 0;  // roofline: modelled device time of the item's batch
   int64_t mock_us = 0;      // host time generating the item's K/V (the mock's own work)
+  // The checksum of the prompt KV sent (PrefillEngineOptions::claim_checksum_bytes).
+  std::optional<uint64_t> kv_checksum;
   // Failed items: the transfer was submitted and had not ended when the wait gave up.
   bool transfer_in_flight = false;
 };
@@ -137,6 +145,8 @@ class PrefillEngine {
   // Kernels for one item into `own_blocks`, chunk by chunk; Cancelled when stopped between two.
   absl::Status Compute(const PrefillItemSpec& item, const std::vector<BlockId>& own_blocks,
                        const std::function<bool()>& abandoned);
+  // Whether the item's result carries the checksum of its KV (claim_checksum_bytes).
+  bool ClaimsChecksum(const PrefillItemSpec& item) const;
   void ReapStranded() ABSL_EXCLUSIVE_LOCKS_REQUIRED(run_mu_);
 
   KvCache& cache_;

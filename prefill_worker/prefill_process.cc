@@ -37,6 +37,9 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   ASSIGN_OR_RETURN(service::WorkerCompute compute,
                    service::ResolveWorkerCompute(options, config, kBuiltWithCuda));
   engine_options.roofline = compute.roofline;
+  // A prompt's KV that one thread cannot read within a modelled decode step: the decode worker
+  // checks this worker's claim in the background instead (docs/model.md).
+  if (compute.roofline.has_value()) engine_options.claim_checksum_bytes = kLargeKvBytes;
   engine_options.attention.compute_attention = compute.compute_attention;
 
   transfer::TransportOptions transport_options;

@@ -74,6 +74,7 @@ grpc::Status PrefillService::Prefill(grpc::ServerContext* ctx, const v1::Prefill
     r->set_transfer_ops(out.transfer_ops);
     r->set_modelled_prefill_us(out.modelled_us);
     r->set_mock_cpu_us(out.mock_us);
+    if (out.kv_checksum.has_value()) r->set_kv_checksum(*out.kv_checksum);
     r->set_transfer_in_flight(out.transfer_in_flight);
   }
   return grpc::Status::OK;

@@ -153,6 +153,7 @@ grpc::Status RouterService::StreamDecode(grpc::ServerContext* ctx,
   decode.set_transfer_timeout_ms(
       static_cast<int32_t>(absl::ToInt64Milliseconds(options_.transfer_timeout)));
   decode.set_epoch(request->decode_epoch);
+  if (request->kv_checksum.has_value()) decode.set_prompt_kv_checksum(*request->kv_checksum);
   std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader = stub->Decode(&dctx, decode);
   v1::GenerateResponse in;
   bool finished = false, client_gone = false;
@@ -421,6 +422,7 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
       t.set_transfer_backend(w->second->kv_pool.transfer_backend());
     }
     item.request->decode_epoch = item.epoch;
+    if (r.has_kv_checksum()) item.request->kv_checksum = r.kv_checksum();
     item.request->phase = Phase::kReady;
   }
   absl::MutexLock lock(&mu_);

@@ -25,6 +25,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -95,6 +96,7 @@ class RouterService final : public v1::Router::Service {
     absl::Status status;  // kFailed
     std::string decode_worker;
     uint64_t decode_epoch = 0;  // the decode reservation's lease id
+    std::optional<uint64_t> kv_checksum;  // the prefill worker's claim, passed to the decode
     v1::RequestTimeline timeline;
   };
 
