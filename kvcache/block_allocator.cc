@@ -19,6 +19,15 @@ absl::StatusOr<std::vector<BlockId>> BlockAllocator::Allocate(uint32_t n) {
   }
   std::vector<BlockId> out;
   out.reserve(n);
+  if (n > 1) {
+    if (const int64_t start = FirstFreeRunLocked(n); start >= 0) {
+      for (uint32_t i = 0; i < n; ++i) {
+        const auto b = static_cast<BlockId>(start + i);
+        free_bits_[b / 64] &= ~(uint64_t{1} << (b % 64));
+        out.push_back(b);
+      }
+    }
+  }
   for (size_t w = 0; out.size() < n; ++w) {
     while (free_bits_[w] != 0 && out.size() < n) {
       const int bit = __builtin_ctzll(free_bits_[w]);
@@ -29,6 +38,33 @@ absl::StatusOr<std::vector<BlockId>> BlockAllocator::Allocate(uint32_t n) {
   num_free_ -= n;
   for (BlockId b : out) ref_counts_[b] = 1;
   return out;
+}
+
+int64_t BlockAllocator::FirstFreeRunLocked(uint32_t n) const {
+  uint32_t run = 0;
+  int64_t start = 0;
+  for (size_t w = 0; w < free_bits_.size(); ++w) {
+    const uint64_t bits = free_bits_[w];
+    if (bits == 0) {
+      run = 0;
+      continue;
+    }
+    if (bits == ~uint64_t{0}) {
+      if (run == 0) start = static_cast<int64_t>(w) * 64;
+      run += 64;
+      if (run >= n) return start;
+      continue;
+    }
+    for (int b = 0; b < 64; ++b) {
+      if ((bits >> b) & 1) {
+        if (run == 0) start = static_cast<int64_t>(w) * 64 + b;
+        if (++run >= n) return start;
+      } else {
+        run = 0;
+      }
+    }
+  }
+  return -1;
 }
 
 absl::Status BlockAllocator::ValidateHeld(std::span<const BlockId> blocks,

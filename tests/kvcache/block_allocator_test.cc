@@ -139,12 +139,47 @@ TEST(BlockAllocatorTest, RandomAllocFreeSequencesNeverLeak) {
 TEST(BlockAllocatorTest, ReusedBlocksComeBackLowestFirstInAscendingOrder) {
   BlockAllocator a(64);
   auto first = *a.Allocate(8);   // 0..7
-  auto second = *a.Allocate(8);  // 8..15
+  ASSERT_TRUE(a.Allocate(8).ok());  // 8..15
   ASSERT_TRUE(a.Free(first).ok());
   EXPECT_EQ(*a.Allocate(8), std::vector<BlockId>({0, 1, 2, 3, 4, 5, 6, 7}));
   ASSERT_TRUE(a.Free(std::vector<BlockId>{10, 9, 11}).ok());
-  EXPECT_EQ(*a.Allocate(5), std::vector<BlockId>({9, 10, 11, 16, 17}));
-  EXPECT_EQ(a.num_free(), 64u - 8 - 5 - 5);
+  // One block fills the lowest hole; a run that fits in the hole takes the hole.
+  EXPECT_EQ(*a.Allocate(1), std::vector<BlockId>({9}));
+  EXPECT_EQ(*a.Allocate(2), std::vector<BlockId>({10, 11}));
+  EXPECT_EQ(a.num_free(), 64u - 8 - 8);
+}
+
+// A request's blocks form one run wherever a long enough run is free, even above a hole: a
+// transfer then moves them in one operation per layer instead of one per piece.
+TEST(BlockAllocatorTest, PrefersTheLowestFreeRunOverScatteredHoles) {
+  BlockAllocator a(64);
+  ASSERT_TRUE(a.Allocate(4).ok());  // 0..3
+  auto hole = *a.Allocate(3);    // 4..6
+  ASSERT_TRUE(a.Allocate(2).ok());  // 7..8
+  ASSERT_TRUE(a.Free(hole).ok());
+  EXPECT_EQ(*a.Allocate(5), std::vector<BlockId>({9, 10, 11, 12, 13}));
+  EXPECT_EQ(*a.Allocate(3), std::vector<BlockId>({4, 5, 6}));
+}
+
+TEST(BlockAllocatorTest, WithoutALongEnoughRunFallsBackToLowestFree) {
+  BlockAllocator a(8);
+  ASSERT_TRUE(a.Allocate(8).ok());
+  ASSERT_TRUE(a.Free(std::vector<BlockId>{1, 2, 5, 7}).ok());
+  EXPECT_EQ(*a.Allocate(3), std::vector<BlockId>({1, 2, 5}));
+  EXPECT_EQ(a.num_free(), 1u);
+}
+
+TEST(BlockAllocatorTest, RunsCrossWordBoundaries) {
+  BlockAllocator a(200);
+  auto low = *a.Allocate(60);   // 0..59
+  auto run = *a.Allocate(100);  // 60..159, across two words
+  ASSERT_EQ(run.front(), 60u);
+  ASSERT_EQ(run.back(), 159u);
+  ASSERT_TRUE(a.Free(low).ok());
+  ASSERT_TRUE(a.Free(std::vector<BlockId>{60, 61, 62, 63, 64, 65}).ok());
+  auto got = *a.Allocate(66);   // 0..65: a run across the word boundary
+  EXPECT_EQ(got.front(), 0u);
+  EXPECT_EQ(got.back(), 65u);
 }
 
 }  // namespace
