@@ -102,6 +102,8 @@ void DecodeEngine::RunJoinCheck(const JoinCheck& check) {
   }
   absl::MutexLock lock(&mu_);
   step_counters_.verify_us += static_cast<uint64_t>(spent);
+  step_counters_.claimed_checks++;
+  if (!status.ok()) step_counters_.claims_refuted++;
   join_checking_.erase(check.epoch);
   if (auto d = deferred_free_.find(check.epoch); d != deferred_free_.end()) {
     ReturnBlocksLocked(d->second.first, d->second.second);

@@ -174,6 +174,8 @@ struct DecodeStepCounters {
   uint64_t modelled_us = 0;
   uint64_t verify_us = 0;      // of work_us: reading KV to check it (join and finish reads)
   uint64_t overrun_us = 0;
+  uint64_t claimed_checks = 0;  // join checks of claimed prompt checksums run
+  uint64_t claims_refuted = 0;  // of those, claims the landed blocks did not match
 };
 
 class DecodeEngine {

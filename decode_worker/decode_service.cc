@@ -284,6 +284,8 @@ grpc::Status DecodeService::GetStatus(grpc::ServerContext*, const v1::StatusRequ
   engine->set_modelled_us(steps.modelled_us);
   engine->set_mock_cpu_us(steps.verify_us);
   engine->set_overrun_us(steps.overrun_us);
+  engine->set_claimed_checks(steps.claimed_checks);
+  engine->set_claims_refuted(steps.claims_refuted);
   return grpc::Status::OK;
 }
 

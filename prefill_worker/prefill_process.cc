@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "service/router_link.h"
@@ -39,7 +40,12 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   engine_options.roofline = compute.roofline;
   // A prompt's KV that one thread cannot read within a modelled decode step: the decode worker
   // checks this worker's claim in the background instead (docs/model.md).
-  if (compute.roofline.has_value()) engine_options.claim_checksum_bytes = kLargeKvBytes;
+  if (compute.roofline.has_value()) {
+    engine_options.claim_checksum_bytes =
+        options.claim_checksum_mib < 0
+            ? static_cast<uint64_t>(kLargeKvBytes)
+            : static_cast<uint64_t>(std::ceil(options.claim_checksum_mib * (1 << 20)));
+  }
   engine_options.attention.compute_attention = compute.compute_attention;
 
   transfer::TransportOptions transport_options;

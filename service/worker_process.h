@@ -36,6 +36,9 @@ struct WorkerProcessOptions {
   int chunk_tokens = 512;           // prefill: longest chunk one kernel call processes
   int min_step_us = 0;              // decode: every step lasts at least this long
   int min_batch_us = 0;             // prefill: every batch lasts at least this long
+  // prefill, roofline: send the checksum of a prompt's KV from this size on (MiB; < 0: the
+  // default, kvcache's kLargeKvBytes; 0: never). Tests lower it to reach the path with tiny.
+  double claim_checksum_mib = -1;
   bool poison_freed_kv = false;     // decode: fill freed blocks with a poison pattern
   absl::Duration transfer_timeout = absl::Seconds(30);
   absl::Duration allocation_lease = absl::Minutes(5);
