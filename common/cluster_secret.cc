@@ -63,9 +63,9 @@ absl::StatusOr<ClusterSecret> ClusterSecret::Generate() {
 absl::StatusOr<ClusterSecret> ClusterSecret::FromText(std::string text) {
   absl::StripTrailingAsciiWhitespace(&text);
   if (text.size() < kMinChars || text.size() > kMaxChars) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "a cluster secret must be ", kMinChars, " to ", kMaxChars, " characters, not ",
-        text.size(), " (generate one with: openssl rand -hex 32)"));
+    return absl::InvalidArgumentError(absl::StrCat("a cluster secret must be ", kMinChars, " to ",
+                                                   kMaxChars, " characters, not ", text.size(),
+                                                   " (generate one with: openssl rand -hex 32)"));
   }
   for (char c : text) {
     if (c <= ' ' || c > '~') {
@@ -83,7 +83,7 @@ absl::StatusOr<ClusterSecret> ClusterSecret::ReadFile(const std::string& path) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot open cluster secret file ", path, ": ", std::strerror(errno)));
   }
-  struct stat st{};
+  struct stat st {};
   if (fstat(fd.get(), &st) != 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot stat cluster secret file ", path, ": ", std::strerror(errno)));
@@ -93,15 +93,15 @@ absl::StatusOr<ClusterSecret> ClusterSecret::ReadFile(const std::string& path) {
         absl::StrCat("cluster secret file ", path, " is not a regular file"));
   }
   if (st.st_uid != geteuid()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cluster secret file ", path, " belongs to uid ", st.st_uid, ", not to this user (uid ",
-        geteuid(), ")"));
+    return absl::FailedPreconditionError(absl::StrCat("cluster secret file ", path,
+                                                      " belongs to uid ", st.st_uid,
+                                                      ", not to this user (uid ", geteuid(), ")"));
   }
   // Anyone who can read the secret can join the cluster: refuse a file others can read.
   if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cluster secret file ", path, " is accessible by group or others (mode ",
-        absl::StrFormat("%04o", st.st_mode & 07777), "); run: chmod 600 ", path));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cluster secret file ", path, " is accessible by group or others (mode ",
+                     absl::StrFormat("%04o", st.st_mode & 07777), "); run: chmod 600 ", path));
   }
   std::string text(kMaxChars + 64, '\0');
   size_t got = 0;
@@ -130,8 +130,8 @@ bool ClusterSecret::Matches(std::string_view presented) const {
 
 absl::StatusOr<std::unique_ptr<SecretFile>> SecretFile::Create(const ClusterSecret& secret) {
   const char* tmp = std::getenv("TMPDIR");
-  std::string tmpl = absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp",
-                                   "/pdserve-secret-XXXXXX");
+  std::string tmpl =
+      absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/pdserve-secret-XXXXXX");
   if (mkdtemp(tmpl.data()) == nullptr) {  // mode 0700
     return absl::InternalError(absl::StrCat("mkdtemp ", tmpl, ": ", std::strerror(errno)));
   }

@@ -123,7 +123,8 @@ grpc::Status PrefillService::AddPeer(grpc::ServerContext* ctx, const v1::AddPeer
                       request->kv_pool().num_blocks()));
 }
 
-grpc::Status PrefillService::RemovePeer(grpc::ServerContext* ctx, const v1::RemovePeerRequest* request,
+grpc::Status PrefillService::RemovePeer(grpc::ServerContext* ctx,
+                                        const v1::RemovePeerRequest* request,
                                         v1::RemovePeerResponse*) {
   if (grpc::Status auth = options_.auth->Check(*ctx, "PrefillWorker.RemovePeer"); !auth.ok()) {
     return auth;

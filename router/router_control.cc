@@ -1,6 +1,5 @@
 #include "router/router_control.h"
 
-
 namespace pdserve::router {
 
 grpc::Status RouterControlService::RegisterWorker(grpc::ServerContext* ctx,

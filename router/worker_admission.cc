@@ -24,8 +24,9 @@ absl::Status CheckWorkerRegistration(const v1::RegisterWorkerRequest& request,
       request.kv_pool().transport_descriptor().size() > kMaxPoolDescriptorBytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         "registration of worker '", absl::CEscape(id.substr(0, kMaxWorkerIdBytes)),
-        "': id (at most ", kMaxWorkerIdBytes, " printable bytes), address (", kMaxWorkerAddressBytes,
-        ") or pool descriptor (", kMaxPoolDescriptorBytes, ") out of bounds"));
+        "': id (at most ", kMaxWorkerIdBytes, " printable bytes), address (",
+        kMaxWorkerAddressBytes, ") or pool descriptor (", kMaxPoolDescriptorBytes,
+        ") out of bounds"));
   }
   v1::ModelSpec spec = request.model();
   if (!request.has_model()) spec.set_preset(request.preset());

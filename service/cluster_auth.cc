@@ -56,12 +56,13 @@ absl::StatusOr<std::shared_ptr<const ClusterAuth>> ClusterAuth::FromFlags(
     return WithSecret(std::move(*secret));
   }
   if (!flags.insecure_no_auth) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        process, ": no cluster secret. Give --cluster-secret-file FILE (a 0600 file with at "
-                 "least 32 characters, e.g. `openssl rand -hex 32 > FILE; chmod 600 FILE`, the "
-                 "same file for the router and every worker), or --insecure-no-auth to let "
-                 "anyone who can reach the cluster-internal port act as a worker or router "
-                 "(docs/security.md)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(process,
+                     ": no cluster secret. Give --cluster-secret-file FILE (a 0600 file with at "
+                     "least 32 characters, e.g. `openssl rand -hex 32 > FILE; chmod 600 FILE`, the "
+                     "same file for the router and every worker), or --insecure-no-auth to let "
+                     "anyone who can reach the cluster-internal port act as a worker or router "
+                     "(docs/security.md)"));
   }
   ComponentLogger("service")->warn(
       "{}: --insecure-no-auth: the cluster-internal API is NOT authenticated. Any process that "
@@ -90,9 +91,9 @@ grpc::Status ClusterAuth::Check(const grpc::ServerContext& ctx, std::string_view
   // A flood of refused calls must not flood the log: the first few, then every 1000th.
   const uint64_t n = refused_.fetch_add(1) + 1;
   if (n <= 10 || n % 1000 == 0) {
-    ComponentLogger("service")->warn("refused {} from {}: {} cluster credential ({} refused so far)",
-                                     method, absl::CEscape(ctx.peer()),
-                                     present ? "wrong" : "no", n);
+    ComponentLogger("service")->warn(
+        "refused {} from {}: {} cluster credential ({} refused so far)", method,
+        absl::CEscape(ctx.peer()), present ? "wrong" : "no", n);
   }
   return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                       absl::StrCat(std::string(method), ": ", present ? "wrong" : "missing",
@@ -106,8 +107,7 @@ std::shared_ptr<grpc::Channel> ClusterAuth::Channel(const std::string& address) 
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
   factories.push_back(std::make_unique<CredentialInterceptorFactory>(secret_->text()));
   return grpc::experimental::CreateCustomChannelWithInterceptors(
-      address, grpc::InsecureChannelCredentials(), grpc::ChannelArguments(),
-      std::move(factories));
+      address, grpc::InsecureChannelCredentials(), grpc::ChannelArguments(), std::move(factories));
 }
 
 }  // namespace pdserve::service

@@ -35,16 +35,16 @@ namespace pdserve::service {
 inline constexpr char kClusterCredentialHeader[] = "x-pdserve-cluster-credential";
 
 struct ClusterAuthFlags {
-  std::string secret_file;         // --cluster-secret-file
-  bool insecure_no_auth = false;   // --insecure-no-auth
+  std::string secret_file;        // --cluster-secret-file
+  bool insecure_no_auth = false;  // --insecure-no-auth
 };
 
 class ClusterAuth {
  public:
   // The secret from flags.secret_file; without one, FailedPrecondition unless
   // insecure_no_auth (then a loud warning naming `process`). Both given: InvalidArgument.
-  static absl::StatusOr<std::shared_ptr<const ClusterAuth>> FromFlags(
-      const ClusterAuthFlags& flags, const std::string& process);
+  static absl::StatusOr<std::shared_ptr<const ClusterAuth>> FromFlags(const ClusterAuthFlags& flags,
+                                                                      const std::string& process);
   static std::shared_ptr<const ClusterAuth> WithSecret(ClusterSecret secret);
   // Accepts every call and attaches nothing (--insecure-no-auth, and unit tests of services).
   static std::shared_ptr<const ClusterAuth> Insecure();

@@ -46,7 +46,7 @@ TEST(ClusterSecretTest, SecretFileIsOwnerOnlyAndGoesAway) {
     ASSERT_TRUE(file.ok()) << file.status();
     path = (*file)->path();
     dir = path.substr(0, path.rfind('/'));
-    struct stat st{};
+    struct stat st {};
     ASSERT_EQ(stat(path.c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 0777, 0600u);
     ASSERT_EQ(stat(dir.c_str(), &st), 0);
@@ -74,10 +74,9 @@ TEST(ClusterSecretTest, ShortOrBinarySecretsAreRefused) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ClusterSecret::FromText(std::string(40, '\x01')).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ClusterSecret::FromText(std::string(20, 'a') + " " + std::string(20, 'b'))
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      ClusterSecret::FromText(std::string(20, 'a') + " " + std::string(20, 'b')).status().code(),
+      absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ClusterSecret::ReadFile("/nonexistent/secret").status().code(),
             absl::StatusCode::kFailedPrecondition);
 }

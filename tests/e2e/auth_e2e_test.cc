@@ -109,8 +109,8 @@ TEST(AuthE2eTest, InternalRpcsOnTheClientPortAreUnimplemented) {
     }
   }
   // ... while the internal port serves them to a caller with the secret.
-  EXPECT_TRUE(RawCall(cluster->internal_endpoint(), "/pdserve.v1.RouterControl/Heartbeat", &secret)
-                  .ok());
+  EXPECT_TRUE(
+      RawCall(cluster->internal_endpoint(), "/pdserve.v1.RouterControl/Heartbeat", &secret).ok());
   Client client(cluster->endpoint());
   ExpectUntouched(*cluster, client);
 }
@@ -132,12 +132,11 @@ TEST(AuthE2eTest, EveryInternalRpcWithoutOrWithAWrongCredentialIsUnauthenticated
     const std::vector<std::string> methods = MethodsOf(service);
     ASSERT_FALSE(methods.empty()) << service;
     for (const std::string& method : methods) {
-      for (const std::string* credential : {static_cast<const std::string*>(nullptr),
-                                            &kWrongSecret}) {
+      for (const std::string* credential :
+           {static_cast<const std::string*>(nullptr), &kWrongSecret}) {
         grpc::Status s = RawCall(address, method, credential);
         EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED)
-            << method << (credential ? " (wrong credential): " : " (none): ")
-            << s.error_message();
+            << method << (credential ? " (wrong credential): " : " (none): ") << s.error_message();
         EXPECT_THAT(s.error_message(), HasSubstr("cluster credential")) << method;
         ++checked;
       }
@@ -157,8 +156,8 @@ TEST(AuthE2eTest, EveryInternalRpcWithoutOrWithAWrongCredentialIsUnauthenticated
 
 // The attacks of the issue, as real requests, from a caller without the secret and from one
 // with a wrong secret, again and again while verified requests run.
-void Attack(const cluster::Cluster& cluster, const std::string& prefill,
-            const std::string& decode, std::atomic<int>& refused, std::atomic<int>& accepted) {
+void Attack(const cluster::Cluster& cluster, const std::string& prefill, const std::string& decode,
+            std::atomic<int>& refused, std::atomic<int>& accepted) {
   auto note = [&](const grpc::Status& s) {
     (s.error_code() == grpc::StatusCode::UNAUTHENTICATED ? refused : accepted).fetch_add(1);
   };
@@ -258,17 +257,15 @@ TEST(AuthE2eTest, ClusterKeepsServingVerifiedRequestsWhileUnauthenticatedCallsAr
 TEST(AuthE2eTest, HandStartedWorkerWithoutOrWithAnExposedSecretDoesNotJoin) {
   auto cluster = Start(Options("local", 1, 1));
   ASSERT_NE(cluster, nullptr);
-  const std::vector<std::string> common = {"decode",   "--router",     cluster->internal_endpoint(),
-                                           "--port",   "0",            "--num-blocks",
-                                           "16",       "--worker-id",  "stray"};
+  const std::vector<std::string> common = {"decode", "--router",    cluster->internal_endpoint(),
+                                           "--port", "0",           "--num-blocks",
+                                           "16",     "--worker-id", "stray"};
   Exit none = RunPdserve(common);
   EXPECT_EQ(none.code, 1) << none.output;
   EXPECT_THAT(none.output, HasSubstr("stray: no cluster secret. Give --cluster-secret-file FILE"));
 
   const std::string exposed = ::testing::TempDir() + "/exposed.secret";
-  {
-    std::ofstream(exposed) << ReadSecret(cluster->secret_file()) << "\n";
-  }
+  { std::ofstream(exposed) << ReadSecret(cluster->secret_file()) << "\n"; }
   chmod(exposed.c_str(), 0644);
   std::vector<std::string> args = common;
   args.insert(args.end(), {"--cluster-secret-file", exposed});

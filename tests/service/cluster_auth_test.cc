@@ -46,10 +46,9 @@ TEST(ClusterAuthTest, SecretFileGivesTheCredential) {
 }
 
 TEST(ClusterAuthTest, ExposedSecretFileOrBothFlagsAreRefused) {
-  EXPECT_EQ(ClusterAuth::FromFlags({.secret_file = SecretFileWithMode(0640)}, "router")
-                .status()
-                .code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      ClusterAuth::FromFlags({.secret_file = SecretFileWithMode(0640)}, "router").status().code(),
+      absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(ClusterAuth::FromFlags(
                 {.secret_file = SecretFileWithMode(0600), .insecure_no_auth = true}, "router")
                 .status()

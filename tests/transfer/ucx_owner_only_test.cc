@@ -41,7 +41,7 @@ std::vector<std::pair<std::string, mode_t>> MappedShmFiles() {
     if (at == std::string::npos) continue;
     std::string path = line.substr(at);
     if (const size_t del = path.find(" (deleted)"); del != std::string::npos) path.resize(del);
-    struct stat st{};
+    struct stat st {};
     if (stat(path.c_str(), &st) == 0) out.emplace_back(path, st.st_mode & 0777);
   }
   return out;

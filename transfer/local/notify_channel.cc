@@ -108,9 +108,8 @@ constexpr size_t kSeqBytes = sizeof(uint32_t);
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<NotifyListener>> NotifyListener::Start(NotificationInbox* inbox,
-                                                                      const std::string& agent,
-                                                                      const std::string& credential) {
+absl::StatusOr<std::unique_ptr<NotifyListener>> NotifyListener::Start(
+    NotificationInbox* inbox, const std::string& agent, const std::string& credential) {
   const std::string address = absl::StrCat("pdserve-kv-", getpid(), "-", absl::Hex(RandomId()));
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
@@ -238,7 +237,8 @@ void NotifyListener::Loop() {
         if (!sent) {
           // The sender's Connect fails: it never got a ring.
           log->error("agent {}: cannot give KV sender '{}' a notification ring: {}", agent_,
-                     absl::CEscape(c.agent), ring.ok() ? std::strerror(errno) : ring.status().ToString());
+                     absl::CEscape(c.agent),
+                     ring.ok() ? std::strerror(errno) : ring.status().ToString());
           close(fd);
           senders.erase(fd);
           break;

@@ -19,9 +19,8 @@ absl::Status CheckPeerIsSameUser(int fd) {
   // Another user's process must not inject notifications (nor receive our credential): the
   // pool, the ring and the secret are this user's only.
   if (cred.uid != geteuid()) {
-    return absl::PermissionDeniedError(absl::StrCat("process ", cred.pid, " runs as uid ",
-                                                    cred.uid, ", not as this user (uid ",
-                                                    geteuid(), ")"));
+    return absl::PermissionDeniedError(absl::StrCat("process ", cred.pid, " runs as uid ", cred.uid,
+                                                    ", not as this user (uid ", geteuid(), ")"));
   }
   return absl::OkStatus();
 }

@@ -38,7 +38,8 @@ absl::StatusOr<UcxSafeConfig> SafeUcxConfig(const char* env_tls, const char* env
     }
     if (kept.empty()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("UCX_TLS=", tls, " names only sysv, whose shared memory segments are "
+          absl::StrCat("UCX_TLS=", tls,
+                       " names only sysv, whose shared memory segments are "
                        "group-writable; use posix (and cma) instead"));
     }
     out.tls = absl::StrJoin(kept, ",");

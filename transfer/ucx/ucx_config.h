@@ -22,8 +22,8 @@
 namespace pdserve::transfer::ucx {
 
 struct UcxSafeConfig {
-  std::string tls;          // value for TLS
-  std::string net_devices;  // value for NET_DEVICES; empty: leave UCX's (the operator's)
+  std::string tls;                 // value for TLS
+  std::string net_devices;         // value for NET_DEVICES; empty: leave UCX's (the operator's)
   std::vector<std::string> notes;  // what was changed and why, for the log
 };
 

@@ -14,9 +14,9 @@ namespace pdserve::transfer::ucx {
 // One UCP context per process and per UCX_TLS value and network interface (UCX reads its
 // environment when a context is created, so a test that pins another UCX_TLS gets another
 // context). Every context excludes the group-writable sysv transport and keeps network
-// transports on the interface of the worker's advertised host (ucx_config.h says why). Shared by the pool
-// memory it allocates and by the transports, so that a pool UCX allocated is registered with
-// the context that will put from / into it.
+// transports on the interface of the worker's advertised host (ucx_config.h says why). Shared
+// by the pool memory it allocates and by the transports, so that a pool UCX allocated is
+// registered with the context that will put from / into it.
 class UcxContext {
  public:
   // `listen_host`: the address the worker advertises (TransportOptions::listen_host).
