@@ -7,8 +7,11 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <limits>
+#include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -90,6 +93,53 @@ void ExpectUntouched(cluster::Cluster& cluster, Client& client) {
   ASSERT_TRUE(out.status.ok()) << out.status.error_message();
   EXPECT_EQ(out.tokens, Expected(40, 12, 5));
   EXPECT_TRUE(cluster.CheckChildren().ok());
+}
+
+// Local addresses (hex, as /proc/net/tcp{,6} write them) of the TCP sockets `pid` listens on.
+std::vector<std::string> ListeningAddresses(pid_t pid) {
+  std::set<std::string> inodes;
+  const std::string fd_dir = absl::StrCat("/proc/", pid, "/fd");
+  for (const auto& entry : std::filesystem::directory_iterator(fd_dir)) {
+    std::error_code ec;
+    const std::string target = std::filesystem::read_symlink(entry.path(), ec).string();
+    if (!ec && target.rfind("socket:[", 0) == 0) inodes.insert(target.substr(8, target.size() - 9));
+  }
+  std::vector<std::string> out;
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+      std::istringstream f(line);
+      std::string sl, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
+      f >> sl >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >>
+          inode;
+      if (state == "0A" && inodes.contains(inode)) out.push_back(local);
+    }
+  }
+  return out;
+}
+
+// 127.0.0.1 as /proc/net/tcp (little-endian hex) or tcp6 (v4-mapped) writes it.
+bool IsLoopback(const std::string& address) {
+  const std::string host = address.substr(0, address.find(':'));
+  return host == "0100007F" || host == "0000000000000000FFFF00000100007F" ||
+         host == "00000000000000000000000001000000";
+}
+
+// SysV shared memory segments created by `pid`.
+int SysvSegmentsOf(pid_t pid) {
+  std::ifstream in("/proc/sysvipc/shm");
+  std::string line;
+  std::getline(in, line);
+  int n = 0;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string key, shmid, perms, size, cpid;
+    f >> key >> shmid >> perms >> size >> cpid;
+    if (cpid == std::to_string(pid)) ++n;
+  }
+  return n;
 }
 
 TEST(AuthE2eTest, InternalRpcsOnTheClientPortAreUnimplemented) {
@@ -283,6 +333,27 @@ TEST(AuthE2eTest, HandStartedWorkerWithoutOrWithAnExposedSecretDoesNotJoin) {
                                          "cluster credential"));
   Client client(cluster->endpoint());
   ExpectUntouched(*cluster, client);
+}
+
+TEST(AuthE2eTest, UcxWorkersListenOnlyOnTheirHostAndMakeNoSysvSegments) {
+  cluster::ClusterOptions options = Options("ucx", 1, 1);
+  options.env = {};  // UCX's default transports: sysv and every interface unless we say no
+  auto cluster = Start(options);
+  ASSERT_NE(cluster, nullptr);
+  Client client(cluster->endpoint());
+  Outcome out = client.Generate("ucx-1", 40, 8, 9);
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  EXPECT_EQ(out.tokens, Expected(40, 8, 9));
+  for (const std::string& name : cluster->ChildNames()) {
+    absl::StatusOr<pid_t> pid = cluster->Pid(name);
+    ASSERT_TRUE(pid.ok());
+    const std::vector<std::string> listening = ListeningAddresses(*pid);
+    EXPECT_FALSE(listening.empty()) << name;
+    for (const std::string& address : listening) {
+      EXPECT_TRUE(IsLoopback(address)) << name << " listens on " << address;
+    }
+    EXPECT_EQ(SysvSegmentsOf(*pid), 0) << name << " made SysV segments (mode 0660)";
+  }
 }
 
 }  // namespace
