@@ -34,6 +34,11 @@ inline void AddClusterAuthFlags(CLI::App* cmd, service::ClusterAuthFlags& auth) 
   cmd->add_flag("--insecure-no-auth", auth.insecure_no_auth,
                 "run the cluster-internal API without authentication (anyone who reaches it can "
                 "act as a worker or the router; docs/security.md)");
+  cmd->add_option("--tls-cert", auth.tls_cert,
+                  "TLS for the cluster-internal API: this process's certificate (PEM)");
+  cmd->add_option("--tls-key", auth.tls_key, "TLS: its private key (PEM, mode 0600)");
+  cmd->add_option("--tls-ca", auth.tls_ca,
+                  "TLS: the CA that signed every cluster member's certificate (PEM)");
 }
 
 inline std::shared_ptr<WorkerFlags> AddWorkerFlags(CLI::App* cmd) {

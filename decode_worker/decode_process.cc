@@ -89,7 +89,8 @@ absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
   service_options.address = absl::StrCat(options.host, ":", options.port);
   DecodeService service(engine, *transport, service_options);
   ASSIGN_OR_RETURN(service::RunningServer server,
-                   service::StartServer(options.host, options.port, {&service}));
+                   service::StartServer(options.host, options.port, {&service},
+                                        auth->ServerCredentials()));
 
   const service::WorkerPool pool{.transport_backend = transport->backend(),
                                   .transport_descriptor = descriptor,

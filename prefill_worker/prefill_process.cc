@@ -85,7 +85,8 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   service_options.auth = auth;
   PrefillService service(engine, *transport, service_options);
   ASSIGN_OR_RETURN(service::RunningServer server,
-                   service::StartServer(options.host, options.port, {&service}));
+                   service::StartServer(options.host, options.port, {&service},
+                                        auth->ServerCredentials()));
 
   const service::WorkerPool pool{.transport_backend = transport->backend(),
                                   .transport_descriptor = descriptor,

@@ -22,7 +22,8 @@ absl::Status RunRouter(RouterProcessOptions options) {
                    service::StartServer(options.host, options.port, {service.get()}));
   ASSIGN_OR_RETURN(
       service::RunningServer internal,
-      service::StartServer(options.internal_host, options.internal_port, {control.get()}));
+      service::StartServer(options.internal_host, options.internal_port, {control.get()},
+                           options.router.auth->ServerCredentials()));
   log->info("router for model {} (transfer {}), queue bound {}, batches up to {} tokens / {} "
             "requests; cluster-internal API on {} ({})",
             ModelSummary(options.router.config),

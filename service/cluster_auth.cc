@@ -1,16 +1,39 @@
 #include "service/cluster_auth.h"
 
 #include <grpcpp/support/client_interceptor.h>
+#include <sys/stat.h>
 
+#include <fstream>
+#include <sstream>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 
 namespace pdserve::service {
 namespace {
+
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag, bool is_key) {
+  std::ifstream in(path);
+  if (!in) return absl::FailedPreconditionError(absl::StrCat(flag, ": cannot read ", path));
+  if (is_key) {
+    // Like the secret: whoever reads the key is a cluster member.
+    struct stat st {};
+    if (stat(path.c_str(), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          flag, " ", path, " is accessible by group or others; run: chmod 600 ", path));
+    }
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  if (text.str().find("-----BEGIN") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, " ", path, " is not a PEM file"));
+  }
+  return text.str();
+}
 
 // Adds the credential to the initial metadata of every call on the channel.
 class CredentialInterceptor final : public grpc::experimental::Interceptor {
@@ -50,10 +73,12 @@ absl::StatusOr<std::shared_ptr<const ClusterAuth>> ClusterAuth::FromFlags(
     return absl::InvalidArgumentError(
         "--cluster-secret-file and --insecure-no-auth exclude each other");
   }
+  absl::StatusOr<std::optional<TlsFiles>> tls = ReadTls(flags);
+  if (!tls.ok()) return tls.status();
   if (!flags.secret_file.empty()) {
     absl::StatusOr<ClusterSecret> secret = ClusterSecret::ReadFile(flags.secret_file);
     if (!secret.ok()) return secret.status();
-    return WithSecret(std::move(*secret));
+    return std::shared_ptr<const ClusterAuth>(new ClusterAuth(std::move(*secret), std::move(*tls)));
   }
   if (!flags.insecure_no_auth) {
     return absl::FailedPreconditionError(
@@ -69,15 +94,38 @@ absl::StatusOr<std::shared_ptr<const ClusterAuth>> ClusterAuth::FromFlags(
       "can reach its port can register workers, read prompts and forge tokens. Use only on a "
       "machine and network no one else can reach (docs/security.md).",
       process);
-  return Insecure();
+  return std::shared_ptr<const ClusterAuth>(new ClusterAuth(std::nullopt, std::move(*tls)));
+}
+
+absl::StatusOr<std::optional<ClusterAuth::TlsFiles>> ClusterAuth::ReadTls(
+    const ClusterAuthFlags& flags) {
+  const int given = !flags.tls_cert.empty() + !flags.tls_key.empty() + !flags.tls_ca.empty();
+  if (given == 0) return std::optional<TlsFiles>();
+  if (given != 3) {
+    return absl::InvalidArgumentError("--tls-cert, --tls-key and --tls-ca go together");
+  }
+  TlsFiles tls;
+  ASSIGN_OR_RETURN(tls.cert, ReadPem(flags.tls_cert, "--tls-cert", /*is_key=*/false));
+  ASSIGN_OR_RETURN(tls.key, ReadPem(flags.tls_key, "--tls-key", /*is_key=*/true));
+  ASSIGN_OR_RETURN(tls.ca, ReadPem(flags.tls_ca, "--tls-ca", /*is_key=*/false));
+  return std::optional<TlsFiles>(std::move(tls));
+}
+
+std::shared_ptr<grpc::ServerCredentials> ClusterAuth::ServerCredentials() const {
+  if (!tls_) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions options(
+      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  options.pem_root_certs = tls_->ca;
+  options.pem_key_cert_pairs.push_back({tls_->key, tls_->cert});
+  return grpc::SslServerCredentials(options);
 }
 
 std::shared_ptr<const ClusterAuth> ClusterAuth::WithSecret(ClusterSecret secret) {
-  return std::shared_ptr<const ClusterAuth>(new ClusterAuth(std::move(secret)));
+  return std::shared_ptr<const ClusterAuth>(new ClusterAuth(std::move(secret), std::nullopt));
 }
 
 std::shared_ptr<const ClusterAuth> ClusterAuth::Insecure() {
-  return std::shared_ptr<const ClusterAuth>(new ClusterAuth(std::nullopt));
+  return std::shared_ptr<const ClusterAuth>(new ClusterAuth(std::nullopt, std::nullopt));
 }
 
 grpc::Status ClusterAuth::Check(const grpc::ServerContext& ctx, std::string_view method) const {
@@ -103,11 +151,19 @@ grpc::Status ClusterAuth::Check(const grpc::ServerContext& ctx, std::string_view
 }
 
 std::shared_ptr<grpc::Channel> ClusterAuth::Channel(const std::string& address) const {
-  if (!secret_) return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  std::shared_ptr<grpc::ChannelCredentials> transport = grpc::InsecureChannelCredentials();
+  if (tls_) {
+    grpc::SslCredentialsOptions options;
+    options.pem_root_certs = tls_->ca;
+    options.pem_private_key = tls_->key;
+    options.pem_cert_chain = tls_->cert;
+    transport = grpc::SslCredentials(options);
+  }
+  if (!secret_) return grpc::CreateChannel(address, transport);
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
   factories.push_back(std::make_unique<CredentialInterceptorFactory>(secret_->text()));
   return grpc::experimental::CreateCustomChannelWithInterceptors(
-      address, grpc::InsecureChannelCredentials(), grpc::ChannelArguments(), std::move(factories));
+      address, transport, grpc::ChannelArguments(), std::move(factories));
 }
 
 }  // namespace pdserve::service

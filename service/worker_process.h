@@ -77,8 +77,11 @@ struct RunningServer {
 
 // Builds and starts a server on host:port (0: a free port) with the given services. A port that
 // is taken is an error naming it (SO_REUSEPORT is off, so two servers never share a port).
-absl::StatusOr<RunningServer> StartServer(const std::string& host, int port,
-                                          const std::vector<grpc::Service*>& services);
+// `credentials`: null for plaintext (the client API), ClusterAuth::ServerCredentials() for the
+// cluster-internal API (TLS when configured).
+absl::StatusOr<RunningServer> StartServer(
+    const std::string& host, int port, const std::vector<grpc::Service*>& services,
+    std::shared_ptr<grpc::ServerCredentials> credentials = nullptr);
 
 // Prints "<what> listening on host:port" and writes the port file when one is named.
 absl::Status AnnounceListening(const std::string& what, const RunningServer& server,

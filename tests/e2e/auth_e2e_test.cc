@@ -7,6 +7,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -354,6 +355,40 @@ TEST(AuthE2eTest, UcxWorkersListenOnlyOnTheirHostAndMakeNoSysvSegments) {
     }
     EXPECT_EQ(SysvSegmentsOf(*pid), 0) << name << " made SysV segments (mode 0660)";
   }
+}
+
+// Writes a CA and one certificate for 127.0.0.1 signed by it into `dir`; false on failure.
+bool MakeTlsFiles(const std::string& dir) {
+  const std::string script = absl::StrCat(
+      "cd ", dir, " && printf 'subjectAltName=IP:127.0.0.1' > ext && ",
+      "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 ",
+      "-subj /CN=pdserve-test-ca && ",
+      "openssl req -newkey rsa:2048 -nodes -keyout node.key -out node.csr -subj /CN=node && ",
+      "openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out node.pem ",
+      "-days 1 -extfile ext && chmod 600 node.key");
+  return std::system(absl::StrCat("sh -c \"", script, "\" > /dev/null 2>&1").c_str()) == 0;
+}
+
+TEST(AuthE2eTest, InternalApiOverMutualTlsServesAndRefusesPlaintext) {
+  const std::string dir = ::testing::TempDir() + "/pdserve-tls";
+  std::filesystem::create_directories(dir);
+  ASSERT_TRUE(MakeTlsFiles(dir)) << "openssl failed in " << dir;
+  const std::vector<std::string> tls = {"--tls-cert",      dir + "/node.pem", "--tls-key",
+                                        dir + "/node.key", "--tls-ca",        dir + "/ca.pem"};
+  cluster::ClusterOptions options = Options("local", 1, 1);
+  for (auto* args : {&options.router_args, &options.prefill_args, &options.decode_args}) {
+    args->insert(args->end(), tls.begin(), tls.end());
+  }
+  auto cluster = Start(options);
+  ASSERT_NE(cluster, nullptr);
+  const std::string secret = ReadSecret(cluster->secret_file());
+  // Plaintext, even with the secret, does not reach the internal API.
+  grpc::Status plain =
+      RawCall(cluster->internal_endpoint(), "/pdserve.v1.RouterControl/Heartbeat", &secret);
+  EXPECT_EQ(plain.error_code(), grpc::StatusCode::UNAVAILABLE) << plain.error_message();
+  // Registration, heartbeats, Prefill, Allocate, Decode: all went over TLS.
+  Client client(cluster->endpoint());
+  ExpectUntouched(*cluster, client);
 }
 
 }  // namespace

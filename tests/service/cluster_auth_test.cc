@@ -56,5 +56,26 @@ TEST(ClusterAuthTest, ExposedSecretFileOrBothFlagsAreRefused) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(ClusterAuthTest, TlsFilesGoTogetherAndTheKeyMustBeOwnerOnly) {
+  const std::string secret = SecretFileWithMode(0600);
+  EXPECT_EQ(ClusterAuth::FromFlags({.secret_file = secret, .tls_cert = "/x.pem"}, "router")
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  const std::string pem = ::testing::TempDir() + "/auth-test.pem";
+  std::ofstream(pem) << "-----BEGIN CERTIFICATE-----\n";
+  chmod(pem.c_str(), 0644);
+  absl::StatusOr<std::shared_ptr<const ClusterAuth>> exposed = ClusterAuth::FromFlags(
+      {.secret_file = secret, .tls_cert = pem, .tls_key = pem, .tls_ca = pem}, "router");
+  EXPECT_EQ(exposed.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(exposed.status().message(), HasSubstr("--tls-key"));
+  chmod(pem.c_str(), 0600);
+  absl::StatusOr<std::shared_ptr<const ClusterAuth>> tls = ClusterAuth::FromFlags(
+      {.secret_file = secret, .tls_cert = pem, .tls_key = pem, .tls_ca = pem}, "router");
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  EXPECT_TRUE((*tls)->tls());
+  EXPECT_TRUE((*tls)->enabled());
+}
+
 }  // namespace
 }  // namespace pdserve::service
