@@ -21,6 +21,9 @@ absl::Status RunCluster(cluster::ClusterOptions options, bool quiet) {
   std::printf("pdserve cluster ready: router at %s (%d prefill, %d decode, transfer %s, model %s)\n",
               c.endpoint().c_str(), options.num_prefill, options.num_decode,
               options.transfer.c_str(), ModelSummary(c.model()).c_str());
+  // A line of its own: scripts parse the line above ("router at HOST:PORT (").
+  std::printf("  cluster-internal API at %s (authenticated; secret in %s)\n",
+              c.internal_endpoint().c_str(), c.secret_file().c_str());
   std::printf("  logs in %s\n", c.log_dir().c_str());
   std::printf("  try:  pdserve generate --endpoint %s --prompt-len 32 --max-tokens 16\n",
               c.endpoint().c_str());

@@ -2,6 +2,7 @@
 
 #include "cli/commands.h"
 #include "cli/model_flags.h"
+#include "cli/worker_flags.h"
 #include "service/worker_process.h"
 #include "router/router_process.h"
 
@@ -18,14 +19,23 @@ struct RouterFlags {
 
 void AddRouterCommand(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
-      "router", "Run the router: client API, scheduler, worker registry");
+      "router", "Run the router: client API, scheduler, worker registry (cluster-internal API)");
   auto f = std::make_shared<RouterFlags>();
   router::RouterProcessOptions& o = f->options;
   router::SchedulerConfig& s = o.router.scheduler;
   cmd->add_option("--host", o.host, "address to listen on")->capture_default_str();
-  cmd->add_option("--port", o.port, "gRPC port; 0 picks a free one and prints it")
+  cmd->add_option("--port", o.port, "client API port (Generate, GetStatus); 0 picks a free one")
       ->capture_default_str();
   cmd->add_option("--port-file", o.port_file, "write the bound port here once serving");
+  cmd->add_option("--internal-host", o.internal_host,
+                  "address of the cluster-internal API (default: --host)");
+  cmd->add_option("--internal-port", o.internal_port,
+                  "port of the cluster-internal API (worker registration; workers' --router); "
+                  "0 picks a free one")
+      ->capture_default_str();
+  cmd->add_option("--internal-port-file", o.internal_port_file,
+                  "write the bound internal port here once serving");
+  AddClusterAuthFlags(cmd, o.auth);
   auto model = ModelFlags::Add(cmd, "every worker must serve the same model");
   cmd->add_option("--transfer", o.router.transfer_backend,
                   "KV transfer backend every worker must use (default: any)");

@@ -25,6 +25,22 @@ struct WorkerFlags {
   }
 };
 
+// --cluster-secret-file / --insecure-no-auth of every cluster process (router and workers).
+inline void AddClusterAuthFlags(CLI::App* cmd, service::ClusterAuthFlags& auth) {
+  cmd->add_option("--cluster-secret-file", auth.secret_file,
+                  "file with the cluster secret (mode 0600, >= 32 characters, e.g. `openssl rand "
+                  "-hex 32`); the same file for the router and every worker")
+      ->check(CLI::ExistingFile);
+  cmd->add_flag("--insecure-no-auth", auth.insecure_no_auth,
+                "run the cluster-internal API without authentication (anyone who reaches it can "
+                "act as a worker or the router; docs/security.md)");
+  cmd->add_option("--tls-cert", auth.tls_cert,
+                  "TLS for the cluster-internal API: this process's certificate (PEM)");
+  cmd->add_option("--tls-key", auth.tls_key, "TLS: its private key (PEM, mode 0600)");
+  cmd->add_option("--tls-ca", auth.tls_ca,
+                  "TLS: the CA that signed every cluster member's certificate (PEM)");
+}
+
 inline std::shared_ptr<WorkerFlags> AddWorkerFlags(CLI::App* cmd) {
   auto f = std::make_shared<WorkerFlags>();
   service::WorkerProcessOptions& o = f->options;
@@ -33,7 +49,10 @@ inline std::shared_ptr<WorkerFlags> AddWorkerFlags(CLI::App* cmd) {
   cmd->add_option("--port", o.port, "gRPC port; 0 picks a free one and prints it")
       ->capture_default_str();
   cmd->add_option("--port-file", o.port_file, "write the bound port here once serving");
-  cmd->add_option("--router", o.router, "the router's host:port")->capture_default_str();
+  cmd->add_option("--router", o.router,
+                  "host:port of the router's cluster-internal API (its --internal-port)")
+      ->capture_default_str();
+  AddClusterAuthFlags(cmd, o.auth);
   f->model = ModelFlags::Add(cmd, "model flags must match the router's");
   cmd->add_option("--num-blocks", o.num_blocks, "KV pool size in blocks");
   cmd->add_option("--pool-gib", o.pool_gib, "KV pool size in GiB (default 1 GiB, at most 64 sequences of max_model_len)");

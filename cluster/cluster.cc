@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "service/grpc_util.h"
+#include "common/cluster_secret.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "pdserve.grpc.pb.h"
@@ -184,31 +185,43 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) 
   }
   std::unique_ptr<Cluster> cluster(new Cluster(std::move(options), std::move(model)));
   const ClusterOptions& o = cluster->options_;
+  // The children read the secret from a 0600 file, never from their command line.
+  ASSIGN_OR_RETURN(ClusterSecret secret, ClusterSecret::Generate());
+  ASSIGN_OR_RETURN(cluster->secret_file_, SecretFile::Create(secret));
+  const std::vector<std::string> auth_args = {"--cluster-secret-file", cluster->secret_file()};
   const std::vector<std::string> model_args = ModelFlagArgs(cluster->model_);
 
   const std::string router_port_file = o.log_dir + "/router.port";
+  const std::string internal_port_file = o.log_dir + "/router-internal.port";
   unlink(router_port_file.c_str());
+  unlink(internal_port_file.c_str());
   std::vector<std::string> router_args = {"router",          "--host",      o.host,
                                           "--port",          std::to_string(o.router_port),
                                           "--port-file",     router_port_file,
-                                          "--transfer",      o.transfer};
+                                          "--transfer",      o.transfer,
+                                          "--internal-port", "0",
+                                          "--internal-port-file", internal_port_file};
+  router_args.insert(router_args.end(), auth_args.begin(), auth_args.end());
   router_args.insert(router_args.end(), model_args.begin(), model_args.end());
   router_args.insert(router_args.end(), o.router_args.begin(), o.router_args.end());
   RETURN_IF_ERROR(cluster->Spawn("router", router_args));
   RETURN_IF_ERROR(
       cluster->WaitForPortFile(router_port_file, cluster->children_[0], &cluster->router_port_));
+  RETURN_IF_ERROR(cluster->WaitForPortFile(internal_port_file, cluster->children_[0],
+                                           &cluster->internal_port_));
 
   auto worker_args = [&](const std::string& role, int index, uint32_t blocks,
                          const std::vector<std::string>& extra) {
     std::vector<std::string> args = {role,         "--worker-id", absl::StrCat(role, "-", index),
                                      "--host",     o.host,        "--port",
-                                     "0",          "--router",    cluster->endpoint(),
+                                     "0",          "--router",    cluster->internal_endpoint(),
                                      "--transfer", o.transfer,    "--layout",
                                      o.layout,     "--compute",   o.compute,
                                      "--gpu",      o.gpu,         "--threads",
                                      std::to_string(role == "decode" && o.decode_threads >= 0
                                                         ? o.decode_threads
                                                         : o.threads)};
+    args.insert(args.end(), auth_args.begin(), auth_args.end());
     args.insert(args.end(), model_args.begin(), model_args.end());
     if (blocks > 0) {
       args.insert(args.end(), {"--num-blocks", std::to_string(blocks)});
@@ -236,6 +249,12 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) 
 }
 
 std::string Cluster::endpoint() const { return absl::StrCat(options_.host, ":", router_port_); }
+
+std::string Cluster::internal_endpoint() const {
+  return absl::StrCat(options_.host, ":", internal_port_);
+}
+
+const std::string& Cluster::secret_file() const { return secret_file_->path(); }
 
 std::vector<std::string> Cluster::ChildNames() const {
   std::vector<std::string> names;

@@ -25,6 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/cluster_secret.h"
 #include "common/model_config.h"
 #include "pdserve.pb.h"
 
@@ -78,6 +79,11 @@ class Cluster {
 
   // host:port of the router (the client endpoint).
   std::string endpoint() const;
+  // host:port of the router's cluster-internal API (RouterControl): workers' --router.
+  std::string internal_endpoint() const;
+  // The 0600 file holding this cluster's secret (removed with the cluster): what a process
+  // started by hand needs to join it (--cluster-secret-file).
+  const std::string& secret_file() const;
   const std::string& log_dir() const { return options_.log_dir; }
   const ClusterOptions& options() const { return options_; }
   // The resolved model every process was started with.
@@ -125,6 +131,8 @@ class Cluster {
   ClusterOptions options_;
   ModelConfig model_;
   int router_port_ = 0;
+  int internal_port_ = 0;
+  std::unique_ptr<SecretFile> secret_file_;
   std::vector<Child> children_;
   // A log folder this cluster made itself (no log_dir given) goes when the cluster is destroyed
   // after a clean run; after a failed start or an abnormal exit it stays for the operator.

@@ -118,6 +118,13 @@ absl::StatusOr<std::vector<BlockId>> DecodeEngine::Allocate(const std::string& r
                                                    " must be positive"));
   }
   const ModelConfig& config = cache_.config();
+  // One reservation holds at most one sequence of the model: a caller cannot take the whole
+  // pool with one call.
+  if (int64_t{prompt_len} + max_tokens > config.max_model_len) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request ", request_id, ": prompt_len ", prompt_len, " + max_tokens ", max_tokens,
+        " exceeds max_model_len ", config.max_model_len));
+  }
   const auto reserved =
       static_cast<uint32_t>(config.BlocksForTokens(int64_t{prompt_len} + max_tokens));
   const auto prompt_blocks = static_cast<uint32_t>(config.BlocksForTokens(prompt_len));

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <fstream>
 #include <iterator>
@@ -69,8 +70,16 @@ v1::WorkerCapacity DecodeService::Capacity() const {
   return out;
 }
 
-grpc::Status DecodeService::Allocate(grpc::ServerContext*, const v1::AllocateRequest* request,
+grpc::Status DecodeService::Allocate(grpc::ServerContext* ctx, const v1::AllocateRequest* request,
                                      v1::AllocateResponse* response) {
+  if (grpc::Status auth = options_.auth->Check(*ctx, "DecodeWorker.Allocate"); !auth.ok()) {
+    return auth;
+  }
+  if (request->request_id().empty() || request->request_id().size() > kMaxRequestIdBytes) {
+    return ToGrpc(absl::InvalidArgumentError(absl::StrCat(
+        "Allocate: a request id of ", request->request_id().size(), " bytes (1 to ",
+        kMaxRequestIdBytes, ")")));
+  }
   uint64_t epoch = 0;
   absl::StatusOr<std::vector<BlockId>> blocks = engine_.Allocate(
       request->request_id(), request->prompt_len(), request->max_tokens(), &epoch);
@@ -87,6 +96,9 @@ grpc::Status DecodeService::Allocate(grpc::ServerContext*, const v1::AllocateReq
 
 grpc::Status DecodeService::Decode(grpc::ServerContext* ctx, const v1::DecodeRequest* request,
                                    grpc::ServerWriter<v1::GenerateResponse>* writer) {
+  if (grpc::Status auth = options_.auth->Check(*ctx, "DecodeWorker.Decode"); !auth.ok()) {
+    return auth;
+  }
   auto log = ComponentLogger("decode");
   const std::string& id = request->request_id();
   if (request->prompt_tokens().empty() || request->max_tokens() <= 0) {
@@ -107,9 +119,12 @@ grpc::Status DecodeService::Decode(grpc::ServerContext* ctx, const v1::DecodeReq
                      lease->epoch)));
   }
   const ReleaseFence this_lease{.epoch = lease->epoch};
-  const absl::Duration transfer_timeout = request->transfer_timeout_ms() > 0
-                                              ? absl::Milliseconds(request->transfer_timeout_ms())
-                                              : options_.transfer_timeout;
+  // Bounded: the wait holds a server thread, and a caller must not park threads for days.
+  const absl::Duration transfer_timeout =
+      request->transfer_timeout_ms() > 0
+          ? std::min(absl::Milliseconds(request->transfer_timeout_ms()),
+                     std::max(options_.transfer_timeout, kMaxTransferWait))
+          : options_.transfer_timeout;
   // The prefill worker's notification says every byte of the prompt's KV has landed; only the
   // notification naming this reservation's epoch counts.
   if (absl::Status landed = transport_.WaitForNotification(
@@ -175,8 +190,11 @@ grpc::Status DecodeService::Decode(grpc::ServerContext* ctx, const v1::DecodeReq
   }
 }
 
-grpc::Status DecodeService::Release(grpc::ServerContext*, const v1::ReleaseRequest* request,
+grpc::Status DecodeService::Release(grpc::ServerContext* ctx, const v1::ReleaseRequest* request,
                                     v1::ReleaseResponse*) {
+  if (grpc::Status auth = options_.auth->Check(*ctx, "DecodeWorker.Release"); !auth.ok()) {
+    return auth;
+  }
   const std::string& id = request->request_id();
   ReleaseFence fence{.epoch = request->epoch(),
                      .writer_fenced = request->writer_fenced(),
@@ -262,8 +280,11 @@ void DecodeService::Sweep(absl::Duration allocation_lease) {
   }
 }
 
-grpc::Status DecodeService::GetStatus(grpc::ServerContext*, const v1::StatusRequest*,
+grpc::Status DecodeService::GetStatus(grpc::ServerContext* ctx, const v1::StatusRequest*,
                                       v1::WorkerStatus* response) {
+  if (grpc::Status auth = options_.auth->Check(*ctx, "DecodeWorker.GetStatus"); !auth.ok()) {
+    return auth;
+  }
   response->set_worker_id(options_.worker_id);
   response->set_role(v1::WORKER_ROLE_DECODE);
   response->set_address(options_.address);

@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "decode_worker/decode_engine.h"
 #include "pdserve.grpc.pb.h"
+#include "service/cluster_auth.h"
 #include "transfer/kv_transport.h"
 
 namespace pdserve::decode {
@@ -29,10 +30,17 @@ struct DecodeServiceOptions {
   // prefill side can take to write after the router gave up (a batch plus its 30 s transfer
   // timeout by default), so that the lease frees only blocks nobody will write.
   absl::Duration fence_lease = absl::Seconds(120);
+  // Every RPC is refused (UNAUTHENTICATED) unless it carries the cluster credential.
+  std::shared_ptr<const service::ClusterAuth> auth = service::ClusterAuth::Insecure();
 };
 
 class DecodeService final : public v1::DecodeWorker::Service {
  public:
+  // Inputs from another process are bounded here, where they are used.
+  static constexpr size_t kMaxRequestIdBytes = 1024;
+  // Longest KV wait a Decode may ask for beyond the worker's own --transfer-timeout-s.
+  static constexpr absl::Duration kMaxTransferWait = absl::Minutes(10);
+
   DecodeService(DecodeEngine& engine, transfer::KvTransport& transport,
                 DecodeServiceOptions options);
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/logging.h"
@@ -51,6 +52,16 @@ PrefillCounters PrefillEngine::counters() const {
 }
 
 absl::Status PrefillEngine::Validate(const PrefillItemSpec& item) const {
+  // Bounded before any work: a prompt is at most one sequence of the model, and its id goes
+  // into logs and notifications.
+  if (item.request_id.empty() || item.request_id.size() > kMaxRequestIdBytes ||
+      item.prompt.size() > static_cast<size_t>(cache_.config().max_model_len)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request '", absl::CEscape(item.request_id.substr(0, 64)), "': id of ",
+        item.request_id.size(), " bytes (1 to ", kMaxRequestIdBytes, ") or prompt of ",
+        item.prompt.size(), " tokens (at most max_model_len ", cache_.config().max_model_len,
+        ")"));
+  }
   const auto blocks =
       static_cast<uint32_t>(cache_.config().BlocksForTokens(static_cast<int64_t>(item.prompt.size())));
   if (item.prompt.empty() || item.decode_blocks.size() != blocks) {

@@ -97,6 +97,9 @@ struct PrefillCounters {
 
 class PrefillEngine {
  public:
+  // Longest request id an item may carry (InvalidArgument past it).
+  static constexpr size_t kMaxRequestIdBytes = 1024;
+
   PrefillEngine(KvCache& cache, transfer::KvTransport& transport, PrefillEngineOptions options);
 
   // Loads (or replaces) a decode worker's pool as a transfer peer; `num_blocks` is its pool's size

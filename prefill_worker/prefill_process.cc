@@ -20,6 +20,8 @@ namespace pdserve::prefill {
 absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   auto log = ComponentLogger("prefill");
   if (options.worker_id.empty()) options.worker_id = absl::StrCat("prefill-", getpid());
+  ASSIGN_OR_RETURN(std::shared_ptr<const service::ClusterAuth> auth,
+                   service::ClusterAuth::FromFlags(options.auth, options.worker_id));
   ASSIGN_OR_RETURN(ModelConfig config, ResolveModelConfig(options.model));
   ASSIGN_OR_RETURN(KvLayout layout, ParseKvLayout(options.layout));
   ASSIGN_OR_RETURN(uint32_t num_blocks,
@@ -52,6 +54,9 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   transport_options.backend = compute.transport_backend;
   transport_options.pool_memory = compute.pool_memory;
   transport_options.agent_name = options.worker_id;
+  // KV notification endpoints accept only senders that present the cluster secret.
+  transport_options.peer_credential = auth->credential();
+  transport_options.listen_host = options.host;
   ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache,
                    transfer::CreatePoolCache(transport_options, config, num_blocks, layout));
   ASSIGN_OR_RETURN(std::unique_ptr<transfer::KvTransport> transport,
@@ -86,9 +91,11 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   PrefillEngine engine(*cache, *transport, engine_options);
   PrefillServiceOptions service_options;
   service_options.worker_id = options.worker_id;
+  service_options.auth = auth;
   PrefillService service(engine, *transport, service_options);
   ASSIGN_OR_RETURN(service::RunningServer server,
-                   service::StartServer(options.host, options.port, {&service}));
+                   service::StartServer(options.host, options.port, {&service},
+                                        auth->ServerCredentials()));
 
   const service::WorkerPool pool{.transport_backend = transport->backend(),
                                   .transport_descriptor = descriptor,
@@ -96,9 +103,10 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
                                   .block_bytes = static_cast<uint64_t>(cache->geometry().block_bytes()),
                                   .layout = std::string(KvLayoutName(layout)),
                                   .block_size = static_cast<uint32_t>(config.block_size)};
-  const service::RouterLinkOptions link_options =
+  service::RouterLinkOptions link_options =
       service::WorkerLinkOptions(options, config, v1::WORKER_ROLE_PREFILL, server.address(),
                                  pool);
+  link_options.auth = auth;
   log->info("{}: model {}, {}", options.worker_id, ModelSummary(config),
             service::DescribeWorkerPool(options, pool));
   RETURN_IF_ERROR(service::AnnounceListening(

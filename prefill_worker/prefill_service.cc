@@ -46,6 +46,9 @@ v1::PrefillCancelOutcome ToProto(CancelOutcome outcome) {
 
 grpc::Status PrefillService::Prefill(grpc::ServerContext* ctx, const v1::PrefillBatchRequest* request,
                                      v1::PrefillBatchResponse* response) {
+  if (grpc::Status auth = options_.auth->Check(*ctx, "PrefillWorker.Prefill"); !auth.ok()) {
+    return auth;
+  }
   std::vector<PrefillItemSpec> items;
   items.reserve(request->items_size());
   for (const v1::PrefillItem& in : request->items()) {
@@ -83,6 +86,9 @@ grpc::Status PrefillService::Prefill(grpc::ServerContext* ctx, const v1::Prefill
 grpc::Status PrefillService::Cancel(grpc::ServerContext* ctx,
                                     const v1::PrefillCancelRequest* request,
                                     v1::PrefillCancelResponse* response) {
+  if (grpc::Status auth = options_.auth->Check(*ctx, "PrefillWorker.Cancel"); !auth.ok()) {
+    return auth;
+  }
   if (request->items_size() > kMaxCancelItems) {
     return service::ToGrpc(absl::InvalidArgumentError(
         absl::StrCat("Cancel names ", request->items_size(), " items; at most ",
@@ -108,20 +114,30 @@ grpc::Status PrefillService::Cancel(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
-grpc::Status PrefillService::AddPeer(grpc::ServerContext*, const v1::AddPeerRequest* request,
+grpc::Status PrefillService::AddPeer(grpc::ServerContext* ctx, const v1::AddPeerRequest* request,
                                      v1::AddPeerResponse*) {
+  if (grpc::Status auth = options_.auth->Check(*ctx, "PrefillWorker.AddPeer"); !auth.ok()) {
+    return auth;
+  }
   return service::ToGrpc(
       engine_.AddPeer(request->worker_id(), request->kv_pool().transport_descriptor(),
                       request->kv_pool().num_blocks()));
 }
 
-grpc::Status PrefillService::RemovePeer(grpc::ServerContext*, const v1::RemovePeerRequest* request,
+grpc::Status PrefillService::RemovePeer(grpc::ServerContext* ctx,
+                                        const v1::RemovePeerRequest* request,
                                         v1::RemovePeerResponse*) {
+  if (grpc::Status auth = options_.auth->Check(*ctx, "PrefillWorker.RemovePeer"); !auth.ok()) {
+    return auth;
+  }
   return service::ToGrpc(engine_.RemovePeer(request->worker_id()));
 }
 
-grpc::Status PrefillService::GetStatus(grpc::ServerContext*, const v1::StatusRequest*,
+grpc::Status PrefillService::GetStatus(grpc::ServerContext* ctx, const v1::StatusRequest*,
                                        v1::WorkerStatus* response) {
+  if (grpc::Status auth = options_.auth->Check(*ctx, "PrefillWorker.GetStatus"); !auth.ok()) {
+    return auth;
+  }
   response->set_worker_id(options_.worker_id);
   response->set_role(v1::WORKER_ROLE_PREFILL);
   response->set_address(options_.address);

@@ -6,12 +6,15 @@
 
 #include "pdserve.grpc.pb.h"
 #include "prefill_worker/prefill_engine.h"
+#include "service/cluster_auth.h"
 
 namespace pdserve::prefill {
 
 struct PrefillServiceOptions {
   std::string worker_id = "prefill-0";
   std::string address;
+  // Every RPC is refused (UNAUTHENTICATED) unless it carries the cluster credential.
+  std::shared_ptr<const service::ClusterAuth> auth = service::ClusterAuth::Insecure();
 };
 
 class PrefillService final : public v1::PrefillWorker::Service {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/synthetic_model.h"
@@ -10,6 +11,11 @@ namespace pdserve::router {
 
 absl::StatusOr<std::vector<int32_t>> PromptOf(const v1::GenerateRequest& request,
                                               const std::string& id, const ModelConfig& config) {
+  if (id.size() > kMaxRequestIdBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request '", absl::CEscape(id.substr(0, 32)), "...': a request id of ", id.size(),
+        " bytes (at most ", kMaxRequestIdBytes, ")"));
+  }
   auto invalid = [&id](auto&&... parts) {
     return absl::InvalidArgumentError(absl::StrCat("request ", id, ": ", parts...));
   };

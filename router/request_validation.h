@@ -11,7 +11,11 @@
 
 namespace pdserve::router {
 
-// InvalidArgument for: no prompt or more than one kind of prompt, non-positive prompt_len or
+// Longest request id a client may choose: ids travel to every worker and into their logs.
+inline constexpr size_t kMaxRequestIdBytes = 256;
+
+// InvalidArgument for: a request id longer than kMaxRequestIdBytes (named escaped and cut), no
+// prompt or more than one kind of prompt, non-positive prompt_len or
 // max_tokens, token ids outside the vocabulary, prompt + max_tokens beyond max_model_len, an
 // unknown preset or one other than the cluster's.
 absl::StatusOr<std::vector<int32_t>> PromptOf(const v1::GenerateRequest& request,

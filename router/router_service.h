@@ -37,6 +37,7 @@
 #include "common/model_config.h"
 #include "pdserve.grpc.pb.h"
 #include "router/scheduler.h"
+#include "service/cluster_auth.h"
 
 namespace pdserve::router {
 
@@ -52,8 +53,14 @@ struct RouterOptions {
   absl::Duration decode_timeout = absl::Seconds(600);  // a whole Decode stream
   absl::Duration queue_timeout = absl::Seconds(300);   // longest wait in the queue
   int executor_threads = 8;
+  // Attaches the cluster credential to every call to a worker (null: none, as
+  // ClusterAuth::Insecure()).
+  std::shared_ptr<const service::ClusterAuth> auth;
 };
 
+// The client API (Router: Generate, GetStatus). Worker registration and heartbeats are served by
+// RouterControlService (router_control.h) on the internal port, which authenticates the caller
+// and then calls RegisterWorker / Heartbeat here.
 class RouterService final : public v1::Router::Service {
  public:
   explicit RouterService(RouterOptions options);
@@ -63,10 +70,12 @@ class RouterService final : public v1::Router::Service {
 
   grpc::Status Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* request,
                         grpc::ServerWriter<v1::GenerateResponse>* writer) override;
+  // Not RPCs of this service (the client port answers UNIMPLEMENTED for them): called by
+  // RouterControlService once the caller is authenticated.
   grpc::Status RegisterWorker(grpc::ServerContext* ctx, const v1::RegisterWorkerRequest* request,
-                              v1::RegisterWorkerResponse* response) override;
+                              v1::RegisterWorkerResponse* response);
   grpc::Status Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* request,
-                         v1::HeartbeatResponse* response) override;
+                         v1::HeartbeatResponse* response);
   grpc::Status GetStatus(grpc::ServerContext* ctx, const v1::StatusRequest* request,
                          v1::ClusterStatus* response) override;
 

@@ -42,7 +42,8 @@ grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
   worker->kv_pool = request->kv_pool();
   worker->capacity = request->capacity();
   worker->last_heartbeat = absl::Now();
-  auto channel = grpc::CreateChannel(request->address(), grpc::InsecureChannelCredentials());
+  auto channel = (options_.auth ? options_.auth : service::ClusterAuth::Insecure())
+                     ->Channel(request->address());
   if (prefill) {
     worker->prefill = v1::PrefillWorker::NewStub(channel);
   } else {

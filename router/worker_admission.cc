@@ -1,5 +1,8 @@
 #include "router/worker_admission.h"
 
+#include <algorithm>
+
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "proto/model_spec.h"
 
@@ -11,6 +14,19 @@ absl::Status CheckWorkerRegistration(const v1::RegisterWorkerRequest& request,
   if (id.empty() || request.address().empty() ||
       (request.role() != v1::WORKER_ROLE_PREFILL && request.role() != v1::WORKER_ROLE_DECODE)) {
     return absl::InvalidArgumentError("registration needs a worker id, an address and a role");
+  }
+  // Bounded and printable: ids and addresses go into logs, status replies and other workers.
+  auto printable = [](const std::string& s) {
+    return std::all_of(s.begin(), s.end(), [](char c) { return c > ' ' && c <= '~'; });
+  };
+  if (id.size() > kMaxWorkerIdBytes || !printable(id) ||
+      request.address().size() > kMaxWorkerAddressBytes || !printable(request.address()) ||
+      request.kv_pool().transport_descriptor().size() > kMaxPoolDescriptorBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "registration of worker '", absl::CEscape(id.substr(0, kMaxWorkerIdBytes)),
+        "': id (at most ", kMaxWorkerIdBytes, " printable bytes), address (",
+        kMaxWorkerAddressBytes, ") or pool descriptor (", kMaxPoolDescriptorBytes,
+        ") out of bounds"));
   }
   v1::ModelSpec spec = request.model();
   if (!request.has_model()) spec.set_preset(request.preset());

@@ -17,6 +17,12 @@ namespace pdserve::router {
 // naming the worker, both models and the fields that differ, for a worker serving another model
 // or a pool whose blocks are not this model's blocks. A registration without a model spec
 // (older workers) is taken as the preset's defaults.
+inline constexpr size_t kMaxWorkerIdBytes = 128;
+inline constexpr size_t kMaxWorkerAddressBytes = 256;
+inline constexpr size_t kMaxPoolDescriptorBytes = 64 << 10;
+
+// InvalidArgument too for an id or address that is not printable ASCII or is longer than its
+// bound, or a pool descriptor over kMaxPoolDescriptorBytes.
 absl::Status CheckWorkerRegistration(const v1::RegisterWorkerRequest& request,
                                      const ModelConfig& cluster);
 

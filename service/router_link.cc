@@ -11,8 +11,9 @@ namespace pdserve::service {
 
 RouterLink::RouterLink(RouterLinkOptions options, CapacityFn capacity)
     : options_(std::move(options)), capacity_(std::move(capacity)) {
-  stub_ = v1::Router::NewStub(
-      grpc::CreateChannel(options_.router_address, grpc::InsecureChannelCredentials()));
+  const std::shared_ptr<const ClusterAuth> auth =
+      options_.auth != nullptr ? options_.auth : ClusterAuth::Insecure();
+  stub_ = v1::RouterControl::NewStub(auth->Channel(options_.router_address));
 }
 
 absl::StatusOr<std::unique_ptr<RouterLink>> RouterLink::Start(RouterLinkOptions options,

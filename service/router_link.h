@@ -15,11 +15,14 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "pdserve.grpc.pb.h"
+#include "service/cluster_auth.h"
 
 namespace pdserve::service {
 
 struct RouterLinkOptions {
-  std::string router_address;  // host:port
+  std::string router_address;  // host:port of the router's internal API (RouterControl)
+  // Attaches the cluster credential to every call (null: none).
+  std::shared_ptr<const ClusterAuth> auth;
   v1::RegisterWorkerRequest registration;
   absl::Duration register_timeout = absl::Seconds(30);
   absl::Duration rpc_timeout = absl::Seconds(10);
@@ -43,7 +46,7 @@ class RouterLink {
 
   RouterLinkOptions options_;
   CapacityFn capacity_;
-  std::unique_ptr<v1::Router::Stub> stub_;
+  std::unique_ptr<v1::RouterControl::Stub> stub_;
   absl::Duration interval_ = absl::Milliseconds(500);
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;

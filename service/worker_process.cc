@@ -67,11 +67,13 @@ absl::StatusOr<uint32_t> PoolBlocks(const ModelConfig& config, uint32_t num_bloc
 std::string RunningServer::address() const { return absl::StrCat(host, ":", port); }
 
 absl::StatusOr<RunningServer> StartServer(const std::string& host, int port,
-                                          const std::vector<grpc::Service*>& services) {
+                                          const std::vector<grpc::Service*>& services,
+                                          std::shared_ptr<grpc::ServerCredentials> credentials) {
   grpc::ServerBuilder builder;
   RunningServer out;
   out.host = host;
-  builder.AddListeningPort(absl::StrCat(host, ":", port), grpc::InsecureServerCredentials(),
+  builder.AddListeningPort(absl::StrCat(host, ":", port),
+                           credentials ? credentials : grpc::InsecureServerCredentials(),
                            &out.port);
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   for (grpc::Service* service : services) builder.RegisterService(service);

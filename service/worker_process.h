@@ -16,6 +16,7 @@
 #include "common/model_config.h"
 #include "common/roofline.h"
 #include "kvcache/kv_memory.h"
+#include "service/cluster_auth.h"
 
 namespace pdserve::service {
 
@@ -24,7 +25,8 @@ struct WorkerProcessOptions {
   std::string host = "127.0.0.1";
   int port = 0;                     // 0: pick a free one
   std::string port_file;            // written with the bound port once serving
-  std::string router = "127.0.0.1:50051";
+  std::string router = "127.0.0.1:50052";  // the router's internal API (--internal-port)
+  ClusterAuthFlags auth;            // --cluster-secret-file / --insecure-no-auth
   ModelOverrides model;             // preset, block size, dtype: must resolve to the router's
   uint32_t num_blocks = 0;          // KV pool size in blocks, or
   double pool_gib = 0;              // in GiB (default: 1 GiB, at most 64 max-length sequences)
@@ -78,8 +80,11 @@ struct RunningServer {
 
 // Builds and starts a server on host:port (0: a free port) with the given services. A port that
 // is taken is an error naming it (SO_REUSEPORT is off, so two servers never share a port).
-absl::StatusOr<RunningServer> StartServer(const std::string& host, int port,
-                                          const std::vector<grpc::Service*>& services);
+// `credentials`: null for plaintext (the client API), ClusterAuth::ServerCredentials() for the
+// cluster-internal API (TLS when configured).
+absl::StatusOr<RunningServer> StartServer(
+    const std::string& host, int port, const std::vector<grpc::Service*>& services,
+    std::shared_ptr<grpc::ServerCredentials> credentials = nullptr);
 
 // Prints "<what> listening on host:port" and writes the port file when one is named.
 absl::Status AnnounceListening(const std::string& what, const RunningServer& server,

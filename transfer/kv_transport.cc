@@ -16,9 +16,11 @@ namespace {
 struct Backend {
   const char* name;
   std::function<absl::StatusOr<std::unique_ptr<KvTransport>>(const TransportOptions&)> make;
-  std::function<absl::StatusOr<std::unique_ptr<KvMemory>>(size_t)> allocate;
+  using Allocate =
+      std::function<absl::StatusOr<std::unique_ptr<KvMemory>>(const TransportOptions&, size_t)>;
+  Allocate allocate;
   // Pools in device memory (TransportOptions::pool_memory kCuda); empty: the backend has none.
-  std::function<absl::StatusOr<std::unique_ptr<KvMemory>>(size_t)> allocate_device = nullptr;
+  Allocate allocate_device = nullptr;
   std::function<std::string()> runtime = nullptr;
 };
 
@@ -26,12 +28,21 @@ struct Backend {
 // here plus its own folder.
 const std::vector<Backend>& Backends() {
   static const std::vector<Backend> backends = {
-      {"local", local::MakeLocalTransport, local::AllocateLocalPoolMemory},
-      {"ucx", ucx::MakeUcxTransport, ucx::AllocateUcxPoolMemory,
-       ucx::AllocateUcxDevicePoolMemory, ucx::UcxRuntimeSummary},
+      {"local", local::MakeLocalTransport,
+       [](const TransportOptions&, size_t b) { return local::AllocateLocalPoolMemory(b); }},
+      // ucx: the pool must come from the context of the transport that registers it.
+      {"ucx", ucx::MakeUcxTransport,
+       [](const TransportOptions& o, size_t b) {
+         return ucx::AllocateUcxPoolMemory(b, o.listen_host);
+       },
+       [](const TransportOptions& o, size_t b) {
+         return ucx::AllocateUcxDevicePoolMemory(b, o.listen_host);
+       },
+       ucx::UcxRuntimeSummary},
 #if defined(PDSERVE_HAS_CUDA)
-      {"cuda-ipc", cuda_ipc::MakeCudaIpcTransport, cuda_ipc::AllocateCudaIpcPoolMemory,
-       cuda_ipc::AllocateCudaIpcPoolMemory},
+      {"cuda-ipc", cuda_ipc::MakeCudaIpcTransport,
+       [](const TransportOptions&, size_t b) { return cuda_ipc::AllocateCudaIpcPoolMemory(b); },
+       [](const TransportOptions&, size_t b) { return cuda_ipc::AllocateCudaIpcPoolMemory(b); }},
 #endif
   };
   return backends;
@@ -64,12 +75,12 @@ absl::StatusOr<std::unique_ptr<KvMemory>> AllocatePoolMemory(const TransportOpti
                                                              size_t bytes) {
   absl::StatusOr<const Backend*> backend = FindBackend(options.backend);
   if (!backend.ok()) return backend.status();
-  if (options.pool_memory != MemoryKind::kCuda) return (*backend)->allocate(bytes);
+  if (options.pool_memory != MemoryKind::kCuda) return (*backend)->allocate(options, bytes);
   if (!(*backend)->allocate_device) {
     return absl::FailedPreconditionError(absl::StrCat(
         "KV transfer backend '", options.backend, "' cannot use a pool in device memory"));
   }
-  return (*backend)->allocate_device(bytes);
+  return (*backend)->allocate_device(options, bytes);
 }
 
 absl::StatusOr<std::string> KvTransportRuntime(const std::string& name) {

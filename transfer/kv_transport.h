@@ -58,6 +58,13 @@ struct TransportOptions {
   // Where AllocatePoolMemory puts the pool: kCuda asks for device memory (cuda-ipc pools are
   // always there; ucx needs a UCX with CUDA transports, see KvTransportRuntime; local has none).
   MemoryKind pool_memory = MemoryKind::kHost;
+  // What a sender presents to this transport's notification endpoint, and what it presents to
+  // its peers' (the cluster secret, common/cluster_secret.h). Empty: none is asked for or sent
+  // (--insecure-no-auth). Notification endpoints also refuse processes of another user.
+  std::string peer_credential;
+  // The address this worker advertises: network transports listen only on the interface that
+  // carries it (ucx: UCX_NET_DEVICES, unless the operator set it), not on every interface.
+  std::string listen_host = "127.0.0.1";
 };
 
 struct TransferStats {
@@ -83,6 +90,10 @@ struct TransportCounters {
   uint64_t operations_issued = 0;   // after coalescing
   uint64_t notifications_received = 0;
   uint64_t senders_lost = 0;  // receiving side: sender connections that went away (local)
+  // Receiving side: senders refused (another user, no or a wrong cluster credential, a
+  // malformed hello, too much buffered) and notifications dropped (ucx: no or a wrong
+  // credential; every backend: the inbox full).
+  uint64_t senders_refused = 0;
   std::string transports;     // "memcpy" for local; UCX's selected transports for ucx
 };
 

@@ -2,14 +2,38 @@
 
 #include <algorithm>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 
 namespace pdserve::transfer {
 
-void NotificationInbox::Push(Notification n) {
-  absl::MutexLock lock(&mu_);
-  pending_.push_back(std::move(n));
-  ++received_;
+namespace {
+size_t BytesOf(const Notification& n) { return n.sender.size() + n.message.size(); }
+}  // namespace
+
+bool NotificationInbox::Push(Notification n) {
+  uint64_t dropped = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (pending_.size() < kMaxPending && pending_bytes_ + BytesOf(n) <= kMaxPendingBytes) {
+      pending_bytes_ += BytesOf(n);
+      pending_.push_back(std::move(n));
+      ++received_;
+      return true;
+    }
+    dropped = ++dropped_;
+  }
+  // Outside the lock; the first few and then every 1000th, so that a flood does not flood
+  // the log.
+  if (dropped <= 10 || dropped % 1000 == 0) {
+    ComponentLogger("transfer")->warn(
+        "KV notification inbox full ({} notifications / {} bytes unconsumed): dropped '{}' from "
+        "'{}' ({} dropped so far)",
+        kMaxPending, kMaxPendingBytes, absl::CEscape(n.message.substr(0, 128)),
+        absl::CEscape(n.sender.substr(0, 128)), dropped);
+  }
+  return false;
 }
 
 std::vector<Notification> NotificationInbox::TakeAll() {
@@ -19,6 +43,7 @@ std::vector<Notification> NotificationInbox::TakeAll() {
   {
     absl::MutexLock lock(&mu_);
     taken.swap(pending_);
+    pending_bytes_ = 0;
   }
   return std::vector<Notification>(std::make_move_iterator(taken.begin()),
                                    std::make_move_iterator(taken.end()));
@@ -36,8 +61,15 @@ absl::Status NotificationInbox::WaitFor(const std::string& message, absl::Durati
         absl::StrCat("no KV transfer notification '", message, "' within ",
                      absl::FormatDuration(timeout), ": the batch did not complete"));
   }
-  pending_.erase(find());
+  const auto found = find();
+  pending_bytes_ -= BytesOf(*found);
+  pending_.erase(found);
   return absl::OkStatus();
+}
+
+uint64_t NotificationInbox::dropped() const {
+  absl::MutexLock lock(&mu_);
+  return dropped_;
 }
 
 uint64_t NotificationInbox::received() const {

@@ -15,18 +15,28 @@ namespace pdserve::transfer {
 
 // Notifications that arrived and nobody consumed yet. The backend's receive path pushes (only
 // after the batch's bytes are in the pool); callers take or wait. Each is consumed once.
+// Bounded: a sender that sends notifications nobody waits for cannot grow the receiver without
+// limit; past the bound new ones are dropped (and logged, escaped): their requests then time
+// out waiting, as for a lost transfer.
 class NotificationInbox {
  public:
-  void Push(Notification n);
+  static constexpr size_t kMaxPending = 65536;
+  static constexpr size_t kMaxPendingBytes = 64 << 20;  // message + sender bytes
+
+  // False (and the notification dropped) when the inbox is full.
+  bool Push(Notification n);
   std::vector<Notification> TakeAll();
   // Consumes the first notification carrying `message`; DeadlineExceeded after `timeout`.
   absl::Status WaitFor(const std::string& message, absl::Duration timeout);
   uint64_t received() const;
+  uint64_t dropped() const;
 
  private:
   mutable absl::Mutex mu_;
   std::deque<Notification> pending_ ABSL_GUARDED_BY(mu_);
   uint64_t received_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace pdserve::transfer

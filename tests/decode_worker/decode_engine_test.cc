@@ -109,6 +109,16 @@ TEST(DecodeEngineTest, AllocateFailsWholeWhenReservationExceedsUnreservedBlocks)
   EXPECT_EQ(engine.Capacity().free_blocks, 9u);
 }
 
+TEST(DecodeEngineTest, OneAllocateReservesAtMostOneMaxLengthSequence) {
+  // Issue 16: two Allocate calls with huge lengths took every block of a pool.
+  auto cache = Pool(4 * static_cast<uint32_t>(Tiny().BlocksForTokens(Tiny().max_model_len)));
+  DecodeEngine engine(*cache, {});
+  absl::StatusOr<std::vector<BlockId>> hog = engine.Allocate("hog", 16, Tiny().max_model_len);
+  EXPECT_EQ(hog.status().code(), absl::StatusCode::kInvalidArgument) << hog.status();
+  EXPECT_EQ(engine.Capacity().reserved_blocks, 0u);
+  EXPECT_TRUE(engine.Allocate("fits", 16, Tiny().max_model_len - 16).ok());
+}
+
 TEST(DecodeEngineTest, EveryBlockIsFreeAfterRequestsFinish) {
   auto cache = Pool(32);
   DecodeEngine engine(*cache, {});

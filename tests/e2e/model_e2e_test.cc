@@ -13,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/e2e_cluster.h"
+#include "tests/e2e/e2e_process.h"
 
 namespace pdserve::e2e {
 namespace {
@@ -30,25 +31,6 @@ cluster::ClusterOptions Fp32Blocks32Cluster() {
   o.prefill_blocks = 64;  // 64 x 32 tokens
   o.decode_blocks = 64;
   return o;
-}
-
-struct Exit {
-  int code = -1;
-  std::string output;  // stdout and stderr
-};
-
-// Runs the pdserve binary with `args` (no shell quoting needed: plain words) and waits for it.
-Exit RunPdserve(const std::vector<std::string>& args) {
-  const std::string command =
-      absl::StrCat("timeout 60 ", PDSERVE_BINARY, " ", absl::StrJoin(args, " "), " 2>&1");
-  Exit out;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return out;
-  char buf[4096];
-  for (size_t n; (n = fread(buf, 1, sizeof(buf), pipe)) > 0;) out.output.append(buf, n);
-  const int status = pclose(pipe);
-  out.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
 }
 
 TEST(ModelE2eTest, UnresolvableModelIsInvalidArgumentBeforeAnythingStarts) {
@@ -91,8 +73,10 @@ TEST(ModelE2eTest, Fp32Blocks32ClusterServesAndReportsItsModel) {
 TEST(ModelE2eTest, WorkerWithAnotherDtypeOrBlockSizeIsRefusedWithAClearError) {
   auto cluster = Start(Fp32Blocks32Cluster());
   ASSERT_NE(cluster, nullptr);
-  const std::vector<std::string> common = {"--router", cluster->endpoint(), "--port", "0",
-                                           "--num-blocks", "16"};
+  const std::vector<std::string> common = {"--router",       cluster->internal_endpoint(),
+                                           "--cluster-secret-file", cluster->secret_file(),
+                                           "--port",         "0",
+                                           "--num-blocks",   "16"};
   std::vector<std::string> args = {"decode", "--worker-id", "odd-dtype", "--block-size", "32",
                                    "--dtype", "bf16"};
   args.insert(args.end(), common.begin(), common.end());

@@ -58,6 +58,21 @@ TEST_F(PrefillFenceTest, BlockOutsideThePeersPoolIsRefused) {
   EXPECT_THAT(prefill_transport_.sent_notifications, ElementsAre("b@5"));
 }
 
+TEST_F(PrefillFenceTest, PromptLongerThanTheModelOrOverlongIdIsRefused) {
+  PrefillItemSpec huge = Item("huge", {0, 1, 2});
+  huge.prompt.assign(Tiny().max_model_len + 1, 7);
+  PrefillItemSpec long_id =
+      Item(std::string(PrefillEngine::kMaxRequestIdBytes + 1, 'x'), {3, 4, 5});
+  auto out = engine_->Run({huge, long_id, Item("ok", {6, 7, 8})});
+  EXPECT_EQ(out[0].status.code(), absl::StatusCode::kInvalidArgument) << out[0].status;
+  EXPECT_THAT(std::string(out[0].status.message()),
+              ::testing::HasSubstr("prompt of 4097 tokens (at most max_model_len 4096)"));
+  EXPECT_EQ(out[1].status.code(), absl::StatusCode::kInvalidArgument) << out[1].status;
+  EXPECT_THAT(std::string(out[1].status.message()), ::testing::HasSubstr("id of 1025 bytes"));
+  EXPECT_TRUE(out[2].status.ok()) << out[2].status;
+  EXPECT_THAT(prefill_transport_.sent_notifications, ElementsAre("ok@5"));
+}
+
 TEST_F(PrefillFenceTest, BlockNamedTwiceIsRefused) {
   auto out = engine_->Run({Item("a", {4, 5, 4})});
   EXPECT_EQ(out[0].status.code(), absl::StatusCode::kInvalidArgument);

@@ -25,6 +25,14 @@ TEST(RequestValidationTest, PromptLenBuildsTheSyntheticPrompt) {
   EXPECT_EQ(*prompt, model::SyntheticPrompt(3, 12, Tiny().vocab_size));
 }
 
+TEST(RequestValidationTest, OverlongRequestIdIsInvalidArgument) {
+  EXPECT_TRUE(PromptOf(WithLen(12, 4), std::string(kMaxRequestIdBytes, 'r'), Tiny()).ok());
+  absl::Status s =
+      PromptOf(WithLen(12, 4), std::string(kMaxRequestIdBytes + 1, 'r'), Tiny()).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("a request id of 257 bytes (at most 256)"));
+}
+
 TEST(RequestValidationTest, NonPositiveMaxTokensIsInvalidArgumentNamingRequest) {
   absl::Status s = PromptOf(WithLen(12, 0), "r-7", Tiny()).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);

@@ -129,7 +129,7 @@ class CudaIpcTransport final : public KvTransport {
     cudaIpcMemHandle_t handle;
     PDSERVE_CUDA_RETURN_IF_ERROR(cudaIpcGetMemHandle(&handle, cache.base()));
     absl::StatusOr<std::unique_ptr<local::NotifyListener>> listener =
-        local::NotifyListener::Start(&inbox_, options_.agent_name);
+        local::NotifyListener::Start(&inbox_, options_.agent_name, options_.peer_credential);
     if (!listener.ok()) return listener.status();
     listener_ = std::move(*listener);
     descriptor_ = DescribePool(kBackend, options_.agent_name, cache.geometry());
@@ -189,7 +189,7 @@ class CudaIpcTransport final : public KvTransport {
       peer->opened = true;
     }
     absl::StatusOr<std::unique_ptr<local::NotifySender>> notifier =
-        local::NotifySender::Connect(*socket, options_.agent_name);
+        local::NotifySender::Connect(*socket, options_.agent_name, options_.peer_credential);
     if (!notifier.ok()) return notifier.status();
     peer->notifier = std::move(*notifier);
     absl::MutexLock lock(&mu_);
@@ -287,6 +287,7 @@ class CudaIpcTransport final : public KvTransport {
     c.registrations = registrations_;
     c.peers_loaded = peers_loaded_;
     c.senders_lost = listener_ ? listener_->senders_lost() : 0;
+    c.senders_refused = (listener_ ? listener_->senders_refused() : 0) + inbox_.dropped();
     return c;
   }
 

@@ -59,7 +59,7 @@ class LocalTransport final : public KvTransport {
     if (!cache.memory().shm_name().empty()) {
       // Only a pool in shared memory can receive: give it a notification channel.
       absl::StatusOr<std::unique_ptr<NotifyListener>> listener =
-          NotifyListener::Start(&inbox_, options_.agent_name);
+          NotifyListener::Start(&inbox_, options_.agent_name, options_.peer_credential);
       if (!listener.ok()) return listener.status();
       listener_ = std::move(*listener);
       descriptor_.fields["shm_name"] = cache.memory().shm_name();
@@ -107,7 +107,7 @@ class LocalTransport final : public KvTransport {
     if (!mapping.ok()) return mapping.status();
     peer->mapping = std::move(*mapping);
     absl::StatusOr<std::unique_ptr<NotifySender>> notifier =
-        NotifySender::Connect(*socket, options_.agent_name);
+        NotifySender::Connect(*socket, options_.agent_name, options_.peer_credential);
     if (!notifier.ok()) return notifier.status();
     peer->notifier = std::move(*notifier);
 
@@ -201,6 +201,7 @@ class LocalTransport final : public KvTransport {
     c.registrations = registrations_;
     c.peers_loaded = peers_loaded_;
     c.senders_lost = listener_ ? listener_->senders_lost() : 0;
+    c.senders_refused = (listener_ ? listener_->senders_refused() : 0) + inbox_.dropped();
     return c;
   }
 

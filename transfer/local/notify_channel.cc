@@ -15,11 +15,14 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "transfer/local/notify_peer.h"
 #include "transfer/pool_descriptor.h"
+#include "transfer/sender_credential.h"
 
 namespace pdserve::transfer::local {
 namespace {
@@ -97,6 +100,7 @@ struct Connection {
   std::unique_ptr<NotifyRing> ring;  // null until hello
   uint32_t next_seq = 0;             // the next message to deliver (NotifyRing: fallback)
   std::deque<std::pair<uint32_t, std::string>> packets;  // read from the socket, not delivered
+  size_t packet_bytes = 0;                                // of `packets`
 };
 
 // A packet's sequence number follows its kind byte.
@@ -104,8 +108,8 @@ constexpr size_t kSeqBytes = sizeof(uint32_t);
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<NotifyListener>> NotifyListener::Start(NotificationInbox* inbox,
-                                                                      const std::string& agent) {
+absl::StatusOr<std::unique_ptr<NotifyListener>> NotifyListener::Start(
+    NotificationInbox* inbox, const std::string& agent, const std::string& credential) {
   const std::string address = absl::StrCat("pdserve-kv-", getpid(), "-", absl::Hex(RandomId()));
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
@@ -121,13 +125,15 @@ absl::StatusOr<std::unique_ptr<NotifyListener>> NotifyListener::Start(Notificati
     close(fd);
     return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(errno)));
   }
-  return std::unique_ptr<NotifyListener>(new NotifyListener(inbox, agent, address, fd, wake));
+  return std::unique_ptr<NotifyListener>(
+      new NotifyListener(inbox, agent, credential, address, fd, wake));
 }
 
-NotifyListener::NotifyListener(NotificationInbox* inbox, std::string agent, std::string address,
-                               int listen_fd, int wake_fd)
+NotifyListener::NotifyListener(NotificationInbox* inbox, std::string agent, std::string credential,
+                               std::string address, int listen_fd, int wake_fd)
     : inbox_(inbox),
       agent_(std::move(agent)),
+      credential_(std::move(credential)),
       address_(std::move(address)),
       listen_fd_(listen_fd),
       wake_fd_(wake_fd),
@@ -155,6 +161,7 @@ void NotifyListener::Loop() {
     std::string_view slot;
     for (;; ++n, ++c.next_seq) {
       if (!c.packets.empty() && c.packets.front().first == c.next_seq) {
+        c.packet_bytes -= c.packets.front().second.size();
         inbox_->Push({c.agent, std::move(c.packets.front().second)});
         c.packets.pop_front();
       } else if (c.ring->Front(seq, slot) && seq == c.next_seq) {
@@ -181,6 +188,15 @@ void NotifyListener::Loop() {
       if (c.ring != nullptr) c.ring->SetParked(parked);
     }
   };
+  // Closes a sender for who it is or what it sent; its rings and packets go with it.
+  auto refuse = [&](int fd, const std::string& why) {
+    const Connection& c = senders[fd];
+    log->warn("agent {}: refused KV notification sender '{}': {}", agent_,
+              absl::CEscape(c.agent), why);
+    senders_refused_.fetch_add(1);
+    close(fd);
+    senders.erase(fd);
+  };
   // Reads what the sender `fd` queued (all of it, up to a bound, so that a sender whose
   // messages went to the socket is caught up with quickly and returns to its ring); erases the
   // connection when it closed. True when a packet came.
@@ -195,7 +211,7 @@ void NotifyListener::Loop() {
         // Orderly close or reset: the sender finished or died. What it published before is
         // delivered; batches it had in flight never produce a notification.
         drain(c);
-        log->info("agent {}: KV sender '{}' disconnected", agent_, c.agent);
+        log->info("agent {}: KV sender '{}' disconnected", agent_, absl::CEscape(c.agent));
         senders_lost_.fetch_add(1);
         close(fd);
         senders.erase(fd);  // releases the ring (and its liveness lock) on this thread
@@ -203,7 +219,17 @@ void NotifyListener::Loop() {
       }
       got = true;
       if (buffer[0] == kHello && c.ring == nullptr) {
-        c.agent.assign(buffer.data() + 1, n - 1);
+        absl::StatusOr<SenderHeader> hello =
+            DecodeSenderHeader(std::string_view(buffer.data() + 1, n - 1));
+        if (!hello.ok()) {
+          refuse(fd, hello.status().ToString());
+          break;
+        }
+        c.agent = std::move(hello->agent);
+        if (absl::Status ok = CheckSenderCredential(credential_, hello->credential); !ok.ok()) {
+          refuse(fd, ok.ToString());
+          break;
+        }
         int memfd = -1;
         absl::StatusOr<std::unique_ptr<NotifyRing>> ring = NotifyRing::Create(memfd);
         const bool sent = ring.ok() && SendWithFd(fd, kRing, memfd);
@@ -211,19 +237,30 @@ void NotifyListener::Loop() {
         if (!sent) {
           // The sender's Connect fails: it never got a ring.
           log->error("agent {}: cannot give KV sender '{}' a notification ring: {}", agent_,
-                     c.agent, ring.ok() ? std::strerror(errno) : ring.status().ToString());
+                     absl::CEscape(c.agent),
+                     ring.ok() ? std::strerror(errno) : ring.status().ToString());
           close(fd);
           senders.erase(fd);
           break;
         }
         c.ring = std::move(*ring);
-        log->info("agent {}: KV sender '{}' connected", agent_, c.agent);
+        log->info("agent {}: KV sender '{}' connected", agent_, absl::CEscape(c.agent));
       } else if (buffer[0] == kNotify && c.ring != nullptr &&
                  n >= static_cast<ssize_t>(1 + kSeqBytes)) {
         // Delivered in its turn by the drain (NotifyRing: fallback).
         uint32_t seq = 0;
         std::memcpy(&seq, buffer.data() + 1, kSeqBytes);
-        c.packets.emplace_back(seq, std::string(buffer.data() + 1 + kSeqBytes, n - 1 - kSeqBytes));
+        const size_t bytes = static_cast<size_t>(n) - 1 - kSeqBytes;
+        // Kept until its turn: bounded, so that a sender cannot grow this process by sending
+        // packets whose turn never comes.
+        if (c.packets.size() >= kMaxPendingPackets || c.packet_bytes + bytes > kMaxPendingBytes) {
+          refuse(fd, absl::StrCat("more than ", kMaxPendingPackets, " packets / ",
+                                  kMaxPendingBytes, " bytes waiting for their turn (next ",
+                                  c.next_seq, ", got ", seq, ")"));
+          break;
+        }
+        c.packet_bytes += bytes;
+        c.packets.emplace_back(seq, std::string(buffer.data() + 1 + kSeqBytes, bytes));
         c.ring->NoteSocketReceived();
       }
       // kDoorbell: nothing to read here, the drain after the poll takes the slots.
@@ -264,7 +301,14 @@ void NotifyListener::Loop() {
     bool activity = false;
     if (fds[1].revents & POLLIN) {
       int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd >= 0) senders[fd] = Connection{};
+      if (fd >= 0) {
+        senders[fd] = Connection{};
+        if (absl::Status same = CheckPeerIsSameUser(fd); !same.ok()) {
+          refuse(fd, same.ToString());
+        } else if (senders.size() > kMaxSenders) {
+          refuse(fd, absl::StrCat("already ", kMaxSenders, " senders connected"));
+        }
+      }
     }
     for (size_t i = 2; i < fds.size(); ++i) {
       if (fds[i].revents != 0 && read_packets(fds[i].fd)) activity = true;
@@ -294,7 +338,8 @@ void NotifyListener::Loop() {
 }
 
 absl::StatusOr<std::unique_ptr<NotifySender>> NotifySender::Connect(const std::string& address,
-                                                                    const std::string& agent) {
+                                                                    const std::string& agent,
+                                                                    const std::string& credential) {
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
   sockaddr_un addr;
@@ -317,14 +362,21 @@ absl::StatusOr<std::unique_ptr<NotifySender>> NotifySender::Connect(const std::s
     close(fd);
     return s;
   };
-  std::string hello = std::string(1, kHello) + agent;
+  // The credential goes only to a listener of this user: an abstract socket name is anyone's
+  // to bind.
+  if (absl::Status same = CheckPeerIsSameUser(fd); !same.ok()) {
+    close(fd);
+    return absl::FailedPreconditionError(
+        absl::StrCat("KV peer notification socket ", address, ": ", same.message()));
+  }
+  const std::string hello = std::string(1, kHello) + EncodeSenderHeader(credential, agent);
   if (send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) < 0) {
     return fail("closed the connection");
   }
   int memfd = -1;
   if (ReceiveWithFd(fd, memfd) != kRing || memfd < 0) {
     if (memfd >= 0) close(memfd);
-    return fail("did not answer with a notification ring");
+    return fail("did not answer with a notification ring (refused our cluster credential?)");
   }
   absl::StatusOr<std::unique_ptr<NotifyRing>> ring = NotifyRing::Map(memfd);
   close(memfd);

@@ -41,8 +41,12 @@ class NotifyListener {
   static constexpr int64_t kSpinNanos = 10'000;
   static constexpr int64_t kSocketCheckNanos = 200'000;
 
+  // Accepts senders of this user that present `credential` in their hello (empty: any of this
+  // user), at most kMaxSenders at once, and closes a sender that makes it buffer more than
+  // kMaxPendingPackets / kMaxPendingBytes (notify_peer.h), logging why.
   static absl::StatusOr<std::unique_ptr<NotifyListener>> Start(NotificationInbox* inbox,
-                                                               const std::string& agent);
+                                                               const std::string& agent,
+                                                               const std::string& credential);
   ~NotifyListener();
   NotifyListener(const NotifyListener&) = delete;
   NotifyListener& operator=(const NotifyListener&) = delete;
@@ -50,27 +54,34 @@ class NotifyListener {
   // Abstract socket name (without the leading NUL) for the descriptor.
   const std::string& address() const { return address_; }
   uint64_t senders_lost() const { return senders_lost_.load(); }
+  // Connections closed because of who they were or what they sent (another user, no or a
+  // wrong credential, a malformed hello, too much buffered, too many senders).
+  uint64_t senders_refused() const { return senders_refused_.load(); }
 
  private:
-  NotifyListener(NotificationInbox* inbox, std::string agent, std::string address, int listen_fd,
-                 int wake_fd);
+  NotifyListener(NotificationInbox* inbox, std::string agent, std::string credential,
+                 std::string address, int listen_fd, int wake_fd);
   void Loop();
 
   NotificationInbox* inbox_;
   std::string agent_;
+  std::string credential_;
   std::string address_;
   int listen_fd_;
   int wake_fd_;  // eventfd: the destructor wakes the loop through it
   std::atomic<uint64_t> senders_lost_{0};
+  std::atomic<uint64_t> senders_refused_{0};
   std::thread thread_;
 };
 
 // Sending side: one connection to a peer's listener.
 class NotifySender {
  public:
-  // FailedPrecondition when nobody listens at `address` (a stale descriptor).
+  // FailedPrecondition when nobody listens at `address` (a stale descriptor), when the
+  // listener is another user's process, or when it refused `credential`.
   static absl::StatusOr<std::unique_ptr<NotifySender>> Connect(const std::string& address,
-                                                               const std::string& agent);
+                                                               const std::string& agent,
+                                                               const std::string& credential);
   ~NotifySender();
   NotifySender(const NotifySender&) = delete;
   NotifySender& operator=(const NotifySender&) = delete;

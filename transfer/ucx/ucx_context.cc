@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/str_join.h"
 #include "common/logging.h"
+#include "transfer/ucx/ucx_config.h"
 
 namespace pdserve::transfer::ucx {
 
@@ -37,18 +38,31 @@ absl::Status UcsError(const std::string& what, ucs_status_t status) {
   }
 }
 
-absl::StatusOr<std::shared_ptr<UcxContext>> UcxContext::Get() {
+absl::StatusOr<std::shared_ptr<UcxContext>> UcxContext::Get(const std::string& listen_host) {
   static std::mutex mu;
   static std::map<std::string, std::weak_ptr<UcxContext>> contexts;
   const char* env = std::getenv("UCX_TLS");
   const std::string tls = env ? env : "";
+  absl::StatusOr<UcxSafeConfig> safe = SafeUcxConfig(env, std::getenv("UCX_NET_DEVICES"),
+                                                     listen_host, InterfaceOfHost(listen_host));
+  if (!safe.ok()) return safe.status();
+  const std::string key = absl::StrCat(tls, "|", safe->net_devices);
   std::lock_guard<std::mutex> lock(mu);
-  if (auto existing = contexts[tls].lock()) return existing;
+  if (auto existing = contexts[key].lock()) return existing;
 
   ucp_config_t* config = nullptr;
   if (ucs_status_t s = ucp_config_read(nullptr, nullptr, &config); s != UCS_OK) {
     return UcsError("ucp_config_read", s);
   }
+  // Owner-only shared memory and no listener on other interfaces (ucx_config.h).
+  if (ucs_status_t s = ucp_config_modify(config, "TLS", safe->tls.c_str()); s != UCS_OK) {
+    ucp_config_release(config);
+    return UcsError(absl::StrCat("UCX_TLS=", safe->tls), s);
+  }
+  if (!safe->net_devices.empty()) {
+    ucp_config_modify(config, "NET_DEVICES", safe->net_devices.c_str());
+  }
+  for (const std::string& note : safe->notes) ComponentLogger("transfer")->info("UCX: {}", note);
   // UCX's default keepalive (20 s) is longer than any transfer deadline: a dead peer on a
   // shared-memory transport would go unnoticed. The operator's UCX_KEEPALIVE_INTERVAL wins.
   if (std::getenv("UCX_KEEPALIVE_INTERVAL") == nullptr) {
@@ -85,7 +99,7 @@ absl::StatusOr<std::shared_ptr<UcxContext>> UcxContext::Get() {
                                         ? "; shared memory only: no peer failure handling, "
                                           "same-host peers are watched by pid"
                                         : "");
-  contexts[tls] = ctx;
+  contexts[key] = ctx;
   return ctx;
 }
 
@@ -128,9 +142,10 @@ absl::Status NoCudaMemoryError(const UcxContext& context) {
       "UCX_MODULE_DIR"));
 }
 
-absl::StatusOr<std::unique_ptr<UcxPoolMemory>> UcxPoolMemory::Allocate(size_t bytes) {
+absl::StatusOr<std::unique_ptr<UcxPoolMemory>> UcxPoolMemory::Allocate(
+    size_t bytes, const std::string& listen_host) {
   if (bytes == 0) return absl::InvalidArgumentError("KV memory of 0 bytes");
-  absl::StatusOr<std::shared_ptr<UcxContext>> context = UcxContext::Get();
+  absl::StatusOr<std::shared_ptr<UcxContext>> context = UcxContext::Get(listen_host);
   if (!context.ok()) return context.status();
   ucp_mem_map_params_t params{};
   params.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH |

@@ -11,13 +11,18 @@
 
 namespace pdserve::transfer::ucx {
 
-// One UCP context per process and per UCX_TLS value (UCX reads its environment when a context
-// is created, so a test that pins another UCX_TLS gets another context). Shared by the pool
-// memory it allocates and by the transports, so that a pool UCX allocated is registered with
-// the context that will put from / into it.
+// One UCP context per process and per UCX_TLS value and network interface (UCX reads its
+// environment when a context is created, so a test that pins another UCX_TLS gets another
+// context). Every context excludes the group-writable sysv transport and keeps network
+// transports on the interface of the worker's advertised host (ucx_config.h says why). Shared
+// by the pool memory it allocates and by the transports, so that a pool UCX allocated is
+// registered with the context that will put from / into it.
 class UcxContext {
  public:
-  static absl::StatusOr<std::shared_ptr<UcxContext>> Get();
+  // `listen_host`: the address the worker advertises (TransportOptions::listen_host).
+  // InvalidArgument when UCX_TLS names only sysv.
+  static absl::StatusOr<std::shared_ptr<UcxContext>> Get(
+      const std::string& listen_host = "127.0.0.1");
   ~UcxContext();
   UcxContext(const UcxContext&) = delete;
   UcxContext& operator=(const UcxContext&) = delete;
@@ -58,7 +63,8 @@ class UcxContext {
 // registration; the transport reuses it.
 class UcxPoolMemory final : public KvMemory {
  public:
-  static absl::StatusOr<std::unique_ptr<UcxPoolMemory>> Allocate(size_t bytes);
+  static absl::StatusOr<std::unique_ptr<UcxPoolMemory>> Allocate(size_t bytes,
+                                                                  const std::string& listen_host);
   ~UcxPoolMemory() override;
 
   std::byte* data() const override { return data_; }

@@ -40,6 +40,7 @@
 #include "transfer/batch_table.h"
 #include "transfer/copy_plan.h"
 #include "transfer/notification_inbox.h"
+#include "transfer/sender_credential.h"
 #include "transfer/pool_descriptor.h"
 #include "transfer/ucx/stream_copy.h"
 #include "transfer/ucx/ucx_context.h"
@@ -201,7 +202,7 @@ struct Batch {
 class UcxTransport final : public KvTransport {
  public:
   static absl::StatusOr<std::unique_ptr<KvTransport>> Create(const TransportOptions& options) {
-    absl::StatusOr<std::shared_ptr<UcxContext>> context = UcxContext::Get();
+    absl::StatusOr<std::shared_ptr<UcxContext>> context = UcxContext::Get(options.listen_host);
     if (!context.ok()) return context.status();
     std::unique_ptr<UcxTransport> t(new UcxTransport(options, *context));
     if (absl::Status s = t->Init(); !s.ok()) return s;
@@ -418,6 +419,7 @@ class UcxTransport final : public KvTransport {
     TransportCounters c;
     table_.FillCounters(c);
     c.notifications_received = inbox_.received();
+    c.senders_refused = notifications_refused_.load() + inbox_.dropped();
     std::lock_guard lock(mu_);
     c.registrations = registrations_;
     c.peers_loaded = peers_loaded_;
@@ -906,8 +908,8 @@ class UcxTransport final : public KvTransport {
     am.cb.send = &UcxTransport::OnNotificationSent;
     am.user_data = batch;
     am.flags = UCP_AM_SEND_FLAG_EAGER;
-    ucs_status_ptr_t r = ucp_am_send_nbx(batch->peer->ep, kNotifyAmId, options_.agent_name.data(),
-                                         options_.agent_name.size(), batch->notification.data(),
+    ucs_status_ptr_t r = ucp_am_send_nbx(batch->peer->ep, kNotifyAmId, sender_header_.data(),
+                                         sender_header_.size(), batch->notification.data(),
                                          batch->notification.size(), &am);
     if (r == nullptr) {
       Finish(batch, absl::OkStatus());
@@ -985,7 +987,27 @@ class UcxTransport final : public KvTransport {
   static ucs_status_t OnNotification(void* arg, const void* header, size_t header_length,
                                      void* data, size_t length, const ucp_am_recv_param_t* param) {
     auto* self = static_cast<UcxTransport*>(arg);
-    self->inbox_.Push({std::string(static_cast<const char*>(header), header_length),
+    // Anyone who learnt this worker's address can send it active messages: only a sender that
+    // presents the cluster credential announces KV. Bounded before anything is kept.
+    absl::StatusOr<SenderHeader> sender =
+        DecodeSenderHeader(std::string_view(static_cast<const char*>(header), header_length));
+    absl::Status ok = sender.ok() ? CheckSenderCredential(self->options_.peer_credential,
+                                                          sender->credential)
+                                  : sender.status();
+    if (ok.ok() && length > kMaxNotificationBytes) {
+      ok = absl::InvalidArgumentError(absl::StrCat("notification of ", length, " bytes"));
+    }
+    if (!ok.ok()) {
+      const uint64_t n = self->notifications_refused_.fetch_add(1) + 1;
+      if (n <= 10 || n % 1000 == 0) {
+        self->log_->warn("agent {}: dropped a KV notification from '{}': {} ({} so far)",
+                         self->options_.agent_name,
+                         absl::CEscape(sender.ok() ? sender->agent : std::string()), ok.ToString(),
+                         n);
+      }
+      return UCS_OK;
+    }
+    self->inbox_.Push({std::move(sender->agent),
                        std::string(static_cast<const char*>(data), length)});
     return UCS_OK;
   }
@@ -997,6 +1019,10 @@ class UcxTransport final : public KvTransport {
   std::shared_ptr<UcxContext> context_;
   ucp_worker_h worker_ = nullptr;
   std::string worker_address_;
+  // What each notification carries ahead of its message (sender_credential.h).
+  const std::string sender_header_ =
+      EncodeSenderHeader(options_.peer_credential, options_.agent_name);
+  std::atomic<uint64_t> notifications_refused_{0};
   ucp_mem_h own_memh_ = nullptr;  // set when RegisterPool mapped memory UCX did not allocate
   // Of the registered pool; written before the first batch is posted, read by the progress
   // thread (the command queue's mutex orders the two).
@@ -1051,8 +1077,9 @@ absl::StatusOr<std::unique_ptr<KvTransport>> MakeUcxTransport(const TransportOpt
   return UcxTransport::Create(options);
 }
 
-absl::StatusOr<std::unique_ptr<KvMemory>> AllocateUcxDevicePoolMemory(size_t bytes) {
-  absl::StatusOr<std::shared_ptr<UcxContext>> context = UcxContext::Get();
+absl::StatusOr<std::unique_ptr<KvMemory>> AllocateUcxDevicePoolMemory(
+    size_t bytes, const std::string& listen_host) {
+  absl::StatusOr<std::shared_ptr<UcxContext>> context = UcxContext::Get(listen_host);
   if (!context.ok()) return context.status();
   if (!(*context)->cuda_memory()) return NoCudaMemoryError(**context);
 #if defined(PDSERVE_HAS_CUDA)
@@ -1068,8 +1095,10 @@ std::string UcxRuntimeSummary() {
   return context.ok() ? (*context)->summary() : context.status().ToString();
 }
 
-absl::StatusOr<std::unique_ptr<KvMemory>> AllocateUcxPoolMemory(size_t bytes) {
-  absl::StatusOr<std::unique_ptr<UcxPoolMemory>> memory = UcxPoolMemory::Allocate(bytes);
+absl::StatusOr<std::unique_ptr<KvMemory>> AllocateUcxPoolMemory(size_t bytes,
+                                                                const std::string& listen_host) {
+  absl::StatusOr<std::unique_ptr<UcxPoolMemory>> memory =
+      UcxPoolMemory::Allocate(bytes, listen_host);
   if (!memory.ok()) return memory.status();
   return std::unique_ptr<KvMemory>(std::move(*memory));
 }

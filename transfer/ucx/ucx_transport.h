@@ -66,13 +66,17 @@ absl::StatusOr<std::unique_ptr<KvTransport>> MakeUcxTransport(const TransportOpt
 
 // Memory allocated by UCX (ucp_mem_map ALLOCATE) so that shared-memory transports can put into
 // it directly; registered once, at allocation, and reused by RegisterPool.
-absl::StatusOr<std::unique_ptr<KvMemory>> AllocateUcxPoolMemory(size_t bytes);
+// `listen_host` picks the UCX context (ucx_config.h): pass TransportOptions::listen_host, so
+// that the pool and the transport that registers it share one.
+absl::StatusOr<std::unique_ptr<KvMemory>> AllocateUcxPoolMemory(size_t bytes,
+                                                                const std::string& listen_host);
 
 // Device memory (cudaMalloc on device 0) for a pool the ucx backend registers as
 // UCS_MEMORY_TYPE_CUDA, so that puts go device to device (cuda_ipc on one host).
 // FailedPrecondition naming ucx-staged and PDSERVE_UCX_ROOT when the linked UCX cannot register
 // device memory, or in a build without CUDA.
-absl::StatusOr<std::unique_ptr<KvMemory>> AllocateUcxDevicePoolMemory(size_t bytes);
+absl::StatusOr<std::unique_ptr<KvMemory>> AllocateUcxDevicePoolMemory(
+    size_t bytes, const std::string& listen_host);
 
 // The linked UCX as this process sees it: version, memory types, CUDA memory yes / no.
 std::string UcxRuntimeSummary();

@@ -1,0 +1,44 @@
+// The UCX settings a worker imposes on a shared host (transfer/ucx/ucx_config.h): no sysv (its
+// segments are group-writable), network transports only on the advertised host's interface.
+
+#include "transfer/ucx/ucx_config.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace pdserve::transfer::ucx {
+namespace {
+
+TEST(UcxConfigTest, NoTlsGivenExcludesSysvAndBindsToTheHostsInterface) {
+  absl::StatusOr<UcxSafeConfig> c = SafeUcxConfig(nullptr, nullptr, "127.0.0.1", "lo");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->tls, "^sysv");
+  EXPECT_EQ(c->net_devices, "lo");
+}
+
+TEST(UcxConfigTest, OperatorTlsLosesOnlySysv) {
+  EXPECT_EQ(SafeUcxConfig("tcp,posix,cma", nullptr, "127.0.0.1", "lo")->tls, "tcp,posix,cma");
+  EXPECT_EQ(SafeUcxConfig("sysv,tcp", nullptr, "127.0.0.1", "lo")->tls, "tcp");
+  EXPECT_EQ(SafeUcxConfig("sm,tcp", nullptr, "127.0.0.1", "lo")->tls, "posix,cma,tcp");
+  EXPECT_EQ(SafeUcxConfig("^ib", nullptr, "127.0.0.1", "lo")->tls, "^ib,sysv");
+  EXPECT_EQ(SafeUcxConfig("all", nullptr, "127.0.0.1", "lo")->tls, "^sysv");
+  EXPECT_EQ(SafeUcxConfig("sysv", nullptr, "127.0.0.1", "lo").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(UcxConfigTest, OperatorNetDevicesWin) {
+  absl::StatusOr<UcxSafeConfig> c = SafeUcxConfig(nullptr, "eth0", "127.0.0.1", "lo");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->net_devices, "");  // UCX keeps the operator's UCX_NET_DEVICES
+}
+
+TEST(UcxConfigTest, InterfaceOfHost) {
+  EXPECT_EQ(InterfaceOfHost("127.0.0.1"), "lo");
+  EXPECT_EQ(InterfaceOfHost("127.0.0.2"), "lo");
+  EXPECT_EQ(InterfaceOfHost("0.0.0.0"), "");
+  EXPECT_EQ(InterfaceOfHost("not-an-address"), "");
+  EXPECT_EQ(InterfaceOfHost("203.0.113.77"), "");  // TEST-NET-3: no interface here has it
+}
+
+}  // namespace
+}  // namespace pdserve::transfer::ucx
