@@ -15,6 +15,9 @@ struct RouterFlags {
   double queue_timeout_s = 300;
   double prefill_timeout_s = 120;
   double transfer_timeout_s = 30;
+  double token_timeout_s = 30;
+  double breaker_quarantine_s = 1;
+  double breaker_max_quarantine_s = 30;
 };
 
 void AddRouterCommand(CLI::App& app) {
@@ -61,6 +64,19 @@ void AddRouterCommand(CLI::App& app) {
   cmd->add_option("--transfer-timeout-s", f->transfer_timeout_s,
                   "how long a decode worker waits for a request's KV")
       ->capture_default_str();
+  cmd->add_option("--token-timeout-s", f->token_timeout_s,
+                  "a decode stream without a token this long (plus the KV wait before the "
+                  "first) fails and counts against its worker; 0: no watchdog")
+      ->capture_default_str();
+  cmd->add_option("--breaker-failures", o.router.breaker.failure_threshold,
+                  "consecutive request failures that quarantine a worker (0: never)")
+      ->capture_default_str();
+  cmd->add_option("--breaker-quarantine-s", f->breaker_quarantine_s,
+                  "first quarantine of a failing worker; doubles on each further trip")
+      ->capture_default_str();
+  cmd->add_option("--breaker-max-quarantine-s", f->breaker_max_quarantine_s,
+                  "longest quarantine")
+      ->capture_default_str();
   cmd->callback([f, model] {
     service::BlockTerminationSignals();
     absl::StatusOr<ModelOverrides> overrides = model->Overrides();
@@ -70,6 +86,9 @@ void AddRouterCommand(CLI::App& app) {
     f->options.router.queue_timeout = absl::Seconds(f->queue_timeout_s);
     f->options.router.prefill_timeout = absl::Seconds(f->prefill_timeout_s);
     f->options.router.transfer_timeout = absl::Seconds(f->transfer_timeout_s);
+    f->options.router.token_timeout = absl::Seconds(f->token_timeout_s);
+    f->options.router.breaker.base_quarantine = absl::Seconds(f->breaker_quarantine_s);
+    f->options.router.breaker.max_quarantine = absl::Seconds(f->breaker_max_quarantine_s);
     ExitWith(router::RunRouter(f->options));
   });
 }

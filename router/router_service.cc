@@ -15,7 +15,9 @@ using service::SetDeadline;
 using service::ToGrpc;
 
 RouterService::RouterService(RouterOptions options)
-    : options_(std::move(options)), scheduler_(options_.scheduler) {
+    : options_(std::move(options)),
+      scheduler_(options_.scheduler),
+      health_(std::make_unique<CircuitBreakerPolicy>(options_.breaker)) {
   dispatcher_ = std::thread([this] { DispatchLoop(); });
   sweeper_ = std::thread([this] { SweepLoop(); });
   for (int i = 0; i < std::max(1, options_.executor_threads); ++i) {
@@ -154,11 +156,17 @@ grpc::Status RouterService::StreamDecode(grpc::ServerContext* ctx,
       static_cast<int32_t>(absl::ToInt64Milliseconds(options_.transfer_timeout)));
   decode.set_epoch(request->decode_epoch);
   if (request->kv_checksum.has_value()) decode.set_prompt_kv_checksum(*request->kv_checksum);
+  // After dctx, so that it is gone before the context its cancel names.
+  const std::unique_ptr<ProgressWatchdog::Watch> watch =
+      watchdog_.Start(request->id, worker, absl::Now(),
+                      options_.transfer_timeout + options_.token_timeout, options_.token_timeout,
+                      [&dctx] { dctx.TryCancel(); });
   std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader = stub->Decode(&dctx, decode);
   v1::GenerateResponse in;
   bool finished = false, client_gone = false;
   int received = 0;
   while (reader->Read(&in)) {
+    watch->Progress(absl::Now());
     v1::GenerateResponse out;
     out.set_request_id(request->id);
     out.mutable_tokens()->Swap(in.mutable_tokens());
@@ -189,8 +197,25 @@ grpc::Status RouterService::StreamDecode(grpc::ServerContext* ctx,
     if (auto it = workers_.find(worker); it != workers_.end()) it->second->inflight.erase(&dctx);
   }
   if (finished && status.ok()) {
+    RecordOutcome(worker, absl::OkStatus());
     FinishRequest(request, true);
     return grpc::Status::OK;
+  }
+  if (watch->stalled()) {
+    // Counted before the release, which a stuck engine may hold up to its deadline.
+    const absl::Status stalled = absl::DeadlineExceededError(absl::StrCat(
+        "request ", request->id, ": no token from decode worker ", worker, " within ",
+        absl::FormatDuration(received == 0 ? options_.transfer_timeout + options_.token_timeout
+                                           : options_.token_timeout),
+        " after ", received, " tokens (its engine may be stuck); request cancelled"));
+    RecordOutcome(worker, stalled);
+    ReleaseOnDecode(worker, request->id, {.epoch = request->decode_epoch});
+    FinishRequest(request, false);
+    return ToGrpc(stalled);
+  }
+  if (!client_gone) {
+    RecordOutcome(worker, status.ok() ? absl::InternalError("decode stream ended unfinished")
+                                      : FromGrpc(status));
   }
   // Whatever happened, the decode worker must not keep the request's blocks; the prefill had
   // succeeded, so no more KV will land in them.
@@ -310,6 +335,7 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
       failures[id] = absl::UnavailableError(absl::StrCat(
           "request ", id, ": allocating KV blocks on decode worker ", decode, " failed: ",
           allocated.message()));
+      RecordOutcome(decode, failures[id]);
       continue;
     }
     item.allocated = true;
@@ -343,10 +369,17 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
       UntrackRpc(plan.prefill_worker, &ctx);
     }
     if (prefilled.ok()) {
+      // The batch counts for the worker when any item made it (an item can also fail for its
+      // decode peer's sake).
+      absl::Status batch_outcome = absl::InternalError("no item of the batch succeeded");
       for (v1::PrefillItemResult& r : *response.mutable_results()) {
+        if (r.ok()) batch_outcome = absl::OkStatus();
+        if (!r.ok() && !batch_outcome.ok()) batch_outcome = absl::UnknownError(r.error());
         results[r.request_id()] = std::move(r);
       }
+      RecordOutcome(plan.prefill_worker, batch_outcome);
     } else {
+      if (prefill_sent) RecordOutcome(plan.prefill_worker, prefilled);
       if (prefilled.code() == absl::StatusCode::kUnavailable ||
           prefilled.code() == absl::StatusCode::kCancelled) {
         ProbeWorker(plan.prefill_worker);

@@ -15,6 +15,11 @@
 // placed on the remaining workers. Every RPC has a deadline. Blocks are released on every path:
 // a request that fails after its decode allocation gets a Release on that decode worker.
 //
+// Health (router_health.cc): a worker that announces its shutdown in a heartbeat (draining) gets
+// nothing new; a circuit breaker (worker_health.h) keeps new requests away from a worker whose
+// requests keep failing; a watchdog (progress_watchdog.h) fails a decode stream that goes
+// without a token for too long and counts that against its worker.
+//
 // Fenced KV: a prefill the router gives up on (its deadline, a dropped worker) may still write
 // the request's decode blocks. Before releasing them the router asks the prefill worker to
 // cancel the items (PrefillWorker.Cancel) and tells the decode worker what it learnt: blocks of
@@ -36,8 +41,10 @@
 #include "absl/time/time.h"
 #include "common/model_config.h"
 #include "pdserve.grpc.pb.h"
+#include "router/progress_watchdog.h"
 #include "router/scheduler.h"
 #include "service/cluster_auth.h"
+#include "router/worker_health.h"
 
 namespace pdserve::router {
 
@@ -56,6 +63,12 @@ struct RouterOptions {
   // Attaches the cluster credential to every call to a worker (null: none, as
   // ClusterAuth::Insecure()).
   std::shared_ptr<const service::ClusterAuth> auth;
+  CircuitBreakerOptions breaker;
+  // Progress watchdog: longest gap between two tokens of a decode stream; the first token may
+  // take transfer_timeout longer (the wait for the prompt's KV). <= 0: no watchdog.
+  absl::Duration token_timeout = absl::Seconds(30);
+  // A registering worker must answer a status probe within this, before any lock is taken.
+  absl::Duration registration_probe_timeout = absl::Seconds(2);
 };
 
 // The client API (Router: Generate, GetStatus). Worker registration and heartbeats are served by
@@ -91,6 +104,7 @@ class RouterService final : public v1::Router::Service {
     absl::Time last_heartbeat;
     v1::WorkerCapacity capacity;  // from the last heartbeat
     uint64_t served = 0;
+    bool draining = false;  // announced in a heartbeat: nothing new is placed on it
     // RPCs in flight to this worker, cancelled when it is dropped.
     std::set<grpc::ClientContext*> inflight;
   };
@@ -155,6 +169,22 @@ class RouterService final : public v1::Router::Service {
                                        const std::vector<v1::PrefillCancelItem>& items)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Health (router_health.cc). The outcome of a request or batch a worker served: feeds the
+  // circuit breaker, logs a quarantine, and reschedules when placeability changed.
+  void RecordOutcome(const std::string& worker, const absl::Status& outcome)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Applies draining and the breaker to the scheduler; true when a worker's placeability changed.
+  bool RefreshAcceptingLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Periodic (sweeper): cancels stalled decode streams, ends quarantines whose time is up.
+  void SweepHealth() ABSL_LOCKS_EXCLUDED(mu_);
+  // A heartbeat's drain announcement; returns the requests still placed on the worker.
+  uint32_t NoteHeartbeatLocked(Worker& worker, bool draining) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Router-side health fields of a worker's status.
+  void AddHealthLocked(const Worker& worker, v1::WorkerStatus& out) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Whether a registering worker answers at its address (outside every lock).
+  absl::Status ProbeRegistration(const v1::RegisterWorkerRequest& request) const;
+
   const RouterOptions options_;
 
   absl::Mutex registration_mu_;  // one registration (with its AddPeer fan-out) at a time
@@ -168,6 +198,8 @@ class RouterService final : public v1::Router::Service {
   uint64_t next_request_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t finished_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t failed_ ABSL_GUARDED_BY(mu_) = 0;
+  std::unique_ptr<WorkerHealthPolicy> health_ ABSL_GUARDED_BY(mu_);
+  ProgressWatchdog watchdog_;
 
   std::thread dispatcher_;
   std::thread sweeper_;

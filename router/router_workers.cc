@@ -33,6 +33,12 @@ grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
                                      request->kv_pool().transfer_backend(),
                                      "' but this cluster uses '", options_.transfer_backend, "'"));
   }
+  // Outside the registration lock: an address that does not answer holds up nobody else.
+  if (absl::Status answers = ProbeRegistration(*request); !answers.ok()) {
+    log->warn("registration of {} (pid {}) refused for now: {}", id, request->pid(),
+              answers.ToString());
+    return ToGrpc(answers);
+  }
   absl::MutexLock registration(&registration_mu_);
   auto worker = std::make_shared<Worker>();
   worker->id = id;
@@ -99,6 +105,8 @@ grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
     } else {
       scheduler_.AddDecodeWorker(id, request->kv_pool().num_blocks());
     }
+    health_->Forget(id);  // a restarted process starts with a clean record
+    RefreshAcceptingLocked(absl::Now());
     KickLocked();
   }
   log->info("{} worker {} joined at {} (pid {}, {} KV blocks, transfer {})",
@@ -117,6 +125,7 @@ grpc::Status RouterService::Heartbeat(grpc::ServerContext*, const v1::HeartbeatR
   if (it != workers_.end()) {
     it->second->last_heartbeat = absl::Now();
     it->second->capacity = request->capacity();
+    response->set_placed_requests(NoteHeartbeatLocked(*it->second, request->draining()));
   }
   return grpc::Status::OK;
 }
@@ -211,6 +220,7 @@ void RouterService::SweepLoop() {
       }
     }
     for (const std::string& id : dropped_decode) RemovePeerEverywhere(id);
+    SweepHealth();
   }
 }
 
@@ -256,6 +266,7 @@ grpc::Status RouterService::GetStatus(grpc::ServerContext*, const v1::StatusRequ
     out->set_address(w->address);
     out->set_pid(w->pid);
     absl::MutexLock lock(&mu_);
+    AddHealthLocked(*w, *out);
     const auto& loads = w->prefill ? scheduler_.prefill_workers() : scheduler_.decode_workers();
     if (auto it = loads.find(w->id); it != loads.end()) {
       out->set_reserved_blocks(it->second.reserved_blocks);

@@ -43,6 +43,25 @@ std::vector<std::string> Scheduler::RemoveWorker(const std::string& id) {
   return affected;
 }
 
+bool Scheduler::SetAccepting(const std::string& id, bool accepting) {
+  for (auto* workers : {&prefill_, &decode_}) {
+    auto it = workers->find(id);
+    if (it == workers->end() || it->second.accepting == accepting) continue;
+    it->second.accepting = accepting;
+    return true;
+  }
+  return false;
+}
+
+int Scheduler::PlacedOn(const std::string& id) const {
+  int placed = 0;
+  for (const auto& [request_id, p] : placed_) placed += p.decode_worker == id;
+  for (const auto& [batch_id, batch] : batches_) {
+    if (batch.prefill_worker == id) placed += static_cast<int>(batch.request_ids.size());
+  }
+  return placed;
+}
+
 absl::Status Scheduler::CheckFits(const PendingRequest& r) const {
   const uint32_t prefill_blocks = BlocksForTokens(r.prompt_len);
   const uint32_t decode_blocks = BlocksForTokens(int64_t{r.prompt_len} + r.max_tokens);
@@ -95,7 +114,7 @@ bool Scheduler::CancelWaiting(const std::string& request_id) {
 WorkerLoad* Scheduler::PickDecode(uint32_t blocks) {
   WorkerLoad* best = nullptr;
   for (auto& [id, w] : decode_) {
-    if (w.free_blocks() < blocks) continue;
+    if (!w.accepting || w.free_blocks() < blocks) continue;
     if (best == nullptr || w.free_blocks() > best->free_blocks() ||
         (w.free_blocks() == best->free_blocks() && w.running_requests < best->running_requests)) {
       best = &w;
@@ -107,7 +126,10 @@ WorkerLoad* Scheduler::PickDecode(uint32_t blocks) {
 WorkerLoad* Scheduler::PickPrefill(uint32_t blocks) {
   WorkerLoad* best = nullptr;
   for (auto& [id, w] : prefill_) {
-    if (w.inflight_batches >= config_.max_inflight_batches || w.free_blocks() < blocks) continue;
+    if (!w.accepting || w.inflight_batches >= config_.max_inflight_batches ||
+        w.free_blocks() < blocks) {
+      continue;
+    }
     if (best == nullptr || w.inflight_tokens < best->inflight_tokens ||
         (w.inflight_tokens == best->inflight_tokens &&
          w.inflight_batches < best->inflight_batches)) {
@@ -142,7 +164,8 @@ ScheduleStep Scheduler::Schedule() {
     bool joins_open = false;
     if (open) {
       const PrefillBatchPlan& batch = step.batches.back();
-      joins_open = static_cast<int>(batch.items.size()) < config_.max_batch_size &&
+      joins_open = prefill_.at(batch.prefill_worker).accepting &&
+                   static_cast<int>(batch.items.size()) < config_.max_batch_size &&
                    batch.tokens + r.prompt_len <= config_.max_batched_tokens &&
                    prefill_.at(batch.prefill_worker).free_blocks() >= prefill_blocks;
     }

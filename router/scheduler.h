@@ -15,6 +15,9 @@
 //    tokens and max_batch_size requests, on the least-loaded prefill worker (fewest in-flight
 //    tokens) that has room in its own pool and fewer than max_inflight_batches batches. A prompt
 //    longer than the token budget forms a batch alone; the worker runs it in chunks.
+//  - Workers that do not accept new requests (draining, or quarantined by the router's health
+//    policy) are skipped by placement but still count for "can it ever fit": their requests
+//    wait for them to come back (or for a replacement) instead of being rejected.
 //  - A request that can never fit (prompt larger than every prefill pool, or prompt + output
 //    larger than every decode pool) is rejected at once with InvalidArgument, also when the
 //    worker that could hold it leaves while the request waits.
@@ -77,6 +80,7 @@ struct WorkerLoad {
   int inflight_batches = 0;   // prefill only
   int64_t inflight_tokens = 0;  // prefill only
   int running_requests = 0;   // decode only: placed and not yet DecodeDone
+  bool accepting = true;      // false: placement skips it (draining or quarantined)
 
   uint32_t free_blocks() const { return total_blocks - reserved_blocks; }
 };
@@ -96,6 +100,12 @@ class Scheduler {
   // placed and not yet DecodeDone); their reservations elsewhere stay until the caller reports
   // PrefillDone / DecodeDone for them as usual.
   std::vector<std::string> RemoveWorker(const std::string& id);
+  // Whether placement may choose the worker; unknown ids are ignored. Returns true when the
+  // flag changed (the caller then reschedules).
+  bool SetAccepting(const std::string& id, bool accepting);
+  // Requests placed on the worker and not yet reported done (decode: PlacedRequest entries;
+  // prefill: items of its in-flight batches).
+  int PlacedOn(const std::string& id) const;
 
   // Queues a request: InvalidArgument when it can never fit, Unavailable when there is no
   // prefill or no decode worker, ResourceExhausted when the queue is full, AlreadyExists for a

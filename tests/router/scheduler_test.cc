@@ -268,5 +268,41 @@ TEST(SchedulerTest, WaitingRequestThatNoLongerFitsIsRejectedWhenItsWorkerLeaves)
   EXPECT_EQ(s.num_waiting(), 0u);
 }
 
+TEST(SchedulerTest, WorkerThatDoesNotAcceptIsSkippedThoughItHasTheMostFreeBlocks) {
+  Scheduler s(Config());
+  s.AddPrefillWorker("p0", 100);
+  s.AddDecodeWorker("d0", 1000);  // emptiest: would win every placement
+  s.AddDecodeWorker("d1", 100);
+  EXPECT_TRUE(s.SetAccepting("d0", false));
+  EXPECT_FALSE(s.SetAccepting("d0", false));  // no change
+  ASSERT_TRUE(s.Enqueue(Req("a", 10)).ok());
+  ScheduleStep step = s.Schedule();
+  ASSERT_EQ(step.batches.size(), 1u);
+  EXPECT_EQ(step.batches[0].items[0].decode_worker, "d1");
+  EXPECT_EQ(s.PlacedOn("d1"), 1);
+  EXPECT_EQ(s.PlacedOn("p0"), 1);
+  EXPECT_EQ(s.PlacedOn("d0"), 0);
+}
+
+TEST(SchedulerTest, RequestsWaitWhileNoWorkerAcceptsAndArePlacedWhenOneDoesAgain) {
+  Scheduler s(Config());
+  s.AddPrefillWorker("p0", 100);
+  s.AddDecodeWorker("d0", 100);
+  s.SetAccepting("p0", false);
+  ASSERT_TRUE(s.Enqueue(Req("a", 10)).ok());
+  ScheduleStep step = s.Schedule();
+  EXPECT_THAT(step.batches, IsEmpty());
+  EXPECT_THAT(step.rejected, IsEmpty());  // it still fits a worker that will come back
+  EXPECT_EQ(s.num_waiting(), 1u);
+  EXPECT_TRUE(s.SetAccepting("p0", true));
+  step = s.Schedule();
+  ASSERT_EQ(step.batches.size(), 1u);
+  EXPECT_EQ(step.batches[0].prefill_worker, "p0");
+  s.PrefillDone(step.batches[0].batch_id);
+  EXPECT_EQ(s.PlacedOn("p0"), 0);
+  s.DecodeDone("a");
+  EXPECT_EQ(s.PlacedOn("d0"), 0);
+}
+
 }  // namespace
 }  // namespace pdserve::router
