@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "cli/model_flags.h"
 #include "cluster/cluster.h"
+#include "cluster/supervisor.h"
 #include "service/worker_process.h"
 
 namespace pdserve::cli {
@@ -28,8 +29,11 @@ absl::Status RunCluster(cluster::ClusterOptions options, bool quiet) {
   std::printf("  try:  pdserve generate --endpoint %s --prompt-len 32 --max-tokens 16\n",
               c.endpoint().c_str());
   std::printf("        pdserve status --endpoint %s\n", c.endpoint().c_str());
-  std::printf("  Ctrl-C stops the cluster.\n");
+  std::printf("  a process that dies is restarted; Ctrl-C stops the cluster (workers drain "
+              "first).\n");
   std::fflush(stdout);
+  // On this thread: it started the children, and PR_SET_PDEATHSIG ties restarted ones to it.
+  cluster::Supervisor supervisor(c);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
@@ -45,10 +49,9 @@ absl::Status RunCluster(cluster::ClusterOptions options, bool quiet) {
       std::printf("pdserve cluster: stopped\n");
       return absl::OkStatus();
     }
-    if (absl::Status alive = c.CheckChildren(); !alive.ok()) {
+    if (absl::Status kept = supervisor.Poll(); !kept.ok()) {
       c.Stop();
-      return absl::UnavailableError(absl::StrCat("a cluster process died, cluster stopped: ",
-                                                 alive.message()));
+      return absl::UnavailableError(absl::StrCat("cluster stopped: ", kept.message()));
     }
   }
   (void)quiet;
@@ -79,6 +82,10 @@ void AddClusterCommand(CLI::App& app) {
   cmd->add_option("--gpu", o->gpu, "roofline: GPU whose time is modelled")->capture_default_str();
   cmd->add_option("--threads", o->threads, "kernel threads per worker (0: all cores)")
       ->capture_default_str();
+  auto drain_grace_s = std::make_shared<double>(30);
+  cmd->add_option("--drain-grace-s", *drain_grace_s,
+                  "workers' drain on SIGTERM / Ctrl-C: longest wait for what they hold")
+      ->capture_default_str();
   cmd->add_option("--binary", o->binary, "pdserve executable for the children (default: this one)");
   cmd->add_option("--router-arg", o->router_args, "extra flag for the router (repeatable)");
   cmd->add_option("--prefill-arg", o->prefill_args, "extra flag for prefill workers (repeatable)");
@@ -87,8 +94,9 @@ void AddClusterCommand(CLI::App& app) {
   cmd->add_flag("--poison-freed-kv", *poison,
                 "decode workers fill freed KV blocks with a poison pattern, so that reading "
                 "blocks a request no longer owns changes its tokens (verification runs)");
-  cmd->callback([o, num_blocks, model, poison] {
+  cmd->callback([o, num_blocks, model, poison, drain_grace_s] {
     cluster::ClusterOptions options = *o;
+    options.drain_grace = absl::Seconds(*drain_grace_s);
     if (*poison) options.decode_args.push_back("--poison-freed-kv");
     absl::StatusOr<ModelOverrides> overrides = model->Overrides();
     if (!overrides.ok()) ExitWith(overrides.status());

@@ -15,6 +15,10 @@ void AddDecodeCommand(CLI::App& app) {
   cmd->add_flag("--poison-freed-kv", flags->options.poison_freed_kv,
                "fill every freed KV block with a poison pattern, so that reading blocks a "
                "request no longer owns changes its tokens (tests, verification runs)");
+  cmd->add_option("--fault", flags->options.fault,
+                  "fault injection for tests: fail-decode (every step fails) or stall-decode "
+                  "(the engine hangs while the process answers)")
+      ->check(CLI::IsMember({"fail-decode", "stall-decode"}));
   auto lease_s = std::make_shared<double>(300);
   cmd->add_option("--allocation-lease-s", *lease_s,
                   "free an allocation that no Decode claimed within this time")

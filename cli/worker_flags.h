@@ -14,6 +14,7 @@ namespace pdserve::cli {
 struct WorkerFlags {
   service::WorkerProcessOptions options;
   double transfer_timeout_s = 30;
+  double drain_grace_s = 30;
   std::shared_ptr<ModelFlags> model;
 
   // After parsing: the options with the model and the timeout filled in.
@@ -21,6 +22,7 @@ struct WorkerFlags {
     service::WorkerProcessOptions o = options;
     ASSIGN_OR_RETURN(o.model, model->Overrides());
     o.transfer_timeout = absl::Seconds(transfer_timeout_s);
+    o.drain_grace = absl::Seconds(drain_grace_s);
     return o;
   }
 };
@@ -66,6 +68,9 @@ inline std::shared_ptr<WorkerFlags> AddWorkerFlags(CLI::App* cmd) {
   cmd->add_option("--threads", o.threads, "kernel threads (0 = all cores)")->capture_default_str();
   cmd->add_option("--transfer-timeout-s", f->transfer_timeout_s,
                   "longest wait for one KV transfer")
+      ->capture_default_str();
+  cmd->add_option("--drain-grace-s", f->drain_grace_s,
+                  "on SIGTERM: longest wait for placed and running requests before exiting")
       ->capture_default_str();
   return f;
 }

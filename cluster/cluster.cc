@@ -1,22 +1,15 @@
 #include "cluster/cluster.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
-#include <sys/mman.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <climits>
 #include <cstring>
-#include <deque>
 #include <filesystem>
 #include <fstream>
 
@@ -24,24 +17,16 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cluster/child_process.h"
+#include "kvcache/kv_memory.h"
 #include "service/grpc_util.h"
 #include "common/cluster_secret.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "pdserve.grpc.pb.h"
 
-extern char** environ;
-
 namespace pdserve::cluster {
 namespace {
-
-std::string SelfExe() {
-  char buf[PATH_MAX];
-  const ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  if (n <= 0) return {};
-  buf[n] = '\0';
-  return buf;
-}
 
 // A port given explicitly must be free now: say so clearly instead of letting a child fail.
 absl::Status CheckPortFree(const std::string& host, int port) {
@@ -63,30 +48,6 @@ absl::Status CheckPortFree(const std::string& host, int port) {
                                                       "); pick another or 0 for a free one"));
   }
   return absl::OkStatus();
-}
-
-// A child that died without unwinding (SIGKILL) leaves its KV pool's POSIX shared memory behind:
-// the supervisor removes the segments named after its pid (kvcache's "/pdserve-kv-<pid>-<n>").
-void RemoveSharedMemoryOf(pid_t pid) {
-  const std::string prefix = absl::StrCat("pdserve-kv-", pid, "-");
-  DIR* dir = opendir("/dev/shm");
-  if (dir == nullptr) return;
-  while (dirent* entry = readdir(dir)) {
-    if (std::strncmp(entry->d_name, prefix.c_str(), prefix.size()) == 0) {
-      shm_unlink(absl::StrCat("/", entry->d_name).c_str());
-    }
-  }
-  closedir(dir);
-}
-
-std::string Tail(const std::string& path, int lines) {
-  std::ifstream in(path);
-  std::deque<std::string> last;
-  for (std::string line; std::getline(in, line);) {
-    last.push_back(line);
-    if (static_cast<int>(last.size()) > lines) last.pop_front();
-  }
-  return absl::StrJoin(last, "\n");
 }
 
 }  // namespace
@@ -149,11 +110,14 @@ Cluster::~Cluster() {
   std::filesystem::remove_all(options_.log_dir, ec);
 }
 
+bool Cluster::ExitedCleanly(int s) {
+  return (WIFEXITED(s) && WEXITSTATUS(s) == 0) || (WIFSIGNALED(s) && WTERMSIG(s) == SIGTERM);
+}
+
 bool Cluster::AllExitedCleanly() const {
+  if (ever_failed_) return false;
   for (const Child& c : children_) {
-    const int s = c.wait_status;
-    const bool clean = (WIFEXITED(s) && WEXITSTATUS(s) == 0) || (WIFSIGNALED(s) && WTERMSIG(s) == SIGTERM);
-    if (!c.reaped || !clean) return false;
+    if (!c.reaped || !ExitedCleanly(c.wait_status)) return false;
   }
   return true;
 }
@@ -223,6 +187,8 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) 
                                                         : o.threads)};
     args.insert(args.end(), auth_args.begin(), auth_args.end());
     args.insert(args.end(), model_args.begin(), model_args.end());
+    args.insert(args.end(),
+                {"--drain-grace-s", absl::StrCat(absl::ToDoubleSeconds(o.drain_grace))});
     if (blocks > 0) {
       args.insert(args.end(), {"--num-blocks", std::to_string(blocks)});
     } else if (o.pool_gib > 0) {
@@ -232,8 +198,12 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) 
     return args;
   };
   for (int i = 0; i < o.num_decode; ++i) {
+    std::vector<std::string> extra = o.decode_args;
+    if (static_cast<size_t>(i) < o.decode_worker_args.size()) {
+      extra.insert(extra.end(), o.decode_worker_args[i].begin(), o.decode_worker_args[i].end());
+    }
     RETURN_IF_ERROR(cluster->Spawn(absl::StrCat("decode-", i),
-                                   worker_args("decode", i, o.decode_blocks, o.decode_args)));
+                                   worker_args("decode", i, o.decode_blocks, extra)));
   }
   for (int i = 0; i < o.num_prefill; ++i) {
     std::vector<std::string> extra = o.prefill_args;
@@ -280,64 +250,58 @@ absl::Status Cluster::Kill(const std::string& name, int signal) {
 absl::Status Cluster::Spawn(const std::string& name, const std::vector<std::string>& args) {
   Child child;
   child.name = name;
+  child.args = args;
   child.log_path = absl::StrCat(options_.log_dir, "/", name, ".log");
-  // Everything the child needs is built before fork: after it, only async-signal-safe calls.
-  std::vector<std::string> argv_storage = {options_.binary, "--log-level", options_.log_level};
-  argv_storage.insert(argv_storage.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (std::string& a : argv_storage) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> env_storage;
-  for (char** e = environ; *e != nullptr; ++e) {
-    bool overridden = false;
-    for (const auto& [key, value] : options_.env) {
-      if (std::strncmp(*e, key.c_str(), key.size()) == 0 && (*e)[key.size()] == '=') {
-        overridden = true;
+  children_.push_back(child);
+  return Launch(children_.back(), /*append_log=*/false);
+}
+
+absl::Status Cluster::Launch(Child& child, bool append_log) {
+  ChildSpec spec{.argv = {options_.binary, "--log-level", options_.log_level},
+                 .env = options_.env,
+                 .log_path = child.log_path,
+                 .append_log = append_log};
+  spec.argv.insert(spec.argv.end(), child.args.begin(), child.args.end());
+  ASSIGN_OR_RETURN(child.pid, SpawnChild(spec));
+  child.reaped = false;
+  child.exit_reported = false;
+  child.wait_status = 0;
+  child.started = absl::Now();
+  ComponentLogger("cluster")->debug("started {} (pid {}): {}", child.name, child.pid,
+                                    absl::StrJoin(spec.argv, " "));
+  return absl::OkStatus();
+}
+
+absl::Status Cluster::Restart(const std::string& name) {
+  if (stopping_) return absl::FailedPreconditionError("the cluster is stopping");
+  for (Child& c : children_) {
+    if (c.name != name) continue;
+    if (!Reap(c)) {
+      return absl::FailedPreconditionError(absl::StrCat(name, " (pid ", c.pid, ") still runs"));
+    }
+    if (name == "router") {
+      // The port it bound, not the 0 it may have been given: the workers know it by that port.
+      for (size_t i = 0; i + 1 < c.args.size(); ++i) {
+        if (c.args[i] == "--port") c.args[i + 1] = std::to_string(router_port_);
       }
     }
-    if (!overridden) env_storage.emplace_back(*e);
+    return Launch(c, /*append_log=*/true);
   }
-  for (const auto& [key, value] : options_.env) env_storage.push_back(key + "=" + value);
-  std::vector<char*> envp;
-  for (std::string& e : env_storage) envp.push_back(e.data());
-  envp.push_back(nullptr);
+  return absl::NotFoundError(absl::StrCat("no process named ", name, " in this cluster"));
+}
 
-  const int log_fd = open(child.log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (log_fd < 0) {
-    return absl::InternalError(absl::StrCat("cannot open ", child.log_path, ": ",
-                                            std::strerror(errno)));
+std::vector<ChildExit> Cluster::CollectExits() {
+  std::vector<ChildExit> exits;
+  for (Child& c : children_) {
+    if (c.exit_reported || !Reap(c)) continue;
+    c.exit_reported = true;
+    exits.push_back(ChildExit{.name = c.name,
+                              .pid = c.pid,
+                              .wait_status = c.wait_status,
+                              .log_path = c.log_path,
+                              .uptime = c.exited - c.started});
   }
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid < 0) {
-    close(log_fd);
-    return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
-  }
-  if (pid == 0) {
-    // SIGTERM (not SIGKILL) so that a worker still unlinks its shared memory on the way out.
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != parent) _exit(125);
-    setpgid(0, 0);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGPIPE, SIG_DFL);
-    dup2(log_fd, STDOUT_FILENO);
-    dup2(log_fd, STDERR_FILENO);
-    syscall(SYS_close_range, 3u, ~0u, 0u);
-    execve(argv[0], argv.data(), envp.data());
-    const char msg[] = "pdserve cluster: execve failed\n";
-    (void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
-    _exit(127);
-  }
-  close(log_fd);
-  child.pid = pid;
-  children_.push_back(child);
-  ComponentLogger("cluster")->debug("started {} (pid {}): {}", name, pid,
-                                    absl::StrJoin(argv_storage, " "));
-  return absl::OkStatus();
+  return exits;
 }
 
 bool Cluster::Reap(Child& child) {
@@ -347,6 +311,8 @@ bool Cluster::Reap(Child& child) {
   if (r == child.pid) {
     child.reaped = true;
     child.wait_status = status;
+    child.exited = absl::Now();
+    if (!ExitedCleanly(status)) ever_failed_ = true;
     RemoveSharedMemoryOf(child.pid);
     return true;
   }
@@ -356,7 +322,7 @@ bool Cluster::Reap(Child& child) {
 absl::Status Cluster::DescribeExit(const Child& child) const {
   return absl::UnavailableError(absl::StrCat(child.name, " (pid ", child.pid, ") ",
                                              DescribeWaitStatus(child.wait_status), "; last lines of ",
-                                             child.log_path, ":\n", Tail(child.log_path, 8)));
+                                             child.log_path, ":\n", TailOfFile(child.log_path, 8)));
 }
 
 absl::Status Cluster::CheckChildren() {
@@ -439,31 +405,42 @@ absl::Status Cluster::WaitUntilReady() {
 }
 
 void Cluster::Stop() {
+  stopping_ = true;
+  // Workers first: SIGTERM makes each drain (nothing new is placed on it, what it holds
+  // finishes) while the router still runs; then the router.
+  TerminateAndReap([](const Child& c) { return c.name != "router"; },
+                   options_.drain_grace + options_.stop_grace);
+  TerminateAndReap([](const Child& c) { return c.name == "router"; }, options_.stop_grace);
+}
+
+void Cluster::TerminateAndReap(const std::function<bool(const Child&)>& which,
+                               absl::Duration grace) {
   bool any = false;
-  // Workers first, the router last, so that workers do not log a vanished router.
   for (auto it = children_.rbegin(); it != children_.rend(); ++it) {
-    if (!Reap(*it)) {
+    if (which(*it) && !Reap(*it)) {
       kill(it->pid, SIGTERM);
       any = true;
     }
   }
   if (!any) return;
-  const absl::Time deadline = absl::Now() + options_.stop_grace;
+  const absl::Time deadline = absl::Now() + grace;
   while (absl::Now() < deadline) {
     bool all = true;
-    for (Child& c : children_) all = Reap(c) && all;
+    for (Child& c : children_) all = (!which(c) || Reap(c)) && all;
     if (all) return;
     absl::SleepFor(absl::Milliseconds(20));
   }
   for (Child& c : children_) {
-    if (Reap(c)) continue;
-    ComponentLogger("cluster")->warn("{} (pid {}) ignored SIGTERM for {}; killing it", c.name,
-                                     c.pid, absl::FormatDuration(options_.stop_grace));
+    if (!which(c) || Reap(c)) continue;
+    ComponentLogger("cluster")->warn("{} (pid {}) did not exit within {} of SIGTERM; killing it",
+                                     c.name, c.pid, absl::FormatDuration(grace));
     kill(c.pid, SIGKILL);
     int status = 0;
     waitpid(c.pid, &status, 0);
     c.reaped = true;
     c.wait_status = status;
+    c.exited = absl::Now();
+    ever_failed_ = true;
     RemoveSharedMemoryOf(c.pid);
   }
 }

@@ -15,9 +15,15 @@
 // them (call Start from a thread that lives as long as the cluster), stdout and stderr into
 // <log_dir>/<name>.log, ports chosen by the children themselves (port 0) and reported through
 // port files, so there is no window between "found a free port" and "bound it".
+//
+// Supervision (supervisor.h) restarts children that die, through CollectExits and Restart.
+// Stop drains: workers get SIGTERM first and finish what they hold, the router last.
+// A Cluster is used from one thread: the one that called Start (PR_SET_PDEATHSIG ties every
+// child, restarted ones included, to the thread that forked it).
 
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -62,9 +68,23 @@ struct ClusterOptions {
   // worker among fast ones, in fault tests).
   std::vector<std::vector<std::string>> prefill_worker_args;
   std::vector<std::string> decode_args;   // extra flags for every `pdserve decode`
+  // Extra flags for single decode workers: [i] goes to decode-i after decode_args.
+  std::vector<std::vector<std::string>> decode_worker_args;
   std::vector<std::pair<std::string, std::string>> env;  // added to every child's environment
   absl::Duration ready_timeout = absl::Seconds(60);
   absl::Duration stop_grace = absl::Seconds(5);  // SIGTERM, then SIGKILL after this
+  // Workers' --drain-grace-s: on SIGTERM they finish what they hold for at most this long. Stop
+  // waits this plus stop_grace for them before SIGKILL.
+  absl::Duration drain_grace = absl::Seconds(30);
+};
+
+// A child that exited, as the launcher reaped it.
+struct ChildExit {
+  std::string name;
+  pid_t pid = -1;
+  int wait_status = 0;
+  std::string log_path;
+  absl::Duration uptime;  // from its (re)start to the reap
 };
 
 class Cluster {
@@ -101,31 +121,48 @@ class Cluster {
   // Waits up to `timeout` for a child to exit: OK when none did, else as CheckChildren.
   absl::Status WaitForChildExit(absl::Duration timeout);
 
+  // Reaps the children that exited and returns those not returned before (each death once).
+  std::vector<ChildExit> CollectExits();
+  // Starts the named child again with its first arguments (the router on the port it bound,
+  // where the workers look for it), appending to its log. FailedPrecondition while it runs or
+  // once Stop began; NotFound for an unknown name.
+  absl::Status Restart(const std::string& name);
+
   // The router's view of the cluster.
   absl::StatusOr<v1::ClusterStatus> GetStatus(absl::Duration timeout = absl::Seconds(5)) const;
 
-  // SIGTERM to every child, SIGKILL to those still running after stop_grace; reaps them all.
-  // Idempotent.
+  // SIGTERM to every worker (they drain), SIGKILL to those still running after drain_grace +
+  // stop_grace; then the same for the router with stop_grace. Reaps them all. Idempotent.
   void Stop();
 
  private:
   struct Child {
     std::string name;
     pid_t pid = -1;
+    std::vector<std::string> args;  // after the binary and --log-level
     std::string log_path;
     bool reaped = false;
+    bool exit_reported = false;  // returned by CollectExits
     int wait_status = 0;
+    absl::Time started;
+    absl::Time exited;
   };
 
   Cluster(ClusterOptions options, ModelConfig model);
   absl::Status Spawn(const std::string& name, const std::vector<std::string>& args);
+  // Forks and execs `child` from its args; sets its pid and start time.
+  absl::Status Launch(Child& child, bool append_log);
+  // SIGTERM to the running children `which` selects, SIGKILL after `grace`; reaps them.
+  void TerminateAndReap(const std::function<bool(const Child&)>& which, absl::Duration grace);
+  static bool ExitedCleanly(int wait_status);
   absl::Status WaitForPortFile(const std::string& path, const Child& child, int* port);
   absl::Status WaitUntilReady();
   // Reaps `child` if it exited; true when it has.
   bool Reap(Child& child);
   absl::Status DescribeExit(const Child& child) const;
 
-  // True when every child exited with code 0 or on the SIGTERM that Stop sent.
+  // True when every child exited with code 0 or on the SIGTERM that Stop sent, and none
+  // exited otherwise before (and was restarted).
   bool AllExitedCleanly() const;
 
   ClusterOptions options_;
@@ -134,6 +171,8 @@ class Cluster {
   int internal_port_ = 0;
   std::unique_ptr<SecretFile> secret_file_;
   std::vector<Child> children_;
+  bool stopping_ = false;
+  bool ever_failed_ = false;
   // A log folder this cluster made itself (no log_dir given) goes when the cluster is destroyed
   // after a clean run; after a failed start or an abnormal exit it stays for the operator.
   bool remove_log_dir_ = false;

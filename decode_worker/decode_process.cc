@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "service/router_link.h"
 #include "service/worker_registration.h"
 #include "common/logging.h"
@@ -13,6 +14,33 @@
 #include "decode_worker/decode_service.h"
 
 namespace pdserve::decode {
+namespace {
+
+// --fault: a decode engine that fails every request at once (it would look the emptiest worker
+// to a router without a health policy), or one stuck in a step while the process still answers
+// RPCs and heartbeats (only a progress watchdog notices).
+absl::Status InjectFault(const service::WorkerProcessOptions& options, absl::Notification& unstick,
+                         DecodeEngineOptions& engine_options) {
+  if (options.fault.empty()) return absl::OkStatus();
+  const std::string what = absl::StrCat(options.worker_id, ": injected fault (--fault ",
+                                        options.fault, ")");
+  if (options.fault == "fail-decode") {
+    engine_options.decode_step = [what](std::span<const DecodeSequence>)
+        -> absl::StatusOr<std::vector<DecodeResult>> { return absl::InternalError(what); };
+  } else if (options.fault == "stall-decode") {
+    engine_options.decode_step = [what, &unstick](std::span<const DecodeSequence>)
+        -> absl::StatusOr<std::vector<DecodeResult>> {
+      unstick.WaitForNotification();
+      return absl::UnavailableError(what);
+    };
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("unknown --fault '", options.fault, "'"));
+  }
+  ComponentLogger("decode")->warn("{}", what);
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
   auto log = ComponentLogger("decode");
@@ -78,6 +106,9 @@ absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
               g->staged() ? " (KV staged through the pinned host pool)" : "");
   }
 #endif
+  // Declared before the engine, so that a stalled step can be released before it is destroyed.
+  absl::Notification unstick;
+  RETURN_IF_ERROR(InjectFault(options, unstick, engine_options));
   DecodeEngine engine(*cache, engine_options);
   DecodeServiceOptions service_options;
   service_options.worker_id = options.worker_id;
@@ -121,7 +152,18 @@ absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
     }
   });
   const int sig = service::WaitForTerminationSignal();
-  log->info("{}: signal {} received, stopping", options.worker_id, sig);
+  log->info("{}: signal {} received, draining (at most {})", options.worker_id, sig,
+            absl::FormatDuration(options.drain_grace));
+  if (absl::Status drained =
+          link->Drain([&service] { return service::CapacityIdle(service.Capacity()); },
+                      options.drain_grace);
+      !drained.ok()) {
+    log->warn("{}; exiting: the router fails what is left as UNAVAILABLE",
+              std::string(drained.message()));
+  } else {
+    log->info("{}: drained, exiting", options.worker_id);
+  }
+  unstick.Notify();
   stop = true;
   reaper.join();
   link.reset();

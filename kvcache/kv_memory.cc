@@ -5,11 +5,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <dirent.h>
+#include <signal.h>
+
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/logging.h"
 
 namespace pdserve {
 namespace {
@@ -37,6 +46,26 @@ class MappedMemory final : public KvMemory {
   bool unlink_;
 };
 
+constexpr char kSegmentPrefix[] = "pdserve-kv-";
+
+// Names in /dev/shm of KV pool segments: "pdserve-kv-<pid>-<n>", with the owner's pid.
+std::vector<std::pair<std::string, pid_t>> PoolSegments() {
+  std::vector<std::pair<std::string, pid_t>> out;
+  DIR* dir = opendir("/dev/shm");
+  if (dir == nullptr) return out;
+  while (dirent* entry = readdir(dir)) {
+    const absl::string_view name(entry->d_name);
+    if (!absl::StartsWith(name, kSegmentPrefix)) continue;
+    std::vector<absl::string_view> parts =
+        absl::StrSplit(name.substr(sizeof(kSegmentPrefix) - 1), '-');
+    int pid = 0;
+    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &pid) || pid <= 0) continue;
+    out.emplace_back(std::string(name), static_cast<pid_t>(pid));
+  }
+  closedir(dir);
+  return out;
+}
+
 absl::Status Errno(std::string_view what, const std::string& name) {
   return absl::InternalError(absl::StrCat(std::string(what), " ", name, ": ", std::strerror(errno)));
 }
@@ -60,8 +89,33 @@ absl::StatusOr<std::unique_ptr<KvMemory>> AllocateHostMemory(size_t bytes) {
   return std::make_unique<MappedMemory>(p, bytes, "", false);
 }
 
+int RemoveSharedMemoryOf(pid_t pid) {
+  int removed = 0;
+  for (const auto& [name, owner] : PoolSegments()) {
+    if (owner == pid && shm_unlink(absl::StrCat("/", name).c_str()) == 0) removed++;
+  }
+  return removed;
+}
+
+int RemoveOrphanedSharedMemory() {
+  int removed = 0;
+  for (const auto& [name, owner] : PoolSegments()) {
+    const bool gone = kill(owner, 0) != 0 && errno == ESRCH;
+    if (gone && shm_unlink(absl::StrCat("/", name).c_str()) == 0) removed++;
+  }
+  return removed;
+}
+
 absl::StatusOr<std::unique_ptr<KvMemory>> CreateSharedMemory(size_t bytes, std::string name) {
   if (bytes == 0) return absl::InvalidArgumentError("KV memory of 0 bytes");
+  // A worker killed with SIGKILL (started by hand, no launcher to clean up) left its pool: the
+  // next worker to start reclaims it.
+  static std::once_flag reclaimed;
+  std::call_once(reclaimed, [] {
+    if (const int n = RemoveOrphanedSharedMemory(); n > 0) {
+      ComponentLogger("kvcache")->info("removed {} KV pool segments of processes that are gone", n);
+    }
+  });
   if (name.empty()) {
     static std::atomic<int> counter{0};
     name = absl::StrCat("/pdserve-kv-", getpid(), "-", counter.fetch_add(1));

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -28,9 +30,20 @@ class KvMemory {
 absl::StatusOr<std::unique_ptr<KvMemory>> AllocateHostMemory(size_t bytes);
 
 // Zeroed POSIX shared memory, created under `name` (a fresh unique name when empty) and
-// unlinked when the returned object dies, so that a crash of its owner leaves at most the
-// segment of a running process behind.
+// unlinked when the returned object dies. Fresh names carry the owner's pid
+// ("/pdserve-kv-<pid>-<n>"): a peer maps the segment by name after its creation, so it cannot
+// be unlinked at once, and an owner killed with SIGKILL leaves it behind. The first creation in
+// a process therefore removes the segments of owners that are gone
+// (RemoveOrphanedSharedMemory), and the cluster launcher removes a dead child's at once.
 absl::StatusOr<std::unique_ptr<KvMemory>> CreateSharedMemory(size_t bytes, std::string name = {});
+
+// Unlinks the KV pool segments named after `pid`; returns how many. For a process known dead.
+int RemoveSharedMemoryOf(pid_t pid);
+
+// Unlinks every KV pool segment whose owner pid names no process; returns how many. A segment
+// of a live process (or one we cannot tell about) is kept. Assumes one pid namespace per
+// /dev/shm, as on a host or in one container.
+int RemoveOrphanedSharedMemory();
 
 // Maps an existing segment created by another process (does not unlink it).
 absl::StatusOr<std::unique_ptr<KvMemory>> OpenSharedMemory(const std::string& name,

@@ -116,7 +116,17 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
                      return service.Capacity();
                    }));
   const int sig = service::WaitForTerminationSignal();
-  log->info("{}: signal {} received, stopping", options.worker_id, sig);
+  log->info("{}: signal {} received, draining (at most {})", options.worker_id, sig,
+            absl::FormatDuration(options.drain_grace));
+  if (absl::Status drained =
+          link->Drain([&service] { return service::CapacityIdle(service.Capacity()); },
+                      options.drain_grace);
+      !drained.ok()) {
+    log->warn("{}; exiting: the router fails what is left as UNAVAILABLE",
+              std::string(drained.message()));
+  } else {
+    log->info("{}: drained, exiting", options.worker_id);
+  }
   link.reset();
   server.server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   return absl::OkStatus();

@@ -43,8 +43,8 @@
 #include "pdserve.grpc.pb.h"
 #include "router/progress_watchdog.h"
 #include "router/scheduler.h"
-#include "service/cluster_auth.h"
 #include "router/worker_health.h"
+#include "service/cluster_auth.h"
 
 namespace pdserve::router {
 

@@ -64,6 +64,36 @@ absl::Status RouterLink::Register() {
   return absl::OkStatus();
 }
 
+absl::StatusOr<v1::HeartbeatResponse> RouterLink::SendHeartbeat() {
+  v1::HeartbeatRequest request;
+  request.set_worker_id(options_.registration.worker_id());
+  *request.mutable_capacity() = capacity_();
+  request.set_draining(draining_.load());
+  v1::HeartbeatResponse response;
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, options_.rpc_timeout);
+  RETURN_IF_ERROR(FromGrpc(stub_->Heartbeat(&ctx, request, &response)));
+  return response;
+}
+
+absl::Status RouterLink::Drain(const std::function<bool()>& idle, absl::Duration grace) {
+  draining_ = true;
+  const absl::Time deadline = absl::Now() + grace;
+  while (true) {
+    absl::StatusOr<v1::HeartbeatResponse> answer = SendHeartbeat();
+    const uint32_t placed = answer.ok() && answer->known() ? answer->placed_requests() : 0;
+    const bool local_idle = idle();
+    if (placed == 0 && local_idle) return absl::OkStatus();
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          options_.registration.worker_id(), " did not drain within ",
+          absl::FormatDuration(grace), ": the router still places ", placed,
+          " requests on it", local_idle ? "" : " and its engine is busy"));
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+}
+
 void RouterLink::HeartbeatLoop() {
   auto log = ComponentLogger("worker");
   bool router_reachable = true;
@@ -72,20 +102,17 @@ void RouterLink::HeartbeatLoop() {
       absl::MutexLock lock(&mu_);
       if (mu_.AwaitWithTimeout(absl::Condition(&stop_), interval_)) return;
     }
-    v1::HeartbeatRequest request;
-    request.set_worker_id(options_.registration.worker_id());
-    *request.mutable_capacity() = capacity_();
-    v1::HeartbeatResponse response;
-    grpc::ClientContext ctx;
-    SetDeadline(ctx, options_.rpc_timeout);
-    absl::Status sent = FromGrpc(stub_->Heartbeat(&ctx, request, &response));
-    if (!sent.ok()) {
-      if (router_reachable) log->warn("heartbeat to the router failed: {}", sent.ToString());
+    absl::StatusOr<v1::HeartbeatResponse> response = SendHeartbeat();
+    if (!response.ok()) {
+      if (router_reachable) {
+        log->warn("heartbeat to the router failed: {}", response.status().ToString());
+      }
       router_reachable = false;
       continue;
     }
     router_reachable = true;
-    if (!response.known()) {
+    // A draining worker must not come back into placement by registering again.
+    if (!response->known() && !draining_.load()) {
       log->warn("the router does not know {} any more; registering again",
                 options_.registration.worker_id());
       if (absl::Status again = Register(); !again.ok()) {

@@ -4,7 +4,11 @@
 // be starting) and then sends heartbeats with the worker's current capacity. When the router
 // answers that it does not know the worker (it dropped it, or restarted), the link registers
 // again. Used by `pdserve prefill` and `pdserve decode`.
+//
+// Shutdown: Drain() announces it in the heartbeats (the router then places nothing new on the
+// worker) and waits until the router holds no request placed here and the worker is idle.
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -28,6 +32,12 @@ struct RouterLinkOptions {
   absl::Duration rpc_timeout = absl::Seconds(10);
 };
 
+// A worker holds no request: nothing running, every block free or quarantined (quarantined
+// blocks wait for a writer, not for this worker).
+inline bool CapacityIdle(const v1::WorkerCapacity& c) {
+  return c.running_requests() == 0 && c.free_blocks() + c.quarantined_blocks() >= c.total_blocks();
+}
+
 class RouterLink {
  public:
   using CapacityFn = std::function<v1::WorkerCapacity()>;
@@ -37,17 +47,27 @@ class RouterLink {
                                                            CapacityFn capacity);
   ~RouterLink();
   RouterLink(const RouterLink&) = delete;
+
+  // Tells the router this worker is draining (a heartbeat at once, then each interval) and waits
+  // until the router reports no request placed on it and `idle()` holds, polling both. A router
+  // that cannot be reached, or no longer knows the worker, places nothing here: then `idle()`
+  // alone decides. OK when drained; DeadlineExceeded after `grace`, naming what was left. Once
+  // called, the link no longer registers again.
+  absl::Status Drain(const std::function<bool()>& idle, absl::Duration grace);
   RouterLink& operator=(const RouterLink&) = delete;
 
  private:
   RouterLink(RouterLinkOptions options, CapacityFn capacity);
   absl::Status Register();
+  // One heartbeat; the router's answer.
+  absl::StatusOr<v1::HeartbeatResponse> SendHeartbeat();
   void HeartbeatLoop();
 
   RouterLinkOptions options_;
   CapacityFn capacity_;
   std::unique_ptr<v1::RouterControl::Stub> stub_;
   absl::Duration interval_ = absl::Milliseconds(500);
+  std::atomic<bool> draining_{false};
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;

@@ -47,6 +47,11 @@ struct WorkerProcessOptions {
   // decode: quarantined KV blocks are freed after this long without a fence (longer than the
   // prefill side's batch plus transfer timeout; docs/cluster.md, "Fenced KV").
   absl::Duration fence_lease = absl::Seconds(120);
+  // SIGTERM: the worker drains (no new requests, in-flight ones finish) for at most this long.
+  absl::Duration drain_grace = absl::Seconds(30);
+  // decode, fault injection for tests: "fail-decode" (every decode step fails at once) or
+  // "stall-decode" (the engine blocks in its first step while RPCs and heartbeats go on).
+  std::string fault;
 };
 
 // How a worker computes, from --compute / --gpu / --transfer, checked once for both roles.

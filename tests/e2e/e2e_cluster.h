@@ -26,6 +26,7 @@ inline cluster::ClusterOptions Options(const std::string& transfer, int prefill 
   // request's stale KV of the same prefix) fails verification instead of passing.
   o.decode_args = {"--poison-freed-kv"};
   o.ready_timeout = absl::Seconds(60);
+  o.drain_grace = absl::Seconds(10);
   // UCX picks among these on one host; no RDMA devices here.
   o.env = {{"UCX_TLS", "tcp,posix,cma"}};
   return o;

@@ -1,9 +1,13 @@
 #include "kvcache/kv_memory.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace pdserve {
@@ -42,6 +46,33 @@ TEST(KvMemoryTest, OpeningWithWrongSizeIsInvalidArgument) {
   ASSERT_TRUE(owner.ok());
   EXPECT_EQ(OpenSharedMemory((*owner)->shm_name(), 8192).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// The pid of a process that has exited and been reaped: no process has it (until reused).
+pid_t DeadPid() {
+  const pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  waitpid(pid, nullptr, 0);
+  return pid;
+}
+
+// A segment as a worker killed with SIGKILL leaves it: named after its owner, never unlinked.
+std::string LeaveSegment(pid_t owner, int n) {
+  const std::string name = absl::StrCat("/pdserve-kv-", owner, "-", n);
+  const int fd = shm_open(name.c_str(), O_CREAT | O_RDWR, 0600);
+  EXPECT_GE(fd, 0) << name;
+  close(fd);
+  return "/dev/shm" + name;
+}
+
+TEST(KvMemoryTest, SegmentsOfDeadOwnersAreReclaimedAndLiveOnesKept) {
+  const std::string dead = LeaveSegment(DeadPid(), 0);
+  const std::string live = LeaveSegment(getpid(), 1000);  // this process is alive
+  EXPECT_GE(RemoveOrphanedSharedMemory(), 1);
+  EXPECT_NE(access(dead.c_str(), F_OK), 0) << dead;
+  EXPECT_EQ(access(live.c_str(), F_OK), 0) << live;
+  EXPECT_EQ(RemoveSharedMemoryOf(getpid()), 1);
+  EXPECT_NE(access(live.c_str(), F_OK), 0) << live;
 }
 
 }  // namespace

@@ -1,0 +1,202 @@
+// Supervision and health with real processes: a worker or router killed under the supervisor is
+// restarted and serves again; a SIGTERMed worker drains (nothing new goes to it, what it holds
+// finishes, it exits 0); a decode worker that fails every request stops winning placement; a
+// stuck decode engine fails its request with DEADLINE_EXCEEDED instead of holding it.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <functional>
+#include <set>
+#include <thread>
+
+#include "cluster/supervisor.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/e2e/e2e_cluster.h"
+
+namespace pdserve::e2e {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Polls `condition` (and the supervisor, when given) until it holds or `timeout` passes.
+bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout,
+             cluster::Supervisor* supervisor = nullptr) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (supervisor != nullptr) {
+      EXPECT_TRUE(supervisor->Poll().ok());
+    }
+    if (condition()) return true;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return false;
+}
+
+// The router's record of a worker (empty worker_id when it does not list it).
+v1::WorkerStatus WorkerOf(Client& client, const std::string& id) {
+  absl::StatusOr<v1::ClusterStatus> s = client.Status();
+  if (s.ok()) {
+    for (const v1::WorkerStatus& w : s->workers()) {
+      if (w.worker_id() == id) return w;
+    }
+  }
+  return v1::WorkerStatus();
+}
+
+// One verified request; returns the decode worker that served it ("" when it failed).
+std::string ServeOne(Client& client, const std::string& id, uint64_t seed) {
+  Outcome o = client.Generate(id, 40, 8, seed);
+  EXPECT_TRUE(o.status.ok()) << id << ": " << o.status.error_message();
+  if (!o.status.ok()) return "";
+  EXPECT_EQ(o.tokens, Expected(40, 8, seed)) << id;
+  return o.timeline.decode_worker();
+}
+
+TEST(SupervisionTest, KilledDecodeWorkerIsRestartedAndRegistersAgainWhileTheClusterServes) {
+  auto cluster = Start(Options("local", 1, 2));
+  ASSERT_NE(cluster, nullptr);
+  cluster::Supervisor supervisor(*cluster);
+  Client client(cluster->endpoint());
+  const pid_t old_pid = *cluster->Pid("decode-0");
+  ASSERT_TRUE(cluster->Kill("decode-0", SIGKILL).ok());
+  // Meanwhile the cluster serves: a request either succeeds with the right tokens on the
+  // survivor, or (placed on the dead worker before the router noticed) ends UNAVAILABLE.
+  int served = 0;
+  for (int i = 0; i < 5; ++i) {
+    Outcome o = client.Generate("during" + std::to_string(i), 40, 8, 10 + i);
+    ASSERT_TRUE(supervisor.Poll().ok());
+    if (o.status.ok()) {
+      EXPECT_EQ(o.tokens, Expected(40, 8, 10 + i));
+      served++;
+    } else {
+      EXPECT_EQ(o.status.error_code(), grpc::StatusCode::UNAVAILABLE) << o.status.error_message();
+    }
+  }
+  EXPECT_GE(served, 4);
+  // Back under its name with a new pid, registered and live.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const v1::WorkerStatus w = WorkerOf(client, "decode-0");
+        return w.live() && w.pid() != 0 && w.pid() != old_pid;
+      },
+      absl::Seconds(30), &supervisor));
+  EXPECT_EQ(supervisor.restarts("decode-0"), 1);
+  EXPECT_NE(*cluster->Pid("decode-0"), old_pid);
+  // Ties go to decode-0: sequential requests land on the restarted worker.
+  EXPECT_EQ(ServeOne(client, "after", 99), "decode-0");
+  ExpectAllBlocksFree(client);
+}
+
+TEST(SupervisionTest, KilledRouterIsRestartedOnItsPortAndWorkersRegisterAgain) {
+  auto cluster = Start(Options("local", 1, 1));
+  ASSERT_NE(cluster, nullptr);
+  cluster::Supervisor supervisor(*cluster);
+  Client client(cluster->endpoint());
+  const pid_t old_pid = *cluster->Pid("router");
+  ASSERT_TRUE(cluster->Kill("router", SIGKILL).ok());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        absl::StatusOr<v1::ClusterStatus> s = client.Status();
+        return s.ok() && s->workers_size() == 2;
+      },
+      absl::Seconds(30), &supervisor));
+  EXPECT_NE(*cluster->Pid("router"), old_pid);
+  EXPECT_EQ(supervisor.restarts("router"), 1);
+  EXPECT_EQ(ServeOne(client, "after-router", 5), "decode-0");
+}
+
+// exit code of a reaped child, -1 until it exited (or when it was killed by a signal).
+int ExitCode(const std::vector<cluster::ChildExit>& exits, const std::string& name) {
+  for (const cluster::ChildExit& e : exits) {
+    if (e.name == name && WIFEXITED(e.wait_status)) return WEXITSTATUS(e.wait_status);
+  }
+  return -1;
+}
+
+TEST(SupervisionTest, SigtermDrainsAWorkerNewRequestsGoElsewhereInFlightOnesFinishExitZero) {
+  cluster::ClusterOptions options = Options("local", 1, 2);
+  options.decode_args.insert(options.decode_args.end(), {"--min-step-us", "3000"});
+  auto cluster = Start(options);
+  ASSERT_NE(cluster, nullptr);
+  Client client(cluster->endpoint());
+  constexpr int kLoad = 4, kTokens = 300;  // about a second of decoding each
+  std::vector<Outcome> load(kLoad);
+  std::atomic<int> started{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kLoad; ++i) {
+    threads.emplace_back([&, i] {
+      load[i] = client.Generate(Client::Request("L" + std::to_string(i), 32, kTokens, 50 + i),
+                                [&] { started++; });
+    });
+  }
+  ASSERT_TRUE(WaitFor([&] { return started == kLoad; }, absl::Seconds(60)));
+  ASSERT_TRUE(cluster->Kill("decode-0", SIGTERM).ok());
+  // The drain is announced in a heartbeat at once; from then on nothing new goes to decode-0.
+  ASSERT_TRUE(WaitFor([&] { return WorkerOf(client, "decode-0").draining(); },
+                      absl::Seconds(30)));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(ServeOne(client, "new" + std::to_string(i), 70 + i), "decode-1");
+  }
+  for (std::thread& t : threads) t.join();
+  std::set<std::string> decoders;
+  for (int i = 0; i < kLoad; ++i) {
+    ASSERT_TRUE(load[i].status.ok()) << i << ": " << load[i].status.error_message();
+    EXPECT_EQ(load[i].tokens, Expected(32, kTokens, 50 + i)) << i;
+    decoders.insert(load[i].timeline.decode_worker());
+  }
+  EXPECT_TRUE(decoders.contains("decode-0"));  // the drained worker did finish requests
+  std::vector<cluster::ChildExit> exits;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (cluster::ChildExit& e : cluster->CollectExits()) exits.push_back(e);
+        return !exits.empty();
+      },
+      absl::Seconds(30)));
+  EXPECT_EQ(ExitCode(exits, "decode-0"), 0);
+}
+
+TEST(SupervisionTest, FastFailingDecodeWorkerStopsWinningPlacement) {
+  cluster::ClusterOptions options = Options("local", 1, 2);
+  options.decode_worker_args = {{"--fault", "fail-decode"}};  // decode-0: wins every tie
+  options.router_args = {"--breaker-failures", "3", "--breaker-quarantine-s", "600"};
+  auto cluster = Start(options);
+  ASSERT_NE(cluster, nullptr);
+  Client client(cluster->endpoint());
+  std::vector<std::string> failed;
+  for (int i = 0; i < 10; ++i) {
+    const std::string id = "r" + std::to_string(i);
+    Outcome o = client.Generate(id, 40, 8, 20 + i);
+    if (o.status.ok()) {
+      EXPECT_EQ(o.tokens, Expected(40, 8, 20 + i)) << id;
+      EXPECT_EQ(o.timeline.decode_worker(), "decode-1") << id;
+    } else {
+      EXPECT_THAT(o.status.error_message(), HasSubstr("decode-0")) << id;
+      failed.push_back(id);
+    }
+  }
+  // Exactly the threshold's worth, then the breaker keeps decode-0 out.
+  EXPECT_THAT(failed, ::testing::ElementsAre("r0", "r1", "r2"));
+  const v1::WorkerStatus w = WorkerOf(client, "decode-0");
+  EXPECT_TRUE(w.quarantined());
+  EXPECT_EQ(w.consecutive_failures(), 3u);
+}
+
+TEST(SupervisionTest, StuckDecodeEngineFailsItsRequestWithDeadlineExceeded) {
+  cluster::ClusterOptions options = Options("local", 1, 2);
+  options.decode_worker_args = {{"--fault", "stall-decode"}};
+  // First token within transfer (2 s) + token (2 s) timeouts, instead of 630 s.
+  options.router_args = {"--token-timeout-s", "2", "--transfer-timeout-s", "2"};
+  auto cluster = Start(options);
+  ASSERT_NE(cluster, nullptr);
+  Client client(cluster->endpoint());
+  Outcome stuck = client.Generate("stuck", 40, 8, 3);
+  EXPECT_EQ(stuck.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      << stuck.status.error_message();
+  EXPECT_THAT(stuck.status.error_message(), HasSubstr("no token from decode worker decode-0"));
+  EXPECT_EQ(WorkerOf(client, "decode-0").consecutive_failures(), 1u);
+}
+
+}  // namespace
+}  // namespace pdserve::e2e
