@@ -4,12 +4,14 @@
 // stuck decode engine fails its request with DEADLINE_EXCEEDED instead of holding it.
 #include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <functional>
 #include <set>
 #include <thread>
 
+#include "cluster/child_process.h"
 #include "cluster/supervisor.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -84,6 +86,11 @@ TEST(SupervisionTest, KilledDecodeWorkerIsRestartedAndRegistersAgainWhileTheClus
       absl::Seconds(30), &supervisor));
   EXPECT_EQ(supervisor.restarts("decode-0"), 1);
   EXPECT_NE(*cluster->Pid("decode-0"), old_pid);
+  // The dead process's pool is gone, the new one's is there.
+  EXPECT_NE(access(absl::StrCat("/dev/shm/pdserve-kv-", old_pid, "-0").c_str(), F_OK), 0);
+  EXPECT_EQ(access(absl::StrCat("/dev/shm/pdserve-kv-", *cluster->Pid("decode-0"), "-0").c_str(),
+                   F_OK),
+            0);
   // Ties go to decode-0: sequential requests land on the restarted worker.
   EXPECT_EQ(ServeOne(client, "after", 99), "decode-0");
   ExpectAllBlocksFree(client);
@@ -196,6 +203,43 @@ TEST(SupervisionTest, StuckDecodeEngineFailsItsRequestWithDeadlineExceeded) {
       << stuck.status.error_message();
   EXPECT_THAT(stuck.status.error_message(), HasSubstr("no token from decode worker decode-0"));
   EXPECT_EQ(WorkerOf(client, "decode-0").consecutive_failures(), 1u);
+}
+
+// A decode worker started by hand (no launcher to clean up after it) against `endpoint`.
+pid_t StartHandWorker(const std::string& endpoint, const std::string& id,
+                      const std::string& log_path) {
+  absl::StatusOr<pid_t> pid = cluster::SpawnChild(cluster::ChildSpec{
+      .argv = {PDSERVE_BINARY, "decode", "--worker-id", id, "--router", endpoint, "--port", "0",
+               "--transfer", "local", "--num-blocks", "256", "--drain-grace-s", "5"},
+      .log_path = log_path});
+  EXPECT_TRUE(pid.ok()) << pid.status();
+  return pid.ok() ? *pid : -1;
+}
+
+TEST(SupervisionTest, KilledHandStartedWorkersPoolIsReclaimedByTheNextStart) {
+  auto cluster = Start(Options("local", 1, 1));
+  ASSERT_NE(cluster, nullptr);
+  Client client(cluster->endpoint());
+  const std::string logs = cluster->options().log_dir;
+  const pid_t first = StartHandWorker(cluster->endpoint(), "decode-hand", logs + "/hand-1.log");
+  ASSERT_GT(first, 0);
+  ASSERT_TRUE(WaitFor([&] { return WorkerOf(client, "decode-hand").live(); }, absl::Seconds(30)));
+  const std::string segment = absl::StrCat("/dev/shm/pdserve-kv-", first, "-0");
+  ASSERT_EQ(access(segment.c_str(), F_OK), 0) << segment;
+  ASSERT_EQ(kill(first, SIGKILL), 0);
+  ASSERT_EQ(waitpid(first, nullptr, 0), first);
+  EXPECT_EQ(access(segment.c_str(), F_OK), 0) << "nobody has reclaimed it yet";
+  const pid_t second = StartHandWorker(cluster->endpoint(), "decode-hand", logs + "/hand-2.log");
+  ASSERT_GT(second, 0);
+  ASSERT_TRUE(WaitFor([&] { return WorkerOf(client, "decode-hand").pid() == second; },
+                      absl::Seconds(30)));
+  EXPECT_NE(access(segment.c_str(), F_OK), 0) << segment;
+  // A worker that drains and exits removes its own.
+  ASSERT_EQ(kill(second, SIGTERM), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(second, &status, 0), second);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_NE(access(absl::StrCat("/dev/shm/pdserve-kv-", second, "-0").c_str(), F_OK), 0);
 }
 
 }  // namespace
