@@ -2,7 +2,10 @@
 // restarted and serves again; a SIGTERMed worker drains (nothing new goes to it, what it holds
 // finishes, it exits 0); a decode worker that fails every request stops winning placement; a
 // stuck decode engine fails its request with DEADLINE_EXCEEDED instead of holding it.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +18,7 @@
 #include "cluster/supervisor.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "proto/model_spec.h"
 #include "tests/e2e/e2e_cluster.h"
 
 namespace pdserve::e2e {
@@ -240,6 +244,67 @@ TEST(SupervisionTest, KilledHandStartedWorkersPoolIsReclaimedByTheNextStart) {
   ASSERT_EQ(waitpid(second, &status, 0), second);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   EXPECT_NE(access(absl::StrCat("/dev/shm/pdserve-kv-", second, "-0").c_str(), F_OK), 0);
+}
+
+TEST(SupervisionTest, PrefillWorkerWhoseBatchesTimeOutStopsBeingChosen) {
+  cluster::ClusterOptions options = Options("local", 2, 1);
+  options.prefill_worker_args = {{"--min-batch-us", "3000000"}};  // prefill-0: 3 s a batch
+  options.router_args = {"--prefill-timeout-s", "1", "--breaker-failures", "2",
+                         "--breaker-quarantine-s", "600"};
+  auto cluster = Start(options);
+  ASSERT_NE(cluster, nullptr);
+  Client client(cluster->endpoint());
+  std::vector<std::string> failed;
+  for (int i = 0; i < 6; ++i) {
+    const std::string id = "p" + std::to_string(i);
+    Outcome o = client.Generate(id, 40, 4, 40 + i);
+    if (o.status.ok()) {
+      EXPECT_EQ(o.tokens, Expected(40, 4, 40 + i)) << id;
+      EXPECT_EQ(o.timeline.prefill_worker(), "prefill-1") << id;
+    } else {
+      EXPECT_THAT(o.status.error_message(), HasSubstr("prefill-0")) << id;
+      failed.push_back(id);
+    }
+  }
+  EXPECT_THAT(failed, ::testing::ElementsAre("p0", "p1"));
+  EXPECT_TRUE(WorkerOf(client, "prefill-0").quarantined());
+}
+
+TEST(SupervisionTest, RegistrationFromAnAddressThatDoesNotAnswerIsRefused) {
+  auto cluster = Start(Options("local", 1, 1));
+  ASSERT_NE(cluster, nullptr);
+  // Accepts connections (the kernel's backlog) but never speaks: a probe can only time out.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(fd, 16), 0);
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  const std::string address = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
+  v1::RegisterWorkerRequest request;
+  request.set_worker_id("decode-silent");
+  request.set_role(v1::WORKER_ROLE_DECODE);
+  request.set_address(address);
+  *request.mutable_model() = ModelSpecOf(cluster->model());
+  request.mutable_kv_pool()->set_transfer_backend("local");
+  request.mutable_kv_pool()->set_num_blocks(4096);  // the emptiest: it would win placement
+  request.mutable_kv_pool()->set_block_size(static_cast<uint32_t>(cluster->model().block_size));
+  request.mutable_kv_pool()->set_block_bytes(
+      static_cast<uint64_t>(cluster->model().KvBytesPerBlock()));
+  auto stub = v1::Router::NewStub(
+      grpc::CreateChannel(cluster->endpoint(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  v1::RegisterWorkerResponse response;
+  const grpc::Status registered = stub->RegisterWorker(&ctx, request, &response);
+  close(fd);
+  EXPECT_EQ(registered.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(registered.error_message(), HasSubstr("does not answer at " + address));
+  Client client(cluster->endpoint());
+  EXPECT_EQ(WorkerOf(client, "decode-silent").worker_id(), "");
+  EXPECT_EQ(ServeOne(client, "after", 1), "decode-0");
 }
 
 }  // namespace
