@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "absl/strings/str_cat.h"
 #include "cli/commands.h"
 #include "service/grpc_util.h"
 #include "common/status_macros.h"
@@ -18,6 +19,16 @@ const char* RoleName(v1::WorkerRole role) {
     case v1::WORKER_ROLE_DECODE: return "decode";
     default: return "?";
   }
+}
+
+// The worker's own answer and the router's health view: down, draining, quarantined by the
+// circuit breaker, or serving (with failures counted since its last success).
+std::string StateOf(const v1::WorkerStatus& w) {
+  if (!w.healthy()) return "DOWN";
+  if (w.draining()) return "draining";
+  if (w.quarantined()) return "quarantine";
+  if (w.consecutive_failures() > 0) return absl::StrCat("ok/", w.consecutive_failures(), "fail");
+  return "ok";
 }
 
 absl::Status RunStatus(const std::string& endpoint) {
@@ -36,13 +47,13 @@ absl::Status RunStatus(const std::string& endpoint) {
               s.decoding_requests(), static_cast<unsigned long long>(s.finished_requests()),
               static_cast<unsigned long long>(s.failed_requests()));
   // Quarantined: blocks of released requests whose KV may still land (docs/cluster.md).
-  std::printf("%-12s %-8s %-22s %7s %-8s %11s %11s %12s %9s %8s %9s %10s %s\n", "worker", "role",
-              "address", "pid", "healthy", "free blocks", "quarantined", "total blocks",
+  std::printf("%-12s %-8s %-22s %7s %-10s %11s %11s %12s %9s %8s %9s %10s %s\n", "worker", "role",
+              "address", "pid", "state", "free blocks", "quarantined", "total blocks",
               "reserved", "running", "served", "KV MiB out", "transports");
   for (const v1::WorkerStatus& w : s.workers()) {
-    std::printf("%-12s %-8s %-22s %7d %-8s %11u %11u %12u %9u %8u %9llu %10.2f %s\n",
+    std::printf("%-12s %-8s %-22s %7d %-10s %11u %11u %12u %9u %8u %9llu %10.2f %s\n",
                 w.worker_id().c_str(), RoleName(w.role()), w.address().c_str(), w.pid(),
-                w.healthy() ? "yes" : "NO", w.capacity().free_blocks(),
+                StateOf(w).c_str(), w.capacity().free_blocks(),
                 w.capacity().quarantined_blocks(), w.capacity().total_blocks(), w.reserved_blocks(), w.capacity().running_requests(),
                 static_cast<unsigned long long>(w.requests_served()),
                 w.kv_bytes_transferred() / (1024.0 * 1024.0), w.transports().c_str());
