@@ -1,6 +1,7 @@
 #include "router/router_service.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "service/grpc_util.h"
@@ -369,15 +370,20 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
       UntrackRpc(plan.prefill_worker, &ctx);
     }
     if (prefilled.ok()) {
-      // The batch counts for the worker when any item made it (an item can also fail for its
-      // decode peer's sake).
-      absl::Status batch_outcome = absl::InternalError("no item of the batch succeeded");
+      // Any item made it: the worker works. Items that failed because their decode peer went
+      // away or was removed (Unavailable, Cancelled) say nothing about this worker.
+      std::optional<absl::Status> verdict;
       for (v1::PrefillItemResult& r : *response.mutable_results()) {
-        if (r.ok()) batch_outcome = absl::OkStatus();
-        if (!r.ok() && !batch_outcome.ok()) batch_outcome = absl::UnknownError(r.error());
+        const auto code = static_cast<absl::StatusCode>(r.error_code());
+        if (r.ok()) {
+          verdict = absl::OkStatus();
+        } else if (!verdict.has_value() && code != absl::StatusCode::kUnavailable &&
+                   code != absl::StatusCode::kCancelled) {
+          verdict = absl::Status(code, r.error());
+        }
         results[r.request_id()] = std::move(r);
       }
-      RecordOutcome(plan.prefill_worker, batch_outcome);
+      if (verdict.has_value()) RecordOutcome(plan.prefill_worker, *verdict);
     } else {
       if (prefill_sent) RecordOutcome(plan.prefill_worker, prefilled);
       if (prefilled.code() == absl::StatusCode::kUnavailable ||
