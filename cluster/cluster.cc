@@ -253,7 +253,10 @@ absl::Status Cluster::Spawn(const std::string& name, const std::vector<std::stri
   child.args = args;
   child.log_path = absl::StrCat(options_.log_dir, "/", name, ".log");
   children_.push_back(child);
-  return Launch(children_.back(), /*append_log=*/false);
+  absl::Status launched = Launch(children_.back(), /*append_log=*/false);
+  // No pid to wait for: a waitpid on -1 would reap any child.
+  if (!launched.ok()) children_.pop_back();
+  return launched;
 }
 
 absl::Status Cluster::Launch(Child& child, bool append_log) {

@@ -72,6 +72,36 @@ void RouterService::AddHealthLocked(const Worker& worker, v1::WorkerStatus& out)
   out.set_consecutive_failures(static_cast<uint32_t>(h.consecutive_failures));
 }
 
+grpc::Status RouterService::FailStalled(const std::shared_ptr<Request>& request, int received) {
+  const std::string& worker = request->decode_worker;
+  const absl::Status stalled = absl::DeadlineExceededError(absl::StrCat(
+      "request ", request->id, ": no token from decode worker ", worker, " within ",
+      absl::FormatDuration(received == 0 ? options_.transfer_timeout + options_.token_timeout
+                                         : options_.token_timeout),
+      " after ", received, " tokens (its engine may be stuck); request cancelled"));
+  // Counted before the release, which a stuck engine may hold up to its deadline.
+  RecordOutcome(worker, stalled);
+  ReleaseOnDecode(worker, request->id, {.epoch = request->decode_epoch});
+  FinishRequest(request, false);
+  return service::ToGrpc(stalled);
+}
+
+std::optional<absl::Status> RouterService::PrefillVerdict(
+    const v1::PrefillBatchResponse& response) {
+  // Items that failed because their decode peer went away or was removed (Unavailable,
+  // Cancelled) say nothing about this worker.
+  std::optional<absl::Status> verdict;
+  for (const v1::PrefillItemResult& r : response.results()) {
+    const auto code = static_cast<absl::StatusCode>(r.error_code());
+    if (r.ok()) return absl::OkStatus();
+    if (!verdict.has_value() && code != absl::StatusCode::kUnavailable &&
+        code != absl::StatusCode::kCancelled) {
+      verdict = absl::Status(code, r.error());
+    }
+  }
+  return verdict;
+}
+
 absl::Status RouterService::ProbeRegistration(const v1::RegisterWorkerRequest& request) const {
   auto channel = grpc::CreateChannel(request.address(), grpc::InsecureChannelCredentials());
   grpc::ClientContext ctx;

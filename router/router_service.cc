@@ -1,7 +1,6 @@
 #include "router/router_service.h"
 
 #include <algorithm>
-#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "service/grpc_util.h"
@@ -202,18 +201,7 @@ grpc::Status RouterService::StreamDecode(grpc::ServerContext* ctx,
     FinishRequest(request, true);
     return grpc::Status::OK;
   }
-  if (watch->stalled()) {
-    // Counted before the release, which a stuck engine may hold up to its deadline.
-    const absl::Status stalled = absl::DeadlineExceededError(absl::StrCat(
-        "request ", request->id, ": no token from decode worker ", worker, " within ",
-        absl::FormatDuration(received == 0 ? options_.transfer_timeout + options_.token_timeout
-                                           : options_.token_timeout),
-        " after ", received, " tokens (its engine may be stuck); request cancelled"));
-    RecordOutcome(worker, stalled);
-    ReleaseOnDecode(worker, request->id, {.epoch = request->decode_epoch});
-    FinishRequest(request, false);
-    return ToGrpc(stalled);
-  }
+  if (watch->stalled()) return FailStalled(request, received);
   if (!client_gone) {
     RecordOutcome(worker, status.ok() ? absl::InternalError("decode stream ended unfinished")
                                       : FromGrpc(status));
@@ -370,20 +358,12 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
       UntrackRpc(plan.prefill_worker, &ctx);
     }
     if (prefilled.ok()) {
-      // Any item made it: the worker works. Items that failed because their decode peer went
-      // away or was removed (Unavailable, Cancelled) say nothing about this worker.
-      std::optional<absl::Status> verdict;
+      if (std::optional<absl::Status> verdict = PrefillVerdict(response)) {
+        RecordOutcome(plan.prefill_worker, *verdict);
+      }
       for (v1::PrefillItemResult& r : *response.mutable_results()) {
-        const auto code = static_cast<absl::StatusCode>(r.error_code());
-        if (r.ok()) {
-          verdict = absl::OkStatus();
-        } else if (!verdict.has_value() && code != absl::StatusCode::kUnavailable &&
-                   code != absl::StatusCode::kCancelled) {
-          verdict = absl::Status(code, r.error());
-        }
         results[r.request_id()] = std::move(r);
       }
-      if (verdict.has_value()) RecordOutcome(plan.prefill_worker, *verdict);
     } else {
       if (prefill_sent) RecordOutcome(plan.prefill_worker, prefilled);
       if (prefilled.code() == absl::StatusCode::kUnavailable ||

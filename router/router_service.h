@@ -31,6 +31,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -182,6 +183,12 @@ class RouterService final : public v1::Router::Service {
   // Router-side health fields of a worker's status.
   void AddHealthLocked(const Worker& worker, v1::WorkerStatus& out) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Fails a decode stream the watchdog cancelled after `received` tokens.
+  grpc::Status FailStalled(const std::shared_ptr<Request>& request, int received)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // What a Prefill answer says about its worker: OK when any item made it, the first failure
+  // of its own otherwise; none when every item failed for its decode peer's sake.
+  static std::optional<absl::Status> PrefillVerdict(const v1::PrefillBatchResponse& response);
   // Whether a registering worker answers at its address (outside every lock).
   absl::Status ProbeRegistration(const v1::RegisterWorkerRequest& request) const;
 
