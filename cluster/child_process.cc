@@ -58,12 +58,12 @@ absl::StatusOr<pid_t> SpawnChild(const ChildSpec& spec) {
   for (std::string& e : env_storage) envp.push_back(e.data());
   envp.push_back(nullptr);
 
-  const int log_fd = open(spec.log_path.c_str(),
-                          O_WRONLY | O_CREAT | O_CLOEXEC | (spec.append_log ? O_APPEND : O_TRUNC),
-                          0644);
+  const int log_fd =
+      open(spec.log_path.c_str(),
+           O_WRONLY | O_CREAT | O_CLOEXEC | (spec.append_log ? O_APPEND : O_TRUNC), 0644);
   if (log_fd < 0) {
-    return absl::InternalError(absl::StrCat("cannot open ", spec.log_path, ": ",
-                                            std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("cannot open ", spec.log_path, ": ", std::strerror(errno)));
   }
   const pid_t parent = getpid();
   const pid_t pid = fork();

@@ -16,10 +16,10 @@
 namespace pdserve::cluster {
 
 struct ChildSpec {
-  std::vector<std::string> argv;  // argv[0]: the executable
+  std::vector<std::string> argv;                         // argv[0]: the executable
   std::vector<std::pair<std::string, std::string>> env;  // added to (or replacing in) ours
-  std::string log_path;           // stdout and stderr
-  bool append_log = false;        // a restart keeps the log of the process before it
+  std::string log_path;                                  // stdout and stderr
+  bool append_log = false;  // a restart keeps the log of the process before it
 };
 
 // The child's pid; Internal when the log cannot be opened or fork fails. An execve failure shows

@@ -39,8 +39,8 @@ std::vector<ProgressWatchdog::Stalled> ProgressWatchdog::Sweep(absl::Time now) {
     e->stalled.store(true);
     // Under the lock: the Watch (and the context cancel refers to) cannot be destroyed meanwhile.
     if (e->cancel) e->cancel();
-    stalled.push_back(Stalled{e->request_id, e->worker,
-                              absl::Microseconds(now_us - e->last_us.load())});
+    stalled.push_back(
+        Stalled{e->request_id, e->worker, absl::Microseconds(now_us - e->last_us.load())});
   }
   return stalled;
 }

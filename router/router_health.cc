@@ -57,9 +57,10 @@ void RouterService::SweepHealth() {
 uint32_t RouterService::NoteHeartbeatLocked(Worker& worker, bool draining) {
   if (draining && !worker.draining) {
     worker.draining = true;
-    ComponentLogger("router")->info("worker {} (pid {}) is draining: no new requests go to it; "
-                                    "{} placed requests left",
-                                    worker.id, worker.pid, scheduler_.PlacedOn(worker.id));
+    ComponentLogger("router")->info(
+        "worker {} (pid {}) is draining: no new requests go to it; "
+        "{} placed requests left",
+        worker.id, worker.pid, scheduler_.PlacedOn(worker.id));
     if (RefreshAcceptingLocked(absl::Now())) KickLocked();
   }
   return static_cast<uint32_t>(scheduler_.PlacedOn(worker.id));

@@ -28,9 +28,9 @@ namespace pdserve::router {
 
 struct WorkerHealth {
   int consecutive_failures = 0;
-  bool quarantined = false;         // at the time asked
+  bool quarantined = false;  // at the time asked
   absl::Time quarantined_until = absl::InfinitePast();
-  int trips = 0;                    // openings since the last success
+  int trips = 0;  // openings since the last success
 };
 
 class WorkerHealthPolicy {

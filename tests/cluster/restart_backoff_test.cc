@@ -1,6 +1,5 @@
 // The supervisor's restart policy with known sequences of uptimes.
 #include "cluster/supervisor.h"
-
 #include "gtest/gtest.h"
 
 namespace pdserve::cluster {

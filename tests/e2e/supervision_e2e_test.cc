@@ -92,9 +92,9 @@ TEST(SupervisionTest, KilledDecodeWorkerIsRestartedAndRegistersAgainWhileTheClus
   EXPECT_NE(*cluster->Pid("decode-0"), old_pid);
   // The dead process's pool is gone, the new one's is there.
   EXPECT_NE(access(absl::StrCat("/dev/shm/pdserve-kv-", old_pid, "-0").c_str(), F_OK), 0);
-  EXPECT_EQ(access(absl::StrCat("/dev/shm/pdserve-kv-", *cluster->Pid("decode-0"), "-0").c_str(),
-                   F_OK),
-            0);
+  EXPECT_EQ(
+      access(absl::StrCat("/dev/shm/pdserve-kv-", *cluster->Pid("decode-0"), "-0").c_str(), F_OK),
+      0);
   // Ties go to decode-0: sequential requests land on the restarted worker.
   EXPECT_EQ(ServeOne(client, "after", 99), "decode-0");
   ExpectAllBlocksFree(client);
@@ -145,8 +145,7 @@ TEST(SupervisionTest, SigtermDrainsAWorkerNewRequestsGoElsewhereInFlightOnesFini
   ASSERT_TRUE(WaitFor([&] { return started == kLoad; }, absl::Seconds(60)));
   ASSERT_TRUE(cluster->Kill("decode-0", SIGTERM).ok());
   // The drain is announced in a heartbeat at once; from then on nothing new goes to decode-0.
-  ASSERT_TRUE(WaitFor([&] { return WorkerOf(client, "decode-0").draining(); },
-                      absl::Seconds(30)));
+  ASSERT_TRUE(WaitFor([&] { return WorkerOf(client, "decode-0").draining(); }, absl::Seconds(30)));
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(ServeOne(client, "new" + std::to_string(i), 70 + i), "decode-1");
   }
@@ -235,8 +234,8 @@ TEST(SupervisionTest, KilledHandStartedWorkersPoolIsReclaimedByTheNextStart) {
   EXPECT_EQ(access(segment.c_str(), F_OK), 0) << "nobody has reclaimed it yet";
   const pid_t second = StartHandWorker(cluster->endpoint(), "decode-hand", logs + "/hand-2.log");
   ASSERT_GT(second, 0);
-  ASSERT_TRUE(WaitFor([&] { return WorkerOf(client, "decode-hand").pid() == second; },
-                      absl::Seconds(30)));
+  ASSERT_TRUE(
+      WaitFor([&] { return WorkerOf(client, "decode-hand").pid() == second; }, absl::Seconds(30)));
   EXPECT_NE(access(segment.c_str(), F_OK), 0) << segment;
   // A worker that drains and exits removes its own.
   ASSERT_EQ(kill(second, SIGTERM), 0);
@@ -249,7 +248,7 @@ TEST(SupervisionTest, KilledHandStartedWorkersPoolIsReclaimedByTheNextStart) {
 TEST(SupervisionTest, PrefillWorkerWhoseBatchesTimeOutStopsBeingChosen) {
   cluster::ClusterOptions options = Options("local", 2, 1);
   options.prefill_worker_args = {{"--min-batch-us", "3000000"}};  // prefill-0: 3 s a batch
-  options.router_args = {"--prefill-timeout-s", "1", "--breaker-failures", "2",
+  options.router_args = {"--prefill-timeout-s",    "1",  "--breaker-failures", "2",
                          "--breaker-quarantine-s", "600"};
   auto cluster = Start(options);
   ASSERT_NE(cluster, nullptr);

@@ -11,8 +11,8 @@ const absl::Time kT0 = absl::FromUnixSeconds(5000);
 TEST(ProgressWatchdogTest, StreamWithoutFirstTokenIsCancelledAfterItsBound) {
   ProgressWatchdog dog;
   int cancels = 0;
-  auto watch = dog.Start("r1", "decode-0", kT0, absl::Seconds(10), absl::Seconds(2),
-                         [&] { cancels++; });
+  auto watch =
+      dog.Start("r1", "decode-0", kT0, absl::Seconds(10), absl::Seconds(2), [&] { cancels++; });
   EXPECT_TRUE(dog.Sweep(kT0 + absl::Seconds(10)).empty());
   const auto stalled = dog.Sweep(kT0 + absl::Seconds(10) + absl::Milliseconds(1));
   ASSERT_EQ(stalled.size(), 1u);
@@ -53,8 +53,8 @@ TEST(ProgressWatchdogTest, FinishedStreamIsForgotten) {
 TEST(ProgressWatchdogTest, ZeroBoundDisablesTheWatch) {
   ProgressWatchdog dog;
   int cancels = 0;
-  auto watch = dog.Start("r1", "d", kT0, absl::ZeroDuration(), absl::Seconds(1),
-                         [&] { cancels++; });
+  auto watch =
+      dog.Start("r1", "d", kT0, absl::ZeroDuration(), absl::Seconds(1), [&] { cancels++; });
   EXPECT_TRUE(dog.Sweep(kT0 + absl::Hours(1)).empty());
   watch->Progress(kT0);
   EXPECT_TRUE(dog.Sweep(kT0 + absl::Hours(1)).empty());
