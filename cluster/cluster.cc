@@ -286,6 +286,7 @@ absl::Status Cluster::Restart(const std::string& name) {
       // The port it bound, not the 0 it may have been given: the workers know it by that port.
       for (size_t i = 0; i + 1 < c.args.size(); ++i) {
         if (c.args[i] == "--port") c.args[i + 1] = std::to_string(router_port_);
+        if (c.args[i] == "--internal-port") c.args[i + 1] = std::to_string(internal_port_);
       }
     }
     return Launch(c, /*append_log=*/true);

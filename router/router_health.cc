@@ -104,7 +104,8 @@ std::optional<absl::Status> RouterService::PrefillVerdict(
 }
 
 absl::Status RouterService::ProbeRegistration(const v1::RegisterWorkerRequest& request) const {
-  auto channel = grpc::CreateChannel(request.address(), grpc::InsecureChannelCredentials());
+  auto channel = (options_.auth ? options_.auth : service::ClusterAuth::Insecure())
+                     ->Channel(request.address());
   grpc::ClientContext ctx;
   service::SetDeadline(ctx, options_.registration_probe_timeout);
   v1::StatusRequest probe;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <functional>
 #include <set>
 #include <thread>
@@ -19,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/model_spec.h"
+#include "service/cluster_auth.h"
 #include "tests/e2e/e2e_cluster.h"
 
 namespace pdserve::e2e {
@@ -209,11 +211,12 @@ TEST(SupervisionTest, StuckDecodeEngineFailsItsRequestWithDeadlineExceeded) {
 }
 
 // A decode worker started by hand (no launcher to clean up after it) against `endpoint`.
-pid_t StartHandWorker(const std::string& endpoint, const std::string& id,
-                      const std::string& log_path) {
+pid_t StartHandWorker(const std::string& endpoint, const std::string& secret_file,
+                      const std::string& id, const std::string& log_path) {
   absl::StatusOr<pid_t> pid = cluster::SpawnChild(cluster::ChildSpec{
       .argv = {PDSERVE_BINARY, "decode", "--worker-id", id, "--router", endpoint, "--port", "0",
-               "--transfer", "local", "--num-blocks", "256", "--drain-grace-s", "5"},
+               "--transfer", "local", "--num-blocks", "256", "--drain-grace-s", "5",
+               "--cluster-secret-file", secret_file},
       .log_path = log_path});
   EXPECT_TRUE(pid.ok()) << pid.status();
   return pid.ok() ? *pid : -1;
@@ -224,7 +227,8 @@ TEST(SupervisionTest, KilledHandStartedWorkersPoolIsReclaimedByTheNextStart) {
   ASSERT_NE(cluster, nullptr);
   Client client(cluster->endpoint());
   const std::string logs = cluster->options().log_dir;
-  const pid_t first = StartHandWorker(cluster->endpoint(), "decode-hand", logs + "/hand-1.log");
+  const pid_t first = StartHandWorker(cluster->internal_endpoint(), cluster->secret_file(),
+                                      "decode-hand", logs + "/hand-1.log");
   ASSERT_GT(first, 0);
   ASSERT_TRUE(WaitFor([&] { return WorkerOf(client, "decode-hand").live(); }, absl::Seconds(30)));
   const std::string segment = absl::StrCat("/dev/shm/pdserve-kv-", first, "-0");
@@ -232,7 +236,8 @@ TEST(SupervisionTest, KilledHandStartedWorkersPoolIsReclaimedByTheNextStart) {
   ASSERT_EQ(kill(first, SIGKILL), 0);
   ASSERT_EQ(waitpid(first, nullptr, 0), first);
   EXPECT_EQ(access(segment.c_str(), F_OK), 0) << "nobody has reclaimed it yet";
-  const pid_t second = StartHandWorker(cluster->endpoint(), "decode-hand", logs + "/hand-2.log");
+  const pid_t second = StartHandWorker(cluster->internal_endpoint(), cluster->secret_file(),
+                                       "decode-hand", logs + "/hand-2.log");
   ASSERT_GT(second, 0);
   ASSERT_TRUE(
       WaitFor([&] { return WorkerOf(client, "decode-hand").pid() == second; }, absl::Seconds(30)));
@@ -292,8 +297,10 @@ TEST(SupervisionTest, RegistrationFromAnAddressThatDoesNotAnswerIsRefused) {
   request.mutable_kv_pool()->set_block_size(static_cast<uint32_t>(cluster->model().block_size));
   request.mutable_kv_pool()->set_block_bytes(
       static_cast<uint64_t>(cluster->model().KvBytesPerBlock()));
-  auto stub = v1::Router::NewStub(
-      grpc::CreateChannel(cluster->endpoint(), grpc::InsecureChannelCredentials()));
+  std::string secret;
+  std::ifstream(cluster->secret_file()) >> secret;
+  auto auth = service::ClusterAuth::WithSecret(*ClusterSecret::FromText(secret));
+  auto stub = v1::RouterControl::NewStub(auth->Channel(cluster->internal_endpoint()));
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
   v1::RegisterWorkerResponse response;
