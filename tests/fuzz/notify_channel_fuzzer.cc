@@ -117,9 +117,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The sender's own view of the ring's memory, for writes behind the protocol's back (the
   // header's liveness lock excepted: scribbling it would only hang glibc, in this process).
   constexpr size_t kLockEnd = 64;
-  const size_t ring_bytes =
-      64 * 8 + size_t{pdserve::transfer::local::kRingSlots} *
-                   pdserve::transfer::local::kRingSlotBytes;
+  const size_t ring_bytes = 64 * 8 + size_t{pdserve::transfer::local::kRingSlots} *
+                                         pdserve::transfer::local::kRingSlotBytes;
   auto* raw = static_cast<uint8_t*>(
       mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0));
   close(memfd);

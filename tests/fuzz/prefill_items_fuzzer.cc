@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "kvcache/kv_cache.h"
 #include "google/protobuf/stubs/logging.h"
+#include "kvcache/kv_cache.h"
 #include "pdserve.pb.h"
 #include "prefill_worker/prefill_engine.h"
 #include "tests/prefill_worker/fake_transport.h"
@@ -44,23 +44,23 @@ class CheckedTransport : public FakeTransport {
 };
 
 struct Pools {
-  std::unique_ptr<KvCache> own = *KvCache::CreateInHostMemory(
-      *PresetConfig("tiny"), kOwnBlocks, KvLayout::kLayerMajor);
-  std::unique_ptr<KvCache> peer = *KvCache::CreateInHostMemory(
-      *PresetConfig("tiny"), kPeerBlocks, KvLayout::kLayerMajor);
+  std::unique_ptr<KvCache> own =
+      *KvCache::CreateInHostMemory(*PresetConfig("tiny"), kOwnBlocks, KvLayout::kLayerMajor);
+  std::unique_ptr<KvCache> peer =
+      *KvCache::CreateInHostMemory(*PresetConfig("tiny"), kPeerBlocks, KvLayout::kLayerMajor);
 };
 
 std::vector<PrefillItemSpec> ItemsOf(const v1::PrefillBatchRequest& request) {
   // As PrefillService::Prefill converts them.
   std::vector<PrefillItemSpec> items;
   for (const v1::PrefillItem& in : request.items()) {
-    items.push_back(PrefillItemSpec{
-        .request_id = in.request_id(),
-        .prompt = {in.prompt_tokens().begin(), in.prompt_tokens().end()},
-        .decode_worker = in.decode_worker_id(),
-        .decode_blocks = {in.decode_blocks().block_ids().begin(),
-                          in.decode_blocks().block_ids().end()},
-        .decode_epoch = in.decode_epoch()});
+    items.push_back(
+        PrefillItemSpec{.request_id = in.request_id(),
+                        .prompt = {in.prompt_tokens().begin(), in.prompt_tokens().end()},
+                        .decode_worker = in.decode_worker_id(),
+                        .decode_blocks = {in.decode_blocks().block_ids().begin(),
+                                          in.decode_blocks().block_ids().end()},
+                        .decode_epoch = in.decode_epoch()});
   }
   return items;
 }

@@ -197,8 +197,8 @@ bool CondVar::WaitWithTimeout(Mutex* mu, Duration timeout) {
   return timed_out;
 }
 bool CondVar::WaitWithDeadline(Mutex* mu, Time deadline) {
-  static const auto real = Real<bool (*)(CondVar*, Mutex*, Time)>(
-      "7CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE");
+  static const auto real =
+      Real<bool (*)(CondVar*, Mutex*, Time)>("7CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE");
   Releasing(mu);
   const bool timed_out = real(this, mu, deadline);
   Acquired(mu);
