@@ -6,7 +6,8 @@
 namespace pdserve {
 
 BlockAllocator::BlockAllocator(uint32_t num_blocks)
-    : ref_counts_(num_blocks, 0), free_bits_((num_blocks + 63) / 64, 0), num_free_(num_blocks) {
+    : num_blocks_(num_blocks),
+      ref_counts_(num_blocks, 0), free_bits_((num_blocks + 63) / 64, 0), num_free_(num_blocks) {
   for (uint32_t i = 0; i < num_blocks; ++i) free_bits_[i / 64] |= uint64_t{1} << (i % 64);
 }
 

@@ -33,7 +33,7 @@ class BlockAllocator {
   // out of range, or a block appears more often than its count.
   absl::Status Free(std::span<const BlockId> blocks);
 
-  uint32_t num_blocks() const { return static_cast<uint32_t>(ref_counts_.size()); }
+  uint32_t num_blocks() const { return num_blocks_; }
   uint32_t num_free() const;
   uint32_t RefCount(BlockId block) const;
   // OK when every block is back in the free list; otherwise names the leaked blocks.
@@ -45,6 +45,7 @@ class BlockAllocator {
   absl::Status ValidateHeld(std::span<const BlockId> blocks, uint32_t min_extra) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
+  const uint32_t num_blocks_;  // fixed: read without the lock
   mutable absl::Mutex mu_;
   std::vector<uint32_t> ref_counts_ ABSL_GUARDED_BY(mu_);
   // Bit i of word i / 64 set: block i is free.

@@ -11,6 +11,8 @@ packages=(
   libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   gnuplot-nox procps iproute2
+  # scripts/analysis.sh: clang, its sanitizer and libFuzzer runtimes, llvm-symbolizer
+  clang libclang-rt-14-dev llvm
 )
 
 missing=()

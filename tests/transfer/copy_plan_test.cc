@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "transfer/pool_descriptor.h"
 
 namespace pdserve::transfer {
@@ -100,6 +101,47 @@ TEST(PoolDescriptorTest, MismatchedGeometryOrBackendIsInvalidArgument) {
   EXPECT_EQ(PoolDescriptor::Parse("not json").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(PoolDescriptor::Parse("{\"format\":\"pdserve-kv-pool/1\"}").status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// A descriptor comes from another process: a number that does not fit its field is refused,
+// not cast (-1 blocks read as 4294967295, 4294967360 as 64, 1e300 layers undefined).
+std::string DescriptorWith(const std::string& key, const std::string& json_value) {
+  nlohmann::json j =
+      nlohmann::json::parse(DescribePool("local", "decode-0", KvGeometry(Small(), 48, KvLayout::kLayerMajor)).Serialize());
+  j[key] = nlohmann::json::parse(json_value);
+  return j.dump();
+}
+
+TEST(PoolDescriptorTest, NumberOutsideItsFieldIsInvalidArgument) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"num_blocks", "-1"},      {"num_blocks", "4294967360"}, {"num_blocks", "1.5"},
+      {"num_layers", "1e300"},   {"num_layers", "4294967298"}, {"pool_id", "-5"},
+      {"pool_id", "18446748147419103230"},  // above 2^64: a double (pool_descriptor_fuzzer)
+      {"fragment_bytes", "\"16384\""}, {"fragment_bytes", "16384.5"}};
+  for (const auto& [key, value] : cases) {
+    absl::StatusOr<PoolDescriptor> d = PoolDescriptor::Parse(DescriptorWith(key, value));
+    EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument) << key << " = " << value;
+  }
+  EXPECT_TRUE(PoolDescriptor::Parse(DescriptorWith("num_blocks", "4294967295")).ok());
+}
+
+// A format that is not a string is refused, not thrown (pool_descriptor_fuzzer: an uncaught
+// nlohmann::json::type_error ended the process that loaded the peer).
+TEST(PoolDescriptorTest, FormatOfAnotherTypeIsInvalidArgument) {
+  for (const std::string& format : {"0", "null", "[\"pdserve-kv-pool/1\"]", "{}"}) {
+    EXPECT_EQ(PoolDescriptor::Parse(DescriptorWith("format", format)).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << format;
+  }
+}
+
+// block_bytes() and region_bytes() of an accepted descriptor never overflow.
+TEST(PoolDescriptorTest, GeometryTooLargeToAddressIsInvalidArgument) {
+  nlohmann::json j = nlohmann::json::parse(DescriptorWith("fragment_bytes", "4611686018427387904"));
+  EXPECT_EQ(PoolDescriptor::Parse(j.dump()).status().code(), absl::StatusCode::kInvalidArgument);
+  j["fragment_bytes"] = int64_t{1} << 40;
+  j["num_blocks"] = uint32_t{1} << 31;
+  EXPECT_EQ(PoolDescriptor::Parse(j.dump()).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(CopyPlanTest, CutSharesSplitsOperationsIntoPiecesOfEqualBytes) {

@@ -77,11 +77,11 @@ bool CopyEngine::Run(std::shared_ptr<CopyJob> job) {
 }
 
 void CopyEngine::Work(size_t worker) {
-  std::deque<Share>& queue = queues_[worker];
   for (;;) {
     Share share;
     {
       absl::MutexLock lock(&mu_);
+      std::deque<Share>& queue = queues_[worker];
       auto ready = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || !queue.empty(); };
       mu_.Await(absl::Condition(&ready));
       if (queue.empty()) return;  // stopping and drained

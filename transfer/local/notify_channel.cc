@@ -46,7 +46,9 @@ socklen_t AbstractAddress(const std::string& name, sockaddr_un& addr) {
 // the byte sent or received.
 struct FdPacket {
   char kind = 0;
-  char cmsg_buffer[CMSG_SPACE(sizeof(int))] = {};
+  // Aligned for the cmsghdr that CMSG_FIRSTHDR puts at its start (right after `kind` it sat at
+  // an odd address: undefined behaviour, found by UBSan).
+  alignas(cmsghdr) char cmsg_buffer[CMSG_SPACE(sizeof(int))] = {};
   iovec iov{&kind, 1};
   msghdr msg{};
 
@@ -59,6 +61,7 @@ struct FdPacket {
   FdPacket(const FdPacket&) = delete;
   FdPacket& operator=(const FdPacket&) = delete;
 };
+static_assert(offsetof(FdPacket, cmsg_buffer) % alignof(cmsghdr) == 0);
 
 // One packet `kind` carrying `fd` as SCM_RIGHTS.
 bool SendWithFd(int socket, char kind, int fd) {
