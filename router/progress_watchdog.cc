@@ -24,7 +24,7 @@ std::unique_ptr<ProgressWatchdog::Watch> ProgressWatchdog::Start(
   const bool enabled = first_token > absl::ZeroDuration() && next_token > absl::ZeroDuration();
   entry->deadline_us = enabled ? absl::ToUnixMicros(now + first_token) : INT64_MAX;
   if (!enabled) entry->next_token = absl::InfiniteDuration();
-  std::lock_guard lock(mu_);
+  absl::MutexLock lock(&mu_);
   const uint64_t key = next_key_++;
   if (enabled) entries_[key] = entry;
   return std::unique_ptr<Watch>(new Watch(this, key, std::move(entry)));
@@ -33,7 +33,7 @@ std::unique_ptr<ProgressWatchdog::Watch> ProgressWatchdog::Start(
 std::vector<ProgressWatchdog::Stalled> ProgressWatchdog::Sweep(absl::Time now) {
   const int64_t now_us = absl::ToUnixMicros(now);
   std::vector<Stalled> stalled;
-  std::lock_guard lock(mu_);
+  absl::MutexLock lock(&mu_);
   for (auto& [key, e] : entries_) {
     if (e->stalled.load() || now_us <= e->deadline_us.load(std::memory_order_relaxed)) continue;
     e->stalled.store(true);
@@ -46,12 +46,12 @@ std::vector<ProgressWatchdog::Stalled> ProgressWatchdog::Sweep(absl::Time now) {
 }
 
 size_t ProgressWatchdog::watched() const {
-  std::lock_guard lock(mu_);
+  absl::MutexLock lock(&mu_);
   return entries_.size();
 }
 
 void ProgressWatchdog::Remove(uint64_t key) {
-  std::lock_guard lock(mu_);
+  absl::MutexLock lock(&mu_);
   entries_.erase(key);
 }
 

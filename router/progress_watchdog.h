@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 namespace pdserve::router {
@@ -76,7 +77,7 @@ class ProgressWatchdog {
  private:
   void Remove(uint64_t key);
 
-  mutable std::mutex mu_;
+  mutable absl::Mutex mu_;
   uint64_t next_key_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, std::shared_ptr<Watch::Entry>> entries_ ABSL_GUARDED_BY(mu_);
 };
