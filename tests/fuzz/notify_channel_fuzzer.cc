@@ -28,6 +28,7 @@
 #include "transfer/local/notify_channel.h"
 #include "transfer/local/notify_ring.h"
 #include "transfer/notification_inbox.h"
+#include "transfer/sender_credential.h"
 
 namespace {
 
@@ -106,10 +107,11 @@ void Send(int fd, const std::string& packet) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Script script{data, size};
   NotificationInbox inbox;
-  auto listener = NotifyListener::Start(&inbox, "fuzz-receiver");
+  // No credential: any sender of this user (the hostile sender is one).
+  auto listener = NotifyListener::Start(&inbox, "fuzz-receiver", "");
   if (!listener.ok()) std::abort();
   const int fd = Connect((*listener)->address());
-  Send(fd, "Hfuzz-sender");
+  Send(fd, "H" + pdserve::transfer::EncodeSenderHeader("", "fuzz-sender"));
   const int memfd = ReceiveRing(fd);
   if (memfd < 0) std::abort();
   auto ring = NotifyRing::Map(memfd);
