@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bundle-ucx-cuda.sh OUT_DIR EXECUTABLE...
-# Like /work/shared/device/bundle.sh (which it runs first), for a GPU build against the
+# Like a device bundle script (PDSERVE_BUNDLE_SH: the lending tool's bundle.sh, which it runs
+# first; the repository ships none), for a GPU build against the
 # libucx-cu13 wheel (-DPDSERVE_UCX_ROOT, scripts/fetch-ucx-cuda.sh): ships that UCX's libraries
 # and its lib/ucx plugins (cma, cuda: cuda_copy + cuda_ipc, ucm_cuda) instead of Debian's,
 # stripped, so that the carried tree stays small. On the GPU machine:
@@ -10,7 +11,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ucx=${PDSERVE_UCX_ROOT:-$root/.ucx-cuda}
 out=${1:?usage: bundle-ucx-cuda.sh OUT_DIR EXECUTABLE...}
 [ -f "$ucx/lib/libucp.so.0" ] || { echo "no UCX in $ucx: run scripts/fetch-ucx-cuda.sh" >&2; exit 2; }
-/work/shared/device/bundle.sh "$@" >/dev/null
+bundle=${PDSERVE_BUNDLE_SH:?set PDSERVE_BUNDLE_SH to the device tool bundle.sh (not part of this repository)}
+"$bundle" "$@" >/dev/null
 rm -rf "$out/lib/ucx" "$out"/lib/libuc[mpst]*.so*
 mkdir -p "$out/lib/ucx"
 for lib in libucm libucp libucs libucs_signal libuct; do
