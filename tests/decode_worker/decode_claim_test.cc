@@ -10,6 +10,7 @@
 
 #include "common/synthetic_model.h"
 #include "decode_worker/decode_engine.h"
+#include "tests/decode_worker/drain_stream.h"
 #include "gtest/gtest.h"
 #include "kvcache/cpu_attention.h"
 
@@ -47,15 +48,6 @@ Started StartClaimed(DecodeEngine& engine, KvCache& cache, const std::string& id
   }
   s.stream = *engine.Start(id, prompt, max_tokens, seed, claim);
   return s;
-}
-
-std::pair<std::vector<int32_t>, absl::Status> Drain(DecodeStream& stream) {
-  std::vector<int32_t> tokens;
-  while (true) {
-    DecodeStream::Chunk chunk = stream.Next(absl::Seconds(30));
-    tokens.insert(tokens.end(), chunk.tokens.begin(), chunk.tokens.end());
-    if (chunk.finished) return {tokens, chunk.status};
-  }
 }
 
 bool AllBlocksFreeWithin(const DecodeEngine& engine, absl::Duration within) {

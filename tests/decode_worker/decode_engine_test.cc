@@ -1,4 +1,5 @@
 #include "decode_worker/decode_engine.h"
+#include "tests/decode_worker/drain_stream.h"
 
 #include <memory>
 #include <string>
@@ -22,16 +23,6 @@ std::unique_ptr<KvCache> Pool(uint32_t blocks) {
 void WritePrompt(const KvCache& cache, const std::vector<BlockId>& blocks,
                  const std::vector<int32_t>& prompt) {
   ASSERT_TRUE(WriteKv(cache, blocks, prompt, 0).ok());
-}
-
-// Reads the whole stream; returns its tokens and final status.
-std::pair<std::vector<int32_t>, absl::Status> Drain(DecodeStream& stream) {
-  std::vector<int32_t> tokens;
-  while (true) {
-    DecodeStream::Chunk chunk = stream.Next(absl::Seconds(30));
-    tokens.insert(tokens.end(), chunk.tokens.begin(), chunk.tokens.end());
-    if (chunk.finished) return {tokens, chunk.status};
-  }
 }
 
 std::shared_ptr<DecodeStream> StartRequest(DecodeEngine& engine, const KvCache& cache,

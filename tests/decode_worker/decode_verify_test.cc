@@ -9,6 +9,7 @@
 
 #include "common/synthetic_model.h"
 #include "decode_worker/decode_engine.h"
+#include "tests/decode_worker/drain_stream.h"
 #include "gtest/gtest.h"
 #include "kvcache/cpu_attention.h"
 
@@ -29,15 +30,6 @@ Started Start(DecodeEngine& engine, const KvCache& cache, const std::string& id,
   EXPECT_TRUE(WriteKv(cache, s.blocks, prompt, 0).ok());
   s.stream = *engine.Start(id, prompt, max_tokens, seed);
   return s;
-}
-
-std::pair<std::vector<int32_t>, absl::Status> Drain(DecodeStream& stream) {
-  std::vector<int32_t> tokens;
-  while (true) {
-    DecodeStream::Chunk chunk = stream.Next(absl::Seconds(30));
-    tokens.insert(tokens.end(), chunk.tokens.begin(), chunk.tokens.end());
-    if (chunk.finished) return {tokens, chunk.status};
-  }
 }
 
 DecodeEngineOptions Carried() {
