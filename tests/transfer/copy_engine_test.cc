@@ -112,6 +112,37 @@ TEST(CopyEngineTest, SharesForCountsInlineOneThreadPer512KiBAndAtMostTheThreads)
   EXPECT_EQ(engine.SharesFor(64 * CopyEngine::kMinShareBytes), 2);
 }
 
+// A thread that another job keeps busy leaves a large job's chunks to the free thread, which
+// copies all of them: with a fixed half per thread the job would wait for the busy one.
+TEST(CopyEngineTest, LargeJobIsFinishedByTheFreeThreadWhileTheOtherIsBusy) {
+  CopyEngine engine(2);
+  Buffers one(CopyEngine::kMinShareBytes);  // one share: goes to thread 0
+  ASSERT_EQ(engine.SharesFor(one.src.size()), 1);
+  auto blocker = SwapHalves(one);
+  absl::Notification release, blocked;
+  blocker->done = [&](bool) {
+    blocked.Notify();
+    release.WaitForNotification();  // holds thread 0 here
+  };
+  EXPECT_FALSE(engine.Run(blocker));
+  ASSERT_TRUE(blocked.WaitForNotificationWithTimeout(absl::Seconds(30)));
+
+  Buffers b(4 * CopyEngine::kCallerShareMaxBytes + 12345);
+  auto job = SwapHalves(b);
+  absl::Notification finished;
+  bool done_cancelled = true;
+  job->done = [&](bool cancelled) {
+    done_cancelled = cancelled;
+    finished.Notify();
+  };
+  EXPECT_FALSE(engine.Run(job));
+  const bool finished_while_blocked = finished.WaitForNotificationWithTimeout(absl::Seconds(30));
+  release.Notify();
+  ASSERT_TRUE(finished_while_blocked);
+  EXPECT_FALSE(done_cancelled);
+  EXPECT_TRUE(HalvesSwapped(b));
+}
+
 TEST(CopyEngineTest, CancelledInlineJobCopiesNothingAndReportsCancelled) {
   CopyEngine engine(1);
   Buffers b(64 * 1024);

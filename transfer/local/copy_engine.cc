@@ -40,9 +40,20 @@ bool CopyEngine::Run(std::shared_ptr<CopyJob> job) {
     if (job->done) job->done(!copied || (job->cancelled && job->cancelled->load()));
     return true;
   }
+  if (total > kCallerShareMaxBytes) {
+    auto chunked = std::make_shared<Chunked>();
+    chunked->chunks = CutShares(job->ops, static_cast<int>((total + kChunkBytes - 1) / kChunkBytes));
+    auto remaining = std::make_shared<std::atomic<int>>(static_cast<int>(chunked->chunks.size()));
+    absl::MutexLock lock(&mu_);
+    for (int k = 0; k < shares; ++k) {
+      queues_[(next_worker_ + k) % queues_.size()].push_back({job, remaining, {}, chunked});
+    }
+    next_worker_ += shares;
+    return false;
+  }
   std::vector<Share> cut;
   for (std::vector<CopyOp>& pieces : CutShares(job->ops, shares)) {
-    cut.push_back({job, nullptr, std::move(pieces)});
+    cut.push_back({job, nullptr, std::move(pieces), nullptr});
   }
   // Rounding can leave fewer shares than planned: count what was cut.
   auto remaining = std::make_shared<std::atomic<int>>(static_cast<int>(cut.size()));
@@ -88,12 +99,32 @@ void CopyEngine::Work(size_t worker) {
       share = std::move(queue.front());
       queue.pop_front();
     }
+    if (share.chunked) {
+      TakeChunks(share);
+      continue;
+    }
     CopyJob& job = *share.job;
     const bool cancelled =
         !CopyOps(job.src_base, job.dst_base, share.pieces, job.cancelled.get());
-    if (share.remaining->fetch_sub(1, std::memory_order_acq_rel) == 1 && job.done) {
-      job.done(cancelled || (job.cancelled && job.cancelled->load()));
-    }
+    Finish(job, *share.remaining, 1, cancelled);
+  }
+}
+
+void CopyEngine::TakeChunks(const Share& share) {
+  CopyJob& job = *share.job;
+  Chunked& chunked = *share.chunked;
+  for (;;) {
+    const size_t k = chunked.next.fetch_add(1, std::memory_order_relaxed);
+    if (k >= chunked.chunks.size()) return;
+    const bool cancelled =
+        !CopyOps(job.src_base, job.dst_base, chunked.chunks[k], job.cancelled.get());
+    Finish(job, *share.remaining, 1, cancelled);
+  }
+}
+
+void CopyEngine::Finish(CopyJob& job, std::atomic<int>& remaining, int copied, bool cancelled) {
+  if (remaining.fetch_sub(copied, std::memory_order_acq_rel) == copied && job.done) {
+    job.done(cancelled || (job.cancelled && job.cancelled->load()));
   }
 }
 
