@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "common/logging.h"
 #include "pdserve/version.h"
+#include "transfer/kv_transport.h"
 
 namespace pdserve::cli {
 namespace {
@@ -61,6 +62,7 @@ void ExitWith(const absl::Status& status) {
 }  // namespace pdserve::cli
 
 int main(int argc, char** argv) {
+  pdserve::transfer::PresetTransportEnvironment();  // before any thread starts
 #ifdef NDEBUG
   // Debian builds Abseil without NDEBUG, so every absl::Mutex lock also runs deadlock-cycle
   // detection: about 22 of the 30 ns an uncontended lock/unlock takes on the 2-core host, paid

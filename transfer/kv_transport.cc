@@ -1,5 +1,6 @@
 #include "transfer/kv_transport.h"
 
+#include <cstdlib>
 #include <functional>
 
 #include "absl/strings/str_cat.h"
@@ -58,6 +59,16 @@ absl::StatusOr<const Backend*> FindBackend(const std::string& name) {
 }
 
 }  // namespace
+
+void PresetTransportEnvironment() {
+  // Over tcp the ucx backend's data messages (256 KiB) go as zero-copy fragments of at most
+  // the receiver's segment, 64 KiB by default, which UCX reassembles in a buffer before the
+  // handler copies the message into the pool: one more copy of every KV byte on the receiving
+  // host. A segment that holds a whole message delivers it in place (2-core slice of a Xeon,
+  // 64 MiB at 1 req/s: 15.3-17.7 ms against 17.9-21.9). UCX 1.13 reads transport keys from the
+  // environment only: ucp_config_modify("TCP_RX_SEG_SIZE") is accepted and not applied.
+  setenv("UCX_TCP_RX_SEG_SIZE", "320K", /*overwrite=*/0);
+}
 
 absl::StatusOr<std::unique_ptr<KvTransport>> MakeKvTransport(const TransportOptions& options) {
   absl::StatusOr<const Backend*> backend = FindBackend(options.backend);

@@ -149,6 +149,11 @@ class KvTransport {
   virtual TransportCounters counters() const = 0;
 };
 
+// Sets process-wide defaults that transport libraries read from the environment, each only
+// where the operator left it unset (today: UCX_TCP_RX_SEG_SIZE, see kv_transport.cc). Call it
+// first thing in main(): setenv is not safe once other threads may read the environment.
+void PresetTransportEnvironment();
+
 absl::StatusOr<std::unique_ptr<KvTransport>> MakeKvTransport(const TransportOptions& options);
 std::vector<std::string> KvTransportBackends();
 

@@ -3,8 +3,11 @@
 
 #include "transfer/ucx/ucx_config.h"
 
+#include <cstdlib>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "transfer/kv_transport.h"
 
 namespace pdserve::transfer::ucx {
 namespace {
@@ -38,6 +41,19 @@ TEST(UcxConfigTest, InterfaceOfHost) {
   EXPECT_EQ(InterfaceOfHost("0.0.0.0"), "");
   EXPECT_EQ(InterfaceOfHost("not-an-address"), "");
   EXPECT_EQ(InterfaceOfHost("203.0.113.77"), "");  // TEST-NET-3: no interface here has it
+}
+
+// The receive segment holds a whole 256 KiB data message (no reassembly copy), unless the
+// operator chose one.
+TEST(UcxConfigTest, PresetEnvironmentSetsTheTcpSegmentOnlyWhereUnset) {
+  unsetenv("UCX_TCP_RX_SEG_SIZE");
+  PresetTransportEnvironment();
+  ASSERT_NE(std::getenv("UCX_TCP_RX_SEG_SIZE"), nullptr);
+  EXPECT_STREQ(std::getenv("UCX_TCP_RX_SEG_SIZE"), "320K");
+  setenv("UCX_TCP_RX_SEG_SIZE", "64K", 1);
+  PresetTransportEnvironment();
+  EXPECT_STREQ(std::getenv("UCX_TCP_RX_SEG_SIZE"), "64K");
+  unsetenv("UCX_TCP_RX_SEG_SIZE");
 }
 
 }  // namespace
