@@ -67,7 +67,11 @@ void PresetTransportEnvironment() {
   // host. A segment that holds a whole message delivers it in place (2-core slice of a Xeon,
   // 64 MiB at 1 req/s: 15.3-17.7 ms against 17.9-21.9). UCX 1.13 reads transport keys from the
   // environment only: ucp_config_modify("TCP_RX_SEG_SIZE") is accepted and not applied.
+  if (std::getenv("UCX_TCP_RX_SEG_SIZE") != nullptr) return;
   setenv("UCX_TCP_RX_SEG_SIZE", "320K", /*overwrite=*/0);
+  // A process whose UCX never opens tcp (UCX_TLS=posix, ...) would warn at exit that the
+  // operator's environment holds an unused UCX_TCP_RX_SEG_SIZE, which the operator never set.
+  setenv("UCX_WARN_UNUSED_ENV_VARS", "n", /*overwrite=*/0);
 }
 
 absl::StatusOr<std::unique_ptr<KvTransport>> MakeKvTransport(const TransportOptions& options) {
