@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <dirent.h>
@@ -11,6 +12,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <mutex>
 #include <vector>
 
@@ -79,8 +81,45 @@ absl::Status Errno(std::string_view what, const std::string& name) {
 // same copies of warm pages ran at 20+ GB/s.
 constexpr int kPopulate = MAP_POPULATE;
 
+namespace {
+
+// /proc/meminfo's MemAvailable in bytes; 0 when unknown.
+uint64_t MemAvailableBytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key, unit;
+  uint64_t kib = 0;
+  while (meminfo >> key >> kib >> unit) {
+    if (key == "MemAvailable:") return kib * 1024;
+  }
+  return 0;
+}
+
+std::string GiB(uint64_t bytes) { return absl::StrCat(bytes / (1 << 20) / 1024.0, " GiB"); }
+
+}  // namespace
+
+absl::Status CheckHostMemoryFits(size_t bytes, bool shared) {
+  if (const uint64_t available = MemAvailableBytes(); available != 0 && bytes > available) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "a KV pool of ", GiB(bytes), " does not fit in the ", GiB(available),
+        " of memory this host has available (MemAvailable): choose a smaller pool (--pool-gib)"));
+  }
+  struct statvfs fs {};
+  if (shared && statvfs("/dev/shm", &fs) == 0) {
+    const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+    if (bytes > free_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "a KV pool of ", GiB(bytes), " does not fit in the ", GiB(free_bytes),
+          " free in /dev/shm (shared-memory pools live there): choose a smaller pool "
+          "(--pool-gib) or enlarge /dev/shm"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<KvMemory>> AllocateHostMemory(size_t bytes) {
   if (bytes == 0) return absl::InvalidArgumentError("KV memory of 0 bytes");
+  if (absl::Status s = CheckHostMemoryFits(bytes, /*shared=*/false); !s.ok()) return s;
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | kPopulate, -1, 0);
   if (p == MAP_FAILED) {
     return absl::ResourceExhaustedError(
@@ -108,6 +147,7 @@ int RemoveOrphanedSharedMemory() {
 
 absl::StatusOr<std::unique_ptr<KvMemory>> CreateSharedMemory(size_t bytes, std::string name) {
   if (bytes == 0) return absl::InvalidArgumentError("KV memory of 0 bytes");
+  if (absl::Status s = CheckHostMemoryFits(bytes, /*shared=*/true); !s.ok()) return s;
   // A worker killed with SIGKILL (started by hand, no launcher to clean up) left its pool: the
   // next worker to start reclaims it.
   static std::once_flag reclaimed;

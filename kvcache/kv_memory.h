@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace pdserve {
@@ -26,7 +27,14 @@ class KvMemory {
   virtual int device() const { return -1; }
 };
 
-// Private, page-aligned, zeroed host memory.
+// OK when `bytes` of host memory can be made resident: at most the kernel's MemAvailable and,
+// for a POSIX shared-memory pool (`shared`), the free space of /dev/shm (a tmpfs, sized at half
+// of RAM by default). Pools are populated up front, so a pool larger than that would push the
+// host into swap or the OOM killer while it fills; ResourceExhausted says which limit and by how
+// much. Unknown limits (no /proc) pass.
+absl::Status CheckHostMemoryFits(size_t bytes, bool shared);
+
+// Private, page-aligned, zeroed host memory (CheckHostMemoryFits first).
 absl::StatusOr<std::unique_ptr<KvMemory>> AllocateHostMemory(size_t bytes);
 
 // Zeroed POSIX shared memory, created under `name` (a fresh unique name when empty) and

@@ -75,5 +75,19 @@ TEST(KvMemoryTest, SegmentsOfDeadOwnersAreReclaimedAndLiveOnesKept) {
   EXPECT_NE(access(live.c_str(), F_OK), 0) << live;
 }
 
+// A pool the host cannot hold is refused before a page is touched (populating it would end in
+// swap or the OOM killer), with a message that names the limit; a small one fits.
+TEST(KvMemoryTest, PoolLargerThanTheHostIsRefusedUpFront) {
+  constexpr size_t kHuge = size_t{1} << 50;  // 1 PiB
+  for (bool shared : {false, true}) {
+    absl::Status s = CheckHostMemoryFits(kHuge, shared);
+    EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+    EXPECT_NE(s.message().find("--pool-gib"), std::string::npos) << s;
+  }
+  EXPECT_TRUE(CheckHostMemoryFits(1 << 20, true).ok());
+  EXPECT_EQ(AllocateHostMemory(kHuge).status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(CreateSharedMemory(kHuge).status().code(), absl::StatusCode::kResourceExhausted);
+}
+
 }  // namespace
 }  // namespace pdserve

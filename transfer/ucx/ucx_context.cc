@@ -145,6 +145,8 @@ absl::Status NoCudaMemoryError(const UcxContext& context) {
 absl::StatusOr<std::unique_ptr<UcxPoolMemory>> UcxPoolMemory::Allocate(
     size_t bytes, const std::string& listen_host) {
   if (bytes == 0) return absl::InvalidArgumentError("KV memory of 0 bytes");
+  // Zeroed below, so every page becomes resident: refuse what the host cannot hold.
+  if (absl::Status s = CheckHostMemoryFits(bytes, /*shared=*/false); !s.ok()) return s;
   absl::StatusOr<std::shared_ptr<UcxContext>> context = UcxContext::Get(listen_host);
   if (!context.ok()) return context.status();
   ucp_mem_map_params_t params{};
