@@ -114,7 +114,23 @@ absl::StatusOr<TrialResult> TrialRunner::Run(int index) {
     }
   }
   t.fault_end_ns = MonotonicNanos();
-  load_.Watch(t.victim, t.fault_end_ns);
+  int64_t watch_from = t.fault_end_ns;
+  if (t.kind == FaultKind::kTermPrefill || t.kind == FaultKind::kTermDecode) {
+    // A draining worker still finishes requests placed on it just before its drain was
+    // announced: only a request that starts once its restart runs shows that it serves again.
+    ASSIGN_OR_RETURN(const bool restarted, WaitFor(
+                                               [&] {
+                                                 absl::StatusOr<pid_t> pid = cluster_.Pid(t.victim);
+                                                 return pid.ok() && *pid != t.victim_pid;
+                                               },
+                                               timings_.recovery_limit));
+    if (!restarted) {
+      t.end_ns = MonotonicNanos();
+      return t;
+    }
+    watch_from = MonotonicNanos();
+  }
+  load_.Watch(t.victim, watch_from);
   ASSIGN_OR_RETURN(const bool served,
                    WaitFor([&] { return load_.ServedAfter(t.victim) != 0; },
                            timings_.recovery_limit));
