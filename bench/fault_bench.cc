@@ -217,7 +217,10 @@ void AttributeRequests(TransferRun& run) {
         }
       }
     }
-    if (!on_victim) t.failed_elsewhere++;
+    if (!on_victim) {
+      t.failed_elsewhere++;
+      run.failed_elsewhere.push_back(r);
+    }
   }
 }
 

@@ -77,6 +77,7 @@ struct TransferRun {
   std::vector<RequestRecord> requests;
   std::vector<Checkpoint> checkpoints;
   std::vector<std::pair<std::string, int>> restarts;  // per child, from the supervisor
+  std::vector<RequestRecord> failed_elsewhere;        // filled by AttributeRequests
   double wall_s = 0;
 };
 

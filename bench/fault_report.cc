@@ -143,6 +143,16 @@ std::string Markdown(const FaultBenchResult& result, const FaultTotals& t) {
     }
   }
   if (listed == 0) md += "none\n";
+  md += "\n## Failures that named no worker under a fault (first 30)\n\n";
+  listed = 0;
+  for (const TransferRun& run : result.runs) {
+    for (const RequestRecord& r : run.failed_elsewhere) {
+      if (listed++ >= 30) break;
+      absl::StrAppend(&md, "- ", run.transfer, " ", r.id, ": status ", r.status_code, ", ",
+                      r.tokens, " tokens, ", r.message, "\n");
+    }
+  }
+  if (listed == 0) md += "none\n";
   return md;
 }
 
