@@ -155,7 +155,10 @@ absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
   log->info("{}: signal {} received, draining (at most {})", options.worker_id, sig,
             absl::FormatDuration(options.drain_grace));
   if (absl::Status drained =
-          link->Drain([&service] { return service::CapacityIdle(service.Capacity()); },
+          // Nothing decoding: reservations left once the router places nothing here are
+          // orphans (a router that dropped this worker failed their requests and never says
+          // so); waiting for their allocation lease ran every such drain out to its grace.
+          link->Drain([&service] { return service.Capacity().running_requests() == 0; },
                       options.drain_grace);
       !drained.ok()) {
     log->warn("{}; exiting: the router fails what is left as UNAVAILABLE",

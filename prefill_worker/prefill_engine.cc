@@ -182,7 +182,8 @@ bool PrefillEngine::ClaimsChecksum(const PrefillItemSpec& item) const {
 }
 
 std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItemSpec>& items,
-                                                   const std::function<bool()>& abandoned) {
+                                                   const std::function<bool()>& abandoned,
+                                                   absl::Time answer_by) {
   auto log = ComponentLogger("prefill");
   std::vector<PrefillItemOutcome> outcomes(items.size());
   // Admitted before the batch waits for the previous one, so that a Cancel arriving meanwhile
@@ -310,7 +311,9 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
     const ItemFence::Key key{item.request_id, item.decode_epoch};
     bool stranded = false;
     if (entry.transfer.has_value()) {
-      absl::Status waited = transport_.Wait(*entry.transfer, options_.transfer_timeout);
+      const absl::Duration wait = std::clamp(answer_by - absl::Now(), absl::ZeroDuration(),
+                                             options_.transfer_timeout);
+      absl::Status waited = transport_.Wait(*entry.transfer, wait);
       out.transfer_end_us = WallMicros();
       if (waited.ok()) {
         // Stats may be gone once Wait returned a final status: then count the bytes ourselves.

@@ -110,9 +110,13 @@ class PrefillEngine {
 
   // Every item gets an outcome; the own pool's blocks are free again when this returns, except
   // those of transfers still in flight (freed once they end, by a later Run). `abandoned` true
-  // (the RPC's caller left) stops the items not yet submitted, as Cancel does.
+  // (the RPC's caller left) stops the items not yet submitted, as Cancel does. Transfers are
+  // waited for until `answer_by` at the latest (and transfer_timeout each): an item whose
+  // transfer is still in flight then fails alone, naming its decode worker, and the other items
+  // keep their outcomes, where a caller that gave up on the whole call would fail them all.
   std::vector<PrefillItemOutcome> Run(const std::vector<PrefillItemSpec>& items,
-                                      const std::function<bool()>& abandoned = nullptr);
+                                      const std::function<bool()>& abandoned = nullptr,
+                                      absl::Time answer_by = absl::InfiniteFuture());
   // Fences items the router gave up on: one outcome per (request id, decode epoch), in order,
   // waiting at most `wait` in all for submitted transfers to end.
   std::vector<CancelOutcome> Cancel(const std::vector<ItemFence::Key>& items,

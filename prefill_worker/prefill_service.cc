@@ -61,7 +61,15 @@ grpc::Status PrefillService::Prefill(grpc::ServerContext* ctx, const v1::Prefill
         .decode_epoch = in.decode_epoch()});
   }
   // The router leaving the call (its deadline, a drop) stops what has not been submitted yet.
-  for (const PrefillItemOutcome& out : engine_.Run(items, [ctx] { return ctx->IsCancelled(); })) {
+  // Answer before that deadline: a transfer to a stalled decode worker then fails its own item
+  // (naming that worker) instead of the router failing every item of the batch.
+  absl::Time answer_by = absl::InfiniteFuture();
+  if (ctx->deadline() != std::chrono::system_clock::time_point::max()) {
+    const absl::Time deadline = absl::FromChrono(ctx->deadline());
+    answer_by = deadline - std::min(absl::Milliseconds(200), (deadline - absl::Now()) / 5);
+  }
+  for (const PrefillItemOutcome& out :
+       engine_.Run(items, [ctx] { return ctx->IsCancelled(); }, answer_by)) {
     v1::PrefillItemResult* r = response->add_results();
     r->set_request_id(out.request_id);
     r->set_ok(out.status.ok());
