@@ -96,7 +96,8 @@ TEST_F(PrefillEngineTest, NegativeOrOutOfVocabularyTokenIsInvalidArgumentAndNoth
   for (int32_t bad : {-1, Tiny().vocab_size}) {
     std::vector<int32_t> prompt = model::SyntheticPrompt(1, 20, Tiny().vocab_size);
     prompt[7] = bad;
-    auto out = engine->Run({{.request_id = "bad", .prompt = prompt, .decode_worker = "decode-0",
+    auto out = engine->Run({{.request_id = absl::StrCat("bad", bad), .prompt = prompt,
+                             .decode_worker = "decode-0",
                              .decode_blocks = {0, 1}, .decode_epoch = 1}});
     ASSERT_EQ(out.size(), 1u);
     EXPECT_EQ(out[0].status.code(), absl::StatusCode::kInvalidArgument) << bad;

@@ -101,6 +101,7 @@ TEST(RegistrationTest, ARegistrationStuckOnANonAnsweringPeerDoesNotHoldUpAnother
   RouterOptions options;
   options.config = Tiny();
   options.rpc_timeout = absl::Seconds(20);  // the stuck call outlasts the whole test
+  options.missed_heartbeats = 1'000'000;    // the stand-ins send none; nobody is dropped
   RouterService router(options);
 
   StandInPrefill stuck(/*stuck=*/true), healthy(/*stuck=*/false);
