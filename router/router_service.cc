@@ -6,6 +6,7 @@
 #include "service/grpc_util.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "router/request_id.h"
 #include "router/request_validation.h"
 
 namespace pdserve::router {
@@ -63,10 +64,14 @@ grpc::Status RouterService::Generate(grpc::ServerContext* ctx, const v1::Generat
                                      grpc::ServerWriter<v1::GenerateResponse>* writer) {
   auto request = std::make_shared<Request>();
   request->timeline.set_arrival_us(WallMicros());
-  {
-    absl::MutexLock lock(&mu_);
-    request->id = in->request_id().empty() ? absl::StrCat("req-", next_request_++)
-                                           : in->request_id();
+  if (in->request_id().empty()) {
+    absl::StatusOr<std::string> id = NewServerRequestId();
+    if (!id.ok()) return ToGrpc(id.status());
+    request->id = *std::move(id);
+  } else if (absl::Status own = CheckClientRequestId(in->request_id()); !own.ok()) {
+    return ToGrpc(own);
+  } else {
+    request->id = in->request_id();
   }
   absl::StatusOr<std::vector<int32_t>> prompt = PromptOf(*in, request->id, options_.config);
   if (!prompt.ok()) return ToGrpc(prompt.status());
@@ -105,6 +110,7 @@ grpc::Status RouterService::Generate(grpc::ServerContext* ctx, const v1::Generat
       client_gone = ctx->IsCancelled();
       if (!expired && !client_gone) continue;
       scheduler_.CancelWaiting(request->id);
+      std::erase(deferred_, request->id);
       requests_.erase(request->id);
       failed_++;
       return client_gone
@@ -258,6 +264,19 @@ void RouterService::DispatchLoop() {
       }
       jobs_.push_back(BatchJob{std::move(plan)});
     }
+    // A half-open worker's first placement is its trial: nothing more goes to it until the
+    // trial's outcome (worker_health.h).
+    if (!step.batches.empty()) {
+      const absl::Time now = absl::Now();
+      for (auto job = jobs_.end() - static_cast<std::ptrdiff_t>(step.batches.size());
+           job != jobs_.end(); ++job) {
+        for (const Placement& p : job->plan.items) {
+          health_->OnPlaced(job->plan.prefill_worker, now);
+          health_->OnPlaced(p.decode_worker, now);
+        }
+      }
+      RefreshAcceptingLocked(now);
+    }
   }
 }
 
@@ -286,6 +305,7 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
   };
   std::vector<Item> items;
   std::map<std::string, absl::Status> failures;  // request id -> why
+  std::set<std::string> refused;  // no room on their decode worker: they wait again
   {
     absl::MutexLock lock(&mu_);
     for (const Placement& p : plan.items) {
@@ -315,6 +335,10 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
       request.set_max_tokens(item.request->max_tokens);
       allocated = FromGrpc(stub->Allocate(&ctx, request, &blocks));
       UntrackRpc(decode, &ctx);
+    }
+    if (allocated.code() == absl::StatusCode::kResourceExhausted) {
+      refused.insert(id);  // a full pool is no fault of the worker: not counted against it
+      continue;
     }
     if (!allocated.ok()) {
       if (allocated.code() == absl::StatusCode::kUnavailable ||
@@ -383,6 +407,7 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
   std::vector<v1::PrefillCancelItem> unsure;
   for (Item& item : items) {
     const std::string& id = item.request->id;
+    if (refused.contains(id)) continue;
     if (!failures.contains(id)) {
       auto r = results.find(id);
       if (r == results.end()) {
@@ -405,6 +430,11 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
       prefill_sent ? FenceOnPrefill(prefill_worker, unsure) : std::set<std::string>();
   for (Item& item : items) {
     const std::string& id = item.request->id;
+    if (refused.contains(id)) {
+      absl::MutexLock lock(&mu_);
+      RequeueRefusedLocked(*item.request, item.placement->decode_worker);
+      continue;
+    }
     if (auto f = failures.find(id); f != failures.end()) {
       if (item.allocated) {
         KvRelease release{.epoch = item.epoch};
