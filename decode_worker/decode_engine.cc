@@ -169,6 +169,17 @@ absl::StatusOr<std::shared_ptr<DecodeStream>> DecodeEngine::Start(
         "request ", request_id, ": prompt ", prompt_tokens.size(), " / max_tokens ", max_tokens,
         " differ from the allocation's ", r.prompt_len, " / ", r.max_tokens));
   }
+  // Checked here, not only by the router: a token outside the vocabulary would index past the
+  // model's tables on the loop thread.
+  const int32_t vocab = cache_.config().vocab_size;
+  for (size_t i = 0; i < prompt_tokens.size(); ++i) {
+    if (prompt_tokens[i] < 0 || prompt_tokens[i] >= vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("request ", request_id, ": token ",
+                                                     prompt_tokens[i], " at position ", i,
+                                                     " is outside the vocabulary [0, ", vocab,
+                                                     ")"));
+    }
+  }
   r.state = State::kJoining;
   r.prompt = std::move(prompt_tokens);
   r.seed = seed;

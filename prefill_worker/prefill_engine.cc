@@ -69,6 +69,17 @@ absl::Status PrefillEngine::Validate(const PrefillItemSpec& item) const {
         "request ", item.request_id, ": prompt of ", item.prompt.size(), " tokens needs ", blocks,
         " blocks, got ", item.decode_blocks.size(), " destination blocks"));
   }
+  // The router checks tokens too, but a worker takes nobody's word: a token outside the
+  // vocabulary would index past the model's tables.
+  const int32_t vocab = cache_.config().vocab_size;
+  for (size_t i = 0; i < item.prompt.size(); ++i) {
+    if (item.prompt[i] < 0 || item.prompt[i] >= vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("request ", item.request_id, ": token ",
+                                                     item.prompt[i], " at position ", i,
+                                                     " is outside the vocabulary [0, ", vocab,
+                                                     ")"));
+    }
+  }
   if (item.decode_epoch == 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "request ", item.request_id, ": no decode epoch (the reservation's lease id) given"));

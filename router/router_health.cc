@@ -1,6 +1,6 @@
 // RouterService: worker health. Draining workers and workers the circuit breaker quarantined are
 // kept out of placement; stalled decode streams are cancelled and counted against their worker;
-// a registering worker is probed before it can hold the registration lock.
+// a registering worker is probed before any lock is taken.
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
@@ -35,10 +35,14 @@ void RouterService::RecordOutcome(const std::string& worker, const absl::Status&
 bool RouterService::RefreshAcceptingLocked(absl::Time now) {
   bool changed = false;
   for (auto& [id, w] : workers_) {
-    const bool accepting = !w->draining && health_->Placeable(id, now);
-    if (!scheduler_.SetAccepting(id, accepting)) continue;
+    const int budget = w->draining ? 0 : health_->PlacementBudget(id, now);
+    if (!scheduler_.SetAccepting(id, budget != 0, budget)) continue;
     changed = true;
-    if (accepting) ComponentLogger("router")->info("worker {} is placeable again", id);
+    if (budget == 1) {
+      ComponentLogger("router")->info("worker {} is half-open: one trial request", id);
+    } else if (budget != 0) {
+      ComponentLogger("router")->info("worker {} is placeable again", id);
+    }
   }
   return changed;
 }

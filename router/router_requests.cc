@@ -8,6 +8,7 @@
 #include "common/clock.h"
 #include "common/logging.h"
 #include "router/grpc_adapter.h"
+#include "router/request_id.h"
 #include "router/request_validation.h"
 #include "router/router_service.h"
 #include "service/grpc_util.h"
@@ -51,9 +52,14 @@ CoreState RouterService::State() const {
 absl::Status RouterService::Run(const GenerateParams& in, TokenSink& sink) {
   auto request = std::make_shared<Request>();
   request->timeline.set_arrival_us(WallMicros());
-  {
-    absl::MutexLock lock(&mu_);
-    request->id = in.request_id.empty() ? absl::StrCat("req-", next_request_++) : in.request_id;
+  if (in.request_id.empty()) {
+    absl::StatusOr<std::string> id = NewServerRequestId();
+    if (!id.ok()) return id.status();
+    request->id = *std::move(id);
+  } else if (absl::Status own = CheckClientRequestId(in.request_id); !own.ok()) {
+    return own;
+  } else {
+    request->id = in.request_id;
   }
   absl::StatusOr<std::vector<int32_t>> prompt = PromptOf(in, request->id, options_.config);
   if (!prompt.ok()) return prompt.status();
@@ -92,6 +98,7 @@ absl::Status RouterService::Run(const GenerateParams& in, TokenSink& sink) {
       client_gone = sink.Cancelled();
       if (!expired && !client_gone) continue;
       scheduler_.CancelWaiting(request->id);
+      std::erase(deferred_, request->id);
       requests_.erase(request->id);
       failed_++;
       return client_gone ? absl::CancelledError(

@@ -72,6 +72,19 @@ void RouterService::DispatchLoop() {
       }
       jobs_.push_back(BatchJob{std::move(plan)});
     }
+    // A half-open worker's first placement is its trial: nothing more goes to it until the
+    // trial's outcome (worker_health.h).
+    if (!step.batches.empty()) {
+      const absl::Time now = absl::Now();
+      for (auto job = jobs_.end() - static_cast<std::ptrdiff_t>(step.batches.size());
+           job != jobs_.end(); ++job) {
+        for (const Placement& p : job->plan.items) {
+          health_->OnPlaced(job->plan.prefill_worker, now);
+          health_->OnPlaced(p.decode_worker, now);
+        }
+      }
+      RefreshAcceptingLocked(now);
+    }
   }
 }
 
@@ -100,6 +113,7 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
   };
   std::vector<Item> items;
   std::map<std::string, absl::Status> failures;  // request id -> why
+  std::set<std::string> refused;  // no room on their decode worker: they wait again
   {
     absl::MutexLock lock(&mu_);
     for (const Placement& p : plan.items) {
@@ -129,6 +143,10 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
       request.set_max_tokens(item.request->max_tokens);
       allocated = FromGrpc(stub->Allocate(&ctx, request, &blocks));
       UntrackRpc(decode, &ctx);
+    }
+    if (allocated.code() == absl::StatusCode::kResourceExhausted) {
+      refused.insert(id);  // a full pool is no fault of the worker: not counted against it
+      continue;
     }
     if (!allocated.ok()) {
       if (allocated.code() == absl::StatusCode::kUnavailable ||
@@ -197,6 +215,7 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
   std::vector<v1::PrefillCancelItem> unsure;
   for (Item& item : items) {
     const std::string& id = item.request->id;
+    if (refused.contains(id)) continue;
     if (!failures.contains(id)) {
       auto r = results.find(id);
       if (r == results.end()) {
@@ -219,6 +238,11 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
       prefill_sent ? FenceOnPrefill(prefill_worker, unsure) : std::set<std::string>();
   for (Item& item : items) {
     const std::string& id = item.request->id;
+    if (refused.contains(id)) {
+      absl::MutexLock lock(&mu_);
+      RequeueRefusedLocked(*item.request, item.placement->decode_worker);
+      continue;
+    }
     if (auto f = failures.find(id); f != failures.end()) {
       if (item.allocated) {
         KvRelease release{.epoch = item.epoch};

@@ -32,10 +32,10 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <optional>
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -128,6 +128,7 @@ class RouterService final : public v1::Router::Service, public RequestCore {
     std::string decode_worker;
     uint64_t decode_epoch = 0;  // the decode reservation's lease id
     std::optional<uint64_t> kv_checksum;  // the prefill worker's claim, passed to the decode
+    int allocate_refusals = 0;  // placements its decode worker refused for lack of blocks
     v1::RequestTimeline timeline;
   };
 
@@ -155,6 +156,17 @@ class RouterService final : public v1::Router::Service, public RequestCore {
   void ExecutorLoop();
   void SweepLoop();
   void RunBatch(const PrefillBatchPlan& plan);
+
+  // Requeueing (router_queue.cc). A decode worker refused the request's Allocate for lack of
+  // blocks (its pool is fuller than the scheduler's accounting: blocks quarantined after a
+  // fenced release, a stale view): the request waits again instead of failing, up to
+  // kMaxAllocateRefusals times. It goes back to the head of the queue at the next sweep, once
+  // the worker had a heartbeat's time to free blocks, so a refusal does not spin.
+  static constexpr int kMaxAllocateRefusals = 40;
+  void RequeueRefusedLocked(Request& request, const std::string& decode_worker)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Periodic (sweeper): refused requests back into the queue, oldest first.
+  void RequeueDeferred() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Worker helpers (router_workers.cc).
   void KickLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { kick_ = true; }
@@ -195,20 +207,31 @@ class RouterService final : public v1::Router::Service, public RequestCore {
   // What a Prefill answer says about its worker: OK when any item made it, the first failure
   // of its own otherwise; none when every item failed for its decode peer's sake.
   static std::optional<absl::Status> PrefillVerdict(const v1::PrefillBatchResponse& response);
+  // A registering worker's AddPeer fan-out (no lock held): a prefill worker loads
+  // `decode_pools` (an error fails its registration); a decode worker is loaded by
+  // `prefill_workers` (failures are logged: those workers' items for it fail Unavailable).
+  absl::Status WirePeers(
+      const Worker& worker,
+      const std::vector<std::pair<std::string, v1::KvPoolDescriptor>>& decode_pools,
+      const std::vector<std::shared_ptr<Worker>>& prefill_workers) ABSL_LOCKS_EXCLUDED(mu_);
   // Whether a registering worker answers at its address (outside every lock).
   absl::Status ProbeRegistration(const v1::RegisterWorkerRequest& request) const;
 
   const RouterOptions options_;
 
-  absl::Mutex registration_mu_;  // one registration (with its AddPeer fan-out) at a time
   mutable absl::Mutex mu_;
   Scheduler scheduler_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<Worker>> workers_ ABSL_GUARDED_BY(mu_);
+  // Registrations wiring their transfer peers (no lock held meanwhile): seen by registrations
+  // that start later, not placeable yet (RegisterWorker).
+  std::map<std::string, std::shared_ptr<Worker>> joining_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<Request>> requests_ ABSL_GUARDED_BY(mu_);
   std::deque<BatchJob> jobs_ ABSL_GUARDED_BY(mu_);
   bool kick_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  uint64_t next_request_ ABSL_GUARDED_BY(mu_) = 1;
+  // Refused requests waiting for the next sweep to requeue them, in placement order.
+  std::deque<std::string> deferred_ ABSL_GUARDED_BY(mu_);
+  uint64_t requeued_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t finished_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t failed_ ABSL_GUARDED_BY(mu_) = 0;
   std::unique_ptr<WorkerHealthPolicy> health_ ABSL_GUARDED_BY(mu_);

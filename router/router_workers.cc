@@ -33,13 +33,12 @@ grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
                                      request->kv_pool().transfer_backend(),
                                      "' but this cluster uses '", options_.transfer_backend, "'"));
   }
-  // Outside the registration lock: an address that does not answer holds up nobody else.
+  // Before any lock: an address that does not answer holds up nobody else.
   if (absl::Status answers = ProbeRegistration(*request); !answers.ok()) {
     log->warn("registration of {} (pid {}) refused for now: {}", id, request->pid(),
               answers.ToString());
     return ToGrpc(answers);
   }
-  absl::MutexLock registration(&registration_mu_);
   auto worker = std::make_shared<Worker>();
   worker->id = id;
   worker->role = request->role();
@@ -55,53 +54,48 @@ grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
   } else {
     worker->decode = v1::DecodeWorker::NewStub(channel);
   }
-  // Wire the transfer peers before the worker becomes schedulable.
+  // Wire the transfer peers before the worker becomes schedulable, with no lock held during the
+  // AddPeer calls: a peer that does not answer holds up this registration only, not the others
+  // nor placement. The worker is announced in joining_ in the same critical section that takes
+  // the snapshot, so of two concurrent registrations the later one sees the earlier and wires
+  // the pair: a prefill worker loads every decode pool it saw; a decode worker is loaded by
+  // every prefill worker it saw, joining ones included.
   std::vector<std::pair<std::string, v1::KvPoolDescriptor>> decode_pools;
   std::vector<std::shared_ptr<Worker>> prefill_workers;
   {
     absl::MutexLock lock(&mu_);
-    for (auto& [other_id, other] : workers_) {
-      if (other_id == id) continue;
-      if (other->role == v1::WORKER_ROLE_DECODE) decode_pools.emplace_back(other_id, other->kv_pool);
-      if (other->role == v1::WORKER_ROLE_PREFILL) prefill_workers.push_back(other);
+    if (joining_.contains(id)) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          absl::StrCat("worker ", id, " is already registering; retry"));
     }
-  }
-  if (prefill) {
-    for (const auto& [decode_id, pool] : decode_pools) {
-      v1::AddPeerRequest add;
-      add.set_worker_id(decode_id);
-      *add.mutable_kv_pool() = pool;
-      v1::AddPeerResponse ignored;
-      grpc::ClientContext ctx;
-      SetDeadline(ctx, options_.rpc_timeout);
-      absl::Status added = FromGrpc(worker->prefill->AddPeer(&ctx, add, &ignored));
-      if (!added.ok()) {
-        return ToGrpc(absl::Status(added.code(), absl::StrCat("prefill worker ", id,
-                                                              " could not load decode peer ",
-                                                              decode_id, ": ", added.message())));
+    for (const auto* group : {&workers_, &joining_}) {
+      for (const auto& [other_id, other] : *group) {
+        if (other_id == id) continue;
+        if (other->role == v1::WORKER_ROLE_DECODE) {
+          decode_pools.emplace_back(other_id, other->kv_pool);
+        }
+        if (other->role == v1::WORKER_ROLE_PREFILL) prefill_workers.push_back(other);
       }
     }
-  } else {
-    for (const std::shared_ptr<Worker>& p : prefill_workers) {
-      v1::AddPeerRequest add;
-      add.set_worker_id(id);
-      *add.mutable_kv_pool() = request->kv_pool();
-      v1::AddPeerResponse ignored;
-      grpc::ClientContext ctx;
-      SetDeadline(ctx, options_.rpc_timeout);
-      absl::Status added = FromGrpc(p->prefill->AddPeer(&ctx, add, &ignored));
-      if (!added.ok()) {
-        log->warn("prefill worker {} could not load decode peer {}: {}", p->id, id,
-                  added.ToString());
-      }
-    }
+    joining_[id] = worker;
   }
+  absl::Status wired = WirePeers(*worker, decode_pools, prefill_workers);
+  std::vector<std::string> gone;  // decode peers dropped while we loaded them
   {
     absl::MutexLock lock(&mu_);
+    if (auto it = joining_.find(id); it != joining_.end() && it->second == worker) {
+      joining_.erase(it);
+    }
+    if (!wired.ok()) return ToGrpc(wired);
     if (workers_.contains(id)) DropWorkerLocked(id, "it registered again");
     workers_[id] = worker;
     if (prefill) {
       scheduler_.AddPrefillWorker(id, request->kv_pool().num_blocks());
+      for (const auto& [decode_id, pool] : decode_pools) {
+        if (!workers_.contains(decode_id) && !joining_.contains(decode_id)) {
+          gone.push_back(decode_id);
+        }
+      }
     } else {
       scheduler_.AddDecodeWorker(id, request->kv_pool().num_blocks());
     }
@@ -109,12 +103,57 @@ grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
     RefreshAcceptingLocked(absl::Now());
     KickLocked();
   }
+  for (const std::string& decode_id : gone) {
+    v1::RemovePeerRequest remove;
+    remove.set_worker_id(decode_id);
+    v1::RemovePeerResponse ignored;
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, options_.rpc_timeout);
+    (void)worker->prefill->RemovePeer(&ctx, remove, &ignored);
+  }
   log->info("{} worker {} joined at {} (pid {}, {} KV blocks, transfer {})",
             prefill ? "prefill" : "decode", id, request->address(), request->pid(),
             request->kv_pool().num_blocks(), request->kv_pool().transfer_backend());
   response->set_heartbeat_interval_ms(
       static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.heartbeat_interval)));
   return grpc::Status::OK;
+}
+
+absl::Status RouterService::WirePeers(
+    const Worker& worker,
+    const std::vector<std::pair<std::string, v1::KvPoolDescriptor>>& decode_pools,
+    const std::vector<std::shared_ptr<Worker>>& prefill_workers) {
+  if (worker.prefill != nullptr) {
+    for (const auto& [decode_id, pool] : decode_pools) {
+      v1::AddPeerRequest add;
+      add.set_worker_id(decode_id);
+      *add.mutable_kv_pool() = pool;
+      v1::AddPeerResponse ignored;
+      grpc::ClientContext ctx;
+      SetDeadline(ctx, options_.rpc_timeout);
+      absl::Status added = FromGrpc(worker.prefill->AddPeer(&ctx, add, &ignored));
+      if (!added.ok()) {
+        return absl::Status(added.code(), absl::StrCat("prefill worker ", worker.id,
+                                                       " could not load decode peer ", decode_id,
+                                                       ": ", added.message()));
+      }
+    }
+    return absl::OkStatus();
+  }
+  for (const std::shared_ptr<Worker>& p : prefill_workers) {
+    v1::AddPeerRequest add;
+    add.set_worker_id(worker.id);
+    *add.mutable_kv_pool() = worker.kv_pool;
+    v1::AddPeerResponse ignored;
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, options_.rpc_timeout);
+    absl::Status added = FromGrpc(p->prefill->AddPeer(&ctx, add, &ignored));
+    if (!added.ok()) {
+      ComponentLogger("router")->warn("prefill worker {} could not load decode peer {}: {}", p->id,
+                                      worker.id, added.ToString());
+    }
+  }
+  return absl::OkStatus();
 }
 
 grpc::Status RouterService::Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* request,
@@ -221,6 +260,7 @@ void RouterService::SweepLoop() {
     }
     for (const std::string& id : dropped_decode) RemovePeerEverywhere(id);
     SweepHealth();
+    RequeueDeferred();
   }
 }
 
@@ -244,6 +284,7 @@ grpc::Status RouterService::GetStatus(grpc::ServerContext*, const v1::StatusRequ
     response->set_running_requests(prefilling + decoding);
     response->set_finished_requests(finished_);
     response->set_failed_requests(failed_);
+    response->set_requeued_requests(requeued_);
     response->set_max_waiting(scheduler_.config().max_waiting);
   }
   // Live numbers from each worker (a heartbeat may be a few hundred ms old).

@@ -43,15 +43,25 @@ std::vector<std::string> Scheduler::RemoveWorker(const std::string& id) {
   return affected;
 }
 
-bool Scheduler::SetAccepting(const std::string& id, bool accepting) {
+bool Scheduler::SetAccepting(const std::string& id, bool accepting, int placement_budget) {
   for (auto* workers : {&prefill_, &decode_}) {
     auto it = workers->find(id);
-    if (it == workers->end() || it->second.accepting == accepting) continue;
-    it->second.accepting = accepting;
+    if (it == workers->end()) continue;
+    WorkerLoad& w = it->second;
+    if (w.accepting == accepting && w.placement_budget == placement_budget) continue;
+    w.accepting = accepting;
+    w.placement_budget = placement_budget;
     return true;
   }
   return false;
 }
+
+namespace {
+bool MayPlace(const WorkerLoad& w) { return w.accepting && w.placement_budget != 0; }
+void UseBudget(WorkerLoad& w) {
+  if (w.placement_budget > 0) w.placement_budget--;
+}
+}  // namespace
 
 int Scheduler::PlacedOn(const std::string& id) const {
   int placed = 0;
@@ -103,6 +113,8 @@ absl::Status Scheduler::Enqueue(const PendingRequest& request) {
   return absl::OkStatus();
 }
 
+void Scheduler::Requeue(const PendingRequest& request) { waiting_.push_front(request); }
+
 bool Scheduler::CancelWaiting(const std::string& request_id) {
   auto it = std::find_if(waiting_.begin(), waiting_.end(),
                          [&](const PendingRequest& w) { return w.id == request_id; });
@@ -114,7 +126,7 @@ bool Scheduler::CancelWaiting(const std::string& request_id) {
 WorkerLoad* Scheduler::PickDecode(uint32_t blocks) {
   WorkerLoad* best = nullptr;
   for (auto& [id, w] : decode_) {
-    if (!w.accepting || w.free_blocks() < blocks) continue;
+    if (!MayPlace(w) || w.free_blocks() < blocks) continue;
     if (best == nullptr || w.free_blocks() > best->free_blocks() ||
         (w.free_blocks() == best->free_blocks() && w.running_requests < best->running_requests)) {
       best = &w;
@@ -126,7 +138,7 @@ WorkerLoad* Scheduler::PickDecode(uint32_t blocks) {
 WorkerLoad* Scheduler::PickPrefill(uint32_t blocks) {
   WorkerLoad* best = nullptr;
   for (auto& [id, w] : prefill_) {
-    if (!w.accepting || w.inflight_batches >= config_.max_inflight_batches ||
+    if (!MayPlace(w) || w.inflight_batches >= config_.max_inflight_batches ||
         w.free_blocks() < blocks) {
       continue;
     }
@@ -164,7 +176,7 @@ ScheduleStep Scheduler::Schedule() {
     bool joins_open = false;
     if (open) {
       const PrefillBatchPlan& batch = step.batches.back();
-      joins_open = prefill_.at(batch.prefill_worker).accepting &&
+      joins_open = MayPlace(prefill_.at(batch.prefill_worker)) &&
                    static_cast<int>(batch.items.size()) < config_.max_batch_size &&
                    batch.tokens + r.prompt_len <= config_.max_batched_tokens &&
                    prefill_.at(batch.prefill_worker).free_blocks() >= prefill_blocks;
@@ -196,6 +208,8 @@ ScheduleStep Scheduler::Schedule() {
     prefill->inflight_tokens += r.prompt_len;
     decode->reserved_blocks += decode_blocks;
     decode->running_requests++;
+    UseBudget(*prefill);
+    UseBudget(*decode);
     placed_[r.id] = PlacedRequest{.decode_worker = decode->id, .decode_blocks = decode_blocks};
     waiting_.pop_front();
   }

@@ -81,6 +81,8 @@ struct WorkerLoad {
   int64_t inflight_tokens = 0;  // prefill only
   int running_requests = 0;   // decode only: placed and not yet DecodeDone
   bool accepting = true;      // false: placement skips it (draining or quarantined)
+  // Requests placement may still give it (-1: any number): 1 for a half-open breaker's trial.
+  int placement_budget = -1;
 
   uint32_t free_blocks() const { return total_blocks - reserved_blocks; }
 };
@@ -100,9 +102,10 @@ class Scheduler {
   // placed and not yet DecodeDone); their reservations elsewhere stay until the caller reports
   // PrefillDone / DecodeDone for them as usual.
   std::vector<std::string> RemoveWorker(const std::string& id);
-  // Whether placement may choose the worker; unknown ids are ignored. Returns true when the
-  // flag changed (the caller then reschedules).
-  bool SetAccepting(const std::string& id, bool accepting);
+  // Whether placement may choose the worker, and for how many requests (each placed request,
+  // or prefill batch item, uses one; -1: no limit); unknown ids are ignored. Returns true when
+  // either changed (the caller then reschedules).
+  bool SetAccepting(const std::string& id, bool accepting, int placement_budget = -1);
   // Requests placed on the worker and not yet reported done (decode: PlacedRequest entries;
   // prefill: items of its in-flight batches).
   int PlacedOn(const std::string& id) const;
@@ -111,6 +114,10 @@ class Scheduler {
   // prefill or no decode worker, ResourceExhausted when the queue is full, AlreadyExists for a
   // duplicate id.
   absl::Status Enqueue(const PendingRequest& request);
+  // Puts a request that was placed back at the head of the queue (its decode worker refused the
+  // allocation; the caller reported DecodeDone first): it was admitted before everything still
+  // waiting, so FCFS puts it first. Not bounded by max_waiting: it was admitted already.
+  void Requeue(const PendingRequest& request);
   // Removes a waiting request (client cancel); false when it is not waiting.
   bool CancelWaiting(const std::string& request_id);
 

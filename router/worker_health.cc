@@ -23,12 +23,27 @@ void CircuitBreakerPolicy::OnFailure(const std::string& worker, absl::Time now) 
   if (h.consecutive_failures >= options_.failure_threshold) {
     h.trips++;
     h.quarantined_until = now + QuarantineFor(h.trips);
+    h.trial_in_flight = false;  // a failed trial, or a late failure that beat it: open again
   }
 }
 
 bool CircuitBreakerPolicy::Placeable(const std::string& worker, absl::Time now) const {
+  return PlacementBudget(worker, now) != 0;
+}
+
+int CircuitBreakerPolicy::PlacementBudget(const std::string& worker, absl::Time now) const {
+  const WorkerHealth h = Health(worker, now);
+  if (h.quarantined) return 0;
+  if (!h.half_open) return kUnlimitedPlacements;
+  const bool trial_pending = h.trial_in_flight && now < h.trial_placed + options_.trial_timeout;
+  return trial_pending ? 0 : 1;
+}
+
+void CircuitBreakerPolicy::OnPlaced(const std::string& worker, absl::Time now) {
   auto it = workers_.find(worker);
-  return it == workers_.end() || now >= it->second.quarantined_until;
+  if (it == workers_.end() || PlacementBudget(worker, now) != 1) return;
+  it->second.trial_in_flight = true;
+  it->second.trial_placed = now;
 }
 
 WorkerHealth CircuitBreakerPolicy::Health(const std::string& worker, absl::Time now) const {
@@ -36,6 +51,8 @@ WorkerHealth CircuitBreakerPolicy::Health(const std::string& worker, absl::Time 
   if (it == workers_.end()) return WorkerHealth{};
   WorkerHealth h = it->second;
   h.quarantined = now < h.quarantined_until;
+  // Tripped and not yet closed by a success: the quarantine is over, the trial decides.
+  h.half_open = !h.quarantined && h.trips > 0;
   return h;
 }
 

@@ -153,6 +153,24 @@ TEST(DecodeEngineTest, StartWithoutAllocationIsFailedPrecondition) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+// Issue 16: the worker checks what the router checks; it does not trust its caller.
+TEST(DecodeEngineTest, StartWithNegativeOrOutOfVocabularyTokenIsInvalidArgument) {
+  auto cache = Pool(16);
+  DecodeEngine engine(*cache, {});
+  for (int32_t bad : {-5, Tiny().vocab_size}) {
+    const std::string id = "bad" + std::to_string(bad);
+    std::vector<int32_t> prompt = model::SyntheticPrompt(1, 20, Tiny().vocab_size);
+    prompt[3] = bad;
+    ASSERT_TRUE(engine.Allocate(id, 20, 4).ok());
+    absl::StatusOr<std::shared_ptr<DecodeStream>> stream = engine.Start(id, prompt, 4, 0);
+    EXPECT_EQ(stream.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(stream.status().message()),
+                ::testing::HasSubstr("token " + std::to_string(bad) + " at position 3"));
+    ASSERT_TRUE(engine.Release(id, stream.status(), {.writer_fenced = true}).ok());
+  }
+  EXPECT_TRUE(cache->allocator().CheckAllFree().ok());
+}
+
 TEST(DecodeEngineTest, ExpireAllocationsFreesRequestsNeverStarted) {
   auto cache = Pool(16);
   DecodeEngine engine(*cache, {});

@@ -94,6 +94,26 @@ TEST_F(AdmissionTest, PromptTextIsServedAndEqualsReference) {
                                                  6, tiny, 9));
 }
 
+// Server-chosen ids are vLLM's `cmpl-<128-bit hex>`: unguessable, and distinct per request.
+TEST_F(AdmissionTest, ServerChosenIdsAreRandomCmplIdsAndDistinct) {
+  Outcome a = client_->Generate("", 10, 2, 1);
+  Outcome b = client_->Generate("", 10, 2, 1);
+  ASSERT_TRUE(a.status.ok()) << a.status.error_message();
+  ASSERT_TRUE(b.status.ok()) << b.status.error_message();
+  EXPECT_THAT(a.request_id, ::testing::MatchesRegex("cmpl-[0-9a-f]{32}"));
+  EXPECT_THAT(b.request_id, ::testing::MatchesRegex("cmpl-[0-9a-f]{32}"));
+  EXPECT_NE(a.request_id, b.request_id);
+  EXPECT_EQ(a.tokens, Expected(10, 2, 1));
+}
+
+TEST_F(AdmissionTest, ClientIdInTheServersNamespaceIsInvalidArgument) {
+  Outcome out = client_->Generate("cmpl-0123456789abcdef0123456789abcdef", 10, 2, 1);
+  EXPECT_EQ(out.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(out.status.error_message(), HasSubstr("are the server's"));
+  Outcome own = client_->Generate("client-cmpl-1", 10, 2, 1);  // elsewhere in an id: fine
+  EXPECT_TRUE(own.status.ok()) << own.status.error_message();
+}
+
 TEST(QueueBoundTest, RequestBeyondWaitingBoundIsResourceExhausted) {
   cluster::ClusterOptions options = Options("local", 1, 1);
   options.decode_blocks = 8;  // one request of 8 blocks at a time, ~1 s each

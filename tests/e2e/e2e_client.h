@@ -21,6 +21,7 @@ namespace pdserve::e2e {
 
 struct Outcome {
   grpc::Status status;
+  std::string request_id;  // as the router named it in its responses
   std::vector<int32_t> tokens;
   v1::RequestTimeline timeline;
   int64_t finished_at_ns = 0;  // monotonic, when the stream ended
@@ -45,6 +46,7 @@ class Client {
       const bool first = out.tokens.empty() && chunk.tokens_size() > 0;
       out.tokens.insert(out.tokens.end(), chunk.tokens().begin(), chunk.tokens().end());
       if (first && on_first_token) on_first_token();
+      if (out.request_id.empty()) out.request_id = chunk.request_id();
       if (chunk.finished()) out.timeline = chunk.timeline();
     }
     out.status = reader->Finish();

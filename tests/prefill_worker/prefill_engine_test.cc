@@ -1,5 +1,6 @@
 #include "prefill_worker/prefill_engine.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/synthetic_model.h"
 #include "decode_worker/decode_engine.h"
 #include "gmock/gmock.h"
@@ -87,6 +88,43 @@ TEST_F(PrefillEngineTest, WrongNumberOfDestinationBlocksIsInvalidArgument) {
   auto out = engine->Run({{.request_id = "a", .prompt = prompt, .decode_worker = "decode-0",
                            .decode_blocks = {0}, .decode_epoch = 1}});
   EXPECT_EQ(out[0].status.code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Issue 16: the worker checks what the router checks; it does not trust its caller.
+TEST_F(PrefillEngineTest, NegativeOrOutOfVocabularyTokenIsInvalidArgumentAndNothingIsSent) {
+  auto engine = Engine(512);
+  for (int32_t bad : {-1, Tiny().vocab_size}) {
+    std::vector<int32_t> prompt = model::SyntheticPrompt(1, 20, Tiny().vocab_size);
+    prompt[7] = bad;
+    auto out = engine->Run({{.request_id = absl::StrCat("bad", bad), .prompt = prompt,
+                             .decode_worker = "decode-0",
+                             .decode_blocks = {0, 1}, .decode_epoch = 1}});
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].status.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(out[0].status.message()),
+                ::testing::HasSubstr(absl::StrCat("token ", bad, " at position 7")));
+  }
+  EXPECT_THAT(prefill_transport_.sent_notifications, ::testing::IsEmpty());
+  EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
+}
+
+TEST_F(PrefillEngineTest, DuplicateOrOutOfPoolDestinationBlockIsInvalidArgument) {
+  auto engine = Engine(512);
+  // As the router loads it: with the pool's size, which bounds the block ids.
+  ASSERT_TRUE(engine->AddPeer("decode-0", *decode_transport_.ExportDescriptor(), 64).ok());
+  const std::vector<int32_t> prompt = model::SyntheticPrompt(1, 40, Tiny().vocab_size);
+  auto out = engine->Run({{.request_id = "twice", .prompt = prompt, .decode_worker = "decode-0",
+                           .decode_blocks = {0, 1, 1}, .decode_epoch = 1},
+                          {.request_id = "outside", .prompt = prompt,
+                           .decode_worker = "decode-0", .decode_blocks = {0, 1, 64},
+                           .decode_epoch = 1}});
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(out[0].status.message()), ::testing::HasSubstr("block 1 is named twice"));
+  EXPECT_EQ(out[1].status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(out[1].status.message()),
+              ::testing::HasSubstr("block 64 is outside decode worker decode-0's pool of 64"));
+  EXPECT_THAT(prefill_transport_.sent_notifications, ::testing::IsEmpty());
 }
 
 TEST_F(PrefillEngineTest, RemovedPeerIsNoLongerATarget) {

@@ -284,6 +284,22 @@ TEST(SchedulerTest, WorkerThatDoesNotAcceptIsSkippedThoughItHasTheMostFreeBlocks
   EXPECT_EQ(s.PlacedOn("d0"), 0);
 }
 
+TEST(SchedulerTest, WorkerWithABudgetOfOneGetsExactlyOneRequestPerBudget) {
+  Scheduler s(Config());
+  s.AddPrefillWorker("p0", 100);
+  s.AddDecodeWorker("d0", 1000);  // half-open: its one trial
+  s.AddDecodeWorker("d1", 100);
+  EXPECT_TRUE(s.SetAccepting("d0", true, 1));
+  for (const char* id : {"a", "b", "c"}) ASSERT_TRUE(s.Enqueue(Req(id, 10)).ok());
+  ScheduleStep step = s.Schedule();
+  ASSERT_EQ(step.batches.size(), 1u);
+  ASSERT_EQ(step.batches[0].items.size(), 3u);
+  EXPECT_EQ(step.batches[0].items[0].decode_worker, "d0");
+  EXPECT_EQ(step.batches[0].items[1].decode_worker, "d1");
+  EXPECT_EQ(step.batches[0].items[2].decode_worker, "d1");
+  EXPECT_EQ(s.PlacedOn("d0"), 1);
+}
+
 TEST(SchedulerTest, RequestsWaitWhileNoWorkerAcceptsAndArePlacedWhenOneDoesAgain) {
   Scheduler s(Config());
   s.AddPrefillWorker("p0", 100);

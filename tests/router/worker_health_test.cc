@@ -83,6 +83,50 @@ TEST(CircuitBreakerTest, LateFailuresWhileOpenDoNotExtendTheQuarantine) {
   EXPECT_EQ(b.Health("d", kT0).trips, 1);
 }
 
+TEST(CircuitBreakerTest, HalfOpenLetsExactlyOneTrialThroughUntilItsOutcome) {
+  CircuitBreakerPolicy b = Breaker();
+  for (int i = 0; i < 3; ++i) b.OnFailure("d", kT0);
+  EXPECT_EQ(b.PlacementBudget("d", kT0), 0);  // open
+  const absl::Time t = kT0 + absl::Seconds(1);
+  EXPECT_EQ(b.PlacementBudget("d", t), 1);  // half-open: one trial
+  EXPECT_TRUE(b.Health("d", t).half_open);
+  b.OnPlaced("d", t);
+  EXPECT_TRUE(b.Health("d", t).trial_in_flight);
+  EXPECT_EQ(b.PlacementBudget("d", t), 0);  // the trial is out: nothing else
+  EXPECT_FALSE(b.Placeable("d", t + absl::Seconds(5)));
+  b.OnPlaced("d", t + absl::Seconds(5));  // not a second trial
+  b.OnSuccess("d");                       // the trial succeeded: closed
+  EXPECT_EQ(b.PlacementBudget("d", t + absl::Seconds(5)), kUnlimitedPlacements);
+  EXPECT_FALSE(b.Health("d", t + absl::Seconds(5)).half_open);
+  b.OnPlaced("d", t + absl::Seconds(5));  // closed: placements are not trials
+  EXPECT_EQ(b.PlacementBudget("d", t + absl::Seconds(5)), kUnlimitedPlacements);
+}
+
+TEST(CircuitBreakerTest, FailedTrialReopensWithTheDoubledQuarantineThenOffersOneTrialAgain) {
+  CircuitBreakerPolicy b = Breaker();
+  for (int i = 0; i < 3; ++i) b.OnFailure("d", kT0);
+  const absl::Time t = kT0 + absl::Seconds(1);
+  b.OnPlaced("d", t);
+  b.OnFailure("d", t + absl::Milliseconds(100));
+  const absl::Time reopened = t + absl::Milliseconds(100);
+  EXPECT_EQ(b.Health("d", reopened).trips, 2);
+  EXPECT_EQ(b.PlacementBudget("d", reopened + absl::Milliseconds(1999)), 0);
+  EXPECT_EQ(b.PlacementBudget("d", reopened + absl::Seconds(2)), 1);
+}
+
+TEST(CircuitBreakerTest, TrialWithoutOutcomeStopsHoldingTheWorkerAfterTheTrialTimeout) {
+  CircuitBreakerPolicy b(CircuitBreakerOptions{.failure_threshold = 1,
+                                               .base_quarantine = absl::Seconds(1),
+                                               .trial_timeout = absl::Seconds(10)});
+  b.OnFailure("d", kT0);
+  const absl::Time t = kT0 + absl::Seconds(1);
+  b.OnPlaced("d", t);  // its client cancels it: no outcome ever comes
+  EXPECT_EQ(b.PlacementBudget("d", t + absl::Seconds(9)), 0);
+  EXPECT_EQ(b.PlacementBudget("d", t + absl::Seconds(10)), 1);
+  b.OnPlaced("d", t + absl::Seconds(10));
+  EXPECT_EQ(b.PlacementBudget("d", t + absl::Seconds(10)), 0);
+}
+
 TEST(CircuitBreakerTest, WorkersAreIndependentAndForgetClearsTheRecord) {
   CircuitBreakerPolicy b = Breaker();
   for (int i = 0; i < 3; ++i) b.OnFailure("a", kT0);

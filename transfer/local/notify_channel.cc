@@ -34,6 +34,18 @@ constexpr char kNotify = 'N';    // sender -> receiver: a notification that did 
 constexpr char kDoorbell = 'D';  // sender -> receiver: slots published while it was parked
 constexpr int kSendTimeoutSeconds = 5;
 
+// Repeats a socket call that a signal interrupted. Sockets with SO_RCVTIMEO / SO_SNDTIMEO (the
+// sender's) return EINTR even for handlers installed with SA_RESTART (signal(7)), so any signal
+// the process takes (a profiler's SIGPROF, a supervisor's SIGCHLD) would otherwise fail a
+// Connect or a notification.
+template <typename Call>
+auto RetryOnEintr(Call call) {
+  for (;;) {
+    auto r = call();
+    if (r >= 0 || errno != EINTR) return r;
+  }
+}
+
 socklen_t AbstractAddress(const std::string& name, sockaddr_un& addr) {
   std::memset(&addr, 0, sizeof(addr));
   addr.sun_family = AF_UNIX;
@@ -72,7 +84,7 @@ bool SendWithFd(int socket, char kind, int fd) {
   c->cmsg_type = SCM_RIGHTS;
   c->cmsg_len = CMSG_LEN(sizeof(int));
   std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  return sendmsg(socket, &p.msg, MSG_NOSIGNAL) == 1;
+  return RetryOnEintr([&] { return sendmsg(socket, &p.msg, MSG_NOSIGNAL); }) == 1;
 }
 
 // Receives one packet; returns its kind and sets `fd` to the descriptor it carried (-1: none).
@@ -80,7 +92,7 @@ bool SendWithFd(int socket, char kind, int fd) {
 char ReceiveWithFd(int socket, int& fd) {
   fd = -1;
   FdPacket p;
-  if (recvmsg(socket, &p.msg, MSG_CMSG_CLOEXEC) != 1) return 0;
+  if (RetryOnEintr([&] { return recvmsg(socket, &p.msg, MSG_CMSG_CLOEXEC); }) != 1) return 0;
   for (cmsghdr* c = CMSG_FIRSTHDR(&p.msg); c != nullptr; c = CMSG_NXTHDR(&p.msg, c)) {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
       std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
@@ -303,7 +315,7 @@ void NotifyListener::Loop() {
     if (fds[0].revents != 0) break;
     bool activity = false;
     if (fds[1].revents & POLLIN) {
-      int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      int fd = RetryOnEintr([&] { return accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC); });
       if (fd >= 0) {
         senders[fd] = Connection{};
         if (absl::Status same = CheckPeerIsSameUser(fd); !same.ok()) {
@@ -347,7 +359,10 @@ absl::StatusOr<std::unique_ptr<NotifySender>> NotifySender::Connect(const std::s
   if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
   sockaddr_un addr;
   const socklen_t len = AbstractAddress(address, addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+  // A connect interrupted by a signal goes on in the background: retried, it says EISCONN.
+  int connected = RetryOnEintr([&] { return connect(fd, reinterpret_cast<sockaddr*>(&addr), len); });
+  if (connected != 0 && errno == EISCONN) connected = 0;
+  if (connected != 0) {
     absl::Status s = absl::FailedPreconditionError(
         absl::StrCat("KV peer notification socket ", address, " does not answer (", std::strerror(errno),
                      "): stale descriptor or the peer is gone"));
@@ -373,7 +388,7 @@ absl::StatusOr<std::unique_ptr<NotifySender>> NotifySender::Connect(const std::s
         absl::StrCat("KV peer notification socket ", address, ": ", same.message()));
   }
   const std::string hello = std::string(1, kHello) + EncodeSenderHeader(credential, agent);
-  if (send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) < 0) {
+  if (RetryOnEintr([&] { return send(fd, hello.data(), hello.size(), MSG_NOSIGNAL); }) < 0) {
     return fail("closed the connection");
   }
   int memfd = -1;
@@ -396,7 +411,7 @@ absl::Status NotifySender::SendNotifyPacket(const std::string& message, uint32_t
   std::string packet(1 + kSeqBytes, kNotify);
   std::memcpy(packet.data() + 1, &seq, kSeqBytes);
   packet.append(message);
-  if (send(fd_, packet.data(), packet.size(), MSG_NOSIGNAL) < 0) {
+  if (RetryOnEintr([&] { return send(fd_, packet.data(), packet.size(), MSG_NOSIGNAL); }) < 0) {
     return absl::UnavailableError(
         absl::StrCat("KV peer gone before notification '", message, "': ", std::strerror(errno)));
   }
@@ -425,7 +440,8 @@ absl::Status NotifySender::Send(const std::string& message) {
     // The receiver was parked: one byte wakes it (the only syscall on the ring path). EAGAIN:
     // the socket is full of unread packets, so the receiver is woken anyway.
     const char doorbell = kDoorbell;
-    if (send(fd_, &doorbell, 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno != EAGAIN) {
+    if (RetryOnEintr([&] { return send(fd_, &doorbell, 1, MSG_NOSIGNAL | MSG_DONTWAIT); }) < 0 &&
+        errno != EAGAIN) {
       return absl::UnavailableError(absl::StrCat("KV peer gone before notification '", message,
                                                  "' (doorbell): ", std::strerror(errno)));
     }
