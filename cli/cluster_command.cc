@@ -23,12 +23,21 @@ absl::Status RunCluster(cluster::ClusterOptions options, bool quiet) {
               c.endpoint().c_str(), options.num_prefill, options.num_decode,
               options.transfer.c_str(), ModelSummary(c.model()).c_str());
   // A line of its own: scripts parse the line above ("router at HOST:PORT (").
+  if (!c.http_url().empty()) {
+    std::printf("  OpenAI-compatible HTTP API at %s (model \"%s\")\n", c.http_url().c_str(),
+                c.model().name.c_str());
+  }
   std::printf("  cluster-internal API at %s (authenticated; secret in %s)\n",
               c.internal_endpoint().c_str(), c.secret_file().c_str());
   std::printf("  logs in %s\n", c.log_dir().c_str());
   std::printf("  try:  pdserve generate --endpoint %s --prompt-len 32 --max-tokens 16\n",
               c.endpoint().c_str());
   std::printf("        pdserve status --endpoint %s\n", c.endpoint().c_str());
+  if (!c.http_url().empty()) {
+    std::printf("        curl -N %s/v1/completions -d '{\"model\":\"%s\",\"prompt\":\"hello\","
+                "\"max_tokens\":16,\"stream\":true}'\n",
+                c.http_url().c_str(), c.model().name.c_str());
+  }
   std::printf("  a process that dies is restarted; Ctrl-C stops the cluster (workers drain "
               "first).\n");
   std::fflush(stdout);
@@ -68,6 +77,9 @@ void AddClusterCommand(CLI::App& app) {
   auto model = ModelFlags::Add(cmd, "every process of the cluster serves this model");
   cmd->add_option("--host", o->host, "address every process listens on")->capture_default_str();
   cmd->add_option("--port", o->router_port, "router port (0: a free one)")->capture_default_str();
+  cmd->add_option("--http-port", o->http_port,
+                  "the router's OpenAI-compatible HTTP API (0: a free port; -1: off)")
+      ->capture_default_str();
   cmd->add_option("--log-dir", o->log_dir, "folder for one log per process (default: a new /tmp "
                                            "folder)");
   auto num_blocks = std::make_shared<uint32_t>(0);

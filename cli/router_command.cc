@@ -5,6 +5,7 @@
 #include "cli/worker_flags.h"
 #include "service/worker_process.h"
 #include "router/router_process.h"
+#include "http/http_server.h"
 
 namespace pdserve::cli {
 namespace {
@@ -18,6 +19,7 @@ struct RouterFlags {
   double token_timeout_s = 30;
   double breaker_quarantine_s = 1;
   double breaker_max_quarantine_s = 30;
+  http::HttpOptions http;
 };
 
 void AddRouterCommand(CLI::App& app) {
@@ -38,6 +40,14 @@ void AddRouterCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--internal-port-file", o.internal_port_file,
                   "write the bound internal port here once serving");
+  cmd->add_option("--http-port", f->http.port,
+                  "OpenAI-compatible HTTP API port (0 picks a free one; -1: no HTTP API)")
+      ->capture_default_str();
+  cmd->add_option("--http-host", f->http.host, "address of the HTTP API (default: --host)");
+  cmd->add_option("--http-port-file", o.http_port_file,
+                  "write the HTTP API's bound port here once serving");
+  cmd->add_option("--http-threads", f->http.io_threads, "io threads of the HTTP API")
+      ->capture_default_str();
   AddClusterAuthFlags(cmd, o.auth);
   auto model = ModelFlags::Add(cmd, "every worker must serve the same model");
   cmd->add_option("--transfer", o.router.transfer_backend,
@@ -89,6 +99,16 @@ void AddRouterCommand(CLI::App& app) {
     f->options.router.token_timeout = absl::Seconds(f->token_timeout_s);
     f->options.router.breaker.base_quarantine = absl::Seconds(f->breaker_quarantine_s);
     f->options.router.breaker.max_quarantine = absl::Seconds(f->breaker_max_quarantine_s);
+    if (f->http.port >= 0) {
+      http::HttpOptions http = f->http;
+      if (http.host.empty()) http.host = f->options.host;
+      f->options.http = [http](router::RequestCore& core)
+          -> absl::StatusOr<std::unique_ptr<router::FrontEnd>> {
+        absl::StatusOr<std::unique_ptr<http::HttpServer>> server = http::HttpServer::Start(core, http);
+        if (!server.ok()) return server.status();
+        return std::unique_ptr<router::FrontEnd>(std::move(*server));
+      };
+    }
     ExitWith(router::RunRouter(f->options));
   });
 }

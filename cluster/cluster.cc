@@ -159,12 +159,16 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) 
   const std::string internal_port_file = o.log_dir + "/router-internal.port";
   unlink(router_port_file.c_str());
   unlink(internal_port_file.c_str());
+  const std::string http_port_file = o.log_dir + "/router-http.port";
+  unlink(http_port_file.c_str());
   std::vector<std::string> router_args = {"router",          "--host",      o.host,
                                           "--port",          std::to_string(o.router_port),
                                           "--port-file",     router_port_file,
                                           "--transfer",      o.transfer,
                                           "--internal-port", "0",
                                           "--internal-port-file", internal_port_file};
+  router_args.insert(router_args.end(),
+                     {"--http-port", std::to_string(o.http_port), "--http-port-file", http_port_file});
   router_args.insert(router_args.end(), auth_args.begin(), auth_args.end());
   router_args.insert(router_args.end(), model_args.begin(), model_args.end());
   router_args.insert(router_args.end(), o.router_args.begin(), o.router_args.end());
@@ -173,6 +177,10 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) 
       cluster->WaitForPortFile(router_port_file, cluster->children_[0], &cluster->router_port_));
   RETURN_IF_ERROR(cluster->WaitForPortFile(internal_port_file, cluster->children_[0],
                                            &cluster->internal_port_));
+  if (o.http_port >= 0) {  // written before the client port's file, so it is there by now
+    RETURN_IF_ERROR(
+        cluster->WaitForPortFile(http_port_file, cluster->children_[0], &cluster->http_port_));
+  }
 
   auto worker_args = [&](const std::string& role, int index, uint32_t blocks,
                          const std::vector<std::string>& extra) {
@@ -219,6 +227,10 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) 
 }
 
 std::string Cluster::endpoint() const { return absl::StrCat(options_.host, ":", router_port_); }
+
+std::string Cluster::http_url() const {
+  return http_port_ > 0 ? absl::StrCat("http://", options_.host, ":", http_port_) : "";
+}
 
 std::string Cluster::internal_endpoint() const {
   return absl::StrCat(options_.host, ":", internal_port_);
@@ -287,6 +299,9 @@ absl::Status Cluster::Restart(const std::string& name) {
       for (size_t i = 0; i + 1 < c.args.size(); ++i) {
         if (c.args[i] == "--port") c.args[i + 1] = std::to_string(router_port_);
         if (c.args[i] == "--internal-port") c.args[i + 1] = std::to_string(internal_port_);
+        if (c.args[i] == "--http-port" && http_port_ > 0) {
+          c.args[i + 1] = std::to_string(http_port_);
+        }
       }
     }
     return Launch(c, /*append_log=*/true);

@@ -51,6 +51,7 @@ struct ClusterOptions {
   int max_model_len = 0;
   std::string host = "127.0.0.1";
   int router_port = 0;              // 0: a free port; a taken port is an error
+  int http_port = 0;                // the router's OpenAI-compatible HTTP API; 0: free; -1: off
   std::string log_dir;              // empty: a fresh /tmp/pdserve-cluster-XXXXXX, removed
                                     // after a clean run (kept when a start or a child failed)
   uint32_t prefill_blocks = 0;      // per prefill worker; 0: from pool_gib
@@ -99,6 +100,8 @@ class Cluster {
 
   // host:port of the router (the client endpoint).
   std::string endpoint() const;
+  // http://host:port of the router's OpenAI-compatible HTTP API; empty when off.
+  std::string http_url() const;
   // host:port of the router's cluster-internal API (RouterControl): workers' --router.
   std::string internal_endpoint() const;
   // The 0600 file holding this cluster's secret (removed with the cluster): what a process
@@ -168,6 +171,7 @@ class Cluster {
   ClusterOptions options_;
   ModelConfig model_;
   int router_port_ = 0;
+  int http_port_ = 0;
   int internal_port_ = 0;
   std::unique_ptr<SecretFile> secret_file_;
   std::vector<Child> children_;

@@ -77,7 +77,7 @@ void RouterService::AddHealthLocked(const Worker& worker, v1::WorkerStatus& out)
   out.set_consecutive_failures(static_cast<uint32_t>(h.consecutive_failures));
 }
 
-grpc::Status RouterService::FailStalled(const std::shared_ptr<Request>& request, int received) {
+absl::Status RouterService::FailStalled(const std::shared_ptr<Request>& request, int received) {
   const std::string& worker = request->decode_worker;
   const absl::Status stalled = absl::DeadlineExceededError(absl::StrCat(
       "request ", request->id, ": no token from decode worker ", worker, " within ",
@@ -88,7 +88,7 @@ grpc::Status RouterService::FailStalled(const std::shared_ptr<Request>& request,
   RecordOutcome(worker, stalled);
   ReleaseOnDecode(worker, request->id, {.epoch = request->decode_epoch});
   FinishRequest(request, false);
-  return service::ToGrpc(stalled);
+  return stalled;
 }
 
 std::optional<absl::Status> RouterService::PrefillVerdict(

@@ -34,13 +34,22 @@ absl::Status RunRouter(RouterProcessOptions options) {
                                            : "NOT authenticated");
   RETURN_IF_ERROR(service::AnnounceListening("pdserve router (cluster-internal API)", internal,
                                              options.internal_port_file));
-  // The client port's file last: a launcher that sees it finds both ports bound.
+  std::unique_ptr<FrontEnd> http;
+  if (options.http) {
+    ASSIGN_OR_RETURN(http, options.http(*service));
+    RETURN_IF_ERROR(service::AnnounceListening(
+        "pdserve router (HTTP API)",
+        service::RunningServer{.port = http->port(), .host = options.host},
+        options.http_port_file));
+  }
+  // The client port's file last: a launcher that sees it finds every port bound.
   RETURN_IF_ERROR(service::AnnounceListening("pdserve router", server, options.port_file));
   const int sig = service::WaitForTerminationSignal();
   log->info("router: signal {} received, stopping", sig);
   const auto deadline = absl::ToChronoTime(absl::Now() + absl::Seconds(2));
   server.server->Shutdown(deadline);
   internal.server->Shutdown(deadline);
+  http.reset();  // before the core it calls
   server.server.reset();
   internal.server.reset();
   control.reset();

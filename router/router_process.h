@@ -3,6 +3,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "router/request_core.h"
 #include "router/router_service.h"
 #include "service/cluster_auth.h"
 
@@ -16,9 +17,11 @@ struct RouterProcessOptions {
   std::string internal_host;  // empty: `host`
   int internal_port = 50052;  // 0: pick a free one
   std::string internal_port_file;
+  FrontEndStarter http;            // null: no HTTP API
+  std::string http_port_file;      // the HTTP API's bound port, written before port_file
   service::ClusterAuthFlags auth;  // the cluster secret (or --insecure-no-auth)
-  ModelOverrides model;  // the cluster's model: preset, block size, dtype
-  RouterOptions router;  // config is resolved from `model`, auth from `auth`
+  ModelOverrides model;            // the cluster's model: preset, block size, dtype
+  RouterOptions router;            // config is resolved from `model`, auth from `auth`
 };
 
 // `pdserve router`: serves Router on host:port and RouterControl on internal_host:internal_port

@@ -2,11 +2,12 @@
 
 // The router: the cluster's front door and the owner of the scheduler.
 //
-// Request life: Generate validates and queues the request (Scheduler::Enqueue) and waits. The
+// Request life (router_requests.cc: RequestCore::Run, which gRPC Generate and the HTTP API
+// call): Run validates and queues the request (Scheduler::Enqueue) and waits. The
 // dispatcher thread runs Scheduler::Schedule whenever something changed and hands each planned
 // batch to an executor thread, which allocates the prompt's blocks on each item's decode worker,
 // calls Prefill on the batch's prefill worker (kernels + KV transfer), then marks every item
-// ready or failed. The Generate thread of a ready request calls Decode on its decode worker and
+// ready or failed. The Run thread of a ready request calls Decode on its decode worker and
 // relays the token stream to the client, then returns the request's reservation.
 //
 // Faults: a worker that misses heartbeats, or whose RPC fails and then does not answer a probe,
@@ -43,6 +44,7 @@
 #include "common/model_config.h"
 #include "pdserve.grpc.pb.h"
 #include "router/progress_watchdog.h"
+#include "router/request_core.h"
 #include "router/scheduler.h"
 #include "router/worker_health.h"
 #include "service/cluster_auth.h"
@@ -72,18 +74,23 @@ struct RouterOptions {
   absl::Duration registration_probe_timeout = absl::Seconds(2);
 };
 
-// The client API (Router: Generate, GetStatus). Worker registration and heartbeats are served by
+// The client API (Router: Generate, GetStatus) and the request core every front end shares
+// (RequestCore: Run, State; router_requests.cc). Worker registration and heartbeats are served by
 // RouterControlService (router_control.h) on the internal port, which authenticates the caller
 // and then calls RegisterWorker / Heartbeat here.
-class RouterService final : public v1::Router::Service {
+class RouterService final : public v1::Router::Service, public RequestCore {
  public:
   explicit RouterService(RouterOptions options);
   ~RouterService() override;
   RouterService(const RouterService&) = delete;
   RouterService& operator=(const RouterService&) = delete;
 
+  // A thin adapter over Run (router/grpc_adapter.h).
   grpc::Status Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* request,
                         grpc::ServerWriter<v1::GenerateResponse>* writer) override;
+  // RequestCore (router/request_core.h).
+  absl::Status Run(const GenerateParams& params, TokenSink& sink) override;
+  CoreState State() const override;
   // Not RPCs of this service (the client port answers UNIMPLEMENTED for them): called by
   // RouterControlService once the caller is authenticated.
   grpc::Status RegisterWorker(grpc::ServerContext* ctx, const v1::RegisterWorkerRequest* request,
@@ -138,11 +145,10 @@ class RouterService final : public v1::Router::Service {
     PrefillBatchPlan plan;
   };
 
-  // Generate's stages.
-  grpc::Status Fail(const std::shared_ptr<Request>& request, absl::Status status)
+  // Run's stages.
+  absl::Status Fail(const std::shared_ptr<Request>& request, absl::Status status)
       ABSL_LOCKS_EXCLUDED(mu_);
-  grpc::Status StreamDecode(grpc::ServerContext* ctx, const std::shared_ptr<Request>& request,
-                            grpc::ServerWriter<v1::GenerateResponse>* writer);
+  absl::Status StreamDecode(TokenSink& sink, const std::shared_ptr<Request>& request);
   void FinishRequest(const std::shared_ptr<Request>& request, bool ok) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Threads.
@@ -196,7 +202,7 @@ class RouterService final : public v1::Router::Service {
   void AddHealthLocked(const Worker& worker, v1::WorkerStatus& out) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Fails a decode stream the watchdog cancelled after `received` tokens.
-  grpc::Status FailStalled(const std::shared_ptr<Request>& request, int received)
+  absl::Status FailStalled(const std::shared_ptr<Request>& request, int received)
       ABSL_LOCKS_EXCLUDED(mu_);
   // What a Prefill answer says about its worker: OK when any item made it, the first failure
   // of its own otherwise; none when every item failed for its decode peer's sake.

@@ -9,6 +9,8 @@ packages=(
   libabsl-dev libspdlog-dev libfmt-dev
   libucx-dev ucx-utils
   libcli11-dev nlohmann-json3-dev
+  # the HTTP API (http/): Boost.Beast and Asio, header-only
+  libboost-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   gnuplot-nox procps iproute2
   # scripts/analysis.sh: clang, its sanitizer and libFuzzer runtimes, llvm-symbolizer

@@ -1,0 +1,113 @@
+#include "http/completion_stream.h"
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "http/http_wire.h"
+#include "http/openai_response.h"
+
+namespace pdserve::http {
+namespace {
+
+// Receives the core's events: writes them as SSE chunks when streaming, keeps the tokens
+// otherwise. Owned by ServeCompletion's frame; called on its thread.
+class CompletionSink final : public router::TokenSink {
+ public:
+  CompletionSink(const OpenAiRequest& request, ResponseHead head, ResponseChannel& channel,
+                 bool keep_alive)
+      : request_(request), head_(std::move(head)), channel_(channel), keep_alive_(keep_alive) {}
+
+  bool Write(const router::TokenEvent& event) override {
+    if (event.first) {
+      prompt_tokens_ = event.prompt_tokens;
+      head_.id = ResponseId(request_.endpoint, event.request_id);
+      request_id_ = event.request_id;
+    }
+    const bool leading_space = !tokens_.empty();
+    tokens_.insert(tokens_.end(), event.tokens.begin(), event.tokens.end());
+    if (event.finished) {
+      finish_reason_ = event.finish_reason;
+      times_ = event.times;
+    }
+    if (!request_.stream) return !channel_.ClientGone();
+    std::string bytes;
+    if (!head_sent_) {
+      bytes = EventStreamHead(keep_alive_);
+      head_sent_ = true;
+    }
+    const Extension extension = event.finished ? MakeExtension() : Extension{};
+    bytes +=
+        EventChunk(StreamChunk(request_, head_, event.tokens, leading_space, event.first,
+                               event.finished ? finish_reason_ : std::string(),
+                               event.finished && request_.return_token_ids ? &extension : nullptr));
+    return channel_.Send(std::move(bytes));
+  }
+  bool Cancelled() const override { return channel_.ClientGone(); }
+
+  // After Run: the rest of the response. Returns whether it was written whole.
+  bool Finish(const absl::Status& status) {
+    if (!head_sent_ && !status.ok()) {
+      const int code = HttpStatusOf(status);
+      return channel_.Send(
+          WholeResponse(code, "application/json", ErrorBody(code, status.message()), keep_alive_));
+    }
+    if (!request_.stream) {
+      const Extension extension = MakeExtension();
+      const std::string body =
+          CompletionResponse(request_, head_, tokens_, prompt_tokens_, finish_reason_,
+                             request_.return_token_ids ? &extension : nullptr);
+      return channel_.Send(WholeResponse(200, "application/json", body, keep_alive_));
+    }
+    std::string bytes;
+    if (!status.ok()) {
+      const int code = HttpStatusOf(status);
+      bytes += EventChunk(absl::StrCat(R"({"error":)", ErrorBody(code, status.message()), "}"));
+    } else if (request_.include_usage) {
+      bytes +=
+          EventChunk(UsageChunk(request_, head_, prompt_tokens_, static_cast<int>(tokens_.size())));
+    }
+    bytes += EventChunk("[DONE]");
+    absl::StrAppend(&bytes, kLastChunk);
+    return channel_.Send(std::move(bytes)) && status.ok();
+  }
+
+ private:
+  Extension MakeExtension() const {
+    return Extension{.request_id = request_id_,
+                     .prompt_token_ids = request_.params.prompt_tokens,
+                     .token_ids = tokens_,
+                     .times = times_};
+  }
+
+  const OpenAiRequest& request_;
+  ResponseHead head_;
+  std::string request_id_;  // the core's
+  ResponseChannel& channel_;
+  const bool keep_alive_;
+  bool head_sent_ = false;
+  int prompt_tokens_ = 0;
+  std::vector<int32_t> tokens_;
+  std::string finish_reason_;
+  router::RequestTimes times_;
+};
+
+}  // namespace
+
+std::string ResponseId(Endpoint endpoint, absl::string_view request_id) {
+  absl::ConsumePrefix(&request_id, "cmpl-");  // the core's own ids carry it already
+  return absl::StrCat(endpoint == Endpoint::kChatCompletions ? "chatcmpl-" : "cmpl-", request_id);
+}
+
+bool ServeCompletion(router::RequestCore& core, OpenAiRequest request, ResponseChannel& channel,
+                     bool keep_alive) {
+  // The core chooses the request id (the server's own, as for a gRPC request without one).
+  request.params.request_id.clear();
+  ResponseHead head{.created = absl::ToUnixSeconds(absl::Now()),
+                    .model = ServedModelName(core.State().model)};
+  CompletionSink sink(request, head, channel, keep_alive);
+  return sink.Finish(core.Run(request.params, sink));
+}
+
+}  // namespace pdserve::http

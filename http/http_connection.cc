@@ -1,0 +1,253 @@
+#include "http/http_connection.h"
+
+#include <future>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/logging.h"
+#include "http/http_wire.h"
+#include "http/openai_response.h"
+#include "nlohmann/json.hpp"
+#include "pdserve/version.h"
+
+namespace pdserve::http {
+
+namespace bhttp = beast::http;
+
+// Bytes of pipelined requests kept while a request generates; past this the watch stops.
+constexpr size_t kMaxPipelinedBytes = 64 << 10;
+
+void ServerState::Add(Connection* c, std::weak_ptr<Connection> w) {
+  std::lock_guard lock(mu_);
+  connections_[c] = std::move(w);
+}
+
+void ServerState::Remove(Connection* c) {
+  std::lock_guard lock(mu_);
+  connections_.erase(c);
+}
+
+int ServerState::connections() const {
+  std::lock_guard lock(mu_);
+  return static_cast<int>(connections_.size());
+}
+
+void ServerState::CloseAll() {
+  std::vector<std::shared_ptr<Connection>> alive;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [c, w] : connections_) {
+      if (auto s = w.lock()) alive.push_back(std::move(s));
+    }
+  }
+  for (auto& c : alive) c->Close();
+}
+
+bool ServerState::BeginRequest() {
+  std::lock_guard lock(mu_);
+  if (inflight_ >= options.max_inflight) return false;
+  inflight_++;
+  return true;
+}
+
+void ServerState::EndRequest() {
+  std::lock_guard lock(mu_);
+  if (--inflight_ == 0) idle_.notify_all();
+}
+
+void ServerState::AwaitNoRequests() {
+  std::unique_lock lock(mu_);
+  idle_.wait(lock, [this] { return inflight_ == 0; });
+}
+
+Connection::Connection(tcp::socket socket, std::shared_ptr<ServerState> state)
+    : stream_(std::move(socket)), state_(std::move(state)) {}
+
+Connection::~Connection() { state_->Remove(this); }
+
+void Connection::Start() {
+  state_->Add(this, weak_from_this());
+  net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->DoRead(); });
+}
+
+void Connection::Close() {
+  gone_ = true;
+  net::post(stream_.get_executor(), [self = shared_from_this()] { self->Shutdown(); });
+}
+
+void Connection::Shutdown() {
+  beast::error_code ignored;
+  stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  stream_.close();
+}
+
+void Connection::DoRead() {
+  if (gone_ || state_->stopping) return Shutdown();
+  parser_.emplace();
+  parser_->body_limit(state_->options.max_body_bytes);
+  parser_->header_limit(state_->options.max_header_bytes);
+  stream_.expires_after(absl::ToChronoNanoseconds(state_->options.idle_timeout));
+  bhttp::async_read(
+      stream_, buffer_, *parser_,
+      [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+}
+
+void Connection::OnRead(beast::error_code ec) {
+  if (ec == bhttp::error::body_limit) {
+    return Respond(
+        413, "application/json",
+        ErrorBody(413, absl::StrCat("the body exceeds ", state_->options.max_body_bytes, " bytes")),
+        false);
+  }
+  if (ec == bhttp::error::header_limit) {
+    return Respond(400, "application/json",
+                   ErrorBody(400, absl::StrCat("the headers exceed ",
+                                               state_->options.max_header_bytes, " bytes")),
+                   false);
+  }
+  if (ec == bhttp::error::end_of_stream || ec == net::error::eof || ec == beast::error::timeout ||
+      ec == net::error::operation_aborted || ec == net::error::connection_reset) {
+    return Shutdown();
+  }
+  if (ec) {
+    return Respond(400, "application/json",
+                   ErrorBody(400, absl::StrCat("malformed HTTP request: ", ec.message())), false);
+  }
+  const bhttp::request<bhttp::string_body> request = parser_->release();
+  Route(request, request.keep_alive());
+}
+
+void Connection::Route(const bhttp::request<bhttp::string_body>& request, bool keep_alive) {
+  std::string_view target(request.target().data(), request.target().size());
+  target = target.substr(0, target.find('?'));
+  const bool get = request.method() == bhttp::verb::get;
+  const bool post = request.method() == bhttp::verb::post;
+  const auto json_response = [&](int status, std::string body) {
+    Respond(status, "application/json", std::move(body), keep_alive);
+  };
+  if (target == "/v1/completions" || target == "/v1/chat/completions") {
+    if (!post) return json_response(405, ErrorBody(405, "use POST"));
+    const Endpoint endpoint =
+        target == "/v1/completions" ? Endpoint::kCompletions : Endpoint::kChatCompletions;
+    absl::StatusOr<OpenAiRequest> parsed =
+        ParseOpenAiRequest(endpoint, request.body(), state_->core.State().model);
+    if (!parsed.ok()) {
+      const int status = HttpStatusOf(parsed.status());
+      return json_response(status, ErrorBody(status, parsed.status().message()));
+    }
+    return StartGeneration(std::move(*parsed), keep_alive);
+  }
+  const bool known =
+      target == "/health" || target == "/ready" || target == "/version" || target == "/v1/models";
+  if (known && !get) return json_response(405, ErrorBody(405, "use GET"));
+  if (target == "/health") return Respond(200, "text/plain", "", keep_alive);
+  if (target == "/version") {
+    return json_response(200, nlohmann::json{{"version", PDSERVE_VERSION_STRING}}.dump());
+  }
+  if (target == "/v1/models") {
+    return json_response(200,
+                         ModelList(state_->core.State().model, absl::ToUnixSeconds(absl::Now())));
+  }
+  if (target == "/ready") {
+    const router::CoreState core = state_->core.State();
+    if (!core.ready()) {
+      return json_response(
+          503, ErrorBody(503, absl::StrCat("not ready: ", core.prefill_workers, " prefill and ",
+                                           core.decode_workers,
+                                           " decode workers registered (need one of each)")));
+    }
+    return json_response(200, nlohmann::json{{"status", "ready"},
+                                             {"prefill_workers", core.prefill_workers},
+                                             {"decode_workers", core.decode_workers}}
+                                  .dump());
+  }
+  json_response(404, ErrorBody(404, "Not Found"));
+}
+
+void Connection::Respond(int status, absl::string_view content_type, std::string body,
+                         bool keep_alive) {
+  outbox_ = WholeResponse(status, content_type, body, keep_alive);
+  stream_.expires_after(absl::ToChronoNanoseconds(state_->options.write_timeout));
+  net::async_write(stream_, net::buffer(outbox_),
+                   [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
+                     self->Continue(keep_alive && !ec);
+                   });
+}
+
+void Connection::StartGeneration(OpenAiRequest request, bool keep_alive) {
+  if (!state_->BeginRequest()) {
+    return Respond(429, "application/json",
+                   ErrorBody(429, absl::StrCat("too many requests in flight (",
+                                               state_->options.max_inflight, ")")),
+                   keep_alive);
+  }
+  generating_ = true;
+  stream_.expires_never();
+  WatchForClose();
+  // The core's Run blocks for the request's life: it gets a thread, not an io thread.
+  std::thread([self = shared_from_this(), request = std::move(request), keep_alive]() mutable {
+    const bool whole = ServeCompletion(self->state_->core, std::move(request), *self, keep_alive);
+    std::shared_ptr<ServerState> state = self->state_;
+    net::post(self->stream_.get_executor(),
+              [self, keep = keep_alive && whole] { self->AfterGeneration(keep); });
+    self.reset();  // the posted handler holds the connection now
+    state->EndRequest();
+  }).detach();
+}
+
+void Connection::WatchForClose() {
+  watching_ = true;
+  stream_.async_read_some(buffer_.prepare(4096),
+                          [self = shared_from_this()](beast::error_code ec, size_t bytes) {
+                            self->OnWatch(ec, bytes);
+                          });
+}
+
+void Connection::OnWatch(beast::error_code ec, size_t bytes) {
+  watching_ = false;
+  if (!ec) buffer_.commit(bytes);  // a pipelined request: kept for the next read
+  if (!generating_) {  // AfterGeneration cancelled the watch, or the client left just then
+    return Continue(keep_after_watch_ && (!ec || ec == net::error::operation_aborted));
+  }
+  if (ec) {
+    gone_ = true;  // EOF or reset: the client left; the core cancels the request
+    return;
+  }
+  if (buffer_.size() < kMaxPipelinedBytes) WatchForClose();
+}
+
+void Connection::AfterGeneration(bool keep_alive) {
+  generating_ = false;
+  keep_after_watch_ = keep_alive && !gone_;
+  if (watching_) {
+    stream_.socket().cancel();  // OnWatch continues
+    return;
+  }
+  Continue(keep_after_watch_);
+}
+
+void Connection::Continue(bool keep_alive) {
+  if (keep_alive && !gone_) return DoRead();
+  Shutdown();
+}
+
+bool Connection::Send(std::string bytes) {
+  if (gone_) return false;
+  auto done = std::make_shared<std::promise<bool>>();
+  std::future<bool> written = done->get_future();
+  net::post(stream_.get_executor(), [self = shared_from_this(), bytes = std::move(bytes),
+                                     done]() mutable {
+    if (self->gone_) return done->set_value(false);
+    self->outbox_ = std::move(bytes);
+    self->stream_.expires_after(absl::ToChronoNanoseconds(self->state_->options.write_timeout));
+    net::async_write(self->stream_, net::buffer(self->outbox_),
+                     [self, done](beast::error_code ec, size_t) {
+                       self->stream_.expires_never();
+                       if (ec) self->gone_ = true;
+                       done->set_value(!ec);
+                     });
+  });
+  return written.get();
+}
+
+}  // namespace pdserve::http
