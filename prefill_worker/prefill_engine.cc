@@ -26,19 +26,28 @@ absl::Status PrefillEngine::AddPeer(const std::string& worker_id, const std::str
   {
     absl::MutexLock lock(&mu_);
     if (auto it = peers_.find(worker_id); it != peers_.end()) old = it->second.id;
-    peers_[worker_id] = Peer{.id = *peer, .num_blocks = num_blocks};
+    peers_[worker_id] = Peer{.id = *peer, .num_blocks = num_blocks, .descriptor = descriptor};
   }
   if (old.has_value()) (void)transport_.RemovePeer(*old);
   ComponentLogger("prefill")->info("decode peer {} loaded", worker_id);
   return absl::OkStatus();
 }
 
-absl::Status PrefillEngine::RemovePeer(const std::string& worker_id) {
+absl::Status PrefillEngine::RemovePeer(const std::string& worker_id,
+                                       const std::string& descriptor) {
   transfer::PeerId peer;
   {
     absl::MutexLock lock(&mu_);
     auto it = peers_.find(worker_id);
     if (it == peers_.end()) return absl::OkStatus();
+    // The router removes a dropped instance after the lock that dropped it: a restart under the
+    // same id can register and be loaded first, and removing by id alone then cut the new
+    // instance off for good ("not a known transfer peer" for every request placed on it).
+    if (!descriptor.empty() && it->second.descriptor != descriptor) {
+      ComponentLogger("prefill")->info("decode peer {}: kept (a newer instance than the one removed)",
+                                       worker_id);
+      return absl::OkStatus();
+    }
     peer = it->second.id;
     peers_.erase(it);
   }

@@ -106,7 +106,9 @@ class PrefillEngine {
   // (items naming blocks beyond it are refused; 0: leave that check to the transport).
   absl::Status AddPeer(const std::string& worker_id, const std::string& descriptor,
                        uint32_t num_blocks = 0);
-  absl::Status RemovePeer(const std::string& worker_id);
+  // Forgets the decode worker's peer; with `descriptor` given, only if the loaded peer is that
+  // pool (the instance that left), not a restarted worker's that was loaded since.
+  absl::Status RemovePeer(const std::string& worker_id, const std::string& descriptor = {});
 
   // Every item gets an outcome; the own pool's blocks are free again when this returns, except
   // those of transfers still in flight (freed once they end, by a later Run). `abandoned` true
@@ -134,6 +136,7 @@ class PrefillEngine {
   struct Peer {
     transfer::PeerId id = 0;
     uint32_t num_blocks = 0;
+    std::string descriptor;  // which instance's pool (RemovePeer)
   };
   // A transfer whose wait gave up: its source blocks stay taken until it ends.
   struct Stranded {

@@ -138,7 +138,7 @@ grpc::Status PrefillService::RemovePeer(grpc::ServerContext* ctx,
   if (grpc::Status auth = options_.auth->Check(*ctx, "PrefillWorker.RemovePeer"); !auth.ok()) {
     return auth;
   }
-  return service::ToGrpc(engine_.RemovePeer(request->worker_id()));
+  return service::ToGrpc(engine_.RemovePeer(request->worker_id(), request->transport_descriptor()));
 }
 
 grpc::Status PrefillService::GetStatus(grpc::ServerContext* ctx, const v1::StatusRequest*,

@@ -174,7 +174,10 @@ class RouterService final : public v1::Router::Service, public RequestCore {
   bool DropWorkerLocked(const std::string& id, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // After a decode worker left: prefill workers unload it (best effort, outside the lock).
-  void RemovePeerEverywhere(const std::string& decode_worker) ABSL_LOCKS_EXCLUDED(mu_);
+  // Removes the dropped decode instance's peer from every prefill worker (only that instance:
+  // `descriptor` is its pool's; a restart under the same id keeps its peer).
+  void RemovePeerEverywhere(const std::string& decode_worker, const std::string& descriptor)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // An RPC to the worker failed: drop it unless it answers GetStatus.
   void ProbeWorker(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
   // Registers / unregisters a client context on a worker; false when the worker is gone.

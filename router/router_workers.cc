@@ -181,7 +181,8 @@ bool RouterService::DropWorkerLocked(const std::string& id, const std::string& r
   return true;
 }
 
-void RouterService::RemovePeerEverywhere(const std::string& decode_worker) {
+void RouterService::RemovePeerEverywhere(const std::string& decode_worker,
+                                         const std::string& descriptor) {
   std::vector<std::shared_ptr<Worker>> prefill_workers;
   {
     absl::MutexLock lock(&mu_);
@@ -192,6 +193,7 @@ void RouterService::RemovePeerEverywhere(const std::string& decode_worker) {
   for (const std::shared_ptr<Worker>& p : prefill_workers) {
     v1::RemovePeerRequest remove;
     remove.set_worker_id(decode_worker);
+    remove.set_transport_descriptor(descriptor);
     v1::RemovePeerResponse ignored;
     grpc::ClientContext ctx;
     SetDeadline(ctx, options_.rpc_timeout);
@@ -224,7 +226,9 @@ void RouterService::ProbeWorker(const std::string& id) {
                                                   ")"));
     }
   }
-  if (dropped && worker->role == v1::WORKER_ROLE_DECODE) RemovePeerEverywhere(id);
+  if (dropped && worker->role == v1::WORKER_ROLE_DECODE) {
+    RemovePeerEverywhere(id, worker->kv_pool.transport_descriptor());
+  }
 }
 
 bool RouterService::TrackRpc(const std::string& worker, grpc::ClientContext* ctx) {
@@ -243,7 +247,7 @@ void RouterService::UntrackRpc(const std::string& worker, grpc::ClientContext* c
 void RouterService::SweepLoop() {
   const absl::Duration limit = options_.heartbeat_interval * options_.missed_heartbeats;
   while (true) {
-    std::vector<std::string> dropped_decode;
+    std::vector<std::pair<std::string, std::string>> dropped_decode;  // id, pool descriptor
     {
       absl::MutexLock lock(&mu_);
       if (mu_.AwaitWithTimeout(absl::Condition(&stop_), options_.heartbeat_interval)) return;
@@ -253,12 +257,14 @@ void RouterService::SweepLoop() {
         if (now - w->last_heartbeat > limit) silent.push_back(id);
       }
       for (const std::string& id : silent) {
-        const bool decode = workers_.at(id)->role == v1::WORKER_ROLE_DECODE;
+        const Worker& w = *workers_.at(id);
+        if (w.role == v1::WORKER_ROLE_DECODE) {
+          dropped_decode.emplace_back(id, w.kv_pool.transport_descriptor());
+        }
         DropWorkerLocked(id, absl::StrCat("no heartbeat for ", absl::FormatDuration(limit)));
-        if (decode) dropped_decode.push_back(id);
       }
     }
-    for (const std::string& id : dropped_decode) RemovePeerEverywhere(id);
+    for (const auto& [id, descriptor] : dropped_decode) RemovePeerEverywhere(id, descriptor);
     SweepHealth();
     RequeueDeferred();
   }

@@ -136,5 +136,28 @@ TEST_F(PrefillEngineTest, RemovedPeerIsNoLongerATarget) {
   EXPECT_EQ(out[0].status.code(), absl::StatusCode::kUnavailable);
 }
 
+// The router removes a dropped decode instance after it dropped it; a restart under the same id
+// may be loaded first. Removing with the old instance's descriptor keeps the new one's peer;
+// removing with the new one's (or by id alone) drops it.
+TEST_F(PrefillEngineTest, RemovingADroppedInstanceKeepsTheRestartedOnesPeer) {
+  auto engine = Engine(512);  // decode-0: the old instance's pool
+  const std::string old_pool = *decode_transport_.ExportDescriptor();
+  auto restarted_cache = *KvCache::CreateInHostMemory(Tiny(), 64, KvLayout::kLayerMajor);
+  FakeTransport restarted;
+  ASSERT_TRUE(restarted.RegisterPool(*restarted_cache).ok());
+  const std::string new_pool = *restarted.ExportDescriptor();
+  ASSERT_NE(old_pool, new_pool);
+  ASSERT_TRUE(engine->AddPeer("decode-0", new_pool, 64).ok());
+  ASSERT_TRUE(engine->RemovePeer("decode-0", old_pool).ok());
+  const std::vector<int32_t> prompt = model::SyntheticPrompt(1, 10, Tiny().vocab_size);
+  auto out = engine->Run({{.request_id = "kept", .prompt = prompt, .decode_worker = "decode-0",
+                           .decode_blocks = {0}, .decode_epoch = 1}});
+  EXPECT_TRUE(out[0].status.ok()) << out[0].status;
+  ASSERT_TRUE(engine->RemovePeer("decode-0", new_pool).ok());
+  out = engine->Run({{.request_id = "gone", .prompt = prompt, .decode_worker = "decode-0",
+                      .decode_blocks = {1}, .decode_epoch = 1}});
+  EXPECT_EQ(out[0].status.code(), absl::StatusCode::kUnavailable);
+}
+
 }  // namespace
 }  // namespace pdserve::prefill
