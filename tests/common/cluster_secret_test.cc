@@ -17,7 +17,7 @@ namespace {
 using ::testing::HasSubstr;
 
 std::string WriteFile(const std::string& name, const std::string& text, mode_t mode) {
-  const std::string path = ::testing::TempDir() + "/" + name;
+  const std::string path = ::testing::TempDir() + "/" + std::to_string(getpid()) + "-" + name;
   unlink(path.c_str());
   std::ofstream(path) << text;
   chmod(path.c_str(), mode);

@@ -1,6 +1,7 @@
 #include "common/model_config.h"
 
 #include <cstdio>
+#include <unistd.h>
 #include <fstream>
 
 #include "gtest/gtest.h"
@@ -59,7 +60,7 @@ TEST(ModelConfigTest, UnknownDtypeIsRejected) {
 }
 
 TEST(ModelConfigTest, JsonFileOverridesPresetAndBlockSize) {
-  const std::string path = testing::TempDir() + "/model.json";
+  const std::string path = testing::TempDir() + "/" + std::to_string(getpid()) + "-model.json";
   std::ofstream(path) << R"({"preset": "small", "block_size": 8, "dtype": "fp16"})";
   absl::StatusOr<ModelOverrides> o = LoadModelOverridesFile(path);
   ASSERT_TRUE(o.ok()) << o.status();
@@ -71,7 +72,7 @@ TEST(ModelConfigTest, JsonFileOverridesPresetAndBlockSize) {
 }
 
 TEST(ModelConfigTest, MalformedJsonFileIsInvalidArgument) {
-  const std::string path = testing::TempDir() + "/bad.json";
+  const std::string path = testing::TempDir() + "/" + std::to_string(getpid()) + "-bad.json";
   std::ofstream(path) << "{preset: ";
   EXPECT_EQ(LoadModelOverridesFile(path).status().code(), absl::StatusCode::kInvalidArgument);
 }

@@ -4,6 +4,7 @@
 // secret, and the cluster keeps serving verified requests while the attacks run.
 
 #include <grpcpp/generic/generic_stub.h>
+#include <unistd.h>
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
@@ -315,7 +316,7 @@ TEST(AuthE2eTest, HandStartedWorkerWithoutOrWithAnExposedSecretDoesNotJoin) {
   EXPECT_EQ(none.code, 1) << none.output;
   EXPECT_THAT(none.output, HasSubstr("stray: no cluster secret. Give --cluster-secret-file FILE"));
 
-  const std::string exposed = ::testing::TempDir() + "/exposed.secret";
+  const std::string exposed = ::testing::TempDir() + "/" + std::to_string(getpid()) + "-exposed.secret";
   { std::ofstream(exposed) << ReadSecret(cluster->secret_file()) << "\n"; }
   chmod(exposed.c_str(), 0644);
   std::vector<std::string> args = common;
@@ -370,7 +371,7 @@ bool MakeTlsFiles(const std::string& dir) {
 }
 
 TEST(AuthE2eTest, InternalApiOverMutualTlsServesAndRefusesPlaintext) {
-  const std::string dir = ::testing::TempDir() + "/pdserve-tls";
+  const std::string dir = ::testing::TempDir() + "/" + std::to_string(getpid()) + "-pdserve-tls";
   std::filesystem::create_directories(dir);
   ASSERT_TRUE(MakeTlsFiles(dir)) << "openssl failed in " << dir;
   const std::vector<std::string> tls = {"--tls-cert",      dir + "/node.pem", "--tls-key",

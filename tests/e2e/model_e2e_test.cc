@@ -3,6 +3,7 @@
 // and `pdserve loadgen --verify` check tokens against it (not against the preset's defaults); a
 // worker started with another dtype or block size is refused with an error naming both models.
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -111,7 +112,7 @@ TEST(ModelE2eTest, GenerateAndLoadgenVerifyWithTheClustersModel) {
   EXPECT_THAT(generate.output, HasSubstr("verify: OK, tokens equal reference_generate (model "
                                          "tiny (block size 32, fp32), seed 3)"));
 
-  const std::string json = testing::TempDir() + "/model_e2e_loadgen.json";
+  const std::string json = testing::TempDir() + "/" + std::to_string(getpid()) + "-model_e2e_loadgen.json";
   Exit load = RunPdserve({"loadgen", "--target", endpoint, "--num-prompts", "6",
                           "--random-input-len", "40", "--random-output-len", "10", "--verify",
                           "--save-token-ids", "--output-json", json, "--progress", "off"});

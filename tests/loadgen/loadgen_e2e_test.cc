@@ -1,5 +1,6 @@
 // The load generator against the built-in echo target over real gRPC on 127.0.0.1.
 #include <filesystem>
+#include <unistd.h>
 #include <fstream>
 
 #include "gtest/gtest.h"
@@ -211,7 +212,7 @@ TEST(LoadgenE2eTest, SameSeedSendsSameRequests) {
 
 TEST(LoadgenE2eTest, TraceIsReplayedInArrivalOrder) {
   auto target = StartTarget();
-  const std::string path = testing::TempDir() + "/loadgen_trace.jsonl";
+  const std::string path = testing::TempDir() + "/" + std::to_string(getpid()) + "-loadgen_trace.jsonl";
   {
     std::ofstream out(path);
     out << "{\"arrival_s\": 0.02, \"input_len\": 9, \"output_len\": 2}\n"

@@ -4,6 +4,7 @@
 #include "service/cluster_auth.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
 
@@ -16,7 +17,7 @@ namespace {
 using ::testing::HasSubstr;
 
 std::string SecretFileWithMode(mode_t mode) {
-  const std::string path = ::testing::TempDir() + "/auth-test.secret";
+  const std::string path = ::testing::TempDir() + "/" + std::to_string(getpid()) + "-auth-test.secret";
   std::ofstream(path) << std::string(64, 'c') << "\n";
   chmod(path.c_str(), mode);
   return path;
@@ -62,7 +63,7 @@ TEST(ClusterAuthTest, TlsFilesGoTogetherAndTheKeyMustBeOwnerOnly) {
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
-  const std::string pem = ::testing::TempDir() + "/auth-test.pem";
+  const std::string pem = ::testing::TempDir() + "/" + std::to_string(getpid()) + "-auth-test.pem";
   std::ofstream(pem) << "-----BEGIN CERTIFICATE-----\n";
   chmod(pem.c_str(), 0644);
   absl::StatusOr<std::shared_ptr<const ClusterAuth>> exposed = ClusterAuth::FromFlags(
