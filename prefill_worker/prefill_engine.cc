@@ -10,6 +10,19 @@
 #include "transfer/kv_notification.h"
 
 namespace pdserve::prefill {
+namespace {
+
+// A wait that ran out because the Prefill call had to answer, not because the transfer took the
+// whole transfer timeout, may be this worker's doing (it resumed late after a stall): say so,
+// naming the worker, so that neither an operator nor the fault benchmark blames only the peer.
+std::string CutWaitNote(const std::string& worker_id, bool cut, absl::Duration wait,
+                        const absl::Status& waited) {
+  if (!cut || waited.code() != absl::StatusCode::kDeadlineExceeded) return "";
+  return absl::StrCat(" (the wait was cut to ", absl::ToInt64Milliseconds(wait),
+                      " ms by the Prefill call's deadline on prefill worker ", worker_id, ")");
+}
+
+}  // namespace
 
 PrefillEngine::PrefillEngine(KvCache& cache, transfer::KvTransport& transport,
                              PrefillEngineOptions options)
@@ -331,8 +344,10 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
     const ItemFence::Key key{item.request_id, item.decode_epoch};
     bool stranded = false;
     if (entry.transfer.has_value()) {
-      const absl::Duration wait = std::clamp(answer_by - absl::Now(), absl::ZeroDuration(),
-                                             options_.transfer_timeout);
+      const absl::Duration left = answer_by - absl::Now();
+      const absl::Duration wait =
+          std::clamp(left, absl::ZeroDuration(), options_.transfer_timeout);
+      const bool cut_by_call_deadline = left < options_.transfer_timeout;
       absl::Status waited = transport_.Wait(*entry.transfer, wait);
       out.transfer_end_us = WallMicros();
       if (waited.ok()) {
@@ -355,7 +370,10 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
         out.status = absl::Status(waited.code(), absl::StrCat("request ", out.request_id,
                                                               ": KV transfer to ",
                                                               item.decode_worker,
-                                                              " failed: ", waited.message()));
+                                                              " failed: ", waited.message(),
+                                                              CutWaitNote(options_.worker_id,
+                                                                          cut_by_call_deadline,
+                                                                          wait, waited)));
       }
     }
     fence_.Finish(key, entry.transfer.has_value(), out.status.ok(), stranded);

@@ -55,6 +55,9 @@ struct PrefillEngineOptions {
   // full read of a large prompt does not fit in one modelled decode step, while the prefill's
   // modelled time has room for it (docs/model.md, "The mock's own cost").
   uint64_t claim_checksum_bytes = 0;
+  // This worker's id, named in item errors whose cause may be this worker (a transfer wait cut
+  // short by the Prefill call's own deadline: the worker answered late, e.g. after a stall).
+  std::string worker_id = "prefill";
 };
 
 struct PrefillItemSpec {
@@ -114,8 +117,9 @@ class PrefillEngine {
   // those of transfers still in flight (freed once they end, by a later Run). `abandoned` true
   // (the RPC's caller left) stops the items not yet submitted, as Cancel does. Transfers are
   // waited for until `answer_by` at the latest (and transfer_timeout each): an item whose
-  // transfer is still in flight then fails alone, naming its decode worker, and the other items
-  // keep their outcomes, where a caller that gave up on the whole call would fail them all.
+  // transfer is still in flight then fails alone, naming its decode worker (and this worker when
+  // the call's deadline cut the wait), and the other items keep their outcomes, where a caller
+  // that gave up on the whole call would fail them all.
   std::vector<PrefillItemOutcome> Run(const std::vector<PrefillItemSpec>& items,
                                       const std::function<bool()>& abandoned = nullptr,
                                       absl::Time answer_by = absl::InfiniteFuture());

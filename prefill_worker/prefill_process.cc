@@ -31,6 +31,7 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   engine_options.attention.threads = options.threads;
   engine_options.chunk_tokens = options.chunk_tokens;
   engine_options.transfer_timeout = options.transfer_timeout;
+  engine_options.worker_id = options.worker_id;
   engine_options.min_batch = absl::Microseconds(options.min_batch_us);
 #if PDSERVE_HAS_CUDA
   constexpr bool kBuiltWithCuda = true;

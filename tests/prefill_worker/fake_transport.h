@@ -60,7 +60,11 @@ class FakeTransport : public transfer::KvTransport {
     return next_transfer_++;
   }
   absl::StatusOr<bool> Poll(transfer::TransferId) override { return true; }
-  absl::Status Wait(transfer::TransferId, absl::Duration) override { return absl::OkStatus(); }
+  absl::Status Wait(transfer::TransferId, absl::Duration timeout) override {
+    waits.push_back(timeout);
+    if (stall_transfers) return absl::DeadlineExceededError("transfer still in flight");
+    return absl::OkStatus();
+  }
   absl::StatusOr<transfer::TransferStats> Stats(transfer::TransferId id) const override {
     return stats_.at(id);
   }
@@ -71,6 +75,10 @@ class FakeTransport : public transfer::KvTransport {
   transfer::TransportCounters counters() const override { return {}; }
 
   std::vector<std::string> sent_notifications;
+  // Every Wait's timeout; with stall_transfers, each Wait answers that its transfer is still in
+  // flight (a stalled peer), without sleeping.
+  std::vector<absl::Duration> waits;
+  bool stall_transfers = false;
 
  private:
   const KvCache* cache_ = nullptr;

@@ -110,6 +110,40 @@ TEST_F(PrefillFenceTest, CancelAfterTheTransferReportsItCompleted) {
   EXPECT_THAT(prefill_transport_.sent_notifications, ElementsAre("a@5"));
 }
 
+// A Prefill call must answer before its RPC deadline: the transfer wait is cut to what is left
+// of it, and the error then names this worker as well as the peer (the bench counts a failure
+// against the workers its message names).
+TEST_F(PrefillFenceTest, TransferWaitIsCutByTheCallsDeadlineAndNamesThisWorker) {
+  PrefillEngine engine(*prefill_cache_, prefill_transport_,
+                       PrefillEngineOptions{.transfer_timeout = absl::Seconds(30),
+                                            .worker_id = "prefill-7"});
+  ASSERT_TRUE(engine.AddPeer("decode-0", *decode_transport_.ExportDescriptor(), 32).ok());
+  prefill_transport_.stall_transfers = true;
+  const absl::Time answer_by = absl::Now() + absl::Milliseconds(100);
+  auto out = engine.Run({Item("a", {0, 1, 2})}, [] { return false; }, answer_by);
+  ASSERT_EQ(prefill_transport_.waits.size(), 1u);
+  EXPECT_LE(prefill_transport_.waits[0], absl::Milliseconds(100));
+  EXPECT_EQ(out[0].status.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(out[0].transfer_in_flight);
+  EXPECT_THAT(std::string(out[0].status.message()),
+              ::testing::AllOf(::testing::HasSubstr("KV transfer to decode-0"),
+                               ::testing::HasSubstr("deadline on prefill worker prefill-7")));
+}
+
+TEST_F(PrefillFenceTest, TransferTimeoutWithoutACallDeadlineNamesOnlyThePeer) {
+  PrefillEngine engine(*prefill_cache_, prefill_transport_,
+                       PrefillEngineOptions{.transfer_timeout = absl::Milliseconds(50),
+                                            .worker_id = "prefill-7"});
+  ASSERT_TRUE(engine.AddPeer("decode-0", *decode_transport_.ExportDescriptor(), 32).ok());
+  prefill_transport_.stall_transfers = true;
+  auto out = engine.Run({Item("a", {0, 1, 2})});
+  ASSERT_EQ(prefill_transport_.waits.size(), 1u);
+  EXPECT_EQ(prefill_transport_.waits[0], absl::Milliseconds(50));
+  EXPECT_EQ(out[0].status.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(std::string(out[0].status.message()),
+              ::testing::Not(::testing::HasSubstr("prefill-7")));
+}
+
 TEST_F(PrefillFenceTest, ItemQueuedBehindABatchIsCancelledBeforeItRuns) {
   PrefillEngine slow(*prefill_cache_, prefill_transport_,
                      PrefillEngineOptions{.min_batch = absl::Milliseconds(300)});
