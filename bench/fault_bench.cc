@@ -149,7 +149,7 @@ absl::StatusOr<TransferRun> RunTransfer(const FaultBenchOptions& o, const std::s
   policy.stable_after = absl::Seconds(o.stable_after_s);
   cluster::Supervisor supervisor(*cluster, policy);
   FaultLoad load(cluster->endpoint(), cluster->model(), o.load);
-  TrialRunner runner(*cluster, supervisor, load, o.timings);
+  TrialRunner runner(*cluster, supervisor, load, o.timings, o.kinds);
   runner.NotePids();
   load.Start();
   ASSIGN_OR_RETURN(Checkpoint first,

@@ -26,6 +26,7 @@ namespace pdserve::bench {
 
 struct FaultBenchOptions {
   int trials = 1000;
+  std::vector<FaultKind> kinds;  // drawn round-robin; empty: all eight
   std::vector<std::string> transfers = {"local"};  // trials are split evenly among these
   int num_prefill = 2;
   int num_decode = 2;

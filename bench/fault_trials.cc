@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/status_macros.h"
@@ -23,6 +24,35 @@ const char* FaultName(FaultKind kind) {
     case FaultKind::kPeerRemoved: return "peer-removed";
   }
   return "?";
+}
+
+absl::StatusOr<std::vector<FaultKind>> ParseFaultKinds(const std::string& names) {
+  std::vector<FaultKind> kinds;
+  for (absl::string_view name : absl::StrSplit(names, ',', absl::SkipEmpty())) {
+    bool known = false;
+    for (int k = 0; k < kNumFaultKinds; ++k) {
+      if (name == FaultName(static_cast<FaultKind>(k))) {
+        kinds.push_back(static_cast<FaultKind>(k));
+        known = true;
+      }
+    }
+    if (!known) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown fault '", name, "' (kill-prefill, kill-decode, stop-prefill, stop-decode, "
+          "term-prefill, term-decode, prefill-timeout, peer-removed)"));
+    }
+  }
+  if (kinds.empty()) {
+    for (int k = 0; k < kNumFaultKinds; ++k) kinds.push_back(static_cast<FaultKind>(k));
+  }
+  return kinds;
+}
+
+TrialRunner::TrialRunner(cluster::Cluster& cluster, cluster::Supervisor& supervisor,
+                         FaultLoad& load, TrialTimings timings, std::vector<FaultKind> kinds)
+    : cluster_(cluster), supervisor_(supervisor), load_(load), timings_(timings),
+      kinds_(std::move(kinds)) {
+  if (kinds_.empty()) kinds_ = *ParseFaultKinds("");
 }
 
 bool FaultOnPrefill(FaultKind kind) {
@@ -73,10 +103,11 @@ absl::Status TrialRunner::Signal(const std::string& name, int sig) {
 absl::StatusOr<TrialResult> TrialRunner::Run(int index) {
   TrialResult t;
   t.index = index;
-  t.kind = static_cast<FaultKind>(index % kNumFaultKinds);
+  const int num_kinds = static_cast<int>(kinds_.size());
+  t.kind = kinds_[index % num_kinds];
   const bool prefill = FaultOnPrefill(t.kind);
   const int n = prefill ? cluster_.options().num_prefill : cluster_.options().num_decode;
-  t.victim = absl::StrCat(prefill ? "prefill-" : "decode-", (index / kNumFaultKinds) % n);
+  t.victim = absl::StrCat(prefill ? "prefill-" : "decode-", (index / num_kinds) % n);
   t.start_ns = MonotonicNanos();
   // A fault on a worker that is not serving (still restarting after an earlier trial) would
   // measure nothing: wait for it, and record when it did not come.

@@ -47,6 +47,8 @@ enum class FaultKind {
 inline constexpr int kNumFaultKinds = 8;
 const char* FaultName(FaultKind kind);
 bool FaultOnPrefill(FaultKind kind);
+// "kill-prefill,term-decode" (FaultName's names) -> kinds; empty -> all eight.
+absl::StatusOr<std::vector<FaultKind>> ParseFaultKinds(const std::string& names);
 
 struct TrialTimings {
   absl::Duration stop_hold = absl::Milliseconds(1500);           // stop-*: past every limit
@@ -77,11 +79,11 @@ struct TrialResult {
 
 class TrialRunner {
  public:
+  // `kinds` empty: all eight.
   TrialRunner(cluster::Cluster& cluster, cluster::Supervisor& supervisor, FaultLoad& load,
-              TrialTimings timings)
-      : cluster_(cluster), supervisor_(supervisor), load_(load), timings_(timings) {}
+              TrialTimings timings, std::vector<FaultKind> kinds = {});
 
-  // Trial `index`: kind index % kNumFaultKinds, victim rotating among that role's workers.
+  // Trial `index`: kind kinds[index % kinds.size()], victim rotating among that role's workers.
   absl::StatusOr<TrialResult> Run(int index);
 
   // Polls the supervisor every 20 ms until `done` or `timeout`; false on timeout. Error when
@@ -100,6 +102,7 @@ class TrialRunner {
   cluster::Supervisor& supervisor_;
   FaultLoad& load_;
   TrialTimings timings_;
+  std::vector<FaultKind> kinds_;
   std::vector<pid_t> pids_seen_;
 };
 

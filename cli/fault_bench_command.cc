@@ -11,6 +11,7 @@ namespace {
 struct FaultBenchFlags {
   bench::FaultBenchOptions options;
   std::string transfer = "local";
+  std::string faults;
   double stop_hold_s = 1.5;
   double prefill_timeout_hold_s = 0.8;
   double recovery_limit_s = 15;
@@ -19,6 +20,9 @@ struct FaultBenchFlags {
 absl::Status Run(FaultBenchFlags& f) {
   bench::FaultBenchOptions& o = f.options;
   o.transfers = absl::StrSplit(f.transfer == "both" ? "local,ucx" : f.transfer, ',');
+  absl::StatusOr<std::vector<bench::FaultKind>> kinds = bench::ParseFaultKinds(f.faults);
+  if (!kinds.ok()) return kinds.status();
+  o.kinds = *kinds;
   o.timings.stop_hold = absl::Seconds(f.stop_hold_s);
   o.timings.prefill_timeout_hold = absl::Seconds(f.prefill_timeout_hold_s);
   o.timings.recovery_limit = absl::Seconds(f.recovery_limit_s);
@@ -47,6 +51,8 @@ void AddFaultBenchCommand(CLI::App& app) {
   auto f = std::make_shared<FaultBenchFlags>();
   bench::FaultBenchOptions& o = f->options;
   cmd->add_option("--trials", o.trials)->capture_default_str();
+  cmd->add_option("--faults", f->faults,
+                  "comma list of fault kinds to draw from (default: all eight), e.g. term-prefill");
   cmd->add_option("--transfer", f->transfer, "local, ucx, both, or a comma list: trials split "
                                              "evenly")
       ->capture_default_str();
