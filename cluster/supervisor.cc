@@ -1,5 +1,7 @@
 #include "cluster/supervisor.h"
 
+#include <sys/wait.h>
+
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
@@ -7,7 +9,8 @@
 
 namespace pdserve::cluster {
 
-absl::Duration RestartBackoff::OnExit(absl::Duration uptime) {
+absl::Duration RestartBackoff::OnExit(absl::Duration uptime, bool clean) {
+  if (clean) return options_.initial_backoff;
   if (uptime >= options_.stable_after || quick_deaths_ == 0) {
     quick_deaths_ = 0;
     next_ = options_.initial_backoff;
@@ -35,7 +38,8 @@ absl::Status Supervisor::Poll(absl::Time now) {
   auto log = ComponentLogger("cluster");
   for (const ChildExit& exit : cluster_.CollectExits()) {
     ChildState& state = State(exit.name);
-    const absl::Duration delay = state.backoff.OnExit(exit.uptime);
+    const bool clean = WIFEXITED(exit.wait_status) && WEXITSTATUS(exit.wait_status) == 0;
+    const absl::Duration delay = state.backoff.OnExit(exit.uptime, clean);
     if (exit.name == "router" && state.backoff.quick_deaths() > options_.max_router_restarts) {
       failed_ = absl::UnavailableError(absl::StrCat(
           "the router cannot be kept up: it died ", state.backoff.quick_deaths(),

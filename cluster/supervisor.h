@@ -39,8 +39,12 @@ struct RestartPolicyOptions {
 class RestartBackoff {
  public:
   explicit RestartBackoff(const RestartPolicyOptions& options) : options_(options) {}
-  // The process died after running `uptime`: the delay before starting it again.
-  absl::Duration OnExit(absl::Duration uptime);
+  // The process died after running `uptime`: the delay before starting it again. A `clean`
+  // exit (status 0: a worker or router that drained on SIGTERM and left in order) is no sign of
+  // a crash loop: it starts again after initial_backoff and leaves the backoff as it was. Else a
+  // worker an operator (or a node drain) stops twice within stable_after would wait ever longer
+  // to come back, and one stopped every few seconds would climb to max_backoff and stay there.
+  absl::Duration OnExit(absl::Duration uptime, bool clean = false);
   // Deaths since the last stable run, this one included.
   int quick_deaths() const { return quick_deaths_; }
 

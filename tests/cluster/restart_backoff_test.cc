@@ -32,6 +32,18 @@ TEST(RestartBackoffTest, AStableRunResetsTheBackoff) {
   EXPECT_EQ(b.OnExit(absl::Seconds(1)), absl::Seconds(1));
 }
 
+TEST(RestartBackoffTest, ACleanExitRestartsAfterTheInitialDelayAndLeavesTheBackoff) {
+  RestartBackoff b(Policy());
+  b.OnExit(absl::Seconds(1));
+  EXPECT_EQ(b.OnExit(absl::Seconds(1)), absl::Seconds(1));
+  // Drained on SIGTERM, again and again within stable_after: no climb to the cap.
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(b.OnExit(absl::Seconds(1), /*clean=*/true), absl::Milliseconds(500));
+  }
+  EXPECT_EQ(b.quick_deaths(), 2);
+  EXPECT_EQ(b.OnExit(absl::Seconds(1)), absl::Seconds(2));  // the crash backoff goes on
+}
+
 TEST(RestartBackoffTest, FirstDeathWaitsTheInitialBackoffWhateverTheUptime) {
   RestartBackoff b(Policy());
   EXPECT_EQ(b.OnExit(absl::ZeroDuration()), absl::Milliseconds(500));
