@@ -154,13 +154,13 @@ absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
   const int sig = service::WaitForTerminationSignal();
   log->info("{}: signal {} received, draining (at most {})", options.worker_id, sig,
             absl::FormatDuration(options.drain_grace));
-  if (absl::Status drained =
-          // Nothing decoding: reservations left once the router places nothing here are
-          // orphans (a router that dropped this worker failed their requests and never says
-          // so); waiting for their allocation lease ran every such drain out to its grace.
-          link->Drain([&service] { return service.Capacity().running_requests() == 0; },
-                      options.drain_grace);
-      !drained.ok()) {
+  const absl::Status drained =
+      // Nothing decoding: reservations left once the router places nothing here are
+      // orphans (a router that dropped this worker failed their requests and never says
+      // so); waiting for their allocation lease ran every such drain out to its grace.
+      link->Drain([&service] { return service.Capacity().running_requests() == 0; },
+                  options.drain_grace);
+  if (!drained.ok()) {
     log->warn("{}; exiting: the router fails what is left as UNAVAILABLE",
               std::string(drained.message()));
   } else {
@@ -170,7 +170,10 @@ absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
   stop = true;
   reaper.join();
   link.reset();
-  server.server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+  // After a drain that ran out its grace, the calls still running are stuck ones the router
+  // gives up on anyway: cancel them at once instead of adding 2 s to the worker's restart.
+  server.server->Shutdown(
+      absl::ToChronoTime(absl::Now() + (drained.ok() ? absl::Seconds(2) : absl::ZeroDuration())));
   return absl::OkStatus();
 }
 

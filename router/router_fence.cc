@@ -3,6 +3,8 @@
 // item can still write; the decode worker quarantines the blocks of a writer that may.
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "router/router_service.h"
@@ -20,8 +22,10 @@ std::set<std::string> RouterService::FenceOnPrefill(
   for (const v1::PrefillCancelItem& item : items) *request.add_items() = item;
   v1::PrefillCancelResponse response;
   grpc::ClientContext ctx;
-  // The worker waits for submitted transfers to end, within this deadline.
-  SetDeadline(ctx, options_.rpc_timeout);
+  // The worker waits for submitted transfers to end, within this deadline: no longer than a
+  // transfer may take (transfer_timeout), since an unanswered Cancel only leaves the blocks
+  // quarantined (safe), while the requests of the batch wait for this answer.
+  SetDeadline(ctx, std::clamp(options_.transfer_timeout, absl::Seconds(1), options_.rpc_timeout));
   // Tracked while the worker is registered, so that dropping it cancels the call; a dropped
   // worker is still asked: it may be alive (stopped, cut off) and able to write.
   const bool tracked = TrackRpc(prefill->id, &ctx);

@@ -234,6 +234,29 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
       cancel->set_decode_epoch(item.epoch);
     }
   }
+  // The items that succeeded go on to decode first: they must not wait for the fence of the
+  // failed ones (a Cancel that a stalled worker answers late).
+  for (Item& item : items) {
+    const std::string& id = item.request->id;
+    if (refused.contains(id) || failures.contains(id)) continue;
+    const v1::PrefillItemResult& r = results.at(id);
+    absl::MutexLock lock(&mu_);
+    v1::RequestTimeline& t = item.request->timeline;
+    t.set_prefill_start_us(r.prefill_start_us());
+    t.set_prefill_end_us(r.prefill_end_us());
+    t.set_transfer_start_us(r.transfer_start_us());
+    t.set_transfer_end_us(r.transfer_end_us());
+    t.set_kv_bytes(r.kv_bytes());
+    t.set_transfer_ops(r.transfer_ops());
+    t.set_modelled_prefill_us(r.modelled_prefill_us());
+    t.set_prefill_mock_cpu_us(r.mock_cpu_us());
+    if (auto w = workers_.find(item.placement->decode_worker); w != workers_.end()) {
+      t.set_transfer_backend(w->second->kv_pool.transfer_backend());
+    }
+    item.request->decode_epoch = item.epoch;
+    if (r.has_kv_checksum()) item.request->kv_checksum = r.kv_checksum();
+    item.request->phase = Phase::kReady;
+  }
   const std::set<std::string> fenced =
       prefill_sent ? FenceOnPrefill(prefill_worker, unsure) : std::set<std::string>();
   for (Item& item : items) {
@@ -262,25 +285,7 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
       scheduler_.DecodeDone(id);
       item.request->status = f->second;
       item.request->phase = Phase::kFailed;
-      continue;
     }
-    const v1::PrefillItemResult& r = results.at(id);
-    absl::MutexLock lock(&mu_);
-    v1::RequestTimeline& t = item.request->timeline;
-    t.set_prefill_start_us(r.prefill_start_us());
-    t.set_prefill_end_us(r.prefill_end_us());
-    t.set_transfer_start_us(r.transfer_start_us());
-    t.set_transfer_end_us(r.transfer_end_us());
-    t.set_kv_bytes(r.kv_bytes());
-    t.set_transfer_ops(r.transfer_ops());
-    t.set_modelled_prefill_us(r.modelled_prefill_us());
-    t.set_prefill_mock_cpu_us(r.mock_cpu_us());
-    if (auto w = workers_.find(item.placement->decode_worker); w != workers_.end()) {
-      t.set_transfer_backend(w->second->kv_pool.transfer_backend());
-    }
-    item.request->decode_epoch = item.epoch;
-    if (r.has_kv_checksum()) item.request->kv_checksum = r.kv_checksum();
-    item.request->phase = Phase::kReady;
   }
   absl::MutexLock lock(&mu_);
   scheduler_.PrefillDone(plan.batch_id);
