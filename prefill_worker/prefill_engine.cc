@@ -135,7 +135,19 @@ std::vector<CancelOutcome> PrefillEngine::Cancel(const std::vector<ItemFence::Ke
   std::vector<CancelOutcome> out;
   out.reserve(items.size());
   for (const ItemFence::Key& key : items) {
-    out.push_back(fence_.Cancel(key, std::max(absl::ZeroDuration(), deadline - absl::Now())));
+    CancelOutcome outcome;
+    while (true) {
+      // A stranded transfer (its Run answered while it was in flight) ends in the transport, but
+      // the fence hears of it only when it is reaped, which each Run does first. A worker that
+      // gets no more Runs (draining, or the router stopped choosing it) would then answer "in
+      // flight" for a transfer that ended long ago, and the router would hold the batch for the
+      // whole wait: reap here too, unless a Run holds the engine (it reaps itself).
+      ReapEndedTransfers();
+      const absl::Duration left = std::max(absl::ZeroDuration(), deadline - absl::Now());
+      outcome = fence_.Cancel(key, std::min(left, absl::Milliseconds(20)));
+      if (outcome != CancelOutcome::kInFlight || left == absl::ZeroDuration()) break;
+    }
+    out.push_back(outcome);
   }
   return out;
 }
@@ -162,6 +174,13 @@ absl::StatusOr<transfer::TransferId> PrefillEngine::SubmitUnlessStopped(
   for (size_t b = 0; b < copies.size(); ++b) copies[b] = {own_blocks[b], item.decode_blocks[b]};
   return transport_.Submit(*peer, copies,
                            transfer::KvNotification(item.request_id, item.decode_epoch));
+}
+
+void PrefillEngine::ReapEndedTransfers() {
+  if (run_mu_.TryLock()) {
+    ReapStranded();
+    run_mu_.Unlock();
+  }
 }
 
 void PrefillEngine::ReapStranded() {

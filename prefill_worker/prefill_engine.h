@@ -128,6 +128,11 @@ class PrefillEngine {
   std::vector<CancelOutcome> Cancel(const std::vector<ItemFence::Key>& items,
                                     absl::Duration wait);
 
+  // Frees the blocks of stranded transfers that have ended since, and tells the fence, unless a
+  // Run holds the engine (each Run does this first). For callers that need it with no Run
+  // coming: Cancel, and a draining worker waiting for its pool to be free.
+  void ReapEndedTransfers();
+
   PrefillCounters counters() const;
   const KvCache& cache() const { return cache_; }
 

@@ -119,7 +119,11 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   log->info("{}: signal {} received, draining (at most {})", options.worker_id, sig,
             absl::FormatDuration(options.drain_grace));
   const absl::Status drained = link->Drain(
-      [&service] { return service::CapacityIdle(service.Capacity()); }, options.drain_grace);
+      [&service, &engine] {
+        engine.ReapEndedTransfers();  // no Run may come to free the blocks of stranded transfers
+        return service::CapacityIdle(service.Capacity());
+      },
+      options.drain_grace);
   if (!drained.ok()) {
     log->warn("{}; exiting: the router fails what is left as UNAVAILABLE",
               std::string(drained.message()));

@@ -59,7 +59,7 @@ class FakeTransport : public transfer::KvTransport {
                               .operations = static_cast<uint32_t>(copies.size())};
     return next_transfer_++;
   }
-  absl::StatusOr<bool> Poll(transfer::TransferId) override { return true; }
+  absl::StatusOr<bool> Poll(transfer::TransferId) override { return !stall_transfers; }
   absl::Status Wait(transfer::TransferId, absl::Duration timeout) override {
     waits.push_back(timeout);
     if (stall_transfers) return absl::DeadlineExceededError("transfer still in flight");

@@ -130,6 +130,22 @@ TEST_F(PrefillFenceTest, TransferWaitIsCutByTheCallsDeadlineAndNamesThisWorker) 
                                ::testing::HasSubstr("deadline on prefill worker prefill-7")));
 }
 
+// A stranded transfer that ends while no Run comes (a draining worker) must not keep a Cancel
+// waiting: the third fault run saw a Cancel unanswered for 7 s hold its batch and a drain.
+TEST_F(PrefillFenceTest, CancelSeesAStrandedTransferEndWithoutAnotherRun) {
+  PrefillEngine engine(*prefill_cache_, prefill_transport_,
+                       PrefillEngineOptions{.transfer_timeout = absl::Milliseconds(10)});
+  ASSERT_TRUE(engine.AddPeer("decode-0", *decode_transport_.ExportDescriptor(), 32).ok());
+  prefill_transport_.stall_transfers = true;
+  auto out = engine.Run({Item("a", {0, 1, 2})});
+  ASSERT_TRUE(out[0].transfer_in_flight);
+  EXPECT_THAT(engine.Cancel({{"a", 5}}, absl::Milliseconds(50)),
+              ElementsAre(CancelOutcome::kInFlight));
+  prefill_transport_.stall_transfers = false;  // the transfer ends; no Run follows
+  EXPECT_THAT(engine.Cancel({{"a", 5}}, absl::Seconds(5)),
+              ElementsAre(CancelOutcome::kCompleted));
+}
+
 TEST_F(PrefillFenceTest, TransferTimeoutWithoutACallDeadlineNamesOnlyThePeer) {
   PrefillEngine engine(*prefill_cache_, prefill_transport_,
                        PrefillEngineOptions{.transfer_timeout = absl::Milliseconds(50),
