@@ -1,5 +1,7 @@
 #include "http/completion_stream.h"
 
+#include <algorithm>
+#include <span>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -37,11 +39,20 @@ class CompletionSink final : public router::TokenSink {
       bytes = EventStreamHead(keep_alive_);
       head_sent_ = true;
     }
+    // One SSE chunk per token, as vLLM streams (one token per engine step), so that clients
+    // that count chunks as tokens (vllm bench serve's ITL) see every token. Tokens that came
+    // in one decode message go out in one write: their chunks carry the same arrival time.
     const Extension extension = event.finished ? MakeExtension() : Extension{};
-    bytes +=
-        EventChunk(StreamChunk(request_, head_, event.tokens, leading_space, event.first,
-                               event.finished ? finish_reason_ : std::string(),
-                               event.finished && request_.return_token_ids ? &extension : nullptr));
+    const size_t n = std::max<size_t>(event.tokens.size(), 1);  // a final event may be empty
+    for (size_t i = 0; i < n; ++i) {
+      const bool last = i + 1 == n;
+      const std::span<const int32_t> token =
+          event.tokens.empty() ? std::span<const int32_t>() : std::span(event.tokens).subspan(i, 1);
+      bytes += EventChunk(StreamChunk(
+          request_, head_, token, leading_space || i > 0, event.first && i == 0,
+          event.finished && last ? finish_reason_ : std::string(),
+          event.finished && last && request_.return_token_ids ? &extension : nullptr));
+    }
     return channel_.Send(std::move(bytes));
   }
   bool Cancelled() const override { return channel_.ClientGone(); }
