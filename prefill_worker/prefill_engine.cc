@@ -141,7 +141,7 @@ std::vector<CancelOutcome> PrefillEngine::Cancel(const std::vector<ItemFence::Ke
       // the fence hears of it only when it is reaped, which each Run does first. A worker that
       // gets no more Runs (draining, or the router stopped choosing it) would then answer "in
       // flight" for a transfer that ended long ago, and the router would hold the batch for the
-      // whole wait: reap here too, unless a Run holds the engine (it reaps itself).
+      // whole wait: reap here too.
       ReapEndedTransfers();
       const absl::Duration left = std::max(absl::ZeroDuration(), deadline - absl::Now());
       outcome = fence_.Cancel(key, std::min(left, absl::Milliseconds(20)));
@@ -172,18 +172,20 @@ absl::StatusOr<transfer::TransferId> PrefillEngine::SubmitUnlessStopped(
   }
   std::vector<transfer::BlockCopy> copies(own_blocks.size());
   for (size_t b = 0; b < copies.size(); ++b) copies[b] = {own_blocks[b], item.decode_blocks[b]};
-  return transport_.Submit(*peer, copies,
-                           transfer::KvNotification(item.request_id, item.decode_epoch));
+  absl::StatusOr<transfer::TransferId> id = transport_.Submit(
+      *peer, copies, transfer::KvNotification(item.request_id, item.decode_epoch));
+  if (id.ok()) return id;
+  // The transport knows only its peer number ("unknown or removed KV peer 3", when the peer was
+  // removed since the lookup above): say which request and which decode worker.
+  return absl::Status(id.status().code(),
+                      absl::StrCat("request ", item.request_id, ": KV transfer to ",
+                                   item.decode_worker, " failed: ", id.status().message()));
 }
 
-void PrefillEngine::ReapEndedTransfers() {
-  if (run_mu_.TryLock()) {
-    ReapStranded();
-    run_mu_.Unlock();
-  }
-}
+void PrefillEngine::ReapEndedTransfers() { ReapStranded(); }
 
 void PrefillEngine::ReapStranded() {
+  absl::MutexLock lock(&stranded_mu_);
   for (size_t i = 0; i < stranded_.size();) {
     Stranded& s = stranded_[i];
     absl::StatusOr<bool> done = transport_.Poll(s.transfer);
@@ -250,12 +252,12 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
     admitted[i] = outcomes[i].status.ok();
     if (!admitted[i]) log->warn("refused: {}", outcomes[i].status.ToString());
   }
-  absl::MutexLock run_lock(&run_mu_);
   ReapStranded();
   {
     absl::MutexLock lock(&mu_);
-    counters_.running = static_cast<uint32_t>(items.size());
+    counters_.running += static_cast<uint32_t>(items.size());
   }
+  run_mu_.Lock();
   std::vector<Inflight> inflight;
   const absl::Time batch_start = absl::Now();
   const int64_t batch_start_us = WallMicros();
@@ -356,6 +358,7 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
       }
     }
   }
+  run_mu_.Unlock();  // the next batch may compute while these transfers are waited for
   uint64_t bytes = 0, done = 0;
   for (Inflight& entry : inflight) {
     PrefillItemOutcome& out = outcomes[entry.index];
@@ -398,6 +401,7 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
     fence_.Finish(key, entry.transfer.has_value(), out.status.ok(), stranded);
     if (!out.status.ok()) log->warn("{}", out.status.ToString());
     if (stranded) {
+      absl::MutexLock lock(&stranded_mu_);
       stranded_.push_back(Stranded{key, *entry.transfer, std::move(entry.own_blocks)});
     } else if (absl::Status freed = cache_.allocator().Free(entry.own_blocks); !freed.ok()) {
       log->error("request {}: freeing prefill blocks failed: {}", out.request_id, freed.ToString());
@@ -412,7 +416,7 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
     }
   }
   absl::MutexLock lock(&mu_);
-  counters_.running = 0;
+  counters_.running -= static_cast<uint32_t>(items.size());
   counters_.requests += done;
   counters_.kv_bytes += bytes;
   return outcomes;

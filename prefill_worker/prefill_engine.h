@@ -128,9 +128,9 @@ class PrefillEngine {
   std::vector<CancelOutcome> Cancel(const std::vector<ItemFence::Key>& items,
                                     absl::Duration wait);
 
-  // Frees the blocks of stranded transfers that have ended since, and tells the fence, unless a
-  // Run holds the engine (each Run does this first). For callers that need it with no Run
-  // coming: Cancel, and a draining worker waiting for its pool to be free.
+  // Frees the blocks of stranded transfers that have ended since, and tells the fence (each Run
+  // does this first). For callers that need it with no Run coming: Cancel, and a draining worker
+  // waiting for its pool to be free.
   void ReapEndedTransfers();
 
   PrefillCounters counters() const;
@@ -166,14 +166,18 @@ class PrefillEngine {
                        const std::function<bool()>& abandoned);
   // Whether the item's result carries the checksum of its KV (claim_checksum_bytes).
   bool ClaimsChecksum(const PrefillItemSpec& item) const;
-  void ReapStranded() ABSL_EXCLUSIVE_LOCKS_REQUIRED(run_mu_);
+  void ReapStranded() ABSL_LOCKS_EXCLUDED(stranded_mu_);
 
   KvCache& cache_;
   transfer::KvTransport& transport_;
   const PrefillEngineOptions options_;
 
-  absl::Mutex run_mu_;  // one batch at a time
-  std::vector<Stranded> stranded_ ABSL_GUARDED_BY(run_mu_);
+  // One batch's kernels and submissions at a time. Its transfer waits run outside it, so that
+  // the next batch computes meanwhile and a batch stuck on a stalled decode peer does not make
+  // the batches behind it (for healthy peers) miss their deadlines.
+  absl::Mutex run_mu_;
+  absl::Mutex stranded_mu_;
+  std::vector<Stranded> stranded_ ABSL_GUARDED_BY(stranded_mu_);
   ItemFence fence_;
   mutable absl::Mutex mu_;
   std::map<std::string, Peer> peers_ ABSL_GUARDED_BY(mu_);

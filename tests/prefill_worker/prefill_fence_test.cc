@@ -1,5 +1,6 @@
 // The prefill engine's side of fenced KV: it refuses destinations the decode worker cannot have
 // granted, and a cancelled item never reaches the transport.
+#include <set>
 #include <thread>
 
 #include "absl/synchronization/notification.h"
@@ -144,6 +145,63 @@ TEST_F(PrefillFenceTest, CancelSeesAStrandedTransferEndWithoutAnotherRun) {
   prefill_transport_.stall_transfers = false;  // the transfer ends; no Run follows
   EXPECT_THAT(engine.Cancel({{"a", 5}}, absl::Seconds(5)),
               ElementsAre(CancelOutcome::kCompleted));
+}
+
+// Transfers to one peer (a SIGSTOPped decode worker) never end: Wait sleeps its whole timeout.
+class StallingTransport final : public FakeTransport {
+ public:
+  absl::StatusOr<transfer::TransferId> Submit(transfer::PeerId peer,
+                                              std::span<const transfer::BlockCopy> copies,
+                                              const std::string& notification) override {
+    absl::StatusOr<transfer::TransferId> id = FakeTransport::Submit(peer, copies, notification);
+    absl::MutexLock lock(&mu_);
+    if (id.ok() && peer == stalled_peer) stalled_.insert(*id);
+    return id;
+  }
+  absl::Status Wait(transfer::TransferId id, absl::Duration timeout) override {
+    bool stalled;
+    {
+      absl::MutexLock lock(&mu_);
+      stalled = stalled_.contains(id);
+    }
+    if (!stalled) return FakeTransport::Wait(id, timeout);
+    if (!in_stalled_wait.HasBeenNotified()) in_stalled_wait.Notify();
+    absl::SleepFor(timeout);
+    return absl::DeadlineExceededError("transfer still in flight");
+  }
+  absl::StatusOr<bool> Poll(transfer::TransferId) override { return false; }
+
+  transfer::PeerId stalled_peer = 0;
+  absl::Notification in_stalled_wait;
+
+ private:
+  absl::Mutex mu_;
+  std::set<transfer::TransferId> stalled_ ABSL_GUARDED_BY(mu_);
+};
+
+// A batch waiting on a stalled decode peer must not hold up the next batch, for a healthy
+// peer, until that one's deadline has passed (the fourth fault run: 6 requests for a healthy
+// decode worker failed behind a batch for a SIGSTOPped one).
+TEST_F(PrefillFenceTest, ABatchWaitingOnAStalledPeerDoesNotHoldUpTheNext) {
+  StallingTransport transport;
+  ASSERT_TRUE(transport.RegisterPool(*prefill_cache_).ok());
+  PrefillEngine engine(*prefill_cache_, transport,
+                       PrefillEngineOptions{.transfer_timeout = absl::Seconds(3)});
+  ASSERT_TRUE(engine.AddPeer("decode-0", *decode_transport_.ExportDescriptor(), 32).ok());
+  ASSERT_TRUE(engine.AddPeer("decode-1", *decode_transport_.ExportDescriptor(), 32).ok());
+  transport.stalled_peer = 1;  // decode-0's: the fake numbers peers from 1
+  std::vector<PrefillItemOutcome> stuck;
+  std::thread first([&] { stuck = engine.Run({Item("a", {0, 1, 2})}); });
+  ASSERT_TRUE(transport.in_stalled_wait.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  PrefillItemSpec healthy = Item("b", {3, 4, 5});
+  healthy.decode_worker = "decode-1";
+  const auto out = engine.Run({healthy}, nullptr, absl::Now() + absl::Milliseconds(1500));
+  first.join();
+  EXPECT_TRUE(out[0].status.ok()) << out[0].status;
+  // Its transfer was waited for with time to spare, not after "a"'s 3 s wait (then 0).
+  ASSERT_FALSE(transport.waits.empty());
+  EXPECT_GT(transport.waits.back(), absl::ZeroDuration());
+  EXPECT_EQ(stuck[0].status.code(), absl::StatusCode::kDeadlineExceeded);
 }
 
 TEST_F(PrefillFenceTest, TransferTimeoutWithoutACallDeadlineNamesOnlyThePeer) {
