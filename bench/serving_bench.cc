@@ -71,6 +71,10 @@ loadgen::LoadOptions CellLoad(const ServingBenchOptions& o, const cluster::Clust
                               const std::string& backend, const CellPlan& cell) {
   loadgen::LoadOptions load;
   load.target = cl.endpoint();
+  if (o.api == "http") {
+    load.api = loadgen::ClientApi::kOpenAi;
+    load.base_url = cl.http_url();
+  }
   load.num_prompts = cell.prompts;
   load.num_warmups = 0;  // the cluster was warmed once (RunBackend)
   load.arrival.request_rate = cell.rate;
@@ -79,7 +83,7 @@ loadgen::LoadOptions CellLoad(const ServingBenchOptions& o, const cluster::Clust
   load.preset = o.preset;
   load.verify = o.verify;
   load.progress = loadgen::ProgressMode::kAuto;
-  load.backend = absl::StrCat("pdserve-", backend);
+  load.backend = loadgen::ClientApiName(load.api);
   load.label = absl::StrCat(backend, "-in", cell.input_len, "-out", cell.output_len);
   return load;
 }
@@ -256,6 +260,9 @@ absl::Status RunBackend(const ServingBenchOptions& o, const std::string& user_ba
 absl::Status RunServingBench(const ServingBenchOptions& options) {
   const int64_t run_start = MonotonicNanos();
   ServingBenchOptions o = options;
+  if (o.api != "grpc" && o.api != "http") {
+    return absl::InvalidArgumentError(absl::StrCat("--api must be grpc or http, not '", o.api, "'"));
+  }
   std::string device;
   if (o.device == "cuda") {
 #if PDSERVE_HAS_CUDA
@@ -305,10 +312,10 @@ absl::Status RunServingBench(const ServingBenchOptions& options) {
   const std::string compute =
       o.compute == "roofline" ? absl::StrCat("roofline (", o.gpu, ")") : o.compute;
   std::printf(
-      "pdserve bench (%s): backends %s, preset %s, compute %s, %d prefill + %d decode, "
-      "inputs %s, outputs %s, rates %s req/s; %zu cells per backend, %.1f min for all "
+      "pdserve bench (%s, load over %s): backends %s, preset %s, compute %s, %d prefill + %d "
+      "decode, inputs %s, outputs %s, rates %s req/s; %zu cells per backend, %.1f min for all "
       "backends at the modelled speed (cluster starts and baselines not included)\n",
-      plan.name.c_str(), absl::StrJoin(o.backends, ",").c_str(), o.preset.c_str(), compute.c_str(),
+      plan.name.c_str(), o.api.c_str(), absl::StrJoin(o.backends, ",").c_str(), o.preset.c_str(), compute.c_str(),
       o.num_prefill, o.num_decode, absl::StrJoin(plan.input_lens, ",").c_str(),
       absl::StrJoin(plan.output_lens, ",").c_str(), absl::StrJoin(plan.rates, ",").c_str(),
       cells.size(), planned_s * o.backends.size() / 60);
@@ -353,11 +360,13 @@ absl::Status RunServingBench(const ServingBenchOptions& options) {
       "clamp(round(rate x max(%g s - tail, %g s / 3)), %d, %d), where tail is one request's "
       "prefill + output x decode step at the modelled speed (Little's law for the decode "
       "batch); the same prompts and arrival times in a cell for every backend; one cluster per "
-      "backend, warmed by 2 requests of the longest prompt; tokens verified against the model: "
-      "%s. %s",
+      "backend, warmed by 2 requests of the longest prompt; load sent over %s; tokens verified "
+      "against the model: %s. %s",
       plan.name, absl::StrJoin(plan.input_lens, ","), absl::StrJoin(plan.output_lens, ","),
       absl::StrJoin(plan.rates, ","), plan.cell_seconds, plan.cell_seconds, plan.min_prompts,
-      plan.max_prompts, o.verify ? "yes" : "no",
+      plan.max_prompts,
+      o.api == "http" ? "HTTP (OpenAI /v1/completions, streamed)" : "gRPC (Router.Generate)",
+      o.verify ? "yes" : "no",
       o.compute == "cuda"
           ? "KV bytes are real and live in GPU memory: prefill writes K/V and runs causal "
             "attention on the GPU, every decode step runs paged attention over every KV byte of "

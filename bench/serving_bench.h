@@ -37,6 +37,9 @@ struct ServingBenchOptions {
   int max_prompts = 0;
   bool transfer_baseline = true;  // the same-run microbenchmark of one request's KV
   bool verify = true;
+  // How the load reaches the router: grpc (Router.Generate) or http (the OpenAI-compatible
+  // /v1/completions, streamed; loadgen --backend openai).
+  std::string api = "grpc";
   uint64_t seed = 0;
   std::string result_dir;    // empty: results/bench-<date>
   std::string command_line;  // recorded in the report

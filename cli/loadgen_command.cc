@@ -1,5 +1,5 @@
-// `pdserve loadgen`: an open-loop load generator against a Router.Generate endpoint, with the
-// flags and result fields of `vllm bench serve`.
+// `pdserve loadgen`: an open-loop load generator against a Router.Generate endpoint (gRPC) or an
+// OpenAI-compatible HTTP API, with the flags and result fields of `vllm bench serve`.
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,6 +31,7 @@ struct LoadgenFlags {
   std::string percentiles = "50,90,95,99";
   std::vector<std::string> goodput;
   std::string progress = "auto";
+  std::string backend = "pdserve";
   bool save_result = false;
   std::string result_dir = ".", result_filename, output_json, output_csv;
   int builtin_tokens_per_chunk = 1, builtin_fail_every = 0;
@@ -39,8 +40,17 @@ struct LoadgenFlags {
 
 absl::Status ResolveOptions(LoadgenFlags& f) {
   LoadOptions& o = f.options;
+  ASSIGN_OR_RETURN(o.api, loadgen::ParseClientApi(f.backend));
+  o.backend = loadgen::ClientApiName(o.api);
   if (!f.host.empty() || f.port > 0) {
-    o.target = absl::StrCat(f.host.empty() ? "127.0.0.1" : f.host, ":", f.port > 0 ? f.port : 8000);
+    const std::string host_port =
+        absl::StrCat(f.host.empty() ? "127.0.0.1" : f.host, ":", f.port > 0 ? f.port : 8000);
+    o.target = host_port;
+    if (o.base_url.empty()) o.base_url = absl::StrCat("http://", host_port);  // as vllm
+  }
+  if (o.api != loadgen::ClientApi::kPdserve && o.target == "builtin") {
+    return absl::InvalidArgumentError(
+        "the built-in echo target speaks gRPC only: --backend pdserve with --target builtin");
   }
   ASSIGN_OR_RETURN(o.arrival.request_rate, loadgen::ParseRequestRate(f.request_rate));
   if (!f.arrival_process.empty()) {
@@ -148,10 +158,25 @@ void AddVerifySubcommand(CLI::App* loadgen) {
 
 void AddLoadgenCommand(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
-      "loadgen", "Open-loop load against Router.Generate; vllm bench serve metrics and fields");
+      "loadgen",
+      "Open-loop load against Router.Generate (gRPC) or an OpenAI-compatible HTTP API; vllm "
+      "bench serve metrics and fields");
   auto f = std::make_shared<LoadgenFlags>();
   LoadOptions& o = f->options;
+  cmd->add_option("--backend", f->backend,
+                  "the API, as vllm bench serve's --backend: pdserve (gRPC Router.Generate at "
+                  "--target), openai (/v1/completions at --base-url), openai-chat "
+                  "(/v1/chat/completions); stored as 'backend' in the result")
+      ->capture_default_str();
   cmd->add_option("--target", o.target, "host:port of Router.Generate, or 'builtin' (echo target)")
+      ->capture_default_str();
+  cmd->add_option("--base-url", o.base_url,
+                  "http://HOST:PORT of the OpenAI-compatible API (--backend openai*; default from "
+                  "--host/--port)");
+  cmd->add_option("--endpoint", o.endpoint,
+                  "API path (default /v1/completions, /v1/chat/completions for openai-chat)");
+  cmd->add_option("--http-threads", o.http_io_threads,
+                  "io threads of the HTTP client (--backend openai*)")
       ->capture_default_str();
   cmd->add_option("--host", f->host, "target host (with --port, instead of --target)");
   cmd->add_option("--port", f->port, "target port");
@@ -188,11 +213,11 @@ void AddLoadgenCommand(CLI::App& app) {
   cmd->add_option("--request-timeout", o.request_timeout_s, "per-request deadline, s")
       ->capture_default_str();
   cmd->add_option("--connect-timeout", o.connect_timeout_s, "s")->capture_default_str();
-  cmd->add_option("--num-channels", o.num_channels, "gRPC connections")->capture_default_str();
+  cmd->add_option("--num-channels", o.num_channels, "gRPC connections (--backend pdserve)")
+      ->capture_default_str();
   cmd->add_option("--progress", f->progress, "auto (when stderr is a tty), on, off")
       ->capture_default_str();
-  cmd->add_option("--backend", o.backend, "label stored as 'backend'")->capture_default_str();
-  cmd->add_option("--label", o.label);
+  cmd->add_option("--label", o.label, "stored as 'label' (what else this run was)");
   cmd->add_option("--model", o.model_id, "stored as model_id (default pdserve/<preset>)");
   cmd->add_flag("--save-result", f->save_result, "write the JSON (and CSV) to --result-dir");
   cmd->add_option("--result-dir", f->result_dir)->capture_default_str();

@@ -42,6 +42,9 @@ void AddServingBenchCommand(CLI::App& app) {
       ->capture_default_str();
   bench->add_option("--verify", o->verify, "check every token against the model")
       ->capture_default_str();
+  bench->add_option("--api", o->api, "how the load reaches the router: grpc (Router.Generate) or http (the OpenAI-compatible /v1/completions, streamed)")
+      ->check(CLI::IsMember({"grpc", "http"}))
+      ->capture_default_str();
   bench->add_option("--seed", o->seed)->capture_default_str();
   bench->add_option("--result-dir", o->result_dir, "default results/bench-<date>");
   bench->callback([bench, o] {

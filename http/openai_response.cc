@@ -54,6 +54,17 @@ json Head(const OpenAiRequest& request, const ResponseHead& head, bool chunk) {
       {"id", head.id}, {"object", object}, {"created", head.created}, {"model", head.model}};
 }
 
+// The exact model (what a gRPC client reads from GetStatus): a client that recomputes tokens
+// (`pdserve loadgen --backend openai --verify`) needs the block size and dtype, not only a name.
+json ModelSpecJson(const ModelConfig& config) {
+  const ModelOverrides o = OverridesOf(config);
+  return json{{"preset", o.preset},
+              {"block_size", o.block_size},
+              {"dtype", o.dtype},
+              {"num_layers", o.num_layers},
+              {"max_model_len", o.max_model_len}};
+}
+
 json FinishReason(const std::string& reason) {
   return reason.empty() ? json(nullptr) : json(reason);
 }
@@ -195,7 +206,8 @@ std::string ModelList(const ModelConfig& config, int64_t created) {
                                               {"owned_by", "pdserve"},
                                               {"root", name},
                                               {"parent", nullptr},
-                                              {"max_model_len", config.max_model_len}}})}});
+                                              {"max_model_len", config.max_model_len},
+                                              {"pdserve", ModelSpecJson(config)}}})}});
 }
 
 }  // namespace pdserve::http

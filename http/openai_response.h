@@ -60,6 +60,8 @@ std::string ErrorBody(int http_status, absl::string_view message);
 int HttpStatusOf(const absl::Status& status);
 absl::string_view ReasonPhrase(int http_status);
 
+// The model list; its entry carries pdserve's model spec ("pdserve": {preset, block_size,
+// dtype, num_layers, max_model_len}), so that clients recompute tokens with the served model.
 std::string ModelList(const ModelConfig& config, int64_t created);
 
 }  // namespace pdserve::http

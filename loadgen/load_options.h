@@ -2,8 +2,10 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "loadgen/arrival_schedule.h"
 #include "loadgen/metrics.h"
 #include "loadgen/workload.h"
@@ -13,9 +15,21 @@ namespace pdserve::loadgen {
 enum class DatasetKind { kRandom, kTrace };
 enum class ProgressMode { kAuto, kOn, kOff };  // kAuto: a live line only when stderr is a tty
 
+// The API the load speaks (vllm bench serve's --backend picks it the same way): pdserve's gRPC
+// Router.Generate, or OpenAI's streamed completions / chat completions over HTTP.
+enum class ClientApi { kPdserve, kOpenAi, kOpenAiChat };
+
+// "pdserve", "openai", "openai-chat".
+absl::StatusOr<ClientApi> ParseClientApi(std::string_view name);
+std::string ClientApiName(ClientApi api);
+
 // Everything one load run needs. Defaults follow `vllm bench serve` where it has the same knob.
 struct LoadOptions {
+  ClientApi api = ClientApi::kPdserve;
   std::string target = "127.0.0.1:8000";  // host:port serving pdserve.v1.Router/Generate
+  std::string base_url;     // http://HOST:PORT of the OpenAI-compatible API (api openai*)
+  std::string endpoint;     // empty: /v1/completions, or /v1/chat/completions for openai-chat
+  int http_io_threads = 1;  // io threads of the HTTP client (every socket; no thread per request)
   int num_prompts = 1000;
   int num_warmups = 0;      // sent and awaited before the measured run; not in the results
   int max_concurrency = 0;  // 0: unlimited
@@ -37,12 +51,13 @@ struct LoadOptions {
   std::vector<double> percentiles = {50, 90, 95, 99};
   SloSpec goodput;
 
-  double request_timeout_s = 600;  // per-request gRPC deadline
+  double request_timeout_s = 600;  // per-request deadline (gRPC, or the whole HTTP exchange)
   double connect_timeout_s = 10;   // waiting for the target's channel to become ready
-  int num_channels = 2;            // separate HTTP/2 connections, requests spread round-robin
+  int num_channels = 2;            // gRPC: separate HTTP/2 connections, requests spread round-robin
   ProgressMode progress = ProgressMode::kAuto;
 
-  // Labels copied into the result.
+  // Labels copied into the result. `backend` names the API (ClientApiName(api)) unless a
+  // caller sets it; `label` says what else the run was (transfer backend, workload).
   std::string backend = "pdserve";
   std::string label;
   std::string model_id;  // empty: "pdserve/<the target's preset>"

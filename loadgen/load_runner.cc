@@ -16,19 +16,13 @@
 #include "common/model_config.h"
 #include "common/status_macros.h"
 #include "common/synthetic_model.h"
-#include "grpcpp/grpcpp.h"
 #include "loadgen/call_tracker.h"
-#include "loadgen/generate_call.h"
+#include "loadgen/load_client.h"
 #include "loadgen/progress_line.h"
-#include "loadgen/target_model.h"
 #include "loadgen/verify.h"
-#include "pdserve.grpc.pb.h"
 
 namespace pdserve::loadgen {
 namespace {
-
-namespace v1 = pdserve::v1;
-using StubList = std::vector<std::unique_ptr<v1::Router::Stub>>;
 
 constexpr uint64_t kWarmupSalt = 0x3C6EF372FE94F82Bull;
 // Due times count from a moment slightly ahead of the sender's start, so that the first
@@ -41,54 +35,20 @@ struct PhaseOutcome {
   double duration_s = 0;  // first send -> last completion
 };
 
-// One HTTP/2 connection per channel: the distinct argument keeps gRPC from sharing subchannels.
-absl::StatusOr<StubList> Connect(const LoadOptions& options) {
-  StubList stubs;
-  const auto deadline = std::chrono::system_clock::now() +
-                        std::chrono::milliseconds(static_cast<int64_t>(options.connect_timeout_s * 1e3));
-  for (int i = 0; i < options.num_channels; ++i) {
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    args.SetInt("pdserve.loadgen.channel", i);
-    auto channel =
-        grpc::CreateCustomChannel(options.target, grpc::InsecureChannelCredentials(), args);
-    if (!channel->WaitForConnected(deadline)) {
-      return absl::UnavailableError(absl::StrCat("loadgen: cannot connect to ", options.target,
-                                                 " within ", options.connect_timeout_s, " s"));
-    }
-    stubs.push_back(v1::Router::NewStub(channel));
-  }
-  return stubs;
-}
-
-std::vector<v1::GenerateRequest> MakeRequests(const std::vector<RequestSpec>& specs,
-                                              const std::string& id_prefix,
-                                              const std::string& preset) {
-  std::vector<v1::GenerateRequest> requests(specs.size());
-  for (size_t i = 0; i < specs.size(); ++i) {
-    v1::GenerateRequest& r = requests[i];
-    r.set_request_id(absl::StrCat(id_prefix, specs[i].index));
-    r.mutable_prompt_tokens()->Assign(specs[i].prompt.begin(), specs[i].prompt.end());
-    r.set_max_tokens(specs[i].output_len);
-    r.set_seed(specs[i].seed);
-    r.set_ignore_eos(true);
-    if (!preset.empty()) r.set_preset(preset);
-  }
-  return requests;
-}
-
-// Sends `requests` at their due times from a sender thread and waits until every one is done
-// (each has a deadline, so this ends).
-PhaseOutcome RunPhase(const std::vector<RequestSpec>& specs,
-                      const std::vector<v1::GenerateRequest>& requests, const StubList& stubs,
-                      const LoadOptions& options, bool show_progress) {
+// Sends the phase's requests at their due times from a sender thread and waits until every
+// one is done (each has a deadline, so this ends).
+absl::StatusOr<PhaseOutcome> RunPhase(std::vector<RequestSpec>& specs, LoadClient& client,
+                                      const std::string& id_prefix, const ModelConfig& model,
+                                      const LoadOptions& options, bool show_progress) {
   const int n = static_cast<int>(specs.size());
+  // With --verify every request names the model, so that a target serving another refuses it.
+  RETURN_IF_ERROR(client.Prepare(specs, id_prefix, model, /*name_preset=*/options.verify));
   PhaseOutcome out;
   out.records.resize(n);
   for (int i = 0; i < n; ++i) {
     RequestRecord& r = out.records[i];
     r.index = specs[i].index;
-    r.request_id = requests[i].request_id();
+    r.request_id = client.RequestId(i);
     r.input_len = specs[i].input_len;
     r.max_tokens = specs[i].output_len;
     r.seed = specs[i].seed;
@@ -98,18 +58,13 @@ PhaseOutcome RunPhase(const std::vector<RequestSpec>& specs,
   if (n == 0) return out;
   CallTracker tracker;
   const int64_t t0 = MonotonicNanos() + kStartLeadNs;
-  std::vector<std::unique_ptr<GenerateCall>> calls;
-  calls.reserve(n);
-  for (int i = 0; i < n; ++i) {
-    calls.push_back(std::make_unique<GenerateCall>(&out.records[i], &tracker, t0));
-  }
   std::thread sender([&] {
     for (int i = 0; i < n; ++i) {
-      const std::chrono::steady_clock::time_point due{std::chrono::nanoseconds(
-          t0 + static_cast<int64_t>(specs[i].arrival_s * 1e9))};
+      const std::chrono::steady_clock::time_point due{
+          std::chrono::nanoseconds(t0 + static_cast<int64_t>(specs[i].arrival_s * 1e9))};
       if (std::chrono::steady_clock::now() < due) std::this_thread::sleep_until(due);
       tracker.WaitForSlot(options.max_concurrency);
-      calls[i]->Start(stubs[i % stubs.size()].get(), &requests[i], options.request_timeout_s);
+      client.Send(i, &out.records[i], &tracker, t0, options.request_timeout_s);
     }
   });
   ProgressLine progress(show_progress, n, t0);
@@ -117,6 +72,7 @@ PhaseOutcome RunPhase(const std::vector<RequestSpec>& specs,
     progress.Update(tracker.Read(), MonotonicNanos());
   }
   sender.join();
+  client.EndPhase();
   out.counts = tracker.Read();
   progress.Finish(out.counts, MonotonicNanos());
   const double first_send = out.records.front().send_s;  // sends go out in index order
@@ -159,13 +115,13 @@ absl::Status MakeWorkloads(const LoadOptions& options, int32_t vocab_size,
                                   options.random.prefix_len);
     }
   } else {
-    ASSIGN_OR_RETURN(specs, MakeRandomWorkload(options.random, options.num_prompts, options.seed,
-                                               vocab_size));
+    ASSIGN_OR_RETURN(
+        specs, MakeRandomWorkload(options.random, options.num_prompts, options.seed, vocab_size));
     const std::vector<double> due =
         ArrivalOffsets(options.arrival, options.num_prompts, options.seed);
     for (size_t i = 0; i < specs.size(); ++i) specs[i].arrival_s = due[i];
-    ASSIGN_OR_RETURN(warmups, MakeRandomWorkload(options.random, options.num_warmups,
-                                                 warmup_seed, vocab_size));
+    ASSIGN_OR_RETURN(
+        warmups, MakeRandomWorkload(options.random, options.num_warmups, warmup_seed, vocab_size));
   }
   for (RequestSpec& w : warmups) w.arrival_s = 0;  // warm-ups go out at once
   return absl::OkStatus();
@@ -173,23 +129,22 @@ absl::Status MakeWorkloads(const LoadOptions& options, int32_t vocab_size,
 
 // The model to build prompts for and verify against: the target's own (GetStatus), so that
 // --verify recomputes tokens with the cluster's block size and dtype, not an assumed preset.
-absl::StatusOr<ModelConfig> TargetModel(const LoadOptions& options, v1::Router::Stub& stub) {
+absl::StatusOr<ModelConfig> TargetModel(const LoadOptions& options, LoadClient& client) {
   auto log = ComponentLogger("loadgen");
-  absl::StatusOr<ModelConfig> target =
-      FetchTargetModel(stub, absl::Seconds(options.connect_timeout_s));
+  absl::StatusOr<ModelConfig> target = client.FetchModel(absl::Seconds(options.connect_timeout_s));
   if (target.ok()) {
     if (!options.preset.empty() && options.preset != target->name) {
-      return absl::InvalidArgumentError(absl::StrCat("loadgen: --preset ", options.preset,
-                                                     " but ", options.target, " serves model ",
+      return absl::InvalidArgumentError(absl::StrCat("loadgen: --preset ", options.preset, " but ",
+                                                     TargetName(options), " serves model ",
                                                      ModelSummary(*target)));
     }
-    log->info("{} serves model {}", options.target, ModelSummary(*target));
+    log->info("{} serves model {}", TargetName(options), ModelSummary(*target));
     return target;
   }
   if (options.verify) {
-    return absl::Status(target.status().code(),
-                        absl::StrCat("loadgen --verify needs the target's model: ",
-                                     target.status().message()));
+    return absl::Status(
+        target.status().code(),
+        absl::StrCat("loadgen --verify needs the target's model: ", target.status().message()));
   }
   const std::string preset = options.preset.empty() ? "tiny" : options.preset;
   log->warn("{}; prompts use preset {}'s vocabulary", target.status().ToString(), preset);
@@ -199,7 +154,14 @@ absl::StatusOr<ModelConfig> TargetModel(const LoadOptions& options, v1::Router::
 }  // namespace
 
 absl::Status ValidateLoadOptions(const LoadOptions& o) {
-  if (o.target.empty()) return absl::InvalidArgumentError("loadgen: no target given");
+  if (o.api == ClientApi::kPdserve && o.target.empty()) {
+    return absl::InvalidArgumentError("loadgen: no target given");
+  }
+  if (o.api != ClientApi::kPdserve && o.base_url.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("loadgen: --backend ", ClientApiName(o.api), " needs --base-url"));
+  }
+  if (o.http_io_threads < 1) return absl::InvalidArgumentError("loadgen: http_io_threads < 1");
   if (o.num_prompts < 1) return absl::InvalidArgumentError("loadgen: num_prompts must be >= 1");
   if (o.num_warmups < 0 || o.max_concurrency < 0) {
     return absl::InvalidArgumentError("loadgen: num_warmups and max_concurrency must be >= 0");
@@ -210,7 +172,8 @@ absl::Status ValidateLoadOptions(const LoadOptions& o) {
   }
   for (double p : o.percentiles) {
     if (!(p >= 0 && p <= 100)) {
-      return absl::InvalidArgumentError(absl::StrCat("loadgen: percentile ", p, " not in [0, 100]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("loadgen: percentile ", p, " not in [0, 100]"));
     }
   }
   if (o.dataset == DatasetKind::kTrace) {
@@ -226,40 +189,38 @@ absl::Status ValidateLoadOptions(const LoadOptions& o) {
 absl::StatusOr<BenchmarkResult> RunLoad(const LoadOptions& options) {
   RETURN_IF_ERROR(ValidateLoadOptions(options));
   auto log = ComponentLogger("loadgen");
-  ASSIGN_OR_RETURN(StubList stubs, Connect(options));
-  ASSIGN_OR_RETURN(ModelConfig config, TargetModel(options, *stubs.front()));
+  ASSIGN_OR_RETURN(std::unique_ptr<LoadClient> client, ConnectLoadClient(options));
+  ASSIGN_OR_RETURN(ModelConfig config, TargetModel(options, *client));
   std::vector<RequestSpec> specs, warmups;
   RETURN_IF_ERROR(MakeWorkloads(options, config.vocab_size, specs, warmups));
 
   // Ids unique across runs against one long-lived router.
   const std::string run_tag =
       absl::StrFormat("lg%06x", static_cast<uint32_t>(WallMicros() ^ (getpid() << 8)) & 0xFFFFFF);
-  // With --verify every request names the preset, so that a router serving another refuses it.
-  const std::string preset = options.verify ? config.name : std::string();
   BenchmarkResult result;
   result.options = options;
   result.model = config;
-  result.model_id = options.model_id.empty() ? absl::StrCat("pdserve/", config.name)
-                                             : options.model_id;
+  result.model_id =
+      options.model_id.empty() ? absl::StrCat("pdserve/", config.name) : options.model_id;
   if (!warmups.empty()) {
-    log->info("sending {} warm-up requests to {}", warmups.size(), options.target);
-    const auto requests = MakeRequests(warmups, run_tag + "-w", preset);
-    PhaseOutcome warm = RunPhase(warmups, requests, stubs, options, /*show_progress=*/false);
+    log->info("sending {} warm-up requests to {}", warmups.size(), TargetName(options));
+    ASSIGN_OR_RETURN(PhaseOutcome warm, RunPhase(warmups, *client, run_tag + "-w", config, options,
+                                                 /*show_progress=*/false));
     result.warmup_failed = warm.counts.failed;
     result.warmup_completed = warm.counts.done - warm.counts.failed;
   }
   const bool tty = isatty(STDERR_FILENO) == 1;
-  const bool show = options.progress == ProgressMode::kOn ||
-                    (options.progress == ProgressMode::kAuto && tty);
-  log->info("sending {} requests to {} (rate {}, {}, seed {})", specs.size(), options.target,
+  const bool show =
+      options.progress == ProgressMode::kOn || (options.progress == ProgressMode::kAuto && tty);
+  log->info("sending {} requests to {} (rate {}, {}, seed {})", specs.size(), TargetName(options),
             options.dataset == DatasetKind::kTrace ? std::string("trace")
                                                    : RequestRateName(options.arrival.request_rate),
             options.dataset == DatasetKind::kTrace ? std::string("replay")
                                                    : ArrivalProcessName(options.arrival.process),
             options.seed);
-  const auto requests = MakeRequests(specs, run_tag + "-", preset);
   result.date = absl::FormatTime("%Y%m%d-%H%M%S", absl::Now(), absl::LocalTimeZone());
-  PhaseOutcome phase = RunPhase(specs, requests, stubs, options, show);
+  ASSIGN_OR_RETURN(PhaseOutcome phase,
+                   RunPhase(specs, *client, run_tag + "-", config, options, show));
   result.duration_s = phase.duration_s;
   result.generator = MakeGeneratorStats(options, phase);
   result.requests = std::move(phase.records);
