@@ -6,7 +6,9 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "service/metrics_endpoint.h"
 #include "service/router_link.h"
+#include "service/worker_metrics.h"
 #include "service/worker_registration.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -89,10 +91,22 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   }
 #endif
   PrefillEngine engine(*cache, *transport, engine_options);
+  // Before the service, which records into it; the endpoint that reads it comes after.
+  metrics::Registry registry;
+  ASSIGN_OR_RETURN(std::unique_ptr<service::WorkerMetrics> metrics,
+                   service::WorkerMetrics::Create(registry, {.worker_id = options.worker_id,
+                                                             .role = "prefill",
+                                                             .model_name = config.name,
+                                                             .backend = transport->backend()}));
   PrefillServiceOptions service_options;
   service_options.worker_id = options.worker_id;
   service_options.auth = auth;
+  service_options.metrics = metrics.get();
   PrefillService service(engine, *transport, service_options);
+  registry.AddCollector([&service, m = metrics.get()] { m->SetCapacity(service.Capacity()); });
+  ASSIGN_OR_RETURN(std::unique_ptr<service::MetricsEndpoint> metrics_endpoint,
+                   service::ServeWorkerMetrics(
+                       options, absl::StrCat("pdserve prefill ", options.worker_id), registry));
   ASSIGN_OR_RETURN(service::RunningServer server,
                    service::StartServer(options.host, options.port, {&service},
                                         auth->ServerCredentials()));
@@ -129,6 +143,7 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   }
   link.reset();
   server.server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+  metrics_endpoint.reset();
   return absl::OkStatus();
 }
 
