@@ -114,13 +114,13 @@ absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
   DecodeEngine engine(*cache, engine_options);
   // Before the service, which records into it; the endpoint that reads it comes after.
   metrics::Registry registry;
-  ASSIGN_OR_RETURN(std::unique_ptr<service::WorkerMetrics> metrics,
+  ASSIGN_OR_RETURN(std::unique_ptr<service::WorkerMetrics> worker_metrics,
                    service::WorkerMetrics::Create(registry, {.worker_id = options.worker_id,
                                                              .role = "decode",
                                                              .model_name = config.name,
                                                              .backend = transport->backend()}));
   DecodeServiceOptions service_options;
-  service_options.metrics = metrics.get();
+  service_options.metrics = worker_metrics.get();
   service_options.worker_id = options.worker_id;
   service_options.auth = auth;
   service_options.transfer_timeout = options.transfer_timeout;
@@ -129,7 +129,8 @@ absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
   // may still be 0 here: only the host is read).
   service_options.address = absl::StrCat(options.host, ":", options.port);
   DecodeService service(engine, *transport, service_options);
-  registry.AddCollector([&service, m = metrics.get()] { m->SetCapacity(service.Capacity()); });
+  registry.AddCollector(
+      [&service, m = worker_metrics.get()] { m->SetCapacity(service.Capacity()); });
   ASSIGN_OR_RETURN(std::unique_ptr<service::MetricsEndpoint> metrics_endpoint,
                    service::ServeWorkerMetrics(
                        options, absl::StrCat("pdserve decode ", options.worker_id), registry));

@@ -85,7 +85,7 @@ class Family final : public FamilyBase {
   absl::StatusOr<T*> Get(std::initializer_list<absl::string_view> values) {
     return Get(std::span<const absl::string_view>(values.begin(), values.size()));
   }
-  FamilySnapshot Snapshot() const override ABSL_LOCKS_EXCLUDED(mu_);
+  FamilySnapshot Snapshot() const ABSL_LOCKS_EXCLUDED(mu_) override;
 
  private:
   mutable absl::Mutex mu_;

@@ -93,7 +93,7 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   PrefillEngine engine(*cache, *transport, engine_options);
   // Before the service, which records into it; the endpoint that reads it comes after.
   metrics::Registry registry;
-  ASSIGN_OR_RETURN(std::unique_ptr<service::WorkerMetrics> metrics,
+  ASSIGN_OR_RETURN(std::unique_ptr<service::WorkerMetrics> worker_metrics,
                    service::WorkerMetrics::Create(registry, {.worker_id = options.worker_id,
                                                              .role = "prefill",
                                                              .model_name = config.name,
@@ -101,9 +101,10 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   PrefillServiceOptions service_options;
   service_options.worker_id = options.worker_id;
   service_options.auth = auth;
-  service_options.metrics = metrics.get();
+  service_options.metrics = worker_metrics.get();
   PrefillService service(engine, *transport, service_options);
-  registry.AddCollector([&service, m = metrics.get()] { m->SetCapacity(service.Capacity()); });
+  registry.AddCollector(
+      [&service, m = worker_metrics.get()] { m->SetCapacity(service.Capacity()); });
   ASSIGN_OR_RETURN(std::unique_ptr<service::MetricsEndpoint> metrics_endpoint,
                    service::ServeWorkerMetrics(
                        options, absl::StrCat("pdserve prefill ", options.worker_id), registry));

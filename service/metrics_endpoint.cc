@@ -1,6 +1,8 @@
 #include "service/metrics_endpoint.h"
 
 #include <atomic>
+#include <chrono>
+#include <optional>
 #include <thread>
 #include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
 
@@ -60,7 +62,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     const bhttp::request<bhttp::empty_body> request = parser_->release();
     absl::string_view target(request.target().data(), request.target().size());
     target = target.substr(0, target.find('?'));
-    response_ = {};
+    response_ = bhttp::response<bhttp::string_body>();
     response_.version(11);
     response_.keep_alive(request.keep_alive());
     if (request.method() != bhttp::verb::get) {

@@ -169,7 +169,6 @@ TEST_F(MetricsE2eTest, CountersAndHistogramCountsMoveByExactlyWhatTheRequestsDid
   }
   // One gap per token chunk after a request's first: at most one per token after the first.
   const double itl = Delta(r0, r1, "vllm:inter_token_latency_seconds_count", tiny);
-  EXPECT_GT(itl, 0);
   EXPECT_LE(itl, served.generated_tokens - n);
   EXPECT_EQ(Delta(r0, r1, "pdserve:requests_rejected_total", {{"reason", "invalid_request"}}), 1);
   EXPECT_EQ(Delta(r0, r1, "pdserve:requests_rejected_total"), 1);
