@@ -70,6 +70,16 @@ absl::StatusOr<std::unique_ptr<RouterMetrics>> RouterMetrics::Create(
       m->rejected_,
       r.AddCounter("pdserve:requests_rejected_total",
                    "Requests the router turned away before they ran, by reason.", {"reason"}));
+  // Known label values start at 0, so that a dashboard's rate() sees their first increment.
+  for (absl::StatusCode code :
+       {absl::StatusCode::kInvalidArgument, absl::StatusCode::kResourceExhausted,
+        absl::StatusCode::kUnavailable, absl::StatusCode::kAlreadyExists,
+        absl::StatusCode::kDeadlineExceeded}) {
+    RETURN_IF_ERROR(m->rejected_->Get({RejectReason(code)}).status());
+  }
+  for (const char* reason : {"length", "stop"}) {
+    RETURN_IF_ERROR(m->success_->Get({model_name, reason}).status());
+  }
   struct H {
     metrics::Histogram** out;
     const char* name;
