@@ -27,6 +27,15 @@ absl::Status RunCluster(cluster::ClusterOptions options, bool quiet) {
     std::printf("  OpenAI-compatible HTTP API at %s (model \"%s\")\n", c.http_url().c_str(),
                 c.model().name.c_str());
   }
+  // Prometheus targets: the router's series on its HTTP API, each worker's on its own port.
+  std::printf("  Prometheus metrics at");
+  if (!c.http_url().empty()) std::printf(" %s/metrics (router)", c.http_url().c_str());
+  for (const std::string& name : c.ChildNames()) {
+    if (absl::StatusOr<std::string> url = c.MetricsUrl(name); url.ok()) {
+      std::printf(" %s/metrics (%s)", url->c_str(), name.c_str());
+    }
+  }
+  std::printf("\n");
   std::printf("  cluster-internal API at %s (authenticated; secret in %s)\n",
               c.internal_endpoint().c_str(), c.secret_file().c_str());
   std::printf("  logs in %s\n", c.log_dir().c_str());

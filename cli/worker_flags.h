@@ -51,6 +51,11 @@ inline std::shared_ptr<WorkerFlags> AddWorkerFlags(CLI::App* cmd) {
   cmd->add_option("--port", o.port, "gRPC port; 0 picks a free one and prints it")
       ->capture_default_str();
   cmd->add_option("--port-file", o.port_file, "write the bound port here once serving");
+  cmd->add_option("--metrics-port", o.metrics_port,
+                  "Prometheus GET /metrics port; 0 picks a free one and prints it, -1: none")
+      ->capture_default_str();
+  cmd->add_option("--metrics-port-file", o.metrics_port_file,
+                  "write the bound metrics port here once serving");
   cmd->add_option("--router", o.router,
                   "host:port of the router's cluster-internal API (its --internal-port)")
       ->capture_default_str();

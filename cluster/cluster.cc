@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -184,7 +185,8 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) 
 
   auto worker_args = [&](const std::string& role, int index, uint32_t blocks,
                          const std::vector<std::string>& extra) {
-    std::vector<std::string> args = {role,         "--worker-id", absl::StrCat(role, "-", index),
+    const std::string name = absl::StrCat(role, "-", index);
+    std::vector<std::string> args = {role,         "--worker-id", name,
                                      "--host",     o.host,        "--port",
                                      "0",          "--router",    cluster->internal_endpoint(),
                                      "--transfer", o.transfer,    "--layout",
@@ -197,6 +199,8 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) 
     args.insert(args.end(), model_args.begin(), model_args.end());
     args.insert(args.end(),
                 {"--drain-grace-s", absl::StrCat(absl::ToDoubleSeconds(o.drain_grace))});
+    args.insert(args.end(),
+                {"--metrics-port", "0", "--metrics-port-file", cluster->MetricsPortFile(name)});
     if (blocks > 0) {
       args.insert(args.end(), {"--num-blocks", std::to_string(blocks)});
     } else if (o.pool_gib > 0) {
@@ -238,6 +242,26 @@ std::string Cluster::internal_endpoint() const {
 
 const std::string& Cluster::secret_file() const { return secret_file_->path(); }
 
+std::string Cluster::MetricsPortFile(const std::string& name) const {
+  return absl::StrCat(options_.log_dir, "/", name, "-metrics.port");
+}
+
+absl::StatusOr<std::string> Cluster::MetricsUrl(const std::string& name) const {
+  const bool worker = std::any_of(children_.begin(), children_.end(), [&](const Child& c) {
+    return c.name == name && c.name != "router";
+  });
+  if (!worker) {
+    return absl::NotFoundError(absl::StrCat("no worker named ", name,
+                                            " (the router's /metrics is on its HTTP API)"));
+  }
+  std::ifstream in(MetricsPortFile(name));
+  int port = 0;
+  if (!(in >> port) || port <= 0) {
+    return absl::UnavailableError(absl::StrCat(name, " has not written its metrics port yet"));
+  }
+  return absl::StrCat("http://", options_.host, ":", port);
+}
+
 std::vector<std::string> Cluster::ChildNames() const {
   std::vector<std::string> names;
   for (const Child& c : children_) names.push_back(c.name);
@@ -272,6 +296,7 @@ absl::Status Cluster::Spawn(const std::string& name, const std::vector<std::stri
 }
 
 absl::Status Cluster::Launch(Child& child, bool append_log) {
+  unlink(MetricsPortFile(child.name).c_str());  // a restarted worker writes its new port
   ChildSpec spec{.argv = {options_.binary, "--log-level", options_.log_level},
                  .env = options_.env,
                  .log_path = child.log_path,

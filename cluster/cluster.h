@@ -131,6 +131,11 @@ class Cluster {
   // once Stop began; NotFound for an unknown name.
   absl::Status Restart(const std::string& name);
 
+  // http://host:port of the named worker's GET /metrics (its --metrics-port, read from the
+  // port file it wrote, so a restarted worker's new port is seen); NotFound for the router or
+  // an unknown name, Unavailable while the worker has not written it.
+  absl::StatusOr<std::string> MetricsUrl(const std::string& name) const;
+
   // The router's view of the cluster.
   absl::StatusOr<v1::ClusterStatus> GetStatus(absl::Duration timeout = absl::Seconds(5)) const;
 
@@ -152,6 +157,7 @@ class Cluster {
   };
 
   Cluster(ClusterOptions options, ModelConfig model);
+  std::string MetricsPortFile(const std::string& name) const;
   absl::Status Spawn(const std::string& name, const std::vector<std::string>& args);
   // Forks and execs `child` from its args; sets its pid and start time.
   absl::Status Launch(Child& child, bool append_log);

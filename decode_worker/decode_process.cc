@@ -4,7 +4,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "service/metrics_endpoint.h"
 #include "service/router_link.h"
+#include "service/worker_metrics.h"
 #include "service/worker_registration.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -110,7 +112,15 @@ absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
   absl::Notification unstick;
   RETURN_IF_ERROR(InjectFault(options, unstick, engine_options));
   DecodeEngine engine(*cache, engine_options);
+  // Before the service, which records into it; the endpoint that reads it comes after.
+  metrics::Registry registry;
+  ASSIGN_OR_RETURN(std::unique_ptr<service::WorkerMetrics> worker_metrics,
+                   service::WorkerMetrics::Create(registry, {.worker_id = options.worker_id,
+                                                             .role = "decode",
+                                                             .model_name = config.name,
+                                                             .backend = transport->backend()}));
   DecodeServiceOptions service_options;
+  service_options.metrics = worker_metrics.get();
   service_options.worker_id = options.worker_id;
   service_options.auth = auth;
   service_options.transfer_timeout = options.transfer_timeout;
@@ -119,6 +129,11 @@ absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
   // may still be 0 here: only the host is read).
   service_options.address = absl::StrCat(options.host, ":", options.port);
   DecodeService service(engine, *transport, service_options);
+  registry.AddCollector(
+      [&service, m = worker_metrics.get()] { m->SetCapacity(service.Capacity()); });
+  ASSIGN_OR_RETURN(std::unique_ptr<service::MetricsEndpoint> metrics_endpoint,
+                   service::ServeWorkerMetrics(
+                       options, absl::StrCat("pdserve decode ", options.worker_id), registry));
   ASSIGN_OR_RETURN(service::RunningServer server,
                    service::StartServer(options.host, options.port, {&service},
                                         auth->ServerCredentials()));
@@ -174,6 +189,7 @@ absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
   // gives up on anyway: cancel them at once instead of adding 2 s to the worker's restart.
   server.server->Shutdown(
       absl::ToChronoTime(absl::Now() + (drained.ok() ? absl::Seconds(2) : absl::ZeroDuration())));
+  metrics_endpoint.reset();
   return absl::OkStatus();
 }
 

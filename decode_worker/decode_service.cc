@@ -197,6 +197,10 @@ grpc::Status DecodeService::Decode(grpc::ServerContext* ctx, const v1::DecodeReq
       return grpc::Status(grpc::StatusCode::CANCELLED,
                           absl::StrCat("request ", id, ": the stream to the router broke"));
     }
+    if (options_.metrics != nullptr) {
+      options_.metrics->OnTokens(static_cast<int>(chunk.tokens.size()));
+      if (chunk.finished) options_.metrics->OnRequestServed();
+    }
     if (chunk.finished) return grpc::Status::OK;
   }
 }

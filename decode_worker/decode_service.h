@@ -15,6 +15,7 @@
 #include "decode_worker/decode_engine.h"
 #include "pdserve.grpc.pb.h"
 #include "service/cluster_auth.h"
+#include "service/worker_metrics.h"
 #include "transfer/kv_transport.h"
 
 namespace pdserve::decode {
@@ -32,6 +33,8 @@ struct DecodeServiceOptions {
   absl::Duration fence_lease = absl::Seconds(120);
   // Every RPC is refused (UNAUTHENTICATED) unless it carries the cluster credential.
   std::shared_ptr<const service::ClusterAuth> auth = service::ClusterAuth::Insecure();
+  // Where tokens sent and requests served are counted (null: nowhere); must outlive the service.
+  service::WorkerMetrics* metrics = nullptr;
 };
 
 class DecodeService final : public v1::DecodeWorker::Service {

@@ -7,6 +7,7 @@
 #include "common/logging.h"
 #include "http/http_wire.h"
 #include "http/openai_response.h"
+#include "metrics/text_format.h"
 #include "nlohmann/json.hpp"
 #include "pdserve/version.h"
 
@@ -138,9 +139,16 @@ void Connection::Route(const bhttp::request<bhttp::string_body>& request, bool k
     return StartGeneration(std::move(*parsed), keep_alive);
   }
   const bool known =
-      target == "/health" || target == "/ready" || target == "/version" || target == "/v1/models";
+      target == "/health" || target == "/ready" || target == "/version" ||
+      target == "/v1/models" || target == "/metrics";
   if (known && !get) return json_response(405, ErrorBody(405, "use GET"));
   if (target == "/health") return Respond(200, "text/plain", "", keep_alive);
+  if (target == "/metrics") {
+    const metrics::Registry* registry = state_->core.Metrics();
+    if (registry == nullptr) return json_response(404, ErrorBody(404, "no metrics here"));
+    return Respond(200, metrics::kTextContentType, metrics::TextExposition(*registry),
+                   keep_alive);
+  }
   if (target == "/version") {
     return json_response(200, nlohmann::json{{"version", PDSERVE_VERSION_STRING}}.dump());
   }

@@ -1,8 +1,9 @@
 #pragma once
 
 // The OpenAI-compatible HTTP API of the router (POST /v1/completions, /v1/chat/completions;
-// GET /v1/models, /health, /ready, /version), a front end over the router's request core
-// (router/request_core.h) like gRPC Generate: same validation, errors and accounting.
+// GET /v1/models, /health, /ready, /version; the core's Prometheus series on GET /metrics), a
+// front end over the router's request core (router/request_core.h) like gRPC Generate: same
+// validation, errors and accounting.
 //
 // Built on Boost.Beast over Asio: a fixed pool of io_context threads owns every socket (no
 // thread per connection); a request that generates runs the core's blocking Run on a thread of

@@ -6,7 +6,9 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "service/metrics_endpoint.h"
 #include "service/router_link.h"
+#include "service/worker_metrics.h"
 #include "service/worker_registration.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -90,10 +92,23 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   }
 #endif
   PrefillEngine engine(*cache, *transport, engine_options);
+  // Before the service, which records into it; the endpoint that reads it comes after.
+  metrics::Registry registry;
+  ASSIGN_OR_RETURN(std::unique_ptr<service::WorkerMetrics> worker_metrics,
+                   service::WorkerMetrics::Create(registry, {.worker_id = options.worker_id,
+                                                             .role = "prefill",
+                                                             .model_name = config.name,
+                                                             .backend = transport->backend()}));
   PrefillServiceOptions service_options;
   service_options.worker_id = options.worker_id;
   service_options.auth = auth;
+  service_options.metrics = worker_metrics.get();
   PrefillService service(engine, *transport, service_options);
+  registry.AddCollector(
+      [&service, m = worker_metrics.get()] { m->SetCapacity(service.Capacity()); });
+  ASSIGN_OR_RETURN(std::unique_ptr<service::MetricsEndpoint> metrics_endpoint,
+                   service::ServeWorkerMetrics(
+                       options, absl::StrCat("pdserve prefill ", options.worker_id), registry));
   ASSIGN_OR_RETURN(service::RunningServer server,
                    service::StartServer(options.host, options.port, {&service},
                                         auth->ServerCredentials()));
@@ -135,6 +150,7 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   // gives up on anyway: cancel them at once instead of adding 2 s to the worker's restart.
   server.server->Shutdown(
       absl::ToChronoTime(absl::Now() + (drained.ok() ? absl::Seconds(2) : absl::ZeroDuration())));
+  metrics_endpoint.reset();
   return absl::OkStatus();
 }
 

@@ -68,8 +68,10 @@ grpc::Status PrefillService::Prefill(grpc::ServerContext* ctx, const v1::Prefill
     const absl::Time deadline = absl::FromChrono(ctx->deadline());
     answer_by = deadline - std::min(absl::Milliseconds(200), (deadline - absl::Now()) / 5);
   }
-  for (const PrefillItemOutcome& out :
-       engine_.Run(items, [ctx] { return ctx->IsCancelled(); }, answer_by)) {
+  const std::vector<PrefillItemOutcome> outcomes =
+      engine_.Run(items, [ctx] { return ctx->IsCancelled(); }, answer_by);
+  CountTransfers(outcomes);
+  for (const PrefillItemOutcome& out : outcomes) {
     v1::PrefillItemResult* r = response->add_results();
     r->set_request_id(out.request_id);
     r->set_ok(out.status.ok());
@@ -89,6 +91,23 @@ grpc::Status PrefillService::Prefill(grpc::ServerContext* ctx, const v1::Prefill
     r->set_transfer_in_flight(out.transfer_in_flight);
   }
   return grpc::Status::OK;
+}
+
+void PrefillService::CountTransfers(const std::vector<PrefillItemOutcome>& outcomes) {
+  if (options_.metrics == nullptr) return;
+  std::string transport;  // read once per batch, and only when a transfer completed
+  for (const PrefillItemOutcome& out : outcomes) {
+    if (out.transfer_start_us == 0) continue;  // refused or cancelled before its transfer
+    if (!out.status.ok()) {
+      options_.metrics->OnTransferFailed();
+      continue;
+    }
+    if (transport.empty()) transport = service::TransportLabel(transport_.counters().transports);
+    options_.metrics->OnTransfer(
+        transport, static_cast<double>(out.transfer_end_us - out.transfer_start_us) * 1e-6,
+        out.kv_bytes);
+    options_.metrics->OnRequestServed();
+  }
 }
 
 grpc::Status PrefillService::Cancel(grpc::ServerContext* ctx,

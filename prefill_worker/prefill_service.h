@@ -7,6 +7,7 @@
 #include "pdserve.grpc.pb.h"
 #include "prefill_worker/prefill_engine.h"
 #include "service/cluster_auth.h"
+#include "service/worker_metrics.h"
 
 namespace pdserve::prefill {
 
@@ -15,6 +16,8 @@ struct PrefillServiceOptions {
   std::string address;
   // Every RPC is refused (UNAUTHENTICATED) unless it carries the cluster credential.
   std::shared_ptr<const service::ClusterAuth> auth = service::ClusterAuth::Insecure();
+  // Where each item's KV transfer is counted (null: nowhere); must outlive the service.
+  service::WorkerMetrics* metrics = nullptr;
 };
 
 class PrefillService final : public v1::PrefillWorker::Service {
@@ -36,6 +39,9 @@ class PrefillService final : public v1::PrefillWorker::Service {
   v1::WorkerCapacity Capacity() const;
 
  private:
+  // Each item's KV transfer into options_.metrics.
+  void CountTransfers(const std::vector<PrefillItemOutcome>& outcomes);
+
   PrefillEngine& engine_;
   transfer::KvTransport& transport_;
   PrefillServiceOptions options_;

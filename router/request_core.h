@@ -23,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/model_config.h"
+#include "metrics/registry.h"
 
 namespace pdserve::router {
 
@@ -100,6 +101,9 @@ class RequestCore {
   // Runs one request to its end (see the top of this file); thread-safe, blocking.
   virtual absl::Status Run(const GenerateParams& params, TokenSink& sink) = 0;
   virtual CoreState State() const = 0;
+  // The core's Prometheus series (router/router_metrics.h), served by front ends on GET
+  // /metrics; null when the core keeps none.
+  virtual const metrics::Registry* Metrics() const { return nullptr; }
 };
 
 // A client front end besides gRPC (the HTTP API in http/), started by the router process over

@@ -18,6 +18,11 @@ namespace pdserve::router {
 using service::FromGrpc;
 using service::SetDeadline;
 
+absl::Status RouterService::Reject(absl::Status status) {
+  metrics_->OnRejected(status.code());
+  return status;
+}
+
 absl::Status RouterService::Fail(const std::shared_ptr<Request>& request, absl::Status status) {
   absl::MutexLock lock(&mu_);
   requests_.erase(request->id);
@@ -57,20 +62,20 @@ absl::Status RouterService::Run(const GenerateParams& in, TokenSink& sink) {
     if (!id.ok()) return id.status();
     request->id = *std::move(id);
   } else if (absl::Status own = CheckClientRequestId(in.request_id); !own.ok()) {
-    return own;
+    return Reject(own);
   } else {
     request->id = in.request_id;
   }
   absl::StatusOr<std::vector<int32_t>> prompt = PromptOf(in, request->id, options_.config);
-  if (!prompt.ok()) return prompt.status();
+  if (!prompt.ok()) return Reject(prompt.status());
   request->prompt = std::move(*prompt);
   request->max_tokens = in.max_tokens;
   request->seed = in.seed;
   {
     absl::MutexLock lock(&mu_);
     if (requests_.contains(request->id)) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("request id ", request->id, " is already in use"));
+      return Reject(absl::AlreadyExistsError(
+          absl::StrCat("request id ", request->id, " is already in use")));
     }
     absl::Status queued =
         scheduler_.Enqueue(PendingRequest{.id = request->id,
@@ -78,7 +83,7 @@ absl::Status RouterService::Run(const GenerateParams& in, TokenSink& sink) {
                                           .max_tokens = request->max_tokens});
     if (!queued.ok()) {
       failed_++;
-      return queued;
+      return Reject(queued);
     }
     requests_[request->id] = request;
     KickLocked();
@@ -101,14 +106,18 @@ absl::Status RouterService::Run(const GenerateParams& in, TokenSink& sink) {
       std::erase(deferred_, request->id);
       requests_.erase(request->id);
       failed_++;
-      return client_gone ? absl::CancelledError(
-                               absl::StrCat("request ", request->id, " cancelled while queued"))
-                         : absl::DeadlineExceededError(
-                               absl::StrCat("request ", request->id, " waited in the queue for ",
-                                            absl::FormatDuration(options_.queue_timeout)));
+      if (client_gone) {
+        return absl::CancelledError(
+            absl::StrCat("request ", request->id, " cancelled while queued"));
+      }
+      return Reject(absl::DeadlineExceededError(
+          absl::StrCat("request ", request->id, " waited in the queue for ",
+                       absl::FormatDuration(options_.queue_timeout))));
     }
   }
   if (request->phase == Phase::kFailed) return Fail(request, request->status);
+  // Prefilled, KV transferred: vLLM counts a prompt's tokens once its prefill ran.
+  metrics_->OnPromptDone(static_cast<int>(request->prompt.size()));
   if (sink.Cancelled()) {
     // The prefill succeeded: its KV landed, nothing more will be written.
     ReleaseOnDecode(request->decode_worker, request->id, {.epoch = request->decode_epoch});
@@ -155,8 +164,21 @@ absl::Status RouterService::StreamDecode(TokenSink& sink, const std::shared_ptr<
   out.request_id = request->id;
   bool finished = false, client_gone = false;
   int received = 0;
+  // Router-clock times of the first and the latest chunk that carried tokens (router_metrics.h).
+  int64_t first_token_us = 0, last_token_us = 0;
   while (reader->Read(&in)) {
     watch->Progress(absl::Now());
+    if (in.tokens_size() > 0) {
+      const int64_t now_us = WallMicros();
+      if (first_token_us == 0) {
+        first_token_us = now_us;
+        metrics_->OnFirstToken(static_cast<double>(now_us - request->timeline.arrival_us()) * 1e-6);
+      } else {
+        metrics_->OnTokenGap(static_cast<double>(now_us - last_token_us) * 1e-6);
+      }
+      last_token_us = now_us;
+      metrics_->OnTokens(in.tokens_size());
+    }
     out.tokens.assign(in.tokens().begin(), in.tokens().end());
     out.position = in.position();
     out.first = received == 0;
@@ -186,6 +208,12 @@ absl::Status RouterService::StreamDecode(TokenSink& sink, const std::shared_ptr<
     if (auto it = workers_.find(worker); it != workers_.end()) it->second->inflight.erase(&dctx);
   }
   if (finished && status.ok()) {
+    metrics_->OnFinished({.arrival_us = request->timeline.arrival_us(),
+                          .scheduled_us = request->timeline.scheduled_us(),
+                          .first_token_us = first_token_us,
+                          .last_token_us = last_token_us,
+                          .generated = received,
+                          .finish_reason = out.finish_reason});
     RecordOutcome(worker, absl::OkStatus());
     FinishRequest(request, true);
     return absl::OkStatus();

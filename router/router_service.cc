@@ -15,10 +15,27 @@ using service::FromGrpc;
 using service::SetDeadline;
 using service::ToGrpc;
 
+namespace {
+
+// The router's series are fixed names in a fresh registry: a failure is our bug.
+std::unique_ptr<RouterMetrics> MakeMetrics(metrics::Registry& registry, const std::string& model) {
+  absl::StatusOr<std::unique_ptr<RouterMetrics>> m = RouterMetrics::Create(registry, model);
+  if (!m.ok()) {
+    ComponentLogger("router")->critical("registering the router's metrics: {}",
+                                        m.status().ToString());
+    std::abort();
+  }
+  return *std::move(m);
+}
+
+}  // namespace
+
 RouterService::RouterService(RouterOptions options)
     : options_(std::move(options)),
+      metrics_(MakeMetrics(registry_, options_.config.name)),
       scheduler_(options_.scheduler),
       health_(std::make_unique<CircuitBreakerPolicy>(options_.breaker)) {
+  registry_.AddCollector([this] { CollectMetrics(); });
   dispatcher_ = std::thread([this] { DispatchLoop(); });
   sweeper_ = std::thread([this] { SweepLoop(); });
   for (int i = 0; i < std::max(1, options_.executor_threads); ++i) {
@@ -54,6 +71,7 @@ void RouterService::DispatchLoop() {
     kick_ = false;
     ScheduleStep step = scheduler_.Schedule();
     for (RejectedRequest& rejected : step.rejected) {
+      metrics_->OnRejected(rejected.status.code());
       if (auto it = requests_.find(rejected.request_id); it != requests_.end()) {
         it->second->status = rejected.status;
         it->second->phase = Phase::kFailed;
@@ -86,6 +104,28 @@ void RouterService::DispatchLoop() {
       RefreshAcceptingLocked(now);
     }
   }
+}
+
+void RouterService::CollectMetrics() const {
+  RouterMetrics::State s;
+  uint64_t used = 0, total = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, r] : requests_) {
+      if (r->phase == Phase::kWaiting) s.waiting++;
+      if (r->phase == Phase::kPrefilling || r->phase == Phase::kReady) s.running++;
+    }
+    s.scheduler_queue = static_cast<int>(scheduler_.num_waiting());
+    // From the last heartbeats: quarantined blocks are not free, so they count as used.
+    for (const auto& [id, w] : workers_) {
+      if (w->role != v1::WORKER_ROLE_DECODE) continue;
+      total += w->capacity.total_blocks();
+      used += w->capacity.total_blocks() - std::min(w->capacity.free_blocks(),
+                                                    w->capacity.total_blocks());
+    }
+  }
+  s.kv_usage = total == 0 ? 0 : static_cast<double>(used) / static_cast<double>(total);
+  metrics_->Set(s);
 }
 
 void RouterService::ExecutorLoop() {

@@ -45,6 +45,7 @@
 #include "pdserve.grpc.pb.h"
 #include "router/progress_watchdog.h"
 #include "router/request_core.h"
+#include "router/router_metrics.h"
 #include "router/scheduler.h"
 #include "router/worker_health.h"
 #include "service/cluster_auth.h"
@@ -91,6 +92,7 @@ class RouterService final : public v1::Router::Service, public RequestCore {
   // RequestCore (router/request_core.h).
   absl::Status Run(const GenerateParams& params, TokenSink& sink) override;
   CoreState State() const override;
+  const metrics::Registry* Metrics() const override { return &registry_; }
   // Not RPCs of this service (the client port answers UNIMPLEMENTED for them): called by
   // RouterControlService once the caller is authenticated.
   grpc::Status RegisterWorker(grpc::ServerContext* ctx, const v1::RegisterWorkerRequest* request,
@@ -149,6 +151,8 @@ class RouterService final : public v1::Router::Service, public RequestCore {
   absl::Status Fail(const std::shared_ptr<Request>& request, absl::Status status)
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status StreamDecode(TokenSink& sink, const std::shared_ptr<Request>& request);
+  // Counts a request turned away (pdserve:requests_rejected_total) and returns its status.
+  absl::Status Reject(absl::Status status);
   void FinishRequest(const std::shared_ptr<Request>& request, bool ok) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Threads.
@@ -221,6 +225,11 @@ class RouterService final : public v1::Router::Service, public RequestCore {
   absl::Status ProbeRegistration(const v1::RegisterWorkerRequest& request) const;
 
   const RouterOptions options_;
+  // Declared before everything that records into it (router_metrics.h).
+  metrics::Registry registry_;
+  const std::unique_ptr<RouterMetrics> metrics_;
+  // Scrape time: the gauges from the router's state.
+  void CollectMetrics() const ABSL_LOCKS_EXCLUDED(mu_);
 
   mutable absl::Mutex mu_;
   Scheduler scheduler_ ABSL_GUARDED_BY(mu_);

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "service/metrics_endpoint.h"
 
 namespace pdserve::service {
 
@@ -103,6 +104,21 @@ absl::Status AnnounceListening(const std::string& what, const RunningServer& ser
     return absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", port_file));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<MetricsEndpoint>> ServeWorkerMetrics(
+    const WorkerProcessOptions& options, const std::string& what,
+    const metrics::Registry& registry) {
+  if (options.metrics_port < 0) return nullptr;
+  absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint =
+      MetricsEndpoint::Start(options.host, options.metrics_port, registry);
+  if (!endpoint.ok()) return endpoint.status();
+  absl::Status announced = AnnounceListening(
+      absl::StrCat(what, " (GET /metrics)"),
+      RunningServer{.port = (*endpoint)->port(), .host = options.host},
+      options.metrics_port_file);
+  if (!announced.ok()) return announced;
+  return endpoint;
 }
 
 void BlockTerminationSignals() {

@@ -16,6 +16,7 @@
 #include "common/model_config.h"
 #include "common/roofline.h"
 #include "kvcache/kv_memory.h"
+#include "metrics/registry.h"
 #include "service/cluster_auth.h"
 
 namespace pdserve::service {
@@ -25,6 +26,9 @@ struct WorkerProcessOptions {
   std::string host = "127.0.0.1";
   int port = 0;                     // 0: pick a free one
   std::string port_file;            // written with the bound port once serving
+  int metrics_port = 0;             // GET /metrics (service/metrics_endpoint.h); 0: a free one,
+                                    // -1: none
+  std::string metrics_port_file;    // written with the metrics port once serving
   std::string router = "127.0.0.1:50052";  // the router's internal API (--internal-port)
   ClusterAuthFlags auth;            // --cluster-secret-file / --insecure-no-auth
   ModelOverrides model;             // preset, block size, dtype: must resolve to the router's
@@ -94,6 +98,13 @@ absl::StatusOr<RunningServer> StartServer(
 // Prints "<what> listening on host:port" and writes the port file when one is named.
 absl::Status AnnounceListening(const std::string& what, const RunningServer& server,
                                const std::string& port_file);
+
+class MetricsEndpoint;
+// Serves `registry` on options.metrics_port (null when it is -1), prints "<what> metrics on
+// http://host:port/metrics" and writes options.metrics_port_file.
+absl::StatusOr<std::unique_ptr<MetricsEndpoint>> ServeWorkerMetrics(
+    const WorkerProcessOptions& options, const std::string& what,
+    const metrics::Registry& registry);
 
 // Blocks SIGINT and SIGTERM in the calling thread (call before any thread starts, so that every
 // thread inherits the mask) and later waits for one of them.
