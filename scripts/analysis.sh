@@ -60,5 +60,6 @@ echo "analysis: TSan build"
 configure build-tsan -DPDSERVE_SANITIZE=thread
 cmake --build build-tsan -j "$jobs" --target transfer_test transfer_test_peer \
   prefill_worker_test decode_worker_test
-run_tests build-tsan -j "${PDSERVE_TEST_JOBS:-2}" -E _NOT_BUILT
+# The openai-package test needs the pdserve binary, which this build does not make.
+run_tests build-tsan -j "${PDSERVE_TEST_JOBS:-2}" -E "_NOT_BUILT|OpenAiPythonSdkTest"
 echo "analysis: passed in $((SECONDS - start)) s"
