@@ -12,6 +12,7 @@
 // delivered that the sender did not produce as a ring push or notify packet (a message is at
 // most a slot's payload or a packet's bytes).
 
+#include <cstdio>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -174,7 +175,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   listener->reset();
   munmap(raw, ring_bytes);
   for (const auto& n : inbox.TakeAll()) {
-    if (n.sender != "fuzz-sender" || n.message.size() > longest) std::abort();
+    if (n.sender != "fuzz-sender" || n.message.size() > longest) {
+      // Say which rule broke: a run once aborted here and its input did not reproduce it.
+      std::fprintf(stderr, "notification from '%s' of %zu bytes (longest sent or allowed %zu)\n",
+                   n.sender.c_str(), n.message.size(), longest);
+      std::abort();
+    }
   }
   return 0;
 }
