@@ -14,14 +14,17 @@ namespace pdserve::http {
 namespace {
 
 // Receives the core's events: writes them as SSE chunks when streaming, keeps the tokens
-// otherwise. Owned by ServeCompletion's frame; called on its thread.
-class CompletionSink final : public router::TokenSink {
+// otherwise. Owned by the core while the request runs; called on its threads, one at a time.
+class CompletionSink final : public router::EventSink {
  public:
-  CompletionSink(const OpenAiRequest& request, ResponseHead head, ResponseChannel& channel,
-                 bool keep_alive)
-      : request_(request), head_(std::move(head)), channel_(channel), keep_alive_(keep_alive) {}
+  CompletionSink(OpenAiRequest request, ResponseHead head,
+                 std::shared_ptr<ResponseChannel> channel, bool keep_alive)
+      : request_(std::move(request)),
+        head_(std::move(head)),
+        channel_(std::move(channel)),
+        keep_alive_(keep_alive) {}
 
-  bool Write(const router::TokenEvent& event) override {
+  bool OnEvent(const router::TokenEvent& event) override {
     if (event.first) {
       prompt_tokens_ = event.prompt_tokens;
       head_.id = ResponseId(request_.endpoint, event.request_id);
@@ -33,7 +36,7 @@ class CompletionSink final : public router::TokenSink {
       finish_reason_ = event.finish_reason;
       times_ = event.times;
     }
-    if (!request_.stream) return !channel_.ClientGone();
+    if (!request_.stream) return !gone_;
     std::string bytes;
     if (!head_sent_) {
       bytes = EventStreamHead(keep_alive_);
@@ -53,15 +56,22 @@ class CompletionSink final : public router::TokenSink {
           event.finished && last ? finish_reason_ : std::string(),
           event.finished && last && request_.return_token_ids ? &extension : nullptr));
     }
-    return channel_.Send(std::move(bytes));
+    return Send(std::move(bytes));
   }
-  bool Cancelled() const override { return channel_.ClientGone(); }
 
-  // After Run: the rest of the response. Returns whether it was written whole.
+  void OnDone(const absl::Status& status) override { channel_->End(Finish(status)); }
+
+ private:
+  bool Send(std::string bytes) {
+    if (!gone_ && !channel_->Send(std::move(bytes))) gone_ = true;
+    return !gone_;
+  }
+
+  // The rest of the response. Returns whether it was queued whole.
   bool Finish(const absl::Status& status) {
     if (!head_sent_ && !status.ok()) {
       const int code = HttpStatusOf(status);
-      return channel_.Send(
+      return Send(
           WholeResponse(code, "application/json", ErrorBody(code, status.message()), keep_alive_));
     }
     if (!request_.stream) {
@@ -69,7 +79,7 @@ class CompletionSink final : public router::TokenSink {
       const std::string body =
           CompletionResponse(request_, head_, tokens_, prompt_tokens_, finish_reason_,
                              request_.return_token_ids ? &extension : nullptr);
-      return channel_.Send(WholeResponse(200, "application/json", body, keep_alive_));
+      return Send(WholeResponse(200, "application/json", body, keep_alive_));
     }
     std::string bytes;
     if (!status.ok()) {
@@ -81,10 +91,9 @@ class CompletionSink final : public router::TokenSink {
     }
     bytes += EventChunk("[DONE]");
     absl::StrAppend(&bytes, kLastChunk);
-    return channel_.Send(std::move(bytes)) && status.ok();
+    return Send(std::move(bytes)) && status.ok();
   }
 
- private:
   Extension MakeExtension() const {
     return Extension{.request_id = request_id_,
                      .prompt_token_ids = request_.params.prompt_tokens,
@@ -92,11 +101,12 @@ class CompletionSink final : public router::TokenSink {
                      .times = times_};
   }
 
-  const OpenAiRequest& request_;
+  const OpenAiRequest request_;
   ResponseHead head_;
   std::string request_id_;  // the core's
-  ResponseChannel& channel_;
+  const std::shared_ptr<ResponseChannel> channel_;
   const bool keep_alive_;
+  bool gone_ = false;  // a Send failed: nothing more is written
   bool head_sent_ = false;
   int prompt_tokens_ = 0;
   std::vector<int32_t> tokens_;
@@ -111,14 +121,16 @@ std::string ResponseId(Endpoint endpoint, absl::string_view request_id) {
   return absl::StrCat(endpoint == Endpoint::kChatCompletions ? "chatcmpl-" : "cmpl-", request_id);
 }
 
-bool ServeCompletion(router::RequestCore& core, OpenAiRequest request, ResponseChannel& channel,
-                     bool keep_alive) {
+std::shared_ptr<router::Call> StartCompletion(router::RequestCore& core, OpenAiRequest request,
+                                              std::shared_ptr<ResponseChannel> channel,
+                                              bool keep_alive) {
   // The core chooses the request id (the server's own, as for a gRPC request without one).
   request.params.request_id.clear();
   ResponseHead head{.created = absl::ToUnixSeconds(absl::Now()),
                     .model = ServedModelName(core.State().model)};
-  CompletionSink sink(request, head, channel, keep_alive);
-  return sink.Finish(core.Run(request.params, sink));
+  const router::GenerateParams params = request.params;
+  return core.Start(params, std::make_shared<CompletionSink>(std::move(request), std::move(head),
+                                                             std::move(channel), keep_alive));
 }
 
 }  // namespace pdserve::http

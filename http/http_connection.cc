@@ -1,6 +1,5 @@
 #include "http/http_connection.h"
 
-#include <future>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -17,6 +16,9 @@ namespace bhttp = beast::http;
 
 // Bytes of pipelined requests kept while a request generates; past this the watch stops.
 constexpr size_t kMaxPipelinedBytes = 64 << 10;
+// Bytes of a response queued for a client that does not read: past this it is gone (and its
+// request cancelled), so that a stalled reader cannot grow the router.
+constexpr size_t kMaxQueuedBytes = 4 << 20;
 
 void ServerState::Add(Connection* c, std::weak_ptr<Connection> w) {
   std::lock_guard lock(mu_);
@@ -73,6 +75,7 @@ void Connection::Start() {
 
 void Connection::Close() {
   gone_ = true;
+  CancelCall();
   net::post(stream_.get_executor(), [self = shared_from_this()] { self->Shutdown(); });
 }
 
@@ -190,17 +193,26 @@ void Connection::StartGeneration(OpenAiRequest request, bool keep_alive) {
                    keep_alive);
   }
   generating_ = true;
+  keep_alive_ = keep_alive;
+  ended_ = whole_ = writing_ = false;
+  pending_.clear();
+  queued_bytes_ = 0;
   stream_.expires_never();
   WatchForClose();
-  // The core's Run blocks for the request's life: it gets a thread, not an io thread.
-  std::thread([self = shared_from_this(), request = std::move(request), keep_alive]() mutable {
-    const bool whole = ServeCompletion(self->state_->core, std::move(request), *self, keep_alive);
-    std::shared_ptr<ServerState> state = self->state_;
-    net::post(self->stream_.get_executor(),
-              [self, keep = keep_alive && whole] { self->AfterGeneration(keep); });
-    self.reset();  // the posted handler holds the connection now
-    state->EndRequest();
-  }).detach();
+  std::shared_ptr<router::Call> call =
+      StartCompletion(state_->core, std::move(request), shared_from_this(), keep_alive);
+  std::lock_guard lock(call_mu_);
+  call_ = std::move(call);
+  if (gone_) call_->Cancel();  // the client left before the call was known
+}
+
+void Connection::CancelCall() {
+  std::shared_ptr<router::Call> call;
+  {
+    std::lock_guard lock(call_mu_);
+    call = call_;
+  }
+  if (call != nullptr) call->Cancel();
 }
 
 void Connection::WatchForClose() {
@@ -218,7 +230,8 @@ void Connection::OnWatch(beast::error_code ec, size_t bytes) {
     return Continue(keep_after_watch_ && (!ec || ec == net::error::operation_aborted));
   }
   if (ec) {
-    gone_ = true;  // EOF or reset: the client left; the core cancels the request
+    gone_ = true;  // EOF or reset: the client left
+    CancelCall();
     return;
   }
   if (buffer_.size() < kMaxPipelinedBytes) WatchForClose();
@@ -241,21 +254,57 @@ void Connection::Continue(bool keep_alive) {
 
 bool Connection::Send(std::string bytes) {
   if (gone_) return false;
-  auto done = std::make_shared<std::promise<bool>>();
-  std::future<bool> written = done->get_future();
-  net::post(stream_.get_executor(), [self = shared_from_this(), bytes = std::move(bytes),
-                                     done]() mutable {
-    if (self->gone_) return done->set_value(false);
-    self->outbox_ = std::move(bytes);
-    self->stream_.expires_after(absl::ToChronoNanoseconds(self->state_->options.write_timeout));
-    net::async_write(self->stream_, net::buffer(self->outbox_),
-                     [self, done](beast::error_code ec, size_t) {
-                       self->stream_.expires_never();
-                       if (ec) self->gone_ = true;
-                       done->set_value(!ec);
-                     });
+  if (queued_bytes_.fetch_add(bytes.size()) + bytes.size() > kMaxQueuedBytes) {
+    gone_ = true;  // not reading: treated as gone; its request is cancelled
+    return false;
+  }
+  net::post(stream_.get_executor(), [self = shared_from_this(), bytes = std::move(bytes)]() mutable {
+    self->pending_.push_back(std::move(bytes));
+    self->Flush();
   });
-  return written.get();
+  return true;
+}
+
+void Connection::End(bool whole) {
+  net::post(stream_.get_executor(), [self = shared_from_this(), whole] {
+    self->ended_ = true;
+    self->whole_ = whole;
+    self->Flush();
+  });
+}
+
+void Connection::Flush() {
+  if (writing_) return;  // the write's handler flushes again
+  if (gone_) pending_.clear();
+  if (pending_.empty()) {
+    if (!ended_) return;
+    ended_ = false;
+    {
+      std::lock_guard lock(call_mu_);
+      call_.reset();
+    }
+    // The core is done with this request: it counts no more against max_inflight.
+    state_->EndRequest();
+    return AfterGeneration(keep_alive_ && whole_ && !gone_);
+  }
+  // Everything queued goes out in one write (the tokens of one decode step, and any that
+  // arrived while the previous write was in flight).
+  outbox_.clear();
+  for (std::string& p : pending_) outbox_ += p;
+  pending_.clear();
+  writing_ = true;
+  stream_.expires_after(absl::ToChronoNanoseconds(state_->options.write_timeout));
+  net::async_write(stream_, net::buffer(outbox_),
+                   [self = shared_from_this()](beast::error_code ec, size_t bytes) {
+                     self->writing_ = false;
+                     self->stream_.expires_never();
+                     self->queued_bytes_ -= bytes;
+                     if (ec) {
+                       self->gone_ = true;
+                       self->CancelCall();
+                     }
+                     self->Flush();
+                   });
 }
 
 }  // namespace pdserve::http

@@ -1,13 +1,15 @@
 #pragma once
 
 // Internals of the HTTP server (http_server.h): the state its connections share and one
-// connection's state machine. All of a connection's socket work runs on its strand; the thread
-// running a generating request reaches the socket only through Send, which posts to the strand.
+// connection's state machine. All of a connection's socket work runs on its strand; the core's
+// threads, which deliver a generating request's bytes, reach the socket only through Send and
+// End, which queue on the strand and never wait for the client.
 //
 // A connection: read a request (idle timeout, size limits) -> answer it at once (GET, errors)
-// or start its generation -> while it generates, a read on the socket watches for the client
-// closing (which cancels the request through the core) -> when the response is whole and the
-// client wants keep-alive, read the next request; otherwise close.
+// or start its generation on the core (no thread of its own) -> while it generates, a read on
+// the socket watches for the client closing (which cancels the request through its Call) ->
+// when the response is whole and written and the client wants keep-alive, read the next
+// request; otherwise close.
 
 #include <atomic>
 #include <condition_variable>
@@ -57,7 +59,7 @@ class ServerState {
   int connections() const;
   void CloseAll();
 
-  // Requests in flight (each on a thread of its own).
+  // Requests in flight on the core (started, not yet ended by it).
   bool BeginRequest();  // false: max_inflight reached
   void EndRequest();
   void AwaitNoRequests();
@@ -77,8 +79,9 @@ class Connection final : public std::enable_shared_from_this<Connection>, public
   // From any thread: the client is treated as gone and the socket closed.
   void Close();
 
+  // ResponseChannel, from the core's threads.
   bool Send(std::string bytes) override;
-  bool ClientGone() const override { return gone_.load(); }
+  void End(bool whole) override;
 
  private:
   void DoRead();
@@ -89,6 +92,9 @@ class Connection final : public std::enable_shared_from_this<Connection>, public
   void WatchForClose();
   void OnWatch(beast::error_code ec, size_t bytes);
   void AfterGeneration(bool keep_alive);
+  // On the strand: writes what Send queued; after End, once all is written, ends the request.
+  void Flush();
+  void CancelCall();
   void Continue(bool keep_alive);
   void Shutdown();
 
@@ -98,6 +104,16 @@ class Connection final : public std::enable_shared_from_this<Connection>, public
   std::optional<beast::http::request_parser<beast::http::string_body>> parser_;
   std::string outbox_;  // the bytes of the write in progress
   std::atomic<bool> gone_{false};
+  // The generating request: its bytes queued by Send (bounded by max_queued_bytes: a client
+  // that far behind is gone), its end (End), and its call, to cancel it.
+  std::atomic<size_t> queued_bytes_{0};
+  std::vector<std::string> pending_;
+  bool writing_ = false;
+  bool ended_ = false;
+  bool whole_ = false;
+  bool keep_alive_ = false;
+  std::mutex call_mu_;
+  std::shared_ptr<router::Call> call_;
   bool generating_ = false;
   bool watching_ = false;
   bool keep_after_watch_ = false;

@@ -6,9 +6,9 @@
 // validation, errors and accounting.
 //
 // Built on Boost.Beast over Asio: a fixed pool of io_context threads owns every socket (no
-// thread per connection); a request that generates runs the core's blocking Run on a thread of
-// its own for as long as it is in flight (as gRPC's synchronous server does), bounded by
-// max_inflight. Hostile clients are bounded: body and header bytes, JSON depth
+// thread per connection); a request that generates is started on the core (RequestCore::Start),
+// whose threads queue its bytes on the connection's strand: no thread waits on a request, and
+// requests in flight are bounded by max_inflight. Hostile clients are bounded: body and header bytes, JSON depth
 // (http/openai_request.h), idle and write timeouts, connection count.
 //
 // Lifecycle: Start binds and serves; destroying the server stops accepting, closes every

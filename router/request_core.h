@@ -3,16 +3,17 @@
 // The router's transport-neutral request core: what every client front end (gRPC Generate,
 // the OpenAI-compatible HTTP API) calls, so that they validate, fail and account identically.
 //
-// Use: fill a GenerateParams, call RequestCore::Run with a TokenSink, and map the returned
-// status onto the transport. Run blocks the calling thread for the request's whole life
-// (queue, prefill, KV transfer, decode): it validates the request (InvalidArgument), queues it
-// (ResourceExhausted when the queue is full, Unavailable without a prefill or decode worker,
-// AlreadyExists for a request id in use), waits for its prefill, then hands every chunk of
-// tokens to the sink, the last one with finished = true and the request's timeline. It returns
-// OK when the model finished the request (the final chunk was handed to the sink).
-// Cancelling = the sink's Cancelled() turning true (or Write returning false): the core notices
-// while queued (within 50 ms) and at the next chunk while decoding, releases the request's KV
-// blocks on every worker and returns Cancelled. No transport types cross this header.
+// Use: fill a GenerateParams and call RequestCore::Start with an EventSink. Start returns at
+// once (no thread is held for the request's life): it validates the request (InvalidArgument),
+// queues it (ResourceExhausted when the queue is full, Unavailable without a prefill or decode
+// worker, AlreadyExists for a request id in use), and from then on the core's own threads hand
+// every chunk of tokens to the sink, the last one with finished = true and the request's
+// timeline, then end the request with OnDone: OK when the model finished it, the error
+// otherwise. Cancelling = Call::Cancel (or OnEvent returning false): the core drops a queued
+// request at once, stops a decoding one at its next chunk, releases the request's KV blocks on
+// every worker and ends it with Cancelled. A front end that serves each call on a thread of its
+// own (gRPC's synchronous server) uses Run, the blocking form over Start. No transport types
+// cross this header.
 
 #include <cstdint>
 #include <functional>
@@ -76,14 +77,32 @@ struct TokenEvent {
   RequestTimes times;
 };
 
-// Where the core delivers a request's chunks; owned by the front end, called on the thread
-// that runs Generate.
+// Where the core delivers a request's chunks (Start). Called on the core's threads, one call
+// at a time per request and in order; it must not block (a front end queues what it writes).
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  // Delivers one chunk; false when the client is gone (the core then cancels the request).
+  virtual bool OnEvent(const TokenEvent& event) = 0;
+  // The request's end, exactly once and last: the core touches the sink no more after it.
+  virtual void OnDone(const absl::Status& status) = 0;
+};
+
+// A started request, for its front end to cancel; Cancel is thread-safe and idempotent, and a
+// no-op once the request ended.
+class Call {
+ public:
+  virtual ~Call() = default;
+  virtual void Cancel() = 0;
+};
+
+// Where Run delivers a request's chunks: called on the thread that called Run.
 class TokenSink {
  public:
   virtual ~TokenSink() = default;
   // Delivers one chunk; false when the client is gone (the core then cancels the request).
   virtual bool Write(const TokenEvent& event) = 0;
-  // True once the client gave up; polled by the core while the request waits.
+  // True once the client gave up; polled (every 50 ms) while the request waits.
   virtual bool Cancelled() const = 0;
 };
 
@@ -98,8 +117,13 @@ struct CoreState {
 class RequestCore {
  public:
   virtual ~RequestCore() = default;
-  // Runs one request to its end (see the top of this file); thread-safe, blocking.
-  virtual absl::Status Run(const GenerateParams& params, TokenSink& sink) = 0;
+  // Starts one request (see the top of this file); thread-safe, never blocks on the cluster.
+  // The sink may be called (OnDone for a request refused at once) before Start returns.
+  virtual std::shared_ptr<Call> Start(const GenerateParams& params,
+                                      std::shared_ptr<EventSink> sink) = 0;
+  // The blocking form (request_core.cc): runs the request to its end on the calling thread,
+  // writing its chunks to `sink` there, and returns how it ended.
+  absl::Status Run(const GenerateParams& params, TokenSink& sink);
   virtual CoreState State() const = 0;
   // The core's Prometheus series (router/router_metrics.h), served by front ends on GET
   // /metrics; null when the core keeps none.

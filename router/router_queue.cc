@@ -6,7 +6,9 @@
 
 namespace pdserve::router {
 
-void RouterService::RequeueRefusedLocked(Request& request, const std::string& decode_worker) {
+void RouterService::RequeueRefusedLocked(const std::shared_ptr<Request>& r,
+                                         const std::string& decode_worker) {
+  Request& request = *r;
   scheduler_.DecodeDone(request.id);  // the reservation the scheduler made for it
   requeued_++;
   request.allocate_refusals++;
@@ -16,6 +18,7 @@ void RouterService::RequeueRefusedLocked(Request& request, const std::string& de
         request.allocate_refusals, " times (last: ", decode_worker,
         "); the pools are fuller than the router's accounting; retry later"));
     request.phase = Phase::kFailed;
+    SettledLocked(r);
     return;
   }
   ComponentLogger("router")->info(

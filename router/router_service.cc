@@ -34,7 +34,11 @@ RouterService::RouterService(RouterOptions options)
     : options_(std::move(options)),
       metrics_(MakeMetrics(registry_, options_.config.name)),
       scheduler_(options_.scheduler),
-      health_(std::make_unique<CircuitBreakerPolicy>(options_.breaker)) {
+      health_(std::make_unique<CircuitBreakerPolicy>(options_.breaker)),
+      // Ends requests and opens decode streams; its threads may block on a worker's Release
+      // (up to rpc_timeout), so there are enough that a faulty worker's requests do not hold
+      // up everyone else's.
+      work_(std::make_unique<WorkQueue>(16)) {
   registry_.AddCollector([this] { CollectMetrics(); });
   dispatcher_ = std::thread([this] { DispatchLoop(); });
   sweeper_ = std::thread([this] { SweepLoop(); });
@@ -46,14 +50,37 @@ RouterService::RouterService(RouterOptions options)
 RouterService::~RouterService() {
   {
     absl::MutexLock lock(&mu_);
-    stop_ = true;
+    stop_ = true;  // TrackRpc refuses from now on: no new call to a worker starts
     for (auto& [id, worker] : workers_) {
       for (grpc::ClientContext* ctx : worker->inflight) ctx->TryCancel();
     }
   }
+  // Every started request ends before the state it uses goes: batches in flight fail fast
+  // (their calls are cancelled or refused), batches never run fail here, queued requests fail
+  // (ExpireQueued), decode streams end cancelled.
+  for (std::thread& t : executors_) t.join();
+  {
+    absl::MutexLock lock(&mu_);
+    for (const BatchJob& job : jobs_) {
+      for (const Placement& p : job.plan.items) {
+        auto it = requests_.find(p.request_id);
+        if (it == requests_.end() || it->second->phase != Phase::kPrefilling) continue;
+        it->second->status = absl::UnavailableError(
+            absl::StrCat("request ", p.request_id, ": the router is stopping"));
+        it->second->phase = Phase::kFailed;
+        SettledLocked(it->second);
+      }
+    }
+    jobs_.clear();
+  }
+  ExpireQueued();
+  {
+    absl::MutexLock lock(&mu_);
+    auto none_live = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return live_requests_ == 0; };
+    mu_.Await(absl::Condition(&none_live));
+  }
   dispatcher_.join();
   sweeper_.join();
-  for (std::thread& t : executors_) t.join();
 }
 
 grpc::Status RouterService::Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* in,
@@ -75,6 +102,7 @@ void RouterService::DispatchLoop() {
       if (auto it = requests_.find(rejected.request_id); it != requests_.end()) {
         it->second->status = rejected.status;
         it->second->phase = Phase::kFailed;
+        SettledLocked(it->second);
       }
     }
     const int64_t now_us = WallMicros();
@@ -296,6 +324,7 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
     item.request->decode_epoch = item.epoch;
     if (r.has_kv_checksum()) item.request->kv_checksum = r.kv_checksum();
     item.request->phase = Phase::kReady;
+    SettledLocked(item.request);
   }
   const std::set<std::string> fenced =
       prefill_sent ? FenceOnPrefill(prefill_worker, unsure) : std::set<std::string>();
@@ -303,7 +332,7 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
     const std::string& id = item.request->id;
     if (refused.contains(id)) {
       absl::MutexLock lock(&mu_);
-      RequeueRefusedLocked(*item.request, item.placement->decode_worker);
+      RequeueRefusedLocked(item.request, item.placement->decode_worker);
       continue;
     }
     if (auto f = failures.find(id); f != failures.end()) {
@@ -325,6 +354,7 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
       scheduler_.DecodeDone(id);
       item.request->status = f->second;
       item.request->phase = Phase::kFailed;
+      SettledLocked(item.request);
     }
   }
   absl::MutexLock lock(&mu_);

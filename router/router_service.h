@@ -2,13 +2,15 @@
 
 // The router: the cluster's front door and the owner of the scheduler.
 //
-// Request life (router_requests.cc: RequestCore::Run, which gRPC Generate and the HTTP API
-// call): Run validates and queues the request (Scheduler::Enqueue) and waits. The
+// Request life (router_requests.cc: RequestCore::Start, which gRPC Generate and the HTTP API
+// call): Start validates and queues the request (Scheduler::Enqueue) and returns. The
 // dispatcher thread runs Scheduler::Schedule whenever something changed and hands each planned
 // batch to an executor thread, which allocates the prompt's blocks on each item's decode worker,
 // calls Prefill on the batch's prefill worker (kernels + KV transfer), then marks every item
-// ready or failed. The Run thread of a ready request calls Decode on its decode worker and
-// relays the token stream to the client, then returns the request's reservation.
+// ready or failed (SettledLocked). A settled request continues on the work queue: a ready one
+// opens its Decode stream on its decode worker (decode_stream.cc, gRPC's callback API: no
+// thread waits on it), which relays the tokens to the request's sink and, at its end, returns
+// the request's reservation. No thread is held per request.
 //
 // Faults: a worker that misses heartbeats, or whose RPC fails and then does not answer a probe,
 // is dropped: in-flight RPCs to it are cancelled, so exactly the requests it held end with
@@ -27,6 +29,7 @@
 // a writer that will not write are freed at once, the others stay quarantined on the decode
 // worker until the KV lands or the writer is gone (router_fence.cc, docs/cluster.md).
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -47,6 +50,7 @@
 #include "router/request_core.h"
 #include "router/router_metrics.h"
 #include "router/scheduler.h"
+#include "router/work_queue.h"
 #include "router/worker_health.h"
 #include "service/cluster_auth.h"
 
@@ -90,7 +94,8 @@ class RouterService final : public v1::Router::Service, public RequestCore {
   grpc::Status Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* request,
                         grpc::ServerWriter<v1::GenerateResponse>* writer) override;
   // RequestCore (router/request_core.h).
-  absl::Status Run(const GenerateParams& params, TokenSink& sink) override;
+  std::shared_ptr<Call> Start(const GenerateParams& params,
+                              std::shared_ptr<EventSink> sink) override;
   CoreState State() const override;
   const metrics::Registry* Metrics() const override { return &registry_; }
   // Not RPCs of this service (the client port answers UNIMPLEMENTED for them): called by
@@ -132,7 +137,16 @@ class RouterService final : public v1::Router::Service, public RequestCore {
     std::optional<uint64_t> kv_checksum;  // the prefill worker's claim, passed to the decode
     int allocate_refusals = 0;  // placements its decode worker refused for lack of blocks
     v1::RequestTimeline timeline;
+    // The client's side (Start): where its events go, and whether it gave up.
+    std::shared_ptr<EventSink> sink;
+    absl::Time queue_deadline;
+    std::atomic<bool> cancelled{false};
+    std::atomic<bool> completed{false};  // OnDone was called (Complete)
+    absl::Mutex stream_mu;
+    grpc::ClientContext* stream ABSL_GUARDED_BY(stream_mu) = nullptr;  // its Decode call
   };
+  class DecodeStream;  // decode_stream.cc
+  class CallHandle;
 
   // What a Release tells the decode worker about who may still write the reservation's blocks.
   struct KvRelease {
@@ -147,13 +161,27 @@ class RouterService final : public v1::Router::Service, public RequestCore {
     PrefillBatchPlan plan;
   };
 
-  // Run's stages.
+  // A request's stages after Start (router_requests.cc).
   absl::Status Fail(const std::shared_ptr<Request>& request, absl::Status status)
       ABSL_LOCKS_EXCLUDED(mu_);
-  absl::Status StreamDecode(TokenSink& sink, const std::shared_ptr<Request>& request);
   // Counts a request turned away (pdserve:requests_rejected_total) and returns its status.
   absl::Status Reject(absl::Status status);
   void FinishRequest(const std::shared_ptr<Request>& request, bool ok) ABSL_LOCKS_EXCLUDED(mu_);
+  // The request's phase became kReady or kFailed: it continues on the work queue.
+  void SettledLocked(const std::shared_ptr<Request>& request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // On the work queue: a settled request fails, or opens its decode stream.
+  void Continue(const std::shared_ptr<Request>& request) ABSL_LOCKS_EXCLUDED(mu_);
+  // Ends the request for its client (EventSink::OnDone, once).
+  void Complete(const std::shared_ptr<Request>& request, const absl::Status& status)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Opens a ready request's decode stream (decode_stream.cc), which ends the request.
+  void OpenDecodeStream(const std::shared_ptr<Request>& request) ABSL_LOCKS_EXCLUDED(mu_);
+  // Call::Cancel: a queued request ends at once, a decoding one at its next chunk.
+  void CancelRequest(const std::shared_ptr<Request>& request) ABSL_LOCKS_EXCLUDED(mu_);
+  // Periodic (sweeper): queued requests past their queue deadline fail.
+  void ExpireQueued() ABSL_LOCKS_EXCLUDED(mu_);
+  // Takes a waiting request out of the queue; false when it was placed or ended meanwhile.
+  bool DequeueLocked(const std::shared_ptr<Request>& request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Threads.
   void DispatchLoop();
@@ -167,7 +195,7 @@ class RouterService final : public v1::Router::Service, public RequestCore {
   // kMaxAllocateRefusals times. It goes back to the head of the queue at the next sweep, once
   // the worker had a heartbeat's time to free blocks, so a refusal does not spin.
   static constexpr int kMaxAllocateRefusals = 40;
-  void RequeueRefusedLocked(Request& request, const std::string& decode_worker)
+  void RequeueRefusedLocked(const std::shared_ptr<Request>& request, const std::string& decode_worker)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Periodic (sweeper): refused requests back into the queue, oldest first.
   void RequeueDeferred() ABSL_LOCKS_EXCLUDED(mu_);
@@ -248,10 +276,14 @@ class RouterService final : public v1::Router::Service, public RequestCore {
   uint64_t failed_ ABSL_GUARDED_BY(mu_) = 0;
   std::unique_ptr<WorkerHealthPolicy> health_ ABSL_GUARDED_BY(mu_);
   ProgressWatchdog watchdog_;
+  // Requests started and not yet completed (Start .. Complete): the destructor waits for them.
+  int live_requests_ ABSL_GUARDED_BY(mu_) = 0;
 
   std::thread dispatcher_;
   std::thread sweeper_;
   std::vector<std::thread> executors_;
+  // Declared last: destroyed (drained and joined) first, while everything its work uses lives.
+  std::unique_ptr<WorkQueue> work_;
 };
 
 }  // namespace pdserve::router

@@ -233,6 +233,7 @@ void RouterService::ProbeWorker(const std::string& id) {
 
 bool RouterService::TrackRpc(const std::string& worker, grpc::ClientContext* ctx) {
   absl::MutexLock lock(&mu_);
+  if (stop_) return false;  // the destructor cancelled what was in flight; nothing new starts
   auto it = workers_.find(worker);
   if (it == workers_.end()) return false;
   it->second->inflight.insert(ctx);
@@ -266,6 +267,7 @@ void RouterService::SweepLoop() {
     }
     for (const auto& [id, descriptor] : dropped_decode) RemovePeerEverywhere(id, descriptor);
     SweepHealth();
+    ExpireQueued();
     RequeueDeferred();
   }
 }

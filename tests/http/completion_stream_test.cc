@@ -15,15 +15,26 @@ namespace {
 
 using nlohmann::json;
 
-// Hands the sink the given events, in order, then returns OK.
+class NoCall final : public router::Call {
+ public:
+  void Cancel() override {}
+};
+
+// Hands the sink the given events, in order, then ends the request OK.
 class ScriptedCore final : public router::RequestCore {
  public:
   explicit ScriptedCore(std::vector<router::TokenEvent> events) : events_(std::move(events)) {}
-  absl::Status Run(const router::GenerateParams&, router::TokenSink& sink) override {
+  std::shared_ptr<router::Call> Start(const router::GenerateParams&,
+                                      std::shared_ptr<router::EventSink> sink) override {
+    absl::Status status = absl::OkStatus();
     for (const router::TokenEvent& e : events_) {
-      if (!sink.Write(e)) return absl::CancelledError("client gone");
+      if (!sink->OnEvent(e)) {
+        status = absl::CancelledError("client gone");
+        break;
+      }
     }
-    return absl::OkStatus();
+    sink->OnDone(status);
+    return std::make_shared<NoCall>();
   }
   router::CoreState State() const override { return {.model = *PresetConfig("tiny")}; }
 
@@ -37,8 +48,9 @@ class StringChannel final : public ResponseChannel {
     sends.push_back(std::move(bytes));
     return true;
   }
-  bool ClientGone() const override { return false; }
+  void End(bool whole) override { ended = whole ? 1 : 0; }
   std::vector<std::string> sends;
+  int ended = -1;  // End not called
 };
 
 // The JSON payloads of the "data: " events in `bytes` (chunked framing around them ignored).
@@ -64,8 +76,10 @@ TEST(CompletionStreamTest, EveryTokenIsItsOwnChunkAndAMessageIsOneWrite) {
                          R"({"prompt":[1,2],"max_tokens":4,"stream":true,"return_token_ids":true})",
                          *PresetConfig("tiny"));
   ASSERT_TRUE(request.ok()) << request.status();
-  StringChannel channel;
-  ASSERT_TRUE(ServeCompletion(core, *request, channel, /*keep_alive=*/true));
+  auto owned = std::make_shared<StringChannel>();
+  StringChannel& channel = *owned;
+  StartCompletion(core, *request, owned, /*keep_alive=*/true);
+  ASSERT_EQ(channel.ended, 1);  // whole
   // Writes: the head with the first message's three chunks, the second message, [DONE].
   ASSERT_EQ(channel.sends.size(), 3u);
   EXPECT_EQ(DataEvents(channel.sends[0]).size(), 3u);

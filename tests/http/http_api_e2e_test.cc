@@ -2,6 +2,8 @@
 // responses parsed from the bytes on the wire, tokens compared with the synthetic model, every
 // error code provoked for real, and a client that leaves mid-stream frees every KV block.
 
+#include <filesystem>
+#include <memory>
 #include <thread>
 
 #include "absl/synchronization/notification.h"
@@ -280,6 +282,51 @@ TEST_F(HttpApiTest, ClientLeavingMidStreamCancelsItsRequestAndFreesEveryBlock) {
   const v1::ClusterStatus after = *client.Status();
   EXPECT_EQ(after.failed_requests(), before.failed_requests() + 1);  // cancelled, not finished
   EXPECT_EQ(after.finished_requests(), before.finished_requests());
+}
+
+// The number of threads of process `pid` (its /proc/PID/task entries).
+int ThreadsOf(pid_t pid) {
+  int n = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"), ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    n++;
+  }
+  return n;
+}
+
+TEST_F(HttpApiTest, OpenStreamsHoldNoRouterThreadEach) {
+  Client client(cluster_->endpoint());
+  AwaitIdleAndAllBlocksFree(client);
+  absl::StatusOr<pid_t> router = cluster_->Pid("router");
+  ASSERT_TRUE(router.ok()) << router.status();
+  const int idle_threads = ThreadsOf(*router);
+  ASSERT_GT(idle_threads, 0);
+  constexpr int kStreams = 200;
+  std::vector<std::unique_ptr<Socket>> sockets;
+  for (int i = 0; i < kStreams; ++i) {
+    auto s = std::make_unique<Socket>(port());
+    ASSERT_TRUE(s->connected());
+    const json request = {{"prompt", absl::StrCat("stream ", i)}, {"max_tokens", 3000},
+                          {"stream", true}};
+    ASSERT_TRUE(s->Send(RequestText("POST", "/v1/completions", request.dump(), false)));
+    sockets.push_back(std::move(s));
+  }
+  // Every request reached the core: running (one at a time fits the pool) or waiting.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  absl::StatusOr<v1::ClusterStatus> s;
+  do {
+    absl::SleepFor(absl::Milliseconds(20));
+    s = client.Status();
+  } while (s.ok() && s->waiting_requests() + s->running_requests() < kStreams &&
+           absl::Now() < deadline);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->waiting_requests() + s->running_requests(), static_cast<uint32_t>(kStreams));
+  // A thread per request would be 200 more; the core and the HTTP server use fixed pools.
+  const int open_threads = ThreadsOf(*router);
+  EXPECT_LT(open_threads, idle_threads + 20) << "idle " << idle_threads;
+  sockets.clear();  // every client leaves: queued and running requests are cancelled
+  AwaitIdleAndAllBlocksFree(client);
 }
 
 // Separate clusters: these change what the router can accept.
