@@ -34,13 +34,27 @@ double Quantile(const std::vector<double>& v, double q) {
   return v[lo] + (pos - static_cast<double>(lo)) * (v[hi] - v[lo]);
 }
 
+// The median as loadgen::Percentile(50) computes it (interpolated), of a copy of `v`.
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return Quantile(v, 0.5);
+}
+
+double ResampledMedian(std::span<const double> v, std::mt19937_64& rng,
+                       std::vector<double>& scratch) {
+  scratch.resize(v.size());
+  for (double& x : scratch) x = v[Draw(rng, v.size())];
+  std::sort(scratch.begin(), scratch.end());
+  return Quantile(scratch, 0.5);
+}
+
 }  // namespace
 
-bool MeanDifference::Valid() const {
+bool Difference::Valid() const {
   return !std::isnan(estimate) && !std::isnan(lo) && !std::isnan(hi);
 }
 
-MeanDifference BootstrapMeanDifference(std::span<const double> baseline,
+Difference BootstrapMeanDifference(std::span<const double> baseline,
                                        std::span<const double> other,
                                        const BootstrapOptions& options) {
   if (baseline.size() < 2 || other.size() < 2 || options.resamples < 1) {
@@ -52,6 +66,24 @@ MeanDifference BootstrapMeanDifference(std::span<const double> baseline,
   std::sort(diffs.begin(), diffs.end());
   const double tail = (1 - options.level) / 2;
   return {Mean(other) - Mean(baseline), Quantile(diffs, tail), Quantile(diffs, 1 - tail)};
+}
+
+Difference BootstrapMedianDifference(std::span<const double> baseline,
+                                     std::span<const double> other,
+                                     const BootstrapOptions& options) {
+  if (baseline.size() < 2 || other.size() < 2 || options.resamples < 1) {
+    return {NAN, NAN, NAN};
+  }
+  std::mt19937_64 rng(options.seed);
+  std::vector<double> diffs(static_cast<size_t>(options.resamples)), scratch;
+  for (double& d : diffs) {
+    const double o = ResampledMedian(other, rng, scratch);
+    d = o - ResampledMedian(baseline, rng, scratch);
+  }
+  std::sort(diffs.begin(), diffs.end());
+  const double tail = (1 - options.level) / 2;
+  return {Median({other.begin(), other.end()}) - Median({baseline.begin(), baseline.end()}),
+          Quantile(diffs, tail), Quantile(diffs, 1 - tail)};
 }
 
 }  // namespace pdserve::bench

@@ -1,7 +1,7 @@
 #pragma once
 
-// Confidence intervals for the serving benchmark's backend comparisons: the percentile
-// bootstrap of a difference of means between two independent samples (per-request values of
+// Confidence intervals for the benchmarks' comparisons: the percentile bootstrap of a
+// difference of means (or of medians) between two independent samples (per-request values of
 // two cells). Each resample draws every sample with replacement from itself, so the interval
 // reflects the request-to-request spread of both cells; the seed is fixed, so a report drawn
 // again from the same files gives the same intervals.
@@ -17,9 +17,9 @@ struct BootstrapOptions {
   uint64_t seed = 1;
 };
 
-// mean(other) - mean(baseline) and its interval. All NaN (Valid() false) when either sample
-// has fewer than 2 values: one value says nothing about the spread.
-struct MeanDifference {
+// statistic(other) - statistic(baseline) and its interval. All NaN (Valid() false) when either
+// sample has fewer than 2 values: one value says nothing about the spread.
+struct Difference {
   double estimate = 0;
   double lo = 0;
   double hi = 0;
@@ -28,8 +28,16 @@ struct MeanDifference {
   bool SpansZero() const { return lo <= 0 && hi >= 0; }
 };
 
-MeanDifference BootstrapMeanDifference(std::span<const double> baseline,
+using MeanDifference = Difference;
+
+Difference BootstrapMeanDifference(std::span<const double> baseline,
                                        std::span<const double> other,
                                        const BootstrapOptions& options = {});
+
+// median(other) - median(baseline): for latency percentiles, which a few slow requests move
+// less than they move the mean.
+Difference BootstrapMedianDifference(std::span<const double> baseline,
+                                     std::span<const double> other,
+                                     const BootstrapOptions& options = {});
 
 }  // namespace pdserve::bench

@@ -3,11 +3,11 @@
 // `pdserve bench http`: what the OpenAI-compatible HTTP front end costs next to gRPC, on one
 // cluster.
 //
-// compare: the same load (same seed: same prompts, same arrival times) sent through the gRPC
-//   loadgen and the HTTP loadgen (`loadgen --backend openai`) in alternating order, `rounds`
-//   times; prints TTFT p50 of each (pooled over rounds), the HTTP - gRPC difference and the
+// compare: the gRPC loadgen and the HTTP loadgen (`loadgen --backend openai`) run at the same
+//   time against one cluster, each at half of `rate`, `rounds` times; prints TTFT p50 of each
+//   (pooled over rounds), the HTTP - gRPC difference with its bootstrap interval and the
 //   ratio, with the client - server TTFT gap (the front end's own legs) per API. The baseline
-//   (gRPC) is measured in the same run, on the same cluster.
+//   (gRPC) shares the cluster and the host with the HTTP load at every moment.
 // streams: `streams` streamed completions sent at once over HTTP with long outputs and slow
 //   decode steps, so that all are open together; checks that every one completes with every
 //   token verified and reports peak open streams (first token received, last not yet), errors,
@@ -29,7 +29,7 @@ struct HttpBenchOptions {
   std::string out_dir;  // empty: results/bench-http-<date>
   uint64_t seed = 0;
   // compare
-  double rate = 20;  // req/s, Poisson
+  double rate = 20;  // req/s, Poisson, both APIs together (each gets half)
   int prompts = 200;
   int input_len = 128;
   int output_len = 32;

@@ -20,11 +20,11 @@ void AddHttpBenchCommand(CLI::App& app) {
   cmd->add_option("--preset", o->preset)->capture_default_str();
   cmd->add_option("--out", o->out_dir, "results folder (default results/bench-http-<date>)");
   cmd->add_option("--seed", o->seed)->capture_default_str();
-  cmd->add_option("--rate", o->rate, "compare: requests/s (Poisson)")->capture_default_str();
-  cmd->add_option("--prompts", o->prompts, "compare: prompts per run")->capture_default_str();
+  cmd->add_option("--rate", o->rate, "compare: requests/s of both APIs together (Poisson, half each)")->capture_default_str();
+  cmd->add_option("--prompts", o->prompts, "compare: prompts per API per round")->capture_default_str();
   cmd->add_option("--input-len", o->input_len, "compare")->capture_default_str();
   cmd->add_option("--output-len", o->output_len, "compare")->capture_default_str();
-  cmd->add_option("--rounds", o->rounds, "compare: gRPC + HTTP runs, order alternating")
+  cmd->add_option("--rounds", o->rounds, "compare: rounds of gRPC and HTTP loads run together")
       ->capture_default_str();
   cmd->add_option("--streams", o->streams, "streams: requests open at once")->capture_default_str();
   cmd->add_option("--stream-input-len", o->stream_input_len)->capture_default_str();

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <memory>
@@ -195,8 +196,12 @@ absl::StatusOr<BenchmarkResult> RunLoad(const LoadOptions& options) {
   RETURN_IF_ERROR(MakeWorkloads(options, config.vocab_size, specs, warmups));
 
   // Ids unique across runs against one long-lived router.
-  const std::string run_tag =
-      absl::StrFormat("lg%06x", static_cast<uint32_t>(WallMicros() ^ (getpid() << 8)) & 0xFFFFFF);
+  // The counter keeps two runs started in the same microsecond by one process (pdserve bench
+  // http runs its gRPC and HTTP loads at once) apart.
+  static std::atomic<uint32_t> runs{0};
+  const std::string run_tag = absl::StrFormat(
+      "lg%06x%x", static_cast<uint32_t>(WallMicros() ^ (getpid() << 8)) & 0xFFFFFF,
+      runs.fetch_add(1) & 0xFF);
   BenchmarkResult result;
   result.options = options;
   result.model = config;

@@ -4,7 +4,9 @@
 #   build-asan: ASan + UBSan, -Wthread-safety as an error, the libFuzzer targets. Runs the
 #               transfer and end-to-end tests (real router and worker processes, all built
 #               with the sanitizers), then every fuzz target for PDSERVE_FUZZ_SECONDS.
-#   build-tsan: TSan. Runs the transfer tests and the prefill / decode engine tests.
+#   build-tsan: TSan. Runs the transfer tests, the prefill / decode engine tests, and the router,
+#               HTTP, load generator and metrics unit tests (tests/sanitizers/tsan.supp names
+#               the uninstrumented libraries whose internals it does not report).
 # A sanitizer report in any process (test binaries and the cluster processes they start) fails
 # the stage: every process writes its reports under <build>/sanitizer-reports/.
 set -euo pipefail
@@ -35,7 +37,7 @@ run_tests() {  # run_tests DIR CTEST_ARGS...
   (cd "$dir" && ASAN_OPTIONS="log_path=$reports/asan:halt_on_error=1:detect_leaks=1" \
      LSAN_OPTIONS="suppressions=$suppressions/lsan.supp:print_suppressions=0" \
      UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=1" \
-     TSAN_OPTIONS="log_path=$reports/tsan:halt_on_error=1:second_deadlock_stack=1" \
+     TSAN_OPTIONS="log_path=$reports/tsan:halt_on_error=1:second_deadlock_stack=1:suppressions=$suppressions/tsan.supp" \
      ctest --output-on-failure --timeout 600 "$@") || status=$?
   if compgen -G "$reports/*" >/dev/null; then
     echo "analysis: sanitizer reports in $reports:"
@@ -59,7 +61,8 @@ run_tests build-asan -j "${PDSERVE_TEST_JOBS:-2}" -L fuzz
 echo "analysis: TSan build"
 configure build-tsan -DPDSERVE_SANITIZE=thread
 cmake --build build-tsan -j "$jobs" --target transfer_test transfer_test_peer \
-  prefill_worker_test decode_worker_test
+  prefill_worker_test decode_worker_test router_test http_api_test loadgen_test \
+  loadgen_openai_test metrics_test
 # The openai-package test needs the pdserve binary, which this build does not make.
 run_tests build-tsan -j "${PDSERVE_TEST_JOBS:-2}" -E "_NOT_BUILT|OpenAiPythonSdkTest"
 echo "analysis: passed in $((SECONDS - start)) s"

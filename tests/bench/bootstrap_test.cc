@@ -69,4 +69,24 @@ TEST(BootstrapTest, FewerThanTwoValuesIsNotAnInterval) {
 }
 
 }  // namespace
+TEST(BootstrapTest, MedianDifferenceIgnoresAFewSlowValues) {
+  // Medians 10 and 10.5; one outlier in `b` moves its mean by 10 but not its median.
+  const std::vector<double> a = {9, 10, 11, 9.5, 10.5, 10, 10, 9.8, 10.2};
+  const std::vector<double> b = {10, 10.5, 11, 10.4, 10.6, 100, 10.5, 10.3, 10.7};
+  const Difference d = BootstrapMedianDifference(a, b);
+  ASSERT_TRUE(d.Valid());
+  EXPECT_DOUBLE_EQ(d.estimate, 0.5);
+  EXPECT_LE(d.lo, d.estimate);
+  EXPECT_GE(d.hi, d.estimate);
+  EXPECT_LT(d.hi, 2.0);  // the mean difference is ~10.5
+  EXPECT_GT(BootstrapMeanDifference(a, b).estimate, 9.0);
+}
+
+TEST(BootstrapTest, MedianOfAnEvenSampleInterpolates) {
+  const std::vector<double> a = {1, 2, 3, 4};  // median 2.5
+  const std::vector<double> b = {5, 5, 5};
+  EXPECT_DOUBLE_EQ(BootstrapMedianDifference(a, b).estimate, 2.5);
+  EXPECT_FALSE(BootstrapMedianDifference(a, {}).Valid());
+}
+
 }  // namespace pdserve::bench
