@@ -68,6 +68,33 @@ Difference BootstrapMeanDifference(std::span<const double> baseline,
   return {Mean(other) - Mean(baseline), Quantile(diffs, tail), Quantile(diffs, 1 - tail)};
 }
 
+Difference BootstrapMean(std::span<const double> values, const BootstrapOptions& options) {
+  if (values.size() < 2 || options.resamples < 1) return {NAN, NAN, NAN};
+  std::mt19937_64 rng(options.seed);
+  std::vector<double> means(static_cast<size_t>(options.resamples));
+  for (double& m : means) m = ResampledMean(values, rng);
+  std::sort(means.begin(), means.end());
+  const double tail = (1 - options.level) / 2;
+  return {Mean(values), Quantile(means, tail), Quantile(means, 1 - tail)};
+}
+
+Difference BootstrapQuantile(std::span<const double> values, double q,
+                             const BootstrapOptions& options) {
+  if (values.size() < 2 || options.resamples < 1 || !(q >= 0 && q <= 1)) return {NAN, NAN, NAN};
+  std::mt19937_64 rng(options.seed);
+  std::vector<double> stats(static_cast<size_t>(options.resamples)), scratch(values.size());
+  for (double& s : stats) {
+    for (double& x : scratch) x = values[Draw(rng, values.size())];
+    std::sort(scratch.begin(), scratch.end());
+    s = Quantile(scratch, q);
+  }
+  std::sort(stats.begin(), stats.end());
+  std::vector<double> sorted(values.begin(), values.end());
+  std::sort(sorted.begin(), sorted.end());
+  const double tail = (1 - options.level) / 2;
+  return {Quantile(sorted, q), Quantile(stats, tail), Quantile(stats, 1 - tail)};
+}
+
 Difference BootstrapMedianDifference(std::span<const double> baseline,
                                      std::span<const double> other,
                                      const BootstrapOptions& options) {

@@ -34,6 +34,13 @@ Difference BootstrapMeanDifference(std::span<const double> baseline,
                                        std::span<const double> other,
                                        const BootstrapOptions& options = {});
 
+// One sample's statistic and its interval (estimate, lo, hi in a Difference): the mean, or the
+// q-quantile (q in [0, 1], interpolated as loadgen::Percentile). With few values a high quantile
+// is a near-maximum and its interval says so by its width.
+Difference BootstrapMean(std::span<const double> values, const BootstrapOptions& options = {});
+Difference BootstrapQuantile(std::span<const double> values, double q,
+                             const BootstrapOptions& options = {});
+
 // median(other) - median(baseline): for latency percentiles, which a few slow requests move
 // less than they move the mean.
 Difference BootstrapMedianDifference(std::span<const double> baseline,

@@ -73,6 +73,9 @@ std::vector<CellAnalysis> AnalyseCells(const std::vector<ServingRun>& runs,
            gap_ms},
           rules);
       c.samples = SamplesOf(r.result);
+      c.ttft_mean_ci = BootstrapMean(c.samples.ttft_ms);
+      c.ttft_p50_ci = BootstrapQuantile(c.samples.ttft_ms, 0.50);
+      c.ttft_p99_ci = BootstrapQuantile(c.samples.ttft_ms, 0.99);
     }
     cells.push_back(std::move(c));
   }

@@ -27,10 +27,17 @@ struct CellAnalysis {
   const ServingRun* run = nullptr;
   HostBoundVerdict verdict;
   RequestSamples samples;
+  // 95% bootstrap intervals of the cell's own TTFT statistics (over its successful requests;
+  // invalid below 2 requests).
+  Difference ttft_mean_ci, ttft_p50_ci, ttft_p99_ci;
   // Measured, not host-bound and verified (HostBoundVerdict::unverified): the only cells the
   // headline and the targets use.
   bool usable() const { return run->error.empty() && !verdict.host_bound && !verdict.unverified; }
 };
+
+// A p99 rests on at least one request above it only from this many requests on; below it the
+// p99 is interpolated between the largest values (a near-maximum), and the report says so.
+inline constexpr int kP99MinRequests = 100;
 
 std::vector<CellAnalysis> AnalyseCells(const std::vector<ServingRun>& runs,
                                        const HostBoundRules& rules);

@@ -5,22 +5,28 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <functional>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "bench/capacity.h"
+#include "bench/capacity_phase.h"
 #include "bench/cell_usage.h"
 #include "bench/request_transfer_baseline.h"
 #include "bench/serving_backends.h"
+#include "bench/serving_cell.h"
 #include "bench/serving_plan.h"
 #include "bench/serving_report.h"
+#include "bench/serving_sweep.h"
 #include "cluster/cluster.h"
 #include "common/clock.h"
 #include "common/model_config.h"
 #include "common/roofline.h"
 #include "common/status_macros.h"
 #include "loadgen/load_runner.h"
+#include "loadgen/metrics.h"
 #include "loadgen/result_csv.h"
 #include "loadgen/result_json.h"
 #if PDSERVE_HAS_CUDA
@@ -49,98 +55,54 @@ absl::StatusOr<uint32_t> BlocksFor(const std::string& preset, double gib) {
   return static_cast<uint32_t>(blocks);
 }
 
-// The per-cell line on stdout: the numbers people look at first, and the verdict.
-void PrintCell(const ServingRun& run, const loadgen::BenchmarkResult& result) {
-  const HostBoundVerdict v = JudgeHostBound(
-      run.usage,
-      {ResultNumber(run.result, "p99_send_lag_ms"), ResultNumber(run.result, "max_send_lag_ms")});
-  const std::string verdict =
-      v.host_bound   ? absl::StrCat("host-bound: ", absl::StrJoin(v.reasons, "; "))
-      : v.unverified ? absl::StrCat("unverified: ", absl::StrJoin(v.notes, "; "))
-                     : "ok";
-  std::printf(
-      "        completed %d failed %d  TTFT p50/p99 %.1f/%.1f ms  TPOT p99 %.2f ms  "
-      "KV transfer mean %.3f ms  %.1f s  %s%s\n",
-      result.metrics.completed, result.metrics.failed, ResultNumber(run.result, "median_ttft_ms"),
-      ResultNumber(run.result, "p99_ttft_ms"), ResultNumber(run.result, "p99_tpot_ms"),
-      ResultNumber(run.result, "mean_kv_transfer_ms"), run.usage.wall_s, verdict.c_str(),
-      run.error.empty() ? "" : ("  ERROR: " + run.error).c_str());
-}
-
-loadgen::LoadOptions CellLoad(const ServingBenchOptions& o, const cluster::Cluster& cl,
-                              const std::string& backend, const CellPlan& cell) {
-  loadgen::LoadOptions load;
-  load.target = cl.endpoint();
-  if (o.api == "http") {
-    load.api = loadgen::ClientApi::kOpenAi;
-    load.base_url = cl.http_url();
-  }
-  load.num_prompts = cell.prompts;
-  load.num_warmups = 0;  // the cluster was warmed once (RunBackend)
-  load.arrival.request_rate = cell.rate;
-  load.random.input_len = cell.input_len;
-  load.random.output_len = cell.output_len;
-  load.preset = o.preset;
-  load.verify = o.verify;
-  load.progress = loadgen::ProgressMode::kAuto;
-  load.backend = loadgen::ClientApiName(load.api);
-  load.label = absl::StrCat(backend, "-in", cell.input_len, "-out", cell.output_len);
-  return load;
-}
-
-// One cell on a running cluster: the measured requests between two usage samples.
-absl::StatusOr<ServingRun> RunCell(const ServingBenchOptions& o, cluster::Cluster& cl,
-                                   const std::string& backend, const CellPlan& cell, uint64_t seed,
-                                   const std::string& dir) {
-  ServingRun run{.backend = backend,
-                 .input_len = cell.input_len,
-                 .output_len = cell.output_len,
-                 .request_rate = cell.rate};
-  loadgen::LoadOptions load = CellLoad(o, cl, backend, cell);
-  load.seed = seed;  // the same per cell for every backend: same prompts, same arrivals
-  const std::string stem = absl::StrCat(backend, "_in", cell.input_len, "_out", cell.output_len,
-                                        "_rate", loadgen::RequestRateName(cell.rate));
-  const CellUsageProbe probe = CellUsageProbe::Start(cl);
-  absl::StatusOr<loadgen::BenchmarkResult> result = loadgen::RunLoad(load);
-  run.usage = probe.Finish(cl);
-  run.usage.modelled = o.compute == "roofline";
-  if (!result.ok()) {
-    run.error = std::string(result.status().message());
-    return run;
-  }
-  RETURN_IF_ERROR(loadgen::WriteResultJson(*result, absl::StrCat(dir, "/", stem, ".json")));
-  RETURN_IF_ERROR(loadgen::WriteRequestsCsv(*result, absl::StrCat(dir, "/", stem, ".csv")));
-  run.result = loadgen::ResultToJson(*result, /*per_request=*/true);
-  run.result_file = stem + ".json";
-  if (result->metrics.failed > 0) {
-    run.error =
-        absl::StrCat(result->metrics.failed, " of ", result->requests.size(), " requests failed");
-  } else if (result->verify_mismatches > 0) {
-    run.error = absl::StrCat(result->verify_mismatches,
-                             " requests returned tokens that differ from the model");
-  } else if (std::string leaks = LeakedBlocks(cl); !leaks.empty()) {
-    run.error = absl::StrCat("KV blocks not freed after the run: ", leaks);
-  }
-  PrintCell(run, *result);
-  return run;
-}
-
-struct BackendOutcome {
+// What the sweep shares between backends and cells: every run so far (restored ones first on
+// --resume), the transports lines, the ETA, and the report refresh after each cell.
+struct SweepRun {
   std::vector<ServingRun> runs;
-  std::string transports;  // for the report's "backends" line
-  double setup_s = 0;      // transfer baseline, cluster start, warm-up
+  std::vector<std::string> transports;  // for the report's "backends" line
+  double setup_s = 0;                   // transfer baselines, cluster starts, warm-ups
+  SweepProgress* progress = nullptr;
+  int64_t start_ns = 0;
+  std::function<void()> refresh;  // rewrites report-inputs.json and report.md
 };
 
+// Where in sweep.runs the runs `backend` already has (--resume) are, in cell order; -1 where a
+// cell has none. Indices, not pointers: sweep.runs grows while the backend runs.
+std::vector<int> Restored(const SweepRun& sweep, const std::string& backend,
+                          const std::vector<CellPlan>& cells) {
+  std::vector<int> out;
+  for (const CellPlan& c : cells) {
+    const ServingRun* r = FindRun(sweep.runs, backend, c);
+    out.push_back(r == nullptr ? -1 : static_cast<int>(r - sweep.runs.data()));
+  }
+  return out;
+}
+
 // One backend's share: transfer baseline, cluster, warm-up, every cell, stop. `cells` starts as
-// `planned`; with `adapt` (the first backend) it is adapted as the cells run.
+// `planned`; with `adapt` (the first backend) it is adapted as the cells run. Cells this backend
+// already ran (--resume) are skipped, and a backend with none left starts nothing.
 absl::Status RunBackend(const ServingBenchOptions& o, const std::string& user_backend,
                         const std::vector<CellPlan>& planned, std::vector<CellPlan>& cells,
                         bool adapt, double cell_seconds, int min_prompts, uint32_t decode_blocks,
-                        const std::string& dir, ServingReportContext& context,
-                        BackendOutcome& out) {
+                        const std::string& dir, ServingReportContext& context, SweepRun& sweep) {
   const std::string backend = BackendLabel(user_backend, o.device);
+  const std::vector<int> restored = Restored(sweep, backend, cells);
+  for (size_t i = 0; i < cells.size(); ++i) {
+    // The adapted prompts of a restored cell are the ones it sent: the later backends send the
+    // same.
+    if (restored[i] >= 0 && sweep.runs[restored[i]].prompts > 0) {
+      cells[i].prompts = sweep.runs[restored[i]].prompts;
+    }
+  }
+  if (std::all_of(restored.begin(), restored.end(), [](int r) { return r >= 0; })) {
+    std::printf("[%s] every cell ran before the interruption: skipped\n", backend.c_str());
+    return absl::OkStatus();
+  }
+  const bool have_baseline =
+      std::any_of(context.transfer_baselines.begin(), context.transfer_baselines.end(),
+                  [&](const RequestTransferBaseline& b) { return b.backend == backend; });
   const int64_t setup_start = MonotonicNanos();
-  if (o.transfer_baseline && o.device == "cpu") {
+  if (o.transfer_baseline && o.device == "cpu" && !have_baseline) {
     std::vector<int> lens;
     for (const CellPlan& c : cells) {
       if (std::find(lens.begin(), lens.end(), c.input_len) == lens.end())
@@ -166,57 +128,31 @@ absl::Status RunBackend(const ServingBenchOptions& o, const std::string& user_ba
     }
   }
   cluster::ClusterOptions c;
-  c.num_prefill = o.num_prefill;
-  c.num_decode = o.num_decode;
-  c.preset = o.preset;
-  c.compute = o.compute;
-  c.gpu = o.gpu;
-  c.pool_gib = o.pool_gib;
-  c.decode_blocks = decode_blocks;
-  c.layout = o.layout;
-  // The workers' bulk work (K/V generation, the decode worker's full KV reads when a request's
-  // KV lands and when it ends) may use every core where one thread cannot keep up: a
-  // 2048-token prompt's 256 MiB must be read within about one modelled decode step
-  // (docs/model.md). Smaller jobs stay on one thread (kvcache/cpu_attention.cc).
-  c.threads = 0;
-  c.log_level = "warn";
-  c.log_dir = absl::StrCat(dir, "/logs-", backend);
-  RETURN_IF_ERROR(ConfigureBackend(user_backend, o.device, c));
-  std::printf("[%s] starting cluster...\n", backend.c_str());
-  std::fflush(stdout);
-  absl::StatusOr<std::unique_ptr<cluster::Cluster>> cl = cluster::Cluster::Start(c);
-  if (cl.ok()) {
-    // Connections, first touches of the pools and the first batches happen here, not in the
-    // first cell: a few requests of the longest prompt, all at once.
-    CellPlan warm = cells.front();
-    for (const CellPlan& cell : cells) warm.input_len = std::max(warm.input_len, cell.input_len);
-    warm.output_len = std::min(warm.output_len, 8);
-    warm.rate = INFINITY;
-    warm.prompts = 2;
-    loadgen::LoadOptions load = CellLoad(o, **cl, backend, warm);
-    load.seed = o.seed ^ 0x5eedull;
-    if (absl::StatusOr<loadgen::BenchmarkResult> w = loadgen::RunLoad(load);
-        !w.ok() || w->metrics.failed > 0) {
-      std::printf("[%s] warm-up: %s\n", backend.c_str(),
-                  w.ok() ? "some requests failed" : std::string(w.status().message()).c_str());
-    }
-  }
-  out.setup_s = Seconds(setup_start);
+  absl::StatusOr<std::unique_ptr<cluster::Cluster>> cl =
+      StartServingCluster(o, user_backend, decode_blocks, cells, dir, c);
+  const double setup_s = Seconds(setup_start);
+  sweep.setup_s += setup_s;
+  sweep.progress->BackendSetUp(setup_s);
+  int last = -1;  // this backend's previous cell, in sweep.runs
   // The first backend adapts the plan to the host's pace (AdaptedPrompts) and the others run
   // it as adapted: every backend sends the same prompts at the same times in a cell, so that
   // their differences are the backend's, not the load's.
   for (size_t i = 0; i < cells.size(); ++i) {
     CellPlan& cell = cells[i];
-    const bool same_workload =
-        adapt && i > 0 && !out.runs.empty() && out.runs.back().error.empty() &&
-        cells[i - 1].input_len == cell.input_len && cells[i - 1].output_len == cell.output_len;
+    if (restored[i] >= 0) {
+      last = restored[i];
+      continue;  // counted in the progress when the sweep was loaded
+    }
+    const bool same_workload = adapt && i > 0 && last >= 0 && sweep.runs[last].error.empty() &&
+                               cells[i - 1].input_len == cell.input_len &&
+                               cells[i - 1].output_len == cell.output_len;
     if (same_workload) {
-      const ServingRun& last = out.runs.back();
+      const ServingRun& before = sweep.runs[last];
       cell.prompts =
           AdaptedPrompts(cell, cells[i - 1],
-                         {.wall_s = last.usage.wall_s,
-                          .request_throughput = ResultNumber(last.result, "request_throughput"),
-                          .mean_e2el_s = ResultNumber(last.result, "mean_e2el_ms") / 1e3},
+                         {.wall_s = before.usage.wall_s,
+                          .request_throughput = ResultNumber(before.result, "request_throughput"),
+                          .mean_e2el_s = ResultNumber(before.result, "mean_e2el_ms") / 1e3},
                          cell_seconds, min_prompts);
       cell.expected_s = cell.prompts / cell.rate + cell.tail_s;
     }
@@ -229,27 +165,34 @@ absl::Status RunBackend(const ServingBenchOptions& o, const std::string& user_ba
                           .c_str()
                     : "");
     std::fflush(stdout);
+    ServingRun run;
     if (!cl.ok()) {
-      out.runs.push_back({.backend = backend,
-                          .input_len = cell.input_len,
-                          .output_len = cell.output_len,
-                          .request_rate = cell.rate,
-                          .error = absl::StrCat("cluster did not start: ", cl.status().message())});
-      continue;
+      run = {.backend = backend,
+             .input_len = cell.input_len,
+             .output_len = cell.output_len,
+             .request_rate = cell.rate,
+             .error = absl::StrCat("cluster did not start: ", cl.status().message())};
+    } else {
+      ASSIGN_OR_RETURN(run, RunCell(o, **cl, backend, cell, o.seed + i, dir));
     }
-    ASSIGN_OR_RETURN(ServingRun run, RunCell(o, **cl, backend, cell, o.seed + i, dir));
     run.planned_prompts = planned[i].prompts;
-    out.runs.push_back(std::move(run));
+    sweep.progress->CellDone(planned[i], run.usage.wall_s);
+    sweep.runs.push_back(std::move(run));
+    last = static_cast<int>(sweep.runs.size()) - 1;
+    sweep.refresh();
+    std::printf("        %s\n", sweep.progress->Line(Seconds(sweep.start_ns)).c_str());
     std::fflush(stdout);
-    if (absl::Status alive = (*cl)->CheckChildren(); !alive.ok()) {
-      cl = alive;  // the remaining cells of this backend report it
+    if (cl.ok()) {
+      if (absl::Status alive = (*cl)->CheckChildren(); !alive.ok()) {
+        cl = alive;  // the remaining cells of this backend report it
+      }
     }
   }
   if (cl.ok()) {
     std::string env;
     for (const auto& [k, v] : c.env) absl::StrAppend(&env, k, "=", v, " ");
-    out.transports = absl::StrCat(backend, ": transfer backend ", c.transfer, ", ", env,
-                                  "transports used: ", Transports(**cl));
+    sweep.transports.push_back(absl::StrCat(backend, ": transfer backend ", c.transfer, ", ",
+                                            env, "transports used: ", Transports(**cl)));
     (*cl)->Stop();
   }
   return absl::OkStatus();
@@ -260,8 +203,16 @@ absl::Status RunBackend(const ServingBenchOptions& o, const std::string& user_ba
 absl::Status RunServingBench(const ServingBenchOptions& options) {
   const int64_t run_start = MonotonicNanos();
   ServingBenchOptions o = options;
-  if (o.api != "grpc" && o.api != "http") {
-    return absl::InvalidArgumentError(absl::StrCat("--api must be grpc or http, not '", o.api, "'"));
+  SweepRun sweep;
+  ServingReportContext context;
+  if (!options.resume_dir.empty()) {
+    ASSIGN_OR_RETURN(ResumedSweep resumed, LoadSweep(options.resume_dir));
+    o = resumed.options;
+    context = std::move(resumed.context);
+    sweep.runs = std::move(resumed.runs);
+    sweep.transports = std::move(resumed.transports);
+    std::printf("resuming %s: %zu runs finished before (%s)\n", o.result_dir.c_str(),
+                sweep.runs.size(), o.command_line.c_str());
   }
   std::string device;
   if (o.device == "cuda") {
@@ -275,10 +226,10 @@ absl::Status RunServingBench(const ServingBenchOptions& options) {
     if (o.backends == ServingBenchOptions{}.backends) o.backends = {"local", "ucx"};
     // Device memory is plentiful: room for every request of the quick sweep at once.
     if (o.pool_gib == ServingBenchOptions{}.pool_gib) o.pool_gib = 8;
-  } else if (o.device != "cpu") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--device must be cpu or cuda, not '", o.device, "'"));
   }
+  // Everything is checked before the first baseline or cluster starts: a bad backend name must
+  // not surface after the others have run.
+  RETURN_IF_ERROR(ValidateServingOptions(o));
   ASSIGN_OR_RETURN(SweepPlan plan, ResolveSweep(o.matrix, o.device == "cuda",
                                                 {o.input_lens, o.output_lens, o.rates,
                                                  o.cell_seconds, o.min_prompts, o.max_prompts}));
@@ -288,10 +239,7 @@ absl::Status RunServingBench(const ServingBenchOptions& options) {
     ASSIGN_OR_RETURN(GpuSpec gpu, GpuSpecByName(o.gpu));
     roofline.emplace(config, gpu);
   }
-  const std::vector<CellPlan> planned = PlanCells(plan, roofline ? &*roofline : nullptr);
-  std::vector<CellPlan> cells = planned;
-  double planned_s = 0;
-  for (const CellPlan& c : planned) planned_s += c.expected_s;
+  std::vector<CellPlan> planned = PlanCells(plan, roofline ? &*roofline : nullptr);
   const int max_in = *std::max_element(plan.input_lens.begin(), plan.input_lens.end());
   const int max_out = *std::max_element(plan.output_lens.begin(), plan.output_lens.end());
   constexpr int kConcurrent = 24;
@@ -309,36 +257,59 @@ absl::Status RunServingBench(const ServingBenchOptions& options) {
   std::filesystem::create_directories(dir, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
 
+  CapacityOptions copts = DefaultCapacityOptions();
+  if (!o.slo.empty()) {
+    ASSIGN_OR_RETURN(copts.slos, loadgen::ParseSloSpec(o.slo));
+  }
+  std::vector<WorkloadCapacity> capacities;
+  if (o.find_capacity) {
+    if (context.sweep.contains("capacities")) {  // --resume: found before the interruption
+      capacities = CapacitiesFromJson(context.sweep["capacities"]);
+    } else {
+      const size_t workloads = plan.input_lens.size() * plan.output_lens.size();
+      // About 8 probes a search (doubling from 0.5 req/s to a few req/s, then 3 bisections).
+      const double guess_s = static_cast<double>(workloads * o.backends.size()) * 8 *
+                             (copts.probe_seconds + 1.5);
+      std::printf("capacity search first: %zu workloads x %zu backends, about %.0f min (ETA %s)\n",
+                  workloads, o.backends.size(), guess_s / 60, ClockIn(guess_s).c_str());
+      std::fflush(stdout);
+      const int64_t t0 = MonotonicNanos();
+      ASSIGN_OR_RETURN(capacities, FindCapacities(o, copts, planned, decode_blocks, dir));
+      sweep.setup_s += Seconds(t0);
+    }
+    const std::string baseline = BackendLabel(o.backends.front(), o.device);
+    planned = PlanCells(plan, roofline ? &*roofline : nullptr, [&](int in, int out) {
+      return RatesWithCapacity(plan.rates, CapacityOf(capacities, baseline, in, out),
+                               copts.fractions);
+    });
+  }
+  std::vector<CellPlan> cells = planned;
+  double planned_s = 0;
+  for (const CellPlan& c : planned) planned_s += c.expected_s;
   const std::string compute =
       o.compute == "roofline" ? absl::StrCat("roofline (", o.gpu, ")") : o.compute;
+  SweepProgress progress(planned, static_cast<int>(o.backends.size()));
+  for (const std::string& b : o.backends) {
+    for (const CellPlan& c : planned) {
+      if (FindRun(sweep.runs, BackendLabel(b, o.device), c) != nullptr) progress.CellDone(c, -1);
+    }
+  }
   std::printf(
       "pdserve bench (%s, load over %s): backends %s, preset %s, compute %s, %d prefill + %d "
       "decode, inputs %s, outputs %s, rates %s req/s; %zu cells per backend, %.1f min for all "
-      "backends at the modelled speed (cluster starts and baselines not included)\n",
-      plan.name.c_str(), o.api.c_str(), absl::StrJoin(o.backends, ",").c_str(), o.preset.c_str(), compute.c_str(),
-      o.num_prefill, o.num_decode, absl::StrJoin(plan.input_lens, ",").c_str(),
+      "backends at the modelled speed; with cluster starts and baselines about %.1f min "
+      "(ETA %s)\n",
+      plan.name.c_str(), o.api.c_str(), absl::StrJoin(o.backends, ",").c_str(), o.preset.c_str(),
+      compute.c_str(), o.num_prefill, o.num_decode, absl::StrJoin(plan.input_lens, ",").c_str(),
       absl::StrJoin(plan.output_lens, ",").c_str(), absl::StrJoin(plan.rates, ",").c_str(),
-      cells.size(), planned_s * o.backends.size() / 60);
+      cells.size(), planned_s * o.backends.size() / 60, progress.RemainingSeconds() / 60,
+      ClockIn(progress.RemainingSeconds()).c_str());
   if (!device.empty()) std::printf("device: %s\n", device.c_str());
   std::fflush(stdout);
 
-  ServingReportContext context;
-  std::vector<ServingRun> runs;
-  std::vector<std::string> transports;
-  double setup_s = 0;
-  for (const std::string& user_backend : o.backends) {
-    BackendOutcome outcome;
-    RETURN_IF_ERROR(RunBackend(o, user_backend, planned, cells,
-                               /*adapt=*/&user_backend == &o.backends.front(), plan.cell_seconds,
-                               plan.min_prompts, decode_blocks, dir, context, outcome));
-    for (ServingRun& r : outcome.runs) runs.push_back(std::move(r));
-    if (!outcome.transports.empty()) transports.push_back(outcome.transports);
-    setup_s += outcome.setup_s;
-  }
   if (o.device != "cpu") context.transfer_baseline_note = "not measured with --device cuda";
   if (!o.transfer_baseline) context.transfer_baseline_note = "--transfer-baseline false";
-
-  context.date = Now("%Y-%m-%d %H:%M:%S %Z");
+  if (context.date.empty()) context.date = Now("%Y-%m-%d %H:%M:%S %Z");
   context.preset = o.preset;
   context.compute = compute;
   context.decode_pool_gib = decode_gib;
@@ -353,8 +324,7 @@ absl::Status RunServingBench(const ServingBenchOptions& options) {
       std::floor(decode_gib * 1024 / request_mib), max_in, max_out, request_mib);
   context.command = o.command_line;
   context.device = device;
-  if (!o.backends.empty()) context.baseline = BackendLabel(o.backends.front(), o.device);
-  context.backends = absl::StrJoin(transports, "; ");
+  context.baseline = BackendLabel(o.backends.front(), o.device);
   context.choices = absl::StrFormat(
       "matrix %s: inputs %s, outputs %s, rates %s req/s (Poisson); prompts per cell = "
       "clamp(round(rate x max(%g s - tail, %g s / 3)), %d, %d), where tail is one request's "
@@ -373,22 +343,52 @@ absl::Status RunServingBench(const ServingBenchOptions& options) {
             "every running request on the GPU; the per-layer dense GEMMs are not run"
           : "KV bytes are real and made, moved and checked on this host's CPU: where that work "
             "outlasts the modelled time the cell is marked host-bound");
-  double cells_s = 0;
-  for (const ServingRun& r : runs) cells_s += r.usage.wall_s;
-  context.timing = absl::StrFormat(
-      "%.1f min in all: cells %.1f min (%.1f min at the modelled speed), transfer baselines, "
-      "cluster starts and warm-ups %.1f min",
-      Seconds(run_start) / 60, cells_s / 60, planned_s * o.backends.size() / 60, setup_s / 60);
+  const bool resumed = !options.resume_dir.empty();
+  // Called after every cell and at the end: report-inputs.json (what --resume reads) and the
+  // report so far.
+  auto write_report = [&](bool final, std::string* headline) -> absl::Status {
+    double cells_s = 0;
+    for (const ServingRun& r : sweep.runs) cells_s += r.usage.wall_s;
+    context.timing = absl::StrFormat(
+        "%.1f min in all%s: cells %.1f min (%.1f min at the modelled speed), transfer "
+        "baselines, cluster starts and warm-ups %.1f min%s",
+        Seconds(run_start) / 60, resumed ? " since --resume" : "", cells_s / 60,
+        planned_s * o.backends.size() / 60, sweep.setup_s / 60,
+        final ? "" : absl::StrFormat("; partial: %d of %d cells", progress.done(),
+                                     progress.total()));
+    context.backends = absl::StrJoin(sweep.transports, "; ");
+    context.sweep = SweepOptionsToJson(o);
+    context.sweep["transports"] = sweep.transports;
+    if (o.find_capacity) {
+      context.sweep["capacities"] = CapacitiesToJson(capacities);
+      context.sweep["slos"] = DescribeSlos(copts.slos);
+    }
+    context.draw_plots = final;
+    RETURN_IF_ERROR(WriteServingReportInputs(dir, context, sweep.runs));
+    return WriteServingReport(dir, context, sweep.runs, headline);
+  };
+  sweep.progress = &progress;
+  sweep.start_ns = run_start;
+  sweep.refresh = [&] {
+    std::string ignored;
+    if (absl::Status s = write_report(false, &ignored); !s.ok()) {
+      std::printf("        report not refreshed: %s\n", std::string(s.message()).c_str());
+    }
+  };
+  for (const std::string& user_backend : o.backends) {
+    RETURN_IF_ERROR(RunBackend(o, user_backend, planned, cells,
+                               /*adapt=*/&user_backend == &o.backends.front(), plan.cell_seconds,
+                               plan.min_prompts, decode_blocks, dir, context, sweep));
+  }
   std::string headline;
-  RETURN_IF_ERROR(WriteServingReportInputs(dir, context, runs));
-  RETURN_IF_ERROR(WriteServingReport(dir, context, runs, &headline));
+  RETURN_IF_ERROR(write_report(true, &headline));
   int failed = 0;
-  for (const ServingRun& r : runs) failed += !r.error.empty();
+  for (const ServingRun& r : sweep.runs) failed += !r.error.empty();
   std::printf("\nreport: %s/report.md (%s)\n%s\n", dir.c_str(), context.timing.c_str(),
               headline.c_str());
   if (failed > 0) {
     return absl::InternalError(
-        absl::StrCat(failed, " of ", runs.size(), " runs failed; see ", dir, "/report.md"));
+        absl::StrCat(failed, " of ", sweep.runs.size(), " runs failed; see ", dir, "/report.md"));
   }
   return absl::OkStatus();
 }

@@ -11,7 +11,9 @@ namespace pdserve::bench {
 // with the two-process microbenchmark, start a cluster (same preset, workers and pools), sweep
 // the workloads and request rates with the load generator while sampling what each cell cost
 // the host, tear the cluster down; then write a results folder (per-run JSON + CSV,
-// summary.csv, report.md, plots) and print the headline comparison.
+// summary.csv, report.md, plots) and print the headline comparison. Every option is checked
+// before anything starts; report.md and report-inputs.json are rewritten after every cell, with
+// an ETA on stdout, so an interrupted sweep leaves a partial report and can be resumed.
 struct ServingBenchOptions {
   // "local"; "ucx" (UCX picks its transports); "ucx-<tls>" = ucx with UCX_TLS=<tls>.
   std::vector<std::string> backends = {"local", "ucx-posix", "ucx-tcp"};
@@ -41,7 +43,14 @@ struct ServingBenchOptions {
   // /v1/completions, streamed; loadgen --backend openai).
   std::string api = "grpc";
   uint64_t seed = 0;
+  // Before the sweep, find each backend's capacity per workload within `slo` (bench/capacity.h)
+  // and add rates at fractions of the baseline backend's to the fixed ones.
+  bool find_capacity = false;
+  std::vector<std::string> slo;  // "ttft:MS", "tpot:MS", "e2el:MS"; empty: TTFT 500, TPOT 50
   std::string result_dir;    // empty: results/bench-<date>
+  // Non-empty: continue the interrupted sweep in this folder with the options it ran with
+  // (bench/serving_sweep.h); the other options are not used.
+  std::string resume_dir;
   std::string command_line;  // recorded in the report
 };
 

@@ -73,10 +73,15 @@ int PromptsFor(double rate, double cell_seconds, double tail_s, int min_prompts,
 }
 
 std::vector<CellPlan> PlanCells(const SweepPlan& plan, const RooflineModel* model) {
+  return PlanCells(plan, model, nullptr);
+}
+
+std::vector<CellPlan> PlanCells(const SweepPlan& plan, const RooflineModel* model,
+                                const std::function<std::vector<double>(int, int)>& rates_for) {
   std::vector<CellPlan> cells;
   for (int in : plan.input_lens) {
     for (int out : plan.output_lens) {
-      for (double rate : plan.rates) {
+      for (double rate : rates_for ? rates_for(in, out) : plan.rates) {
         CellPlan c{.input_len = in, .output_len = out, .rate = rate};
         c.tail_s = ModelledTailSeconds(model, in, out, rate);
         c.prompts =

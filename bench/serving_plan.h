@@ -5,6 +5,7 @@
 // the biggest cells. Plain functions over plain data, so the choices are tested without
 // clusters.
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -59,6 +60,10 @@ int PromptsFor(double rate, double cell_seconds, double tail_s, int min_prompts,
 
 // Every cell in run order: input, then output, then rate.
 std::vector<CellPlan> PlanCells(const SweepPlan& plan, const RooflineModel* model);
+// The same with each workload's rates from `rates_for(input_len, output_len)` (the fixed rates
+// and fractions of a measured capacity, bench/capacity.h); null: plan.rates.
+std::vector<CellPlan> PlanCells(const SweepPlan& plan, const RooflineModel* model,
+                                const std::function<std::vector<double>(int, int)>& rates_for);
 
 // What a finished cell says about the host's pace.
 struct CellOutcome {

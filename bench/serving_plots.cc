@@ -70,7 +70,8 @@ absl::Status PlotVsRate(const std::string& dir, const std::vector<CellAnalysis>&
       png, axes.workloads.size(),
       absl::StrCat(
           label,
-          " vs request rate: p50 solid, p99 dashed; circled: host-bound or unverified cell"));
+          " vs request rate: p50 solid (bars: 95% bootstrap interval where per-request values "
+          "exist), p99 dashed; circled: host-bound or unverified cell"));
   absl::StrAppend(&script,
                   "set logscale x 2\nset logscale y\nset grid\nset key top left font ',8'\n"
                   "set xlabel 'request rate (req/s)'\nset ylabel '",
@@ -81,7 +82,8 @@ absl::Status PlotVsRate(const std::string& dir, const std::vector<CellAnalysis>&
     for (size_t b = 0; b < axes.backends.size(); ++b) {
       const std::string file = absl::StrCat(metric, "_w", w, "_b", b, ".dat");
       std::ofstream out(dir + "/" + file);
-      out << "# rate p50 p99 not_usable (host-bound or unverified)\n";
+      out << "# rate p50 p99 not_usable (host-bound or unverified) p50_lo p50_hi (95% CI; TTFT "
+             "only)\n";
       for (const CellAnalysis& c : cells) {
         const ServingRun& r = *c.run;
         if (WorkloadName(r) != axes.workloads[w] || r.backend != axes.backends[b] ||
@@ -90,13 +92,20 @@ absl::Status PlotVsRate(const std::string& dir, const std::vector<CellAnalysis>&
         }
         out << r.request_rate << " " << Num(ResultNumber(r.result, "median_" + metric + "_ms"))
             << " " << Num(ResultNumber(r.result, "p99_" + metric + "_ms")) << " "
-            << (c.usable() ? 0 : 1) << "\n";
+            << (c.usable() ? 0 : 1);
+        // The bootstrap interval of the cell's p50 (bench/bootstrap.h), where the per-request
+        // values are in the result (TTFT).
+        const bool bars = metric == "ttft" && c.ttft_p50_ci.Valid();
+        out << " " << Num(bars ? c.ttft_p50_ci.lo : NAN) << " "
+            << Num(bars ? c.ttft_p50_ci.hi : NAN) << "\n";
         any = true;
       }
       const int color = static_cast<int>(b) + 1;
       absl::StrAppend(&plot, plot.empty() ? "" : ", ", Quoted(file),
                       " using 1:2 with linespoints lw 2 pt 7 lc ", color, " dt 1 title '",
                       axes.backends[b], " p50', ", Quoted(file),
+                      " using 1:2:5:6 with yerrorbars lc ", color, " pt 7 ps 0.5 notitle, ",
+                      Quoted(file),
                       " using 1:3 with linespoints lw 2 pt 7 lc ", color, " dt 2 title '",
                       axes.backends[b], " p99', ", Quoted(file),
                       " using 1:($4 > 0 ? $3 : 1/0) with points pt 6 ps 2.5 lc rgb 'black' "
@@ -110,6 +119,51 @@ absl::Status PlotVsRate(const std::string& dir, const std::vector<CellAnalysis>&
   absl::StrAppend(&script, "unset multiplot\n");
   if (!any) return absl::OkStatus();
   return RunGnuplot(dir, png + ".gp", script);
+}
+
+// Served throughput against TTFT p50 per backend, a panel per workload, in rate order: where a
+// backend stops keeping up, the points bunch at its capacity while TTFT climbs. Overloaded
+// points (served < 0.9x offered) are circled.
+absl::Status PlotThroughputLatency(const std::string& dir, const std::vector<CellAnalysis>& cells,
+                                   const Axes& axes) {
+  std::string script = MultiplotHeader(
+      "throughput_vs_latency.png", axes.workloads.size(),
+      "Served request rate vs TTFT p50 (points in rate order; circled: overloaded, served < 0.9x "
+      "offered)");
+  absl::StrAppend(&script,
+                  "set logscale y\nset grid\nset key top left font ',8'\n"
+                  "set xlabel 'served (req/s)'\nset ylabel 'TTFT p50 (ms)'\n");
+  bool any = false;
+  for (size_t w = 0; w < axes.workloads.size(); ++w) {
+    std::string plot;
+    for (size_t b = 0; b < axes.backends.size(); ++b) {
+      const std::string file = absl::StrCat("throughput_w", w, "_b", b, ".dat");
+      std::ofstream out(dir + "/" + file);
+      out << "# offered served ttft_p50 overloaded\n";
+      for (const CellAnalysis& c : cells) {
+        const ServingRun& r = *c.run;
+        if (WorkloadName(r) != axes.workloads[w] || r.backend != axes.backends[b] ||
+            !r.error.empty() || std::isinf(r.request_rate)) {
+          continue;
+        }
+        const double served = ResultNumber(r.result, "request_throughput");
+        out << r.request_rate << " " << Num(served) << " "
+            << Num(ResultNumber(r.result, "median_ttft_ms")) << " "
+            << (served < 0.9 * r.request_rate ? 1 : 0) << "\n";
+        any = true;
+      }
+      const int color = static_cast<int>(b) + 1;
+      absl::StrAppend(&plot, plot.empty() ? "" : ", ", Quoted(file),
+                      " using 2:3 with linespoints lw 2 pt 7 lc ", color, " title '",
+                      axes.backends[b], "', ", Quoted(file),
+                      " using 2:($4 > 0 ? $3 : 1/0) with points pt 6 ps 2.5 lc rgb 'black' "
+                      "notitle");
+    }
+    absl::StrAppend(&script, "set title '", axes.workloads[w], "'\nplot ", plot, "\n");
+  }
+  absl::StrAppend(&script, "unset multiplot\n");
+  if (!any) return absl::OkStatus();
+  return RunGnuplot(dir, "throughput_vs_latency.gp", script);
 }
 
 // Mean KV transfer time per prompt length at each backend's lowest rate, and the microbenchmark.
@@ -227,7 +281,8 @@ absl::Status WriteServingPlots(const std::string& dir, const std::vector<CellAna
       {"ttft_vs_rate.png", "TTFT p50 / p99 vs request rate"},
       {"tpot_vs_rate.png", "TPOT p50 / p99 vs request rate"},
       {"kv_transfer_vs_prompt.png", "KV transfer time vs prompt length"},
-      {"ttft_breakdown.png", "Where TTFT goes"}};
+      {"ttft_breakdown.png", "Where TTFT goes"},
+      {"throughput_vs_latency.png", "Served rate vs TTFT p50 (overloaded points circled)"}};
   for (const auto& [png, caption] : plots) std::filesystem::remove(dir + "/" + png);
   if (absl::Status s = PlotVsRate(dir, cells, axes, "ttft", "TTFT", "ttft_vs_rate.png"); !s.ok()) {
     return s;
@@ -237,6 +292,7 @@ absl::Status WriteServingPlots(const std::string& dir, const std::vector<CellAna
   }
   if (absl::Status s = PlotTransferVsPrompt(dir, cells, axes, baselines); !s.ok()) return s;
   if (absl::Status s = PlotBreakdown(dir, cells, axes); !s.ok()) return s;
+  if (absl::Status s = PlotThroughputLatency(dir, cells, axes); !s.ok()) return s;
   for (const auto& plot : plots) {
     if (std::filesystem::exists(dir + "/" + plot.first)) drawn->push_back(plot);
   }

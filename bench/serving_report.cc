@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "bench/capacity_phase.h"
 #include "bench/serving_analysis.h"
 #include "bench/serving_plots.h"
 #include "bench/serving_report_tables.h"
@@ -111,7 +112,9 @@ absl::Status WriteServingReport(const std::string& dir, const ServingReportConte
 
   std::string plots_note;
   std::vector<std::pair<std::string, std::string>> drawn;
-  if (HaveGnuplot()) {
+  if (!context.draw_plots) {
+    plots_note = "Drawn when the sweep ends.\n";
+  } else if (HaveGnuplot()) {
     if (absl::Status s = WriteServingPlots(dir, cells, context.transfer_baselines, &drawn);
         !s.ok()) {
       plots_note = absl::StrCat("Plots could not be drawn: ", s.message(), "\n");
@@ -140,7 +143,16 @@ absl::Status WriteServingReport(const std::string& dir, const ServingReportConte
              : TransferBaselineSummary(cells, context.transfer_baselines, kTransferBaselineTarget))
      << "\n\n"
      << kDefinitions;
-  md << "## Results per cell\n\n" << ResultsTable(cells);
+  md << "## Results per cell\n\n"
+     << absl::StrFormat(
+            "Error bars: each cell's TTFT mean and p99 come with a 95%% percentile bootstrap "
+            "interval over its successful requests (2000 resamples, fixed seed); the TTFT plot "
+            "draws the p50's. A p99 rests on at least one request above it only from %d "
+            "requests on: cells with fewer (n shown) report a p99 that is close to their "
+            "maximum, and its interval is wide for that reason. Backend differences use the "
+            "same bootstrap (below).\n\n",
+            kP99MinRequests)
+     << ResultsTable(cells);
   md << "\nPer-run JSON (vllm field names, pdserve's `kv_*` and mock-accounting extras, "
         "per-request arrays) and per-request CSV: `<backend>_in<I>_out<O>_rate<R>.json/.csv`. "
         "Summary: `summary.csv`.\n\n";
@@ -148,6 +160,11 @@ absl::Status WriteServingReport(const std::string& dir, const ServingReportConte
         "is kept out of the headline. Rules: "
      << DescribeRules(rules) << ". Cores = CPU seconds / cell seconds.\n\n"
      << HostTable(cells, context.decode_pool_gib, context.preset);
+  if (context.sweep.is_object() && context.sweep.contains("capacities")) {
+    md << "\n"
+       << CapacitySection(context.sweep["capacities"], context.sweep.value("slos", ""),
+                          context.baseline);
+  }
   md << "\n## The mock's own work and the TTFT model\n\nMeans per request (ms). \"engine mock CPU "
         "/ modelled\" is the workers' K/V generation (prefill) and verification (decode) CPU "
         "time over their modelled device time in the cell: near or above 1, the mock's own work "

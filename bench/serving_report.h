@@ -22,6 +22,8 @@ struct ServingRun {
   std::string error;        // non-empty: the run (or its cluster) failed; reported, not hidden
   CellUsage usage;          // what the cell cost the host (usage.measured false: not sampled)
   int planned_prompts = 0;  // before AdaptedPrompts (bench/serving_plan.h); 0: not recorded
+  int prompts = 0;          // sent (after AdaptedPrompts); 0: not recorded
+  uint64_t seed = 0;        // the load's seed (the same per cell for every backend)
 };
 
 struct ServingReportContext {
@@ -40,6 +42,13 @@ struct ServingReportContext {
   std::vector<RequestTransferBaseline> transfer_baselines;
   std::string transfer_baseline_note;
   double decode_pool_gib = 0;  // per decode worker: cells that needed more queued for blocks
+  // What `pdserve bench --resume` needs to continue the sweep (bench/serving_sweep.h): the
+  // options it ran with and each backend's transports line. Kept as written, not read by the
+  // report.
+  nlohmann::json sweep;
+  // false: report.md and summary.csv only (the refresh after each cell; gnuplot between cells
+  // would run while the next cell's cluster is idle, but it is not needed until the end).
+  bool draw_plots = true;
 };
 
 // Targets the report checks (issue 13).
@@ -56,7 +65,10 @@ absl::Status WriteServingReport(const std::string& dir, const ServingReportConte
 // machine with gnuplot after a GPU run on one without).
 absl::Status WriteServingReportInputs(const std::string& dir, const ServingReportContext& context,
                                       const std::vector<ServingRun>& runs);
-// Reads `dir`/report-inputs.json and the per-run JSON it names, then WriteServingReport.
+// Reads `dir`/report-inputs.json and the per-run JSON it names.
+absl::Status ReadServingReportInputs(const std::string& dir, ServingReportContext* context,
+                                     std::vector<ServingRun>* runs);
+// ReadServingReportInputs, then WriteServingReport.
 absl::Status RewriteServingReport(const std::string& dir, std::string* headline);
 
 // The value of `field` in a run's result, or NaN when absent or null.

@@ -3,6 +3,7 @@
 // gnuplot after a GPU run on one without).
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
@@ -50,6 +51,7 @@ absl::Status WriteServingReportInputs(const std::string& dir, const ServingRepor
                       {"decode_pool_gib", context.decode_pool_gib},
                       {"transfer_baseline_note", context.transfer_baseline_note},
                       {"transfer_baselines", nlohmann::json::array()},
+                      {"sweep", context.sweep},
                       {"runs", nlohmann::json::array()}};
   for (const RequestTransferBaseline& b : context.transfer_baselines) {
     j["transfer_baselines"].push_back(BaselineToJson(b));
@@ -62,15 +64,26 @@ absl::Status WriteServingReportInputs(const std::string& dir, const ServingRepor
                          {"result_file", r.result_file},
                          {"error", r.error},
                          {"planned_prompts", r.planned_prompts},
+                         {"prompts", r.prompts},
+                         {"seed", r.seed},
                          {"usage", CellUsageToJson(r.usage)}});
   }
-  std::ofstream out(dir + "/report-inputs.json");
-  out << j.dump(2) << "\n";
-  if (!out) return absl::InternalError(absl::StrCat("cannot write ", dir, "/report-inputs.json"));
+  // Written aside and renamed: a sweep killed mid-write (the file is rewritten after every
+  // cell) leaves the previous complete file for --resume.
+  const std::string path = dir + "/report-inputs.json", tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << j.dump(2) << "\n";
+    if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot write ", path, ": ", ec.message()));
   return absl::OkStatus();
 }
 
-absl::Status RewriteServingReport(const std::string& dir, std::string* headline) {
+absl::Status ReadServingReportInputs(const std::string& dir, ServingReportContext* out_context,
+                                     std::vector<ServingRun>* out_runs) {
   const std::string path = dir + "/report-inputs.json";
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat("no ", path, " (written by pdserve bench)"));
@@ -106,6 +119,8 @@ absl::Status RewriteServingReport(const std::string& dir, std::string* headline)
     run.error = r.value("error", "");
     run.usage = CellUsageFromJson(r.value("usage", nlohmann::json()));
     run.planned_prompts = r.value("planned_prompts", 0);
+    run.prompts = r.value("prompts", 0);
+    run.seed = r.value("seed", uint64_t{0});
     if (!run.result_file.empty()) {
       std::ifstream result_in(absl::StrCat(dir, "/", run.result_file));
       run.result = nlohmann::json::parse(result_in, nullptr, /*allow_exceptions=*/false);
@@ -116,6 +131,16 @@ absl::Status RewriteServingReport(const std::string& dir, std::string* headline)
     }
     runs.push_back(std::move(run));
   }
+  context.sweep = j.value("sweep", nlohmann::json());
+  *out_context = std::move(context);
+  *out_runs = std::move(runs);
+  return absl::OkStatus();
+}
+
+absl::Status RewriteServingReport(const std::string& dir, std::string* headline) {
+  ServingReportContext context;
+  std::vector<ServingRun> runs;
+  if (absl::Status s = ReadServingReportInputs(dir, &context, &runs); !s.ok()) return s;
   return WriteServingReport(dir, context, runs, headline);
 }
 

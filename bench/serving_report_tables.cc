@@ -28,8 +28,24 @@ std::string Header(const std::vector<std::string>& columns) {
   return out + "\n";
 }
 
+// One table row, made one line: a line break inside a cell would end the row.
 std::string Row(const std::vector<std::string>& cells) {
-  return absl::StrCat("| ", absl::StrJoin(cells, " | "), " |\n");
+  std::string row = absl::StrCat("| ", absl::StrJoin(cells, " | "), " |");
+  for (char& ch : row) {
+    if (ch == '\n' || ch == '\r') ch = ' ';
+  }
+  return row + "\n";
+}
+
+// Free text (an error message from a failed run: gRPC status details, a child's stderr) as one
+// table cell: its pipes escaped, so that it does not split the row.
+std::string TextCell(const std::string& text) {
+  std::string out;
+  for (char ch : text) {
+    if (ch == '|') out += '\\';
+    out += ch;
+  }
+  return out;
 }
 
 std::string CellKey(const ServingRun& r) {
@@ -121,14 +137,16 @@ std::string MockShare(const CellUsage& u, bool decode) {
 std::string ResultsTable(const std::vector<CellAnalysis>& cells) {
   std::vector<std::string> header = {"backend", "workload", "rate (req/s)", "completed", "failed"};
   for (const Column& c : kColumns) header.push_back(c.header);
+  header.push_back("TTFT mean / p99 95% CI (ms)");
   header.push_back("cell");
   std::string md = Header(header);
   for (const CellAnalysis& c : cells) {
     const ServingRun& r = *c.run;
     std::vector<std::string> row = {r.backend, WorkloadName(r), RateName(r.request_rate)};
     if (!r.error.empty()) {
-      row.insert(row.end(), {"FAILED", "-", r.error});
+      row.insert(row.end(), {"FAILED", "-", TextCell(r.error)});
       for (size_t i = 1; i < std::size(kColumns); ++i) row.push_back("-");
+      row.push_back("-");
       row.push_back("FAILED");
       md += Row(row);
       continue;
@@ -136,6 +154,12 @@ std::string ResultsTable(const std::vector<CellAnalysis>& cells) {
     row.push_back(Field(r, "completed", "%.0f"));
     row.push_back(Field(r, "failed", "%.0f"));
     for (const Column& col : kColumns) row.push_back(Field(r, col.field, col.format));
+    auto ci = [](const Difference& d) {
+      return d.Valid() ? absl::StrFormat("[%.2f, %.2f]", d.lo, d.hi) : std::string("-");
+    };
+    const int n = static_cast<int>(c.samples.ttft_ms.size());
+    row.push_back(absl::StrCat(ci(c.ttft_mean_ci), " / ", ci(c.ttft_p99_ci),
+                               n < kP99MinRequests ? absl::StrCat(" (n=", n, ": p99 ~ max)") : ""));
     row.push_back(c.verdict.host_bound ? "host-bound" : c.usable() ? "ok" : "unverified");
     md += Row(row);
   }

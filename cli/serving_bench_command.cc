@@ -47,6 +47,17 @@ void AddServingBenchCommand(CLI::App& app) {
       ->capture_default_str();
   bench->add_option("--seed", o->seed)->capture_default_str();
   bench->add_option("--result-dir", o->result_dir, "default results/bench-<date>");
+  bench->add_flag("--find-capacity", o->find_capacity,
+                  "before the sweep, find each backend's highest rate within the SLOs per "
+                  "workload (probe loads, doubling then bisecting) and add rates at 0.25, 0.5, "
+                  "0.75, 0.9 and 1.1x the first backend's capacity to --rates");
+  bench->add_option("--slo", o->slo,
+                    "SLOs of --find-capacity, as loadgen --goodput: ttft:MS tpot:MS e2el:MS "
+                    "(default ttft:500 tpot:50)");
+  bench->add_option("--resume", o->resume_dir,
+                    "continue the interrupted sweep in DIR (its report-inputs.json, rewritten "
+                    "after every cell) with the options it ran with; the cells it finished are "
+                    "kept, the others run with the same seeds and prompts");
   bench->callback([bench, o] {
     if (!bench->get_subcommands().empty()) return;  // a sub-benchmark ran
     if (o->device == "cuda" && o->compute == "roofline") o->compute = "cuda";

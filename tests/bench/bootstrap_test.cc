@@ -68,7 +68,6 @@ TEST(BootstrapTest, FewerThanTwoValuesIsNotAnInterval) {
   EXPECT_FALSE(BootstrapMeanDifference(many, {}).Valid());
 }
 
-}  // namespace
 TEST(BootstrapTest, MedianDifferenceIgnoresAFewSlowValues) {
   // Medians 10 and 10.5; one outlier in `b` moves its mean by 10 but not its median.
   const std::vector<double> a = {9, 10, 11, 9.5, 10.5, 10, 10, 9.8, 10.2};
@@ -89,4 +88,26 @@ TEST(BootstrapTest, MedianOfAnEvenSampleInterpolates) {
   EXPECT_FALSE(BootstrapMedianDifference(a, {}).Valid());
 }
 
+TEST(BootstrapTest, OneSampleMeanAndQuantileIntervals) {
+  std::vector<double> v;
+  for (int i = 1; i <= 100; ++i) v.push_back(i);  // mean 50.5, p50 50.5, p99 99.01
+  const Difference mean = BootstrapMean(v);
+  EXPECT_DOUBLE_EQ(mean.estimate, 50.5);
+  EXPECT_LT(mean.lo, 50.5);
+  EXPECT_GT(mean.hi, 50.5);
+  EXPECT_GT(mean.lo, 40);  // ~ +-1.96 * 29 / 10
+  EXPECT_LT(mean.hi, 61);
+  const Difference p99 = BootstrapQuantile(v, 0.99);
+  EXPECT_NEAR(p99.estimate, 99.01, 1e-9);
+  EXPECT_LE(p99.hi, 100);  // never above the largest value
+  EXPECT_LT(p99.lo, p99.estimate);
+  // Few values: the p99 interval reaches down into the body of the sample.
+  const std::vector<double> few = {10, 11, 12, 13, 50};
+  const Difference few_p99 = BootstrapQuantile(few, 0.99);
+  EXPECT_LE(few_p99.lo, 13);
+  EXPECT_FALSE(BootstrapQuantile(few, 1.5).Valid());
+  EXPECT_FALSE(BootstrapMean(std::vector<double>{1}).Valid());
+}
+
+}  // namespace
 }  // namespace pdserve::bench

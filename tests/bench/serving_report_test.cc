@@ -145,6 +145,32 @@ TEST_F(ServingReportTest, FailedRunIsReportedNotHidden) {
   EXPECT_NE(ReadFile(dir_ + "/summary.csv").find("cluster did not start"), std::string::npos);
 }
 
+TEST_F(ServingReportTest, MultiLineErrorStaysInItsRow) {
+  ServingRun failed{.backend = "ucx-tcp",
+                    .input_len = 128,
+                    .output_len = 16,
+                    .request_rate = 4,
+                    .error = "cluster did not start:\nworker 1 | exited 1\nsee logs"};
+  std::vector<ServingRun> runs = {MakeRun("local", 4, 30.0, 0.5), failed};
+  std::string headline;
+  ASSERT_TRUE(WriteServingReport(dir_, context_, runs, &headline).ok());
+  const std::string md = ReadFile(dir_ + "/report.md");
+  const size_t at = md.find("| ucx-tcp | in128/out16 | 4 | FAILED");
+  ASSERT_NE(at, std::string::npos) << md;
+  const std::string line = md.substr(at, md.find('\n', at) - at);
+  EXPECT_NE(line.find("cluster did not start: worker 1 \\| exited 1 see logs"), std::string::npos)
+      << line;
+  // The row has as many unescaped separators as the header.
+  auto separators = [](const std::string& l) {
+    int n = 0;
+    for (size_t i = 0; i < l.size(); ++i) n += l[i] == '|' && (i == 0 || l[i - 1] != '\\');
+    return n;
+  };
+  const size_t header = md.find("| backend | workload | rate (req/s)");
+  ASSERT_NE(header, std::string::npos);
+  EXPECT_EQ(separators(line), separators(md.substr(header, md.find('\n', header) - header)));
+}
+
 TEST_F(ServingReportTest, PlotsAreDrawnWhenGnuplotIsInstalled) {
   if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) GTEST_SKIP() << "no gnuplot";
   std::vector<ServingRun> runs = {MakeRun("local", 1, 20.0, 0.5), MakeRun("local", 4, 30.0, 0.5),
