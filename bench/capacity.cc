@@ -30,6 +30,11 @@ CapacityOptions DefaultCapacityOptions() {
   return o;
 }
 
+double ServedRate(const nlohmann::json& result) {
+  const double window = Number(result, "duration") - Number(result, "mean_e2el_ms") / 1e3;
+  return window > 0 ? Number(result, "completed") / window : 0;
+}
+
 CapacityProbe JudgeProbe(double rate, const nlohmann::json& result, const CapacityOptions& o) {
   CapacityProbe p;
   p.rate = rate;
@@ -39,7 +44,15 @@ CapacityProbe JudgeProbe(double rate, const nlohmann::json& result, const Capaci
   // Without SLOs every completed request counts as good.
   const double goodput = o.slos.empty() ? throughput : Number(result, "request_goodput");
   p.attainment = throughput > 0 ? goodput / throughput : 0;
-  p.served_ratio = rate > 0 && std::isfinite(rate) ? throughput / rate : 0;
+  // Served against sent, both over the arrival window: completions / (duration - mean E2E)
+  // (duration runs from the first send to the last completion, so one mean request time past
+  // the last send when nothing queued; a growing queue makes the last requests slower than the
+  // mean and the ratio drop), against the rate the load generator really sent (a short
+  // Poisson probe's own rate differs from the nominal one by tens of percent).
+  double sent = Number(result, "send_request_rate");
+  if (sent <= 0) sent = Number(result, "achieved_request_rate");
+  if (sent <= 0) sent = rate;
+  p.served_ratio = sent > 0 && std::isfinite(sent) ? ServedRate(result) / sent : 0;
   p.holds = p.failed == 0 && p.completed > 0 && p.attainment >= o.min_attainment &&
             p.served_ratio >= o.min_served_ratio;
   return p;

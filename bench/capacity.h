@@ -22,13 +22,13 @@ namespace pdserve::bench {
 struct CapacityOptions {
   loadgen::SloSpec slos;         // default: TTFT 500 ms, TPOT 50 ms (interactive serving)
   double min_attainment = 0.9;   // share of requests within every SLO
-  double min_served_ratio = 0.9;  // served / offered request rate
+  double min_served_ratio = 0.9;  // served / sent request rate (JudgeProbe)
   double start_rate = 0.5;       // req/s, doubled until a probe fails
   double max_rate = 256;         // stop doubling here (the host's limit is far below)
   int bisect_steps = 3;          // after the first failure
   double probe_seconds = 5;      // arrivals of one probe
   int min_probe_prompts = 8;
-  int max_probe_prompts = 64;
+  int max_probe_prompts = 400;  // long enough at high rates for a queue to build
   std::vector<double> fractions = {0.25, 0.5, 0.75, 0.9, 1.1};
 };
 CapacityOptions DefaultCapacityOptions();
@@ -39,10 +39,16 @@ struct CapacityProbe {
   int completed = 0;
   int failed = 0;
   double attainment = 0;     // request_goodput / request_throughput
-  double served_ratio = 0;   // request_throughput / rate
+  double served_ratio = 0;   // completions over the arrival window / the rate really sent
   bool holds = false;
 };
 CapacityProbe JudgeProbe(double rate, const nlohmann::json& result, const CapacityOptions& o);
+
+// Completions per second over the arrival window of a run: completed / (duration - mean E2E).
+// request_throughput (completed / duration) counts the last request's whole time against the
+// rate, which in a short run (a probe, a cell of 32 prompts at 100 req/s) looks like overload.
+// 0 when the result lacks the fields.
+double ServedRate(const nlohmann::json& result);
 
 // Prompts of a probe at `rate`: rate x probe_seconds within [min, max].
 int ProbePrompts(double rate, const CapacityOptions& o);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
@@ -60,6 +61,9 @@ absl::StatusOr<std::vector<WorkloadCapacity>> FindCapacities(const ServingBenchO
     if (std::find(workloads.begin(), workloads.end(), w) == workloads.end()) workloads.push_back(w);
   }
   std::vector<WorkloadCapacity> all;
+  std::error_code ec;
+  std::filesystem::create_directories(dir + "/capacity", ec);  // the clusters' log folders
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", dir, "/capacity: ", ec.message()));
   for (const std::string& user_backend : o.backends) {
     const std::string backend = BackendLabel(user_backend, o.device);
     std::printf("[%s] capacity: the highest rate within %s for %zu workloads...\n",
@@ -68,6 +72,10 @@ absl::StatusOr<std::vector<WorkloadCapacity>> FindCapacities(const ServingBenchO
     cluster::ClusterOptions c;
     absl::StatusOr<std::unique_ptr<cluster::Cluster>> cl =
         StartServingCluster(o, user_backend, decode_blocks, cells, dir + "/capacity", c);
+    if (!cl.ok()) {
+      std::printf("[%s] capacity not found: the cluster did not start: %s\n", backend.c_str(),
+                  std::string(cl.status().message()).c_str());
+    }
     for (size_t i = 0; i < workloads.size(); ++i) {
       const auto [in, out] = workloads[i];
       if (!cl.ok()) {
@@ -80,8 +88,13 @@ absl::StatusOr<std::vector<WorkloadCapacity>> FindCapacities(const ServingBenchO
       std::printf("[%s capacity %zu/%zu] in %d out %d\n", backend.c_str(), i + 1, workloads.size(),
                   in, out);
       all.push_back(Search(o, copts, **cl, backend, in, out, o.seed ^ (0xca9ull << 20) ^ (i << 8)));
-      std::printf("        capacity %g req/s%s\n", all.back().capacity,
-                  all.back().unbounded ? " or more (the search's maximum)" : "");
+      const WorkloadCapacity& w = all.back();
+      if (!w.error.empty()) {
+        std::printf("        capacity not found: %s\n", w.error.c_str());
+      } else {
+        std::printf("        capacity %g req/s%s\n", w.capacity,
+                    w.unbounded ? " or more (the search's maximum)" : "");
+      }
     }
     if (cl.ok()) (*cl)->Stop();
   }
@@ -153,12 +166,15 @@ std::string CapacitySection(const nlohmann::json& capacities, const std::string&
       "## Capacity\n\n`--find-capacity`: per backend and workload, the highest request rate "
       "at which a probe load (Poisson arrivals) had no failed request, at least 90% of its "
       "requests within the SLOs (", slos,
-      ") and a served rate of at least 0.9x the offered one; found by doubling from 0.5 req/s "
+      ") and completions over the arrival window at least 0.9x the rate the load generator "
+      "sent (a queue that grows makes them fall behind); found by doubling from 0.5 req/s "
       "until a probe failed, then bisecting 3 times. The sweep adds rates at 0.25, 0.5, 0.75, "
       "0.9 and 1.1x the ", baseline,
       " backend's capacity per workload to its fixed rates, so every backend runs the same "
-      "cells.\n\n| backend | workload | capacity (req/s) | probes: rate (within SLOs, served / "
-      "offered) |\n|---|---|---|---|\n");
+      "cells. Probes are not judged for host-boundness: on a small host a capacity can be the "
+      "host's rather than the modelled system's, which the host-bound verdicts of the cells at "
+      "0.9 and 1.1x of it show.\n\n| backend | workload | capacity (req/s) | probes: rate "
+      "(within SLOs, served / sent) |\n|---|---|---|---|\n");
   for (const WorkloadCapacity& w : all) {
     std::vector<std::string> probes;
     for (const CapacityProbe& p : w.probes) {

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "bench/capacity.h"
 
 namespace pdserve::bench {
 namespace {
@@ -128,8 +129,8 @@ absl::Status PlotThroughputLatency(const std::string& dir, const std::vector<Cel
                                    const Axes& axes) {
   std::string script = MultiplotHeader(
       "throughput_vs_latency.png", axes.workloads.size(),
-      "Served request rate vs TTFT p50 (points in rate order; circled: overloaded, served < 0.9x "
-      "offered)");
+      "Served rate (completions over the arrival window) vs TTFT p50; circled: served < 0.9x "
+      "offered");
   absl::StrAppend(&script,
                   "set logscale y\nset grid\nset key top left font ',8'\n"
                   "set xlabel 'served (req/s)'\nset ylabel 'TTFT p50 (ms)'\n");
@@ -146,7 +147,7 @@ absl::Status PlotThroughputLatency(const std::string& dir, const std::vector<Cel
             !r.error.empty() || std::isinf(r.request_rate)) {
           continue;
         }
-        const double served = ResultNumber(r.result, "request_throughput");
+        const double served = ServedRate(r.result);
         out << r.request_rate << " " << Num(served) << " "
             << Num(ResultNumber(r.result, "median_ttft_ms")) << " "
             << (served < 0.9 * r.request_rate ? 1 : 0) << "\n";

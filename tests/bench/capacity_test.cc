@@ -7,11 +7,18 @@
 namespace pdserve::bench {
 namespace {
 
-nlohmann::json Result(int completed, int failed, double throughput, double goodput) {
+// `completed` requests sent at `sent` req/s, each taking 0.5 s, the last finishing `lag` s after
+// the others would have (a queue).
+nlohmann::json Result(int completed, int failed, double throughput, double goodput,
+                      double sent = 4, double lag = 0) {
+  const double window = completed / sent + lag;
   return {{"completed", completed},
           {"failed", failed},
           {"request_throughput", throughput},
-          {"request_goodput", goodput}};
+          {"request_goodput", goodput},
+          {"duration", window + 0.5},
+          {"mean_e2el_ms", 500},
+          {"send_request_rate", sent}};
 }
 
 TEST(CapacityTest, ProbeHoldsOnlyWithinSlosWithoutFailuresAndKeepingUp) {
@@ -19,10 +26,14 @@ TEST(CapacityTest, ProbeHoldsOnlyWithinSlosWithoutFailuresAndKeepingUp) {
   EXPECT_TRUE(JudgeProbe(4, Result(20, 0, 3.9, 3.8), o).holds);
   EXPECT_FALSE(JudgeProbe(4, Result(20, 1, 3.9, 3.8), o).holds);  // a failure
   EXPECT_FALSE(JudgeProbe(4, Result(20, 0, 3.9, 3.0), o).holds);  // 77% within SLOs
-  EXPECT_FALSE(JudgeProbe(4, Result(20, 0, 3.0, 3.0), o).holds);  // served 75% of offered
-  const CapacityProbe p = JudgeProbe(4, Result(20, 0, 3.9, 3.52), o);
+  // A queue: the last completion 2 s later than the arrivals' pace: served 5 s / 7 s of sent.
+  const CapacityProbe queued = JudgeProbe(4, Result(20, 0, 3.0, 3.0, 4, 2), o);
+  EXPECT_NEAR(queued.served_ratio, 5.0 / 7.0, 1e-9);
+  EXPECT_FALSE(queued.holds);
+  // The probe sent 5 req/s where 4 were asked (a short Poisson sample) and kept up: holds.
+  const CapacityProbe p = JudgeProbe(4, Result(20, 0, 3.9, 3.52, 5), o);
   EXPECT_NEAR(p.attainment, 3.52 / 3.9, 1e-9);
-  EXPECT_NEAR(p.served_ratio, 0.975, 1e-9);
+  EXPECT_NEAR(p.served_ratio, 1.0, 1e-9);
   EXPECT_TRUE(p.holds);
 }
 
@@ -76,7 +87,7 @@ TEST(CapacityTest, ProbePromptsFollowTheRateWithinBounds) {
   const CapacityOptions o = DefaultCapacityOptions();
   EXPECT_EQ(ProbePrompts(0.5, o), 8);
   EXPECT_EQ(ProbePrompts(4, o), 20);
-  EXPECT_EQ(ProbePrompts(100, o), 64);
+  EXPECT_EQ(ProbePrompts(100, o), 400);
 }
 
 TEST(CapacityTest, SlosAreDescribed) {
