@@ -109,18 +109,18 @@ absl::Status RunLoadgenBench(const LoadgenBenchOptions& options) {
     const double cpu_us_per_request =
         (ProcessCpuSeconds() - cpu_before) * 1e6 / (o.num_prompts + o.num_warmups);
     const loadgen::GeneratorStats& g = r.generator;
-    const double ratio = g.achieved_rate / rate;
+    const double ratio = g.send_rate / rate;
     std::printf("%10.0f %8d %12.1f %12.1f %10.4f %10.4f %12.1f %9.3f %9.3f %7d %9.3f %9.1f\n",
-                rate, o.num_prompts, baseline, g.achieved_rate, ratio, g.achieved_rate / baseline,
+                rate, o.num_prompts, baseline, g.send_rate, ratio, g.send_rate / baseline,
                 r.metrics.request_throughput, Lag(g, 50), Lag(g, 99), r.metrics.failed,
                 r.metrics.ttft_ms.percentiles.back().second, cpu_us_per_request);
     json["runs"].push_back({{"requested_rate", rate},
                             {"num_prompts", o.num_prompts},
                             {"baseline_timer_only_rate", baseline},
                             {"scheduled_rate", g.scheduled_rate},
-                            {"achieved_rate", g.achieved_rate},
+                            {"achieved_rate", g.send_rate},
                             {"achieved_to_requested", ratio},
-                            {"achieved_to_baseline", g.achieved_rate / baseline},
+                            {"achieved_to_baseline", g.send_rate / baseline},
                             {"request_throughput", r.metrics.request_throughput},
                             {"p50_send_lag_ms", Lag(g, 50)},
                             {"p99_send_lag_ms", Lag(g, 99)},
@@ -132,7 +132,7 @@ absl::Status RunLoadgenBench(const LoadgenBenchOptions& options) {
         std::fabs(ratio - 1.0) <= kTolerance && (!held || rate > json["held_rate"].get<double>())) {
       held = true;
       json["held_rate"] = rate;
-      verdict = absl::StrCat("holds ", rate, " req/s: achieved ", std::lround(g.achieved_rate),
+      verdict = absl::StrCat("holds ", rate, " req/s: achieved ", std::lround(g.send_rate),
                              " req/s, ratio ", absl::StrFormat("%.4f", ratio),
                              " (within 2%), completed ",
                              absl::StrFormat("%.1f", r.metrics.request_throughput), " req/s");

@@ -72,8 +72,15 @@ int main(int argc, char** argv) {
   CLI::App app{"pdserve: a serving runtime for a mock LLM with disaggregated prefill and decode"};
   app.set_version_flag("--version", std::string("pdserve ") + PDSERVE_VERSION_STRING);
   std::string log_level = "info";
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
-      ->capture_default_str();
+  // Checked at parse time for every subcommand: an unknown level is a usage error, not silence.
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& level) {
+            absl::StatusOr<spdlog::level::level_enum> parsed = pdserve::ParseLogLevel(level);
+            return parsed.ok() ? std::string() : std::string(parsed.status().message());
+          },
+          "LEVEL"));
   app.require_subcommand(1);
   app.parse_complete_callback([&] { pdserve::SetLogLevel(log_level); });
   pdserve::cli::SetInvocationLine(argc, argv);

@@ -2,6 +2,8 @@
 
 #include <mutex>
 
+#include "absl/strings/str_cat.h"
+
 #include "spdlog/pattern_formatter.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 
@@ -75,9 +77,24 @@ std::shared_ptr<spdlog::logger> ComponentLogger(const std::string& component) {
   return logger;
 }
 
+absl::StatusOr<spdlog::level::level_enum> ParseLogLevel(std::string_view name) {
+  static constexpr std::pair<std::string_view, spdlog::level::level_enum> kLevels[] = {
+      {"trace", spdlog::level::trace}, {"debug", spdlog::level::debug},
+      {"info", spdlog::level::info},   {"warn", spdlog::level::warn},
+      {"error", spdlog::level::err},   {"critical", spdlog::level::critical},
+      {"off", spdlog::level::off}};
+  for (const auto& [level_name, level] : kLevels) {
+    if (name == level_name) return level;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown log level '", LogEscaped(name), "' (trace, debug, info, warn, error, critical, off)"));
+}
+
 void SetLogLevel(const std::string& level) {
+  absl::StatusOr<spdlog::level::level_enum> parsed = ParseLogLevel(level);
+  if (!parsed.ok()) return;
   std::lock_guard<std::mutex> lock(LoggerMutex());
-  DefaultLevel() = spdlog::level::from_str(level);
+  DefaultLevel() = *parsed;
   spdlog::set_level(DefaultLevel());
 }
 

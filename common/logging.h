@@ -4,6 +4,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/status/statusor.h"
 #include "spdlog/spdlog.h"
 
 namespace pdserve {
@@ -16,7 +17,13 @@ namespace pdserve {
 // not forge a log line or rewrite an operator's terminal. Call sites need not escape anything.
 std::shared_ptr<spdlog::logger> ComponentLogger(const std::string& component);
 
-// Sets the level of every component logger ("trace", "debug", "info", "warn", "error").
+// The level a `--log-level` value names: trace, debug, info, warn, error, critical or off.
+// Anything else is InvalidArgument: spdlog's own parser turns an unknown name into "off", so a
+// typo such as "verbose" would silence every log line instead of being reported.
+absl::StatusOr<spdlog::level::level_enum> ParseLogLevel(std::string_view name);
+
+// Sets the level of every component logger; `level` must be one ParseLogLevel accepts
+// (validated where it is read: the root --log-level flag), unknown names leave it unchanged.
 void SetLogLevel(const std::string& level);
 
 // `text` with every control byte (< 0x20, 0x7f) written as \n, \r, \t or \xNN and backslashes

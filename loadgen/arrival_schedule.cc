@@ -49,9 +49,9 @@ absl::Status ValidateArrivalOptions(const ArrivalOptions& options) {
     return absl::InvalidArgumentError(
         absl::StrCat("request rate must be > 0, got ", options.request_rate));
   }
-  if (!(options.burstiness > 0) || std::isinf(options.burstiness)) {
+  if (!(options.burstiness > 0)) {  // inf is vllm's constant gaps; NaN fails here
     return absl::InvalidArgumentError(
-        absl::StrCat("burstiness must be a finite number > 0, got ", options.burstiness));
+        absl::StrCat("burstiness must be a number > 0 or inf, got ", options.burstiness));
   }
   return absl::OkStatus();
 }
@@ -67,7 +67,10 @@ std::vector<double> ArrivalOffsets(const ArrivalOptions& options, int n, uint64_
     switch (options.process) {
       case ArrivalProcess::kPoisson: gap = rng.Exponential(1.0 / rate); break;
       case ArrivalProcess::kGamma:
-        gap = rng.Gamma(options.burstiness, 1.0 / (rate * options.burstiness));
+        // vllm: "when burstiness tends to infinity, the delay time becomes constant".
+        gap = std::isinf(options.burstiness)
+                  ? 1.0 / rate
+                  : rng.Gamma(options.burstiness, 1.0 / (rate * options.burstiness));
         break;
       case ArrivalProcess::kConstant: gap = 1.0 / rate; break;
     }

@@ -22,7 +22,7 @@ enum class ArrivalProcess {
 struct ArrivalOptions {
   double request_rate = kInfiniteRate;  // requests/s; infinity sends everything at once
   ArrivalProcess process = ArrivalProcess::kPoisson;
-  double burstiness = 1.0;  // gamma shape b; only kGamma uses it
+  double burstiness = 1.0;  // gamma shape b; only kGamma uses it; inf: constant gaps (vllm)
   // vllm bench serve rescales the cumulative delays so that the last request is due at exactly
   // num_prompts / rate; this keeps the aggregate rate exact while the gaps keep their shape.
   bool normalize_total_span = true;

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -19,9 +20,20 @@ enum class ProgressMode { kAuto, kOn, kOff };  // kAuto: a live line only when s
 // Router.Generate, or OpenAI's streamed completions / chat completions over HTTP.
 enum class ClientApi { kPdserve, kOpenAi, kOpenAiChat };
 
-// "pdserve", "openai", "openai-chat".
+// "pdserve" (or "grpc"), "openai", "openai-chat", and vllm's "vllm" (its name for the same
+// streamed /v1/completions client as "openai").
 absl::StatusOr<ClientApi> ParseClientApi(std::string_view name);
 std::string ClientApiName(ClientApi api);
+
+// The metrics `vllm bench serve --percentile-metrics` can select: each selected one gets its
+// mean_/median_/std_/p<P>_<metric>_ms fields and its table section, the others none.
+// client_queue_time (send - release by the schedule: the wait for a --max-concurrency slot) and
+// e2el_including_client_queue are reported only under --max-concurrency, the latter only at a
+// finite rate, as vllm does.
+inline constexpr const char* kPercentileMetrics[] = {
+    "ttft", "tpot", "itl", "e2el", "client_queue_time", "e2el_including_client_queue"};
+// Parses "ttft,tpot,itl" (comma separated, each one of kPercentileMetrics).
+absl::StatusOr<std::vector<std::string>> ParsePercentileMetrics(const std::string& text);
 
 // Everything one load run needs. Defaults follow `vllm bench serve` where it has the same knob.
 struct LoadOptions {
@@ -49,6 +61,9 @@ struct LoadOptions {
                                 // output ids, seeds and max_tokens (`pdserve loadgen verify`)
 
   std::vector<double> percentiles = {50, 90, 95, 99};
+  // Which metrics get percentile fields. Library callers (pdserve bench) get all four latency
+  // metrics; `pdserve loadgen` defaults to vllm's "ttft,tpot,itl".
+  std::vector<std::string> percentile_metrics = {"ttft", "tpot", "itl", "e2el"};
   SloSpec goodput;
 
   double request_timeout_s = 600;  // per-request deadline (gRPC, or the whole HTTP exchange)
@@ -61,6 +76,10 @@ struct LoadOptions {
   std::string backend = "pdserve";
   std::string label;
   std::string model_id;  // empty: "pdserve/<the target's preset>"
+  std::string tokenizer_id;  // vllm's tokenizer_id field; empty: the model id (as vllm)
+  // vllm's --metadata KEY=VALUE pairs, written into the result as top-level keys (a result
+  // field of the same name wins, as in vllm).
+  std::vector<std::pair<std::string, std::string>> metadata;
 };
 
 }  // namespace pdserve::loadgen

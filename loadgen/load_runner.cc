@@ -33,7 +33,7 @@ constexpr int64_t kStartLeadNs = 2'000'000;
 struct PhaseOutcome {
   std::vector<RequestRecord> records;
   CallTracker::Counts counts;
-  double duration_s = 0;  // first send -> last completion
+  double duration_s = 0;  // schedule start -> last completion
 };
 
 // Sends the phase's requests at their due times from a sender thread and waits until every
@@ -64,6 +64,7 @@ absl::StatusOr<PhaseOutcome> RunPhase(std::vector<RequestSpec>& specs, LoadClien
       const std::chrono::steady_clock::time_point due{
           std::chrono::nanoseconds(t0 + static_cast<int64_t>(specs[i].arrival_s * 1e9))};
       if (std::chrono::steady_clock::now() < due) std::this_thread::sleep_until(due);
+      out.records[i].arrival_s = static_cast<double>(MonotonicNanos() - t0) * 1e-9;
       tracker.WaitForSlot(options.max_concurrency);
       client.Send(i, &out.records[i], &tracker, t0, options.request_timeout_s);
     }
@@ -76,8 +77,9 @@ absl::StatusOr<PhaseOutcome> RunPhase(std::vector<RequestSpec>& specs, LoadClien
   client.EndPhase();
   out.counts = tracker.Read();
   progress.Finish(out.counts, MonotonicNanos());
-  const double first_send = out.records.front().send_s;  // sends go out in index order
-  out.duration_s = static_cast<double>(out.counts.last_done_ns - t0) * 1e-9 - first_send;
+  // As vllm's: from the start of the schedule (the first request is due one gap after it, as
+  // there) to the last request's end.
+  out.duration_s = static_cast<double>(out.counts.last_done_ns - t0) * 1e-9;
   return out;
 }
 
@@ -94,7 +96,7 @@ GeneratorStats MakeGeneratorStats(const LoadOptions& options, const PhaseOutcome
   g.sent = phase.counts.sent;
   g.peak_in_flight = phase.counts.peak_in_flight;
   g.scheduled_rate = RateOf(r.front().scheduled_s, r.back().scheduled_s, n);
-  g.achieved_rate = RateOf(r.front().send_s, r.back().send_s, n);
+  g.send_rate = RateOf(r.front().send_s, r.back().send_s, n);
   g.requested_rate =
       options.dataset == DatasetKind::kTrace ? g.scheduled_rate : options.arrival.request_rate;
   std::vector<double> lag(n);

@@ -43,6 +43,9 @@ struct RequestRecord {
   uint64_t seed = 0;
   std::vector<int32_t> prompt_tokens;  // only with LoadOptions::save_token_ids
   double scheduled_s = 0;  // when it was due
+  // When the schedule released it (its due time has passed and the sender got to it), before
+  // any wait for a --max-concurrency slot: vllm's request_arrival_time.
+  double arrival_s = 0;
   double send_s = 0;       // when it was sent
 
   bool success = false;
@@ -55,6 +58,9 @@ struct RequestRecord {
   std::vector<double> itl_s;            // gaps between consecutive token-carrying chunks
   std::vector<int32_t> event_tokens;    // tokens in each token-carrying chunk
   ServerTimeline timeline;
+
+  // vllm's client_queue_time: how long the request waited for a --max-concurrency slot.
+  double ClientQueueS() const { return send_s - arrival_s; }
 
   // vllm's per-request TPOT: (E2E - TTFT) / (output tokens - 1); 0 with one output token.
   double TpotS() const {

@@ -1,16 +1,28 @@
 #include "loadgen/result_json.h"
 
+#include <charconv>
 #include <cmath>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "loadgen/metric_definitions.h"
 
 namespace pdserve::loadgen {
 namespace {
 
 using Json = nlohmann::ordered_json;
+
+// A double as Python's str() writes it: the shortest text that reads back the same, with ".0"
+// on whole numbers ("4.0", "0.5", "1e-05").
+std::string PythonFloat(double v) {
+  char buf[64];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+  std::string text(buf, ec == std::errc() ? end : buf);
+  if (text.find_first_of(".en") == std::string::npos) text += ".0";
+  return text;
+}
 
 // NaN and infinity are not JSON: they become null.
 Json Number(double v) { return std::isfinite(v) ? Json(v) : Json(nullptr); }
@@ -107,6 +119,39 @@ void AddTokenIds(Json& j, const std::vector<RequestRecord>& requests) {
   j["max_tokens"] = std::move(max_tokens);
 }
 
+// vllm's detailed per-request arrays (what it keeps with --save-detailed; pdserve always
+// writes them), then pdserve's.
+void AddPerRequestArrays(Json& j, const std::vector<RequestRecord>& requests) {
+  Json input_lens = Json::array(), output_lens = Json::array(), ttfts = Json::array(),
+       itls = Json::array(), latencies = Json::array(), starts = Json::array(),
+       queue_times = Json::array(), texts = Json::array(), errors = Json::array(),
+       ids = Json::array(), timelines = Json::array();
+  for (const RequestRecord& r : requests) {
+    input_lens.push_back(r.input_len);
+    output_lens.push_back(r.success ? r.output_tokens : 0);
+    ttfts.push_back(r.success ? r.ttft_s : 0.0);
+    itls.push_back(r.success ? Json(r.itl_s) : Json::array());
+    latencies.push_back(r.success ? r.e2el_s : 0.0);
+    starts.push_back(r.send_s);
+    queue_times.push_back(r.ClientQueueS());
+    texts.push_back(absl::StrJoin(r.tokens, " "));
+    errors.push_back(r.error);
+    ids.push_back(r.request_id);
+    timelines.push_back(TimelineJson(r.timeline));
+  }
+  j["input_lens"] = std::move(input_lens);
+  j["output_lens"] = std::move(output_lens);
+  j["ttfts"] = std::move(ttfts);
+  j["itls"] = std::move(itls);
+  j["latencies"] = std::move(latencies);
+  j["start_times"] = std::move(starts);
+  j["queue_times"] = std::move(queue_times);
+  j["generated_texts"] = std::move(texts);
+  j["errors"] = std::move(errors);
+  j["request_ids"] = std::move(ids);
+  j["server_timelines"] = std::move(timelines);
+}
+
 }  // namespace
 
 Json ResultToJson(const BenchmarkResult& result, bool per_request) {
@@ -114,14 +159,18 @@ Json ResultToJson(const BenchmarkResult& result, bool per_request) {
   const BenchmarkMetrics& m = result.metrics;
   const GeneratorStats& g = result.generator;
   Json j;
+  // vllm's keys first, in its order (vllm/benchmarks/serve.py's result_json and benchmark()).
   j["date"] = result.date;
+  j["endpoint_type"] = o.backend;  // vllm keeps it "for backward compatibility"
   j["backend"] = o.backend;
   j["label"] = o.label.empty() ? Json(nullptr) : Json(o.label);
   j["model_id"] = result.model_id;
+  j["tokenizer_id"] = o.tokenizer_id.empty() ? result.model_id : o.tokenizer_id;
   j["num_prompts"] = static_cast<int>(result.requests.size());
+  for (const auto& [key, value] : o.metadata) j[key] = value;  // later fields win, as in vllm
   j["request_rate"] =
       std::isinf(g.requested_rate) ? Json("inf") : Json(g.requested_rate);
-  j["burstiness"] = o.arrival.burstiness;
+  j["burstiness"] = std::isinf(o.arrival.burstiness) ? Json("inf") : Json(o.arrival.burstiness);
   j["max_concurrency"] = o.max_concurrency > 0 ? Json(o.max_concurrency) : Json(nullptr);
   j["duration"] = result.duration_s;
   j["completed"] = m.completed;
@@ -134,13 +183,18 @@ Json ResultToJson(const BenchmarkResult& result, bool per_request) {
   j["total_token_throughput"] = m.total_token_throughput;
   j["max_output_tokens_per_s"] = m.max_output_tokens_per_s;
   j["max_concurrent_requests"] = m.max_concurrent_requests;
-  AddDistribution(j, "ttft", m.ttft_ms);
-  AddDistribution(j, "tpot", m.tpot_ms);
-  AddDistribution(j, "itl", m.itl_ms);
-  AddDistribution(j, "e2el", m.e2el_ms);
+  j["rtfx"] = 0.0;  // audio benchmarks only
+  for (const ReportedMetric& metric : ReportedMetrics(result)) {
+    AddDistribution(j, metric.key, *metric.values);
+  }
 
   // pdserve extras.
-  j["metric_definitions"] = kMetricDefinitions;
+  j["metric_definitions"] = MetricDefinitionsJson();
+  j["percentile_metrics"] = [&] {
+    Json names = Json::array();
+    for (const ReportedMetric& metric : ReportedMetrics(result)) names.push_back(metric.key);
+    return names;
+  }();
   j["arrival_process"] = o.dataset == DatasetKind::kTrace ? std::string("trace")
                                                           : ArrivalProcessName(o.arrival.process);
   j["seed"] = o.seed;
@@ -153,7 +207,7 @@ Json ResultToJson(const BenchmarkResult& result, bool per_request) {
     j["random_range_ratio"] = o.random.range_ratio;
     j["random_prefix_len"] = o.random.prefix_len;
   }
-  j["target"] = o.target;
+  j["target"] = o.api == ClientApi::kPdserve ? o.target : o.base_url;
   j["preset"] = result.model.name;
   j["model"] = ModelJson(result.model);
   j["num_warmups"] = o.num_warmups;
@@ -171,10 +225,11 @@ Json ResultToJson(const BenchmarkResult& result, bool per_request) {
   j["max_itl_ms"] = Number(m.itl_ms.max);
   j["max_e2el_ms"] = Number(m.e2el_ms.max);
   j["error_counts"] = m.error_counts;
+  j["error_examples"] = m.error_examples;
   AddTimeline(j, result);
   j["scheduled_request_rate"] = Number(g.scheduled_rate);
-  j["achieved_request_rate"] = Number(g.achieved_rate);
-  j["achieved_to_scheduled_rate_ratio"] = Number(g.achieved_rate / g.scheduled_rate);
+  j["send_request_rate"] = Number(g.send_rate);
+  j["send_to_scheduled_rate_ratio"] = Number(g.send_rate / g.scheduled_rate);
   j["mean_send_lag_ms"] = Number(g.send_lag_ms.mean);
   for (const auto& [p, v] : g.send_lag_ms.percentiles) {
     j[absl::StrCat("p", PercentileName(p), "_send_lag_ms")] = Number(v);
@@ -183,39 +238,22 @@ Json ResultToJson(const BenchmarkResult& result, bool per_request) {
   j["peak_in_flight_requests"] = g.peak_in_flight;
 
   if (!per_request) return j;
-  Json input_lens = Json::array(), output_lens = Json::array(), ttfts = Json::array(),
-       itls = Json::array(), texts = Json::array(), errors = Json::array(), ids = Json::array(),
-       sends = Json::array(), timelines = Json::array();
-  for (const RequestRecord& r : result.requests) {
-    input_lens.push_back(r.input_len);
-    output_lens.push_back(r.success ? r.output_tokens : 0);
-    ttfts.push_back(r.success ? r.ttft_s : 0.0);
-    itls.push_back(r.success ? Json(r.itl_s) : Json::array());
-    texts.push_back(absl::StrJoin(r.tokens, " "));
-    errors.push_back(r.error);
-    ids.push_back(r.request_id);
-    sends.push_back(r.send_s);
-    timelines.push_back(TimelineJson(r.timeline));
-  }
-  j["input_lens"] = std::move(input_lens);
-  j["output_lens"] = std::move(output_lens);
-  j["ttfts"] = std::move(ttfts);
-  j["itls"] = std::move(itls);
-  j["generated_texts"] = std::move(texts);
-  j["errors"] = std::move(errors);
-  j["request_ids"] = std::move(ids);
-  j["send_times"] = std::move(sends);
-  j["server_timelines"] = std::move(timelines);
+  AddPerRequestArrays(j, result.requests);
   if (o.save_token_ids) AddTokenIds(j, result.requests);
   return j;
 }
 
 std::string DefaultResultFilename(const BenchmarkResult& result) {
   const LoadOptions& o = result.options;
-  std::string name = absl::StrCat(o.backend, "-", RequestRateName(result.generator.requested_rate),
-                                  "qps");
+  // vllm's compute_result_filename: label (or backend), the rate as Python prints the float
+  // ("4.0", "inf"), the concurrency, and the model id's last path component.
+  const double rate = result.generator.requested_rate;
+  std::string name = absl::StrCat(o.label.empty() ? o.backend : o.label, "-",
+                                  std::isinf(rate) ? std::string("inf") : PythonFloat(rate), "qps");
   if (o.max_concurrency > 0) absl::StrAppend(&name, "-concurrency", o.max_concurrency);
-  absl::StrAppend(&name, "-", absl::StrReplaceAll(result.model_id, {{"/", "_"}}), "-",
+  const std::string& model = result.model_id;
+  const size_t slash = model.rfind('/');
+  absl::StrAppend(&name, "-", slash == std::string::npos ? model : model.substr(slash + 1), "-",
                   result.date, ".json");
   return name;
 }

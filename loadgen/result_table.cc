@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/logging.h"
 
 namespace pdserve::loadgen {
 namespace {
@@ -62,10 +63,9 @@ std::string FormatResultTable(const BenchmarkResult& result) {
   out += Row("Peak output token throughput (tok/s):", m.max_output_tokens_per_s);
   out += Row("Peak concurrent requests:", int64_t{m.max_concurrent_requests});
   out += Row("Total Token throughput (tok/s):", m.total_token_throughput);
-  AddMetric(out, "Time to First Token", "TTFT", m.ttft_ms);
-  AddMetric(out, "Time per Output Token (excl. 1st token)", "TPOT", m.tpot_ms);
-  AddMetric(out, "Inter-token Latency", "ITL", m.itl_ms);
-  AddMetric(out, "End-to-end Latency", "E2EL", m.e2el_ms);
+  for (const ReportedMetric& metric : ReportedMetrics(result)) {
+    AddMetric(out, metric.title, metric.label, *metric.values);
+  }
   if (m.timeline) {
     const TimelineMetrics& t = *m.timeline;
     out += Banner("Server timeline (where TTFT goes)", '-');
@@ -86,10 +86,11 @@ std::string FormatResultTable(const BenchmarkResult& result) {
                                      ? std::string("trace replay")
                                      : ArrivalProcessName(o.arrival.process));
   out += Row("Scheduled arrival rate (req/s):", g.scheduled_rate);
-  out += Row("Achieved arrival rate (req/s):", g.achieved_rate);
-  out += Row("Achieved / scheduled:", std::isfinite(g.scheduled_rate)
-                                          ? absl::StrFormat("%.4f", g.achieved_rate / g.scheduled_rate)
-                                          : std::string("n/a (all due at once)"));
+  // How fast requests went out; how fast they were served is the request throughput above.
+  out += Row("Send rate (req/s):", g.send_rate);
+  out += Row("Send / scheduled:", std::isfinite(g.scheduled_rate)
+                                      ? absl::StrFormat("%.4f", g.send_rate / g.scheduled_rate)
+                                      : std::string("n/a (all due at once)"));
   for (const auto& [p, v] : g.send_lag_ms.percentiles) {
     out += Row(absl::StrCat("P", PercentileName(p), " send lag (ms):"), v);
   }
@@ -100,9 +101,15 @@ std::string FormatResultTable(const BenchmarkResult& result) {
   }
   if (o.verify) out += Row("Verify mismatches:", int64_t{result.verify_mismatches});
   if (!m.error_counts.empty()) {
-    out += Banner("Errors by reason", '-');
-    for (const auto& [reason, count] : m.error_counts) {
-      out += absl::StrFormat("%8d  %s\n", count, reason);
+    // One line per cause, not per request: ids and numbers are masked (ErrorCause), and one
+    // full message shows what they were.
+    out += Banner("Errors by cause", '-');
+    for (const auto& [cause, count] : m.error_counts) {
+      out += absl::StrFormat("%8d  %s\n", count, LogEscaped(cause));  // one line each
+      auto example = m.error_examples.find(cause);
+      if (example != m.error_examples.end() && example->second != cause) {
+        out += absl::StrFormat("%8s  e.g. %s\n", "", LogEscaped(example->second));
+      }
     }
   }
   out += std::string(kWidth, '=') + "\n";

@@ -2,23 +2,36 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
+
+#include "loadgen/error_cause.h"
 
 namespace pdserve::loadgen {
 namespace {
 
-// vllm's max_output_tokens_per_s and max_concurrent_requests: 1 s buckets from the first send.
-// Tokens are counted where their chunk arrived (vllm counts chunks; with one token per chunk, as
-// its OpenAI streams have, the two agree).
-void FillBuckets(const std::vector<RequestRecord>& requests, BenchmarkMetrics& m) {
+// vllm's max_output_tokens_per_s: 1 s buckets from the first successful send. Tokens are
+// counted where their chunk arrived (vllm counts chunks; with one token per chunk, as its
+// OpenAI streams have, the two agree). max_concurrent_requests: a sweep over [send, end) of
+// successful requests, an end before a start at the same instant.
+void FillPeaks(const std::vector<RequestRecord>& requests, BenchmarkMetrics& m) {
   double start = INFINITY, end = -INFINITY;
+  std::vector<std::pair<double, int>> events;
   for (const RequestRecord& r : requests) {
+    if (!r.success) continue;
     start = std::min(start, r.send_s);
-    if (r.success) end = std::max(end, r.send_s + r.e2el_s);
+    end = std::max(end, r.send_s + r.e2el_s);
+    events.emplace_back(r.send_s, +1);
+    events.emplace_back(r.send_s + r.e2el_s, -1);
   }
   if (!(end >= start)) return;
+  std::sort(events.begin(), events.end());
+  int active = 0;
+  for (const auto& [t, delta] : events) {
+    active += delta;
+    m.max_concurrent_requests = std::max(m.max_concurrent_requests, active);
+  }
   const size_t buckets = static_cast<size_t>(std::ceil(end - start)) + 1;
   std::vector<double> tokens(buckets, 0.0);
-  std::vector<int> active(buckets, 0);
   for (const RequestRecord& r : requests) {
     if (!r.success) continue;
     double t = r.send_s + r.ttft_s;
@@ -27,12 +40,8 @@ void FillBuckets(const std::vector<RequestRecord>& requests, BenchmarkMetrics& m
       const auto b = static_cast<size_t>(t - start);
       if (b < buckets) tokens[b] += r.event_tokens[e];
     }
-    const auto first = static_cast<size_t>(r.send_s - start);
-    const auto last = std::min(buckets - 1, static_cast<size_t>(r.send_s + r.e2el_s - start));
-    for (size_t b = first; b <= last; ++b) ++active[b];
   }
   m.max_output_tokens_per_s = *std::max_element(tokens.begin(), tokens.end());
-  m.max_concurrent_requests = *std::max_element(active.begin(), active.end());
 }
 
 // Means of the values the server reported (NaN where it did not).
@@ -82,13 +91,15 @@ void FillMockAccounting(const std::vector<RequestRecord>& requests, TimelineMetr
 BenchmarkMetrics ComputeMetrics(const std::vector<RequestRecord>& requests, double duration_s,
                                 const std::vector<double>& percentiles, const SloSpec& slos) {
   BenchmarkMetrics m;
-  std::vector<double> ttft, tpot, itl, e2el;
+  std::vector<double> ttft, tpot, itl, e2el, client_queue, e2el_with_queue;
   std::vector<double> queue, prefill, transfer, decode;
   double kv_bytes = 0, transfer_s = 0, transfer_ms_sum = 0, ttft_ms_sum = 0;
   for (const RequestRecord& r : requests) {
     if (!r.success) {
       ++m.failed;
-      ++m.error_counts[r.error.empty() ? std::string("unknown") : r.error];
+      const std::string cause = ErrorCause(r.error, r.request_id);
+      ++m.error_counts[cause];
+      m.error_examples.try_emplace(cause, r.error.empty() ? std::string("unknown") : r.error);
       continue;
     }
     ++m.completed;
@@ -96,6 +107,8 @@ BenchmarkMetrics ComputeMetrics(const std::vector<RequestRecord>& requests, doub
     m.total_output_tokens += r.output_tokens;
     ttft.push_back(r.ttft_s * 1e3);
     e2el.push_back(r.e2el_s * 1e3);
+    client_queue.push_back(r.ClientQueueS() * 1e3);
+    e2el_with_queue.push_back((r.e2el_s + r.ClientQueueS()) * 1e3);
     if (r.output_tokens > 1) tpot.push_back(r.TpotS() * 1e3);
     for (double gap : r.itl_s) itl.push_back(gap * 1e3);
     if (!slos.empty() && MeetsSlos(slos, r.ttft_s * 1e3, r.TpotS() * 1e3, r.e2el_s * 1e3)) {
@@ -125,6 +138,8 @@ BenchmarkMetrics ComputeMetrics(const std::vector<RequestRecord>& requests, doub
   m.tpot_ms = Summarize(std::move(tpot), percentiles);
   m.itl_ms = Summarize(std::move(itl), percentiles);
   m.e2el_ms = Summarize(std::move(e2el), percentiles);
+  m.client_queue_time_ms = Summarize(std::move(client_queue), percentiles);
+  m.e2el_including_client_queue_ms = Summarize(std::move(e2el_with_queue), percentiles);
   if (!queue.empty()) {
     TimelineMetrics t;
     t.count = queue.size();
@@ -138,7 +153,7 @@ BenchmarkMetrics ComputeMetrics(const std::vector<RequestRecord>& requests, doub
     FillMockAccounting(requests, t);
     m.timeline = std::move(t);
   }
-  FillBuckets(requests, m);
+  FillPeaks(requests, m);
   return m;
 }
 

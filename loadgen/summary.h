@@ -48,10 +48,18 @@ struct BenchmarkMetrics {
   int good_requests = 0;
   double output_throughput = 0;
   double total_token_throughput = 0;
-  double max_output_tokens_per_s = 0;  // busiest 1 s bucket after the first send
-  int max_concurrent_requests = 0;     // vllm's: most requests active in one 1 s bucket
+  double max_output_tokens_per_s = 0;  // busiest 1 s bucket after the first successful send
+  // vllm's (serve.py since its sweep-line peak): the most successful requests in flight at one
+  // instant, each over [send, send + E2E).
+  int max_concurrent_requests = 0;
   Distribution ttft_ms, tpot_ms, itl_ms, e2el_ms;
-  std::map<std::string, int> error_counts;  // by reason
+  // Of successful requests: the wait for a --max-concurrency slot, and E2E plus that wait
+  // (vllm's client_queue_time and e2el_including_client_queue).
+  Distribution client_queue_time_ms, e2el_including_client_queue_ms;
+  // Failed requests by cause (ErrorCause: ids and numbers masked), and the first full message
+  // of each cause.
+  std::map<std::string, int> error_counts;
+  std::map<std::string, std::string> error_examples;
   std::optional<TimelineMetrics> timeline;
 };
 

@@ -40,7 +40,7 @@ BenchmarkResult SampleResult() {
   result.requests = {ok, bad};
   result.generator.requested_rate = kInfiniteRate;
   result.generator.scheduled_rate = INFINITY;
-  result.generator.achieved_rate = 1000;
+  result.generator.send_rate = 1000;
   result.generator.send_lag_ms = Summarize({0.1, 0.2}, {50, 99});
   result.metrics = ComputeMetrics(result.requests, result.duration_s,
                                   result.options.percentiles, result.options.goodput);
@@ -105,7 +105,12 @@ TEST(ResultJsonTest, FiniteRateAndGoodputAreNumbers) {
   EXPECT_EQ(j["request_rate"], 4.0);
   EXPECT_EQ(j["max_concurrency"], 8);
   EXPECT_DOUBLE_EQ(j["request_goodput"].get<double>(), 0.5);
-  EXPECT_EQ(DefaultResultFilename(r), "pdserve-4qps-concurrency8-pdserve_tiny-20250101-120000.json");
+  // vllm's compute_result_filename: the rate as Python prints a float, the model's last component.
+  EXPECT_EQ(DefaultResultFilename(r), "pdserve-4.0qps-concurrency8-tiny-20250101-120000.json");
+  r.options.label = "ucx-in128";
+  r.generator.requested_rate = 0.25;
+  r.options.max_concurrency = 0;
+  EXPECT_EQ(DefaultResultFilename(r), "ucx-in128-0.25qps-tiny-20250101-120000.json");
 }
 
 TEST(ResultJsonTest, CarriesServerTimelineExtrasAndErrorCounts) {
@@ -118,7 +123,12 @@ TEST(ResultJsonTest, CarriesServerTimelineExtrasAndErrorCounts) {
   EXPECT_EQ(j["server_timelines"][0]["decode_worker"], "d0");
   EXPECT_TRUE(j["server_timelines"][1].is_null());
   EXPECT_EQ(j["error_counts"]["UNAVAILABLE: worker d0 gone, \"bye\""], 1);
-  EXPECT_TRUE(j["metric_definitions"].get<std::string>().find("vllm") != std::string::npos);
+  EXPECT_NE(j["metric_definitions"]["convention"].get<std::string>().find("vllm"),
+            std::string::npos);
+  EXPECT_NE(j["metric_definitions"]["send_request_rate"].get<std::string>().find("send rate"),
+            std::string::npos);
+  EXPECT_NE(j["metric_definitions"]["request_throughput"].get<std::string>().find("served"),
+            std::string::npos);
 }
 
 TEST(ResultJsonTest, ConvertsToPlainJsonForOtherComponents) {
@@ -144,7 +154,7 @@ TEST(ResultTableTest, PrintsVllmBannerSectionsAndDefinitions) {
   EXPECT_NE(table.find("Request rate configured (RPS):           inf"), std::string::npos);
   EXPECT_NE(table.find("P99.9 TTFT (ms):"), std::string::npos);
   EXPECT_NE(table.find("Mean KV transfer (ms):"), std::string::npos);
-  EXPECT_NE(table.find("Errors by reason"), std::string::npos);
+  EXPECT_NE(table.find("Errors by cause"), std::string::npos);
   EXPECT_NE(table.find("vllm bench serve definitions"), std::string::npos);
 }
 

@@ -95,6 +95,33 @@ TEST(SummaryTest, PeakTokensAndConcurrencyUseOneSecondBuckets) {
   EXPECT_EQ(m.max_concurrent_requests, 2);
 }
 
+// vllm's current max_concurrent_requests: the most requests in flight at one instant, not the
+// most that touched one 1 s bucket. A ends at 0.5, B starts at 0.6: never two at once.
+TEST(SummaryTest, PeakConcurrencyIsAtOneInstantAndIgnoresFailedRequests) {
+  RequestRecord failed = Failed("UNAVAILABLE: x");
+  failed.send_s = 0.1;
+  std::vector<RequestRecord> rs = {Ok(0.0, 0.1, 0.1, 5), Ok(0.6, 0.1, 0.1, 3), failed};
+  const BenchmarkMetrics m = ComputeMetrics(rs, 1.0, kPercentiles, {});
+  EXPECT_EQ(m.max_concurrent_requests, 1);
+  EXPECT_DOUBLE_EQ(m.max_output_tokens_per_s, 8.0);  // every token inside [0, 1)
+  // A request ending exactly when another starts does not overlap it (half-open intervals).
+  const BenchmarkMetrics touching =
+      ComputeMetrics({Ok(0.0, 0.5, 0.0, 1), Ok(0.5, 0.5, 0.0, 1)}, 1.0, kPercentiles, {});
+  EXPECT_EQ(touching.max_concurrent_requests, 1);
+}
+
+TEST(SummaryTest, ClientQueueTimeIsTheWaitBetweenReleaseAndSend) {
+  RequestRecord a = Ok(0.5, 0.1, 0.01, 3);
+  a.arrival_s = 0.2;  // released at 0.2, sent at 0.5: 300 ms waiting for a slot
+  RequestRecord b = Ok(1.0, 0.1, 0.01, 3);
+  b.arrival_s = 1.0;
+  const BenchmarkMetrics m = ComputeMetrics({a, b}, 2.0, kPercentiles, {});
+  EXPECT_EQ(m.client_queue_time_ms.count, 2u);
+  EXPECT_NEAR(m.client_queue_time_ms.max, 300.0, 1e-9);
+  EXPECT_NEAR(m.client_queue_time_ms.mean, 150.0, 1e-9);
+  EXPECT_NEAR(m.e2el_including_client_queue_ms.max, 300.0 + 120.0, 1e-9);
+}
+
 TEST(SummaryTest, TimelineAggregatesGiveTransferShareOfTtft) {
   RequestRecord a = Ok(0, 0.010, 0.001, 2);
   a.timeline = {.present = true, .queue_ms = 1, .prefill_ms = 4, .transfer_ms = 2,
