@@ -445,6 +445,46 @@ def extract_transfer_cpu(path: Path) -> dict:
     }
 
 
+def extract_kernels_cpu(path: Path) -> dict:
+    """`pdserve bench kernels --json` on the CPU host: prefill against the FMA-loop peak, the
+    checksum read (decode's KV read alone) against memcpy, and the mock's own work on one
+    thread (K/V generation, the verification read) against what the modelled GPU needs."""
+    d = read_json(path)
+    prefill = [r["ratio_to_fma_peak"] for r in d.get("prefill", [])]
+    checksum = [r["ratio_to_memcpy"] for r in d.get("decode", []) if r.get("kernel") == "checksum"]
+    mock = d.get("mock", [])
+    gen = [r for r in mock if r.get("work") == "generate"]
+    ver = [r for r in mock if r.get("work") == "verify"]
+    if not prefill or not checksum or not gen or not ver:
+        raise ResultsError(f"{path}: prefill, checksum, generate or verify rows missing")
+    longest = max(ver, key=lambda r: r["prompt_len"])
+    return {
+        "threads": d.get("threads"),
+        "prefill": (min(prefill), max(prefill)),
+        "checksum": (min(checksum), max(checksum)),
+        "generate_gbps": (min(r["gbps"] for r in gen), max(r["gbps"] for r in gen)),
+        "verify_gbps": (min(r["gbps"] for r in ver), max(r["gbps"] for r in ver)),
+        "prefill_needs_gbps": (min(r["needed_gbps"] for r in gen),
+                               max(r["needed_gbps"] for r in gen)),
+        "generate_hidden": all(r["hidden"] for r in gen),
+        "longest": longest["prompt_len"],
+        "longest_mib": longest["seconds"] * longest["gbps"] * 1e9 / MIB,
+        "longest_hidden": longest["hidden"],
+        "step_ms": longest["modelled_seconds"] * 1e3,
+    }
+
+
+def extract_loadgen(path: Path) -> dict:
+    """`pdserve bench loadgen --json`: the highest requested rate held and its achieved /
+    requested ratio."""
+    d = read_json(path)
+    held = d.get("held_rate")
+    runs = [r for r in d.get("runs", []) if r.get("requested_rate") == held]
+    if not held or not runs:
+        raise ResultsError(f"{path}: no held rate")
+    return {"held": held, "ratio": runs[0]["achieved_to_requested"]}
+
+
 def extract_fault_run(run: Path) -> dict:
     res = read_json(run / "results.json")
     trials = read_csv(run / "trials.csv")
@@ -668,6 +708,30 @@ def render_transfer_cpu(e: dict, ctx: Ctx) -> list[str]:
     return wrap_bullet(text, 0)
 
 
+def render_kernels_cpu(e: dict, ctx: Ctx) -> list[str]:
+    f = extract_kernels_cpu(ctx.path(e["file"]))
+    out = wrap_bullet(f"**{e['title']}** (`{e['command']}`, {ctx.links(e['links'])}):", 0)
+    out += wrap_bullet(
+        f"CPU prefill: {frange(*f['prefill'], 2)}x of an FMA-loop peak. CPU decode checksum "
+        f"pass: {frange(*f['checksum'], 2)}x of memcpy ({f['threads']} threads).", 2)
+    hidden = ("fits" if f["longest_hidden"] else "does not fit")
+    out += wrap_bullet(
+        f"The mock's own work on one CPU thread ({e['mock_preset']}): K/V generation at "
+        f"{frange(*f['generate_gbps'], 0)} GB/s and the checksum read at "
+        f"{frange(*f['verify_gbps'], 0)} GB/s, against {frange(*f['prefill_needs_gbps'], 1)} GB/s "
+        f"that an H100 prefill needs. A {f['longest']}-token request's full check read "
+        f"({f['longest_mib']:.0f} MiB) {hidden} inside one modelled decode step "
+        f"({f['step_ms']:.1f} ms).", 2)
+    return out
+
+
+def render_loadgen(e: dict, ctx: Ctx) -> list[str]:
+    f = extract_loadgen(ctx.path(e["file"]))
+    return wrap_bullet(
+        f"**{e['title']}** ({ctx.links(e['links'])}): holds {f['held']:.0f} req/s against the "
+        f"built-in echo target (achieved/requested {f['ratio']:.4f}) on the 2-core host.", 0)
+
+
 def render_faults(e: dict, ctx: Ctx) -> list[str]:
     for d in e["runs"]:
         if not ctx.path(d).is_dir():
@@ -737,6 +801,8 @@ RENDERERS = {
     "transfer-cpu": render_transfer_cpu,
     "faults": render_faults,
     "http": render_http,
+    "kernels-cpu": render_kernels_cpu,
+    "loadgen": render_loadgen,
 }
 
 # Manifest fields that hold paths, kinds or keys (not prose): exempt from the figure check.

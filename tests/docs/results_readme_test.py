@@ -207,6 +207,42 @@ class KernelsTest(unittest.TestCase):
         self.assertEqual(f["now"]["checksum"], (0.9, 0.99))
 
 
+class CpuKernelsAndLoadgenTest(unittest.TestCase):
+    def test_figures(self):
+        with tempfile.TemporaryDirectory() as d:
+            root = Path(d)
+            mock = [{"work": w, "prompt_len": n, "gbps": g, "needed_gbps": need,
+                     "hidden": h, "seconds": sec, "modelled_seconds": 0.0063}
+                    for w, n, g, need, h, sec in (
+                        ("generate", 128, 13.3, 2.7, True, 0.001),
+                        ("generate", 2048, 13.0, 6.3, True, 0.02),
+                        ("verify", 128, 20.4, 2.7, True, 0.0008),
+                        ("verify", 2048, 19.6, 42.8, False, 256 * rr.MIB / 19.6e9))]
+            write_json(root / "k.json", {
+                "threads": 2,
+                "prefill": [{"ratio_to_fma_peak": 0.49}, {"ratio_to_fma_peak": 0.44}],
+                "decode": [{"kernel": "decode", "ratio_to_memcpy": 0.2},
+                           {"kernel": "checksum", "ratio_to_memcpy": 1.15},
+                           {"kernel": "checksum", "ratio_to_memcpy": 0.64}],
+                "mock": mock})
+            write_json(root / "l.json", {"held_rate": 4000.0, "runs": [
+                {"requested_rate": 1000.0, "achieved_to_requested": 1.01},
+                {"requested_rate": 4000.0, "achieved_to_requested": 1.0002}]})
+            k = rr.extract_kernels_cpu(root / "k.json")
+            lg = rr.extract_loadgen(root / "l.json")
+            write_json(root / "bad.json", {"prefill": []})
+            with self.assertRaises(rr.ResultsError):
+                rr.extract_kernels_cpu(root / "bad.json")
+        self.assertEqual(k["prefill"], (0.44, 0.49))
+        self.assertEqual(k["checksum"], (0.64, 1.15))  # the decode row is not the checksum pass
+        self.assertEqual(k["generate_gbps"], (13.0, 13.3))
+        self.assertEqual(k["longest"], 2048)
+        self.assertFalse(k["longest_hidden"])
+        self.assertAlmostEqual(k["longest_mib"], 256, places=6)
+        self.assertAlmostEqual(k["step_ms"], 6.3)
+        self.assertEqual(lg, {"held": 4000.0, "ratio": 1.0002})
+
+
 def transfer_row(backend, block, batch_bytes, ratio, base_gbps, ovh, note="sweep"):
     return {"backend": backend, "block_bytes": block, "bytes_per_batch": batch_bytes,
             "ratio": ratio, "baseline_gbps": base_gbps, "overhead_us_per_batch": ovh,
