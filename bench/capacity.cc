@@ -50,7 +50,6 @@ CapacityProbe JudgeProbe(double rate, const nlohmann::json& result, const Capaci
   // mean and the ratio drop), against the rate the load generator really sent (a short
   // Poisson probe's own rate differs from the nominal one by tens of percent).
   double sent = Number(result, "send_request_rate");
-  if (sent <= 0) sent = Number(result, "achieved_request_rate");
   if (sent <= 0) sent = rate;
   p.served_ratio = sent > 0 && std::isfinite(sent) ? ServedRate(result) / sent : 0;
   p.holds = p.failed == 0 && p.completed > 0 && p.attainment >= o.min_attainment &&

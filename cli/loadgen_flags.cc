@@ -214,7 +214,7 @@ void AddLoadgenFlags(CLI::App* cmd, LoadgenFlags& f) {
       ->capture_default_str();
   cmd->add_option("--label", o.label,
                   "stored as 'label' (what else this run was); names the default result file");
-  cmd->add_option("--model", o.model_id, "stored as model_id (default pdserve/<preset>)");
+  cmd->add_option("--model", o.model_id, "the model name, as vllm bench serve: sent in every HTTP request, refused before sending when the server does not serve it (GET /v1/models); stored as model_id (default pdserve/<preset>)");
   cmd->add_flag("--save-result", f.save_result, "write the JSON (and CSV) to --result-dir");
   cmd->add_option("--result-dir", f.result_dir)->capture_default_str();
   cmd->add_option("--result-filename", f.result_filename);

@@ -144,6 +144,9 @@ absl::StatusOr<ModelConfig> TargetModel(const LoadOptions& options, LoadClient& 
     log->info("{} serves model {}", TargetName(options), ModelSummary(*target));
     return target;
   }
+  // The target answered and serves another model than asked for (--model over HTTP): every
+  // request would fail.
+  if (absl::IsFailedPrecondition(target.status())) return target.status();
   if (options.verify) {
     return absl::Status(
         target.status().code(),

@@ -19,6 +19,7 @@ class OpenAiLoadClient final : public LoadClient {
         path_(!options.endpoint.empty() ? options.endpoint
               : chat_                   ? "/v1/chat/completions"
                                         : "/v1/completions"),
+        requested_model_(options.model_id),
         endpoint_(std::move(endpoint)),
         transport_(std::move(transport)) {}
 
@@ -32,6 +33,14 @@ class OpenAiLoadClient final : public LoadClient {
     absl::StatusOr<ListedModel> listed = ReadModelList(reply->body);
     if (!listed.ok()) return listed.status();
     served_model_ = listed->id;
+    // `--model`, as vllm bench serve sends it: a server that does not serve it would answer
+    // every request 404, so the run stops here, before sending, as the gRPC client does for a
+    // preset the router does not serve.
+    if (!requested_model_.empty() && requested_model_ != served_model_) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("--model '", requested_model_, "': ", endpoint_.host, ":", endpoint_.port,
+                       " serves model '", served_model_, "' (GET /v1/models)"));
+    }
     return listed->config;
   }
 
@@ -79,6 +88,7 @@ class OpenAiLoadClient final : public LoadClient {
  private:
   const bool chat_;
   const std::string path_;
+  const std::string requested_model_;  // --model; empty: whatever /v1/models lists
   const HttpEndpoint endpoint_;
   std::unique_ptr<HttpTransport> transport_;
   std::string served_model_;

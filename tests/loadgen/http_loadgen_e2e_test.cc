@@ -129,6 +129,21 @@ TEST_F(HttpLoadgenTest, APresetOtherThanTheServedOneIsRefusedBeforeSending) {
   EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument) << result.status();
 }
 
+// vllm bench serve's --model names the model sent in every request: one the server does not
+// serve stops the run before anything is sent, instead of N requests answered 404.
+TEST_F(HttpLoadgenTest, AModelTheServerDoesNotServeIsRefusedBeforeSending) {
+  LoadOptions o = Options(ClientApi::kOpenAi, 2);
+  o.model_id = "not-served";
+  absl::StatusOr<BenchmarkResult> result = RunLoad(o);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(result.status().message().find("'not-served'"), std::string::npos) << result.status();
+  o.model_id = "tiny";  // the served name: runs
+  absl::StatusOr<BenchmarkResult> ok = RunLoad(o);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->metrics.completed, 2);
+}
+
 TEST_F(HttpLoadgenTest, CommandWritesJsonAndCsvWithExactTotals) {
   const std::string dir = absl::StrCat(::testing::TempDir(), "/http-loadgen-", getpid());
   std::filesystem::remove_all(dir);
