@@ -12,8 +12,8 @@ using loadgen::LoadOptions;
 
 // vllm bench serve's dataset names that pdserve does not generate, for the error message.
 constexpr char kVllmOnlyDatasets[] =
-    "sharegpt, sonnet, hf, custom, burstgpt, random-mm, random-rerank, prefix_repetition, "
-    "spec_bench, timed_trace";
+    "sonnet, hf, custom, burstgpt, random-mm, random-rerank, prefix_repetition, spec_bench, "
+    "timed_trace";
 
 absl::Status ResolveDataset(LoadgenFlags& f) {
   LoadOptions& o = f.options;
@@ -23,12 +23,24 @@ absl::Status ResolveDataset(LoadgenFlags& f) {
     o.trace_path = f.dataset_path;
     return absl::OkStatus();
   }
+  if (f.dataset_name == "sharegpt") {
+    if (f.dataset_path.empty()) {
+      return absl::InvalidArgumentError(
+          "--dataset-name sharegpt needs --dataset-path (a ShareGPT JSON file, e.g. "
+          "ShareGPT_V3_unfiltered_cleaned_split.json)");
+    }
+    o.dataset = loadgen::DatasetKind::kShareGpt;
+    o.trace_path = f.dataset_path;
+    o.sharegpt_output_len = f.sharegpt_output_len;
+    return absl::OkStatus();
+  }
   if (f.dataset_name != "random") {
     return absl::InvalidArgumentError(absl::StrCat(
         "unknown --dataset-name '", f.dataset_name,
         "': pdserve loadgen supports random (vllm's random: uniform lengths from "
-        "--random-input-len/--random-output-len/--random-range-ratio/--random-prefix-len) and "
-        "trace (JSONL replay with --dataset-path); vllm's ",
+        "--random-input-len/--random-output-len/--random-range-ratio/--random-prefix-len), "
+        "sharegpt (vllm's ShareGPT JSON with --dataset-path) and trace (JSONL replay with "
+        "--dataset-path); vllm's ",
         kVllmOnlyDatasets, " need real text or a tokenizer, which the mock model has not"));
   }
   if (!f.dataset_path.empty()) {  // as vllm: random takes no file
@@ -181,10 +193,15 @@ void AddLoadgenFlags(CLI::App* cmd, LoadgenFlags& f) {
   cmd->add_option("--seed", o.seed, "schedule, lengths and prompts")->capture_default_str();
   f.dataset_name_option =
       cmd->add_option("--dataset-name", f.dataset_name,
-                      "random (vllm's) or trace (default when --dataset-path is given)")
+                      "random (vllm's), sharegpt (vllm's ShareGPT JSON at --dataset-path; "
+                      "lengths in the mock tokenizer's words) or trace (default when "
+                      "--dataset-path is given)")
           ->capture_default_str();
   cmd->add_option("--dataset-path,--trace", f.dataset_path,
-                  "JSONL trace: {\"arrival_s\": s, \"input_len\": n, \"output_len\": n} per line");
+                  "trace: JSONL, {\"arrival_s\": s, \"input_len\": n, \"output_len\": n} per "
+                  "line; sharegpt: the ShareGPT JSON");
+  cmd->add_option("--sharegpt-output-len", f.sharegpt_output_len,
+                  "sharegpt: every request's output length (default: the reply's length)");
   cmd->add_option("--random-input-len", o.random.input_len)->capture_default_str();
   cmd->add_option("--random-output-len", o.random.output_len)->capture_default_str();
   cmd->add_option("--random-range-ratio", o.random.range_ratio)->capture_default_str();

@@ -20,6 +20,7 @@ struct LoadgenFlags {
   std::string host, request_rate = "inf", arrival_process, dataset_name = "random", dataset_path;
   int port = 0;
   int input_len = -1, output_len = -1;  // vllm's general lengths; -1: not given
+  int sharegpt_output_len = 0;          // --sharegpt-output-len; 0: the dataset's
   std::string percentiles = "50,90,95,99";
   std::string percentile_metrics = "ttft,tpot,itl";  // vllm's default for generation
   std::vector<std::string> goodput, metadata;

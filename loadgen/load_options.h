@@ -13,7 +13,7 @@
 
 namespace pdserve::loadgen {
 
-enum class DatasetKind { kRandom, kTrace };
+enum class DatasetKind { kRandom, kTrace, kShareGpt };
 enum class ProgressMode { kAuto, kOn, kOff };  // kAuto: a live line only when stderr is a tty
 
 // The API the load speaks (vllm bench serve's --backend picks it the same way): pdserve's gRPC
@@ -50,7 +50,8 @@ struct LoadOptions {
 
   DatasetKind dataset = DatasetKind::kRandom;
   RandomWorkloadOptions random;
-  std::string trace_path;  // JSONL, for DatasetKind::kTrace
+  std::string trace_path;  // JSONL for kTrace; the ShareGPT JSON for kShareGpt
+  int sharegpt_output_len = 0;  // kShareGpt: > 0 fixes every output length
 
   // The model (vocabulary of prompts, oracle of --verify) is the one the target reports in
   // GetStatus, block size and dtype included. `preset`, when set, must be the target's preset;

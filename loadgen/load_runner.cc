@@ -20,6 +20,7 @@
 #include "loadgen/call_tracker.h"
 #include "loadgen/load_client.h"
 #include "loadgen/progress_line.h"
+#include "loadgen/sharegpt.h"
 #include "loadgen/verify.h"
 
 namespace pdserve::loadgen {
@@ -118,8 +119,14 @@ absl::Status MakeWorkloads(const LoadOptions& options, int32_t vocab_size,
                                   options.random.prefix_len);
     }
   } else {
-    ASSIGN_OR_RETURN(
-        specs, MakeRandomWorkload(options.random, options.num_prompts, options.seed, vocab_size));
+    if (options.dataset == DatasetKind::kShareGpt) {
+      const ShareGptOptions sharegpt{.fixed_output_len = options.sharegpt_output_len};
+      ASSIGN_OR_RETURN(specs, LoadShareGptWorkload(options.trace_path, options.num_prompts,
+                                                   options.seed, vocab_size, sharegpt));
+    } else {
+      ASSIGN_OR_RETURN(specs, MakeRandomWorkload(options.random, options.num_prompts,
+                                                 options.seed, vocab_size));
+    }
     const std::vector<double> due =
         ArrivalOffsets(options.arrival, options.num_prompts, options.seed);
     for (size_t i = 0; i < specs.size(); ++i) specs[i].arrival_s = due[i];
@@ -182,7 +189,15 @@ absl::Status ValidateLoadOptions(const LoadOptions& o) {
           absl::StrCat("loadgen: percentile ", p, " not in [0, 100]"));
     }
   }
-  if (o.dataset == DatasetKind::kTrace) {
+  if (o.dataset == DatasetKind::kShareGpt) {
+    if (o.trace_path.empty()) {
+      return absl::InvalidArgumentError("loadgen: --dataset-name sharegpt needs --dataset-path");
+    }
+    if (o.sharegpt_output_len < 0) {
+      return absl::InvalidArgumentError("loadgen: --sharegpt-output-len < 0");
+    }
+    RETURN_IF_ERROR(ValidateArrivalOptions(o.arrival));
+  } else if (o.dataset == DatasetKind::kTrace) {
     if (o.trace_path.empty()) return absl::InvalidArgumentError("loadgen: trace path missing");
     if (o.random.prefix_len < 0) return absl::InvalidArgumentError("loadgen: prefix_len < 0");
   } else {

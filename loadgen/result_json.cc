@@ -198,8 +198,13 @@ Json ResultToJson(const BenchmarkResult& result, bool per_request) {
   j["arrival_process"] = o.dataset == DatasetKind::kTrace ? std::string("trace")
                                                           : ArrivalProcessName(o.arrival.process);
   j["seed"] = o.seed;
-  j["dataset_name"] = o.dataset == DatasetKind::kTrace ? "trace" : "random";
-  if (o.dataset == DatasetKind::kTrace) {
+  j["dataset_name"] = o.dataset == DatasetKind::kTrace      ? "trace"
+                      : o.dataset == DatasetKind::kShareGpt ? "sharegpt"
+                                                            : "random";
+  if (o.dataset == DatasetKind::kShareGpt) {
+    j["dataset_path"] = o.trace_path;
+    if (o.sharegpt_output_len > 0) j["sharegpt_output_len"] = o.sharegpt_output_len;
+  } else if (o.dataset == DatasetKind::kTrace) {
     j["dataset_path"] = o.trace_path;
   } else {
     j["random_input_len"] = o.random.input_len;

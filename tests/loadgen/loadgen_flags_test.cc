@@ -164,11 +164,18 @@ TEST(LoadgenFlagsTest, PercentileFlagsSelectMetricsAndPercentiles) {
   EXPECT_THAT(Error({"--metric-percentiles", "101"}), HasSubstr("[0, 100]"));
 }
 
-TEST(LoadgenFlagsTest, DatasetNamesOtherThanRandomAndTraceAreRefusedSayingWhatIsSupported) {
-  const std::string sharegpt = Error({"--dataset-name", "sharegpt"});
-  EXPECT_THAT(sharegpt, HasSubstr("unknown --dataset-name 'sharegpt'"));
-  EXPECT_THAT(sharegpt, HasSubstr("supports random"));
-  EXPECT_THAT(sharegpt, HasSubstr("trace (JSONL replay with --dataset-path)"));
+TEST(LoadgenFlagsTest, DatasetNamesOtherThanRandomShareGptAndTraceAreRefusedSayingWhatIsSupported) {
+  const std::string sonnet = Error({"--dataset-name", "sonnet"});
+  EXPECT_THAT(sonnet, HasSubstr("unknown --dataset-name 'sonnet'"));
+  EXPECT_THAT(sonnet, HasSubstr("supports random"));
+  EXPECT_THAT(sonnet, HasSubstr("trace (JSONL replay with --dataset-path)"));
+  // sharegpt as vllm: the file from --dataset-path, an optional fixed output length.
+  EXPECT_THAT(Error({"--dataset-name", "sharegpt"}), HasSubstr("needs --dataset-path"));
+  const LoadOptions sharegpt = Options({"--dataset-name", "sharegpt", "--dataset-path", "s.json",
+                                        "--sharegpt-output-len", "64"});
+  EXPECT_EQ(sharegpt.dataset, DatasetKind::kShareGpt);
+  EXPECT_EQ(sharegpt.trace_path, "s.json");
+  EXPECT_EQ(sharegpt.sharegpt_output_len, 64);
   // As vllm: the random dataset takes no file.
   EXPECT_THAT(Error({"--dataset-name", "random", "--dataset-path", "t.jsonl"}),
               HasSubstr("takes no --dataset-path"));
