@@ -16,8 +16,6 @@
 
 namespace pdserve::router {
 
-using service::FromGrpc;
-using service::SetDeadline;
 
 absl::Status RouterService::Reject(absl::Status status) {
   metrics_->OnRejected(status.code());
