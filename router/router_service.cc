@@ -6,6 +6,7 @@
 #include "service/grpc_util.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "router/generate_reactor.h"
 #include "router/grpc_adapter.h"
 #include "router/request_validation.h"
 
@@ -83,10 +84,9 @@ RouterService::~RouterService() {
   sweeper_.join();
 }
 
-grpc::Status RouterService::Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* in,
-                                     grpc::ServerWriter<v1::GenerateResponse>* writer) {
-  GrpcTokenSink sink(ctx, writer);
-  return ToGrpc(Run(ParamsOf(*in), sink));
+grpc::ServerWriteReactor<v1::GenerateResponse>* RouterService::Generate(
+    grpc::CallbackServerContext* /*ctx*/, const v1::GenerateRequest* in) {
+  return StartGenerate(*this, *in);
 }
 
 void RouterService::DispatchLoop() {

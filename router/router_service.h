@@ -83,16 +83,19 @@ struct RouterOptions {
 // (RequestCore: Run, State; router_requests.cc). Worker registration and heartbeats are served by
 // RouterControlService (router_control.h) on the internal port, which authenticates the caller
 // and then calls RegisterWorker / Heartbeat here.
-class RouterService final : public v1::Router::Service, public RequestCore {
+// Generate runs on gRPC's callback API (router/generate_reactor.h): an open stream holds no
+// thread; the other methods stay synchronous.
+class RouterService final : public v1::Router::WithCallbackMethod_Generate<v1::Router::Service>,
+                            public RequestCore {
  public:
   explicit RouterService(RouterOptions options);
   ~RouterService() override;
   RouterService(const RouterService&) = delete;
   RouterService& operator=(const RouterService&) = delete;
 
-  // A thin adapter over Run (router/grpc_adapter.h).
-  grpc::Status Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* request,
-                        grpc::ServerWriter<v1::GenerateResponse>* writer) override;
+  // A thin adapter over Start (router/generate_reactor.h).
+  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
+      grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request) override;
   // RequestCore (router/request_core.h).
   std::shared_ptr<Call> Start(const GenerateParams& params,
                               std::shared_ptr<EventSink> sink) override;

@@ -329,6 +329,53 @@ TEST_F(HttpApiTest, OpenStreamsHoldNoRouterThreadEach) {
   AwaitIdleAndAllBlocksFree(client);
 }
 
+// The same over gRPC: Router.Generate runs on the callback API (router/generate_reactor.h). The
+// client holds 200 calls open on one completion queue without reading them.
+TEST_F(HttpApiTest, GrpcOpenStreamsHoldNoRouterThreadEach) {
+  Client client(cluster_->endpoint());
+  AwaitIdleAndAllBlocksFree(client);
+  absl::StatusOr<pid_t> router = cluster_->Pid("router");
+  ASSERT_TRUE(router.ok()) << router.status();
+  const int idle_threads = ThreadsOf(*router);
+  constexpr int kStreams = 200;
+  auto stub = v1::Router::NewStub(
+      grpc::CreateChannel(cluster_->endpoint(), grpc::InsecureChannelCredentials()));
+  grpc::CompletionQueue cq;
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientAsyncReader<v1::GenerateResponse>>> readers;
+  for (int i = 0; i < kStreams; ++i) {
+    v1::GenerateRequest request;
+    request.set_request_id(absl::StrCat("grpc-open-", i));
+    request.set_prompt_len(16);
+    request.set_max_tokens(3000);
+    request.set_seed(static_cast<uint64_t>(i));
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    readers.push_back(stub->AsyncGenerate(contexts.back().get(), request, &cq,
+                                          reinterpret_cast<void*>(static_cast<intptr_t>(i))));
+  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  absl::StatusOr<v1::ClusterStatus> s;
+  do {
+    absl::SleepFor(absl::Milliseconds(20));
+    s = client.Status();
+  } while (s.ok() && s->waiting_requests() + s->running_requests() < kStreams &&
+           absl::Now() < deadline);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->waiting_requests() + s->running_requests(), static_cast<uint32_t>(kStreams));
+  const int open_threads = ThreadsOf(*router);
+  EXPECT_LT(open_threads, idle_threads + 20) << "idle " << idle_threads;
+  for (auto& ctx : contexts) ctx->TryCancel();  // every request is cancelled in the core
+  AwaitIdleAndAllBlocksFree(client);
+  // The calls' start operations complete on the queue: drained before the readers that own
+  // them go.
+  cq.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq.Next(&tag, &ok)) {
+  }
+  readers.clear();
+}
+
 // Separate clusters: these change what the router can accept.
 TEST(HttpApiLimitsTest, FullQueueIs429AndNoDecodeWorkerIs503) {
   cluster::ClusterOptions options = e2e::Options("local", 1, 1);

@@ -72,9 +72,9 @@ TEST(LoadgenExitCodeTest, WrongTokensUnderVerifyFailTheRun) {
 }
 
 TEST(LoadgenExitCodeTest, ARunThatCannotStartExitsThree) {
-  const Exit run = Loadgen({"--dataset-name", "sharegpt"});
+  const Exit run = Loadgen({"--dataset-name", "sonnet"});
   EXPECT_EQ(run.code, 3) << run.output;
-  EXPECT_THAT(run.output, HasSubstr("unknown --dataset-name 'sharegpt'"));
+  EXPECT_THAT(run.output, HasSubstr("unknown --dataset-name 'sonnet'"));
 }
 
 // A vllm bench serve command line (its flags, its names) runs unchanged, and
