@@ -1,0 +1,240 @@
+// The send side: Submit plans a batch and issues it inline (host memory, worker free) or posts
+// it to the progress thread; StartBatch puts its runs (or streams them into a mapped pool, or
+// sends them as data messages), flushes, then sends the notification; the callbacks complete
+// the batch in the table that Poll / Wait read.
+#include <sched.h>
+#include <ucp/api/ucp.h>
+
+#include <algorithm>
+#include <span>
+
+#include "absl/strings/str_cat.h"
+#include "common/clock.h"
+#include "transfer/ucx/stream_copy.h"
+#include "transfer/ucx/ucx_transport_impl.h"
+
+namespace pdserve::transfer::ucx {
+namespace {
+
+// Runs longer than this go as several data messages: the receiver assembles each whole message
+// in a buffer of its size before copying it into the pool.
+constexpr size_t kMaxDataAmBytes = size_t{256} << 10;
+constexpr int64_t kAliveReuseNs = 20'000;  // see StartBatch
+// Wait polls the handle this long (yielding the CPU between looks) before it blocks: a batch
+// about to complete costs no futex wake-up on either side.
+constexpr int64_t kWaitSpinNs = 50'000;
+
+}  // namespace
+
+absl::StatusOr<TransferId> UcxTransport::Submit(PeerId peer, std::span<const BlockCopy> copies,
+                                                const std::string& notification) {
+  const KvCache* pool;
+  std::shared_ptr<const PeerInfo> info;  // a pointer, not a copy of the geometry per batch
+  {
+    std::lock_guard lock(mu_);
+    auto it = peer_info_.find(peer);
+    if (it == peer_info_.end()) {
+      return absl::FailedPreconditionError(absl::StrCat("unknown or removed KV peer ", peer));
+    }
+    info = it->second;
+    pool = pool_;
+  }
+  if (notification.size() > kMaxNotificationBytes) {
+    return absl::InvalidArgumentError("KV transfer notification too long");
+  }
+  // Reused per thread: planning a batch allocates nothing once warm (a batch posted to the
+  // progress thread takes a copy).
+  thread_local std::vector<CopyOp> ops;
+  if (absl::Status s = PlanCopies(pool->geometry(), info->geometry, copies, ops); !s.ok()) {
+    return s;
+  }
+  if (info->dead->load()) {
+    return absl::UnavailableError(
+        absl::StrCat("KV peer '", info->agent, "' is gone (request ", notification, ")"));
+  }
+  const uint64_t bytes = TotalBytes(ops);
+  absl::StatusOr<TransferId> id = table_.Begin(bytes, static_cast<uint32_t>(ops.size()));
+  if (!id.ok()) return id.status();
+  if (bytes <= inline_bytes_ && pool_memory_type_ == UCS_MEMORY_TYPE_HOST &&
+      IssueInline(peer, *id, pool->base(), ops, notification)) {
+    return *id;
+  }
+  Post([this, peer, id = *id, ops = ops, notification, base = pool->base()]() mutable {
+    StartBatch(peer, id, base, ops, notification);
+  });
+  return *id;
+}
+
+absl::Status UcxTransport::Wait(TransferId id, absl::Duration timeout) {
+  // A batch issued inline is usually complete already; one on the progress thread often
+  // completes within microseconds. Look a few times (yielding, so that on a small host the
+  // progress thread gets the core) before blocking on the table.
+  const int64_t spin_until =
+      MonotonicNanos() + std::min<int64_t>(kWaitSpinNs, absl::ToInt64Nanoseconds(timeout));
+  do {
+    absl::StatusOr<bool> done = table_.Poll(id);
+    if (!done.ok()) return done.status();
+    if (*done) return absl::OkStatus();  // Poll reaped it; a failure came back as its status
+    sched_yield();
+  } while (MonotonicNanos() < spin_until);
+  return table_.Wait(id, timeout);
+}
+
+// Issues a host-memory batch on the calling thread, the way a UCX application would: over
+// shared memory the puts are the copies, the flush completes at once and the notification is
+// an inline send, so the batch usually completes before Submit returns, with no hand-off to
+// the progress thread and no wake-up of the caller (on a 2-core host the two threads shared
+// a core). Declines (false: post it instead) when the progress thread holds the worker (it
+// may be in the middle of a long batch; the caller must not block behind it), when it has
+// commands queued (issue order stays submit order, so one sender's notifications keep their
+// order), and for peers reached with data active messages (tcp: those stay on the progress
+// thread). A batch left in flight (the flush or the send completes later) is finished by the
+// progress thread.
+bool UcxTransport::IssueInline(PeerId peer, TransferId id, const std::byte* base,
+                               const std::vector<CopyOp>& ops, const std::string& notification) {
+  std::unique_lock<std::mutex> worker(worker_mu_, std::try_to_lock);
+  if (!worker.owns_lock()) return false;
+  {
+    std::lock_guard lock(command_mu_);
+    if (!commands_.empty()) return false;
+  }
+  if (auto it = peers_.find(peer); it == peers_.end() || it->second->am_data) return false;
+  StartBatch(peer, id, base, ops, notification);
+  const bool left_in_flight = !batches_.empty();
+  worker.unlock();
+  // The progress thread sets sleeping_ before it looks at batches_ (under worker_mu_) a last
+  // time: it either saw this batch or we see it asleep.
+  if (left_in_flight) Wake();
+  return true;
+}
+
+void UcxTransport::StartBatch(PeerId peer_id, TransferId id, const std::byte* base,
+                              const std::vector<CopyOp>& ops, const std::string& notification) {
+  auto it = peers_.find(peer_id);
+  if (it == peers_.end()) {
+    table_.Complete(id, absl::CancelledError(absl::StrCat("KV peer ", peer_id, " removed")));
+    return;
+  }
+  std::shared_ptr<UcxPeer> peer = it->second;
+  // A peer seen alive in the last kAliveReuseNs is not polled again: back-to-back batches
+  // would pay a syscall each (a fifth of a 256 KiB batch over posix), and a peer that dies
+  // right after a check is the same race either way (its batches fail from the next check).
+  if (peer->pid == 0 || MonotonicNanos() - peer->alive_at_ns > kAliveReuseNs) CheckAlive(*peer);
+  if (!peer->error.ok()) {
+    table_.Complete(id, peer->error);
+    return;
+  }
+  auto* batch = new Batch{this, id, peer, notification, {}};
+  if (peer->am_data) {
+    if (absl::Status s = SendData(*batch, base, ops); !s.ok()) {
+      table_.Complete(id, std::move(s));
+      delete batch;
+      return;
+    }
+  }
+  ucp_request_param_t put{};
+  // Device pools: say so, instead of UCX looking the type up for every put.
+  put.op_attr_mask = UCP_OP_ATTR_FIELD_MEMORY_TYPE;
+  put.memory_type = pool_memory_type_;
+  const bool stream = peer->direct != nullptr && TotalBytes(ops) > stream_bytes_;
+  if (stream) {
+    // Too large for the last-level cache: the copies a posix put would make, with streaming
+    // stores, into the peer's pool as UCX mapped it; the fence orders them before the
+    // notification below (the flush covers only UCX's own operations).
+    for (const CopyOp& op : ops) StreamCopy(peer->direct + op.dst, base + op.src, op.bytes);
+    StoreFence();
+  }
+  for (const CopyOp& op :
+       peer->am_data || stream ? std::span<const CopyOp>() : std::span<const CopyOp>(ops)) {
+    ucs_status_ptr_t r = ucp_put_nbx(peer->ep, base + op.src, op.bytes, peer->remote_base + op.dst,
+                                     peer->rkey, &put);
+    if (UCS_PTR_IS_ERR(r)) {
+      table_.Complete(id, PeerStatus(*peer, "ucp_put_nbx", UCS_PTR_STATUS(r)));
+      delete batch;
+      return;
+    }
+    // The flush below covers completion; the request is released when it completes.
+    if (r != nullptr) ucp_request_free(r);
+  }
+  ++batches_[id];
+  ucp_request_param_t flush{};
+  flush.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  flush.cb.send = &UcxTransport::OnFlushed;
+  flush.user_data = batch;
+  ucs_status_ptr_t r = ucp_ep_flush_nbx(peer->ep, &flush);
+  if (r == nullptr) {
+    Flushed(batch, UCS_OK);
+  } else if (UCS_PTR_IS_ERR(r)) {
+    Flushed(batch, UCS_PTR_STATUS(r));
+  }
+}
+
+// The batch's runs as eager data messages (never rendezvous: that would make the receiver
+// answer), at most kMaxDataAmBytes each; the flush that follows covers their completion.
+absl::Status UcxTransport::SendData(Batch& batch, const std::byte* base,
+                                    const std::vector<CopyOp>& ops) {
+  size_t messages = 0;
+  for (const CopyOp& op : ops) messages += (op.bytes + kMaxDataAmBytes - 1) / kMaxDataAmBytes;
+  batch.data_headers.reserve(messages);  // no reallocation: UCX holds pointers into it
+  ucp_request_param_t am{};
+  am.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  am.flags = UCP_AM_SEND_FLAG_EAGER;
+  for (const CopyOp& op : ops) {
+    for (uint64_t offset = 0; offset < op.bytes; offset += kMaxDataAmBytes) {
+      const size_t bytes = std::min<uint64_t>(kMaxDataAmBytes, op.bytes - offset);
+      const uint64_t& header = batch.data_headers.emplace_back(op.dst + offset);
+      ucs_status_ptr_t r = ucp_am_send_nbx(batch.peer->ep, kDataAmId, &header, sizeof(header),
+                                           base + op.src + offset, bytes, &am);
+      if (UCS_PTR_IS_ERR(r)) return PeerStatus(*batch.peer, "am_send (data)", UCS_PTR_STATUS(r));
+      if (r != nullptr) ucp_request_free(r);  // released when it completes
+    }
+  }
+  return absl::OkStatus();
+}
+
+void UcxTransport::Flushed(Batch* batch, ucs_status_t status) {
+  if (status != UCS_OK) return Finish(batch, PeerStatus(*batch->peer, "flush", status));
+  if (batch->notification.empty()) return Finish(batch, absl::OkStatus());
+  ucp_request_param_t am{};
+  am.op_attr_mask =
+      UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+  am.cb.send = &UcxTransport::OnNotificationSent;
+  am.user_data = batch;
+  am.flags = UCP_AM_SEND_FLAG_EAGER;
+  ucs_status_ptr_t r =
+      ucp_am_send_nbx(batch->peer->ep, kNotifyAmId, sender_header_.data(), sender_header_.size(),
+                      batch->notification.data(), batch->notification.size(), &am);
+  if (r == nullptr) {
+    Finish(batch, absl::OkStatus());
+  } else if (UCS_PTR_IS_ERR(r)) {
+    Finish(batch, PeerStatus(*batch->peer, "am_send", UCS_PTR_STATUS(r)));
+  }
+}
+
+void UcxTransport::Finish(Batch* batch, absl::Status status) {
+  table_.Complete(batch->id, std::move(status));
+  batches_.erase(batch->id);
+  delete batch;
+}
+
+// A failed operation on a peer whose endpoint reported an error is that error (Unavailable).
+absl::Status UcxTransport::PeerStatus(const UcxPeer& peer, const std::string& what,
+                                      ucs_status_t s) {
+  if (!peer.error.ok()) return peer.error;
+  return UcsError(absl::StrCat(what, " to KV peer '", peer.agent, "'"), s);
+}
+
+void UcxTransport::OnFlushed(void* request, ucs_status_t status, void* user_data) {
+  auto* batch = static_cast<Batch*>(user_data);
+  ucp_request_free(request);
+  batch->owner->Flushed(batch, status);
+}
+
+void UcxTransport::OnNotificationSent(void* request, ucs_status_t status, void* user_data) {
+  auto* batch = static_cast<Batch*>(user_data);
+  ucp_request_free(request);
+  batch->owner->Finish(
+      batch, status == UCS_OK ? absl::OkStatus() : PeerStatus(*batch->peer, "am_send", status));
+}
+
+}  // namespace pdserve::transfer::ucx

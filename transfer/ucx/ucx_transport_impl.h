@@ -1,0 +1,244 @@
+#pragma once
+
+// The `ucx` KV transport's class, shared by the files that implement it; nothing outside
+// transfer/ucx includes this (callers use ucx_transport.h, which also says how the backend
+// works and why). One class, one file per concern:
+//   ucx_transport.cc           creation, the worker, pool registration, counters, shutdown
+//   ucx_transport_peers.cc     loading peers: connecting, lanes, liveness, closing
+//   ucx_transport_batches.cc   the send side: Submit, inline issue, puts / streaming copies /
+//                              data messages, flush, notification, completion, Wait
+//   ucx_transport_progress.cc  the progress thread and the commands callers hand it
+//   ucx_transport_receive.cc   the receive side: data messages and notifications from peers
+//
+// Threads: the progress thread owns the worker and everything under "progress-thread state";
+// a submitting thread may borrow it for one inline batch, always under worker_mu_.
+
+#include <sys/types.h>
+#include <ucp/api/ucp.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/logging.h"
+#include "transfer/batch_table.h"
+#include "transfer/copy_plan.h"
+#include "transfer/kv_transport.h"
+#include "transfer/notification_inbox.h"
+#include "transfer/pool_descriptor.h"
+#include "transfer/ucx/ucx_context.h"
+
+namespace pdserve::transfer::ucx {
+
+inline constexpr char kBackend[] = "ucx";
+inline constexpr uint16_t kNotifyAmId = 0x4b56;  // "KV"
+// A batch's data as active messages (peers without a put lane, see UcxPeer::am_data): header
+// is the destination offset in the receiver's pool, the body the bytes.
+inline constexpr uint16_t kDataAmId = 0x4b44;  // "KD"
+
+// This boot's id: tells whether a descriptor's pid means anything here.
+std::string BootId();
+
+// Start time of `pid` (clock ticks since boot, /proc/PID/stat field 22), 0 when it is gone:
+// with the pid it names one process even if the pid is reused.
+uint64_t ProcessStartTime(pid_t pid);
+
+// State of one connected peer; touched only by the progress thread (except `dead`).
+struct UcxPeer {
+  std::string agent;
+  ucp_ep_h ep = nullptr;
+  ucp_rkey_h rkey = nullptr;
+  uint64_t remote_base = 0;
+  size_t remote_bytes = 0;   // the peer pool's size
+  bool remote_host = false;  // its descriptor says its pool is in host memory
+  // UCX has no put lane to this peer (tcp): it would emulate puts with active messages that the
+  // receiver acknowledges one by one, and UCX 1.13 aborts the receiver ("Fatal: unexpected
+  // error: Endpoint timeout" under ucp_put_handler) when it handles such a put after the
+  // sender died, as the acknowledgement cannot be sent. The batch's runs go as our own eager
+  // active messages instead (kDataAmId), which the receiver copies into its pool and never
+  // answers.
+  bool am_data = false;
+  // The peer's pool mapped into this process (ucp_rkey_ptr: shared-memory transports, host
+  // pools on both sides), for batches copied with streaming stores; null: puts only. Valid
+  // until the rkey is destroyed, which happens on the progress thread, like the copies.
+  std::byte* direct = nullptr;
+  // Same host: the owner process, watched because shared-memory transports have no peer
+  // failure handler (UCX refuses UCP_ERR_HANDLING_MODE_PEER for posix / sysv).
+  pid_t pid = 0;
+  uint64_t start_time = 0;
+  // pidfd of that process (readable once it exits): checking it before every batch is one
+  // poll(), where reading /proc/PID/stat is an open, a read, a close and a parse. -1: not open.
+  int pidfd = -1;
+  // MonotonicNanos() of the last liveness check that found the process alive (see StartBatch).
+  int64_t alive_at_ns = 0;
+  UcxPeer() = default;
+  UcxPeer(const UcxPeer&) = delete;
+  UcxPeer& operator=(const UcxPeer&) = delete;
+  ~UcxPeer() {
+    if (pidfd >= 0) close(pidfd);
+  }
+  absl::Status error;  // set by the endpoint's error handler or the pid watch
+  std::shared_ptr<std::atomic<bool>> dead = std::make_shared<std::atomic<bool>>(false);
+};
+
+// What callers need to validate a Submit without asking the progress thread.
+struct PeerInfo {
+  KvGeometry geometry;
+  std::string agent;
+  std::shared_ptr<std::atomic<bool>> dead;
+};
+
+class UcxTransport;
+
+// One batch between its puts and its completion; owned by the UCX callbacks in between.
+struct Batch {
+  UcxTransport* owner;
+  TransferId id;
+  std::shared_ptr<UcxPeer> peer;
+  std::string notification;
+  // Destination offsets of the batch's data messages (am_data): UCX may read a message's
+  // header until the send completes, and the flush covers those sends.
+  std::vector<uint64_t> data_headers;
+};
+
+class UcxTransport final : public KvTransport {
+ public:
+  static absl::StatusOr<std::unique_ptr<KvTransport>> Create(const TransportOptions& options);
+  ~UcxTransport() override;
+
+  std::string backend() const override { return kBackend; }
+  absl::Status RegisterPool(const KvCache& cache) override;
+  absl::StatusOr<std::string> ExportDescriptor() const override;
+  absl::StatusOr<PeerId> LoadPeer(const std::string& bytes) override;
+  absl::Status RemovePeer(PeerId id) override;
+  absl::StatusOr<TransferId> Submit(PeerId peer, std::span<const BlockCopy> copies,
+                                    const std::string& notification) override;
+  absl::StatusOr<bool> Poll(TransferId id) override { return table_.Poll(id); }
+  absl::Status Wait(TransferId id, absl::Duration timeout) override;
+  absl::StatusOr<TransferStats> Stats(TransferId id) const override { return table_.Stats(id); }
+  std::vector<Notification> TakeNotifications() override { return inbox_.TakeAll(); }
+  absl::Status WaitForNotification(const std::string& message, absl::Duration timeout) override {
+    return inbox_.WaitFor(message, timeout);
+  }
+  TransportCounters counters() const override;
+
+ private:
+  UcxTransport(const TransportOptions& options, std::shared_ptr<UcxContext> context);
+
+  // ---- ucx_transport.cc ----
+  absl::Status Init();  // the worker, its handlers and address, the progress thread
+  absl::Status UseDevice(int device);
+
+  // ---- ucx_transport_peers.cc (progress thread, except RecordLanes) ----
+  absl::Status Connect(PeerId id, const std::shared_ptr<UcxPeer>& peer, const std::string& address,
+                       const std::string& rkey);
+  static std::string EpInfo(ucp_ep_h ep);
+  static std::string LanesOf(const std::string& all);
+  void RecordLanes(const std::string& lanes);
+  void ClosePeerState(UcxPeer& peer);
+  void CheckAlive(UcxPeer& peer);
+  static bool ProcessGone(const UcxPeer& peer);
+  void ClosePeer(PeerId id);
+  static void OnEndpointError(void* arg, ucp_ep_h ep, ucs_status_t status);
+
+  // ---- ucx_transport_batches.cc (under worker_mu_) ----
+  bool IssueInline(PeerId peer, TransferId id, const std::byte* base,
+                   const std::vector<CopyOp>& ops, const std::string& notification);
+  void StartBatch(PeerId peer_id, TransferId id, const std::byte* base,
+                  const std::vector<CopyOp>& ops, const std::string& notification);
+  absl::Status SendData(Batch& batch, const std::byte* base, const std::vector<CopyOp>& ops);
+  void Flushed(Batch* batch, ucs_status_t status);
+  void Finish(Batch* batch, absl::Status status);
+  static absl::Status PeerStatus(const UcxPeer& peer, const std::string& what, ucs_status_t s);
+  static void OnFlushed(void* request, ucs_status_t status, void* user_data);
+  static void OnNotificationSent(void* request, ucs_status_t status, void* user_data);
+
+  // ---- ucx_transport_progress.cc ----
+  void Wake();
+  void Post(std::function<void()> command);
+  absl::StatusOr<absl::Status> RunOnWorker(std::function<absl::Status()> fn);
+  void Loop();
+  void Sleep();
+  ucs_status_t WaitRequest(ucs_status_ptr_t request, int64_t timeout_ns);
+  void Shutdown();
+
+  // ---- ucx_transport_receive.cc (UCX active-message handlers, progress thread) ----
+  static ucs_status_t OnData(void* arg, const void* header, size_t header_length, void* data,
+                             size_t length, const ucp_am_recv_param_t* param);
+  static ucs_status_t OnNotification(void* arg, const void* header, size_t header_length,
+                                     void* data, size_t length, const ucp_am_recv_param_t* param);
+
+  const TransportOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
+  NotificationInbox inbox_;
+  BatchTable table_;
+  std::shared_ptr<UcxContext> context_;
+  ucp_worker_h worker_ = nullptr;
+  std::string worker_address_;
+  // What each notification carries ahead of its message (sender_credential.h).
+  const std::string sender_header_;
+  std::atomic<uint64_t> notifications_refused_{0};
+  ucp_mem_h own_memh_ = nullptr;  // set when RegisterPool mapped memory UCX did not allocate
+  // Of the registered pool; written before the first batch is posted, read by the progress
+  // thread (the command queue's mutex orders the two).
+  ucs_memory_type_t pool_memory_type_ = UCS_MEMORY_TYPE_HOST;
+  // The registered pool when it is in host memory, for OnData; null until then.
+  std::atomic<std::byte*> pool_data_{nullptr};
+  std::atomic<size_t> pool_bytes_{0};
+  // Batches above this many bytes to a mapped peer are copied with streaming stores: 3/4 of the
+  // last-level cache (where glibc's memcpy, and so ucx_perftest's one message, starts
+  // streaming), at most kMaxCachedBatchBytes; PDSERVE_UCX_STREAM_BYTES overrides it.
+  const uint64_t stream_bytes_;
+  int command_fd_ = -1;
+  int epoll_fd_ = -1;
+  bool can_sleep_ = false;
+  std::atomic<PeerId> next_peer_{1};
+
+  mutable std::mutex mu_;  // std::mutex: see worker_mu_
+  const KvCache* pool_ = nullptr;
+  PoolDescriptor descriptor_;
+  absl::flat_hash_map<PeerId, std::shared_ptr<const PeerInfo>> peer_info_;
+  std::set<std::string> lanes_;
+  uint64_t registrations_ = 0;
+  uint64_t peers_loaded_ = 0;
+
+  std::mutex command_mu_;  // std::mutex: see worker_mu_
+  std::deque<std::function<void()>> commands_;
+
+  // True while the progress thread is (about to be) asleep: Post and inline batches left in
+  // flight must wake it.
+  std::atomic<bool> sleeping_{false};
+
+  // Every UCP call on worker_ and the progress-thread state below: held by the progress
+  // thread for one turn at a time and by a submitting thread for an inline batch. Taken before
+  // command_mu_ when both are. A std::mutex: Debian's Abseil keeps held-lock bookkeeping on
+  // every absl::Mutex operation, and this one is taken for every batch.
+  std::mutex worker_mu_;
+  // Host-memory batches up to this many bytes may be issued on the submitting thread
+  // (IssueInline); PDSERVE_UCX_INLINE_BYTES overrides kDefaultInlineBytes.
+  const uint64_t inline_bytes_;
+
+  // Progress-thread state (also touched by inline batches), under worker_mu_.
+  bool stopping_ = false;
+  int64_t last_liveness_check_ = 0;
+  std::map<PeerId, std::shared_ptr<UcxPeer>> peers_;
+  absl::flat_hash_map<TransferId, int> batches_;  // in flight (flush or notification pending)
+  std::thread thread_;
+};
+
+}  // namespace pdserve::transfer::ucx
