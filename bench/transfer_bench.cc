@@ -1,8 +1,9 @@
+// `pdserve bench transfer`: the receiver and the sweep. A row's measurement and baselines are in
+// transfer_measure.cc, the table, JSON and summary in transfer_report.cc (transfer_rows.h).
 #include "bench/transfer_bench.h"
 
 #include <poll.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,19 +11,16 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
-#include <map>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "bench/baselines.h"
 #include "bench/transfer_pair.h"
+#include "bench/transfer_rows.h"
 #include "common/clock.h"
 #include "common/logging.h"
-#include "common/parallel_for.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "transfer/copy_plan.h"
@@ -34,203 +32,19 @@ namespace {
 using transfer::BlockCopy;
 using transfer::KvTransport;
 using transfer::TransportOptions;
-
-struct Measurement {
-  double gbps = 0;
-  double p50_ms = 0, p99_ms = 0;
-  uint64_t bytes_per_batch = 0;
-  uint32_t ops_per_batch = 0;
-  int batches = 0;
-};
-
-// Batches of `copies` to `peer`, up to `depth` in flight, for at least `min_seconds` and
-// `min_batches` (after one warm-up batch).
-absl::StatusOr<Measurement> MeasureBatches(KvTransport& t, transfer::PeerId peer,
-                                           const std::vector<BlockCopy>& copies,
-                                           double min_seconds, int min_batches) {
-  const absl::Duration kDeadline = absl::Seconds(120);
-  ASSIGN_OR_RETURN(transfer::TransferId warm, t.Submit(peer, copies, "warm-up"));
-  RETURN_IF_ERROR(t.Wait(warm, kDeadline));
-  constexpr int kDepth = 4;
-  std::vector<transfer::TransferId> inflight;
-  std::vector<double> latencies_ms;
-  Measurement m;
-  uint64_t bytes = 0;
-  const int64_t start = MonotonicNanos();
-  const int64_t stop = start + static_cast<int64_t>(min_seconds * 1e9);
-  int submitted = 0;
-  auto reap = [&]() -> absl::Status {
-    transfer::TransferId id = inflight.front();
-    inflight.erase(inflight.begin());
-    RETURN_IF_ERROR(t.Wait(id, kDeadline));
-    ASSIGN_OR_RETURN(transfer::TransferStats s, t.Stats(id));
-    latencies_ms.push_back((s.complete_ns - s.submit_ns) / 1e6);
-    bytes += s.bytes;
-    m.bytes_per_batch = s.bytes;
-    m.ops_per_batch = s.operations;
-    return absl::OkStatus();
-  };
-  // The clock is read every 8th batch: a read costs about as much as a 16 KiB batch's whole
-  // bookkeeping, and it is the bench's cost, not the backend's.
-  while (submitted < min_batches || submitted % 8 != 0 || MonotonicNanos() < stop) {
-    if (inflight.size() == kDepth) RETURN_IF_ERROR(reap());
-    ASSIGN_OR_RETURN(transfer::TransferId id, t.Submit(peer, copies, absl::StrCat("b", submitted)));
-    inflight.push_back(id);
-    ++submitted;
-  }
-  while (!inflight.empty()) RETURN_IF_ERROR(reap());
-  const double seconds = (MonotonicNanos() - start) / 1e9;
-  std::sort(latencies_ms.begin(), latencies_ms.end());
-  auto pct = [&](double q) {
-    return latencies_ms[static_cast<size_t>(q * (latencies_ms.size() - 1) + 0.5)];
-  };
-  m.gbps = bytes / seconds / 1e9;
-  m.p50_ms = pct(0.5);
-  m.p99_ms = pct(0.99);
-  m.batches = submitted;
-  return m;
-}
-
-// ucx_perftest ucp_put_bw between two of its own processes on 127.0.0.1 (one busy thread each,
-// buffers from ucp_mem_map(ALLOCATE) like our pools); every iteration puts the same `size`
-// bytes from the same buffer to the same buffer, so the working set is `size` on each side.
-// GB/s ("overall" column), or a negative value when it is not installed or failed.
-double RunUcxPerftest(const std::string& tls, uint64_t size) {
-  if (access("/usr/bin/ucx_perftest", X_OK) != 0) return -1;
-  static int port_seq = 0;
-  const int port = 20000 + (getpid() * 7 + port_seq++) % 20000;
-  // Shared memory: 2 GiB a run (~0.07 s when cached; 1 GiB, 30 ms at 256 KiB, was short
-  // enough for one scheduler tick to move the result by 10%).
-  const uint64_t budget = tls.find("tcp") != std::string::npos ? (uint64_t{48} << 20)
-                                                                : (uint64_t{2} << 30);
-  const uint64_t iters = std::clamp<uint64_t>(budget / size, 5, 100000);
-  // perftest's default warm-up is 10000 iterations: a tenth of the measured ones is enough to
-  // fault in and map the buffers, and keeps 512 MiB messages within the bench's time.
-  const uint64_t warmup = std::max<uint64_t>(2, iters / 10);
-  const std::string env = absl::StrCat("UCX_TLS=", tls, " ");
-  const auto [client_cpu, server_cpu] = SideCpus();
-  const std::string server_pin =
-      server_cpu >= 0 ? absl::StrCat("taskset -c ", server_cpu, " ") : std::string();
-  const std::string client_pin =
-      client_cpu >= 0 ? absl::StrCat("taskset -c ", client_cpu, " ") : std::string();
-  // Over tcp a healthy run takes well under a second, but perftest's emulated puts sometimes
-  // crawl at 20-40 MB/s (seconds per run): such a run is cut short and has no result, so that
-  // it cannot stretch the bench, and the server does not outlive it.
-  const bool tcp = tls.find("tcp") != std::string::npos;
-  const std::string server_timeout = tcp ? "timeout 4 " : "timeout 60 ";
-  const std::string client_timeout = tcp ? "timeout 2 " : "timeout 60 ";
-  const std::string server = absl::StrCat(env, server_timeout, server_pin, "ucx_perftest -p ",
-                                          port, " >/dev/null 2>&1 &");
-  if (std::system(server.c_str()) != 0) return -1;
-  double gbps = -1;
-  for (int attempt = 0; attempt < 40 && gbps < 0; ++attempt) {
-    usleep(50000);  // let the server listen
-    const std::string client =
-        absl::StrCat(env, client_timeout, client_pin, "ucx_perftest 127.0.0.1 -p ", port,
-                     " -t ucp_put_bw -s ",
-                     size, " -n ", iters, " -w ", warmup, " 2>&1");
-    FILE* f = popen(client.c_str(), "r");
-    if (f == nullptr) break;
-    char line[512];
-    while (std::fgets(line, sizeof(line), f) != nullptr) {
-      if (std::strncmp(line, "Final:", 6) != 0) continue;
-      std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipWhitespace());
-      double mbps = 0;  // "overall" bandwidth column, MB/s of 2^20 bytes
-      if (fields.size() >= 7 && absl::SimpleAtod(fields[6], &mbps)) gbps = mbps * 1048576 / 1e9;
-    }
-    const int rc = pclose(f);
-    // Cut short by its timeout: it ran (the server was there), so it is not retried.
-    if (WIFEXITED(rc) && WEXITSTATUS(rc) == 124) break;
-  }
-  return gbps;
-}
-
-// One perftest run per (UCX_TLS, size), for the reference columns.
-double UcxPerftestGBps(const std::string& tls, uint64_t size) {
-  static std::map<std::pair<std::string, uint64_t>, double> cache;
-  if (auto it = cache.find({tls, size}); it != cache.end()) return it->second;
-  return cache[{tls, size}] = RunUcxPerftest(tls, size);
-}
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return -1;
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
-
-// Development filter (PDSERVE_BENCH_TRANSFER_ONLY="ucx/posix@256@1,local"): entries
-// LABEL[@BLOCK_KIB[@BATCH]]; a row runs when one entry matches it. Unset: every row.
-bool Selected(const std::string& label, uint64_t block_bytes, uint32_t batch) {
-  const char* env = std::getenv("PDSERVE_BENCH_TRANSFER_ONLY");
-  if (env == nullptr || *env == 0) return true;
-  for (absl::string_view entry : absl::StrSplit(env, ',', absl::SkipEmpty())) {
-    std::vector<std::string> f = absl::StrSplit(entry, '@');
-    uint64_t kib = 0;
-    uint32_t n = 0;
-    if (f[0] != label) continue;
-    if (f.size() > 1 && (!absl::SimpleAtoi(f[1], &kib) || kib != block_bytes / 1024)) continue;
-    if (f.size() > 2 && (!absl::SimpleAtoi(f[2], &n) || n != batch)) continue;
-    return true;
-  }
-  return false;
-}
-
-// local rows and ucx rows over shared memory: our measurement and the baseline's (memcpy,
-// ucx_perftest) alternate this many times and each side reports its median round, so that
-// both see the same host (other load, cache and page state) and one unlucky run of either
-// side does not make the ratio.
-constexpr int kInterleavedRounds = 3;
-
-int CopyThreadsFor(uint64_t bytes) {
-  // The local backend's rule (transfer/local/copy_engine.h, CopyEngine::SharesFor and its
-  // default thread count): up to 256 KiB inline on the submitting thread, else one thread per
-  // 512 KiB, at most min(cores, 4).
-  if (bytes <= 256 * 1024) return 1;
-  const int threads = std::clamp(DefaultThreads(), 1, 4);
-  return static_cast<int>(std::clamp<uint64_t>(bytes / (512 * 1024), 1, threads));
-}
-
-struct Row {
-  std::string backend;
-  std::string preset;
-  int block_size;
-  uint64_t block_bytes;
-  std::string layout;
-  uint32_t batch;
-  Measurement m;
-  std::string baseline;
-  double baseline_gbps;
-  std::string note;
-  // ucx: ucx_perftest with one hot message of the batch's mean operation size (for reference;
-  // the ratio is taken against the same-working-set run in baseline_gbps).
-  double hot_gbps = -1;
-  uint64_t hot_size = 0;
-  // Interleaved rounds (ucx over shared memory): ours and perftest's, in run order.
-  std::vector<double> rounds_gbps;
-  std::vector<double> rounds_baseline_gbps;
-};
-
-// Per-batch time beyond the baseline's time for the same bytes (microseconds): what the
-// backend adds per batch (hand-off, notification, completion). Large next to the batch's
-// copy time means the row is latency-bound, not bandwidth-bound.
-double OverheadUs(const Row& r) {
-  if (r.baseline_gbps <= 0 || r.m.gbps <= 0) return 0;
-  return (r.m.bytes_per_batch / r.m.gbps - r.m.bytes_per_batch / r.baseline_gbps) / 1e3;
-}
-
-void PrintRow(const Row& r) {
-  const double ratio = r.baseline_gbps > 0 ? r.m.gbps / r.baseline_gbps : 0;
-  std::printf("%-10s %8.0f KiB %-12s %5u %9.1f MiB %6u %9.2f %9.3f %9.3f   %-18s %9.2f %6s %9.1f %s\n",
-              r.backend.c_str(), r.block_bytes / 1024.0, r.layout.c_str(), r.batch,
-              r.m.bytes_per_batch / 1048576.0, r.m.ops_per_batch, r.m.gbps, r.m.p50_ms,
-              r.m.p99_ms, r.baseline.c_str(), r.baseline_gbps,
-              ratio > 0 ? absl::StrFormat("%.2fx", ratio).c_str() : "n/a", OverheadUs(r),
-              r.hot_gbps > 0 ? absl::StrFormat("  [hot %lluK: %.2f]",
-                                               static_cast<unsigned long long>(r.hot_size / 1024),
-                                               r.hot_gbps).c_str()
-                             : "");
-  std::fflush(stdout);
-}
+using transfer_rows::CopyThreadsFor;
+using transfer_rows::kInterleavedRounds;
+using transfer_rows::MeasureBatches;
+using transfer_rows::Measurement;
+using transfer_rows::Median;
+using transfer_rows::PrintPreamble;
+using transfer_rows::PrintRow;
+using transfer_rows::Row;
+using transfer_rows::RowJson;
+using transfer_rows::RunUcxPerftest;
+using transfer_rows::Selected;
+using transfer_rows::Summarize;
+using transfer_rows::UcxPerftestGBps;
 
 }  // namespace
 
@@ -296,79 +110,11 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
   auto record = [&](const Row& r) {
     PrintRow(r);
     rows.push_back(r);
-    json_rows.push_back({{"backend", r.backend},
-                         {"preset", r.preset},
-                         {"block_size_tokens", r.block_size},
-                         {"block_bytes", r.block_bytes},
-                         {"layout", r.layout},
-                         {"batch_blocks", r.batch},
-                         {"bytes_per_batch", r.m.bytes_per_batch},
-                         {"ops_per_batch", r.m.ops_per_batch},
-                         {"gbps", r.m.gbps},
-                         {"p50_ms", r.m.p50_ms},
-                         {"p99_ms", r.m.p99_ms},
-                         {"batches", r.m.batches},
-                         {"baseline", r.baseline},
-                         {"baseline_gbps", r.baseline_gbps},
-                         {"ratio", r.baseline_gbps > 0 ? r.m.gbps / r.baseline_gbps : 0.0},
-                         {"overhead_us_per_batch", OverheadUs(r)},
-                         {"perftest_hot_size", r.hot_size},
-                         {"perftest_hot_gbps", r.hot_gbps},
-                         {"rounds_gbps", r.rounds_gbps},
-                         {"rounds_baseline_gbps", r.rounds_baseline_gbps},
-                         {"note", r.note}});
+    json_rows.push_back(RowJson(r));
   };
   nlohmann::json registrations = nlohmann::json::object();
 
-  std::printf("pdserve bench transfer  (two processes; %s sweep; GB/s = 1e9 bytes/s; "
-              "latency = submit to completion with 4 batches in flight)\n",
-              options.full ? "full" : "default");
-  std::printf(
-      "destination blocks: runs of 8 in shuffled order; every batch of a row re-sends the same "
-      "blocks, so its working set is bytes/batch on each side\n"
-      "baselines, measured in this run with the same bytes and working set as the row:\n"
-      "  local: memcpy of exactly the batch's coalesced operations between two regions of the "
-      "pools' size, on the threads the copy engine uses for it (x1 = inline on the submitting "
-      "thread, as the backend does up to 256 KiB; more threads copy back to back, no barrier per "
-      "round); all bytes / all time, like the rows; the row's measurement and memcpy's "
-      "alternate %d times and each side reports its median round\n"
-      "  ucx:   ucx_perftest -t ucp_put_bw -s <bytes/batch> at the same UCX_TLS (one message the "
-      "size of the batch: same bytes and working set, one operation instead of ops); [hot S: x] "
-      "is ucx_perftest with one cache-hot message of the batch's mean operation size S, for "
-      "reference (one run; over shared memory with --full only)\n"
-      "         over shared memory the row's measurement and ucx_perftest alternate %d times "
-      "(ours, perftest, ours, ...) and each side reports its median round: perftest's server "
-      "spins for its whole run, so any third busy thread on a 2-core host shares a core with "
-      "its client and halves it (measured: 13.0 -> 8.7 GB/s at 512 MiB with one busy loop, "
-      "6.6 with both pinned to one core); tcp: one perftest run per size, "
-      "cut after 2 s (a crawling run; the row then takes the other run, or has no baseline)\n"
-      "         CPUs: %s\n"
-      "  ovh us = per-batch time beyond the baseline's time for the same bytes (batch hand-off, "
-      "notification, completion): latency-bound rows are those where it dominates\n"
-      "UCX: batches up to 4 MiB are issued by the submitting thread when the worker is free "
-      "(a put on posix is the copy; the batch is usually complete when Submit returns), larger "
-      "ones by a progress thread that polls the worker, yields the CPU on a turn without "
-      "progress, and after 200 us without work sleeps on the worker's event fd; batches above "
-      "16 MiB (or 3/4 of the last-level cache if less) are copied with streaming stores into "
-      "the peer's pool mapped through ucp_rkey_ptr (glibc's memcpy streams only single copies "
-      "above 3/4 of the reported cache, which perftest's one message can be and our blocks "
-      "never are); over tcp the data goes as active messages the receiver copies (UCX would "
-      "emulate puts)\n"
-      "ucx_perftest: %s\n\n",
-      kInterleavedRounds, kInterleavedRounds,
-      SideCpus().first < 0
-          ? "not pinned (one CPU, or no taskset)"
-          : absl::StrCat("the row's sender (with its transport threads) and ucx_perftest's client "
-                         "on CPU ", SideCpus().first, ", the receiver and perftest's server on CPU ",
-                         SideCpus().second, " (the scheduler does not always spread two new "
-                         "busy processes: unpinned perftest runs measured 12-13 GB/s at 2 MiB "
-                         "against 17-19 pinned)").c_str(),
-      access("/usr/bin/ucx_perftest", X_OK) == 0
-          ? "/usr/bin/ucx_perftest, run as a subprocess pair per message size and UCX_TLS"
-          : "not installed: ucx rows have no baseline (install ucx-utils)");
-  std::printf("%-10s %12s %-12s %5s %13s %6s %9s %9s %9s   %-18s %9s %6s %9s\n", "backend",
-              "block", "layout", "batch", "bytes/batch", "ops", "GB/s", "p50 ms", "p99 ms",
-              "baseline", "base GB/s", "ratio", "ovh us");
+  PrintPreamble(options.full);
 
   // One measurement series: a receiver process per (backend, shape, layout), every batch size.
   auto run_series = [&](const BackendSpec& b, const Shape& shape, KvLayout layout,
@@ -523,49 +269,7 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
                           {"ratio", gbps[0] / gbps[1]}};
   }
 
-  // Ratios against the targets.
-  auto min_ratio = [&](const std::string& backend_prefix, uint64_t min_block, const char* kind,
-                       double target) {
-    std::vector<double> ratios;
-    int below = 0, latency_bound = 0;
-    for (const Row& r : rows) {
-      if (r.backend.rfind(backend_prefix, 0) != 0 || r.block_bytes < min_block ||
-          r.baseline_gbps <= 0) {
-        continue;
-      }
-      const double ratio = r.m.gbps / r.baseline_gbps;
-      ratios.push_back(ratio);
-      if (ratio < target) {
-        ++below;
-        // Latency-bound: the per-batch overhead exceeds the baseline's time for the bytes.
-        if (OverheadUs(r) * 1e3 > r.m.bytes_per_batch / r.baseline_gbps) ++latency_bound;
-      }
-    }
-    std::sort(ratios.begin(), ratios.end());
-    const double median = ratios.empty() ? 0 : ratios[ratios.size() / 2];
-    const double lo = ratios.empty() ? 0 : ratios.front();
-    std::printf("%-46s median %.2fx, min %.2fx over %zu rows; %d below %.1fx (%d of them "
-                "latency-bound: overhead > copy time)\n",
-                kind, median, lo, ratios.size(), below, target, latency_bound);
-    return nlohmann::json{{"median", median},          {"min", lo},
-                          {"rows", ratios.size()},     {"target", target},
-                          {"rows_below_target", below}, {"below_latency_bound", latency_bound}};
-  };
-  std::printf("\nsummary (targets: local >= 0.8x memcpy; ucx >= 0.9x ucx_perftest for blocks >= "
-              "64 KiB; layer-major >= 0.8x block-major for the 256 MiB request)\n");
-  nlohmann::json summary;
-  summary["local_vs_memcpy"] = min_ratio("local", 0, "local / memcpy:", 0.8);
-  summary["ucx_posix_vs_perftest_64k"] = min_ratio(
-      "ucx/posix", 64 * 1024, "ucx/posix / ucx_perftest (blocks >= 64 KiB):", 0.9);
-  summary["ucx_tcp_vs_perftest_64k"] = min_ratio(
-      "ucx/tcp", 64 * 1024, "ucx/tcp / ucx_perftest (blocks >= 64 KiB):", 0.9);
-  for (auto& [label, r] : request.items()) {
-    std::printf("%-44s layer-major %.2f GB/s / block-major %.2f GB/s = %.2fx\n",
-                absl::StrCat("request 256 MiB, ", label, ":").c_str(),
-                r["layer_major_gbps"].get<double>(), r["block_major_gbps"].get<double>(),
-                r["ratio"].get<double>());
-  }
-  summary["request_layer_vs_block"] = request;
+  nlohmann::json summary = Summarize(rows, request);
   summary["registrations"] = registrations;
   const double seconds = (MonotonicNanos() - t0) / 1e9;
   std::printf("ran %.1f s\n", seconds);
