@@ -46,18 +46,4 @@ v1::RequestTimeline TimelineOf(const RequestTimes& times) {
   return t;
 }
 
-bool GrpcTokenSink::Write(const TokenEvent& event) {
-  out_.Clear();
-  out_.set_request_id(event.request_id);
-  out_.mutable_tokens()->Assign(event.tokens.begin(), event.tokens.end());
-  out_.set_position(event.position);
-  if (event.first) out_.set_prompt_tokens(event.prompt_tokens);
-  if (event.finished) {
-    out_.set_finished(true);
-    out_.set_finish_reason(event.finish_reason);
-    *out_.mutable_timeline() = TimelineOf(event.times);
-  }
-  return writer_->Write(out_);
-}
-
 }  // namespace pdserve::router

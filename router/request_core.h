@@ -11,9 +11,9 @@
 // timeline, then end the request with OnDone: OK when the model finished it, the error
 // otherwise. Cancelling = Call::Cancel (or OnEvent returning false): the core drops a queued
 // request at once, stops a decoding one at its next chunk, releases the request's KV blocks on
-// every worker and ends it with Cancelled. A front end that serves each call on a thread of its
-// own (gRPC's synchronous server) uses Run, the blocking form over Start. No transport types
-// cross this header.
+// every worker and ends it with Cancelled. Both front ends (gRPC's callback reactor,
+// router/generate_reactor.h, and the HTTP server, http/) hold no thread per request. No
+// transport types cross this header.
 
 #include <cstdint>
 #include <functional>
@@ -96,16 +96,6 @@ class Call {
   virtual void Cancel() = 0;
 };
 
-// Where Run delivers a request's chunks: called on the thread that called Run.
-class TokenSink {
- public:
-  virtual ~TokenSink() = default;
-  // Delivers one chunk; false when the client is gone (the core then cancels the request).
-  virtual bool Write(const TokenEvent& event) = 0;
-  // True once the client gave up; polled (every 50 ms) while the request waits.
-  virtual bool Cancelled() const = 0;
-};
-
 // What a front end may show of the cluster without a request (readiness, model listings).
 struct CoreState {
   ModelConfig model;
@@ -121,9 +111,6 @@ class RequestCore {
   // The sink may be called (OnDone for a request refused at once) before Start returns.
   virtual std::shared_ptr<Call> Start(const GenerateParams& params,
                                       std::shared_ptr<EventSink> sink) = 0;
-  // The blocking form (request_core.cc): runs the request to its end on the calling thread,
-  // writing its chunks to `sink` there, and returns how it ended.
-  absl::Status Run(const GenerateParams& params, TokenSink& sink);
   virtual CoreState State() const = 0;
   // The core's Prometheus series (router/router_metrics.h), served by front ends on GET
   // /metrics; null when the core keeps none.

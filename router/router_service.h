@@ -80,7 +80,7 @@ struct RouterOptions {
 };
 
 // The client API (Router: Generate, GetStatus) and the request core every front end shares
-// (RequestCore: Run, State; router_requests.cc). Worker registration and heartbeats are served by
+// (RequestCore: Start, State; router_requests.cc). Worker registration and heartbeats are served by
 // RouterControlService (router_control.h) on the internal port, which authenticates the caller
 // and then calls RegisterWorker / Heartbeat here.
 // Generate runs on gRPC's callback API (router/generate_reactor.h): an open stream holds no
