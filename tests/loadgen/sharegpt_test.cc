@@ -68,12 +68,15 @@ TEST(ShareGptTest, SeedShufflesAndRepeats) {
   for (int i = 0; i < 50; ++i) data += (i ? ", " : "") + Entry(Words(4 + i), Words(8));
   data += "]";
   auto lens = [&](uint64_t seed) {
+    // Held: a range-for over *MakeShareGptWorkload(...) would read a destroyed temporary.
+    const absl::StatusOr<std::vector<RequestSpec>> specs =
+        MakeShareGptWorkload(data, 10, seed, 32000, {});
     std::vector<int> out;
-    for (const RequestSpec& s : *MakeShareGptWorkload(data, 10, seed, 32000, {})) {
-      out.push_back(s.input_len);
-    }
+    if (!specs.ok()) return out;
+    for (const RequestSpec& s : *specs) out.push_back(s.input_len);
     return out;
   };
+  ASSERT_EQ(lens(3).size(), 10u);
   EXPECT_EQ(lens(3), lens(3));
   EXPECT_NE(lens(3), lens(4));
 }
