@@ -295,6 +295,20 @@ int ThreadsOf(pid_t pid) {
   return n;
 }
 
+// Waits (30 s at most) until `n` requests are running or waiting in the router's core, and
+// expects exactly `n`.
+void ExpectAllInTheCore(Client& client, int n) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  absl::StatusOr<v1::ClusterStatus> s;
+  do {
+    absl::SleepFor(absl::Milliseconds(20));
+    s = client.Status();
+  } while (s.ok() && s->waiting_requests() + s->running_requests() < static_cast<uint32_t>(n) &&
+           absl::Now() < deadline);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->waiting_requests() + s->running_requests(), static_cast<uint32_t>(n));
+}
+
 TEST_F(HttpApiTest, OpenStreamsHoldNoRouterThreadEach) {
   Client client(cluster_->endpoint());
   AwaitIdleAndAllBlocksFree(client);
@@ -313,15 +327,7 @@ TEST_F(HttpApiTest, OpenStreamsHoldNoRouterThreadEach) {
     sockets.push_back(std::move(s));
   }
   // Every request reached the core: running (one at a time fits the pool) or waiting.
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  absl::StatusOr<v1::ClusterStatus> s;
-  do {
-    absl::SleepFor(absl::Milliseconds(20));
-    s = client.Status();
-  } while (s.ok() && s->waiting_requests() + s->running_requests() < kStreams &&
-           absl::Now() < deadline);
-  ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_EQ(s->waiting_requests() + s->running_requests(), static_cast<uint32_t>(kStreams));
+  ExpectAllInTheCore(client, kStreams);
   // A thread per request would be 200 more; the core and the HTTP server use fixed pools.
   const int open_threads = ThreadsOf(*router);
   EXPECT_LT(open_threads, idle_threads + 20) << "idle " << idle_threads;
@@ -353,15 +359,7 @@ TEST_F(HttpApiTest, GrpcOpenStreamsHoldNoRouterThreadEach) {
     readers.push_back(stub->AsyncGenerate(contexts.back().get(), request, &cq,
                                           reinterpret_cast<void*>(static_cast<intptr_t>(i))));
   }
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  absl::StatusOr<v1::ClusterStatus> s;
-  do {
-    absl::SleepFor(absl::Milliseconds(20));
-    s = client.Status();
-  } while (s.ok() && s->waiting_requests() + s->running_requests() < kStreams &&
-           absl::Now() < deadline);
-  ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_EQ(s->waiting_requests() + s->running_requests(), static_cast<uint32_t>(kStreams));
+  ExpectAllInTheCore(client, kStreams);
   const int open_threads = ThreadsOf(*router);
   EXPECT_LT(open_threads, idle_threads + 20) << "idle " << idle_threads;
   for (auto& ctx : contexts) ctx->TryCancel();  // every request is cancelled in the core
