@@ -19,9 +19,13 @@ absl::Status RunCluster(cluster::ClusterOptions options, bool quiet) {
   absl::StatusOr<std::unique_ptr<cluster::Cluster>> started = cluster::Cluster::Start(options);
   if (!started.ok()) return started.status();
   cluster::Cluster& c = **started;
-  std::printf("pdserve cluster ready: router at %s (%d prefill, %d decode, transfer %s, model %s)\n",
-              c.endpoint().c_str(), options.num_prefill, options.num_decode,
-              options.transfer.c_str(), ModelSummary(c.model()).c_str());
+  const std::string workers =
+      options.num_colocated > 0
+          ? absl::StrCat(options.num_colocated, " colocated, no KV transfer")
+          : absl::StrCat(options.num_prefill, " prefill, ", options.num_decode, " decode, transfer ",
+                         options.transfer);
+  std::printf("pdserve cluster ready: router at %s (%s, model %s)\n", c.endpoint().c_str(),
+              workers.c_str(), ModelSummary(c.model()).c_str());
   // A line of its own: scripts parse the line above ("router at HOST:PORT (").
   if (!c.http_url().empty()) {
     std::printf("  OpenAI-compatible HTTP API at %s (model \"%s\")\n", c.http_url().c_str(),
@@ -81,6 +85,10 @@ void AddClusterCommand(CLI::App& app) {
   auto o = std::make_shared<cluster::ClusterOptions>();
   cmd->add_option("--prefill", o->num_prefill, "prefill workers")->capture_default_str();
   cmd->add_option("--decode", o->num_decode, "decode workers")->capture_default_str();
+  cmd->add_option("--colocated", o->num_colocated,
+                  "N > 0: N colocated workers (prefill and decode on one pool, no KV transfer) "
+                  "instead of prefill and decode workers: the baseline P/D is compared with")
+      ->capture_default_str();
   cmd->add_option("--transfer", o->transfer, "KV transfer backend: local, ucx, cuda-ipc or ucx-staged (the last two with --compute cuda)")
       ->capture_default_str();
   auto model = ModelFlags::Add(cmd, "every process of the cluster serves this model");

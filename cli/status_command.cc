@@ -17,6 +17,7 @@ const char* RoleName(v1::WorkerRole role) {
   switch (role) {
     case v1::WORKER_ROLE_PREFILL: return "prefill";
     case v1::WORKER_ROLE_DECODE: return "decode";
+    case v1::WORKER_ROLE_COLOCATED: return "colocated";
     default: return "?";
   }
 }

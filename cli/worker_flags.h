@@ -1,6 +1,7 @@
 #pragma once
 
-// Flags shared by `pdserve prefill` and `pdserve decode`.
+// Flags shared by `pdserve prefill`, `pdserve decode` and `pdserve colocated` (which takes both
+// roles' engine flags).
 
 #include <memory>
 
@@ -15,6 +16,8 @@ struct WorkerFlags {
   service::WorkerProcessOptions options;
   double transfer_timeout_s = 30;
   double drain_grace_s = 30;
+  double allocation_lease_s = 300;  // decode side
+  double fence_lease_s = 120;       // decode side
   std::shared_ptr<ModelFlags> model;
 
   // After parsing: the options with the model and the timeout filled in.
@@ -23,6 +26,8 @@ struct WorkerFlags {
     ASSIGN_OR_RETURN(o.model, model->Overrides());
     o.transfer_timeout = absl::Seconds(transfer_timeout_s);
     o.drain_grace = absl::Seconds(drain_grace_s);
+    o.allocation_lease = absl::Seconds(allocation_lease_s);
+    o.fence_lease = absl::Seconds(fence_lease_s);
     return o;
   }
 };
@@ -78,6 +83,37 @@ inline std::shared_ptr<WorkerFlags> AddWorkerFlags(CLI::App* cmd) {
                   "on SIGTERM: longest wait for placed and running requests before exiting")
       ->capture_default_str();
   return f;
+}
+
+// The prefill engine's flags.
+inline void AddPrefillEngineFlags(CLI::App* cmd, WorkerFlags& f) {
+  cmd->add_option("--chunk-tokens", f.options.chunk_tokens, "longest prompt chunk per kernel call")
+      ->capture_default_str();
+  cmd->add_option("--claim-checksum-mib", f.options.claim_checksum_mib,
+                  "roofline: send the checksum of a prompt's KV with it from this many MiB on, "
+                  "for the decode worker to check in the background (< 0: 96; 0: never)")
+      ->capture_default_str();
+  cmd->add_option("--min-batch-us", f.options.min_batch_us,
+                  "every prefill batch lasts at least this long (slows prefill down for tests)")
+      ->capture_default_str();
+}
+
+// The decode engine's flags (--fault is the decode worker's own).
+inline void AddDecodeEngineFlags(CLI::App* cmd, WorkerFlags& f) {
+  cmd->add_option("--min-step-us", f.options.min_step_us,
+                  "every decode step lasts at least this long (slows decode down for tests)")
+      ->capture_default_str();
+  cmd->add_flag("--poison-freed-kv", f.options.poison_freed_kv,
+                "fill every freed KV block with a poison pattern, so that reading blocks a "
+                "request no longer owns changes its tokens (tests, verification runs)");
+  cmd->add_option("--allocation-lease-s", f.allocation_lease_s,
+                  "free an allocation that no Decode claimed within this time")
+      ->capture_default_str();
+  cmd->add_option("--fence-lease-s", f.fence_lease_s,
+                  "free KV blocks released before their KV landed after this long even if the "
+                  "prefill worker neither finished nor confirmed it stopped (longer than its "
+                  "batch plus its --transfer-timeout-s)")
+      ->capture_default_str();
 }
 
 }  // namespace pdserve::cli

@@ -124,7 +124,10 @@ bool Cluster::AllExitedCleanly() const {
 }
 
 absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) {
-  if (options.num_prefill < 1 || options.num_decode < 1) {
+  if (options.num_colocated > 0) {
+    options.num_prefill = 0;
+    options.num_decode = 0;
+  } else if (options.num_prefill < 1 || options.num_decode < 1) {
     return absl::InvalidArgumentError(absl::StrCat("a cluster needs at least one prefill and one "
                                                    "decode worker, got ",
                                                    options.num_prefill, " and ",
@@ -209,6 +212,12 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) 
     args.insert(args.end(), extra.begin(), extra.end());
     return args;
   };
+  for (int i = 0; i < o.num_colocated; ++i) {
+    std::vector<std::string> extra = o.prefill_args;
+    extra.insert(extra.end(), o.decode_args.begin(), o.decode_args.end());
+    RETURN_IF_ERROR(cluster->Spawn(absl::StrCat("colocated-", i),
+                                   worker_args("colocated", i, o.decode_blocks, extra)));
+  }
   for (int i = 0; i < o.num_decode; ++i) {
     std::vector<std::string> extra = o.decode_args;
     if (static_cast<size_t>(i) < o.decode_worker_args.size()) {
@@ -426,17 +435,20 @@ absl::Status Cluster::WaitUntilReady() {
     }
     absl::StatusOr<v1::ClusterStatus> status = GetStatus(absl::Seconds(2));
     if (status.ok()) {
-      int prefill = 0, decode = 0;
+      int prefill = 0, decode = 0, colocated = 0;
       for (const v1::WorkerStatus& w : status->workers()) {
         if (!w.healthy()) continue;
         if (w.role() == v1::WORKER_ROLE_PREFILL) prefill++;
         if (w.role() == v1::WORKER_ROLE_DECODE) decode++;
+        if (w.role() == v1::WORKER_ROLE_COLOCATED) colocated++;
       }
-      if (prefill >= options_.num_prefill && decode >= options_.num_decode) {
+      if (prefill >= options_.num_prefill && decode >= options_.num_decode &&
+          colocated >= options_.num_colocated) {
         return absl::OkStatus();
       }
-      last = absl::StrCat(prefill, "/", options_.num_prefill, " prefill and ", decode, "/",
-                          options_.num_decode, " decode workers ready");
+      last = absl::StrCat(prefill, "/", options_.num_prefill, " prefill, ", decode, "/",
+                          options_.num_decode, " decode and ", colocated, "/",
+                          options_.num_colocated, " colocated workers ready");
     } else {
       last = status.status().ToString();
     }

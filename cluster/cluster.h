@@ -41,6 +41,10 @@ struct ClusterOptions {
   std::string binary;               // the pdserve executable; empty: this process's own binary
   int num_prefill = 1;
   int num_decode = 1;
+  // > 0: this many colocated workers (`pdserve colocated`, prefill and decode on one pool, no KV
+  // transfer) instead of split prefill and decode workers ("colocated-0", ...). They take
+  // decode_blocks (or pool_gib), and both prefill_args and decode_args.
+  int num_colocated = 0;
   std::string transfer = "local";   // local | ucx
   // The model every process serves (passed to each as --preset/--block-size/--dtype, plus
   // --num-layers/--max-model-len where they are not the preset's); 0 / empty: the preset's.

@@ -331,6 +331,9 @@ void DecodeEngine::FinishRunning(size_t index, absl::Status status) {
 }
 
 void DecodeEngine::Step() {
+  // A colocated worker's device runs this step or a prefill batch, never both at once.
+  std::optional<SharedDevice::Turn> turn;
+  if (options_.device) turn.emplace(*options_.device);
   const absl::Time start = absl::Now();
   const ModelConfig& config = cache_.config();
   const bool carry = options_.carry_checksum && !options_.decode_step;

@@ -56,6 +56,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/roofline.h"
+#include "common/shared_device.h"
 #include "kvcache/cpu_attention.h"
 #include "kvcache/kv_cache.h"
 
@@ -127,6 +128,9 @@ struct DecodeEngineOptions {
   // (another request's stale KV with the same prefix) cannot pass verification. Costs a write of
   // every freed block: for tests and verification runs.
   bool poison_freed_blocks = false;
+  // Colocated worker: the device this engine shares with its prefill engine, held for each
+  // step (modelled time included). Null: a device of its own.
+  std::shared_ptr<SharedDevice> device;
 };
 
 

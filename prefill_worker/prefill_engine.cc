@@ -166,7 +166,8 @@ absl::StatusOr<transfer::TransferId> PrefillEngine::SubmitUnlessStopped(
                                                item.decode_worker, " is not a transfer peer"));
   }
   // BeginSubmit and Cancel exclude each other: once it says yes, a Cancel waits for the end.
-  if (Stopped(key, abandoned) || !fence_.BeginSubmit(key)) {
+  // A direct write said yes before its first kernel.
+  if (!options_.direct_write && (Stopped(key, abandoned) || !fence_.BeginSubmit(key))) {
     return absl::CancelledError(absl::StrCat("request ", item.request_id,
                                              ": cancelled before its KV transfer"));
   }
@@ -211,7 +212,10 @@ absl::Status PrefillEngine::Compute(const PrefillItemSpec& item,
   const int chunk = generate_only ? std::max(1, len) : std::max(1, options_.chunk_tokens);
   const ItemFence::Key key{item.request_id, item.decode_epoch};
   for (int start = 0; start < len; start += chunk) {
-    if (start > 0 && Stopped(key, abandoned)) {
+    // A direct write counts as submitted (Cancel waits for it), so only its caller leaving
+    // stops it; the partial KV is never announced and the item fails.
+    if (start > 0 && (Stopped(key, abandoned) ||
+                      (options_.direct_write && abandoned && abandoned()))) {
       return absl::CancelledError(
           absl::StrCat("request ", item.request_id, ": cancelled after ", start, " tokens"));
     }
@@ -258,6 +262,9 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
     counters_.running += static_cast<uint32_t>(items.size());
   }
   run_mu_.Lock();
+  // A colocated worker's device runs this batch, modelled time included, or a decode step.
+  std::optional<SharedDevice::Turn> turn;
+  if (options_.device) turn.emplace(*options_.device);
   std::vector<Inflight> inflight;
   const absl::Time batch_start = absl::Now();
   const int64_t batch_start_us = WallMicros();
@@ -281,7 +288,19 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
         continue;
       }
     }
-    absl::StatusOr<std::vector<BlockId>> own = cache_.allocator().Allocate(blocks);
+    absl::StatusOr<std::vector<BlockId>> own;
+    if (options_.direct_write) {
+      // The kernels write the decode side's reserved blocks: the item counts as submitted from
+      // here, so that a Cancel waits for the writes to end before the blocks can be reused.
+      if (!fence_.BeginSubmit({item.request_id, item.decode_epoch})) {
+        out.status = absl::CancelledError(
+            absl::StrCat("request ", item.request_id, ": cancelled before its prefill"));
+        continue;
+      }
+      own = item.decode_blocks;
+    } else {
+      own = cache_.allocator().Allocate(blocks);
+    }
     if (!own.ok()) {
       out.status = absl::ResourceExhaustedError(absl::StrCat(
           "request ", item.request_id, ": prefill pool: ", own.status().message()));
@@ -358,6 +377,7 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
       }
     }
   }
+  turn.reset();
   run_mu_.Unlock();  // the next batch may compute while these transfers are waited for
   uint64_t bytes = 0, done = 0;
   for (Inflight& entry : inflight) {
@@ -398,9 +418,12 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
                                                                           wait, waited)));
       }
     }
-    fence_.Finish(key, entry.transfer.has_value(), out.status.ok(), stranded);
+    fence_.Finish(key, entry.transfer.has_value() || options_.direct_write, out.status.ok(),
+                  stranded);
     if (!out.status.ok()) log->warn("{}", out.status.ToString());
-    if (stranded) {
+    if (options_.direct_write) {
+      // The blocks are the decode side's reservation: it frees them.
+    } else if (stranded) {
       absl::MutexLock lock(&stranded_mu_);
       stranded_.push_back(Stranded{key, *entry.transfer, std::move(entry.own_blocks)});
     } else if (absl::Status freed = cache_.allocator().Free(entry.own_blocks); !freed.ok()) {

@@ -18,6 +18,7 @@
 #include <functional>
 #include <span>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +28,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/roofline.h"
+#include "common/shared_device.h"
 #include "kvcache/cpu_attention.h"
 #include "kvcache/kv_cache.h"
 #include "prefill_worker/item_fence.h"
@@ -58,6 +60,14 @@ struct PrefillEngineOptions {
   // This worker's id, named in item errors whose cause may be this worker (a transfer wait cut
   // short by the Prefill call's own deadline: the worker answered late, e.g. after a stall).
   std::string worker_id = "prefill";
+  // Colocated worker (transfer backend inproc): the destination blocks are in this engine's own
+  // pool, so the kernels write them directly and the "transfer" only announces them. The write
+  // counts as submitted from the first kernel on (a Cancel then waits for it to end), and the
+  // blocks are the decode side's: never allocated or freed here.
+  bool direct_write = false;
+  // Colocated worker: the device this engine shares with its decode engine (held per batch,
+  // modelled time included). Null: a device of its own.
+  std::shared_ptr<SharedDevice> device;
 };
 
 struct PrefillItemSpec {

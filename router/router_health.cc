@@ -117,7 +117,7 @@ absl::Status RouterService::ProbeRegistration(const v1::RegisterWorkerRequest& r
   const grpc::Status answered =
       request.role() == v1::WORKER_ROLE_PREFILL
           ? v1::PrefillWorker::NewStub(channel)->GetStatus(&ctx, probe, &status)
-          : v1::DecodeWorker::NewStub(channel)->GetStatus(&ctx, probe, &status);
+          : v1::DecodeWorker::NewStub(channel)->GetStatus(&ctx, probe, &status);  // or colocated
   if (answered.ok()) return absl::OkStatus();
   // Unavailable: the worker retries its registration (it may not be serving yet).
   return absl::UnavailableError(absl::StrCat(

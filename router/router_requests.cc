@@ -47,8 +47,9 @@ CoreState RouterService::State() const {
   CoreState state{.model = options_.config};
   absl::MutexLock lock(&mu_);
   for (const auto& [id, worker] : workers_) {
-    if (worker->role == v1::WORKER_ROLE_PREFILL) state.prefill_workers++;
-    if (worker->role == v1::WORKER_ROLE_DECODE) state.decode_workers++;
+    const bool colocated = worker->role == v1::WORKER_ROLE_COLOCATED;
+    if (worker->role == v1::WORKER_ROLE_PREFILL || colocated) state.prefill_workers++;
+    if (worker->role == v1::WORKER_ROLE_DECODE || colocated) state.decode_workers++;
   }
   return state;
 }

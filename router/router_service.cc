@@ -146,7 +146,7 @@ void RouterService::CollectMetrics() const {
     s.scheduler_queue = static_cast<int>(scheduler_.num_waiting());
     // From the last heartbeats: quarantined blocks are not free, so they count as used.
     for (const auto& [id, w] : workers_) {
-      if (w->role != v1::WORKER_ROLE_DECODE) continue;
+      if (w->role != v1::WORKER_ROLE_DECODE && w->role != v1::WORKER_ROLE_COLOCATED) continue;
       total += w->capacity.total_blocks();
       used += w->capacity.total_blocks() - std::min(w->capacity.free_blocks(),
                                                     w->capacity.total_blocks());

@@ -20,13 +20,15 @@ grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
   auto log = ComponentLogger("router");
   const std::string& id = request->worker_id();
   const bool prefill = request->role() == v1::WORKER_ROLE_PREFILL;
+  // Prefills and decodes its own requests on one pool: no transfer peers, any backend.
+  const bool colocated = request->role() == v1::WORKER_ROLE_COLOCATED;
   if (absl::Status admitted = CheckWorkerRegistration(*request, options_.config);
       !admitted.ok()) {
     log->warn("refused a registration from {} at {} (pid {}): {}", id, request->address(),
               request->pid(), admitted.ToString());
     return ToGrpc(admitted);
   }
-  if (!options_.transfer_backend.empty() &&
+  if (!options_.transfer_backend.empty() && !colocated &&
       request->kv_pool().transfer_backend() != options_.transfer_backend) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         absl::StrCat("worker ", id, " uses transfer backend '",
@@ -49,11 +51,8 @@ grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
   worker->last_heartbeat = absl::Now();
   auto channel = (options_.auth ? options_.auth : service::ClusterAuth::Insecure())
                      ->Channel(request->address());
-  if (prefill) {
-    worker->prefill = v1::PrefillWorker::NewStub(channel);
-  } else {
-    worker->decode = v1::DecodeWorker::NewStub(channel);
-  }
+  if (prefill || colocated) worker->prefill = v1::PrefillWorker::NewStub(channel);
+  if (!prefill) worker->decode = v1::DecodeWorker::NewStub(channel);
   // Wire the transfer peers before the worker becomes schedulable, with no lock held during the
   // AddPeer calls: a peer that does not answer holds up this registration only, not the others
   // nor placement. The worker is announced in joining_ in the same critical section that takes
@@ -69,6 +68,7 @@ grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
                           absl::StrCat("worker ", id, " is already registering; retry"));
     }
     for (const auto* group : {&workers_, &joining_}) {
+      if (colocated) break;  // it loads no peer and no prefill worker loads it
       for (const auto& [other_id, other] : *group) {
         if (other_id == id) continue;
         if (other->role == v1::WORKER_ROLE_DECODE) {
@@ -89,7 +89,9 @@ grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
     if (!wired.ok()) return ToGrpc(wired);
     if (workers_.contains(id)) DropWorkerLocked(id, "it registered again");
     workers_[id] = worker;
-    if (prefill) {
+    if (colocated) {
+      scheduler_.AddColocatedWorker(id, request->kv_pool().num_blocks());
+    } else if (prefill) {
       scheduler_.AddPrefillWorker(id, request->kv_pool().num_blocks());
       for (const auto& [decode_id, pool] : decode_pools) {
         if (!workers_.contains(decode_id) && !joining_.contains(decode_id)) {
@@ -112,7 +114,7 @@ grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
     (void)worker->prefill->RemovePeer(&ctx, remove, &ignored);
   }
   log->info("{} worker {} joined at {} (pid {}, {} KV blocks, transfer {})",
-            prefill ? "prefill" : "decode", id, request->address(), request->pid(),
+            colocated ? "colocated" : prefill ? "prefill" : "decode", id, request->address(), request->pid(),
             request->kv_pool().num_blocks(), request->kv_pool().transfer_backend());
   response->set_heartbeat_interval_ms(
       static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.heartbeat_interval)));
@@ -213,8 +215,8 @@ void RouterService::ProbeWorker(const std::string& id) {
   SetDeadline(ctx, absl::Seconds(1));
   v1::StatusRequest request;
   v1::WorkerStatus status;
-  grpc::Status probed = worker->prefill ? worker->prefill->GetStatus(&ctx, request, &status)
-                                        : worker->decode->GetStatus(&ctx, request, &status);
+  grpc::Status probed = worker->decode ? worker->decode->GetStatus(&ctx, request, &status)
+                                       : worker->prefill->GetStatus(&ctx, request, &status);
   if (probed.ok()) return;
   bool dropped = false;
   {
@@ -301,8 +303,18 @@ grpc::Status RouterService::GetStatus(grpc::ServerContext*, const v1::StatusRequ
     grpc::ClientContext ctx;
     SetDeadline(ctx, absl::Seconds(1));
     v1::StatusRequest request;
-    grpc::Status live = w->prefill ? w->prefill->GetStatus(&ctx, request, out)
-                                   : w->decode->GetStatus(&ctx, request, out);
+    // A colocated worker's pool is its decode side's; its prefill engine's counters go apart.
+    grpc::Status live = w->decode ? w->decode->GetStatus(&ctx, request, out)
+                                  : w->prefill->GetStatus(&ctx, request, out);
+    if (live.ok() && w->role == v1::WORKER_ROLE_COLOCATED) {
+      out->set_role(w->role);
+      grpc::ClientContext prefill_ctx;
+      SetDeadline(prefill_ctx, absl::Seconds(1));
+      v1::WorkerStatus prefill_status;
+      if (w->prefill->GetStatus(&prefill_ctx, request, &prefill_status).ok()) {
+        *out->mutable_prefill_engine() = prefill_status.engine();
+      }
+    }
     if (!live.ok()) {
       out->Clear();
       out->set_worker_id(w->id);
@@ -316,7 +328,7 @@ grpc::Status RouterService::GetStatus(grpc::ServerContext*, const v1::StatusRequ
     out->set_pid(w->pid);
     absl::MutexLock lock(&mu_);
     AddHealthLocked(*w, *out);
-    const auto& loads = w->prefill ? scheduler_.prefill_workers() : scheduler_.decode_workers();
+    const auto& loads = w->decode ? scheduler_.decode_workers() : scheduler_.prefill_workers();
     if (auto it = loads.find(w->id); it != loads.end()) {
       out->set_reserved_blocks(it->second.reserved_blocks);
     }

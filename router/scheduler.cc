@@ -22,6 +22,14 @@ void Scheduler::AddDecodeWorker(const std::string& id, uint32_t total_blocks) {
   decode_[id] = WorkerLoad{.id = id, .total_blocks = total_blocks};
 }
 
+void Scheduler::AddColocatedWorker(const std::string& id, uint32_t total_blocks) {
+  RemoveWorker(id);
+  // Its prefill side reserves nothing (prompt blocks are part of the decode reservation); its
+  // total is the pool's, so that CheckFits reads "the prompt fits the pool".
+  prefill_[id] = WorkerLoad{.id = id, .total_blocks = total_blocks, .colocated = true};
+  decode_[id] = WorkerLoad{.id = id, .total_blocks = total_blocks, .colocated = true};
+}
+
 std::vector<std::string> Scheduler::RemoveWorker(const std::string& id) {
   std::vector<std::string> affected;
   // Orphaned batches and placements keep their entries (the caller still reports them done) but
@@ -44,6 +52,8 @@ std::vector<std::string> Scheduler::RemoveWorker(const std::string& id) {
 }
 
 bool Scheduler::SetAccepting(const std::string& id, bool accepting, int placement_budget) {
+  bool changed = false;
+  // Both sides of a colocated worker.
   for (auto* workers : {&prefill_, &decode_}) {
     auto it = workers->find(id);
     if (it == workers->end()) continue;
@@ -51,9 +61,9 @@ bool Scheduler::SetAccepting(const std::string& id, bool accepting, int placemen
     if (w.accepting == accepting && w.placement_budget == placement_budget) continue;
     w.accepting = accepting;
     w.placement_budget = placement_budget;
-    return true;
+    changed = true;
   }
-  return false;
+  return changed;
 }
 
 namespace {
@@ -123,10 +133,33 @@ bool Scheduler::CancelWaiting(const std::string& request_id) {
   return true;
 }
 
-WorkerLoad* Scheduler::PickDecode(uint32_t blocks) {
+bool Scheduler::MayJoin(const PrefillBatchPlan& batch, int prompt_len, uint32_t prefill_blocks) {
+  const WorkerLoad& w = prefill_.at(batch.prefill_worker);
+  return MayPlace(w) && static_cast<int>(batch.items.size()) < config_.max_batch_size &&
+         batch.tokens + prompt_len <= config_.max_batched_tokens &&
+         w.free_blocks() >= prefill_blocks;
+}
+
+WorkerLoad* Scheduler::PickDecode(uint32_t blocks, const PrefillBatchPlan* open_batch,
+                                  int prompt_len) {
+  // Whether a split decode worker's request would find a split prefill worker.
+  const uint32_t prompt_blocks = BlocksForTokens(prompt_len);
+  const bool split_prefill =
+      (open_batch != nullptr && !prefill_.at(open_batch->prefill_worker).colocated &&
+       MayJoin(*open_batch, prompt_len, prompt_blocks)) ||
+      PickPrefill(prompt_blocks) != nullptr;
   WorkerLoad* best = nullptr;
   for (auto& [id, w] : decode_) {
     if (!MayPlace(w) || w.free_blocks() < blocks) continue;
+    if (!w.colocated && !split_prefill) continue;
+    if (w.colocated) {
+      const WorkerLoad& own = prefill_.at(id);
+      const bool joins = open_batch != nullptr && open_batch->prefill_worker == id &&
+                         MayJoin(*open_batch, prompt_len, 0);
+      if (!joins && (!MayPlace(own) || own.inflight_batches >= config_.max_inflight_batches)) {
+        continue;
+      }
+    }
     if (best == nullptr || w.free_blocks() > best->free_blocks() ||
         (w.free_blocks() == best->free_blocks() && w.running_requests < best->running_requests)) {
       best = &w;
@@ -138,7 +171,7 @@ WorkerLoad* Scheduler::PickDecode(uint32_t blocks) {
 WorkerLoad* Scheduler::PickPrefill(uint32_t blocks) {
   WorkerLoad* best = nullptr;
   for (auto& [id, w] : prefill_) {
-    if (!MayPlace(w) || w.inflight_batches >= config_.max_inflight_batches ||
+    if (w.colocated || !MayPlace(w) || w.inflight_batches >= config_.max_inflight_batches ||
         w.free_blocks() < blocks) {
       continue;
     }
@@ -169,23 +202,24 @@ ScheduleStep Scheduler::Schedule() {
   while (!waiting_.empty()) {
     const PendingRequest& r = waiting_.front();
     const uint32_t decode_blocks = BlocksForTokens(int64_t{r.prompt_len} + r.max_tokens);
-    const uint32_t prefill_blocks = BlocksForTokens(r.prompt_len);
-    WorkerLoad* decode = PickDecode(decode_blocks);
+    const PrefillBatchPlan* open_batch = open ? &step.batches.back() : nullptr;
+    WorkerLoad* decode = PickDecode(decode_blocks, open_batch, r.prompt_len);
     if (decode == nullptr) break;  // FCFS: the head waits for blocks, and so does everyone else
+    // A colocated worker's kernels write the decode reservation: no prefill blocks.
+    const uint32_t prefill_blocks = decode->colocated ? 0 : BlocksForTokens(r.prompt_len);
 
     bool joins_open = false;
-    if (open) {
-      const PrefillBatchPlan& batch = step.batches.back();
-      joins_open = MayPlace(prefill_.at(batch.prefill_worker)) &&
-                   static_cast<int>(batch.items.size()) < config_.max_batch_size &&
-                   batch.tokens + r.prompt_len <= config_.max_batched_tokens &&
-                   prefill_.at(batch.prefill_worker).free_blocks() >= prefill_blocks;
+    if (open_batch != nullptr) {
+      const bool same_kind = decode->colocated
+                                 ? open_batch->prefill_worker == decode->id
+                                 : !prefill_.at(open_batch->prefill_worker).colocated;
+      joins_open = same_kind && MayJoin(*open_batch, r.prompt_len, prefill_blocks);
     }
     WorkerLoad* prefill = nullptr;
     if (joins_open) {
       prefill = &prefill_.at(step.batches.back().prefill_worker);
     } else {
-      prefill = PickPrefill(prefill_blocks);
+      prefill = decode->colocated ? &prefill_.at(decode->id) : PickPrefill(prefill_blocks);
       if (prefill == nullptr) break;
       step.batches.push_back(PrefillBatchPlan{.batch_id = next_batch_id_++,
                                               .prefill_worker = prefill->id});

@@ -18,6 +18,12 @@
 //  - Workers that do not accept new requests (draining, or quarantined by the router's health
 //    policy) are skipped by placement but still count for "can it ever fit": their requests
 //    wait for them to come back (or for a replacement) instead of being rejected.
+//  - Colocated workers (prefill and decode on one pool, no KV transfer) are both a prefill and
+//    a decode worker under one id: a request placed on one for decode is prefilled there too,
+//    needs no prefill blocks of its own (the kernels write its decode reservation), and its
+//    batch takes one of the worker's max_inflight_batches like any prefill batch. Placement
+//    picks, among the decode candidates (split or colocated) that can take the request now, the
+//    one with the most unreserved blocks, as for split workers.
 //  - A request that can never fit (prompt larger than every prefill pool, or prompt + output
 //    larger than every decode pool) is rejected at once with InvalidArgument, also when the
 //    worker that could hold it leaves while the request waits.
@@ -83,6 +89,7 @@ struct WorkerLoad {
   bool accepting = true;      // false: placement skips it (draining or quarantined)
   // Requests placement may still give it (-1: any number): 1 for a half-open breaker's trial.
   int placement_budget = -1;
+  bool colocated = false;     // one worker in both maps: it prefills what it decodes
 
   uint32_t free_blocks() const { return total_blocks - reserved_blocks; }
 };
@@ -98,6 +105,8 @@ class Scheduler {
   // Adding a worker that exists replaces it (its reservations are dropped).
   void AddPrefillWorker(const std::string& id, uint32_t total_blocks);
   void AddDecodeWorker(const std::string& id, uint32_t total_blocks);
+  // A colocated worker: a prefill and a decode worker at once, prefilling only what it decodes.
+  void AddColocatedWorker(const std::string& id, uint32_t total_blocks);
   // Forgets the worker. Returns the requests placed on it (prefill: in-flight batches; decode:
   // placed and not yet DecodeDone); their reservations elsewhere stay until the caller reports
   // PrefillDone / DecodeDone for them as usual.
@@ -137,8 +146,14 @@ class Scheduler {
  private:
   // InvalidArgument when no current worker could ever hold the request.
   absl::Status CheckFits(const PendingRequest& request) const;
-  WorkerLoad* PickDecode(uint32_t blocks);
+  // The decode worker for a request needing `blocks`, among those whose prefill side can take
+  // it now (a colocated worker's own prefill side: joining `open_batch`'s worker, or with a
+  // batch slot free). Null: none can.
+  WorkerLoad* PickDecode(uint32_t blocks, const PrefillBatchPlan* open_batch, int prompt_len);
+  // A split prefill worker (never a colocated one) with room for `blocks`.
   WorkerLoad* PickPrefill(uint32_t blocks);
+  // Whether the request may join `batch` on its worker (size, token and block budgets).
+  bool MayJoin(const PrefillBatchPlan& batch, int prompt_len, uint32_t prefill_blocks);
 
   struct PlacedRequest {
     std::string decode_worker;

@@ -12,7 +12,8 @@ absl::Status CheckWorkerRegistration(const v1::RegisterWorkerRequest& request,
                                      const ModelConfig& cluster) {
   const std::string& id = request.worker_id();
   if (id.empty() || request.address().empty() ||
-      (request.role() != v1::WORKER_ROLE_PREFILL && request.role() != v1::WORKER_ROLE_DECODE)) {
+      (request.role() != v1::WORKER_ROLE_PREFILL && request.role() != v1::WORKER_ROLE_DECODE &&
+       request.role() != v1::WORKER_ROLE_COLOCATED)) {
     return absl::InvalidArgumentError("registration needs a worker id, an address and a role");
   }
   // Bounded and printable: ids and addresses go into logs, status replies and other workers.

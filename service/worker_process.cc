@@ -38,7 +38,9 @@ absl::StatusOr<WorkerCompute> ResolveWorkerCompute(const WorkerProcessOptions& o
         absl::StrCat("--transfer ", options.transfer, " needs --compute cuda"));
   }
   compute.transport_backend = options.transfer == "ucx-staged" ? "ucx" : options.transfer;
-  if (compute.cuda && (options.transfer == "ucx" || options.transfer == "cuda-ipc")) {
+  // inproc (a colocated worker): its one pool is the kernels' own, on the device with cuda.
+  if (compute.cuda && (options.transfer == "ucx" || options.transfer == "cuda-ipc" ||
+                       options.transfer == "inproc")) {
     compute.pool_memory = MemoryKind::kCuda;
   }
   return compute;

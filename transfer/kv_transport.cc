@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "transfer/inproc/inproc_transport.h"
 #include "transfer/local/local_transport.h"
 #include "transfer/ucx/ucx_transport.h"
 #if defined(PDSERVE_HAS_CUDA)
@@ -40,6 +41,14 @@ const std::vector<Backend>& Backends() {
          return ucx::AllocateUcxDevicePoolMemory(b, o.listen_host);
        },
        ucx::UcxRuntimeSummary},
+      // inproc: a colocated worker's one pool, shared by its prefill and decode engines.
+      {"inproc", inproc::MakeInprocTransport,
+       [](const TransportOptions&, size_t b) { return inproc::AllocateInprocPoolMemory(b); },
+#if defined(PDSERVE_HAS_CUDA)
+       [](const TransportOptions&, size_t b) { return cuda_ipc::AllocateCudaIpcPoolMemory(b); }},
+#else
+       nullptr},
+#endif
 #if defined(PDSERVE_HAS_CUDA)
       {"cuda-ipc", cuda_ipc::MakeCudaIpcTransport,
        [](const TransportOptions&, size_t b) { return cuda_ipc::AllocateCudaIpcPoolMemory(b); },

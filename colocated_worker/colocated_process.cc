@@ -1,0 +1,190 @@
+#include "colocated_worker/colocated_process.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <memory>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/shared_device.h"
+#include "common/status_macros.h"
+#include "decode_worker/decode_service.h"
+#include "prefill_worker/prefill_service.h"
+#include "service/metrics_endpoint.h"
+#include "service/router_link.h"
+#include "service/worker_metrics.h"
+#include "service/worker_registration.h"
+#if PDSERVE_HAS_CUDA
+#include "kvcache/cuda/kv_staging.h"
+#endif
+
+namespace pdserve::colocated {
+
+absl::Status RunColocatedWorker(service::WorkerProcessOptions options) {
+  auto log = ComponentLogger("colocated");
+  if (options.worker_id.empty()) options.worker_id = absl::StrCat("colocated-", getpid());
+  // No KV moves between the engines: whatever --transfer said, the pool is shared.
+  options.transfer = "inproc";
+  ASSIGN_OR_RETURN(std::shared_ptr<const service::ClusterAuth> auth,
+                   service::ClusterAuth::FromFlags(options.auth, options.worker_id));
+  ASSIGN_OR_RETURN(ModelConfig config, ResolveModelConfig(options.model));
+  ASSIGN_OR_RETURN(KvLayout layout, ParseKvLayout(options.layout));
+  ASSIGN_OR_RETURN(uint32_t num_blocks,
+                   service::PoolBlocks(config, options.num_blocks, options.pool_gib));
+#if PDSERVE_HAS_CUDA
+  constexpr bool kBuiltWithCuda = true;
+#else
+  constexpr bool kBuiltWithCuda = false;
+#endif
+  ASSIGN_OR_RETURN(service::WorkerCompute compute,
+                   service::ResolveWorkerCompute(options, config, kBuiltWithCuda));
+
+  transfer::TransportOptions transport_options;
+  transport_options.backend = compute.transport_backend;
+  transport_options.pool_memory = compute.pool_memory;
+  transport_options.agent_name = options.worker_id;
+  ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache,
+                   transfer::CreatePoolCache(transport_options, config, num_blocks, layout));
+  ASSIGN_OR_RETURN(std::unique_ptr<transfer::KvTransport> transport,
+                   transfer::MakeKvTransport(transport_options));
+  RETURN_IF_ERROR(transport->RegisterPool(*cache));
+  ASSIGN_OR_RETURN(std::string descriptor, transport->ExportDescriptor());
+
+  // The same engine options as the split workers', plus the shared pool and device.
+  auto device = std::make_shared<SharedDevice>();
+  prefill::PrefillEngineOptions prefill_options;
+  prefill_options.attention.threads = options.threads;
+  prefill_options.attention.compute_attention = compute.compute_attention;
+  prefill_options.chunk_tokens = options.chunk_tokens;
+  prefill_options.transfer_timeout = options.transfer_timeout;
+  prefill_options.worker_id = options.worker_id;
+  prefill_options.min_batch = absl::Microseconds(options.min_batch_us);
+  prefill_options.roofline = compute.roofline;
+  if (compute.roofline.has_value()) {
+    prefill_options.claim_checksum_bytes =
+        options.claim_checksum_mib < 0
+            ? static_cast<uint64_t>(kLargeKvBytes)
+            : static_cast<uint64_t>(std::ceil(options.claim_checksum_mib * (1 << 20)));
+  }
+  prefill_options.direct_write = true;
+  prefill_options.device = device;
+  decode::DecodeEngineOptions decode_options;
+  decode_options.attention.threads = options.threads;
+  decode_options.attention.compute_attention = compute.compute_attention;
+  decode_options.min_step = absl::Microseconds(options.min_step_us);
+  decode_options.roofline = compute.roofline;
+  decode_options.carry_checksum = !compute.compute_attention;
+  decode_options.poison_freed_blocks = options.poison_freed_kv;
+  decode_options.device = device;
+
+#if PDSERVE_HAS_CUDA
+  // Declared before the engines, so that it outlives them. The pool is in device memory
+  // (inproc's device allocation): nothing is staged.
+  std::unique_ptr<cuda::GpuKvPool> gpu;
+  if (compute.cuda) {
+    ASSIGN_OR_RETURN(gpu, cuda::GpuKvPool::Create(*cache));
+    cuda::GpuKvPool* g = gpu.get();
+    prefill_options.compute_chunk = [g](std::span<const BlockId> blocks,
+                                        std::span<const int32_t> tokens, int start_pos) {
+      const cuda::PrefillChunk chunk{.block_table = blocks, .tokens = tokens,
+                                     .start_pos = start_pos};
+      return g->attention().Prefill(std::span<const cuda::PrefillChunk>(&chunk, 1));
+    };
+    prefill_options.chunk_tokens = std::max(options.chunk_tokens, config.max_model_len);
+    decode_options.decode_step = [g](std::span<const DecodeSequence> batch) {
+      return g->attention().Decode(batch, {}, /*write_last_kv=*/true);
+    };
+    ASSIGN_OR_RETURN(std::string gpu_name, cuda::DeviceDescription());
+    log->info("{}: compute on {}", options.worker_id, gpu_name);
+  }
+#endif
+  prefill::PrefillEngine prefill_engine(*cache, *transport, prefill_options);
+  // Its own pool is its only destination.
+  RETURN_IF_ERROR(prefill_engine.AddPeer(options.worker_id, descriptor, num_blocks));
+  decode::DecodeEngine decode_engine(*cache, decode_options);
+
+  metrics::Registry registry;
+  ASSIGN_OR_RETURN(std::unique_ptr<service::WorkerMetrics> worker_metrics,
+                   service::WorkerMetrics::Create(registry, {.worker_id = options.worker_id,
+                                                             .role = "colocated",
+                                                             .model_name = config.name,
+                                                             .backend = transport->backend()}));
+  const std::string address_hint = absl::StrCat(options.host, ":", options.port);
+  prefill::PrefillServiceOptions prefill_service_options;
+  prefill_service_options.worker_id = options.worker_id;
+  prefill_service_options.auth = auth;
+  prefill_service_options.metrics = worker_metrics.get();
+  prefill::PrefillService prefill_service(prefill_engine, *transport, prefill_service_options);
+  decode::DecodeServiceOptions decode_service_options;
+  decode_service_options.worker_id = options.worker_id;
+  decode_service_options.auth = auth;
+  decode_service_options.metrics = worker_metrics.get();
+  decode_service_options.transfer_timeout = options.transfer_timeout;
+  decode_service_options.fence_lease = options.fence_lease;
+  decode_service_options.address = address_hint;
+  decode::DecodeService decode_service(decode_engine, *transport, decode_service_options);
+  // The pool is the decode side's: its capacity is the worker's.
+  registry.AddCollector([&decode_service, m = worker_metrics.get()] {
+    m->SetCapacity(decode_service.Capacity());
+  });
+  ASSIGN_OR_RETURN(std::unique_ptr<service::MetricsEndpoint> metrics_endpoint,
+                   service::ServeWorkerMetrics(
+                       options, absl::StrCat("pdserve colocated ", options.worker_id), registry));
+  ASSIGN_OR_RETURN(service::RunningServer server,
+                   service::StartServer(options.host, options.port,
+                                        {&prefill_service, &decode_service},
+                                        auth->ServerCredentials()));
+  const service::WorkerPool pool{
+      .transport_backend = transport->backend(),
+      .transport_descriptor = descriptor,
+      .num_blocks = num_blocks,
+      .block_bytes = static_cast<uint64_t>(cache->geometry().block_bytes()),
+      .layout = std::string(KvLayoutName(layout)),
+      .block_size = static_cast<uint32_t>(config.block_size)};
+  service::RouterLinkOptions link_options = service::WorkerLinkOptions(
+      options, config, v1::WORKER_ROLE_COLOCATED, server.address(), pool);
+  link_options.auth = auth;
+  log->info("{}: model {}, {} (prefill and decode on one pool and one device)",
+            options.worker_id, ModelSummary(config), service::DescribeWorkerPool(options, pool));
+  RETURN_IF_ERROR(service::AnnounceListening(
+      absl::StrCat("pdserve colocated ", options.worker_id), server, options.port_file));
+  ASSIGN_OR_RETURN(std::unique_ptr<service::RouterLink> link,
+                   service::RouterLink::Start(link_options, [&decode_service] {
+                     return decode_service.Capacity();
+                   }));
+  // As a decode worker's: orphaned allocations go after their lease, fenced blocks at once.
+  std::atomic<bool> stop{false};
+  std::thread reaper([&] {
+    while (!stop.load()) {
+      decode_service.Sweep(options.allocation_lease);
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  });
+  const int sig = service::WaitForTerminationSignal();
+  log->info("{}: signal {} received, draining (at most {})", options.worker_id, sig,
+            absl::FormatDuration(options.drain_grace));
+  const absl::Status drained = link->Drain(
+      [&] {
+        return decode_service.Capacity().running_requests() == 0 &&
+               prefill_service.Capacity().running_requests() == 0;
+      },
+      options.drain_grace);
+  if (!drained.ok()) {
+    log->warn("{}; exiting: the router fails what is left as UNAVAILABLE",
+              std::string(drained.message()));
+  } else {
+    log->info("{}: drained, exiting", options.worker_id);
+  }
+  stop = true;
+  reaper.join();
+  link.reset();
+  server.server->Shutdown(
+      absl::ToChronoTime(absl::Now() + (drained.ok() ? absl::Seconds(2) : absl::ZeroDuration())));
+  metrics_endpoint.reset();
+  return absl::OkStatus();
+}
+
+}  // namespace pdserve::colocated
