@@ -96,6 +96,12 @@ inline void AddPrefillEngineFlags(CLI::App* cmd, WorkerFlags& f) {
   cmd->add_option("--min-batch-us", f.options.min_batch_us,
                   "every prefill batch lasts at least this long (slows prefill down for tests)")
       ->capture_default_str();
+  cmd->add_option("--stream-chunk-tokens", f.options.stream_chunk_tokens,
+                  "roofline: send each prompt's KV in chunks of this many tokens as the modelled "
+                  "prefill produces them, overlapping the transfer with the prefill (0: whole, "
+                  "after the prefill; a colocated worker moves no KV and ignores it)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
 }
 
 // The decode engine's flags (--fault is the decode worker's own).

@@ -10,19 +10,6 @@
 #include "transfer/kv_notification.h"
 
 namespace pdserve::prefill {
-namespace {
-
-// A wait that ran out because the Prefill call had to answer, not because the transfer took the
-// whole transfer timeout, may be this worker's doing (it resumed late after a stall): say so,
-// naming the worker, so that neither an operator nor the fault benchmark blames only the peer.
-std::string CutWaitNote(const std::string& worker_id, bool cut, absl::Duration wait,
-                        const absl::Status& waited) {
-  if (!cut || waited.code() != absl::StatusCode::kDeadlineExceeded) return "";
-  return absl::StrCat(" (the wait was cut to ", absl::ToInt64Milliseconds(wait),
-                      " ms by the Prefill call's deadline on prefill worker ", worker_id, ")");
-}
-
-}  // namespace
 
 PrefillEngine::PrefillEngine(KvCache& cache, transfer::KvTransport& transport,
                              PrefillEngineOptions options)
@@ -153,7 +140,7 @@ std::vector<CancelOutcome> PrefillEngine::Cancel(const std::vector<ItemFence::Ke
 }
 
 absl::StatusOr<transfer::TransferId> PrefillEngine::SubmitUnlessStopped(
-    const PrefillItemSpec& item, const std::vector<BlockId>& own_blocks,
+    const PrefillItemSpec& item, Inflight& entry, size_t first, size_t count, bool notify,
     const std::function<bool()>& abandoned) {
   const ItemFence::Key key{item.request_id, item.decode_epoch};
   std::optional<transfer::PeerId> peer;
@@ -165,17 +152,30 @@ absl::StatusOr<transfer::TransferId> PrefillEngine::SubmitUnlessStopped(
     return absl::UnavailableError(absl::StrCat("request ", item.request_id, ": decode worker ",
                                                item.decode_worker, " is not a transfer peer"));
   }
-  // BeginSubmit and Cancel exclude each other: once it says yes, a Cancel waits for the end.
-  // A direct write said yes before its first kernel.
-  if (!options_.direct_write && (Stopped(key, abandoned) || !fence_.BeginSubmit(key))) {
+  if (!entry.submitted) {
+    // BeginSubmit and Cancel exclude each other: once it says yes, a Cancel waits for the end.
+    if (Stopped(key, abandoned) || !fence_.BeginSubmit(key)) {
+      return absl::CancelledError(absl::StrCat("request ", item.request_id,
+                                               ": cancelled before its KV transfer"));
+    }
+    entry.submitted = true;
+  } else if (abandoned && abandoned()) {
+    // A later chunk of a streamed item: the caller left, send no more (the item fails, and the
+    // chunks already submitted are waited for before the fence hears of its end).
     return absl::CancelledError(absl::StrCat("request ", item.request_id,
-                                             ": cancelled before its KV transfer"));
+                                             ": cancelled during its KV transfer"));
   }
-  std::vector<transfer::BlockCopy> copies(own_blocks.size());
-  for (size_t b = 0; b < copies.size(); ++b) copies[b] = {own_blocks[b], item.decode_blocks[b]};
+  std::vector<transfer::BlockCopy> copies(count);
+  for (size_t b = 0; b < count; ++b) {
+    copies[b] = {entry.own_blocks[first + b], item.decode_blocks[first + b]};
+  }
   absl::StatusOr<transfer::TransferId> id = transport_.Submit(
-      *peer, copies, transfer::KvNotification(item.request_id, item.decode_epoch));
-  if (id.ok()) return id;
+      *peer, copies,
+      notify ? transfer::KvNotification(item.request_id, item.decode_epoch) : std::string());
+  if (id.ok()) {
+    entry.transfers.push_back(*id);
+    return id;
+  }
   // The transport knows only its peer number ("unknown or removed KV peer 3", when the peer was
   // removed since the lookup above): say which request and which decode worker.
   return absl::Status(id.status().code(),
@@ -189,13 +189,17 @@ void PrefillEngine::ReapStranded() {
   absl::MutexLock lock(&stranded_mu_);
   for (size_t i = 0; i < stranded_.size();) {
     Stranded& s = stranded_[i];
-    absl::StatusOr<bool> done = transport_.Poll(s.transfer);
-    if (done.ok() && !*done) {
+    // NotFound: reaped elsewhere, so it ended; every other answer is final too.
+    std::erase_if(s.transfers, [this, &s](transfer::TransferId id) {
+      absl::StatusOr<bool> done = transport_.Poll(id);
+      if (!done.ok()) s.failed = true;
+      return !done.ok() || *done;
+    });
+    if (!s.transfers.empty()) {
       ++i;
       continue;
     }
-    // NotFound: reaped elsewhere, so it ended; every other answer is final too.
-    fence_.Finish(s.key, /*submitted=*/true, done.ok(), /*in_flight=*/false);
+    fence_.Finish(s.key, /*submitted=*/true, !s.failed, /*in_flight=*/false);
     (void)cache_.allocator().Free(s.own_blocks);
     stranded_.erase(stranded_.begin() + static_cast<std::ptrdiff_t>(i));
   }
@@ -318,16 +322,14 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
     out.mock_us = MonotonicMicros() - compute_start;
     out.prefill_end_us = WallMicros();
     lens.push_back(static_cast<int>(item.prompt.size()));
-    Inflight entry{.index = i, .own_blocks = *own, .transfer = std::nullopt};
-    // In roofline mode the copy waits for the modelled device time of the whole batch (below).
+    // A direct write passed the fence before its first kernel.
+    Inflight entry{.index = i, .own_blocks = *own, .submitted = options_.direct_write};
+    // In roofline mode the copy waits for the modelled device time of the batch (below).
     if (out.status.ok() && !options_.roofline.has_value()) {
       out.transfer_start_us = WallMicros();
-      absl::StatusOr<transfer::TransferId> id = SubmitUnlessStopped(item, *own, abandoned);
-      if (id.ok()) {
-        entry.transfer = *id;
-      } else {
-        out.status = id.status();
-      }
+      absl::StatusOr<transfer::TransferId> id =
+          SubmitUnlessStopped(item, entry, 0, entry.own_blocks.size(), true, abandoned);
+      if (!id.ok()) out.status = id.status();
     }
     inflight.push_back(std::move(entry));
   }
@@ -356,80 +358,11 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
     }
   }
   if (options_.roofline.has_value()) {
-    // Simulated device time of the batch's forward pass; every item ends with the batch.
-    if (absl::Duration left = modelled - (absl::Now() - batch_start); left > absl::ZeroDuration()) {
-      absl::SleepFor(left);
-    }
-    const int64_t end_us = WallMicros();
-    for (Inflight& entry : inflight) {
-      PrefillItemOutcome& out = outcomes[entry.index];
-      if (!out.status.ok()) continue;
-      out.prefill_start_us = batch_start_us;
-      out.prefill_end_us = end_us;
-      out.modelled_us = absl::ToInt64Microseconds(modelled);
-      out.transfer_start_us = WallMicros();
-      absl::StatusOr<transfer::TransferId> id =
-          SubmitUnlessStopped(items[entry.index], entry.own_blocks, abandoned);
-      if (id.ok()) {
-        entry.transfer = *id;
-      } else {
-        out.status = id.status();
-      }
-    }
+    SubmitModelled(items, inflight, outcomes, batch_start, batch_start_us, modelled, abandoned);
   }
   turn.reset();
   run_mu_.Unlock();  // the next batch may compute while these transfers are waited for
-  uint64_t bytes = 0, done = 0;
-  for (Inflight& entry : inflight) {
-    PrefillItemOutcome& out = outcomes[entry.index];
-    const PrefillItemSpec& item = items[entry.index];
-    const ItemFence::Key key{item.request_id, item.decode_epoch};
-    bool stranded = false;
-    if (entry.transfer.has_value()) {
-      const absl::Duration left = answer_by - absl::Now();
-      const absl::Duration wait =
-          std::clamp(left, absl::ZeroDuration(), options_.transfer_timeout);
-      const bool cut_by_call_deadline = left < options_.transfer_timeout;
-      absl::Status waited = transport_.Wait(*entry.transfer, wait);
-      out.transfer_end_us = WallMicros();
-      if (waited.ok()) {
-        // Stats may be gone once Wait returned a final status: then count the bytes ourselves.
-        if (absl::StatusOr<transfer::TransferStats> stats = transport_.Stats(*entry.transfer);
-            stats.ok()) {
-          out.kv_bytes = stats->bytes;
-          out.transfer_ops = stats->operations;
-        } else {
-          out.kv_bytes = entry.own_blocks.size() *
-                         static_cast<uint64_t>(cache_.geometry().block_bytes());
-        }
-        bytes += out.kv_bytes;
-        done++;
-      } else {
-        // DeadlineExceeded leaves the batch in flight: it still reads our blocks and may still
-        // write the decode worker's, so neither side may reuse them yet.
-        stranded = waited.code() == absl::StatusCode::kDeadlineExceeded;
-        out.transfer_in_flight = stranded;
-        out.status = absl::Status(waited.code(), absl::StrCat("request ", out.request_id,
-                                                              ": KV transfer to ",
-                                                              item.decode_worker,
-                                                              " failed: ", waited.message(),
-                                                              CutWaitNote(options_.worker_id,
-                                                                          cut_by_call_deadline,
-                                                                          wait, waited)));
-      }
-    }
-    fence_.Finish(key, entry.transfer.has_value() || options_.direct_write, out.status.ok(),
-                  stranded);
-    if (!out.status.ok()) log->warn("{}", out.status.ToString());
-    if (options_.direct_write) {
-      // The blocks are the decode side's reservation: it frees them.
-    } else if (stranded) {
-      absl::MutexLock lock(&stranded_mu_);
-      stranded_.push_back(Stranded{key, *entry.transfer, std::move(entry.own_blocks)});
-    } else if (absl::Status freed = cache_.allocator().Free(entry.own_blocks); !freed.ok()) {
-      log->error("request {}: freeing prefill blocks failed: {}", out.request_id, freed.ToString());
-    }
-  }
+  const auto [bytes, done] = FinishItems(items, inflight, outcomes, answer_by);
   // Admitted items that never got as far as a transfer: they will not write.
   for (size_t i = 0; i < items.size(); ++i) {
     const bool ran = std::any_of(inflight.begin(), inflight.end(),

@@ -68,6 +68,14 @@ struct PrefillEngineOptions {
   // Colocated worker: the device this engine shares with its decode engine (held per batch,
   // modelled time included). Null: a device of its own.
   std::shared_ptr<SharedDevice> device;
+  // Roofline: stream each prompt's KV in chunks of this many tokens (rounded up to whole
+  // blocks) as the modelled prefill produces them, instead of after its last layer: chunk k's
+  // blocks are submitted when the modelled time reaches T(end of chunk k) / T(prompt) of the
+  // batch's time (T: the roofline prefill time of a prefix, so later chunks, which attend to
+  // more tokens, take longer). The last chunk carries the notification and is submitted only
+  // once the earlier chunks landed, so the notification covers every byte with any backend.
+  // 0: the whole prompt after the batch (prefill_transfers.cc).
+  int stream_chunk_tokens = 0;
 };
 
 struct PrefillItemSpec {
@@ -87,6 +95,10 @@ struct PrefillItemOutcome {
   int64_t transfer_end_us = 0;
   uint64_t kv_bytes = 0;
   uint32_t transfer_ops = 0;
+  uint32_t transfer_batches = 0;  // > 1 when streamed in chunks
+  // Sum over the item's batches of submit -> complete: the transfer's own time, of which
+  // transfer_end_us - prefill_end_us was not hidden under the prefill.
+  int64_t transfer_busy_us = 0;
   int64_t modelled_us = 0;  // roofline: modelled device time of the item's batch
   int64_t mock_us = 0;      // host time generating the item's K/V (the mock's own work)
   // The checksum of the prompt KV sent (PrefillEngineOptions::claim_checksum_bytes).
@@ -150,7 +162,12 @@ class PrefillEngine {
   struct Inflight {
     size_t index;
     std::vector<BlockId> own_blocks;
-    std::optional<transfer::TransferId> transfer;
+    // Submitted and not waited for yet, in submission order (a streamed item has several).
+    std::vector<transfer::TransferId> transfers;
+    bool submitted = false;  // BeginSubmit said yes: bytes may be on their way
+    // A streamed item's last chunk (first block, count), held back until its earlier chunks
+    // landed: FinishItems submits it, outside the batch.
+    std::optional<std::pair<size_t, size_t>> deferred_last;
   };
   struct Peer {
     transfer::PeerId id = 0;
@@ -160,17 +177,35 @@ class PrefillEngine {
   // A transfer whose wait gave up: its source blocks stay taken until it ends.
   struct Stranded {
     ItemFence::Key key;
-    transfer::TransferId transfer;
+    std::vector<transfer::TransferId> transfers;  // freed once every one of them ended
     std::vector<BlockId> own_blocks;
+    bool failed = false;  // one of them ended in error
   };
   // InvalidArgument for a destination the decode worker cannot have granted.
   absl::Status Validate(const PrefillItemSpec& item) const;
   // The item was cancelled, or the caller left (which cancels it).
   bool Stopped(const ItemFence::Key& key, const std::function<bool()>& abandoned);
-  // Starts the item's copies unless it was stopped (then Cancelled).
+  // Starts copies of `blocks` (a prefix-ordered subset of the item's, from `first` on) unless
+  // the item was stopped (then Cancelled); the first call per item passes the fence. With
+  // `notify` the batch carries the item's notification.
   absl::StatusOr<transfer::TransferId> SubmitUnlessStopped(
-      const PrefillItemSpec& item, const std::vector<BlockId>& own_blocks,
+      const PrefillItemSpec& item, Inflight& entry, size_t first, size_t count, bool notify,
       const std::function<bool()>& abandoned);
+  // Roofline (prefill_transfers.cc): sleeps out the batch's modelled time and submits every
+  // item's KV, whole at its end or streamed in chunks as the modelled time passes.
+  void SubmitModelled(const std::vector<PrefillItemSpec>& items, std::vector<Inflight>& inflight,
+                      std::vector<PrefillItemOutcome>& outcomes, absl::Time batch_start,
+                      int64_t batch_start_us, absl::Duration modelled,
+                      const std::function<bool()>& abandoned);
+  // Waits for the item's pending batches in order (at most `wait` in all) and adds up their
+  // stats into `out`; the first failure is returned, and the batches not ended stay pending.
+  absl::Status WaitTransfers(Inflight& entry, PrefillItemOutcome& out, absl::Duration wait);
+  // After the batch: waits for every item's transfers (until `answer_by`), tells the fence and
+  // frees or strands the own blocks; returns (bytes, items done) for the counters.
+  std::pair<uint64_t, uint64_t> FinishItems(const std::vector<PrefillItemSpec>& items,
+                                            std::vector<Inflight>& inflight,
+                                            std::vector<PrefillItemOutcome>& outcomes,
+                                            absl::Time answer_by);
   // Kernels for one item into `own_blocks`, chunk by chunk; Cancelled when stopped between two.
   absl::Status Compute(const PrefillItemSpec& item, const std::vector<BlockId>& own_blocks,
                        const std::function<bool()>& abandoned);

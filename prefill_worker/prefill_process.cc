@@ -35,6 +35,7 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   engine_options.transfer_timeout = options.transfer_timeout;
   engine_options.worker_id = options.worker_id;
   engine_options.min_batch = absl::Microseconds(options.min_batch_us);
+  engine_options.stream_chunk_tokens = options.stream_chunk_tokens;
 #if PDSERVE_HAS_CUDA
   constexpr bool kBuiltWithCuda = true;
 #else

@@ -85,6 +85,8 @@ grpc::Status PrefillService::Prefill(grpc::ServerContext* ctx, const v1::Prefill
     r->set_transfer_end_us(out.transfer_end_us);
     r->set_kv_bytes(out.kv_bytes);
     r->set_transfer_ops(out.transfer_ops);
+    r->set_transfer_batches(out.transfer_batches);
+    r->set_transfer_busy_us(out.transfer_busy_us);
     r->set_modelled_prefill_us(out.modelled_us);
     r->set_mock_cpu_us(out.mock_us);
     if (out.kv_checksum.has_value()) r->set_kv_checksum(*out.kv_checksum);

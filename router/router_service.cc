@@ -316,6 +316,8 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
     t.set_transfer_end_us(r.transfer_end_us());
     t.set_kv_bytes(r.kv_bytes());
     t.set_transfer_ops(r.transfer_ops());
+    t.set_transfer_batches(r.transfer_batches());
+    t.set_transfer_busy_us(r.transfer_busy_us());
     t.set_modelled_prefill_us(r.modelled_prefill_us());
     t.set_prefill_mock_cpu_us(r.mock_cpu_us());
     if (auto w = workers_.find(item.placement->decode_worker); w != workers_.end()) {

@@ -45,6 +45,9 @@ struct WorkerProcessOptions {
   // prefill, roofline: send the checksum of a prompt's KV from this size on (MiB; < 0: the
   // default, kvcache's kLargeKvBytes; 0: never). Tests lower it to reach the path with tiny.
   double claim_checksum_mib = -1;
+  // prefill, roofline: stream each prompt's KV in chunks of this many tokens during the modelled
+  // prefill (0: after it, whole).
+  int stream_chunk_tokens = 0;
   bool poison_freed_kv = false;     // decode: fill freed blocks with a poison pattern
   absl::Duration transfer_timeout = absl::Seconds(30);
   absl::Duration allocation_lease = absl::Minutes(5);

@@ -1,0 +1,202 @@
+// PrefillEngine: when each item's KV leaves (whole after the modelled prefill, or streamed in
+// chunks as the modelled time passes) and how its transfers are waited for afterwards.
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/clock.h"
+#include "common/logging.h"
+#include "prefill_worker/prefill_engine.h"
+
+namespace pdserve::prefill {
+namespace {
+
+// A wait that ran out because the Prefill call had to answer, not because the transfer took the
+// whole transfer timeout, may be this worker's doing (it resumed late after a stall): say so,
+// naming the worker, so that neither an operator nor the fault benchmark blames only the peer.
+std::string CutWaitNote(const std::string& worker_id, bool cut, absl::Duration wait,
+                        const absl::Status& waited) {
+  if (!cut || waited.code() != absl::StatusCode::kDeadlineExceeded) return "";
+  return absl::StrCat(" (the wait was cut to ", absl::ToInt64Milliseconds(wait),
+                      " ms by the Prefill call's deadline on prefill worker ", worker_id, ")");
+}
+
+void SleepUntil(absl::Time t) {
+  if (absl::Duration left = t - absl::Now(); left > absl::ZeroDuration()) absl::SleepFor(left);
+}
+
+}  // namespace
+
+void PrefillEngine::SubmitModelled(const std::vector<PrefillItemSpec>& items,
+                                   std::vector<Inflight>& inflight,
+                                   std::vector<PrefillItemOutcome>& outcomes,
+                                   absl::Time batch_start, int64_t batch_start_us,
+                                   absl::Duration modelled,
+                                   const std::function<bool()>& abandoned) {
+  struct Chunk {
+    absl::Duration at;  // modelled time at which its KV exists
+    size_t entry, first, count;
+    bool last;
+  };
+  const int block_size = cache_.config().block_size;
+  std::vector<Chunk> chunks;
+  for (size_t e = 0; e < inflight.size(); ++e) {
+    const Inflight& entry = inflight[e];
+    if (!outcomes[entry.index].status.ok()) continue;
+    const size_t blocks = entry.own_blocks.size();
+    const int len = static_cast<int>(items[entry.index].prompt.size());
+    const size_t per_chunk =
+        options_.stream_chunk_tokens > 0
+            ? static_cast<size_t>((options_.stream_chunk_tokens + block_size - 1) / block_size)
+            : blocks;
+    const int whole_len[] = {len};
+    const double whole = options_.roofline->PrefillSeconds(whole_len);
+    for (size_t first = 0; first < blocks; first += per_chunk) {
+      const size_t count = std::min(per_chunk, blocks - first);
+      const bool last = first + count == blocks;
+      const int prefix[] = {static_cast<int>((first + count) * block_size)};
+      const double f = last || whole <= 0 ? 1.0 : options_.roofline->PrefillSeconds(prefix) / whole;
+      chunks.push_back({modelled * f, e, first, count, last});
+    }
+  }
+  std::stable_sort(chunks.begin(), chunks.end(),
+                   [](const Chunk& a, const Chunk& b) { return a.at < b.at; });
+  int64_t end_us = 0;  // the modelled forward pass ended: every item's prefill with it
+  for (const Chunk& c : chunks) {
+    SleepUntil(batch_start + c.at);
+    if (c.at >= modelled && end_us == 0) end_us = WallMicros();
+    Inflight& entry = inflight[c.entry];
+    PrefillItemOutcome& out = outcomes[entry.index];
+    if (!out.status.ok()) continue;  // an earlier chunk of it failed
+    if (out.transfer_start_us == 0) out.transfer_start_us = WallMicros();
+    if (c.last && !entry.transfers.empty()) {
+      // The notification must cover every byte: the last chunk goes once the earlier ones
+      // landed. Not waited for here (a stalled peer would hold up the batches behind this
+      // one): if they are still in flight, FinishItems sends it.
+      absl::Status landed = WaitTransfers(entry, out, absl::ZeroDuration());
+      if (landed.code() == absl::StatusCode::kDeadlineExceeded) {
+        entry.deferred_last = {c.first, c.count};
+        continue;
+      }
+      if (!landed.ok()) {
+        out.status = landed;
+        continue;
+      }
+    }
+    absl::StatusOr<transfer::TransferId> id =
+        SubmitUnlessStopped(items[entry.index], entry, c.first, c.count, c.last, abandoned);
+    if (!id.ok()) out.status = id.status();
+  }
+  SleepUntil(batch_start + modelled);
+  if (end_us == 0) end_us = WallMicros();
+  for (Inflight& entry : inflight) {
+    PrefillItemOutcome& out = outcomes[entry.index];
+    out.prefill_start_us = batch_start_us;
+    out.prefill_end_us = end_us;
+    out.modelled_us = absl::ToInt64Microseconds(modelled);
+  }
+}
+
+absl::Status PrefillEngine::WaitTransfers(Inflight& entry, PrefillItemOutcome& out,
+                                          absl::Duration wait) {
+  const absl::Time deadline = absl::Now() + wait;
+  bool first = true;
+  while (!entry.transfers.empty()) {
+    const transfer::TransferId id = entry.transfers.front();
+    // The first wait gets the whole budget as given (a one-batch item waits exactly `wait`).
+    absl::Status waited = transport_.Wait(
+        id, first ? wait : std::max(absl::ZeroDuration(), deadline - absl::Now()));
+    first = false;
+    // DeadlineExceeded leaves the batch in flight: it stays pending.
+    if (waited.code() == absl::StatusCode::kDeadlineExceeded) return waited;
+    entry.transfers.erase(entry.transfers.begin());
+    if (!waited.ok()) return waited;
+    out.transfer_batches++;
+    // Stats may be gone once Wait returned a final status (FinishItems counts the bytes then).
+    if (absl::StatusOr<transfer::TransferStats> stats = transport_.Stats(id); stats.ok()) {
+      out.kv_bytes += stats->bytes;
+      out.transfer_ops += stats->operations;
+      if (stats->complete_ns > stats->submit_ns) {
+        out.transfer_busy_us += (stats->complete_ns - stats->submit_ns) / 1000;
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::pair<uint64_t, uint64_t> PrefillEngine::FinishItems(
+    const std::vector<PrefillItemSpec>& items, std::vector<Inflight>& inflight,
+    std::vector<PrefillItemOutcome>& outcomes, absl::Time answer_by) {
+  auto log = ComponentLogger("prefill");
+  uint64_t bytes = 0, done = 0;
+  for (Inflight& entry : inflight) {
+    PrefillItemOutcome& out = outcomes[entry.index];
+    const PrefillItemSpec& item = items[entry.index];
+    const ItemFence::Key key{item.request_id, item.decode_epoch};
+    const absl::Duration left = answer_by - absl::Now();
+    const absl::Duration wait = std::clamp(left, absl::ZeroDuration(), options_.transfer_timeout);
+    const bool cut_by_call_deadline = left < options_.transfer_timeout;
+    const absl::Time deadline = absl::Now() + wait;
+    const bool had_transfers = !entry.transfers.empty() || entry.deferred_last.has_value();
+    absl::Status waited = WaitTransfers(entry, out, wait);
+    if (waited.ok() && entry.deferred_last.has_value() && out.status.ok()) {
+      // A streamed item's last chunk, once every earlier byte landed (SubmitModelled).
+      absl::StatusOr<transfer::TransferId> id =
+          SubmitUnlessStopped(item, entry, entry.deferred_last->first,
+                              entry.deferred_last->second, /*notify=*/true, nullptr);
+      entry.deferred_last.reset();
+      if (id.ok()) {
+        waited = WaitTransfers(entry, out, std::max(absl::ZeroDuration(), deadline - absl::Now()));
+      } else {
+        out.status = id.status();
+      }
+    }
+    // After a failed batch the others of the item still run: wait for them too, so that the
+    // fence hears of the item's end only when nothing more can land.
+    while (!waited.ok() && waited.code() != absl::StatusCode::kDeadlineExceeded &&
+           !entry.transfers.empty()) {
+      absl::Status next =
+          WaitTransfers(entry, out, std::max(absl::ZeroDuration(), deadline - absl::Now()));
+      if (next.code() == absl::StatusCode::kDeadlineExceeded) {
+        if (out.status.ok()) out.status = waited;
+        waited = next;
+      }
+    }
+    if (had_transfers) out.transfer_end_us = WallMicros();
+    const bool stranded = !entry.transfers.empty();
+    out.transfer_in_flight = stranded;
+    if (!waited.ok() && (out.status.ok() || stranded)) {
+      out.status = absl::Status(
+          waited.code(),
+          absl::StrCat("request ", out.request_id, ": KV transfer to ", item.decode_worker,
+                       " failed: ", waited.message(),
+                       CutWaitNote(options_.worker_id, cut_by_call_deadline, wait, waited)));
+    }
+    if (out.status.ok()) {
+      if (out.kv_bytes == 0 && !options_.direct_write) {
+        out.kv_bytes = entry.own_blocks.size() *
+                       static_cast<uint64_t>(cache_.geometry().block_bytes());
+      }
+      bytes += out.kv_bytes;
+      done++;
+    }
+    fence_.Finish(key, entry.submitted, out.status.ok(), stranded);
+    if (!out.status.ok()) log->warn("{}", out.status.ToString());
+    if (options_.direct_write) {
+      // The blocks are the decode side's reservation: it frees them.
+    } else if (stranded) {
+      // They still read our blocks and may still write the decode worker's: neither side may
+      // reuse them until they end (ReapStranded).
+      absl::MutexLock lock(&stranded_mu_);
+      // A streamed item whose notifying chunk never left ends failed even if the rest lands.
+      stranded_.push_back(Stranded{.key = key,
+                                   .transfers = std::move(entry.transfers),
+                                   .own_blocks = std::move(entry.own_blocks),
+                                   .failed = entry.deferred_last.has_value()});
+    } else if (absl::Status freed = cache_.allocator().Free(entry.own_blocks); !freed.ok()) {
+      log->error("request {}: freeing prefill blocks failed: {}", out.request_id, freed.ToString());
+    }
+  }
+  return {bytes, done};
+}
+
+}  // namespace pdserve::prefill

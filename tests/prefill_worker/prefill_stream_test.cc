@@ -1,0 +1,93 @@
+// Streaming a prompt's KV in chunks during the modelled prefill (prefill_transfers.cc): every
+// block arrives once, only the last batch notifies, and it waits for the earlier ones.
+#include <algorithm>
+
+#include "common/roofline.h"
+#include "common/synthetic_model.h"
+#include "decode_worker/decode_engine.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "prefill_worker/prefill_engine.h"
+#include "tests/prefill_worker/fake_transport.h"
+
+namespace pdserve::prefill {
+namespace {
+
+using ::testing::ElementsAre;
+
+ModelConfig Tiny() { return *PresetConfig("tiny"); }
+
+class PrefillStreamTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    prefill_cache_ = *KvCache::CreateInHostMemory(Tiny(), 64, KvLayout::kLayerMajor);
+    decode_cache_ = *KvCache::CreateInHostMemory(Tiny(), 64, KvLayout::kLayerMajor);
+    ASSERT_TRUE(prefill_transport_.RegisterPool(*prefill_cache_).ok());
+    ASSERT_TRUE(decode_transport_.RegisterPool(*decode_cache_).ok());
+    PrefillEngineOptions options;
+    options.roofline.emplace(Tiny(), *GpuSpecByName("h100"));
+    options.stream_chunk_tokens = 32;  // 2 blocks per chunk
+    options.transfer_timeout = absl::Milliseconds(50);
+    engine_ = std::make_unique<PrefillEngine>(*prefill_cache_, prefill_transport_, options);
+    ASSERT_TRUE(engine_->AddPeer("decode-0", *decode_transport_.ExportDescriptor()).ok());
+  }
+
+  std::unique_ptr<KvCache> prefill_cache_, decode_cache_;
+  FakeTransport prefill_transport_, decode_transport_;
+  std::unique_ptr<PrefillEngine> engine_;
+};
+
+TEST_F(PrefillStreamTest, ChunksDeliverEveryBlockOnceAndOnlyTheLastNotifies) {
+  decode::DecodeEngine decoder(*decode_cache_, {});
+  const std::vector<int32_t> prompt = model::SyntheticPrompt(5, 100, Tiny().vocab_size);
+  uint64_t epoch = 0;
+  auto blocks = decoder.Allocate("r1", 100, 20, &epoch);  // 7 prompt blocks
+  ASSERT_TRUE(blocks.ok());
+  std::vector<PrefillItemOutcome> out =
+      engine_->Run({{.request_id = "r1", .prompt = prompt, .decode_worker = "decode-0",
+                     .decode_blocks = *blocks, .decode_epoch = epoch}});
+  ASSERT_TRUE(out[0].status.ok()) << out[0].status;
+  const std::string note = "r1@" + std::to_string(epoch);
+  EXPECT_THAT(prefill_transport_.sent_notifications, ElementsAre("", "", "", note));
+  EXPECT_EQ(out[0].transfer_batches, 4u);
+  EXPECT_EQ(out[0].transfer_ops, 7u);
+  EXPECT_EQ(out[0].kv_bytes, 7u * decode_cache_->geometry().block_bytes());
+  EXPECT_GT(out[0].modelled_us, 0);
+  // Streamed: the first chunk left before the modelled prefill ended.
+  EXPECT_LE(out[0].transfer_start_us, out[0].prefill_end_us);
+  EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
+  auto stream = decoder.Start("r1", prompt, 20, 5);
+  ASSERT_TRUE(stream.ok());
+  std::vector<int32_t> tokens;
+  while (true) {
+    auto chunk = (*stream)->Next(absl::Seconds(30));
+    tokens.insert(tokens.end(), chunk.tokens.begin(), chunk.tokens.end());
+    if (chunk.finished) break;
+  }
+  EXPECT_EQ(tokens, model::ReferenceGenerate(prompt, 20, Tiny(), 5));
+}
+
+TEST_F(PrefillStreamTest, AnEarlierChunkInFlightHoldsBackTheNotification) {
+  prefill_transport_.stall_transfers = true;  // no batch ever completes
+  const std::vector<int32_t> prompt = model::SyntheticPrompt(5, 100, Tiny().vocab_size);
+  std::vector<BlockId> blocks = {10, 11, 12, 13, 14, 15, 16};
+  std::vector<PrefillItemOutcome> out =
+      engine_->Run({{.request_id = "r1", .prompt = prompt, .decode_worker = "decode-0",
+                     .decode_blocks = blocks, .decode_epoch = 3}});
+  EXPECT_EQ(out[0].status.code(), absl::StatusCode::kDeadlineExceeded) << out[0].status;
+  EXPECT_TRUE(out[0].transfer_in_flight);
+  // The first three chunks went; the last, which notifies, never did.
+  EXPECT_THAT(prefill_transport_.sent_notifications, ElementsAre("", "", ""));
+  // Bytes may still land: the fence says so, and the own blocks stay taken.
+  EXPECT_THAT(engine_->Cancel({{"r1", 3}}, absl::ZeroDuration()),
+              ElementsAre(CancelOutcome::kInFlight));
+  EXPECT_FALSE(prefill_cache_->allocator().CheckAllFree().ok());
+  prefill_transport_.stall_transfers = false;  // they end: the next reap frees the blocks
+  engine_->ReapEndedTransfers();
+  EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
+  EXPECT_THAT(engine_->Cancel({{"r1", 3}}, absl::ZeroDuration()),
+              ElementsAre(CancelOutcome::kFailed));
+}
+
+}  // namespace
+}  // namespace pdserve::prefill
