@@ -110,6 +110,7 @@ grpc::Status DecodeService::Decode(grpc::ServerContext* ctx, const v1::DecodeReq
   if (grpc::Status auth = options_.auth->Check(*ctx, "DecodeWorker.Decode"); !auth.ok()) {
     return auth;
   }
+  const int64_t admitted_us = WallMicros();
   auto log = ComponentLogger("decode");
   const std::string& id = request->request_id();
   if (request->prompt_tokens().empty() || request->max_tokens() <= 0) {
@@ -150,6 +151,7 @@ grpc::Status DecodeService::Decode(grpc::ServerContext* ctx, const v1::DecodeReq
     (void)engine_.Release(id, failed, this_lease);  // quarantined: the KV may still come
     return ToGrpc(failed);
   }
+  const int64_t landed_us = WallMicros();
   if (absl::Status accepted = engine_.KvLanded(id, lease->epoch); !accepted.ok()) {
     return ToGrpc(accepted);  // released meanwhile
   }
@@ -189,6 +191,8 @@ grpc::Status DecodeService::Decode(grpc::ServerContext* ctx, const v1::DecodeReq
       timeline->set_decode_join_us(chunk.accounting.join_us);
       timeline->set_modelled_first_step_us(chunk.accounting.modelled_first_step_us);
       timeline->set_decode_verify_cpu_us(chunk.accounting.verify_us);
+      timeline->set_decode_admitted_us(admitted_us);
+      timeline->set_kv_landed_us(landed_us);
       served_++;
     }
     if (!writer->Write(response)) {

@@ -133,6 +133,8 @@ void RouterService::DecodeStream::OnReadDone(bool ok) {
     t.set_decode_join_us(in_.timeline().decode_join_us());
     t.set_modelled_first_step_us(in_.timeline().modelled_first_step_us());
     t.set_decode_verify_cpu_us(in_.timeline().decode_verify_cpu_us());
+    t.set_decode_admitted_us(in_.timeline().decode_admitted_us());
+    t.set_kv_landed_us(in_.timeline().kv_landed_us());
     out_.times = TimesOf(t);
   }
   if (request_->cancelled || !request_->sink->OnEvent(out_)) {

@@ -178,6 +178,7 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
     const Placement* placement;
     bool allocated = false;
     uint64_t epoch = 0;
+    int64_t allocated_us = 0;
   };
   std::vector<Item> items;
   std::map<std::string, absl::Status> failures;  // request id -> why
@@ -228,6 +229,7 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
       continue;
     }
     item.allocated = true;
+    item.allocated_us = WallMicros();
     item.epoch = blocks.epoch();
     v1::PrefillItem* p = batch.add_items();
     p->set_request_id(id);
@@ -310,6 +312,7 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
     const v1::PrefillItemResult& r = results.at(id);
     absl::MutexLock lock(&mu_);
     v1::RequestTimeline& t = item.request->timeline;
+    t.set_allocated_us(item.allocated_us);
     t.set_prefill_start_us(r.prefill_start_us());
     t.set_prefill_end_us(r.prefill_end_us());
     t.set_transfer_start_us(r.transfer_start_us());
