@@ -61,6 +61,10 @@ const std::vector<Stage>& Stages() {
        &Timeline::transfer_end_us, &Timeline::decode_join_us},
       {"first step", "decode_join -> first_token",
        &Timeline::decode_join_us, &Timeline::first_token_us},
+      {"relay", "first_token -> relayed to the client (router)",
+       &Timeline::first_token_us, &Timeline::first_token_relayed_us},
+      {"TTFT relayed", "arrival -> first token relayed (router)",
+       &Timeline::arrival_us, &Timeline::first_token_relayed_us},
   };
   return stages;
 }

@@ -23,7 +23,8 @@ RequestTimes TimesOf(const v1::RequestTimeline& t) {
                       .decode_verify_cpu_us = t.decode_verify_cpu_us(),
                       .allocated_us = t.allocated_us(),
                       .decode_admitted_us = t.decode_admitted_us(),
-                      .kv_landed_us = t.kv_landed_us()};
+                      .kv_landed_us = t.kv_landed_us(),
+                      .first_token_relayed_us = t.first_token_relayed_us()};
 }
 
 v1::RequestTimeline TimelineOf(const RequestTimes& times) {
@@ -49,6 +50,7 @@ v1::RequestTimeline TimelineOf(const RequestTimes& times) {
   t.set_allocated_us(times.allocated_us);
   t.set_decode_admitted_us(times.decode_admitted_us);
   t.set_kv_landed_us(times.kv_landed_us);
+  t.set_first_token_relayed_us(times.first_token_relayed_us);
   return t;
 }
 
