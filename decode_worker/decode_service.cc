@@ -110,6 +110,7 @@ grpc::Status DecodeService::Decode(grpc::ServerContext* ctx, const v1::DecodeReq
   if (grpc::Status auth = options_.auth->Check(*ctx, "DecodeWorker.Decode"); !auth.ok()) {
     return auth;
   }
+  const int64_t admitted_us = WallMicros();
   auto log = ComponentLogger("decode");
   const std::string& id = request->request_id();
   if (request->prompt_tokens().empty() || request->max_tokens() <= 0) {
@@ -138,9 +139,20 @@ grpc::Status DecodeService::Decode(grpc::ServerContext* ctx, const v1::DecodeReq
           : options_.transfer_timeout;
   // The prefill worker's notification says every byte of the prompt's KV has landed; only the
   // notification naming this reservation's epoch counts.
-  if (absl::Status landed = transport_.WaitForNotification(
-          transfer::KvNotification(id, lease->epoch), transfer_timeout);
-      !landed.ok()) {
+  absl::Status landed = WaitForKv(*ctx, transfer::KvNotification(id, lease->epoch),
+                                  transfer_timeout);
+  if (landed.code() == absl::StatusCode::kCancelled) {
+    // The router gave up on the call (a prefill that failed while this call, opened before it,
+    // waited; the client left). Quarantined, as on a timeout: the router's own Release, before
+    // or after this one, says whether the writer is fenced.
+    const absl::Status cancelled =
+        absl::CancelledError(absl::StrCat("request ", id, " cancelled while waiting for its KV"));
+    (void)engine_.Release(id, cancelled, this_lease);
+    log->info("request {}: cancelled by the router while waiting for its KV (epoch {})", id,
+              lease->epoch);
+    return ToGrpc(cancelled);
+  }
+  if (!landed.ok()) {
     absl::Status failed = absl::Status(
         landed.code() == absl::StatusCode::kDeadlineExceeded ? absl::StatusCode::kDeadlineExceeded
                                                              : absl::StatusCode::kUnavailable,
@@ -150,6 +162,7 @@ grpc::Status DecodeService::Decode(grpc::ServerContext* ctx, const v1::DecodeReq
     (void)engine_.Release(id, failed, this_lease);  // quarantined: the KV may still come
     return ToGrpc(failed);
   }
+  const int64_t landed_us = WallMicros();
   if (absl::Status accepted = engine_.KvLanded(id, lease->epoch); !accepted.ok()) {
     return ToGrpc(accepted);  // released meanwhile
   }
@@ -189,6 +202,8 @@ grpc::Status DecodeService::Decode(grpc::ServerContext* ctx, const v1::DecodeReq
       timeline->set_decode_join_us(chunk.accounting.join_us);
       timeline->set_modelled_first_step_us(chunk.accounting.modelled_first_step_us);
       timeline->set_decode_verify_cpu_us(chunk.accounting.verify_us);
+      timeline->set_decode_admitted_us(admitted_us);
+      timeline->set_kv_landed_us(landed_us);
       served_++;
     }
     if (!writer->Write(response)) {
@@ -202,6 +217,24 @@ grpc::Status DecodeService::Decode(grpc::ServerContext* ctx, const v1::DecodeReq
       if (chunk.finished) options_.metrics->OnRequestServed();
     }
     if (chunk.finished) return grpc::Status::OK;
+  }
+}
+
+absl::Status DecodeService::WaitForKv(grpc::ServerContext& ctx, const std::string& notification,
+                                      absl::Duration timeout) {
+  // The wait returns the moment the notification is there; the slices only bound how late a
+  // cancelled call is seen (the transport's wait does not know the call).
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    const absl::Duration left = deadline - absl::Now();
+    absl::Status landed = transport_.WaitForNotification(
+        notification, std::max(absl::ZeroDuration(), std::min(left, options_.cancel_poll)));
+    if (landed.code() != absl::StatusCode::kDeadlineExceeded) return landed;
+    if (ctx.IsCancelled()) return absl::CancelledError("the call was cancelled");
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("no notification within ", absl::FormatDuration(timeout)));
+    }
   }
 }
 

@@ -68,6 +68,10 @@ class DecodeService final : public v1::DecodeWorker::Service {
   // consumed here so that it does not stay in the transport's inbox.
   void ExpectLateNotification(const std::string& id, uint64_t epoch);
   bool ConsumeNotification(const std::string& id, uint64_t epoch);
+  // The KV notification `notification`, at most `timeout`; Cancelled as soon as the call is
+  // (a Decode the router opened before the prefill ran waits for the whole prefill).
+  absl::Status WaitForKv(grpc::ServerContext& ctx, const std::string& notification,
+                         absl::Duration timeout);
 
   DecodeEngine& engine_;
   transfer::KvTransport& transport_;

@@ -18,11 +18,26 @@ using service::SetDeadline;
 class RouterService::DecodeStream final : public grpc::ClientReadReactor<v1::GenerateResponse> {
  public:
   DecodeStream(RouterService* router, std::shared_ptr<Request> request,
-               std::shared_ptr<Worker> worker)
-      : router_(router), request_(std::move(request)), worker_(std::move(worker)) {}
+               std::shared_ptr<Worker> worker, bool early)
+      : router_(router), request_(std::move(request)), worker_(std::move(worker)), early_(early) {}
 
-  // Starts the call; the stream deletes itself at its end (End).
-  void Open();
+  // Starts the call; false when the worker left or the router stops (nothing started: the
+  // caller deletes the stream). The stream deletes itself at its end (End). An early stream
+  // holds its call: it reads nothing and does not end before Settle.
+  bool Open();
+  // Early streams, from the executor: the call alone is cancelled (Cancel), then the prefill's
+  // outcome lets the stream read (OK) or end (failed), and lifts the hold.
+  void Cancel() { ctx_.TryCancel(); }
+  int prompt_tokens() const { return static_cast<int>(request_->prompt.size()); }
+  void Settle(bool prefill_ok) {
+    prefill_failed_ = !prefill_ok;
+    if (prefill_ok) {
+      StartRead(&in_);
+    } else {
+      ctx_.TryCancel();
+    }
+    RemoveHold();
+  }
   void OnReadDone(bool ok) override;
   void OnDone(const grpc::Status& status) override {
     router_->work_->Post([this, status] { End(status); });
@@ -37,6 +52,10 @@ class RouterService::DecodeStream final : public grpc::ClientReadReactor<v1::Gen
   RouterService* const router_;
   const std::shared_ptr<Request> request_;
   const std::shared_ptr<Worker> worker_;  // keeps its stub alive while the call runs
+  const bool early_;
+  // Set by Settle before the hold is lifted, read by End after OnDone: OnDone cannot come
+  // before RemoveHold, and gRPC orders the two.
+  bool prefill_failed_ = false;
   grpc::ClientContext ctx_;
   v1::DecodeRequest decode_;
   v1::GenerateResponse in_;
@@ -59,48 +78,82 @@ void RouterService::OpenDecodeStream(const std::shared_ptr<Request>& request) {
       worker = it->second;
     }
   }
-  if (worker == nullptr) {
+  auto left = [this, &request] {
     FinishRequest(request, false);
-    return Complete(request, absl::UnavailableError(absl::StrCat(
-                                 "request ", request->id, ": decode worker ",
-                                 request->decode_worker, " left the cluster")));
+    Complete(request, absl::UnavailableError(absl::StrCat("request ", request->id,
+                                                          ": decode worker ",
+                                                          request->decode_worker,
+                                                          " left the cluster")));
+  };
+  if (worker == nullptr) return left();
+  auto* stream = new DecodeStream(this, request, std::move(worker), /*early=*/false);
+  if (!stream->Open()) {
+    delete stream;
+    left();
   }
-  (new DecodeStream(this, request, std::move(worker)))->Open();
 }
 
-void RouterService::DecodeStream::Open() {
+RouterService::DecodeStream* RouterService::OpenEarlyStream(
+    const std::shared_ptr<Request>& request) {
+  std::shared_ptr<Worker> worker;
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = workers_.find(request->decode_worker);
+        it != workers_.end() && it->second->decode != nullptr) {
+      worker = it->second;
+    }
+  }
+  if (worker == nullptr) return nullptr;
+  auto* stream = new DecodeStream(this, request, std::move(worker), /*early=*/true);
+  if (!stream->Open()) {
+    delete stream;
+    return nullptr;
+  }
+  return stream;
+}
+
+void RouterService::CancelEarlyStream(DecodeStream* stream) { stream->Cancel(); }
+
+void RouterService::SettleEarlyStream(DecodeStream* stream, bool prefill_ok) {
+  // Counted where Continue counts it for a stream opened afterwards.
+  if (prefill_ok) metrics_->OnPromptDone(stream->prompt_tokens());
+  stream->Settle(prefill_ok);
+}
+
+bool RouterService::DecodeStream::Open() {
   const RouterOptions& o = router_->options_;
-  SetDeadline(ctx_, o.transfer_timeout + o.decode_timeout);
+  // An early stream waits for the prefill too: its waits are longer by the prefill's deadline,
+  // within which the router settles it.
+  const absl::Duration before_kv = early_ ? o.prefill_timeout : absl::ZeroDuration();
+  SetDeadline(ctx_, before_kv + o.transfer_timeout + o.decode_timeout);
   decode_.set_request_id(request_->id);
   decode_.mutable_prompt_tokens()->Assign(request_->prompt.begin(), request_->prompt.end());
   decode_.set_max_tokens(request_->max_tokens);
   decode_.set_seed(request_->seed);
   decode_.set_transfer_timeout_ms(
-      static_cast<int32_t>(absl::ToInt64Milliseconds(o.transfer_timeout)));
+      static_cast<int32_t>(absl::ToInt64Milliseconds(before_kv + o.transfer_timeout)));
   decode_.set_epoch(request_->decode_epoch);
   if (request_->kv_checksum.has_value()) decode_.set_prompt_kv_checksum(*request_->kv_checksum);
   out_.request_id = request_->id;
   // Tracked, so that dropping the worker (or stopping the router) cancels the call; refused
   // when the worker left or the router stops.
-  if (!router_->TrackRpc(worker_->id, &ctx_)) {
-    router_->FinishRequest(request_, false);
-    router_->Complete(request_, absl::UnavailableError(absl::StrCat(
-                                    "request ", request_->id, ": decode worker ", worker_->id,
-                                    " left the cluster")));
-    delete this;
-    return;
-  }
+  if (!router_->TrackRpc(worker_->id, &ctx_)) return false;
   {
     absl::MutexLock lock(&request_->stream_mu);
     request_->stream = &ctx_;
   }
   if (request_->cancelled) ctx_.TryCancel();  // cancelled before the stream was known
   watch_ = router_->watchdog_.Start(request_->id, worker_->id, absl::Now(),
-                                    o.transfer_timeout + o.token_timeout, o.token_timeout,
-                                    [this] { ctx_.TryCancel(); });
+                                    before_kv + o.transfer_timeout + o.token_timeout,
+                                    o.token_timeout, [this] { ctx_.TryCancel(); });
   worker_->decode->async()->Decode(&ctx_, &decode_, this);
-  StartRead(&in_);
+  if (early_) {
+    AddHold();  // Settle lifts it
+  } else {
+    StartRead(&in_);
+  }
   StartCall();
+  return true;
 }
 
 void RouterService::DecodeStream::OnReadDone(bool ok) {
@@ -133,6 +186,9 @@ void RouterService::DecodeStream::OnReadDone(bool ok) {
     t.set_decode_join_us(in_.timeline().decode_join_us());
     t.set_modelled_first_step_us(in_.timeline().modelled_first_step_us());
     t.set_decode_verify_cpu_us(in_.timeline().decode_verify_cpu_us());
+    t.set_decode_admitted_us(in_.timeline().decode_admitted_us());
+    t.set_kv_landed_us(in_.timeline().kv_landed_us());
+    t.set_first_token_relayed_us(first_token_us_);
     out_.times = TimesOf(t);
   }
   if (request_->cancelled || !request_->sink->OnEvent(out_)) {
@@ -151,7 +207,13 @@ void RouterService::DecodeStream::End(const grpc::Status& status) {
   router_->UntrackRpc(worker_->id, &ctx_);
   const bool stalled = watch_->stalled();
   watch_.reset();  // before ctx_ goes: the watchdog's cancel names it
-  router_->Complete(request_, Outcome(status, stalled));
+  if (prefill_failed_) {
+    // The executor released the blocks and failed the request: it ends with the prefill's
+    // error, whatever the cancelled call says.
+    router_->Continue(request_);
+  } else {
+    router_->Complete(request_, Outcome(status, stalled));
+  }
   delete this;
 }
 

@@ -20,7 +20,11 @@ RequestTimes TimesOf(const v1::RequestTimeline& t) {
                       .prefill_mock_cpu_us = t.prefill_mock_cpu_us(),
                       .decode_join_us = t.decode_join_us(),
                       .modelled_first_step_us = t.modelled_first_step_us(),
-                      .decode_verify_cpu_us = t.decode_verify_cpu_us()};
+                      .decode_verify_cpu_us = t.decode_verify_cpu_us(),
+                      .allocated_us = t.allocated_us(),
+                      .decode_admitted_us = t.decode_admitted_us(),
+                      .kv_landed_us = t.kv_landed_us(),
+                      .first_token_relayed_us = t.first_token_relayed_us()};
 }
 
 v1::RequestTimeline TimelineOf(const RequestTimes& times) {
@@ -43,6 +47,10 @@ v1::RequestTimeline TimelineOf(const RequestTimes& times) {
   t.set_decode_join_us(times.decode_join_us);
   t.set_modelled_first_step_us(times.modelled_first_step_us);
   t.set_decode_verify_cpu_us(times.decode_verify_cpu_us);
+  t.set_allocated_us(times.allocated_us);
+  t.set_decode_admitted_us(times.decode_admitted_us);
+  t.set_kv_landed_us(times.kv_landed_us);
+  t.set_first_token_relayed_us(times.first_token_relayed_us);
   return t;
 }
 

@@ -62,6 +62,10 @@ struct RequestTimes {
   int64_t decode_join_us = 0;
   int64_t modelled_first_step_us = 0;
   int64_t decode_verify_cpu_us = 0;
+  int64_t allocated_us = 0;
+  int64_t decode_admitted_us = 0;
+  int64_t kv_landed_us = 0;
+  int64_t first_token_relayed_us = 0;
 };
 
 // One chunk of a request's output. The core reuses one event per request: a sink that keeps

@@ -1,8 +1,10 @@
 #include "router/router_service.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "service/grpc_util.h"
 #include "common/clock.h"
 #include "common/logging.h"
@@ -178,6 +180,9 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
     const Placement* placement;
     bool allocated = false;
     uint64_t epoch = 0;
+    int64_t allocated_us = 0;
+    bool open_early = false;        // no checksum claim expected: open the stream early
+    DecodeStream* early = nullptr;  // its decode stream, opened while the prefill runs
   };
   std::vector<Item> items;
   std::map<std::string, absl::Status> failures;  // request id -> why
@@ -228,7 +233,17 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
       continue;
     }
     item.allocated = true;
+    item.allocated_us = WallMicros();
     item.epoch = blocks.epoch();
+    {
+      absl::MutexLock lock(&mu_);
+      item.request->decode_epoch = item.epoch;
+      if (auto it = workers_.find(plan.prefill_worker); it != workers_.end()) {
+        item.open_early = item.request->sink != nullptr &&
+                          static_cast<int32_t>(item.request->prompt.size()) <=
+                              it->second->longest_unclaimed_prompt;
+      }
+    }
     v1::PrefillItem* p = batch.add_items();
     p->set_request_id(id);
     p->mutable_prompt_tokens()->Assign(item.request->prompt.begin(), item.request->prompt.end());
@@ -254,7 +269,20 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
     v1::PrefillBatchResponse response;
     if (prefill_worker != nullptr && TrackRpc(plan.prefill_worker, &ctx)) {
       prefill_sent = true;
-      prefilled = FromGrpc(prefill_worker->prefill->Prefill(&ctx, batch, &response));
+      absl::Notification answered;
+      grpc::Status answer;
+      prefill_worker->prefill->async()->Prefill(&ctx, &batch, &response,
+                                                [&answered, &answer](grpc::Status s) {
+                                                  answer = std::move(s);
+                                                  answered.Notify();
+                                                });
+      // Early decode streams (router_service.h) open once the Prefill call is on its way, so
+      // that their set-up does not delay it; they wait for the KV while the prefill runs.
+      for (Item& item : items) {
+        if (item.allocated && item.open_early) item.early = OpenEarlyStream(item.request);
+      }
+      answered.WaitForNotification();
+      prefilled = FromGrpc(answer);
       UntrackRpc(plan.prefill_worker, &ctx);
     }
     if (prefilled.ok()) {
@@ -263,6 +291,15 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
       }
       for (v1::PrefillItemResult& r : *response.mutable_results()) {
         results[r.request_id()] = std::move(r);
+      }
+      // What this worker claims (Worker::longest_unclaimed_prompt).
+      absl::MutexLock lock(&mu_);
+      for (const Item& item : items) {
+        auto r = results.find(item.request->id);
+        if (r == results.end() || !r->second.ok() || r->second.has_kv_checksum()) continue;
+        prefill_worker->longest_unclaimed_prompt =
+            std::max(prefill_worker->longest_unclaimed_prompt,
+                     static_cast<int32_t>(item.request->prompt.size()));
       }
     } else {
       if (prefill_sent) RecordOutcome(plan.prefill_worker, prefilled);
@@ -308,8 +345,9 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
     const std::string& id = item.request->id;
     if (refused.contains(id) || failures.contains(id)) continue;
     const v1::PrefillItemResult& r = results.at(id);
-    absl::MutexLock lock(&mu_);
+    absl::ReleasableMutexLock lock(&mu_);
     v1::RequestTimeline& t = item.request->timeline;
+    t.set_allocated_us(item.allocated_us);
     t.set_prefill_start_us(r.prefill_start_us());
     t.set_prefill_end_us(r.prefill_end_us());
     t.set_transfer_start_us(r.transfer_start_us());
@@ -324,9 +362,20 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
       t.set_transfer_backend(w->second->kv_pool.transfer_backend());
     }
     item.request->decode_epoch = item.epoch;
+    // A claim for a stream opened early is dropped: the decode worker reads the KV itself.
     if (r.has_kv_checksum()) item.request->kv_checksum = r.kv_checksum();
     item.request->phase = Phase::kReady;
-    SettledLocked(item.request);
+    if (item.early == nullptr) {
+      SettledLocked(item.request);
+      continue;
+    }
+    lock.Release();
+    SettleEarlyStream(std::exchange(item.early, nullptr), true);
+  }
+  // Failed items' early streams end now, before their blocks are released (below): the decode
+  // worker stops waiting for KV that may never come.
+  for (Item& item : items) {
+    if (item.early != nullptr) CancelEarlyStream(item.early);
   }
   const std::set<std::string> fenced =
       prefill_sent ? FenceOnPrefill(prefill_worker, unsure) : std::set<std::string>();
@@ -352,11 +401,17 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
         }
         ReleaseOnDecode(item.placement->decode_worker, id, release);
       }
-      absl::MutexLock lock(&mu_);
+      absl::ReleasableMutexLock lock(&mu_);
       scheduler_.DecodeDone(id);
       item.request->status = f->second;
       item.request->phase = Phase::kFailed;
-      SettledLocked(item.request);
+      if (item.early == nullptr) {
+        SettledLocked(item.request);
+        continue;
+      }
+      lock.Release();
+      // The stream's end fails the request (DecodeStream::End), as SettledLocked would.
+      SettleEarlyStream(std::exchange(item.early, nullptr), false);
     }
   }
   absl::MutexLock lock(&mu_);

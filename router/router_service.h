@@ -12,6 +12,19 @@
 // thread waits on it), which relays the tokens to the request's sink and, at its end, returns
 // the request's reservation. No thread is held per request.
 //
+// Early decode streams: opening the Decode stream only once Prefill returned put a whole call
+// set-up and the decode worker's wait after the KV had landed into every first token (0.3 ms of
+// the 1 ms the control plane took on the 2-core host, `pdserve bench control-plane`). So the
+// executor opens an item's stream as soon as its blocks are allocated, before the Prefill call:
+// the decode worker waits for the KV notification as it always did, and joins the request the
+// moment the KV lands. The stream reads nothing until the prefill's outcome is known (a hold on
+// the call, SettleEarlyStream): a prefill that fails ends the request with the prefill's error,
+// its blocks released exactly as without a stream (the stream is cancelled first), and tokens
+// reach the client only for a prefill the router accepted. The one thing a stream opened early
+// cannot carry is the prefill worker's checksum claim, which comes with the Prefill answer: so
+// a request that may get one opens its stream afterwards, as before
+// (Worker::longest_unclaimed_prompt).
+//
 // Faults: a worker that misses heartbeats, or whose RPC fails and then does not answer a probe,
 // is dropped: in-flight RPCs to it are cancelled, so exactly the requests it held end with
 // Unavailable (no retry: a request's KV lives on the workers that died); waiting requests are
@@ -123,6 +136,11 @@ class RouterService final : public v1::Router::WithCallbackMethod_Generate<v1::R
     v1::WorkerCapacity capacity;  // from the last heartbeat
     uint64_t served = 0;
     bool draining = false;  // announced in a heartbeat: nothing new is placed on it
+    // Prefill workers: the longest prompt whose result came back without a checksum claim. A
+    // worker claims for prompts from a size on (PrefillItemResult.kv_checksum), so a prompt no
+    // longer than this gets none and its decode stream may open before the prefill's answer.
+    // A wrong guess costs time only: a decode worker without the claim reads the KV itself.
+    int32_t longest_unclaimed_prompt = 0;
     // RPCs in flight to this worker, cancelled when it is dropped.
     std::set<grpc::ClientContext*> inflight;
   };
@@ -179,6 +197,16 @@ class RouterService final : public v1::Router::WithCallbackMethod_Generate<v1::R
       ABSL_LOCKS_EXCLUDED(mu_);
   // Opens a ready request's decode stream (decode_stream.cc), which ends the request.
   void OpenDecodeStream(const std::shared_ptr<Request>& request) ABSL_LOCKS_EXCLUDED(mu_);
+  // Early decode streams (above). Opens the stream of an allocated request whose prefill has
+  // not run (request->decode_epoch set); null when it cannot (the worker left, the router
+  // stops): the request then opens it once ready, as without. The stream reads nothing and
+  // cannot end until SettleEarlyStream, which every opened stream must get exactly once:
+  // with OK it relays the tokens and ends the request; with the prefill's failure (the request
+  // already kFailed, its blocks released) it ends the call and then fails the request.
+  // CancelEarlyStream cancels the call only (before releasing a failed item's blocks).
+  DecodeStream* OpenEarlyStream(const std::shared_ptr<Request>& request) ABSL_LOCKS_EXCLUDED(mu_);
+  void CancelEarlyStream(DecodeStream* stream);
+  void SettleEarlyStream(DecodeStream* stream, bool prefill_ok) ABSL_LOCKS_EXCLUDED(mu_);
   // Call::Cancel: a queued request ends at once, a decoding one at its next chunk.
   void CancelRequest(const std::shared_ptr<Request>& request) ABSL_LOCKS_EXCLUDED(mu_);
   // Periodic (sweeper): queued requests past their queue deadline fail.

@@ -1,0 +1,222 @@
+#include "bench/control_plane_bench.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "bench/bootstrap.h"
+#include "cluster/cluster.h"
+#include "common/status_macros.h"
+#include "common/synthetic_model.h"
+#include "loadgen/metrics.h"
+#include "nlohmann/json.hpp"
+#include "pdserve.grpc.pb.h"
+
+namespace pdserve::bench {
+namespace {
+
+using Timeline = v1::RequestTimeline;
+
+// One row of the table: a stage of the first token's path, from a request's timeline. A stage
+// whose end or start the timeline lacks (a field this build does not set) is left out.
+struct Stage {
+  const char* name;
+  const char* what;
+  std::function<int64_t(const Timeline&)> from;
+  std::function<int64_t(const Timeline&)> to;
+};
+
+const std::vector<Stage>& Stages() {
+  static const std::vector<Stage> stages = {
+      {"queue", "arrival -> scheduled (router)",
+       &Timeline::arrival_us, &Timeline::scheduled_us},
+      {"allocate", "scheduled -> decode blocks allocated (router)",
+       &Timeline::scheduled_us, &Timeline::allocated_us},
+      {"prefill call", "allocated -> prefill_start (prefill worker)",
+       &Timeline::allocated_us, &Timeline::prefill_start_us},
+      {"dispatch", "scheduled -> prefill_start (the two above)",
+       &Timeline::scheduled_us, &Timeline::prefill_start_us},
+      {"prefill", "prefill_start -> prefill_end (kernels)",
+       &Timeline::prefill_start_us, &Timeline::prefill_end_us},
+      {"submit", "prefill_end -> transfer_start",
+       &Timeline::prefill_end_us, &Timeline::transfer_start_us},
+      {"transfer", "transfer_start -> transfer_end (KV bytes)",
+       &Timeline::transfer_start_us, &Timeline::transfer_end_us},
+      {"admitted-landed", "decode_admitted - transfer_end (< 0: stream waited)",
+       &Timeline::transfer_end_us, &Timeline::decode_admitted_us},
+      {"notify", "transfer_end -> kv_landed (decode worker)",
+       &Timeline::transfer_end_us, &Timeline::kv_landed_us},
+      {"start", "kv_landed -> decode_join",
+       &Timeline::kv_landed_us, &Timeline::decode_join_us},
+      {"join", "transfer_end -> decode_join",
+       &Timeline::transfer_end_us, &Timeline::decode_join_us},
+      {"first step", "decode_join -> first_token",
+       &Timeline::decode_join_us, &Timeline::first_token_us},
+      {"relay", "first_token -> relayed to the client (router)",
+       &Timeline::first_token_us, &Timeline::first_token_relayed_us},
+      {"TTFT relayed", "arrival -> first token relayed (router)",
+       &Timeline::arrival_us, &Timeline::first_token_relayed_us},
+  };
+  return stages;
+}
+
+int64_t TtftUs(const Timeline& t) { return t.first_token_us() - t.arrival_us(); }
+
+// TTFT less the two stages that are the model's and the transport's, not the control plane's.
+int64_t GapUs(const Timeline& t) {
+  return TtftUs(t) - (t.prefill_end_us() - t.prefill_start_us()) -
+         (t.transfer_end_us() - t.transfer_start_us());
+}
+
+double Quantile(std::vector<double> values, double p) {
+  std::sort(values.begin(), values.end());
+  return loadgen::Percentile(values, p);
+}
+
+struct Sent {
+  grpc::Status status;
+  std::vector<int32_t> tokens;
+  Timeline timeline;
+};
+
+Sent Send(v1::Router::Stub& stub, const std::string& id, int input_len, int output_len,
+          uint64_t seed) {
+  v1::GenerateRequest request;
+  request.set_request_id(id);
+  request.set_prompt_len(input_len);
+  request.set_max_tokens(output_len);
+  request.set_seed(seed);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+  Sent out;
+  auto reader = stub.Generate(&ctx, request);
+  v1::GenerateResponse chunk;
+  while (reader->Read(&chunk)) {
+    out.tokens.insert(out.tokens.end(), chunk.tokens().begin(), chunk.tokens().end());
+    if (chunk.finished()) out.timeline = chunk.timeline();
+  }
+  out.status = reader->Finish();
+  return out;
+}
+
+std::string LoadAverage() {
+  std::string line = "?";
+  std::getline(std::ifstream("/proc/loadavg"), line);
+  return line;
+}
+
+}  // namespace
+
+absl::Status RunControlPlaneBench(const ControlPlaneBenchOptions& o) {
+  if (o.requests < 2 || o.warmup < 0 || o.input_len < 1 || o.output_len < 1) {
+    return absl::InvalidArgumentError(
+        "control-plane: --requests >= 2, --warmup >= 0, --input-len and --output-len >= 1");
+  }
+  cluster::ClusterOptions c;
+  c.binary = o.binary;
+  c.preset = o.preset;
+  c.transfer = o.transfer;
+  c.compute = o.compute;
+  c.num_prefill = o.num_prefill;
+  c.num_decode = o.num_decode;
+  c.prefill_blocks = 256;
+  c.decode_blocks = 256;
+  c.threads = 1;
+  c.http_port = -1;
+  c.env = {{"UCX_TLS", "tcp,posix,cma"}};
+  ASSIGN_OR_RETURN(std::unique_ptr<cluster::Cluster> cluster, cluster::Cluster::Start(c));
+  const ModelConfig& model = cluster->model();
+  auto stub = v1::Router::NewStub(
+      grpc::CreateChannel(cluster->endpoint(), grpc::InsecureChannelCredentials()));
+
+  std::printf("pdserve bench control-plane\n");
+  std::printf("  cluster:      %d prefill + %d decode, --transfer %s, --preset %s, --compute %s\n",
+              o.num_prefill, o.num_decode, o.transfer.c_str(), o.preset.c_str(),
+              o.compute.c_str());
+  std::printf("  requests:     %d measured after %d warm-up, one at a time, %.0f ms apart\n",
+              o.requests, o.warmup, o.gap_ms);
+  std::printf("  request:      %d prompt tokens, %d output tokens, tokens checked\n", o.input_len,
+              o.output_len);
+  std::printf("  host:         %u cores, load average %s\n", std::thread::hardware_concurrency(),
+              LoadAverage().c_str());
+
+  std::vector<Timeline> timelines;
+  int failed = 0, wrong = 0;
+  for (int i = 0; i < o.warmup + o.requests; ++i) {
+    const uint64_t seed = o.seed * 1000003 + static_cast<uint64_t>(i);
+    Sent sent = Send(*stub, absl::StrCat("cp-", i), o.input_len, o.output_len, seed);
+    const std::vector<int32_t> expected = model::ReferenceGenerate(
+        model::SyntheticPrompt(seed, o.input_len, model.vocab_size), o.output_len, model, seed);
+    if (!sent.status.ok()) {
+      failed++;
+      std::fprintf(stderr, "request cp-%d failed: %s\n", i, sent.status.error_message().c_str());
+    } else if (sent.tokens != expected) {
+      wrong++;
+    } else if (i >= o.warmup) {
+      timelines.push_back(sent.timeline);
+    }
+    absl::SleepFor(absl::Milliseconds(o.gap_ms));
+  }
+  cluster->Stop();
+  if (failed > 0 || wrong > 0) {
+    return absl::InternalError(absl::StrCat("control-plane: ", failed, " requests failed, ", wrong,
+                                            " returned wrong tokens (logs: ", cluster->log_dir(),
+                                            ")"));
+  }
+
+  nlohmann::json out = {{"requests", timelines.size()},
+                        {"input_len", o.input_len},
+                        {"output_len", o.output_len},
+                        {"transfer", o.transfer},
+                        {"preset", o.preset},
+                        {"stages", nlohmann::json::array()}};
+  std::printf("\n%-16s %-52s %9s %9s %9s\n", "stage", "", "p50 us", "p90 us", "mean us");
+  auto row = [&out](const char* name, const char* what, const std::vector<double>& v) {
+    if (v.empty()) {
+      std::printf("%-16s %-52s %9s %9s %9s\n", name, what, "-", "-", "-");
+      return;
+    }
+    double mean = 0;
+    for (double x : v) mean += x / static_cast<double>(v.size());
+    const double p50 = Quantile(v, 50), p90 = Quantile(v, 90);
+    std::printf("%-16s %-52s %9.0f %9.0f %9.0f\n", name, what, p50, p90, mean);
+    out["stages"].push_back({{"stage", name}, {"p50_us", p50}, {"p90_us", p90}, {"mean_us", mean}});
+  };
+  for (const Stage& s : Stages()) {
+    std::vector<double> v;
+    for (const Timeline& t : timelines) {
+      if (s.from(t) == 0 || s.to(t) == 0) continue;
+      v.push_back(static_cast<double>(s.to(t) - s.from(t)));
+    }
+    row(s.name, s.what, v);
+  }
+  std::vector<double> ttft, gap;
+  for (const Timeline& t : timelines) {
+    ttft.push_back(static_cast<double>(TtftUs(t)));
+    gap.push_back(static_cast<double>(GapUs(t)));
+  }
+  row("TTFT", "arrival -> first_token", ttft);
+  row("gap", "TTFT - prefill - transfer (the control plane)", gap);
+  const Difference ci = BootstrapQuantile(gap, 0.5);
+  std::printf("\ngap median: %.0f us, 95%% bootstrap interval [%.0f, %.0f] us (%zu requests)\n",
+              ci.estimate, ci.lo, ci.hi, gap.size());
+  out["gap_median_us"] = {{"estimate", ci.estimate}, {"lo", ci.lo}, {"hi", ci.hi}};
+  if (!o.json_path.empty()) {
+    std::ofstream file(o.json_path);
+    file << out.dump(2) << "\n";
+    if (!file) return absl::UnavailableError(absl::StrCat("writing ", o.json_path));
+    std::printf("figures written to %s\n", o.json_path.c_str());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace pdserve::bench

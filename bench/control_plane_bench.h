@@ -1,0 +1,41 @@
+#pragma once
+
+// `pdserve bench control-plane`: what the router and the workers' RPC plumbing add to a
+// request's time to first token when nothing else runs (issue 15).
+//
+// Starts a small cluster (cluster/cluster.h; 1 prefill + 1 decode worker by default), sends
+// `requests` requests one at a time (each after the previous one ended, `gap_ms` apart), checks
+// every token against the synthetic model and prints, from the timelines the router returns,
+// p50 / p90 of each stage of the first token's path, and the control plane's share:
+//
+//   gap = TTFT (first_token - arrival) - prefill (kernels) - transfer (KV bytes)
+//
+// with a bootstrap interval on its median. The timestamps come from three processes (router,
+// prefill worker, decode worker) on one host: one wall clock, no skew between them.
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace pdserve::bench {
+
+struct ControlPlaneBenchOptions {
+  std::string binary;  // pdserve executable for the cluster; empty: this process's own
+  std::string preset = "tiny";
+  std::string transfer = "local";
+  std::string compute = "real";
+  int num_prefill = 1;
+  int num_decode = 1;
+  int requests = 300;  // measured, after the warm-up
+  int warmup = 20;     // sent first and not counted (connections, first-touch of the pools)
+  int input_len = 128;
+  int output_len = 4;
+  double gap_ms = 20;  // idle time between one request's end and the next one's start
+  uint64_t seed = 1;
+  std::string json_path;  // also write the figures as JSON here
+};
+
+absl::Status RunControlPlaneBench(const ControlPlaneBenchOptions& options);
+
+}  // namespace pdserve::bench
