@@ -18,8 +18,11 @@ std::string Number(const char* format, double v) {
 
 std::string Percent(double share) { return Number("%.0f%%", share * 100); }
 
-// The p50 TTFT of a cell from its own samples (the ratio's numerator or denominator).
-double TtftP50(const CellAnalysis& c) { return c.ttft_p50_ci.Valid() ? c.ttft_p50_ci.estimate : NAN; }
+// The p50 TTFT of a cell from its own samples (the ratio's numerator or denominator); a failed
+// cell has none.
+double TtftP50(const CellAnalysis& c) {
+  return c.run->error.empty() && c.ttft_p50_ci.Valid() ? c.ttft_p50_ci.estimate : NAN;
+}
 
 std::string Verdict(const ColocatedComparison& c) {
   if (c.comparable()) return c.ttft_p50.Valid() ? "ok" : "too few requests";
