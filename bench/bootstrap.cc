@@ -48,7 +48,62 @@ double ResampledMedian(std::span<const double> v, std::mt19937_64& rng,
   return Quantile(scratch, 0.5);
 }
 
+double ResampledQuantile(std::span<const double> v, double q, std::mt19937_64& rng,
+                         std::vector<double>& scratch) {
+  scratch.resize(v.size());
+  for (double& x : scratch) x = v[Draw(rng, v.size())];
+  std::sort(scratch.begin(), scratch.end());
+  return Quantile(scratch, q);
+}
+
+// The ratio of `statistic` over both samples, and its percentile bootstrap interval.
+template <typename Statistic, typename Resampled>
+Ratio BootstrapRatio(std::span<const double> baseline, std::span<const double> other,
+                     const BootstrapOptions& options, Statistic statistic, Resampled resampled) {
+  if (baseline.size() < 2 || other.size() < 2 || options.resamples < 1) return {NAN, NAN, NAN};
+  const double denominator = statistic(baseline);
+  if (!(denominator > 0)) return {NAN, NAN, NAN};
+  std::mt19937_64 rng(options.seed);
+  std::vector<double> ratios(static_cast<size_t>(options.resamples));
+  for (double& r : ratios) {
+    const double o = resampled(other, rng);
+    const double b = resampled(baseline, rng);
+    // A resample of a sample with a zero in it can have a zero statistic: an infinite ratio
+    // sorts to the top, where only an interval that already says "unbounded" reaches it.
+    r = b > 0 ? o / b : INFINITY;
+  }
+  std::sort(ratios.begin(), ratios.end());
+  const double tail = (1 - options.level) / 2;
+  return {statistic(other) / denominator, Quantile(ratios, tail), Quantile(ratios, 1 - tail)};
+}
+
 }  // namespace
+
+bool Ratio::Valid() const { return !std::isnan(estimate) && !std::isnan(lo) && !std::isnan(hi); }
+
+Ratio BootstrapMeanRatio(std::span<const double> baseline, std::span<const double> other,
+                         const BootstrapOptions& options) {
+  return BootstrapRatio(baseline, other, options, Mean,
+                        [](std::span<const double> v, std::mt19937_64& rng) {
+                          return ResampledMean(v, rng);
+                        });
+}
+
+Ratio BootstrapQuantileRatio(std::span<const double> baseline, std::span<const double> other,
+                             double q, const BootstrapOptions& options) {
+  if (!(q >= 0 && q <= 1)) return {NAN, NAN, NAN};
+  std::vector<double> scratch;
+  return BootstrapRatio(
+      baseline, other, options,
+      [q](std::span<const double> v) {
+        std::vector<double> sorted(v.begin(), v.end());
+        std::sort(sorted.begin(), sorted.end());
+        return Quantile(sorted, q);
+      },
+      [q, &scratch](std::span<const double> v, std::mt19937_64& rng) {
+        return ResampledQuantile(v, q, rng, scratch);
+      });
+}
 
 bool Difference::Valid() const {
   return !std::isnan(estimate) && !std::isnan(lo) && !std::isnan(hi);

@@ -47,4 +47,23 @@ Difference BootstrapMedianDifference(std::span<const double> baseline,
                                      std::span<const double> other,
                                      const BootstrapOptions& options = {});
 
+// statistic(other) / statistic(baseline) and its interval: for "how many times slower", where
+// a difference in ms would mean different things at 20 ms and at 2 s. Each resample draws both
+// samples independently from themselves, as the differences do. All NaN (Valid() false) when
+// either sample has fewer than 2 values or the baseline's statistic is not > 0 (no ratio to
+// take).
+struct Ratio {
+  double estimate = 0;
+  double lo = 0;
+  double hi = 0;
+  bool Valid() const;
+  // The interval contains 1: no difference within noise.
+  bool SpansOne() const { return lo <= 1 && hi >= 1; }
+};
+Ratio BootstrapMeanRatio(std::span<const double> baseline, std::span<const double> other,
+                         const BootstrapOptions& options = {});
+// The q-quantile's ratio (q = 0.5: the medians'), quantiles interpolated as BootstrapQuantile.
+Ratio BootstrapQuantileRatio(std::span<const double> baseline, std::span<const double> other,
+                             double q, const BootstrapOptions& options = {});
+
 }  // namespace pdserve::bench

@@ -30,6 +30,15 @@ CapacityOptions DefaultCapacityOptions() {
   return o;
 }
 
+loadgen::SloSpec SweepSlos(const std::vector<std::string>& slo) {
+  if (!slo.empty()) {
+    if (absl::StatusOr<loadgen::SloSpec> parsed = loadgen::ParseSloSpec(slo); parsed.ok()) {
+      return *parsed;
+    }
+  }
+  return DefaultCapacityOptions().slos;
+}
+
 double ServedRate(const nlohmann::json& result) {
   const double window = Number(result, "duration") - Number(result, "mean_e2el_ms") / 1e3;
   return window > 0 ? Number(result, "completed") / window : 0;

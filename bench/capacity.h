@@ -33,6 +33,10 @@ struct CapacityOptions {
 };
 CapacityOptions DefaultCapacityOptions();
 
+// The SLOs of the sweep's goodput and capacity: `--slo` as given, or the default's (TTFT 500 ms,
+// TPOT 50 ms) when none is given or it does not parse (the sweep checked it before starting).
+loadgen::SloSpec SweepSlos(const std::vector<std::string>& slo);
+
 // One probe's outcome, from its loadgen result (vllm field names).
 struct CapacityProbe {
   double rate = 0;           // offered, req/s

@@ -33,7 +33,22 @@ void ReadCpuJiffies(const std::set<int>& cpus, uint64_t* busy, uint64_t* total) 
   }
 }
 
+EngineDelta EngineTotals(const std::string& name, bool decode, const v1::EngineCounters& e) {
+  return {.worker = name,
+          .decode = decode,
+          .steps = e.steps(),
+          .overrun_steps = e.overrun_steps(),
+          .work_us = e.work_us(),
+          .modelled_us = e.modelled_us(),
+          .mock_cpu_us = e.mock_cpu_us(),
+          .overrun_us = e.overrun_us()};
+}
+
 }  // namespace
+
+std::string ColocatedEngineName(const std::string& worker, bool decode) {
+  return worker + (decode ? " decode" : " prefill");
+}
 
 int64_t ProcessCpuTicks(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
@@ -80,15 +95,17 @@ CellUsageProbe::Sample CellUsageProbe::Take(const cluster::Cluster& cluster) {
   if (absl::StatusOr<v1::ClusterStatus> status = cluster.GetStatus(); status.ok()) {
     for (const v1::WorkerStatus& w : status->workers()) {
       if (!w.live()) continue;  // a heartbeat's capacity has no counters
-      const v1::EngineCounters& e = w.engine();
-      s.engines[w.worker_id()] = {.worker = w.worker_id(),
-                                  .decode = w.role() == v1::WORKER_ROLE_DECODE,
-                                  .steps = e.steps(),
-                                  .overrun_steps = e.overrun_steps(),
-                                  .work_us = e.work_us(),
-                                  .modelled_us = e.modelled_us(),
-                                  .mock_cpu_us = e.mock_cpu_us(),
-                                  .overrun_us = e.overrun_us()};
+      if (w.role() == v1::WORKER_ROLE_COLOCATED) {
+        // Two engines in one worker: its prefill batches are judged as a prefill worker's and
+        // its decode steps as a decode worker's, each against its own modelled time.
+        const std::string prefill = ColocatedEngineName(w.worker_id(), false);
+        const std::string decode = ColocatedEngineName(w.worker_id(), true);
+        s.engines[prefill] = EngineTotals(prefill, false, w.prefill_engine());
+        s.engines[decode] = EngineTotals(decode, true, w.engine());
+      } else {
+        s.engines[w.worker_id()] =
+            EngineTotals(w.worker_id(), w.role() == v1::WORKER_ROLE_DECODE, w.engine());
+      }
     }
   }
   const std::vector<int> allowed = AllowedCpus();

@@ -36,6 +36,10 @@ class CellUsageProbe {
   Sample start_;
 };
 
+// A colocated worker's engines in CellUsage::engines: "colocated-0 prefill" (its prefill
+// engine's counters, WorkerStatus.prefill_engine) and "colocated-0 decode" (WorkerStatus.engine).
+std::string ColocatedEngineName(const std::string& worker, bool decode);
+
 // utime + stime of `pid` in clock ticks (sysconf(_SC_CLK_TCK) per second); -1 when unreadable.
 int64_t ProcessCpuTicks(pid_t pid);
 

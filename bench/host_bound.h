@@ -14,13 +14,13 @@
 namespace pdserve::bench {
 
 struct ProcessCpu {
-  std::string name;  // "router", "prefill-0", "decode-0", "loadgen"
+  std::string name;  // "router", "prefill-0", "decode-0", "colocated-0", "loadgen"
   double cpu_s = 0;  // user + system CPU time over the cell
 };
 
 // Differences of a worker's EngineCounters across the cell.
 struct EngineDelta {
-  std::string worker;  // "prefill-0", "decode-0"
+  std::string worker;  // "prefill-0", "decode-0", "colocated-0 prefill", "colocated-0 decode"
   bool decode = false;
   uint64_t steps = 0;  // prefill batches or decode steps
   uint64_t overrun_steps = 0;

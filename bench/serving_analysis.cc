@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "bench/serving_backends.h"
 
 namespace pdserve::bench {
 namespace {
@@ -19,7 +20,7 @@ std::string CellName(const ServingRun& r) {
   return absl::StrCat(WorkloadName(r), " at ", RateName(r.request_rate), " req/s");
 }
 
-double Ratio(double num, double den) { return den > 0 ? num / den : NAN; }
+double Divide(double num, double den) { return den > 0 ? num / den : NAN; }
 
 }  // namespace
 
@@ -37,12 +38,22 @@ RequestSamples SamplesOf(const nlohmann::json& result) {
   const nlohmann::json* errors = result.contains("errors") ? &result["errors"] : nullptr;
   const nlohmann::json* timelines =
       result.contains("server_timelines") ? &result["server_timelines"] : nullptr;
+  const nlohmann::json* latencies = result.contains("latencies") ? &result["latencies"] : nullptr;
+  const nlohmann::json* outputs = result.contains("output_lens") ? &result["output_lens"] : nullptr;
   if (ttfts == nullptr || errors == nullptr || !ttfts->is_array() || !errors->is_array()) return s;
   double bytes = 0, ops = 0;
   for (size_t i = 0; i < ttfts->size() && i < errors->size(); ++i) {
     const nlohmann::json& e = (*errors)[i];
     if (!e.is_string() || !e.get<std::string>().empty() || !(*ttfts)[i].is_number()) continue;
     s.ttft_ms.push_back((*ttfts)[i].get<double>() * 1e3);
+    if (latencies != nullptr && outputs != nullptr && i < latencies->size() &&
+        i < outputs->size() && (*latencies)[i].is_number() && (*outputs)[i].is_number()) {
+      const double tokens = (*outputs)[i].get<double>();
+      if (tokens > 1) {
+        s.tpot_ms.push_back(((*latencies)[i].get<double>() - (*ttfts)[i].get<double>()) * 1e3 /
+                            (tokens - 1));
+      }
+    }
     if (timelines == nullptr || i >= timelines->size() || !(*timelines)[i].is_object()) continue;
     const nlohmann::json& t = (*timelines)[i];
     s.transfer_ms.push_back(t.value("transfer_ms", 0.0));
@@ -106,13 +117,16 @@ std::vector<Comparison> CompareBackends(const std::vector<CellAnalysis>& cells,
                                         const BootstrapOptions& options) {
   std::map<std::tuple<int, int, double>, const CellAnalysis*> base;
   for (const CellAnalysis& c : cells) {
+    if (IsColocated(c.run->backend)) continue;
     if (c.run->backend == baseline && c.run->error.empty()) {
       base[{c.run->input_len, c.run->output_len, c.run->request_rate}] = &c;
     }
   }
   std::vector<Comparison> out;
   for (const CellAnalysis& c : cells) {
-    if (c.run->backend == baseline || !c.run->error.empty()) continue;
+    if (c.run->backend == baseline || !c.run->error.empty() || IsColocated(c.run->backend)) {
+      continue;
+    }
     auto it = base.find({c.run->input_len, c.run->output_len, c.run->request_rate});
     if (it == base.end()) continue;
     Comparison cmp{.baseline = it->second, .other = &c};
@@ -128,13 +142,16 @@ std::string Headline(const std::vector<CellAnalysis>& cells,
                      const std::vector<Comparison>& comparisons, const std::string& baseline) {
   std::vector<std::string> backends;
   for (const CellAnalysis& c : cells) {
-    if (c.run->backend != baseline &&
+    if (c.run->backend != baseline && !IsColocated(c.run->backend) &&
         std::find(backends.begin(), backends.end(), c.run->backend) == backends.end()) {
       backends.push_back(c.run->backend);
     }
   }
   int host_bound = 0, unverified = 0;
+  int transfer_cells = 0;
   for (const CellAnalysis& c : cells) {
+    if (IsColocated(c.run->backend)) continue;  // not in this line either way
+    ++transfer_cells;
     if (!c.run->error.empty()) continue;
     host_bound += c.verdict.host_bound;
     unverified += !c.verdict.host_bound && c.verdict.unverified;
@@ -174,14 +191,14 @@ std::string Headline(const std::vector<CellAnalysis>& cells,
     }
   }
   std::string out = lines.empty() ? absl::StrCat("no comparison: runs of ", baseline,
-                                                 " and of another backend are needed")
+                                                 " and of another transfer backend are needed")
                                   : absl::StrJoin(lines, "; ");
   if (host_bound > 0 || unverified > 0) {
     std::vector<std::string> kept_out;
     if (host_bound > 0) kept_out.push_back(absl::StrCat(host_bound, " host-bound"));
     if (unverified > 0) kept_out.push_back(absl::StrCat(unverified, " unverified"));
     absl::StrAppend(&out, " (kept out of this line: ", absl::StrJoin(kept_out, " and "), " of ",
-                    cells.size(), " cells)");
+                    transfer_cells, " cells)");
   }
   return out;
 }
@@ -228,7 +245,7 @@ std::string TransferBaselineSummary(const std::vector<CellAnalysis>& cells,
   for (const CellAnalysis& c : cells) {
     const RequestTransferBaseline* b = BaselineFor(*c.run, baselines);
     if (!c.usable() || b == nullptr) continue;
-    const double ratio = Ratio(ResultNumber(c.run->result, "mean_kv_transfer_ms"), b->Reference());
+    const double ratio = Divide(ResultNumber(c.run->result, "mean_kv_transfer_ms"), b->Reference());
     if (std::isnan(ratio)) continue;
     ratios.push_back(ratio);
     within += ratio <= target;

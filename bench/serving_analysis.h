@@ -17,6 +17,9 @@ namespace pdserve::bench {
 // Per-request values of a run's successful requests, from its result JSON's detailed arrays.
 struct RequestSamples {
   std::vector<double> ttft_ms;
+  // TPOT = (E2E - TTFT) / (output tokens - 1) of those with 2 or more output tokens (as
+  // loadgen's TPOT distribution).
+  std::vector<double> tpot_ms;
   std::vector<double> transfer_ms;  // those with a server timeline
   double mean_kv_bytes = 0;
   double mean_ops = 0;
@@ -42,7 +45,9 @@ inline constexpr int kP99MinRequests = 100;
 std::vector<CellAnalysis> AnalyseCells(const std::vector<ServingRun>& runs,
                                        const HostBoundRules& rules);
 
-// One cell of a backend against the same cell (workload, rate) of the baseline backend.
+// One cell of a backend against the same cell (workload, rate) of the baseline backend. Colocated
+// runs are no transport: they are neither compared here nor named in the headline (see
+// bench/colocated_analysis.h).
 struct Comparison {
   const CellAnalysis* baseline = nullptr;
   const CellAnalysis* other = nullptr;

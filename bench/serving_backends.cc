@@ -19,8 +19,10 @@ bool UcxTakesDeviceMemory() {
   return yes;
 }
 
+bool IsColocated(const std::string& backend) { return backend == kColocatedBackend; }
+
 std::string BackendLabel(const std::string& backend, const std::string& device) {
-  if (device != "cuda") return backend;
+  if (device != "cuda" || IsColocated(backend)) return backend;
   if (backend == "local") return "cuda-ipc";
   if (backend == "ucx") return UcxTakesDeviceMemory() ? "ucx" : "ucx-staged";
   if (backend.rfind("ucx-", 0) == 0 && backend != "ucx-staged") {
@@ -29,8 +31,24 @@ std::string BackendLabel(const std::string& backend, const std::string& device) 
   return backend;
 }
 
+std::string TransferBaselineLabel(const std::vector<std::string>& backends,
+                                  const std::string& device) {
+  for (const std::string& b : backends) {
+    if (!IsColocated(b)) return BackendLabel(b, device);
+  }
+  return backends.empty() ? std::string() : BackendLabel(backends.front(), device);
+}
+
 absl::Status ConfigureBackend(const std::string& backend, const std::string& device,
                               cluster::ClusterOptions& c) {
+  if (IsColocated(backend)) {
+    // As many workers as the P/D cluster has devices, each on one device of its own. The
+    // workers use their in-process transport whatever --transfer says; the router only checks
+    // split workers against it.
+    c.num_colocated = c.num_prefill + c.num_decode;
+    c.transfer = "local";
+    return absl::OkStatus();
+  }
   if (device == "cuda") {
     const std::string ucx = UcxTakesDeviceMemory() ? "ucx" : "ucx-staged";
     if (backend == "local" || backend == "cuda-ipc") {
@@ -64,7 +82,8 @@ std::string Transports(const cluster::Cluster& c) {
   if (!status.ok()) return "unknown";
   std::vector<std::string> seen;
   for (const v1::WorkerStatus& w : status->workers()) {
-    if (w.role() == v1::WORKER_ROLE_PREFILL && !w.transports().empty() &&
+    const bool sends = w.role() == v1::WORKER_ROLE_PREFILL || w.role() == v1::WORKER_ROLE_COLOCATED;
+    if (sends && !w.transports().empty() &&
         std::find(seen.begin(), seen.end(), w.transports()) == seen.end()) {
       seen.push_back(w.transports());
     }

@@ -102,7 +102,8 @@ absl::Status RunBackend(const ServingBenchOptions& o, const std::string& user_ba
       std::any_of(context.transfer_baselines.begin(), context.transfer_baselines.end(),
                   [&](const RequestTransferBaseline& b) { return b.backend == backend; });
   const int64_t setup_start = MonotonicNanos();
-  if (o.transfer_baseline && o.device == "cpu" && !have_baseline) {
+  // Colocated workers move no KV: there is no transfer to measure.
+  if (o.transfer_baseline && o.device == "cpu" && !have_baseline && !IsColocated(user_backend)) {
     std::vector<int> lens;
     for (const CellPlan& c : cells) {
       if (std::find(lens.begin(), lens.end(), c.input_len) == lens.end())
@@ -191,8 +192,13 @@ absl::Status RunBackend(const ServingBenchOptions& o, const std::string& user_ba
   if (cl.ok()) {
     std::string env;
     for (const auto& [k, v] : c.env) absl::StrAppend(&env, k, "=", v, " ");
-    sweep.transports.push_back(absl::StrCat(backend, ": transfer backend ", c.transfer, ", ",
-                                            env, "transports used: ", Transports(**cl)));
+    sweep.transports.push_back(
+        c.num_colocated > 0
+            ? absl::StrCat(backend, ": ", c.num_colocated,
+                           " colocated workers, no KV transfer (transports used: ",
+                           Transports(**cl), ")")
+            : absl::StrCat(backend, ": transfer backend ", c.transfer, ", ", env,
+                           "transports used: ", Transports(**cl)));
     (*cl)->Stop();
   }
   return absl::OkStatus();
@@ -223,7 +229,7 @@ absl::Status RunServingBench(const ServingBenchOptions& options) {
         "--device cuda: this pdserve was built without CUDA (configure with -DPDSERVE_CUDA=ON)");
 #endif
     o.compute = "cuda";
-    if (o.backends == ServingBenchOptions{}.backends) o.backends = {"local", "ucx"};
+    if (o.backends == ServingBenchOptions{}.backends) o.backends = {"local", "ucx", "colocated"};
     // Device memory is plentiful: room for every request of the quick sweep at once.
     if (o.pool_gib == ServingBenchOptions{}.pool_gib) o.pool_gib = 8;
   }
@@ -277,7 +283,7 @@ absl::Status RunServingBench(const ServingBenchOptions& options) {
       ASSIGN_OR_RETURN(capacities, FindCapacities(o, copts, planned, decode_blocks, dir));
       sweep.setup_s += Seconds(t0);
     }
-    const std::string baseline = BackendLabel(o.backends.front(), o.device);
+    const std::string baseline = TransferBaselineLabel(o.backends, o.device);
     planned = PlanCells(plan, roofline ? &*roofline : nullptr, [&](int in, int out) {
       return RatesWithCapacity(plan.rates, CapacityOf(capacities, baseline, in, out),
                                copts.fractions);
@@ -322,9 +328,19 @@ absl::Status RunServingBench(const ServingBenchOptions& options) {
       "they queue, they do not fail)",
       o.num_prefill, o.num_decode, o.layout, o.pool_gib, decode_gib,
       std::floor(decode_gib * 1024 / request_mib), max_in, max_out, request_mib);
+  if (std::any_of(o.backends.begin(), o.backends.end(), IsColocated)) {
+    // The same devices, used the other way: a colocated worker per P/D worker.
+    absl::StrAppend(
+        &context.cluster,
+        absl::StrFormat("; colocated: %d colocated workers (as many devices as the P/D cluster's "
+                        "%d + %d workers), prefill and decode taking turns on each worker's one "
+                        "device and one %.2f GiB pool, no KV transfer",
+                        o.num_prefill + o.num_decode, o.num_prefill, o.num_decode, decode_gib));
+  }
   context.command = o.command_line;
   context.device = device;
-  context.baseline = BackendLabel(o.backends.front(), o.device);
+  context.baseline = TransferBaselineLabel(o.backends, o.device);
+  context.slo = o.slo;
   context.choices = absl::StrFormat(
       "matrix %s: inputs %s, outputs %s, rates %s req/s (Poisson); prompts per cell = "
       "clamp(round(rate x max(%g s - tail, %g s / 3)), %d, %d), where tail is one request's "
@@ -364,8 +380,13 @@ absl::Status RunServingBench(const ServingBenchOptions& options) {
       context.sweep["slos"] = DescribeSlos(copts.slos);
     }
     context.draw_plots = final;
-    RETURN_IF_ERROR(WriteServingReportInputs(dir, context, sweep.runs));
-    return WriteServingReport(dir, context, sweep.runs, headline);
+    // The report first (it computes the colocated ratios that report-inputs.json keeps), but
+    // report-inputs.json, which --resume needs, is written even when the report is not.
+    nlohmann::json colocated_ratios;
+    const absl::Status report =
+        WriteServingReport(dir, context, sweep.runs, headline, &colocated_ratios);
+    RETURN_IF_ERROR(WriteServingReportInputs(dir, context, sweep.runs, colocated_ratios));
+    return report;
   };
   sweep.progress = &progress;
   sweep.start_ns = run_start;

@@ -11,12 +11,17 @@ namespace pdserve::bench {
 // with the two-process microbenchmark, start a cluster (same preset, workers and pools), sweep
 // the workloads and request rates with the load generator while sampling what each cell cost
 // the host, tear the cluster down; then write a results folder (per-run JSON + CSV,
-// summary.csv, report.md, plots) and print the headline comparison. Every option is checked
+// summary.csv, report.md, plots) and print the headline comparison. The backend `colocated`
+// (no transfer: prefill and decode on the same workers) runs the same cells, and the report sets
+// every P/D backend against it. Every option is checked
 // before anything starts; report.md and report-inputs.json are rewritten after every cell, with
 // an ETA on stdout, so an interrupted sweep leaves a partial report and can be resumed.
 struct ServingBenchOptions {
-  // "local"; "ucx" (UCX picks its transports); "ucx-<tls>" = ucx with UCX_TLS=<tls>.
-  std::vector<std::string> backends = {"local", "ucx-posix", "ucx-tcp"};
+  // "local"; "ucx" (UCX picks its transports); "ucx-<tls>" = ucx with UCX_TLS=<tls>;
+  // "colocated": no transfer, prefill and decode on the same workers (bench/serving_backends.h),
+  // which every P/D backend is compared with in the report. The first backend that is not
+  // colocated is the baseline of the transfer comparisons: colocated comes last.
+  std::vector<std::string> backends = {"local", "ucx-posix", "ucx-tcp", "colocated"};
   // full (= default): the seed matrix, 128/512/2048 x 64/128/512 x 1/4/16 req/s; quick: see
   // bench/serving_plan.h. --quick sets it.
   std::string matrix = "full";

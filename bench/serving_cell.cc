@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "bench/capacity.h"
 #include "bench/cell_usage.h"
 #include "bench/host_bound.h"
 #include "bench/serving_backends.h"
@@ -53,6 +54,8 @@ loadgen::LoadOptions CellLoad(const ServingBenchOptions& o, const cluster::Clust
   load.random.output_len = cell.output_len;
   load.preset = o.preset;
   load.verify = o.verify;
+  // Every run's JSON then has request_goodput under the sweep's SLOs (the report's goodput).
+  load.goodput = SweepSlos(o.slo);
   load.progress = loadgen::ProgressMode::kAuto;
   load.backend = loadgen::ClientApiName(load.api);
   load.label = absl::StrCat(backend, "-in", cell.input_len, "-out", cell.output_len);

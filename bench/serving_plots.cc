@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bench/capacity.h"
+#include "bench/serving_backends.h"
 
 namespace pdserve::bench {
 namespace {
@@ -173,6 +174,8 @@ absl::Status PlotTransferVsPrompt(const std::string& dir, const std::vector<Cell
                                   const std::vector<RequestTransferBaseline>& baselines) {
   std::string plot;
   for (size_t b = 0; b < axes.backends.size(); ++b) {
+    // Colocated moves no KV (and has 0 ms on a log scale): nothing to draw.
+    if (IsColocated(axes.backends[b])) continue;
     double lowest = INFINITY;
     for (const CellAnalysis& c : cells) {
       if (c.run->backend == axes.backends[b] && c.run->error.empty()) {

@@ -1,5 +1,6 @@
 #include "bench/serving_report.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -7,8 +8,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "bench/capacity.h"
 #include "bench/capacity_phase.h"
+#include "bench/colocated_analysis.h"
 #include "bench/serving_analysis.h"
+#include "bench/serving_backends.h"
 #include "bench/serving_plots.h"
 #include "bench/serving_report_tables.h"
 #include "common/status_macros.h"
@@ -28,6 +32,7 @@ constexpr const char* kSummaryFields[] = {"completed",
                                           "p99_itl_ms",
                                           "p99_e2el_ms",
                                           "request_throughput",
+                                          "request_goodput",
                                           "output_throughput",
                                           "mean_kv_transfer_ms",
                                           "p99_kv_transfer_ms",
@@ -95,6 +100,29 @@ constexpr char kDefinitions[] =
     "when the interval spans zero. A TTFT difference is \"explained by the KV transfer\" when the "
     "transfer difference has the same sign, excludes zero and is at least half as large.\n\n";
 
+// What colocated is, how each P/D cell is set against it, then the pairs.
+std::string ColocatedSection(const ServingReportContext& context, const loadgen::SloSpec& slos,
+                             const std::vector<ColocatedComparison>& comparisons) {
+  const bool default_slos = context.slo.empty();
+  return absl::StrCat(
+      "## P/D against colocated\n\n`colocated` is not a transfer backend but the other "
+      "deployment: as many colocated workers as the P/D cluster has prefill + decode workers "
+      "(the same number of devices), each prefilling and decoding on its one device and its "
+      "one KV pool (the decode pool's size), prefill batches and decode steps taking turns; no "
+      "KV moves. Its cells ran the same prompts at the same arrival times (the same seeds) as "
+      "every P/D backend's. Per cell, P/D / colocated: above 1, P/D is slower. Intervals: 95% "
+      "percentile bootstrap of the ratio, 2000 resamples drawing each cell's successful "
+      "requests with replacement, the two cells independently (fixed seed). TPOT per request "
+      "= (E2E - TTFT) / (output tokens - 1). Goodput = requests within every SLO / the run's "
+      "duration (as `vllm bench serve --goodput`), SLOs: ",
+      DescribeSlos(slos),
+      default_slos ? " (the bench's default: no --slo given)" : " (--slo)",
+      ". Cells that failed, are host-bound or unverified are marked and left out of the "
+      "summary line. Also in `colocated_ratios.csv` and report-inputs.json "
+      "(`colocated_ratios`).\n\n",
+      ColocatedTable(comparisons));
+}
+
 }  // namespace
 
 double ResultNumber(const nlohmann::json& result, const std::string& field) {
@@ -104,11 +132,26 @@ double ResultNumber(const nlohmann::json& result, const std::string& field) {
 }
 
 absl::Status WriteServingReport(const std::string& dir, const ServingReportContext& context,
-                                const std::vector<ServingRun>& runs, std::string* headline) {
+                                const std::vector<ServingRun>& runs, std::string* headline,
+                                nlohmann::json* colocated_ratios) {
   const HostBoundRules rules;
   const std::vector<CellAnalysis> cells = AnalyseCells(runs, rules);
   const std::vector<Comparison> comparisons = CompareBackends(cells, context.baseline);
   RETURN_IF_ERROR(WriteSummaryCsv(dir, cells, context.transfer_baselines));
+  const bool have_colocated = std::any_of(runs.begin(), runs.end(), [](const ServingRun& r) {
+    return IsColocated(r.backend);
+  });
+  const loadgen::SloSpec slos = SweepSlos(context.slo);
+  const std::vector<ColocatedComparison> colocated =
+      have_colocated ? CompareWithColocated(cells, slos) : std::vector<ColocatedComparison>{};
+  std::string colocated_summary;
+  if (have_colocated) {
+    colocated_summary = ColocatedSummary(colocated);
+    std::ofstream csv(dir + "/colocated_ratios.csv");
+    csv << ColocatedCsv(colocated, slos);
+    if (!csv) return absl::InternalError(absl::StrCat("cannot write ", dir, "/colocated_ratios.csv"));
+    if (colocated_ratios != nullptr) *colocated_ratios = ColocatedJson(colocated, slos);
+  }
 
   std::string plots_note;
   std::vector<std::pair<std::string, std::string>> drawn;
@@ -123,9 +166,13 @@ absl::Status WriteServingReport(const std::string& dir, const ServingReportConte
     plots_note = "gnuplot is not installed: no plots were drawn (apt-get install gnuplot-nox).\n";
   }
   *headline = Headline(cells, comparisons, context.baseline);
+  const std::string transfer_headline = *headline;
+  if (have_colocated) absl::StrAppend(headline, "\n", colocated_summary);
 
   std::ofstream md(dir + "/report.md");
-  md << "# pdserve serving benchmark: KV transfer backends across workloads and request rates\n\n";
+  md << "# pdserve serving benchmark: KV transfer backends"
+     << (have_colocated ? " and P/D against colocated" : "")
+     << " across workloads and request rates\n\n";
   md << "- date: " << context.date << "\n- preset: " << context.preset
      << "\n- compute: " << context.compute << "\n- cluster: " << context.cluster;
   if (!context.device.empty()) md << "\n- device: " << context.device;
@@ -134,7 +181,12 @@ absl::Status WriteServingReport(const std::string& dir, const ServingReportConte
   if (!context.choices.empty()) md << "- sweep: " << context.choices << "\n";
   if (!context.timing.empty()) md << "- timing: " << context.timing << "\n";
   md << "\n**Headline** (cells that are not host-bound only; baseline " << context.baseline
-     << "): " << *headline << "\n\n";
+     << "): " << transfer_headline << "\n\n";
+  if (have_colocated) {
+    md << "**P/D against colocated** (cells that are not host-bound only; P/D / colocated, 95% "
+          "bootstrap interval): "
+       << colocated_summary << "\n\n";
+  }
   md << "- TTFT model: " << TtftModelSummary(cells, kTtftModelTolerance) << "\n";
   md << "- KV transfer vs the same-run microbenchmark: "
      << (context.transfer_baselines.empty()
@@ -192,6 +244,7 @@ absl::Status WriteServingReport(const std::string& dir, const ServingReportConte
        << TransferTable(cells, context.transfer_baselines);
   }
   md << "\n## Backends against " << context.baseline << "\n\n" << ComparisonTable(comparisons);
+  if (have_colocated) md << "\n" << ColocatedSection(context, slos, colocated);
   md << "\n## Plots\n\n";
   if (!plots_note.empty()) md << plots_note;
   for (const auto& [png, caption] : drawn) md << "![" << caption << "](" << png << ")\n\n";

@@ -37,6 +37,8 @@ struct ServingReportContext {
   std::string device;              // the machine the workers computed on ("" for a CPU run)
   std::string baseline = "local";  // the backend the headline compares the others with
   std::string timing;              // how long the run took against its plan
+  // The sweep's --slo ("ttft:MS", ...; empty: bench/capacity.h's default): goodput's SLOs.
+  std::vector<std::string> slo;
   // Same-run microbenchmark of one request's KV per backend and prompt length; the note says
   // why there is none (e.g. on the GPU).
   std::vector<RequestTransferBaseline> transfer_baselines;
@@ -56,15 +58,22 @@ inline constexpr double kTtftModelTolerance = 0.15;     // |mean TTFT / model - 
 inline constexpr double kTransferBaselineTarget = 1.5;  // serving / microbenchmark transfer time
 
 // Writes summary.csv, report.md and the PNG plots (through gnuplot when installed; without it the
-// report says so) into `dir`. `headline` receives the one-line comparison printed at the end.
+// report says so) into `dir`, and colocated_ratios.csv where colocated ran. `headline` receives
+// the comparison printed at the end (one line, and a second for P/D against colocated);
+// `colocated_ratios`, when given, the P/D-against-colocated pairs as report-inputs.json keeps
+// them (bench/colocated_analysis.h).
 absl::Status WriteServingReport(const std::string& dir, const ServingReportContext& context,
-                                const std::vector<ServingRun>& runs, std::string* headline);
+                                const std::vector<ServingRun>& runs, std::string* headline,
+                                nlohmann::json* colocated_ratios = nullptr);
 
 // Writes report-inputs.json into `dir`: the context and, per run, its settings, result file and
 // error, so that RewriteServingReport can draw the report again elsewhere (say, plots on a
 // machine with gnuplot after a GPU run on one without).
+// `colocated_ratios` (from WriteServingReport) is kept for readers of the file; the report is
+// drawn again from the runs.
 absl::Status WriteServingReportInputs(const std::string& dir, const ServingReportContext& context,
-                                      const std::vector<ServingRun>& runs);
+                                      const std::vector<ServingRun>& runs,
+                                      const nlohmann::json& colocated_ratios = nullptr);
 // Reads `dir`/report-inputs.json and the per-run JSON it names.
 absl::Status ReadServingReportInputs(const std::string& dir, ServingReportContext* context,
                                      std::vector<ServingRun>* runs);

@@ -37,7 +37,8 @@ RequestTransferBaseline BaselineFromJson(const nlohmann::json& j) {
 }  // namespace
 
 absl::Status WriteServingReportInputs(const std::string& dir, const ServingReportContext& context,
-                                      const std::vector<ServingRun>& runs) {
+                                      const std::vector<ServingRun>& runs,
+                                      const nlohmann::json& colocated_ratios) {
   nlohmann::json j = {{"date", context.date},
                       {"preset", context.preset},
                       {"compute", context.compute},
@@ -48,6 +49,7 @@ absl::Status WriteServingReportInputs(const std::string& dir, const ServingRepor
                       {"device", context.device},
                       {"baseline", context.baseline},
                       {"timing", context.timing},
+                      {"slo", context.slo},
                       {"decode_pool_gib", context.decode_pool_gib},
                       {"transfer_baseline_note", context.transfer_baseline_note},
                       {"transfer_baselines", nlohmann::json::array()},
@@ -56,6 +58,7 @@ absl::Status WriteServingReportInputs(const std::string& dir, const ServingRepor
   for (const RequestTransferBaseline& b : context.transfer_baselines) {
     j["transfer_baselines"].push_back(BaselineToJson(b));
   }
+  if (!colocated_ratios.is_null()) j["colocated_ratios"] = colocated_ratios;
   for (const ServingRun& r : runs) {
     j["runs"].push_back({{"backend", r.backend},
                          {"input_len", r.input_len},
@@ -102,6 +105,7 @@ absl::Status ReadServingReportInputs(const std::string& dir, ServingReportContex
   context.device = j.value("device", "");
   context.baseline = j.value("baseline", "local");
   context.timing = j.value("timing", "");
+  context.slo = j.value("slo", std::vector<std::string>{});
   context.decode_pool_gib = j.value("decode_pool_gib", 0.0);
   context.transfer_baseline_note = j.value("transfer_baseline_note", "");
   for (const nlohmann::json& b : j.value("transfer_baselines", nlohmann::json::array())) {

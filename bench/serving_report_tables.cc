@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "bench/serving_backends.h"
 #include "common/model_config.h"
 
 namespace pdserve::bench {
@@ -134,6 +135,9 @@ std::string MockShare(const CellUsage& u, bool decode) {
 
 }  // namespace
 
+std::string MarkdownHeader(const std::vector<std::string>& columns) { return Header(columns); }
+std::string MarkdownRow(const std::vector<std::string>& cells) { return Row(cells); }
+
 std::string ResultsTable(const std::vector<CellAnalysis>& cells) {
   std::vector<std::string> header = {"backend", "workload", "rate (req/s)", "completed", "failed"};
   for (const Column& c : kColumns) header.push_back(c.header);
@@ -246,7 +250,7 @@ std::string TransferTable(const std::vector<CellAnalysis>& cells,
                 "target <= 1.5x"});
   for (const CellAnalysis& c : cells) {
     const ServingRun& r = *c.run;
-    if (!r.error.empty()) continue;
+    if (!r.error.empty() || IsColocated(r.backend)) continue;  // colocated moves no KV
     const RequestTransferBaseline* b = BaselineFor(r, baselines);
     const double serving = ResultNumber(r.result, "mean_kv_transfer_ms");
     const double ratio = b != nullptr && b->Reference() > 0 ? serving / b->Reference() : NAN;

@@ -10,6 +10,10 @@
 
 namespace pdserve::bench {
 
+// A markdown table's header (with its separator line) and one of its rows, made one line.
+std::string MarkdownHeader(const std::vector<std::string>& columns);
+std::string MarkdownRow(const std::vector<std::string>& cells);
+
 // Latency and throughput per cell, vllm field names (the smoke test reads these rows).
 std::string ResultsTable(const std::vector<CellAnalysis>& cells);
 // CPU per process, engine overruns, send lag and the host-bound verdict per cell.

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "bench/serving_backends.h"
 #include "common/model_config.h"
 #include "common/roofline.h"
 #include "loadgen/arrival_schedule.h"
@@ -25,7 +26,7 @@ constexpr const char* kUcxTransports[] = {
     "mm",   "srd",  "rocm", "ugni",  "dc_mlx5",   "ud_mlx5"};
 
 absl::Status CheckBackend(const std::string& b, const std::string& device) {
-  if (b == "local" || b == "ucx") return absl::OkStatus();
+  if (b == "local" || b == "ucx" || IsColocated(b)) return absl::OkStatus();
   if (device == "cuda" && (b == "cuda-ipc" || b == "ucx-staged")) return absl::OkStatus();
   if (b.rfind("ucx-", 0) == 0) {
     std::string tls = b.substr(4);
@@ -40,7 +41,8 @@ absl::Status CheckBackend(const std::string& b, const std::string& device) {
   }
   return absl::InvalidArgumentError(absl::StrCat(
       "--backends: unknown backend '", b, "' (local, ucx, ucx-<transport> such as ucx-posix, "
-      "ucx-tcp, ucx-cma", device == "cuda" ? "; on the GPU also cuda-ipc, ucx-staged" : "", ")"));
+      "ucx-tcp, ucx-cma", device == "cuda" ? "; on the GPU also cuda-ipc, ucx-staged" : "",
+      "; and colocated, the deployment P/D is compared with)"));
 }
 
 }  // namespace

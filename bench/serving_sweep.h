@@ -19,8 +19,8 @@ namespace pdserve::bench {
 
 // Every option of a sweep, checked before a cluster or a baseline starts: the backend names
 // (local, ucx, ucx-<transport> with a transport UCX knows, cuda-ipc and ucx-staged on the
-// GPU), device, compute, api, layout, worker counts, pool sizes, lengths and rates. The message
-// is one line and names the bad value and what would be accepted.
+// GPU, colocated), device, compute, api, layout, worker counts, pool sizes, lengths and rates.
+// The message is one line and names the bad value and what would be accepted.
 absl::Status ValidateServingOptions(const ServingBenchOptions& options);
 
 // The options that decide what a sweep runs, as report-inputs.json keeps them ("sweep"), and

@@ -11,19 +11,20 @@ void AddServingBenchCommand(CLI::App& app) {
   CLI::App* bench = GetOrAddSubcommand(app, "bench", "Benchmarks");
   bench->description(
       "Benchmarks. Without a subcommand: the serving benchmark comparing KV transfer backends "
-      "across workloads and request rates (the main job; --quick for a 3-minute version)");
+      "across workloads and request rates, and P/D against colocated workers (the main job; "
+      "--quick for a 4-minute version)");
   bench->require_subcommand(0, 1);
   auto o = std::make_shared<bench::ServingBenchOptions>();
-  bench->add_option("--backends", o->backends, "transfer backends: local, ucx (UCX chooses), ucx-posix, ucx-tcp, ucx-cma")
+  bench->add_option("--backends", o->backends, "transfer backends: local, ucx (UCX chooses), ucx-posix, ucx-tcp, ucx-cma; and colocated (no transfer: --prefill + --decode colocated workers, the deployment every P/D backend is compared with). The first backend that is not colocated is the baseline of the transfer comparisons")
       ->delimiter(',')->capture_default_str();
-  bench->add_option("--matrix", o->matrix, "full (the default: input 128/512/2048 x output 64/128/512 x 1/4/16 req/s, about 15-20 min for three backends on a 2-core host) or quick (input 128/2048 x output 64, the same rates, about 3 min)")
+  bench->add_option("--matrix", o->matrix, "full (the default: input 128/512/2048 x output 64/128/512 x 1/4/16 req/s, about 20-25 min for the four default backends on a 2-core host) or quick (input 128/2048 x output 64, the same rates, about 4 min)")
       ->check(CLI::IsMember({"full", "default", "quick"}))
       ->capture_default_str();
   bench->add_flag_callback("--quick", [o] { o->matrix = "quick"; }, "same as --matrix quick");
   bench->add_option("--preset", o->preset)->capture_default_str();
   bench->add_option("--compute", o->compute, "real, roofline or cuda")->capture_default_str();
   bench->add_option("--gpu", o->gpu, "GPU modelled by --compute roofline")->capture_default_str();
-  bench->add_option("--device", o->device, "cpu or cuda (GPU workers: --compute cuda, local runs as cuda-ipc, ucx on device memory when the linked UCX can (PDSERVE_UCX_ROOT build), else as ucx-staged; default backends local,ucx, 8 GiB pools; --quick: inputs 512,2048, outputs 128)")->capture_default_str();
+  bench->add_option("--device", o->device, "cpu or cuda (GPU workers: --compute cuda, local runs as cuda-ipc, ucx on device memory when the linked UCX can (PDSERVE_UCX_ROOT build), else as ucx-staged; default backends local,ucx,colocated, 8 GiB pools; --quick: inputs 512,2048, outputs 128)")->capture_default_str();
   bench->add_option("--prefill", o->num_prefill, "prefill workers")->capture_default_str();
   bench->add_option("--decode", o->num_decode, "decode workers")->capture_default_str();
   bench->add_option("--pool-gib", o->pool_gib, "KV pool per prefill worker (GiB)")->capture_default_str();
@@ -50,10 +51,10 @@ void AddServingBenchCommand(CLI::App& app) {
   bench->add_flag("--find-capacity", o->find_capacity,
                   "before the sweep, find each backend's highest rate within the SLOs per "
                   "workload (probe loads, doubling then bisecting) and add rates at 0.25, 0.5, "
-                  "0.75, 0.9 and 1.1x the first backend's capacity to --rates");
+                  "0.75, 0.9 and 1.1x the baseline backend's capacity to --rates");
   bench->add_option("--slo", o->slo,
-                    "SLOs of --find-capacity, as loadgen --goodput: ttft:MS tpot:MS e2el:MS "
-                    "(default ttft:500 tpot:50)");
+                    "SLOs of every cell's goodput (P/D against colocated) and of --find-capacity, "
+                    "as loadgen --goodput: ttft:MS tpot:MS e2el:MS (default ttft:500 tpot:50)");
   bench->add_option("--resume", o->resume_dir,
                     "continue the interrupted sweep in DIR (its report-inputs.json, rewritten "
                     "after every cell) with the options it ran with; the cells it finished are "

@@ -109,5 +109,51 @@ TEST(BootstrapTest, OneSampleMeanAndQuantileIntervals) {
   EXPECT_FALSE(BootstrapMean(std::vector<double>{1}).Valid());
 }
 
+
+TEST(BootstrapTest, RatioOfMeansIsOtherOverBaselineWithAnIntervalAroundIt) {
+  const std::vector<double> colocated = {10.0, 10.2, 9.9, 10.1, 10.0, 9.8, 10.3, 10.1};
+  const std::vector<double> pd = {15.1, 14.9, 15.2, 15.0, 15.3, 14.8, 15.0, 15.1};
+  const Ratio r = BootstrapMeanRatio(colocated, pd);
+  ASSERT_TRUE(r.Valid());
+  EXPECT_NEAR(r.estimate, 15.05 / 10.05, 1e-12);
+  EXPECT_FALSE(r.SpansOne());
+  EXPECT_LE(r.lo, r.estimate);
+  EXPECT_GE(r.hi, r.estimate);
+  EXPECT_GT(r.lo, 1.45);  // both samples within +-0.3 of their means
+  EXPECT_LT(r.hi, 1.55);
+  // The other way round, the reciprocal.
+  EXPECT_NEAR(BootstrapMeanRatio(pd, colocated).estimate, 10.05 / 15.05, 1e-12);
+}
+
+TEST(BootstrapTest, RatioOfMediansIgnoresAFewSlowValuesAndSpansOneForNoise) {
+  // Medians 10 and 10.5 (the outlier moves b's mean, not its median).
+  const std::vector<double> a = {9, 10, 11, 9.5, 10.5, 10, 10, 9.8, 10.2};
+  const std::vector<double> b = {10, 10.5, 11, 10.4, 10.6, 100, 10.5, 10.3, 10.7};
+  const Ratio r = BootstrapQuantileRatio(a, b, 0.5);
+  ASSERT_TRUE(r.Valid());
+  EXPECT_DOUBLE_EQ(r.estimate, 1.05);
+  EXPECT_LT(r.hi, 1.2);
+  const std::vector<double> shuffled = {10, 9, 10.2, 11, 9.8, 10, 10.5, 9.5, 10};
+  const Ratio same = BootstrapQuantileRatio(a, shuffled, 0.5);
+  EXPECT_DOUBLE_EQ(same.estimate, 1.0);
+  EXPECT_TRUE(same.SpansOne());
+}
+
+TEST(BootstrapTest, ConstantSamplesGiveAPointRatio) {
+  const Ratio r = BootstrapQuantileRatio(std::vector<double>{4, 4, 4}, std::vector<double>{6, 6},
+                                         0.5);
+  EXPECT_DOUBLE_EQ(r.estimate, 1.5);
+  EXPECT_DOUBLE_EQ(r.lo, 1.5);
+  EXPECT_DOUBLE_EQ(r.hi, 1.5);
+}
+
+TEST(BootstrapTest, RatioNeedsTwoValuesEachAndAPositiveBaseline) {
+  const std::vector<double> many = {1, 2, 3};
+  EXPECT_FALSE(BootstrapMeanRatio(std::vector<double>{1}, many).Valid());
+  EXPECT_FALSE(BootstrapMeanRatio(many, {}).Valid());
+  EXPECT_FALSE(BootstrapMeanRatio(std::vector<double>{0, 0}, many).Valid());
+  EXPECT_FALSE(BootstrapQuantileRatio(many, many, 2.0).Valid());
+}
+
 }  // namespace
 }  // namespace pdserve::bench

@@ -225,6 +225,96 @@ TEST_F(ServingReportTest, RewrittenReportEqualsTheOriginal) {
   EXPECT_NE(report.find("| ucx | 128 | 8 | 16.0 | 8 | 5 | 4.500 |"), std::string::npos);
 }
 
+// Adds what TPOT and goodput need to AddRequests' arrays: 16 output tokens at `tpot_ms` each,
+// in a run of 10 s.
+void AddDecode(ServingRun& r, double tpot_ms) {
+  nlohmann::json latencies = nlohmann::json::array(), outputs = nlohmann::json::array();
+  for (const nlohmann::json& t : r.result["ttfts"]) {
+    latencies.push_back(t.get<double>() + 15 * tpot_ms / 1e3);
+    outputs.push_back(16);
+  }
+  r.result["latencies"] = latencies;
+  r.result["output_lens"] = outputs;
+  r.result["duration"] = 10.0;
+}
+
+TEST_F(ServingReportTest, PdAgainstColocatedHasItsOwnSectionLineAndCsv) {
+  std::vector<ServingRun> runs = {MakeRun("local", 1, 30.0, 0.5), MakeRun("ucx", 1, 30.0, 0.5),
+                                  MakeRun("colocated", 1, 20.0, 0.0)};
+  AddRequests(runs[0], 10, 30, 0.5);
+  AddRequests(runs[1], 10, 40, 0.5);
+  AddRequests(runs[2], 10, 20, 0.0);
+  AddDecode(runs[0], 4);
+  AddDecode(runs[1], 4);
+  AddDecode(runs[2], 5);
+  runs[1].usage.processes[2].cpu_s = 9.6;  // ucx's decode-0 at 0.96 of a core: host-bound
+  context_.slo = {"ttft:35"};              // local's 29-31 ms meet it, ucx's 39-41 ms do not
+  for (ServingRun& r : runs) {
+    r.result_file = r.backend + ".json";
+    std::ofstream(dir_ + "/" + r.result_file) << r.result.dump();
+  }
+  std::string headline;
+  nlohmann::json ratios;
+  ASSERT_TRUE(WriteServingReport(dir_, context_, runs, &headline, &ratios).ok());
+  // The transfer line knows nothing of colocated; the second line is P/D against it.
+  const size_t newline = headline.find('\n');
+  ASSERT_NE(newline, std::string::npos) << headline;
+  EXPECT_EQ(headline.substr(0, newline).find("colocated"), std::string::npos) << headline;
+  const std::string summary = headline.substr(newline + 1);
+  EXPECT_EQ(summary.rfind("P/D TTFT p50 / colocated at 1 req/s: local 1.50x [", 0), 0u) << summary;
+  EXPECT_NE(summary.find("in128/out16 (TPOT p50 0.80x) (left out: ucx in128/out16 (P/D cell "
+                         "host-bound))"),
+            std::string::npos)
+      << summary;
+
+  const std::string md = ReadFile(dir_ + "/report.md");
+  EXPECT_NE(md.find("**P/D against colocated** (cells that are not host-bound only; P/D / "
+                    "colocated, 95% bootstrap interval): " + summary + "\n"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("## P/D against colocated"), std::string::npos);
+  EXPECT_NE(md.find("SLOs: TTFT <= 35 ms (--slo)"), std::string::npos);
+  EXPECT_NE(md.find("| local | in128/out16 | 1 | 30.00 / 20.00 | 1.50x ["), std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| 1.000 / 1.000 | 100% / 100% | 10, 10 | ok |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 0.000 / 1.000 | 0% / 100% | 10, 10 | excluded: P/D cell host-bound |"),
+            std::string::npos)
+      << md;
+  // Colocated is no transport: no row against the transfer baseline.
+  EXPECT_EQ(md.find("| colocated | in128/out16 | 1 | local |"), std::string::npos);
+
+  ASSERT_EQ(ratios.size(), 2u);
+  EXPECT_EQ(ratios[0]["pd_backend"], "local");
+  EXPECT_DOUBLE_EQ(ratios[0]["ttft_p50_ratio"]["estimate"].get<double>(), 1.5);
+  EXPECT_DOUBLE_EQ(ratios[1]["pd_goodput"].get<double>(), 0.0);
+  EXPECT_FALSE(ratios[1]["comparable"].get<bool>());
+  const std::string csv = ReadFile(dir_ + "/colocated_ratios.csv");
+  EXPECT_NE(csv.find("\nlocal,128,16,1,30,20,1.5,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\nucx,128,16,1,40,20,2,"), std::string::npos) << csv;
+
+  // report-inputs.json keeps the ratios and the SLOs: drawn again, the report is the same.
+  ASSERT_TRUE(WriteServingReportInputs(dir_, context_, runs, ratios).ok());
+  const nlohmann::json inputs = nlohmann::json::parse(ReadFile(dir_ + "/report-inputs.json"));
+  EXPECT_EQ(inputs["colocated_ratios"], ratios);
+  EXPECT_EQ(inputs["slo"], nlohmann::json({"ttft:35"}));
+  std::filesystem::remove(dir_ + "/report.md");
+  std::string again;
+  ASSERT_TRUE(RewriteServingReport(dir_, &again).ok());
+  EXPECT_EQ(again, headline);
+  EXPECT_EQ(ReadFile(dir_ + "/report.md"), md);
+}
+
+TEST_F(ServingReportTest, NoColocatedRunsNoColocatedSection) {
+  std::vector<ServingRun> runs = {MakeRun("local", 4, 30.0, 0.5), MakeRun("ucx", 4, 32.5, 0.75)};
+  std::string headline;
+  nlohmann::json ratios;
+  ASSERT_TRUE(WriteServingReport(dir_, context_, runs, &headline, &ratios).ok());
+  EXPECT_EQ(headline.find('\n'), std::string::npos);
+  EXPECT_TRUE(ratios.is_null());
+  EXPECT_EQ(ReadFile(dir_ + "/report.md").find("colocated"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/colocated_ratios.csv"));
+}
+
 TEST_F(ServingReportTest, RewriteWithoutInputsIsNotFound) {
   std::string headline;
   EXPECT_EQ(RewriteServingReport(dir_, &headline).code(), absl::StatusCode::kNotFound);

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/serving_backends.h"
 #include "gtest/gtest.h"
 
 namespace pdserve::bench {
@@ -13,6 +14,34 @@ TEST(ServingSweepTest, KnownBackendsPass) {
   ServingBenchOptions o;
   o.backends = {"local", "ucx", "ucx-posix", "ucx-tcp", "ucx-cma"};
   EXPECT_TRUE(ValidateServingOptions(o).ok());
+}
+
+TEST(ServingSweepTest, ColocatedIsADefaultBackendAfterTheTransfersOnBothDevices) {
+  ServingBenchOptions o;
+  EXPECT_EQ(o.backends,
+            (std::vector<std::string>{"local", "ucx-posix", "ucx-tcp", "colocated"}));
+  EXPECT_TRUE(ValidateServingOptions(o).ok());
+  o.device = "cuda";
+  o.compute = "cuda";
+  o.backends = {"cuda-ipc", "colocated"};
+  EXPECT_TRUE(ValidateServingOptions(o).ok());
+  EXPECT_EQ(BackendLabel("colocated", "cuda"), "colocated");
+}
+
+TEST(ServingSweepTest, TransferBaselineIsTheFirstBackendThatIsNotColocated) {
+  EXPECT_EQ(TransferBaselineLabel({"colocated", "ucx-tcp", "local"}, "cpu"), "ucx-tcp");
+  EXPECT_EQ(TransferBaselineLabel({"local", "colocated"}, "cpu"), "local");
+  EXPECT_EQ(TransferBaselineLabel({"colocated", "local"}, "cuda"), "cuda-ipc");
+  EXPECT_EQ(TransferBaselineLabel({"colocated"}, "cpu"), "colocated");
+}
+
+TEST(ServingSweepTest, ColocatedHasAsManyWorkersAsThePdCluster) {
+  cluster::ClusterOptions c;
+  c.num_prefill = 2;
+  c.num_decode = 3;
+  ASSERT_TRUE(ConfigureBackend("colocated", "cpu", c).ok());
+  EXPECT_EQ(c.num_colocated, 5);
+  EXPECT_TRUE(c.env.empty());
 }
 
 TEST(ServingSweepTest, UnknownBackendIsOneLineNamingItBeforeAnythingRuns) {
