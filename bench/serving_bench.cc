@@ -328,6 +328,11 @@ absl::Status RunServingBench(const ServingBenchOptions& options) {
       "they queue, they do not fail)",
       o.num_prefill, o.num_decode, o.layout, o.pool_gib, decode_gib,
       std::floor(decode_gib * 1024 / request_mib), max_in, max_out, request_mib);
+  absl::StrAppend(&context.cluster,
+                  o.stream_chunk_tokens > 0
+                      ? absl::StrFormat("; KV streamed during the prefill in chunks of %d tokens",
+                                        o.stream_chunk_tokens)
+                      : std::string("; KV sent whole after the prefill"));
   if (std::any_of(o.backends.begin(), o.backends.end(), IsColocated)) {
     // The same devices, used the other way: a colocated worker per P/D worker.
     absl::StrAppend(

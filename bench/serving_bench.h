@@ -36,6 +36,9 @@ struct ServingBenchOptions {
   // (bench/serving_plan.h DecodePoolGib).
   double decode_pool_gib = -1;
   std::string layout = "layer-major";  // KV layout of every pool: layer-major | block-major
+  // Roofline: prefill workers stream each prompt's KV in chunks of this many tokens during the
+  // modelled prefill (prefill --stream-chunk-tokens); 0: whole, after the prefill.
+  int stream_chunk_tokens = 0;
   std::vector<int> input_lens;         // empty: from the matrix
   std::vector<int> output_lens;
   std::vector<double> rates;

@@ -113,6 +113,9 @@ absl::StatusOr<std::unique_ptr<cluster::Cluster>> StartServingCluster(
   c.pool_gib = o.pool_gib;
   c.decode_blocks = decode_blocks;
   c.layout = o.layout;
+  if (o.stream_chunk_tokens > 0) {
+    c.prefill_args = {"--stream-chunk-tokens", absl::StrCat(o.stream_chunk_tokens)};
+  }
   // The workers' bulk work (K/V generation, the decode worker's full KV reads when a request's
   // KV lands and when it ends) may use every core where one thread cannot keep up: a
   // 2048-token prompt's 256 MiB must be read within about one modelled decode step

@@ -202,7 +202,8 @@ std::string AccountingTable(const std::vector<CellAnalysis>& cells) {
       Header({"backend", "workload", "rate", "modelled prefill (ms)", "prefill mock CPU (ms)",
               "modelled first step (ms)", "decode verify CPU (ms)",
               "engine mock CPU / modelled (prefill, decode)", "queue (ms)", "control plane (ms)",
-              "KV transfer (ms)", "first step (ms)", "TTFT model (ms)", "TTFT mean (ms)",
+              "KV transfer (ms)", "exposed / hidden share", "first step (ms)", "TTFT model (ms)",
+              "TTFT mean (ms)",
               "TTFT / model", "target at 1 req/s"});
   for (const CellAnalysis& c : cells) {
     const ServingRun& r = *c.run;
@@ -222,7 +223,10 @@ std::string AccountingTable(const std::vector<CellAnalysis>& cells) {
                Field(r, "mean_decode_verify_cpu_ms", "%.2f"),
                absl::StrCat(MockShare(r.usage, false), ", ", MockShare(r.usage, true)),
                Field(r, "mean_queue_ms", "%.2f"), Field(r, "mean_control_plane_ms", "%.2f"),
-               Field(r, "mean_kv_transfer_ms", "%.2f"), Field(r, "mean_first_step_ms", "%.2f"),
+               Field(r, "mean_kv_transfer_ms", "%.2f"),
+               absl::StrCat(Field(r, "mean_exposed_transfer_ms", "%.2f"), " / ",
+                            Field(r, "mean_kv_hidden_share", "%.2f")),
+               Field(r, "mean_first_step_ms", "%.2f"),
                Field(r, "mean_ttft_model_ms", "%.2f"), Field(r, "mean_ttft_ms", "%.2f"),
                Format("%.3f", ratio), target});
   }

@@ -72,6 +72,9 @@ absl::Status ValidateServingOptions(const ServingBenchOptions& o) {
   if (o.api != "grpc" && o.api != "http") {
     return absl::InvalidArgumentError(absl::StrCat("--api must be grpc or http, not '", o.api, "'"));
   }
+  if (o.stream_chunk_tokens < 0) {
+    return absl::InvalidArgumentError("--stream-chunk-tokens must be >= 0");
+  }
   if (o.layout != "layer-major" && o.layout != "block-major") {
     return absl::InvalidArgumentError(
         absl::StrCat("--layout must be layer-major or block-major, not '", o.layout, "'"));
@@ -121,6 +124,7 @@ nlohmann::json SweepOptionsToJson(const ServingBenchOptions& o) {
           {"pool_gib", o.pool_gib},
           {"decode_pool_gib", o.decode_pool_gib},
           {"layout", o.layout},
+          {"stream_chunk_tokens", o.stream_chunk_tokens},
           {"input_lens", o.input_lens},
           {"output_lens", o.output_lens},
           {"rates", o.rates},
@@ -154,6 +158,7 @@ absl::StatusOr<ServingBenchOptions> SweepOptionsFromJson(const nlohmann::json& j
     o.pool_gib = j.at("pool_gib").get<double>();
     o.decode_pool_gib = j.at("decode_pool_gib").get<double>();
     o.layout = j.at("layout").get<std::string>();
+    o.stream_chunk_tokens = j.value("stream_chunk_tokens", 0);
     o.input_lens = j.at("input_lens").get<std::vector<int>>();
     o.output_lens = j.at("output_lens").get<std::vector<int>>();
     o.rates = j.at("rates").get<std::vector<double>>();

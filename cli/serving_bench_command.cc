@@ -30,6 +30,11 @@ void AddServingBenchCommand(CLI::App& app) {
   bench->add_option("--pool-gib", o->pool_gib, "KV pool per prefill worker (GiB)")->capture_default_str();
   bench->add_option("--decode-pool-gib", o->decode_pool_gib, "KV pool per decode worker (GiB); -1: room for 24 requests of the largest cell, at most 8 GiB; 0: as --pool-gib")
       ->capture_default_str();
+  bench->add_option("--stream-chunk-tokens", o->stream_chunk_tokens,
+                    "roofline: prefill workers send each prompt's KV in chunks of this many "
+                    "tokens while the modelled prefill runs, hiding the transfer under it "
+                    "(0: the whole prompt after the prefill)")
+      ->capture_default_str();
   bench->add_option("--layout", o->layout, "KV layout of every pool: layer-major (a fragment per layer and block) or block-major (one per block)")
       ->check(CLI::IsMember({"layer-major", "block-major"}))
       ->capture_default_str();

@@ -37,7 +37,9 @@ json TimesJson(const router::RequestTimes& t) {
               {"prefill_mock_cpu_us", t.prefill_mock_cpu_us},
               {"decode_join_us", t.decode_join_us},
               {"modelled_first_step_us", t.modelled_first_step_us},
-              {"decode_verify_cpu_us", t.decode_verify_cpu_us}};
+              {"decode_verify_cpu_us", t.decode_verify_cpu_us},
+              {"transfer_batches", t.transfer_batches},
+              {"transfer_busy_us", t.transfer_busy_us}};
 }
 
 json ExtensionJson(const Extension& e) {

@@ -102,6 +102,14 @@ ServerTimeline TimelineFromProto(const pdserve::v1::RequestTimeline& t) {
   out.handoff_ms = gap_ms(t.prefill_end_us(), t.transfer_start_us());
   out.join_ms = gap_ms(t.transfer_end_us(), t.decode_join_us());
   out.first_step_ms = gap_ms(t.decode_join_us(), t.first_token_us());
+  out.exposed_transfer_ms = span_ms(std::max(t.transfer_start_us(), t.prefill_end_us()),
+                                    t.transfer_end_us());
+  out.transfer_batches = t.transfer_batches();
+  if (t.transfer_busy_us() > 0 && t.transfer_end_us() > 0) {
+    out.kv_hidden_share =
+        std::clamp(1.0 - out.exposed_transfer_ms * 1e3 / static_cast<double>(t.transfer_busy_us()),
+                   0.0, 1.0);
+  }
   return out;
 }
 

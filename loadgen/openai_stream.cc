@@ -41,6 +41,8 @@ ServerTimeline TimelineOfJson(const json& t) {
   p.set_decode_join_us(i64("decode_join_us"));
   p.set_modelled_first_step_us(i64("modelled_first_step_us"));
   p.set_decode_verify_cpu_us(i64("decode_verify_cpu_us"));
+  p.set_transfer_batches(static_cast<uint32_t>(i64("transfer_batches")));
+  p.set_transfer_busy_us(i64("transfer_busy_us"));
   return TimelineFromProto(p);
 }
 

@@ -31,6 +31,13 @@ struct ServerTimeline {
   double handoff_ms = NAN;              // prefill_end -> transfer_start
   double join_ms = NAN;                 // transfer_end -> decode_join
   double first_step_ms = NAN;           // decode_join -> first_token
+  // KV streamed during the prefill: transfer_end - max(transfer_start, prefill_end), the part of
+  // the transfer the prefill did not hide (= transfer_ms when the KV left after the prefill).
+  double exposed_transfer_ms = 0;
+  uint32_t transfer_batches = 0;
+  // 1 - exposed / the batches' own busy time: the share of the transfer hidden under the
+  // prefill (NaN when the server did not report the busy time, e.g. no streaming).
+  double kv_hidden_share = NAN;
 };
 
 // What the client saw of one request. Times are seconds on the client's monotonic clock,
@@ -76,9 +83,10 @@ struct RequestRecord {
            (ttft_s * 1e3 - timeline.server_ttft_ms);
   }
   // What TTFT would be if prefill and the first decode step took exactly their modelled time:
-  // modelled prefill + measured KV transfer + control plane + modelled first step.
+  // modelled prefill + measured KV transfer (its part the prefill did not hide) + control plane
+  // + modelled first step.
   double TtftModelMs() const {
-    return timeline.modelled_prefill_ms + timeline.transfer_ms + ControlPlaneMs() +
+    return timeline.modelled_prefill_ms + timeline.exposed_transfer_ms + ControlPlaneMs() +
            timeline.modelled_first_step_ms;
   }
 };

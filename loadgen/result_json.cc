@@ -72,6 +72,8 @@ void AddTimeline(Json& j, const BenchmarkResult& result) {
       {"mean_decode_join_ms", &TimelineMetrics::mean_decode_join_ms},
       {"mean_first_step_ms", &TimelineMetrics::mean_first_step_ms},
       {"mean_control_plane_ms", &TimelineMetrics::mean_control_plane_ms},
+      {"mean_exposed_transfer_ms", &TimelineMetrics::mean_exposed_transfer_ms},
+      {"mean_kv_hidden_share", &TimelineMetrics::mean_kv_hidden_share},
       {"mean_ttft_model_ms", &TimelineMetrics::mean_ttft_model_ms},
       {"ttft_to_model_ratio", &TimelineMetrics::ttft_to_model_ratio}};
   for (const auto& [name, member] : accounting) j[name] = t ? Number((*t).*member) : Json(nullptr);
@@ -90,7 +92,10 @@ Json TimelineJson(const ServerTimeline& t) {
               {"modelled_first_step_ms", Number(t.modelled_first_step_ms)},
               {"decode_verify_cpu_ms", Number(t.decode_verify_cpu_ms)},
               {"dispatch_ms", Number(t.dispatch_ms)},   {"handoff_ms", Number(t.handoff_ms)},
-              {"join_ms", Number(t.join_ms)},           {"first_step_ms", Number(t.first_step_ms)}};
+              {"join_ms", Number(t.join_ms)},           {"first_step_ms", Number(t.first_step_ms)},
+              {"exposed_transfer_ms", t.exposed_transfer_ms},
+              {"transfer_batches", t.transfer_batches},
+              {"kv_hidden_share", Number(t.kv_hidden_share)}};
 }
 
 // The model as the overrides that resolve it again (`pdserve loadgen verify` reads it back).

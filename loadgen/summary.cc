@@ -56,7 +56,7 @@ void FillMockAccounting(const std::vector<RequestRecord>& requests, TimelineMetr
     }
     double Get() const { return n > 0 ? sum / n : NAN; }
   } modelled_prefill, prefill_cpu, modelled_first, verify_cpu, join, first_step, control,
-      model, ttft, ops;
+      model, ttft, ops, exposed, hidden;
   for (const RequestRecord& r : requests) {
     if (!r.success || !r.timeline.present) continue;
     const ServerTimeline& tl = r.timeline;
@@ -68,6 +68,8 @@ void FillMockAccounting(const std::vector<RequestRecord>& requests, TimelineMetr
     join.Add(tl.join_ms);
     first_step.Add(tl.first_step_ms);
     control.Add(r.ControlPlaneMs());
+    exposed.Add(tl.exposed_transfer_ms);
+    hidden.Add(tl.kv_hidden_share);
     if (const double m = r.TtftModelMs(); !std::isnan(m)) {
       model.Add(m);
       ttft.Add(r.ttft_s * 1e3);
@@ -81,6 +83,8 @@ void FillMockAccounting(const std::vector<RequestRecord>& requests, TimelineMetr
   t.mean_decode_join_ms = join.Get();
   t.mean_first_step_ms = first_step.Get();
   t.mean_control_plane_ms = control.Get();
+  t.mean_exposed_transfer_ms = exposed.Get();
+  t.mean_kv_hidden_share = hidden.Get();
   t.ttft_model_requests = model.n;
   t.mean_ttft_model_ms = model.Get();
   t.ttft_to_model_ratio = model.n > 0 && model.sum > 0 ? ttft.sum / model.sum : NAN;

@@ -31,6 +31,10 @@ struct TimelineMetrics {
   double mean_decode_join_ms = NAN;     // transfer end -> decode join
   double mean_first_step_ms = NAN;      // decode join -> first token
   double mean_control_plane_ms = NAN;
+  // KV streamed during the prefill (requests that report it): the exposed part of the transfer
+  // and the share hidden under the prefill (RequestRecord's ServerTimeline).
+  double mean_exposed_transfer_ms = NAN;
+  double mean_kv_hidden_share = NAN;
   // Over the requests whose TTFT model is complete: their mean model and mean TTFT / that.
   int ttft_model_requests = 0;
   double mean_ttft_model_ms = NAN;

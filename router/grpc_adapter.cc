@@ -24,7 +24,9 @@ RequestTimes TimesOf(const v1::RequestTimeline& t) {
                       .allocated_us = t.allocated_us(),
                       .decode_admitted_us = t.decode_admitted_us(),
                       .kv_landed_us = t.kv_landed_us(),
-                      .first_token_relayed_us = t.first_token_relayed_us()};
+                      .first_token_relayed_us = t.first_token_relayed_us(),
+                      .transfer_batches = t.transfer_batches(),
+                      .transfer_busy_us = t.transfer_busy_us()};
 }
 
 v1::RequestTimeline TimelineOf(const RequestTimes& times) {
@@ -51,6 +53,8 @@ v1::RequestTimeline TimelineOf(const RequestTimes& times) {
   t.set_decode_admitted_us(times.decode_admitted_us);
   t.set_kv_landed_us(times.kv_landed_us);
   t.set_first_token_relayed_us(times.first_token_relayed_us);
+  t.set_transfer_batches(times.transfer_batches);
+  t.set_transfer_busy_us(times.transfer_busy_us);
   return t;
 }
 
