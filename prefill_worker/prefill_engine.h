@@ -96,8 +96,9 @@ struct PrefillItemOutcome {
   uint64_t kv_bytes = 0;
   uint32_t transfer_ops = 0;
   uint32_t transfer_batches = 0;  // > 1 when streamed in chunks
-  // Sum over the item's batches of submit -> complete: the transfer's own time, of which
-  // transfer_end_us - prefill_end_us was not hidden under the prefill.
+  // The wall time during which at least one of the item's batches was in flight (the union of
+  // their submit -> complete intervals), of which transfer_end_us - prefill_end_us was not
+  // hidden under the prefill.
   int64_t transfer_busy_us = 0;
   int64_t modelled_us = 0;  // roofline: modelled device time of the item's batch
   int64_t mock_us = 0;      // host time generating the item's K/V (the mock's own work)
@@ -168,6 +169,7 @@ class PrefillEngine {
     // A streamed item's last chunk (first block, count), held back until its earlier chunks
     // landed: FinishItems submits it, outside the batch.
     std::optional<std::pair<size_t, size_t>> deferred_last;
+    int64_t busy_until_ns = 0;  // latest completion of its batches waited for so far
   };
   struct Peer {
     transfer::PeerId id = 0;

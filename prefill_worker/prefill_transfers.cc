@@ -115,9 +115,11 @@ absl::Status PrefillEngine::WaitTransfers(Inflight& entry, PrefillItemOutcome& o
     if (absl::StatusOr<transfer::TransferStats> stats = transport_.Stats(id); stats.ok()) {
       out.kv_bytes += stats->bytes;
       out.transfer_ops += stats->operations;
-      if (stats->complete_ns > stats->submit_ns) {
-        out.transfer_busy_us += (stats->complete_ns - stats->submit_ns) / 1000;
-      }
+      // The union of the batches' [submit, complete] intervals (submitted in order): batches
+      // in flight together count once.
+      const int64_t from = std::max(stats->submit_ns, entry.busy_until_ns);
+      if (stats->complete_ns > from) out.transfer_busy_us += (stats->complete_ns - from) / 1000;
+      entry.busy_until_ns = std::max(entry.busy_until_ns, stats->complete_ns);
     }
   }
   return absl::OkStatus();
