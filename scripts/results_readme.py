@@ -38,6 +38,10 @@ serving-matrix (`pdserve bench` on the CPU host): the run folder's
   Host-bound cells are grouped as: at the highest rate; at the longest prompt (other rates);
   the rest ("at input <= <second-longest> and <lower rates>").
 
+colocated (`pdserve bench` with the backend `colocated`): each run folder's
+  colocated_ratios.csv, comparable rows only: P/D TTFT p50 / colocated with its 95% interval
+  per P/D backend and prompt length, and the range of the TPOT p50 ratios.
+
 serving-gpu (`pdserve bench --device cuda`, one folder per KV layout): summary.csv of each
   layout (KV transfer mean at the longest prompt, TTFT p99 at `ttft_rate`), and the
   `transfer_bench` text table (`pdserve bench transfer --device cuda` output: the ucx
@@ -90,11 +94,11 @@ from resultslib.common import (  # noqa: E402,F401
     MIB, NUMBER_WORDS, WIDTH, ResultsError, fnum, frange, join_and, markdown_table, md_link, num,
     read_csv, read_json, read_text, signed, size_label, words, wrap, wrap_bullet)
 from resultslib.extract import (  # noqa: E402,F401
-    extract_backend_differences, extract_fault_run, extract_http, extract_kernels_cpu,
+    extract_backend_differences, extract_colocated, extract_fault_run, extract_http, extract_kernels_cpu,
     extract_kernels_gpu, extract_loadgen, extract_serving_gpu, extract_serving_matrix,
     extract_transfer_cpu, gpu_name)
 from resultslib.render import (  # noqa: E402,F401
-    RENDERERS, Ctx, render_faults, render_http, render_kernels_cpu, render_kernels_gpu,
+    RENDERERS, Ctx, render_colocated, render_faults, render_http, render_kernels_cpu, render_kernels_gpu,
     render_loadgen, render_serving_gpu, render_serving_matrix, render_transfer_cpu)
 
 BEGIN_PREFIX = "<!-- results:begin"

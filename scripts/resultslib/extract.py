@@ -318,3 +318,24 @@ def extract_http(compare: Path, streams: Path, streams_before: Path) -> dict:
         "threads": s["router_threads_peak"],
         "threads_before": before["router_threads_peak"],
     }
+
+
+def extract_colocated(run: Path) -> dict:
+    """`pdserve bench --backends ...,colocated`: colocated_ratios.csv of the run folder, the
+    comparable rows (P/D / colocated TTFT p50 ratio with its interval, TPOT p50 ratio) by P/D
+    backend, in file order."""
+    rows = read_csv(run / "colocated_ratios.csv")
+    by_backend: dict[str, list[dict]] = {}
+    for r in rows:
+        if r.get("comparable") != "1":
+            continue
+        by_backend.setdefault(r["pd_backend"], []).append({
+            "input": int(num(r["input_len"], run, "input_len")),
+            "rate": num(r["request_rate"], run, "request_rate"),
+            "ttft": num(r["ttft_p50_ratio"], run, "ttft_p50_ratio"),
+            "lo": num(r["ttft_p50_ratio_lo"], run, "ttft_p50_ratio_lo"),
+            "hi": num(r["ttft_p50_ratio_hi"], run, "ttft_p50_ratio_hi"),
+            "tpot": num(r["tpot_p50_ratio"], run, "tpot_p50_ratio")})
+    if not by_backend:
+        raise ResultsError(f"{run}: no comparable row in colocated_ratios.csv")
+    return by_backend

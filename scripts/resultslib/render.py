@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .common import (ResultsError, frange, join_and, md_link, signed, size_label, words,
                      wrap_bullet)
-from .extract import (extract_fault_run, extract_http, extract_kernels_cpu, extract_kernels_gpu,
+from .extract import (extract_colocated, extract_fault_run, extract_http, extract_kernels_cpu, extract_kernels_gpu,
                       extract_loadgen, extract_serving_gpu, extract_serving_matrix,
                       extract_transfer_cpu)
 
@@ -283,7 +283,28 @@ def render_http(e: dict, ctx: Ctx) -> list[str]:
     return wrap_bullet(text, 0)
 
 
+def render_colocated(e: dict, ctx: Ctx) -> list[str]:
+    """One bullet per run: every P/D backend's TTFT p50 / colocated per prompt length."""
+    out = wrap_bullet(f"**{e['title']}** (`{e['command']}`):", 0)
+    for run in e["runs"]:
+        f = extract_colocated(ctx.path(run["dir"]))
+        parts = []
+        for backend, rows in f.items():
+            cells = ", ".join(f"in{r['input']} {r['ttft']:.2f}x [{r['lo']:.2f}, {r['hi']:.2f}]"
+                              for r in rows)
+            parts.append(f"{backend} {cells}")
+        tpot = [r["tpot"] for rows in f.values() for r in rows]
+        rates = sorted({r["rate"] for rows in f.values() for r in rows})
+        rate = join_and([f"{x:g}" for x in rates])
+        out += wrap_bullet(
+            f"{ctx.link(run['label'], run['dir'] + '/report.md')}: P/D TTFT p50 / colocated at "
+            f"{rate} req/s (95% CI): {'; '.join(parts)}; TPOT p50 ratio "
+            f"{frange(min(tpot), max(tpot), 2)}x.", 2)
+    return out
+
+
 RENDERERS = {
+    "colocated": render_colocated,
     "serving-matrix": render_serving_matrix,
     "serving-gpu": render_serving_gpu,
     "kernels-gpu": render_kernels_gpu,

@@ -326,6 +326,33 @@ class FaultsTest(unittest.TestCase):
         self.assertIn("(4 of 4, max 1.45 s and 1.38 s; kill -9 ~0.8 s, SIGTERM ~0.9 s)", text)
 
 
+COLOCATED_FIELDS = ["pd_backend", "input_len", "output_len", "request_rate", "ttft_p50_ratio",
+                    "ttft_p50_ratio_lo", "ttft_p50_ratio_hi", "tpot_p50_ratio", "comparable"]
+
+
+class ColocatedTest(unittest.TestCase):
+    def test_figures(self):
+        with tempfile.TemporaryDirectory() as d:
+            root = Path(d)
+            row = {"output_len": 64, "request_rate": 1, "comparable": 1}
+            write_csv(root / "a" / "colocated_ratios.csv", COLOCATED_FIELDS, [
+                dict(row, pd_backend="local", input_len=512, ttft_p50_ratio=1.104,
+                     ttft_p50_ratio_lo=1.071, ttft_p50_ratio_hi=1.19, tpot_p50_ratio=1.006),
+                dict(row, pd_backend="local", input_len=2048, ttft_p50_ratio=1.5,
+                     ttft_p50_ratio_lo=1.4, ttft_p50_ratio_hi=1.6, tpot_p50_ratio=1.0,
+                     comparable=0),  # host-bound: left out
+                dict(row, pd_backend="ucx-posix", input_len=512, ttft_p50_ratio=1.2,
+                     ttft_p50_ratio_lo=1.17, ttft_p50_ratio_hi=1.26, tpot_p50_ratio=0.99)])
+            (root / "a" / "report.md").write_text("#\n", encoding="utf-8")
+            f = rr.extract_colocated(root / "a")
+            self.assertEqual([r["input"] for r in f["local"]], [512])
+            text = flat(rr.render_colocated(
+                {"title": "P/D against colocated", "command": "pdserve bench",
+                 "runs": [{"dir": "a", "label": "run a"}]}, rr.Ctx(root, "")))
+        self.assertIn("at 1 req/s (95% CI): local in512 1.10x [1.07, 1.19]; ucx-posix in512 "
+                      "1.20x [1.17, 1.26]; TPOT p50 ratio 0.99–1.01x.", text)
+
+
 class HttpTest(unittest.TestCase):
     def test_figures(self):
         with tempfile.TemporaryDirectory() as d:
