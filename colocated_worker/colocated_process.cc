@@ -11,7 +11,9 @@
 #include "common/logging.h"
 #include "common/shared_device.h"
 #include "common/status_macros.h"
+#include "decode_worker/decode_process.h"
 #include "decode_worker/decode_service.h"
+#include "prefill_worker/prefill_process.h"
 #include "prefill_worker/prefill_service.h"
 #include "service/metrics_endpoint.h"
 #include "service/router_link.h"
@@ -55,29 +57,12 @@ absl::Status RunColocatedWorker(service::WorkerProcessOptions options) {
 
   // The same engine options as the split workers', plus the shared pool and device.
   auto device = std::make_shared<SharedDevice>();
-  prefill::PrefillEngineOptions prefill_options;
-  prefill_options.attention.threads = options.threads;
-  prefill_options.attention.compute_attention = compute.compute_attention;
-  prefill_options.chunk_tokens = options.chunk_tokens;
-  prefill_options.transfer_timeout = options.transfer_timeout;
-  prefill_options.worker_id = options.worker_id;
-  prefill_options.min_batch = absl::Microseconds(options.min_batch_us);
-  prefill_options.roofline = compute.roofline;
-  if (compute.roofline.has_value()) {
-    prefill_options.claim_checksum_bytes =
-        options.claim_checksum_mib < 0
-            ? static_cast<uint64_t>(kLargeKvBytes)
-            : static_cast<uint64_t>(std::ceil(options.claim_checksum_mib * (1 << 20)));
-  }
+  prefill::PrefillEngineOptions prefill_options =
+      prefill::PrefillEngineOptionsFor(options, compute);
+  prefill_options.stream_chunk_tokens = 0;  // nothing to stream: the kernels write in place
   prefill_options.direct_write = true;
   prefill_options.device = device;
-  decode::DecodeEngineOptions decode_options;
-  decode_options.attention.threads = options.threads;
-  decode_options.attention.compute_attention = compute.compute_attention;
-  decode_options.min_step = absl::Microseconds(options.min_step_us);
-  decode_options.roofline = compute.roofline;
-  decode_options.carry_checksum = !compute.compute_attention;
-  decode_options.poison_freed_blocks = options.poison_freed_kv;
+  decode::DecodeEngineOptions decode_options = decode::DecodeEngineOptionsFor(options, compute);
   decode_options.device = device;
 
 #if PDSERVE_HAS_CUDA

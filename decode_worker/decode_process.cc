@@ -44,6 +44,20 @@ absl::Status InjectFault(const service::WorkerProcessOptions& options, absl::Not
 
 }  // namespace
 
+DecodeEngineOptions DecodeEngineOptionsFor(const service::WorkerProcessOptions& options,
+                                           const service::WorkerCompute& compute) {
+  DecodeEngineOptions o;
+  o.attention.threads = options.threads;
+  o.attention.compute_attention = compute.compute_attention;
+  o.min_step = absl::Microseconds(options.min_step_us);
+  o.roofline = compute.roofline;
+  // Without real attention (roofline), a step need not read every KV byte: the checksum is
+  // carried forward and the KV read in full at join and at finish (decode_engine.h).
+  o.carry_checksum = !compute.compute_attention;
+  o.poison_freed_blocks = options.poison_freed_kv;
+  return o;
+}
+
 absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
   auto log = ComponentLogger("decode");
   if (options.worker_id.empty()) options.worker_id = absl::StrCat("decode-", getpid());
@@ -54,9 +68,6 @@ absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
   ASSIGN_OR_RETURN(uint32_t num_blocks,
                    service::PoolBlocks(config, options.num_blocks, options.pool_gib));
 
-  DecodeEngineOptions engine_options;
-  engine_options.attention.threads = options.threads;
-  engine_options.min_step = absl::Microseconds(options.min_step_us);
 #if PDSERVE_HAS_CUDA
   constexpr bool kBuiltWithCuda = true;
 #else
@@ -64,12 +75,7 @@ absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
 #endif
   ASSIGN_OR_RETURN(service::WorkerCompute compute,
                    service::ResolveWorkerCompute(options, config, kBuiltWithCuda));
-  engine_options.roofline = compute.roofline;
-  engine_options.attention.compute_attention = compute.compute_attention;
-  // Without real attention (roofline), a step need not read every KV byte: the checksum is
-  // carried forward and the KV read in full at join and at finish (decode_engine.h).
-  engine_options.carry_checksum = !compute.compute_attention;
-  engine_options.poison_freed_blocks = options.poison_freed_kv;
+  DecodeEngineOptions engine_options = DecodeEngineOptionsFor(options, compute);
 
   // The backend decides where the pool must live (shared memory for `local`, so that prefill
   // workers can map it).

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "absl/status/status.h"
+#include "decode_worker/decode_engine.h"
 #include "service/worker_process.h"
 
 namespace pdserve::decode {
@@ -9,5 +10,9 @@ namespace pdserve::decode {
 // backend, serves DecodeWorker, registers with the router and heartbeats, until SIGINT/SIGTERM.
 // The caller must have blocked those signals (service::BlockTerminationSignals) first.
 absl::Status RunDecodeWorker(service::WorkerProcessOptions options);
+
+// The engine options a worker's flags and compute mode give (also `pdserve colocated`'s).
+DecodeEngineOptions DecodeEngineOptionsFor(const service::WorkerProcessOptions& options,
+                                           const service::WorkerCompute& compute);
 
 }  // namespace pdserve::decode

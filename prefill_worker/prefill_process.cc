@@ -19,6 +19,28 @@
 
 namespace pdserve::prefill {
 
+PrefillEngineOptions PrefillEngineOptionsFor(const service::WorkerProcessOptions& options,
+                                             const service::WorkerCompute& compute) {
+  PrefillEngineOptions o;
+  o.attention.threads = options.threads;
+  o.attention.compute_attention = compute.compute_attention;
+  o.chunk_tokens = options.chunk_tokens;
+  o.transfer_timeout = options.transfer_timeout;
+  o.worker_id = options.worker_id;
+  o.min_batch = absl::Microseconds(options.min_batch_us);
+  o.stream_chunk_tokens = options.stream_chunk_tokens;
+  o.roofline = compute.roofline;
+  // A prompt's KV that one thread cannot read within a modelled decode step: the decode worker
+  // checks this worker's claim in the background instead (docs/model.md).
+  if (compute.roofline.has_value()) {
+    o.claim_checksum_bytes =
+        options.claim_checksum_mib < 0
+            ? static_cast<uint64_t>(kLargeKvBytes)
+            : static_cast<uint64_t>(std::ceil(options.claim_checksum_mib * (1 << 20)));
+  }
+  return o;
+}
+
 absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   auto log = ComponentLogger("prefill");
   if (options.worker_id.empty()) options.worker_id = absl::StrCat("prefill-", getpid());
@@ -29,13 +51,6 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   ASSIGN_OR_RETURN(uint32_t num_blocks,
                    service::PoolBlocks(config, options.num_blocks, options.pool_gib));
 
-  PrefillEngineOptions engine_options;
-  engine_options.attention.threads = options.threads;
-  engine_options.chunk_tokens = options.chunk_tokens;
-  engine_options.transfer_timeout = options.transfer_timeout;
-  engine_options.worker_id = options.worker_id;
-  engine_options.min_batch = absl::Microseconds(options.min_batch_us);
-  engine_options.stream_chunk_tokens = options.stream_chunk_tokens;
 #if PDSERVE_HAS_CUDA
   constexpr bool kBuiltWithCuda = true;
 #else
@@ -43,16 +58,7 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
 #endif
   ASSIGN_OR_RETURN(service::WorkerCompute compute,
                    service::ResolveWorkerCompute(options, config, kBuiltWithCuda));
-  engine_options.roofline = compute.roofline;
-  // A prompt's KV that one thread cannot read within a modelled decode step: the decode worker
-  // checks this worker's claim in the background instead (docs/model.md).
-  if (compute.roofline.has_value()) {
-    engine_options.claim_checksum_bytes =
-        options.claim_checksum_mib < 0
-            ? static_cast<uint64_t>(kLargeKvBytes)
-            : static_cast<uint64_t>(std::ceil(options.claim_checksum_mib * (1 << 20)));
-  }
-  engine_options.attention.compute_attention = compute.compute_attention;
+  PrefillEngineOptions engine_options = PrefillEngineOptionsFor(options, compute);
 
   transfer::TransportOptions transport_options;
   transport_options.backend = compute.transport_backend;

@@ -50,7 +50,9 @@ using PeerId = uint64_t;
 using TransferId = uint64_t;
 
 struct TransportOptions {
-  std::string backend = "local";  // "local" | "ucx" (KvTransportBackends() lists them)
+  // "local" | "ucx" | "inproc" (a colocated worker's own pool) | "cuda-ipc"
+  // (KvTransportBackends() lists them)
+  std::string backend = "local";
   std::string agent_name;         // this worker's id; tags notifications and log lines
   int copy_threads = 0;           // local backend: memcpy threads for large batches (0 = auto)
   // Batches submitted but not yet complete; one more makes Submit return ResourceExhausted.
