@@ -12,9 +12,7 @@
 namespace pdserve::bench {
 namespace {
 
-std::string Number(const char* format, double v) {
-  return std::isnan(v) ? std::string("-") : absl::StrFormat(format, v);
-}
+std::string Number(const char* format, double v) { return FormatNumber(format, v); }
 
 std::string Percent(double share) { return Number("%.0f%%", share * 100); }
 

@@ -10,14 +10,17 @@
 #include "common/model_config.h"
 
 namespace pdserve::bench {
-namespace {
 
-std::string Format(const char* format, double v) {
+std::string FormatNumber(const char* format, double v) {
   if (std::isnan(v)) return "-";
   char buf[64];
   std::snprintf(buf, sizeof(buf), format, v);
   return buf;
 }
+
+namespace {
+
+std::string Format(const char* format, double v) { return FormatNumber(format, v); }
 
 std::string Field(const ServingRun& r, const char* field, const char* format) {
   return Format(format, ResultNumber(r.result, field));

@@ -10,6 +10,10 @@
 
 namespace pdserve::bench {
 
+// One number in a printf format of one double ("%.2f"); "-" for NaN (not reported). The format
+// is a runtime string (absl::StrFormat wants a compile-time one).
+std::string FormatNumber(const char* format, double v);
+
 // A markdown table's header (with its separator line) and one of its rows, made one line.
 std::string MarkdownHeader(const std::vector<std::string>& columns);
 std::string MarkdownRow(const std::vector<std::string>& cells);
