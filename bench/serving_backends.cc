@@ -24,6 +24,7 @@ bool IsColocated(const std::string& backend) { return backend == kColocatedBacke
 std::string BackendLabel(const std::string& backend, const std::string& device) {
   if (device != "cuda" || IsColocated(backend)) return backend;
   if (backend == "local") return "cuda-ipc";
+  if (backend == "local-zc") return "cuda-ipc-zc";
   if (backend == "ucx") return UcxTakesDeviceMemory() ? "ucx" : "ucx-staged";
   if (backend.rfind("ucx-", 0) == 0 && backend != "ucx-staged") {
     return absl::StrCat(UcxTakesDeviceMemory() ? "ucx-" : "ucx-staged-", backend.substr(4));
@@ -47,6 +48,13 @@ absl::Status ConfigureBackend(const std::string& backend, const std::string& dev
     // split workers against it.
     c.num_colocated = c.num_prefill + c.num_decode;
     c.transfer = "local";
+    return absl::OkStatus();
+  }
+  if (backend == "local-zc" || backend == "cuda-ipc-zc") {
+    // Zero-copy: the prefill kernels write the decode worker's reserved blocks in place
+    // (prefill --zero-copy); the KV "transfer" is one notification. On GPUs over CUDA IPC.
+    c.transfer = device == "cuda" ? "cuda-ipc" : "local";
+    c.prefill_args.push_back("--zero-copy");
     return absl::OkStatus();
   }
   if (device == "cuda") {

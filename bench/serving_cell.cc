@@ -114,7 +114,8 @@ absl::StatusOr<std::unique_ptr<cluster::Cluster>> StartServingCluster(
   c.decode_blocks = decode_blocks;
   c.layout = o.layout;
   if (o.stream_chunk_tokens > 0) {
-    c.prefill_args = {"--stream-chunk-tokens", absl::StrCat(o.stream_chunk_tokens)};
+    c.prefill_args.insert(c.prefill_args.end(),
+                          {"--stream-chunk-tokens", absl::StrCat(o.stream_chunk_tokens)});
   }
   // The workers' bulk work (K/V generation, the decode worker's full KV reads when a request's
   // KV lands and when it ends) may use every core where one thread cannot keep up: a

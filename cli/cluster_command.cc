@@ -123,10 +123,15 @@ void AddClusterCommand(CLI::App& app) {
   cmd->add_flag("--poison-freed-kv", *poison,
                 "decode workers fill freed KV blocks with a poison pattern, so that reading "
                 "blocks a request no longer owns changes its tokens (verification runs)");
-  cmd->callback([o, num_blocks, model, poison, drain_grace_s] {
+  auto zero_copy = std::make_shared<bool>(false);
+  cmd->add_flag("--zero-copy", *zero_copy,
+                "prefill kernels write the decode workers' reserved blocks in place; the KV "
+                "transfer is one notification (--transfer local, or cuda-ipc with --compute cuda)");
+  cmd->callback([o, num_blocks, model, poison, drain_grace_s, zero_copy] {
     cluster::ClusterOptions options = *o;
     options.drain_grace = absl::Seconds(*drain_grace_s);
     if (*poison) options.decode_args.push_back("--poison-freed-kv");
+    if (*zero_copy) options.prefill_args.push_back("--zero-copy");
     absl::StatusOr<ModelOverrides> overrides = model->Overrides();
     if (!overrides.ok()) ExitWith(overrides.status());
     cluster::SetClusterModel(*overrides, options);

@@ -15,7 +15,7 @@ void AddServingBenchCommand(CLI::App& app) {
       "--quick for a 4-minute version)");
   bench->require_subcommand(0, 1);
   auto o = std::make_shared<bench::ServingBenchOptions>();
-  bench->add_option("--backends", o->backends, "transfer backends: local, ucx (UCX chooses), ucx-posix, ucx-tcp, ucx-cma; and colocated (no transfer: --prefill + --decode colocated workers, the deployment every P/D backend is compared with). The first backend that is not colocated is the baseline of the transfer comparisons")
+  bench->add_option("--backends", o->backends, "transfer backends: local, local-zc (zero-copy: the prefill kernels write the decode worker's reserved blocks in place), ucx (UCX chooses), ucx-posix, ucx-tcp, ucx-cma; and colocated (no transfer: --prefill + --decode colocated workers, the deployment every P/D backend is compared with). The first backend that is not colocated is the baseline of the transfer comparisons")
       ->delimiter(',')->capture_default_str();
   bench->add_option("--matrix", o->matrix, "full (the default: input 128/512/2048 x output 64/128/512 x 1/4/16 req/s, about 20-25 min for the four default backends on a 2-core host) or quick (input 128/2048 x output 64, the same rates, about 4 min)")
       ->check(CLI::IsMember({"full", "default", "quick"}))

@@ -102,6 +102,10 @@ inline void AddPrefillEngineFlags(CLI::App* cmd, WorkerFlags& f) {
                   "after the prefill; a colocated worker moves no KV and ignores it)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  cmd->add_flag("--zero-copy", f.options.zero_copy,
+                "write each prompt's K/V straight into the decode worker's reserved blocks, "
+                "through a window that reaches only those; the KV transfer is then one "
+                "notification (--transfer local, CPU kernels or roofline)");
 }
 
 // The decode engine's flags (--fault is the decode worker's own).

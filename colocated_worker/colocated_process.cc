@@ -72,11 +72,9 @@ absl::Status RunColocatedWorker(service::WorkerProcessOptions options) {
   if (compute.cuda) {
     ASSIGN_OR_RETURN(gpu, cuda::GpuKvPool::Create(*cache));
     cuda::GpuKvPool* g = gpu.get();
-    prefill_options.compute_chunk = [g](std::span<const BlockId> blocks,
-                                        std::span<const int32_t> tokens, int start_pos) {
-      const cuda::PrefillChunk chunk{.block_table = blocks, .tokens = tokens,
-                                     .start_pos = start_pos};
-      return g->attention().Prefill(std::span<const cuda::PrefillChunk>(&chunk, 1));
+    prefill_options.compute_chunk = [g](const KvCache& pool, std::span<const BlockId> blocks,
+                                       std::span<const int32_t> tokens, int start_pos) {
+      return g->PrefillInto(pool, blocks, tokens, start_pos);
     };
     prefill_options.chunk_tokens = std::max(options.chunk_tokens, config.max_model_len);
     decode_options.decode_step = [g](std::span<const DecodeSequence> batch) {

@@ -152,6 +152,19 @@ absl::StatusOr<transfer::TransferId> PrefillEngine::SubmitUnlessStopped(
     return absl::UnavailableError(absl::StrCat("request ", item.request_id, ": decode worker ",
                                                item.decode_worker, " is not a transfer peer"));
   }
+  if (entry.window != nullptr) {
+    // Zero-copy: the bytes are in place; only the notification is left to send (no chunks).
+    if (!notify) return absl::InternalError("zero-copy items are announced whole");
+    absl::StatusOr<transfer::TransferId> id =
+        entry.window->Announce(transfer::KvNotification(item.request_id, item.decode_epoch));
+    if (id.ok()) {
+      entry.transfers.push_back(*id);
+      return id;
+    }
+    return absl::Status(id.status().code(),
+                        absl::StrCat("request ", item.request_id, ": announcing its KV to ",
+                                     item.decode_worker, " failed: ", id.status().message()));
+  }
   if (!entry.submitted) {
     // BeginSubmit and Cancel exclude each other: once it says yes, a Cancel waits for the end.
     if (Stopped(key, abandoned) || !fence_.BeginSubmit(key)) {
@@ -207,31 +220,40 @@ void PrefillEngine::ReapStranded() {
 
 absl::Status PrefillEngine::Compute(const PrefillItemSpec& item,
                                     const std::vector<BlockId>& own_blocks,
-                                    const std::function<bool()>& abandoned) {
+                                    const transfer::KvWriteWindow* window,
+                                    const std::function<bool()>& abandoned,
+                                    const std::function<absl::Status(int)>& chunk_done) {
   const int len = static_cast<int>(item.prompt.size());
   // Roofline with the CPU kernels only writes K/V: one call per prompt, so that a large
   // prompt's generation may use every kernel thread (kvcache decides by its bytes); cancellation
   // is still checked before and after it.
   const bool generate_only = options_.roofline.has_value() && !options_.compute_chunk;
-  const int chunk = generate_only ? std::max(1, len) : std::max(1, options_.chunk_tokens);
+  int chunk = generate_only ? std::max(1, len) : std::max(1, options_.chunk_tokens);
+  if (chunk_done) chunk = StreamChunkTokens();  // each chunk's KV leaves when its kernels end
   const ItemFence::Key key{item.request_id, item.decode_epoch};
   for (int start = 0; start < len; start += chunk) {
     // A direct write counts as submitted (Cancel waits for it), so only its caller leaving
     // stops it; the partial KV is never announced and the item fails.
     if (start > 0 && (Stopped(key, abandoned) ||
-                      (options_.direct_write && abandoned && abandoned()))) {
+                      (WritesInPlace() && abandoned && abandoned()))) {
       return absl::CancelledError(
           absl::StrCat("request ", item.request_id, ": cancelled after ", start, " tokens"));
     }
     const int n = std::min(chunk, len - start);
     std::span<const int32_t> tokens(item.prompt.data() + start, static_cast<size_t>(n));
-    absl::Status s =
-        options_.compute_chunk
-            ? options_.compute_chunk(own_blocks, tokens, start)
-            : PrefillAttention(cache_, own_blocks, tokens, start, {}, options_.attention);
+    absl::Status s;
+    auto kernels = [&](const KvCache& pool, std::span<const BlockId> blocks) {
+      return options_.compute_chunk
+                 ? options_.compute_chunk(pool, blocks, tokens, start)
+                 : PrefillAttention(pool, blocks, tokens, start, {}, options_.attention);
+    };
+    s = window != nullptr ? window->Use(own_blocks, kernels) : kernels(cache_, own_blocks);
     if (!s.ok()) return s;
+    if (chunk_done && start + n < len) {
+      if (s = chunk_done(start + n); !s.ok()) return s;
+    }
   }
-  if (options_.after_compute) return options_.after_compute(own_blocks);
+  if (options_.after_compute && window == nullptr) return options_.after_compute(own_blocks);
   return absl::OkStatus();
 }
 
@@ -292,8 +314,29 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
         continue;
       }
     }
+    std::unique_ptr<transfer::KvWriteWindow> window;
+    if (options_.zero_copy) {
+      // Opened before the fence says yes: opening writes nothing, and a refused destination
+      // then fails the item as never started.
+      std::optional<transfer::PeerId> peer;
+      {
+        absl::MutexLock lock(&mu_);
+        if (auto it = peers_.find(item.decode_worker); it != peers_.end()) peer = it->second.id;
+      }
+      absl::StatusOr<std::unique_ptr<transfer::KvWriteWindow>> opened =
+          peer.has_value() ? transport_.OpenWindow(*peer, item.decode_blocks)
+                           : absl::UnavailableError("not a transfer peer");
+      if (!opened.ok()) {
+        out.status = absl::Status(
+            opened.status().code(),
+            absl::StrCat("request ", item.request_id, ": zero-copy window on decode worker ",
+                         item.decode_worker, "'s pool: ", opened.status().message()));
+        continue;
+      }
+      window = std::move(*opened);
+    }
     absl::StatusOr<std::vector<BlockId>> own;
-    if (options_.direct_write) {
+    if (WritesInPlace()) {
       // The kernels write the decode side's reserved blocks: the item counts as submitted from
       // here, so that a Cancel waits for the writes to end before the blocks can be reused.
       if (!fence_.BeginSubmit({item.request_id, item.decode_epoch})) {
@@ -312,24 +355,47 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
     }
     out.prefill_start_us = WallMicros();
     const int64_t compute_start = MonotonicMicros();
-    out.status = Compute(item, *own, abandoned);
+    // A direct write or a window passed the fence before its first kernel.
+    Inflight entry{.index = i, .own_blocks = *own, .submitted = WritesInPlace(),
+                   .window = std::move(window)};
+    // Real kernels (CPU or GPU) with --stream-chunk-tokens: each chunk's whole blocks leave as
+    // soon as its kernels ended, under the next chunk's (roofline streams in SubmitModelled).
+    size_t sent = 0;
+    std::function<absl::Status(int)> chunk_done;
+    if (options_.stream_chunk_tokens > 0 && !options_.roofline.has_value() && !WritesInPlace()) {
+      chunk_done = [&](int tokens) -> absl::Status {
+        const size_t full = static_cast<size_t>(tokens / cache_.config().block_size);
+        if (full <= sent) return absl::OkStatus();
+        if (out.transfer_start_us == 0) out.transfer_start_us = WallMicros();
+        absl::StatusOr<transfer::TransferId> id =
+            SubmitUnlessStopped(item, entry, sent, full - sent, /*notify=*/false, abandoned);
+        sent = full;
+        return id.status();
+      };
+    }
+    out.status = Compute(item, *own, entry.window.get(), abandoned, chunk_done);
     if (out.status.ok() && ClaimsChecksum(item)) {
-      absl::StatusOr<uint64_t> sum =
-          KvChecksum(cache_, *own, 0, static_cast<int>(item.prompt.size()),
-                     options_.attention.threads);
+      const transfer::KvWriteWindow* in_place = entry.window.get();
+      absl::StatusOr<uint64_t> sum;
+      auto read = [&](const KvCache& pool, std::span<const BlockId> blocks) {
+        sum = KvChecksum(pool, blocks, 0, static_cast<int>(item.prompt.size()),
+                         options_.attention.threads);
+        return absl::OkStatus();
+      };
+      if (in_place != nullptr) {
+        (void)in_place->Use(*own, read);
+      } else {
+        (void)read(cache_, *own);
+      }
       if (sum.ok()) out.kv_checksum = *sum;  // else the decode worker reads it all itself
     }
     out.mock_us = MonotonicMicros() - compute_start;
     out.prefill_end_us = WallMicros();
     lens.push_back(static_cast<int>(item.prompt.size()));
-    // A direct write passed the fence before its first kernel.
-    Inflight entry{.index = i, .own_blocks = *own, .submitted = options_.direct_write};
     // In roofline mode the copy waits for the modelled device time of the batch (below).
     if (out.status.ok() && !options_.roofline.has_value()) {
-      out.transfer_start_us = WallMicros();
-      absl::StatusOr<transfer::TransferId> id =
-          SubmitUnlessStopped(item, entry, 0, entry.own_blocks.size(), true, abandoned);
-      if (!id.ok()) out.status = id.status();
+      if (out.transfer_start_us == 0) out.transfer_start_us = WallMicros();
+      SubmitLast(item, entry, out, sent, entry.own_blocks.size() - sent, abandoned);
     }
     inflight.push_back(std::move(entry));
   }

@@ -43,10 +43,11 @@ struct PrefillEngineOptions {
   absl::Duration transfer_timeout = absl::Seconds(30);
   // Every batch's kernels last at least this long (tests use it to have batches in flight).
   absl::Duration min_batch = absl::ZeroDuration();
-  // GPU compute (--compute cuda): runs one prompt chunk into `blocks` of the pool instead of the
+  // GPU compute (--compute cuda): runs one prompt chunk into `blocks` of `pool` instead of the
   // CPU kernels (the worker binds it to its CudaAttention; the engine stays free of CUDA).
-  std::function<absl::Status(std::span<const BlockId> blocks, std::span<const int32_t> tokens,
-                             int start_pos)>
+  // `pool` is the engine's own cache, or a zero-copy window's view of a decode worker's.
+  std::function<absl::Status(const KvCache& pool, std::span<const BlockId> blocks,
+                             std::span<const int32_t> tokens, int start_pos)>
       compute_chunk;
   // Runs after an item's kernels and before its transfer: a worker whose kernels write a device
   // pool but whose transport sends from a host pool stages the item's blocks here (ucx-staged).
@@ -76,6 +77,13 @@ struct PrefillEngineOptions {
   // once the earlier chunks landed, so the notification covers every byte with any backend.
   // 0: the whole prompt after the batch (prefill_transfers.cc).
   int stream_chunk_tokens = 0;
+  // Zero-copy (a transport that can open windows, transfer/kv_window.h: local): the kernels
+  // write each item's K/V straight into the decode worker's reserved blocks, through a window
+  // that reaches exactly those, and the "transfer" is the notification alone. As with
+  // direct_write, the item counts as submitted from its first kernel and no own block is used.
+  // CPU kernels and roofline only (the GPU kernels write their own pool); no streaming (nothing
+  // moves).
+  bool zero_copy = false;
 };
 
 struct PrefillItemSpec {
@@ -170,6 +178,8 @@ class PrefillEngine {
     // landed: FinishItems submits it, outside the batch.
     std::optional<std::pair<size_t, size_t>> deferred_last;
     int64_t busy_until_ns = 0;  // latest completion of its batches waited for so far
+    // Zero-copy: the decode worker's reserved blocks, written in place (own_blocks names them).
+    std::unique_ptr<transfer::KvWriteWindow> window;
   };
   struct Peer {
     transfer::PeerId id = 0;
@@ -209,8 +219,26 @@ class PrefillEngine {
                                             std::vector<PrefillItemOutcome>& outcomes,
                                             absl::Time answer_by);
   // Kernels for one item into `own_blocks`, chunk by chunk; Cancelled when stopped between two.
+  // With a window (zero-copy) the blocks are the decode worker's, reached only through it.
+  // With `chunk_done` (streaming with real kernels), chunks are StreamChunkTokens() long and
+  // it is told the tokens done after every chunk but the last; its error stops the item.
   absl::Status Compute(const PrefillItemSpec& item, const std::vector<BlockId>& own_blocks,
-                       const std::function<bool()>& abandoned);
+                       const transfer::KvWriteWindow* window,
+                       const std::function<bool()>& abandoned,
+                       const std::function<absl::Status(int)>& chunk_done = nullptr);
+  // Submits an item's last chunk with its notification once its earlier chunks landed, or
+  // defers it to FinishItems when they have not yet (a peer stalled on them must not hold up
+  // this batch).
+  void SubmitLast(const PrefillItemSpec& item, Inflight& entry, PrefillItemOutcome& out,
+                  size_t first, size_t count, const std::function<bool()>& abandoned);
+  // --stream-chunk-tokens rounded up to whole blocks.
+  int StreamChunkTokens() const {
+    const int b = cache_.config().block_size;
+    return std::max(b, (options_.stream_chunk_tokens + b - 1) / b * b);
+  }
+  // The destination blocks are the decode worker's, written by the kernels in place: never
+  // allocated or freed here (direct_write or zero_copy).
+  bool WritesInPlace() const { return options_.direct_write || options_.zero_copy; }
   // Whether the item's result carries the checksum of its KV (claim_checksum_bytes).
   bool ClaimsChecksum(const PrefillItemSpec& item) const;
   void ReapStranded() ABSL_LOCKS_EXCLUDED(stranded_mu_);

@@ -29,6 +29,7 @@ PrefillEngineOptions PrefillEngineOptionsFor(const service::WorkerProcessOptions
   o.worker_id = options.worker_id;
   o.min_batch = absl::Microseconds(options.min_batch_us);
   o.stream_chunk_tokens = options.stream_chunk_tokens;
+  o.zero_copy = options.zero_copy;
   o.roofline = compute.roofline;
   // A prompt's KV that one thread cannot read within a modelled decode step: the decode worker
   // checks this worker's claim in the background instead (docs/model.md).
@@ -73,6 +74,21 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
                    transfer::MakeKvTransport(transport_options));
   RETURN_IF_ERROR(transport->RegisterPool(*cache));
   ASSIGN_OR_RETURN(std::string descriptor, transport->ExportDescriptor());
+  // The kernels must reach the decode worker's pool where it lives: CPU kernels a host pool
+  // (local), GPU kernels a device pool (cuda-ipc).
+  const bool gpu_kernels = options.compute == "cuda";
+  if (options.zero_copy && (!transport->can_open_windows() ||
+                            gpu_kernels != (compute.pool_memory == MemoryKind::kCuda))) {
+    // Said at start-up, not as a failure of every request.
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--zero-copy needs a transport that maps the decode worker's pool where the kernels "
+        "run (--transfer local with CPU kernels or roofline, cuda-ipc with --compute cuda); "
+        "this worker has --transfer ", transport->backend(), " and --compute ", options.compute));
+  }
+  if (options.zero_copy) {
+    log->info("{}: zero-copy: the kernels write the decode workers' reserved blocks in place",
+              options.worker_id);
+  }
 
 #if PDSERVE_HAS_CUDA
   // Declared before the engine, so that it outlives it.
@@ -80,11 +96,9 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   if (options.compute == "cuda") {
     ASSIGN_OR_RETURN(gpu, cuda::GpuKvPool::Create(*cache));
     cuda::GpuKvPool* g = gpu.get();
-    engine_options.compute_chunk = [g](std::span<const BlockId> blocks,
+    engine_options.compute_chunk = [g](const KvCache& pool, std::span<const BlockId> blocks,
                                        std::span<const int32_t> tokens, int start_pos) {
-      const cuda::PrefillChunk chunk{.block_table = blocks, .tokens = tokens,
-                                     .start_pos = start_pos};
-      return g->attention().Prefill(std::span<const cuda::PrefillChunk>(&chunk, 1));
+      return g->PrefillInto(pool, blocks, tokens, start_pos);
     };
     if (g->staged()) {
       engine_options.after_compute = [g](std::span<const BlockId> blocks) {

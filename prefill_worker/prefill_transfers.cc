@@ -45,7 +45,7 @@ void PrefillEngine::SubmitModelled(const std::vector<PrefillItemSpec>& items,
     const size_t blocks = entry.own_blocks.size();
     const int len = static_cast<int>(items[entry.index].prompt.size());
     const size_t per_chunk =
-        options_.stream_chunk_tokens > 0
+        options_.stream_chunk_tokens > 0 && entry.window == nullptr
             ? static_cast<size_t>((options_.stream_chunk_tokens + block_size - 1) / block_size)
             : blocks;
     const int whole_len[] = {len};
@@ -68,22 +68,12 @@ void PrefillEngine::SubmitModelled(const std::vector<PrefillItemSpec>& items,
     PrefillItemOutcome& out = outcomes[entry.index];
     if (!out.status.ok()) continue;  // an earlier chunk of it failed
     if (out.transfer_start_us == 0) out.transfer_start_us = WallMicros();
-    if (c.last && !entry.transfers.empty()) {
-      // The notification must cover every byte: the last chunk goes once the earlier ones
-      // landed. Not waited for here (a stalled peer would hold up the batches behind this
-      // one): if they are still in flight, FinishItems sends it.
-      absl::Status landed = WaitTransfers(entry, out, absl::ZeroDuration());
-      if (landed.code() == absl::StatusCode::kDeadlineExceeded) {
-        entry.deferred_last = {c.first, c.count};
-        continue;
-      }
-      if (!landed.ok()) {
-        out.status = landed;
-        continue;
-      }
+    if (c.last) {
+      SubmitLast(items[entry.index], entry, out, c.first, c.count, abandoned);
+      continue;
     }
     absl::StatusOr<transfer::TransferId> id =
-        SubmitUnlessStopped(items[entry.index], entry, c.first, c.count, c.last, abandoned);
+        SubmitUnlessStopped(items[entry.index], entry, c.first, c.count, false, abandoned);
     if (!id.ok()) out.status = id.status();
   }
   SleepUntil(batch_start + modelled);
@@ -94,6 +84,28 @@ void PrefillEngine::SubmitModelled(const std::vector<PrefillItemSpec>& items,
     out.prefill_end_us = end_us;
     out.modelled_us = absl::ToInt64Microseconds(modelled);
   }
+}
+
+void PrefillEngine::SubmitLast(const PrefillItemSpec& item, Inflight& entry,
+                               PrefillItemOutcome& out, size_t first, size_t count,
+                               const std::function<bool()>& abandoned) {
+  if (!entry.transfers.empty()) {
+    // The notification must cover every byte: the last chunk goes once the earlier ones
+    // landed. Not waited for here (a stalled peer would hold up the batches behind this
+    // one): if they are still in flight, FinishItems sends it.
+    absl::Status landed = WaitTransfers(entry, out, absl::ZeroDuration());
+    if (landed.code() == absl::StatusCode::kDeadlineExceeded) {
+      entry.deferred_last = {first, count};
+      return;
+    }
+    if (!landed.ok()) {
+      out.status = landed;
+      return;
+    }
+  }
+  absl::StatusOr<transfer::TransferId> id =
+      SubmitUnlessStopped(item, entry, first, count, /*notify=*/true, abandoned);
+  if (!id.ok()) out.status = id.status();
 }
 
 absl::Status PrefillEngine::WaitTransfers(Inflight& entry, PrefillItemOutcome& out,
@@ -175,6 +187,7 @@ std::pair<uint64_t, uint64_t> PrefillEngine::FinishItems(
     }
     if (out.status.ok()) {
       if (out.kv_bytes == 0 && !options_.direct_write) {
+        // Zero-copy: the bytes written in place (a copy would have moved the same).
         out.kv_bytes = entry.own_blocks.size() *
                        static_cast<uint64_t>(cache_.geometry().block_bytes());
       }
@@ -183,7 +196,7 @@ std::pair<uint64_t, uint64_t> PrefillEngine::FinishItems(
     }
     fence_.Finish(key, entry.submitted, out.status.ok(), stranded);
     if (!out.status.ok()) log->warn("{}", out.status.ToString());
-    if (options_.direct_write) {
+    if (WritesInPlace()) {
       // The blocks are the decode side's reservation: it frees them.
     } else if (stranded) {
       // They still read our blocks and may still write the decode worker's: neither side may

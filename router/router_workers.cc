@@ -92,7 +92,8 @@ grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
     if (colocated) {
       scheduler_.AddColocatedWorker(id, request->kv_pool().num_blocks());
     } else if (prefill) {
-      scheduler_.AddPrefillWorker(id, request->kv_pool().num_blocks());
+      scheduler_.AddPrefillWorker(id, request->kv_pool().num_blocks(),
+                                  request->writes_in_place());
       for (const auto& [decode_id, pool] : decode_pools) {
         if (!workers_.contains(decode_id) && !joining_.contains(decode_id)) {
           gone.push_back(decode_id);

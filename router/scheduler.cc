@@ -1,6 +1,7 @@
 #include "router/scheduler.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 
@@ -12,9 +13,9 @@ uint32_t Scheduler::BlocksForTokens(int64_t tokens) const {
   return static_cast<uint32_t>((tokens + config_.block_size - 1) / config_.block_size);
 }
 
-void Scheduler::AddPrefillWorker(const std::string& id, uint32_t total_blocks) {
+void Scheduler::AddPrefillWorker(const std::string& id, uint32_t total_blocks, bool in_place) {
   RemoveWorker(id);
-  prefill_[id] = WorkerLoad{.id = id, .total_blocks = total_blocks};
+  prefill_[id] = WorkerLoad{.id = id, .total_blocks = total_blocks, .in_place = in_place};
 }
 
 void Scheduler::AddDecodeWorker(const std::string& id, uint32_t total_blocks) {
@@ -86,7 +87,9 @@ absl::Status Scheduler::CheckFits(const PendingRequest& r) const {
   const uint32_t prefill_blocks = BlocksForTokens(r.prompt_len);
   const uint32_t decode_blocks = BlocksForTokens(int64_t{r.prompt_len} + r.max_tokens);
   uint32_t largest_prefill = 0, largest_decode = 0;
-  for (const auto& [id, w] : prefill_) largest_prefill = std::max(largest_prefill, w.total_blocks);
+  for (const auto& [id, w] : prefill_) {
+    largest_prefill = std::max(largest_prefill, w.in_place ? std::numeric_limits<uint32_t>::max() : w.total_blocks);
+  }
   for (const auto& [id, w] : decode_) largest_decode = std::max(largest_decode, w.total_blocks);
   if (prefill_blocks > largest_prefill) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -137,7 +140,7 @@ bool Scheduler::MayJoin(const PrefillBatchPlan& batch, int prompt_len, uint32_t 
   const WorkerLoad& w = prefill_.at(batch.prefill_worker);
   return MayPlace(w) && static_cast<int>(batch.items.size()) < config_.max_batch_size &&
          batch.tokens + prompt_len <= config_.max_batched_tokens &&
-         w.free_blocks() >= prefill_blocks;
+         (w.in_place || w.free_blocks() >= prefill_blocks);
 }
 
 WorkerLoad* Scheduler::PickDecode(uint32_t blocks, const PrefillBatchPlan* open_batch,
@@ -172,7 +175,7 @@ WorkerLoad* Scheduler::PickPrefill(uint32_t blocks) {
   WorkerLoad* best = nullptr;
   for (auto& [id, w] : prefill_) {
     if (w.colocated || !MayPlace(w) || w.inflight_batches >= config_.max_inflight_batches ||
-        w.free_blocks() < blocks) {
+        (!w.in_place && w.free_blocks() < blocks)) {
       continue;
     }
     if (best == nullptr || w.inflight_tokens < best->inflight_tokens ||
@@ -206,7 +209,7 @@ ScheduleStep Scheduler::Schedule() {
     WorkerLoad* decode = PickDecode(decode_blocks, open_batch, r.prompt_len);
     if (decode == nullptr) break;  // FCFS: the head waits for blocks, and so does everyone else
     // A colocated worker's kernels write the decode reservation: no prefill blocks.
-    const uint32_t prefill_blocks = decode->colocated ? 0 : BlocksForTokens(r.prompt_len);
+    uint32_t prefill_blocks = decode->colocated ? 0 : BlocksForTokens(r.prompt_len);
 
     bool joins_open = false;
     if (open_batch != nullptr) {
@@ -227,6 +230,7 @@ ScheduleStep Scheduler::Schedule() {
       prefill->inflight_batches++;
       batches_[step.batches.back().batch_id] = InflightBatch{.prefill_worker = prefill->id};
     }
+    if (prefill->in_place) prefill_blocks = 0;  // its kernels write the decode reservation
     PrefillBatchPlan& batch = step.batches.back();
     InflightBatch& inflight = batches_.at(batch.batch_id);
     batch.items.push_back(Placement{.request_id = r.id,

@@ -90,6 +90,9 @@ struct WorkerLoad {
   // Requests placement may still give it (-1: any number): 1 for a half-open breaker's trial.
   int placement_budget = -1;
   bool colocated = false;     // one worker in both maps: it prefills what it decodes
+  // A prefill worker whose kernels write the decode reservation in place (--zero-copy): it
+  // holds no blocks of its own for a request, so its pool bounds nothing.
+  bool in_place = false;
 
   uint32_t free_blocks() const { return total_blocks - reserved_blocks; }
 };
@@ -103,7 +106,7 @@ class Scheduler {
   uint32_t BlocksForTokens(int64_t tokens) const;
 
   // Adding a worker that exists replaces it (its reservations are dropped).
-  void AddPrefillWorker(const std::string& id, uint32_t total_blocks);
+  void AddPrefillWorker(const std::string& id, uint32_t total_blocks, bool in_place = false);
   void AddDecodeWorker(const std::string& id, uint32_t total_blocks);
   // A colocated worker: a prefill and a decode worker at once, prefilling only what it decodes.
   void AddColocatedWorker(const std::string& id, uint32_t total_blocks);

@@ -48,6 +48,9 @@ struct WorkerProcessOptions {
   // prefill, roofline: stream each prompt's KV in chunks of this many tokens during the modelled
   // prefill (0: after it, whole).
   int stream_chunk_tokens = 0;
+  // prefill: write K/V straight into the decode worker's reserved blocks (--zero-copy; a
+  // transport that maps the peer's pool, CPU kernels or roofline).
+  bool zero_copy = false;
   bool poison_freed_kv = false;     // decode: fill freed blocks with a poison pattern
   absl::Duration transfer_timeout = absl::Seconds(30);
   absl::Duration allocation_lease = absl::Minutes(5);

@@ -19,6 +19,8 @@ RouterLinkOptions WorkerLinkOptions(const WorkerProcessOptions& options, const M
   reg.set_preset(config.name);
   *reg.mutable_model() = ModelSpecOf(config);
   reg.set_pid(getpid());
+  // The router then reserves no prefill blocks for its requests (zero-copy).
+  reg.set_writes_in_place(role == v1::WORKER_ROLE_PREFILL && options.zero_copy);
   v1::KvPoolDescriptor* kv = reg.mutable_kv_pool();
   kv->set_transfer_backend(options.transfer == "ucx-staged" ? options.transfer
                                                             : pool.transport_backend);

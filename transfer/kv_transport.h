@@ -36,8 +36,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "kvcache/kv_cache.h"
+#include "transfer/kv_window.h"
 
 namespace pdserve::transfer {
 
@@ -149,6 +151,18 @@ class KvTransport {
   virtual absl::Status WaitForNotification(const std::string& message, absl::Duration timeout) = 0;
 
   virtual TransportCounters counters() const = 0;
+
+  // Zero-copy (kv_window.h): a window onto exactly `blocks` of the peer's pool, for the caller's
+  // kernels to write in place, and whose Announce sends the notification as a batch of 0 bytes.
+  // Backends that map the peer's pool offer it (local); the others answer Unimplemented.
+  // InvalidArgument for no blocks, a block outside the peer's pool or one named twice;
+  // FailedPrecondition for an unknown peer. The transport must outlive its windows.
+  virtual absl::StatusOr<std::unique_ptr<KvWriteWindow>> OpenWindow(
+      PeerId /*peer*/, std::span<const BlockId> /*blocks*/) {
+    return absl::UnimplementedError(
+        absl::StrCat("the ", backend(), " KV backend cannot write a peer's pool in place"));
+  }
+  virtual bool can_open_windows() const { return false; }
 };
 
 // Sets process-wide defaults that transport libraries read from the environment, each only

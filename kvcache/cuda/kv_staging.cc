@@ -77,6 +77,33 @@ absl::StatusOr<std::unique_ptr<GpuKvPool>> GpuKvPool::Create(KvCache& transport_
   return pool;
 }
 
+absl::Status GpuKvPool::PrefillInto(const KvCache& pool, std::span<const BlockId> blocks,
+                                    std::span<const int32_t> tokens, int start_pos) {
+  const PrefillChunk chunk{.block_table = blocks, .tokens = tokens, .start_pos = start_pos};
+  const std::span<const PrefillChunk> batch(&chunk, 1);
+  if (&pool == &transport_pool_) return attention_->Prefill(batch);
+  if (pool.memory().kind() != MemoryKind::kCuda) {
+    return absl::InvalidArgumentError("GPU prefill into a pool that is not in device memory");
+  }
+  CudaAttention* attention;
+  {
+    // A view lives as long as its peer is loaded: a few per worker, bound once each.
+    std::lock_guard lock(peers_mu_);
+    std::unique_ptr<CudaAttention>& a = peer_attention_[&pool];
+    if (a == nullptr) {
+      absl::StatusOr<std::unique_ptr<CudaAttention>> made = CudaAttention::Create(pool);
+      if (!made.ok()) {
+        peer_attention_.erase(&pool);
+        return made.status();
+      }
+      a = std::move(*made);
+    }
+    attention = a.get();
+  }
+  // Prefill returns once the kernels ended: the bytes are in the peer's pool when it does.
+  return attention->Prefill(batch);
+}
+
 absl::Status GpuKvPool::StageOut(std::span<const BlockId> blocks) {
   if (!mirror_) return absl::OkStatus();
   return CopyKvBlocks(*mirror_, transport_pool_, blocks);

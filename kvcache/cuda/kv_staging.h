@@ -6,7 +6,9 @@
 // Available when PDSERVE_HAS_CUDA is defined.
 
 #include <cstddef>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <span>
 
 #include "absl/status/statusor.h"
@@ -49,6 +51,12 @@ class GpuKvPool {
   // not staged.
   absl::Status StageOut(std::span<const BlockId> blocks);
   absl::Status StageIn(std::span<const BlockId> blocks);
+  // One prompt chunk into `blocks` of `pool`: this worker's own pool (the transport's: its
+  // device pool, mirror or not) or another device pool this process reaches (a zero-copy
+  // window's view of a decode worker's pool opened over CUDA IPC), with kernels bound to it
+  // at its first use.
+  absl::Status PrefillInto(const KvCache& pool, std::span<const BlockId> blocks,
+                           std::span<const int32_t> tokens, int start_pos);
 
  private:
   explicit GpuKvPool(KvCache& transport_pool) : transport_pool_(transport_pool) {}
@@ -56,6 +64,8 @@ class GpuKvPool {
   std::unique_ptr<PinnedHostRange> pinned_;
   std::unique_ptr<KvCache> mirror_;
   std::unique_ptr<CudaAttention> attention_;
+  std::mutex peers_mu_;
+  std::map<const KvCache*, std::unique_ptr<CudaAttention>> peer_attention_;
 };
 
 }  // namespace pdserve::cuda

@@ -89,5 +89,40 @@ TEST_F(PrefillStreamTest, AnEarlierChunkInFlightHoldsBackTheNotification) {
               ElementsAre(CancelOutcome::kFailed));
 }
 
+// Real kernels (CPU here, the GPU's through compute_chunk alike): each chunk's blocks leave as
+// soon as its kernels ended, while the next chunk computes; the tokens are the model's.
+TEST_F(PrefillStreamTest, RealKernelsStreamEachChunkAsItsKernelsEnd) {
+  PrefillEngineOptions options;
+  options.stream_chunk_tokens = 40;  // rounded up to 3 blocks
+  options.chunk_tokens = 512;        // streaming sets the kernels' chunk, not this
+  engine_ = std::make_unique<PrefillEngine>(*prefill_cache_, prefill_transport_, options);
+  ASSERT_TRUE(engine_->AddPeer("decode-0", *decode_transport_.ExportDescriptor()).ok());
+  decode::DecodeEngine decoder(*decode_cache_, {});
+  const std::vector<int32_t> prompt = model::SyntheticPrompt(9, 100, Tiny().vocab_size);
+  uint64_t epoch = 0;
+  auto blocks = decoder.Allocate("r2", 100, 12, &epoch);  // 7 prompt blocks: 3 + 3 + 1
+  ASSERT_TRUE(blocks.ok());
+  std::vector<PrefillItemOutcome> out =
+      engine_->Run({{.request_id = "r2", .prompt = prompt, .decode_worker = "decode-0",
+                     .decode_blocks = *blocks, .decode_epoch = epoch}});
+  ASSERT_TRUE(out[0].status.ok()) << out[0].status;
+  EXPECT_THAT(prefill_transport_.sent_notifications,
+              ElementsAre("", "", "r2@" + std::to_string(epoch)));
+  EXPECT_EQ(out[0].transfer_batches, 3u);
+  EXPECT_EQ(out[0].kv_bytes, 7u * decode_cache_->geometry().block_bytes());
+  // The first chunk left before the last chunk's kernels ended.
+  EXPECT_LT(out[0].transfer_start_us, out[0].prefill_end_us);
+  EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
+  auto stream = decoder.Start("r2", prompt, 12, 9);
+  ASSERT_TRUE(stream.ok());
+  std::vector<int32_t> tokens;
+  while (true) {
+    auto chunk = (*stream)->Next(absl::Seconds(30));
+    tokens.insert(tokens.end(), chunk.tokens.begin(), chunk.tokens.end());
+    if (chunk.finished) break;
+  }
+  EXPECT_EQ(tokens, model::ReferenceGenerate(prompt, 12, Tiny(), 9));
+}
+
 }  // namespace
 }  // namespace pdserve::prefill

@@ -44,6 +44,31 @@ TEST(SchedulerColocatedTest, PrefillAndDecodeOnTheSameWorkerWithNoPrefillBlocks)
   EXPECT_EQ(s.prefill_workers().at("c0").inflight_batches, 0);
 }
 
+// Zero-copy prefill workers (--zero-copy) write the decode reservation in place: their own
+// pool bounds nothing, and nothing is reserved on it.
+TEST(SchedulerColocatedTest, AnInPlacePrefillWorkerReservesNoBlocksOfItsOwn) {
+  Scheduler s(Config());
+  s.AddPrefillWorker("p0", 2, /*in_place=*/true);  // a pool of 2 blocks
+  s.AddDecodeWorker("d0", 100);
+  ASSERT_TRUE(s.Enqueue(Req("a", 40)).ok());  // 3 prompt blocks: more than p0's pool
+  ASSERT_TRUE(s.Enqueue(Req("b", 40)).ok());
+  ScheduleStep step = s.Schedule();
+  ASSERT_THAT(step.batches, SizeIs(1));
+  EXPECT_EQ(step.batches[0].prefill_worker, "p0");
+  ASSERT_THAT(step.batches[0].items, SizeIs(2));
+  for (const Placement& p : step.batches[0].items) {
+    EXPECT_EQ(p.prefill_blocks, 0u) << p.request_id;
+    EXPECT_EQ(p.decode_worker, "d0") << p.request_id;
+  }
+  EXPECT_EQ(s.prefill_workers().at("p0").reserved_blocks, 0u);
+  EXPECT_EQ(s.decode_workers().at("d0").reserved_blocks, 8u);
+  // A copying prefill worker of the same pool could never take it.
+  Scheduler copying(Config());
+  copying.AddPrefillWorker("p0", 2);
+  copying.AddDecodeWorker("d0", 100);
+  EXPECT_EQ(copying.Enqueue(Req("a", 40)).code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(SchedulerColocatedTest, EachRequestIsPrefilledWhereItDecodes) {
   Scheduler s(Config());
   s.AddColocatedWorker("c0", 100);

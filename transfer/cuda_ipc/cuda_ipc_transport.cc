@@ -22,6 +22,7 @@
 #include "transfer/batch_table.h"
 #include "transfer/copy_plan.h"
 #include "transfer/local/notify_channel.h"
+#include "common/clock.h"
 #include "transfer/notification_inbox.h"
 #include "transfer/pool_descriptor.h"
 
@@ -40,8 +41,11 @@ struct IpcPeer {
   bool opened = false;
   std::unique_ptr<local::NotifySender> notifier;
   std::shared_ptr<std::atomic<bool>> removed = std::make_shared<std::atomic<bool>>(false);
+  // Zero-copy: a view of the opened pool for windows (the GPU kernels write it in place).
+  std::unique_ptr<KvCache> view;
 
   ~IpcPeer() {
+    view.reset();
     if (opened) cudaIpcCloseMemHandle(base);
   }
 };
@@ -268,6 +272,46 @@ class CudaIpcTransport final : public KvTransport {
                           table_.Complete(tid, s);
                         }});
     return *tid;
+  }
+
+  bool can_open_windows() const override { return true; }
+
+  absl::StatusOr<std::unique_ptr<KvWriteWindow>> OpenWindow(
+      PeerId id, std::span<const BlockId> blocks) override {
+    std::shared_ptr<IpcPeer> peer;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = peers_.find(id);
+      if (it == peers_.end()) {
+        return absl::FailedPreconditionError(absl::StrCat("unknown or removed KV peer ", id));
+      }
+      peer = it->second;
+      if (peer->view == nullptr) {
+        absl::StatusOr<std::unique_ptr<KvCache>> view = KvCache::Create(
+            pool_->config(), peer->descriptor.num_blocks, peer->descriptor.layout,
+            std::make_unique<BorrowedKvMemory>(
+                peer->base, static_cast<size_t>(peer->descriptor.region_bytes()),
+                MemoryKind::kCuda, pool_->memory().device()));
+        if (!view.ok()) return view.status();
+        peer->view = std::move(*view);
+      }
+    }
+    std::shared_ptr<const KvCache> view(peer, peer->view.get());
+    return KvWriteWindow::Open(
+        std::move(view), blocks,
+        [this, peer](const std::string& notification) -> absl::StatusOr<TransferId> {
+          if (notification.size() > kMaxNotificationBytes) {
+            return absl::InvalidArgumentError("KV transfer notification too long");
+          }
+          // The kernels that wrote the window ended before the caller announced (their call
+          // waits for them): the bytes are in the peer's memory.
+          absl::Status s = peer->removed->load()
+                               ? absl::CancelledError(absl::StrCat(
+                                     "KV peer '", peer->descriptor.agent, "' removed (request ",
+                                     notification, ")"))
+                               : peer->notifier->Send(notification);
+          return table_.AddFinished(0, 0, MonotonicNanos(), s);
+        });
   }
 
   absl::StatusOr<bool> Poll(TransferId id) override { return table_.Poll(id); }

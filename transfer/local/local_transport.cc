@@ -28,6 +28,8 @@ struct LocalPeer {
   KvGeometry geometry;
   std::unique_ptr<KvMemory> mapping;
   std::unique_ptr<NotifySender> notifier;
+  // Zero-copy: a view of the mapped pool for windows, made at the first OpenWindow.
+  std::unique_ptr<KvCache> view;
   std::shared_ptr<std::atomic<bool>> removed = std::make_shared<std::atomic<bool>>(false);
 };
 
@@ -176,6 +178,43 @@ class LocalTransport final : public KvTransport {
     };
     engine_.Run(std::move(job));
     return *tid;
+  }
+
+  bool can_open_windows() const override { return true; }
+
+  absl::StatusOr<std::unique_ptr<KvWriteWindow>> OpenWindow(
+      PeerId id, std::span<const BlockId> blocks) override {
+    std::shared_ptr<LocalPeer> peer;
+    const KvCache* pool;
+    {
+      std::lock_guard lock(mu_);
+      auto it = peers_.find(id);
+      if (it == peers_.end()) {
+        return absl::FailedPreconditionError(absl::StrCat("unknown or removed KV peer ", id));
+      }
+      peer = it->second;
+      pool = pool_;
+      if (peer->view == nullptr) {
+        absl::StatusOr<std::unique_ptr<KvCache>> view = KvCache::Create(
+            pool->config(), peer->descriptor.num_blocks, peer->descriptor.layout,
+            std::make_unique<BorrowedKvMemory>(peer->mapping->data(), peer->mapping->size(),
+                                               MemoryKind::kHost));
+        if (!view.ok()) return view.status();
+        peer->view = std::move(*view);
+      }
+    }
+    // The aliasing pointer keeps the peer (its mapping) alive as long as the window.
+    std::shared_ptr<const KvCache> view(peer, peer->view.get());
+    return KvWriteWindow::Open(
+        std::move(view), blocks,
+        [this, peer](const std::string& notification) -> absl::StatusOr<TransferId> {
+          if (notification.size() > kMaxNotificationBytes) {
+            return absl::InvalidArgumentError("KV transfer notification too long");
+          }
+          // The kernels' stores precede the ring write that publishes the notification (its
+          // release store), and their threads joined before the caller announced.
+          return table_.AddFinished(0, 0, MonotonicNanos(), Outcome(*peer, notification, false));
+        });
   }
 
   absl::StatusOr<bool> Poll(TransferId id) override { return table_.Poll(id); }
