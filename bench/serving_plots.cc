@@ -259,11 +259,13 @@ absl::Status PlotBreakdown(const std::string& dir, const std::vector<CellAnalysi
   std::string script = MultiplotHeader(
       "ttft_breakdown.png", axes.workloads.size(),
       parts.staged
-          ? "Where mean TTFT goes: the stages of pdserve:ttft_stage_seconds (README, Metrics); "
-            "other: client <-> router"
+          ? "Where mean TTFT goes: the TTFT stages of the router (README, Metrics), then other: "
+            "client <-> router"
           : "Where mean TTFT goes (first step: decode join -> first token, when reported; "
             "rest: everything else)");
+  // noenhanced: the stage names' underscores are not subscripts.
   absl::StrAppend(&script,
+                  "set termoption noenhanced\n"
                   "set style data histograms\nset style histogram rowstacked\n"
                   "set style fill solid 0.8 border -1\nset boxwidth 0.7\n"
                   "set xtics rotate by -40 font ',8'\nset key outside right top font ',8'\n"
