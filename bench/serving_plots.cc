@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "bench/capacity.h"
 #include "bench/serving_backends.h"
+#include "common/ttft_stages.h"
 
 namespace pdserve::bench {
 namespace {
@@ -223,49 +224,93 @@ absl::Status PlotTransferVsPrompt(const std::string& dir, const std::vector<Cell
                    plot, "\n"));
 }
 
+// What the TTFT breakdown stacks: the TTFT stages (common/ttft_stages.h, the same split as the
+// router's pdserve:ttft_stage_seconds) and what is left of the client's TTFT ("other": the
+// client <-> router legs). Results written before the stages existed (`bench report` on an old
+// folder) get the parts they have, with the rest computed from the mean TTFT.
+struct BreakdownParts {
+  std::vector<std::string> fields, titles;
+  bool staged = false;
+};
+
+BreakdownParts PartsOf(const std::vector<CellAnalysis>& cells) {
+  BreakdownParts p;
+  p.staged = std::any_of(cells.begin(), cells.end(), [](const CellAnalysis& c) {
+    return !std::isnan(ResultNumber(c.run->result, "mean_ttft_stage_queue_ms"));
+  });
+  if (p.staged) {
+    for (absl::string_view stage : TtftStageNames()) {
+      p.fields.push_back(absl::StrCat("mean_ttft_stage_", stage, "_ms"));
+      p.titles.push_back(std::string(stage));
+    }
+    p.fields.push_back("mean_ttft_stage_other_ms");
+  } else {
+    p.fields = {"mean_queue_ms", "mean_prefill_ms", "mean_kv_transfer_ms", "mean_first_step_ms"};
+    p.titles = {"queue", "prefill", "KV transfer", "first step"};
+  }
+  p.titles.push_back(p.staged ? "other" : "rest");
+  return p;
+}
+
 // Stacked mean TTFT parts per (backend, rate), a panel per workload.
 absl::Status PlotBreakdown(const std::string& dir, const std::vector<CellAnalysis>& cells,
                            const Axes& axes) {
-  std::string script =
-      MultiplotHeader("ttft_breakdown.png", axes.workloads.size(),
-                      "Where mean TTFT goes (first step: decode join -> first token, when "
-                      "reported; rest: everything else)");
+  const BreakdownParts parts = PartsOf(cells);
+  std::string script = MultiplotHeader(
+      "ttft_breakdown.png", axes.workloads.size(),
+      parts.staged
+          ? "Where mean TTFT goes: the TTFT stages of the router (README, Metrics), then other: "
+            "client <-> router"
+          : "Where mean TTFT goes (first step: decode join -> first token, when reported; "
+            "rest: everything else)");
+  // noenhanced: the stage names' underscores are not subscripts.
   absl::StrAppend(&script,
+                  "set termoption noenhanced\n"
                   "set style data histograms\nset style histogram rowstacked\n"
                   "set style fill solid 0.8 border -1\nset boxwidth 0.7\n"
                   "set xtics rotate by -40 font ',8'\nset key outside right top font ',8'\n"
                   "set grid y\nset ylabel 'ms'\n");
+  // Nine parts: gnuplot's default colours repeat after eight.
+  static const char* const kColours[] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
+                                         "#edc948", "#b07aa1", "#ff9da7", "#9c755f"};
   bool any = false;
   for (size_t w = 0; w < axes.workloads.size(); ++w) {
     const std::string file = absl::StrCat("ttft_breakdown_w", w, ".dat");
     std::ofstream out(dir + "/" + file);
-    out << "# cell queue prefill transfer first_step rest\n";
+    out << "# cell";
+    for (const std::string& t : parts.titles) out << " " << t;
+    out << "\n";
     int rows = 0;
     for (const CellAnalysis& c : cells) {
       const ServingRun& r = *c.run;
       if (WorkloadName(r) != axes.workloads[w] || !r.error.empty()) continue;
-      const double ttft = ResultNumber(r.result, "mean_ttft_ms");
-      const double queue = ResultNumber(r.result, "mean_queue_ms");
-      const double prefill = ResultNumber(r.result, "mean_prefill_ms");
-      const double transfer = ResultNumber(r.result, "mean_kv_transfer_ms");
-      double first = ResultNumber(r.result, "mean_first_step_ms");
-      if (std::isnan(ttft) || std::isnan(queue) || std::isnan(prefill) || std::isnan(transfer)) {
-        continue;
+      std::vector<double> v;
+      for (const std::string& f : parts.fields) v.push_back(ResultNumber(r.result, f));
+      if (parts.staged) {
+        if (std::any_of(v.begin(), v.end(), [](double x) { return std::isnan(x); })) continue;
+        // Two clocks make "other" slightly negative at times; a stack cannot draw that.
+        v.back() = std::max(0.0, v.back());
+      } else {
+        const double ttft = ResultNumber(r.result, "mean_ttft_ms");
+        if (std::isnan(ttft) || std::isnan(v[0]) || std::isnan(v[1]) || std::isnan(v[2])) continue;
+        if (std::isnan(v[3])) v[3] = 0;
+        v.push_back(std::max(0.0, ttft - v[0] - v[1] - v[2] - v[3]));
       }
-      if (std::isnan(first)) first = 0;
-      const double rest = std::max(0.0, ttft - queue - prefill - transfer - first);
       out << '"' << r.backend << " " << RateName(r.request_rate) << "/s" << (c.usable() ? "" : "*")
-          << "\" " << queue << " " << prefill << " " << transfer << " " << first << " " << rest
-          << "\n";
+          << '"';
+      for (double x : v) out << " " << x;
+      out << "\n";
       ++rows;
     }
     if (rows == 0) continue;
     any = true;
     absl::StrAppend(&script, "set title '", axes.workloads[w],
-                    " (* host-bound or unverified)'\nplot '", file,
-                    "' using 2:xtic(1) title 'queue', '' using 3 title 'prefill', '' using 4 "
-                    "title 'KV transfer', '' using 5 title 'first step', '' using 6 title "
-                    "'rest'\n");
+                    " (* host-bound or unverified)'\nplot '", file, "'");
+    for (size_t i = 0; i < parts.titles.size(); ++i) {
+      absl::StrAppend(&script, i == 0 ? "" : ", ''", " using ", i + 2, i == 0 ? ":xtic(1)" : "",
+                      " title '", parts.titles[i], "' lc rgb '", kColours[i], "'");
+    }
+    absl::StrAppend(&script, "\n");
   }
   absl::StrAppend(&script, "unset multiplot\n");
   if (!any) return absl::OkStatus();

@@ -7,8 +7,9 @@
 //   kv_transfer_vs_prompt.png           mean KV transfer time against the prompt length at the
 //                                        lowest rate, per backend, next to the same-run
 //                                        microbenchmark of the same bytes
-//   ttft_breakdown.png                  where mean TTFT goes (queue, prefill, KV transfer, first
-//                                        decode step, rest), a panel per workload
+//   ttft_breakdown.png                  where mean TTFT goes: the TTFT stages of
+//                                        common/ttft_stages.h and the client <-> router rest,
+//                                        stacked per (backend, rate), a panel per workload
 
 #include <string>
 #include <utility>

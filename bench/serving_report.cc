@@ -49,6 +49,15 @@ constexpr const char* kSummaryFields[] = {"completed",
                                           "mean_control_plane_ms",
                                           "mean_first_step_ms",
                                           "mean_ttft_model_ms",
+                                          "mean_ttft_stage_queue_ms",
+                                          "mean_ttft_stage_allocate_ms",
+                                          "mean_ttft_stage_dispatch_ms",
+                                          "mean_ttft_stage_prefill_ms",
+                                          "mean_ttft_stage_kv_transfer_ms",
+                                          "mean_ttft_stage_decode_admit_ms",
+                                          "mean_ttft_stage_first_step_ms",
+                                          "mean_ttft_stage_relay_ms",
+                                          "mean_ttft_stage_other_ms",
                                           "ttft_to_model_ratio",
                                           "p99_send_lag_ms",
                                           "max_send_lag_ms"};
@@ -222,6 +231,15 @@ absl::Status WriteServingReport(const std::string& dir, const ServingReportConte
         "time over their modelled device time in the cell: near or above 1, the mock's own work "
         "sets the pace.\n\n"
      << AccountingTable(cells);
+  md << "\n## Where TTFT goes\n\nMeans per request (ms) of the stages that partition the "
+        "router's TTFT (arrival -> first token relayed to the client's stream), the same split "
+        "as the router's `pdserve:ttft_stage_seconds` histograms; each stage's start and end "
+        "event is in README's Metrics section. \"other\" is what is left of the client's TTFT "
+        "(the client <-> router legs), so a row adds up to the mean TTFT of the requests it "
+        "covers (those whose timeline has every event). Bounds on a worker's clock are clamped "
+        "so that no stage is negative; one host has one clock. `ttft_breakdown.png` stacks "
+        "these.\n\n"
+     << TtftStagesTable(cells);
   md << "\n## KV transfer: serving vs the same-run microbenchmark\n\n";
   if (context.transfer_baselines.empty()) {
     md << "Not measured" << (context.transfer_baseline_note.empty() ? "" : ": ")

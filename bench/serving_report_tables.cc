@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "bench/serving_backends.h"
 #include "common/model_config.h"
+#include "common/ttft_stages.h"
 
 namespace pdserve::bench {
 
@@ -232,6 +233,30 @@ std::string AccountingTable(const std::vector<CellAnalysis>& cells) {
                Field(r, "mean_first_step_ms", "%.2f"),
                Field(r, "mean_ttft_model_ms", "%.2f"), Field(r, "mean_ttft_ms", "%.2f"),
                Format("%.3f", ratio), target});
+  }
+  return md;
+}
+
+std::string TtftStagesTable(const std::vector<CellAnalysis>& cells) {
+  std::vector<std::string> columns = {"backend", "workload", "rate"};
+  for (absl::string_view stage : TtftStageNames()) columns.push_back(std::string(stage));
+  columns.insert(columns.end(), {"other", "sum = TTFT (ms)", "requests"});
+  std::string md = Header(columns);
+  for (const CellAnalysis& c : cells) {
+    const ServingRun& r = *c.run;
+    if (!r.error.empty()) continue;
+    std::vector<std::string> row = {CellKey(r)};
+    double sum = 0;
+    for (absl::string_view stage : TtftStageNames()) {
+      const double v = ResultNumber(r.result, absl::StrCat("mean_ttft_stage_", stage, "_ms"));
+      sum += v;
+      row.push_back(Format("%.3f", v));
+    }
+    const double other = ResultNumber(r.result, "mean_ttft_stage_other_ms");
+    row.push_back(Format("%.3f", other));
+    row.push_back(Format("%.2f", sum + other));  // NaN, shown "-", when a stage is missing
+    row.push_back(Field(r, "ttft_stage_requests", "%.0f"));
+    md += Row(row);
   }
   return md;
 }

@@ -25,6 +25,9 @@ std::string HostTable(const std::vector<CellAnalysis>& cells, double decode_pool
                       const std::string& preset);
 // The mock's own CPU next to the modelled time, and the TTFT model check.
 std::string AccountingTable(const std::vector<CellAnalysis>& cells);
+// Where TTFT goes: the mean of each TTFT stage (common/ttft_stages.h), the client <-> router
+// rest, their sum and the requests they cover, per cell (the numbers ttft_breakdown.png stacks).
+std::string TtftStagesTable(const std::vector<CellAnalysis>& cells);
 // The same-run microbenchmark rows, then serving / microbenchmark per cell.
 std::string TransferTable(const std::vector<CellAnalysis>& cells,
                           const std::vector<RequestTransferBaseline>& baselines);

@@ -39,7 +39,11 @@ json TimesJson(const router::RequestTimes& t) {
               {"modelled_first_step_us", t.modelled_first_step_us},
               {"decode_verify_cpu_us", t.decode_verify_cpu_us},
               {"transfer_batches", t.transfer_batches},
-              {"transfer_busy_us", t.transfer_busy_us}};
+              {"transfer_busy_us", t.transfer_busy_us},
+              {"allocated_us", t.allocated_us},
+              {"decode_admitted_us", t.decode_admitted_us},
+              {"kv_landed_us", t.kv_landed_us},
+              {"first_token_relayed_us", t.first_token_relayed_us}};
 }
 
 json ExtensionJson(const Extension& e) {

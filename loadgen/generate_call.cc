@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
+#include "common/ttft_stages.h"
 
 namespace pdserve::loadgen {
 
@@ -105,6 +106,10 @@ ServerTimeline TimelineFromProto(const pdserve::v1::RequestTimeline& t) {
   out.exposed_transfer_ms = span_ms(std::max(t.transfer_start_us(), t.prefill_end_us()),
                                     t.transfer_end_us());
   out.transfer_batches = t.transfer_batches();
+  if (const auto stages = SplitTtft(TtftEventsOf(t))) {
+    for (int64_t us : *stages) out.ttft_stage_ms.push_back(static_cast<double>(us) / 1e3);
+    out.relayed_ttft_ms = span_ms(t.arrival_us(), t.first_token_relayed_us());
+  }
   if (t.transfer_busy_us() > 0 && t.transfer_end_us() > 0) {
     out.kv_hidden_share =
         std::clamp(1.0 - out.exposed_transfer_ms * 1e3 / static_cast<double>(t.transfer_busy_us()),

@@ -50,6 +50,19 @@ nlohmann::ordered_json MetricDefinitionsJson() {
       {"generated_texts", "the output token ids, space separated (the mock's text)"},
       {"errors", "the error per request (\"\" on success)"},
       {"rtfx", "vllm's inverse real-time factor of audio benchmarks: always 0 here"},
+      {"mean_ttft_stage_<stage>_ms",
+       "where TTFT goes: the mean of each stage of common/ttft_stages.h (queue, allocate, "
+       "dispatch, prefill, kv_transfer, decode_admit, first_step, relay) over the "
+       "ttft_stage_requests completed requests whose server timeline has every event; the "
+       "stages partition the router's TTFT (arrival -> first token relayed), worker-clock bounds "
+       "clamped so that none is negative (pdserve)"},
+      {"mean_ttft_stage_other_ms",
+       "client TTFT - router TTFT, mean over the same requests: the client <-> router legs; the "
+       "stages plus this add up to those requests' mean TTFT (two clocks: may be slightly "
+       "negative) (pdserve)"},
+      {"ttft_stage_requests", "completed requests whose timeline splits into the TTFT stages"},
+      {"server_timelines", "per request, the server's timeline in ms (null without one); "
+                           "ttft_stages_ms: its TTFT stages (pdserve)"},
       {"error_counts", "failed requests by cause: the message with request ids as <id> and "
                        "numbers as <n> (pdserve); error_examples holds one full message each"},
   };

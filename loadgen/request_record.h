@@ -38,6 +38,11 @@ struct ServerTimeline {
   // 1 - exposed / the batches' own busy time: the share of the transfer hidden under the
   // prefill (NaN when the server did not report the busy time, e.g. no streaming).
   double kv_hidden_share = NAN;
+  // Where the router's TTFT went: common/ttft_stages.h's stages, ms, in TtftStageNames' order,
+  // adding up to relayed_ttft_ms (arrival -> first token relayed to the client's stream, router
+  // clock). Empty, and NaN, when the timeline lacks an event the split needs.
+  std::vector<double> ttft_stage_ms;
+  double relayed_ttft_ms = NAN;
 };
 
 // What the client saw of one request. Times are seconds on the client's monotonic clock,

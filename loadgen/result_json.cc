@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "common/ttft_stages.h"
 #include "loadgen/metric_definitions.h"
 
 namespace pdserve::loadgen {
@@ -78,6 +79,25 @@ void AddTimeline(Json& j, const BenchmarkResult& result) {
       {"ttft_to_model_ratio", &TimelineMetrics::ttft_to_model_ratio}};
   for (const auto& [name, member] : accounting) j[name] = t ? Number((*t).*member) : Json(nullptr);
   j["ttft_model_requests"] = t ? t->ttft_model_requests : 0;
+  // Where TTFT goes (common/ttft_stages.h); named mean_ttft_stage_* because mean_queue_ms,
+  // mean_kv_transfer_ms and the others above keep their older definitions.
+  for (int i = 0; i < kNumTtftStages; ++i) {
+    const bool have = t && t->mean_ttft_stage_ms.size() == kNumTtftStages;
+    j[absl::StrCat("mean_ttft_stage_", TtftStageNames()[i], "_ms")] =
+        have ? Number(t->mean_ttft_stage_ms[i]) : Json(nullptr);
+  }
+  j["mean_ttft_stage_other_ms"] = t ? Number(t->mean_ttft_stage_other_ms) : Json(nullptr);
+  j["ttft_stage_requests"] = t ? t->ttft_stage_requests : 0;
+}
+
+// One request's TTFT stages by name (null when its timeline does not split).
+Json StagesJson(const ServerTimeline& t) {
+  if (t.ttft_stage_ms.size() != kNumTtftStages) return nullptr;
+  Json out = Json::object();
+  for (int i = 0; i < kNumTtftStages; ++i) {
+    out[std::string(TtftStageNames()[i])] = t.ttft_stage_ms[i];
+  }
+  return out;
 }
 
 Json TimelineJson(const ServerTimeline& t) {
@@ -95,7 +115,9 @@ Json TimelineJson(const ServerTimeline& t) {
               {"join_ms", Number(t.join_ms)},           {"first_step_ms", Number(t.first_step_ms)},
               {"exposed_transfer_ms", t.exposed_transfer_ms},
               {"transfer_batches", t.transfer_batches},
-              {"kv_hidden_share", Number(t.kv_hidden_share)}};
+              {"kv_hidden_share", Number(t.kv_hidden_share)},
+              {"relayed_ttft_ms", Number(t.relayed_ttft_ms)},
+              {"ttft_stages_ms", StagesJson(t)}};
 }
 
 // The model as the overrides that resolve it again (`pdserve loadgen verify` reads it back).

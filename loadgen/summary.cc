@@ -4,6 +4,7 @@
 #include <cmath>
 #include <utility>
 
+#include "common/ttft_stages.h"
 #include "loadgen/error_cause.h"
 
 namespace pdserve::loadgen {
@@ -90,6 +91,26 @@ void FillMockAccounting(const std::vector<RequestRecord>& requests, TimelineMetr
   t.ttft_to_model_ratio = model.n > 0 && model.sum > 0 ? ttft.sum / model.sum : NAN;
 }
 
+// Means of the TTFT stages over the requests that report all of them; "other" per request is
+// client TTFT - router TTFT, so that the stacked means add up to these requests' mean TTFT.
+void FillTtftStages(const std::vector<RequestRecord>& requests, TimelineMetrics& t) {
+  std::vector<double> sums(kNumTtftStages, 0.0);
+  double other = 0;
+  int n = 0;
+  for (const RequestRecord& r : requests) {
+    const ServerTimeline& tl = r.timeline;
+    if (!r.success || !tl.present || tl.ttft_stage_ms.size() != sums.size()) continue;
+    for (size_t i = 0; i < sums.size(); ++i) sums[i] += tl.ttft_stage_ms[i];
+    other += r.ttft_s * 1e3 - tl.relayed_ttft_ms;
+    ++n;
+  }
+  t.ttft_stage_requests = n;
+  if (n == 0) return;
+  for (double& s : sums) s /= n;
+  t.mean_ttft_stage_ms = std::move(sums);
+  t.mean_ttft_stage_other_ms = other / n;
+}
+
 }  // namespace
 
 BenchmarkMetrics ComputeMetrics(const std::vector<RequestRecord>& requests, double duration_s,
@@ -155,6 +176,7 @@ BenchmarkMetrics ComputeMetrics(const std::vector<RequestRecord>& requests, doub
     t.transfer_ms = Summarize(std::move(transfer), percentiles);
     t.decode_ms = Summarize(std::move(decode), percentiles);
     FillMockAccounting(requests, t);
+    FillTtftStages(requests, t);
     m.timeline = std::move(t);
   }
   FillPeaks(requests, m);

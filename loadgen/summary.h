@@ -39,6 +39,13 @@ struct TimelineMetrics {
   int ttft_model_requests = 0;
   double mean_ttft_model_ms = NAN;
   double ttft_to_model_ratio = NAN;
+  // Where TTFT goes (common/ttft_stages.h), over the requests whose timeline splits into the
+  // stages: each stage's mean (TtftStageNames' order; empty when no request split), and the
+  // mean of what is left of their client TTFT after the stages (the client <-> router legs,
+  // on two clocks: may be slightly negative). Stages + other = those requests' mean client TTFT.
+  int ttft_stage_requests = 0;
+  std::vector<double> mean_ttft_stage_ms;
+  double mean_ttft_stage_other_ms = NAN;
 };
 
 // The `vllm bench serve` metrics over one run (definitions as that client computes them).

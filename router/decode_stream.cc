@@ -226,7 +226,8 @@ absl::Status RouterService::DecodeStream::Outcome(const grpc::Status& status, bo
                                    .first_token_us = first_token_us_,
                                    .last_token_us = last_token_us_,
                                    .generated = received_,
-                                   .finish_reason = out_.finish_reason});
+                                   .finish_reason = out_.finish_reason,
+                                   .ttft_events = TtftEventsOf(request_->timeline)});
     router_->RecordOutcome(worker, absl::OkStatus());
     router_->FinishRequest(request_, true);
     return absl::OkStatus();

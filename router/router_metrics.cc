@@ -24,6 +24,13 @@ const metrics::BucketBounds& RequestLatencyBuckets() {
   return b;
 }
 
+const metrics::BucketBounds& TtftStageBuckets() {
+  static const metrics::BucketBounds b = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                          0.01,    0.025,  0.05,    0.1,    0.25,  0.5,    1.0,
+                                          2.5,     5.0,    10.0,    25.0,   60.0,  160.0,  640.0};
+  return b;
+}
+
 std::string RejectReason(absl::StatusCode code) {
   switch (code) {
     case absl::StatusCode::kInvalidArgument:
@@ -107,6 +114,17 @@ absl::StatusOr<std::unique_ptr<RouterMetrics>> RouterMetrics::Create(
     ASSIGN_OR_RETURN(metrics::HistogramFamily * family, histogram(h.name, h.help, h.bounds));
     ASSIGN_OR_RETURN(*h.out, family->Get(value));
   }
+  ASSIGN_OR_RETURN(
+      metrics::HistogramFamily * stages,
+      r.AddHistogram("pdserve:ttft_stage_seconds",
+                     "Time to first token split into stages that add up to it (queue, allocate, "
+                     "dispatch, prefill, kv_transfer, decode_admit, first_step, relay).",
+                     {"model_name", "stage"}, TtftStageBuckets()));
+  // Every stage's series exists from the start, so that a dashboard's stacked panel shows all
+  // of them (at 0) before the first request.
+  for (int i = 0; i < kNumTtftStages; ++i) {
+    ASSIGN_OR_RETURN(m->ttft_stage_[i], stages->Get({model_name, TtftStageNames()[i]}));
+  }
   struct G {
     metrics::Gauge** out;
     const char* name;
@@ -144,6 +162,11 @@ void RouterMetrics::OnFinished(const Finished& f) {
   const double decode_s = static_cast<double>(f.last_token_us - f.first_token_us) * kUs;
   decode_->Observe(decode_s);
   if (f.generated > 1) tpot_->Observe(decode_s / (f.generated - 1));
+  if (const auto stages = SplitTtft(f.ttft_events)) {
+    for (int i = 0; i < kNumTtftStages; ++i) {
+      ttft_stage_[i]->Observe(static_cast<double>((*stages)[i]) * kUs);
+    }
+  }
   // The reason comes from a decode worker: a bounded family refuses a flood of new values.
   if (absl::StatusOr<metrics::Counter*> c = success_->Get({model_name_, f.finish_reason}); c.ok()) {
     (*c)->Inc();

@@ -12,14 +12,22 @@
 //   queue = scheduled - arrival;  prefill = first token - scheduled (with disaggregation this
 //   includes the KV transfer);  decode = last token - first token;  e2e = last token - arrival;
 //   TPOT = decode / (generated tokens - 1), for requests with more than one token.
+// pdserve:ttft_stage_seconds{stage} splits the same TTFT into the eight stages of
+// common/ttft_stages.h (queue, allocate, dispatch, prefill, kv_transfer, decode_admit,
+// first_step, relay; each one's start and end event is defined there): one observation per stage
+// for each finished request whose timeline has the events, so each stage's _count is the number
+// of such requests and the stages' _sum add up to their TTFT _sum. Bounds read on a worker's
+// clock are clamped (never negative); see that header.
 // Token counters move as tokens are produced: prompt tokens once a request's prefill (and KV
 // transfer) succeeded, generation tokens per chunk; request_success_total when a request ends
 // finished. Gauges (running, waiting, KV usage) are read from the router's state at scrape time.
 
+#include <array>
 #include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/ttft_stages.h"
 #include "metrics/registry.h"
 
 namespace pdserve::router {
@@ -28,6 +36,10 @@ namespace pdserve::router {
 const metrics::BucketBounds& TtftBuckets();
 const metrics::BucketBounds& InterTokenBuckets();      // also TPOT
 const metrics::BucketBounds& RequestLatencyBuckets();  // e2e, queue, prefill, decode
+// pdserve's, for pdserve:ttft_stage_seconds: from 50 us, since the control plane's stages
+// (allocate, relay) take tens to hundreds of microseconds, which vLLM's TTFT buckets (from 1 ms)
+// would all put in their first bucket.
+const metrics::BucketBounds& TtftStageBuckets();
 
 // Why a request was turned away before it could run (pdserve:requests_rejected_total's
 // `reason`): the request core's status codes, named.
@@ -52,6 +64,9 @@ class RouterMetrics {
     int64_t last_token_us = 0;
     int generated = 0;
     std::string finish_reason;
+    // The request's timeline events (common/ttft_stages.h), for the TTFT stages; a request
+    // without them is not observed there.
+    TtftEvents ttft_events;
   };
   void OnFinished(const Finished& f);
   // A request refused at admission or dropped from the queue (status of the core's Run).
@@ -81,6 +96,7 @@ class RouterMetrics {
   metrics::Histogram* queue_ = nullptr;
   metrics::Histogram* prefill_ = nullptr;
   metrics::Histogram* decode_ = nullptr;
+  std::array<metrics::Histogram*, kNumTtftStages> ttft_stage_{};  // {model_name, stage}
   metrics::Gauge* running_ = nullptr;
   metrics::Gauge* waiting_ = nullptr;
   metrics::Gauge* kv_usage_ = nullptr;

@@ -183,6 +183,42 @@ TEST_F(ServingReportTest, PlotsAreDrawnWhenGnuplotIsInstalled) {
   }
 }
 
+// The TTFT stage means (loadgen's mean_ttft_stage_*_ms) as the report's table and as the
+// breakdown plot's data: the same numbers, in path order, adding up to the cell's TTFT.
+TEST_F(ServingReportTest, TtftStagesTableAndBreakdownShowTheStageMeans) {
+  std::vector<ServingRun> runs = {MakeRun("local", 1, 20.0, 0.5), MakeRun("local", 4, 30.0, 0.5)};
+  const std::pair<const char*, double> stages[] = {
+      {"queue", 1.0},       {"allocate", 0.25},    {"dispatch", 0.125},
+      {"prefill", 5.0},     {"kv_transfer", 0.5},  {"decode_admit", 0.25},
+      {"first_step", 5.0},  {"relay", 0.125},      {"other", 0.25}};  // sum 12.5 = mean TTFT
+  for (const auto& [stage, ms] : stages) {
+    runs[0].result[std::string("mean_ttft_stage_") + stage + "_ms"] = ms;
+  }
+  runs[0].result["ttft_stage_requests"] = 10;
+  // The second cell has no stages (a result written before them): "-" and no plot row.
+  std::string headline;
+  ASSERT_TRUE(WriteServingReport(dir_, context_, runs, &headline).ok());
+  const std::string md = ReadFile(dir_ + "/report.md");
+  EXPECT_NE(md.find("| backend | workload | rate | queue | allocate | dispatch | prefill | "
+                    "kv_transfer | decode_admit | first_step | relay | other | sum = TTFT (ms) | "
+                    "requests |"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| local | in128/out16 | 1 | 1.000 | 0.250 | 0.125 | 5.000 | 0.500 | 0.250 "
+                    "| 5.000 | 0.125 | 0.250 | 12.50 | 10 |"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| local | in128/out16 | 4 | - | - | - | - | - | - | - | - | - | - | - |"),
+            std::string::npos)
+      << md;
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) GTEST_SKIP() << "no gnuplot";
+  const std::string dat = ReadFile(dir_ + "/ttft_breakdown_w0.dat");
+  EXPECT_EQ(dat,
+            "# cell queue allocate dispatch prefill kv_transfer decode_admit first_step relay "
+            "other\n\"local 1/s*\" 1 0.25 0.125 5 0.5 0.25 5 0.125 0.25\n");
+  EXPECT_GT(std::filesystem::file_size(dir_ + "/ttft_breakdown.png"), 1000u);
+}
+
 TEST_F(ServingReportTest, RewrittenReportEqualsTheOriginal) {
   std::vector<ServingRun> runs = {MakeRun("local", 4, 20.0, 1.0), MakeRun("ucx", 4, 35.0, 9.0),
                                   MakeRun("ucx", INFINITY, 50.0, 12.0)};

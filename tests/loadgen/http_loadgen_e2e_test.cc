@@ -65,10 +65,19 @@ void ExpectEveryRequestExact(const BenchmarkResult& result, int n) {
     EXPECT_GE(r.e2el_s, r.ttft_s) << r.request_id;
     EXPECT_TRUE(r.timeline.present) << r.request_id;
     EXPECT_EQ(r.timeline.decode_worker, "decode-0") << r.request_id;
+    // TTFT's stages (common/ttft_stages.h) from the timeline the API returned: they add up to
+    // the router's TTFT, which lies within the client's (10 us for the two clocks' rounding).
+    EXPECT_EQ(r.timeline.ttft_stage_ms.size(), 8u) << r.request_id;
+    double stages = 0;
+    for (double ms : r.timeline.ttft_stage_ms) stages += ms;
+    EXPECT_NEAR(stages, r.timeline.relayed_ttft_ms, 1e-6) << r.request_id;
+    EXPECT_LE(r.timeline.relayed_ttft_ms, r.ttft_s * 1e3 + 0.01) << r.request_id;
     EXPECT_EQ(r.request_id.rfind("cmpl-", 0), 0u) << r.request_id;  // the server's id
   }
   EXPECT_EQ(result.metrics.total_input_tokens, input);
   EXPECT_EQ(result.metrics.total_output_tokens, output);
+  ASSERT_TRUE(result.metrics.timeline.has_value());
+  EXPECT_EQ(result.metrics.timeline->ttft_stage_requests, n);
 }
 
 TEST_F(HttpLoadgenTest, CompletionsVerifyEveryTokenWithExactCounts) {

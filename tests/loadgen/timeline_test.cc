@@ -107,6 +107,54 @@ TEST(TimelineTest, RunAggregatesCompareTtftWithTheModel) {
       << csv;
 }
 
+// The TTFT stages (common/ttft_stages.h) from the events the router adds to FullTimeline.
+pdserve::v1::RequestTimeline StagedTimeline(int64_t relay_us) {
+  pdserve::v1::RequestTimeline t = FullTimeline();
+  t.set_allocated_us(1'000'800);  // allocate 0.3 ms, then dispatch 0.2 ms
+  t.set_first_token_relayed_us(1'022'500 + relay_us);
+  return t;
+}
+
+TEST(TimelineTest, TtftStagesPartitionTheRoutersTtft) {
+  const ServerTimeline t = TimelineFromProto(StagedTimeline(100));
+  // queue, allocate, dispatch, prefill, kv_transfer (prefill end -> transfer end: the 0.2 ms
+  // hand-off and the 4 ms transfer), decode_admit, first_step, relay.
+  EXPECT_EQ(t.ttft_stage_ms, (std::vector<double>{0.5, 0.3, 0.2, 10.0, 4.2, 0.3, 7.0, 0.1}));
+  EXPECT_DOUBLE_EQ(t.relayed_ttft_ms, 22.6);
+  // Without the relay time (an older router) there is no split.
+  EXPECT_TRUE(TimelineFromProto(FullTimeline()).ttft_stage_ms.empty());
+}
+
+TEST(TimelineTest, StageMeansAndTheRestAddUpToTheMeanTtft) {
+  // Client TTFT 24 and 30 ms against router TTFT 22.6 and 23.0 ms; a third request whose
+  // timeline does not split is left out of the stages (and of their TTFT).
+  const std::vector<RequestRecord> rs = {WithTimeline(StagedTimeline(100), 24.0),
+                                         WithTimeline(StagedTimeline(500), 30.0),
+                                         WithTimeline(FullTimeline(), 90.0)};
+  BenchmarkResult result;
+  result.options.percentiles = {50};
+  result.requests = rs;
+  result.metrics = ComputeMetrics(rs, 1.0, {50}, {});
+  const TimelineMetrics& m = *result.metrics.timeline;
+  EXPECT_EQ(m.ttft_stage_requests, 2);
+  ASSERT_EQ(m.mean_ttft_stage_ms.size(), 8u);
+  EXPECT_NEAR(m.mean_ttft_stage_ms[7], 0.3, 1e-9);  // relay: (0.1 + 0.5) / 2
+  EXPECT_NEAR(m.mean_ttft_stage_other_ms, (1.4 + 7.0) / 2, 1e-9);
+  const nlohmann::ordered_json j = ResultToJson(result);
+  double stacked = j["mean_ttft_stage_other_ms"].get<double>();
+  for (const char* stage : {"queue", "allocate", "dispatch", "prefill", "kv_transfer",
+                            "decode_admit", "first_step", "relay"}) {
+    stacked += j[std::string("mean_ttft_stage_") + stage + "_ms"].get<double>();
+  }
+  EXPECT_NEAR(stacked, (24.0 + 30.0) / 2, 1e-9);
+  EXPECT_NEAR(j["mean_ttft_stage_prefill_ms"].get<double>(), 10.0, 1e-9);
+  EXPECT_EQ(j["ttft_stage_requests"], 2);
+  // The old fields keep their definitions: kv_transfer is transfer start -> end there.
+  EXPECT_NEAR(j["mean_kv_transfer_ms"].get<double>(), 4.0, 1e-9);
+  EXPECT_NEAR(j["server_timelines"][1]["ttft_stages_ms"]["relay"].get<double>(), 0.5, 1e-9);
+  EXPECT_TRUE(j["server_timelines"][2]["ttft_stages_ms"].is_null());
+}
+
 TEST(TimelineTest, NoModelWithoutTimelines) {
   RequestRecord r;
   r.success = true;

@@ -73,7 +73,8 @@ TEST(DashboardQueriesTest, HasThePanelsOperatorsLookFor) {
               IsSupersetOf({"vllm:time_to_first_token_seconds_bucket",
                             "vllm:inter_token_latency_seconds_bucket", "vllm:num_requests_running",
                             "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
-                            "pdserve:kv_transfer_bytes_total"}));
+                            "pdserve:kv_transfer_bytes_total", "pdserve:ttft_stage_seconds_sum",
+                            "pdserve:ttft_stage_seconds_count"}));
 }
 
 }  // namespace

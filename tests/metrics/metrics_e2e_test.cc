@@ -176,6 +176,20 @@ TEST_F(MetricsE2eTest, CountersAndHistogramCountsMoveByExactlyWhatTheRequestsDid
                             name.find("queue") == std::string::npos;
     EXPECT_GE(Delta(r0, r1, name + "_sum", tiny), takes_time ? 1e-6 : 0) << name;
   }
+  // TTFT split into stages (common/ttft_stages.h): every stage observed once per request, and
+  // their sums add up to TTFT's (one wall clock for the three processes: nothing clamped away).
+  double stage_sums = 0;
+  for (const char* stage : {"queue", "allocate", "dispatch", "prefill", "kv_transfer",
+                            "decode_admit", "first_step", "relay"}) {
+    const LabelMap labels = {{"model_name", cluster_->model().name}, {"stage", stage}};
+    EXPECT_EQ(Delta(r0, r1, "pdserve:ttft_stage_seconds_count", labels), n) << stage;
+    stage_sums += Delta(r0, r1, "pdserve:ttft_stage_seconds_sum", labels);
+  }
+  EXPECT_EQ(Delta(r0, r1, "pdserve:ttft_stage_seconds_count"), 8 * n);
+  EXPECT_NEAR(stage_sums, Delta(r0, r1, "vllm:time_to_first_token_seconds_sum", tiny), 1e-6);
+  EXPECT_GT(Delta(r0, r1, "pdserve:ttft_stage_seconds_sum",
+                  {{"model_name", cluster_->model().name}, {"stage", "prefill"}}),
+            0);
   // One gap per token chunk after a request's first: at most one per token after the first.
   const double itl = Delta(r0, r1, "vllm:inter_token_latency_seconds_count", tiny);
   EXPECT_LE(itl, served.generated_tokens - n);

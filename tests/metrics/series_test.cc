@@ -64,6 +64,66 @@ TEST(RouterMetricsTest, AFinishedRequestIsObservedWithVllmsDefinitions) {
           .has_value());
 }
 
+// pdserve:ttft_stage_seconds: a synthetic one-host timeline's stages land in the buckets of
+// their own lengths, and their sums add up to the request's TTFT.
+TEST(RouterMetricsTest, TtftStagesLandInTheirBucketsAndAddUpToTtft) {
+  metrics::Registry r;
+  std::unique_ptr<router::RouterMetrics> m = router::RouterMetrics::Create(r, "tiny").value();
+  const TtftEvents t = {.arrival_us = 10'000'000,
+                        .scheduled_us = 10'002'000,            // queue 2 ms
+                        .allocated_us = 10'002'300,            // allocate 300 us
+                        .prefill_start_us = 10'002'500,        // dispatch 200 us
+                        .prefill_end_us = 10'042'500,          // prefill 40 ms
+                        .transfer_end_us = 10'045'500,         // kv_transfer 3 ms
+                        .decode_join_us = 10'045'570,          // decode_admit 70 us
+                        .first_token_us = 10'052'570,          // first_step 7 ms
+                        .first_token_relayed_us = 10'052'600};  // relay 30 us
+  const double ttft_s = (t.first_token_relayed_us - t.arrival_us) * 1e-6;
+  m->OnFirstToken(ttft_s);  // as the decode stream observes it, on the relay
+  m->OnFinished({.arrival_us = t.arrival_us,
+                 .scheduled_us = t.scheduled_us,
+                 .first_token_us = t.first_token_relayed_us,
+                 .last_token_us = t.first_token_relayed_us + 1000,
+                 .generated = 2,
+                 .finish_reason = "length",
+                 .ttft_events = t});
+  // A request whose timeline lacks the decode worker's events is not split.
+  m->OnFinished({.arrival_us = 1, .scheduled_us = 2, .first_token_us = 3, .last_token_us = 4,
+                 .generated = 1, .finish_reason = "length",
+                 .ttft_events = {.arrival_us = 1, .scheduled_us = 2}});
+  const metrics::Exposition e = Read(r);
+  struct Expect {
+    const char* stage;
+    double seconds;
+    double below, at;  // the largest bucket bound under the value, the smallest at or above it
+  };
+  const Expect stages[] = {
+      {"queue", 0.002, 0.001, 0.0025},           {"allocate", 0.0003, 0.00025, 0.0005},
+      {"dispatch", 0.0002, 0.0001, 0.00025},     {"prefill", 0.040, 0.025, 0.05},
+      {"kv_transfer", 0.003, 0.0025, 0.005},     {"decode_admit", 0.00007, 0.00005, 0.0001},
+      {"first_step", 0.007, 0.005, 0.01},        {"relay", 0.00003, 0, 0.00005},
+  };
+  double sum = 0;
+  for (const Expect& s : stages) {
+    const metrics::LabelMap labels = {{"model_name", "tiny"}, {"stage", s.stage}};
+    auto bucket = [&](double le) {
+      metrics::LabelMap with_le = labels;
+      with_le["le"] = metrics::FormatValue(le);
+      return e.Value("pdserve:ttft_stage_seconds_bucket", with_le);
+    };
+    EXPECT_EQ(e.Value("pdserve:ttft_stage_seconds_count", labels), 1) << s.stage;
+    EXPECT_NEAR(*e.Value("pdserve:ttft_stage_seconds_sum", labels), s.seconds, 1e-12) << s.stage;
+    if (s.below > 0) {
+      EXPECT_EQ(bucket(s.below), 0) << s.stage;
+    }
+    EXPECT_EQ(bucket(s.at), 1) << s.stage;
+    sum += *e.Value("pdserve:ttft_stage_seconds_sum", labels);
+  }
+  EXPECT_NEAR(sum, ttft_s, 1e-9);
+  EXPECT_NEAR(sum, *e.Value("vllm:time_to_first_token_seconds_sum", {{"model_name", "tiny"}}),
+              1e-9);
+}
+
 TEST(RouterMetricsTest, RejectionsAreCountedByReasonAndGaugesSet) {
   metrics::Registry r;
   std::unique_ptr<router::RouterMetrics> m = router::RouterMetrics::Create(r, "tiny").value();
