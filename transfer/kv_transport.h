@@ -9,7 +9,8 @@
 //   3. LoadPeer(descriptor) on the sending side (connects once; reuse the PeerId);
 //   4. Submit a batch of (local block -> remote block) copies with an optional notification;
 //   5. Poll / Wait on the handle (every wait has a deadline);
-//   6. the receiver gets the notification exactly once, after all the batch's bytes landed;
+//   6. the receiver gets the notification exactly once, after all the batch's bytes landed,
+//      and those of every batch submitted to the same peer before it (see Ordering);
 //   7. RemovePeer / destruction releases endpoints and registrations (RAII).
 // No gRPC, CUDA or UCX types appear here; backends live in transfer/<name>/ and are created by
 // name through MakeKvTransport (the table in kv_transport.cc: one line per backend).
@@ -26,6 +27,29 @@
 // notification: the receiver must treat the destination blocks as garbage until the
 // notification for its request arrives, and give them back when WaitForNotification returns
 // DeadlineExceeded. Partial data may have landed; it is never announced.
+//
+// Ordering (what lets a worker stream KV as it is produced and announce it once): a batch's
+// notification is delivered only after every byte of that batch AND of every batch submitted
+// earlier to the same peer by this transport has landed, whatever their sizes. "Earlier": its
+// Submit returned before this Submit was called (one thread submitting in turn, or callers
+// that order their Submits themselves). If one of those earlier batches fails or is cancelled
+// while this one is in flight, this one fails too (its status names the earlier batch) and
+// its notification is never delivered. A batch that had already ended in error before this
+// one was submitted is the caller's to see (Poll / Wait); in every backend the failures that
+// lose bytes (RemovePeer, a dead peer, a broken endpoint) are permanent for that PeerId, so
+// later batches to it fail on their own. Nothing is promised across peers, nor about the
+// order in which the sender's handles complete. Per backend:
+//   local     copy threads may finish batches out of order: a per-peer PeerOrder
+//             (peer_order.h) holds each outcome until the batches before it ended; a small
+//             batch with nothing in flight to its peer still completes inside Submit;
+//   ucx       one worker issues a peer's batches in submit order on one endpoint, and a
+//             batch's notification goes after ucp_ep_flush_nbx on that endpoint, which
+//             completes only once every operation issued on it before (earlier batches' puts
+//             and data messages included) completed remotely; a failed endpoint fails every
+//             later flush, and RemovePeer cancels them;
+//   cuda-ipc  one stream (copies land in submit order) and one thread that ends batches in
+//             submit order, through a PeerOrder for the failure rule;
+//   inproc    nothing moves and no batch fails after Submit: trivially ordered.
 //
 // Thread safety: every method may be called from any thread.
 
@@ -131,7 +155,9 @@ class KvTransport {
   // no byte written) for a block outside either pool, a destination named twice or an empty
   // batch; FailedPrecondition for an unknown / removed peer; Unavailable for a peer known dead;
   // ResourceExhausted when max_inflight_batches are in flight. The backend coalesces physically
-  // contiguous runs into as few operations as possible. An empty `notification` sends none.
+  // contiguous runs into as few operations as possible. An empty `notification` sends none;
+  // one that is sent covers this batch and every batch submitted to `peer` before it
+  // (Ordering, above), so a request streamed in several batches carries it on the last only.
   virtual absl::StatusOr<TransferId> Submit(PeerId peer, std::span<const BlockCopy> copies,
                                             const std::string& notification) = 0;
   // true when the batch completed, false while in flight, an error status when it failed

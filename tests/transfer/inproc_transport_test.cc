@@ -1,5 +1,7 @@
 // `inproc` (a colocated worker's shared pool): a batch announces blocks the kernels wrote in
 // place, moves nothing, and reaches no other pool.
+#include <algorithm>
+#include <cstring>
 #include <memory>
 #include <string>
 
@@ -86,6 +88,43 @@ TEST(InprocTransportTest, AnotherPoolIsUnreachable) {
   const BlockCopy copies[] = {{0, 0}};
   EXPECT_EQ(a.transport->Submit(self, copies, "x@1").status().code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+// kv_transport.h's Ordering rule: the kernels wrote every block before its batch was
+// submitted, so a notification covers the earlier batches' blocks; and a batch that cannot be
+// submitted behind them (the peer removed) announces nothing.
+TEST(InprocTransportTest, ANotificationCoversTheBlocksOfEveryEarlierBatch) {
+  Inproc t = Make();
+  PeerId self = *t.transport->LoadPeer(t.descriptor);
+  const KvGeometry& g = t.cache->geometry();
+  // "Kernels" fill blocks 0..5 (batch A, no notification), then block 6 (batch B, notified).
+  std::memset(t.cache->base(), 0x5a, static_cast<size_t>(g.region_bytes()));
+  const BlockCopy a[] = {{0, 0}, {1, 1}, {2, 2}, {3, 3}, {4, 4}, {5, 5}};
+  const BlockCopy b[] = {{6, 6}};
+  absl::StatusOr<TransferId> ia = t.transport->Submit(self, a, "");
+  absl::StatusOr<TransferId> ib = t.transport->Submit(self, b, "req@2");
+  ASSERT_TRUE(ia.ok() && ib.ok());
+  ASSERT_TRUE(t.transport->WaitForNotification("req@2", absl::ZeroDuration()).ok());
+  for (BlockId blk = 0; blk <= 6; ++blk) {
+    for (int f = 0; f < g.fragments_per_block(); ++f) {
+      const std::byte* p = t.cache->base() + g.FragmentOffset(blk, f);
+      EXPECT_EQ(std::count(p, p + g.transfer_fragment_bytes(), std::byte{0x5a}),
+                g.transfer_fragment_bytes())
+          << "block " << blk << " fragment " << f;
+    }
+  }
+  EXPECT_TRUE(t.transport->Wait(*ia, absl::ZeroDuration()).ok());
+  EXPECT_TRUE(t.transport->Wait(*ib, absl::ZeroDuration()).ok());
+  // Nothing fails once submitted here; the one failure is a peer removed between A and B: B
+  // is refused and announces nothing.
+  absl::StatusOr<TransferId> a2 = t.transport->Submit(self, a, "");
+  ASSERT_TRUE(a2.ok());
+  ASSERT_TRUE(t.transport->RemovePeer(self).ok());
+  EXPECT_EQ(t.transport->Submit(self, b, "req@3").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(t.transport->WaitForNotification("req@3", absl::ZeroDuration()).code(),
+            absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(t.transport->counters().notifications_received, 1u);
 }
 
 }  // namespace

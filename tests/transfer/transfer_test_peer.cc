@@ -15,6 +15,9 @@
 //                                       the next K_i blocks, from block 0 on, block b to DST0+b,
 //                                       message PREFIX-i)
 //   sendloop PEER PREFIX S:D,...     -> "started", then the same batch forever (PREFIX-0, -1...)
+//   sendpair PEER MSG S:D,... S:D,...
+//                                    -> "done CODE_A CODE_B": batch A (no notification), then
+//                                       at once batch B with notification MSG, both waited for
 //   wait MSG TIMEOUT_MS              -> ok | err ...
 //   collect N TIMEOUT_MS             -> "got M1,M2,..." every notification taken, in arrival
 //                                       order, once N arrived (plus any that come 20 ms after:
@@ -172,6 +175,17 @@ int Main(int argc, char** argv) {
           break;
         }
       }
+    } else if (cmd == "sendpair") {
+      PeerId peer;
+      std::string msg, a, b;
+      in >> peer >> msg >> a >> b;
+      const std::vector<BlockCopy> ca = ParseCopies(a), cb = ParseCopies(b);
+      absl::StatusOr<TransferId> ia = t.Submit(peer, ca, "");
+      absl::StatusOr<TransferId> ib = t.Submit(peer, cb, msg);
+      const absl::Status sa = ia.ok() ? t.Wait(*ia, kWait) : ia.status();
+      const absl::Status sb = ib.ok() ? t.Wait(*ib, kWait) : ib.status();
+      Reply("done " + absl::StatusCodeToString(sa.code()) + " " +
+            absl::StatusCodeToString(sb.code()));
     } else if (cmd == "wait") {
       std::string msg;
       int64_t ms = 0;

@@ -24,6 +24,7 @@
 #include "transfer/local/notify_channel.h"
 #include "common/clock.h"
 #include "transfer/notification_inbox.h"
+#include "transfer/peer_order.h"
 #include "transfer/pool_descriptor.h"
 
 namespace pdserve::transfer::cuda_ipc {
@@ -43,6 +44,9 @@ struct IpcPeer {
   std::shared_ptr<std::atomic<bool>> removed = std::make_shared<std::atomic<bool>>(false);
   // Zero-copy: a view of the opened pool for windows (the GPU kernels write it in place).
   std::unique_ptr<KvCache> view;
+  // Bytes land in submit order already (one stream, one completion thread); this adds the
+  // rule that a batch behind a failed one fails unannounced (kv_transport.h, Ordering).
+  PeerOrder order;
 
   ~IpcPeer() {
     view.reset();
@@ -238,6 +242,7 @@ class CudaIpcTransport final : public KvTransport {
     }
     absl::StatusOr<TransferId> tid = table_.Begin(TotalBytes(ops), static_cast<uint32_t>(ops.size()));
     if (!tid.ok()) return tid.status();
+    peer->order.Enter(*tid);
     cudaEvent_t event = nullptr;
     absl::Status issued = cuda::CudaStatus(
         cudaEventCreateWithFlags(&event, cudaEventDisableTiming | cudaEventBlockingSync), "event");
@@ -256,20 +261,23 @@ class CudaIpcTransport final : public KvTransport {
     if (issued.ok()) issued = cuda::CudaStatus(cudaEventRecord(event, stream_), "cudaEventRecord");
     if (!issued.ok()) {
       if (event != nullptr) cudaEventDestroy(event);
-      table_.Complete(*tid, issued);
+      peer->order.Landed(table_, *tid, [issued] { return issued; });
       return *tid;
     }
-    completions_->Push({event, [this, peer, tid = *tid, notification](absl::Status s) {
-                          if (s.ok() && peer->removed->load()) {
-                            s = absl::CancelledError(absl::StrCat(
-                                "KV peer '", peer->descriptor.agent, "' removed during batch ",
-                                tid, " (request ", notification, ")"));
-                          } else if (s.ok() && !notification.empty()) {
-                            s = peer->notifier->Send(notification);
-                          } else if (s.ok() && peer->notifier->PeerGone()) {
-                            s = absl::UnavailableError("KV peer went away");
-                          }
-                          table_.Complete(tid, s);
+    completions_->Push({event, [this, peer, tid = *tid, notification](absl::Status copied) {
+                          peer->order.Landed(table_, tid, [peer, tid, notification, copied] {
+                            if (!copied.ok()) return copied;
+                            if (peer->removed->load()) {
+                              return absl::CancelledError(absl::StrCat(
+                                  "KV peer '", peer->descriptor.agent, "' removed during batch ",
+                                  tid, " (request ", notification, ")"));
+                            }
+                            if (!notification.empty()) return peer->notifier->Send(notification);
+                            if (peer->notifier->PeerGone()) {
+                              return absl::UnavailableError("KV peer went away");
+                            }
+                            return absl::OkStatus();
+                          });
                         }});
     return *tid;
   }

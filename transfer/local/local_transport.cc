@@ -16,6 +16,7 @@
 #include "transfer/local/copy_engine.h"
 #include "transfer/local/notify_channel.h"
 #include "transfer/notification_inbox.h"
+#include "transfer/peer_order.h"
 #include "transfer/pool_descriptor.h"
 
 namespace pdserve::transfer::local {
@@ -31,6 +32,8 @@ struct LocalPeer {
   // Zero-copy: a view of the mapped pool for windows, made at the first OpenWindow.
   std::unique_ptr<KvCache> view;
   std::shared_ptr<std::atomic<bool>> removed = std::make_shared<std::atomic<bool>>(false);
+  // Batches that may not end yet: a notification covers every batch before it (Submit).
+  std::unique_ptr<PeerOrder> order = std::make_unique<PeerOrder>();
 };
 
 class LocalTransport final : public KvTransport {
@@ -159,22 +162,37 @@ class LocalTransport final : public KvTransport {
     // No peer-alive check here: a peer that is gone fails the batch when its completion
     // notification is written (the ring's liveness lock, or EPIPE on the socket), and a batch
     // without a notification checks the same lock in Outcome; neither costs a syscall.
-    if (engine_.SharesFor(bytes) == 0) {
-      // Small: copied right here, like CopyEngine::Run would, minus the job it allocates, and
-      // entered in the table once it ended.
+    const bool small = engine_.SharesFor(bytes) == 0;
+    if (small && peer->order->Idle()) {
+      // Small, and nothing earlier to this peer still running: copied right here, like
+      // CopyEngine::Run would, minus the job it allocates, and entered in the table once it
+      // ended.
       const int64_t submit_ns = MonotonicNanos();
       const bool copied = CopyOps(pool->base(), peer->mapping->data(), ops, peer->removed.get());
       return table_.AddFinished(bytes, op_count, submit_ns, Outcome(*peer, notification, !copied));
     }
     absl::StatusOr<TransferId> tid = table_.Begin(bytes, op_count);
     if (!tid.ok()) return tid.status();
+    // The copy threads may finish batches out of order (a large one's chunks outlast a small
+    // one behind it): the peer's order holds each outcome, notification included, until every
+    // batch to the peer before it ended, and fails it if one of those failed.
+    peer->order->Enter(*tid);
+    if (small) {
+      const bool copied = CopyOps(pool->base(), peer->mapping->data(), ops, peer->removed.get());
+      peer->order->Landed(table_, *tid, [this, peer, notification, copied] {
+        return Outcome(*peer, notification, !copied);
+      });
+      return *tid;
+    }
     auto job = std::make_shared<CopyJob>();
     job->ops.assign(ops.begin(), ops.end());
     job->src_base = pool->base();
     job->dst_base = peer->mapping->data();
     job->cancelled = peer->removed;
     job->done = [this, peer, id = *tid, notification](bool cancelled) {
-      table_.Complete(id, Outcome(*peer, notification, cancelled));
+      peer->order->Landed(table_, id, [this, peer, notification, cancelled] {
+        return Outcome(*peer, notification, cancelled);
+      });
     };
     engine_.Run(std::move(job));
     return *tid;

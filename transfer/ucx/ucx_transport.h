@@ -35,6 +35,12 @@ namespace pdserve::transfer::ucx {
 // host pool and never answers; the notification follows them on the same endpoint, so it is
 // handled after they landed. Both pools must be in host memory for that (the descriptor's
 // "memory" field); counters().transports marks such peers "(data as active messages)".
+// The same flush gives kv_transport.h's Ordering rule with nothing added: batches to a peer
+// are issued in submit order on its one endpoint (one worker; an inline batch never overtakes
+// a queued one), and a flush completes only once every operation issued on the endpoint
+// before it did, so a batch's notification also follows every earlier batch's puts, streamed
+// copies (fenced) and data messages; an endpoint that fails fails every flush still pending,
+// and RemovePeer's forced close cancels them (notify_order_test.cc checks both).
 // Over shared memory (the peer's host pool mapped here by ucp_rkey_ptr), a batch larger than
 // 3/4 of the last-level cache or 16 MiB, whichever is smaller (PDSERVE_UCX_STREAM_BYTES), is
 // copied by the progress thread with streaming stores straight into that mapping instead of
