@@ -37,8 +37,10 @@
 // its notification is never delivered. A batch that had already ended in error before this
 // one was submitted is the caller's to see (Poll / Wait); in every backend the failures that
 // lose bytes (RemovePeer, a dead peer, a broken endpoint) are permanent for that PeerId, so
-// later batches to it fail on their own. Nothing is promised across peers, nor about the
-// order in which the sender's handles complete. Per backend:
+// later batches to it fail on their own. A window's Announce (OpenWindow) is a batch of 0
+// bytes like any: its notification too waits for the batches submitted to that peer before it.
+// Nothing is promised across peers, nor about the order in which the sender's handles
+// complete. Per backend:
 //   local     copy threads may finish batches out of order: a per-peer PeerOrder
 //             (peer_order.h) holds each outcome until the batches before it ended; a small
 //             batch with nothing in flight to its peer still completes inside Submit;

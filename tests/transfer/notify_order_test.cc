@@ -114,5 +114,61 @@ TEST_P(NotifyOrderTest, ABatchBehindOneCutShortFailsAndItsNotificationNeverArriv
 INSTANTIATE_TEST_SUITE_P(Backends, NotifyOrderTest, ::testing::ValuesIn(AllBackends()),
                          [](const auto& info) { return info.param.name; });
 
+// A zero-copy window's Announce (local) is a batch of 0 bytes like any: behind a large copy
+// batch to the same peer, its notification waits for that batch's bytes, and the batch's
+// failure withholds it. Both transports in this process (a window needs the mapped pool).
+class NotifyOrderWindowTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const BackendCase local{"local", "", "local"};
+    receiver_ = MakeSide(local, "decode", kPreset, kBlocks, KvLayout::kLayerMajor);
+    sender_ = MakeSide(local, "prefill", kPreset, kBlocks, KvLayout::kLayerMajor);
+    ASSERT_NE(receiver_.transport, nullptr);
+    ASSERT_NE(sender_.transport, nullptr);
+    FillPattern(sender_.cache->base(), sender_.cache->memory().size(), 13);
+    absl::StatusOr<PeerId> peer =
+        sender_.transport->LoadPeer(*receiver_.transport->ExportDescriptor());
+    ASSERT_TRUE(peer.ok()) << peer.status();
+    peer_ = *peer;
+    absl::StatusOr<std::unique_ptr<KvWriteWindow>> window =
+        sender_.transport->OpenWindow(peer_, std::vector<BlockId>{kLast});
+    ASSERT_TRUE(window.ok()) << window.status();
+    window_ = std::move(*window);
+  }
+
+  Side receiver_, sender_;
+  PeerId peer_ = 0;
+  std::unique_ptr<KvWriteWindow> window_;
+};
+
+TEST_F(NotifyOrderWindowTest, AnAnnouncementArrivesOnlyAfterEveryByteOfALargeEarlierBatch) {
+  auto expected = ExpectedPool(kPreset, kBlocks, KvLayout::kLayerMajor, 13);
+  const std::vector<BlockCopy> a = BatchA();
+  absl::StatusOr<TransferId> ia = sender_.transport->Submit(peer_, a, "");
+  ASSERT_TRUE(ia.ok()) << ia.status();
+  absl::StatusOr<TransferId> iw = window_->Announce("window");
+  ASSERT_TRUE(iw.ok()) << iw.status();
+  ASSERT_TRUE(receiver_.transport->WaitForNotification("window", kDeadline).ok());
+  EXPECT_EQ(MismatchedFragments(*expected, *receiver_.cache, {{kLast - 1, kLast - 1}}), 0)
+      << "the window's notification arrived before batch A's last block landed";
+  EXPECT_EQ(MismatchedFragments(*expected, *receiver_.cache, a), 0);
+  EXPECT_TRUE(sender_.transport->Wait(*ia, kDeadline).ok());
+  EXPECT_TRUE(sender_.transport->Wait(*iw, kDeadline).ok());
+}
+
+TEST_F(NotifyOrderWindowTest, AnAnnouncementBehindABatchCutShortFailsAndNeverArrives) {
+  absl::StatusOr<TransferId> ia = sender_.transport->Submit(peer_, BatchA(), "");
+  ASSERT_TRUE(ia.ok()) << ia.status();
+  absl::StatusOr<TransferId> iw = window_->Announce("window");
+  ASSERT_TRUE(iw.ok()) << iw.status();
+  ASSERT_TRUE(sender_.transport->RemovePeer(peer_).ok());
+  EXPECT_EQ(sender_.transport->Wait(*ia, kDeadline).code(), absl::StatusCode::kCancelled);
+  const absl::Status sw = sender_.transport->Wait(*iw, kDeadline);
+  EXPECT_EQ(sw.code(), absl::StatusCode::kCancelled) << sw;
+  EXPECT_THAT(std::string(sw.message()), HasSubstr("submitted before this one, failed"));
+  EXPECT_EQ(receiver_.transport->WaitForNotification("window", absl::Milliseconds(500)).code(),
+            absl::StatusCode::kDeadlineExceeded);
+}
+
 }  // namespace
 }  // namespace pdserve::transfer::testing

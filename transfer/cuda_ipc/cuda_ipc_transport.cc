@@ -312,13 +312,21 @@ class CudaIpcTransport final : public KvTransport {
             return absl::InvalidArgumentError("KV transfer notification too long");
           }
           // The kernels that wrote the window ended before the caller announced (their call
-          // waits for them): the bytes are in the peer's memory.
-          absl::Status s = peer->removed->load()
-                               ? absl::CancelledError(absl::StrCat(
-                                     "KV peer '", peer->descriptor.agent, "' removed (request ",
-                                     notification, ")"))
-                               : peer->notifier->Send(notification);
-          return table_.AddFinished(0, 0, MonotonicNanos(), s);
+          // waits for them): the bytes are in the peer's memory. A batch of 0 bytes like any: it
+          // waits for the batches to this peer before it (kv_transport.h, Ordering).
+          auto finish = [peer, notification] {
+            return peer->removed->load()
+                       ? absl::CancelledError(absl::StrCat("KV peer '", peer->descriptor.agent,
+                                                           "' removed (request ", notification,
+                                                           ")"))
+                       : peer->notifier->Send(notification);
+          };
+          if (peer->order.Idle()) return table_.AddFinished(0, 0, MonotonicNanos(), finish());
+          absl::StatusOr<TransferId> tid = table_.Begin(0, 0);
+          if (!tid.ok()) return tid.status();
+          peer->order.Enter(*tid);
+          peer->order.Landed(table_, *tid, finish);
+          return *tid;
         });
   }
 

@@ -231,7 +231,18 @@ class LocalTransport final : public KvTransport {
           }
           // The kernels' stores precede the ring write that publishes the notification (its
           // release store), and their threads joined before the caller announced.
-          return table_.AddFinished(0, 0, MonotonicNanos(), Outcome(*peer, notification, false));
+          if (peer->order->Idle()) {
+            return table_.AddFinished(0, 0, MonotonicNanos(), Outcome(*peer, notification, false));
+          }
+          // A batch of 0 bytes like any: it waits for the batches to this peer before it
+          // (kv_transport.h, Ordering).
+          absl::StatusOr<TransferId> tid = table_.Begin(0, 0);
+          if (!tid.ok()) return tid.status();
+          peer->order->Enter(*tid);
+          peer->order->Landed(table_, *tid, [this, peer, notification] {
+            return Outcome(*peer, notification, false);
+          });
+          return *tid;
         });
   }
 
