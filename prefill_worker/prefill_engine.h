@@ -73,8 +73,8 @@ struct PrefillEngineOptions {
   // blocks) as the modelled prefill produces them, instead of after its last layer: chunk k's
   // blocks are submitted when the modelled time reaches T(end of chunk k) / T(prompt) of the
   // batch's time (T: the roofline prefill time of a prefix, so later chunks, which attend to
-  // more tokens, take longer). The last chunk carries the notification and is submitted only
-  // once the earlier chunks landed, so the notification covers every byte with any backend.
+  // more tokens, take longer). The last chunk carries the notification, which every backend
+  // delivers only after the earlier chunks landed (kv_transport.h, Ordering).
   // 0: the whole prompt after the batch (prefill_transfers.cc).
   int stream_chunk_tokens = 0;
   // Zero-copy (a transport that can open windows, transfer/kv_window.h: local): the kernels
@@ -174,9 +174,6 @@ class PrefillEngine {
     // Submitted and not waited for yet, in submission order (a streamed item has several).
     std::vector<transfer::TransferId> transfers;
     bool submitted = false;  // BeginSubmit said yes: bytes may be on their way
-    // A streamed item's last chunk (first block, count), held back until its earlier chunks
-    // landed: FinishItems submits it, outside the batch.
-    std::optional<std::pair<size_t, size_t>> deferred_last;
     int64_t busy_until_ns = 0;  // latest completion of its batches waited for so far
     // Zero-copy: the decode worker's reserved blocks, written in place (own_blocks names them).
     std::unique_ptr<transfer::KvWriteWindow> window;
@@ -226,9 +223,8 @@ class PrefillEngine {
                        const transfer::KvWriteWindow* window,
                        const std::function<bool()>& abandoned,
                        const std::function<absl::Status(int)>& chunk_done = nullptr);
-  // Submits an item's last chunk with its notification once its earlier chunks landed, or
-  // defers it to FinishItems when they have not yet (a peer stalled on them must not hold up
-  // this batch).
+  // Submits an item's last chunk with its notification, at once: the transport announces it
+  // only after the earlier chunks landed.
   void SubmitLast(const PrefillItemSpec& item, Inflight& entry, PrefillItemOutcome& out,
                   size_t first, size_t count, const std::function<bool()>& abandoned);
   // --stream-chunk-tokens rounded up to whole blocks.

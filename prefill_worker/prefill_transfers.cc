@@ -89,20 +89,9 @@ void PrefillEngine::SubmitModelled(const std::vector<PrefillItemSpec>& items,
 void PrefillEngine::SubmitLast(const PrefillItemSpec& item, Inflight& entry,
                                PrefillItemOutcome& out, size_t first, size_t count,
                                const std::function<bool()>& abandoned) {
-  if (!entry.transfers.empty()) {
-    // The notification must cover every byte: the last chunk goes once the earlier ones
-    // landed. Not waited for here (a stalled peer would hold up the batches behind this
-    // one): if they are still in flight, FinishItems sends it.
-    absl::Status landed = WaitTransfers(entry, out, absl::ZeroDuration());
-    if (landed.code() == absl::StatusCode::kDeadlineExceeded) {
-      entry.deferred_last = {first, count};
-      return;
-    }
-    if (!landed.ok()) {
-      out.status = landed;
-      return;
-    }
-  }
+  // No wait for the earlier chunks: the transport delivers the notification only after every
+  // batch submitted to that peer before it landed, and never if one of them failed
+  // (kv_transport.h, Ordering).
   absl::StatusOr<transfer::TransferId> id =
       SubmitUnlessStopped(item, entry, first, count, /*notify=*/true, abandoned);
   if (!id.ok()) out.status = id.status();
@@ -150,20 +139,8 @@ std::pair<uint64_t, uint64_t> PrefillEngine::FinishItems(
     const absl::Duration wait = std::clamp(left, absl::ZeroDuration(), options_.transfer_timeout);
     const bool cut_by_call_deadline = left < options_.transfer_timeout;
     const absl::Time deadline = absl::Now() + wait;
-    const bool had_transfers = !entry.transfers.empty() || entry.deferred_last.has_value();
+    const bool had_transfers = !entry.transfers.empty();
     absl::Status waited = WaitTransfers(entry, out, wait);
-    if (waited.ok() && entry.deferred_last.has_value() && out.status.ok()) {
-      // A streamed item's last chunk, once every earlier byte landed (SubmitModelled).
-      absl::StatusOr<transfer::TransferId> id =
-          SubmitUnlessStopped(item, entry, entry.deferred_last->first,
-                              entry.deferred_last->second, /*notify=*/true, nullptr);
-      entry.deferred_last.reset();
-      if (id.ok()) {
-        waited = WaitTransfers(entry, out, std::max(absl::ZeroDuration(), deadline - absl::Now()));
-      } else {
-        out.status = id.status();
-      }
-    }
     // After a failed batch the others of the item still run: wait for them too, so that the
     // fence hears of the item's end only when nothing more can land.
     while (!waited.ok() && waited.code() != absl::StatusCode::kDeadlineExceeded &&
@@ -202,11 +179,9 @@ std::pair<uint64_t, uint64_t> PrefillEngine::FinishItems(
       // They still read our blocks and may still write the decode worker's: neither side may
       // reuse them until they end (ReapStranded).
       absl::MutexLock lock(&stranded_mu_);
-      // A streamed item whose notifying chunk never left ends failed even if the rest lands.
       stranded_.push_back(Stranded{.key = key,
                                    .transfers = std::move(entry.transfers),
-                                   .own_blocks = std::move(entry.own_blocks),
-                                   .failed = entry.deferred_last.has_value()});
+                                   .own_blocks = std::move(entry.own_blocks)});
     } else if (absl::Status freed = cache_.allocator().Free(entry.own_blocks); !freed.ok()) {
       log->error("request {}: freeing prefill blocks failed: {}", out.request_id, freed.ToString());
     }
