@@ -27,7 +27,10 @@ constexpr const char* kUcxTransports[] = {
 
 absl::Status CheckBackend(const std::string& b, const std::string& device) {
   if (b == "local" || b == "ucx" || IsColocated(b)) return absl::OkStatus();
-  if (device == "cuda" && (b == "cuda-ipc" || b == "ucx-staged")) return absl::OkStatus();
+  if (device == "cuda" && (b == "cuda-ipc" || b == "ucx-staged" || b == "cuda-ipc-zc")) {
+    return absl::OkStatus();
+  }
+  if (b == "local-zc") return absl::OkStatus();  // zero-copy: local, or cuda-ipc on the GPU
   if (b.rfind("ucx-", 0) == 0) {
     std::string tls = b.substr(4);
     if (device == "cuda" && tls.rfind("staged-", 0) == 0) tls = tls.substr(7);
@@ -40,8 +43,9 @@ absl::Status CheckBackend(const std::string& b, const std::string& device) {
                      "', which UCX_TLS does not know (e.g. ucx-posix, ucx-tcp, ucx-cma)"));
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      "--backends: unknown backend '", b, "' (local, ucx, ucx-<transport> such as ucx-posix, "
-      "ucx-tcp, ucx-cma", device == "cuda" ? "; on the GPU also cuda-ipc, ucx-staged" : "",
+      "--backends: unknown backend '", b, "' (local, local-zc (zero-copy), ucx, "
+      "ucx-<transport> such as ucx-posix, ucx-tcp, ucx-cma",
+      device == "cuda" ? "; on the GPU also cuda-ipc, cuda-ipc-zc, ucx-staged" : "",
       "; and colocated, the deployment P/D is compared with)"));
 }
 
