@@ -45,7 +45,12 @@ std::string Bytes(double b) {
 std::string TransportsUsed(const std::string& line) {
   const std::string key = "transports used: ";
   const size_t at = line.find(key);
-  return at == std::string::npos ? line : line.substr(at + key.size());
+  std::string used = at == std::string::npos ? line : line.substr(at + key.size());
+  // The colocated line wraps it in parentheses: "no KV transfer (transports used: none (...))".
+  if (std::count(used.begin(), used.end(), ')') > std::count(used.begin(), used.end(), '(')) {
+    used.pop_back();
+  }
+  return used;
 }
 
 bool MovesNoKv(const std::vector<const Cell*>& cells) {
@@ -153,6 +158,11 @@ Finding CheckBatching(const std::vector<const Cell*>& cells) {
                 Verdict::kNotApplicable);
   }
   const double per_batch = ops / batches, batches_per_request = batches / requests;
+  if (ops <= 0) {
+    return Make(kBatching, w,
+                absl::StrFormat("0 copy ops (zero-copy), %.1f batches/request", batches_per_request),
+                Verdict::kOk);
+  }
   const std::string figure = absl::StrFormat("%.1f ops/batch, %.1f batches/request",
                                              per_batch, batches_per_request);
   // One batch per request is batched by definition; many batches of about one op each is

@@ -56,6 +56,33 @@ nlohmann::json ReadCellJson(const std::string& dir, const std::string& file) {
   return nullptr;
 }
 
+// The cell's per-request CSV (same stem as its JSON), numeric columns only.
+std::vector<std::map<std::string, double>> ReadRequestsCsv(const std::string& dir,
+                                                           const std::string& json_file) {
+  std::vector<std::map<std::string, double>> rows;
+  if (json_file.size() < 5) return rows;
+  const std::string csv = json_file.substr(0, json_file.size() - 5) + ".csv";
+  for (const fs::path& p :
+       {fs::path(dir) / "requests" / csv, fs::path(dir) / "runs" / csv, fs::path(dir) / csv}) {
+    std::ifstream in(p);
+    std::string line;
+    if (!std::getline(in, line)) continue;
+    const std::vector<std::string> header = SplitCsvLine(line);
+    while (std::getline(in, line)) {
+      const std::vector<std::string> fields = SplitCsvLine(line);
+      std::map<std::string, double> row;
+      for (size_t i = 0; i < header.size() && i < fields.size(); ++i) {
+        char* end = nullptr;
+        const double x = std::strtod(fields[i].c_str(), &end);
+        if (!fields[i].empty() && end != fields[i].c_str() && *end == '\0') row[header[i]] = x;
+      }
+      rows.push_back(std::move(row));
+    }
+    break;
+  }
+  return rows;
+}
+
 // Sums every number stored under a key "registrations" anywhere in `j`; false when none.
 bool SumRegistrations(const nlohmann::json& j, double* sum) {
   bool found = false;
@@ -203,6 +230,7 @@ absl::StatusOr<ResultsFolder> LoadResultsFolder(const std::string& dir) {
     c.rate = r.value("request_rate", "");
     c.error = r.value("error", "");
     c.result = ReadCellJson(dir, r.value("result_file", ""));
+    if (c.result.is_null()) c.requests = ReadRequestsCsv(dir, r.value("result_file", ""));
     for (const auto& row : summary) {
       auto get = [&](const char* k) { const auto it = row.find(k); return it == row.end() ? std::string() : it->second; };
       if (get("backend") != c.backend || get("input_len") != std::to_string(c.input_len) ||

@@ -27,6 +27,10 @@ struct Cell {
   bool host_bound = false;  // summary.csv: the host, not the modelled device, set the pace
   std::map<std::string, double> summary;  // summary.csv's numeric columns of this cell
   nlohmann::json result;  // the cell's loadgen JSON (server_timelines, ...); null when absent
+  // Without the cell's JSON: the per-request CSV (loadgen/result_csv.cc's numeric columns:
+  // ttft_ms, queue_ms, prefill_ms, transfer_ms, first_step_ms, ...), which committed folders
+  // keep in requests/ or runs/ when they leave the JSON out. Empty when neither is there.
+  std::vector<std::map<std::string, double>> requests;
 
   // `name` from the cell's JSON when it holds a number there, else from summary.csv; nullopt
   // when neither has it (older folders) or it is NaN.
