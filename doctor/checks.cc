@@ -18,8 +18,11 @@ namespace {
 
 Finding Make(const char* item, std::string workload, std::string figure, Verdict v,
              std::string fix = "") {
-  return {.item = item, .workload = std::move(workload), .figure = std::move(figure),
-          .verdict = v, .fix = v == Verdict::kWarn || v == Verdict::kFail ? std::move(fix) : ""};
+  return {.item = item,
+          .workload = std::move(workload),
+          .figure = std::move(figure),
+          .verdict = v,
+          .fix = v == Verdict::kWarn || v == Verdict::kFail ? std::move(fix) : ""};
 }
 
 std::optional<double> MeanOf(const std::vector<const Cell*>& cells, const std::string& name) {
@@ -40,12 +43,14 @@ using Stages = std::vector<std::pair<std::string, double>>;  // name -> ms, in p
 // timelines: what the tail itself spent its time on, which a cell's means can hide.
 Stages TailStages(const Cell& c, double p99_ms, int* tail_requests) {
   const nlohmann::json& timelines = c.Timelines();
-  const nlohmann::json ttfts = c.result.is_object() ? c.result.value("ttfts", nlohmann::json()) : nullptr;
+  const nlohmann::json ttfts =
+      c.result.is_object() ? c.result.value("ttfts", nlohmann::json()) : nullptr;
   std::map<std::string, double> sum;
   int n = 0;
   for (size_t i = 0; ttfts.is_array() && i < timelines.size() && i < ttfts.size(); ++i) {
     const nlohmann::json& stages = timelines[i].value("ttft_stages_ms", nlohmann::json());
-    if (!ttfts[i].is_number() || !stages.is_object() || ttfts[i].get<double>() * 1e3 < p99_ms) continue;
+    if (!ttfts[i].is_number() || !stages.is_object() || ttfts[i].get<double>() * 1e3 < p99_ms)
+      continue;
     double known = 0;
     for (auto it = stages.begin(); it != stages.end(); ++it) {
       if (!it.value().is_number()) continue;
@@ -61,12 +66,17 @@ Stages TailStages(const Cell& c, double p99_ms, int* tail_requests) {
     // No timelines: the per-request CSV's server figures, the rest of the TTFT as "other"
     // (dispatch, decode admission, the relay to the client).
     for (const auto& r : c.requests) {
-      const auto get = [&](const char* k) { const auto it = r.find(k); return it == r.end() ? 0.0 : it->second; };
+      const auto get = [&](const char* k) {
+        const auto it = r.find(k);
+        return it == r.end() ? 0.0 : it->second;
+      };
       if (get("success") != 1 || !r.contains("ttft_ms") || get("ttft_ms") < p99_ms) continue;
       double known = 0;
-      for (const auto& [stage, column] : std::vector<std::pair<const char*, const char*>>{
-               {"queue", "queue_ms"}, {"prefill", "prefill_ms"},
-               {"kv_transfer", "transfer_ms"}, {"first_step", "first_step_ms"}}) {
+      for (const auto& [stage, column] :
+           std::vector<std::pair<const char*, const char*>>{{"queue", "queue_ms"},
+                                                            {"prefill", "prefill_ms"},
+                                                            {"kv_transfer", "transfer_ms"},
+                                                            {"first_step", "first_step_ms"}}) {
         sum[stage] += get(column);
         known += get(column);
       }
@@ -91,21 +101,24 @@ Stages TailStages(const Cell& c, double p99_ms, int* tail_requests) {
 Stages MeanStages(const Cell& c) {
   Stages out;
   for (absl::string_view name : TtftStageNames()) {
-    if (auto v = c.Metric(absl::StrCat("mean_ttft_stage_", name, "_ms"))) out.emplace_back(name, *v);
+    if (auto v = c.Metric(absl::StrCat("mean_ttft_stage_", name, "_ms")))
+      out.emplace_back(name, *v);
   }
-  if (auto v = c.Metric("mean_ttft_stage_other_ms"); v && !out.empty()) out.emplace_back("other", *v);
+  if (auto v = c.Metric("mean_ttft_stage_other_ms"); v && !out.empty())
+    out.emplace_back("other", *v);
   if (!out.empty()) return out;
   // Folders from before the stage split: mean_control_plane_ms is TTFT - prefill - transfer,
   // so it holds the queue and the first step too; what is left of it is "other".
   double other = c.Metric("mean_control_plane_ms").value_or(0);
-  for (const auto& [stage, column] : std::vector<std::pair<const char*, const char*>>{
-           {"queue", "mean_queue_ms"},
-           {"prefill", "mean_prefill_ms"},
-           {"kv_transfer", "mean_kv_transfer_ms"},
-           {"first_step", "mean_first_step_ms"}}) {
+  for (const auto& [stage, column] :
+       std::vector<std::pair<const char*, const char*>>{{"queue", "mean_queue_ms"},
+                                                        {"prefill", "mean_prefill_ms"},
+                                                        {"kv_transfer", "mean_kv_transfer_ms"},
+                                                        {"first_step", "mean_first_step_ms"}}) {
     if (auto v = c.Metric(column)) {
       out.emplace_back(stage, *v);
-      if (std::string_view(stage) == "queue" || std::string_view(stage) == "first_step") other -= *v;
+      if (std::string_view(stage) == "queue" || std::string_view(stage) == "first_step")
+        other -= *v;
     }
   }
   if (!out.empty()) out.emplace_back("other", std::max(0.0, other));
@@ -116,10 +129,14 @@ Stages MeanStages(const Cell& c) {
 
 const char* VerdictName(Verdict v) {
   switch (v) {
-    case Verdict::kOk: return "ok";
-    case Verdict::kWarn: return "warn";
-    case Verdict::kFail: return "fail";
-    case Verdict::kNotApplicable: return "n/a";
+    case Verdict::kOk:
+      return "ok";
+    case Verdict::kWarn:
+      return "warn";
+    case Verdict::kFail:
+      return "fail";
+    case Verdict::kNotApplicable:
+      return "n/a";
   }
   return "?";
 }
@@ -138,9 +155,9 @@ Finding CheckOverlap(const ResultsFolder& f, const std::vector<const Cell*>& cel
   // share then decides.
   const double hidden = MeanOf(cells, "mean_kv_hidden_share").value_or(0);
   const double share = *exposed / *ttft;
-  const std::string figure = absl::StrFormat(
-      "%.0f%% of transfer hidden; exposed %.2f ms = %.0f%% of mean TTFT", 100 * hidden, *exposed,
-      100 * share);
+  const std::string figure =
+      absl::StrFormat("%.0f%% of transfer hidden; exposed %.2f ms = %.0f%% of mean TTFT",
+                      100 * hidden, *exposed, 100 * share);
   if (share < kExposedShareOfTtft || hidden >= kMinHiddenShare) {
     return Make(kOverlap, w, figure, Verdict::kOk);
   }
@@ -163,12 +180,14 @@ Finding CheckTtftTail(const std::vector<const Cell*>& cells) {
   if (worst == nullptr) return Make(kTtftP99, w, "no p99 TTFT recorded", Verdict::kNotApplicable);
   int tail = 0;
   Stages stages = TailStages(*worst, p99, &tail);
-  const std::string source = tail > 0 ? absl::StrCat("its ", tail, " slowest request(s)") : "cell means";
+  const std::string source =
+      tail > 0 ? absl::StrCat("its ", tail, " slowest request(s)") : "cell means";
   if (stages.empty()) stages = MeanStages(*worst);
-  std::string figure = absl::StrFormat("p99 %.1f ms (worst cell out%d @%s/s)", p99,
-                                       worst->output_len, worst->rate);
+  std::string figure =
+      absl::StrFormat("p99 %.1f ms (worst cell out%d @%s/s)", p99, worst->output_len, worst->rate);
   if (stages.empty()) {
-    return Make(kTtftP99, w, absl::StrCat(figure, "; stages not recorded"), Verdict::kNotApplicable);
+    return Make(kTtftP99, w, absl::StrCat(figure, "; stages not recorded"),
+                Verdict::kNotApplicable);
   }
   Stages sorted = stages;
   std::stable_sort(sorted.begin(), sorted.end(),

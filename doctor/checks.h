@@ -21,21 +21,21 @@ enum class Verdict {
 const char* VerdictName(Verdict v);  // "ok", "warn", "fail", "n/a"
 
 // The checklist items, in the order the output lists them.
-inline constexpr const char* kSmallOps = "small-ops";          // ops per request, bytes per op
-inline constexpr const char* kBatching = "batching";           // ops per batch
-inline constexpr const char* kRegistration = "registration";   // registrations per transfer
-inline constexpr const char* kTransports = "transports";       // tcp fallback on one host
-inline constexpr const char* kStaging = "staging";             // GPU KV through host memory
-inline constexpr const char* kOverlap = "overlap";             // transfer hidden under compute
-inline constexpr const char* kVsBaseline = "vs-baseline";      // serving vs same-run microbench
-inline constexpr const char* kTtftP99 = "ttft-p99";            // where the TTFT tail goes
+inline constexpr const char* kSmallOps = "small-ops";         // ops per request, bytes per op
+inline constexpr const char* kBatching = "batching";          // ops per batch
+inline constexpr const char* kRegistration = "registration";  // registrations per transfer
+inline constexpr const char* kTransports = "transports";      // tcp fallback on one host
+inline constexpr const char* kStaging = "staging";            // GPU KV through host memory
+inline constexpr const char* kOverlap = "overlap";            // transfer hidden under compute
+inline constexpr const char* kVsBaseline = "vs-baseline";     // serving vs same-run microbench
+inline constexpr const char* kTtftP99 = "ttft-p99";           // where the TTFT tail goes
 
 struct Finding {
   std::string item;      // one of the k* names above
   std::string workload;  // "all" for backend-wide items, else "in<N>" (prompt tokens)
   std::string figure;    // what the run shows, with units
   Verdict verdict = Verdict::kNotApplicable;
-  std::string fix;       // set for warn / fail: the flag or env var to try
+  std::string fix;  // set for warn / fail: the flag or env var to try
 };
 
 struct BackendDiagnosis {

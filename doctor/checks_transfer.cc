@@ -14,8 +14,11 @@ namespace {
 
 Finding Make(const char* item, std::string workload, std::string figure, Verdict v,
              std::string fix = "") {
-  return {.item = item, .workload = std::move(workload), .figure = std::move(figure),
-          .verdict = v, .fix = v == Verdict::kWarn || v == Verdict::kFail ? std::move(fix) : ""};
+  return {.item = item,
+          .workload = std::move(workload),
+          .figure = std::move(figure),
+          .verdict = v,
+          .fix = v == Verdict::kWarn || v == Verdict::kFail ? std::move(fix) : ""};
 }
 
 std::string Workload(const std::vector<const Cell*>& cells) {
@@ -62,7 +65,8 @@ bool MovesNoKv(const std::vector<const Cell*>& cells) {
 
 Finding CheckTransports(const ResultsFolder& f, const std::string& backend) {
   const auto it = f.transports.find(backend);
-  if (it == f.transports.end()) return Make(kTransports, "all", "not recorded", Verdict::kNotApplicable);
+  if (it == f.transports.end())
+    return Make(kTransports, "all", "not recorded", Verdict::kNotApplicable);
   const std::string used = TransportsUsed(it->second);
   if (absl::StartsWith(used, "none") || absl::StartsWith(used, "unknown")) {
     return Make(kTransports, "all", used, Verdict::kNotApplicable);
@@ -73,9 +77,9 @@ Finding CheckTransports(const ResultsFolder& f, const std::string& backend) {
   if (tcp && f.OneHost()) {
     return Make(kTransports, "all", absl::StrCat(used, " between processes on one host"),
                 Verdict::kWarn,
-                f.device == "cuda"
-                    ? "CUDA-aware UCX with UCX_TLS=cuda_ipc,cuda_copy,posix,cma, or --backends local (cuda-ipc)"
-                    : "UCX_TLS=posix,cma (bench: --backends ucx-posix)");
+                f.device == "cuda" ? "CUDA-aware UCX with UCX_TLS=cuda_ipc,cuda_copy,posix,cma, or "
+                                     "--backends local (cuda-ipc)"
+                                   : "UCX_TLS=posix,cma (bench: --backends ucx-posix)");
   }
   return Make(kTransports, "all", used, Verdict::kOk);
 }
@@ -105,7 +109,8 @@ Finding CheckRegistrations(const ResultsFolder& f, const std::string& backend,
   }
   double requests = 0;
   for (const Cell* c : cells) requests += c->Metric("completed").value_or(0);
-  if (requests <= 0) return Make(kRegistration, "all", "no completed requests", Verdict::kNotApplicable);
+  if (requests <= 0)
+    return Make(kRegistration, "all", "no completed requests", Verdict::kNotApplicable);
   const double per = it->second / requests;
   // Pools are registered once per worker at start: more than one registration per couple of
   // transfers means memory is registered per transfer.
@@ -129,8 +134,7 @@ Finding CheckSmallOps(const ResultsFolder& f, const std::vector<const Cell*>& ce
                 Verdict::kOk);
   }
   const double per_op = bytes / *ops;
-  const std::string figure =
-      absl::StrFormat("%.0f ops/request, %s/op", *ops, Bytes(per_op));
+  const std::string figure = absl::StrFormat("%.0f ops/request, %s/op", *ops, Bytes(per_op));
   const Verdict v = per_op < kFailBytesPerOp   ? Verdict::kFail
                     : per_op < kWarnBytesPerOp ? Verdict::kWarn
                                                : Verdict::kOk;
@@ -159,12 +163,13 @@ Finding CheckBatching(const std::vector<const Cell*>& cells) {
   }
   const double per_batch = ops / batches, batches_per_request = batches / requests;
   if (ops <= 0) {
-    return Make(kBatching, w,
-                absl::StrFormat("0 copy ops (zero-copy), %.1f batches/request", batches_per_request),
-                Verdict::kOk);
+    return Make(
+        kBatching, w,
+        absl::StrFormat("0 copy ops (zero-copy), %.1f batches/request", batches_per_request),
+        Verdict::kOk);
   }
-  const std::string figure = absl::StrFormat("%.1f ops/batch, %.1f batches/request",
-                                             per_batch, batches_per_request);
+  const std::string figure =
+      absl::StrFormat("%.1f ops/batch, %.1f batches/request", per_batch, batches_per_request);
   // One batch per request is batched by definition; many batches of about one op each is
   // every op paying a batch's post-and-wait on its own.
   if (batches_per_request > 1.5 && per_batch < 2) {
@@ -184,10 +189,11 @@ Finding CheckVsBaseline(const ResultsFolder& f, const std::vector<const Cell*>& 
     if (b.backend == first.backend && b.input_len == first.input_len && b.p50_ms > 0) base = &b;
   }
   if (base == nullptr) {
-    return Make(kVsBaseline, w,
-                absl::StrCat("no same-run baseline",
-                             f.baseline_note.empty() ? "" : absl::StrCat(" (", f.baseline_note, ")")),
-                Verdict::kNotApplicable);
+    return Make(
+        kVsBaseline, w,
+        absl::StrCat("no same-run baseline",
+                     f.baseline_note.empty() ? "" : absl::StrCat(" (", f.baseline_note, ")")),
+        Verdict::kNotApplicable);
   }
   // As the bench does: serving mean against the cold median, cells the host set the pace of
   // left out (their transfer shares two cores with everything else).
@@ -212,17 +218,20 @@ Finding CheckVsBaseline(const ResultsFolder& f, const std::vector<const Cell*>& 
   }
   const std::string skipped =
       host_bound > 0 ? absl::StrCat(", ", host_bound, " host-bound cell(s) left out") : "";
-  if (n == 0) return Make(kVsBaseline, w, absl::StrCat("no usable cell", skipped), Verdict::kNotApplicable);
-  const double gbps = base->bytes / (sum_ms / n) / 1e6, base_gbps = base->bytes / base->p50_ms / 1e6;
+  if (n == 0)
+    return Make(kVsBaseline, w, absl::StrCat("no usable cell", skipped), Verdict::kNotApplicable);
+  const double gbps = base->bytes / (sum_ms / n) / 1e6,
+               base_gbps = base->bytes / base->p50_ms / 1e6;
   const std::string figure = absl::StrFormat(
       "%.1f GB/s serving vs %.1f GB/s baseline; worst %.2fx (%s), %d of %d cells > %.1fx%s", gbps,
       base_gbps, worst, worst_cell, over, n, kWarnVsBaseline, skipped);
   const Verdict v = worst > kFailVsBaseline   ? Verdict::kFail
                     : worst > kWarnVsBaseline ? Verdict::kWarn
                                               : Verdict::kOk;
-  return Make(kVsBaseline, w, figure, v,
-              "the transfer is slower under load than alone: check transports and small-ops "
-              "above; fewer transfers at once (lower rate) or --stream-chunk-tokens to spread them");
+  return Make(
+      kVsBaseline, w, figure, v,
+      "the transfer is slower under load than alone: check transports and small-ops "
+      "above; fewer transfers at once (lower rate) or --stream-chunk-tokens to spread them");
 }
 
 }  // namespace pdserve::doctor

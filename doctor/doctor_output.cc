@@ -29,7 +29,8 @@ std::string RenderText(const Diagnosis& d) {
                     b.transports.empty() ? "" : absl::StrCat(" (", b.transports, ")"), "\n");
     absl::StrAppend(&out, absl::StrFormat(kRow, "item", "workload", "verdict", "figure"));
     for (const Finding& f : b.findings) {
-      absl::StrAppend(&out, absl::StrFormat(kRow, f.item, f.workload, VerdictName(f.verdict), f.figure));
+      absl::StrAppend(&out,
+                      absl::StrFormat(kRow, f.item, f.workload, VerdictName(f.verdict), f.figure));
       if (!f.fix.empty()) absl::StrAppend(&out, absl::StrFormat(kRow, "", "", "", "fix: " + f.fix));
     }
   }

@@ -109,8 +109,8 @@ bool SumRegistrations(const nlohmann::json& j, double* sum) {
 std::map<std::string, std::string> TransportLines(const nlohmann::json& inputs,
                                                   const std::vector<std::string>& backends) {
   std::vector<std::string> lines;
-  for (const nlohmann::json& t :
-       inputs.value("sweep", nlohmann::json::object()).value("transports", nlohmann::json::array())) {
+  for (const nlohmann::json& t : inputs.value("sweep", nlohmann::json::object())
+                                     .value("transports", nlohmann::json::array())) {
     if (t.is_string()) lines.push_back(t.get<std::string>());
   }
   if (lines.empty()) {
@@ -194,8 +194,9 @@ absl::StatusOr<ResultsFolder> LoadResultsFolder(const std::string& dir) {
   std::ifstream in(path);
   if (!in) {
     return absl::NotFoundError(absl::StrCat(
-        dir, " is not a pdserve bench results folder: it has no report-inputs.json (written by "
-             "`pdserve bench --result-dir DIR`)"));
+        dir,
+        " is not a pdserve bench results folder: it has no report-inputs.json (written by "
+        "`pdserve bench --result-dir DIR`)"));
   }
   const nlohmann::json inputs = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
   if (inputs.is_discarded() || !inputs.is_object() || !inputs.contains("runs") ||
@@ -232,9 +233,13 @@ absl::StatusOr<ResultsFolder> LoadResultsFolder(const std::string& dir) {
     c.result = ReadCellJson(dir, r.value("result_file", ""));
     if (c.result.is_null()) c.requests = ReadRequestsCsv(dir, r.value("result_file", ""));
     for (const auto& row : summary) {
-      auto get = [&](const char* k) { const auto it = row.find(k); return it == row.end() ? std::string() : it->second; };
+      auto get = [&](const char* k) {
+        const auto it = row.find(k);
+        return it == row.end() ? std::string() : it->second;
+      };
       if (get("backend") != c.backend || get("input_len") != std::to_string(c.input_len) ||
-          get("output_len") != std::to_string(c.output_len) || !SameRate(get("request_rate"), c.rate)) {
+          get("output_len") != std::to_string(c.output_len) ||
+          !SameRate(get("request_rate"), c.rate)) {
         continue;
       }
       for (const auto& [k, v] : row) {

@@ -22,8 +22,8 @@ struct Cell {
   std::string backend;  // as the bench labels it: "local", "ucx-tcp", "cuda-ipc", ...
   int input_len = 0;
   int output_len = 0;
-  std::string rate;     // as written: "1", "16", "inf"
-  std::string error;    // non-empty: the cell failed
+  std::string rate;         // as written: "1", "16", "inf"
+  std::string error;        // non-empty: the cell failed
   bool host_bound = false;  // summary.csv: the host, not the modelled device, set the pace
   std::map<std::string, double> summary;  // summary.csv's numeric columns of this cell
   nlohmann::json result;  // the cell's loadgen JSON (server_timelines, ...); null when absent
@@ -39,7 +39,8 @@ struct Cell {
   const nlohmann::json& Timelines() const;
 };
 
-// `pdserve bench`'s same-run microbenchmark of one request's KV (bench/request_transfer_baseline.h).
+// `pdserve bench`'s same-run microbenchmark of one request's KV
+// (bench/request_transfer_baseline.h).
 struct TransferBaseline {
   std::string backend;
   int input_len = 0;
@@ -53,8 +54,8 @@ struct ResultsFolder {
   std::string cluster;  // the bench's description of the cluster ("... on one host, ...")
   std::string layout;   // "layer-major" / "block-major"; "" when not recorded
   int block_size = 0;   // tokens per KV block; 0 when not recorded
-  std::vector<std::string> backends;                  // in run order
-  std::map<std::string, std::string> transports;      // backend -> its transports line
+  std::vector<std::string> backends;              // in run order
+  std::map<std::string, std::string> transports;  // backend -> its transports line
   std::vector<TransferBaseline> baselines;
   std::string baseline_note;  // why there are none (e.g. not measured on the GPU)
   std::vector<Cell> cells;

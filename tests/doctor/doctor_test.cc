@@ -45,7 +45,9 @@ class DoctorTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() /
-           absl::StrCat("doctor_test_", ::testing::UnitTest::GetInstance()->current_test_info()->name(), "_", getpid());
+           absl::StrCat("doctor_test_",
+                        ::testing::UnitTest::GetInstance()->current_test_info()->name(), "_",
+                        getpid());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -54,17 +56,23 @@ class DoctorTest : public ::testing::Test {
   // Writes the folder `pdserve bench` would have written for `s`, and diagnoses it.
   Diagnosis Run(const Spec& s) {
     const std::string file = absl::StrCat(s.backend, "_in2048_out64_rate1.json");
-    nlohmann::json run = {{"backend", s.backend}, {"input_len", 2048}, {"output_len", 64},
+    nlohmann::json run = {{"backend", s.backend}, {"input_len", 2048},   {"output_len", 64},
                           {"request_rate", "1"},  {"result_file", file}, {"error", ""}};
     if (s.registrations >= 0) run["registrations"] = s.registrations;
     nlohmann::json inputs = {
         {"device", s.device},
-        {"cluster", absl::StrCat("1 prefill + 1 decode workers on one host, ", s.layout, " KV layout")},
-        {"sweep", {{"layout", s.layout},
-                   {"transports", {absl::StrCat(s.backend, ": transfer backend ucx, transports used: ",
-                                                s.transports_used)}}}},
+        {"cluster",
+         absl::StrCat("1 prefill + 1 decode workers on one host, ", s.layout, " KV layout")},
+        {"sweep",
+         {{"layout", s.layout},
+          {"transports",
+           {absl::StrCat(s.backend,
+                         ": transfer backend ucx, transports used: ", s.transports_used)}}}},
         {"transfer_baselines",
-         {{{"backend", s.backend}, {"input_len", 2048}, {"bytes", kKvBytes}, {"p50_ms", s.baseline_ms}}}},
+         {{{"backend", s.backend},
+           {"input_len", 2048},
+           {"bytes", kKvBytes},
+           {"p50_ms", s.baseline_ms}}}},
         {"runs", {run}}};
     std::ofstream(dir_ / "report-inputs.json") << inputs.dump();
     std::ofstream(dir_ / "summary.csv")
@@ -74,18 +82,24 @@ class DoctorTest : public ::testing::Test {
         << "," << (s.host_bound ? 1 : 0) << ",\"cpu, engines\"\n";
     if (s.write_cell_json) {
       nlohmann::json timelines = nlohmann::json::array(), ttfts = nlohmann::json::array();
+      // The tail request's client TTFT: its server stages plus 0.5 ms of client and network.
+      const double tail_ttft_ms = s.tail_queue_ms + 42.0 + s.tail_kv_transfer_ms + 6.0 + 1.0 + 0.5;
       for (int i = 0; i < 10; ++i) {
         const bool tail = i == 9;  // the slowest request: the p99 tail
-        timelines.push_back(
-            {{"kv_bytes", kKvBytes}, {"transfer_ops", s.ops}, {"transfer_batches", s.batches},
-             {"ttft_stages_ms", {{"queue", tail ? s.tail_queue_ms : 0.1}, {"prefill", 42.0},
-                                 {"kv_transfer", tail ? s.tail_kv_transfer_ms : 4.0},
-                                 {"first_step", 6.0}, {"relay", 1.0}}}});
-        ttfts.push_back(tail ? 0.1 : 0.08);
+        timelines.push_back({{"kv_bytes", kKvBytes},
+                             {"transfer_ops", s.ops},
+                             {"transfer_batches", s.batches},
+                             {"ttft_stages_ms",
+                              {{"queue", tail ? s.tail_queue_ms : 0.1},
+                               {"prefill", 42.0},
+                               {"kv_transfer", tail ? s.tail_kv_transfer_ms : 4.0},
+                               {"first_step", 6.0},
+                               {"relay", 1.0}}}});
+        ttfts.push_back(tail ? tail_ttft_ms / 1e3 : 0.05);
       }
       nlohmann::json cell = {{"completed", 10},
                              {"mean_ttft_ms", 80.0},
-                             {"p99_ttft_ms", 99.0},
+                             {"p99_ttft_ms", tail_ttft_ms - 0.1},
                              {"mean_kv_bytes", kKvBytes},
                              {"mean_transfer_ops", s.ops},
                              {"mean_kv_transfer_ms", s.serving_ms},
@@ -131,11 +145,16 @@ TEST_F(DoctorTest, HealthyRunIsOkOnEveryItem) {
   // No transport counters in the results: said, not guessed.
   EXPECT_EQ(Item(d, kRegistration).verdict, Verdict::kNotApplicable);
   EXPECT_THAT(Item(d, kRegistration).figure, HasSubstr("not recorded"));
-  EXPECT_THAT(Item(d, kTtftP99).figure, HasSubstr("prefill 42.0 ms"));
+  EXPECT_THAT(
+      Item(d, kTtftP99).figure,
+      HasSubstr(
+          "p99 53.5 ms (worst cell out64 @1/s); largest stage in its 1 slowest "
+          "request(s): prefill 42.0 ms (78%), first_step 6.0 ms (11%), kv_transfer 4.0 ms (7%)"));
 }
 
 TEST_F(DoctorTest, TcpOnOneHostWarnsAndNamesSharedMemory) {
-  const Diagnosis d = Run(Spec{.backend = "ucx-tcp", .transports_used = "tcp/lo (data as active messages)"});
+  const Diagnosis d =
+      Run(Spec{.backend = "ucx-tcp", .transports_used = "tcp/lo (data as active messages)"});
   const Finding& f = Item(d, kTransports);
   EXPECT_EQ(f.verdict, Verdict::kWarn);
   EXPECT_THAT(f.figure, HasSubstr("tcp/lo"));
@@ -157,7 +176,8 @@ TEST_F(DoctorTest, ManySmallOpsWarnThenFail) {
 }
 
 TEST_F(DoctorTest, StagedBackendWarnsWithCudaAwareUcx) {
-  const Diagnosis d = Run(Spec{.backend = "ucx-staged", .transports_used = "posix/memory", .device = "cuda"});
+  const Diagnosis d =
+      Run(Spec{.backend = "ucx-staged", .transports_used = "posix/memory", .device = "cuda"});
   const Finding& f = Item(d, kStaging);
   EXPECT_EQ(f.verdict, Verdict::kWarn);
   EXPECT_THAT(f.figure, HasSubstr("256.0 MiB per request staged"));
@@ -171,7 +191,8 @@ TEST_F(DoctorTest, LowHiddenShareWarnsOnlyWhenTheExposedTransferShows) {
   EXPECT_THAT(low.fix, HasSubstr("--stream-chunk-tokens"));
   EXPECT_THAT(low.fix, HasSubstr("local-zc"));
   // Nothing hidden, but nothing worth hiding either (zero-copy: a notification).
-  EXPECT_EQ(Item(Run(Spec{.hidden_share = 0.0, .exposed_ms = 0.05}), kOverlap).verdict, Verdict::kOk);
+  EXPECT_EQ(Item(Run(Spec{.hidden_share = 0.0, .exposed_ms = 0.05}), kOverlap).verdict,
+            Verdict::kOk);
 }
 
 TEST_F(DoctorTest, ServingSlowerThanBaselineWarnsThenFails) {
@@ -221,7 +242,8 @@ TEST_F(DoctorTest, WithoutCellJsonTimelineItemsAreNotRecorded) {
 TEST_F(DoctorTest, OutputsCarryVerdictsAndFixes) {
   const Diagnosis d = Run(Spec{.backend = "ucx-tcp", .transports_used = "tcp/lo"});
   const std::string text = RenderText(d);
-  EXPECT_THAT(text, HasSubstr("  transports    all      warn    tcp/lo between processes on one host\n"));
+  EXPECT_THAT(text,
+              HasSubstr("  transports    all      warn    tcp/lo between processes on one host\n"));
   EXPECT_THAT(text, HasSubstr("fix: UCX_TLS=posix,cma"));
   EXPECT_THAT(text, HasSubstr("\n1 warn, 0 fail\n"));
   const nlohmann::json j = ToJson(d);
@@ -232,7 +254,8 @@ TEST_F(DoctorTest, OutputsCarryVerdictsAndFixes) {
 }
 
 TEST_F(DoctorTest, NotAResultsFolderIsAnError) {
-  EXPECT_EQ(LoadResultsFolder((dir_ / "absent").string()).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(LoadResultsFolder((dir_ / "absent").string()).status().code(),
+            absl::StatusCode::kNotFound);
   absl::StatusOr<ResultsFolder> empty = LoadResultsFolder(dir_.string());
   EXPECT_EQ(empty.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(std::string(empty.status().message()), HasSubstr("no report-inputs.json"));
