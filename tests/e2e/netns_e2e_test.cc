@@ -218,6 +218,19 @@ TEST_F(NetnsHostsTest, RouterPrefillDecodeInThreeNamespacesServeTheModelsTokens)
     }
   }
   ExpectAllBlocksFree(client);
+  // `pdserve status` (run in the router's namespace, as this thread is) groups by host id.
+  std::string printed;
+  ASSERT_EQ(Shell(absl::StrCat(PDSERVE_BINARY, " status --endpoint ", Host(0), ":50051"),
+                  &printed),
+            0)
+      << printed;
+  const size_t host1 = printed.find("host host-1: 1 worker\n");
+  const size_t host2 = printed.find("host host-2: 1 worker\n");
+  ASSERT_NE(host1, std::string::npos) << printed;
+  ASSERT_NE(host2, std::string::npos) << printed;
+  EXPECT_LT(host1, printed.find("prefill-0 "));
+  EXPECT_LT(printed.find("prefill-0 "), host2);
+  EXPECT_LT(host2, printed.find("decode-0 "));
 }
 
 }  // namespace
