@@ -11,16 +11,16 @@ namespace pdserve::router {
 
 absl::Status RunRouter(RouterProcessOptions options) {
   auto log = ComponentLogger("router");
-  ASSIGN_OR_RETURN(options.router.config, ResolveModelConfig(options.model));
-  ASSIGN_OR_RETURN(options.router.auth, service::ClusterAuth::FromFlags(options.auth, "router"));
-  options.router.scheduler.block_size = options.router.config.block_size;
-  // Before anything binds: an address that does not parse is a start-up error.
+  // First: an address that does not parse is a start-up error, whatever else is wrong.
   ASSIGN_OR_RETURN(options.host, service::ParseListenAddress("--listen", options.host));
   ASSIGN_OR_RETURN(options.advertise,
                    service::ResolveAdvertiseAddress(options.host, options.advertise));
   if (options.internal_host.empty()) options.internal_host = options.host;
   ASSIGN_OR_RETURN(options.internal_host,
                    service::ParseListenAddress("--internal-host", options.internal_host));
+  ASSIGN_OR_RETURN(options.router.config, ResolveModelConfig(options.model));
+  ASSIGN_OR_RETURN(options.router.auth, service::ClusterAuth::FromFlags(options.auth, "router"));
+  options.router.scheduler.block_size = options.router.config.block_size;
   auto service = std::make_unique<RouterService>(options.router);
   auto control = std::make_unique<RouterControlService>(*service, options.router.auth);
   // Two servers, not two ports of one: a service registered on a server is reachable on all
