@@ -67,7 +67,7 @@ up() {
       *) die "unknown option '$1'" ;;
     esac
   done
-  [[ "$n" =~ ^[0-9]+$ ]] && (( n >= 1 && n <= 200 )) || die "N must be 1..200, got '$n'"
+  if ! [[ "$n" =~ ^[0-9]+$ ]] || (( n < 1 || n > 200 )); then die "N must be 1..200, got '$n'"; fi
   [[ -z "$delay_us" || "$delay_us" =~ ^[0-9]+$ ]] || die "--delay-us: microseconds, got '$delay_us'"
   [[ -z "$rate_mbit" || "$rate_mbit" =~ ^[0-9]+$ ]] || die "--rate-mbit: Mbit/s, got '$rate_mbit'"
   down
