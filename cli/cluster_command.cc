@@ -92,7 +92,11 @@ void AddClusterCommand(CLI::App& app) {
   cmd->add_option("--transfer", o->transfer, "KV transfer backend: local, ucx, cuda-ipc or ucx-staged (the last two with --compute cuda)")
       ->capture_default_str();
   auto model = ModelFlags::Add(cmd, "every process of the cluster serves this model");
-  cmd->add_option("--host", o->host, "address every process listens on")->capture_default_str();
+  // --host is the flag's older name, kept so that existing command lines keep working.
+  cmd->add_option("--listen,--host", o->host, "IP address every process listens on")
+      ->capture_default_str();
+  cmd->add_option("--advertise", o->advertise,
+                  "address every process registers and is dialled at (default: --listen)");
   cmd->add_option("--port", o->router_port, "router port (0: a free one)")->capture_default_str();
   cmd->add_option("--http-port", o->http_port,
                   "the router's OpenAI-compatible HTTP API (0: a free port; -1: off)")

@@ -28,12 +28,19 @@ void AddRouterCommand(CLI::App& app) {
   auto f = std::make_shared<RouterFlags>();
   router::RouterProcessOptions& o = f->options;
   router::SchedulerConfig& s = o.router.scheduler;
-  cmd->add_option("--host", o.host, "address to listen on")->capture_default_str();
+  // --host is the flag's older name, kept so that existing command lines keep working.
+  cmd->add_option("--listen,--host", o.host,
+                  "IP address the client, internal and HTTP APIs bind (0.0.0.0 only if you mean "
+                  "every interface; then --advertise is needed)")
+      ->capture_default_str();
+  cmd->add_option("--advertise", o.advertise,
+                  "address workers and clients use to reach this router, printed at start-up "
+                  "(default: --listen)");
   cmd->add_option("--port", o.port, "client API port (Generate, GetStatus); 0 picks a free one")
       ->capture_default_str();
   cmd->add_option("--port-file", o.port_file, "write the bound port here once serving");
   cmd->add_option("--internal-host", o.internal_host,
-                  "address of the cluster-internal API (default: --host)");
+                  "address of the cluster-internal API (default: --listen)");
   cmd->add_option("--internal-port", o.internal_port,
                   "port of the cluster-internal API (worker registration; workers' --router); "
                   "0 picks a free one")
@@ -43,7 +50,7 @@ void AddRouterCommand(CLI::App& app) {
   cmd->add_option("--http-port", f->http.port,
                   "OpenAI-compatible HTTP API port (0 picks a free one; -1: no HTTP API)")
       ->capture_default_str();
-  cmd->add_option("--http-host", f->http.host, "address of the HTTP API (default: --host)");
+  cmd->add_option("--http-host", f->http.host, "address of the HTTP API (default: --listen)");
   cmd->add_option("--http-port-file", o.http_port_file,
                   "write the HTTP API's bound port here once serving");
   cmd->add_option("--http-threads", f->http.io_threads, "io threads of the HTTP API")

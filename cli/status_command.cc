@@ -1,8 +1,11 @@
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
+#include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
 #include "service/grpc_util.h"
@@ -51,7 +54,23 @@ absl::Status RunStatus(const std::string& endpoint) {
   std::printf("%-12s %-8s %-22s %7s %-10s %11s %11s %12s %9s %8s %9s %10s %s\n", "worker", "role",
               "address", "pid", "state", "free blocks", "quarantined", "total blocks",
               "reserved", "running", "served", "KV MiB out", "transports");
-  for (const v1::WorkerStatus& w : s.workers()) {
+  // Grouped by the host each worker registered (stable: the router's order within a host), so
+  // that which pairs share a machine is visible at a glance. The host id is the worker's word,
+  // bounded and printable as the router checked; an older worker's is empty.
+  std::vector<const v1::WorkerStatus*> sorted;
+  for (const v1::WorkerStatus& w : s.workers()) sorted.push_back(&w);
+  std::stable_sort(sorted.begin(), sorted.end(), [](const auto* a, const auto* b) {
+    return a->host_id() < b->host_id();
+  });
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    const v1::WorkerStatus& w = *sorted[i];
+    if (i == 0 || sorted[i - 1]->host_id() != w.host_id()) {
+      size_t n = 0;
+      for (size_t j = i; j < sorted.size() && sorted[j]->host_id() == w.host_id(); ++j) ++n;
+      std::printf("host %s: %zu worker%s\n",
+                  w.host_id().empty() ? "(unknown)" : absl::CEscape(w.host_id()).c_str(), n,
+                  n == 1 ? "" : "s");
+    }
     std::printf("%-12s %-8s %-22s %7d %-10s %11u %11u %12u %9u %8u %9llu %10.2f %s\n",
                 w.worker_id().c_str(), RoleName(w.role()), w.address().c_str(), w.pid(),
                 StateOf(w).c_str(), w.capacity().free_blocks(),

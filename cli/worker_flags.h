@@ -52,7 +52,16 @@ inline std::shared_ptr<WorkerFlags> AddWorkerFlags(CLI::App* cmd) {
   auto f = std::make_shared<WorkerFlags>();
   service::WorkerProcessOptions& o = f->options;
   cmd->add_option("--worker-id", o.worker_id, "name in the cluster (default <role>-<pid>)");
-  cmd->add_option("--host", o.host, "address to listen on")->capture_default_str();
+  // --host is the flag's older name, kept so that existing command lines keep working.
+  cmd->add_option("--listen,--host", o.host,
+                  "IP address the gRPC and metrics listeners bind (0.0.0.0 only if you mean "
+                  "every interface; then --advertise is needed)")
+      ->capture_default_str();
+  cmd->add_option("--advertise", o.advertise,
+                  "address registered with the router, which it and the other workers dial; "
+                  "UCX uses its interface (default: --listen)");
+  cmd->add_option("--host-id", o.host_id,
+                  "this machine's name in the cluster, for `pdserve status` (default: hostname)");
   cmd->add_option("--port", o.port, "gRPC port; 0 picks a free one and prints it")
       ->capture_default_str();
   cmd->add_option("--port-file", o.port_file, "write the bound port here once serving");

@@ -21,6 +21,7 @@
 #include "cluster/child_process.h"
 #include "kvcache/kv_memory.h"
 #include "service/grpc_util.h"
+#include "service/host_address.h"
 #include "common/cluster_secret.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -139,6 +140,11 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) 
     return absl::NotFoundError(absl::StrCat("pdserve binary '", options.binary,
                                             "' is not executable"));
   }
+  // Checked here, before any child starts, so that a typo is one clear error and not one per
+  // child; the children check again (they may be started without the launcher).
+  ASSIGN_OR_RETURN(options.host, service::ParseListenAddress("--listen", options.host));
+  ASSIGN_OR_RETURN(options.advertise,
+                   service::ResolveAdvertiseAddress(options.host, options.advertise));
   if (options.router_port != 0) RETURN_IF_ERROR(CheckPortFree(options.host, options.router_port));
   const bool own_log_dir = options.log_dir.empty();
   if (own_log_dir) {
@@ -165,7 +171,8 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) 
   unlink(internal_port_file.c_str());
   const std::string http_port_file = o.log_dir + "/router-http.port";
   unlink(http_port_file.c_str());
-  std::vector<std::string> router_args = {"router",          "--host",      o.host,
+  std::vector<std::string> router_args = {"router",          "--listen",    o.host,
+                                          "--advertise",     o.advertise,
                                           "--port",          std::to_string(o.router_port),
                                           "--port-file",     router_port_file,
                                           "--transfer",      o.transfer,
@@ -190,7 +197,8 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) 
                          const std::vector<std::string>& extra) {
     const std::string name = absl::StrCat(role, "-", index);
     std::vector<std::string> args = {role,         "--worker-id", name,
-                                     "--host",     o.host,        "--port",
+                                     "--listen",   o.host,        "--advertise",
+                                     o.advertise,  "--port",
                                      "0",          "--router",    cluster->internal_endpoint(),
                                      "--transfer", o.transfer,    "--layout",
                                      o.layout,     "--compute",   o.compute,
@@ -239,14 +247,18 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) 
   return cluster;
 }
 
-std::string Cluster::endpoint() const { return absl::StrCat(options_.host, ":", router_port_); }
+// Addresses handed out are the advertised ones: the listen address may be 0.0.0.0.
+std::string Cluster::endpoint() const {
+  return service::JoinHostPort(options_.advertise, router_port_);
+}
 
 std::string Cluster::http_url() const {
-  return http_port_ > 0 ? absl::StrCat("http://", options_.host, ":", http_port_) : "";
+  if (http_port_ <= 0) return "";
+  return absl::StrCat("http://", service::JoinHostPort(options_.advertise, http_port_));
 }
 
 std::string Cluster::internal_endpoint() const {
-  return absl::StrCat(options_.host, ":", internal_port_);
+  return service::JoinHostPort(options_.advertise, internal_port_);
 }
 
 const std::string& Cluster::secret_file() const { return secret_file_->path(); }
@@ -268,7 +280,7 @@ absl::StatusOr<std::string> Cluster::MetricsUrl(const std::string& name) const {
   if (!(in >> port) || port <= 0) {
     return absl::UnavailableError(absl::StrCat(name, " has not written its metrics port yet"));
   }
-  return absl::StrCat("http://", options_.host, ":", port);
+  return absl::StrCat("http://", service::JoinHostPort(options_.advertise, port));
 }
 
 std::vector<std::string> Cluster::ChildNames() const {

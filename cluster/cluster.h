@@ -53,7 +53,8 @@ struct ClusterOptions {
   std::string dtype;
   int num_layers = 0;
   int max_model_len = 0;
-  std::string host = "127.0.0.1";
+  std::string host = "127.0.0.1";   // --listen (alias --host) of every process
+  std::string advertise;            // --advertise of every process; empty: `host`
   int router_port = 0;              // 0: a free port; a taken port is an error
   int http_port = 0;                // the router's OpenAI-compatible HTTP API; 0: free; -1: off
   std::string log_dir;              // empty: a fresh /tmp/pdserve-cluster-XXXXXX, removed

@@ -15,6 +15,7 @@
 #include "decode_worker/decode_service.h"
 #include "prefill_worker/prefill_process.h"
 #include "prefill_worker/prefill_service.h"
+#include "service/host_address.h"
 #include "service/metrics_endpoint.h"
 #include "service/router_link.h"
 #include "service/worker_metrics.h"
@@ -28,6 +29,8 @@ namespace pdserve::colocated {
 absl::Status RunColocatedWorker(service::WorkerProcessOptions options) {
   auto log = ComponentLogger("colocated");
   if (options.worker_id.empty()) options.worker_id = absl::StrCat("colocated-", getpid());
+  // Before anything binds: a bad --listen / --advertise / --host-id is a start-up error.
+  RETURN_IF_ERROR(service::ResolveWorkerAddresses(options));
   // No KV moves between the engines: whatever --transfer said, the pool is shared.
   options.transfer = "inproc";
   ASSIGN_OR_RETURN(std::shared_ptr<const service::ClusterAuth> auth,
@@ -95,7 +98,7 @@ absl::Status RunColocatedWorker(service::WorkerProcessOptions options) {
                                                              .role = "colocated",
                                                              .model_name = config.name,
                                                              .backend = transport->backend()}));
-  const std::string address_hint = absl::StrCat(options.host, ":", options.port);
+  const std::string address_hint = service::JoinHostPort(options.advertise, options.port);
   prefill::PrefillServiceOptions prefill_service_options;
   prefill_service_options.worker_id = options.worker_id;
   prefill_service_options.auth = auth;
@@ -128,7 +131,8 @@ absl::Status RunColocatedWorker(service::WorkerProcessOptions options) {
       .layout = std::string(KvLayoutName(layout)),
       .block_size = static_cast<uint32_t>(config.block_size)};
   service::RouterLinkOptions link_options = service::WorkerLinkOptions(
-      options, config, v1::WORKER_ROLE_COLOCATED, server.address(), pool);
+      options, config, v1::WORKER_ROLE_COLOCATED,
+      service::JoinHostPort(options.advertise, server.port), pool);
   link_options.auth = auth;
   log->info("{}: model {}, {} (prefill and decode on one pool and one device)",
             options.worker_id, ModelSummary(config), service::DescribeWorkerPool(options, pool));

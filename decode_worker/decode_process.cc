@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "service/host_address.h"
 #include "service/metrics_endpoint.h"
 #include "service/router_link.h"
 #include "service/worker_metrics.h"
@@ -61,6 +62,8 @@ DecodeEngineOptions DecodeEngineOptionsFor(const service::WorkerProcessOptions& 
 absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
   auto log = ComponentLogger("decode");
   if (options.worker_id.empty()) options.worker_id = absl::StrCat("decode-", getpid());
+  // Before anything binds: a bad --listen / --advertise / --host-id is a start-up error.
+  RETURN_IF_ERROR(service::ResolveWorkerAddresses(options));
   ASSIGN_OR_RETURN(std::shared_ptr<const service::ClusterAuth> auth,
                    service::ClusterAuth::FromFlags(options.auth, options.worker_id));
   ASSIGN_OR_RETURN(ModelConfig config, ResolveModelConfig(options.model));
@@ -86,7 +89,9 @@ absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
   transport_options.agent_name = options.worker_id;
   // KV notification endpoints accept only senders that present the cluster secret.
   transport_options.peer_credential = auth->credential();
-  transport_options.listen_host = options.host;
+  // UCX listens on the interface of the address peers dial, not of the bind address (which
+  // may be 0.0.0.0).
+  transport_options.listen_host = options.advertise;
   ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache,
                    transfer::CreatePoolCache(transport_options, config, num_blocks, layout));
   ASSIGN_OR_RETURN(std::unique_ptr<transfer::KvTransport> transport,
@@ -133,7 +138,7 @@ absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
   service_options.fence_lease = options.fence_lease;
   // The host tells whether a prefill worker's pid names a process of this machine (the port
   // may still be 0 here: only the host is read).
-  service_options.address = absl::StrCat(options.host, ":", options.port);
+  service_options.address = service::JoinHostPort(options.advertise, options.port);
   DecodeService service(engine, *transport, service_options);
   registry.AddCollector(
       [&service, m = worker_metrics.get()] { m->SetCapacity(service.Capacity()); });
@@ -151,8 +156,8 @@ absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
                                   .layout = std::string(KvLayoutName(layout)),
                                   .block_size = static_cast<uint32_t>(config.block_size)};
   service::RouterLinkOptions link_options =
-      service::WorkerLinkOptions(options, config, v1::WORKER_ROLE_DECODE, server.address(),
-                                 pool);
+      service::WorkerLinkOptions(options, config, v1::WORKER_ROLE_DECODE,
+                                 service::JoinHostPort(options.advertise, server.port), pool);
   link_options.auth = auth;
   log->info("{}: model {}, {}", options.worker_id, ModelSummary(config),
             service::DescribeWorkerPool(options, pool));

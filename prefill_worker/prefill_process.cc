@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "service/host_address.h"
 #include "service/metrics_endpoint.h"
 #include "service/router_link.h"
 #include "service/worker_metrics.h"
@@ -45,6 +46,8 @@ PrefillEngineOptions PrefillEngineOptionsFor(const service::WorkerProcessOptions
 absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   auto log = ComponentLogger("prefill");
   if (options.worker_id.empty()) options.worker_id = absl::StrCat("prefill-", getpid());
+  // Before anything binds: a bad --listen / --advertise / --host-id is a start-up error.
+  RETURN_IF_ERROR(service::ResolveWorkerAddresses(options));
   ASSIGN_OR_RETURN(std::shared_ptr<const service::ClusterAuth> auth,
                    service::ClusterAuth::FromFlags(options.auth, options.worker_id));
   ASSIGN_OR_RETURN(ModelConfig config, ResolveModelConfig(options.model));
@@ -67,7 +70,9 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   transport_options.agent_name = options.worker_id;
   // KV notification endpoints accept only senders that present the cluster secret.
   transport_options.peer_credential = auth->credential();
-  transport_options.listen_host = options.host;
+  // UCX listens on the interface of the address peers dial, not of the bind address (which
+  // may be 0.0.0.0).
+  transport_options.listen_host = options.advertise;
   ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache,
                    transfer::CreatePoolCache(transport_options, config, num_blocks, layout));
   ASSIGN_OR_RETURN(std::unique_ptr<transfer::KvTransport> transport,
@@ -141,8 +146,8 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
                                   .layout = std::string(KvLayoutName(layout)),
                                   .block_size = static_cast<uint32_t>(config.block_size)};
   service::RouterLinkOptions link_options =
-      service::WorkerLinkOptions(options, config, v1::WORKER_ROLE_PREFILL, server.address(),
-                                 pool);
+      service::WorkerLinkOptions(options, config, v1::WORKER_ROLE_PREFILL,
+                                 service::JoinHostPort(options.advertise, server.port), pool);
   link_options.auth = auth;
   log->info("{}: model {}, {}", options.worker_id, ModelSummary(config),
             service::DescribeWorkerPool(options, pool));

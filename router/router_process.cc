@@ -4,16 +4,23 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "router/router_control.h"
+#include "service/host_address.h"
 #include "service/worker_process.h"
 
 namespace pdserve::router {
 
 absl::Status RunRouter(RouterProcessOptions options) {
   auto log = ComponentLogger("router");
+  // First: an address that does not parse is a start-up error, whatever else is wrong.
+  ASSIGN_OR_RETURN(options.host, service::ParseListenAddress("--listen", options.host));
+  ASSIGN_OR_RETURN(options.advertise,
+                   service::ResolveAdvertiseAddress(options.host, options.advertise));
+  if (options.internal_host.empty()) options.internal_host = options.host;
+  ASSIGN_OR_RETURN(options.internal_host,
+                   service::ParseListenAddress("--internal-host", options.internal_host));
   ASSIGN_OR_RETURN(options.router.config, ResolveModelConfig(options.model));
   ASSIGN_OR_RETURN(options.router.auth, service::ClusterAuth::FromFlags(options.auth, "router"));
   options.router.scheduler.block_size = options.router.config.block_size;
-  if (options.internal_host.empty()) options.internal_host = options.host;
   auto service = std::make_unique<RouterService>(options.router);
   auto control = std::make_unique<RouterControlService>(*service, options.router.auth);
   // Two servers, not two ports of one: a service registered on a server is reachable on all
@@ -34,6 +41,9 @@ absl::Status RunRouter(RouterProcessOptions options) {
                                            : "NOT authenticated");
   RETURN_IF_ERROR(service::AnnounceListening("pdserve router (cluster-internal API)", internal,
                                              options.internal_port_file));
+  log->info("router: workers register at {} (their --router), clients use {}",
+            service::JoinHostPort(options.advertise, internal.port),
+            service::JoinHostPort(options.advertise, server.port));
   std::unique_ptr<FrontEnd> http;
   if (options.http) {
     ASSIGN_OR_RETURN(http, options.http(*service));

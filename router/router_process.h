@@ -10,7 +10,10 @@
 namespace pdserve::router {
 
 struct RouterProcessOptions {
-  std::string host = "127.0.0.1";
+  std::string host = "127.0.0.1";  // --listen (alias --host)
+  // --advertise: what workers and clients dial (the internal API's port on it is the workers'
+  // --router); empty: `host`, which must then not be 0.0.0.0.
+  std::string advertise;
   int port = 50051;  // client API (Router); 0: pick a free one
   std::string port_file;
   // Cluster-internal API (RouterControl: worker registration, heartbeats): workers' --router.

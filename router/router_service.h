@@ -128,6 +128,7 @@ class RouterService final : public v1::Router::WithCallbackMethod_Generate<v1::R
     std::string id;
     v1::WorkerRole role = v1::WORKER_ROLE_UNSPECIFIED;
     std::string address;
+    std::string host_id;  // as registered (checked by CheckWorkerRegistration)
     int32_t pid = 0;
     v1::KvPoolDescriptor kv_pool;
     std::unique_ptr<v1::PrefillWorker::Stub> prefill;

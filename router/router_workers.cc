@@ -1,6 +1,7 @@
 // RouterService: worker membership (registration, heartbeats, drops), peer wiring and status.
 #include <grpcpp/grpcpp.h>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "service/grpc_util.h"
 #include "common/logging.h"
@@ -24,8 +25,11 @@ grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
   const bool colocated = request->role() == v1::WORKER_ROLE_COLOCATED;
   if (absl::Status admitted = CheckWorkerRegistration(*request, options_.config);
       !admitted.ok()) {
-    log->warn("refused a registration from {} at {} (pid {}): {}", id, request->address(),
-              request->pid(), admitted.ToString());
+    // Escaped and cut: a refused registration's fields were not checked (the error says why).
+    log->warn("refused a registration from {} at {} (pid {}): {}",
+              absl::CEscape(id.substr(0, kMaxWorkerIdBytes)),
+              absl::CEscape(request->address().substr(0, kMaxWorkerAddressBytes)), request->pid(),
+              admitted.ToString());
     return ToGrpc(admitted);
   }
   if (!options_.transfer_backend.empty() && !colocated &&
@@ -45,6 +49,7 @@ grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
   worker->id = id;
   worker->role = request->role();
   worker->address = request->address();
+  worker->host_id = request->host_id();
   worker->pid = request->pid();
   worker->kv_pool = request->kv_pool();
   worker->capacity = request->capacity();
@@ -114,8 +119,9 @@ grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
     SetDeadline(ctx, options_.rpc_timeout);
     (void)worker->prefill->RemovePeer(&ctx, remove, &ignored);
   }
-  log->info("{} worker {} joined at {} (pid {}, {} KV blocks, transfer {})",
-            colocated ? "colocated" : prefill ? "prefill" : "decode", id, request->address(), request->pid(),
+  log->info("{} worker {} joined at {} on host {} (pid {}, {} KV blocks, transfer {})",
+            colocated ? "colocated" : prefill ? "prefill" : "decode", id, request->address(),
+            request->host_id().empty() ? "?" : request->host_id(), request->pid(),
             request->kv_pool().num_blocks(), request->kv_pool().transfer_backend());
   response->set_heartbeat_interval_ms(
       static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.heartbeat_interval)));
@@ -326,6 +332,7 @@ grpc::Status RouterService::GetStatus(grpc::ServerContext*, const v1::StatusRequ
       *out->mutable_capacity() = w->capacity;
     }
     out->set_address(w->address);
+    out->set_host_id(w->host_id);
     out->set_pid(w->pid);
     absl::MutexLock lock(&mu_);
     AddHealthLocked(*w, *out);

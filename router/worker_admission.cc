@@ -5,6 +5,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "proto/model_spec.h"
+#include "service/host_address.h"
 
 namespace pdserve::router {
 
@@ -28,6 +29,14 @@ absl::Status CheckWorkerRegistration(const v1::RegisterWorkerRequest& request,
         "': id (at most ", kMaxWorkerIdBytes, " printable bytes), address (",
         kMaxWorkerAddressBytes, ") or pool descriptor (", kMaxPoolDescriptorBytes,
         ") out of bounds"));
+  }
+  // Empty: a worker from before host ids. Otherwise bounded and printable like the id, since it
+  // is logged and shown by `pdserve status`; the refusal quotes only an escaped prefix of it.
+  if (!request.host_id().empty() && !service::ValidHostId(request.host_id())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "registration of worker ", id, ": host id '", absl::CEscape(request.host_id().substr(0, 64)),
+        request.host_id().size() > 64 ? "'..." : "'", " is not 1 to ", service::kMaxHostIdBytes,
+        " printable bytes without spaces"));
   }
   v1::ModelSpec spec = request.model();
   if (!request.has_model()) spec.set_preset(request.preset());

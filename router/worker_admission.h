@@ -21,8 +21,9 @@ inline constexpr size_t kMaxWorkerIdBytes = 128;
 inline constexpr size_t kMaxWorkerAddressBytes = 256;
 inline constexpr size_t kMaxPoolDescriptorBytes = 64 << 10;
 
-// InvalidArgument too for an id or address that is not printable ASCII or is longer than its
-// bound, or a pool descriptor over kMaxPoolDescriptorBytes.
+// InvalidArgument too for an id, address or host id that is not printable ASCII or is longer
+// than its bound (service::kMaxHostIdBytes for the host id; empty is taken as unknown), or a
+// pool descriptor over kMaxPoolDescriptorBytes.
 absl::Status CheckWorkerRegistration(const v1::RegisterWorkerRequest& request,
                                      const ModelConfig& cluster);
 

@@ -7,7 +7,9 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "service/host_address.h"
 #include "service/metrics_endpoint.h"
+#include "common/status_macros.h"
 
 namespace pdserve::service {
 
@@ -46,6 +48,13 @@ absl::StatusOr<WorkerCompute> ResolveWorkerCompute(const WorkerProcessOptions& o
   return compute;
 }
 
+absl::Status ResolveWorkerAddresses(WorkerProcessOptions& options) {
+  ASSIGN_OR_RETURN(options.host, ParseListenAddress("--listen", options.host));
+  ASSIGN_OR_RETURN(options.advertise, ResolveAdvertiseAddress(options.host, options.advertise));
+  ASSIGN_OR_RETURN(options.host_id, ResolveHostId(options.host_id));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<uint32_t> PoolBlocks(const ModelConfig& config, uint32_t num_blocks,
                                     double pool_gib) {
   if (num_blocks > 0) return num_blocks;
@@ -67,7 +76,7 @@ absl::StatusOr<uint32_t> PoolBlocks(const ModelConfig& config, uint32_t num_bloc
   return static_cast<uint32_t>(std::min(blocks, 4.0e9));
 }
 
-std::string RunningServer::address() const { return absl::StrCat(host, ":", port); }
+std::string RunningServer::address() const { return JoinHostPort(host, port); }
 
 absl::StatusOr<RunningServer> StartServer(const std::string& host, int port,
                                           const std::vector<grpc::Service*>& services,
@@ -75,7 +84,7 @@ absl::StatusOr<RunningServer> StartServer(const std::string& host, int port,
   grpc::ServerBuilder builder;
   RunningServer out;
   out.host = host;
-  builder.AddListeningPort(absl::StrCat(host, ":", port),
+  builder.AddListeningPort(JoinHostPort(host, port),
                            credentials ? credentials : grpc::InsecureServerCredentials(),
                            &out.port);
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);

@@ -23,7 +23,11 @@ namespace pdserve::service {
 
 struct WorkerProcessOptions {
   std::string worker_id;            // default: "<role>-<pid>"
-  std::string host = "127.0.0.1";
+  std::string host = "127.0.0.1";   // --listen (alias --host): where the listeners bind
+  // --advertise: the address registered with the router, which the router and the other
+  // workers dial (and whose interface UCX uses); empty: `host`.
+  std::string advertise;
+  std::string host_id;              // --host-id: this machine's name in the cluster (hostname)
   int port = 0;                     // 0: pick a free one
   std::string port_file;            // written with the bound port once serving
   int metrics_port = 0;             // GET /metrics (service/metrics_endpoint.h); 0: a free one,
@@ -81,6 +85,10 @@ struct WorkerCompute {
 absl::StatusOr<WorkerCompute> ResolveWorkerCompute(const WorkerProcessOptions& options,
                                                    const ModelConfig& config,
                                                    bool built_with_cuda);
+
+// Checks --listen and fills in the advertised address and the host id (InvalidArgument for an
+// address that does not parse, or --listen 0.0.0.0 without --advertise).
+absl::Status ResolveWorkerAddresses(WorkerProcessOptions& options);
 
 // Blocks of the KV pool from --num-blocks / --pool-gib; InvalidArgument when it is < 1.
 absl::StatusOr<uint32_t> PoolBlocks(const ModelConfig& config, uint32_t num_blocks,

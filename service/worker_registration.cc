@@ -16,6 +16,7 @@ RouterLinkOptions WorkerLinkOptions(const WorkerProcessOptions& options, const M
   reg.set_worker_id(options.worker_id);
   reg.set_role(role);
   reg.set_address(address);
+  reg.set_host_id(options.host_id);
   reg.set_preset(config.name);
   *reg.mutable_model() = ModelSpecOf(config);
   reg.set_pid(getpid());

@@ -79,5 +79,24 @@ TEST(WorkerAdmissionTest, UnresolvableSpecIsInvalidArgument) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// The host id goes into logs and `pdserve status`: bounded, printable, and the refusal quotes it
+// escaped and cut. Empty (a worker from before host ids) is taken.
+TEST(WorkerAdmissionTest, HostIdOutOfBoundsIsRefusedAndQuotedEscaped) {
+  const ModelConfig cluster = Model(16, "bf16");
+  v1::RegisterWorkerRequest r = Registration(cluster);
+  EXPECT_TRUE(CheckWorkerRegistration(r, cluster).ok());
+  r.set_host_id("node-7");
+  EXPECT_TRUE(CheckWorkerRegistration(r, cluster).ok());
+  r.set_host_id("evil\n2026 router: fake line");
+  absl::Status s = CheckWorkerRegistration(r, cluster);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("evil\\n2026"));
+  EXPECT_THAT(std::string(s.message()), ::testing::Not(HasSubstr("\n")));
+  r.set_host_id(std::string(10000, 'h'));
+  s = CheckWorkerRegistration(r, cluster);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_LT(s.message().size(), 400u);
+}
+
 }  // namespace
 }  // namespace pdserve::router
