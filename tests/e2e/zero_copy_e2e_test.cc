@@ -1,6 +1,8 @@
 // Zero-copy local end to end (`pdserve prefill --zero-copy`): the prefill kernels write the
 // decode workers' reserved blocks in place, the KV transfer is one notification, and the tokens
 // are the model's (so those of the copying P/D and of colocated) with every block free after.
+#include <csignal>
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -81,6 +83,81 @@ INSTANTIATE_TEST_SUITE_P(Layouts, ZeroCopyE2eTest,
                          [](const auto& info) {
                            return info.param == "layer-major" ? std::string("LayerMajor")
                                                               : std::string("BlockMajor");
+                         });
+
+bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (condition()) return true;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return false;
+}
+
+// A peer dies while a zero-copy prefill has written (part of) the decode worker's reserved
+// blocks and not announced them: the requests end with a clear error, nothing hangs, the
+// reservations are freed (poisoned: a later request reading them would get wrong tokens), and
+// the cluster serves the next request right.
+class ZeroCopyFaultE2eTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ZeroCopyFaultE2eTest, APeerKilledMidWriteFailsItsRequestsAndFreesTheirBlocks) {
+  const std::string victim = GetParam();
+  cluster::ClusterOptions o = ZeroCopy("layer-major");
+  o.num_prefill = victim == "prefill-0" ? 2 : 1;
+  o.num_decode = victim == "decode-0" ? 2 : 1;
+  // Batches hold their items for 1.5 s after the kernels wrote: the kill lands mid-item.
+  o.prefill_args.insert(o.prefill_args.end(), {"--min-batch-us", "1500000"});
+  o.router_args = {"--max-batch-size", "2"};
+  auto cluster = Start(o);
+  ASSERT_NE(cluster, nullptr);
+  Client client(cluster->endpoint());
+  std::vector<Outcome> out(4);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] { out[i] = client.Generate("f" + std::to_string(i), 60, 8, 50 + i); });
+  }
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        absl::StatusOr<v1::ClusterStatus> s = client.Status();
+        return s.ok() && s->prefilling_requests() == 4;
+      },
+      absl::Seconds(60)));
+  ASSERT_TRUE(cluster->Kill(victim, SIGKILL).ok());
+  for (std::thread& t : threads) t.join();
+  int failed = 0;
+  for (int i = 0; i < 4; ++i) {
+    if (out[i].status.ok()) {
+      EXPECT_EQ(out[i].tokens, Expected(60, 8, 50 + i)) << "f" << i;
+      EXPECT_NE(out[i].timeline.prefill_worker(), victim);
+      EXPECT_NE(out[i].timeline.decode_worker(), victim);
+    } else {
+      failed++;
+      EXPECT_EQ(out[i].status.error_code(), grpc::StatusCode::UNAVAILABLE)
+          << "f" << i << ": " << out[i].status.error_message();
+    }
+  }
+  EXPECT_GT(failed, 0);
+  Outcome after = client.Generate("after", 60, 5, 7);
+  ASSERT_TRUE(after.status.ok()) << after.status.error_message();
+  EXPECT_EQ(after.tokens, Expected(60, 5, 7));
+  // The survivors' pools: every block free, none reserved (the dead worker has left).
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        absl::StatusOr<v1::ClusterStatus> s = client.Status();
+        if (!s.ok()) return false;
+        for (const v1::WorkerStatus& w : s->workers()) {
+          if (w.worker_id() == victim) return false;
+        }
+        return true;
+      },
+      absl::Seconds(30)));
+  ExpectAllBlocksFree(client);
+}
+
+INSTANTIATE_TEST_SUITE_P(Victims, ZeroCopyFaultE2eTest, ::testing::Values("prefill-0", "decode-0"),
+                         [](const auto& info) {
+                           return info.param == "prefill-0" ? std::string("Prefill")
+                                                            : std::string("Decode");
                          });
 
 TEST(ZeroCopyRefusedE2eTest, ATransportThatCannotMapThePeerIsRefusedAtStartUp) {
