@@ -14,10 +14,9 @@
 #include "common/ttft_stages.h"
 
 namespace pdserve::doctor {
-namespace {
 
 Finding Make(const char* item, std::string workload, std::string figure, Verdict v,
-             std::string fix = "") {
+             std::string fix) {
   return {.item = item,
           .workload = std::move(workload),
           .figure = std::move(figure),
@@ -36,6 +35,8 @@ std::optional<double> MeanOf(const std::vector<const Cell*>& cells, const std::s
   }
   return n == 0 ? std::nullopt : std::optional<double>(sum / n);
 }
+
+namespace {
 
 using Stages = std::vector<std::pair<std::string, double>>;  // name -> ms, in path order
 

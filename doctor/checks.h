@@ -5,6 +5,7 @@
 // and, for every warn / fail, the flag or environment variable that addresses it. Verdicts are
 // information for the operator, not errors.
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,12 @@ inline constexpr double kWarnVsBaseline = 1.5;
 inline constexpr double kFailVsBaseline = 3.0;
 
 Diagnosis Diagnose(const ResultsFolder& folder);
+
+// A finding; the fix is kept only for warn / fail.
+Finding Make(const char* item, std::string workload, std::string figure, Verdict v,
+             std::string fix = "");
+// Mean over the cells that have `name` (cells weigh alike: each is one load of the workload).
+std::optional<double> MeanOf(const std::vector<const Cell*>& cells, const std::string& name);
 
 // The items over one backend's cells, backend-wide (checks_transfer.cc).
 Finding CheckTransports(const ResultsFolder& f, const std::string& backend);

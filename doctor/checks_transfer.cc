@@ -12,30 +12,8 @@
 namespace pdserve::doctor {
 namespace {
 
-Finding Make(const char* item, std::string workload, std::string figure, Verdict v,
-             std::string fix = "") {
-  return {.item = item,
-          .workload = std::move(workload),
-          .figure = std::move(figure),
-          .verdict = v,
-          .fix = v == Verdict::kWarn || v == Verdict::kFail ? std::move(fix) : ""};
-}
-
 std::string Workload(const std::vector<const Cell*>& cells) {
   return cells.empty() ? "all" : absl::StrCat("in", cells.front()->input_len);
-}
-
-// Mean over the cells that have `name` (cells weigh alike: each is one load of the workload).
-std::optional<double> MeanOf(const std::vector<const Cell*>& cells, const std::string& name) {
-  double sum = 0;
-  int n = 0;
-  for (const Cell* c : cells) {
-    if (const std::optional<double> v = c->Metric(name)) {
-      sum += *v;
-      ++n;
-    }
-  }
-  return n == 0 ? std::nullopt : std::optional<double>(sum / n);
 }
 
 std::string Bytes(double b) {
