@@ -21,6 +21,10 @@ struct RequestSamples {
   // loadgen's TPOT distribution).
   std::vector<double> tpot_ms;
   std::vector<double> transfer_ms;  // those with a server timeline
+  // Those whose transfer could be placed in time (bench/transfer_overlap.h), and of them the
+  // ones no other transfer through the same workers overlapped: what the microbenchmark times.
+  size_t transfers_placed = 0;
+  std::vector<double> transfer_alone_ms;
   double mean_kv_bytes = 0;
   double mean_ops = 0;
 };
@@ -73,6 +77,11 @@ std::string TtftModelSummary(const std::vector<CellAnalysis>& cells, double tole
 std::string TransferBaselineSummary(const std::vector<CellAnalysis>& cells,
                                     const std::vector<RequestTransferBaseline>& baselines,
                                     double target);
+
+// The cell's mean KV transfer time over the transfers that ran alone (NaN below
+// kMinAloneTransfers of them: too few to hold to the microbenchmark).
+inline constexpr size_t kMinAloneTransfers = 3;
+double AloneTransferMean(const RequestSamples& s);
 
 // The same-run microbenchmark row for a run (same backend and prompt length), or nullptr.
 const RequestTransferBaseline* BaselineFor(const ServingRun& run,

@@ -278,14 +278,17 @@ std::string TransferTable(const std::vector<CellAnalysis>& cells,
   }
   md += "\n";
   md += Header({"backend", "workload", "rate", "serving MiB / ops", "serving mean (ms)",
-                "microbench MiB / ops", "microbench cold p50 (ms)", "serving mean / microbench",
-                "target <= 1.5x"});
+                "alone (n of N)", "alone mean (ms)", "microbench MiB / ops",
+                "microbench cold p50 (ms)", "serving mean / microbench", "alone / microbench",
+                "target <= 1.5x (alone)"});
   for (const CellAnalysis& c : cells) {
     const ServingRun& r = *c.run;
     if (!r.error.empty() || IsColocated(r.backend)) continue;  // colocated moves no KV
     const RequestTransferBaseline* b = BaselineFor(r, baselines);
+    const double reference = b != nullptr && b->Reference() > 0 ? b->Reference() : NAN;
     const double serving = ResultNumber(r.result, "mean_kv_transfer_ms");
-    const double ratio = b != nullptr && b->Reference() > 0 ? serving / b->Reference() : NAN;
+    const double alone = AloneTransferMean(c.samples);
+    const double ratio = alone / reference;
     std::string target = std::isnan(ratio) ? "-" : ratio <= kTransferBaselineTarget ? "yes" : "no";
     if (!c.usable() && !std::isnan(ratio)) {
       target += c.verdict.host_bound ? " (host-bound)" : " (unverified)";
@@ -294,8 +297,12 @@ std::string TransferTable(const std::vector<CellAnalysis>& cells,
         {CellKey(r),
          absl::StrFormat("%.1f / %.0f", c.samples.mean_kv_bytes / 1048576.0, c.samples.mean_ops),
          Format("%.3f", serving),
+         absl::StrFormat("%zu of %zu", c.samples.transfer_alone_ms.size(),
+                         c.samples.transfers_placed),
+         Format("%.3f", alone),
          b != nullptr ? absl::StrFormat("%.1f / %u", b->bytes / 1048576.0, b->ops) : "-",
-         b != nullptr ? Format("%.3f", b->Reference()) : "-", Format("%.2fx", ratio), target});
+         Format("%.3f", reference), Format("%.2fx", serving / reference),
+         Format("%.2fx", ratio), target});
   }
   return md;
 }

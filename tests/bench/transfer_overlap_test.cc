@@ -1,0 +1,57 @@
+#include "bench/transfer_overlap.h"
+
+#include "gtest/gtest.h"
+
+namespace pdserve::bench {
+namespace {
+
+TransferInterval At(double begin, double end, const char* prefill, const char* decode) {
+  return {.begin_ms = begin, .end_ms = end, .prefill_worker = prefill, .decode_worker = decode};
+}
+
+TEST(TransferOverlapTest, AloneOnlyWhenNoTransferThroughTheSameWorkersOverlaps) {
+  const std::vector<TransferInterval> v = {
+      At(0, 10, "p0", "d0"),   // overlaps the next one: same workers
+      At(5, 15, "p0", "d0"),   //
+      At(20, 30, "p0", "d0"),  // overlaps only a transfer between other workers
+      At(22, 28, "p1", "d1"),  //
+      At(30, 40, "p0", "d0"),  // touches the one before it at 30 ms: no overlap
+      At(50, 60, "p1", "d0"),  // shares the decode worker with the next one
+      At(55, 56, "p0", "d0"),  //
+      At(70, 80, "p0", "d1"),  // shares the prefill worker with the next one
+      At(79, 90, "p0", "d0"),
+  };
+  EXPECT_EQ(RanAlone(v),
+            (std::vector<bool>{false, false, true, true, true, false, false, false, false}));
+}
+
+TEST(TransferOverlapTest, IntervalEndsWhenTheKvLandedAndLastsTheTransferTime) {
+  // Streamed: 25 ms of transfer of which the last 10 were not hidden under the prefill.
+  const nlohmann::json timeline = {
+      {"transfer_ms", 25.0},
+      {"prefill_worker", "prefill-0"},
+      {"decode_worker", "decode-1"},
+      {"ttft_stages_ms",
+       {{"queue", 1.0}, {"allocate", 0.5}, {"dispatch", 0.5}, {"prefill", 40.0}, {"kv_transfer", 10.0}}}};
+  TransferInterval t;
+  ASSERT_TRUE(IntervalOf(1.0, timeline, &t));
+  EXPECT_DOUBLE_EQ(t.end_ms, 1052.0);
+  EXPECT_DOUBLE_EQ(t.begin_ms, 1027.0);
+  EXPECT_EQ(t.prefill_worker, "prefill-0");
+  EXPECT_EQ(t.decode_worker, "decode-1");
+}
+
+TEST(TransferOverlapTest, ATimelineWithoutItsStagesCannotBePlaced) {
+  nlohmann::json timeline = {{"transfer_ms", 25.0}};
+  TransferInterval t;
+  EXPECT_FALSE(IntervalOf(1.0, timeline, &t));
+  timeline["ttft_stages_ms"] = {{"queue", 1.0}, {"prefill", 40.0}};  // no kv_transfer
+  EXPECT_FALSE(IntervalOf(1.0, timeline, &t));
+  timeline = {{"ttft_stages_ms",
+               {{"queue", 1.0}, {"allocate", 0.5}, {"dispatch", 0.5}, {"prefill", 4.0},
+                {"kv_transfer", 1.0}}}};  // no transfer_ms
+  EXPECT_FALSE(IntervalOf(1.0, timeline, &t));
+}
+
+}  // namespace
+}  // namespace pdserve::bench
