@@ -82,6 +82,17 @@ double Mean(const std::vector<double>& v) {
   return v.empty() ? 0 : sum / v.size();
 }
 
+// mean, p50, min and transfers from cold_ms (sorted).
+void SetColdFigures(RequestTransferBaseline& b) {
+  const std::vector<double>& v = b.cold_ms;
+  const size_t n = v.size();
+  b.transfers = static_cast<int>(n);
+  if (n == 0) return;
+  b.mean_ms = Mean(v);
+  b.p50_ms = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  b.min_ms = v.front();
+}
+
 // Twice the last-level cache of this host (32 MiB here), written once per cold transfer.
 constexpr size_t kFlushBytes = size_t{64} << 20;
 
@@ -102,16 +113,25 @@ absl::StatusOr<RequestTransferBaseline> MeasureOne(transfer::KvTransport& t, tra
   out.blocks = blocks;
   out.bytes = cold.bytes;
   out.ops = cold.ops;
-  out.transfers = static_cast<int>(cold.ms.size());
-  out.mean_ms = Mean(cold.ms);
-  const size_t n = cold.ms.size();
-  out.p50_ms = n % 2 ? cold.ms[n / 2] : (cold.ms[n / 2 - 1] + cold.ms[n / 2]) / 2;
-  out.min_ms = cold.ms.front();
+  out.cold_ms = std::move(cold.ms);
+  SetColdFigures(out);
   out.warm_mean_ms = Mean(warm.ms);
   return out;
 }
 
 }  // namespace
+
+void MergeBaseline(RequestTransferBaseline& into, const RequestTransferBaseline& more) {
+  const int before = into.transfers;
+  into.warm_mean_ms = before + more.transfers > 0
+                          ? (into.warm_mean_ms * before + more.warm_mean_ms * more.transfers) /
+                                (before + more.transfers)
+                          : 0;
+  into.cold_ms.insert(into.cold_ms.end(), more.cold_ms.begin(), more.cold_ms.end());
+  std::sort(into.cold_ms.begin(), into.cold_ms.end());
+  SetColdFigures(into);
+  into.rounds += more.rounds;
+}
 
 absl::StatusOr<std::vector<RequestTransferBaseline>> MeasureRequestTransfers(
     const std::string& backend, const std::string& preset, const std::string& layout_name,

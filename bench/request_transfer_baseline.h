@@ -30,10 +30,20 @@ struct RequestTransferBaseline {
   // The same transfers back to back, as `pdserve bench transfer` runs them: sources and
   // destinations stay in the last-level cache when they fit (a 16 MiB request here does).
   double warm_mean_ms = 0;
+  // The cold transfers, sorted, and how many measurements they pool (MergeBaseline).
+  std::vector<double> cold_ms;
+  int rounds = 1;
   // The figure a serving run is compared with: the cold median. A few cold ucx transfers took
   // 10-100x the others (a transport waking from idle), which made a mean of 17 swing 2-11 ms.
   double Reference() const { return p50_ms; }
 };
+
+// Pools `more` (the same backend and prompt length, measured again) into `into`: the cold
+// figures from every cold transfer of both, the warm mean weighted by transfers. The serving
+// bench measures each backend before and after its cells: one measurement taken while the host
+// had a transient (a 512-token local row once read 13.8 ms against 4.4 ms in the run before)
+// would otherwise set the yardstick of every cell.
+void MergeBaseline(RequestTransferBaseline& into, const RequestTransferBaseline& more);
 
 // Moves one request's KV (blocks of `preset` in `layout`, destination blocks in shuffled runs
 // of 8 as in `pdserve bench transfer`) from a pool in this process into a receiver process,

@@ -78,6 +78,43 @@ std::vector<int> Restored(const SweepRun& sweep, const std::string& backend,
   return out;
 }
 
+// One round of the same-run transfer baseline for `backend` (every prompt length of `cells`),
+// pooled into the rows an earlier round left in `context`.
+void MeasureBaselineRound(const ServingBenchOptions& o, const std::string& backend,
+                          const std::vector<CellPlan>& cells, const char* when,
+                          ServingReportContext& context) {
+  std::vector<int> lens;
+  for (const CellPlan& c : cells) {
+    if (std::find(lens.begin(), lens.end(), c.input_len) == lens.end()) lens.push_back(c.input_len);
+  }
+  std::printf("[%s] transfer baseline (%s its cells): one request's KV for prompts of %s tokens...\n",
+              backend.c_str(), when, absl::StrJoin(lens, ", ").c_str());
+  std::fflush(stdout);
+  absl::StatusOr<std::vector<RequestTransferBaseline>> rows =
+      MeasureRequestTransfers(backend, o.preset, o.layout, lens, 0.3, 5);
+  if (!rows.ok()) {
+    std::printf("        not measured: %s\n", std::string(rows.status().message()).c_str());
+    absl::StrAppend(&context.transfer_baseline_note,
+                    context.transfer_baseline_note.empty() ? "" : "; ", backend, " (", when,
+                    "): ", rows.status().message());
+    return;
+  }
+  for (const RequestTransferBaseline& r : *rows) {
+    std::printf("        %5d tokens: %.1f MiB in %u ops, mean %.3f ms (p50 %.3f, %d transfers)\n",
+                r.input_len, r.bytes / 1048576.0, r.ops, r.mean_ms, r.p50_ms, r.transfers);
+    auto same = std::find_if(
+        context.transfer_baselines.begin(), context.transfer_baselines.end(),
+        [&](const RequestTransferBaseline& b) {
+          return b.backend == r.backend && b.input_len == r.input_len;
+        });
+    if (same == context.transfer_baselines.end()) {
+      context.transfer_baselines.push_back(r);
+    } else {
+      MergeBaseline(*same, r);
+    }
+  }
+}
+
 // One backend's share: transfer baseline, cluster, warm-up, every cell, stop. `cells` starts as
 // `planned`; with `adapt` (the first backend) it is adapted as the cells run. Cells this backend
 // already ran (--resume) are skipped, and a backend with none left starts nothing.
@@ -103,31 +140,9 @@ absl::Status RunBackend(const ServingBenchOptions& o, const std::string& user_ba
                   [&](const RequestTransferBaseline& b) { return b.backend == backend; });
   const int64_t setup_start = MonotonicNanos();
   // Colocated workers move no KV: there is no transfer to measure.
-  if (o.transfer_baseline && o.device == "cpu" && !have_baseline && !IsColocated(user_backend)) {
-    std::vector<int> lens;
-    for (const CellPlan& c : cells) {
-      if (std::find(lens.begin(), lens.end(), c.input_len) == lens.end())
-        lens.push_back(c.input_len);
-    }
-    std::printf("[%s] transfer baseline: one request's KV for prompts of %s tokens...\n",
-                backend.c_str(), absl::StrJoin(lens, ", ").c_str());
-    std::fflush(stdout);
-    absl::StatusOr<std::vector<RequestTransferBaseline>> rows =
-        MeasureRequestTransfers(backend, o.preset, o.layout, lens, 0.3, 5);
-    if (rows.ok()) {
-      for (const RequestTransferBaseline& r : *rows) {
-        std::printf(
-            "        %5d tokens: %.1f MiB in %u ops, mean %.3f ms (p50 %.3f, %d transfers)\n",
-            r.input_len, r.bytes / 1048576.0, r.ops, r.mean_ms, r.p50_ms, r.transfers);
-        context.transfer_baselines.push_back(r);
-      }
-    } else {
-      std::printf("        not measured: %s\n", std::string(rows.status().message()).c_str());
-      absl::StrAppend(&context.transfer_baseline_note,
-                      context.transfer_baseline_note.empty() ? "" : "; ", backend, ": ",
-                      rows.status().message());
-    }
-  }
+  const bool measure_baseline =
+      o.transfer_baseline && o.device == "cpu" && !have_baseline && !IsColocated(user_backend);
+  if (measure_baseline) MeasureBaselineRound(o, backend, cells, "before", context);
   cluster::ClusterOptions c;
   absl::StatusOr<std::unique_ptr<cluster::Cluster>> cl =
       StartServingCluster(o, user_backend, decode_blocks, cells, dir, c);
@@ -201,6 +216,8 @@ absl::Status RunBackend(const ServingBenchOptions& o, const std::string& user_ba
                            "transports used: ", Transports(**cl)));
     (*cl)->Stop();
   }
+  // Again with the cluster gone, pooled with the first round (MergeBaseline).
+  if (measure_baseline) MeasureBaselineRound(o, backend, cells, "after", context);
   return absl::OkStatus();
 }
 

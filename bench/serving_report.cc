@@ -248,11 +248,12 @@ absl::Status WriteServingReport(const std::string& dir, const ServingReportConte
     md << "Not measured" << (context.transfer_baseline_note.empty() ? "" : ": ")
        << context.transfer_baseline_note << ".\n";
   } else {
-    md << "Before each backend's cluster starts, `pdserve bench transfer`'s two-process set-up "
-          "moves one request's KV (same preset, layout and blocks per request; destination "
+    md << "Before each backend's cluster starts and again after it stopped (the two rounds "
+          "pooled, so that a transient during one of them does not set every cell's yardstick), "
+          "`pdserve bench transfer`'s two-process set-up moves one request's KV (same preset, layout and blocks per request; destination "
           "blocks in shuffled runs of 8) one transfer at a time, timed like the prefill worker "
           "times a request (Submit until Wait returned), after one warm-up transfer, for at "
-          "least 0.3 s and 5 transfers, twice: back to back (warm: a 16 MiB request's source "
+          "least 0.3 s and 5 transfers per round, twice: back to back (warm: a 16 MiB request's source "
           "and destination stay in this host's 32 MiB last-level cache, as in `pdserve bench "
           "transfer`), and cold, with 64 MiB written and a 3 ms pause before each transfer (a "
           "serving request's KV meets caches that other work has used, and a transport that "

@@ -18,7 +18,8 @@ nlohmann::json BaselineToJson(const RequestTransferBaseline& b) {
           {"blocks", b.blocks},   {"bytes", b.bytes},
           {"ops", b.ops},         {"transfers", b.transfers},
           {"mean_ms", b.mean_ms}, {"p50_ms", b.p50_ms},
-          {"min_ms", b.min_ms},   {"warm_mean_ms", b.warm_mean_ms}};
+          {"min_ms", b.min_ms},   {"warm_mean_ms", b.warm_mean_ms},
+          {"cold_ms", b.cold_ms}, {"rounds", b.rounds}};
 }
 
 RequestTransferBaseline BaselineFromJson(const nlohmann::json& j) {
@@ -31,7 +32,9 @@ RequestTransferBaseline BaselineFromJson(const nlohmann::json& j) {
           .mean_ms = j.value("mean_ms", 0.0),
           .p50_ms = j.value("p50_ms", 0.0),
           .min_ms = j.value("min_ms", 0.0),
-          .warm_mean_ms = j.value("warm_mean_ms", 0.0)};
+          .warm_mean_ms = j.value("warm_mean_ms", 0.0),
+          .cold_ms = j.value("cold_ms", std::vector<double>{}),
+          .rounds = j.value("rounds", 1)};
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "bench/transfer_overlap.h"
 
+#include "bench/request_transfer_baseline.h"
+
 #include "gtest/gtest.h"
 
 namespace pdserve::bench {
@@ -51,6 +53,23 @@ TEST(TransferOverlapTest, ATimelineWithoutItsStagesCannotBePlaced) {
                {{"queue", 1.0}, {"allocate", 0.5}, {"dispatch", 0.5}, {"prefill", 4.0},
                 {"kv_transfer", 1.0}}}};  // no transfer_ms
   EXPECT_FALSE(IntervalOf(1.0, timeline, &t));
+}
+
+TEST(TransferBaselineTest, TwoRoundsPoolTheirColdTransfers) {
+  RequestTransferBaseline a{.backend = "local", .input_len = 512, .transfers = 3, .mean_ms = 11,
+                            .p50_ms = 13, .min_ms = 6, .warm_mean_ms = 10,
+                            .cold_ms = {6, 13, 14}};
+  const RequestTransferBaseline b{.backend = "local", .input_len = 512, .transfers = 5,
+                                  .mean_ms = 4.6, .p50_ms = 4.5, .min_ms = 4, .warm_mean_ms = 2,
+                                  .cold_ms = {4, 4.5, 4.5, 5, 5}};
+  MergeBaseline(a, b);
+  EXPECT_EQ(a.cold_ms, (std::vector<double>{4, 4.5, 4.5, 5, 5, 6, 13, 14}));
+  EXPECT_EQ(a.transfers, 8);
+  EXPECT_EQ(a.rounds, 2);
+  EXPECT_DOUBLE_EQ(a.p50_ms, 5);  // the transient round no longer sets the median
+  EXPECT_DOUBLE_EQ(a.min_ms, 4);
+  EXPECT_DOUBLE_EQ(a.mean_ms, 56.0 / 8);
+  EXPECT_DOUBLE_EQ(a.warm_mean_ms, (10.0 * 3 + 2.0 * 5) / 8);
 }
 
 }  // namespace
