@@ -11,13 +11,15 @@ absl::StatusOr<SweepPlan> ResolveSweep(const std::string& matrix, bool cuda,
                                        const SweepOverrides& o) {
   SweepPlan p;
   if (matrix == "full" || matrix == "default") {
-    // The seed matrix. 27 cells per backend at about 12 s each: three backends in 15-20
-    // minutes on a 2-core host, cluster starts and transfer baselines included.
+    // The seed matrix. 27 cells per backend at about 11 s each: the four default backends
+    // (three transfers and colocated) in under 20 minutes on a 2-core host, cluster starts and
+    // transfer baselines included (12 s cells took 20.8 min, docs/results/
+    // cpu-2core-2026-12-04-matrix-alone).
     p = {.name = "full",
          .input_lens = {128, 512, 2048},
          .output_lens = {64, 128, 512},
          .rates = {1, 4, 16},
-         .cell_seconds = 12,
+         .cell_seconds = 11,
          .min_prompts = 6,
          .max_prompts = 48};
   } else if (matrix == "quick") {

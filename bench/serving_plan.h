@@ -20,7 +20,7 @@ struct SweepPlan {
   std::string name;  // "full" (the seed matrix, the default) or "quick"
   std::vector<int> input_lens, output_lens;
   std::vector<double> rates;
-  double cell_seconds = 12;  // time budget of one cell: arrivals + the last request's tail
+  double cell_seconds = 11;  // time budget of one cell: arrivals + the last request's tail
   int min_prompts = 6;
   int max_prompts = 48;
 };

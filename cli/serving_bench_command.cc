@@ -17,7 +17,7 @@ void AddServingBenchCommand(CLI::App& app) {
   auto o = std::make_shared<bench::ServingBenchOptions>();
   bench->add_option("--backends", o->backends, "transfer backends: local, local-zc (zero-copy: the prefill kernels write the decode worker's reserved blocks in place), ucx (UCX chooses), ucx-posix, ucx-tcp, ucx-cma; and colocated (no transfer: --prefill + --decode colocated workers, the deployment every P/D backend is compared with). The first backend that is not colocated is the baseline of the transfer comparisons")
       ->delimiter(',')->capture_default_str();
-  bench->add_option("--matrix", o->matrix, "full (the default: input 128/512/2048 x output 64/128/512 x 1/4/16 req/s, about 20-25 min for the four default backends on a 2-core host) or quick (input 128/2048 x output 64, the same rates, about 4 min)")
+  bench->add_option("--matrix", o->matrix, "full (the default: input 128/512/2048 x output 64/128/512 x 1/4/16 req/s, about 19 min for the four default backends on a 2-core host) or quick (input 128/2048 x output 64, the same rates, about 4 min)")
       ->check(CLI::IsMember({"full", "default", "quick"}))
       ->capture_default_str();
   bench->add_flag_callback("--quick", [o] { o->matrix = "quick"; }, "same as --matrix quick");
@@ -41,7 +41,7 @@ void AddServingBenchCommand(CLI::App& app) {
   bench->add_option("--input-lens", o->input_lens)->delimiter(',');
   bench->add_option("--output-lens", o->output_lens)->delimiter(',');
   bench->add_option("--rates", o->rates, "request rates (req/s)")->delimiter(',');
-  bench->add_option("--cell-seconds", o->cell_seconds, "time budget of one cell (arrivals + the modelled tail of the last request); 0: the matrix's (full 12, quick 6)");
+  bench->add_option("--cell-seconds", o->cell_seconds, "time budget of one cell (arrivals + the modelled tail of the last request); 0: the matrix's (full 11, quick 6)");
   bench->add_option("--min-prompts", o->min_prompts, "fewest prompts per cell; 0: the matrix's (full 6, quick 4)");
   bench->add_option("--max-prompts", o->max_prompts, "most prompts per cell; 0: the matrix's (full 48, quick 32)");
   bench->add_option("--transfer-baseline", o->transfer_baseline, "measure one request's KV transfer with the two-process microbenchmark before each cluster (the report's serving / microbenchmark ratios)")

@@ -2,7 +2,7 @@
 # README command 1, the main job: installs what is missing, builds pdserve, then runs the
 # serving benchmark comparing KV transfer backends (local, ucx-posix, ucx-tcp) and P/D against
 # colocated workers over the seed matrix and writes a report. Extra arguments go to `pdserve
-# bench` (e.g. --quick: about 4 minutes instead of 20-25).
+# bench` (e.g. --quick: about 4 minutes instead of about 19).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh

@@ -28,7 +28,9 @@ serving-matrix (`pdserve bench` on the CPU host): the run folder's
   - summary.csv: per cell `ttft_to_model_ratio` (TTFT model: cells at the lowest rate, not
     host-bound; "within" means |ratio - 1| <= 0.15), `host_bound`, `mean_kv_transfer_ms`
     (serving / microbenchmark = mean_kv_transfer_ms / the baseline's cold p50, in cells that
-    are not host-bound; target <= 1.5x);
+    are not host-bound; target <= 1.5x) and, where the column exists,
+    `mean_kv_transfer_alone_ms` (the same over the transfers that ran alone: the figure the
+    target is held to; "low" rates are all but the highest);
   - report.md, the table under "## Backends against <baseline>" (the one table the report
     writes with bootstrap intervals; they are not recomputed here): a row whose verdict starts
     with "excluded" is not comparable; "differs" rows count as higher or lower by the sign of

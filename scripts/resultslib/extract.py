@@ -44,6 +44,16 @@ def extract_serving_matrix(run: Path, quiet_rerun: Path | None = None) -> dict:
         mean = num(r["mean_kv_transfer_ms"], run, "mean_kv_transfer_ms")
         if base and mean > 0:
             xfer.append(mean / base)
+    # The same, over the transfers that ran alone (summary.csv's mean_kv_transfer_alone_ms,
+    # empty or nan in cells with too few of them; absent from older runs).
+    alone, alone_low = [], []
+    for r in ok:
+        base = cold_p50.get((r["backend"], int(r["input_len"])))
+        a = r.get("mean_kv_transfer_alone_ms", "")
+        if base and a not in ("", "nan", "-nan") and float(a) > 0:
+            alone.append(float(a) / base)
+            if float(r["request_rate"]) < rates[-1]:
+                alone_low.append(float(a) / base)
     # Host-bound cells by group.
     top_rate, top_in = rates[-1], ins[-1]
     at_top_rate = [r for r in hb if float(r["request_rate"]) == top_rate]
@@ -77,6 +87,11 @@ def extract_serving_matrix(run: Path, quiet_rerun: Path | None = None) -> dict:
         "xfer_cells": len(xfer),
         "xfer_within": sum(x <= 1.5 for x in xfer),
         "xfer_median": statistics.median(xfer) if xfer else None,
+        "alone_cells": len(alone),
+        "alone_within": sum(x <= 1.5 for x in alone),
+        "alone_median": statistics.median(alone) if alone else None,
+        "alone_low_cells": len(alone_low),
+        "alone_low_within": sum(x <= 1.5 for x in alone_low),
         "host_bound": len(hb),
         "hb_top_rate": len(at_top_rate),
         "hb_top_in": len(at_top_in),
