@@ -88,8 +88,9 @@ cleanup() {
   stop_daemons || true
   if [ -n "$job" ]; then
     for p in $(job_pids "$job"); do kill -KILL "$p" 2>/dev/null && echo "killed leftover process $p" >&2; done
-    for p in "${served[@]}"; do rm -f /dev/shm/pdserve-kv-"$p"-*; done
   fi
+  # Whatever a check found left over goes too (the pids are the job's, now gone).
+  for p in "${served[@]}"; do rm -f /dev/shm/pdserve-kv-"$p"-*; done
   if [ "$rc" -ne 0 ]; then
     for f in "$tmp"/job.out "$tmp"/job/pdserve/*.log "$tmp"/slurm*.log; do
       [ -f "$f" ] && { echo "---- $f"; tail -n 25 "$f"; }
