@@ -10,18 +10,21 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/scoped_temp_path.h"
 
 namespace pdserve {
 namespace {
 
 using ::testing::HasSubstr;
 
-std::string WriteFile(const std::string& name, const std::string& text, mode_t mode) {
-  const std::string path = ::testing::TempDir() + "/" + std::to_string(getpid()) + "-" + name;
-  unlink(path.c_str());
-  std::ofstream(path) << text;
-  chmod(path.c_str(), mode);
-  return path;
+using testing_util::ScopedTempPath;
+
+std::unique_ptr<ScopedTempPath> WriteFile(const std::string& name, const std::string& text,
+                                          mode_t mode) {
+  auto file = std::make_unique<ScopedTempPath>(name);
+  std::ofstream(file->path()) << text;
+  chmod(file->path().c_str(), mode);
+  return file;
 }
 
 TEST(ClusterSecretTest, GeneratedSecretsAre64HexCharactersAndDiffer) {
@@ -60,7 +63,9 @@ TEST(ClusterSecretTest, SecretFileIsOwnerOnlyAndGoesAway) {
 }
 
 TEST(ClusterSecretTest, FileReadableByOthersIsRefusedWithTheFix) {
-  const std::string path = WriteFile("secret-0644", std::string(64, 'a') + "\n", 0644);
+  const std::unique_ptr<ScopedTempPath> file =
+      WriteFile("secret-0644", std::string(64, 'a') + "\n", 0644);
+  const std::string& path = file->path();
   absl::StatusOr<ClusterSecret> read = ClusterSecret::ReadFile(path);
   EXPECT_EQ(read.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(read.status().message(), HasSubstr("accessible by group or others (mode 0644)"));
@@ -70,7 +75,7 @@ TEST(ClusterSecretTest, FileReadableByOthersIsRefusedWithTheFix) {
 }
 
 TEST(ClusterSecretTest, ShortOrBinarySecretsAreRefused) {
-  EXPECT_EQ(ClusterSecret::ReadFile(WriteFile("short", "abc\n", 0600)).status().code(),
+  EXPECT_EQ(ClusterSecret::ReadFile(WriteFile("short", "abc\n", 0600)->path()).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ClusterSecret::FromText(std::string(40, '\x01')).status().code(),
             absl::StatusCode::kInvalidArgument);

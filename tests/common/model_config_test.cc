@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "gtest/gtest.h"
+#include "tests/scoped_temp_path.h"
 
 namespace pdserve {
 namespace {
@@ -60,7 +61,8 @@ TEST(ModelConfigTest, UnknownDtypeIsRejected) {
 }
 
 TEST(ModelConfigTest, JsonFileOverridesPresetAndBlockSize) {
-  const std::string path = testing::TempDir() + "/" + std::to_string(getpid()) + "-model.json";
+  const testing_util::ScopedTempPath file("model.json");
+  const std::string& path = file.path();
   std::ofstream(path) << R"({"preset": "small", "block_size": 8, "dtype": "fp16"})";
   absl::StatusOr<ModelOverrides> o = LoadModelOverridesFile(path);
   ASSERT_TRUE(o.ok()) << o.status();
@@ -72,7 +74,8 @@ TEST(ModelConfigTest, JsonFileOverridesPresetAndBlockSize) {
 }
 
 TEST(ModelConfigTest, MalformedJsonFileIsInvalidArgument) {
-  const std::string path = testing::TempDir() + "/" + std::to_string(getpid()) + "-bad.json";
+  const testing_util::ScopedTempPath file("bad.json");
+  const std::string& path = file.path();
   std::ofstream(path) << "{preset: ";
   EXPECT_EQ(LoadModelOverridesFile(path).status().code(), absl::StatusCode::kInvalidArgument);
 }

@@ -21,6 +21,7 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
 #include "gtest/gtest.h"
+#include "tests/scoped_temp_path.h"
 #include "service/cluster_auth.h"
 #include "tests/e2e/e2e_cluster.h"
 #include "tests/e2e/e2e_process.h"
@@ -316,7 +317,8 @@ TEST(AuthE2eTest, HandStartedWorkerWithoutOrWithAnExposedSecretDoesNotJoin) {
   EXPECT_EQ(none.code, 1) << none.output;
   EXPECT_THAT(none.output, HasSubstr("stray: no cluster secret. Give --cluster-secret-file FILE"));
 
-  const std::string exposed = ::testing::TempDir() + "/" + std::to_string(getpid()) + "-exposed.secret";
+  const testing_util::ScopedTempPath exposed_file("exposed.secret");
+  const std::string& exposed = exposed_file.path();
   { std::ofstream(exposed) << ReadSecret(cluster->secret_file()) << "\n"; }
   chmod(exposed.c_str(), 0644);
   std::vector<std::string> args = common;
@@ -371,7 +373,8 @@ bool MakeTlsFiles(const std::string& dir) {
 }
 
 TEST(AuthE2eTest, InternalApiOverMutualTlsServesAndRefusesPlaintext) {
-  const std::string dir = ::testing::TempDir() + "/" + std::to_string(getpid()) + "-pdserve-tls";
+  const testing_util::ScopedTempPath tls_dir("pdserve-tls");
+  const std::string& dir = tls_dir.path();
   std::filesystem::create_directories(dir);
   ASSERT_TRUE(MakeTlsFiles(dir)) << "openssl failed in " << dir;
   const std::vector<std::string> tls = {"--tls-cert",      dir + "/node.pem", "--tls-key",

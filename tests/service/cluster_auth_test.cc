@@ -10,17 +10,20 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/scoped_temp_path.h"
 
 namespace pdserve::service {
 namespace {
 
 using ::testing::HasSubstr;
 
-std::string SecretFileWithMode(mode_t mode) {
-  const std::string path = ::testing::TempDir() + "/" + std::to_string(getpid()) + "-auth-test.secret";
-  std::ofstream(path) << std::string(64, 'c') << "\n";
-  chmod(path.c_str(), mode);
-  return path;
+using testing_util::ScopedTempPath;
+
+std::unique_ptr<ScopedTempPath> SecretFileWithMode(mode_t mode) {
+  auto file = std::make_unique<ScopedTempPath>("auth-test.secret");
+  std::ofstream(file->path()) << std::string(64, 'c') << "\n";
+  chmod(file->path().c_str(), mode);
+  return file;
 }
 
 TEST(ClusterAuthTest, NoSecretAndNoInsecureFlagRefusesToStart) {
@@ -40,7 +43,7 @@ TEST(ClusterAuthTest, InsecureFlagTurnsAuthenticationOffExplicitly) {
 
 TEST(ClusterAuthTest, SecretFileGivesTheCredential) {
   absl::StatusOr<std::shared_ptr<const ClusterAuth>> auth =
-      ClusterAuth::FromFlags({.secret_file = SecretFileWithMode(0600)}, "router");
+      ClusterAuth::FromFlags({.secret_file = SecretFileWithMode(0600)->path()}, "router");
   ASSERT_TRUE(auth.ok()) << auth.status();
   EXPECT_TRUE((*auth)->enabled());
   EXPECT_EQ((*auth)->credential(), std::string(64, 'c'));
@@ -48,22 +51,24 @@ TEST(ClusterAuthTest, SecretFileGivesTheCredential) {
 
 TEST(ClusterAuthTest, ExposedSecretFileOrBothFlagsAreRefused) {
   EXPECT_EQ(
-      ClusterAuth::FromFlags({.secret_file = SecretFileWithMode(0640)}, "router").status().code(),
+      ClusterAuth::FromFlags({.secret_file = SecretFileWithMode(0640)->path()}, "router").status().code(),
       absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(ClusterAuth::FromFlags(
-                {.secret_file = SecretFileWithMode(0600), .insecure_no_auth = true}, "router")
+                {.secret_file = SecretFileWithMode(0600)->path(), .insecure_no_auth = true}, "router")
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ClusterAuthTest, TlsFilesGoTogetherAndTheKeyMustBeOwnerOnly) {
-  const std::string secret = SecretFileWithMode(0600);
+  const std::unique_ptr<ScopedTempPath> secret_file = SecretFileWithMode(0600);
+  const std::string& secret = secret_file->path();
   EXPECT_EQ(ClusterAuth::FromFlags({.secret_file = secret, .tls_cert = "/x.pem"}, "router")
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
-  const std::string pem = ::testing::TempDir() + "/" + std::to_string(getpid()) + "-auth-test.pem";
+  const ScopedTempPath pem_file("auth-test.pem");
+  const std::string& pem = pem_file.path();
   std::ofstream(pem) << "-----BEGIN CERTIFICATE-----\n";
   chmod(pem.c_str(), 0644);
   absl::StatusOr<std::shared_ptr<const ClusterAuth>> exposed = ClusterAuth::FromFlags(
