@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import k8s_check  # noqa: E402  (render, env_of, expanded_args)
 
@@ -72,7 +73,9 @@ def make_volumes(pod_dir, spec):
             os.chmod(d, 0o2777)
         else:
             if "secret" in v:
-                data = SECRETS[v["secret"]["secretName"]]
+                # Without kubectl nothing rendered the secretGenerator: one secret for all pods.
+                data = SECRETS.setdefault(v["secret"]["secretName"],
+                                          {"cluster.secret": os.urandom(32).hex() + "\n"})
                 mode = v["secret"].get("defaultMode", 0o644)
             else:
                 data = CONFIGMAPS[v["configMap"]["name"]]
