@@ -14,7 +14,6 @@ k8s_validate_test.sh inside a venv that has the PyPI package kubernetes-validate
 4. The Dockerfile: build packages are install-deps.sh's, runtime packages cover `ldd pdserve`.
 
 Usage: k8s_check.py PDSERVE_BINARY REPO_ROOT. Prints every problem; exit 1 if any.
-       k8s_check.py --commands REPO_ROOT RENDERING (base, overlays/gpu): see print_commands.
 """
 import json
 import os
@@ -335,28 +334,7 @@ def check_dockerfile(root, pdserve, run_as):
             fail("Dockerfile runtime stage", f"{pkg} ({lib}) is not installed")
 
 
-def print_commands(rendering):
-    """`--commands ROOT RENDERING`: one JSON line per pdserve pod (k8s_pods_netns_test.sh runs
-    them): role, the init container's command, the main container's expanded args and env. The
-    pod IP is left as @POD_IP@ for the caller."""
-    objs = render(os.path.join(sys.argv[2], "deploy/k8s"))[rendering]
-    configmaps = {o["metadata"]["name"]: o.get("data", {}) for o in objs if o["kind"] == "ConfigMap"}
-    for o in objs:
-        if o["kind"] != "Deployment":
-            continue
-        spec = o["spec"]["template"]["spec"]
-        c = spec["containers"][0]
-        FAKE.update({"status.podIP": "@POD_IP@", "metadata.name": o["metadata"]["name"] + "-0"})
-        env = env_of(o["metadata"]["name"], c, configmaps)
-        print(json.dumps({"role": c["args"][0], "args": expanded_args("", c, env)[1:], "env": env,
-                          "init": [i["command"] for i in spec.get("initContainers", [])],
-                          "model": configmaps["pdserve-config"]["model.json"]}))
-    return 1 if problems else 0
-
-
 def main():
-    if sys.argv[1] == "--commands":
-        return print_commands(sys.argv[3])
     pdserve, root = sys.argv[1], sys.argv[2]
     renderings = render(os.path.join(root, "deploy/k8s"))
     run_as = set()
