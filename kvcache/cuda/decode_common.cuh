@@ -89,7 +89,8 @@ __device__ __forceinline__ void StoreBlockPartial(const DecodeArgs& a, const flo
                                                   const float* sm_acc, int slot, int layer,
                                                   int kvhead) {
   const size_t part =
-      ((static_cast<size_t>(slot) * a.shape.num_layers + layer) * a.shape.num_kv_heads + kvhead) * GQ;
+      ((static_cast<size_t>(slot) * a.shape.num_layers + layer) * a.shape.num_kv_heads + kvhead) *
+      GQ;
   for (int idx = threadIdx.x; idx < GQ * D; idx += blockDim.x) {
     const int h = idx / D, d = idx % D;
     float mx = -INFINITY;

@@ -106,7 +106,8 @@ __device__ __forceinline__ uint64_t HashTile(const LaneCtx& c, int pos, int laye
     const uint64_t base = Shfl64(mine, c.g + 8 * j) + static_cast<uint64_t>(2 * c.t) * G;
     if (pos + c.g + 8 * j < c.end) {
 #pragma unroll
-      for (int ch = 0; ch < 4; ++ch) sum += WordTermSum(tl.k[j][ch], base, 8 * ch * G, (8 * ch + 1) * G);
+      for (int ch = 0; ch < 4; ++ch)
+        sum += WordTermSum(tl.k[j][ch], base, 8 * ch * G, (8 * ch + 1) * G);
     }
   }
 #pragma unroll
@@ -130,7 +131,7 @@ __device__ __forceinline__ float Bf16High(uint32_t w) { return __uint_as_float(w
 // over its 32 dims with the probe query's same dims, held by lane (GQ - 1, t).
 template <int GQ>
 __device__ __forceinline__ model::ProbeArgmax ProbePass(const LaneCtx& c, int first,
-                                                     const uint32_t (&q)[4][4]) {
+                                                        const uint32_t (&q)[4][4]) {
   model::ProbeArgmax probe;
   uint32_t qp[4][4];
 #pragma unroll
@@ -281,8 +282,8 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kOverlap == kSerial ? 3 : 2
         model::RowSeed(s.last_token, s.seq_len - 1, layer, kvhead * GQ + c.g, model::kQuery);
 #pragma unroll
     for (int ch = 0; ch < 4; ++ch) {
-      const uint4 e = ElementBytesAsBf16(model::ElementChunkHash(seed, c.t + 4 * ch),
-                                         model::kElementScale);
+      const uint4 e =
+          ElementBytesAsBf16(model::ElementChunkHash(seed, c.t + 4 * ch), model::kElementScale);
       q[ch][0] = e.x;
       q[ch][1] = e.y;
       q[ch][2] = e.z;
