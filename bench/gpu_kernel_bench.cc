@@ -135,9 +135,10 @@ absl::Status RunGpuKernelBench(const GpuKernelBenchOptions& options) {
                          }));
         const double gbps = bytes / (ms * 1e-3) / 1e9;
         const std::string name = attn ? "decode" : "checksum";
-        std::printf("%-9s %-20s %9.3f %10s %11.1f %7.3fx  D2D copy (%d split%s)\n", name.c_str(),
+        std::printf("%-9s %-20s %9.3f %10s %11.1f %7.3fx  D2D copy (%d split%s; %s)\n", name.c_str(),
                     absl::StrFormat("%d x %d tokens", b, len).c_str(), ms, "-", gbps,
-                    gbps / base.d2d_copy_gbps, splits, splits == 1 ? "" : "s");
+                    gbps / base.d2d_copy_gbps, splits, splits == 1 ? "" : "s",
+                    attention->decode_kernel_name().c_str());
         json["decode"].push_back({{"kernel", name},
                                   {"batch", b},
                                   {"seq_len", len},
@@ -145,6 +146,7 @@ absl::Status RunGpuKernelBench(const GpuKernelBenchOptions& options) {
                                   {"bytes_read", bytes},
                                   {"gbps", gbps},
                                   {"splits", splits},
+                                  {"decode_kernel", attention->decode_kernel_name()},
                                   {"ratio_to_d2d_copy", gbps / base.d2d_copy_gbps}});
       }
       if (batch == 1) break;

@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -67,6 +68,17 @@ absl::Status CheckTable(const KvCache& cache, std::span<const BlockId> table, in
     }
   }
   return absl::OkStatus();
+}
+
+// Blocks per SM the decode split aims at (env PDSERVE_DECODE_BLOCKS_PER_SM, 1..64, for
+// benchmarking; 4 by default).
+int64_t DecodeBlocksPerSm() {
+  static const int64_t value = [] {
+    const char* v = std::getenv("PDSERVE_DECODE_BLOCKS_PER_SM");
+    const int64_t n = v == nullptr ? 4 : std::atoll(v);
+    return n >= 1 && n <= 64 ? n : int64_t{4};
+  }();
+  return value;
 }
 
 }  // namespace
@@ -302,7 +314,7 @@ absl::StatusOr<std::vector<DecodeResult>> CudaAttention::Decode(
   // Split the sequence dimension so that the grid has a few blocks per SM even for one short
   // sequence; a split is a multiple of 64 positions.
   const int64_t pairs = int64_t{c.num_layers} * c.num_kv_heads;
-  int64_t partition = total_len * pairs / (4 * int64_t{m.num_sms});
+  int64_t partition = total_len * pairs / (DecodeBlocksPerSm() * int64_t{m.num_sms});
   partition = std::max<int64_t>(128, (partition + 63) / 64 * 64);
   m.tables.clear();
   m.seqs.clear();
@@ -356,6 +368,7 @@ absl::StatusOr<std::vector<DecodeResult>> CudaAttention::Decode(
   args.probe_score = m.part_d.get<float>(ml_bytes + acc_bytes);
   args.probe_pos = m.part_d.get<int32_t>(ml_bytes + acc_bytes + slots * sizeof(float));
   args.out = m.out_d.get<float>();
+  args.num_sms = m.num_sms;
   PDSERVE_CUDA_RETURN_IF_ERROR(
       cudaMemsetAsync(args.checksums, 0, batch.size() * sizeof(uint64_t), m.stream));
   PDSERVE_CUDA_RETURN_IF_ERROR(LaunchDecode(args, m.stream));
@@ -377,6 +390,19 @@ absl::StatusOr<std::vector<DecodeResult>> CudaAttention::Decode(
     }
   }
   return results;
+}
+
+std::string CudaAttention::decode_kernel_name() const {
+  if (!DecodeMmaShapeSupported(impl_->config.head_dim, impl_->config.QueryHeadsPerKvHead())) {
+    return "cuda cores";
+  }
+  switch (ChosenDecodeVariant()) {
+    case DecodeVariant::kMma: return "mma.sync";
+    case DecodeVariant::kMmaRegisters: return "mma.sync registers";
+    case DecodeVariant::kMmaSerial: return "mma.sync serial";
+    case DecodeVariant::kCudaCores: return "cuda cores";
+  }
+  return "cuda cores";
 }
 
 double CudaAttention::last_kernel_ms() const { return impl_->last_ms; }

@@ -79,6 +79,10 @@ class CudaAttention {
   // "wgmma" or "mma.sync": the kernel Prefill runs with the current setting.
   std::string prefill_kernel_name() const;
 
+  // "mma.sync" (or a variant's name) or "cuda cores": the kernel Decode runs for this model
+  // (PDSERVE_DECODE_KERNEL picks another where the shape allows mma, for benchmarking).
+  std::string decode_kernel_name() const;
+
   // Device time of the last call's kernels in milliseconds (CUDA events; uploads and copies
   // back excluded).
   double last_kernel_ms() const;

@@ -95,6 +95,7 @@ struct DecodeArgs {
   int32_t* probes = nullptr;                // [seq]
   int32_t* tokens = nullptr;                // [seq]
   float* out = nullptr;                     // [seq][layer][q head][dim]
+  int num_sms = 1;                          // of the device (the mma kernel's choice of loop)
 };
 
 // Decode attention + fused checksum, then the split combine and the next token.
@@ -104,6 +105,19 @@ cudaError_t LaunchDecode(const DecodeArgs& args, cudaStream_t stream);
 cudaError_t LaunchFillBf16(uint16_t* data, size_t n, uint64_t seed, cudaStream_t stream);
 
 bool DecodeShapeSupported(int head_dim, int group);
+
+// The kernels LaunchDecode can run where the shape allows mma (benchmarking: the env variable
+// PDSERVE_DECODE_KERNEL = mma | mma-registers | mma-serial | cuda-cores). kMma picks serial or
+// registers by the grid's size (decode_mma_kernel.cu says why).
+enum class DecodeVariant { kMma, kMmaRegisters, kMmaSerial, kCudaCores };
+// The decode pass with mma.sync (decode_mma_kernel.cu): head_dim 128, 4 or 8 query heads per KV
+// head, with attention (the checksum-only pass stays on decode_kernels.cu's kernel). Launches
+// the main kernel only (LaunchDecode adds the combine).
+bool DecodeMmaShapeSupported(int head_dim, int group);
+cudaError_t LaunchDecodeMmaMain(const DecodeArgs& args, float scale_log2, DecodeVariant variant,
+                                cudaStream_t stream);
+// The variant chosen by PDSERVE_DECODE_KERNEL (read once); kMma when unset or unknown.
+DecodeVariant ChosenDecodeVariant();
 bool PrefillShapeSupported(int head_dim);
 
 }  // namespace pdserve::cuda

@@ -238,6 +238,50 @@ TEST(CudaDecodeTest, LongSingleSequenceIsSplitAndStillMatchesCpu) {
   EXPECT_LT(Errors(gpu_out, cpu_out).first, 1e-3);
 }
 
+// The mma decode kernel's other paths: eight query heads per KV head (llama3-70b's group), and
+// blocks of 4 tokens, where one warp's 16 keys span four entries of the block table.
+TEST(CudaDecodeTest, EightHeadGroupsAndSmallBlocksMatchCpu) {
+  SKIP_WITHOUT_GPU();
+  ModelConfig wide = *PresetConfig("llama3-70b");
+  wide.num_layers = 2;
+  ModelConfig small_blocks = Config("llama3-8b");
+  small_blocks.block_size = 4;
+  for (const ModelConfig& config : {wide, small_blocks}) {
+    SCOPED_TRACE(config.name + " block size " + std::to_string(config.block_size));
+    Pools pools(config, KvLayout::kBlockMajor, 512);
+    const size_t row = static_cast<size_t>(config.num_layers) * config.num_q_heads * config.head_dim;
+    const std::vector<int> lens = {3, 100, 700};
+    std::vector<std::vector<float>> gpu_out(lens.size(), std::vector<float>(row));
+    std::vector<std::vector<float>> cpu_out(lens.size(), std::vector<float>(row));
+    std::vector<std::vector<int32_t>> prompts;
+    std::vector<std::vector<BlockId>> tables;  // filled before the spans below point into them
+    std::vector<DecodeSequence> gpu_batch, cpu_batch;
+    std::vector<PrefillChunk> chunks;
+    for (size_t i = 0; i < lens.size(); ++i) {
+      prompts.push_back(model::SyntheticPrompt(20 + i, lens[i], config.vocab_size));
+      tables.push_back(pools.Table(lens[i]));
+    }
+    for (size_t i = 0; i < lens.size(); ++i) {
+      chunks.push_back({tables[i], prompts[i], 0});
+      ASSERT_TRUE(WriteKv(*pools.cpu, tables[i], prompts[i], 0).ok());
+      gpu_batch.push_back({tables[i], prompts[i].back(), lens[i], 40 + i, gpu_out[i]});
+      cpu_batch.push_back({tables[i], prompts[i].back(), lens[i], 40 + i, cpu_out[i]});
+    }
+    const absl::Status written = pools.attention->WriteKv(chunks);
+    ASSERT_TRUE(written.ok()) << written;
+    auto gpu = pools.attention->Decode(gpu_batch);
+    auto cpu = DecodeAttention(*pools.cpu, cpu_batch);
+    ASSERT_TRUE(gpu.ok()) << gpu.status();
+    ASSERT_TRUE(cpu.ok()) << cpu.status();
+    for (size_t i = 0; i < lens.size(); ++i) {
+      EXPECT_EQ((*gpu)[i].checksum, (*cpu)[i].checksum) << "sequence of " << lens[i];
+      EXPECT_EQ((*gpu)[i].probe, (*cpu)[i].probe) << "sequence of " << lens[i];
+      EXPECT_EQ((*gpu)[i].token, (*cpu)[i].token) << "sequence of " << lens[i];
+      EXPECT_LT(Errors(gpu_out[i], cpu_out[i]).first, 1e-3) << "sequence of " << lens[i];
+    }
+  }
+}
+
 TEST(CudaDecodeTest, FlippingOneDeviceByteChangesTheChecksum) {
   SKIP_WITHOUT_GPU();
   const ModelConfig config = Config("tiny");
