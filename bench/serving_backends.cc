@@ -75,8 +75,8 @@ absl::Status ConfigureBackend(const std::string& backend, const std::string& dev
     c.transfer = backend;
   } else if (backend.rfind("ucx-", 0) == 0) {
     // ucx-posix, ucx-tcp, ucx-cma: UCX pinned to that transport through its own UCX_TLS. Plain
-    // `ucx` leaves the choice to UCX (which picks tcp on one host when it must detect dead
-    // peers: UCX 1.13 has no peer-failure handling over shared memory).
+    // `ucx` leaves the choice to UCX (shared memory between the workers of one host: they are
+    // watched by pid, as UCX 1.13 has no peer-failure handling over it).
     c.transfer = "ucx";
     c.env.push_back({"UCX_TLS", backend.substr(4)});
   } else {

@@ -46,12 +46,59 @@ using transfer_rows::Selected;
 using transfer_rows::Summarize;
 using transfer_rows::UcxPerftestGBps;
 
+// Plain ucx (UCX_TLS unset) rows are measured against ucx/posix: the target is >= 0.9x of it.
+const BackendSpec kPlainUcxBaseline{"ucx", "posix"};
+
+bool IsPlainUcx(const BackendSpec& b) { return b.backend == "ucx" && b.tls.empty(); }
+
+// UCX reads UCX_TLS when a context is created: a pair's pool and transport are made under its
+// own value (unset for plain ucx), and its receiver process inherits it.
+void UseTls(const BackendSpec& b) {
+  if (b.backend != "ucx") return;
+  if (b.tls.empty()) {
+    unsetenv("UCX_TLS");
+  } else {
+    setenv("UCX_TLS", b.tls.c_str(), 1);
+  }
+}
+
+// A sending pool and transport in this process, connected to a receiver process of its own.
+struct SenderPair {
+  std::unique_ptr<ReceiverProcess> receiver;
+  std::unique_ptr<KvCache> cache;
+  std::unique_ptr<KvTransport> transport;  // after the cache: destroyed before it
+  transfer::PeerId peer = 0;
+};
+
+absl::StatusOr<std::unique_ptr<SenderPair>> OpenSenderPair(const BackendSpec& b, const Shape& shape,
+                                                           KvLayout layout, uint32_t pool_blocks,
+                                                           bool pin) {
+  ASSIGN_OR_RETURN(ModelConfig config, ShapeConfig(shape));
+  UseTls(b);
+  TransportOptions topts;
+  topts.backend = b.backend;
+  topts.agent_name = "bench-sender";
+  auto p = std::make_unique<SenderPair>();
+  ASSIGN_OR_RETURN(p->receiver, ReceiverProcess::Start(ReceiverSpec(b, shape, layout, pool_blocks,
+                                                                    pin ? SideCpus().second : -1)));
+  ASSIGN_OR_RETURN(p->cache, transfer::CreatePoolCache(topts, config, pool_blocks, layout));
+  std::memset(p->cache->base(), 0x5a, p->cache->memory().size());
+  ASSIGN_OR_RETURN(p->transport, transfer::MakeKvTransport(topts));
+  RETURN_IF_ERROR(p->transport->RegisterPool(*p->cache));
+  ASSIGN_OR_RETURN(p->peer, p->transport->LoadPeer(p->receiver->descriptor()));
+  return p;
+}
+
 }  // namespace
 
 absl::Status RunTransferBenchReceiver(const std::string& spec) {
   std::vector<std::string> f = absl::StrSplit(spec, ',');
   if (f.size() != 7) return absl::InvalidArgumentError("bad --receiver spec");
-  if (!f[1].empty()) setenv("UCX_TLS", f[1].c_str(), 1);
+  if (!f[1].empty()) {
+    setenv("UCX_TLS", f[1].c_str(), 1);
+  } else if (f[0] == "ucx") {
+    unsetenv("UCX_TLS");  // plain ucx: UCX chooses, whatever the sender's last row pinned
+  }
   // Before any thread starts: UCX's and the transport's threads inherit it.
   if (int cpu = -1; absl::SimpleAtoi(f[6], &cpu) && cpu >= 0) {
     cpu_set_t one;
@@ -82,7 +129,9 @@ absl::Status RunTransferBenchReceiver(const std::string& spec) {
   std::cout << "@ " << *descriptor << std::endl;
   for (;;) {
     pollfd p{0, POLLIN, 0};
-    if (poll(&p, 1, 100) > 0) {
+    // 10 ms: a sender of 16 KiB batches over shared memory notifies ~1M times a second, and
+    // the inbox holds 65,536 (it dropped and warned at 100 ms).
+    if (poll(&p, 1, 10) > 0) {
       char buf[64];
       if (read(0, buf, sizeof(buf)) <= 0) break;
     }
@@ -94,7 +143,10 @@ absl::Status RunTransferBenchReceiver(const std::string& spec) {
 absl::Status RunTransferBench(const TransferBenchOptions& options) {
   signal(SIGPIPE, SIG_IGN);
   SetLogLevel("warn");  // the table is the output; connection chatter would break it up
-  const std::vector<BackendSpec> backends = {{"local", ""}, {"ucx", "posix"}, {"ucx", "tcp"}};
+  // Plain ucx (UCX_TLS unset: UCX chooses) right after ucx/posix, with which its rounds
+  // alternate (kPlainUcxBaseline).
+  const std::vector<BackendSpec> backends = {
+      {"local", ""}, {"ucx", "posix"}, {"ucx", ""}, {"ucx", "tcp"}};
   // 16 KiB .. 4 MiB blocks.
   std::vector<Shape> shapes = {{"small", 4}, {"small", 64}, {"llama3-8b", 16}, {"llama3-8b", 32}};
   std::vector<uint32_t> batches = {1, 16, 256};
@@ -132,21 +184,23 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
         })) {
       return absl::OkStatus();
     }
-    if (!b.tls.empty()) setenv("UCX_TLS", b.tls.c_str(), 1);
-    TransportOptions topts;
-    topts.backend = b.backend;
-    topts.agent_name = "bench-sender";
     // ucx: both sides pinned the way ucx_perftest's are (SideCpus), the sender's transport
     // threads with this one.
     const bool pin = b.backend == "ucx";
     PinThread pinned(pin ? SideCpus().first : -1);
-    ASSIGN_OR_RETURN(auto receiver, ReceiverProcess::Start(ReceiverSpec(
-                                        b, shape, layout, pool_blocks, pin ? SideCpus().second : -1)));
-    ASSIGN_OR_RETURN(auto cache, transfer::CreatePoolCache(topts, config, pool_blocks, layout));
-    std::memset(cache->base(), 0x5a, cache->memory().size());
-    ASSIGN_OR_RETURN(auto t, transfer::MakeKvTransport(topts));
-    RETURN_IF_ERROR(t->RegisterPool(*cache));
-    ASSIGN_OR_RETURN(transfer::PeerId peer, t->LoadPeer(receiver->descriptor()));
+    const bool plain = IsPlainUcx(b);
+    // Plain ucx: its baseline is ucx/posix, measured in rounds that alternate with its own.
+    std::unique_ptr<SenderPair> twin;
+    if (plain) {
+      ASSIGN_OR_RETURN(twin, OpenSenderPair(kPlainUcxBaseline, shape, layout, pool_blocks, pin));
+    }
+    ASSIGN_OR_RETURN(std::unique_ptr<SenderPair> pair,
+                     OpenSenderPair(b, shape, layout, pool_blocks, pin));
+    KvCache* cache = pair->cache.get();
+    KvTransport* t = pair->transport.get();
+    const transfer::PeerId peer = pair->peer;
+    // What UCX chose for this row's endpoint, and whether a peer on this host ended up on tcp.
+    const transfer::TransportCounters chosen = t->counters();
     // local: memcpy between two regions of the pools' size, touched once for every row.
     std::unique_ptr<ScatteredMemcpy> memcpy_baseline;
     if (b.backend == "local") {
@@ -157,7 +211,7 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
       if (n > pool_blocks || !Selected(b.label(), block_bytes, n)) continue;
       const std::vector<BlockCopy> copies = MakeCopies(n);
       const bool local = b.backend == "local";
-      const bool interleaved = b.tls != "tcp";  // local and ucx over shared memory
+      const bool interleaved = b.tls != "tcp";  // local, ucx over shared memory, plain ucx
       std::vector<Measurement> ours;
       std::vector<double> theirs;
       std::vector<double> rounds_gbps;  // run order; `ours` is sorted below
@@ -175,6 +229,14 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
         ours.push_back(m);
         rounds_gbps.push_back(m.gbps);
         if (!interleaved) continue;
+        if (plain) {
+          ASSIGN_OR_RETURN(
+              Measurement base,
+              MeasureBatches(*twin->transport, twin->peer, copies, min_seconds * share,
+                             rounds == 1 ? min_batches : std::max(1, min_batches / rounds)));
+          theirs.push_back(base.gbps);
+          continue;
+        }
         theirs.push_back(local ? memcpy_baseline->MeasureGBps(
                                      ops, CopyThreadsFor(m.bytes_per_batch), 0.03)
                                : RunUcxPerftest(b.tls, m.bytes_per_batch));
@@ -187,7 +249,12 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
             std::string(KvLayoutName(layout)), n, m, "", -1, note};
       r.rounds_gbps = rounds_gbps;
       r.rounds_baseline_gbps = theirs;
-      if (b.backend == "local") {
+      r.transports = transfer_rows::TransportsOf(chosen.transports);
+      r.same_host_network = chosen.same_host_network_peers > 0;
+      if (plain) {
+        r.baseline = kPlainUcxBaseline.label();
+        r.baseline_gbps = Median(theirs);
+      } else if (b.backend == "local") {
         const int threads = CopyThreadsFor(m.bytes_per_batch);
         r.baseline = absl::StrCat("memcpy x", threads, threads == 1 ? " inline" : "");
         r.baseline_gbps = Median(theirs);
@@ -223,10 +290,13 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
     const transfer::TransportCounters c = t->counters();
     registrations[b.label()] = {{"registrations_sender", c.registrations},
                                 {"batches", c.batches_completed},
-                                {"transports", c.transports}};
-    std::printf("%-10s   registrations: %llu for %llu batches; transports: %s\n", b.label().c_str(),
-                static_cast<unsigned long long>(c.registrations),
-                static_cast<unsigned long long>(c.batches_completed), c.transports.c_str());
+                                {"transports", c.transports},
+                                {"same_host_network_peers", c.same_host_network_peers}};
+    std::printf(
+        "%-10s   registrations: %llu for %llu batches; transports: %s%s\n", b.label().c_str(),
+        static_cast<unsigned long long>(c.registrations),
+        static_cast<unsigned long long>(c.batches_completed), c.transports.c_str(),
+        c.same_host_network_peers > 0 ? "  <- WARN: tcp between processes of one host" : "");
     return absl::OkStatus();
   };
 

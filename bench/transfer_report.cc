@@ -18,6 +18,10 @@ double OverheadUs(const Row& r) {
   return (r.m.bytes_per_batch / r.m.gbps - r.m.bytes_per_batch / r.baseline_gbps) / 1e3;
 }
 
+std::string TransportsOf(const std::string& transports) {
+  return transports.substr(0, std::min<size_t>(transports.find(" ("), 24));
+}
+
 void PrintPreamble(bool full) {
   std::printf("pdserve bench transfer  (two processes; %s sweep; GB/s = 1e9 bytes/s; "
               "latency = submit to completion with 4 batches in flight)\n",
@@ -42,6 +46,10 @@ void PrintPreamble(bool full) {
       "6.6 with both pinned to one core); tcp: one perftest run per size, "
       "cut after 2 s (a crawling run; the row then takes the other run, or has no baseline)\n"
       "         CPUs: %s\n"
+      "  ucx (no /TLS): UCX_TLS unset, UCX chooses (a receiver on this host: shared memory, "
+      "watched by pid); its baseline is ucx/posix between two processes of its own, measured "
+      "in rounds that alternate with the row's (%d each, medians); a row whose receiver UCX "
+      "reaches over tcp is marked [TCP ON ONE HOST]\n"
       "  ovh us = per-batch time beyond the baseline's time for the same bytes (batch hand-off, "
       "notification, completion): latency-bound rows are those where it dominates\n"
       "UCX: batches up to 4 MiB are issued by the submitting thread when the worker is free "
@@ -58,29 +66,37 @@ void PrintPreamble(bool full) {
       SideCpus().first < 0
           ? "not pinned (one CPU, or no taskset)"
           : absl::StrCat("the row's sender (with its transport threads) and ucx_perftest's client "
-                         "on CPU ", SideCpus().first, ", the receiver and perftest's server on CPU ",
-                         SideCpus().second, " (the scheduler does not always spread two new "
+                         "on CPU ",
+                         SideCpus().first, ", the receiver and perftest's server on CPU ",
+                         SideCpus().second,
+                         " (the scheduler does not always spread two new "
                          "busy processes: unpinned perftest runs measured 12-13 GB/s at 2 MiB "
-                         "against 17-19 pinned)").c_str(),
+                         "against 17-19 pinned)")
+                .c_str(),
+      kInterleavedRounds,
       access("/usr/bin/ucx_perftest", X_OK) == 0
           ? "/usr/bin/ucx_perftest, run as a subprocess pair per message size and UCX_TLS"
           : "not installed: ucx rows have no baseline (install ucx-utils)");
-  std::printf("%-10s %12s %-12s %5s %13s %6s %9s %9s %9s   %-18s %9s %6s %9s\n", "backend",
+  std::printf("%-10s %12s %-12s %5s %13s %6s %9s %9s %9s   %-18s %9s %6s %9s  %s\n", "backend",
               "block", "layout", "batch", "bytes/batch", "ops", "GB/s", "p50 ms", "p99 ms",
-              "baseline", "base GB/s", "ratio", "ovh us");
+              "baseline", "base GB/s", "ratio", "ovh us", "transports (ucx: lanes UCX chose)");
 }
 
 void PrintRow(const Row& r) {
   const double ratio = r.baseline_gbps > 0 ? r.m.gbps / r.baseline_gbps : 0;
-  std::printf("%-10s %8.0f KiB %-12s %5u %9.1f MiB %6u %9.2f %9.3f %9.3f   %-18s %9.2f %6s %9.1f %s\n",
-              r.backend.c_str(), r.block_bytes / 1024.0, r.layout.c_str(), r.batch,
-              r.m.bytes_per_batch / 1048576.0, r.m.ops_per_batch, r.m.gbps, r.m.p50_ms,
-              r.m.p99_ms, r.baseline.c_str(), r.baseline_gbps,
-              ratio > 0 ? absl::StrFormat("%.2fx", ratio).c_str() : "n/a", OverheadUs(r),
-              r.hot_gbps > 0 ? absl::StrFormat("  [hot %lluK: %.2f]",
-                                               static_cast<unsigned long long>(r.hot_size / 1024),
-                                               r.hot_gbps).c_str()
-                             : "");
+  std::printf(
+      "%-10s %8.0f KiB %-12s %5u %9.1f MiB %6u %9.2f %9.3f %9.3f   %-18s %9.2f %6s %9.1f  "
+      "%s%s%s\n",
+      r.backend.c_str(), r.block_bytes / 1024.0, r.layout.c_str(), r.batch,
+      r.m.bytes_per_batch / 1048576.0, r.m.ops_per_batch, r.m.gbps, r.m.p50_ms, r.m.p99_ms,
+      r.baseline.c_str(), r.baseline_gbps,
+      ratio > 0 ? absl::StrFormat("%.2fx", ratio).c_str() : "n/a", OverheadUs(r),
+      r.transports.c_str(), r.same_host_network ? " [TCP ON ONE HOST]" : "",
+      r.hot_gbps > 0
+          ? absl::StrFormat("  [hot %lluK: %.2f]",
+                            static_cast<unsigned long long>(r.hot_size / 1024), r.hot_gbps)
+                .c_str()
+          : "");
   std::fflush(stdout);
 }
 
@@ -105,20 +121,21 @@ nlohmann::json RowJson(const Row& r) {
           {"perftest_hot_gbps", r.hot_gbps},
           {"rounds_gbps", r.rounds_gbps},
           {"rounds_baseline_gbps", r.rounds_baseline_gbps},
+          {"transports", r.transports},
+          {"same_host_network", r.same_host_network},
           {"note", r.note}};
 }
 
 namespace {
 
-// The median and minimum ratio of the rows of `backend_prefix` with blocks of `min_block` and
+// The median and minimum ratio of the rows of `backend` with blocks of `min_block` and
 // more, and how many are below `target` (and latency-bound): printed, and as JSON.
-nlohmann::json MinRatio(const std::vector<Row>& rows, const std::string& backend_prefix,
+nlohmann::json MinRatio(const std::vector<Row>& rows, const std::string& backend,
                         uint64_t min_block, const char* kind, double target) {
   std::vector<double> ratios;
   int below = 0, latency_bound = 0;
   for (const Row& r : rows) {
-    if (r.backend.rfind(backend_prefix, 0) != 0 || r.block_bytes < min_block ||
-        r.baseline_gbps <= 0) {
+    if (r.backend != backend || r.block_bytes < min_block || r.baseline_gbps <= 0) {
       continue;
     }
     const double ratio = r.m.gbps / r.baseline_gbps;
@@ -144,12 +161,25 @@ nlohmann::json MinRatio(const std::vector<Row>& rows, const std::string& backend
 
 nlohmann::json Summarize(const std::vector<Row>& rows, const nlohmann::json& request) {
   // Ratios against the targets.
-  std::printf("\nsummary (targets: local >= 0.8x memcpy; ucx >= 0.9x ucx_perftest for blocks >= "
-              "64 KiB; layer-major >= 0.8x block-major for the 256 MiB request)\n");
+  std::printf(
+      "\nsummary (targets: local >= 0.8x memcpy; ucx >= 0.9x ucx_perftest for blocks >= "
+      "64 KiB; plain ucx (UCX_TLS unset) >= 0.9x ucx/posix; layer-major >= 0.8x "
+      "block-major for the 256 MiB request)\n");
   nlohmann::json summary;
   summary["local_vs_memcpy"] = MinRatio(rows, "local", 0, "local / memcpy:", 0.8);
   summary["ucx_posix_vs_perftest_64k"] = MinRatio(
       rows, "ucx/posix", 64 * 1024, "ucx/posix / ucx_perftest (blocks >= 64 KiB):", 0.9);
+  summary["ucx_plain_vs_ucx_posix"] =
+      MinRatio(rows, "ucx", 0, "ucx (UCX_TLS unset) / ucx/posix (all rows):", 0.9);
+  int flagged = 0;
+  for (const Row& r : rows) flagged += r.same_host_network;
+  summary["rows_tcp_on_one_host"] = flagged;
+  if (flagged > 0) {
+    std::printf(
+        "%-46s %d rows (marked [TCP ON ONE HOST]: UCX chose tcp between two processes "
+        "of this host)\n",
+        "tcp between processes of one host:", flagged);
+  }
   summary["ucx_tcp_vs_perftest_64k"] = MinRatio(
       rows, "ucx/tcp", 64 * 1024, "ucx/tcp / ucx_perftest (blocks >= 64 KiB):", 0.9);
   for (auto& [label, r] : request.items()) {

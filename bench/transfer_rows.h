@@ -40,6 +40,10 @@ struct Row {
   // Interleaved rounds (ucx over shared memory): ours and perftest's, in run order.
   std::vector<double> rounds_gbps;
   std::vector<double> rounds_baseline_gbps;
+  // What the sender's transport reports it moves the row's bytes with (TransportsOf), and
+  // whether the receiver, a process on this host, is reached over tcp (ucx: flagged).
+  std::string transports;
+  bool same_host_network = false;
 };
 
 // local rows and ucx rows over shared memory: our measurement and the baseline's (memcpy,
@@ -84,6 +88,10 @@ double OverheadUs(const Row& r);
 
 // The title, the legend and the column header of the table.
 void PrintPreamble(bool full);
+
+// The short form of KvTransport::counters().transports for a row: the text before any " ("
+// ("posix/memory+cma/memory"), at most 24 characters.
+std::string TransportsOf(const std::string& transports);
 
 // One line of the table.
 void PrintRow(const Row& r);

@@ -49,9 +49,11 @@ Finding CheckTransports(const ResultsFolder& f, const std::string& backend) {
   if (absl::StartsWith(used, "none") || absl::StartsWith(used, "unknown")) {
     return Make(kTransports, "all", used, Verdict::kNotApplicable);
   }
-  // "tcp/lo", "posix,tcp": tcp named as a transport, not inside a word.
+  // "tcp/lo", "posix,tcp", "cma/memory+tcp/lo": tcp named as a transport, not inside a word;
+  // or the ucx backend's own mark for a peer on the same host reached over tcp.
   const bool tcp = absl::StartsWith(used, "tcp") || absl::StrContains(used, ",tcp") ||
-                   absl::StrContains(used, " tcp");
+                   absl::StrContains(used, " tcp") || absl::StrContains(used, "+tcp") ||
+                   absl::StrContains(used, "(same host over ");
   if (tcp && f.OneHost()) {
     return Make(kTransports, "all", absl::StrCat(used, " between processes on one host"),
                 Verdict::kWarn,

@@ -125,6 +125,10 @@ struct TransportCounters {
   // credential; every backend: the inbox full).
   uint64_t senders_refused = 0;
   std::string transports;     // "memcpy" for local; UCX's selected transports for ucx
+  // Peers on this host that the backend reaches over a network transport (ucx: UCX chose tcp
+  // where shared memory would do, e.g. UCX_TLS=tcp): each was a WARN line at LoadPeer, and
+  // `transports` marks them "(same host over tcp ...)". Sending side; 0 for local.
+  uint64_t same_host_network_peers = 0;
 };
 
 // Longest notification message accepted by Submit.

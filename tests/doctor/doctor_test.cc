@@ -163,6 +163,24 @@ TEST_F(DoctorTest, TcpOnOneHostWarnsAndNamesSharedMemory) {
   EXPECT_EQ(Item(d, kStaging).verdict, Verdict::kOk);
 }
 
+// What the ucx backend reports since it names every lane: a network lane after a shared-memory
+// one, and its own mark for a same-host peer reached over tcp.
+TEST_F(DoctorTest, TcpLaneOrSameHostMarkFromUcxWarns) {
+  EXPECT_EQ(Item(Run(Spec{.backend = "ucx", .transports_used = "cma/memory+tcp/lo"}), kTransports)
+                .verdict,
+            Verdict::kWarn);
+  EXPECT_EQ(Item(Run(Spec{.backend = "ucx",
+                          .transports_used = "rc_mlx5/mlx5_0:1 (same host over rc_mlx5/mlx5_0:1: no "
+                                             "shared memory)"}),
+                 kTransports)
+                .verdict,
+            Verdict::kWarn);
+  EXPECT_EQ(
+      Item(Run(Spec{.backend = "ucx", .transports_used = "posix/memory+cma/memory"}), kTransports)
+          .verdict,
+      Verdict::kOk);
+}
+
 TEST_F(DoctorTest, ManySmallOpsWarnThenFail) {
   // 16-token layer-major blocks of llama3-8b: 32 KiB per K or V fragment.
   const Finding fail = Item(Run(Spec{.layout = "layer-major", .ops = kKvBytes / 32768}), kSmallOps);

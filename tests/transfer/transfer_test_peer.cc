@@ -1,9 +1,9 @@
 // A peer process for the transfer tests: owns one transport and one KV pool and obeys one
-// command per line on stdin, answering on stdout (each reply line starts with "@ "). Tests start it with posix_spawn, so that each
-// side of a transfer is a real process with its own UCX context / shared-memory mapping, and
-// can be killed mid-batch.
+// command per line on stdin, answering on stdout (each reply line starts with "@ "). Tests start it
+// with posix_spawn, so that each side of a transfer is a real process with its own UCX context /
+// shared-memory mapping, and can be killed mid-batch.
 //
-//   transfer_test_peer BACKEND LAYOUT PRESET BLOCKS AGENT [UCX_TLS]
+//   transfer_test_peer BACKEND LAYOUT PRESET BLOCKS AGENT [UCX_TLS ("": unset)]
 //   -> "descriptor <bytes>"
 //   fill SEED                        -> ok
 //   load DESCRIPTOR                  -> peer ID | err ...
@@ -67,7 +67,11 @@ int Main(int argc, char** argv) {
     std::cerr << "usage: transfer_test_peer BACKEND LAYOUT PRESET BLOCKS AGENT [UCX_TLS]\n";
     return 2;
   }
-  if (argc > 6) setenv("UCX_TLS", argv[6], 1);
+  if (argc > 6 && argv[6][0] != '\0') {
+    setenv("UCX_TLS", argv[6], 1);
+  } else if (argc > 6) {
+    unsetenv("UCX_TLS");  // UCX chooses
+  }
   TransportOptions options;
   options.backend = argv[1];
   options.agent_name = argv[5];

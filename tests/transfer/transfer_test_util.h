@@ -17,15 +17,18 @@ namespace pdserve::transfer::testing {
 // One backend configuration under test: the backend and, for UCX, the pinned UCX_TLS.
 struct BackendCase {
   std::string backend;
-  std::string tls;  // empty for local
+  std::string tls;  // ucx: empty = UCX_TLS unset (UCX chooses); ignored by local
   std::string name;
 };
 
 inline void PrintTo(const BackendCase& c, std::ostream* os) { *os << c.name; }
 
 inline std::vector<BackendCase> AllBackends() {
-  return {{"local", "", "local"}, {"ucx", "tcp", "ucx_tcp"}, {"ucx", "posix", "ucx_posix"},
-          {"ucx", "cma,posix", "ucx_cma"}};
+  return {{"local", "", "local"},
+          {"ucx", "tcp", "ucx_tcp"},
+          {"ucx", "posix", "ucx_posix"},
+          {"ucx", "cma,posix", "ucx_cma"},
+          {"ucx", "", "ucx_plain"}};
 }
 
 // A transport and its pool inside the test process.
@@ -37,7 +40,11 @@ struct Side {
 inline Side MakeSide(const BackendCase& c, const std::string& agent, const std::string& preset,
                      uint32_t blocks, KvLayout layout) {
   // UCX reads its environment when the context is created.
-  if (!c.tls.empty()) setenv("UCX_TLS", c.tls.c_str(), 1);
+  if (!c.tls.empty()) {
+    setenv("UCX_TLS", c.tls.c_str(), 1);
+  } else if (c.backend == "ucx") {
+    unsetenv("UCX_TLS");
+  }
   TransportOptions options;
   options.backend = c.backend;
   options.agent_name = agent;
@@ -62,7 +69,8 @@ inline std::vector<std::string> PeerArgs(const BackendCase& c, KvLayout layout,
                                          const std::string& agent) {
   std::vector<std::string> args = {c.backend, std::string(KvLayoutName(layout)), preset,
                                    std::to_string(blocks), agent};
-  if (!c.tls.empty()) args.push_back(c.tls);
+  // ucx: always passed, so that an empty one unsets what the child inherited.
+  if (c.backend == "ucx") args.push_back(c.tls);
   return args;
 }
 

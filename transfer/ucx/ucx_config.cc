@@ -58,6 +58,35 @@ absl::StatusOr<UcxSafeConfig> SafeUcxConfig(const char* env_tls, const char* env
   return out;
 }
 
+bool AllowsSharedMemory(const std::string& tls) {
+  // UCX's names and aliases that include posix or cma ("shm" / "sm": posix, sysv, cma, ...;
+  // "mm": posix, sysv, xpmem).
+  static constexpr absl::string_view kSharedMemory[] = {"posix", "cma", "knem", "xpmem",
+                                                        "sm",    "shm", "mm",   "all"};
+  auto is_shared = [](absl::string_view name) {
+    return std::find(std::begin(kSharedMemory), std::end(kSharedMemory), name) !=
+           std::end(kSharedMemory);
+  };
+  if (tls.empty()) return true;  // UCX's default: every transport
+  if (tls[0] == '^') {
+    // An exclusion list keeps shared memory unless it names an alias for all of it, or every
+    // shared-memory transport one by one.
+    std::vector<absl::string_view> excluded =
+        absl::StrSplit(absl::string_view(tls).substr(1), ',', absl::SkipEmpty());
+    auto named = [&](absl::string_view n) {
+      return std::find(excluded.begin(), excluded.end(), n) != excluded.end();
+    };
+    if (named("sm") || named("shm") || named("all")) return false;
+    const bool posix_out = named("posix") || named("mm");
+    const bool xpmem_out = named("xpmem") || named("mm");
+    return !(posix_out && named("cma") && named("knem") && xpmem_out);
+  }
+  for (absl::string_view name : absl::StrSplit(tls, ',', absl::SkipEmpty())) {
+    if (is_shared(name)) return true;
+  }
+  return false;
+}
+
 std::string InterfaceOfHost(const std::string& host) {
   in_addr want{};
   if (inet_pton(AF_INET, host.c_str(), &want) != 1 || want.s_addr == htonl(INADDR_ANY)) return "";

@@ -34,6 +34,12 @@ absl::StatusOr<UcxSafeConfig> SafeUcxConfig(const char* env_tls, const char* env
                                             const std::string& listen_host,
                                             const std::string& interface_of_host);
 
+// Whether `tls` (UcxSafeConfig::tls, the UCX_TLS in force) lets UCX reach a peer on this host
+// through shared memory (posix, cma, knem, xpmem, or an alias or exclusion list that keeps one):
+// then same-host peers are connected without UCX's peer-failure handling, which UCX 1.13 has for
+// none of those transports, and watched by pid instead (ucx_transport.h).
+bool AllowsSharedMemory(const std::string& tls);
+
 // The interface with this IPv4 address ("lo" for 127.0.0.0/8), "" when none or `host` is not
 // an IPv4 literal. "0.0.0.0": "" (every interface: the operator's choice).
 std::string InterfaceOfHost(const std::string& host);

@@ -92,31 +92,17 @@ absl::StatusOr<std::shared_ptr<UcxContext>> UcxContext::Get(const std::string& l
   }
   ucp_config_release(config);
   if (s != UCS_OK) return UcsError(absl::StrCat("ucp_init (UCX_TLS=", tls, ")"), s);
-  auto ctx = std::shared_ptr<UcxContext>(new UcxContext(context, wakeup, tls));
+  auto ctx = std::shared_ptr<UcxContext>(
+      new UcxContext(context, wakeup, tls, AllowsSharedMemory(safe->tls)));
   ctx->QueryMemoryTypes();
-  ComponentLogger("transfer")->info("{} (UCX_TLS={}){}", ctx->summary(), tls.empty() ? "all" : tls,
-                                    ctx->peer_mode_unsupported().load()
-                                        ? "; shared memory only: no peer failure handling, "
-                                          "same-host peers are watched by pid"
-                                        : "");
+  ComponentLogger("transfer")
+      ->info("{} (UCX_TLS={}){}", ctx->summary(), tls.empty() ? "all" : tls,
+             ctx->shared_memory() ? "; same-host peers: shared memory, watched by pid" : "");
   contexts[key] = ctx;
   return ctx;
 }
 
 UcxContext::~UcxContext() { ucp_cleanup(context_); }
-
-bool UcxContext::OnlySharedMemory(const std::string& tls) {
-  static constexpr const char* kSharedMemory[] = {"posix", "sysv", "cma",  "knem",
-                                                   "xpmem", "sm",   "shm", "self"};
-  if (tls.empty()) return false;  // all transports
-  for (absl::string_view name : absl::StrSplit(tls, ',', absl::SkipEmpty())) {
-    if (std::find(std::begin(kSharedMemory), std::end(kSharedMemory), name) ==
-        std::end(kSharedMemory)) {
-      return false;
-    }
-  }
-  return true;
-}
 
 void UcxContext::QueryMemoryTypes() {
   ucp_context_attr_t attr{};

@@ -1,6 +1,5 @@
 #pragma once
 
-#include <atomic>
 #include <memory>
 #include <string>
 
@@ -35,26 +34,20 @@ class UcxContext {
   bool cuda_memory() const { return cuda_memory_; }
   // "UCX 1.22.0, memory types host,cuda,cuda-managed (CUDA memory: yes)".
   const std::string& summary() const { return summary_; }
-  // Set once an endpoint could not be created with peer error handling (shared-memory
-  // transports have none): later endpoints to same-host peers skip the failing attempt.
-  std::atomic<bool>& peer_mode_unsupported() { return peer_mode_unsupported_; }
-  // UCX_TLS names shared-memory transports only (posix, sysv, cma, ...): none has peer failure
-  // handling, and UCX would log an ERROR for the attempt that is bound to fail.
-  static bool OnlySharedMemory(const std::string& tls);
+  // The UCX_TLS in force lets UCX reach same-host peers through shared memory (AllowsSharedMemory
+  // in ucx_config.h): such peers are connected without peer-failure handling and watched by pid.
+  bool shared_memory() const { return shared_memory_; }
 
  private:
-  UcxContext(ucp_context_h context, bool wakeup, std::string tls)
-      : context_(context),
-        wakeup_(wakeup),
-        tls_(std::move(tls)),
-        peer_mode_unsupported_(OnlySharedMemory(tls_)) {}
+  UcxContext(ucp_context_h context, bool wakeup, std::string tls, bool shared_memory)
+      : context_(context), wakeup_(wakeup), tls_(std::move(tls)), shared_memory_(shared_memory) {}
   void QueryMemoryTypes();
   ucp_context_h context_;
   bool wakeup_;
   std::string tls_;
   bool cuda_memory_ = false;
   std::string summary_;
-  std::atomic<bool> peer_mode_unsupported_{false};
+  bool shared_memory_;
 };
 
 // A KV pool allocated by UCX itself (ucp_mem_map with UCP_MEM_MAP_ALLOCATE): with shared-memory

@@ -231,6 +231,7 @@ TransportCounters UcxTransport::counters() const {
   c.transports = lanes_.empty()
                      ? absl::StrCat("UCX_TLS=", context_->tls().empty() ? "all" : context_->tls())
                      : absl::StrJoin(lanes_, ",");
+  c.same_host_network_peers = same_host_network_peers_;
   return c;
 }
 

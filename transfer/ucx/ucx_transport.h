@@ -49,17 +49,24 @@ namespace pdserve::transfer::ucx {
 // at 2/3 of ucx_perftest's one big message, and a VM's reported cache can be far larger than
 // what it gets (32 MiB batches: 5-8 GB/s as puts, 12-13.6 streamed).
 //
-// Transport selection is UCX's: UCX_TLS (tcp, posix, sysv, cma, rc, ...), read when the
-// process's context for that UCX_TLS value is created; counters().transports reports the lanes
-// UCX chose for the peers (from ucp_ep_print_info). Endpoints use peer error handling
-// (UCP_ERR_HANDLING_MODE_PEER): a peer that dies fails its batches with Unavailable (tcp: on
-// reset or by keepalive, 1 s here unless UCX_KEEPALIVE_INTERVAL is set). UCX 1.13 refuses peer
-// error handling over posix / sysv; for those (same host only) the endpoint is created without
-// it and the progress thread watches the peer's pid + start time (every 100 ms and before each
-// batch) instead. Without peer error handling a dead peer can make UCX abort on its internal
-// replies, which is why it is never the first choice (UCX_TLS=cma,posix: posix for active
-// messages, cma for puts, pid watch; UCX_TLS=cma,tcp: UCX 1.13 keeps cma out of peer-error
-// endpoints, so the data goes as active messages over tcp as above: prefer cma,posix).
+// Transport selection is UCX's, within UCX_TLS (tcp, posix, sysv, cma, rc, ...; read when the
+// process's context for that value is created); counters().transports reports per peer the
+// transports of the lanes UCX chose (from ucp_ep_print_info: ucx_lanes.h), and each connect
+// logs them lane by lane. Failure detection decides what UCX may choose: UCX 1.13 refuses peer
+// error handling (UCP_ERR_HANDLING_MODE_PEER) over every shared-memory transport, and asked for
+// it picks tcp even between two processes of one host. So a peer on this host (its descriptor's
+// boot id, pid and start time) is connected without it whenever UCX_TLS allows shared memory
+// (unset, or naming posix / cma): UCX then picks posix for active messages and cma for puts, and
+// the progress thread watches the peer's pid (pidfd, every 100 ms and before each batch), which
+// fails its batches with Unavailable once it died. Should such an endpoint still have a network
+// lane (UCX_TLS=tcp,cma: active messages on tcp), it is closed and made again with peer error
+// handling, since without it UCX can abort on that lane's errors after the peer died (the data
+// then goes as active messages over tcp, as above: prefer cma,posix). Peers on other hosts, and
+// same-host peers when UCX_TLS leaves no shared memory, get peer error handling: a peer that dies
+// fails its batches with Unavailable (tcp: on reset or by keepalive, 1 s here unless
+// UCX_KEEPALIVE_INTERVAL is set), and a same-host one is watched by pid as well. A same-host peer
+// that ends up on a network transport is a WARN line, counters().same_host_network_peers and a
+// "(same host over tcp/lo: no shared memory)" mark in counters().transports.
 //
 // Pools in device memory (KvMemory kind kCuda, e.g. AllocatePoolMemory with pool_memory kCuda)
 // are mapped as UCS_MEMORY_TYPE_CUDA and put from as CUDA memory; that needs a UCX with CUDA

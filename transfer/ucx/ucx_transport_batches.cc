@@ -157,6 +157,7 @@ void UcxTransport::StartBatch(PeerId peer_id, TransferId id, const std::byte* ba
     if (r != nullptr) ucp_request_free(r);
   }
   ++batches_[id];
+  peer->in_flight.insert(batch);
   ucp_request_param_t flush{};
   flush.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   flush.cb.send = &UcxTransport::OnFlushed;
@@ -193,6 +194,12 @@ absl::Status UcxTransport::SendData(Batch& batch, const std::byte* base,
 }
 
 void UcxTransport::Flushed(Batch* batch, ucs_status_t status) {
+  // Failed already (FailInFlight), or its peer's endpoint closed meanwhile: no notification.
+  if (batch->abandoned) return Finish(batch, absl::OkStatus());
+  if (batch->peer->ep == nullptr) {
+    return Finish(batch, batch->peer->error.ok() ? absl::CancelledError("KV peer closed")
+                                                 : batch->peer->error);
+  }
   if (status != UCS_OK) return Finish(batch, PeerStatus(*batch->peer, "flush", status));
   if (batch->notification.empty()) return Finish(batch, absl::OkStatus());
   ucp_request_param_t am{};
@@ -212,8 +219,11 @@ void UcxTransport::Flushed(Batch* batch, ucs_status_t status) {
 }
 
 void UcxTransport::Finish(Batch* batch, absl::Status status) {
-  table_.Complete(batch->id, std::move(status));
-  batches_.erase(batch->id);
+  batch->peer->in_flight.erase(batch);
+  if (!batch->abandoned) {
+    table_.Complete(batch->id, std::move(status));
+    batches_.erase(batch->id);
+  }
   delete batch;
 }
 

@@ -42,6 +42,7 @@
 #include "transfer/notification_inbox.h"
 #include "transfer/pool_descriptor.h"
 #include "transfer/ucx/ucx_context.h"
+#include "transfer/ucx/ucx_lanes.h"
 
 namespace pdserve::transfer::ucx {
 
@@ -57,6 +58,8 @@ std::string BootId();
 // Start time of `pid` (clock ticks since boot, /proc/PID/stat field 22), 0 when it is gone:
 // with the pid it names one process even if the pid is reused.
 uint64_t ProcessStartTime(pid_t pid);
+
+struct Batch;
 
 // State of one connected peer; touched only by the progress thread (except `dead`).
 struct UcxPeer {
@@ -77,6 +80,15 @@ struct UcxPeer {
   // pools on both sides), for batches copied with streaming stores; null: puts only. Valid
   // until the rkey is destroyed, which happens on the progress thread, like the copies.
   std::byte* direct = nullptr;
+  // The endpoint's lanes as UCX reported them at connect (ucx_lanes.h), and the line
+  // counters().transports shows for this peer.
+  std::vector<UcxLane> lanes;
+  std::string transports;
+  // On this host (pid != 0) yet on a network transport: a WARN at connect, counted.
+  bool same_host_network = false;
+  // Connected without UCX's peer-failure handling (UCP_ERR_HANDLING_MODE_NONE): only the pid
+  // watch notices that the peer died.
+  bool watched_only = false;
   // Same host: the owner process, watched because shared-memory transports have no peer
   // failure handler (UCX refuses UCP_ERR_HANDLING_MODE_PEER for posix / sysv).
   pid_t pid = 0;
@@ -93,6 +105,8 @@ struct UcxPeer {
     if (pidfd >= 0) close(pidfd);
   }
   absl::Status error;  // set by the endpoint's error handler or the pid watch
+  // Batches between their flush and their completion (see FailInFlight).
+  std::set<Batch*> in_flight;
   std::shared_ptr<std::atomic<bool>> dead = std::make_shared<std::atomic<bool>>(false);
 };
 
@@ -114,6 +128,8 @@ struct Batch {
   // Destination offsets of the batch's data messages (am_data): UCX may read a message's
   // header until the send completes, and the flush covers those sends.
   std::vector<uint64_t> data_headers;
+  // Completed by FailInFlight while UCX still holds its requests: their callbacks only free it.
+  bool abandoned = false;
 };
 
 class UcxTransport final : public KvTransport {
@@ -144,13 +160,16 @@ class UcxTransport final : public KvTransport {
   absl::Status Init();  // the worker, its handlers and address, the progress thread
   absl::Status UseDevice(int device);
 
-  // ---- ucx_transport_peers.cc (progress thread, except RecordLanes) ----
+  // ---- ucx_transport_peers.cc (progress thread, except RecordTransports) ----
   absl::Status Connect(PeerId id, const std::shared_ptr<UcxPeer>& peer, const std::string& address,
                        const std::string& rkey);
+  ucs_status_t CreateEndpoint(UcxPeer& peer, const std::string& address,
+                              ucp_err_handling_mode_t mode);
+  void DiscardEndpoint(UcxPeer& peer);
   static std::string EpInfo(ucp_ep_h ep);
-  static std::string LanesOf(const std::string& all);
-  void RecordLanes(const std::string& lanes);
+  void RecordTransports(const UcxPeer& peer);
   void ClosePeerState(UcxPeer& peer);
+  void FailInFlight(UcxPeer& peer);
   void CheckAlive(UcxPeer& peer);
   static bool ProcessGone(const UcxPeer& peer);
   void ClosePeer(PeerId id);
@@ -213,7 +232,8 @@ class UcxTransport final : public KvTransport {
   const KvCache* pool_ = nullptr;
   PoolDescriptor descriptor_;
   absl::flat_hash_map<PeerId, std::shared_ptr<const PeerInfo>> peer_info_;
-  std::set<std::string> lanes_;
+  std::set<std::string> lanes_;  // every peer's UcxPeer::transports, once
+  uint64_t same_host_network_peers_ = 0;
   uint64_t registrations_ = 0;
   uint64_t peers_loaded_ = 0;
 

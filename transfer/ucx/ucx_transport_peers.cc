@@ -10,7 +10,6 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <set>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
@@ -149,13 +148,6 @@ absl::Status UcxTransport::RemovePeer(PeerId id) {
 
 absl::Status UcxTransport::Connect(PeerId id, const std::shared_ptr<UcxPeer>& peer,
                                    const std::string& address, const std::string& rkey) {
-  ucp_ep_params_t params{};
-  params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
-                      UCP_EP_PARAM_FIELD_ERR_HANDLER;
-  params.address = reinterpret_cast<const ucp_address_t*>(address.data());
-  params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
-  params.err_handler.cb = &UcxTransport::OnEndpointError;
-  params.err_handler.arg = peer.get();
   const bool same_host = peer->pid != 0;
   if (same_host && peer->pidfd < 0) {
     const int fd = static_cast<int>(syscall(SYS_pidfd_open, peer->pid, 0));
@@ -167,23 +159,29 @@ absl::Status UcxTransport::Connect(PeerId id, const std::shared_ptr<UcxPeer>& pe
     }
   }
   ucs_status_t created = UCS_ERR_UNREACHABLE;
-  if (!(same_host && context_->peer_mode_unsupported().load())) {
-    created = ucp_ep_create(worker_, &params, &peer->ep);
-  }
-  if (created == UCS_ERR_UNREACHABLE && same_host) {
-    // The transports have no peer failure handler (shared memory): connect without one and
-    // rely on watching the peer's pid (same host) instead.
-    if (!context_->peer_mode_unsupported().exchange(true)) {
-      log_->info(
-          "agent {}: UCX has no peer failure handling for UCX_TLS={}; watching peer "
-          "processes instead",
-          options_.agent_name, context_->tls());
+  if (same_host && context_->shared_memory()) {
+    // UCX 1.13 has peer-failure handling for none of its shared-memory transports: asked for
+    // it, it picks tcp even between two processes of one host (~10x slower). Our pid watch
+    // covers a same-host peer's death instead, so connect without it.
+    created = CreateEndpoint(*peer, address, UCP_ERR_HANDLING_MODE_NONE);
+    if (created == UCS_OK && !AllIntraHost(ParseLanes(EpInfo(peer->ep)))) {
+      // A network lane all the same (UCX_TLS=tcp,cma: active messages on tcp). Without
+      // peer-failure handling UCX aborts on some errors of such a lane once the peer dies, so
+      // it gets the handling, and whatever transports UCX can give with it.
+      DiscardEndpoint(*peer);
+      created = UCS_ERR_UNREACHABLE;
     }
-    params.err_mode = UCP_ERR_HANDLING_MODE_NONE;
-    created = ucp_ep_create(worker_, &params, &peer->ep);
+    peer->watched_only = created == UCS_OK;
+  }
+  if (peer->ep == nullptr) {
+    created = CreateEndpoint(*peer, address, UCP_ERR_HANDLING_MODE_PEER);
+    if (created == UCS_ERR_UNREACHABLE && same_host) {
+      // No transport to it has a peer failure handler: rely on watching its pid alone.
+      created = CreateEndpoint(*peer, address, UCP_ERR_HANDLING_MODE_NONE);
+      peer->watched_only = created == UCS_OK;
+    }
   }
   if (created != UCS_OK) {
-    peer->ep = nullptr;
     return absl::FailedPreconditionError(absl::StrCat("cannot reach KV peer '", peer->agent, "' (",
                                                       ucs_status_string(created),
                                                       "): stale descriptor?"));
@@ -212,17 +210,57 @@ absl::Status UcxTransport::Connect(PeerId id, const std::shared_ptr<UcxPeer>& pe
   // "put[0]: 0..<short>..": UCX has a put lane; without one it would emulate puts.
   peer->am_data = peer->remote_host && pool_memory_type_ == UCS_MEMORY_TYPE_HOST &&
                   info.find("put[") == std::string::npos;
-  peers_[id] = peer;
-  std::string lanes = LanesOf(info);
-  if (peer->am_data) absl::StrAppend(&lanes, " (data as active messages)");
+  peer->lanes = ParseLanes(info);
+  const std::vector<std::string> network = NetworkTransports(peer->lanes);
+  peer->same_host_network = same_host && !network.empty();
+  peer->transports = TransportSummary(peer->lanes);
+  if (peer->am_data) absl::StrAppend(&peer->transports, " (data as active messages)");
   if (peer->direct != nullptr) {
-    absl::StrAppend(&lanes, " (batches > ", stream_bytes_ >> 20,
+    absl::StrAppend(&peer->transports, " (batches > ", stream_bytes_ >> 20,
                     " MiB: streaming stores through ucp_rkey_ptr)");
   }
-  RecordLanes(lanes);
-  log_->info("agent {}: connected to KV peer '{}' over {}", options_.agent_name, peer->agent,
-             lanes);
+  if (peer->same_host_network) {
+    absl::StrAppend(&peer->transports, " (same host over ", absl::StrJoin(network, "+"),
+                    ": no shared memory)");
+  }
+  peers_[id] = peer;
+  RecordTransports(*peer);
+  // The logger escapes what the peer's descriptor put into these (its agent name).
+  log_->info("agent {}: connected to KV peer '{}' over {}; {}; {}", options_.agent_name,
+             peer->agent, peer->transports, DescribeLanes(peer->lanes),
+             peer->watched_only ? "failures: pid watch (no UCX peer-failure handling)"
+                                : absl::StrCat("failures: UCX peer-failure handling",
+                                               same_host ? " and pid watch" : ""));
+  if (peer->same_host_network) {
+    log_->warn(
+        "agent {}: KV peer '{}' runs on this host but UCX reaches it over {} (UCX_TLS={}): "
+        "shared memory is not used; leave UCX_TLS unset or include posix,cma",
+        options_.agent_name, peer->agent, absl::StrJoin(network, "+"),
+        context_->tls().empty() ? "unset" : context_->tls());
+  }
   return absl::OkStatus();
+}
+
+ucs_status_t UcxTransport::CreateEndpoint(UcxPeer& peer, const std::string& address,
+                                          ucp_err_handling_mode_t mode) {
+  ucp_ep_params_t params{};
+  params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                      UCP_EP_PARAM_FIELD_ERR_HANDLER;
+  params.address = reinterpret_cast<const ucp_address_t*>(address.data());
+  params.err_mode = mode;
+  params.err_handler.cb = &UcxTransport::OnEndpointError;
+  params.err_handler.arg = &peer;
+  const ucs_status_t s = ucp_ep_create(worker_, &params, &peer.ep);
+  if (s != UCS_OK) peer.ep = nullptr;
+  return s;
+}
+
+// Closes an endpoint to a live peer that was never used: gracefully, as a forced close needs
+// peer-failure handling on both sides (ucp.h) and this one has none.
+void UcxTransport::DiscardEndpoint(UcxPeer& peer) {
+  ucp_request_param_t params{};
+  WaitRequest(ucp_ep_close_nbx(peer.ep, &params), kConnectTimeoutNs);
+  peer.ep = nullptr;
 }
 
 // ucp_ep_print_info's text: the endpoint's lanes and its protocols' ranges.
@@ -238,25 +276,10 @@ std::string UcxTransport::EpInfo(ucp_ep_h ep) {
   return all;
 }
 
-// The transports UCX chose for an endpoint, from EpInfo ("tcp/lo", "posix/memory").
-std::string UcxTransport::LanesOf(const std::string& all) {
-  std::set<std::string> lanes;
-  for (size_t pos = all.find("lane["); pos != std::string::npos; pos = all.find("lane[", pos + 1)) {
-    // "lane[0]:  3:posix/memory.0 md[2] ..." -> "posix/memory"
-    size_t colon = all.find(':', all.find(']', pos));
-    size_t start = all.find(':', all.find_first_not_of(" ", colon + 1));
-    if (colon == std::string::npos || start == std::string::npos) continue;
-    size_t end = all.find_first_of(" \n", start + 1);
-    std::string lane = all.substr(start + 1, end - start - 1);
-    if (size_t dot = lane.rfind('.'); dot != std::string::npos) lane.resize(dot);
-    lanes.insert(lane);
-  }
-  return lanes.empty() ? "?" : absl::StrJoin(lanes, "+");
-}
-
-void UcxTransport::RecordLanes(const std::string& lanes) {
+void UcxTransport::RecordTransports(const UcxPeer& peer) {
   std::lock_guard lock(mu_);
-  lanes_.insert(lanes);
+  lanes_.insert(peer.transports);
+  if (peer.same_host_network) ++same_host_network_peers_;
 }
 
 void UcxTransport::ClosePeer(PeerId id) {
@@ -269,19 +292,44 @@ void UcxTransport::ClosePeer(PeerId id) {
 }
 
 void UcxTransport::ClosePeerState(UcxPeer& peer) {
-  if (peer.ep != nullptr) {
+  if (peer.ep != nullptr && !peer.watched_only) {
     ucp_request_param_t params{};
     params.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
     params.flags = UCP_EP_CLOSE_FLAG_FORCE;  // cancels what is in flight: no more bytes land
     WaitRequest(ucp_ep_close_nbx(peer.ep, &params), kConnectTimeoutNs);
-    peer.ep = nullptr;
+  } else if (peer.ep != nullptr) {
+    // UCX refuses to force-close an endpoint without peer-failure handling (ucp_ep_close_nbx
+    // answers UCS_ERR_INVALID_PARAM and cancels nothing), and a send to a dead peer whose
+    // shared-memory queue is full never completes: batches in flight to it would hang until
+    // their callers' deadlines. They fail here instead. A live peer's endpoint is closed by
+    // flushing it; a dead one's stays until ucp_worker_destroy, which a close would wait for.
+    FailInFlight(peer);
+    if (!ProcessGone(peer)) {
+      ucp_request_param_t params{};
+      WaitRequest(ucp_ep_close_nbx(peer.ep, &params), kConnectTimeoutNs);
+    }
   }
+  peer.ep = nullptr;
   peer.direct = nullptr;  // the mapping goes with the rkey
   if (peer.rkey != nullptr) {
     ucp_rkey_destroy(peer.rkey);
     peer.rkey = nullptr;
   }
   peer.dead->store(true);
+}
+
+// Completes every batch in flight to `peer` with its error (Cancelled if none is set); UCX's
+// late callbacks for them only free them (Batch::abandoned).
+void UcxTransport::FailInFlight(UcxPeer& peer) {
+  const absl::Status status =
+      peer.error.ok() ? absl::CancelledError(absl::StrCat("KV peer '", peer.agent, "' closed"))
+                      : peer.error;
+  for (Batch* batch : peer.in_flight) {
+    if (batch->abandoned) continue;
+    batch->abandoned = true;
+    table_.Complete(batch->id, status);
+    batches_.erase(batch->id);
+  }
 }
 
 // Marks a same-host peer whose process is gone as failed and cancels what is in flight to it.
