@@ -2,9 +2,12 @@
 
 // Starting real clusters (the pdserve binary, as child processes) for end-to-end tests.
 
+#include <functional>
 #include <memory>
 #include <string>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "cluster/cluster.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/e2e_client.h"
@@ -51,6 +54,16 @@ inline void ExpectAllBlocksFree(Client& client) {
   }
   EXPECT_EQ(status->waiting_requests(), 0u);
   EXPECT_EQ(status->running_requests(), 0u);
+}
+
+// Polls `condition` every 5 ms until it holds (true) or `timeout` passes (false).
+inline bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (condition()) return true;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return false;
 }
 
 }  // namespace pdserve::e2e

@@ -37,15 +37,6 @@ void StartLoad(Client& client, Load& load, int n, int max_tokens) {
   }
 }
 
-bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (condition()) return true;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return false;
-}
-
 // Every request either equals the reference or ended UNAVAILABLE naming itself; returns how many
 // failed.
 int CheckOutcomes(const Load& load, int max_tokens) {

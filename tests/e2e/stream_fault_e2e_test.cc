@@ -29,15 +29,6 @@ constexpr int kPrompt = 65536;
 constexpr int kChunkTokens = 4096;  // 16 chunks
 constexpr char kGpu[] = "l40s";
 
-bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (condition()) return true;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return false;
-}
-
 // The decode worker's pool as the local backend keeps it (POSIX shared memory named after its
 // pid, kvcache/kv_memory.cc), mapped read-only: KV that lands there is seen as it lands. The
 // pool starts zeroed (nothing was freed yet, so no poison either).

@@ -85,15 +85,6 @@ INSTANTIATE_TEST_SUITE_P(Layouts, ZeroCopyE2eTest,
                                                               : std::string("BlockMajor");
                          });
 
-bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (condition()) return true;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return false;
-}
-
 // A peer dies while a zero-copy prefill has written (part of) the decode worker's reserved
 // blocks and not announced them: the requests end with a clear error, nothing hangs, the
 // reservations are freed (poisoned: a later request reading them would get wrong tokens), and
