@@ -61,7 +61,7 @@ inline std::shared_ptr<WorkerFlags> AddWorkerFlags(CLI::App* cmd) {
                   "address registered with the router, which it and the other workers dial; "
                   "UCX uses its interface (default: --listen)");
   cmd->add_option("--host-id", o.host_id,
-                  "this machine's name in the cluster, for `pdserve status` (default: hostname)");
+                  "this machine's name in the cluster, for `pdserve status` and `--transfer auto` (workers with the same id move KV through shared memory; default: hostname)");
   cmd->add_option("--port", o.port, "gRPC port; 0 picks a free one and prints it")
       ->capture_default_str();
   cmd->add_option("--port-file", o.port_file, "write the bound port here once serving");
@@ -78,7 +78,7 @@ inline std::shared_ptr<WorkerFlags> AddWorkerFlags(CLI::App* cmd) {
   cmd->add_option("--num-blocks", o.num_blocks, "KV pool size in blocks");
   cmd->add_option("--pool-gib", o.pool_gib, "KV pool size in GiB (default 1 GiB, at most 64 sequences of max_model_len)");
   cmd->add_option("--layout", o.layout, "layer-major or block-major")->capture_default_str();
-  cmd->add_option("--transfer", o.transfer, "KV transfer backend: local, ucx, cuda-ipc or ucx-staged (the last two with --compute cuda)")
+  cmd->add_option("--transfer", o.transfer, "KV transfer backend: local, ucx, auto (local to peers with the same --host-id, ucx to the others), cuda-ipc or ucx-staged (the last two with --compute cuda)")
       ->capture_default_str();
   cmd->add_option("--compute", o.compute, "real (CPU kernels), roofline (sleep the GPU's time) or cuda (GPU kernels, pool in device memory)")
       ->check(CLI::IsMember({"real", "roofline", "cuda"}))

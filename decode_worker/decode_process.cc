@@ -92,6 +92,7 @@ absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
   // UCX listens on the interface of the address peers dial, not of the bind address (which
   // may be 0.0.0.0).
   transport_options.listen_host = options.advertise;
+  transport_options.host_id = options.host_id;  // auto: local to peers on the same host
   ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache,
                    transfer::CreatePoolCache(transport_options, config, num_blocks, layout));
   ASSIGN_OR_RETURN(std::unique_ptr<transfer::KvTransport> transport,

@@ -80,6 +80,13 @@ std::string FormatResultTable(const BenchmarkResult& result) {
     out += Row("Mean decode (ms):", t.decode_ms.mean);
     out += Row("Mean KV bytes per request:", static_cast<int64_t>(std::llround(t.mean_kv_bytes)));
     out += Row("KV transfer bandwidth (GB/s):", t.kv_transfer_gbps);
+    if (!t.transfer_backends.empty()) {
+      std::string names;
+      for (const auto& [name, n] : t.transfer_backends) {
+        absl::StrAppend(&names, names.empty() ? "" : ", ", LogEscaped(name), " ", n);
+      }
+      out += Row("KV transfer backends (requests):", names);
+    }
   }
   out += Banner("Load generator", '-');
   out += Row("Arrival process:", o.dataset == DatasetKind::kTrace

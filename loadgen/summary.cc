@@ -119,6 +119,7 @@ BenchmarkMetrics ComputeMetrics(const std::vector<RequestRecord>& requests, doub
   std::vector<double> ttft, tpot, itl, e2el, client_queue, e2el_with_queue;
   std::vector<double> queue, prefill, transfer, decode;
   double kv_bytes = 0, transfer_s = 0, transfer_ms_sum = 0, ttft_ms_sum = 0;
+  std::map<std::string, int64_t> backends;
   for (const RequestRecord& r : requests) {
     if (!r.success) {
       ++m.failed;
@@ -148,6 +149,7 @@ BenchmarkMetrics ComputeMetrics(const std::vector<RequestRecord>& requests, doub
       transfer_s += r.timeline.transfer_ms / 1e3;
       transfer_ms_sum += r.timeline.transfer_ms;
       ttft_ms_sum += r.ttft_s * 1e3;
+      if (!r.timeline.transfer_backend.empty()) ++backends[r.timeline.transfer_backend];
     }
   }
   if (duration_s > 0) {
@@ -171,6 +173,7 @@ BenchmarkMetrics ComputeMetrics(const std::vector<RequestRecord>& requests, doub
     t.mean_kv_bytes = kv_bytes / static_cast<double>(queue.size());
     t.kv_transfer_gbps = transfer_s > 0 ? kv_bytes / transfer_s / 1e9 : 0.0;
     t.transfer_share_of_ttft = ttft_ms_sum > 0 ? transfer_ms_sum / ttft_ms_sum : 0.0;
+    t.transfer_backends = std::move(backends);
     t.queue_ms = Summarize(std::move(queue), percentiles);
     t.prefill_ms = Summarize(std::move(prefill), percentiles);
     t.transfer_ms = Summarize(std::move(transfer), percentiles);

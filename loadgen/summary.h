@@ -20,6 +20,9 @@ struct TimelineMetrics {
   double kv_transfer_gbps = 0;           // sum of KV bytes / sum of transfer time, GB/s (1e9)
   double transfer_share_of_ttft = 0;     // sum of transfer time / sum of client TTFT
   double mean_transfer_ops = 0;
+  // Requests per KV transfer backend as the timelines name it ("local", or per pair under
+  // --transfer auto: "auto/local", "auto/ucx").
+  std::map<std::string, int64_t> transfer_backends;
 
   // Means over the requests that reported the value (NaN when none did): the mock's own CPU
   // work next to the modelled device time, and the parts of the TTFT model (see

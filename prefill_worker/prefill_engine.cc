@@ -307,12 +307,14 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
     const auto blocks = static_cast<uint32_t>(item.decode_blocks.size());
     {
       absl::MutexLock lock(&mu_);
-      if (!peers_.contains(item.decode_worker)) {
+      auto peer = peers_.find(item.decode_worker);
+      if (peer == peers_.end()) {
         out.status = absl::UnavailableError(absl::StrCat("request ", item.request_id,
                                                          ": decode worker ", item.decode_worker,
                                                          " is not a known transfer peer"));
         continue;
       }
+      out.transfer_backend = transport_.PeerBackend(peer->second.id);
     }
     std::unique_ptr<transfer::KvWriteWindow> window;
     if (options_.zero_copy) {

@@ -114,6 +114,8 @@ struct PrefillItemOutcome {
   std::optional<uint64_t> kv_checksum;
   // Failed items: the transfer was submitted and had not ended when the wait gave up.
   bool transfer_in_flight = false;
+  // The backend that carries KV to the item's decode worker (KvTransport::PeerBackend).
+  std::string transfer_backend;
 };
 
 struct PrefillCounters {

@@ -31,6 +31,16 @@ std::unique_ptr<RouterMetrics> MakeMetrics(metrics::Registry& registry, const st
   return *std::move(m);
 }
 
+// A backend name a prefill worker reported: short and of [a-z0-9/_-], or marked as refused.
+std::string SafeBackendName(const std::string& name) {
+  const bool ok = !name.empty() && name.size() <= 32 &&
+                  std::all_of(name.begin(), name.end(), [](char c) {
+                    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '/' ||
+                           c == '-' || c == '_';
+                  });
+  return ok ? name : "(invalid)";
+}
+
 }  // namespace
 
 RouterService::RouterService(RouterOptions options)
@@ -358,7 +368,11 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
     t.set_transfer_busy_us(r.transfer_busy_us());
     t.set_modelled_prefill_us(r.modelled_prefill_us());
     t.set_prefill_mock_cpu_us(r.mock_cpu_us());
-    if (auto w = workers_.find(item.placement->decode_worker); w != workers_.end()) {
+    if (!r.transfer_backend().empty()) {
+      // A per-peer choice (auto): which of the two the prefill worker used. Bounded and
+      // printable, since it comes from another process and ends up in clients' reports.
+      t.set_transfer_backend(SafeBackendName(r.transfer_backend()));
+    } else if (auto w = workers_.find(item.placement->decode_worker); w != workers_.end()) {
       t.set_transfer_backend(w->second->kv_pool.transfer_backend());
     }
     item.request->decode_epoch = item.epoch;

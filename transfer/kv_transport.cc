@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "transfer/auto/auto_transport.h"
 #include "transfer/inproc/inproc_transport.h"
 #include "transfer/local/local_transport.h"
 #include "transfer/ucx/ucx_transport.h"
@@ -41,6 +42,10 @@ const std::vector<Backend>& Backends() {
          return ucx::AllocateUcxDevicePoolMemory(b, o.listen_host);
        },
        ucx::UcxRuntimeSummary},
+      // auto: local to peers on this host, ucx to the others (per peer, at LoadPeer).
+      {"auto", autosel::MakeAutoTransport,
+       [](const TransportOptions&, size_t b) { return autosel::AllocateAutoPoolMemory(b); },
+       nullptr, ucx::UcxRuntimeSummary},
       // inproc: a colocated worker's one pool, shared by its prefill and decode engines.
       {"inproc", inproc::MakeInprocTransport,
        [](const TransportOptions&, size_t b) { return inproc::AllocateInprocPoolMemory(b); },

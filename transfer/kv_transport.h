@@ -69,6 +69,8 @@
 
 namespace pdserve::transfer {
 
+class NotificationInbox;  // notification_inbox.h
+
 struct BlockCopy {
   BlockId src = 0;  // block id in the local (sending) pool
   BlockId dst = 0;  // block id in the peer's (receiving) pool
@@ -95,6 +97,12 @@ struct TransportOptions {
   // The address this worker advertises: network transports listen only on the interface that
   // carries it (ucx: UCX_NET_DEVICES, unless the operator set it), not on every interface.
   std::string listen_host = "127.0.0.1";
+  // This worker's host identity (--host-id): `auto` carries it in its descriptor and uses
+  // `local` for a peer that names the same host, `ucx` for one that names another.
+  std::string host_id;
+  // Where the backend delivers notifications; null: an inbox of its own. `auto` gives its two
+  // engines one inbox, so that a wait sees a notification whichever engine brought it.
+  std::shared_ptr<NotificationInbox> inbox;
 };
 
 struct TransferStats {
@@ -195,6 +203,9 @@ class KvTransport {
         absl::StrCat("the ", backend(), " KV backend cannot write a peer's pool in place"));
   }
   virtual bool can_open_windows() const { return false; }
+  // The backend that carries `peer`'s batches, for timelines and reports: backend() except
+  // where a transport chooses per peer (`auto`: "auto/local" or "auto/ucx").
+  virtual std::string PeerBackend(PeerId /*peer*/) const { return backend(); }
 };
 
 // Sets process-wide defaults that transport libraries read from the environment, each only

@@ -2,10 +2,14 @@
 // parse, or a listener on every interface with nothing to advertise, stops every process at
 // start-up with an error naming the flag; a cluster that listens on 0.0.0.0 hands out (and its
 // workers register) only the advertised address. Across namespaces: netns_e2e_test.cc.
+#include <map>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/e2e_cluster.h"
@@ -54,6 +58,44 @@ TEST(HostsE2eTest, ClusterOnEveryInterfaceRegistersAndHandsOutTheAdvertisedAddre
   for (const v1::WorkerStatus& w : status->workers()) {
     EXPECT_TRUE(absl::StartsWith(w.address(), "127.0.0.1:")) << w.worker_id() << " " << w.address();
     EXPECT_FALSE(w.host_id().empty()) << w.worker_id();  // the hostname by default
+  }
+  ExpectAllBlocksFree(client);
+}
+
+// --transfer auto on one machine, with two host ids: the prefill worker reaches the decode worker
+// that names its host through shared memory and the other through UCX, per pair, and every
+// request's timeline says which; tokens are the model's either way.
+TEST(HostsE2eTest, AutoMovesKvLocallyToTheSameHostAndOverUcxToTheOther) {
+  cluster::ClusterOptions o = Options("auto", 1, 2);
+  o.prefill_args = {"--host-id", "host-a"};
+  o.decode_worker_args = {{"--host-id", "host-a"}, {"--host-id", "host-b"}};
+  std::unique_ptr<cluster::Cluster> c = Start(o);
+  ASSERT_NE(c, nullptr);
+  Client client(c->endpoint());
+  std::map<std::string, std::set<std::string>> backends;  // decode worker -> backends seen
+  // Pairs at once: placement gives the second of a pair the decode worker with more free
+  // blocks, the one the first did not take.
+  for (int pair = 0; pair < 4 && backends.size() < 2; ++pair) {
+    Outcome outs[2];
+    std::thread second(
+        [&] { outs[1] = client.Generate(absl::StrCat("auto-", pair, "b"), 48, 40, 400 + pair); });
+    outs[0] = client.Generate(absl::StrCat("auto-", pair, "a"), 40, 40, 300 + pair);
+    second.join();
+    for (int k = 0; k < 2; ++k) {
+      ASSERT_TRUE(outs[k].status.ok()) << outs[k].status.error_message();
+      EXPECT_EQ(outs[k].tokens, Expected(k == 0 ? 40 : 48, 40, (k == 0 ? 300 : 400) + pair));
+      backends[outs[k].timeline.decode_worker()].insert(outs[k].timeline.transfer_backend());
+    }
+  }
+  ASSERT_EQ(backends.size(), 2u) << "the router placed every request on one decode worker";
+  EXPECT_EQ(backends["decode-0"], std::set<std::string>{"auto/local"});
+  EXPECT_EQ(backends["decode-1"], std::set<std::string>{"auto/ucx"});
+  absl::StatusOr<v1::ClusterStatus> status = client.Status();
+  ASSERT_TRUE(status.ok()) << status.status();
+  for (const v1::WorkerStatus& w : status->workers()) {
+    if (w.worker_id() != "prefill-0") continue;
+    EXPECT_THAT(w.transports(), HasSubstr("local for 1 peer(s)")) << w.transports();
+    EXPECT_THAT(w.transports(), HasSubstr("ucx for 1 peer(s)")) << w.transports();
   }
   ExpectAllBlocksFree(client);
 }

@@ -1,5 +1,10 @@
 #include "loadgen/summary.h"
 
+#include <map>
+#include <string>
+
+#include "loadgen/result_table.h"
+
 #include "gtest/gtest.h"
 
 namespace pdserve::loadgen {
@@ -137,6 +142,25 @@ TEST(SummaryTest, TimelineAggregatesGiveTransferShareOfTtft) {
   EXPECT_DOUBLE_EQ(m.timeline->mean_kv_bytes, 4e6);
   EXPECT_NEAR(m.timeline->transfer_share_of_ttft, 8.0 / 40.0, 1e-12);  // (2 + 6) / (10 + 30)
   EXPECT_NEAR(m.timeline->kv_transfer_gbps, 8e6 / 8e-3 / 1e9, 1e-12);
+}
+
+// --transfer auto: each request's timeline names the engine its pair used; the summary counts
+// them and the table prints the counts.
+TEST(SummaryTest, RequestsAreCountedPerTransferBackendAndPrinted) {
+  std::vector<RequestRecord> rs;
+  for (const char* backend : {"auto/local", "auto/ucx", "auto/local", ""}) {
+    RequestRecord r = Ok(0, 0.010, 0.001, 2);
+    r.timeline = {.present = true, .transfer_ms = 1, .kv_bytes = 100};
+    r.timeline.transfer_backend = backend;
+    rs.push_back(r);
+  }
+  BenchmarkResult result;
+  result.metrics = ComputeMetrics(rs, 1.0, kPercentiles, {});
+  ASSERT_TRUE(result.metrics.timeline.has_value());
+  const std::map<std::string, int64_t> want = {{"auto/local", 2}, {"auto/ucx", 1}};
+  EXPECT_EQ(result.metrics.timeline->transfer_backends, want);
+  EXPECT_NE(FormatResultTable(result).find("auto/local 2, auto/ucx 1"), std::string::npos)
+      << FormatResultTable(result);
 }
 
 TEST(SummaryTest, NoTimelineWhenTheServerSentNone) {

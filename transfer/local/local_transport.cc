@@ -64,7 +64,7 @@ class LocalTransport final : public KvTransport {
     if (!cache.memory().shm_name().empty()) {
       // Only a pool in shared memory can receive: give it a notification channel.
       absl::StatusOr<std::unique_ptr<NotifyListener>> listener =
-          NotifyListener::Start(&inbox_, options_.agent_name, options_.peer_credential);
+          NotifyListener::Start(inbox_.get(), options_.agent_name, options_.peer_credential);
       if (!listener.ok()) return listener.status();
       listener_ = std::move(*listener);
       descriptor_.fields["shm_name"] = cache.memory().shm_name();
@@ -252,15 +252,15 @@ class LocalTransport final : public KvTransport {
   }
   absl::StatusOr<TransferStats> Stats(TransferId id) const override { return table_.Stats(id); }
 
-  std::vector<Notification> TakeNotifications() override { return inbox_.TakeAll(); }
+  std::vector<Notification> TakeNotifications() override { return inbox_->TakeAll(); }
   absl::Status WaitForNotification(const std::string& message, absl::Duration timeout) override {
-    return inbox_.WaitFor(message, timeout);
+    return inbox_->WaitFor(message, timeout);
   }
 
   TransportCounters counters() const override {
     TransportCounters c;
     table_.FillCounters(c);
-    c.notifications_received = inbox_.received();
+    c.notifications_received = inbox_->received();
     c.transports = absl::StrCat("memcpy (inline up to ", CopyEngine::kInlineBytes / 1024,
                                 " KiB, else x", engine_.threads(), " threads; up to ",
                                 CopyEngine::kCallerShareMaxBytes >> 20,
@@ -269,7 +269,7 @@ class LocalTransport final : public KvTransport {
     c.registrations = registrations_;
     c.peers_loaded = peers_loaded_;
     c.senders_lost = listener_ ? listener_->senders_lost() : 0;
-    c.senders_refused = (listener_ ? listener_->senders_refused() : 0) + inbox_.dropped();
+    c.senders_refused = (listener_ ? listener_->senders_refused() : 0) + inbox_->dropped();
     return c;
   }
 
@@ -289,7 +289,9 @@ class LocalTransport final : public KvTransport {
 
   const TransportOptions options_;
   std::shared_ptr<spdlog::logger> log_;
-  NotificationInbox inbox_;
+  // Shared with the other engine of an `auto` transport (TransportOptions::inbox).
+  const std::shared_ptr<NotificationInbox> inbox_ =
+      options_.inbox ? options_.inbox : std::make_shared<NotificationInbox>();
   BatchTable table_;
   // std::mutex: Submit takes it once per batch to find the peer, and Debian's Abseil (built
   // without NDEBUG) adds held-lock bookkeeping to every absl::Mutex operation.

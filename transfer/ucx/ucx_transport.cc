@@ -223,8 +223,8 @@ absl::StatusOr<std::string> UcxTransport::ExportDescriptor() const {
 TransportCounters UcxTransport::counters() const {
   TransportCounters c;
   table_.FillCounters(c);
-  c.notifications_received = inbox_.received();
-  c.senders_refused = notifications_refused_.load() + inbox_.dropped();
+  c.notifications_received = inbox_->received();
+  c.senders_refused = notifications_refused_.load() + inbox_->dropped();
   std::lock_guard lock(mu_);
   c.registrations = registrations_;
   c.peers_loaded = peers_loaded_;

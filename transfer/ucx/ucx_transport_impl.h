@@ -147,9 +147,9 @@ class UcxTransport final : public KvTransport {
   absl::StatusOr<bool> Poll(TransferId id) override { return table_.Poll(id); }
   absl::Status Wait(TransferId id, absl::Duration timeout) override;
   absl::StatusOr<TransferStats> Stats(TransferId id) const override { return table_.Stats(id); }
-  std::vector<Notification> TakeNotifications() override { return inbox_.TakeAll(); }
+  std::vector<Notification> TakeNotifications() override { return inbox_->TakeAll(); }
   absl::Status WaitForNotification(const std::string& message, absl::Duration timeout) override {
-    return inbox_.WaitFor(message, timeout);
+    return inbox_->WaitFor(message, timeout);
   }
   TransportCounters counters() const override;
 
@@ -204,7 +204,9 @@ class UcxTransport final : public KvTransport {
 
   const TransportOptions options_;
   std::shared_ptr<spdlog::logger> log_;
-  NotificationInbox inbox_;
+  // Shared with the other engine of an `auto` transport (TransportOptions::inbox).
+  const std::shared_ptr<NotificationInbox> inbox_ =
+      options_.inbox ? options_.inbox : std::make_shared<NotificationInbox>();
   BatchTable table_;
   std::shared_ptr<UcxContext> context_;
   ucp_worker_h worker_ = nullptr;

@@ -58,7 +58,7 @@ ucs_status_t UcxTransport::OnNotification(void* arg, const void* header, size_t 
     }
     return UCS_OK;
   }
-  self->inbox_.Push(
+  self->inbox_->Push(
       {std::move(sender->agent), std::string(static_cast<const char*>(data), length)});
   return UCS_OK;
 }
