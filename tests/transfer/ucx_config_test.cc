@@ -3,7 +3,15 @@
 
 #include "transfer/ucx/ucx_config.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -33,6 +41,33 @@ TEST(UcxConfigTest, OperatorNetDevicesWin) {
   absl::StatusOr<UcxSafeConfig> c = SafeUcxConfig(nullptr, "eth0", "127.0.0.1", "lo");
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->net_devices, "");  // UCX keeps the operator's UCX_NET_DEVICES
+}
+
+// A host with InfiniBand: its active ports stay usable next to the advertised interface (else
+// UCX would move KV between hosts over tcp on eth0), but not for a loopback-only worker.
+TEST(UcxConfigTest, ActiveRdmaPortsStayInTheNetDevices) {
+  const std::vector<std::string> ports = {"mlx5_0:1", "mlx5_1:1"};
+  absl::StatusOr<UcxSafeConfig> c = SafeUcxConfig(nullptr, nullptr, "10.0.0.7", "eth0", ports);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->net_devices, "eth0,mlx5_0:1,mlx5_1:1");
+  EXPECT_EQ(SafeUcxConfig(nullptr, nullptr, "127.0.0.1", "lo", ports)->net_devices, "lo");
+  EXPECT_EQ(SafeUcxConfig(nullptr, "eth1", "10.0.0.7", "eth0", ports)->net_devices, "");
+}
+
+TEST(UcxConfigTest, RdmaPortsAreTheActiveOnesUnderSysfs) {
+  namespace fs = std::filesystem;
+  const fs::path root = fs::temp_directory_path() / absl::StrCat("pdserve-ib-", getpid());
+  auto port = [&](const std::string& dev, const std::string& n, const std::string& state) {
+    fs::create_directories(root / dev / "ports" / n);
+    std::ofstream(root / dev / "ports" / n / "state") << state << "\n";
+  };
+  port("mlx5_1", "1", "4: ACTIVE");
+  port("mlx5_0", "1", "4: ACTIVE");
+  port("mlx5_0", "2", "1: DOWN");
+  port("bad;name", "1", "4: ACTIVE");  // not a name UCX_NET_DEVICES could carry: skipped
+  EXPECT_EQ(RdmaPorts(root.string()), (std::vector<std::string>{"mlx5_0:1", "mlx5_1:1"}));
+  fs::remove_all(root);
+  EXPECT_TRUE(RdmaPorts(root.string()).empty());  // no such folder: none
 }
 
 TEST(UcxConfigTest, InterfaceOfHost) {

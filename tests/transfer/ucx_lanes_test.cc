@@ -71,6 +71,18 @@ TEST(UcxLanesTest, TextWithoutLanesGivesNoneAndIsNotIntraHost) {
   EXPECT_EQ(TransportSummary({}), "?");
 }
 
+// A remote peer on tcp alone while this host has RDMA ports is a path nobody expected; with
+// no ports here, or with an RDMA lane, it is not.
+TEST(UcxLanesTest, TcpAloneIsUnexpectedOnlyWhereRdmaPortsAreActive) {
+  const std::vector<UcxLane> tcp = ParseLanes(kTcp);
+  const std::vector<std::string> ports = {"mlx5_0:1"};
+  EXPECT_TRUE(TcpDespiteRdma(tcp, ports));
+  EXPECT_FALSE(TcpDespiteRdma(tcp, {}));
+  const std::vector<UcxLane> rdma = {{0, "rc_mlx5/mlx5_0:1", {"am"}}, {1, "tcp/eth0", {"wireup"}}};
+  EXPECT_FALSE(TcpDespiteRdma(rdma, ports));
+  EXPECT_FALSE(TcpDespiteRdma(ParseLanes(kSharedMemory), ports));
+}
+
 TEST(UcxLanesTest, DeviceTransportsAreIntraHost) {
   EXPECT_TRUE(IsIntraHostTransport("cuda_ipc/cuda"));
   EXPECT_TRUE(IsIntraHostTransport("posix/memory"));

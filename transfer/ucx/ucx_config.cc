@@ -6,6 +6,9 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -15,7 +18,8 @@ namespace pdserve::transfer::ucx {
 
 absl::StatusOr<UcxSafeConfig> SafeUcxConfig(const char* env_tls, const char* env_net_devices,
                                             const std::string& listen_host,
-                                            const std::string& interface_of_host) {
+                                            const std::string& interface_of_host,
+                                            const std::vector<std::string>& rdma_ports) {
   UcxSafeConfig out;
   const std::string tls = env_tls != nullptr ? env_tls : "";
   if (tls.empty() || tls == "all") {
@@ -47,8 +51,13 @@ absl::StatusOr<UcxSafeConfig> SafeUcxConfig(const char* env_tls, const char* env
   if (env_net_devices == nullptr || *env_net_devices == '\0') {
     if (!interface_of_host.empty()) {
       out.net_devices = interface_of_host;
-      out.notes.push_back(absl::StrCat("UCX_NET_DEVICES=", interface_of_host, " (the interface of ",
-                                       listen_host, "; set UCX_NET_DEVICES to choose others)"));
+      // Loopback: every peer is on this host, RDMA would add nothing.
+      const bool rdma = interface_of_host != "lo" && !rdma_ports.empty();
+      if (rdma) absl::StrAppend(&out.net_devices, ",", absl::StrJoin(rdma_ports, ","));
+      out.notes.push_back(absl::StrCat(
+          "UCX_NET_DEVICES=", out.net_devices, " (the interface of ", listen_host,
+          rdma ? ", and this host's active RDMA ports" : "",
+          "; set UCX_NET_DEVICES to choose others)"));
     } else if (listen_host != "0.0.0.0") {
       out.notes.push_back(absl::StrCat("no network interface has address ", listen_host,
                                        ": UCX may listen on every interface (set "
@@ -85,6 +94,36 @@ bool AllowsSharedMemory(const std::string& tls) {
     if (is_shared(name)) return true;
   }
   return false;
+}
+
+std::vector<std::string> RdmaPorts(const std::string& sysfs) {
+  namespace fs = std::filesystem;
+  auto safe = [](const std::string& name) {
+    return !name.empty() && name.size() <= 64 &&
+           std::all_of(name.begin(), name.end(), [](char c) {
+             return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
+           });
+  };
+  std::vector<std::string> ports;
+  std::error_code ec;
+  for (const fs::directory_entry& device : fs::directory_iterator(sysfs, ec)) {
+    const std::string name = device.path().filename().string();
+    if (!safe(name)) continue;
+    std::error_code port_ec;
+    for (const fs::directory_entry& port : fs::directory_iterator(device.path() / "ports", port_ec)) {
+      const std::string number = port.path().filename().string();
+      if (!safe(number)) continue;
+      std::ifstream state(port.path() / "state");
+      std::string text;
+      std::getline(state, text);  // "4: ACTIVE"
+      if (text.find("ACTIVE") == std::string::npos) continue;
+      ports.push_back(absl::StrCat(name, ":", number));
+      if (ports.size() >= 64) break;
+    }
+    if (ports.size() >= 64) break;
+  }
+  std::sort(ports.begin(), ports.end());
+  return ports;
 }
 
 std::string InterfaceOfHost(const std::string& host) {

@@ -30,9 +30,17 @@ struct UcxSafeConfig {
 // `env_tls` / `env_net_devices`: the operator's UCX_TLS / UCX_NET_DEVICES (nullptr: unset).
 // `interface_of_host`: the network interface that has `listen_host`'s address ("" when none).
 // InvalidArgument when UCX_TLS names nothing but sysv.
+// `rdma_ports`: this host's active RDMA ports ("mlx5_0:1", RdmaPorts()); they stay in the
+// NET_DEVICES pdserve sets (an RDMA port opens no socket), or UCX would find nothing but tcp on
+// the advertised interface and move KV between hosts over it, silently 10x slower.
 absl::StatusOr<UcxSafeConfig> SafeUcxConfig(const char* env_tls, const char* env_net_devices,
                                             const std::string& listen_host,
-                                            const std::string& interface_of_host);
+                                            const std::string& interface_of_host,
+                                            const std::vector<std::string>& rdma_ports = {});
+
+// The active RDMA ports under `sysfs` (/sys/class/infiniband/<device>/ports/<n>/state says
+// "ACTIVE"), as UCX names them ("mlx5_0:1"), sorted; at most 64, names of [A-Za-z0-9_.-].
+std::vector<std::string> RdmaPorts(const std::string& sysfs = "/sys/class/infiniband");
 
 // Whether `tls` (UcxSafeConfig::tls, the UCX_TLS in force) lets UCX reach a peer on this host
 // through shared memory (posix, cma, knem, xpmem, or an alias or exclusion list that keeps one):

@@ -43,8 +43,11 @@ absl::StatusOr<std::shared_ptr<UcxContext>> UcxContext::Get(const std::string& l
   static std::map<std::string, std::weak_ptr<UcxContext>> contexts;
   const char* env = std::getenv("UCX_TLS");
   const std::string tls = env ? env : "";
-  absl::StatusOr<UcxSafeConfig> safe = SafeUcxConfig(env, std::getenv("UCX_NET_DEVICES"),
-                                                     listen_host, InterfaceOfHost(listen_host));
+  const char* env_devices = std::getenv("UCX_NET_DEVICES");
+  const bool operator_devices = env_devices != nullptr && *env_devices != '\0';
+  const std::vector<std::string> rdma = operator_devices ? std::vector<std::string>{} : RdmaPorts();
+  absl::StatusOr<UcxSafeConfig> safe = SafeUcxConfig(env, env_devices, listen_host,
+                                                     InterfaceOfHost(listen_host), rdma);
   if (!safe.ok()) return safe.status();
   const std::string key = absl::StrCat(tls, "|", safe->net_devices);
   std::lock_guard<std::mutex> lock(mu);
@@ -94,6 +97,8 @@ absl::StatusOr<std::shared_ptr<UcxContext>> UcxContext::Get(const std::string& l
   if (s != UCS_OK) return UcsError(absl::StrCat("ucp_init (UCX_TLS=", tls, ")"), s);
   auto ctx = std::shared_ptr<UcxContext>(
       new UcxContext(context, wakeup, tls, AllowsSharedMemory(safe->tls)));
+  // Only ports that made it into NET_DEVICES (not on loopback): those UCX could have used.
+  if (safe->net_devices.find(':') != std::string::npos) ctx->rdma_ports_ = rdma;
   ctx->QueryMemoryTypes();
   ComponentLogger("transfer")
       ->info("{} (UCX_TLS={}){}", ctx->summary(), tls.empty() ? "all" : tls,

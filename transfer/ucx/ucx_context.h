@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <ucp/api/ucp.h>
 
@@ -37,6 +38,9 @@ class UcxContext {
   // The UCX_TLS in force lets UCX reach same-host peers through shared memory (AllowsSharedMemory
   // in ucx_config.h): such peers are connected without peer-failure handling and watched by pid.
   bool shared_memory() const { return shared_memory_; }
+  // This host's active RDMA ports kept in UCX_NET_DEVICES ("mlx5_0:1"); empty when none (or the
+  // operator chose the devices): a peer on another host reached over tcp alone is then expected.
+  const std::vector<std::string>& rdma_ports() const { return rdma_ports_; }
 
  private:
   UcxContext(ucp_context_h context, bool wakeup, std::string tls, bool shared_memory)
@@ -48,6 +52,7 @@ class UcxContext {
   bool cuda_memory_ = false;
   std::string summary_;
   bool shared_memory_;
+  std::vector<std::string> rdma_ports_;
 };
 
 // A KV pool allocated by UCX itself (ucp_mem_map with UCP_MEM_MAP_ALLOCATE): with shared-memory

@@ -99,4 +99,12 @@ std::string DescribeLanes(const std::vector<UcxLane>& lanes) {
   return parts.empty() ? "no lanes" : absl::StrJoin(parts, ", ");
 }
 
+bool TcpDespiteRdma(const std::vector<UcxLane>& lanes, const std::vector<std::string>& rdma_ports) {
+  if (rdma_ports.empty()) return false;
+  const std::vector<std::string> network = NetworkTransports(lanes);
+  return !network.empty() && std::all_of(network.begin(), network.end(), [](const std::string& t) {
+    return t.rfind("tcp/", 0) == 0;
+  });
+}
+
 }  // namespace pdserve::transfer::ucx

@@ -34,6 +34,11 @@ bool AllIntraHost(const std::vector<UcxLane>& lanes);
 // The network transports among `lanes`, in lane order, each once ("tcp/lo"); empty if none.
 std::vector<std::string> NetworkTransports(const std::vector<UcxLane>& lanes);
 
+// Whether a peer's network lanes are all tcp although this host has active RDMA ports
+// (`rdma_ports`, UcxContext::rdma_ports): the path the operator's hardware was bought for is not
+// used (the peer has no RDMA, or UCX_TLS leaves it out). False without network lanes or ports.
+bool TcpDespiteRdma(const std::vector<UcxLane>& lanes, const std::vector<std::string>& rdma_ports);
+
 // The distinct transports, in lane order, joined by '+': "posix/memory+cma/memory"; "?" if none.
 std::string TransportSummary(const std::vector<UcxLane>& lanes);
 

@@ -223,6 +223,11 @@ absl::Status UcxTransport::Connect(PeerId id, const std::shared_ptr<UcxPeer>& pe
     absl::StrAppend(&peer->transports, " (same host over ", absl::StrJoin(network, "+"),
                     ": no shared memory)");
   }
+  const bool tcp_despite_rdma =
+      !same_host && TcpDespiteRdma(peer->lanes, context_->rdma_ports());
+  if (tcp_despite_rdma) {
+    absl::StrAppend(&peer->transports, " (tcp although this host has RDMA ports)");
+  }
   peers_[id] = peer;
   RecordTransports(*peer);
   // The logger escapes what the peer's descriptor put into these (its agent name).
@@ -236,6 +241,15 @@ absl::Status UcxTransport::Connect(PeerId id, const std::shared_ptr<UcxPeer>& pe
         "agent {}: KV peer '{}' runs on this host but UCX reaches it over {} (UCX_TLS={}): "
         "shared memory is not used; leave UCX_TLS unset or include posix,cma",
         options_.agent_name, peer->agent, absl::StrJoin(network, "+"),
+        context_->tls().empty() ? "unset" : context_->tls());
+  }
+  if (tcp_despite_rdma) {
+    log_->warn(
+        "agent {}: KV peer '{}' on another host is reached over {} although this host has "
+        "active RDMA ports ({}): its KV moves at tcp speed; check the peer's RDMA devices, "
+        "UCX_TLS ({}) and UCX_NET_DEVICES",
+        options_.agent_name, peer->agent, absl::StrJoin(network, "+"),
+        absl::StrJoin(context_->rdma_ports(), ","),
         context_->tls().empty() ? "unset" : context_->tls());
   }
   return absl::OkStatus();
