@@ -28,35 +28,24 @@ namespace pdserve::colocated {
 
 absl::Status RunColocatedWorker(service::WorkerProcessOptions options) {
   auto log = ComponentLogger("colocated");
-  if (options.worker_id.empty()) options.worker_id = absl::StrCat("colocated-", getpid());
-  // Before anything binds: a bad --listen / --advertise / --host-id is a start-up error.
-  RETURN_IF_ERROR(service::ResolveWorkerAddresses(options));
   // No KV moves between the engines: whatever --transfer said, the pool is shared.
   options.transfer = "inproc";
-  ASSIGN_OR_RETURN(std::shared_ptr<const service::ClusterAuth> auth,
-                   service::ClusterAuth::FromFlags(options.auth, options.worker_id));
-  ASSIGN_OR_RETURN(ModelConfig config, ResolveModelConfig(options.model));
-  ASSIGN_OR_RETURN(KvLayout layout, ParseKvLayout(options.layout));
-  ASSIGN_OR_RETURN(uint32_t num_blocks,
-                   service::PoolBlocks(config, options.num_blocks, options.pool_gib));
 #if PDSERVE_HAS_CUDA
   constexpr bool kBuiltWithCuda = true;
 #else
   constexpr bool kBuiltWithCuda = false;
 #endif
-  ASSIGN_OR_RETURN(service::WorkerCompute compute,
-                   service::ResolveWorkerCompute(options, config, kBuiltWithCuda));
+  ASSIGN_OR_RETURN(service::WorkerBasics basics,
+                   service::PrepareWorker(options, "colocated", kBuiltWithCuda));
+  const auto& [auth, config, layout, num_blocks, compute] = basics;
 
   transfer::TransportOptions transport_options;
   transport_options.backend = compute.transport_backend;
   transport_options.pool_memory = compute.pool_memory;
   transport_options.agent_name = options.worker_id;
-  ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache,
-                   transfer::CreatePoolCache(transport_options, config, num_blocks, layout));
-  ASSIGN_OR_RETURN(std::unique_ptr<transfer::KvTransport> transport,
-                   transfer::MakeKvTransport(transport_options));
-  RETURN_IF_ERROR(transport->RegisterPool(*cache));
-  ASSIGN_OR_RETURN(std::string descriptor, transport->ExportDescriptor());
+  ASSIGN_OR_RETURN(transfer::RegisteredPool kv,
+                   transfer::OpenRegisteredPool(transport_options, config, num_blocks, layout));
+  auto& [cache, transport, descriptor] = kv;
 
   // The same engine options as the split workers', plus the shared pool and device.
   auto device = std::make_shared<SharedDevice>();

@@ -45,23 +45,14 @@ PrefillEngineOptions PrefillEngineOptionsFor(const service::WorkerProcessOptions
 
 absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   auto log = ComponentLogger("prefill");
-  if (options.worker_id.empty()) options.worker_id = absl::StrCat("prefill-", getpid());
-  // Before anything binds: a bad --listen / --advertise / --host-id is a start-up error.
-  RETURN_IF_ERROR(service::ResolveWorkerAddresses(options));
-  ASSIGN_OR_RETURN(std::shared_ptr<const service::ClusterAuth> auth,
-                   service::ClusterAuth::FromFlags(options.auth, options.worker_id));
-  ASSIGN_OR_RETURN(ModelConfig config, ResolveModelConfig(options.model));
-  ASSIGN_OR_RETURN(KvLayout layout, ParseKvLayout(options.layout));
-  ASSIGN_OR_RETURN(uint32_t num_blocks,
-                   service::PoolBlocks(config, options.num_blocks, options.pool_gib));
-
 #if PDSERVE_HAS_CUDA
   constexpr bool kBuiltWithCuda = true;
 #else
   constexpr bool kBuiltWithCuda = false;
 #endif
-  ASSIGN_OR_RETURN(service::WorkerCompute compute,
-                   service::ResolveWorkerCompute(options, config, kBuiltWithCuda));
+  ASSIGN_OR_RETURN(service::WorkerBasics basics,
+                   service::PrepareWorker(options, "prefill", kBuiltWithCuda));
+  const auto& [auth, config, layout, num_blocks, compute] = basics;
   PrefillEngineOptions engine_options = PrefillEngineOptionsFor(options, compute);
 
   transfer::TransportOptions transport_options;
@@ -74,12 +65,9 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   // may be 0.0.0.0).
   transport_options.listen_host = options.advertise;
   transport_options.host_id = options.host_id;  // auto: local to peers on the same host
-  ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache,
-                   transfer::CreatePoolCache(transport_options, config, num_blocks, layout));
-  ASSIGN_OR_RETURN(std::unique_ptr<transfer::KvTransport> transport,
-                   transfer::MakeKvTransport(transport_options));
-  RETURN_IF_ERROR(transport->RegisterPool(*cache));
-  ASSIGN_OR_RETURN(std::string descriptor, transport->ExportDescriptor());
+  ASSIGN_OR_RETURN(transfer::RegisteredPool kv,
+                   transfer::OpenRegisteredPool(transport_options, config, num_blocks, layout));
+  auto& [cache, transport, descriptor] = kv;
   // The kernels must reach the decode worker's pool where it lives: CPU kernels a host pool
   // (local), GPU kernels a device pool (cuda-ipc).
   const bool gpu_kernels = options.compute == "cuda";

@@ -1,6 +1,7 @@
 #include "service/worker_process.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -53,6 +54,20 @@ absl::Status ResolveWorkerAddresses(WorkerProcessOptions& options) {
   ASSIGN_OR_RETURN(options.advertise, ResolveAdvertiseAddress(options.host, options.advertise));
   ASSIGN_OR_RETURN(options.host_id, ResolveHostId(options.host_id));
   return absl::OkStatus();
+}
+
+absl::StatusOr<WorkerBasics> PrepareWorker(WorkerProcessOptions& options, const std::string& role,
+                                           bool built_with_cuda) {
+  if (options.worker_id.empty()) options.worker_id = absl::StrCat(role, "-", getpid());
+  // Before anything binds: a bad --listen / --advertise / --host-id is a start-up error.
+  RETURN_IF_ERROR(ResolveWorkerAddresses(options));
+  WorkerBasics b;
+  ASSIGN_OR_RETURN(b.auth, ClusterAuth::FromFlags(options.auth, options.worker_id));
+  ASSIGN_OR_RETURN(b.config, ResolveModelConfig(options.model));
+  ASSIGN_OR_RETURN(b.layout, ParseKvLayout(options.layout));
+  ASSIGN_OR_RETURN(b.num_blocks, PoolBlocks(b.config, options.num_blocks, options.pool_gib));
+  ASSIGN_OR_RETURN(b.compute, ResolveWorkerCompute(options, b.config, built_with_cuda));
+  return b;
 }
 
 absl::StatusOr<uint32_t> PoolBlocks(const ModelConfig& config, uint32_t num_blocks,

@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "common/model_config.h"
 #include "common/roofline.h"
+#include "kvcache/kv_layout.h"
 #include "kvcache/kv_memory.h"
 #include "metrics/registry.h"
 #include "service/cluster_auth.h"
@@ -89,6 +90,21 @@ absl::StatusOr<WorkerCompute> ResolveWorkerCompute(const WorkerProcessOptions& o
 // Checks --listen and fills in the advertised address and the host id (InvalidArgument for an
 // address that does not parse, or --listen 0.0.0.0 without --advertise).
 absl::Status ResolveWorkerAddresses(WorkerProcessOptions& options);
+
+// What every worker resolves from its flags before it builds anything.
+struct WorkerBasics {
+  std::shared_ptr<const ClusterAuth> auth;
+  ModelConfig config;
+  KvLayout layout = KvLayout::kLayerMajor;
+  uint32_t num_blocks = 0;
+  WorkerCompute compute;
+};
+
+// Names the worker "<role>-<pid>" when --worker-id is empty, then resolves addresses, cluster
+// secret, model, layout, pool size and compute mode, in that order: a bad flag stops the worker
+// with an error naming it before anything binds or allocates.
+absl::StatusOr<WorkerBasics> PrepareWorker(WorkerProcessOptions& options, const std::string& role,
+                                           bool built_with_cuda);
 
 // Blocks of the KV pool from --num-blocks / --pool-gib; InvalidArgument when it is < 1.
 absl::StatusOr<uint32_t> PoolBlocks(const ModelConfig& config, uint32_t num_blocks,

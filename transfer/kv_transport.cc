@@ -128,4 +128,22 @@ absl::StatusOr<std::unique_ptr<KvCache>> CreatePoolCache(const TransportOptions&
   return KvCache::Create(config, num_blocks, layout, std::move(*memory));
 }
 
+absl::StatusOr<RegisteredPool> OpenRegisteredPool(const TransportOptions& options,
+                                                  const ModelConfig& config, uint32_t num_blocks,
+                                                  KvLayout layout) {
+  RegisteredPool pool;
+  absl::StatusOr<std::unique_ptr<KvCache>> cache =
+      CreatePoolCache(options, config, num_blocks, layout);
+  if (!cache.ok()) return cache.status();
+  pool.cache = std::move(*cache);
+  absl::StatusOr<std::unique_ptr<KvTransport>> transport = MakeKvTransport(options);
+  if (!transport.ok()) return transport.status();
+  pool.transport = std::move(*transport);
+  if (absl::Status s = pool.transport->RegisterPool(*pool.cache); !s.ok()) return s;
+  absl::StatusOr<std::string> descriptor = pool.transport->ExportDescriptor();
+  if (!descriptor.ok()) return descriptor.status();
+  pool.descriptor = std::move(*descriptor);
+  return pool;
+}
+
 }  // namespace pdserve::transfer

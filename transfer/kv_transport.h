@@ -228,6 +228,17 @@ absl::StatusOr<std::string> KvTransportRuntime(const std::string& backend);
 absl::StatusOr<std::unique_ptr<KvMemory>> AllocatePoolMemory(const TransportOptions& options,
                                                              size_t bytes);
 
+// A worker's pool with its transport: AllocatePoolMemory, KvCache::Create, MakeKvTransport,
+// RegisterPool and ExportDescriptor. Members in this order: the transport goes first.
+struct RegisteredPool {
+  std::unique_ptr<KvCache> cache;
+  std::unique_ptr<KvTransport> transport;
+  std::string descriptor;
+};
+absl::StatusOr<RegisteredPool> OpenRegisteredPool(const TransportOptions& options,
+                                                  const ModelConfig& config, uint32_t num_blocks,
+                                                  KvLayout layout);
+
 // Convenience: AllocatePoolMemory + KvCache::Create.
 absl::StatusOr<std::unique_ptr<KvCache>> CreatePoolCache(const TransportOptions& options,
                                                          const ModelConfig& config,
