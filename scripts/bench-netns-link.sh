@@ -11,7 +11,8 @@
 #     against that model minus the unshaped transfer time, with their ratios.
 #
 #   scripts/bench-netns-link.sh [--out DIR] [--rate-mbit R] [--lens "128 512 2048"]
-#                               [--requests N] [--rounds K] [--binary PATH] [--skip-transfer] [--skip-serving]
+#                               [--requests N] [--rounds K] [--binary PATH]
+#                               [--skip-transfer] [--skip-serving]
 #
 # Needs root, iproute2 with tbf (scripts/netns-hosts.sh), ucx_perftest (ucx-utils). Its own
 # namespace set (PDSERVE_NETNS_PREFIX, default pdlink; subnet 10.219.0), removed at exit with
@@ -37,7 +38,8 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 [[ "$(id -u)" == 0 ]] || { echo "bench-netns-link: needs root (network namespaces)" >&2; exit 1; }
-[[ -x "$binary" ]] || { echo "bench-netns-link: no pdserve binary at $binary (--binary)" >&2; exit 1; }
+[[ -x "$binary" ]] ||
+  { echo "bench-netns-link: no pdserve binary at $binary (--binary)" >&2; exit 1; }
 binary="$(readlink -f "$binary")"
 [[ "$rate_mbit" =~ ^[1-9][0-9]*$ ]] || { echo "--rate-mbit: Mbit/s" >&2; exit 2; }
 for n in $lens $requests $rounds; do
@@ -52,6 +54,7 @@ cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   bash "$here/netns-hosts.sh" down || true
+  rm -f "$work/secret"
   [[ "$out" == "$work" ]] || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -107,7 +110,8 @@ for _ in $(seq 100); do
   grep -q prefill-0 <<<"$s" && grep -q decode-0 <<<"$s" && break
   sleep 0.3
 done
-grep -q decode-0 <<<"$s" || { echo "workers did not register" >&2; tail -n 20 "$work"/*.log >&2; exit 1; }
+grep -q decode-0 <<<"$s" ||
+  { echo "workers did not register" >&2; tail -n 20 "$work"/*.log >&2; exit 1; }
 
 # One-way latency of the prefill -> decode link (ucx_perftest am_lat, 8 B, UCX tcp on eth0).
 latency_us() {  # port
@@ -159,12 +163,16 @@ bash "$here/netns-hosts.sh" shape
 
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "Per prompt length: medians over $rounds rounds x $requests requests; model = bytes / rate + latency"
-echo "(rate ${rate_mbit} Mbit/s = $(awk -v r="$rate_mbit" 'BEGIN{printf "%.3f", r / 8000}') GB/s on the wire; latency: ucx_perftest am_lat one way)"
+echo "Per prompt length: medians over $rounds rounds x $requests requests;" \
+  "model = bytes / rate + latency"
+gbps="$(awk -v r="$rate_mbit" 'BEGIN{printf "%.3f", r / 8000}')"
+echo "(rate ${rate_mbit} Mbit/s = $gbps GB/s on the wire; latency: ucx_perftest am_lat one way)"
 awk -F, -v rate="$rate_mbit" -v lens="$lens" -v summary="$out/serving-summary.csv" '
   function median(key, n,   i, j, t, a) {
     n = cnt[key]; for (i = 1; i <= n; i++) a[i] = v[key, i]
-    for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+    for (i = 2; i <= n; i++) {  # insertion sort: a dozen values
+      t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t
+    }
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
   }
   function add(key, x) { v[key, ++cnt[key]] = x }
@@ -194,7 +202,8 @@ awk -F, -v rate="$rate_mbit" -v lens="$lens" -v summary="$out/serving-summary.cs
         xo, xl, model, r1, to, tl, tm, r2, inc, minc, r3, ok > summary
     }
   }' "$csv"
-echo "xfer: the kv_transfer stage; model: bytes / rate + latency; TTFT mdl: TTFT off with its transfer"
-echo "replaced by the model; +TTFT: TTFT on - TTFT off; +model: model - xfer off; ratio: measured / model"
+echo "xfer: the kv_transfer stage; model: bytes / rate + latency; TTFT mdl: TTFT off with its"
+echo "transfer replaced by the model; +TTFT: TTFT on - TTFT off; +model: model - xfer off;"
+echo "ratio: measured / model"
 echo "(within 20%: the transfer and TTFT ratios; +TTFT is a difference of two noisy medians)"
 echo "files: $out"

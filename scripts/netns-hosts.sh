@@ -80,14 +80,16 @@ shape_link() {
     local netem=(delay "${delay_us}us")
     [[ -n "$rate_mbit" ]] && netem+=(rate "${rate_mbit}mbit")
     ip netns exec "$ns" tc qdisc replace dev eth0 root netem "${netem[@]}" 2>/dev/null ||
-      { down; die "--delay-us needs tc netem, which failed in $ns ($(netem_hint)); delay cannot be emulated on this kernel (--rate-mbit alone uses tbf); removed the set"; }
+      { down; die "--delay-us needs tc netem, which failed in $ns ($(netem_hint));" \
+        "delay cannot be emulated on this kernel (--rate-mbit alone uses tbf); removed the set"; }
   elif [[ -n "$rate_mbit" ]]; then
     # Burst: PDSERVE_NETNS_BURST_US (default 250 us) at the rate, at least 64 KiB (one GSO
     # packet off a veth passes whole instead of being cut into MTU segments); queue: 5 ms at the
     # rate, at least 1 MiB, so that TCP sees a queue rather than drops. 10 Gbit/s: 312 KB
     # burst, 6.25 MB queue.
     local burst_us="${PDSERVE_NETNS_BURST_US:-250}"
-    [[ "$burst_us" =~ ^[1-9][0-9]{0,5}$ ]] || die "PDSERVE_NETNS_BURST_US: 1..999999, got '$burst_us'"
+    [[ "$burst_us" =~ ^[1-9][0-9]{0,5}$ ]] ||
+      die "PDSERVE_NETNS_BURST_US: 1..999999, got '$burst_us'"
     local bytes_per_s=$((rate_mbit * 125000))
     local burst=$((bytes_per_s / 1000000 * burst_us)) limit=$((bytes_per_s / 200))
     ((burst < 65536)) && burst=65536

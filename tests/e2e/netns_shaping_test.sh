@@ -35,7 +35,8 @@ bash "$script" shape --rate-mbit 2000
 check "shape --rate-mbit 2000 on the live set" grep -qE 'tbf .* rate 2Gbit ' <<<"$(qdisc 1)"
 bash "$script" shape
 check "shape without options removes it" bash -c "! grep -q tbf <<<'$(qdisc 0)$(qdisc 1)'"
-check "shape --rate-mbit rejects a non-number" bash -c "! bash '$script' shape --rate-mbit 1x 2>/dev/null"
+check "shape --rate-mbit rejects a non-number" \
+  bash -c "! bash '$script' shape --rate-mbit 1x 2>/dev/null"
 
 err="$(bash "$script" up 2 --delay-us 100 2>&1 >/dev/null)"
 rc=$?
