@@ -93,7 +93,7 @@ absl::StatusOr<std::unique_ptr<SenderPair>> OpenSenderPair(const BackendSpec& b,
 
 absl::Status RunTransferBenchReceiver(const std::string& spec) {
   std::vector<std::string> f = absl::StrSplit(spec, ',');
-  if (f.size() != 7) return absl::InvalidArgumentError("bad --receiver spec");
+  if (f.size() != 7 && f.size() != 8) return absl::InvalidArgumentError("bad --receiver spec");
   if (!f[1].empty()) {
     setenv("UCX_TLS", f[1].c_str(), 1);
   } else if (f[0] == "ucx") {
@@ -109,6 +109,7 @@ absl::Status RunTransferBenchReceiver(const std::string& spec) {
   TransportOptions options;
   options.backend = f[0];
   options.agent_name = "bench-receiver";
+  if (f.size() == 8) options.listen_host = f[7];  // a link between namespaces (transfer_link.h)
   Shape shape{f[2], std::stoi(f[3])};
   auto fail = [](const absl::Status& s) {
     std::cout << "@ error " << s.ToString() << std::endl;

@@ -20,7 +20,18 @@ std::string BackendSpec::label() const {
   return tls.empty() ? backend : absl::StrCat(backend, "/", tls);
 }
 
-absl::StatusOr<std::unique_ptr<ReceiverProcess>> ReceiverProcess::Start(const std::string& spec) {
+absl::StatusOr<std::unique_ptr<ReceiverProcess>> ReceiverProcess::Start(const std::string& spec,
+                                                                        const std::string& netns) {
+  // The binary by path: /proc/self/exe means `ip` itself once ip netns exec runs it.
+  char self[4096];
+  const ssize_t self_len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (self_len <= 0) return absl::InternalError("cannot read /proc/self/exe");
+  const std::string binary(self, self_len);
+  std::string ip = "/usr/sbin/ip";
+  if (access(ip.c_str(), X_OK) != 0) ip = "/sbin/ip";
+  if (!netns.empty() && access(ip.c_str(), X_OK) != 0) {
+    return absl::FailedPreconditionError("--receiver-netns needs iproute2's ip");
+  }
   int in[2], out[2];
   if (pipe2(in, O_CLOEXEC) != 0) return absl::InternalError("pipe2 failed");
   if (pipe2(out, O_CLOEXEC) != 0) {
@@ -34,11 +45,16 @@ absl::StatusOr<std::unique_ptr<ReceiverProcess>> ReceiverProcess::Start(const st
   posix_spawn_file_actions_adddup2(&actions, out[1], 1);
   std::vector<std::string> args = {"pdserve",  "--log-level", "warn", "bench",
                                    "transfer", "--receiver",  spec};
+  if (!netns.empty()) {
+    args[0] = binary;
+    args.insert(args.begin(), {"ip", "netns", "exec", netns});
+  }
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   auto p = std::unique_ptr<ReceiverProcess>(new ReceiverProcess);
-  int rc = posix_spawn(&p->pid_, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
+  int rc = posix_spawn(&p->pid_, netns.empty() ? binary.c_str() : ip.c_str(), &actions, nullptr,
+                       argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   close(in[0]);
   close(out[1]);
@@ -76,9 +92,11 @@ ReceiverProcess::~ReceiverProcess() {
 }
 
 std::string ReceiverSpec(const BackendSpec& b, const Shape& s, KvLayout layout, uint32_t blocks,
-                         int cpu) {
-  return absl::StrCat(b.backend, ",", b.tls, ",", s.preset, ",", s.block_size, ",",
-                      std::string(KvLayoutName(layout)), ",", blocks, ",", cpu);
+                         int cpu, const std::string& listen_host) {
+  std::string spec = absl::StrCat(b.backend, ",", b.tls, ",", s.preset, ",", s.block_size, ",",
+                                  std::string(KvLayoutName(layout)), ",", blocks, ",", cpu);
+  if (!listen_host.empty()) absl::StrAppend(&spec, ",", listen_host);
+  return spec;
 }
 
 std::pair<int, int> SideCpus() {

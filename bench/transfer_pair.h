@@ -40,10 +40,13 @@ struct Shape {
   int block_size;
 };
 
-// The receiving process. Start returns once it printed its pool descriptor.
+// The receiving process. Start returns once it printed its pool descriptor. `netns` non-empty:
+// it runs in that network namespace (`ip netns exec NETNS`, root), for a link between two
+// namespaces (bench/transfer_link.h).
 class ReceiverProcess {
  public:
-  static absl::StatusOr<std::unique_ptr<ReceiverProcess>> Start(const std::string& spec);
+  static absl::StatusOr<std::unique_ptr<ReceiverProcess>> Start(const std::string& spec,
+                                                                const std::string& netns = "");
   ~ReceiverProcess();  // closes its stdin (it exits) and reaps it
   ReceiverProcess(const ReceiverProcess&) = delete;
   ReceiverProcess& operator=(const ReceiverProcess&) = delete;
@@ -57,9 +60,10 @@ class ReceiverProcess {
 };
 
 // The receiver's --receiver argument; `cpu` >= 0: the receiver pins itself (and so every thread
-// it starts) to that CPU.
+// it starts) to that CPU. `listen_host` non-empty: the address its transport listens on and
+// advertises (TransportOptions::listen_host; default 127.0.0.1).
 std::string ReceiverSpec(const BackendSpec& b, const Shape& s, KvLayout layout, uint32_t blocks,
-                         int cpu);
+                         int cpu, const std::string& listen_host = "");
 
 // Where the two sides of a ucx row and of ucx_perftest run: the first two CPUs this process
 // may use (sender / perftest client, receiver / perftest server), or {-1, -1} on one CPU or
