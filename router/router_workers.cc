@@ -186,6 +186,7 @@ bool RouterService::DropWorkerLocked(const std::string& id, const std::string& r
   ComponentLogger("router")->warn("worker {} (pid {}) dropped: {}; {} placed requests affected",
                                   id, it->second->pid, reason, affected.size());
   workers_.erase(it);
+  dropped_workers_++;
   KickLocked();
   return true;
 }
@@ -302,6 +303,7 @@ grpc::Status RouterService::GetStatus(grpc::ServerContext*, const v1::StatusRequ
     response->set_finished_requests(finished_);
     response->set_failed_requests(failed_);
     response->set_requeued_requests(requeued_);
+    response->set_dropped_workers(dropped_workers_);
     response->set_max_waiting(scheduler_.config().max_waiting);
   }
   // Live numbers from each worker (a heartbeat may be a few hundred ms old).
