@@ -53,7 +53,6 @@ grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
   worker->pid = request->pid();
   worker->kv_pool = request->kv_pool();
   worker->capacity = request->capacity();
-  worker->last_heartbeat = absl::Now();
   auto channel = (options_.auth ? options_.auth : service::ClusterAuth::Insecure())
                      ->Channel(request->address());
   if (prefill || colocated) worker->prefill = v1::PrefillWorker::NewStub(channel);
@@ -93,6 +92,11 @@ grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
     }
     if (!wired.ok()) return ToGrpc(wired);
     if (workers_.contains(id)) DropWorkerLocked(id, "it registered again");
+    // Stamped as it joins, not as its registration began: wiring its peers (an AddPeer per
+    // prefill worker, one after another) takes seconds with many workers on a loaded host, and
+    // the sweep dropped a worker that had only just joined for missing heartbeats it could not
+    // yet send (16 + 16 workers, 2 s limit).
+    worker->last_heartbeat = absl::Now();
     workers_[id] = worker;
     if (colocated) {
       scheduler_.AddColocatedWorker(id, request->kv_pool().num_blocks());

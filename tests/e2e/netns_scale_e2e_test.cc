@@ -41,8 +41,11 @@ TEST_F(NetnsScaleTest, SixteenPrefillAndSixteenDecodeWorkersOnFourHostsAllServe)
   };
   const absl::Time spawned = absl::Now();
   // One request per prefill batch, so that concurrent requests spread over the prefill workers.
+  // Heartbeats every 100 ms, a worker dropped after 2 s without: the run spans several such
+  // windows, so that a worker whose heartbeats the router misses at this size is dropped in it.
   Spawn("router", 0, with({"router", "--listen", Host(0), "--port", "50051", "--internal-port",
-                           "50052", "--http-port", "-1", "--max-batch-size", "1"}));
+                           "50052", "--http-port", "-1", "--max-batch-size", "1",
+                           "--heartbeat-ms", "100", "--missed-heartbeats", "20"}));
   const std::vector<std::string> worker = {"--router", absl::StrCat(Host(0), ":50052"),
                                            "--num-blocks", "32", "--threads", "1",
                                            "--metrics-port", "-1", "--compute", "roofline"};
