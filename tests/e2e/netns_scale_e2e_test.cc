@@ -4,7 +4,6 @@
 // four hosts, every worker serves verified requests, and no worker misses its heartbeats.
 // Skipped where namespaces cannot be made. Its own binary: see tests/e2e/netns_hosts.h.
 
-#include <atomic>
 #include <map>
 #include <string>
 #include <thread>
@@ -94,7 +93,7 @@ TEST_F(NetnsScaleTest, SixteenPrefillAndSixteenDecodeWorkersOnFourHostsAllServe)
   // (the first round does, as placed; the bound only keeps a loaded machine from failing it).
   const ModelConfig tiny = *PresetConfig("tiny");
   int sent = 0;
-  std::atomic<int> wrong{0};
+  int wrong = 0;
   auto all_served = [&](const v1::ClusterStatus& s) {
     for (const v1::WorkerStatus& w : s.workers()) {
       if (w.requests_served() == 0) return false;
@@ -131,14 +130,18 @@ TEST_F(NetnsScaleTest, SixteenPrefillAndSixteenDecodeWorkersOnFourHostsAllServe)
   EXPECT_EQ(status->dropped_workers(), 0u);
   EXPECT_EQ(status->finished_requests(), static_cast<uint64_t>(sent));
   EXPECT_EQ(status->failed_requests(), 0u);
+  std::map<v1::WorkerRole, uint64_t> served;  // each request once by a prefill and a decode worker
   for (const v1::WorkerStatus& w : status->workers()) {
     EXPECT_TRUE(w.live()) << w.worker_id();
     EXPECT_EQ(w.pid(), pids[w.worker_id()]) << w.worker_id();
     EXPECT_GE(w.requests_served(), 1u) << w.worker_id();
+    served[w.role()] += w.requests_served();
     if (w.role() == v1::WORKER_ROLE_PREFILL) {
       EXPECT_NE(w.transports().find("tcp/eth0"), std::string::npos) << w.transports();
     }
   }
+  EXPECT_EQ(served[v1::WORKER_ROLE_PREFILL], static_cast<uint64_t>(sent));
+  EXPECT_EQ(served[v1::WORKER_ROLE_DECODE], static_cast<uint64_t>(sent));
   ExpectAllBlocksFree(client);
 
   // `pdserve status`, in the router's namespace as this thread is: four hosts of 8 workers.
