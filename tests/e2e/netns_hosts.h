@@ -84,21 +84,29 @@ class NetnsHostsFixture : public ::testing::Test {
     ASSERT_EQ(chmod(secret_.c_str(), 0600), 0);
   }
 
-  // The children are stopped first (they also die with this process: PR_SET_PDEATHSIG), then
-  // the namespaces are removed and checked gone.
+  // The children are stopped first, each checked to exit 0 on SIGTERM (they also die with this
+  // process: PR_SET_PDEATHSIG), then the namespaces are removed and checked gone.
   void TearDown() override {
     for (auto& [name, pid] : children_) kill(pid, SIGTERM);
     const absl::Time deadline = absl::Now() + absl::Seconds(10);
     for (auto& [name, pid] : children_) {
       int status = 0;
+      bool stopped = true;
       while (waitpid(pid, &status, WNOHANG) == 0) {
         if (absl::Now() > deadline) {
           kill(pid, SIGKILL);
           waitpid(pid, &status, 0);
+          stopped = false;
           break;
         }
         absl::SleepFor(absl::Milliseconds(20));
       }
+      // A clean stop on SIGTERM: exit code 0, not a crash on the way out (a transport torn
+      // down with work pending aborts inside UCX).
+      EXPECT_TRUE(stopped && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+          << name << (stopped ? "" : " did not stop within 10 s of SIGTERM")
+          << (WIFSIGNALED(status) ? absl::StrCat(" died of signal ", WTERMSIG(status))
+                                  : absl::StrCat(" exited with ", WEXITSTATUS(status)));
       if (HasFailure()) {
         std::cerr << "---- " << name << " ----\n"
                   << cluster::TailOfFile(absl::StrCat(dir_, "/", name, ".log"), 30);
