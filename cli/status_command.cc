@@ -50,6 +50,8 @@ absl::Status RunStatus(const std::string& endpoint) {
               s.waiting_requests(), s.max_waiting(), s.prefilling_requests(),
               s.decoding_requests(), static_cast<unsigned long long>(s.finished_requests()),
               static_cast<unsigned long long>(s.failed_requests()));
+  std::printf("workers: %d registered, %llu dropped since the router started\n",
+              s.workers_size(), static_cast<unsigned long long>(s.dropped_workers()));
   // Quarantined: blocks of released requests whose KV may still land (docs/cluster.md).
   std::printf("%-12s %-8s %-22s %7s %-10s %11s %11s %12s %9s %8s %9s %10s %s\n", "worker", "role",
               "address", "pid", "state", "free blocks", "quarantined", "total blocks",

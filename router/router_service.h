@@ -306,6 +306,7 @@ class RouterService final : public v1::Router::WithCallbackMethod_Generate<v1::R
   uint64_t requeued_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t finished_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t failed_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t dropped_workers_ ABSL_GUARDED_BY(mu_) = 0;
   std::unique_ptr<WorkerHealthPolicy> health_ ABSL_GUARDED_BY(mu_);
   ProgressWatchdog watchdog_;
   // Requests started and not yet completed (Start .. Complete): the destructor waits for them.

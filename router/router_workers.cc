@@ -53,7 +53,6 @@ grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
   worker->pid = request->pid();
   worker->kv_pool = request->kv_pool();
   worker->capacity = request->capacity();
-  worker->last_heartbeat = absl::Now();
   auto channel = (options_.auth ? options_.auth : service::ClusterAuth::Insecure())
                      ->Channel(request->address());
   if (prefill || colocated) worker->prefill = v1::PrefillWorker::NewStub(channel);
@@ -93,6 +92,11 @@ grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
     }
     if (!wired.ok()) return ToGrpc(wired);
     if (workers_.contains(id)) DropWorkerLocked(id, "it registered again");
+    // Stamped as it joins, not as its registration began: wiring its peers (an AddPeer per
+    // prefill worker, one after another) takes seconds with many workers on a loaded host, and
+    // the sweep dropped a worker that had only just joined for missing heartbeats it could not
+    // yet send (16 + 16 workers, 2 s limit).
+    worker->last_heartbeat = absl::Now();
     workers_[id] = worker;
     if (colocated) {
       scheduler_.AddColocatedWorker(id, request->kv_pool().num_blocks());
@@ -186,6 +190,7 @@ bool RouterService::DropWorkerLocked(const std::string& id, const std::string& r
   ComponentLogger("router")->warn("worker {} (pid {}) dropped: {}; {} placed requests affected",
                                   id, it->second->pid, reason, affected.size());
   workers_.erase(it);
+  dropped_workers_++;
   KickLocked();
   return true;
 }
@@ -302,6 +307,7 @@ grpc::Status RouterService::GetStatus(grpc::ServerContext*, const v1::StatusRequ
     response->set_finished_requests(finished_);
     response->set_failed_requests(failed_);
     response->set_requeued_requests(requeued_);
+    response->set_dropped_workers(dropped_workers_);
     response->set_max_waiting(scheduler_.config().max_waiting);
   }
   // Live numbers from each worker (a heartbeat may be a few hundred ms old).

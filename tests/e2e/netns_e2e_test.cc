@@ -6,151 +6,28 @@
 // thread's sockets live in the namespace it is in, so the main thread enters it before gRPC
 // starts any thread (which then inherit it). Any earlier gRPC use in the process would break that.
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <sched.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cstdlib>
-#include <fstream>
 #include <map>
-#include <memory>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "cluster/child_process.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/e2e_client.h"
 #include "tests/e2e/e2e_cluster.h"
+#include "tests/e2e/netns_hosts.h"
 
 namespace pdserve::e2e {
 namespace {
 
 // Its own prefix, so that a set made by hand with the default one is never touched.
-constexpr char kPrefix[] = "pdserve-e2e";
-constexpr char kSubnet[] = "10.213.7";
-
-std::string Script() { return absl::StrCat(PDSERVE_SOURCE_DIR, "/scripts/netns-hosts.sh"); }
-
-// Runs a shell command, returning its exit code and output.
-int Shell(const std::string& command, std::string* output = nullptr) {
-  FILE* pipe = popen(absl::StrCat(command, " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return -1;
-  std::string out;
-  char buf[4096];
-  for (size_t n; (n = fread(buf, 1, sizeof(buf), pipe)) > 0;) out.append(buf, n);
-  const int status = pclose(pipe);
-  if (output != nullptr) *output = out;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-std::string ScriptEnv() {
-  return absl::StrCat("PDSERVE_NETNS_PREFIX=", kPrefix, " PDSERVE_NETNS_SUBNET=", kSubnet, " ");
-}
-
-// Why namespaces cannot be made here, or "" when they can (a probe namespace made and removed).
-std::string CannotMakeNamespaces() {
-  if (Shell("command -v ip && command -v tc") != 0) {
-    return "no `ip`/`tc` (iproute2; bash scripts/install-deps.sh installs it)";
-  }
-  std::string out;
-  const std::string probe = absl::StrCat(kPrefix, "-probe");
-  if (Shell(absl::StrCat("ip netns add ", probe), &out) != 0) {
-    return absl::StrCat("cannot create a network namespace (needs root or CAP_NET_ADMIN and "
-                        "CAP_SYS_ADMIN): ", out);
-  }
-  Shell(absl::StrCat("ip netns delete ", probe));
-  return "";
-}
-
-// The namespaces, removed in the destructor whatever happened in the test; the children are
-// stopped first (they also die with this process: PR_SET_PDEATHSIG).
-class NetnsHostsTest : public ::testing::Test {
+class NetnsHostsTest : public NetnsHostsFixture {
  protected:
-  void SetUp() override {
-    if (const std::string why = CannotMakeNamespaces(); !why.empty()) {
-      GTEST_SKIP() << "cross-namespace e2e skipped: " << why;
-    }
-    std::string out;
-    made_ = true;  // `down` is harmless even if `up` made nothing
-    // The probe worked, so a failing script is a bug, not a missing privilege.
-    ASSERT_EQ(Shell(absl::StrCat(ScriptEnv(), Script(), " up 3"), &out), 0) << out;
-    ASSERT_NE(out.find(absl::StrCat(kPrefix, "-h2 ", kSubnet, ".3")), std::string::npos) << out;
-    char dir[] = "/tmp/pdserve-netns-XXXXXX";
-    ASSERT_NE(mkdtemp(dir), nullptr);
-    dir_ = dir;
-    secret_ = dir_ + "/cluster.secret";
-    {
-      std::ofstream s(secret_);
-      s << "0123456789abcdef0123456789abcdef0123456789abcdef\n";
-    }
-    ASSERT_EQ(chmod(secret_.c_str(), 0600), 0);
-  }
-
-  void TearDown() override {
-    for (auto& [name, pid] : children_) {
-      kill(pid, SIGTERM);
-    }
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    for (auto& [name, pid] : children_) {
-      int status = 0;
-      while (waitpid(pid, &status, WNOHANG) == 0) {
-        if (absl::Now() > deadline) {
-          kill(pid, SIGKILL);
-          waitpid(pid, &status, 0);
-          break;
-        }
-        absl::SleepFor(absl::Milliseconds(20));
-      }
-      if (HasFailure()) {
-        std::cerr << "---- " << name << " ----\n"
-                  << cluster::TailOfFile(absl::StrCat(dir_, "/", name, ".log"), 30);
-      }
-    }
-    children_.clear();
-    if (made_) {
-      std::string out;
-      EXPECT_EQ(Shell(absl::StrCat(ScriptEnv(), Script(), " down"), &out), 0) << out;
-      std::string left;
-      Shell(absl::StrCat("ip netns list | grep ", kPrefix), &left);
-      EXPECT_EQ(left, "") << "namespaces left behind";
-    }
-    if (!dir_.empty()) Shell(absl::StrCat("rm -rf ", dir_));
-  }
-
-  std::string Host(int i) const { return absl::StrCat(kSubnet, ".", i + 1); }
-  std::string Namespace(int i) const { return absl::StrCat(kPrefix, "-h", i); }
-
-  // `pdserve args...` inside host i's namespace, UCX on tcp only (the veth link).
-  void Spawn(const std::string& name, int host, std::vector<std::string> args) {
-    cluster::ChildSpec spec;
-    spec.argv = {"/usr/sbin/ip", "netns", "exec", Namespace(host), PDSERVE_BINARY};
-    if (access(spec.argv[0].c_str(), X_OK) != 0) spec.argv[0] = "/sbin/ip";
-    spec.argv.insert(spec.argv.end(), args.begin(), args.end());
-    spec.env = {{"UCX_TLS", "tcp"}};
-    spec.log_path = absl::StrCat(dir_, "/", name, ".log");
-    absl::StatusOr<pid_t> pid = cluster::SpawnChild(spec);
-    ASSERT_TRUE(pid.ok()) << pid.status();
-    children_.emplace(name, *pid);
-  }
-
-  // Enters host 0's namespace for this thread and the gRPC threads it will start.
-  void EnterRouterNamespace() {
-    const int fd = open(absl::StrCat("/var/run/netns/", Namespace(0)).c_str(), O_RDONLY);
-    ASSERT_GE(fd, 0);
-    ASSERT_EQ(setns(fd, CLONE_NEWNET), 0);
-    close(fd);
-  }
-
-  bool made_ = false;
-  std::string dir_;
-  std::string secret_;
-  std::map<std::string, pid_t> children_;
+  NetnsHostsTest() : NetnsHostsFixture("pdserve-e2e", "10.213.7", 3) {}
+  void EnterRouterNamespace() { EnterNamespace(0); }
 };
 
 TEST_F(NetnsHostsTest, RouterPrefillDecodeInThreeNamespacesServeTheModelsTokens) {
@@ -231,6 +108,74 @@ TEST_F(NetnsHostsTest, RouterPrefillDecodeInThreeNamespacesServeTheModelsTokens)
   EXPECT_LT(host1, printed.find("prefill-0 "));
   EXPECT_LT(printed.find("prefill-0 "), host2);
   EXPECT_LT(host2, printed.find("decode-0 "));
+}
+
+// --transfer auto across hosts: prefill-0 and decode-0 share host-1 (one namespace, one
+// /dev/shm), decode-1 is on host-2. The prefill worker moves KV to decode-0 through shared
+// memory and to decode-1 over UCX on the veth link, and each request's timeline says which.
+TEST_F(NetnsHostsTest, AutoMixesSameHostAndCrossHostPairs) {
+  const std::vector<std::string> common = {"--cluster-secret-file", secret_, "--transfer",
+                                           "auto"};
+  auto with = [&](std::vector<std::string> args) {
+    args.insert(args.end(), common.begin(), common.end());
+    return args;
+  };
+  Spawn("router", 0, with({"router", "--listen", Host(0), "--port", "50051", "--internal-port",
+                           "50052", "--http-port", "-1"}));
+  const std::string router = absl::StrCat(Host(0), ":50052");
+  const std::vector<std::string> worker = {"--router", router, "--num-blocks", "128",
+                                           "--threads", "1", "--metrics-port", "-1"};
+  auto spawn_worker = [&](const std::string& role, const std::string& id, int host) {
+    std::vector<std::string> args = with({role, "--worker-id", id, "--listen", Host(host),
+                                          "--host-id", absl::StrCat("host-", host)});
+    if (role == "decode") args.push_back("--poison-freed-kv");
+    args.insert(args.end(), worker.begin(), worker.end());
+    Spawn(id, host, args);
+  };
+  spawn_worker("prefill", "prefill-0", 1);
+  spawn_worker("decode", "decode-0", 1);
+  spawn_worker("decode", "decode-1", 2);
+
+  EnterRouterNamespace();
+  Client client(absl::StrCat(Host(0), ":50051"));
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  absl::StatusOr<v1::ClusterStatus> status;
+  while (true) {
+    status = client.Status();
+    if (status.ok() && status->workers_size() == 3) break;
+    ASSERT_LT(absl::Now(), deadline) << "workers did not register: "
+                                     << (status.ok() ? status->DebugString()
+                                                     : status.status().ToString());
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  const ModelConfig tiny = *PresetConfig("tiny");
+  std::map<std::string, std::set<std::string>> backends;  // decode worker -> backends seen
+  // Pairs at once: placement gives the second of a pair the decode worker the first left.
+  for (int pair = 0; pair < 4 && backends.size() < 2; ++pair) {
+    Outcome outs[2];
+    const int prompts[2] = {40 + pair, 70 + pair};
+    std::thread second([&] {
+      outs[1] = client.Generate(absl::StrCat("auto-", pair, "b"), prompts[1], 40, 900 + pair);
+    });
+    outs[0] = client.Generate(absl::StrCat("auto-", pair, "a"), prompts[0], 40, 800 + pair);
+    second.join();
+    for (int k = 0; k < 2; ++k) {
+      ASSERT_TRUE(outs[k].status.ok()) << outs[k].status.error_message();
+      EXPECT_EQ(outs[k].tokens, Expected(prompts[k], 40, (k == 0 ? 800 : 900) + pair, tiny));
+      backends[outs[k].timeline.decode_worker()].insert(outs[k].timeline.transfer_backend());
+    }
+  }
+  ASSERT_EQ(backends.size(), 2u) << "the router placed every request on one decode worker";
+  EXPECT_EQ(backends["decode-0"], std::set<std::string>{"auto/local"});
+  EXPECT_EQ(backends["decode-1"], std::set<std::string>{"auto/ucx"});
+  status = client.Status();
+  ASSERT_TRUE(status.ok());
+  for (const v1::WorkerStatus& w : status->workers()) {
+    if (w.worker_id() != "prefill-0") continue;
+    EXPECT_NE(w.transports().find("local for 1 peer(s)"), std::string::npos) << w.transports();
+    EXPECT_NE(w.transports().find("tcp/eth0"), std::string::npos) << w.transports();
+  }
+  ExpectAllBlocksFree(client);
 }
 
 }  // namespace
