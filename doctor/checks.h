@@ -49,6 +49,7 @@ struct Diagnosis {
   std::string dir;
   int cells = 0;
   bool timelines = false;  // at least one cell's JSON with per-request timelines was found
+  bool live = false;       // a running cluster's counters (--endpoint), not a results folder
   std::vector<BackendDiagnosis> backends;
 };
 
@@ -66,6 +67,9 @@ inline constexpr double kWarnVsBaseline = 1.5;
 inline constexpr double kFailVsBaseline = 3.0;
 
 Diagnosis Diagnose(const ResultsFolder& folder);
+
+// "1.5 MiB", "64.0 KiB", "512 B".
+std::string Bytes(double b);
 
 // A finding; the fix is kept only for warn / fail.
 Finding Make(const char* item, std::string workload, std::string figure, Verdict v,

@@ -16,12 +16,6 @@ std::string Workload(const std::vector<const Cell*>& cells) {
   return cells.empty() ? "all" : absl::StrCat("in", cells.front()->input_len);
 }
 
-std::string Bytes(double b) {
-  if (b >= 1024.0 * 1024) return absl::StrFormat("%.1f MiB", b / (1024.0 * 1024));
-  if (b >= 1024.0) return absl::StrFormat("%.1f KiB", b / 1024.0);
-  return absl::StrFormat("%.0f B", b);
-}
-
 // The part of a transports line after "transports used: " (the whole line when it has none).
 std::string TransportsUsed(const std::string& line) {
   const std::string key = "transports used: ";
@@ -40,6 +34,13 @@ bool MovesNoKv(const std::vector<const Cell*>& cells) {
 }
 
 }  // namespace
+
+std::string Bytes(double b) {
+  if (b >= 1024.0 * 1024) return absl::StrFormat("%.1f MiB", b / (1024.0 * 1024));
+  if (b >= 1024.0) return absl::StrFormat("%.1f KiB", b / 1024.0);
+  return absl::StrFormat("%.0f B", b);
+}
+
 
 Finding CheckTransports(const ResultsFolder& f, const std::string& backend) {
   const auto it = f.transports.find(backend);

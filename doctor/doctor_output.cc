@@ -17,10 +17,15 @@ int Count(const Diagnosis& d, Verdict v) {
 }  // namespace
 
 std::string RenderText(const Diagnosis& d) {
-  std::string out = absl::StrFormat(
-      "pdserve doctor: %s (%d cells, %d backends; %s)\n", d.dir, d.cells, d.backends.size(),
-      d.timelines ? "per-request timelines read"
-                  : "no per-cell JSON: figures from summary.csv, timeline-only items not recorded");
+  std::string out =
+      d.live ? absl::StrFormat("pdserve doctor: %s (%d prefill workers; counters since each "
+                               "started)\n",
+                               d.dir, d.backends.size())
+             : absl::StrFormat("pdserve doctor: %s (%d cells, %d backends; %s)\n", d.dir,
+                               d.cells, d.backends.size(),
+                               d.timelines ? "per-request timelines read"
+                                           : "no per-cell JSON: figures from summary.csv, "
+                                             "timeline-only items not recorded");
   // Widths fit the longest item and workload names; the figure runs to the end of the line so
   // nothing is cut.
   constexpr const char* kRow = "  %-13s %-8s %-7s %s\n";
@@ -56,6 +61,7 @@ nlohmann::json ToJson(const Diagnosis& d) {
   return {{"dir", d.dir},
           {"cells", d.cells},
           {"timelines", d.timelines},
+          {"live", d.live},
           {"backends", std::move(backends)},
           {"warn", Count(d, Verdict::kWarn)},
           {"fail", Count(d, Verdict::kFail)}};

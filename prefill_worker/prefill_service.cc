@@ -188,6 +188,14 @@ grpc::Status PrefillService::GetStatus(grpc::ServerContext* ctx, const v1::Statu
   response->set_registrations(transport.registrations);
   response->set_transfer_backend(transport_.backend());
   response->set_transports(transport.transports);
+  v1::TransferCounters* t = response->mutable_transfer();
+  t->set_batches_submitted(transport.batches_submitted);
+  t->set_batches_completed(transport.batches_completed);
+  t->set_batches_failed(transport.batches_failed);
+  t->set_bytes_sent(transport.bytes_sent);
+  t->set_operations_issued(transport.operations_issued);
+  t->set_peers_loaded(transport.peers_loaded);
+  t->set_same_host_network_peers(transport.same_host_network_peers);
   response->set_pid(getpid());
   response->set_live(true);
   return grpc::Status::OK;

@@ -1,0 +1,102 @@
+#include "doctor/live_checks.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace pdserve::doctor {
+namespace {
+
+Finding SmallOps(const LiveWorker& w) {
+  if (w.bytes == 0) return Make(kSmallOps, "all", "no KV sent yet", Verdict::kNotApplicable);
+  if (w.operations == 0) {
+    return Make(kSmallOps, "all", absl::StrCat(Bytes(w.bytes), " sent, 0 copy ops (zero-copy)"),
+                Verdict::kOk);
+  }
+  const double per_op = static_cast<double>(w.bytes) / w.operations;
+  const double per_request = w.requests > 0 ? static_cast<double>(w.operations) / w.requests : 0;
+  const std::string figure =
+      absl::StrFormat("%.0f ops/request, %s/op", per_request, Bytes(per_op));
+  const Verdict v = per_op < kFailBytesPerOp   ? Verdict::kFail
+                    : per_op < kWarnBytesPerOp ? Verdict::kWarn
+                                               : Verdict::kOk;
+  std::string fix = w.layout == "block-major" ? "" : "--layout block-major (one run per block); ";
+  absl::StrAppend(&fix, "larger blocks: --block-size ", (w.block_size > 0 ? w.block_size : 16) * 4);
+  return Make(kSmallOps, "all", figure, v, fix);
+}
+
+Finding Batching(const LiveWorker& w) {
+  if (w.batches == 0) return Make(kBatching, "all", "no batch yet", Verdict::kNotApplicable);
+  const double per_batch = static_cast<double>(w.operations) / w.batches;
+  const double per_request = w.requests > 0 ? static_cast<double>(w.batches) / w.requests : 0;
+  std::string figure =
+      absl::StrFormat("%.1f ops/batch, %.1f batches/request", per_batch, per_request);
+  if (w.failed_batches > 0) absl::StrAppend(&figure, ", ", w.failed_batches, " batches failed");
+  // One op per batch with many batches per request: the KV is posted piece by piece.
+  if (w.operations > 0 && per_batch < 2 && per_request > 4) {
+    return Make(kBatching, "all", figure, Verdict::kWarn,
+                "larger streamed chunks (prefill --stream-chunk-tokens) or none");
+  }
+  return Make(kBatching, "all", figure, Verdict::kOk);
+}
+
+Finding Registrations(const LiveWorker& w) {
+  const std::string figure = absl::StrCat(w.registrations, " registration(s) for ", w.batches,
+                                          " batches");
+  // A worker registers its one pool once at start (per engine: `auto` has two).
+  const uint64_t expected = w.backend == "auto" ? 2 : 1;
+  if (w.registrations > expected) {
+    return Make(kRegistration, "all", figure, Verdict::kWarn,
+                "register the KV pool once at start; UCX: keep its registration cache "
+                "(UCX_RCACHE_ENABLE=y)");
+  }
+  return Make(kRegistration, "all", figure, Verdict::kOk);
+}
+
+Finding Transports(const LiveWorker& w) {
+  if (w.transports.empty()) return Make(kTransports, "all", "not reported", Verdict::kNotApplicable);
+  if (w.same_host_network_peers > 0 || absl::StrContains(w.transports, "(same host over ")) {
+    return Make(kTransports, "all",
+                absl::StrCat(w.same_host_network_peers,
+                             " peer(s) on this host reached over a network transport: ",
+                             w.transports),
+                Verdict::kWarn,
+                "UCX_TLS unset or including posix,cma (cuda_ipc for device pools), or "
+                "--transfer local / auto between workers of one host");
+  }
+  if (absl::StrContains(w.transports, "tcp although this host has RDMA")) {
+    return Make(kTransports, "all", w.transports, Verdict::kWarn,
+                "check UCX_TLS and UCX_NET_DEVICES on both hosts, and the peer's RDMA ports");
+  }
+  return Make(kTransports, "all", w.transports, Verdict::kOk);
+}
+
+Finding Staging(const LiveWorker& w) {
+  if (w.backend != "ucx-staged") return Make(kStaging, "all", "no staging", Verdict::kOk);
+  return Make(kStaging, "all",
+              absl::StrCat(Bytes(w.bytes), " sent through host memory (x2 copies)"),
+              Verdict::kWarn,
+              "CUDA-aware UCX (scripts/fetch-ucx-cuda.sh) so ucx moves device memory; or "
+              "--transfer cuda-ipc on one host");
+}
+
+}  // namespace
+
+Diagnosis DiagnoseLive(const std::string& endpoint, const std::vector<LiveWorker>& workers) {
+  Diagnosis d{.dir = absl::StrCat("cluster at ", endpoint), .live = true};
+  for (const LiveWorker& w : workers) {
+    BackendDiagnosis b{.backend = absl::StrCat(w.id, " (", w.backend, ", host ", w.host, ")"),
+                       .transports = w.transports};
+    b.findings = {SmallOps(w), Batching(w), Registrations(w), Transports(w), Staging(w)};
+    for (const char* item : {kOverlap, kVsBaseline, kTtftP99}) {
+      b.findings.push_back(Make(item, "all",
+                                "needs per-request timings: run `pdserve doctor` on a `pdserve "
+                                "bench` results folder",
+                                Verdict::kNotApplicable));
+    }
+    d.backends.push_back(std::move(b));
+  }
+  return d;
+}
+
+}  // namespace pdserve::doctor

@@ -1,0 +1,76 @@
+// `pdserve doctor --endpoint` against real clusters, each slow-transfer cause provoked for real:
+// UCX on tcp between two processes of one host (transports), and layer-major 16-token blocks of
+// a small model (thousands of tiny copies per request: small-ops). A local cluster reads ok on
+// the transport items. The figures come from the prefill workers' own transport counters.
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/e2e/e2e_cluster.h"
+#include "tests/e2e/e2e_process.h"
+
+namespace pdserve::e2e {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Serves a few verified requests, then asks the doctor about the cluster: item -> verdict of
+// the first prefill worker's findings (JSON output).
+std::map<std::string, std::string> Verdicts(cluster::ClusterOptions o, std::string* figures) {
+  std::unique_ptr<cluster::Cluster> c = Start(o);
+  if (c == nullptr) return {};
+  Client client(c->endpoint());
+  for (int i = 0; i < 3; ++i) {
+    Outcome out = client.Generate(absl::StrCat("doc-", i), 100, 4, 50 + i);
+    EXPECT_TRUE(out.status.ok()) << out.status.error_message();
+    EXPECT_EQ(out.tokens, Expected(100, 4, 50 + i));
+  }
+  Exit e = RunPdserve({"doctor", "--endpoint", c->endpoint(), "--json"});
+  EXPECT_EQ(e.code, 0) << e.output;
+  nlohmann::json j = nlohmann::json::parse(e.output, nullptr, false);
+  EXPECT_TRUE(j.is_object()) << e.output;
+  std::map<std::string, std::string> verdicts;
+  if (!j.is_object() || j["backends"].empty()) return verdicts;
+  EXPECT_TRUE(j["live"].get<bool>());
+  for (const auto& f : j["backends"][0]["findings"]) {
+    verdicts[f["item"].get<std::string>()] = f["verdict"].get<std::string>();
+    absl::StrAppend(figures, f["item"].get<std::string>(), ": ", f["figure"].get<std::string>(),
+                    "\n");
+  }
+  return verdicts;
+}
+
+TEST(DoctorE2eTest, UcxOnTcpBetweenProcessesOfOneHostIsATransportWarning) {
+  cluster::ClusterOptions o = Options("ucx", 1, 1);
+  o.env = {{"UCX_TLS", "tcp"}};
+  std::string figures;
+  std::map<std::string, std::string> v = Verdicts(o, &figures);
+  EXPECT_EQ(v["transports"], "warn") << figures;
+  EXPECT_EQ(v["registration"], "ok") << figures;
+  EXPECT_EQ(v["staging"], "ok") << figures;
+  EXPECT_THAT(figures, HasSubstr("reached over a network transport"));
+}
+
+TEST(DoctorE2eTest, TinyLayerMajorBlocksAreSmallOpsAndLocalTransportsAreOk) {
+  cluster::ClusterOptions o = Options("local", 1, 1);
+  o.layout = "layer-major";
+  std::string figures;
+  std::map<std::string, std::string> v = Verdicts(o, &figures);
+  EXPECT_EQ(v["small-ops"], "fail") << figures;
+  EXPECT_EQ(v["transports"], "ok") << figures;
+  EXPECT_EQ(v["registration"], "ok") << figures;
+  EXPECT_EQ(v["overlap"], "n/a") << figures;
+}
+
+TEST(DoctorE2eTest, AFolderOrAnEndpointIsRequiredAndAnUnreachableRouterIsAnError) {
+  EXPECT_NE(RunPdserve({"doctor"}).code, 0);
+  Exit e = RunPdserve({"doctor", "--endpoint", "127.0.0.1:1"});
+  EXPECT_NE(e.code, 0);
+  EXPECT_THAT(e.output, HasSubstr("127.0.0.1:1"));
+}
+
+}  // namespace
+}  // namespace pdserve::e2e
