@@ -31,6 +31,7 @@ json TimesJson(const router::RequestTimes& t) {
               {"kv_bytes", t.kv_bytes},
               {"transfer_ops", t.transfer_ops},
               {"transfer_backend", t.transfer_backend},
+              {"transports", t.transports},
               {"prefill_worker", t.prefill_worker},
               {"decode_worker", t.decode_worker},
               {"modelled_prefill_us", t.modelled_prefill_us},

@@ -90,6 +90,7 @@ ServerTimeline TimelineFromProto(const pdserve::v1::RequestTimeline& t) {
   out.prefill_worker = t.prefill_worker();
   out.decode_worker = t.decode_worker();
   out.transfer_backend = t.transfer_backend();
+  out.transports = t.transports();
   // Proto3 cannot tell 0 from unset: 0 means "not reported" (NaN), never a measured zero.
   auto reported_ms = [](int64_t us) { return us > 0 ? static_cast<double>(us) / 1e3 : NAN; };
   auto gap_ms = [](int64_t from, int64_t to) {

@@ -34,6 +34,7 @@ ServerTimeline TimelineOfJson(const json& t) {
   p.set_kv_bytes(static_cast<uint64_t>(i64("kv_bytes")));
   p.set_transfer_ops(static_cast<uint32_t>(i64("transfer_ops")));
   p.set_transfer_backend(str("transfer_backend"));
+  p.set_transports(str("transports"));
   p.set_prefill_worker(str("prefill_worker"));
   p.set_decode_worker(str("decode_worker"));
   p.set_modelled_prefill_us(i64("modelled_prefill_us"));

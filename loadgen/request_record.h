@@ -20,6 +20,7 @@ struct ServerTimeline {
   std::string prefill_worker;
   std::string decode_worker;
   std::string transfer_backend;
+  std::string transports;  // what carried the KV for this request's pair ("memcpy", "tcp/eth0 ...")
 
   // The mock's own accounting and the gaps between the stages. NaN: the server did not report
   // it (a field it left at 0; decode_join_us at 0 leaves join_ms and first_step_ms unknown).

@@ -107,6 +107,7 @@ Json TimelineJson(const ServerTimeline& t) {
               {"server_ttft_ms", t.server_ttft_ms}, {"kv_bytes", t.kv_bytes},
               {"transfer_ops", t.transfer_ops},     {"prefill_worker", t.prefill_worker},
               {"decode_worker", t.decode_worker},   {"transfer_backend", t.transfer_backend},
+              {"transports", t.transports},
               {"modelled_prefill_ms", Number(t.modelled_prefill_ms)},
               {"prefill_mock_cpu_ms", Number(t.prefill_mock_cpu_ms)},
               {"modelled_first_step_ms", Number(t.modelled_first_step_ms)},

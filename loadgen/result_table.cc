@@ -87,6 +87,10 @@ std::string FormatResultTable(const BenchmarkResult& result) {
       }
       out += Row("KV transfer backends (requests):", names);
     }
+    // One line per distinct transports line: long, so not in the table's value column.
+    for (const auto& [line, n] : t.transports) {
+      out += absl::StrFormat("KV transports: %s (%d requests)\n", LogEscaped(line), n);
+    }
   }
   out += Banner("Load generator", '-');
   out += Row("Arrival process:", o.dataset == DatasetKind::kTrace

@@ -119,7 +119,7 @@ BenchmarkMetrics ComputeMetrics(const std::vector<RequestRecord>& requests, doub
   std::vector<double> ttft, tpot, itl, e2el, client_queue, e2el_with_queue;
   std::vector<double> queue, prefill, transfer, decode;
   double kv_bytes = 0, transfer_s = 0, transfer_ms_sum = 0, ttft_ms_sum = 0;
-  std::map<std::string, int64_t> backends;
+  std::map<std::string, int64_t> backends, transports;
   for (const RequestRecord& r : requests) {
     if (!r.success) {
       ++m.failed;
@@ -150,6 +150,7 @@ BenchmarkMetrics ComputeMetrics(const std::vector<RequestRecord>& requests, doub
       transfer_ms_sum += r.timeline.transfer_ms;
       ttft_ms_sum += r.ttft_s * 1e3;
       if (!r.timeline.transfer_backend.empty()) ++backends[r.timeline.transfer_backend];
+      if (!r.timeline.transports.empty()) ++transports[r.timeline.transports];
     }
   }
   if (duration_s > 0) {
@@ -174,6 +175,7 @@ BenchmarkMetrics ComputeMetrics(const std::vector<RequestRecord>& requests, doub
     t.kv_transfer_gbps = transfer_s > 0 ? kv_bytes / transfer_s / 1e9 : 0.0;
     t.transfer_share_of_ttft = ttft_ms_sum > 0 ? transfer_ms_sum / ttft_ms_sum : 0.0;
     t.transfer_backends = std::move(backends);
+    t.transports = std::move(transports);
     t.queue_ms = Summarize(std::move(queue), percentiles);
     t.prefill_ms = Summarize(std::move(prefill), percentiles);
     t.transfer_ms = Summarize(std::move(transfer), percentiles);

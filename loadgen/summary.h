@@ -23,6 +23,8 @@ struct TimelineMetrics {
   // Requests per KV transfer backend as the timelines name it ("local", or per pair under
   // --transfer auto: "auto/local", "auto/ucx").
   std::map<std::string, int64_t> transfer_backends;
+  // Requests per transports line of their pair (RequestTimeline.transports), where reported.
+  std::map<std::string, int64_t> transports;
 
   // Means over the requests that reported the value (NaN when none did): the mock's own CPU
   // work next to the modelled device time, and the parts of the TTFT model (see

@@ -315,6 +315,7 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
         continue;
       }
       out.transfer_backend = transport_.PeerBackend(peer->second.id);
+      out.transports = transport_.PeerTransports(peer->second.id);
     }
     std::unique_ptr<transfer::KvWriteWindow> window;
     if (options_.zero_copy) {

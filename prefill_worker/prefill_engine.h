@@ -116,6 +116,7 @@ struct PrefillItemOutcome {
   bool transfer_in_flight = false;
   // The backend that carries KV to the item's decode worker (KvTransport::PeerBackend).
   std::string transfer_backend;
+  std::string transports;  // KvTransport::PeerTransports of that pair
 };
 
 struct PrefillCounters {

@@ -89,6 +89,7 @@ grpc::Status PrefillService::Prefill(grpc::ServerContext* ctx, const v1::Prefill
     r->set_transfer_busy_us(out.transfer_busy_us);
     // Only where the transport chooses per peer: the router knows the registered backend.
     if (out.transfer_backend != transport_.backend()) r->set_transfer_backend(out.transfer_backend);
+    r->set_transports(out.transports);
     r->set_modelled_prefill_us(out.modelled_us);
     r->set_mock_cpu_us(out.mock_us);
     if (out.kv_checksum.has_value()) r->set_kv_checksum(*out.kv_checksum);

@@ -16,6 +16,7 @@ RequestTimes TimesOf(const v1::RequestTimeline& t) {
                       .decode_worker = t.decode_worker(),
                       .transfer_ops = t.transfer_ops(),
                       .transfer_backend = t.transfer_backend(),
+                      .transports = t.transports(),
                       .modelled_prefill_us = t.modelled_prefill_us(),
                       .prefill_mock_cpu_us = t.prefill_mock_cpu_us(),
                       .decode_join_us = t.decode_join_us(),
@@ -44,6 +45,7 @@ v1::RequestTimeline TimelineOf(const RequestTimes& times) {
   t.set_decode_worker(times.decode_worker);
   t.set_transfer_ops(times.transfer_ops);
   t.set_transfer_backend(times.transfer_backend);
+  t.set_transports(times.transports);
   t.set_modelled_prefill_us(times.modelled_prefill_us);
   t.set_prefill_mock_cpu_us(times.prefill_mock_cpu_us);
   t.set_decode_join_us(times.decode_join_us);

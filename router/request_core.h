@@ -57,6 +57,7 @@ struct RequestTimes {
   std::string decode_worker;
   uint32_t transfer_ops = 0;
   std::string transfer_backend;
+  std::string transports;  // RequestTimeline.transports
   int64_t modelled_prefill_us = 0;
   int64_t prefill_mock_cpu_us = 0;
   int64_t decode_join_us = 0;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "service/grpc_util.h"
@@ -39,6 +40,12 @@ std::string SafeBackendName(const std::string& name) {
                            c == '-' || c == '_';
                   });
   return ok ? name : "(invalid)";
+}
+
+// The transports line a prefill worker reported for a request: at most 256 bytes, escaped, so
+// that clients' reports and logs show it as text whatever the worker sent.
+std::string SafeTransports(const std::string& text) {
+  return absl::CEscape(text.size() <= 256 ? text : text.substr(0, 256) + "...");
 }
 
 }  // namespace
@@ -375,6 +382,7 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
     } else if (auto w = workers_.find(item.placement->decode_worker); w != workers_.end()) {
       t.set_transfer_backend(w->second->kv_pool.transfer_backend());
     }
+    t.set_transports(SafeTransports(r.transports()));
     item.request->decode_epoch = item.epoch;
     // A claim for a stream opened early is dropped: the decode worker reads the KV itself.
     if (r.has_kv_checksum()) item.request->kv_checksum = r.kv_checksum();

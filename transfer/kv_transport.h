@@ -206,6 +206,9 @@ class KvTransport {
   // The backend that carries `peer`'s batches, for timelines and reports: backend() except
   // where a transport chooses per peer (`auto`: "auto/local" or "auto/ucx").
   virtual std::string PeerBackend(PeerId /*peer*/) const { return backend(); }
+  // The transports that carry `peer`'s batches as the backend knows them ("memcpy", UCX's lanes
+  // "tcp/eth0 (data as active messages)"), for each request's timeline; "" when unknown.
+  virtual std::string PeerTransports(PeerId /*peer*/) const { return ""; }
 };
 
 // Sets process-wide defaults that transport libraries read from the environment, each only

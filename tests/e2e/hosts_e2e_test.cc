@@ -85,6 +85,11 @@ TEST(HostsE2eTest, AutoMovesKvLocallyToTheSameHostAndOverUcxToTheOther) {
       ASSERT_TRUE(outs[k].status.ok()) << outs[k].status.error_message();
       EXPECT_EQ(outs[k].tokens, Expected(k == 0 ? 40 : 48, 40, (k == 0 ? 300 : 400) + pair));
       backends[outs[k].timeline.decode_worker()].insert(outs[k].timeline.transfer_backend());
+      if (outs[k].timeline.transfer_backend() == "auto/local") {
+        EXPECT_EQ(outs[k].timeline.transports(), "memcpy");
+      } else {
+        EXPECT_NE(outs[k].timeline.transports(), "");  // UCX's lanes on loopback
+      }
     }
   }
   ASSERT_EQ(backends.size(), 2u) << "the router placed every request on one decode worker";

@@ -163,6 +163,13 @@ TEST_F(NetnsHostsTest, AutoMixesSameHostAndCrossHostPairs) {
       ASSERT_TRUE(outs[k].status.ok()) << outs[k].status.error_message();
       EXPECT_EQ(outs[k].tokens, Expected(prompts[k], 40, (k == 0 ? 800 : 900) + pair, tiny));
       backends[outs[k].timeline.decode_worker()].insert(outs[k].timeline.transfer_backend());
+      // The timeline names what carried the KV for this pair.
+      const std::string& transports = outs[k].timeline.transports();
+      if (outs[k].timeline.decode_worker() == "decode-0") {
+        EXPECT_EQ(transports, "memcpy");
+      } else {
+        EXPECT_NE(transports.find("tcp/eth0"), std::string::npos) << transports;
+      }
     }
   }
   ASSERT_EQ(backends.size(), 2u) << "the router placed every request on one decode worker";

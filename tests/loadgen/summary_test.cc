@@ -152,6 +152,7 @@ TEST(SummaryTest, RequestsAreCountedPerTransferBackendAndPrinted) {
     RequestRecord r = Ok(0, 0.010, 0.001, 2);
     r.timeline = {.present = true, .transfer_ms = 1, .kv_bytes = 100};
     r.timeline.transfer_backend = backend;
+    r.timeline.transports = std::string(backend) == "auto/ucx" ? "tcp/eth0" : "";
     rs.push_back(r);
   }
   BenchmarkResult result;
@@ -161,6 +162,9 @@ TEST(SummaryTest, RequestsAreCountedPerTransferBackendAndPrinted) {
   EXPECT_EQ(result.metrics.timeline->transfer_backends, want);
   EXPECT_NE(FormatResultTable(result).find("auto/local 2, auto/ucx 1"), std::string::npos)
       << FormatResultTable(result);
+  EXPECT_EQ(result.metrics.timeline->transports, (std::map<std::string, int64_t>{{"tcp/eth0", 1}}));
+  EXPECT_NE(FormatResultTable(result).find("KV transports: tcp/eth0 (1 requests)"),
+            std::string::npos);
 }
 
 TEST(SummaryTest, NoTimelineWhenTheServerSentNone) {

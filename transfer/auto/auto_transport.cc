@@ -187,6 +187,11 @@ class AutoTransport final : public KvTransport {
     return c;
   }
 
+  std::string PeerTransports(PeerId peer) const override {
+    absl::StatusOr<PeerRef> ref = Find(peer);
+    return ref.ok() ? engines_[ref->engine]->PeerTransports(ref->inner) : "";
+  }
+
   std::string PeerBackend(PeerId peer) const override {
     absl::StatusOr<PeerRef> ref = Find(peer);
     return ref.ok() ? absl::StrCat(kBackend, "/", EngineName(ref->engine)) : kBackend;

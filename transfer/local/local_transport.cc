@@ -257,6 +257,8 @@ class LocalTransport final : public KvTransport {
     return inbox_->WaitFor(message, timeout);
   }
 
+  std::string PeerTransports(PeerId) const override { return "memcpy"; }
+
   TransportCounters counters() const override {
     TransportCounters c;
     table_.FillCounters(c);

@@ -152,6 +152,7 @@ class UcxTransport final : public KvTransport {
     return inbox_->WaitFor(message, timeout);
   }
   TransportCounters counters() const override;
+  std::string PeerTransports(PeerId peer) const override;
 
  private:
   UcxTransport(const TransportOptions& options, std::shared_ptr<UcxContext> context);
@@ -235,6 +236,8 @@ class UcxTransport final : public KvTransport {
   PoolDescriptor descriptor_;
   absl::flat_hash_map<PeerId, std::shared_ptr<const PeerInfo>> peer_info_;
   std::set<std::string> lanes_;  // every peer's UcxPeer::transports, once
+  // Each connected peer's UcxPeer::transports, under mu_ (peers_ is the progress thread's).
+  absl::flat_hash_map<PeerId, std::string> peer_transports_;
   uint64_t same_host_network_peers_ = 0;
   uint64_t registrations_ = 0;
   uint64_t peers_loaded_ = 0;

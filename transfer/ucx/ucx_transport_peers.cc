@@ -230,6 +230,10 @@ absl::Status UcxTransport::Connect(PeerId id, const std::shared_ptr<UcxPeer>& pe
   }
   peers_[id] = peer;
   RecordTransports(*peer);
+  {
+    std::lock_guard lock(mu_);
+    peer_transports_[id] = peer->transports;
+  }
   // The logger escapes what the peer's descriptor put into these (its agent name).
   log_->info("agent {}: connected to KV peer '{}' over {}; {}; {}", options_.agent_name,
              peer->agent, peer->transports, DescribeLanes(peer->lanes),
@@ -296,7 +300,17 @@ void UcxTransport::RecordTransports(const UcxPeer& peer) {
   if (peer.same_host_network) ++same_host_network_peers_;
 }
 
+std::string UcxTransport::PeerTransports(PeerId peer) const {
+  std::lock_guard lock(mu_);
+  auto it = peer_transports_.find(peer);
+  return it == peer_transports_.end() ? "" : it->second;
+}
+
 void UcxTransport::ClosePeer(PeerId id) {
+  {
+    std::lock_guard lock(mu_);
+    peer_transports_.erase(id);
+  }
   auto it = peers_.find(id);
   if (it == peers_.end()) return;
   std::shared_ptr<UcxPeer> peer = it->second;
