@@ -62,14 +62,6 @@ void UseTls(const BackendSpec& b) {
   }
 }
 
-// A sending pool and transport in this process, connected to a receiver process of its own.
-struct SenderPair {
-  std::unique_ptr<ReceiverProcess> receiver;
-  std::unique_ptr<KvCache> cache;
-  std::unique_ptr<KvTransport> transport;  // after the cache: destroyed before it
-  transfer::PeerId peer = 0;
-};
-
 absl::StatusOr<std::unique_ptr<SenderPair>> OpenSenderPair(const BackendSpec& b, const Shape& shape,
                                                            KvLayout layout, uint32_t pool_blocks,
                                                            bool pin) {
@@ -78,15 +70,10 @@ absl::StatusOr<std::unique_ptr<SenderPair>> OpenSenderPair(const BackendSpec& b,
   TransportOptions topts;
   topts.backend = b.backend;
   topts.agent_name = "bench-sender";
-  auto p = std::make_unique<SenderPair>();
-  ASSIGN_OR_RETURN(p->receiver, ReceiverProcess::Start(ReceiverSpec(b, shape, layout, pool_blocks,
-                                                                    pin ? SideCpus().second : -1)));
-  ASSIGN_OR_RETURN(p->cache, transfer::CreatePoolCache(topts, config, pool_blocks, layout));
-  std::memset(p->cache->base(), 0x5a, p->cache->memory().size());
-  ASSIGN_OR_RETURN(p->transport, transfer::MakeKvTransport(topts));
-  RETURN_IF_ERROR(p->transport->RegisterPool(*p->cache));
-  ASSIGN_OR_RETURN(p->peer, p->transport->LoadPeer(p->receiver->descriptor()));
-  return p;
+  ASSIGN_OR_RETURN(std::unique_ptr<ReceiverProcess> receiver,
+                   ReceiverProcess::Start(ReceiverSpec(b, shape, layout, pool_blocks,
+                                                       pin ? SideCpus().second : -1)));
+  return ConnectSender(std::move(receiver), topts, config, pool_blocks, layout);
 }
 
 }  // namespace

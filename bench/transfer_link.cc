@@ -113,14 +113,7 @@ double PerftestLatencyUs(const TransferLinkOptions& o) {
   return us;
 }
 
-struct LinkPair {
-  std::unique_ptr<ReceiverProcess> receiver;
-  std::unique_ptr<KvCache> cache;
-  std::unique_ptr<transfer::KvTransport> transport;  // after the cache: destroyed before it
-  transfer::PeerId peer = 0;
-};
-
-absl::StatusOr<std::unique_ptr<LinkPair>> OpenLinkPair(const TransferLinkOptions& o,
+absl::StatusOr<std::unique_ptr<SenderPair>> OpenLinkPair(const TransferLinkOptions& o,
                                                        const Shape& shape, KvLayout layout,
                                                        uint32_t blocks) {
   ASSIGN_OR_RETURN(ModelConfig config, ShapeConfig(shape));
@@ -129,17 +122,11 @@ absl::StatusOr<std::unique_ptr<LinkPair>> OpenLinkPair(const TransferLinkOptions
   topts.backend = "ucx";
   topts.agent_name = "link-sender";
   topts.listen_host = o.listen;
-  auto p = std::make_unique<LinkPair>();
-  ASSIGN_OR_RETURN(p->receiver,
+  ASSIGN_OR_RETURN(std::unique_ptr<ReceiverProcess> receiver,
                    ReceiverProcess::Start(
                        ReceiverSpec(b, shape, layout, blocks, LinkCpus().second, o.receiver_listen),
                        o.receiver_netns));
-  ASSIGN_OR_RETURN(p->cache, transfer::CreatePoolCache(topts, config, blocks, layout));
-  std::memset(p->cache->base(), 0x5a, p->cache->memory().size());
-  ASSIGN_OR_RETURN(p->transport, transfer::MakeKvTransport(topts));
-  RETURN_IF_ERROR(p->transport->RegisterPool(*p->cache));
-  ASSIGN_OR_RETURN(p->peer, p->transport->LoadPeer(p->receiver->descriptor()));
-  return p;
+  return ConnectSender(std::move(receiver), topts, config, blocks, layout);
 }
 
 }  // namespace
@@ -183,7 +170,7 @@ absl::Status RunTransferLinkBench(const TransferLinkOptions& o) {
   double worst = 1e9, worst_best = 1e9;
   for (KvLayout layout : {KvLayout::kLayerMajor, KvLayout::kBlockMajor}) {
     const uint32_t pool = *std::max_element(batches.begin(), batches.end());
-    ASSIGN_OR_RETURN(std::unique_ptr<LinkPair> pair, OpenLinkPair(o, shape, layout, pool));
+    ASSIGN_OR_RETURN(std::unique_ptr<SenderPair> pair, OpenLinkPair(o, shape, layout, pool));
     transports = pair->transport->counters().transports;
     for (uint32_t n : batches) {
       const std::vector<transfer::BlockCopy> copies = MakeCopies(n);

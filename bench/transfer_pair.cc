@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -145,6 +146,19 @@ std::vector<transfer::BlockCopy> MakeCopies(uint32_t n) {
     for (uint32_t i = 0; i < 8 && r * 8 + i < n; ++i) copies.push_back({src++, r * 8 + i});
   }
   return copies;
+}
+
+absl::StatusOr<std::unique_ptr<SenderPair>> ConnectSender(
+    std::unique_ptr<ReceiverProcess> receiver, const transfer::TransportOptions& options,
+    const ModelConfig& config, uint32_t blocks, KvLayout layout) {
+  auto p = std::make_unique<SenderPair>();
+  p->receiver = std::move(receiver);
+  ASSIGN_OR_RETURN(p->cache, transfer::CreatePoolCache(options, config, blocks, layout));
+  std::memset(p->cache->base(), 0x5a, p->cache->memory().size());
+  ASSIGN_OR_RETURN(p->transport, transfer::MakeKvTransport(options));
+  RETURN_IF_ERROR(p->transport->RegisterPool(*p->cache));
+  ASSIGN_OR_RETURN(p->peer, p->transport->LoadPeer(p->receiver->descriptor()));
+  return p;
 }
 
 }  // namespace pdserve::bench

@@ -89,6 +89,18 @@ class PinThread {
 
 absl::StatusOr<ModelConfig> ShapeConfig(const Shape& s);
 
+// A sending pool (every byte 0x5a) and transport in this process, connected to a receiver
+// process of its own.
+struct SenderPair {
+  std::unique_ptr<ReceiverProcess> receiver;
+  std::unique_ptr<KvCache> cache;
+  std::unique_ptr<transfer::KvTransport> transport;  // after the cache: destroyed before it
+  transfer::PeerId peer = 0;
+};
+absl::StatusOr<std::unique_ptr<SenderPair>> ConnectSender(
+    std::unique_ptr<ReceiverProcess> receiver, const transfer::TransportOptions& options,
+    const ModelConfig& config, uint32_t blocks, KvLayout layout);
+
 // Destination blocks as a decode pool hands them out after some churn: runs of 8 consecutive
 // blocks in shuffled order (so both coalescing and scatter show).
 std::vector<transfer::BlockCopy> MakeCopies(uint32_t n);

@@ -68,6 +68,11 @@ inline constexpr double kFailVsBaseline = 3.0;
 
 Diagnosis Diagnose(const ResultsFolder& folder);
 
+// The small-ops verdict of `bytes_per_op` (kWarnBytesPerOp / kFailBytesPerOp) and its fix for
+// the pool's layout and block size (0: the default 16), shared by the folder and live checks.
+Finding SmallOpsFinding(std::string workload, double ops_per_request, double bytes_per_op,
+                        const std::string& layout, int block_size);
+
 // "1.5 MiB", "64.0 KiB", "512 B".
 std::string Bytes(double b);
 

@@ -114,15 +114,19 @@ Finding CheckSmallOps(const ResultsFolder& f, const std::vector<const Cell*>& ce
     return Make(kSmallOps, w, absl::StrCat(Bytes(bytes), " per request, 0 copy ops (zero-copy)"),
                 Verdict::kOk);
   }
-  const double per_op = bytes / *ops;
-  const std::string figure = absl::StrFormat("%.0f ops/request, %s/op", *ops, Bytes(per_op));
-  const Verdict v = per_op < kFailBytesPerOp   ? Verdict::kFail
-                    : per_op < kWarnBytesPerOp ? Verdict::kWarn
-                                               : Verdict::kOk;
-  std::string fix = f.layout == "block-major" ? "" : "--layout block-major (one run per block); ";
-  const int bs = f.block_size > 0 ? f.block_size : 16;
-  absl::StrAppend(&fix, "larger blocks: --block-size ", bs * 4);
-  return Make(kSmallOps, w, figure, v, fix);
+  return SmallOpsFinding(w, *ops, bytes / *ops, f.layout, f.block_size);
+}
+
+Finding SmallOpsFinding(std::string workload, double ops_per_request, double bytes_per_op,
+                        const std::string& layout, int block_size) {
+  const std::string figure =
+      absl::StrFormat("%.0f ops/request, %s/op", ops_per_request, Bytes(bytes_per_op));
+  const Verdict v = bytes_per_op < kFailBytesPerOp   ? Verdict::kFail
+                    : bytes_per_op < kWarnBytesPerOp ? Verdict::kWarn
+                                                     : Verdict::kOk;
+  std::string fix = layout == "block-major" ? "" : "--layout block-major (one run per block); ";
+  absl::StrAppend(&fix, "larger blocks: --block-size ", (block_size > 0 ? block_size : 16) * 4);
+  return Make(kSmallOps, std::move(workload), figure, v, fix);
 }
 
 Finding CheckBatching(const std::vector<const Cell*>& cells) {

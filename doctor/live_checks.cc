@@ -13,16 +13,9 @@ Finding SmallOps(const LiveWorker& w) {
     return Make(kSmallOps, "all", absl::StrCat(Bytes(w.bytes), " sent, 0 copy ops (zero-copy)"),
                 Verdict::kOk);
   }
-  const double per_op = static_cast<double>(w.bytes) / w.operations;
   const double per_request = w.requests > 0 ? static_cast<double>(w.operations) / w.requests : 0;
-  const std::string figure =
-      absl::StrFormat("%.0f ops/request, %s/op", per_request, Bytes(per_op));
-  const Verdict v = per_op < kFailBytesPerOp   ? Verdict::kFail
-                    : per_op < kWarnBytesPerOp ? Verdict::kWarn
-                                               : Verdict::kOk;
-  std::string fix = w.layout == "block-major" ? "" : "--layout block-major (one run per block); ";
-  absl::StrAppend(&fix, "larger blocks: --block-size ", (w.block_size > 0 ? w.block_size : 16) * 4);
-  return Make(kSmallOps, "all", figure, v, fix);
+  return SmallOpsFinding("all", per_request, static_cast<double>(w.bytes) / w.operations,
+                         w.layout, w.block_size);
 }
 
 Finding Batching(const LiveWorker& w) {

@@ -28,6 +28,21 @@ class NetnsHostsTest : public NetnsHostsFixture {
  protected:
   NetnsHostsTest() : NetnsHostsFixture("pdserve-e2e", "10.213.7", 3) {}
   void EnterRouterNamespace() { EnterNamespace(0); }
+
+  // The router's status once `n` workers registered (DeadlineExceeded after 30 s).
+  static absl::StatusOr<v1::ClusterStatus> WaitForWorkers(Client& client, int n) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while (true) {
+      absl::StatusOr<v1::ClusterStatus> status = client.Status();
+      if (status.ok() && status->workers_size() == n) return status;
+      if (absl::Now() >= deadline) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            "workers did not register: ",
+            status.ok() ? status->DebugString() : status.status().ToString()));
+      }
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+  }
 };
 
 TEST_F(NetnsHostsTest, RouterPrefillDecodeInThreeNamespacesServeTheModelsTokens) {
@@ -56,16 +71,8 @@ TEST_F(NetnsHostsTest, RouterPrefillDecodeInThreeNamespacesServeTheModelsTokens)
   EnterRouterNamespace();
   Client client(absl::StrCat(Host(0), ":50051"));
   // Ready: both workers registered and answering through the router.
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  absl::StatusOr<v1::ClusterStatus> status;
-  while (true) {
-    status = client.Status();
-    if (status.ok() && status->workers_size() == 2) break;
-    ASSERT_LT(absl::Now(), deadline) << "workers did not register: "
-                                     << (status.ok() ? status->DebugString()
-                                                     : status.status().ToString());
-    absl::SleepFor(absl::Milliseconds(200));
-  }
+  absl::StatusOr<v1::ClusterStatus> status = WaitForWorkers(client, 2);
+  ASSERT_TRUE(status.ok()) << status.status();
   std::map<std::string, const v1::WorkerStatus*> by_id;
   for (const v1::WorkerStatus& w : status->workers()) by_id[w.worker_id()] = &w;
   ASSERT_TRUE(by_id.contains("prefill-0") && by_id.contains("decode-0"));
@@ -138,16 +145,8 @@ TEST_F(NetnsHostsTest, AutoMixesSameHostAndCrossHostPairs) {
 
   EnterRouterNamespace();
   Client client(absl::StrCat(Host(0), ":50051"));
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  absl::StatusOr<v1::ClusterStatus> status;
-  while (true) {
-    status = client.Status();
-    if (status.ok() && status->workers_size() == 3) break;
-    ASSERT_LT(absl::Now(), deadline) << "workers did not register: "
-                                     << (status.ok() ? status->DebugString()
-                                                     : status.status().ToString());
-    absl::SleepFor(absl::Milliseconds(200));
-  }
+  absl::StatusOr<v1::ClusterStatus> status = WaitForWorkers(client, 3);
+  ASSERT_TRUE(status.ok()) << status.status();
   const ModelConfig tiny = *PresetConfig("tiny");
   std::map<std::string, std::set<std::string>> backends;  // decode worker -> backends seen
   // Pairs at once: placement gives the second of a pair the decode worker the first left.
