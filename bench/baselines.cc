@@ -10,6 +10,7 @@
 
 #include "common/clock.h"
 #include "common/parallel_for.h"
+#include "transfer/stream_copy.h"
 
 namespace pdserve::bench {
 
@@ -59,15 +60,20 @@ ScatteredMemcpy::ScatteredMemcpy(uint64_t src_bytes, uint64_t dst_bytes)
 ScatteredMemcpy::~ScatteredMemcpy() = default;
 
 double ScatteredMemcpy::MeasureGBps(std::span<const transfer::CopyOp> ops, int threads,
-                                    double min_seconds) {
+                                    double min_seconds, bool stream) {
   const Region& src = *src_;
   const Region& dst = *dst_;
   if (src.data() == nullptr || dst.data() == nullptr || ops.empty()) return -1;
   const std::vector<std::vector<transfer::CopyOp>> shares = transfer::CutShares(ops, threads);
   auto copy = [&](const std::vector<transfer::CopyOp>& share) {
     for (const transfer::CopyOp& op : share) {
-      std::memcpy(dst.data() + op.dst, src.data() + op.src, op.bytes);
+      if (stream) {
+        transfer::StreamCopy(dst.data() + op.dst, src.data() + op.src, op.bytes);
+      } else {
+        std::memcpy(dst.data() + op.dst, src.data() + op.src, op.bytes);
+      }
     }
+    if (stream) transfer::StoreFence();
   };
   // Each thread copies its share over and over until the deadline, with no barrier between
   // rounds: the most memcpy gets out of these threads, as the backend's copy threads run with

@@ -26,8 +26,11 @@ class ScatteredMemcpy {
   ~ScatteredMemcpy();
   ScatteredMemcpy(const ScatteredMemcpy&) = delete;
   ScatteredMemcpy& operator=(const ScatteredMemcpy&) = delete;
-  // GB/s, or -1 when the regions could not be allocated or `ops` is empty.
-  double MeasureGBps(std::span<const transfer::CopyOp> ops, int threads, double min_seconds);
+  // GB/s, or -1 when the regions could not be allocated or `ops` is empty. `stream`: each op
+  // with transfer::StreamCopy, as the local backend copies a batch above its streaming
+  // threshold (transfer/stream_copy.h), instead of memcpy.
+  double MeasureGBps(std::span<const transfer::CopyOp> ops, int threads, double min_seconds,
+                     bool stream = false);
 
  private:
   class Region;

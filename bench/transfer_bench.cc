@@ -43,6 +43,7 @@ using transfer_rows::Row;
 using transfer_rows::RowJson;
 using transfer_rows::RunUcxPerftest;
 using transfer_rows::Selected;
+using transfer_rows::StreamsBatch;
 using transfer_rows::Summarize;
 using transfer_rows::UcxPerftestGBps;
 
@@ -226,7 +227,8 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
           continue;
         }
         theirs.push_back(local ? memcpy_baseline->MeasureGBps(
-                                     ops, CopyThreadsFor(m.bytes_per_batch), 0.03)
+                                     ops, CopyThreadsFor(m.bytes_per_batch), 0.03,
+                                     StreamsBatch(m.bytes_per_batch))
                                : RunUcxPerftest(b.tls, m.bytes_per_batch));
       }
       // The median round of each side (by GB/s).
@@ -244,7 +246,8 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
         r.baseline_gbps = Median(theirs);
       } else if (b.backend == "local") {
         const int threads = CopyThreadsFor(m.bytes_per_batch);
-        r.baseline = absl::StrCat("memcpy x", threads, threads == 1 ? " inline" : "");
+        r.baseline = absl::StrCat(StreamsBatch(m.bytes_per_batch) ? "stream-copy x" : "memcpy x",
+                                  threads, threads == 1 ? " inline" : "");
         r.baseline_gbps = Median(theirs);
       } else {
         r.hot_size = m.bytes_per_batch / std::max<uint32_t>(1, m.ops_per_batch);

@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/parallel_for.h"
 #include "common/status_macros.h"
+#include "transfer/stream_copy.h"
 
 namespace pdserve::bench::transfer_rows {
 
@@ -154,6 +155,10 @@ int CopyThreadsFor(uint64_t bytes) {
   if (bytes <= 256 * 1024) return 1;
   const int threads = std::clamp(DefaultThreads(), 1, 4);
   return static_cast<int>(std::clamp<uint64_t>(bytes / (512 * 1024), 1, threads));
+}
+
+bool StreamsBatch(uint64_t bytes) {
+  return bytes > transfer::StreamMinBytes("PDSERVE_LOCAL_STREAM_BYTES");
 }
 
 }  // namespace pdserve::bench::transfer_rows

@@ -78,6 +78,9 @@ bool Selected(const std::string& label, uint64_t block_bytes, uint32_t batch);
 
 // The threads the local backend copies a batch of `bytes` on (the memcpy baseline's).
 int CopyThreadsFor(uint64_t bytes);
+// Whether the local backend copies a batch of `bytes` with streaming stores (its memcpy
+// baseline then does too: like for like).
+bool StreamsBatch(uint64_t bytes);
 
 // --- transfer_report.cc
 

@@ -3,14 +3,26 @@
 #include <algorithm>
 #include <cstring>
 
+#include "transfer/stream_copy.h"
+
 namespace pdserve::transfer::local {
 
 bool CopyOps(const std::byte* src_base, std::byte* dst_base, std::span<const CopyOp> ops,
-             const std::atomic<bool>* cancelled) {
+             const std::atomic<bool>* cancelled, bool stream) {
   for (const CopyOp& op : ops) {
-    if (cancelled != nullptr && cancelled->load(std::memory_order_relaxed)) return false;
-    std::memcpy(dst_base + op.dst, src_base + op.src, op.bytes);
+    if (cancelled != nullptr && cancelled->load(std::memory_order_relaxed)) {
+      if (stream) StoreFence();
+      return false;
+    }
+    if (stream) {
+      StreamCopy(dst_base + op.dst, src_base + op.src, op.bytes);
+    } else {
+      std::memcpy(dst_base + op.dst, src_base + op.src, op.bytes);
+    }
   }
+  // Streaming stores are not ordered with later ones: fence before the caller counts this
+  // share done (the last share's thread writes the notification).
+  if (stream) StoreFence();
   return true;
 }
 
@@ -36,7 +48,7 @@ bool CopyEngine::Run(std::shared_ptr<CopyJob> job) {
   const uint64_t total = TotalBytes(job->ops);
   const int shares = SharesFor(total);
   if (shares == 0) {
-    const bool copied = CopyOps(job->src_base, job->dst_base, job->ops, job->cancelled.get());
+    const bool copied = CopyOps(job->src_base, job->dst_base, job->ops, job->cancelled.get(), job->stream);
     if (job->done) job->done(!copied || (job->cancelled && job->cancelled->load()));
     return true;
   }
@@ -79,7 +91,8 @@ bool CopyEngine::Run(std::shared_ptr<CopyJob> job) {
     }
   }
   if (caller_copies) {
-    const bool cancelled = !CopyOps(job->src_base, job->dst_base, mine.pieces, job->cancelled.get());
+    const bool cancelled = !CopyOps(job->src_base, job->dst_base, mine.pieces, job->cancelled.get(),
+                                   job->stream);
     if (remaining->fetch_sub(1, std::memory_order_acq_rel) == 1 && job->done) {
       job->done(cancelled || (job->cancelled && job->cancelled->load()));
     }
@@ -105,7 +118,7 @@ void CopyEngine::Work(size_t worker) {
     }
     CopyJob& job = *share.job;
     const bool cancelled =
-        !CopyOps(job.src_base, job.dst_base, share.pieces, job.cancelled.get());
+        !CopyOps(job.src_base, job.dst_base, share.pieces, job.cancelled.get(), job.stream);
     Finish(job, *share.remaining, 1, cancelled);
   }
 }
@@ -117,7 +130,7 @@ void CopyEngine::TakeChunks(const Share& share) {
     const size_t k = chunked.next.fetch_add(1, std::memory_order_relaxed);
     if (k >= chunked.chunks.size()) return;
     const bool cancelled =
-        !CopyOps(job.src_base, job.dst_base, chunked.chunks[k], job.cancelled.get());
+        !CopyOps(job.src_base, job.dst_base, chunked.chunks[k], job.cancelled.get(), job.stream);
     Finish(job, *share.remaining, 1, cancelled);
   }
 }

@@ -15,16 +15,19 @@
 
 namespace pdserve::transfer::local {
 
-// memcpy of each op from src_base + src to dst_base + dst; stops early and returns false once
-// `cancelled` (may be null) is set.
+// Copies each op from src_base + src to dst_base + dst (memcpy, or with `stream` StreamCopy
+// and a store fence before returning, so that whoever announces the bytes afterwards announces
+// them all); stops early and returns false once `cancelled` (may be null) is set.
 bool CopyOps(const std::byte* src_base, std::byte* dst_base, std::span<const CopyOp> ops,
-             const std::atomic<bool>* cancelled);
+             const std::atomic<bool>* cancelled, bool stream = false);
 
 // A batch of memcpys between two mapped regions.
 struct CopyJob {
   const std::byte* src_base = nullptr;
   std::byte* dst_base = nullptr;
   std::vector<CopyOp> ops;
+  // Streaming stores (a batch larger than the cache; see transfer/stream_copy.h).
+  bool stream = false;
   // Set (e.g. by RemovePeer) to skip what has not been copied yet.
   std::shared_ptr<std::atomic<bool>> cancelled;
   // Runs once, on the thread that finished the job's last share.

@@ -18,6 +18,7 @@
 #include "transfer/notification_inbox.h"
 #include "transfer/peer_order.h"
 #include "transfer/pool_descriptor.h"
+#include "transfer/stream_copy.h"
 
 namespace pdserve::transfer::local {
 namespace {
@@ -44,7 +45,8 @@ class LocalTransport final : public KvTransport {
         table_(std::max(1, options.max_inflight_batches)),
         engine_(options.copy_threads > 0
                     ? options.copy_threads
-                    : std::clamp(DefaultThreads(), 1, 4)) {}
+                    : std::clamp(DefaultThreads(), 1, 4)),
+        stream_bytes_(StreamMinBytes("PDSERVE_LOCAL_STREAM_BYTES")) {}
 
   ~LocalTransport() override {
     // Cancel queued copies to peers (their handles end Cancelled) before the engine drains.
@@ -163,12 +165,14 @@ class LocalTransport final : public KvTransport {
     // notification is written (the ring's liveness lock, or EPIPE on the socket), and a batch
     // without a notification checks the same lock in Outcome; neither costs a syscall.
     const bool small = engine_.SharesFor(bytes) == 0;
+    const bool stream = bytes > stream_bytes_;
     if (small && peer->order->Idle()) {
       // Small, and nothing earlier to this peer still running: copied right here, like
       // CopyEngine::Run would, minus the job it allocates, and entered in the table once it
       // ended.
       const int64_t submit_ns = MonotonicNanos();
-      const bool copied = CopyOps(pool->base(), peer->mapping->data(), ops, peer->removed.get());
+      const bool copied =
+          CopyOps(pool->base(), peer->mapping->data(), ops, peer->removed.get(), stream);
       return table_.AddFinished(bytes, op_count, submit_ns, Outcome(*peer, notification, !copied));
     }
     absl::StatusOr<TransferId> tid = table_.Begin(bytes, op_count);
@@ -178,7 +182,8 @@ class LocalTransport final : public KvTransport {
     // batch to the peer before it ended, and fails it if one of those failed.
     peer->order->Enter(*tid);
     if (small) {
-      const bool copied = CopyOps(pool->base(), peer->mapping->data(), ops, peer->removed.get());
+      const bool copied =
+          CopyOps(pool->base(), peer->mapping->data(), ops, peer->removed.get(), stream);
       peer->order->Landed(table_, *tid, [this, peer, notification, copied] {
         return Outcome(*peer, notification, !copied);
       });
@@ -189,6 +194,7 @@ class LocalTransport final : public KvTransport {
     job->src_base = pool->base();
     job->dst_base = peer->mapping->data();
     job->cancelled = peer->removed;
+    job->stream = stream;
     job->done = [this, peer, id = *tid, notification](bool cancelled) {
       peer->order->Landed(table_, id, [this, peer, notification, cancelled] {
         return Outcome(*peer, notification, cancelled);
@@ -266,7 +272,8 @@ class LocalTransport final : public KvTransport {
     c.transports = absl::StrCat("memcpy (inline up to ", CopyEngine::kInlineBytes / 1024,
                                 " KiB, else x", engine_.threads(), " threads; up to ",
                                 CopyEngine::kCallerShareMaxBytes >> 20,
-                                " MiB the submitter copies the first share)");
+                                " MiB the submitter copies the first share; streaming stores above ",
+                                stream_bytes_ >> 10, " KiB)");
     std::lock_guard lock(mu_);
     c.registrations = registrations_;
     c.peers_loaded = peers_loaded_;
@@ -307,6 +314,8 @@ class LocalTransport final : public KvTransport {
   uint64_t peers_loaded_ = 0;
   // Last member: destroyed first, so its threads finish while everything above still exists.
   CopyEngine engine_;
+  // Batches above this many bytes are copied with streaming stores (transfer/stream_copy.h).
+  const uint64_t stream_bytes_;
 };
 
 }  // namespace

@@ -21,7 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "transfer/sender_credential.h"
-#include "transfer/ucx/stream_copy.h"
+#include "transfer/stream_copy.h"
 #include "transfer/ucx/ucx_context.h"
 #include "transfer/ucx/ucx_transport_impl.h"
 
@@ -33,11 +33,6 @@ namespace {
 // (0: every batch goes to the progress thread). Larger ones go to the progress thread, so that
 // Submit returns at once and the caller overlaps them with its own work.
 constexpr uint64_t kDefaultInlineBytes = uint64_t{4} << 20;
-// Batches above this size are copied with streaming stores even where the last-level cache
-// looks larger: a VM's reported cache need not be what it gets (the 2-core Xeon VM reports
-// 260 MiB of L3; 32 MiB batches ran at 5-8 GB/s with puts and 12-13.6 with streaming stores,
-// 64 MiB ones at ~5 against 6.5-8.6), and the receiver does not read a KV batch right away.
-constexpr uint64_t kMaxCachedBatchBytes = uint64_t{16} << 20;
 
 uint64_t BytesFromEnv(const char* name, uint64_t fallback) {
   uint64_t bytes = fallback;
@@ -67,9 +62,7 @@ UcxTransport::UcxTransport(const TransportOptions& options, std::shared_ptr<UcxC
       table_(std::max(1, options.max_inflight_batches)),
       context_(std::move(context)),
       sender_header_(EncodeSenderHeader(options_.peer_credential, options_.agent_name)),
-      stream_bytes_(
-          BytesFromEnv("PDSERVE_UCX_STREAM_BYTES",
-                       std::min<uint64_t>(LastLevelCacheBytes() / 4 * 3, kMaxCachedBatchBytes))),
+      stream_bytes_(StreamMinBytes("PDSERVE_UCX_STREAM_BYTES")),
       inline_bytes_(BytesFromEnv("PDSERVE_UCX_INLINE_BYTES", kDefaultInlineBytes)) {}
 
 absl::Status UcxTransport::Init() {

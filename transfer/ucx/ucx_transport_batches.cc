@@ -10,7 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
-#include "transfer/ucx/stream_copy.h"
+#include "transfer/stream_copy.h"
 #include "transfer/ucx/ucx_transport_impl.h"
 
 namespace pdserve::transfer::ucx {

@@ -1,7 +1,8 @@
-#include "transfer/ucx/stream_copy.h"
+#include "transfer/stream_copy.h"
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -9,11 +10,13 @@
 #include <fstream>
 #include <string>
 
+#include "absl/strings/numbers.h"
+
 #if defined(__x86_64__)
 #include <emmintrin.h>
 #endif
 
-namespace pdserve::transfer::ucx {
+namespace pdserve::transfer {
 
 void StreamCopy(std::byte* dst, const std::byte* src, size_t bytes) {
 #if defined(__x86_64__)
@@ -73,4 +76,17 @@ size_t LastLevelCacheBytes() {
   return bytes > 0 ? static_cast<size_t>(bytes) : size_t{32} << 20;
 }
 
-}  // namespace pdserve::transfer::ucx
+uint64_t DefaultStreamMinBytes() {
+  static const uint64_t bytes =
+      std::min<uint64_t>(LastLevelCacheBytes() / 4 * 3, kMaxCachedBatchBytes);
+  return bytes;
+}
+
+uint64_t StreamMinBytes(const char* env_name) {
+  uint64_t bytes = 0;
+  const char* env = std::getenv(env_name);
+  if (env != nullptr && absl::SimpleAtoi(env, &bytes)) return bytes;
+  return DefaultStreamMinBytes();
+}
+
+}  // namespace pdserve::transfer
