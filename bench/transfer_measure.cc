@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/parallel_for.h"
 #include "common/status_macros.h"
+#include "transfer/local/copy_engine.h"
 #include "transfer/stream_copy.h"
 
 namespace pdserve::bench::transfer_rows {
@@ -149,12 +150,13 @@ bool Selected(const std::string& label, uint64_t block_bytes, uint32_t batch) {
 }
 
 int CopyThreadsFor(uint64_t bytes) {
-  // The local backend's rule (transfer/local/copy_engine.h, CopyEngine::SharesFor and its
-  // default thread count): up to 256 KiB inline on the submitting thread, else one thread per
-  // 512 KiB, at most min(cores, 4).
-  if (bytes <= 256 * 1024) return 1;
-  const int threads = std::clamp(DefaultThreads(), 1, 4);
-  return static_cast<int>(std::clamp<uint64_t>(bytes / (512 * 1024), 1, threads));
+  // The local backend's rule (transfer/local/copy_engine.h, CopyEngine::SharesFor and
+  // DefaultCopyThreads): up to 256 KiB inline on the submitting thread, else one thread per
+  // 512 KiB, at most DefaultCopyThreads().
+  if (bytes <= transfer::local::CopyEngine::kInlineBytes) return 1;
+  return static_cast<int>(std::clamp<uint64_t>(
+      bytes / transfer::local::CopyEngine::kMinShareBytes, 1,
+      static_cast<uint64_t>(transfer::local::DefaultCopyThreads())));
 }
 
 bool StreamsBatch(uint64_t bytes) {

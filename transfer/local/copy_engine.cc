@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/parallel_for.h"
 #include "transfer/stream_copy.h"
 
 namespace pdserve::transfer::local {
@@ -25,6 +26,8 @@ bool CopyOps(const std::byte* src_base, std::byte* dst_base, std::span<const Cop
   if (stream) StoreFence();
   return true;
 }
+
+int DefaultCopyThreads() { return std::clamp(DefaultThreads(), 1, 4); }
 
 CopyEngine::CopyEngine(int threads) : queues_(std::max(1, threads)) {
   for (size_t i = 0; i < queues_.size(); ++i) workers_.emplace_back([this, i] { Work(i); });

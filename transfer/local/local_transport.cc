@@ -43,9 +43,7 @@ class LocalTransport final : public KvTransport {
       : options_(options),
         log_(ComponentLogger("transfer")),
         table_(std::max(1, options.max_inflight_batches)),
-        engine_(options.copy_threads > 0
-                    ? options.copy_threads
-                    : std::clamp(DefaultThreads(), 1, 4)),
+        engine_(options.copy_threads > 0 ? options.copy_threads : DefaultCopyThreads()),
         stream_bytes_(StreamMinBytes("PDSERVE_LOCAL_STREAM_BYTES")) {}
 
   ~LocalTransport() override {
