@@ -47,6 +47,7 @@ absl::StatusOr<BackendSpec> ParseBackend(const std::string& backend) {
 
 struct Timings {
   std::vector<double> ms;
+  std::vector<double> wait_share;  // copy wait / transfer time, per measured transfer
   uint64_t bytes = 0;
   uint32_t ops = 0;
 };
@@ -66,13 +67,19 @@ absl::StatusOr<Timings> TimeTransfers(transfer::KvTransport& t, transfer::PeerId
     ASSIGN_OR_RETURN(transfer::TransferId id, t.Submit(peer, copies, absl::StrCat("rq", i)));
     RETURN_IF_ERROR(t.Wait(id, kDeadline));
     const int64_t end = MonotonicNanos();
+    double wait_share = 0;
     if (absl::StatusOr<transfer::TransferStats> s = t.Stats(id); s.ok()) {
       out.bytes = s->bytes;
       out.ops = s->operations;
+      if (end > start) wait_share = static_cast<double>(s->copy_wait_ns) / (end - start);
     }
-    if (i > 0) out.ms.push_back((end - start) / 1e6);  // the first one warms up
+    if (i > 0) {  // the first one warms up
+      out.ms.push_back((end - start) / 1e6);
+      out.wait_share.push_back(wait_share);
+    }
   }
   std::sort(out.ms.begin(), out.ms.end());
+  std::sort(out.wait_share.begin(), out.wait_share.end());
   return out;
 }
 
@@ -114,12 +121,19 @@ absl::StatusOr<RequestTransferBaseline> MeasureOne(transfer::KvTransport& t, tra
   out.bytes = cold.bytes;
   out.ops = cold.ops;
   out.cold_ms = std::move(cold.ms);
+  out.cold_wait_share = std::move(cold.wait_share);
   SetColdFigures(out);
   out.warm_mean_ms = Mean(warm.ms);
   return out;
 }
 
 }  // namespace
+
+double RequestTransferBaseline::WaitShare() const {
+  const size_t n = cold_wait_share.size();
+  if (n == 0) return 0;
+  return n % 2 ? cold_wait_share[n / 2] : (cold_wait_share[n / 2 - 1] + cold_wait_share[n / 2]) / 2;
+}
 
 void MergeBaseline(RequestTransferBaseline& into, const RequestTransferBaseline& more) {
   const int before = into.transfers;
@@ -129,6 +143,9 @@ void MergeBaseline(RequestTransferBaseline& into, const RequestTransferBaseline&
                           : 0;
   into.cold_ms.insert(into.cold_ms.end(), more.cold_ms.begin(), more.cold_ms.end());
   std::sort(into.cold_ms.begin(), into.cold_ms.end());
+  into.cold_wait_share.insert(into.cold_wait_share.end(), more.cold_wait_share.begin(),
+                              more.cold_wait_share.end());
+  std::sort(into.cold_wait_share.begin(), into.cold_wait_share.end());
   SetColdFigures(into);
   into.rounds += more.rounds;
 }

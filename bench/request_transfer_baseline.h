@@ -32,10 +32,15 @@ struct RequestTransferBaseline {
   double warm_mean_ms = 0;
   // The cold transfers, sorted, and how many measurements they pool (MergeBaseline).
   std::vector<double> cold_ms;
+  // Of each cold transfer: how long the backend's copy threads waited for a core, as a share of
+  // its time (TransferStats::copy_wait_ns; 0 where the backend does not measure it), sorted.
+  std::vector<double> cold_wait_share;
   int rounds = 1;
   // The figure a serving run is compared with: the cold median. A few cold ucx transfers took
   // 10-100x the others (a transport waking from idle), which made a mean of 17 swing 2-11 ms.
   double Reference() const { return p50_ms; }
+  // The median of cold_wait_share (0 when none): what a serving transfer's wait is held to.
+  double WaitShare() const;
 };
 
 // Pools `more` (the same backend and prompt length, measured again) into `into`: the cold

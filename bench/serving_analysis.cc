@@ -73,7 +73,9 @@ RequestSamples SamplesOf(const nlohmann::json& result) {
   const std::vector<bool> alone = RanAlone(placed);
   s.transfers_placed = placed.size();
   for (size_t i = 0; i < placed.size(); ++i) {
-    if (alone[i]) s.transfer_alone_ms.push_back(placed_ms[i]);
+    if (!alone[i]) continue;
+    s.transfer_alone_ms.push_back(placed_ms[i]);
+    s.transfer_alone_wait_share.push_back(WaitShare(placed[i], placed_ms[i]));
   }
   if (!s.transfer_ms.empty()) {
     s.mean_kv_bytes = bytes / static_cast<double>(s.transfer_ms.size());
@@ -252,11 +254,22 @@ const RequestTransferBaseline* BaselineFor(const ServingRun& run,
   return nullptr;
 }
 
-double AloneTransferMean(const RequestSamples& s) {
-  if (s.transfer_alone_ms.size() < kMinAloneTransfers) return NAN;
+double AloneTransferMean(const RequestSamples& s, double baseline_wait_share) {
   double sum = 0;
-  for (double ms : s.transfer_alone_ms) sum += ms;
-  return sum / static_cast<double>(s.transfer_alone_ms.size());
+  size_t n = 0;
+  for (size_t i = 0; i < s.transfer_alone_ms.size(); ++i) {
+    const double share = i < s.transfer_alone_wait_share.size() ? s.transfer_alone_wait_share[i] : 0;
+    if (Starved(share, baseline_wait_share)) continue;
+    sum += s.transfer_alone_ms[i];
+    ++n;
+  }
+  return n < kMinAloneTransfers ? NAN : sum / static_cast<double>(n);
+}
+
+size_t StarvedTransfers(const RequestSamples& s, double baseline_wait_share) {
+  size_t n = 0;
+  for (double share : s.transfer_alone_wait_share) n += Starved(share, baseline_wait_share);
+  return n;
 }
 
 namespace {
@@ -285,7 +298,7 @@ std::string TransferBaselineSummary(const std::vector<CellAnalysis>& cells,
                                     const std::vector<RequestTransferBaseline>& baselines,
                                     double target) {
   RatioCount alone, alone_low_rate, all;
-  int too_few = 0, shared = 0, placed = 0;
+  int too_few = 0, shared = 0, placed = 0, starved = 0;
   for (const CellAnalysis& c : cells) {
     const RequestTransferBaseline* b = BaselineFor(*c.run, baselines);
     if (!c.usable() || b == nullptr) continue;
@@ -293,8 +306,9 @@ std::string TransferBaselineSummary(const std::vector<CellAnalysis>& cells,
     if (std::isnan(every)) continue;
     all.Add(every, target);
     placed += static_cast<int>(c.samples.transfers_placed);
+    starved += static_cast<int>(StarvedTransfers(c.samples, b->WaitShare()));
     shared += static_cast<int>(c.samples.transfers_placed - c.samples.transfer_alone_ms.size());
-    const double ratio = Divide(AloneTransferMean(c.samples), b->Reference());
+    const double ratio = Divide(AloneTransferMean(c.samples, b->WaitShare()), b->Reference());
     if (std::isnan(ratio)) {
       ++too_few;
       continue;
@@ -310,6 +324,12 @@ std::string TransferBaselineSummary(const std::vector<CellAnalysis>& cells,
   if (too_few > 0) {
     absl::StrAppend(&out, "; ", too_few, " cells had fewer than ", kMinAloneTransfers,
                     " transfers alone");
+  }
+  if (starved > 0) {
+    absl::StrAppend(&out, "; left out: ", starved,
+                    " transfers alone whose copy threads waited for a core for over ",
+                    static_cast<int>(kStarvedWaitShare * 100),
+                    " points more of their time than the microbenchmark's (host-bound)");
   }
   absl::StrAppend(&out, ". Every transfer, including the ", shared, " of ", placed,
                   " that shared a worker with another: ", all.Describe(target));

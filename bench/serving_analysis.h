@@ -25,6 +25,8 @@ struct RequestSamples {
   // ones no other transfer through the same workers overlapped: what the microbenchmark times.
   size_t transfers_placed = 0;
   std::vector<double> transfer_alone_ms;
+  // Of each transfer alone: its copy threads' wait for a core / its time (WaitShare).
+  std::vector<double> transfer_alone_wait_share;
   double mean_kv_bytes = 0;
   double mean_ops = 0;
 };
@@ -78,10 +80,14 @@ std::string TransferBaselineSummary(const std::vector<CellAnalysis>& cells,
                                     const std::vector<RequestTransferBaseline>& baselines,
                                     double target);
 
-// The cell's mean KV transfer time over the transfers that ran alone (NaN below
-// kMinAloneTransfers of them: too few to hold to the microbenchmark).
+// The cell's mean KV transfer time over the transfers that ran alone and were not starved of a
+// core (bench/transfer_overlap.h, Starved, against the microbenchmark's median wait share
+// `baseline_wait_share`); NaN below kMinAloneTransfers of them: too few to hold to the
+// microbenchmark.
 inline constexpr size_t kMinAloneTransfers = 3;
-double AloneTransferMean(const RequestSamples& s);
+double AloneTransferMean(const RequestSamples& s, double baseline_wait_share = 0);
+// How many of the transfers alone were starved (left out of AloneTransferMean).
+size_t StarvedTransfers(const RequestSamples& s, double baseline_wait_share = 0);
 
 // The same-run microbenchmark row for a run (same backend and prompt length), or nullptr.
 const RequestTransferBaseline* BaselineFor(const ServingRun& run,

@@ -74,7 +74,7 @@ absl::Status WriteSummaryCsv(const std::string& dir, const std::vector<CellAnaly
   csv << "backend,input_len,output_len,request_rate";
   for (const char* f : kSummaryFields) csv << "," << f;
   csv << ",microbench_kv_transfer_ms,mean_kv_transfer_alone_ms,kv_transfers_alone,kv_transfers_placed"
-         ",cell_seconds,host_bound,host_reasons,result_file,error\n";
+         ",cell_seconds,host_bound,host_reasons,result_file,error,kv_transfers_starved\n";
   for (const CellAnalysis& c : cells) {
     const ServingRun& r = *c.run;
     csv << r.backend << "," << r.input_len << "," << r.output_len << ","
@@ -82,11 +82,13 @@ absl::Status WriteSummaryCsv(const std::string& dir, const std::vector<CellAnaly
     for (const char* f : kSummaryFields) csv << "," << ResultNumber(r.result, f);
     const RequestTransferBaseline* b = BaselineFor(r, baselines);
     // The microbenchmark figure the serving run is held to (RequestTransferBaseline::Reference).
-    csv << "," << (b != nullptr ? b->Reference() : NAN) << "," << AloneTransferMean(c.samples)
+    const double wait_share = b != nullptr ? b->WaitShare() : 0.0;
+    csv << "," << (b != nullptr ? b->Reference() : NAN) << ","
+        << AloneTransferMean(c.samples, wait_share)
         << "," << c.samples.transfer_alone_ms.size() << "," << c.samples.transfers_placed << ","
         << (r.usage.measured ? r.usage.wall_s : NAN) << "," << (c.verdict.host_bound ? 1 : 0) << ","
         << CsvQuote(absl::StrJoin(c.verdict.reasons, "; ")) << "," << r.result_file << ","
-        << CsvQuote(r.error) << "\n";
+        << CsvQuote(r.error) << "," << StarvedTransfers(c.samples, wait_share) << "\n";
   }
   if (!csv) return absl::InternalError(absl::StrCat("cannot write ", dir, "/summary.csv"));
   return absl::OkStatus();
@@ -268,7 +270,11 @@ absl::Status WriteServingReport(const std::string& dir, const ServingReportConte
           "prefill or decode worker overlapped (each placed on the load generator's clock: "
           "request start + the TTFT stages up to the end of kv_transfer, minus its transfer "
           "time), and only their mean is held to the microbenchmark; \"serving mean\" is over "
-          "every transfer, so the two columns apart are what sharing the workers cost. Target: "
+          "every transfer, so the two columns apart are what sharing the workers cost. A "
+          "transfer alone whose copy threads waited for a core (runnable, but the host ran "
+          "other work) for a share of its time 25 points above the microbenchmark's median is "
+          "not held to it either: it measured the host (\"starved\" column; local measures the "
+          "wait, the other backends report none). Target: "
           "the alone mean within 1.5x of the microbenchmark's, in cells that are not "
           "host-bound and have at least 3 transfers alone.\n\n"
        << TransferTable(cells, context.transfer_baselines);

@@ -19,7 +19,8 @@ nlohmann::json BaselineToJson(const RequestTransferBaseline& b) {
           {"ops", b.ops},         {"transfers", b.transfers},
           {"mean_ms", b.mean_ms}, {"p50_ms", b.p50_ms},
           {"min_ms", b.min_ms},   {"warm_mean_ms", b.warm_mean_ms},
-          {"cold_ms", b.cold_ms}, {"rounds", b.rounds}};
+          {"cold_ms", b.cold_ms}, {"cold_wait_share", b.cold_wait_share},
+          {"rounds", b.rounds}};
 }
 
 RequestTransferBaseline BaselineFromJson(const nlohmann::json& j) {
@@ -34,6 +35,7 @@ RequestTransferBaseline BaselineFromJson(const nlohmann::json& j) {
           .min_ms = j.value("min_ms", 0.0),
           .warm_mean_ms = j.value("warm_mean_ms", 0.0),
           .cold_ms = j.value("cold_ms", std::vector<double>{}),
+          .cold_wait_share = j.value("cold_wait_share", std::vector<double>{}),
           .rounds = j.value("rounds", 1)};
 }
 

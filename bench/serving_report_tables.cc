@@ -278,7 +278,7 @@ std::string TransferTable(const std::vector<CellAnalysis>& cells,
   }
   md += "\n";
   md += Header({"backend", "workload", "rate", "serving MiB / ops", "serving mean (ms)",
-                "alone (n of N)", "alone mean (ms)", "microbench MiB / ops",
+                "alone (n of N)", "starved", "alone mean (ms)", "microbench MiB / ops",
                 "microbench cold p50 (ms)", "serving mean / microbench", "alone / microbench",
                 "target <= 1.5x (alone)"});
   for (const CellAnalysis& c : cells) {
@@ -287,7 +287,8 @@ std::string TransferTable(const std::vector<CellAnalysis>& cells,
     const RequestTransferBaseline* b = BaselineFor(r, baselines);
     const double reference = b != nullptr && b->Reference() > 0 ? b->Reference() : NAN;
     const double serving = ResultNumber(r.result, "mean_kv_transfer_ms");
-    const double alone = AloneTransferMean(c.samples);
+    const double wait_share = b != nullptr ? b->WaitShare() : 0.0;
+    const double alone = AloneTransferMean(c.samples, wait_share);
     const double ratio = alone / reference;
     std::string target = std::isnan(ratio) ? "-" : ratio <= kTransferBaselineTarget ? "yes" : "no";
     if (!c.usable() && !std::isnan(ratio)) {
@@ -299,7 +300,7 @@ std::string TransferTable(const std::vector<CellAnalysis>& cells,
          Format("%.3f", serving),
          absl::StrFormat("%zu of %zu", c.samples.transfer_alone_ms.size(),
                          c.samples.transfers_placed),
-         Format("%.3f", alone),
+         absl::StrCat(StarvedTransfers(c.samples, wait_share)), Format("%.3f", alone),
          b != nullptr ? absl::StrFormat("%.1f / %u", b->bytes / 1048576.0, b->ops) : "-",
          Format("%.3f", reference), Format("%.2fx", serving / reference),
          Format("%.2fx", ratio), target});

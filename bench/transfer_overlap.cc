@@ -1,5 +1,7 @@
 #include "bench/transfer_overlap.h"
 
+#include <algorithm>
+
 namespace pdserve::bench {
 
 bool IntervalOf(double start_s, const nlohmann::json& t, TransferInterval* out) {
@@ -18,7 +20,16 @@ bool IntervalOf(double start_s, const nlohmann::json& t, TransferInterval* out) 
   out->begin_ms = landed - transfer;
   out->prefill_worker = t.value("prefill_worker", "");
   out->decode_worker = t.value("decode_worker", "");
+  out->copy_wait_ms = std::max(0.0, t.value("transfer_copy_wait_ms", 0.0));
   return true;
+}
+
+double WaitShare(const TransferInterval& interval, double transfer_ms) {
+  return transfer_ms > 0 ? interval.copy_wait_ms / transfer_ms : 0.0;
+}
+
+bool Starved(double wait_share, double baseline_wait_share) {
+  return wait_share > baseline_wait_share + kStarvedWaitShare;
 }
 
 std::vector<bool> RanAlone(const std::vector<TransferInterval>& v) {

@@ -19,6 +19,9 @@ struct TransferInterval {
   double end_ms = 0;
   std::string prefill_worker;
   std::string decode_worker;
+  // How long the backend's copy threads waited for a core during it (RequestTimeline
+  // transfer_copy_wait_us; 0 where not measured).
+  double copy_wait_ms = 0;
 };
 
 // One request's KV transfer, placed on the load generator's clock: it ends when the request's
@@ -27,6 +30,17 @@ struct TransferInterval {
 // client -> router leg (well under a millisecond on one host) is left out. False when the
 // timeline lacks the fields (an older result).
 bool IntervalOf(double start_s, const nlohmann::json& timeline, TransferInterval* out);
+
+// A transfer whose copy threads waited for a core for a larger share of its time than the
+// microbenchmark's did, by more than this, measured the host's other work (on the 2-core host:
+// the decode worker's steps over dozens of running requests at 16 req/s), not the transport:
+// it is not held to the microbenchmark. Relative, because the microbenchmark's own copy threads
+// wait too on a VM whose two vCPUs do not run at once (~35% of a 64 MiB local transfer on the
+// 2-core VM with nothing else running). The wait adds up over the copy threads.
+inline constexpr double kStarvedWaitShare = 0.25;
+// copy wait / transfer time (0 for a transfer of no time).
+double WaitShare(const TransferInterval& interval, double transfer_ms);
+bool Starved(double wait_share, double baseline_wait_share);
 
 // For each interval: true when no other interval through the same prefill worker or the same
 // decode worker intersects it.

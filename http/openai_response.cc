@@ -41,6 +41,7 @@ json TimesJson(const router::RequestTimes& t) {
               {"decode_verify_cpu_us", t.decode_verify_cpu_us},
               {"transfer_batches", t.transfer_batches},
               {"transfer_busy_us", t.transfer_busy_us},
+              {"transfer_copy_wait_us", t.transfer_copy_wait_us},
               {"allocated_us", t.allocated_us},
               {"decode_admitted_us", t.decode_admitted_us},
               {"kv_landed_us", t.kv_landed_us},

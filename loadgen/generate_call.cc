@@ -107,6 +107,7 @@ ServerTimeline TimelineFromProto(const pdserve::v1::RequestTimeline& t) {
   out.exposed_transfer_ms = span_ms(std::max(t.transfer_start_us(), t.prefill_end_us()),
                                     t.transfer_end_us());
   out.transfer_batches = t.transfer_batches();
+  out.transfer_copy_wait_ms = static_cast<double>(std::max<int64_t>(0, t.transfer_copy_wait_us())) / 1e3;
   if (const auto stages = SplitTtft(TtftEventsOf(t))) {
     for (int64_t us : *stages) out.ttft_stage_ms.push_back(static_cast<double>(us) / 1e3);
     out.relayed_ttft_ms = span_ms(t.arrival_us(), t.first_token_relayed_us());

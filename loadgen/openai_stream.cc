@@ -44,6 +44,7 @@ ServerTimeline TimelineOfJson(const json& t) {
   p.set_decode_verify_cpu_us(i64("decode_verify_cpu_us"));
   p.set_transfer_batches(static_cast<uint32_t>(i64("transfer_batches")));
   p.set_transfer_busy_us(i64("transfer_busy_us"));
+  p.set_transfer_copy_wait_us(i64("transfer_copy_wait_us"));
   p.set_allocated_us(i64("allocated_us"));
   p.set_decode_admitted_us(i64("decode_admitted_us"));
   p.set_kv_landed_us(i64("kv_landed_us"));

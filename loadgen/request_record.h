@@ -36,6 +36,10 @@ struct ServerTimeline {
   // the transfer the prefill did not hide (= transfer_ms when the KV left after the prefill).
   double exposed_transfer_ms = 0;
   uint32_t transfer_batches = 0;
+  // How long the transfer backend's copy threads waited for a core during this request's
+  // transfer (0 where the backend does not measure it): a transfer that waited long measured
+  // the host's other work, not the transport.
+  double transfer_copy_wait_ms = 0;
   // 1 - exposed / the batches' own busy time: the share of the transfer hidden under the
   // prefill (NaN when the server did not report the busy time, e.g. no streaming).
   double kv_hidden_share = NAN;

@@ -28,7 +28,8 @@ std::string FormatRequestsCsv(const BenchmarkResult& result) {
       "ttft_ms,tpot_ms,e2el_ms,mean_itl_ms,max_itl_ms,chunks,queue_ms,prefill_ms,transfer_ms,"
       "decode_ms,server_ttft_ms,kv_bytes,transfer_ops,prefill_worker,decode_worker,"
       "transfer_backend,modelled_prefill_ms,prefill_mock_cpu_ms,modelled_first_step_ms,"
-      "decode_verify_cpu_ms,dispatch_ms,handoff_ms,join_ms,first_step_ms,control_plane_ms\n";
+      "decode_verify_cpu_ms,dispatch_ms,handoff_ms,join_ms,first_step_ms,control_plane_ms,"
+      "transfer_copy_wait_ms\n";
   for (const RequestRecord& r : result.requests) {
     double itl_sum = 0, itl_max = 0;
     for (double g : r.itl_s) {
@@ -55,9 +56,10 @@ std::string FormatRequestsCsv(const BenchmarkResult& result) {
                       MaybeMs(t.prefill_mock_cpu_ms), ",", MaybeMs(t.modelled_first_step_ms), ",",
                       MaybeMs(t.decode_verify_cpu_ms), ",", MaybeMs(t.dispatch_ms), ",",
                       MaybeMs(t.handoff_ms), ",", MaybeMs(t.join_ms), ",",
-                      MaybeMs(t.first_step_ms), ",", MaybeMs(r.ControlPlaneMs()), "\n");
+                      MaybeMs(t.first_step_ms), ",", MaybeMs(r.ControlPlaneMs()), ",",
+                      Ms(t.transfer_copy_wait_ms), "\n");
     } else {
-      out += ",,,,,,,,,,,,,,,,,,\n";
+      out += ",,,,,,,,,,,,,,,,,,,\n";
     }
   }
   return out;

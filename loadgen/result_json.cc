@@ -116,6 +116,7 @@ Json TimelineJson(const ServerTimeline& t) {
               {"join_ms", Number(t.join_ms)},           {"first_step_ms", Number(t.first_step_ms)},
               {"exposed_transfer_ms", t.exposed_transfer_ms},
               {"transfer_batches", t.transfer_batches},
+              {"transfer_copy_wait_ms", t.transfer_copy_wait_ms},
               {"kv_hidden_share", Number(t.kv_hidden_share)},
               {"relayed_ttft_ms", Number(t.relayed_ttft_ms)},
               {"ttft_stages_ms", StagesJson(t)}};

@@ -108,6 +108,9 @@ struct PrefillItemOutcome {
   // their submit -> complete intervals), of which transfer_end_us - prefill_end_us was not
   // hidden under the prefill.
   int64_t transfer_busy_us = 0;
+  // The backend's copy threads' waits for a core over the item's batches
+  // (TransferStats::copy_wait_ns).
+  int64_t transfer_copy_wait_us = 0;
   int64_t modelled_us = 0;  // roofline: modelled device time of the item's batch
   int64_t mock_us = 0;      // host time generating the item's K/V (the mock's own work)
   // The checksum of the prompt KV sent (PrefillEngineOptions::claim_checksum_bytes).

@@ -87,6 +87,7 @@ grpc::Status PrefillService::Prefill(grpc::ServerContext* ctx, const v1::Prefill
     r->set_transfer_ops(out.transfer_ops);
     r->set_transfer_batches(out.transfer_batches);
     r->set_transfer_busy_us(out.transfer_busy_us);
+    r->set_transfer_copy_wait_us(out.transfer_copy_wait_us);
     // Only where the transport chooses per peer: the router knows the registered backend.
     if (out.transfer_backend != transport_.backend()) r->set_transfer_backend(out.transfer_backend);
     r->set_transports(out.transports);

@@ -116,6 +116,7 @@ absl::Status PrefillEngine::WaitTransfers(Inflight& entry, PrefillItemOutcome& o
     if (absl::StatusOr<transfer::TransferStats> stats = transport_.Stats(id); stats.ok()) {
       out.kv_bytes += stats->bytes;
       out.transfer_ops += stats->operations;
+      out.transfer_copy_wait_us += stats->copy_wait_ns / 1000;
       // The union of the batches' [submit, complete] intervals (submitted in order): batches
       // in flight together count once.
       const int64_t from = std::max(stats->submit_ns, entry.busy_until_ns);

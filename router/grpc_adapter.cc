@@ -27,7 +27,8 @@ RequestTimes TimesOf(const v1::RequestTimeline& t) {
                       .kv_landed_us = t.kv_landed_us(),
                       .first_token_relayed_us = t.first_token_relayed_us(),
                       .transfer_batches = t.transfer_batches(),
-                      .transfer_busy_us = t.transfer_busy_us()};
+                      .transfer_busy_us = t.transfer_busy_us(),
+                      .transfer_copy_wait_us = t.transfer_copy_wait_us()};
 }
 
 v1::RequestTimeline TimelineOf(const RequestTimes& times) {
@@ -57,6 +58,7 @@ v1::RequestTimeline TimelineOf(const RequestTimes& times) {
   t.set_first_token_relayed_us(times.first_token_relayed_us);
   t.set_transfer_batches(times.transfer_batches);
   t.set_transfer_busy_us(times.transfer_busy_us);
+  t.set_transfer_copy_wait_us(times.transfer_copy_wait_us);
   return t;
 }
 

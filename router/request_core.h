@@ -69,6 +69,7 @@ struct RequestTimes {
   int64_t first_token_relayed_us = 0;
   uint32_t transfer_batches = 0;  // KV streamed in chunks: its batches and their busy time
   int64_t transfer_busy_us = 0;
+  int64_t transfer_copy_wait_us = 0;  // RequestTimeline.transfer_copy_wait_us
 };
 
 // One chunk of a request's output. The core reuses one event per request: a sink that keeps

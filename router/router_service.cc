@@ -373,6 +373,9 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
     t.set_transfer_ops(r.transfer_ops());
     t.set_transfer_batches(r.transfer_batches());
     t.set_transfer_busy_us(r.transfer_busy_us());
+    // From another process: never negative, at most an hour (it ends up in clients' reports).
+    t.set_transfer_copy_wait_us(std::clamp<int64_t>(r.transfer_copy_wait_us(), 0,
+                                                    int64_t{3'600'000'000}));
     t.set_modelled_prefill_us(r.modelled_prefill_us());
     t.set_prefill_mock_cpu_us(r.mock_cpu_us());
     if (!r.transfer_backend().empty()) {

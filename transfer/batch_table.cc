@@ -84,6 +84,11 @@ void BatchTable::Reap(Entry& entry, TransferId id) {
   }
 }
 
+void BatchTable::SetCopyWait(TransferId id, int64_t ns) {
+  std::lock_guard lock(mu_);
+  if (Entry* e = Find(id); e != nullptr && !e->done) e->stats.copy_wait_ns = ns;
+}
+
 absl::StatusOr<bool> BatchTable::Poll(TransferId id) {
   std::lock_guard lock(mu_);
   Entry* e = Find(id);

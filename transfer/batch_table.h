@@ -34,6 +34,8 @@ class BatchTable {
                          absl::Status status);
   // First call wins; later ones (e.g. a cancel racing the completion) are ignored.
   void Complete(TransferId id, absl::Status status);
+  // TransferStats::copy_wait_ns of a batch not yet completed (ignored otherwise).
+  void SetCopyWait(TransferId id, int64_t ns);
 
   absl::StatusOr<bool> Poll(TransferId id);
   absl::Status Wait(TransferId id, absl::Duration timeout);

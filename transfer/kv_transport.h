@@ -110,6 +110,12 @@ struct TransferStats {
   uint32_t operations = 0;  // copies / puts actually issued after coalescing
   int64_t submit_ns = 0;    // MonotonicNanos() at Submit
   int64_t complete_ns = 0;  // MonotonicNanos() when the batch completed (0 while in flight)
+  // Time the backend's copy threads had this batch's bytes to copy but were not running: the
+  // host gave their core to another thread (or the hypervisor took it). A transfer that waited
+  // long measured the host, not the transport. local: the copy threads' wall time minus their
+  // CPU time over their shares (batches small enough to be copied inside Submit: 0); 0 where
+  // the backend does not measure it (ucx, cuda-ipc, inproc).
+  int64_t copy_wait_ns = 0;
 };
 
 // What the receiving side learns: `message` from `sender`, delivered once the batch landed.

@@ -43,6 +43,27 @@ TEST(TransferOverlapTest, IntervalEndsWhenTheKvLandedAndLastsTheTransferTime) {
   EXPECT_EQ(t.decode_worker, "decode-1");
 }
 
+TEST(TransferOverlapTest, CopyWaitIsReadAndStarvedMeansAQuarterMoreThanTheBaseline) {
+  nlohmann::json timeline = {
+      {"transfer_ms", 8.0},
+      {"transfer_copy_wait_ms", 2.5},
+      {"ttft_stages_ms",
+       {{"queue", 0.0}, {"allocate", 0.0}, {"dispatch", 0.0}, {"prefill", 4.0}, {"kv_transfer", 8.0}}}};
+  TransferInterval t;
+  ASSERT_TRUE(IntervalOf(0.0, timeline, &t));
+  EXPECT_DOUBLE_EQ(t.copy_wait_ms, 2.5);
+  EXPECT_DOUBLE_EQ(WaitShare(t, 10.0), 0.25);
+  EXPECT_DOUBLE_EQ(WaitShare(t, 0.0), 0.0);
+  EXPECT_TRUE(Starved(0.3125, 0.0));    // 2.5 of 8 ms, a microbenchmark that never waited
+  EXPECT_FALSE(Starved(0.3125, 0.1));   // 0.31 - 0.1 is not over a quarter
+  EXPECT_TRUE(Starved(0.6, 0.3));       // the 2-core VM: both sides wait, one much more
+  EXPECT_FALSE(Starved(0.25, 0.0));     // exactly a quarter: not over it
+  timeline.erase("transfer_copy_wait_ms");  // an older result, or a backend that does not say
+  ASSERT_TRUE(IntervalOf(0.0, timeline, &t));
+  EXPECT_DOUBLE_EQ(t.copy_wait_ms, 0.0);
+  EXPECT_FALSE(Starved(WaitShare(t, 8.0), 0.0));
+}
+
 TEST(TransferOverlapTest, ATimelineWithoutItsStagesCannotBePlaced) {
   nlohmann::json timeline = {{"transfer_ms", 25.0}};
   TransferInterval t;

@@ -43,6 +43,7 @@ std::string Extension(const std::vector<int32_t>& ids) {
          {{"arrival_us", 100},
           {"first_token_us", 600},
           {"finish_us", 900},
+          {"transfer_copy_wait_us", 250},
           {"decode_worker", "decode-0"}}}}}}
       .dump();
 }
@@ -84,6 +85,7 @@ TEST(OpenAiStreamTest, CompletionStreamFillsTheRecordAsTheGrpcPathDoes) {
   EXPECT_TRUE(r.timeline.present);
   EXPECT_DOUBLE_EQ(r.timeline.server_ttft_ms, 0.5);
   EXPECT_EQ(r.timeline.decode_worker, "decode-0");
+  EXPECT_DOUBLE_EQ(r.timeline.transfer_copy_wait_ms, 0.25);
 }
 
 TEST(OpenAiStreamTest, ChatDeltasAreTokenEvents) {

@@ -27,6 +27,7 @@ pdserve::v1::RequestTimeline FullTimeline() {
   t.set_prefill_mock_cpu_us(2'500);
   t.set_modelled_first_step_us(6'500);
   t.set_decode_verify_cpu_us(1'200);
+  t.set_transfer_copy_wait_us(1'500);  // the copy threads waited 1.5 ms for a core
   return t;
 }
 
@@ -37,6 +38,7 @@ TEST(TimelineTest, ReadsTheMockAccountingAndTheGaps) {
   EXPECT_DOUBLE_EQ(t.prefill_mock_cpu_ms, 2.5);
   EXPECT_DOUBLE_EQ(t.modelled_first_step_ms, 6.5);
   EXPECT_DOUBLE_EQ(t.decode_verify_cpu_ms, 1.2);
+  EXPECT_DOUBLE_EQ(t.transfer_copy_wait_ms, 1.5);
   EXPECT_DOUBLE_EQ(t.dispatch_ms, 1.0);
   EXPECT_DOUBLE_EQ(t.handoff_ms, 0.2);
   EXPECT_DOUBLE_EQ(t.join_ms, 0.3);
@@ -102,7 +104,7 @@ TEST(TimelineTest, RunAggregatesCompareTtftWithTheModel) {
   EXPECT_NEAR(j["ttft_to_model_ratio"].get<double>(), 51.0 / 48.0, 1e-9);
   EXPECT_TRUE(j["server_timelines"][2]["modelled_first_step_ms"].is_null());
   const std::string csv = FormatRequestsCsv(result);
-  EXPECT_NE(csv.find(",9.0000,2.5000,6.5000,1.2000,1.0000,0.2000,0.3000,7.0000,3.0000\n"),
+  EXPECT_NE(csv.find(",9.0000,2.5000,6.5000,1.2000,1.0000,0.2000,0.3000,7.0000,3.0000,1.5000\n"),
             std::string::npos)
       << csv;
 }

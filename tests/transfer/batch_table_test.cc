@@ -16,6 +16,18 @@ TEST(BatchTableTest, WaitReturnsTheStatusTheBatchCompletedWith) {
   EXPECT_EQ(s.message(), "peer gone");
 }
 
+TEST(BatchTableTest, CopyWaitIsKeptInTheStatsAndFrozenOnceComplete) {
+  BatchTable table(4);
+  TransferId id = *table.Begin(100, 1);
+  table.SetCopyWait(id, 1234);
+  table.Complete(id, absl::OkStatus());
+  table.SetCopyWait(id, 999);  // too late: ignored
+  ASSERT_TRUE(table.Wait(id, absl::Seconds(1)).ok());
+  EXPECT_EQ(table.Stats(id)->copy_wait_ns, 1234);
+  table.SetCopyWait(id, 5);  // reaped: ignored, the kept stats do not change
+  EXPECT_EQ(table.Stats(id)->copy_wait_ns, 1234);
+}
+
 TEST(BatchTableTest, FirstCompletionWins) {
   BatchTable table(4);
   TransferId id = *table.Begin(100, 1);

@@ -5,7 +5,10 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <sched.h>
+
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
@@ -86,6 +89,54 @@ TEST(StreamCopyTest, CopyEngineStreamsEveryKindOfJobExactly) {
           << total << " bytes, op at " << op.src;
     }
   }
+}
+
+// The copy threads' wait for a core (TransferStats::copy_wait_ns): with this process held to one
+// CPU and a thread spinning on it, the copy threads can run only part of the time, so their
+// waits add up to a good share of the jobs' wall time; the same jobs counted nothing if the
+// engine did not measure. (Not a timing threshold: the spinner takes about half the CPU, and
+// the test asks for a twentieth.)
+TEST(StreamCopyTest, CopyEngineCountsTheTimeItsThreadsWaitedForACore) {
+  cpu_set_t saved;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(saved), &saved), 0);
+  int cpu = 0;
+  while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &saved)) ++cpu;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);  // this thread; new threads inherit it
+  std::atomic<bool> stop{false};
+  std::thread spinner([&] {
+    while (!stop.load(std::memory_order_relaxed)) {
+    }
+  });
+  int64_t waited = 0, wall = 0;
+  {
+    local::CopyEngine engine(2);
+    constexpr uint64_t kBytes = uint64_t{64} << 20;
+    const std::vector<std::byte> src = Pattern(kBytes, 3);
+    std::vector<std::byte> dst(kBytes);
+    for (int round = 0; round < 6; ++round) {
+      auto job = std::make_shared<local::CopyJob>();
+      job->src_base = src.data();
+      job->dst_base = dst.data();
+      job->stream = true;
+      job->ops = {{0, 0, kBytes}};
+      std::atomic<bool> done{false};
+      job->done = [&](bool) { done.store(true); };
+      const auto start = std::chrono::steady_clock::now();
+      engine.Run(job);
+      while (!done.load()) std::this_thread::yield();
+      wall += std::chrono::duration_cast<std::chrono::nanoseconds>(
+                  std::chrono::steady_clock::now() - start)
+                  .count();
+      waited += job->waited_ns.load();
+    }
+  }
+  stop.store(true);
+  spinner.join();
+  ASSERT_EQ(sched_setaffinity(0, sizeof(saved), &saved), 0);
+  EXPECT_GT(waited, wall / 20) << "waited " << waited << " ns of " << wall << " ns";
 }
 
 // PDSERVE_LOCAL_STREAM_BYTES=0: every batch of the local backend streams; scattered blocks land

@@ -34,6 +34,9 @@ struct CopyJob {
   std::vector<CopyOp> ops;
   // Streaming stores (a batch larger than the cache; see transfer/stream_copy.h).
   bool stream = false;
+  // Added up by the copy threads before the job's done runs: how long they had its bytes to
+  // copy but were not running (TransferStats::copy_wait_ns). Jobs copied inline: 0.
+  std::atomic<int64_t> waited_ns{0};
   // Set (e.g. by RemovePeer) to skip what has not been copied yet.
   std::shared_ptr<std::atomic<bool>> cancelled;
   // Runs once, on the thread that finished the job's last share.

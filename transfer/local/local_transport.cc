@@ -193,7 +193,9 @@ class LocalTransport final : public KvTransport {
     job->dst_base = peer->mapping->data();
     job->cancelled = peer->removed;
     job->stream = stream;
-    job->done = [this, peer, id = *tid, notification](bool cancelled) {
+    // A raw pointer: done runs on a copy thread that holds the job.
+    job->done = [this, peer, id = *tid, notification, j = job.get()](bool cancelled) {
+      table_.SetCopyWait(id, j->waited_ns.load(std::memory_order_relaxed));
       peer->order->Landed(table_, id, [this, peer, notification, cancelled] {
         return Outcome(*peer, notification, cancelled);
       });
