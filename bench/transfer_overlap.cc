@@ -18,6 +18,8 @@ bool IntervalOf(double start_s, const nlohmann::json& t, TransferInterval* out) 
   if (transfer < 0) return false;
   out->end_ms = landed;
   out->begin_ms = landed - transfer;
+  out->prefill_end_ms = landed - stages["kv_transfer"].get<double>();
+  out->prefill_begin_ms = out->prefill_end_ms - stages["prefill"].get<double>();
   out->prefill_worker = t.value("prefill_worker", "");
   out->decode_worker = t.value("decode_worker", "");
   out->copy_wait_ms = std::max(0.0, t.value("transfer_copy_wait_ms", 0.0));
@@ -41,6 +43,14 @@ std::vector<bool> RanAlone(const std::vector<TransferInterval>& v) {
       if (shared && v[i].begin_ms < v[j].end_ms && v[j].begin_ms < v[i].end_ms) {
         alone[i] = alone[j] = false;
       }
+      if (v[i].prefill_worker != v[j].prefill_worker) continue;
+      // One's transfer during the other's prefill (an empty prefill interval never overlaps).
+      auto during_prefill = [](const TransferInterval& t, const TransferInterval& p) {
+        return t.begin_ms < p.prefill_end_ms && p.prefill_begin_ms < t.end_ms &&
+               p.prefill_begin_ms < p.prefill_end_ms;
+      };
+      if (during_prefill(v[i], v[j])) alone[i] = false;
+      if (during_prefill(v[j], v[i])) alone[j] = false;
     }
   }
   return alone;

@@ -27,6 +27,21 @@ TEST(TransferOverlapTest, AloneOnlyWhenNoTransferThroughTheSameWorkersOverlaps) 
             (std::vector<bool>{false, false, true, true, true, false, false, false, false}));
 }
 
+TEST(TransferOverlapTest, ATransferDuringAnotherRequestsPrefillOnItsPrefillWorkerIsNotAlone) {
+  auto with_prefill = [](TransferInterval t, double begin, double end) {
+    t.prefill_begin_ms = begin;
+    t.prefill_end_ms = end;
+    return t;
+  };
+  const std::vector<TransferInterval> v = {
+      with_prefill(At(10, 14, "p0", "d0"), 0, 10),   // its transfer meets the next prefill
+      with_prefill(At(25, 29, "p0", "d0"), 12, 25),  // its own transfer is clear
+      with_prefill(At(40, 44, "p1", "d1"), 30, 40),  // another prefill worker's prefill at 41
+      with_prefill(At(60, 64, "p0", "d1"), 41, 60),
+  };
+  EXPECT_EQ(RanAlone(v), (std::vector<bool>{false, true, true, true}));
+}
+
 TEST(TransferOverlapTest, IntervalEndsWhenTheKvLandedAndLastsTheTransferTime) {
   // Streamed: 25 ms of transfer of which the last 10 were not hidden under the prefill.
   const nlohmann::json timeline = {
@@ -41,6 +56,8 @@ TEST(TransferOverlapTest, IntervalEndsWhenTheKvLandedAndLastsTheTransferTime) {
   EXPECT_DOUBLE_EQ(t.begin_ms, 1027.0);
   EXPECT_EQ(t.prefill_worker, "prefill-0");
   EXPECT_EQ(t.decode_worker, "decode-1");
+  EXPECT_DOUBLE_EQ(t.prefill_begin_ms, 1002.0);
+  EXPECT_DOUBLE_EQ(t.prefill_end_ms, 1042.0);
 }
 
 TEST(TransferOverlapTest, CopyWaitIsReadAndStarvedMeansAQuarterMoreThanTheBaseline) {
