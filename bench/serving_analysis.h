@@ -5,6 +5,7 @@
 // from the baseline backend with bootstrap intervals (bench/bootstrap.h), and the headline that
 // names a difference and its transport-level cause only where the cells allow it.
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -80,14 +81,26 @@ std::string TransferBaselineSummary(const std::vector<CellAnalysis>& cells,
                                     const std::vector<RequestTransferBaseline>& baselines,
                                     double target);
 
-// The cell's mean KV transfer time over the transfers that ran alone and were not starved of a
-// core (bench/transfer_overlap.h, Starved, against the microbenchmark's median wait share
-// `baseline_wait_share`); NaN below kMinAloneTransfers of them: too few to hold to the
-// microbenchmark.
+// The cell's mean KV transfer time over the transfers that ran alone; with
+// `skip_starved_above` >= 0, only over those that were not starved of a core
+// (bench/transfer_overlap.h, Starved, against that microbenchmark wait share). NaN below
+// kMinAloneTransfers of them: too few to hold to the microbenchmark.
 inline constexpr size_t kMinAloneTransfers = 3;
-double AloneTransferMean(const RequestSamples& s, double baseline_wait_share = 0);
-// How many of the transfers alone were starved (left out of AloneTransferMean).
+double AloneTransferMean(const RequestSamples& s, double skip_starved_above = -1);
+// How many of the transfers alone were starved against the microbenchmark's wait share.
 size_t StarvedTransfers(const RequestSamples& s, double baseline_wait_share = 0);
+
+// One cell against the transfer target: the mean of its transfers alone over the
+// microbenchmark's cold median. A cell above `target` whose starved transfers explain it (the
+// others are within it, or too few are left to say) measured the host, not the transport: it
+// is set apart like a host-bound cell, not counted as within.
+struct TransferVerdict {
+  double ratio = NAN;         // NaN: too few transfers alone
+  bool starved_miss = false;  // above target, explained by starved transfers
+  size_t starved = 0;
+};
+TransferVerdict JudgeTransfer(const RequestSamples& s, const RequestTransferBaseline& baseline,
+                              double target);
 
 // The same-run microbenchmark row for a run (same backend and prompt length), or nullptr.
 const RequestTransferBaseline* BaselineFor(const ServingRun& run,

@@ -83,8 +83,7 @@ absl::Status WriteSummaryCsv(const std::string& dir, const std::vector<CellAnaly
     const RequestTransferBaseline* b = BaselineFor(r, baselines);
     // The microbenchmark figure the serving run is held to (RequestTransferBaseline::Reference).
     const double wait_share = b != nullptr ? b->WaitShare() : 0.0;
-    csv << "," << (b != nullptr ? b->Reference() : NAN) << ","
-        << AloneTransferMean(c.samples, wait_share)
+    csv << "," << (b != nullptr ? b->Reference() : NAN) << "," << AloneTransferMean(c.samples)
         << "," << c.samples.transfer_alone_ms.size() << "," << c.samples.transfers_placed << ","
         << (r.usage.measured ? r.usage.wall_s : NAN) << "," << (c.verdict.host_bound ? 1 : 0) << ","
         << CsvQuote(absl::StrJoin(c.verdict.reasons, "; ")) << "," << r.result_file << ","
@@ -272,9 +271,10 @@ absl::Status WriteServingReport(const std::string& dir, const ServingReportConte
           "time), and only their mean is held to the microbenchmark; \"serving mean\" is over "
           "every transfer, so the two columns apart are what sharing the workers cost. A "
           "transfer alone whose copy threads waited for a core (runnable, but the host ran "
-          "other work) for a share of its time 25 points above the microbenchmark's median is "
-          "not held to it either: it measured the host (\"starved\" column; local measures the "
-          "wait, the other backends report none). Target: "
+          "other work) for a share of its time 25 points above the microbenchmark's median "
+          "measured the host (\"starved\" column; local measures the wait, the other backends "
+          "report none): a cell above the target whose other transfers alone are within it is "
+          "set apart as host-bound. Target: "
           "the alone mean within 1.5x of the microbenchmark's, in cells that are not "
           "host-bound and have at least 3 transfers alone.\n\n"
        << TransferTable(cells, context.transfer_baselines);

@@ -287,12 +287,15 @@ std::string TransferTable(const std::vector<CellAnalysis>& cells,
     const RequestTransferBaseline* b = BaselineFor(r, baselines);
     const double reference = b != nullptr && b->Reference() > 0 ? b->Reference() : NAN;
     const double serving = ResultNumber(r.result, "mean_kv_transfer_ms");
-    const double wait_share = b != nullptr ? b->WaitShare() : 0.0;
-    const double alone = AloneTransferMean(c.samples, wait_share);
+    const double alone = AloneTransferMean(c.samples);
     const double ratio = alone / reference;
+    const TransferVerdict v = b != nullptr ? JudgeTransfer(c.samples, *b, kTransferBaselineTarget)
+                                           : TransferVerdict{};
     std::string target = std::isnan(ratio) ? "-" : ratio <= kTransferBaselineTarget ? "yes" : "no";
     if (!c.usable() && !std::isnan(ratio)) {
       target += c.verdict.host_bound ? " (host-bound)" : " (unverified)";
+    } else if (v.starved_miss) {
+      target += " (host-bound: copy threads starved)";
     }
     md += Row(
         {CellKey(r),
@@ -300,7 +303,7 @@ std::string TransferTable(const std::vector<CellAnalysis>& cells,
          Format("%.3f", serving),
          absl::StrFormat("%zu of %zu", c.samples.transfer_alone_ms.size(),
                          c.samples.transfers_placed),
-         absl::StrCat(StarvedTransfers(c.samples, wait_share)), Format("%.3f", alone),
+         absl::StrCat(v.starved), Format("%.3f", alone),
          b != nullptr ? absl::StrFormat("%.1f / %u", b->bytes / 1048576.0, b->ops) : "-",
          Format("%.3f", reference), Format("%.2fx", serving / reference),
          Format("%.2fx", ratio), target});

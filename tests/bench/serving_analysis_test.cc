@@ -231,14 +231,26 @@ TEST(ServingAnalysisTest, TransfersWhoseCopyThreadsWaitedForACoreAreNotHeldToThe
   EXPECT_DOUBLE_EQ(micro[0].WaitShare(), 0.1);
   EXPECT_EQ(StarvedTransfers(cells[0].samples, micro[0].WaitShare()), 2u);
   EXPECT_DOUBLE_EQ(AloneTransferMean(cells[0].samples, micro[0].WaitShare()), 3.0);
-  // Against a microbenchmark that waited as long, none is starved.
+  EXPECT_DOUBLE_EQ(AloneTransferMean(cells[0].samples), 4.75);
+  // Above 1.5x with every transfer alone (1.9x), within it without the starved ones (1.2x):
+  // set apart as host-bound.
+  const TransferVerdict v = JudgeTransfer(cells[0].samples, micro[0], 1.5);
+  EXPECT_DOUBLE_EQ(v.ratio, 1.9);
+  EXPECT_TRUE(v.starved_miss);
+  EXPECT_EQ(v.starved, 2u);
+  // Against a microbenchmark that waited as long, none is starved: a plain miss.
   EXPECT_EQ(StarvedTransfers(cells[0].samples, 0.6), 0u);
+  RequestTransferBaseline waited = micro[0];
+  waited.cold_wait_share = {0.6};
+  EXPECT_FALSE(JudgeTransfer(cells[0].samples, waited, 1.5).starved_miss);
+  // Within the target anyway: nothing to set apart.
+  EXPECT_FALSE(JudgeTransfer(cells[0].samples, micro[0], 2.0).starved_miss);
   EXPECT_EQ(TransferBaselineSummary(cells, micro, 1.5),
             "serving / microbenchmark cold median KV transfer time, transfers that ran alone (as "
-            "the microbenchmark's do): within 1.5x in 1 of 1 usable cells (median 1.20x, max "
-            "1.20x); at 1 and 4 req/s no cell; left out: 2 transfers alone whose copy threads "
-            "waited for a core for over 25 points more of their time than the microbenchmark's "
-            "(host-bound). Every transfer, "
+            "the microbenchmark's do): no cell; at 1 and 4 req/s no cell; set apart as "
+            "host-bound: 1 cells above it whose transfers alone were within it once those whose "
+            "copy threads waited for a core for over 25 points more of their time than the "
+            "microbenchmark's were left out. Every transfer, "
             "including the 0 of 8 that shared a worker with another: within 1.5x in 0 of 1 "
             "usable cells (median 1.90x, max 1.90x)");
 }
