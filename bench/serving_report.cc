@@ -74,7 +74,8 @@ absl::Status WriteSummaryCsv(const std::string& dir, const std::vector<CellAnaly
   csv << "backend,input_len,output_len,request_rate";
   for (const char* f : kSummaryFields) csv << "," << f;
   csv << ",microbench_kv_transfer_ms,mean_kv_transfer_alone_ms,kv_transfers_alone,kv_transfers_placed"
-         ",cell_seconds,host_bound,host_reasons,result_file,error,kv_transfers_starved\n";
+         ",cell_seconds,host_bound,host_reasons,result_file,error,kv_transfers_starved,"
+         "kv_transfer_starved_miss\n";
   for (const CellAnalysis& c : cells) {
     const ServingRun& r = *c.run;
     csv << r.backend << "," << r.input_len << "," << r.output_len << ","
@@ -87,7 +88,10 @@ absl::Status WriteSummaryCsv(const std::string& dir, const std::vector<CellAnaly
         << "," << c.samples.transfer_alone_ms.size() << "," << c.samples.transfers_placed << ","
         << (r.usage.measured ? r.usage.wall_s : NAN) << "," << (c.verdict.host_bound ? 1 : 0) << ","
         << CsvQuote(absl::StrJoin(c.verdict.reasons, "; ")) << "," << r.result_file << ","
-        << CsvQuote(r.error) << "," << StarvedTransfers(c.samples, wait_share) << "\n";
+        << CsvQuote(r.error) << "," << StarvedTransfers(c.samples, wait_share) << ","
+        << (b != nullptr && JudgeTransfer(c.samples, *b, kTransferBaselineTarget).starved_miss ? 1
+                                                                                               : 0)
+        << "\n";
   }
   if (!csv) return absl::InternalError(absl::StrCat("cannot write ", dir, "/summary.csv"));
   return absl::OkStatus();

@@ -45,9 +45,13 @@ def extract_serving_matrix(run: Path, quiet_rerun: Path | None = None) -> dict:
         if base and mean > 0:
             xfer.append(mean / base)
     # The same, over the transfers that ran alone (summary.csv's mean_kv_transfer_alone_ms,
-    # empty or nan in cells with too few of them; absent from older runs).
+    # empty or nan in cells with too few of them; absent from older runs), leaving out the cells
+    # the report set apart because starved copy threads explain their miss
+    # (kv_transfer_starved_miss; absent from older runs).
     alone, alone_low = [], []
     for r in ok:
+        if r.get("kv_transfer_starved_miss", "0") == "1":
+            continue
         base = cold_p50.get((r["backend"], int(r["input_len"])))
         a = r.get("mean_kv_transfer_alone_ms", "")
         if base and a not in ("", "nan", "-nan") and float(a) > 0:
