@@ -89,6 +89,13 @@ double Mean(const std::vector<double>& v) {
   return v.empty() ? 0 : sum / v.size();
 }
 
+// The median of a sorted vector (0 when empty).
+double SortedMedian(const std::vector<double>& v) {
+  const size_t n = v.size();
+  if (n == 0) return 0;
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 // mean, p50, min and transfers from cold_ms (sorted).
 void SetColdFigures(RequestTransferBaseline& b) {
   const std::vector<double>& v = b.cold_ms;
@@ -96,7 +103,7 @@ void SetColdFigures(RequestTransferBaseline& b) {
   b.transfers = static_cast<int>(n);
   if (n == 0) return;
   b.mean_ms = Mean(v);
-  b.p50_ms = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  b.p50_ms = SortedMedian(v);
   b.min_ms = v.front();
 }
 
@@ -130,9 +137,7 @@ absl::StatusOr<RequestTransferBaseline> MeasureOne(transfer::KvTransport& t, tra
 }  // namespace
 
 double RequestTransferBaseline::WaitShare() const {
-  const size_t n = cold_wait_share.size();
-  if (n == 0) return 0;
-  return n % 2 ? cold_wait_share[n / 2] : (cold_wait_share[n / 2 - 1] + cold_wait_share[n / 2]) / 2;
+  return SortedMedian(cold_wait_share);
 }
 
 void MergeBaseline(RequestTransferBaseline& into, const RequestTransferBaseline& more) {

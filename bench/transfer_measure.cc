@@ -150,13 +150,9 @@ bool Selected(const std::string& label, uint64_t block_bytes, uint32_t batch) {
 }
 
 int CopyThreadsFor(uint64_t bytes) {
-  // The local backend's rule (transfer/local/copy_engine.h, CopyEngine::SharesFor and
-  // DefaultCopyThreads): up to 256 KiB inline on the submitting thread, else one thread per
-  // 512 KiB, at most DefaultCopyThreads().
-  if (bytes <= transfer::local::CopyEngine::kInlineBytes) return 1;
-  return static_cast<int>(std::clamp<uint64_t>(
-      bytes / transfer::local::CopyEngine::kMinShareBytes, 1,
-      static_cast<uint64_t>(transfer::local::DefaultCopyThreads())));
+  // The local backend's own rule; a job it copies inline runs on one thread.
+  return std::max(1, transfer::local::CopyEngine::SharesFor(
+                         bytes, transfer::local::DefaultCopyThreads()));
 }
 
 bool StreamsBatch(uint64_t bytes) {

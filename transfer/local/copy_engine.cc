@@ -74,10 +74,10 @@ CopyEngine::~CopyEngine() {
   for (std::thread& t : workers_) t.join();
 }
 
-int CopyEngine::SharesFor(uint64_t bytes) const {
+int CopyEngine::SharesFor(uint64_t bytes, int threads) {
   if (bytes <= kInlineBytes) return 0;
   return static_cast<int>(
-      std::clamp<uint64_t>(bytes / kMinShareBytes, 1, static_cast<uint64_t>(workers_.size())));
+      std::clamp<uint64_t>(bytes / kMinShareBytes, 1, static_cast<uint64_t>(std::max(1, threads))));
 }
 
 bool CopyEngine::Run(std::shared_ptr<CopyJob> job) {

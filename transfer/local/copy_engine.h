@@ -77,7 +77,9 @@ class CopyEngine {
   bool Run(std::shared_ptr<CopyJob> job);
   int threads() const { return static_cast<int>(workers_.size()); }
   // How many threads copy a job of `bytes`: 0 = inline on the caller's thread.
-  int SharesFor(uint64_t bytes) const;
+  int SharesFor(uint64_t bytes) const { return SharesFor(bytes, threads()); }
+  // The same rule for an engine of `threads` threads (bench transfer's like-for-like baseline).
+  static int SharesFor(uint64_t bytes, int threads);
 
  private:
   // A large job's chunks, taken in order by whichever thread is free.
