@@ -172,7 +172,7 @@ absl::StatusOr<std::vector<RequestTransferBaseline>> MeasureRequestTransfers(
   topts.backend = b.backend;
   topts.agent_name = "bench-request-sender";
   // As in `pdserve bench transfer`: ucx's two busy sides on two CPUs.
-  const bool pin = b.backend == "ucx";
+  const bool pin = ProgressThreadBackend(b.backend);
   PinThread pinned(pin ? SideCpus().first : -1);
   ASSIGN_OR_RETURN(auto receiver,
                    ReceiverProcess::Start(

@@ -175,7 +175,7 @@ absl::Status RunTransferBench(const TransferBenchOptions& options) {
     }
     // ucx: both sides pinned the way ucx_perftest's are (SideCpus), the sender's transport
     // threads with this one.
-    const bool pin = b.backend == "ucx";
+    const bool pin = ProgressThreadBackend(b.backend);
     PinThread pinned(pin ? SideCpus().first : -1);
     const bool plain = IsPlainUcx(b);
     // Plain ucx: its baseline is ucx/posix, measured in rounds that alternate with its own.

@@ -100,6 +100,11 @@ std::string ReceiverSpec(const BackendSpec& b, const Shape& s, KvLayout layout, 
   return spec;
 }
 
+bool ProgressThreadBackend(const std::string& backend) {
+  const absl::StatusOr<TransportCapabilities> caps = transfer::KvTransportCapabilities(backend);
+  return caps.ok() && caps->progress_thread;
+}
+
 std::pair<int, int> SideCpus() {
   static const std::pair<int, int> cpus = [] {
     cpu_set_t set;

@@ -73,6 +73,10 @@ std::string ReceiverSpec(const BackendSpec& b, const Shape& s, KvLayout layout, 
 // getting 0.09 s of CPU for a 0.3 s run.
 std::pair<int, int> SideCpus();
 
+// Whether `backend`'s sides spin threads of their own (its capabilities' progress_thread: ucx),
+// which then run pinned to SideCpus.
+bool ProgressThreadBackend(const std::string& backend);
+
 // Pins the calling thread (and the threads it starts meanwhile) to `cpu` while it lives; the
 // previous mask comes back at the end. cpu < 0: does nothing.
 class PinThread {

@@ -20,6 +20,7 @@
 #include "service/router_link.h"
 #include "service/worker_metrics.h"
 #include "service/worker_registration.h"
+#include "transfer/kv_transport.h"
 #if PDSERVE_HAS_CUDA
 #include "kvcache/cuda/kv_staging.h"
 #endif
@@ -36,7 +37,8 @@ absl::Status RunColocatedWorker(service::WorkerProcessOptions options) {
   constexpr bool kBuiltWithCuda = false;
 #endif
   ASSIGN_OR_RETURN(service::WorkerBasics basics,
-                   service::PrepareWorker(options, "colocated", kBuiltWithCuda));
+                   service::PrepareWorker(options, "colocated", kBuiltWithCuda,
+                                          transfer::KvTransportCapabilities));
   const auto& [auth, config, layout, num_blocks, compute] = basics;
 
   transfer::TransportOptions transport_options;

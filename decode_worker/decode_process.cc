@@ -9,6 +9,7 @@
 #include "service/router_link.h"
 #include "service/worker_metrics.h"
 #include "service/worker_registration.h"
+#include "transfer/kv_transport.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #if PDSERVE_HAS_CUDA
@@ -67,7 +68,8 @@ absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
   constexpr bool kBuiltWithCuda = false;
 #endif
   ASSIGN_OR_RETURN(service::WorkerBasics basics,
-                   service::PrepareWorker(options, "decode", kBuiltWithCuda));
+                   service::PrepareWorker(options, "decode", kBuiltWithCuda,
+                                          transfer::KvTransportCapabilities));
   const auto& [auth, config, layout, num_blocks, compute] = basics;
   DecodeEngineOptions engine_options = DecodeEngineOptionsFor(options, compute);
 

@@ -3,6 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "transfer/kv_transport.h"
 
 namespace pdserve::doctor {
 namespace {
@@ -36,8 +37,10 @@ Finding Batching(const LiveWorker& w) {
 Finding Registrations(const LiveWorker& w) {
   const std::string figure = absl::StrCat(w.registrations, " registration(s) for ", w.batches,
                                           " batches");
-  // A worker registers its one pool once at start (per engine: `auto` has two).
-  const uint64_t expected = w.backend == "auto" ? 2 : 1;
+  // A worker registers its one pool once at start (per engine: `auto` has two); the backend
+  // table says how many (an unknown name: one).
+  const absl::StatusOr<TransportCapabilities> caps = transfer::KvTransportCapabilities(w.backend);
+  const uint64_t expected = caps.ok() ? static_cast<uint64_t>(caps->pool_registrations) : 1;
   if (w.registrations > expected) {
     return Make(kRegistration, "all", figure, Verdict::kWarn,
                 "register the KV pool once at start; UCX: keep its registration cache "

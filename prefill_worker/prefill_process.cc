@@ -11,6 +11,7 @@
 #include "service/router_link.h"
 #include "service/worker_metrics.h"
 #include "service/worker_registration.h"
+#include "transfer/kv_transport.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #if PDSERVE_HAS_CUDA
@@ -51,7 +52,8 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   constexpr bool kBuiltWithCuda = false;
 #endif
   ASSIGN_OR_RETURN(service::WorkerBasics basics,
-                   service::PrepareWorker(options, "prefill", kBuiltWithCuda));
+                   service::PrepareWorker(options, "prefill", kBuiltWithCuda,
+                                          transfer::KvTransportCapabilities));
   const auto& [auth, config, layout, num_blocks, compute] = basics;
   PrefillEngineOptions engine_options = PrefillEngineOptionsFor(options, compute);
 

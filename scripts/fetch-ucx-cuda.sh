@@ -10,7 +10,28 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dest=${1:-$root/.ucx-cuda}
 version=1.22.0
+# The wheel's CUDA plugins (lib/ucx/libucm_cuda, libuct_cuda) carry a RUNPATH of the wheel's
+# build machine, and libucm_cuda needs the cudart that auditwheel renamed
+# (libcudart-<hash>.so.13...). UCX dlopens its plugins, so the executable's RUNPATH does not
+# apply to their dependencies: point theirs at lib/ (patchelf) and name this machine's
+# libcudart.so.13 there under the wheel's name. Without patchelf: LD_LIBRARY_PATH=$dest/lib.
+fixup() {
+  local want cudart d
+  want=$(readelf -d "$dest/lib/ucx/libucm_cuda.so.0" 2>/dev/null | sed -n 's/.*\[\(libcudart-[^]]*\)\].*/\1/p')
+  if [ -n "$want" ] && [ ! -e "$dest/lib/$want" ]; then
+    for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu; do
+      if [ -e "$d/libcudart.so.13" ]; then cudart="$d/libcudart.so.13"; break; fi
+    done
+    [ -n "${cudart:-}" ] && ln -sf "$cudart" "$dest/lib/$want"
+  fi
+  if command -v patchelf >/dev/null; then
+    for so in "$dest"/lib/ucx/*.so.0; do patchelf --set-rpath '$ORIGIN/..' "$so"; done
+  else
+    echo "fetch-ucx-cuda: no patchelf; run with LD_LIBRARY_PATH=$dest/lib for the CUDA plugins" >&2
+  fi
+}
 if [ -f "$dest/.version" ] && [ "$(cat "$dest/.version")" = "$version" ]; then
+  fixup
   echo "fetch-ucx-cuda: $dest already holds libucx-cu13 $version"
   exit 0
 fi
@@ -33,6 +54,7 @@ for so in "$dest"/lib/*.so.* "$dest"/lib/ucx/*.so.*; do
   base=${so%%.so.*}.so
   [ -e "$base" ] || ln -s "$(basename "$so")" "$base"
 done
+fixup
 echo "$version" >"$dest/.version"
 echo "fetch-ucx-cuda: libucx-cu13 $version in $dest"
 ls "$dest/lib" "$dest/lib/ucx"

@@ -13,6 +13,8 @@ if command -v ccache >/dev/null; then  # as scripts/test.sh: one cache for every
   launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache
             -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
 fi
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" >/dev/null
+source scripts/ucx-cuda-flags.sh
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" \
+  "${ucx_cmake_flags[@]}" >/dev/null
 cmake --build "$build" -j "${PDSERVE_JOBS:-2}" --target pdserve
 exec "$build/bin/pdserve" bench "$@"

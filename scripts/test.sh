@@ -14,7 +14,9 @@ if command -v ccache >/dev/null; then
   launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache
             -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
 fi
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" >/dev/null
+source scripts/ucx-cuda-flags.sh
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" \
+  "${ucx_cmake_flags[@]}" >/dev/null
 cmake --build "$build" -j "${PDSERVE_JOBS:-2}"
 (cd "$build" && ctest --output-on-failure -j "${PDSERVE_TEST_JOBS:-2}" --timeout 600)
 if [ "${PDSERVE_ANALYSIS:-1}" != 0 ]; then

@@ -14,9 +14,13 @@
 
 namespace pdserve::service {
 
+std::string TransportBackendOf(const std::string& transfer) {
+  return transfer == "ucx-staged" ? "ucx" : transfer;
+}
+
 absl::StatusOr<WorkerCompute> ResolveWorkerCompute(const WorkerProcessOptions& options,
-                                                   const ModelConfig& config,
-                                                   bool built_with_cuda) {
+                                                   const ModelConfig& config, bool built_with_cuda,
+                                                   CapabilitiesLookup capabilities) {
   WorkerCompute compute;
   if (options.compute == "roofline") {
     absl::StatusOr<GpuSpec> gpu = GpuSpecByName(options.gpu);
@@ -34,18 +38,19 @@ absl::StatusOr<WorkerCompute> ResolveWorkerCompute(const WorkerProcessOptions& o
     return absl::InvalidArgumentError(
         absl::StrCat("--compute must be real, roofline or cuda, not '", options.compute, "'"));
   }
-  // cuda-ipc pools live in device memory, which only the GPU kernels can read; ucx-staged is
-  // ucx between host pools with the kernels on the GPU (blocks staged D2H / H2D by the worker).
-  if ((options.transfer == "cuda-ipc" || options.transfer == "ucx-staged") && !compute.cuda) {
+  compute.transport_backend = TransportBackendOf(options.transfer);
+  ASSIGN_OR_RETURN(const TransportCapabilities caps, capabilities(compute.transport_backend));
+  // ucx-staged is ucx between host pools with the kernels on the GPU (blocks staged D2H / H2D
+  // by the worker); a backend whose pools live only in device memory (cuda-ipc) is read by the
+  // GPU kernels alone.
+  const bool staged = options.transfer == "ucx-staged";
+  if ((caps.device_pools_only || staged) && !compute.cuda) {
     return absl::InvalidArgumentError(
         absl::StrCat("--transfer ", options.transfer, " needs --compute cuda"));
   }
-  compute.transport_backend = options.transfer == "ucx-staged" ? "ucx" : options.transfer;
-  // inproc (a colocated worker): its one pool is the kernels' own, on the device with cuda.
-  if (compute.cuda && (options.transfer == "ucx" || options.transfer == "cuda-ipc" ||
-                       options.transfer == "inproc")) {
-    compute.pool_memory = MemoryKind::kCuda;
-  }
+  // With the GPU kernels the pool goes to device memory wherever the backend can register it
+  // there (a colocated worker's inproc pool is the kernels' own).
+  if (compute.cuda && caps.device_pools && !staged) compute.pool_memory = MemoryKind::kCuda;
   return compute;
 }
 
@@ -57,7 +62,8 @@ absl::Status ResolveWorkerAddresses(WorkerProcessOptions& options) {
 }
 
 absl::StatusOr<WorkerBasics> PrepareWorker(WorkerProcessOptions& options, const std::string& role,
-                                           bool built_with_cuda) {
+                                           bool built_with_cuda,
+                                           CapabilitiesLookup capabilities) {
   if (options.worker_id.empty()) options.worker_id = absl::StrCat(role, "-", getpid());
   // Before anything binds: a bad --listen / --advertise / --host-id is a start-up error.
   RETURN_IF_ERROR(ResolveWorkerAddresses(options));
@@ -66,7 +72,7 @@ absl::StatusOr<WorkerBasics> PrepareWorker(WorkerProcessOptions& options, const 
   ASSIGN_OR_RETURN(b.config, ResolveModelConfig(options.model));
   ASSIGN_OR_RETURN(b.layout, ParseKvLayout(options.layout));
   ASSIGN_OR_RETURN(b.num_blocks, PoolBlocks(b.config, options.num_blocks, options.pool_gib));
-  ASSIGN_OR_RETURN(b.compute, ResolveWorkerCompute(options, b.config, built_with_cuda));
+  ASSIGN_OR_RETURN(b.compute, ResolveWorkerCompute(options, b.config, built_with_cuda, capabilities));
   return b;
 }
 

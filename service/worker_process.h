@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/model_config.h"
+#include "common/transport_capabilities.h"
 #include "common/roofline.h"
 #include "kvcache/kv_layout.h"
 #include "kvcache/kv_memory.h"
@@ -81,11 +82,19 @@ struct WorkerCompute {
   MemoryKind pool_memory = MemoryKind::kHost;
 };
 
-// InvalidArgument for an unknown mode or a GPU-only transfer without --compute cuda;
+// The transfer/ backend that --transfer names: itself, except ucx-staged (ucx between host
+// pools, the worker staging device blocks through them).
+std::string TransportBackendOf(const std::string& transfer);
+
+// What a backend offers, by name: transfer::KvTransportCapabilities, which the worker passes in
+// (this layer does not link transfer/).
+using CapabilitiesLookup = absl::StatusOr<TransportCapabilities> (*)(const std::string& backend);
+
+// InvalidArgument for an unknown mode or backend, or a GPU-only transfer without --compute cuda;
 // FailedPrecondition for --compute cuda in a build without CUDA (`built_with_cuda` false).
 absl::StatusOr<WorkerCompute> ResolveWorkerCompute(const WorkerProcessOptions& options,
-                                                   const ModelConfig& config,
-                                                   bool built_with_cuda);
+                                                   const ModelConfig& config, bool built_with_cuda,
+                                                   CapabilitiesLookup capabilities);
 
 // Checks --listen and fills in the advertised address and the host id (InvalidArgument for an
 // address that does not parse, or --listen 0.0.0.0 without --advertise).
@@ -104,7 +113,7 @@ struct WorkerBasics {
 // secret, model, layout, pool size and compute mode, in that order: a bad flag stops the worker
 // with an error naming it before anything binds or allocates.
 absl::StatusOr<WorkerBasics> PrepareWorker(WorkerProcessOptions& options, const std::string& role,
-                                           bool built_with_cuda);
+                                           bool built_with_cuda, CapabilitiesLookup capabilities);
 
 // Blocks of the KV pool from --num-blocks / --pool-gib; InvalidArgument when it is < 1.
 absl::StatusOr<uint32_t> PoolBlocks(const ModelConfig& config, uint32_t num_blocks,

@@ -25,39 +25,66 @@ struct Backend {
   // Pools in device memory (TransportOptions::pool_memory kCuda); empty: the backend has none.
   Allocate allocate_device = nullptr;
   std::function<std::string()> runtime = nullptr;
+  TransportCapabilities caps;
 };
 
-// Every backend, by name. A new backend (cuda_ipc, ucx with CUDA memory, nccl) is one line
-// here plus its own folder.
+using Reach = TransportCapabilities::Reach;
+constexpr bool kDevicePools =
+#if defined(PDSERVE_HAS_CUDA)
+    true;
+#else
+    false;
+#endif
+
+// Every backend, by name, with what it offers. A new backend (nccl, NIXL, Mooncake) is one
+// entry here plus its own folder.
 const std::vector<Backend>& Backends() {
   static const std::vector<Backend> backends = {
-      {"local", local::MakeLocalTransport,
-       [](const TransportOptions&, size_t b) { return local::AllocateLocalPoolMemory(b); }},
+      {.name = "local",
+       .make = local::MakeLocalTransport,
+       .allocate = [](const TransportOptions&,
+                      size_t b) { return local::AllocateLocalPoolMemory(b); },
+       .caps = {.in_place_windows = true, .reach = Reach::kHost, .measures_copy_wait = true}},
       // ucx: the pool must come from the context of the transport that registers it.
-      {"ucx", ucx::MakeUcxTransport,
-       [](const TransportOptions& o, size_t b) {
-         return ucx::AllocateUcxPoolMemory(b, o.listen_host);
-       },
-       [](const TransportOptions& o, size_t b) {
-         return ucx::AllocateUcxDevicePoolMemory(b, o.listen_host);
-       },
-       ucx::UcxRuntimeSummary},
+      {.name = "ucx",
+       .make = ucx::MakeUcxTransport,
+       .allocate = [](const TransportOptions& o,
+                      size_t b) { return ucx::AllocateUcxPoolMemory(b, o.listen_host); },
+       .allocate_device =
+           [](const TransportOptions& o, size_t b) {
+             return ucx::AllocateUcxDevicePoolMemory(b, o.listen_host);
+           },
+       .runtime = ucx::UcxRuntimeSummary,
+       .caps = {.device_pools = kDevicePools, .progress_thread = true, .reach = Reach::kAnyHost}},
       // auto: local to peers on this host, ucx to the others (per peer, at LoadPeer).
-      {"auto", autosel::MakeAutoTransport,
-       [](const TransportOptions&, size_t b) { return autosel::AllocateAutoPoolMemory(b); },
-       nullptr, ucx::UcxRuntimeSummary},
+      {.name = "auto",
+       .make = autosel::MakeAutoTransport,
+       .allocate = [](const TransportOptions&,
+                      size_t b) { return autosel::AllocateAutoPoolMemory(b); },
+       .runtime = ucx::UcxRuntimeSummary,
+       .caps = {.progress_thread = true, .reach = Reach::kAnyHost, .pool_registrations = 2}},
       // inproc: a colocated worker's one pool, shared by its prefill and decode engines.
-      {"inproc", inproc::MakeInprocTransport,
-       [](const TransportOptions&, size_t b) { return inproc::AllocateInprocPoolMemory(b); },
+      {.name = "inproc",
+       .make = inproc::MakeInprocTransport,
+       .allocate = [](const TransportOptions&,
+                      size_t b) { return inproc::AllocateInprocPoolMemory(b); },
 #if defined(PDSERVE_HAS_CUDA)
-       [](const TransportOptions&, size_t b) { return cuda_ipc::AllocateCudaIpcPoolMemory(b); }},
-#else
-       nullptr},
+       .allocate_device = [](const TransportOptions&,
+                             size_t b) { return cuda_ipc::AllocateCudaIpcPoolMemory(b); },
 #endif
+       .caps = {.device_pools = kDevicePools, .reach = Reach::kProcess}},
 #if defined(PDSERVE_HAS_CUDA)
-      {"cuda-ipc", cuda_ipc::MakeCudaIpcTransport,
-       [](const TransportOptions&, size_t b) { return cuda_ipc::AllocateCudaIpcPoolMemory(b); },
-       [](const TransportOptions&, size_t b) { return cuda_ipc::AllocateCudaIpcPoolMemory(b); }},
+      {.name = "cuda-ipc",
+       .make = cuda_ipc::MakeCudaIpcTransport,
+       .allocate = [](const TransportOptions&,
+                      size_t b) { return cuda_ipc::AllocateCudaIpcPoolMemory(b); },
+       .allocate_device = [](const TransportOptions&,
+                             size_t b) { return cuda_ipc::AllocateCudaIpcPoolMemory(b); },
+       .caps = {.host_pools = false,
+                .device_pools = true,
+                .device_pools_only = true,
+                .in_place_windows = true,
+                .reach = Reach::kHost}},
 #endif
   };
   return backends;
@@ -110,6 +137,17 @@ absl::StatusOr<std::unique_ptr<KvMemory>> AllocatePoolMemory(const TransportOpti
         "KV transfer backend '", options.backend, "' cannot use a pool in device memory"));
   }
   return (*backend)->allocate_device(options, bytes);
+}
+
+absl::StatusOr<TransportCapabilities> KvTransportCapabilities(const std::string& name) {
+  absl::StatusOr<const Backend*> backend = FindBackend(name);
+  if (!backend.ok()) return backend.status();
+  return (*backend)->caps;
+}
+
+TransportCapabilities KvTransport::capabilities() const {
+  absl::StatusOr<TransportCapabilities> caps = KvTransportCapabilities(backend());
+  return caps.ok() ? *caps : TransportCapabilities{};
 }
 
 absl::StatusOr<std::string> KvTransportRuntime(const std::string& name) {

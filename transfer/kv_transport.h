@@ -64,6 +64,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/transport_capabilities.h"
 #include "kvcache/kv_cache.h"
 #include "transfer/kv_window.h"
 
@@ -153,6 +154,9 @@ class KvTransport {
   virtual ~KvTransport() = default;
 
   virtual std::string backend() const = 0;
+  // What the backend offers (common/transport_capabilities.h): the backend table's entry for
+  // backend() unless a backend knows better at run time.
+  virtual TransportCapabilities capabilities() const;
 
   // Registers the pool once; the cache (and its memory) must outlive the transport.
   // FailedPrecondition if a pool is already registered. (`local` receives only into a pool in
@@ -208,7 +212,7 @@ class KvTransport {
     return absl::UnimplementedError(
         absl::StrCat("the ", backend(), " KV backend cannot write a peer's pool in place"));
   }
-  virtual bool can_open_windows() const { return false; }
+  bool can_open_windows() const { return capabilities().in_place_windows; }
   // The backend that carries `peer`'s batches, for timelines and reports: backend() except
   // where a transport chooses per peer (`auto`: "auto/local" or "auto/ucx").
   virtual std::string PeerBackend(PeerId /*peer*/) const { return backend(); }
@@ -224,6 +228,8 @@ void PresetTransportEnvironment();
 
 absl::StatusOr<std::unique_ptr<KvTransport>> MakeKvTransport(const TransportOptions& options);
 std::vector<std::string> KvTransportBackends();
+// The backend table's capabilities of `backend` (InvalidArgument for an unknown one).
+absl::StatusOr<TransportCapabilities> KvTransportCapabilities(const std::string& backend);
 
 // What the backend's runtime offers on this host, for logs and reports (ucx: the linked UCX's
 // version, its memory types and whether it can register device memory); empty when the

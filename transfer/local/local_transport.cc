@@ -204,7 +204,6 @@ class LocalTransport final : public KvTransport {
     return *tid;
   }
 
-  bool can_open_windows() const override { return true; }
 
   absl::StatusOr<std::unique_ptr<KvWriteWindow>> OpenWindow(
       PeerId id, std::span<const BlockId> blocks) override {
