@@ -27,7 +27,8 @@ struct TransportCapabilities {
   // Where the peers may sit: only in this process (inproc), on this host, or on any host.
   enum class Reach { kProcess, kHost, kAnyHost };
   Reach reach = Reach::kHost;
-  // TransferStats::copy_wait_ns is measured (local's copy threads), not left at 0.
+  // TransferStats::copy_wait_ns is measured (local's copy threads, ucx's progress thread), not
+  // left at 0.
   bool measures_copy_wait = false;
   // Memory registrations a worker's one pool makes at start (auto: one per engine).
   int pool_registrations = 1;

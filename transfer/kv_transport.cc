@@ -55,14 +55,20 @@ const std::vector<Backend>& Backends() {
              return ucx::AllocateUcxDevicePoolMemory(b, o.listen_host);
            },
        .runtime = ucx::UcxRuntimeSummary,
-       .caps = {.device_pools = kDevicePools, .progress_thread = true, .reach = Reach::kAnyHost}},
+       .caps = {.device_pools = kDevicePools,
+                .progress_thread = true,
+                .reach = Reach::kAnyHost,
+                .measures_copy_wait = true}},
       // auto: local to peers on this host, ucx to the others (per peer, at LoadPeer).
       {.name = "auto",
        .make = autosel::MakeAutoTransport,
        .allocate = [](const TransportOptions&,
                       size_t b) { return autosel::AllocateAutoPoolMemory(b); },
        .runtime = ucx::UcxRuntimeSummary,
-       .caps = {.progress_thread = true, .reach = Reach::kAnyHost, .pool_registrations = 2}},
+       .caps = {.progress_thread = true,
+                .reach = Reach::kAnyHost,
+                .measures_copy_wait = true,
+                .pool_registrations = 2}},
       // inproc: a colocated worker's one pool, shared by its prefill and decode engines.
       {.name = "inproc",
        .make = inproc::MakeInprocTransport,

@@ -114,8 +114,10 @@ struct TransferStats {
   // Time the backend's copy threads had this batch's bytes to copy but were not running: the
   // host gave their core to another thread (or the hypervisor took it). A transfer that waited
   // long measured the host, not the transport. local: the copy threads' wall time minus their
-  // CPU time over their shares (batches small enough to be copied inside Submit: 0); 0 where
-  // the backend does not measure it (ucx, cuda-ipc, inproc).
+  // CPU time over their shares (batches small enough to be copied inside Submit: 0); ucx: the
+  // run-queue delay of the sender's progress thread from Submit to completion (run_delay.h;
+  // the receiver's threads, which take tcp data off the socket, are not seen); 0 where the
+  // backend does not measure it (cuda-ipc, inproc) or the kernel does not report it.
   int64_t copy_wait_ns = 0;
 };
 

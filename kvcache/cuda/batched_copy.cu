@@ -31,13 +31,12 @@ struct CopyParams {
 // How the blocks of one launch share the work. kThreads threads a block, kLoads 16-byte loads
 // in flight per thread, chunks of 2^kChunkShift bytes a block.
 enum class Order { kGrid, kFlat };
-template <Order kOrder, int kThreads, int kLoads, int kChunkShift, bool kStreaming>
+template <Order kOrder, int kThreads, int kLoads, int kChunkShift>
 struct Shape {
   static constexpr Order order = kOrder;
   static constexpr int threads = kThreads;
   static constexpr int loads = kLoads;
   static constexpr uint64_t chunk = uint64_t{1} << kChunkShift;
-  static constexpr bool streaming = kStreaming;
 };
 
 // Copies n 16-byte words from s to d with the block's threads: S::loads loads issued before
@@ -51,17 +50,9 @@ __device__ __forceinline__ void CopyChunk(const uint4* __restrict__ s, uint4* __
   for (; i + (S::loads - 1) * S::threads < n; i += S::loads * S::threads) {
     uint4 v[S::loads];
 #pragma unroll
-    for (int u = 0; u < S::loads; ++u) {
-      v[u] = S::streaming ? __ldcs(s + i + u * S::threads) : __ldg(s + i + u * S::threads);
-    }
+    for (int u = 0; u < S::loads; ++u) v[u] = __ldg(s + i + u * S::threads);
 #pragma unroll
-    for (int u = 0; u < S::loads; ++u) {
-      if constexpr (S::streaming) {
-        __stcs(d + i + u * S::threads, v[u]);
-      } else {
-        d[i + u * S::threads] = v[u];
-      }
-    }
+    for (int u = 0; u < S::loads; ++u) d[i + u * S::threads] = v[u];
   }
   for (; i < n; i += S::threads) d[i] = __ldg(s + i);
 }
@@ -134,23 +125,26 @@ cudaError_t LaunchShape(std::span<const DeviceCopy> copies, const std::byte* src
   return cudaSuccess;
 }
 
-using Grid = Shape<Order::kGrid, 256, 8, 16, false>;
-using Flat = Shape<Order::kFlat, 256, 8, 16, false>;
+// The default: flat order, 512 threads, 8 loads in flight each, 128 KiB a block. Measured on
+// the H200 (2026-12-05, docs/results/gpu-h200-2026-12-05-copy-ucx) against the grid order of
+// 256 threads and 64 KiB chunks it had: layer-major contiguous requests (32 runs of 2-32 MiB)
+// at 0.71 / 0.88 / 0.93x of a D2D copy instead of 0.70 / 0.84 / 0.88x (512 / 2048 / 8192
+// tokens), and no row slower beyond the noise; flat with 256 threads, with 128 KiB chunks, with
+// 4 or 16 loads a thread, and with streaming cache hints (ld/st .cs) were each at or below it.
+using Default = Shape<Order::kFlat, 512, 8, 17>;
 
-// Benchmarking variants (env PDSERVE_COPY_KERNEL); unset: auto.
-enum class Variant { kAuto, kGrid, kFlat, kFlatCs, kFlat128K, kFlatLoads4, kFlat512, kFlat16 };
+// Benchmarking variants (env PDSERVE_COPY_KERNEL); unset: Default.
+enum class Variant { kDefault, kGrid, kFlat256, kFlat1024, kFlat512Chunk256K, kFlat512Loads4 };
 Variant ChosenVariant() {
   static const Variant v = [] {
     const char* e = std::getenv("PDSERVE_COPY_KERNEL");
     const std::string_view name = e == nullptr ? "" : e;
     if (name == "grid") return Variant::kGrid;
-    if (name == "flat") return Variant::kFlat;
-    if (name == "flat-cs") return Variant::kFlatCs;
-    if (name == "flat-128k") return Variant::kFlat128K;
-    if (name == "flat-l4") return Variant::kFlatLoads4;
-    if (name == "flat-t512") return Variant::kFlat512;
-    if (name == "flat-l16") return Variant::kFlat16;
-    return Variant::kAuto;
+    if (name == "flat-t256") return Variant::kFlat256;
+    if (name == "flat-t1024") return Variant::kFlat1024;
+    if (name == "flat-t512-c256") return Variant::kFlat512Chunk256K;
+    if (name == "flat-t512-l4") return Variant::kFlat512Loads4;
+    return Variant::kDefault;
   }();
   return v;
 }
@@ -159,36 +153,24 @@ template <int kOps>
 cudaError_t Launch(std::span<const DeviceCopy> copies, const std::byte* src_base,
                    std::byte* dst_base, cudaStream_t stream) {
   switch (ChosenVariant()) {
-    case Variant::kGrid: return LaunchShape<kOps, Grid>(copies, src_base, dst_base, stream);
-    case Variant::kFlat: return LaunchShape<kOps, Flat>(copies, src_base, dst_base, stream);
-    case Variant::kFlatCs:
-      return LaunchShape<kOps, Shape<Order::kFlat, 256, 8, 16, true>>(copies, src_base, dst_base,
-                                                                      stream);
-    case Variant::kFlat128K:
-      return LaunchShape<kOps, Shape<Order::kFlat, 256, 8, 17, false>>(copies, src_base, dst_base,
-                                                                       stream);
-    case Variant::kFlatLoads4:
-      return LaunchShape<kOps, Shape<Order::kFlat, 256, 4, 16, false>>(copies, src_base, dst_base,
-                                                                       stream);
-    case Variant::kFlat512:
-      return LaunchShape<kOps, Shape<Order::kFlat, 512, 8, 17, false>>(copies, src_base, dst_base,
-                                                                       stream);
-    case Variant::kFlat16:
-      return LaunchShape<kOps, Shape<Order::kFlat, 256, 16, 16, false>>(copies, src_base, dst_base,
-                                                                        stream);
-    case Variant::kAuto: break;
+    case Variant::kGrid:
+      return LaunchShape<kOps, Shape<Order::kGrid, 256, 8, 16>>(copies, src_base,
+                                                                       dst_base, stream);
+    case Variant::kFlat256:
+      return LaunchShape<kOps, Shape<Order::kFlat, 256, 8, 16>>(copies, src_base,
+                                                                       dst_base, stream);
+    case Variant::kFlat1024:
+      return LaunchShape<kOps, Shape<Order::kFlat, 1024, 8, 17>>(copies, src_base,
+                                                                        dst_base, stream);
+    case Variant::kFlat512Chunk256K:
+      return LaunchShape<kOps, Shape<Order::kFlat, 512, 8, 18>>(copies, src_base,
+                                                                       dst_base, stream);
+    case Variant::kFlat512Loads4:
+      return LaunchShape<kOps, Shape<Order::kFlat, 512, 4, 16>>(copies, src_base,
+                                                                       dst_base, stream);
+    case Variant::kDefault: break;
   }
-  // Auto: flat for runs of 1 MiB and more on average, grid for many small runs. Measured on the
-  // H200 (2026-12-05, three rounds each): flat moved layer-major contiguous requests (runs of
-  // 2-32 MiB) at 0.85 / 0.90x of a D2D copy against grid's 0.84 / 0.88x (2048 / 8192 tokens)
-  // and block-major scattered ones (2 MiB runs) at 0.81 / 0.88x against 0.79 / 0.85x, but
-  // layer-major scattered ones (4096-16384 runs of 32 KiB) at 0.56 / 0.61x against 0.61 / 0.65x.
-  uint64_t bytes = 0;
-  for (const DeviceCopy& c : copies) bytes += c.bytes;
-  if (bytes >= (uint64_t{1} << 20) * copies.size()) {
-    return LaunchShape<kOps, Flat>(copies, src_base, dst_base, stream);
-  }
-  return LaunchShape<kOps, Grid>(copies, src_base, dst_base, stream);
+  return LaunchShape<kOps, Default>(copies, src_base, dst_base, stream);
 }
 
 // Small parameter struct for few runs (env PDSERVE_COPY_FEW_OPS=0 turns it off, for

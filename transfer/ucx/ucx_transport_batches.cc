@@ -55,13 +55,13 @@ absl::StatusOr<TransferId> UcxTransport::Submit(PeerId peer, std::span<const Blo
   const uint64_t bytes = TotalBytes(ops);
   absl::StatusOr<TransferId> id = table_.Begin(bytes, static_cast<uint32_t>(ops.size()));
   if (!id.ok()) return id.status();
+  const int64_t delay_start = ProgressDelayNs();
   if (bytes <= inline_bytes_ && pool_memory_type_ == UCS_MEMORY_TYPE_HOST &&
-      IssueInline(peer, *id, pool->base(), ops, notification)) {
+      IssueInline(peer, *id, pool->base(), ops, notification, delay_start)) {
     return *id;
   }
-  Post([this, peer, id = *id, ops = ops, notification, base = pool->base()]() mutable {
-    StartBatch(peer, id, base, ops, notification);
-  });
+  Post([this, peer, id = *id, ops = ops, notification, base = pool->base(),
+        delay_start]() mutable { StartBatch(peer, id, base, ops, notification, delay_start); });
   return *id;
 }
 
@@ -91,7 +91,8 @@ absl::Status UcxTransport::Wait(TransferId id, absl::Duration timeout) {
 // thread). A batch left in flight (the flush or the send completes later) is finished by the
 // progress thread.
 bool UcxTransport::IssueInline(PeerId peer, TransferId id, const std::byte* base,
-                               const std::vector<CopyOp>& ops, const std::string& notification) {
+                               const std::vector<CopyOp>& ops, const std::string& notification,
+                               int64_t delay_start) {
   std::unique_lock<std::mutex> worker(worker_mu_, std::try_to_lock);
   if (!worker.owns_lock()) return false;
   {
@@ -99,7 +100,7 @@ bool UcxTransport::IssueInline(PeerId peer, TransferId id, const std::byte* base
     if (!commands_.empty()) return false;
   }
   if (auto it = peers_.find(peer); it == peers_.end() || it->second->am_data) return false;
-  StartBatch(peer, id, base, ops, notification);
+  StartBatch(peer, id, base, ops, notification, delay_start);
   const bool left_in_flight = !batches_.empty();
   worker.unlock();
   // The progress thread sets sleeping_ before it looks at batches_ (under worker_mu_) a last
@@ -109,7 +110,8 @@ bool UcxTransport::IssueInline(PeerId peer, TransferId id, const std::byte* base
 }
 
 void UcxTransport::StartBatch(PeerId peer_id, TransferId id, const std::byte* base,
-                              const std::vector<CopyOp>& ops, const std::string& notification) {
+                              const std::vector<CopyOp>& ops, const std::string& notification,
+                              int64_t delay_start) {
   auto it = peers_.find(peer_id);
   if (it == peers_.end()) {
     table_.Complete(id, absl::CancelledError(absl::StrCat("KV peer ", peer_id, " removed")));
@@ -125,6 +127,7 @@ void UcxTransport::StartBatch(PeerId peer_id, TransferId id, const std::byte* ba
     return;
   }
   auto* batch = new Batch{this, id, peer, notification, {}};
+  batch->delay_start = delay_start;
   if (peer->am_data) {
     if (absl::Status s = SendData(*batch, base, ops); !s.ok()) {
       table_.Complete(id, std::move(s));
@@ -221,6 +224,12 @@ void UcxTransport::Flushed(Batch* batch, ucs_status_t status) {
 void UcxTransport::Finish(Batch* batch, absl::Status status) {
   batch->peer->in_flight.erase(batch);
   if (!batch->abandoned) {
+    // The time the progress thread, which drives every batch (and sends a tcp peer's data
+    // itself), was runnable without a core while this one was in flight.
+    const int64_t delay_now = batch->delay_start >= 0 ? ProgressDelayNs() : -1;
+    if (delay_now > batch->delay_start) {
+      table_.SetCopyWait(batch->id, delay_now - batch->delay_start);
+    }
     table_.Complete(batch->id, std::move(status));
     batches_.erase(batch->id);
   }

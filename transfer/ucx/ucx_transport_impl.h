@@ -37,6 +37,7 @@
 #include "absl/time/time.h"
 #include "common/logging.h"
 #include "transfer/batch_table.h"
+#include "transfer/run_delay.h"
 #include "transfer/copy_plan.h"
 #include "transfer/kv_transport.h"
 #include "transfer/notification_inbox.h"
@@ -130,6 +131,9 @@ struct Batch {
   std::vector<uint64_t> data_headers;
   // Completed by FailInFlight while UCX still holds its requests: their callbacks only free it.
   bool abandoned = false;
+  // The progress thread's run-queue delay at Submit (run_delay.h; -1: not reported): what it
+  // added until the batch finished is the batch's copy_wait_ns.
+  int64_t delay_start = -1;
 };
 
 class UcxTransport final : public KvTransport {
@@ -178,9 +182,11 @@ class UcxTransport final : public KvTransport {
 
   // ---- ucx_transport_batches.cc (under worker_mu_) ----
   bool IssueInline(PeerId peer, TransferId id, const std::byte* base,
-                   const std::vector<CopyOp>& ops, const std::string& notification);
+                   const std::vector<CopyOp>& ops, const std::string& notification,
+                   int64_t delay_start);
   void StartBatch(PeerId peer_id, TransferId id, const std::byte* base,
-                  const std::vector<CopyOp>& ops, const std::string& notification);
+                  const std::vector<CopyOp>& ops, const std::string& notification,
+                  int64_t delay_start);
   absl::Status SendData(Batch& batch, const std::byte* base, const std::vector<CopyOp>& ops);
   void Flushed(Batch* batch, ucs_status_t status);
   void Finish(Batch* batch, absl::Status status);
@@ -189,6 +195,9 @@ class UcxTransport final : public KvTransport {
   static void OnNotificationSent(void* request, ucs_status_t status, void* user_data);
 
   // ---- ucx_transport_progress.cc ----
+  // The progress thread's run-queue delay so far (ns), -1 before it started or where the kernel
+  // does not report it.
+  int64_t ProgressDelayNs() const;
   void Wake();
   void Post(std::function<void()> command);
   absl::StatusOr<absl::Status> RunOnWorker(std::function<absl::Status()> fn);
@@ -263,6 +272,9 @@ class UcxTransport final : public KvTransport {
   int64_t last_liveness_check_ = 0;
   std::map<PeerId, std::shared_ptr<UcxPeer>> peers_;
   absl::flat_hash_map<TransferId, int> batches_;  // in flight (flush or notification pending)
+  // Opened by the progress thread as it starts, then only read (from any thread).
+  ThreadRunDelay progress_delay_;
+  std::atomic<bool> progress_delay_ready_{false};
   std::thread thread_;
 };
 

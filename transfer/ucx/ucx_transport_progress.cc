@@ -63,7 +63,13 @@ absl::StatusOr<absl::Status> UcxTransport::RunOnWorker(std::function<absl::Statu
 
 // One turn holds worker_mu_ (commands, progress, liveness); the yield and the sleep do not,
 // so that submitting threads can issue inline batches in between.
+int64_t UcxTransport::ProgressDelayNs() const {
+  return progress_delay_ready_.load(std::memory_order_acquire) ? progress_delay_.ReadNs() : -1;
+}
+
 void UcxTransport::Loop() {
+  progress_delay_ = ThreadRunDelay::OfCallingThread();
+  progress_delay_ready_.store(true, std::memory_order_release);
   int64_t last_activity = MonotonicNanos();
   for (;;) {
     std::deque<std::function<void()>> commands;
