@@ -129,46 +129,26 @@ cudaError_t LaunchShape(std::span<const DeviceCopy> copies, const std::byte* src
 // the H200 (2026-12-05, docs/results/gpu-h200-2026-12-05-copy-ucx) against the grid order of
 // 256 threads and 64 KiB chunks it had: layer-major contiguous requests (32 runs of 2-32 MiB)
 // at 0.71 / 0.88 / 0.93x of a D2D copy instead of 0.70 / 0.84 / 0.88x (512 / 2048 / 8192
-// tokens), and no row slower beyond the noise; flat with 256 threads, with 128 KiB chunks, with
-// 4 or 16 loads a thread, and with streaming cache hints (ld/st .cs) were each at or below it.
+// tokens), and no row slower beyond the noise; flat with 256 or 1024 threads, with 64 or 256 KiB
+// chunks, with 4 or 16 loads a thread, and with streaming cache hints (ld/st .cs) were each at
+// or below it.
 using Default = Shape<Order::kFlat, 512, 8, 17>;
 
-// Benchmarking variants (env PDSERVE_COPY_KERNEL); unset: Default.
-enum class Variant { kDefault, kGrid, kFlat256, kFlat1024, kFlat512Chunk256K, kFlat512Loads4 };
-Variant ChosenVariant() {
-  static const Variant v = [] {
+// PDSERVE_COPY_KERNEL=grid runs the kernel as it was before (for benchmarking against it); the
+// other shapes measured are in docs/results/gpu-h200-2026-12-05-copy-ucx.
+bool GridOrderChosen() {
+  static const bool grid = [] {
     const char* e = std::getenv("PDSERVE_COPY_KERNEL");
-    const std::string_view name = e == nullptr ? "" : e;
-    if (name == "grid") return Variant::kGrid;
-    if (name == "flat-t256") return Variant::kFlat256;
-    if (name == "flat-t1024") return Variant::kFlat1024;
-    if (name == "flat-t512-c256") return Variant::kFlat512Chunk256K;
-    if (name == "flat-t512-l4") return Variant::kFlat512Loads4;
-    return Variant::kDefault;
+    return e != nullptr && std::string_view(e) == "grid";
   }();
-  return v;
+  return grid;
 }
 
 template <int kOps>
 cudaError_t Launch(std::span<const DeviceCopy> copies, const std::byte* src_base,
                    std::byte* dst_base, cudaStream_t stream) {
-  switch (ChosenVariant()) {
-    case Variant::kGrid:
-      return LaunchShape<kOps, Shape<Order::kGrid, 256, 8, 16>>(copies, src_base,
-                                                                       dst_base, stream);
-    case Variant::kFlat256:
-      return LaunchShape<kOps, Shape<Order::kFlat, 256, 8, 16>>(copies, src_base,
-                                                                       dst_base, stream);
-    case Variant::kFlat1024:
-      return LaunchShape<kOps, Shape<Order::kFlat, 1024, 8, 17>>(copies, src_base,
-                                                                        dst_base, stream);
-    case Variant::kFlat512Chunk256K:
-      return LaunchShape<kOps, Shape<Order::kFlat, 512, 8, 18>>(copies, src_base,
-                                                                       dst_base, stream);
-    case Variant::kFlat512Loads4:
-      return LaunchShape<kOps, Shape<Order::kFlat, 512, 4, 16>>(copies, src_base,
-                                                                       dst_base, stream);
-    case Variant::kDefault: break;
+  if (GridOrderChosen()) {
+    return LaunchShape<kOps, Shape<Order::kGrid, 256, 8, 16>>(copies, src_base, dst_base, stream);
   }
   return LaunchShape<kOps, Default>(copies, src_base, dst_base, stream);
 }

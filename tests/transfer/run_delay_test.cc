@@ -5,46 +5,16 @@
 // the spinner takes about half of the CPU and the tests ask for a twentieth.
 #include "transfer/run_delay.h"
 
-#include <sched.h>
-
 #include <atomic>
 #include <chrono>
 #include <thread>
 
 #include "gtest/gtest.h"
+#include "tests/transfer/one_busy_cpu.h"
 #include "tests/transfer/transfer_test_util.h"
 
 namespace pdserve::transfer::testing {
 namespace {
-
-// Pins the process's threads (this one, and those started while it lives) to one CPU, with a
-// thread spinning on it.
-class OneBusyCpu {
- public:
-  OneBusyCpu() {
-    EXPECT_EQ(sched_getaffinity(0, sizeof(saved_), &saved_), 0);
-    int cpu = 0;
-    while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &saved_)) ++cpu;
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(cpu, &one);
-    EXPECT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
-    spinner_ = std::thread([this] {
-      while (!stop_.load(std::memory_order_relaxed)) {
-      }
-    });
-  }
-  ~OneBusyCpu() {
-    stop_.store(true);
-    spinner_.join();
-    sched_setaffinity(0, sizeof(saved_), &saved_);
-  }
-
- private:
-  cpu_set_t saved_;
-  std::atomic<bool> stop_{false};
-  std::thread spinner_;
-};
 
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/transfer/one_busy_cpu.h"
 #include "tests/transfer/transfer_test_util.h"
 #include "transfer/local/copy_engine.h"
 
@@ -97,21 +98,9 @@ TEST(StreamCopyTest, CopyEngineStreamsEveryKindOfJobExactly) {
 // engine did not measure. (Not a timing threshold: the spinner takes about half the CPU, and
 // the test asks for a twentieth.)
 TEST(StreamCopyTest, CopyEngineCountsTheTimeItsThreadsWaitedForACore) {
-  cpu_set_t saved;
-  ASSERT_EQ(sched_getaffinity(0, sizeof(saved), &saved), 0);
-  int cpu = 0;
-  while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &saved)) ++cpu;
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(cpu, &one);
-  ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);  // this thread; new threads inherit it
-  std::atomic<bool> stop{false};
-  std::thread spinner([&] {
-    while (!stop.load(std::memory_order_relaxed)) {
-    }
-  });
   int64_t waited = 0, wall = 0;
   {
+    OneBusyCpu busy;  // before the engine, whose threads inherit the one CPU
     local::CopyEngine engine(2);
     constexpr uint64_t kBytes = uint64_t{64} << 20;
     const std::vector<std::byte> src = Pattern(kBytes, 3);
@@ -133,9 +122,6 @@ TEST(StreamCopyTest, CopyEngineCountsTheTimeItsThreadsWaitedForACore) {
       waited += job->waited_ns.load();
     }
   }
-  stop.store(true);
-  spinner.join();
-  ASSERT_EQ(sched_setaffinity(0, sizeof(saved), &saved), 0);
   EXPECT_GT(waited, wall / 20) << "waited " << waited << " ns of " << wall << " ns";
 }
 
