@@ -31,6 +31,11 @@ struct ServingBenchOptions {
   std::string device = "cpu";        // cpu | cuda
   int num_prefill = 1;
   int num_decode = 1;
+  // GPU placement (cluster/gpu_placement.h, `pdserve cluster --prefill-gpus`): prefill worker i
+  // on prefill_gpus[i % n], decode likewise; colocated workers take the prefill GPUs then the
+  // decode GPUs, one each (the same devices). Empty: every worker on device 0.
+  std::vector<int> prefill_gpus;
+  std::vector<int> decode_gpus;
   double pool_gib = 2.0;  // per prefill worker (and decode worker if decode_pool_gib 0)
   // Per decode worker; < 0: room for 24 requests of the sweep's largest cell, at most 8 GiB
   // (bench/serving_plan.h DecodePoolGib).

@@ -124,7 +124,16 @@ absl::StatusOr<std::unique_ptr<cluster::Cluster>> StartServingCluster(
   c.threads = 0;
   c.log_level = "warn";
   c.log_dir = absl::StrCat(dir, "/logs-", backend);
+  c.gpus.prefill = o.prefill_gpus;
+  c.gpus.decode = o.decode_gpus;
   if (absl::Status s = ConfigureBackend(user_backend, o.device, c); !s.ok()) return s;
+  if (c.num_colocated > 0 && !c.gpus.empty()) {
+    // The same devices as the P/D cluster's, one colocated worker on each.
+    c.gpus.colocated = o.prefill_gpus;
+    c.gpus.colocated.insert(c.gpus.colocated.end(), o.decode_gpus.begin(), o.decode_gpus.end());
+    c.gpus.prefill.clear();
+    c.gpus.decode.clear();
+  }
   std::printf("[%s] starting cluster...\n", backend.c_str());
   std::fflush(stdout);
   absl::StatusOr<std::unique_ptr<cluster::Cluster>> cl = cluster::Cluster::Start(c);

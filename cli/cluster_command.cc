@@ -1,9 +1,11 @@
 #include <signal.h>
 
+#include <array>
 #include <cstdio>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+
 #include "cli/commands.h"
 #include "cli/model_flags.h"
 #include "cluster/cluster.h"
@@ -123,6 +125,12 @@ void AddClusterCommand(CLI::App& app) {
   cmd->add_option("--router-arg", o->router_args, "extra flag for the router (repeatable)");
   cmd->add_option("--prefill-arg", o->prefill_args, "extra flag for prefill workers (repeatable)");
   cmd->add_option("--decode-arg", o->decode_args, "extra flag for decode workers (repeatable)");
+  auto gpu_lists = std::make_shared<std::array<std::string, 3>>();
+  cmd->add_option("--prefill-gpus", (*gpu_lists)[0],
+                  "GPU of each prefill worker, e.g. 0 or 0,1 (worker i on the i-th, cycling); "
+                  "each worker sees its GPU as device 0 and the cluster's other GPUs after it");
+  cmd->add_option("--decode-gpus", (*gpu_lists)[1], "GPU of each decode worker, e.g. 1");
+  cmd->add_option("--colocated-gpus", (*gpu_lists)[2], "GPU of each colocated worker");
   auto poison = std::make_shared<bool>(false);
   cmd->add_flag("--poison-freed-kv", *poison,
                 "decode workers fill freed KV blocks with a poison pattern, so that reading "
@@ -131,8 +139,15 @@ void AddClusterCommand(CLI::App& app) {
   cmd->add_flag("--zero-copy", *zero_copy,
                 "prefill kernels write the decode workers' reserved blocks in place; the KV "
                 "transfer is one notification (--transfer local, or cuda-ipc with --compute cuda)");
-  cmd->callback([o, num_blocks, model, poison, drain_grace_s, zero_copy] {
+  cmd->callback([o, num_blocks, model, poison, drain_grace_s, zero_copy, gpu_lists] {
     cluster::ClusterOptions options = *o;
+    std::vector<int>* placed[] = {&options.gpus.prefill, &options.gpus.decode,
+                                  &options.gpus.colocated};
+    for (size_t i = 0; i < gpu_lists->size(); ++i) {
+      absl::StatusOr<std::vector<int>> gpus = cluster::ParseGpuList((*gpu_lists)[i]);
+      if (!gpus.ok()) ExitWith(gpus.status());
+      *placed[i] = std::move(*gpus);
+    }
     options.drain_grace = absl::Seconds(*drain_grace_s);
     if (*poison) options.decode_args.push_back("--poison-freed-kv");
     if (*zero_copy) options.prefill_args.push_back("--zero-copy");

@@ -27,6 +27,11 @@ void AddServingBenchCommand(CLI::App& app) {
   bench->add_option("--device", o->device, "cpu or cuda (GPU workers: --compute cuda, local runs as cuda-ipc, ucx on device memory when the linked UCX can (PDSERVE_UCX_ROOT build), else as ucx-staged; default backends local,ucx,colocated, 8 GiB pools; --quick: inputs 512,2048, outputs 128)")->capture_default_str();
   bench->add_option("--prefill", o->num_prefill, "prefill workers")->capture_default_str();
   bench->add_option("--decode", o->num_decode, "decode workers")->capture_default_str();
+  bench->add_option("--prefill-gpus", o->prefill_gpus,
+                    "GPU of each prefill worker (pdserve cluster --prefill-gpus; colocated workers "
+                    "take these and the decode GPUs, one each)")
+      ->delimiter(',');
+  bench->add_option("--decode-gpus", o->decode_gpus, "GPU of each decode worker")->delimiter(',');
   bench->add_option("--pool-gib", o->pool_gib, "KV pool per prefill worker (GiB)")->capture_default_str();
   bench->add_option("--decode-pool-gib", o->decode_pool_gib, "KV pool per decode worker (GiB); -1: room for 24 requests of the largest cell, at most 8 GiB; 0: as --pool-gib")
       ->capture_default_str();

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -157,6 +158,7 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) 
     return absl::InvalidArgumentError(absl::StrCat("cannot create log folder ", options.log_dir,
                                                    ": ", std::strerror(errno)));
   }
+  RETURN_IF_ERROR(CheckPlacement(options.gpus));  // before anything starts
   std::unique_ptr<Cluster> cluster(new Cluster(std::move(options), std::move(model)));
   const ClusterOptions& o = cluster->options_;
   // The children read the secret from a 0600 file, never from their command line.
@@ -220,27 +222,36 @@ absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Start(ClusterOptions options) 
     args.insert(args.end(), extra.begin(), extra.end());
     return args;
   };
+  // Placement ids count in the launcher's own CUDA_VISIBLE_DEVICES when it has one (Slurm).
+  const char* visible_env = std::getenv("CUDA_VISIBLE_DEVICES");
+  const std::string parent_visible = visible_env != nullptr ? visible_env : "";
   for (int i = 0; i < o.num_colocated; ++i) {
     std::vector<std::string> extra = o.prefill_args;
     extra.insert(extra.end(), o.decode_args.begin(), o.decode_args.end());
+    ASSIGN_OR_RETURN(auto env, WorkerGpuEnv(o.gpus, "colocated", i, parent_visible));
     RETURN_IF_ERROR(cluster->Spawn(absl::StrCat("colocated-", i),
-                                   worker_args("colocated", i, o.decode_blocks, extra)));
+                                   worker_args("colocated", i, o.decode_blocks, extra),
+                                   std::move(env)));
   }
   for (int i = 0; i < o.num_decode; ++i) {
     std::vector<std::string> extra = o.decode_args;
     if (static_cast<size_t>(i) < o.decode_worker_args.size()) {
       extra.insert(extra.end(), o.decode_worker_args[i].begin(), o.decode_worker_args[i].end());
     }
+    ASSIGN_OR_RETURN(auto env, WorkerGpuEnv(o.gpus, "decode", i, parent_visible));
     RETURN_IF_ERROR(cluster->Spawn(absl::StrCat("decode-", i),
-                                   worker_args("decode", i, o.decode_blocks, extra)));
+                                   worker_args("decode", i, o.decode_blocks, extra),
+                                   std::move(env)));
   }
   for (int i = 0; i < o.num_prefill; ++i) {
     std::vector<std::string> extra = o.prefill_args;
     if (static_cast<size_t>(i) < o.prefill_worker_args.size()) {
       extra.insert(extra.end(), o.prefill_worker_args[i].begin(), o.prefill_worker_args[i].end());
     }
+    ASSIGN_OR_RETURN(auto env, WorkerGpuEnv(o.gpus, "prefill", i, parent_visible));
     RETURN_IF_ERROR(cluster->Spawn(absl::StrCat("prefill-", i),
-                                   worker_args("prefill", i, o.prefill_blocks, extra)));
+                                   worker_args("prefill", i, o.prefill_blocks, extra),
+                                   std::move(env)));
   }
   RETURN_IF_ERROR(cluster->WaitUntilReady());
   cluster->remove_log_dir_ = own_log_dir;
@@ -304,10 +315,12 @@ absl::Status Cluster::Kill(const std::string& name, int signal) {
   return absl::OkStatus();
 }
 
-absl::Status Cluster::Spawn(const std::string& name, const std::vector<std::string>& args) {
+absl::Status Cluster::Spawn(const std::string& name, const std::vector<std::string>& args,
+                           std::vector<std::pair<std::string, std::string>> env) {
   Child child;
   child.name = name;
   child.args = args;
+  child.env = std::move(env);
   child.log_path = absl::StrCat(options_.log_dir, "/", name, ".log");
   children_.push_back(child);
   absl::Status launched = Launch(children_.back(), /*append_log=*/false);
@@ -319,7 +332,7 @@ absl::Status Cluster::Spawn(const std::string& name, const std::vector<std::stri
 absl::Status Cluster::Launch(Child& child, bool append_log) {
   unlink(MetricsPortFile(child.name).c_str());  // a restarted worker writes its new port
   ChildSpec spec{.argv = {options_.binary, "--log-level", options_.log_level},
-                 .env = options_.env,
+                 .env = ChildEnv(options_.env, child.env),
                  .log_path = child.log_path,
                  .append_log = append_log};
   spec.argv.insert(spec.argv.end(), child.args.begin(), child.args.end());

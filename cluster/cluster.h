@@ -31,6 +31,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "cluster/gpu_placement.h"
 #include "common/cluster_secret.h"
 #include "common/model_config.h"
 #include "pdserve.pb.h"
@@ -77,6 +78,11 @@ struct ClusterOptions {
   // Extra flags for single decode workers: [i] goes to decode-i after decode_args.
   std::vector<std::vector<std::string>> decode_worker_args;
   std::vector<std::pair<std::string, std::string>> env;  // added to every child's environment
+  // Which GPU each worker runs on (gpu_placement.h: its CUDA_VISIBLE_DEVICES); empty: all on
+  // the launcher's device 0. Every child also runs with NCCL_NVLS_ENABLE=0 (NVLink multicast
+  // off: NCCL would otherwise reserve multicast memory per communicator) unless `env` or the
+  // launcher's environment sets it.
+  GpuPlacement gpus;
   absl::Duration ready_timeout = absl::Seconds(60);
   absl::Duration stop_grace = absl::Seconds(5);  // SIGTERM, then SIGKILL after this
   // Workers' --drain-grace-s: on SIGTERM they finish what they hold for at most this long. Stop
@@ -153,6 +159,7 @@ class Cluster {
     std::string name;
     pid_t pid = -1;
     std::vector<std::string> args;  // after the binary and --log-level
+    std::vector<std::pair<std::string, std::string>> env;  // its own, over ClusterOptions::env
     std::string log_path;
     bool reaped = false;
     bool exit_reported = false;  // returned by CollectExits
@@ -163,7 +170,8 @@ class Cluster {
 
   Cluster(ClusterOptions options, ModelConfig model);
   std::string MetricsPortFile(const std::string& name) const;
-  absl::Status Spawn(const std::string& name, const std::vector<std::string>& args);
+  absl::Status Spawn(const std::string& name, const std::vector<std::string>& args,
+                     std::vector<std::pair<std::string, std::string>> env = {});
   // Forks and execs `child` from its args; sets its pid and start time.
   absl::Status Launch(Child& child, bool append_log);
   // SIGTERM to the running children `which` selects, SIGKILL after `grace`; reaps them.

@@ -13,7 +13,11 @@
 //      and those of every batch submitted to the same peer before it (see Ordering);
 //   7. RemovePeer / destruction releases endpoints and registrations (RAII).
 // No gRPC, CUDA or UCX types appear here; backends live in transfer/<name>/ and are created by
-// name through MakeKvTransport (the table in kv_transport.cc: one line per backend).
+// name through MakeKvTransport (the table in kv_transport.cc: one line per backend, with its
+// capabilities). Each backend (local, ucx, cuda-ipc, inproc) is a narrow engine
+// (transfer_engine.h: register, connect, post, progress its own way, notify) behind one
+// concrete front (transport_front.h) that does the descriptor, peer table, batch planning,
+// handles, waits, inbox and counters; `auto` composes two of them per peer.
 //
 // How a worker pair uses it (request id as the notification):
 //   decode:  memory = AllocatePoolMemory(opts, geometry.region_bytes());
@@ -115,8 +119,9 @@ struct TransferStats {
   // host gave their core to another thread (or the hypervisor took it). A transfer that waited
   // long measured the host, not the transport. local: the copy threads' wall time minus their
   // CPU time over their shares (batches small enough to be copied inside Submit: 0); ucx: the
-  // run-queue delay of the sender's progress thread from Submit to completion (run_delay.h;
-  // the receiver's threads, which take tcp data off the socket, are not seen); 0 where the
+  // run-queue delay of the sender's progress thread from Submit to completion (run_delay.h),
+  // plus, for a same-host peer sent tcp data, its progress thread's (it takes the data off the
+  // socket and copies it in; the receivers on other hosts are not seen); 0 where the
   // backend does not measure it (cuda-ipc, inproc) or the kernel does not report it.
   int64_t copy_wait_ns = 0;
 };

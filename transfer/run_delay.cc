@@ -1,8 +1,10 @@
 #include "transfer/run_delay.h"
 
 #include <fcntl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <utility>
 
@@ -13,6 +15,18 @@ ThreadRunDelay ThreadRunDelay::OfCallingThread() {
   d.fd_ = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
   return d;
 }
+
+ThreadRunDelay ThreadRunDelay::OfThread(int pid, int tid) {
+  ThreadRunDelay d;
+  // Ids from another process's descriptor: only positive values name a file under /proc.
+  if (pid <= 0 || tid <= 0) return d;
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", pid, tid);
+  d.fd_ = open(path, O_RDONLY | O_CLOEXEC);
+  return d;
+}
+
+int ThreadRunDelay::CallingThreadId() { return static_cast<int>(syscall(SYS_gettid)); }
 
 ThreadRunDelay::ThreadRunDelay(ThreadRunDelay&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)) {}

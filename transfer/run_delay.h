@@ -16,6 +16,11 @@ class ThreadRunDelay {
   ThreadRunDelay() = default;  // reads -1
   // The calling thread's (readable from any thread afterwards).
   static ThreadRunDelay OfCallingThread();
+  // Thread `tid` of process `pid` on this host (another process's: /proc lets a process of the
+  // same user read it). Reads -1 when it cannot be opened (gone, another user's, bad ids).
+  static ThreadRunDelay OfThread(int pid, int tid);
+  // The calling thread's id (gettid), for a peer to pass to OfThread.
+  static int CallingThreadId();
   ThreadRunDelay(ThreadRunDelay&& other) noexcept;
   ThreadRunDelay& operator=(ThreadRunDelay&& other) noexcept;
   ThreadRunDelay(const ThreadRunDelay&) = delete;

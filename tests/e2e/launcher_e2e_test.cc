@@ -7,7 +7,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -45,6 +48,44 @@ TEST(LauncherTest, StartedClusterServesAndReportsEveryWorker) {
   ASSERT_TRUE(status.ok()) << status.status();
   EXPECT_EQ(status->workers_size(), 4);
   EXPECT_EQ(status->preset(), "tiny");
+}
+
+// The variable `key` in the environment of process `pid` ("" when it has none).
+std::string EnvOf(pid_t pid, const std::string& key) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/environ"), std::ios::binary);
+  std::string entry;
+  while (std::getline(in, entry, '\0')) {
+    if (entry.rfind(key + "=", 0) == 0) return entry.substr(key.size() + 1);
+  }
+  return "";
+}
+
+// --prefill-gpus 0 --decode-gpus 1,0: each worker's own GPU first in its CUDA_VISIBLE_DEVICES,
+// the cluster's other GPU after it; NVLink multicast off in every process.
+TEST(LauncherTest, WorkersRunOnTheirPlacedGpus) {
+  if (std::getenv("CUDA_VISIBLE_DEVICES") != nullptr) GTEST_SKIP() << "ids would map through it";
+  cluster::ClusterOptions options = Options("local", 1, 2);
+  options.gpus.prefill = {0};
+  options.gpus.decode = {1, 0};
+  auto cluster = Start(options);
+  ASSERT_NE(cluster, nullptr);
+  auto env = [&](const std::string& child, const std::string& key) {
+    absl::StatusOr<pid_t> pid = cluster->Pid(child);
+    EXPECT_TRUE(pid.ok()) << child;
+    return pid.ok() ? EnvOf(*pid, key) : "?";
+  };
+  EXPECT_EQ(env("prefill-0", "CUDA_VISIBLE_DEVICES"), "0,1");
+  EXPECT_EQ(env("decode-0", "CUDA_VISIBLE_DEVICES"), "1,0");
+  EXPECT_EQ(env("decode-1", "CUDA_VISIBLE_DEVICES"), "0,1");
+  EXPECT_EQ(env("router", "CUDA_VISIBLE_DEVICES"), "");
+  for (const std::string& child : cluster->ChildNames()) {
+    if (std::getenv("NCCL_NVLS_ENABLE") != nullptr) break;  // the launcher's own value wins
+    EXPECT_EQ(env(child, "NCCL_NVLS_ENABLE"), "0") << child;
+  }
+  // A bad id fails before anything starts.
+  options.gpus.decode = {-1};
+  absl::StatusOr<std::unique_ptr<cluster::Cluster>> bad = cluster::Cluster::Start(options);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(LauncherTest, DeadChildIsReportedWithItsSignal) {

@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "tests/transfer/one_busy_cpu.h"
 #include "tests/transfer/transfer_test_util.h"
+#include "transfer/pool_descriptor.h"
 
 namespace pdserve::transfer::testing {
 namespace {
@@ -78,7 +79,73 @@ TEST(UcxCopyWaitTest, BatchesCountTheProgressThreadsWaitForACore) {
     }
   }
   EXPECT_GT(waited, took / 20) << "waited " << waited << " ns of " << took << " ns";
-  EXPECT_LE(waited, took);
+  // Both progress threads (the receiver's copies the data in) wait on the one CPU: two at most.
+  EXPECT_LE(waited, 2 * took);
+}
+
+// Pins thread `tid` of this process to `cpu`.
+void PinThread(int tid, int cpu) {
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  ASSERT_EQ(sched_setaffinity(tid, sizeof(one), &one), 0) << "tid " << tid;
+}
+
+int ProgressTid(const KvTransport& t) {
+  absl::StatusOr<PoolDescriptor> d = PoolDescriptor::Parse(*t.ExportDescriptor());
+  EXPECT_TRUE(d.ok()) << d.status();
+  int tid = 0;
+  if (d.ok()) {
+    EXPECT_TRUE(absl::SimpleAtoi(d->fields["progress_tid"], &tid));
+  }
+  return tid;
+}
+
+// ucx over tcp, the receiver's progress thread on a CPU with a spinner and the sender's alone on
+// another: the receiver takes every byte off the socket, so its wait is the batch's. With only
+// the sender's own delay counted (the rule before), these batches read about 0.
+TEST(UcxCopyWaitTest, ASameHostReceiversWaitForACoreCountsForTcpData) {
+  if (ThreadRunDelay::OfCallingThread().ReadNs() < 0) GTEST_SKIP() << "no schedstat";
+  cpu_set_t all;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(all), &all), 0);
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE && cpus.size() < 2; ++c) {
+    if (CPU_ISSET(c, &all)) cpus.push_back(c);
+  }
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs";
+  const BackendCase tcp{"ucx", "tcp", "ucx_tcp"};
+  Side receiver = MakeSide(tcp, "decode", "small", 64, KvLayout::kBlockMajor);
+  Side sender = MakeSide(tcp, "prefill", "small", 64, KvLayout::kBlockMajor);
+  ASSERT_NE(receiver.transport, nullptr);
+  ASSERT_NE(sender.transport, nullptr);
+  PinThread(ProgressTid(*receiver.transport), cpus[0]);
+  PinThread(ProgressTid(*sender.transport), cpus[1]);
+  std::atomic<bool> stop{false};
+  std::thread spinner([&] {
+    PinThread(ThreadRunDelay::CallingThreadId(), cpus[0]);
+    while (!stop.load(std::memory_order_relaxed)) {
+    }
+  });
+  PinThread(ThreadRunDelay::CallingThreadId(), cpus[1]);
+  absl::StatusOr<PeerId> peer = sender.transport->LoadPeer(*receiver.transport->ExportDescriptor());
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  std::vector<BlockCopy> copies;
+  for (BlockId b = 0; b < 64; ++b) copies.push_back({b, b});  // 4 MiB of 64 KiB blocks
+  int64_t waited = 0, took = 0;
+  for (int round = 0; round < 8; ++round) {
+    absl::StatusOr<TransferId> id = sender.transport->Submit(*peer, copies, "");
+    ASSERT_TRUE(id.ok()) << id.status();
+    ASSERT_TRUE(sender.transport->Wait(*id, absl::Seconds(60)).ok());
+    absl::StatusOr<TransferStats> stats = sender.transport->Stats(*id);
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    waited += stats->copy_wait_ns;
+    took += stats->complete_ns - stats->submit_ns;
+  }
+  stop.store(true);
+  spinner.join();
+  ASSERT_EQ(sched_setaffinity(0, sizeof(all), &all), 0);
+  EXPECT_GT(waited, took / 20) << "waited " << waited << " ns of " << took << " ns";
+  EXPECT_LE(waited, 2 * took);
 }
 
 }  // namespace

@@ -27,6 +27,7 @@
 #include "transfer/notification_inbox.h"
 #include "transfer/peer_order.h"
 #include "transfer/pool_descriptor.h"
+#include "transfer/transport_front.h"
 
 namespace pdserve::transfer::cuda_ipc {
 namespace {
@@ -40,7 +41,7 @@ constexpr uint64_t kCopyEngineRunBytes = uint64_t{64} << 20;
 
 // A peer pool opened through its IPC handle (closed on destruction), or borrowed when the peer
 // lives in this process.
-struct IpcPeer {
+struct IpcPeer final : EnginePeer {
   IpcPeer(PoolDescriptor d, const KvGeometry& g) : descriptor(std::move(d)), geometry(g) {}
   PoolDescriptor descriptor;
   KvGeometry geometry;
@@ -125,32 +126,33 @@ class CompletionThread {
   std::thread thread_;  // last: starts after the members above exist
 };
 
-class CudaIpcTransport final : public KvTransport {
+// cuda-ipc's engine: the peer's device pool opened through its IPC handle, copies on one
+// stream (a gather-copy kernel, cudaMemcpyAsync for very large runs), one thread that ends
+// batches in submit order, the notification over local's channel. The front
+// (transport_front.h) does the descriptor, the peer table, planning, handles and the inbox.
+class CudaIpcEngine final : public TransferEngine {
  public:
-  CudaIpcTransport(const TransportOptions& options, cudaStream_t stream)
-      : options_(options),
+  CudaIpcEngine(const EngineContext& context, cudaStream_t stream)
+      : options_(context.options),
         log_(ComponentLogger("transfer")),
-        table_(std::max(1, options.max_inflight_batches)),
+        inbox_(context.inbox),
+        table_(context.table),
         stream_(stream),
         completions_(std::make_unique<CompletionThread>(0)) {}
 
-  ~CudaIpcTransport() override {
+  ~CudaIpcEngine() override {
     {
       absl::MutexLock lock(&mu_);
-      for (auto& [id, peer] : peers_) peer->removed->store(true);
+      for (const std::weak_ptr<IpcPeer>& p : peers_) {
+        if (std::shared_ptr<IpcPeer> peer = p.lock()) peer->removed->store(true);
+      }
     }
     completions_.reset();  // waits for every batch in flight
     cudaStreamDestroy(stream_);
   }
 
-  std::string backend() const override { return kBackend; }
-
-  absl::Status RegisterPool(const KvCache& cache) override {
+  absl::Status Register(const KvCache& cache, PoolDescriptor& descriptor) override {
     absl::MutexLock lock(&mu_);
-    if (pool_ != nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("agent '", options_.agent_name, "' already registered a KV pool"));
-    }
     if (cache.memory().kind() != MemoryKind::kCuda) {
       return absl::InvalidArgumentError(
           "cuda-ipc needs a KV pool in device memory (AllocatePoolMemory with backend cuda-ipc)");
@@ -161,37 +163,22 @@ class CudaIpcTransport final : public KvTransport {
         local::NotifyListener::Start(&inbox_, options_.agent_name, options_.peer_credential);
     if (!listener.ok()) return listener.status();
     listener_ = std::move(*listener);
-    descriptor_ = DescribePool(kBackend, options_.agent_name, cache.geometry());
-    descriptor_.fields["ipc_handle"] =
+    descriptor.fields["ipc_handle"] =
         absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(&handle), sizeof(handle)));
-    descriptor_.fields["pid"] = absl::StrCat(getpid());
-    descriptor_.fields["address"] = absl::StrCat(reinterpret_cast<uintptr_t>(cache.base()));
-    descriptor_.fields["device"] = absl::StrCat(cache.memory().device());
-    descriptor_.fields["socket"] = listener_->address();
+    descriptor.fields["pid"] = absl::StrCat(getpid());
+    descriptor.fields["address"] = absl::StrCat(reinterpret_cast<uintptr_t>(cache.base()));
+    descriptor.fields["device"] = absl::StrCat(cache.memory().device());
+    descriptor.fields["socket"] = listener_->address();
     pool_ = &cache;
-    ++registrations_;
     log_->info("agent {}: registered device KV pool of {} blocks x {} bytes ({}) for CUDA IPC",
                options_.agent_name, cache.geometry().num_blocks(), cache.geometry().block_bytes(),
                std::string(KvLayoutName(cache.geometry().layout())));
     return absl::OkStatus();
   }
 
-  absl::StatusOr<std::string> ExportDescriptor() const override {
-    absl::MutexLock lock(&mu_);
-    if (pool_ == nullptr) return absl::FailedPreconditionError("no KV pool registered");
-    return descriptor_.Serialize();
-  }
-
-  absl::StatusOr<PeerId> LoadPeer(const std::string& bytes) override {
-    absl::StatusOr<PoolDescriptor> d = PoolDescriptor::Parse(bytes);
-    if (!d.ok()) return d.status();
-    const KvCache* pool;
-    {
-      absl::MutexLock lock(&mu_);
-      pool = pool_;
-    }
-    if (pool == nullptr) return absl::FailedPreconditionError("register a KV pool before LoadPeer");
-    if (absl::Status s = CheckCompatible(pool->geometry(), kBackend, *d); !s.ok()) return s;
+  absl::StatusOr<std::shared_ptr<EnginePeer>> Connect(const PoolDescriptor& descriptor,
+                                                      const KvGeometry& geometry) override {
+    const PoolDescriptor* d = &descriptor;
     absl::StatusOr<std::string> handle_hex = d->Field("ipc_handle");
     absl::StatusOr<std::string> pid = d->Field("pid");
     absl::StatusOr<std::string> address = d->Field("address");
@@ -200,8 +187,7 @@ class CudaIpcTransport final : public KvTransport {
       return absl::InvalidArgumentError(
           absl::StrCat("cuda-ipc descriptor of agent '", d->agent, "' lacks its handle fields"));
     }
-    auto peer =
-        std::make_shared<IpcPeer>(*d, KvGeometry(pool->config(), d->num_blocks, d->layout));
+    auto peer = std::make_shared<IpcPeer>(*d, geometry);
     if (*pid == absl::StrCat(getpid())) {
       uintptr_t p = 0;
       if (!absl::SimpleAtoi(*address, &p)) return absl::InvalidArgumentError("bad address field");
@@ -221,47 +207,36 @@ class CudaIpcTransport final : public KvTransport {
         local::NotifySender::Connect(*socket, options_.agent_name, options_.peer_credential);
     if (!notifier.ok()) return notifier.status();
     peer->notifier = std::move(*notifier);
-    absl::MutexLock lock(&mu_);
-    const PeerId id = next_peer_++;
-    peers_[id] = std::move(peer);
-    ++peers_loaded_;
+    {
+      absl::MutexLock lock(&mu_);
+      std::erase_if(peers_, [](const std::weak_ptr<IpcPeer>& p) { return p.expired(); });
+      peers_.push_back(peer);
+    }
     log_->info("agent {}: opened device KV pool of peer '{}' ({} blocks) over CUDA IPC",
                options_.agent_name, d->agent, d->num_blocks);
-    return id;
+    return peer;
   }
 
-  absl::Status RemovePeer(PeerId id) override {
-    absl::MutexLock lock(&mu_);
-    auto it = peers_.find(id);
-    if (it == peers_.end()) return absl::FailedPreconditionError(absl::StrCat("unknown KV peer ", id));
-    it->second->removed->store(true);
-    peers_.erase(it);  // batches in flight keep their own reference
-    return absl::OkStatus();
+  void Disconnect(EnginePeer& peer) override {
+    // Batches in flight keep their own reference; they end Cancelled.
+    static_cast<IpcPeer&>(peer).removed->store(true);
   }
 
-  absl::StatusOr<TransferId> Submit(PeerId id, std::span<const BlockCopy> copies,
-                                    const std::string& notification) override {
-    std::shared_ptr<IpcPeer> peer;
+  absl::StatusOr<TransferId> Post(const std::shared_ptr<EnginePeer>& engine_peer,
+                                  const PlannedBatch& batch) override {
+    std::shared_ptr<IpcPeer> peer = std::static_pointer_cast<IpcPeer>(engine_peer);
     const KvCache* pool;
     {
       absl::MutexLock lock(&mu_);
-      auto it = peers_.find(id);
-      if (it == peers_.end()) {
-        return absl::FailedPreconditionError(absl::StrCat("unknown or removed KV peer ", id));
-      }
-      peer = it->second;
       pool = pool_;
     }
-    if (notification.size() > kMaxNotificationBytes) {
-      return absl::InvalidArgumentError("KV transfer notification too long");
-    }
-    std::vector<CopyOp> ops;
-    if (absl::Status s = PlanCopies(pool->geometry(), peer->geometry, copies, ops); !s.ok()) return s;
+    const std::string& notification = batch.notification;
+    const std::span<const CopyOp> ops = batch.ops;
     if (peer->notifier->PeerGone()) {
       return absl::UnavailableError(absl::StrCat("KV peer '", peer->descriptor.agent,
                                                  "' is gone (request ", notification, ")"));
     }
-    absl::StatusOr<TransferId> tid = table_.Begin(TotalBytes(ops), static_cast<uint32_t>(ops.size()));
+    absl::StatusOr<TransferId> tid = table_.Begin(batch.bytes, static_cast<uint32_t>(ops.size()));
     if (!tid.ok()) return tid.status();
     peer->order.Enter(*tid);
     cudaEvent_t event = nullptr;
@@ -297,7 +272,8 @@ class CudaIpcTransport final : public KvTransport {
       peer->order.Landed(table_, *tid, [issued] { return issued; });
       return *tid;
     }
-    completions_->Push({event, [this, peer, tid = *tid, notification](absl::Status copied) {
+    completions_->Push({event, [this, peer, tid = *tid,
+                                notification = notification](absl::Status copied) {
                           peer->order.Landed(table_, tid, [peer, tid, notification, copied] {
                             if (!copied.ok()) return copied;
                             if (peer->removed->load()) {
@@ -317,15 +293,10 @@ class CudaIpcTransport final : public KvTransport {
 
 
   absl::StatusOr<std::unique_ptr<KvWriteWindow>> OpenWindow(
-      PeerId id, std::span<const BlockId> blocks) override {
-    std::shared_ptr<IpcPeer> peer;
+      const std::shared_ptr<EnginePeer>& engine_peer, std::span<const BlockId> blocks) override {
+    std::shared_ptr<IpcPeer> peer = std::static_pointer_cast<IpcPeer>(engine_peer);
     {
       absl::MutexLock lock(&mu_);
-      auto it = peers_.find(id);
-      if (it == peers_.end()) {
-        return absl::FailedPreconditionError(absl::StrCat("unknown or removed KV peer ", id));
-      }
-      peer = it->second;
       if (peer->view == nullptr) {
         absl::StatusOr<std::unique_ptr<KvCache>> view = KvCache::Create(
             pool_->config(), peer->descriptor.num_blocks, peer->descriptor.layout,
@@ -362,41 +333,25 @@ class CudaIpcTransport final : public KvTransport {
         });
   }
 
-  absl::StatusOr<bool> Poll(TransferId id) override { return table_.Poll(id); }
-  absl::Status Wait(TransferId id, absl::Duration timeout) override { return table_.Wait(id, timeout); }
-  absl::StatusOr<TransferStats> Stats(TransferId id) const override { return table_.Stats(id); }
-  std::vector<Notification> TakeNotifications() override { return inbox_.TakeAll(); }
-  absl::Status WaitForNotification(const std::string& message, absl::Duration timeout) override {
-    return inbox_.WaitFor(message, timeout);
-  }
+  std::string Transports(const EnginePeer&) const override { return "cuda_ipc"; }
 
-  TransportCounters counters() const override {
-    TransportCounters c;
-    table_.FillCounters(c);
-    c.notifications_received = inbox_.received();
+  void AddCounters(TransportCounters& c) const override {
     c.transports = "cuda_ipc (batched copy kernel; cudaMemcpyAsync for runs of 64 MiB and more)";
     absl::MutexLock lock(&mu_);
-    c.registrations = registrations_;
-    c.peers_loaded = peers_loaded_;
     c.senders_lost = listener_ ? listener_->senders_lost() : 0;
-    c.senders_refused = (listener_ ? listener_->senders_refused() : 0) + inbox_.dropped();
-    return c;
+    c.senders_refused += listener_ ? listener_->senders_refused() : 0;
   }
 
  private:
-  const TransportOptions options_;
+  const TransportOptions& options_;  // the front's, which outlives this engine
   std::shared_ptr<spdlog::logger> log_;
-  NotificationInbox inbox_;
-  BatchTable table_;
+  NotificationInbox& inbox_;  // the front's
+  BatchTable& table_;         // the front's
   cudaStream_t stream_;
   mutable absl::Mutex mu_;
   const KvCache* pool_ ABSL_GUARDED_BY(mu_) = nullptr;
-  PoolDescriptor descriptor_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<local::NotifyListener> listener_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<PeerId, std::shared_ptr<IpcPeer>> peers_ ABSL_GUARDED_BY(mu_);
-  PeerId next_peer_ ABSL_GUARDED_BY(mu_) = 1;
-  uint64_t registrations_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t peers_loaded_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::weak_ptr<IpcPeer>> peers_ ABSL_GUARDED_BY(mu_);  // to cancel at the end
   std::unique_ptr<CompletionThread> completions_;  // reset first in the destructor
 };
 
@@ -407,7 +362,10 @@ absl::StatusOr<std::unique_ptr<KvTransport>> MakeCudaIpcTransport(const Transpor
   PDSERVE_CUDA_RETURN_IF_ERROR(cudaSetDevice(0));
   cudaStream_t stream = nullptr;
   PDSERVE_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  return std::make_unique<CudaIpcTransport>(options, stream);
+  return MakeFrontTransport(options, kBackend, [stream](const EngineContext& context) {
+    return absl::StatusOr<std::unique_ptr<TransferEngine>>(
+        std::make_unique<CudaIpcEngine>(context, stream));
+  });
 }
 
 absl::StatusOr<std::unique_ptr<KvMemory>> AllocateCudaIpcPoolMemory(size_t bytes) {

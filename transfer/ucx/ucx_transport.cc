@@ -22,6 +22,7 @@
 #include "absl/strings/str_join.h"
 #include "transfer/sender_credential.h"
 #include "transfer/stream_copy.h"
+#include "transfer/transport_front.h"
 #include "transfer/ucx/ucx_context.h"
 #include "transfer/ucx/ucx_transport_impl.h"
 
@@ -48,24 +49,25 @@ std::string Base64(const void* data, size_t size) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<KvTransport>> UcxTransport::Create(const TransportOptions& options) {
-  absl::StatusOr<std::shared_ptr<UcxContext>> context = UcxContext::Get(options.listen_host);
-  if (!context.ok()) return context.status();
-  std::unique_ptr<UcxTransport> t(new UcxTransport(options, *context));
+absl::StatusOr<std::unique_ptr<TransferEngine>> UcxEngine::Create(const EngineContext& context) {
+  absl::StatusOr<std::shared_ptr<UcxContext>> ucx = UcxContext::Get(context.options.listen_host);
+  if (!ucx.ok()) return ucx.status();
+  std::unique_ptr<UcxEngine> t(new UcxEngine(context, *ucx));
   if (absl::Status s = t->Init(); !s.ok()) return s;
-  return std::unique_ptr<KvTransport>(std::move(t));
+  return std::unique_ptr<TransferEngine>(std::move(t));
 }
 
-UcxTransport::UcxTransport(const TransportOptions& options, std::shared_ptr<UcxContext> context)
-    : options_(options),
+UcxEngine::UcxEngine(const EngineContext& context, std::shared_ptr<UcxContext> ucx)
+    : options_(context.options),
       log_(ComponentLogger("transfer")),
-      table_(std::max(1, options.max_inflight_batches)),
-      context_(std::move(context)),
+      inbox_(context.inbox),
+      table_(context.table),
+      context_(std::move(ucx)),
       sender_header_(EncodeSenderHeader(options_.peer_credential, options_.agent_name)),
       stream_bytes_(StreamMinBytes("PDSERVE_UCX_STREAM_BYTES")),
       inline_bytes_(BytesFromEnv("PDSERVE_UCX_INLINE_BYTES", kDefaultInlineBytes)) {}
 
-absl::Status UcxTransport::Init() {
+absl::Status UcxEngine::Init() {
   ucp_worker_params_t params{};
   params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
   // Serialized: the progress thread and submitting threads (inline batches) take turns,
@@ -88,13 +90,13 @@ absl::Status UcxTransport::Init() {
                   UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
   am.id = kNotifyAmId;
   am.flags = UCP_AM_FLAG_WHOLE_MSG;
-  am.cb = &UcxTransport::OnNotification;
+  am.cb = &UcxEngine::OnNotification;
   am.arg = this;
   if (ucs_status_t s = ucp_worker_set_am_recv_handler(worker_, &am); s != UCS_OK) {
     return UcsError("ucp_worker_set_am_recv_handler", s);
   }
   am.id = kDataAmId;
-  am.cb = &UcxTransport::OnData;
+  am.cb = &UcxEngine::OnData;
   if (ucs_status_t s = ucp_worker_set_am_recv_handler(worker_, &am); s != UCS_OK) {
     return UcsError("ucp_worker_set_am_recv_handler (data)", s);
   }
@@ -116,9 +118,9 @@ absl::Status UcxTransport::Init() {
   return absl::OkStatus();
 }
 
-UcxTransport::~UcxTransport() {
+UcxEngine::~UcxEngine() {
   if (thread_.joinable()) {
-    Post([this] { stopping_ = true; });
+    PostCommand([this] { stopping_ = true; });
     thread_.join();
   }
   if (worker_ != nullptr) ucp_worker_destroy(worker_);
@@ -129,7 +131,7 @@ UcxTransport::~UcxTransport() {
 
 // Makes `device` current on the progress thread, which issues every put (UCX's CUDA
 // transports copy in the calling thread's context).
-absl::Status UcxTransport::UseDevice(int device) {
+absl::Status UcxEngine::UseDevice(int device) {
 #if defined(PDSERVE_HAS_CUDA)
   absl::StatusOr<absl::Status> set = RunOnWorker([device] {
     const cudaError_t e = cudaSetDevice(device);
@@ -145,17 +147,18 @@ absl::Status UcxTransport::UseDevice(int device) {
 #endif
 }
 
-absl::Status UcxTransport::RegisterPool(const KvCache& cache) {
+absl::Status UcxEngine::Register(const KvCache& cache, PoolDescriptor& descriptor) {
   if (cache.memory().kind() == MemoryKind::kCuda) {
     if (!context_->cuda_memory()) return NoCudaMemoryError(*context_);
     // Before taking mu_: the progress thread may need it.
     if (absl::Status s = UseDevice(cache.memory().device()); !s.ok()) return s;
   }
-  std::lock_guard lock(mu_);
-  if (pool_ != nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("agent '", options_.agent_name, "' already registered a KV pool"));
+  if (progress_tid_.load(std::memory_order_acquire) == 0) {
+    // The progress thread names itself as it starts (the descriptor carries its id): a command
+    // it ran proves it did.
+    (void)RunOnWorker([] { return absl::OkStatus(); });
   }
+  std::lock_guard lock(mu_);
   const size_t bytes = static_cast<size_t>(cache.geometry().region_bytes());
   ucp_mem_h memh = nullptr;
   auto* ucx_memory = dynamic_cast<UcxPoolMemory*>(&cache.memory());
@@ -181,22 +184,24 @@ absl::Status UcxTransport::RegisterPool(const KvCache& cache) {
   if (ucs_status_t s = ucp_rkey_pack(context_->handle(), memh, &rkey, &rkey_size); s != UCS_OK) {
     return UcsError("ucp_rkey_pack", s);
   }
-  descriptor_ = DescribePool(kBackend, options_.agent_name, cache.geometry());
-  descriptor_.fields["rkey"] = Base64(rkey, rkey_size);
+  descriptor.fields["rkey"] = Base64(rkey, rkey_size);
   ucp_rkey_buffer_release(rkey);
-  descriptor_.fields["worker_address"] = worker_address_;
-  descriptor_.fields["base"] = absl::StrCat(reinterpret_cast<uintptr_t>(cache.base()));
-  descriptor_.fields["memory"] = pool_memory_type_ == UCS_MEMORY_TYPE_HOST ? "host" : "device";
-  descriptor_.fields["boot_id"] = BootId();
-  descriptor_.fields["pid"] = absl::StrCat(getpid());
-  descriptor_.fields["start_time"] = absl::StrCat(ProcessStartTime(getpid()));
+  descriptor.fields["worker_address"] = worker_address_;
+  descriptor.fields["base"] = absl::StrCat(reinterpret_cast<uintptr_t>(cache.base()));
+  descriptor.fields["memory"] = pool_memory_type_ == UCS_MEMORY_TYPE_HOST ? "host" : "device";
+  descriptor.fields["boot_id"] = BootId();
+  descriptor.fields["pid"] = absl::StrCat(getpid());
+  descriptor.fields["start_time"] = absl::StrCat(ProcessStartTime(getpid()));
+  // A same-host sender of tcp data reads this thread's run-queue delay (UcxPeer::receiver_delay).
+  if (const int tid = progress_tid_.load(std::memory_order_acquire); tid > 0) {
+    descriptor.fields["progress_tid"] = absl::StrCat(tid);
+  }
   pool_ = &cache;
   if (pool_memory_type_ == UCS_MEMORY_TYPE_HOST) {
     // For the data handler (progress thread); set before the descriptor can reach a sender.
     pool_bytes_.store(bytes, std::memory_order_relaxed);
     pool_data_.store(cache.base(), std::memory_order_release);
   }
-  ++registrations_;
   log_->info(
       "agent {}: registered KV pool of {} blocks x {} bytes ({}, {} memory) with UCX "
       "(UCX_TLS={})",
@@ -207,29 +212,17 @@ absl::Status UcxTransport::RegisterPool(const KvCache& cache) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> UcxTransport::ExportDescriptor() const {
+void UcxEngine::AddCounters(TransportCounters& c) const {
+  c.senders_refused += notifications_refused_.load();
   std::lock_guard lock(mu_);
-  if (pool_ == nullptr) return absl::FailedPreconditionError("no KV pool registered");
-  return descriptor_.Serialize();
-}
-
-TransportCounters UcxTransport::counters() const {
-  TransportCounters c;
-  table_.FillCounters(c);
-  c.notifications_received = inbox_->received();
-  c.senders_refused = notifications_refused_.load() + inbox_->dropped();
-  std::lock_guard lock(mu_);
-  c.registrations = registrations_;
-  c.peers_loaded = peers_loaded_;
   c.transports = lanes_.empty()
                      ? absl::StrCat("UCX_TLS=", context_->tls().empty() ? "all" : context_->tls())
                      : absl::StrJoin(lanes_, ",");
   c.same_host_network_peers = same_host_network_peers_;
-  return c;
 }
 
 absl::StatusOr<std::unique_ptr<KvTransport>> MakeUcxTransport(const TransportOptions& options) {
-  return UcxTransport::Create(options);
+  return MakeFrontTransport(options, kBackend, &UcxEngine::Create);
 }
 
 absl::StatusOr<std::unique_ptr<KvMemory>> AllocateUcxDevicePoolMemory(

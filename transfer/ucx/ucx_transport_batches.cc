@@ -20,64 +20,32 @@ namespace {
 // in a buffer of its size before copying it into the pool.
 constexpr size_t kMaxDataAmBytes = size_t{256} << 10;
 constexpr int64_t kAliveReuseNs = 20'000;  // see StartBatch
-// Wait polls the handle this long (yielding the CPU between looks) before it blocks: a batch
-// about to complete costs no futex wake-up on either side.
-constexpr int64_t kWaitSpinNs = 50'000;
 
 }  // namespace
 
-absl::StatusOr<TransferId> UcxTransport::Submit(PeerId peer, std::span<const BlockCopy> copies,
-                                                const std::string& notification) {
-  const KvCache* pool;
-  std::shared_ptr<const PeerInfo> info;  // a pointer, not a copy of the geometry per batch
-  {
-    std::lock_guard lock(mu_);
-    auto it = peer_info_.find(peer);
-    if (it == peer_info_.end()) {
-      return absl::FailedPreconditionError(absl::StrCat("unknown or removed KV peer ", peer));
-    }
-    info = it->second;
-    pool = pool_;
-  }
-  if (notification.size() > kMaxNotificationBytes) {
-    return absl::InvalidArgumentError("KV transfer notification too long");
-  }
-  // Reused per thread: planning a batch allocates nothing once warm (a batch posted to the
-  // progress thread takes a copy).
-  thread_local std::vector<CopyOp> ops;
-  if (absl::Status s = PlanCopies(pool->geometry(), info->geometry, copies, ops); !s.ok()) {
-    return s;
-  }
-  if (info->dead->load()) {
+absl::StatusOr<TransferId> UcxEngine::Post(const std::shared_ptr<EnginePeer>& handle,
+                                           const PlannedBatch& batch) {
+  const auto& info = static_cast<const UcxPeerHandle&>(*handle);
+  if (info.dead->load()) {
     return absl::UnavailableError(
-        absl::StrCat("KV peer '", info->agent, "' is gone (request ", notification, ")"));
+        absl::StrCat("KV peer '", info.agent, "' is gone (request ", batch.notification, ")"));
   }
-  const uint64_t bytes = TotalBytes(ops);
-  absl::StatusOr<TransferId> id = table_.Begin(bytes, static_cast<uint32_t>(ops.size()));
+  // Set by Register before the front published the pool, which any Post comes after.
+  const KvCache* pool = pool_;
+  absl::StatusOr<TransferId> id = table_.Begin(batch.bytes, static_cast<uint32_t>(batch.ops.size()));
   if (!id.ok()) return id.status();
   const int64_t delay_start = ProgressDelayNs();
-  if (bytes <= inline_bytes_ && pool_memory_type_ == UCS_MEMORY_TYPE_HOST &&
-      IssueInline(peer, *id, pool->base(), ops, notification, delay_start)) {
+  if (batch.bytes <= inline_bytes_ && pool_memory_type_ == UCS_MEMORY_TYPE_HOST &&
+      IssueInline(info.id, *id, pool->base(), batch.ops, batch.notification, delay_start)) {
     return *id;
   }
-  Post([this, peer, id = *id, ops = ops, notification, base = pool->base(),
-        delay_start]() mutable { StartBatch(peer, id, base, ops, notification, delay_start); });
+  // The progress thread takes a copy of the runs (the front's are reused by the next batch).
+  PostCommand([this, peer = info.id, id = *id,
+               ops = std::vector<CopyOp>(batch.ops.begin(), batch.ops.end()),
+               notification = batch.notification, base = pool->base(), delay_start]() mutable {
+    StartBatch(peer, id, base, ops, notification, delay_start);
+  });
   return *id;
-}
-
-absl::Status UcxTransport::Wait(TransferId id, absl::Duration timeout) {
-  // A batch issued inline is usually complete already; one on the progress thread often
-  // completes within microseconds. Look a few times (yielding, so that on a small host the
-  // progress thread gets the core) before blocking on the table.
-  const int64_t spin_until =
-      MonotonicNanos() + std::min<int64_t>(kWaitSpinNs, absl::ToInt64Nanoseconds(timeout));
-  do {
-    absl::StatusOr<bool> done = table_.Poll(id);
-    if (!done.ok()) return done.status();
-    if (*done) return absl::OkStatus();  // Poll reaped it; a failure came back as its status
-    sched_yield();
-  } while (MonotonicNanos() < spin_until);
-  return table_.Wait(id, timeout);
 }
 
 // Issues a host-memory batch on the calling thread, the way a UCX application would: over
@@ -90,8 +58,8 @@ absl::Status UcxTransport::Wait(TransferId id, absl::Duration timeout) {
 // order), and for peers reached with data active messages (tcp: those stay on the progress
 // thread). A batch left in flight (the flush or the send completes later) is finished by the
 // progress thread.
-bool UcxTransport::IssueInline(PeerId peer, TransferId id, const std::byte* base,
-                               const std::vector<CopyOp>& ops, const std::string& notification,
+bool UcxEngine::IssueInline(PeerId peer, TransferId id, const std::byte* base,
+                            std::span<const CopyOp> ops, const std::string& notification,
                                int64_t delay_start) {
   std::unique_lock<std::mutex> worker(worker_mu_, std::try_to_lock);
   if (!worker.owns_lock()) return false;
@@ -109,8 +77,8 @@ bool UcxTransport::IssueInline(PeerId peer, TransferId id, const std::byte* base
   return true;
 }
 
-void UcxTransport::StartBatch(PeerId peer_id, TransferId id, const std::byte* base,
-                              const std::vector<CopyOp>& ops, const std::string& notification,
+void UcxEngine::StartBatch(PeerId peer_id, TransferId id, const std::byte* base,
+                           std::span<const CopyOp> ops, const std::string& notification,
                               int64_t delay_start) {
   auto it = peers_.find(peer_id);
   if (it == peers_.end()) {
@@ -128,6 +96,7 @@ void UcxTransport::StartBatch(PeerId peer_id, TransferId id, const std::byte* ba
   }
   auto* batch = new Batch{this, id, peer, notification, {}};
   batch->delay_start = delay_start;
+  if (peer->receiver_delay != nullptr) batch->receiver_delay_start = peer->receiver_delay->ReadNs();
   if (peer->am_data) {
     if (absl::Status s = SendData(*batch, base, ops); !s.ok()) {
       table_.Complete(id, std::move(s));
@@ -163,7 +132,7 @@ void UcxTransport::StartBatch(PeerId peer_id, TransferId id, const std::byte* ba
   peer->in_flight.insert(batch);
   ucp_request_param_t flush{};
   flush.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-  flush.cb.send = &UcxTransport::OnFlushed;
+  flush.cb.send = &UcxEngine::OnFlushed;
   flush.user_data = batch;
   ucs_status_ptr_t r = ucp_ep_flush_nbx(peer->ep, &flush);
   if (r == nullptr) {
@@ -175,8 +144,8 @@ void UcxTransport::StartBatch(PeerId peer_id, TransferId id, const std::byte* ba
 
 // The batch's runs as eager data messages (never rendezvous: that would make the receiver
 // answer), at most kMaxDataAmBytes each; the flush that follows covers their completion.
-absl::Status UcxTransport::SendData(Batch& batch, const std::byte* base,
-                                    const std::vector<CopyOp>& ops) {
+absl::Status UcxEngine::SendData(Batch& batch, const std::byte* base,
+                                 std::span<const CopyOp> ops) {
   size_t messages = 0;
   for (const CopyOp& op : ops) messages += (op.bytes + kMaxDataAmBytes - 1) / kMaxDataAmBytes;
   batch.data_headers.reserve(messages);  // no reallocation: UCX holds pointers into it
@@ -196,7 +165,7 @@ absl::Status UcxTransport::SendData(Batch& batch, const std::byte* base,
   return absl::OkStatus();
 }
 
-void UcxTransport::Flushed(Batch* batch, ucs_status_t status) {
+void UcxEngine::Flushed(Batch* batch, ucs_status_t status) {
   // Failed already (FailInFlight), or its peer's endpoint closed meanwhile: no notification.
   if (batch->abandoned) return Finish(batch, absl::OkStatus());
   if (batch->peer->ep == nullptr) {
@@ -208,7 +177,7 @@ void UcxTransport::Flushed(Batch* batch, ucs_status_t status) {
   ucp_request_param_t am{};
   am.op_attr_mask =
       UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
-  am.cb.send = &UcxTransport::OnNotificationSent;
+  am.cb.send = &UcxEngine::OnNotificationSent;
   am.user_data = batch;
   am.flags = UCP_AM_SEND_FLAG_EAGER;
   ucs_status_ptr_t r =
@@ -221,15 +190,23 @@ void UcxTransport::Flushed(Batch* batch, ucs_status_t status) {
   }
 }
 
-void UcxTransport::Finish(Batch* batch, absl::Status status) {
+void UcxEngine::Finish(Batch* batch, absl::Status status) {
   batch->peer->in_flight.erase(batch);
   if (!batch->abandoned) {
     // The time the progress thread, which drives every batch (and sends a tcp peer's data
-    // itself), was runnable without a core while this one was in flight.
+    // itself), was runnable without a core while this one was in flight; for a same-host tcp
+    // peer, plus its receiving thread's (it copies the data in; the two add up, as local's
+    // copy threads' waits do).
+    int64_t wait = 0;
     const int64_t delay_now = batch->delay_start >= 0 ? ProgressDelayNs() : -1;
-    if (delay_now > batch->delay_start) {
-      table_.SetCopyWait(batch->id, delay_now - batch->delay_start);
+    if (delay_now > batch->delay_start) wait += delay_now - batch->delay_start;
+    if (batch->receiver_delay_start >= 0) {
+      const int64_t receiver_now = batch->peer->receiver_delay->ReadNs();
+      if (receiver_now > batch->receiver_delay_start) {
+        wait += receiver_now - batch->receiver_delay_start;
+      }
     }
+    if (wait > 0) table_.SetCopyWait(batch->id, wait);
     table_.Complete(batch->id, std::move(status));
     batches_.erase(batch->id);
   }
@@ -237,19 +214,19 @@ void UcxTransport::Finish(Batch* batch, absl::Status status) {
 }
 
 // A failed operation on a peer whose endpoint reported an error is that error (Unavailable).
-absl::Status UcxTransport::PeerStatus(const UcxPeer& peer, const std::string& what,
+absl::Status UcxEngine::PeerStatus(const UcxPeer& peer, const std::string& what,
                                       ucs_status_t s) {
   if (!peer.error.ok()) return peer.error;
   return UcsError(absl::StrCat(what, " to KV peer '", peer.agent, "'"), s);
 }
 
-void UcxTransport::OnFlushed(void* request, ucs_status_t status, void* user_data) {
+void UcxEngine::OnFlushed(void* request, ucs_status_t status, void* user_data) {
   auto* batch = static_cast<Batch*>(user_data);
   ucp_request_free(request);
   batch->owner->Flushed(batch, status);
 }
 
-void UcxTransport::OnNotificationSent(void* request, ucs_status_t status, void* user_data) {
+void UcxEngine::OnNotificationSent(void* request, ucs_status_t status, void* user_data) {
   auto* batch = static_cast<Batch*>(user_data);
   ucp_request_free(request);
   batch->owner->Finish(

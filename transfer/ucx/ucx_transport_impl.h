@@ -5,8 +5,8 @@
 // works and why). One class, one file per concern:
 //   ucx_transport.cc           creation, the worker, pool registration, counters, shutdown
 //   ucx_transport_peers.cc     loading peers: connecting, lanes, liveness, closing
-//   ucx_transport_batches.cc   the send side: Submit, inline issue, puts / streaming copies /
-//                              data messages, flush, notification, completion, Wait
+//   ucx_transport_batches.cc   the send side: Post, inline issue, puts / streaming copies /
+//                              data messages, flush, notification, completion
 //   ucx_transport_progress.cc  the progress thread and the commands callers hand it
 //   ucx_transport_receive.cc   the receive side: data messages and notifications from peers
 //
@@ -42,6 +42,7 @@
 #include "transfer/kv_transport.h"
 #include "transfer/notification_inbox.h"
 #include "transfer/pool_descriptor.h"
+#include "transfer/transfer_engine.h"
 #include "transfer/ucx/ucx_context.h"
 #include "transfer/ucx/ucx_lanes.h"
 
@@ -99,6 +100,12 @@ struct UcxPeer {
   int pidfd = -1;
   // MonotonicNanos() of the last liveness check that found the process alive (see StartBatch).
   int64_t alive_at_ns = 0;
+  // A same-host peer reached with data active messages: its progress thread takes every byte
+  // off the socket and copies it into its pool, so its run-queue delay is part of each batch's
+  // copy wait (its descriptor's progress_tid); null otherwise (shared-memory puts and cuda_ipc
+  // never involve the receiver's threads).
+  std::shared_ptr<const ThreadRunDelay> receiver_delay;
+  int progress_tid = 0;  // from its descriptor (same host only)
   UcxPeer() = default;
   UcxPeer(const UcxPeer&) = delete;
   UcxPeer& operator=(const UcxPeer&) = delete;
@@ -111,18 +118,12 @@ struct UcxPeer {
   std::shared_ptr<std::atomic<bool>> dead = std::make_shared<std::atomic<bool>>(false);
 };
 
-// What callers need to validate a Submit without asking the progress thread.
-struct PeerInfo {
-  KvGeometry geometry;
-  std::string agent;
-  std::shared_ptr<std::atomic<bool>> dead;
-};
 
-class UcxTransport;
+class UcxEngine;
 
 // One batch between its puts and its completion; owned by the UCX callbacks in between.
 struct Batch {
-  UcxTransport* owner;
+  UcxEngine* owner;
   TransferId id;
   std::shared_ptr<UcxPeer> peer;
   std::string notification;
@@ -134,39 +135,48 @@ struct Batch {
   // The progress thread's run-queue delay at Submit (run_delay.h; -1: not reported): what it
   // added until the batch finished is the batch's copy_wait_ns.
   int64_t delay_start = -1;
+  // The peer's receiving thread's delay when the batch started (UcxPeer::receiver_delay; -1:
+  // not read): before that the receiver had none of its bytes.
+  int64_t receiver_delay_start = -1;
 };
 
-class UcxTransport final : public KvTransport {
- public:
-  static absl::StatusOr<std::unique_ptr<KvTransport>> Create(const TransportOptions& options);
-  ~UcxTransport() override;
+// The handle the front (transport_front.h) keeps for a connected peer: the progress thread's
+// UcxPeer is found by id, and `dead` refuses batches without asking that thread.
+struct UcxPeerHandle final : EnginePeer {
+  UcxPeerHandle(PeerId i, std::string a, std::shared_ptr<std::atomic<bool>> d)
+      : id(i), agent(std::move(a)), dead(std::move(d)) {}
+  const PeerId id;
+  const std::string agent;
+  const std::shared_ptr<std::atomic<bool>> dead;
+};
 
-  std::string backend() const override { return kBackend; }
-  absl::Status RegisterPool(const KvCache& cache) override;
-  absl::StatusOr<std::string> ExportDescriptor() const override;
-  absl::StatusOr<PeerId> LoadPeer(const std::string& bytes) override;
-  absl::Status RemovePeer(PeerId id) override;
-  absl::StatusOr<TransferId> Submit(PeerId peer, std::span<const BlockCopy> copies,
-                                    const std::string& notification) override;
-  absl::StatusOr<bool> Poll(TransferId id) override { return table_.Poll(id); }
-  absl::Status Wait(TransferId id, absl::Duration timeout) override;
-  absl::StatusOr<TransferStats> Stats(TransferId id) const override { return table_.Stats(id); }
-  std::vector<Notification> TakeNotifications() override { return inbox_->TakeAll(); }
-  absl::Status WaitForNotification(const std::string& message, absl::Duration timeout) override {
-    return inbox_->WaitFor(message, timeout);
-  }
-  TransportCounters counters() const override;
-  std::string PeerTransports(PeerId peer) const override;
+class UcxEngine final : public TransferEngine {
+ public:
+  static absl::StatusOr<std::unique_ptr<TransferEngine>> Create(const EngineContext& context);
+  ~UcxEngine() override;
+
+  absl::Status Register(const KvCache& cache, PoolDescriptor& descriptor) override;
+  absl::StatusOr<std::shared_ptr<EnginePeer>> Connect(const PoolDescriptor& peer,
+                                                      const KvGeometry& geometry) override;
+  void Disconnect(EnginePeer& peer) override;
+  absl::StatusOr<TransferId> Post(const std::shared_ptr<EnginePeer>& peer,
+                                  const PlannedBatch& batch) override;
+  void AddCounters(TransportCounters& counters) const override;
+  std::string Transports(const EnginePeer& peer) const override;
+  // A batch issued inline is usually complete already; one on the progress thread often
+  // completes within microseconds: the waiter looks a few times (yielding, so that on a small
+  // host the progress thread gets the core) before blocking.
+  absl::Duration wait_spin() const override { return absl::Microseconds(50); }
 
  private:
-  UcxTransport(const TransportOptions& options, std::shared_ptr<UcxContext> context);
+  UcxEngine(const EngineContext& context, std::shared_ptr<UcxContext> ucx);
 
   // ---- ucx_transport.cc ----
   absl::Status Init();  // the worker, its handlers and address, the progress thread
   absl::Status UseDevice(int device);
 
   // ---- ucx_transport_peers.cc (progress thread, except RecordTransports) ----
-  absl::Status Connect(PeerId id, const std::shared_ptr<UcxPeer>& peer, const std::string& address,
+  absl::Status ConnectOnWorker(PeerId id, const std::shared_ptr<UcxPeer>& peer, const std::string& address,
                        const std::string& rkey);
   ucs_status_t CreateEndpoint(UcxPeer& peer, const std::string& address,
                               ucp_err_handling_mode_t mode);
@@ -182,12 +192,12 @@ class UcxTransport final : public KvTransport {
 
   // ---- ucx_transport_batches.cc (under worker_mu_) ----
   bool IssueInline(PeerId peer, TransferId id, const std::byte* base,
-                   const std::vector<CopyOp>& ops, const std::string& notification,
+                   std::span<const CopyOp> ops, const std::string& notification,
                    int64_t delay_start);
   void StartBatch(PeerId peer_id, TransferId id, const std::byte* base,
-                  const std::vector<CopyOp>& ops, const std::string& notification,
+                  std::span<const CopyOp> ops, const std::string& notification,
                   int64_t delay_start);
-  absl::Status SendData(Batch& batch, const std::byte* base, const std::vector<CopyOp>& ops);
+  absl::Status SendData(Batch& batch, const std::byte* base, std::span<const CopyOp> ops);
   void Flushed(Batch* batch, ucs_status_t status);
   void Finish(Batch* batch, absl::Status status);
   static absl::Status PeerStatus(const UcxPeer& peer, const std::string& what, ucs_status_t s);
@@ -199,7 +209,7 @@ class UcxTransport final : public KvTransport {
   // does not report it.
   int64_t ProgressDelayNs() const;
   void Wake();
-  void Post(std::function<void()> command);
+  void PostCommand(std::function<void()> command);
   absl::StatusOr<absl::Status> RunOnWorker(std::function<absl::Status()> fn);
   void Loop();
   void Sleep();
@@ -212,12 +222,10 @@ class UcxTransport final : public KvTransport {
   static ucs_status_t OnNotification(void* arg, const void* header, size_t header_length,
                                      void* data, size_t length, const ucp_am_recv_param_t* param);
 
-  const TransportOptions options_;
+  const TransportOptions& options_;  // the front's, which outlives this engine
   std::shared_ptr<spdlog::logger> log_;
-  // Shared with the other engine of an `auto` transport (TransportOptions::inbox).
-  const std::shared_ptr<NotificationInbox> inbox_ =
-      options_.inbox ? options_.inbox : std::make_shared<NotificationInbox>();
-  BatchTable table_;
+  NotificationInbox& inbox_;  // the front's (shared with `auto`'s other engine)
+  BatchTable& table_;         // the front's
   std::shared_ptr<UcxContext> context_;
   ucp_worker_h worker_ = nullptr;
   std::string worker_address_;
@@ -242,14 +250,10 @@ class UcxTransport final : public KvTransport {
 
   mutable std::mutex mu_;  // std::mutex: see worker_mu_
   const KvCache* pool_ = nullptr;
-  PoolDescriptor descriptor_;
-  absl::flat_hash_map<PeerId, std::shared_ptr<const PeerInfo>> peer_info_;
   std::set<std::string> lanes_;  // every peer's UcxPeer::transports, once
   // Each connected peer's UcxPeer::transports, under mu_ (peers_ is the progress thread's).
   absl::flat_hash_map<PeerId, std::string> peer_transports_;
   uint64_t same_host_network_peers_ = 0;
-  uint64_t registrations_ = 0;
-  uint64_t peers_loaded_ = 0;
 
   std::mutex command_mu_;  // std::mutex: see worker_mu_
   std::deque<std::function<void()>> commands_;
@@ -275,6 +279,7 @@ class UcxTransport final : public KvTransport {
   // Opened by the progress thread as it starts, then only read (from any thread).
   ThreadRunDelay progress_delay_;
   std::atomic<bool> progress_delay_ready_{false};
+  std::atomic<int> progress_tid_{0};  // for the descriptor's progress_tid
   std::thread thread_;
 };
 

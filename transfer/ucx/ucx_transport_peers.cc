@@ -78,16 +78,14 @@ uint64_t ProcessStartTime(pid_t pid) {
   return start;
 }
 
-absl::StatusOr<PeerId> UcxTransport::LoadPeer(const std::string& bytes) {
-  absl::StatusOr<PoolDescriptor> d = PoolDescriptor::Parse(bytes);
-  if (!d.ok()) return d.status();
-  const KvCache* pool;
-  {
-    std::lock_guard lock(mu_);
-    pool = pool_;
-  }
-  if (pool == nullptr) return absl::FailedPreconditionError("register a KV pool before LoadPeer");
-  if (absl::Status s = CheckCompatible(pool->geometry(), kBackend, *d); !s.ok()) return s;
+absl::StatusOr<std::shared_ptr<EnginePeer>> UcxEngine::Connect(const PoolDescriptor& descriptor,
+                                                               const KvGeometry&) {
+  // The front parsed the descriptor and checked its geometry; the fields below are ucx's.
+  const PoolDescriptor* d = &descriptor;
+  auto field = [d](const char* key) {
+    auto it = d->fields.find(key);
+    return it == d->fields.end() ? std::string() : it->second;
+  };
   std::string address, rkey;
   uint64_t base = 0;
   absl::StatusOr<std::string> f_address = d->Field("worker_address");
@@ -110,10 +108,12 @@ absl::StatusOr<PeerId> UcxTransport::LoadPeer(const std::string& bytes) {
   if (auto boot = d->fields.find("boot_id"); boot != d->fields.end() && boot->second == BootId()) {
     int pid = 0;
     uint64_t start = 0;
-    if (absl::SimpleAtoi(d->fields["pid"], &pid) &&
-        absl::SimpleAtoi(d->fields["start_time"], &start)) {
+    if (absl::SimpleAtoi(field("pid"), &pid) && absl::SimpleAtoi(field("start_time"), &start)) {
       peer->pid = pid;
       peer->start_time = start;
+      // Only a number: a bad one opens nothing (ThreadRunDelay::OfThread) and is ignored.
+      int tid = 0;
+      if (absl::SimpleAtoi(field("progress_tid"), &tid) && tid > 0) peer->progress_tid = tid;
       if (ProcessStartTime(pid) != start) {
         return absl::FailedPreconditionError(
             absl::StrCat("KV peer '", d->agent, "' (pid ", pid, ") is gone: stale descriptor"));
@@ -121,32 +121,30 @@ absl::StatusOr<PeerId> UcxTransport::LoadPeer(const std::string& bytes) {
     }
   }
   absl::StatusOr<absl::Status> connected =
-      RunOnWorker([&] { return Connect(id, peer, address, rkey); });
+      // By value: a command the thread runs after RunOnWorker gave up must not see dead locals.
+      RunOnWorker([this, id, peer, address, rkey] {
+        return ConnectOnWorker(id, peer, address, rkey);
+      });
   if (!connected.ok()) return connected.status();
   if (!connected->ok()) return *connected;
-  std::lock_guard lock(mu_);
-  peer_info_.emplace(
-      id, std::make_shared<const PeerInfo>(PeerInfo{
-              KvGeometry(pool->config(), d->num_blocks, d->layout), d->agent, peer->dead}));
-  ++peers_loaded_;
-  return id;
+  return std::make_shared<UcxPeerHandle>(id, d->agent, peer->dead);
 }
 
-absl::Status UcxTransport::RemovePeer(PeerId id) {
-  {
-    std::lock_guard lock(mu_);
-    if (peer_info_.erase(id) == 0) {
-      return absl::FailedPreconditionError(absl::StrCat("unknown KV peer ", id));
-    }
-  }
-  absl::StatusOr<absl::Status> closed = RunOnWorker([&] {
+void UcxEngine::Disconnect(EnginePeer& handle) {
+  const PeerId id = static_cast<UcxPeerHandle&>(handle).id;
+  absl::StatusOr<absl::Status> closed = RunOnWorker([this, id] {
     ClosePeer(id);
     return absl::OkStatus();
   });
-  return closed.ok() ? absl::OkStatus() : closed.status();
+  if (!closed.ok()) {
+    // The progress thread did not answer (kCommandTimeout): the close stays queued and runs
+    // when it does; the front has already forgotten the peer, so nothing new goes to it.
+    log_->warn("agent {}: closing KV peer {}: {}", options_.agent_name, id,
+               closed.status().ToString());
+  }
 }
 
-absl::Status UcxTransport::Connect(PeerId id, const std::shared_ptr<UcxPeer>& peer,
+absl::Status UcxEngine::ConnectOnWorker(PeerId id, const std::shared_ptr<UcxPeer>& peer,
                                    const std::string& address, const std::string& rkey) {
   const bool same_host = peer->pid != 0;
   if (same_host && peer->pidfd < 0) {
@@ -215,6 +213,11 @@ absl::Status UcxTransport::Connect(PeerId id, const std::shared_ptr<UcxPeer>& pe
   peer->same_host_network = same_host && !network.empty();
   peer->transports = TransportSummary(peer->lanes);
   if (peer->am_data) absl::StrAppend(&peer->transports, " (data as active messages)");
+  if (peer->am_data && same_host && peer->progress_tid > 0) {
+    auto delay = std::make_shared<ThreadRunDelay>(
+        ThreadRunDelay::OfThread(peer->pid, peer->progress_tid));
+    if (delay->ReadNs() >= 0) peer->receiver_delay = std::move(delay);
+  }
   if (peer->direct != nullptr) {
     absl::StrAppend(&peer->transports, " (batches > ", stream_bytes_ >> 20,
                     " MiB: streaming stores through ucp_rkey_ptr)");
@@ -259,14 +262,14 @@ absl::Status UcxTransport::Connect(PeerId id, const std::shared_ptr<UcxPeer>& pe
   return absl::OkStatus();
 }
 
-ucs_status_t UcxTransport::CreateEndpoint(UcxPeer& peer, const std::string& address,
+ucs_status_t UcxEngine::CreateEndpoint(UcxPeer& peer, const std::string& address,
                                           ucp_err_handling_mode_t mode) {
   ucp_ep_params_t params{};
   params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
                       UCP_EP_PARAM_FIELD_ERR_HANDLER;
   params.address = reinterpret_cast<const ucp_address_t*>(address.data());
   params.err_mode = mode;
-  params.err_handler.cb = &UcxTransport::OnEndpointError;
+  params.err_handler.cb = &UcxEngine::OnEndpointError;
   params.err_handler.arg = &peer;
   const ucs_status_t s = ucp_ep_create(worker_, &params, &peer.ep);
   if (s != UCS_OK) peer.ep = nullptr;
@@ -275,14 +278,14 @@ ucs_status_t UcxTransport::CreateEndpoint(UcxPeer& peer, const std::string& addr
 
 // Closes an endpoint to a live peer that was never used: gracefully, as a forced close needs
 // peer-failure handling on both sides (ucp.h) and this one has none.
-void UcxTransport::DiscardEndpoint(UcxPeer& peer) {
+void UcxEngine::DiscardEndpoint(UcxPeer& peer) {
   ucp_request_param_t params{};
   WaitRequest(ucp_ep_close_nbx(peer.ep, &params), kConnectTimeoutNs);
   peer.ep = nullptr;
 }
 
 // ucp_ep_print_info's text: the endpoint's lanes and its protocols' ranges.
-std::string UcxTransport::EpInfo(ucp_ep_h ep) {
+std::string UcxEngine::EpInfo(ucp_ep_h ep) {
   char* text = nullptr;
   size_t size = 0;
   FILE* stream = open_memstream(&text, &size);
@@ -294,19 +297,19 @@ std::string UcxTransport::EpInfo(ucp_ep_h ep) {
   return all;
 }
 
-void UcxTransport::RecordTransports(const UcxPeer& peer) {
+void UcxEngine::RecordTransports(const UcxPeer& peer) {
   std::lock_guard lock(mu_);
   lanes_.insert(peer.transports);
   if (peer.same_host_network) ++same_host_network_peers_;
 }
 
-std::string UcxTransport::PeerTransports(PeerId peer) const {
+std::string UcxEngine::Transports(const EnginePeer& handle) const {
   std::lock_guard lock(mu_);
-  auto it = peer_transports_.find(peer);
+  auto it = peer_transports_.find(static_cast<const UcxPeerHandle&>(handle).id);
   return it == peer_transports_.end() ? "" : it->second;
 }
 
-void UcxTransport::ClosePeer(PeerId id) {
+void UcxEngine::ClosePeer(PeerId id) {
   {
     std::lock_guard lock(mu_);
     peer_transports_.erase(id);
@@ -319,7 +322,7 @@ void UcxTransport::ClosePeer(PeerId id) {
   ClosePeerState(*peer);
 }
 
-void UcxTransport::ClosePeerState(UcxPeer& peer) {
+void UcxEngine::ClosePeerState(UcxPeer& peer) {
   if (peer.ep != nullptr && !peer.watched_only) {
     ucp_request_param_t params{};
     params.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
@@ -348,7 +351,7 @@ void UcxTransport::ClosePeerState(UcxPeer& peer) {
 
 // Completes every batch in flight to `peer` with its error (Cancelled if none is set); UCX's
 // late callbacks for them only free them (Batch::abandoned).
-void UcxTransport::FailInFlight(UcxPeer& peer) {
+void UcxEngine::FailInFlight(UcxPeer& peer) {
   const absl::Status status =
       peer.error.ok() ? absl::CancelledError(absl::StrCat("KV peer '", peer.agent, "' closed"))
                       : peer.error;
@@ -361,7 +364,7 @@ void UcxTransport::FailInFlight(UcxPeer& peer) {
 }
 
 // Marks a same-host peer whose process is gone as failed and cancels what is in flight to it.
-void UcxTransport::CheckAlive(UcxPeer& peer) {
+void UcxEngine::CheckAlive(UcxPeer& peer) {
   if (peer.pid == 0 || !peer.error.ok()) return;
   if (!ProcessGone(peer)) {
     peer.alive_at_ns = MonotonicNanos();
@@ -373,7 +376,7 @@ void UcxTransport::CheckAlive(UcxPeer& peer) {
   ClosePeerState(peer);
 }
 
-bool UcxTransport::ProcessGone(const UcxPeer& peer) {
+bool UcxEngine::ProcessGone(const UcxPeer& peer) {
   if (peer.pidfd >= 0) {
     pollfd p{peer.pidfd, POLLIN, 0};
     return poll(&p, 1, 0) > 0;
@@ -381,7 +384,7 @@ bool UcxTransport::ProcessGone(const UcxPeer& peer) {
   return ProcessStartTime(peer.pid) != peer.start_time;
 }
 
-void UcxTransport::OnEndpointError(void* arg, ucp_ep_h ep, ucs_status_t status) {
+void UcxEngine::OnEndpointError(void* arg, ucp_ep_h ep, ucs_status_t status) {
   auto* peer = static_cast<UcxPeer*>(arg);
   if (peer->error.ok()) {
     peer->error = absl::UnavailableError(

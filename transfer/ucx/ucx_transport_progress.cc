@@ -27,7 +27,7 @@ constexpr int64_t kLivenessCheckNs = 100'000'000;
 
 // ---- commands from caller threads ----
 
-void UcxTransport::Post(std::function<void()> command) {
+void UcxEngine::PostCommand(std::function<void()> command) {
   {
     std::lock_guard lock(command_mu_);
     commands_.push_back(std::move(command));
@@ -38,7 +38,7 @@ void UcxTransport::Post(std::function<void()> command) {
   Wake();
 }
 
-void UcxTransport::Wake() {
+void UcxEngine::Wake() {
   if (sleeping_.load()) {
     const uint64_t one = 1;
     (void)!write(command_fd_, &one, sizeof(one));
@@ -46,10 +46,10 @@ void UcxTransport::Wake() {
 }
 
 // Runs `fn` on the progress thread and returns its status (outer: the wait itself failed).
-absl::StatusOr<absl::Status> UcxTransport::RunOnWorker(std::function<absl::Status()> fn) {
+absl::StatusOr<absl::Status> UcxEngine::RunOnWorker(std::function<absl::Status()> fn) {
   auto done = std::make_shared<absl::Notification>();
   auto result = std::make_shared<absl::Status>();
-  Post([fn = std::move(fn), done, result] {
+  PostCommand([fn = std::move(fn), done, result] {
     *result = fn();
     done->Notify();
   });
@@ -63,12 +63,13 @@ absl::StatusOr<absl::Status> UcxTransport::RunOnWorker(std::function<absl::Statu
 
 // One turn holds worker_mu_ (commands, progress, liveness); the yield and the sleep do not,
 // so that submitting threads can issue inline batches in between.
-int64_t UcxTransport::ProgressDelayNs() const {
+int64_t UcxEngine::ProgressDelayNs() const {
   return progress_delay_ready_.load(std::memory_order_acquire) ? progress_delay_.ReadNs() : -1;
 }
 
-void UcxTransport::Loop() {
+void UcxEngine::Loop() {
   progress_delay_ = ThreadRunDelay::OfCallingThread();
+  progress_tid_.store(ThreadRunDelay::CallingThreadId(), std::memory_order_release);
   progress_delay_ready_.store(true, std::memory_order_release);
   int64_t last_activity = MonotonicNanos();
   for (;;) {
@@ -111,7 +112,7 @@ void UcxTransport::Loop() {
   Shutdown();
 }
 
-void UcxTransport::Sleep() {
+void UcxEngine::Sleep() {
   sleeping_.store(true);
   {
     std::lock_guard<std::mutex> worker(worker_mu_);
@@ -138,7 +139,7 @@ void UcxTransport::Sleep() {
 }
 
 // Progresses until `request` completes or the deadline passes; returns its status.
-ucs_status_t UcxTransport::WaitRequest(ucs_status_ptr_t request, int64_t timeout_ns) {
+ucs_status_t UcxEngine::WaitRequest(ucs_status_ptr_t request, int64_t timeout_ns) {
   if (request == nullptr) return UCS_OK;
   if (UCS_PTR_IS_ERR(request)) return UCS_PTR_STATUS(request);
   const int64_t deadline = MonotonicNanos() + timeout_ns;
@@ -158,7 +159,7 @@ ucs_status_t UcxTransport::WaitRequest(ucs_status_ptr_t request, int64_t timeout
   return status;
 }
 
-void UcxTransport::Shutdown() {
+void UcxEngine::Shutdown() {
   for (auto& [id, peer] : peers_) {
     peer->error = absl::CancelledError("KV transport shutting down");
     ClosePeerState(*peer);

@@ -16,9 +16,9 @@ namespace pdserve::transfer::ucx {
 
 // A data message (kDataAmId): its bytes at the offset its header names in this pool. Runs on
 // the progress thread, before any notification the sender sent after it.
-ucs_status_t UcxTransport::OnData(void* arg, const void* header, size_t header_length, void* data,
+ucs_status_t UcxEngine::OnData(void* arg, const void* header, size_t header_length, void* data,
                                   size_t length, const ucp_am_recv_param_t* param) {
-  auto* self = static_cast<UcxTransport*>(arg);
+  auto* self = static_cast<UcxEngine*>(arg);
   std::byte* pool = self->pool_data_.load(std::memory_order_acquire);
   uint64_t dst = 0;
   if (header_length == sizeof(dst)) std::memcpy(&dst, header, sizeof(dst));
@@ -34,10 +34,10 @@ ucs_status_t UcxTransport::OnData(void* arg, const void* header, size_t header_l
   return UCS_OK;
 }
 
-ucs_status_t UcxTransport::OnNotification(void* arg, const void* header, size_t header_length,
+ucs_status_t UcxEngine::OnNotification(void* arg, const void* header, size_t header_length,
                                           void* data, size_t length,
                                           const ucp_am_recv_param_t* param) {
-  auto* self = static_cast<UcxTransport*>(arg);
+  auto* self = static_cast<UcxEngine*>(arg);
   // Anyone who learnt this worker's address can send it active messages: only a sender that
   // presents the cluster credential announces KV. Bounded before anything is kept.
   absl::StatusOr<SenderHeader> sender =
@@ -58,7 +58,7 @@ ucs_status_t UcxTransport::OnNotification(void* arg, const void* header, size_t 
     }
     return UCS_OK;
   }
-  self->inbox_->Push(
+  self->inbox_.Push(
       {std::move(sender->agent), std::string(static_cast<const char*>(data), length)});
   return UCS_OK;
 }
