@@ -28,6 +28,15 @@ absl::StatusOr<doctor::Diagnosis> DiagnoseEndpoint(const std::string& endpoint) 
   v1::ClusterStatus s;
   RETURN_IF_ERROR(service::FromGrpc(stub->GetStatus(&ctx, v1::StatusRequest(), &s)));
   std::vector<doctor::LiveWorker> workers;
+  std::vector<doctor::LivePlace> decode;
+  for (const v1::WorkerStatus& w : s.workers()) {
+    if (w.role() == v1::WORKER_ROLE_DECODE) {
+      decode.push_back({.id = absl::CEscape(w.worker_id()),
+                        .host = absl::CEscape(w.host_id()),
+                        .gpu = absl::CEscape(w.gpu()),
+                        .numa_node = w.has_numa_node() ? w.numa_node() : -1});
+    }
+  }
   for (const v1::WorkerStatus& w : s.workers()) {
     if (w.role() != v1::WORKER_ROLE_PREFILL || !w.live()) continue;
     const v1::TransferCounters& t = w.transfer();
@@ -42,13 +51,15 @@ absl::StatusOr<doctor::Diagnosis> DiagnoseEndpoint(const std::string& endpoint) 
                        .bytes = t.bytes_sent(),
                        .operations = t.operations_issued(),
                        .same_host_network_peers = t.same_host_network_peers(),
-                       .block_size = static_cast<int>(s.model().block_size())});
+                       .block_size = static_cast<int>(s.model().block_size()),
+                       .gpu = absl::CEscape(w.gpu()),
+                       .numa_node = w.has_numa_node() ? w.numa_node() : -1});
   }
   if (workers.empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat("the router at ", endpoint, " lists no live prefill worker"));
   }
-  return doctor::DiagnoseLive(endpoint, workers);
+  return doctor::DiagnoseLive(endpoint, workers, decode);
 }
 
 // `pdserve doctor RESULTS_DIR [--json]`: the slow-KV-transfer checklist over a `pdserve bench`

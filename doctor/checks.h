@@ -30,6 +30,7 @@ inline constexpr const char* kStaging = "staging";            // GPU KV through 
 inline constexpr const char* kOverlap = "overlap";            // transfer hidden under compute
 inline constexpr const char* kVsBaseline = "vs-baseline";     // serving vs same-run microbench
 inline constexpr const char* kTtftP99 = "ttft-p99";           // where the TTFT tail goes
+inline constexpr const char* kPlacement = "placement";        // where prefill and decode sit
 
 struct Finding {
   std::string item;      // one of the k* names above

@@ -3,6 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "transfer/kv_transport.h"
 
 namespace pdserve::doctor {
@@ -78,12 +79,64 @@ Finding Staging(const LiveWorker& w) {
 
 }  // namespace
 
-Diagnosis DiagnoseLive(const std::string& endpoint, const std::vector<LiveWorker>& workers) {
+Finding PlacementFinding(const LiveWorker& w, const std::vector<LivePlace>& decode) {
+  if (decode.empty()) {
+    return Make(kPlacement, "all", "no decode worker reported", Verdict::kNotApplicable);
+  }
+  std::vector<std::string> parts;
+  std::vector<std::string> fixes;
+  bool shared_gpu = false, crossed_numa = false;
+  for (const LivePlace& p : decode) {
+    if (p.host != w.host) {
+      parts.push_back(absl::StrCat(p.id, ": another host (", p.host, ")"));
+      continue;
+    }
+    std::string where = absl::StrCat(p.id, ": same host");
+    if (!w.gpu.empty() && !p.gpu.empty()) {
+      if (w.gpu == p.gpu) {
+        absl::StrAppend(&where, ", same GPU ", w.gpu);
+        shared_gpu = true;
+      } else {
+        absl::StrAppend(&where, ", peer GPUs ", w.gpu, " -> ", p.gpu);
+      }
+    } else if (!w.gpu.empty() || !p.gpu.empty()) {
+      absl::StrAppend(&where, ", pools in ", w.gpu.empty() ? "host" : w.gpu, " -> ",
+                      p.gpu.empty() ? "host" : p.gpu, " memory");
+    }
+    if (w.numa_node >= 0 && p.numa_node >= 0) {
+      if (w.numa_node != p.numa_node) {
+        absl::StrAppend(&where, ", NUMA nodes ", w.numa_node, " -> ", p.numa_node);
+        crossed_numa = true;
+      } else {
+        absl::StrAppend(&where, ", NUMA node ", w.numa_node);
+      }
+    } else {
+      absl::StrAppend(&where, ", NUMA node unknown");
+    }
+    parts.push_back(std::move(where));
+  }
+  if (shared_gpu) {
+    fixes.push_back(
+        "prefill and decode kernels time-slice one GPU (two CUDA contexts): run the CUDA MPS "
+        "daemon, or place them apart (pdserve cluster --prefill-gpus 0 --decode-gpus 1)");
+  }
+  if (crossed_numa) {
+    fixes.push_back(
+        "host-memory copies cross the socket interconnect: bind each prefill-decode pair to one "
+        "node (numactl --cpunodebind=N --membind=N)");
+  }
+  return Make(kPlacement, "all", absl::StrJoin(parts, "; "),
+              fixes.empty() ? Verdict::kOk : Verdict::kWarn, absl::StrJoin(fixes, "; "));
+}
+
+Diagnosis DiagnoseLive(const std::string& endpoint, const std::vector<LiveWorker>& workers,
+                       const std::vector<LivePlace>& decode) {
   Diagnosis d{.dir = absl::StrCat("cluster at ", endpoint), .live = true};
   for (const LiveWorker& w : workers) {
     BackendDiagnosis b{.backend = absl::StrCat(w.id, " (", w.backend, ", host ", w.host, ")"),
                        .transports = w.transports};
-    b.findings = {SmallOps(w), Batching(w), Registrations(w), Transports(w), Staging(w)};
+    b.findings = {SmallOps(w),  Batching(w), Registrations(w),
+                  Transports(w), Staging(w), PlacementFinding(w, decode)};
     for (const char* item : {kOverlap, kVsBaseline, kTtftP99}) {
       b.findings.push_back(Make(item, "all",
                                 "needs per-request timings: run `pdserve doctor` on a `pdserve "

@@ -30,9 +30,25 @@ struct LiveWorker {
   // The cluster's KV layout and block size, for the fixes it names.
   std::string layout;
   int block_size = 0;
+  std::string gpu;     // PCI bus id of its pool's GPU; empty: host memory
+  int numa_node = -1;  // of the CPUs it may run on; -1: unknown or several
 };
 
-// One BackendDiagnosis per worker ("prefill-0 (ucx)"), findings in the checklist's order.
-Diagnosis DiagnoseLive(const std::string& endpoint, const std::vector<LiveWorker>& workers);
+// Where a receiving (decode) worker sits.
+struct LivePlace {
+  std::string id;
+  std::string host;
+  std::string gpu;
+  int numa_node = -1;
+};
+
+// One BackendDiagnosis per worker ("prefill-0 (ucx)"), findings in the checklist's order; the
+// placement item sets each against the `decode` workers it may send to.
+Diagnosis DiagnoseLive(const std::string& endpoint, const std::vector<LiveWorker>& workers,
+                       const std::vector<LivePlace>& decode = {});
+
+// The placement item of one sending worker against the decode workers: same host or not, same
+// GPU (warn: two CUDA contexts time-slice it), peer GPUs, NUMA nodes (warn when they differ).
+Finding PlacementFinding(const LiveWorker& w, const std::vector<LivePlace>& decode);
 
 }  // namespace pdserve::doctor

@@ -130,12 +130,15 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
                    service::StartServer(options.host, options.port, {&service},
                                         auth->ServerCredentials()));
 
-  const service::WorkerPool pool{.transport_backend = transport->backend(),
+  service::WorkerPool pool{.transport_backend = transport->backend(),
                                   .transport_descriptor = descriptor,
                                   .num_blocks = num_blocks,
                                   .block_bytes = static_cast<uint64_t>(cache->geometry().block_bytes()),
                                   .layout = std::string(KvLayoutName(layout)),
                                   .block_size = static_cast<uint32_t>(config.block_size)};
+#if PDSERVE_HAS_CUDA
+  pool.gpu = cuda::PoolGpuId(*cache);  // doctor: where prefill and decode sit
+#endif
   service::RouterLinkOptions link_options =
       service::WorkerLinkOptions(options, config, v1::WORKER_ROLE_PREFILL,
                                  service::JoinHostPort(options.advertise, server.port), pool);

@@ -129,6 +129,8 @@ class RouterService final : public v1::Router::WithCallbackMethod_Generate<v1::R
     v1::WorkerRole role = v1::WORKER_ROLE_UNSPECIFIED;
     std::string address;
     std::string host_id;  // as registered (checked by CheckWorkerRegistration)
+    std::string gpu;      // RegisterWorkerRequest.gpu (checked likewise)
+    int32_t numa_node = -1;  // -1: not reported
     int32_t pid = 0;
     v1::KvPoolDescriptor kv_pool;
     std::unique_ptr<v1::PrefillWorker::Stub> prefill;

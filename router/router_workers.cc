@@ -51,6 +51,8 @@ grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
   worker->role = request->role();
   worker->address = request->address();
   worker->host_id = request->host_id();
+  worker->gpu = request->gpu();
+  worker->numa_node = request->has_numa_node() ? request->numa_node() : -1;
   worker->pid = request->pid();
   worker->kv_pool = request->kv_pool();
   worker->capacity = request->capacity();
@@ -356,6 +358,8 @@ grpc::Status RouterService::GetStatus(grpc::ServerContext*, const v1::StatusRequ
     }
     out->set_address(w->address);
     out->set_host_id(w->host_id);
+    out->set_gpu(w->gpu);
+    if (w->numa_node >= 0) out->set_numa_node(w->numa_node);
     out->set_pid(w->pid);
     absl::MutexLock lock(&mu_);
     AddHealthLocked(*w, *out);

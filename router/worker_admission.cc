@@ -38,6 +38,15 @@ absl::Status CheckWorkerRegistration(const v1::RegisterWorkerRequest& request,
         request.host_id().size() > 64 ? "'..." : "'", " is not 1 to ", service::kMaxHostIdBytes,
         " printable bytes without spaces"));
   }
+  // Placement (doctor): a bus id is short and printable; a NUMA node is a small number.
+  if (request.gpu().size() > kMaxGpuIdBytes ||
+      (!request.gpu().empty() && !service::ValidHostId(request.gpu())) ||
+      (request.has_numa_node() &&
+       (request.numa_node() < 0 || request.numa_node() > kMaxNumaNode))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "registration of worker ", id, ": gpu (at most ", kMaxGpuIdBytes,
+        " printable bytes) or numa_node (0 to ", kMaxNumaNode, ") out of bounds"));
+  }
   v1::ModelSpec spec = request.model();
   if (!request.has_model()) spec.set_preset(request.preset());
   absl::StatusOr<ModelConfig> theirs = ModelConfigOf(spec);

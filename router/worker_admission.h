@@ -20,10 +20,13 @@ namespace pdserve::router {
 inline constexpr size_t kMaxWorkerIdBytes = 128;
 inline constexpr size_t kMaxWorkerAddressBytes = 256;
 inline constexpr size_t kMaxPoolDescriptorBytes = 64 << 10;
+inline constexpr size_t kMaxGpuIdBytes = 64;  // a PCI bus id is 16
+inline constexpr int kMaxNumaNode = 1023;
 
 // InvalidArgument too for an id, address or host id that is not printable ASCII or is longer
 // than its bound (service::kMaxHostIdBytes for the host id; empty is taken as unknown), or a
-// pool descriptor over kMaxPoolDescriptorBytes.
+// pool descriptor over kMaxPoolDescriptorBytes, a gpu id over kMaxGpuIdBytes or not printable,
+// or a numa_node outside 0..kMaxNumaNode.
 absl::Status CheckWorkerRegistration(const v1::RegisterWorkerRequest& request,
                                      const ModelConfig& cluster);
 

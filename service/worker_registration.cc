@@ -1,7 +1,12 @@
 #include "service/worker_registration.h"
 
+#include <sched.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <system_error>
+
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "proto/model_spec.h"
 
@@ -17,6 +22,8 @@ RouterLinkOptions WorkerLinkOptions(const WorkerProcessOptions& options, const M
   reg.set_role(role);
   reg.set_address(address);
   reg.set_host_id(options.host_id);
+  reg.set_gpu(pool.gpu);
+  if (const int node = NumaNodeOfAllowedCpus(); node >= 0) reg.set_numa_node(node);
   reg.set_preset(config.name);
   *reg.mutable_model() = ModelSpecOf(config);
   reg.set_pid(getpid());
@@ -31,6 +38,26 @@ RouterLinkOptions WorkerLinkOptions(const WorkerProcessOptions& options, const M
   kv->set_layout(pool.layout);
   kv->set_block_size(pool.block_size);
   return link;
+}
+
+int NumaNodeOfAllowedCpus() {
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return -1;
+  int node = -1;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (!CPU_ISSET(cpu, &allowed)) continue;
+    // /sys/devices/system/cpu/cpuN/nodeM links the CPU to its node (kernels with NUMA).
+    int this_node = -1;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(
+             absl::StrCat("/sys/devices/system/cpu/cpu", cpu), ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.rfind("node", 0) == 0 && absl::SimpleAtoi(name.substr(4), &this_node)) break;
+    }
+    if (this_node < 0 || (node >= 0 && this_node != node)) return -1;
+    node = this_node;
+  }
+  return node;
 }
 
 std::string DescribeWorkerPool(const WorkerProcessOptions& options, const WorkerPool& pool) {

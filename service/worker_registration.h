@@ -19,7 +19,12 @@ struct WorkerPool {
   uint64_t block_bytes = 0;
   std::string layout;                // "layer-major" | "block-major"
   uint32_t block_size = 0;           // tokens per block
+  std::string gpu;                   // PCI bus id of the GPU holding it; empty: host memory
 };
+
+// The NUMA node of every CPU this process may run on (sched_getaffinity, sysfs); -1 when unknown
+// or when they span several nodes.
+int NumaNodeOfAllowedCpus();
 
 // Router link options for this worker. The pool registers under --transfer's name for
 // ucx-staged (which runs over the ucx backend), so that the router matches it against the

@@ -28,6 +28,10 @@ namespace pdserve::cuda {
 bool CudaAvailable();
 // "NVIDIA H100 80GB HBM3, 132 SMs, ..." or an error.
 absl::StatusOr<std::string> DeviceDescription(int device = 0);
+// The device's PCI bus id ("0000:1b:00.0"): the same GPU whatever its ordinal in a process.
+absl::StatusOr<std::string> DevicePciBusId(int device = 0);
+// The bus id of the GPU holding `pool`; empty for a pool in host memory (or when CUDA cannot say).
+std::string PoolGpuId(const KvCache& pool);
 
 // Zeroed device memory (cudaMalloc) for a KV pool; kind() is MemoryKind::kCuda and data() is a
 // device pointer (never dereference it on the host).

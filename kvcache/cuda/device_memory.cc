@@ -55,6 +55,18 @@ absl::StatusOr<std::string> DeviceDescription(int device) {
                          (runtime % 1000) / 10);
 }
 
+absl::StatusOr<std::string> DevicePciBusId(int device) {
+  char id[32] = {};
+  PDSERVE_CUDA_RETURN_IF_ERROR(cudaDeviceGetPCIBusId(id, sizeof(id), device));
+  return std::string(id);
+}
+
+std::string PoolGpuId(const KvCache& pool) {
+  if (pool.memory().kind() != MemoryKind::kCuda) return "";
+  absl::StatusOr<std::string> id = DevicePciBusId(pool.memory().device());
+  return id.ok() ? *id : "";
+}
+
 absl::StatusOr<std::unique_ptr<KvMemory>> AllocateDeviceMemory(size_t bytes, int device) {
   if (bytes == 0) return absl::InvalidArgumentError("KV memory of 0 bytes");
   if (!CudaAvailable()) return absl::UnavailableError("no CUDA device");

@@ -43,6 +43,31 @@ TEST(LiveChecksTest, AHealthyWorkerIsOkOnEveryItemCountersCanJudge) {
   }
 }
 
+// Where the pair sits: two CUDA contexts on one GPU, or copies across NUMA nodes, are warnings
+// naming the fix; peer GPUs on one node are fine; another host is only named.
+TEST(LiveChecksTest, PlacementWarnsOnASharedGpuAndOnCrossedNumaNodes) {
+  LiveWorker w = Healthy();
+  w.gpu = "0000:1b:00.0";
+  w.numa_node = 0;
+  const Finding apart = PlacementFinding(
+      w, {{.id = "decode-0", .host = "h1", .gpu = "0000:2c:00.0", .numa_node = 0}});
+  EXPECT_EQ(apart.verdict, Verdict::kOk);
+  EXPECT_EQ(apart.figure, "decode-0: same host, peer GPUs 0000:1b:00.0 -> 0000:2c:00.0, NUMA node 0");
+  const Finding shared = PlacementFinding(
+      w, {{.id = "decode-0", .host = "h1", .gpu = "0000:1b:00.0", .numa_node = 1}});
+  EXPECT_EQ(shared.verdict, Verdict::kWarn);
+  EXPECT_THAT(shared.figure, HasSubstr("same GPU 0000:1b:00.0, NUMA nodes 0 -> 1"));
+  EXPECT_THAT(shared.fix, HasSubstr("--prefill-gpus 0 --decode-gpus 1"));
+  EXPECT_THAT(shared.fix, HasSubstr("numactl"));
+  const Finding remote = PlacementFinding(w, {{.id = "decode-1", .host = "h2"}});
+  EXPECT_EQ(remote.verdict, Verdict::kOk);
+  EXPECT_EQ(remote.figure, "decode-1: another host (h2)");
+  EXPECT_EQ(PlacementFinding(w, {}).verdict, Verdict::kNotApplicable);
+  // The live diagnosis carries it for every sending worker.
+  const Diagnosis d = DiagnoseLive("e", {w}, {{.id = "decode-0", .host = "h1", .gpu = w.gpu}});
+  EXPECT_EQ(Item(d, kPlacement).verdict, Verdict::kWarn);
+}
+
 // Layer-major 16-token blocks of a small model: thousands of 4 KiB copies per request.
 TEST(LiveChecksTest, SmallOpsFailAndNameTheLayoutAndBlockSize) {
   LiveWorker w = Healthy();

@@ -63,6 +63,10 @@ TEST(DoctorE2eTest, TinyLayerMajorBlocksAreSmallOpsAndLocalTransportsAreOk) {
   EXPECT_EQ(v["transports"], "ok") << figures;
   EXPECT_EQ(v["registration"], "ok") << figures;
   EXPECT_EQ(v["overlap"], "n/a") << figures;
+  // Both workers registered where they sit: one host, host pools, the NUMA node their CPUs are
+  // on (this host's CPUs are all on one node, so both name the same).
+  EXPECT_EQ(v["placement"], "ok") << figures;
+  EXPECT_THAT(figures, HasSubstr("placement: decode-0: same host"));
 }
 
 TEST(DoctorE2eTest, AFolderOrAnEndpointIsRequiredAndAnUnreachableRouterIsAnError) {

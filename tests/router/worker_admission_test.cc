@@ -98,5 +98,26 @@ TEST(WorkerAdmissionTest, HostIdOutOfBoundsIsRefusedAndQuotedEscaped) {
   EXPECT_LT(s.message().size(), 400u);
 }
 
+// The placement fields reach `pdserve doctor`'s output: a bus id bounded and printable, a NUMA
+// node a small non-negative number; unset is taken.
+TEST(WorkerAdmissionTest, GpuAndNumaNodeOutOfBoundsAreRefused) {
+  const ModelConfig cluster = Model(16, "bf16");
+  v1::RegisterWorkerRequest r = Registration(cluster);
+  r.set_gpu("0000:1b:00.0");
+  r.set_numa_node(1);
+  EXPECT_TRUE(CheckWorkerRegistration(r, cluster).ok());
+  r.set_gpu("bus\nid");
+  EXPECT_EQ(CheckWorkerRegistration(r, cluster).code(), absl::StatusCode::kInvalidArgument);
+  r.set_gpu(std::string(65, 'g'));
+  EXPECT_EQ(CheckWorkerRegistration(r, cluster).code(), absl::StatusCode::kInvalidArgument);
+  r.set_gpu("");
+  r.set_numa_node(-2);
+  EXPECT_EQ(CheckWorkerRegistration(r, cluster).code(), absl::StatusCode::kInvalidArgument);
+  r.set_numa_node(1 << 20);
+  EXPECT_EQ(CheckWorkerRegistration(r, cluster).code(), absl::StatusCode::kInvalidArgument);
+  r.clear_numa_node();
+  EXPECT_TRUE(CheckWorkerRegistration(r, cluster).ok());
+}
+
 }  // namespace
 }  // namespace pdserve::router
