@@ -35,6 +35,14 @@ std::string StateOf(const v1::WorkerStatus& w) {
   return "ok";
 }
 
+// Where the worker's pool sits, as it registered: its GPU's bus id (or host memory) and the
+// NUMA node of its CPUs. Checked bounded and printable by the router; escaped all the same.
+std::string PoolPlace(const v1::WorkerStatus& w) {
+  std::string place = w.gpu().empty() ? "host" : absl::StrCat("gpu ", absl::CEscape(w.gpu()));
+  if (w.has_numa_node()) absl::StrAppend(&place, ", numa ", w.numa_node());
+  return place;
+}
+
 absl::Status RunStatus(const std::string& endpoint) {
   auto stub = v1::Router::NewStub(grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
@@ -53,9 +61,9 @@ absl::Status RunStatus(const std::string& endpoint) {
   std::printf("workers: %d registered, %llu dropped since the router started\n",
               s.workers_size(), static_cast<unsigned long long>(s.dropped_workers()));
   // Quarantined: blocks of released requests whose KV may still land (docs/cluster.md).
-  std::printf("%-12s %-8s %-22s %7s %-10s %11s %11s %12s %9s %8s %9s %10s %s\n", "worker", "role",
-              "address", "pid", "state", "free blocks", "quarantined", "total blocks",
-              "reserved", "running", "served", "KV MiB out", "transports");
+  std::printf("%-12s %-8s %-22s %7s %-10s %11s %11s %12s %9s %8s %9s %10s %-24s %s\n", "worker",
+              "role", "address", "pid", "state", "free blocks", "quarantined", "total blocks",
+              "reserved", "running", "served", "KV MiB out", "pool on", "transports");
   // Grouped by the host each worker registered (stable: the router's order within a host), so
   // that which pairs share a machine is visible at a glance. The host id is the worker's word,
   // bounded and printable as the router checked; an older worker's is empty.
@@ -73,12 +81,14 @@ absl::Status RunStatus(const std::string& endpoint) {
                   w.host_id().empty() ? "(unknown)" : absl::CEscape(w.host_id()).c_str(), n,
                   n == 1 ? "" : "s");
     }
-    std::printf("%-12s %-8s %-22s %7d %-10s %11u %11u %12u %9u %8u %9llu %10.2f %s\n",
+    std::printf("%-12s %-8s %-22s %7d %-10s %11u %11u %12u %9u %8u %9llu %10.2f %-24s %s\n",
                 w.worker_id().c_str(), RoleName(w.role()), w.address().c_str(), w.pid(),
                 StateOf(w).c_str(), w.capacity().free_blocks(),
-                w.capacity().quarantined_blocks(), w.capacity().total_blocks(), w.reserved_blocks(), w.capacity().running_requests(),
+                w.capacity().quarantined_blocks(), w.capacity().total_blocks(),
+                w.reserved_blocks(), w.capacity().running_requests(),
                 static_cast<unsigned long long>(w.requests_served()),
-                w.kv_bytes_transferred() / (1024.0 * 1024.0), w.transports().c_str());
+                w.kv_bytes_transferred() / (1024.0 * 1024.0), PoolPlace(w).c_str(),
+                w.transports().c_str());
   }
   return absl::OkStatus();
 }
