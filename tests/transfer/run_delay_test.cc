@@ -51,6 +51,22 @@ TEST(ThreadRunDelayTest, ASleepingThreadDoesNotWait) {
 
 TEST(ThreadRunDelayTest, AnUnopenedOneReadsMinusOne) { EXPECT_EQ(ThreadRunDelay().ReadNs(), -1); }
 
+// Eight batches of 4 MiB (64 blocks of 64 KiB) to `peer`, one after another: their copy waits
+// and their times (Submit to completion) added up.
+void SendRounds(KvTransport& sender, PeerId peer, int64_t* waited, int64_t* took) {
+  std::vector<BlockCopy> copies;
+  for (BlockId b = 0; b < 64; ++b) copies.push_back({b, b});
+  for (int round = 0; round < 8; ++round) {
+    absl::StatusOr<TransferId> id = sender.Submit(peer, copies, "");
+    ASSERT_TRUE(id.ok()) << id.status();
+    ASSERT_TRUE(sender.Wait(*id, absl::Seconds(60)).ok());
+    absl::StatusOr<TransferStats> stats = sender.Stats(*id);
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    *waited += stats->copy_wait_ns;
+    *took += stats->complete_ns - stats->submit_ns;
+  }
+}
+
 // ucx over tcp: the sender's progress thread sends every byte (data active messages), so on a
 // busy CPU the batches' copy_wait_ns add up to a good share of their time.
 TEST(UcxCopyWaitTest, BatchesCountTheProgressThreadsWaitForACore) {
@@ -66,17 +82,7 @@ TEST(UcxCopyWaitTest, BatchesCountTheProgressThreadsWaitForACore) {
     absl::StatusOr<PeerId> peer =
         sender.transport->LoadPeer(*receiver.transport->ExportDescriptor());
     ASSERT_TRUE(peer.ok()) << peer.status();
-    std::vector<BlockCopy> copies;
-    for (BlockId b = 0; b < 64; ++b) copies.push_back({b, b});  // 4 MiB of 64 KiB blocks
-    for (int round = 0; round < 8; ++round) {
-      absl::StatusOr<TransferId> id = sender.transport->Submit(*peer, copies, "");
-      ASSERT_TRUE(id.ok()) << id.status();
-      ASSERT_TRUE(sender.transport->Wait(*id, absl::Seconds(60)).ok());
-      absl::StatusOr<TransferStats> stats = sender.transport->Stats(*id);
-      ASSERT_TRUE(stats.ok()) << stats.status();
-      waited += stats->copy_wait_ns;
-      took += stats->complete_ns - stats->submit_ns;
-    }
+    SendRounds(*sender.transport, *peer, &waited, &took);
   }
   EXPECT_GT(waited, took / 20) << "waited " << waited << " ns of " << took << " ns";
   // Both progress threads (the receiver's copies the data in) wait on the one CPU: two at most.
@@ -129,18 +135,8 @@ TEST(UcxCopyWaitTest, ASameHostReceiversWaitForACoreCountsForTcpData) {
   PinThread(ThreadRunDelay::CallingThreadId(), cpus[1]);
   absl::StatusOr<PeerId> peer = sender.transport->LoadPeer(*receiver.transport->ExportDescriptor());
   ASSERT_TRUE(peer.ok()) << peer.status();
-  std::vector<BlockCopy> copies;
-  for (BlockId b = 0; b < 64; ++b) copies.push_back({b, b});  // 4 MiB of 64 KiB blocks
   int64_t waited = 0, took = 0;
-  for (int round = 0; round < 8; ++round) {
-    absl::StatusOr<TransferId> id = sender.transport->Submit(*peer, copies, "");
-    ASSERT_TRUE(id.ok()) << id.status();
-    ASSERT_TRUE(sender.transport->Wait(*id, absl::Seconds(60)).ok());
-    absl::StatusOr<TransferStats> stats = sender.transport->Stats(*id);
-    ASSERT_TRUE(stats.ok()) << stats.status();
-    waited += stats->copy_wait_ns;
-    took += stats->complete_ns - stats->submit_ns;
-  }
+  SendRounds(*sender.transport, *peer, &waited, &took);
   stop.store(true);
   spinner.join();
   ASSERT_EQ(sched_setaffinity(0, sizeof(all), &all), 0);

@@ -42,9 +42,8 @@ constexpr uint64_t kCopyEngineRunBytes = uint64_t{64} << 20;
 // A peer pool opened through its IPC handle (closed on destruction), or borrowed when the peer
 // lives in this process.
 struct IpcPeer final : EnginePeer {
-  IpcPeer(PoolDescriptor d, const KvGeometry& g) : descriptor(std::move(d)), geometry(g) {}
+  explicit IpcPeer(PoolDescriptor d) : descriptor(std::move(d)) {}
   PoolDescriptor descriptor;
-  KvGeometry geometry;
   std::byte* base = nullptr;
   bool opened = false;
   std::unique_ptr<local::NotifySender> notifier;
@@ -177,7 +176,7 @@ class CudaIpcEngine final : public TransferEngine {
   }
 
   absl::StatusOr<std::shared_ptr<EnginePeer>> Connect(const PoolDescriptor& descriptor,
-                                                      const KvGeometry& geometry) override {
+                                                      const KvGeometry&) override {
     const PoolDescriptor* d = &descriptor;
     absl::StatusOr<std::string> handle_hex = d->Field("ipc_handle");
     absl::StatusOr<std::string> pid = d->Field("pid");
@@ -187,7 +186,7 @@ class CudaIpcEngine final : public TransferEngine {
       return absl::InvalidArgumentError(
           absl::StrCat("cuda-ipc descriptor of agent '", d->agent, "' lacks its handle fields"));
     }
-    auto peer = std::make_shared<IpcPeer>(*d, geometry);
+    auto peer = std::make_shared<IpcPeer>(*d);
     if (*pid == absl::StrCat(getpid())) {
       uintptr_t p = 0;
       if (!absl::SimpleAtoi(*address, &p)) return absl::InvalidArgumentError("bad address field");
