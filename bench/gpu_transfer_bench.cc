@@ -20,6 +20,7 @@
 #include "common/synthetic_model.h"
 #include "nlohmann/json.hpp"
 #if defined(PDSERVE_HAS_CUDA)
+#include "cluster/gpu_placement.h"
 #include "kvcache/cuda/cuda_kernels.h"
 #include "transfer/kv_transport.h"
 #endif
@@ -94,8 +95,25 @@ absl::StatusOr<std::pair<pid_t, std::string>> SpawnReceiver(const GpuTransferBen
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  // Across GPUs the receiver's device 0 is the second GPU: CUDA_VISIBLE_DEVICES as the cluster
+  // launcher would place a decode worker on GPU 1 (that GPU first, the sender's after it).
+  std::vector<std::string> env_strings;
+  std::vector<char*> env;
+  if (o.across_gpus) {
+    const char* parent = std::getenv("CUDA_VISIBLE_DEVICES");
+    ASSIGN_OR_RETURN(std::string visible,
+                     cluster::VisibleDevicesFor(1, {0, 1}, parent ? parent : ""));
+    env_strings.push_back("CUDA_VISIBLE_DEVICES=" + visible);
+  }
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (!o.across_gpus || std::string_view(*e).rfind("CUDA_VISIBLE_DEVICES=", 0) != 0) {
+      env.push_back(*e);
+    }
+  }
+  for (std::string& e : env_strings) env.push_back(e.data());
+  env.push_back(nullptr);
   pid_t pid = 0;
-  const int rc = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
+  const int rc = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv.data(), env.data());
   posix_spawn_file_actions_destroy(&actions);
   close(out[1]);
   if (rc != 0) {
@@ -119,10 +137,13 @@ absl::StatusOr<std::pair<pid_t, std::string>> SpawnReceiver(const GpuTransferBen
   return std::make_pair(pid, line);
 }
 
-// Median milliseconds of a D2D cudaMemcpy of `bytes`, measured once per size in this run.
-absl::StatusOr<double> D2DMs(std::map<uint64_t, double>& cache, uint64_t bytes, int iterations) {
+// Median milliseconds of the baseline copy of `bytes` (D2D on one GPU, cudaMemcpyPeer from the
+// first GPU to the second across GPUs), measured once per size in this run.
+absl::StatusOr<double> D2DMs(std::map<uint64_t, double>& cache, uint64_t bytes, int iterations,
+                             bool across_gpus) {
   if (auto it = cache.find(bytes); it != cache.end()) return it->second;
-  ASSIGN_OR_RETURN(double ms, cuda::MeasureD2DCopyMs(bytes, iterations));
+  ASSIGN_OR_RETURN(double ms, across_gpus ? cuda::MeasurePeerCopyMs(bytes, iterations, 0, 1)
+                                          : cuda::MeasureD2DCopyMs(bytes, iterations));
   cache[bytes] = ms;
   return ms;
 }
@@ -166,7 +187,7 @@ absl::Status MeasureBackendLayout(const GpuTransferBenchOptions& o, const ModelC
         }
         std::sort(ms.begin(), ms.end());
         const double t = ms[ms.size() / 2];
-        ASSIGN_OR_RETURN(double d2d_ms, D2DMs(d2d_cache, bytes, o.iterations));
+        ASSIGN_OR_RETURN(double d2d_ms, D2DMs(d2d_cache, bytes, o.iterations, o.across_gpus));
         const double gbps = bytes / (t * 1e-3) / 1e9, d2d = bytes / (d2d_ms * 1e-3) / 1e9;
         const char* pattern = kPatterns[scattered ? 1 : 0];
         std::printf("%-9s %-12s %-11s %-9s %9s %6u %9.3f %9.1f %9.1f %7.3fx\n", backend.c_str(),
@@ -194,27 +215,54 @@ absl::Status MeasureBackendLayout(const GpuTransferBenchOptions& o, const ModelC
 
 }  // namespace
 
-absl::Status RunGpuTransferBench(const GpuTransferBenchOptions& o) {
+absl::Status RunGpuTransferBench(const GpuTransferBenchOptions& options) {
   if (!cuda::CudaAvailable()) return absl::UnavailableError("no CUDA device on this machine");
+  GpuTransferBenchOptions o = options;
+  // NVLink multicast off in this process and the receiver, as in every cluster process.
+  setenv("NCCL_NVLS_ENABLE", "0", /*overwrite=*/0);
   ASSIGN_OR_RETURN(ModelConfig c, PresetConfig(o.preset));
   if (!o.receiver_layout.empty()) {
     ASSIGN_OR_RETURN(KvLayout layout, ParseKvLayout(o.receiver_layout));
     return RunReceiver(o, c, layout);
   }
+  if (o.across_gpus && cuda::DeviceCount() < 2) {
+    return absl::FailedPreconditionError(
+        "--across-gpus needs two GPUs visible (CUDA_VISIBLE_DEVICES)");
+  }
+  if (o.backends.empty()) {
+    o.backends = {"cuda-ipc", "ucx"};
+    const std::vector<std::string> built = transfer::KvTransportBackends();
+    if (o.across_gpus && std::find(built.begin(), built.end(), "nccl") != built.end()) {
+      o.backends.push_back("nccl");
+    }
+  }
   ASSIGN_OR_RETURN(std::string device, cuda::DeviceDescription());
-  std::printf("pdserve bench transfer --device cuda  (%s between two processes on one GPU, "
+  std::printf("pdserve bench transfer --device cuda  (%s between two processes %s, "
               "device-memory pools, preset %s)\n",
-              absl::StrJoin(o.backends, ", ").c_str(), c.name.c_str());
+              absl::StrJoin(o.backends, ", ").c_str(),
+              o.across_gpus ? "on two GPUs (sender GPU 0, receiver GPU 1)" : "on one GPU",
+              c.name.c_str());
   std::printf("device    %s\n", device.c_str());
   nlohmann::json json;
   json["device"] = device;
+  json["across_gpus"] = o.across_gpus;
+  if (o.across_gpus) {
+    ASSIGN_OR_RETURN(std::string second, cuda::DeviceDescription(1));
+    std::printf("device 1  %s\n%s\n", second.c_str(), cuda::PeerAccessSummary(0, 1).c_str());
+    json["device_1"] = second;
+    json["peer_access"] = cuda::PeerAccessSummary(0, 1);
+  }
   json["preset"] = c.name;
   json["kv_bytes_per_token"] = c.KvBytesPerBlock() / c.block_size;
   json["iterations"] = o.iterations;
   json["gbps_convention"] = "bytes moved once per second (1e9), for both the transfer and D2D";
   json["time"] = "Submit to completion seen by the sender (includes the notification), median";
-  json["baseline"] = "cudaMemcpyAsync device to device of the same bytes in the sending process, "
-                     "median, measured in this run";
+  json["baseline"] =
+      o.across_gpus
+          ? "cudaMemcpyPeerAsync from GPU 0 to GPU 1 of the same bytes in the sending process, "
+            "median, measured in this run (the D2D columns hold it)"
+          : "cudaMemcpyAsync device to device of the same bytes in the sending process, "
+            "median, measured in this run";
   json["rows"] = nlohmann::json::array();
   json["backends"] = nlohmann::json::object();
   for (const std::string& backend : o.backends) {
@@ -251,7 +299,8 @@ absl::Status RunGpuTransferBench(const GpuTransferBenchOptions& o) {
                 json["backends"][backend].value("transports", std::string()).c_str());
   }
   std::printf("\n(time = Submit to completion seen by the sender, which includes the notification; "
-              "median of %d; ratio = GB/s / D2D GB/s of the same bytes)\n", o.iterations);
+              "median of %d; ratio = GB/s / %s GB/s of the same bytes)\n", o.iterations,
+              o.across_gpus ? "cudaMemcpyPeer (GPU 0 -> 1; the D2D column)" : "D2D");
   if (!o.json_path.empty()) {
     std::ofstream out(o.json_path);
     out << json.dump(2) << "\n";

@@ -12,6 +12,7 @@
 #include "common/roofline.h"
 #include "loadgen/arrival_schedule.h"
 #include "loadgen/metrics.h"
+#include "transfer/kv_transport.h"
 
 namespace pdserve::bench {
 namespace {
@@ -30,6 +31,12 @@ absl::Status CheckBackend(const std::string& b, const std::string& device) {
   if (device == "cuda" && (b == "cuda-ipc" || b == "ucx-staged" || b == "cuda-ipc-zc")) {
     return absl::OkStatus();
   }
+  if (device == "cuda" && b == "nccl") {
+    const std::vector<std::string> built = transfer::KvTransportBackends();
+    if (std::find(built.begin(), built.end(), b) != built.end()) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        "--backends: nccl is not in this build (it needs NCCL where CMake looks: NCCL_ROOT)");
+  }
   if (b == "local-zc") return absl::OkStatus();  // zero-copy: local, or cuda-ipc on the GPU
   if (b.rfind("ucx-", 0) == 0) {
     std::string tls = b.substr(4);
@@ -45,7 +52,7 @@ absl::Status CheckBackend(const std::string& b, const std::string& device) {
   return absl::InvalidArgumentError(absl::StrCat(
       "--backends: unknown backend '", b, "' (local, local-zc (zero-copy), ucx, "
       "ucx-<transport> such as ucx-posix, ucx-tcp, ucx-cma",
-      device == "cuda" ? "; on the GPU also cuda-ipc, cuda-ipc-zc, ucx-staged" : "",
+      device == "cuda" ? "; on the GPU also cuda-ipc, cuda-ipc-zc, ucx-staged, nccl" : "",
       "; and colocated, the deployment P/D is compared with)"));
 }
 

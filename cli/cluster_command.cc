@@ -91,7 +91,7 @@ void AddClusterCommand(CLI::App& app) {
                   "N > 0: N colocated workers (prefill and decode on one pool, no KV transfer) "
                   "instead of prefill and decode workers: the baseline P/D is compared with")
       ->capture_default_str();
-  cmd->add_option("--transfer", o->transfer, "KV transfer backend: local, ucx, auto (local to peers with the same --host-id, ucx to the others), cuda-ipc or ucx-staged (the last two with --compute cuda)")
+  cmd->add_option("--transfer", o->transfer, "KV transfer backend: local, ucx, auto (local to peers with the same --host-id, ucx to the others), cuda-ipc, ucx-staged or nccl (the last three with --compute cuda; nccl with prefill and decode on different GPUs: --prefill-gpus / --decode-gpus)")
       ->capture_default_str();
   auto model = ModelFlags::Add(cmd, "every process of the cluster serves this model");
   // --host is the flag's older name, kept so that existing command lines keep working.

@@ -40,10 +40,15 @@ void AddTransferBenchCommand(CLI::App& app) {
   transfer->add_option("--device", *device, "cpu, or cuda: cuda-ipc and ucx between device pools "
                        "vs cudaMemcpy D2D (llama3-8b, 512/2048/8192 tokens, both layouts)")
       ->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  auto across = std::make_shared<bool>(false);
+  transfer->add_flag("--across-gpus", *across,
+                     "with --device cuda: the receiver on the second GPU, nccl added, ratios to "
+                     "cudaMemcpyPeer");
   transfer->callback([=] {
     if (*device == "cuda") {
       bench::GpuTransferBenchOptions gpu;
       gpu.json_path = opts->json_path;
+      gpu.across_gpus = *across;
       ExitWith(bench::RunGpuTransferBench(gpu));
     }
     if (!link->receiver_netns.empty() && opts->receiver_spec.empty()) {

@@ -78,7 +78,7 @@ inline std::shared_ptr<WorkerFlags> AddWorkerFlags(CLI::App* cmd) {
   cmd->add_option("--num-blocks", o.num_blocks, "KV pool size in blocks");
   cmd->add_option("--pool-gib", o.pool_gib, "KV pool size in GiB (default 1 GiB, at most 64 sequences of max_model_len)");
   cmd->add_option("--layout", o.layout, "layer-major or block-major")->capture_default_str();
-  cmd->add_option("--transfer", o.transfer, "KV transfer backend: local, ucx, auto (local to peers with the same --host-id, ucx to the others), cuda-ipc or ucx-staged (the last two with --compute cuda)")
+  cmd->add_option("--transfer", o.transfer, "KV transfer backend: local, ucx, auto (local to peers with the same --host-id, ucx to the others), cuda-ipc, ucx-staged or nccl (the last three with --compute cuda; nccl with prefill and decode on different GPUs: --prefill-gpus / --decode-gpus)")
       ->capture_default_str();
   cmd->add_option("--compute", o.compute, "real (CPU kernels), roofline (sleep the GPU's time) or cuda (GPU kernels, pool in device memory)")
       ->check(CLI::IsMember({"real", "roofline", "cuda"}))

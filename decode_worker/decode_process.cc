@@ -86,6 +86,8 @@ absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
   // may be 0.0.0.0).
   transport_options.listen_host = options.advertise;
   transport_options.host_id = options.host_id;  // auto: local to peers on the same host
+  // nccl: how long a batch may wait for its peer before the communicator is aborted.
+  transport_options.batch_timeout = options.transfer_timeout;
   ASSIGN_OR_RETURN(transfer::RegisteredPool kv,
                    transfer::OpenRegisteredPool(transport_options, config, num_blocks, layout));
   auto& [cache, transport, descriptor] = kv;

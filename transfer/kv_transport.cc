@@ -12,6 +12,9 @@
 #if defined(PDSERVE_HAS_CUDA)
 #include "transfer/cuda_ipc/cuda_ipc_transport.h"
 #endif
+#if defined(PDSERVE_HAS_NCCL)
+#include "transfer/nccl/nccl_transport.h"
+#endif
 
 namespace pdserve::transfer {
 namespace {
@@ -90,6 +93,23 @@ const std::vector<Backend>& Backends() {
                 .device_pools = true,
                 .device_pools_only = true,
                 .in_place_windows = true,
+                .reach = Reach::kHost}},
+#endif
+#if defined(PDSERVE_HAS_NCCL)
+      // nccl: two-sided (the receiver posts its receives), one communicator per pair, the
+      // peer on another GPU of this host (the control messages take local's channel).
+      {.name = "nccl",
+       .make = nccl::MakeNcclTransport,
+       .allocate = [](const TransportOptions&,
+                      size_t b) { return nccl::AllocateNcclPoolMemory(b); },
+       .allocate_device = [](const TransportOptions&,
+                             size_t b) { return nccl::AllocateNcclPoolMemory(b); },
+       .runtime = [] { return "NCCL " + nccl::NcclRuntimeSummary(); },
+       .caps = {.host_pools = false,
+                .device_pools = true,
+                .device_pools_only = true,
+                .one_sided = false,
+                .progress_thread = true,
                 .reach = Reach::kHost}},
 #endif
   };

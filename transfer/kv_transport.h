@@ -85,8 +85,8 @@ using PeerId = uint64_t;
 using TransferId = uint64_t;
 
 struct TransportOptions {
-  // "local" | "ucx" | "inproc" (a colocated worker's own pool) | "cuda-ipc"
-  // (KvTransportBackends() lists them)
+  // "local" | "ucx" | "inproc" (a colocated worker's own pool) | "cuda-ipc" | "nccl"
+  // (KvTransportBackends() lists them; the GPU ones where this build has them)
   std::string backend = "local";
   std::string agent_name;         // this worker's id; tags notifications and log lines
   int copy_threads = 0;           // local backend: memcpy threads for large batches (0 = auto)
@@ -105,6 +105,10 @@ struct TransportOptions {
   // This worker's host identity (--host-id): `auto` carries it in its descriptor and uses
   // `local` for a peer that names the same host, `ucx` for one that names another.
   std::string host_id;
+  // Two-sided backends (nccl): how long a batch, or a communicator's set-up, may take before
+  // the side that waits gives up on the peer (aborts, Unavailable). The workers pass their
+  // --transfer-timeout-s.
+  absl::Duration batch_timeout = absl::Seconds(30);
   // Where the backend delivers notifications; null: an inbox of its own. `auto` gives its two
   // engines one inbox, so that a wait sees a notification whichever engine brought it.
   std::shared_ptr<NotificationInbox> inbox;

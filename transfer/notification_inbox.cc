@@ -20,9 +20,13 @@ bool NotificationInbox::Push(Notification n) {
       pending_bytes_ += BytesOf(n);
       pending_.push_back(std::move(n));
       ++received_;
-      return true;
+    } else {
+      dropped = ++dropped_;
     }
-    dropped = ++dropped_;
+  }
+  if (dropped == 0) {
+    if (pushed_) pushed_();
+    return true;
   }
   // Outside the lock; the first few and then every 1000th, so that a flood does not flood
   // the log.
@@ -75,6 +79,16 @@ uint64_t NotificationInbox::dropped() const {
 uint64_t NotificationInbox::received() const {
   absl::MutexLock lock(&mu_);
   return received_;
+}
+
+void NotificationInbox::SetObserver(std::function<void()> pushed,
+                                    std::function<void(const std::string&)> sender_lost) {
+  pushed_ = std::move(pushed);
+  sender_lost_ = std::move(sender_lost);
+}
+
+void NotificationInbox::SenderLost(const std::string& sender) const {
+  if (sender_lost_) sender_lost_(sender);
 }
 
 }  // namespace pdserve::transfer

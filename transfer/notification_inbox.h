@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -31,7 +32,17 @@ class NotificationInbox {
   uint64_t received() const;
   uint64_t dropped() const;
 
+  // For an engine that reads its own control messages from a private inbox (nccl): `pushed`
+  // runs after every accepted Push, `sender_lost` when the receive path saw a sender's
+  // connection close (SenderLost). Both run on the receive path's thread and must not block.
+  // Set them before the receive path starts.
+  void SetObserver(std::function<void()> pushed,
+                   std::function<void(const std::string& sender)> sender_lost);
+  void SenderLost(const std::string& sender) const;
+
  private:
+  std::function<void()> pushed_;
+  std::function<void(const std::string&)> sender_lost_;
   mutable absl::Mutex mu_;
   std::deque<Notification> pending_ ABSL_GUARDED_BY(mu_);
   uint64_t received_ ABSL_GUARDED_BY(mu_) = 0;

@@ -26,6 +26,8 @@ namespace pdserve::cuda {
 
 // True when a CUDA device can be used (driver present, at least one device).
 bool CudaAvailable();
+// Devices this process sees (CUDA_VISIBLE_DEVICES applied); 0 without a driver.
+int DeviceCount();
 // "NVIDIA H100 80GB HBM3, 132 SMs, ..." or an error.
 absl::StatusOr<std::string> DeviceDescription(int device = 0);
 // The device's PCI bus id ("0000:1b:00.0"): the same GPU whatever its ordinal in a process.
@@ -131,5 +133,10 @@ absl::StatusOr<DeviceBaselines> MeasureDeviceBaselines(size_t copy_bytes, int ge
                                                        int iterations, int device = 0);
 // Median milliseconds of a D2D cudaMemcpyAsync of `bytes` (the transfer benchmark's baseline).
 absl::StatusOr<double> MeasureD2DCopyMs(size_t bytes, int iterations, int device = 0);
+// Median milliseconds of a cudaMemcpyPeerAsync of `bytes` from device `src` to device `dst`
+// (the two-GPU transfer baseline), with peer access enabled where the GPUs allow it.
+absl::StatusOr<double> MeasurePeerCopyMs(size_t bytes, int iterations, int src = 0, int dst = 1);
+// "peer access 0->1: yes (NVLink or PCIe P2P)" / "... no (copies staged through the host)".
+std::string PeerAccessSummary(int src = 0, int dst = 1);
 
 }  // namespace pdserve::cuda

@@ -37,9 +37,11 @@ absl::Status CheckRange(const KvMemory& mem, size_t offset, size_t bytes) {
 
 }  // namespace
 
-bool CudaAvailable() {
+bool CudaAvailable() { return DeviceCount() > 0; }
+
+int DeviceCount() {
   int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+  return cudaGetDeviceCount(&count) == cudaSuccess ? count : 0;
 }
 
 absl::StatusOr<std::string> DeviceDescription(int device) {

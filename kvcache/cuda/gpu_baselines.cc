@@ -70,6 +70,44 @@ absl::StatusOr<double> MeasureD2DCopyMs(size_t bytes, int iterations, int device
   });
 }
 
+absl::StatusOr<double> MeasurePeerCopyMs(size_t bytes, int iterations, int src, int dst) {
+  if (DeviceCount() <= std::max(src, dst)) {
+    return absl::UnavailableError("the peer-copy baseline needs two GPUs");
+  }
+  int can = 0;
+  cudaDeviceCanAccessPeer(&can, src, dst);
+  PDSERVE_CUDA_RETURN_IF_ERROR(cudaSetDevice(dst));
+  DeviceBuffer to;
+  RETURN_IF_ERROR(to.Reserve(bytes));
+  PDSERVE_CUDA_RETURN_IF_ERROR(cudaSetDevice(src));
+  if (can) {
+    // Already enabled (by an earlier call or a cuda-ipc open) is fine.
+    if (cudaError_t e = cudaDeviceEnablePeerAccess(dst, 0);
+        e != cudaSuccess && e != cudaErrorPeerAccessAlreadyEnabled) {
+      return CudaStatus(e, "cudaDeviceEnablePeerAccess");
+    }
+    cudaGetLastError();  // clear a sticky "already enabled"
+  }
+  DeviceBuffer from;
+  RETURN_IF_ERROR(from.Reserve(bytes));
+  PDSERVE_CUDA_RETURN_IF_ERROR(cudaMemset(from.get(), 0x5A, bytes));
+  EventTimer timer;
+  return timer.MedianMs(iterations, nullptr, [&]() -> absl::Status {
+    PDSERVE_CUDA_RETURN_IF_ERROR(cudaMemcpyPeerAsync(to.get(), dst, from.get(), src, bytes, nullptr));
+    return absl::OkStatus();
+  });
+}
+
+std::string PeerAccessSummary(int src, int dst) {
+  int can = 0;
+  if (DeviceCount() <= std::max(src, dst) ||
+      cudaDeviceCanAccessPeer(&can, src, dst) != cudaSuccess) {
+    return absl::StrCat("peer access ", src, "->", dst, ": unknown (fewer than two GPUs)");
+  }
+  return absl::StrCat("peer access ", src, "->", dst, can ? ": yes (NVLink or PCIe P2P)"
+                                                          : ": no (copies staged through the host)");
+}
+
 absl::StatusOr<DeviceBaselines> MeasureDeviceBaselines(size_t copy_bytes, int gemm_size,
                                                        int iterations, int device) {
   DeviceBaselines b;

@@ -23,10 +23,12 @@ struct SelfReceiver {
   std::string descriptor;  // the receiver's first stdout line, newline included
 };
 
-// Starts /proc/self/exe with `env_var`=`value` added to the environment and waits (60 s at most)
-// for its descriptor line.
+// Starts /proc/self/exe with `env_var`=`value` (and `extra_env`, "NAME=value" each, replacing
+// this process's values of those names) added to the environment and waits (60 s at most) for
+// its descriptor line.
 inline absl::StatusOr<SelfReceiver> SpawnSelfReceiver(const std::string& env_var,
-                                                      const std::string& value) {
+                                                      const std::string& value,
+                                                      const std::vector<std::string>& extra_env = {}) {
   int out[2];
   if (pipe(out) != 0) return absl::InternalError("pipe");
   posix_spawn_file_actions_t actions;
@@ -35,7 +37,15 @@ inline absl::StatusOr<SelfReceiver> SpawnSelfReceiver(const std::string& env_var
   posix_spawn_file_actions_addclose(&actions, out[0]);
   const std::string role = absl::StrCat(env_var, "=", value);
   std::vector<char*> env;
-  for (char** e = environ; *e != nullptr; ++e) env.push_back(*e);
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry(*e);
+    bool replaced = false;
+    for (const std::string& x : extra_env) {
+      replaced |= entry.compare(0, x.find('=') + 1, x, 0, x.find('=') + 1) == 0;
+    }
+    if (!replaced) env.push_back(*e);
+  }
+  for (const std::string& x : extra_env) env.push_back(const_cast<char*>(x.c_str()));
   env.push_back(const_cast<char*>(role.c_str()));
   env.push_back(nullptr);
   char self[] = "/proc/self/exe";

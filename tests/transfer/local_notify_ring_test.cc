@@ -132,7 +132,7 @@ TEST_F(LocalRingTest, MessagesLongerThanASlotArriveWholeAndInOrderWithShortOnes)
 // the ring again as it empties or the socket while it is still full.
 TEST_F(LocalRingTest, FullRingFallsBackToTheSocketAndKeepsOrder) {
   ASSERT_EQ(receiver_->Command("collect 0 0"), "got ");  // up and idle
-  ASSERT_EQ(kill(receiver_->pid(), SIGSTOP), 0);
+  ASSERT_TRUE(receiver_->Stop());
   const std::vector<std::string> stopped = Messages("stopped", kRingSlots + 40);
   SendAll(stopped, absl::ZeroDuration());
   ASSERT_EQ(kill(receiver_->pid(), SIGCONT), 0);

@@ -7,7 +7,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <thread>
 
 extern char** environ;
 
@@ -78,6 +82,28 @@ std::string PeerProcess::ReadLine(int timeout_ms) {
     if (n <= 0) return "eof";
     buffer_.append(chunk, n);
   }
+}
+
+bool PeerProcess::Stop() {
+  if (kill(pid_, SIGSTOP) != 0) return false;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < until) {
+    bool all_stopped = true;
+    std::error_code ec;
+    for (const auto& task : std::filesystem::directory_iterator(
+             "/proc/" + std::to_string(pid_) + "/task", ec)) {
+      std::ifstream stat(task.path() / "stat");
+      std::string line;
+      std::getline(stat, line);
+      // "tid (comm) S ...": the state follows the last ')' (comm may hold spaces or parens).
+      const size_t paren = line.rfind(')');
+      const char state = paren != std::string::npos && paren + 2 < line.size() ? line[paren + 2] : '?';
+      if (state != 'T' && state != 't') all_stopped = false;
+    }
+    if (!ec && all_stopped) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
 }
 
 void PeerProcess::Kill() {

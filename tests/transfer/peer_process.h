@@ -30,6 +30,10 @@ class PeerProcess {
   }
   // SIGKILL and reap.
   void Kill();
+  // SIGSTOP, then waits (10 s at most) until every thread of the child is stopped: kill()
+  // returns before the signal takes effect, and a receiver still running for a moment drains
+  // what a test expected to stay queued. False when it did not stop in time.
+  bool Stop();
   pid_t pid() const { return pid_; }
 
  private:

@@ -86,7 +86,7 @@ TEST(UcxTransportChoiceTest, PlainUcxKilledReceiverFailsBatchesInFlightWithUnava
   ASSERT_FALSE(absl::StrContains((*t)->counters().transports, "tcp"))
       << (*t)->counters().transports;
 
-  ASSERT_EQ(kill(receiver.pid(), SIGSTOP), 0);
+  ASSERT_TRUE(receiver.Stop());
   std::vector<TransferId> ids;
   for (int i = 0; i < 600; ++i) {
     absl::StatusOr<TransferId> id =

@@ -228,6 +228,7 @@ void NotifyListener::Loop() {
         drain(c);
         log->info("agent {}: KV sender '{}' disconnected", agent_, absl::CEscape(c.agent));
         senders_lost_.fetch_add(1);
+        if (c.ring != nullptr) inbox_->SenderLost(c.agent);
         close(fd);
         senders.erase(fd);  // releases the ring (and its liveness lock) on this thread
         break;
