@@ -1,4 +1,4 @@
-// nccl round trips across two GPUs (issue 19): a second process (this binary re-executed, with
+// nccl (and cuda-ipc) round trips across two GPUs (issue 19): a second process (this binary re-executed, with
 // the GPUs' order swapped so that its device 0 is the other GPU) exports a device pool; this
 // process sends blocks into it with NCCL point-to-point. The receiver checks every byte of its
 // pool, and its decode step's token, against the CPU path. Skips with a message where there are
@@ -49,8 +49,8 @@ std::vector<BlockId> ReceiverTable(const ModelConfig& c) {
 BlockId ManyDst(uint32_t i) { return (i * 7) % kManyBlocks; }  // a permutation (gcd 1)
 std::byte Pattern(size_t i) { return std::byte(i * 7 + 1); }
 
-TransportOptions Options(const std::string& agent) {
-  return {.backend = "nccl", .agent_name = agent, .batch_timeout = absl::Seconds(5)};
+TransportOptions Options(const std::string& agent, const std::string& backend = "nccl") {
+  return {.backend = backend, .agent_name = agent, .batch_timeout = absl::Seconds(5)};
 }
 
 bool NcclBuilt() {
@@ -74,13 +74,16 @@ std::string SwappedDevices() {
 
 }  // namespace
 
-// The receiver process: exports its pool on stdout, waits for the notification, verifies, exits.
-int RunNcclReceiver(const std::string& role) {
+// The receiver process ("backend/role"): exports its pool on stdout, waits for the
+// notification, verifies, exits.
+int RunNcclReceiver(const std::string& backend_role) {
+  const std::string backend = backend_role.substr(0, backend_role.find('/'));
+  const std::string role = backend_role.substr(backend_role.find('/') + 1);
   const bool many = role == "many";
   const KvLayout layout = role == "block-major" ? KvLayout::kBlockMajor : KvLayout::kLayerMajor;
   const ModelConfig c = many ? *PresetConfig("tiny") : SmallLlama();
   const uint32_t blocks = many ? kManyBlocks : kPoolBlocks;
-  const TransportOptions options = Options("decode-0");
+  const TransportOptions options = Options("decode-0", backend);
   auto cache = CreatePoolCache(options, c, blocks, layout);
   auto transport = MakeKvTransport(options);
   if (!cache.ok() || !transport.ok() || !(*transport)->RegisterPool(**cache).ok()) return 2;
@@ -127,17 +130,14 @@ int WaitChild(pid_t child) {
   return WEXITSTATUS(status);
 }
 
-class NcclTransportTest : public testing::TestWithParam<KvLayout> {};
-
 // Two batches, the notification on the second only: it covers the first (kv_transport.h).
-TEST_P(NcclTransportTest, BlocksReachAPoolOnAnotherGpuWithTheCpuBytes) {
-  SKIP_WITHOUT_TWO_GPUS();
+void SendPromptAcrossGpus(const std::string& backend, KvLayout layout) {
   const ModelConfig c = SmallLlama();
-  auto receiver = testing_util::SpawnSelfReceiver(kRole, std::string(KvLayoutName(GetParam())),
-                                                  {SwappedDevices()});
+  auto receiver = testing_util::SpawnSelfReceiver(
+      kRole, backend + "/" + std::string(KvLayoutName(layout)), {SwappedDevices()});
   ASSERT_TRUE(receiver.ok()) << receiver.status();
-  const TransportOptions options = Options("prefill-0");
-  auto cache = *CreatePoolCache(options, c, kPoolBlocks, GetParam());
+  const TransportOptions options = Options("prefill-0", backend);
+  auto cache = *CreatePoolCache(options, c, kPoolBlocks, layout);
   auto attention = *cuda::CudaAttention::Create(*cache);
   const std::vector<int32_t> prompt = model::SyntheticPrompt(42, kPromptLen, c.vocab_size);
   std::vector<BlockId> src(c.BlocksForTokens(kPromptLen));
@@ -160,8 +160,25 @@ TEST_P(NcclTransportTest, BlocksReachAPoolOnAnotherGpuWithTheCpuBytes) {
   ASSERT_TRUE(transport->Wait(*second, absl::Seconds(60)).ok());
   EXPECT_EQ(transport->Stats(*first)->bytes + transport->Stats(*second)->bytes,
             static_cast<uint64_t>(src.size() * cache->geometry().block_bytes()));
+  if (backend == "cuda-ipc") {
+    EXPECT_NE(transport->PeerTransports(*peer).find("peer GPU 1"), std::string::npos)
+        << transport->PeerTransports(*peer);
+  }
   EXPECT_EQ(WaitChild(receiver->pid), 0)
       << "receiver: 3 no notification, 6 bytes differ, 8 token differs";
+}
+
+class NcclTransportTest : public testing::TestWithParam<KvLayout> {};
+
+TEST_P(NcclTransportTest, BlocksReachAPoolOnAnotherGpuWithTheCpuBytes) {
+  SKIP_WITHOUT_TWO_GPUS();
+  SendPromptAcrossGpus("nccl", GetParam());
+}
+
+// cuda-ipc between two GPUs: the sender's kernel writes the peer's pool over peer access.
+TEST_P(NcclTransportTest, CudaIpcReachesAPoolOnAnotherGpuToo) {
+  if (cuda::DeviceCount() < 2) GTEST_SKIP() << "fewer than two GPUs here: test skipped";
+  SendPromptAcrossGpus("cuda-ipc", GetParam());
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, NcclTransportTest,
@@ -172,7 +189,7 @@ INSTANTIATE_TEST_SUITE_P(Layouts, NcclTransportTest,
 
 TEST(NcclManyBlocksTest, ABatchOfMoreBlocksThanOneControlMessageLandsWhole) {
   SKIP_WITHOUT_TWO_GPUS();
-  auto receiver = testing_util::SpawnSelfReceiver(kRole, "many", {SwappedDevices()});
+  auto receiver = testing_util::SpawnSelfReceiver(kRole, "nccl/many", {SwappedDevices()});
   ASSERT_TRUE(receiver.ok()) << receiver.status();
   const TransportOptions options = Options("prefill-0");
   auto cache = *CreatePoolCache(options, *PresetConfig("tiny"), kManyBlocks, KvLayout::kLayerMajor);
@@ -195,7 +212,7 @@ TEST(NcclManyBlocksTest, ABatchOfMoreBlocksThanOneControlMessageLandsWhole) {
 // within the transfer timeout.
 TEST(NcclFailureTest, AKilledReceiverEndsLaterBatchesWithUnavailable) {
   SKIP_WITHOUT_TWO_GPUS();
-  auto receiver = testing_util::SpawnSelfReceiver(kRole, "hold", {SwappedDevices()});
+  auto receiver = testing_util::SpawnSelfReceiver(kRole, "nccl/hold", {SwappedDevices()});
   ASSERT_TRUE(receiver.ok()) << receiver.status();
   const ModelConfig c = SmallLlama();
   const TransportOptions options = Options("prefill-0");

@@ -46,6 +46,12 @@ struct IpcPeer final : EnginePeer {
   PoolDescriptor descriptor;
   std::byte* base = nullptr;
   bool opened = false;
+  // The peer pool's device as this process numbers it (0: this GPU), and whether this GPU's
+  // kernels can write it (peer access over NVLink or PCIe P2P). Without peer access the copy
+  // kernel would fault on the peer's memory: every run goes to cudaMemcpyAsync, which stages
+  // through the host.
+  int device = 0;
+  bool kernel_reaches = true;
   std::unique_ptr<local::NotifySender> notifier;
   std::shared_ptr<std::atomic<bool>> removed = std::make_shared<std::atomic<bool>>(false);
   // Zero-copy: a view of the opened pool for windows (the GPU kernels write it in place).
@@ -59,6 +65,13 @@ struct IpcPeer final : EnginePeer {
     if (opened) cudaIpcCloseMemHandle(base);
   }
 };
+
+std::string Where(const IpcPeer& peer) {
+  if (peer.device == 0) return "same GPU";
+  return peer.kernel_reaches ? absl::StrCat("peer GPU ", peer.device, ", peer access")
+                             : absl::StrCat("peer GPU ", peer.device,
+                                            ", no peer access: cudaMemcpy staged through the host");
+}
 
 // Waits for batch events in submission order on one thread and runs their completions.
 class CompletionThread {
@@ -201,6 +214,14 @@ class CudaIpcEngine final : public TransferEngine {
           cudaIpcOpenMemHandle(&base, handle, cudaIpcMemLazyEnablePeerAccess));
       peer->base = static_cast<std::byte*>(base);
       peer->opened = true;
+      cudaPointerAttributes attributes{};
+      PDSERVE_CUDA_RETURN_IF_ERROR(cudaPointerGetAttributes(&attributes, base));
+      peer->device = attributes.device;
+      if (peer->device != 0) {
+        int can = 0;
+        PDSERVE_CUDA_RETURN_IF_ERROR(cudaDeviceCanAccessPeer(&can, 0, peer->device));
+        peer->kernel_reaches = can != 0;
+      }
     }
     absl::StatusOr<std::unique_ptr<local::NotifySender>> notifier =
         local::NotifySender::Connect(*socket, options_.agent_name, options_.peer_credential);
@@ -211,8 +232,8 @@ class CudaIpcEngine final : public TransferEngine {
       std::erase_if(peers_, [](const std::weak_ptr<IpcPeer>& p) { return p.expired(); });
       peers_.push_back(peer);
     }
-    log_->info("agent {}: opened device KV pool of peer '{}' ({} blocks) over CUDA IPC",
-               options_.agent_name, d->agent, d->num_blocks);
+    log_->info("agent {}: opened device KV pool of peer '{}' ({} blocks) over CUDA IPC, {}",
+               options_.agent_name, d->agent, d->num_blocks, Where(*peer));
     return peer;
   }
 
@@ -251,7 +272,8 @@ class CudaIpcEngine final : public TransferEngine {
       (op.bytes >= kCopyEngineRunBytes ? large : runs).push_back({op.src, op.dst, op.bytes});
     }
     if (issued.ok() && !runs.empty() &&
-        !cuda::EnqueueBatchedCopy(runs, pool->base(), peer->base, stream_).ok()) {
+        (!peer->kernel_reaches ||
+         !cuda::EnqueueBatchedCopy(runs, pool->base(), peer->base, stream_).ok())) {
       for (size_t i = 0; issued.ok() && i < runs.size(); ++i) {
         issued = cuda::CudaStatus(
             cudaMemcpyAsync(peer->base + runs[i].dst, pool->base() + runs[i].src, runs[i].bytes,
@@ -294,6 +316,11 @@ class CudaIpcEngine final : public TransferEngine {
   absl::StatusOr<std::unique_ptr<KvWriteWindow>> OpenWindow(
       const std::shared_ptr<EnginePeer>& engine_peer, std::span<const BlockId> blocks) override {
     std::shared_ptr<IpcPeer> peer = std::static_pointer_cast<IpcPeer>(engine_peer);
+    if (!peer->kernel_reaches) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "zero-copy: this GPU's kernels cannot write KV peer '", peer->descriptor.agent,
+          "' (", Where(*peer), ")"));
+    }
     {
       absl::MutexLock lock(&mu_);
       if (peer->view == nullptr) {
@@ -332,7 +359,9 @@ class CudaIpcEngine final : public TransferEngine {
         });
   }
 
-  std::string Transports(const EnginePeer&) const override { return "cuda_ipc"; }
+  std::string Transports(const EnginePeer& peer) const override {
+    return absl::StrCat("cuda_ipc (", Where(static_cast<const IpcPeer&>(peer)), ")");
+  }
 
   void AddCounters(TransportCounters& c) const override {
     c.transports = "cuda_ipc (batched copy kernel; cudaMemcpyAsync for runs of 64 MiB and more)";
