@@ -1,5 +1,5 @@
 // libFuzzer target: what a `local` receiver reads from a KV sender, another process it must
-// treat as hostile (transfer/local/notify_channel.h, notify_ring.h): the packets on the
+// treat as hostile (transfer/notify/notify_channel.h, notify_ring.h): the packets on the
 // notification socket (hello, notify with a sequence number, doorbell, anything else) and the
 // shared ring, including a sender that writes the ring's header and slots behind the protocol's
 // back. A real NotifyListener receives; the input is a script of sender actions:
@@ -26,16 +26,16 @@
 #include <string>
 #include <thread>
 
-#include "transfer/local/notify_channel.h"
-#include "transfer/local/notify_ring.h"
+#include "transfer/notify/notify_channel.h"
+#include "transfer/notify/notify_ring.h"
 #include "transfer/notification_inbox.h"
 #include "transfer/sender_credential.h"
 
 namespace {
 
 using pdserve::transfer::NotificationInbox;
-using pdserve::transfer::local::NotifyListener;
-using pdserve::transfer::local::NotifyRing;
+using pdserve::transfer::notify::NotifyListener;
+using pdserve::transfer::notify::NotifyRing;
 
 // Reads the script; runs out to zeros.
 struct Script {
@@ -120,8 +120,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The sender's own view of the ring's memory, for writes behind the protocol's back (the
   // header's liveness lock excepted: scribbling it would only hang glibc, in this process).
   constexpr size_t kLockEnd = 64;
-  const size_t ring_bytes = 64 * 8 + size_t{pdserve::transfer::local::kRingSlots} *
-                                         pdserve::transfer::local::kRingSlotBytes;
+  const size_t ring_bytes = 64 * 8 + size_t{pdserve::transfer::notify::kRingSlots} *
+                                         pdserve::transfer::notify::kRingSlotBytes;
   auto* raw = static_cast<uint8_t*>(
       mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0));
   close(memfd);

@@ -1,4 +1,4 @@
-// The local backend's notification ring (transfer/local/notify_ring.h) between real processes:
+// The local backend's notification ring (transfer/notify/notify_ring.h) between real processes:
 // this process sends, a transfer_test_peer process receives and reports what arrived, in
 // arrival order. Each test drives one path: the doorbell (receiver parked), the ring alone
 // (receiver spinning, ring wrapping), the socket for messages longer than a slot, and the
@@ -16,14 +16,14 @@
 #include "gtest/gtest.h"
 #include "tests/transfer/peer_process.h"
 #include "tests/transfer/transfer_test_util.h"
-#include "transfer/local/notify_ring.h"
+#include "transfer/notify/notify_ring.h"
 #include "transfer/pool_descriptor.h"
 
 namespace pdserve::transfer::testing {
 namespace {
 
-using local::kRingPayloadBytes;
-using local::kRingSlots;
+using notify::kRingPayloadBytes;
+using notify::kRingSlots;
 
 constexpr char kPreset[] = "small";  // 64 KiB blocks: every batch is copied inline
 constexpr uint32_t kBlocks = 64;

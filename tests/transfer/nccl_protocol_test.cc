@@ -11,7 +11,7 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "transfer/copy_plan.h"
-#include "transfer/local/notify_channel.h"
+#include "transfer/notify/notify_channel.h"
 #include "transfer/notification_inbox.h"
 
 namespace pdserve::transfer::nccl {
@@ -208,10 +208,10 @@ TEST(NcclControlChannelTest, TheInboxObserverSeesPushesAndLostSenders) {
                       lost.push_back(sender);
                       lost_seen.Notify();
                     });
-  auto listener = local::NotifyListener::Start(&inbox, "decode-0", "secret");
+  auto listener = notify::NotifyListener::Start(&inbox, "decode-0", "secret");
   ASSERT_TRUE(listener.ok()) << listener.status();
   {
-    auto sender = local::NotifySender::Connect((*listener)->address(), "prefill-7", "secret");
+    auto sender = notify::NotifySender::Connect((*listener)->address(), "prefill-7", "secret");
     ASSERT_TRUE(sender.ok()) << sender.status();
     ASSERT_TRUE((*sender)->Send(Encode(AbortMessage{5})).ok());
     ASSERT_TRUE(inbox.WaitFor(Encode(AbortMessage{5}), absl::Seconds(10)).ok());

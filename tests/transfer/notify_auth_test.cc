@@ -14,7 +14,7 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "tests/transfer/transfer_test_util.h"
-#include "transfer/local/notify_peer.h"
+#include "transfer/notify/notify_peer.h"
 #include "transfer/notification_inbox.h"
 #include "transfer/pool_descriptor.h"
 #include "transfer/sender_credential.h"
@@ -180,7 +180,7 @@ TEST(NotifyAuthTest, LocalSenderFloodingOutOfTurnPacketsIsClosedAndOthersStillDe
   // never comes: without a bound the receiver grows by every one of them.
   const std::string body(3000, 'x');
   size_t sent = 0;
-  for (uint32_t i = 0; i < 2 * local::kMaxPendingPackets; ++i) {
+  for (uint32_t i = 0; i < 2 * notify::kMaxPendingPackets; ++i) {
     std::string packet(1, 'N');
     const uint32_t seq = 1'000'000 + i;
     packet.append(reinterpret_cast<const char*>(&seq), sizeof(seq));

@@ -17,10 +17,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
-#include "transfer/local/notify_channel.h"
-#include "transfer/local/notify_ring.h"
+#include "transfer/notify/notify_channel.h"
+#include "transfer/notify/notify_ring.h"
 
-namespace pdserve::transfer::local {
+namespace pdserve::transfer::notify {
 namespace {
 
 std::atomic<int> g_signals{0};
@@ -97,4 +97,4 @@ TEST(NotifySenderTest, ConnectInterruptedBySignalWhileWaitingForTheRingSucceeds)
 }
 
 }  // namespace
-}  // namespace pdserve::transfer::local
+}  // namespace pdserve::transfer::notify

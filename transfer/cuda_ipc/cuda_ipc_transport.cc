@@ -22,7 +22,7 @@
 #include "kvcache/cuda/cuda_kernels.h"
 #include "transfer/batch_table.h"
 #include "transfer/copy_plan.h"
-#include "transfer/local/notify_channel.h"
+#include "transfer/notify/notify_channel.h"
 #include "common/clock.h"
 #include "transfer/notification_inbox.h"
 #include "transfer/peer_order.h"
@@ -52,7 +52,7 @@ struct IpcPeer final : EnginePeer {
   // through the host.
   int device = 0;
   bool kernel_reaches = true;
-  std::unique_ptr<local::NotifySender> notifier;
+  std::unique_ptr<notify::NotifySender> notifier;
   std::shared_ptr<std::atomic<bool>> removed = std::make_shared<std::atomic<bool>>(false);
   // Zero-copy: a view of the opened pool for windows (the GPU kernels write it in place).
   std::unique_ptr<KvCache> view;
@@ -171,8 +171,8 @@ class CudaIpcEngine final : public TransferEngine {
     }
     cudaIpcMemHandle_t handle;
     PDSERVE_CUDA_RETURN_IF_ERROR(cudaIpcGetMemHandle(&handle, cache.base()));
-    absl::StatusOr<std::unique_ptr<local::NotifyListener>> listener =
-        local::NotifyListener::Start(&inbox_, options_.agent_name, options_.peer_credential);
+    absl::StatusOr<std::unique_ptr<notify::NotifyListener>> listener =
+        notify::NotifyListener::Start(&inbox_, options_.agent_name, options_.peer_credential);
     if (!listener.ok()) return listener.status();
     listener_ = std::move(*listener);
     descriptor.fields["ipc_handle"] =
@@ -223,8 +223,8 @@ class CudaIpcEngine final : public TransferEngine {
         peer->kernel_reaches = can != 0;
       }
     }
-    absl::StatusOr<std::unique_ptr<local::NotifySender>> notifier =
-        local::NotifySender::Connect(*socket, options_.agent_name, options_.peer_credential);
+    absl::StatusOr<std::unique_ptr<notify::NotifySender>> notifier =
+        notify::NotifySender::Connect(*socket, options_.agent_name, options_.peer_credential);
     if (!notifier.ok()) return notifier.status();
     peer->notifier = std::move(*notifier);
     {
@@ -378,7 +378,7 @@ class CudaIpcEngine final : public TransferEngine {
   cudaStream_t stream_;
   mutable absl::Mutex mu_;
   const KvCache* pool_ ABSL_GUARDED_BY(mu_) = nullptr;
-  std::unique_ptr<local::NotifyListener> listener_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<notify::NotifyListener> listener_ ABSL_GUARDED_BY(mu_);
   std::vector<std::weak_ptr<IpcPeer>> peers_ ABSL_GUARDED_BY(mu_);  // to cancel at the end
   std::unique_ptr<CompletionThread> completions_;  // reset first in the destructor
 };

@@ -14,7 +14,7 @@
 #include "transfer/batch_table.h"
 #include "transfer/copy_plan.h"
 #include "transfer/local/copy_engine.h"
-#include "transfer/local/notify_channel.h"
+#include "transfer/notify/notify_channel.h"
 #include "transfer/notification_inbox.h"
 #include "transfer/peer_order.h"
 #include "transfer/pool_descriptor.h"
@@ -23,6 +23,9 @@
 
 namespace pdserve::transfer::local {
 namespace {
+
+using notify::NotifyListener;
+using notify::NotifySender;
 
 constexpr char kBackend[] = "local";
 

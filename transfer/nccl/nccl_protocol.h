@@ -4,7 +4,7 @@
 // tested on any host). NCCL is two-sided: bytes move only when the receiver has posted an
 // ncclRecv of the same size, in the same order, for each ncclSend. The sender therefore tells
 // the receiver what to receive, over the channel the cuda-ipc backend uses for notifications
-// (local::NotifySender: a unix socket, the sender authenticated by the cluster secret, messages
+// (notify::NotifySender: a unix socket, the sender authenticated by the cluster secret, messages
 // delivered once and in order), ahead of the sends:
 //
 //   Init    first message of a communicator: the NCCL unique id the sender made, the

@@ -16,7 +16,7 @@
 
 #include "absl/status/status.h"
 #include "transfer/batch_table.h"
-#include "transfer/local/notify_channel.h"
+#include "transfer/notify/notify_channel.h"
 #include "transfer/nccl/nccl_comm.h"
 #include "transfer/peer_order.h"
 #include "transfer/pool_descriptor.h"
@@ -41,7 +41,7 @@ struct InFlight {
 struct NcclPeer final : EnginePeer {
   std::string agent;
   KvGeometry geometry;  // the peer's pool
-  std::unique_ptr<local::NotifySender> channel;
+  std::unique_ptr<notify::NotifySender> channel;
   PeerOrder order;
   std::mutex mu;
   absl::Status failed;  // sticky: a failure that loses bytes is permanent for the peer

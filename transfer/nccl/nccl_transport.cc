@@ -16,7 +16,7 @@
 #include "common/logging.h"
 #include "kvcache/cuda/cuda_check.h"
 #include "kvcache/cuda/cuda_kernels.h"
-#include "transfer/local/notify_channel.h"
+#include "transfer/notify/notify_channel.h"
 #include "transfer/nccl/nccl_comm.h"
 #include "transfer/nccl/nccl_protocol.h"
 #include "transfer/nccl/nccl_receiver.h"
@@ -49,7 +49,7 @@ class NcclEngine final : public TransferEngine {
   }
 
   ~NcclEngine() override {
-    std::unique_ptr<local::NotifyListener> listener;
+    std::unique_ptr<notify::NotifyListener> listener;
     {
       std::lock_guard lock(mu_);
       listener = std::move(listener_);
@@ -68,8 +68,8 @@ class NcclEngine final : public TransferEngine {
       return absl::InvalidArgumentError(
           "nccl needs a KV pool in device memory (AllocatePoolMemory with backend nccl)");
     }
-    absl::StatusOr<std::unique_ptr<local::NotifyListener>> listener =
-        local::NotifyListener::Start(&control_, options_.agent_name, options_.peer_credential);
+    absl::StatusOr<std::unique_ptr<notify::NotifyListener>> listener =
+        notify::NotifyListener::Start(&control_, options_.agent_name, options_.peer_credential);
     if (!listener.ok()) return listener.status();
     {
       std::lock_guard lock(mu_);
@@ -104,8 +104,8 @@ class NcclEngine final : public TransferEngine {
           "on different GPUs (pdserve cluster --prefill-gpus 0 --decode-gpus 1) or use cuda-ipc"));
     }
     auto peer = std::make_shared<NcclPeer>(d.agent, geometry);
-    absl::StatusOr<std::unique_ptr<local::NotifySender>> channel =
-        local::NotifySender::Connect(*socket, options_.agent_name, options_.peer_credential);
+    absl::StatusOr<std::unique_ptr<notify::NotifySender>> channel =
+        notify::NotifySender::Connect(*socket, options_.agent_name, options_.peer_credential);
     if (!channel.ok()) return channel.status();
     peer->channel = std::move(*channel);
     PDSERVE_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&peer->stream, cudaStreamNonBlocking));
@@ -200,7 +200,7 @@ class NcclEngine final : public TransferEngine {
   std::condition_variable wake_cv_;
   bool woken_ = false;
 
-  std::unique_ptr<local::NotifyListener> listener_;
+  std::unique_ptr<notify::NotifyListener> listener_;
   std::thread thread_;
 };
 

@@ -11,7 +11,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace pdserve::transfer::local {
+namespace pdserve::transfer::notify {
 
 // One sender connection's notifications, in shared memory: a single-producer / single-consumer
 // ring of fixed-size slots (what UCX's posix FIFOs and NCCL's shm transport do), so that the
@@ -110,4 +110,4 @@ class NotifyRing {
   uint64_t head_seen_ = 0;
 };
 
-}  // namespace pdserve::transfer::local
+}  // namespace pdserve::transfer::notify

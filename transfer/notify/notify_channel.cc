@@ -1,4 +1,4 @@
-#include "transfer/local/notify_channel.h"
+#include "transfer/notify/notify_channel.h"
 
 #include <poll.h>
 #include <sched.h>
@@ -20,11 +20,11 @@
 #include "common/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
-#include "transfer/local/notify_peer.h"
+#include "transfer/notify/notify_peer.h"
 #include "transfer/pool_descriptor.h"
 #include "transfer/sender_credential.h"
 
-namespace pdserve::transfer::local {
+namespace pdserve::transfer::notify {
 namespace {
 
 // Packet kinds on the socket.
@@ -455,4 +455,4 @@ bool NotifySender::PeerGone() {
   return !ring_->ReceiverAlive();
 }
 
-}  // namespace pdserve::transfer::local
+}  // namespace pdserve::transfer::notify

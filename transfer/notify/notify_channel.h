@@ -8,12 +8,13 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
-#include "transfer/local/notify_ring.h"
+#include "transfer/notify/notify_ring.h"
 #include "transfer/notification_inbox.h"
 
-namespace pdserve::transfer::local {
+namespace pdserve::transfer::notify {
 
-// The `local` backend's notification channel. Per sender connection:
+// The same-host notification channel of the local, cuda-ipc and nccl backends (nccl sends its
+// control messages over it too). Per sender connection:
 //   - a SOCK_SEQPACKET unix socket in the abstract namespace (no file to clean up after a
 //     crash): the hello (sender's agent name; the receiver answers with the ring below), the
 //     peer-death signal (a sender that dies closes its end: the listener counts it in
@@ -106,4 +107,4 @@ class NotifySender {
   uint32_t next_seq_ = 0;  // number of the next message, ring or socket
 };
 
-}  // namespace pdserve::transfer::local
+}  // namespace pdserve::transfer::notify

@@ -1,4 +1,4 @@
-#include "transfer/local/notify_peer.h"
+#include "transfer/notify/notify_peer.h"
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace pdserve::transfer::local {
+namespace pdserve::transfer::notify {
 
 absl::Status CheckPeerIsSameUser(int fd) {
   ucred cred{};
@@ -25,4 +25,4 @@ absl::Status CheckPeerIsSameUser(int fd) {
   return absl::OkStatus();
 }
 
-}  // namespace pdserve::transfer::local
+}  // namespace pdserve::transfer::notify

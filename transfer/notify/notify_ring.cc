@@ -1,4 +1,4 @@
-#include "transfer/local/notify_ring.h"
+#include "transfer/notify/notify_ring.h"
 
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -10,7 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace pdserve::transfer::local {
+namespace pdserve::transfer::notify {
 namespace {
 
 constexpr uint32_t kMagic = 0x6b76726e;  // "kvrn"
@@ -200,4 +200,4 @@ void NotifyRing::SetParked(bool parked) {
   header_->parked.store(parked ? 1 : 0, std::memory_order_relaxed);
 }
 
-}  // namespace pdserve::transfer::local
+}  // namespace pdserve::transfer::notify

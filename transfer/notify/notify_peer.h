@@ -8,7 +8,7 @@
 
 #include "absl/status/status.h"
 
-namespace pdserve::transfer::local {
+namespace pdserve::transfer::notify {
 
 inline constexpr size_t kMaxSenders = 64;  // connections at once, hello or not
 // Socket packets read ahead of their turn (their sequence number is later than a ring slot
@@ -20,4 +20,4 @@ inline constexpr size_t kMaxPendingBytes = 4 << 20;
 // effective user; PermissionDenied naming its uid and pid otherwise.
 absl::Status CheckPeerIsSameUser(int fd);
 
-}  // namespace pdserve::transfer::local
+}  // namespace pdserve::transfer::notify
