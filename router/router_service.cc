@@ -11,6 +11,7 @@
 #include "common/logging.h"
 #include "router/generate_reactor.h"
 #include "router/grpc_adapter.h"
+#include "router/prefill_timeline.h"
 #include "router/request_validation.h"
 
 namespace pdserve::router {
@@ -30,22 +31,6 @@ std::unique_ptr<RouterMetrics> MakeMetrics(metrics::Registry& registry, const st
     std::abort();
   }
   return *std::move(m);
-}
-
-// A backend name a prefill worker reported: short and of [a-z0-9/_-], or marked as refused.
-std::string SafeBackendName(const std::string& name) {
-  const bool ok = !name.empty() && name.size() <= 32 &&
-                  std::all_of(name.begin(), name.end(), [](char c) {
-                    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '/' ||
-                           c == '-' || c == '_';
-                  });
-  return ok ? name : "(invalid)";
-}
-
-// The transports line a prefill worker reported for a request: at most 256 bytes, escaped, so
-// that clients' reports and logs show it as text whatever the worker sent.
-std::string SafeTransports(const std::string& text) {
-  return absl::CEscape(text.size() <= 256 ? text : text.substr(0, 256) + "...");
 }
 
 }  // namespace
@@ -365,27 +350,12 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
     absl::ReleasableMutexLock lock(&mu_);
     v1::RequestTimeline& t = item.request->timeline;
     t.set_allocated_us(item.allocated_us);
-    t.set_prefill_start_us(r.prefill_start_us());
-    t.set_prefill_end_us(r.prefill_end_us());
-    t.set_transfer_start_us(r.transfer_start_us());
-    t.set_transfer_end_us(r.transfer_end_us());
-    t.set_kv_bytes(r.kv_bytes());
-    t.set_transfer_ops(r.transfer_ops());
-    t.set_transfer_batches(r.transfer_batches());
-    t.set_transfer_busy_us(r.transfer_busy_us());
-    // From another process: never negative, at most an hour (it ends up in clients' reports).
-    t.set_transfer_copy_wait_us(std::clamp<int64_t>(r.transfer_copy_wait_us(), 0,
-                                                    int64_t{3'600'000'000}));
-    t.set_modelled_prefill_us(r.modelled_prefill_us());
-    t.set_prefill_mock_cpu_us(r.mock_cpu_us());
-    if (!r.transfer_backend().empty()) {
-      // A per-peer choice (auto): which of the two the prefill worker used. Bounded and
-      // printable, since it comes from another process and ends up in clients' reports.
-      t.set_transfer_backend(SafeBackendName(r.transfer_backend()));
-    } else if (auto w = workers_.find(item.placement->decode_worker); w != workers_.end()) {
-      t.set_transfer_backend(w->second->kv_pool.transfer_backend());
+    RecordPrefillResult(r, t);
+    if (r.transfer_backend().empty()) {
+      if (auto w = workers_.find(item.placement->decode_worker); w != workers_.end()) {
+        t.set_transfer_backend(w->second->kv_pool.transfer_backend());
+      }
     }
-    t.set_transports(SafeTransports(r.transports()));
     item.request->decode_epoch = item.epoch;
     // A claim for a stream opened early is dropped: the decode worker reads the KV itself.
     if (r.has_kv_checksum()) item.request->kv_checksum = r.kv_checksum();

@@ -82,11 +82,14 @@ uint64_t DefaultStreamMinBytes() {
   return bytes;
 }
 
-uint64_t StreamMinBytes(const char* env_name) {
+uint64_t BytesFromEnv(const char* name, uint64_t fallback) {
   uint64_t bytes = 0;
-  const char* env = std::getenv(env_name);
-  if (env != nullptr && absl::SimpleAtoi(env, &bytes)) return bytes;
-  return DefaultStreamMinBytes();
+  const char* env = std::getenv(name);
+  return env != nullptr && absl::SimpleAtoi(env, &bytes) ? bytes : fallback;
+}
+
+uint64_t StreamMinBytes(const char* env_name) {
+  return BytesFromEnv(env_name, DefaultStreamMinBytes());
 }
 
 }  // namespace pdserve::transfer

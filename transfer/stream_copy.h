@@ -29,6 +29,9 @@ uint64_t DefaultStreamMinBytes();
 // DefaultStreamMinBytes, or the byte count in the environment variable `env_name` when it
 // holds one (tests set 0 to stream every batch).
 uint64_t StreamMinBytes(const char* env_name);
+// The byte count in the environment variable `name`, or `fallback` when it is unset or not a
+// number (the backends' tuning knobs: PDSERVE_UCX_INLINE_BYTES, ...).
+uint64_t BytesFromEnv(const char* name, uint64_t fallback);
 
 // Batches above this size stream even where the last-level cache looks larger: a VM's reported
 // cache need not be what it gets (the 2-core Xeon VM reports 260 MiB of L3; 32 MiB batches ran

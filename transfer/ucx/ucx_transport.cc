@@ -35,14 +35,6 @@ namespace {
 // Submit returns at once and the caller overlaps them with its own work.
 constexpr uint64_t kDefaultInlineBytes = uint64_t{4} << 20;
 
-uint64_t BytesFromEnv(const char* name, uint64_t fallback) {
-  uint64_t bytes = fallback;
-  if (const char* env = std::getenv(name); env != nullptr && !absl::SimpleAtoi(env, &bytes)) {
-    bytes = fallback;
-  }
-  return bytes;
-}
-
 std::string Base64(const void* data, size_t size) {
   return absl::Base64Escape(absl::string_view(static_cast<const char*>(data), size));
 }
