@@ -172,7 +172,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
   // Hostile slot lengths are clamped to the payload: nothing longer than a slot or a packet.
-  longest = std::max<size_t>(longest, pdserve::transfer::local::kRingPayloadBytes);
+  longest = std::max<size_t>(longest, pdserve::transfer::notify::kRingPayloadBytes);
   close(fd);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while ((*listener)->senders_lost() == 0) {
