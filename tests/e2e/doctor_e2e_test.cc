@@ -1,6 +1,7 @@
 // `pdserve doctor --endpoint` against real clusters, each slow-transfer cause provoked for real:
-// UCX on tcp between two processes of one host (transports), and layer-major 16-token blocks of
-// a small model (thousands of tiny copies per request: small-ops). A local cluster reads ok on
+// UCX on tcp between two processes of one host (transports), a registration per batch (ucx's
+// PDSERVE_UCX_REGISTER_PER_BATCH: registration), and layer-major 16-token blocks of a small model
+// (thousands of tiny copies per request: small-ops). A local cluster reads ok on
 // the transport items. The figures come from the prefill workers' own transport counters.
 #include <string>
 #include <vector>
@@ -52,6 +53,19 @@ TEST(DoctorE2eTest, UcxOnTcpBetweenProcessesOfOneHostIsATransportWarning) {
   EXPECT_EQ(v["registration"], "ok") << figures;
   EXPECT_EQ(v["staging"], "ok") << figures;
   EXPECT_THAT(figures, HasSubstr("reached over a network transport"));
+}
+
+// A connector that registers memory for every transfer (checklist item "re-registration"),
+// provoked with ucx's study knob: each batch maps its source span (ucp_mem_map) and unmaps it.
+TEST(DoctorE2eTest, ARegistrationPerBatchIsARegistrationWarning) {
+  cluster::ClusterOptions o = Options("ucx", 1, 1);
+  o.env = {{"PDSERVE_UCX_REGISTER_PER_BATCH", "1"}};
+  std::string figures;
+  std::map<std::string, std::string> v = Verdicts(o, &figures);
+  EXPECT_EQ(v["registration"], "warn") << figures;
+  EXPECT_EQ(v["transports"], "ok") << figures;
+  // The pool's one registration, then one per batch (three requests, at least one batch each).
+  EXPECT_THAT(figures, ::testing::ContainsRegex("registration: ([4-9]|[1-9][0-9]+) registration"));
 }
 
 TEST(DoctorE2eTest, TinyLayerMajorBlocksAreSmallOpsAndLocalTransportsAreOk) {

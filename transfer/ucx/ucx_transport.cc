@@ -57,7 +57,14 @@ UcxEngine::UcxEngine(const EngineContext& context, std::shared_ptr<UcxContext> u
       context_(std::move(ucx)),
       sender_header_(EncodeSenderHeader(options_.peer_credential, options_.agent_name)),
       stream_bytes_(StreamMinBytes("PDSERVE_UCX_STREAM_BYTES")),
-      inline_bytes_(BytesFromEnv("PDSERVE_UCX_INLINE_BYTES", kDefaultInlineBytes)) {}
+      inline_bytes_(BytesFromEnv("PDSERVE_UCX_INLINE_BYTES", kDefaultInlineBytes)),
+      register_per_batch_(BytesFromEnv("PDSERVE_UCX_REGISTER_PER_BATCH", 0) != 0) {
+  if (register_per_batch_) {
+    log_->warn("agent {}: PDSERVE_UCX_REGISTER_PER_BATCH is set: every KV batch registers its "
+               "source memory (a study of re-registration; transfers are slower)",
+               options_.agent_name);
+  }
+}
 
 absl::Status UcxEngine::Init() {
   ucp_worker_params_t params{};
@@ -206,6 +213,7 @@ absl::Status UcxEngine::Register(const KvCache& cache, PoolDescriptor& descripto
 
 void UcxEngine::AddCounters(TransportCounters& c) const {
   c.senders_refused += notifications_refused_.load();
+  c.registrations += batch_registrations_.load();
   std::lock_guard lock(mu_);
   c.transports = lanes_.empty()
                      ? absl::StrCat("UCX_TLS=", context_->tls().empty() ? "all" : context_->tls())

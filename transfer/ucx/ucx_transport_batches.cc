@@ -96,11 +96,32 @@ void UcxEngine::StartBatch(PeerId peer_id, TransferId id, const std::byte* base,
   }
   auto* batch = new Batch{this, id, peer, notification, {}};
   batch->delay_start = delay_start;
+  if (register_per_batch_ && !ops.empty()) {
+    // The span the batch reads, registered for it alone (the study knob; see the header).
+    uint64_t lo = ops.front().src, hi = 0;
+    for (const CopyOp& op : ops) {
+      lo = std::min(lo, op.src);
+      hi = std::max(hi, op.src + op.bytes);
+    }
+    ucp_mem_map_params_t params{};
+    params.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH |
+                        UCP_MEM_MAP_PARAM_FIELD_MEMORY_TYPE;
+    params.address = const_cast<std::byte*>(base + lo);
+    params.length = hi - lo;
+    params.memory_type = pool_memory_type_;
+    if (ucs_status_t s = ucp_mem_map(context_->handle(), &params, &batch->batch_memh);
+        s != UCS_OK) {
+      table_.Complete(id, UcsError("ucp_mem_map (per-batch registration)", s));
+      delete batch;
+      return;
+    }
+    batch_registrations_.fetch_add(1);
+  }
   if (peer->receiver_delay != nullptr) batch->receiver_delay_start = peer->receiver_delay->ReadNs();
   if (peer->am_data) {
     if (absl::Status s = SendData(*batch, base, ops); !s.ok()) {
       table_.Complete(id, std::move(s));
-      delete batch;
+      Discard(batch);
       return;
     }
   }
@@ -122,7 +143,7 @@ void UcxEngine::StartBatch(PeerId peer_id, TransferId id, const std::byte* base,
                                      peer->rkey, &put);
     if (UCS_PTR_IS_ERR(r)) {
       table_.Complete(id, PeerStatus(*peer, "ucp_put_nbx", UCS_PTR_STATUS(r)));
-      delete batch;
+      Discard(batch);
       return;
     }
     // The flush below covers completion; the request is released when it completes.
@@ -190,6 +211,11 @@ void UcxEngine::Flushed(Batch* batch, ucs_status_t status) {
   }
 }
 
+void UcxEngine::Discard(Batch* batch) {
+  if (batch->batch_memh != nullptr) ucp_mem_unmap(context_->handle(), batch->batch_memh);
+  delete batch;
+}
+
 void UcxEngine::Finish(Batch* batch, absl::Status status) {
   batch->peer->in_flight.erase(batch);
   if (!batch->abandoned) {
@@ -210,7 +236,8 @@ void UcxEngine::Finish(Batch* batch, absl::Status status) {
     table_.Complete(batch->id, std::move(status));
     batches_.erase(batch->id);
   }
-  delete batch;
+  // After completion (or abandonment): UCX no longer reads the span for this batch.
+  Discard(batch);
 }
 
 // A failed operation on a peer whose endpoint reported an error is that error (Unavailable).

@@ -138,6 +138,9 @@ struct Batch {
   // The peer's receiving thread's delay when the batch started (UcxPeer::receiver_delay; -1:
   // not read): before that the receiver had none of its bytes.
   int64_t receiver_delay_start = -1;
+  // The source runs registered for this batch alone (register_per_batch_), unmapped when it
+  // finishes; null otherwise.
+  ucp_mem_h batch_memh = nullptr;
 };
 
 // The handle the front (transport_front.h) keeps for a connected peer: the progress thread's
@@ -199,6 +202,8 @@ class UcxEngine final : public TransferEngine {
                   int64_t delay_start);
   absl::Status SendData(Batch& batch, const std::byte* base, std::span<const CopyOp> ops);
   void Flushed(Batch* batch, ucs_status_t status);
+  // Frees a batch UCX no longer references, with its per-batch registration.
+  void Discard(Batch* batch);
   void Finish(Batch* batch, absl::Status status);
   static absl::Status PeerStatus(const UcxPeer& peer, const std::string& what, ucs_status_t s);
   static void OnFlushed(void* request, ucs_status_t status, void* user_data);
@@ -270,6 +275,12 @@ class UcxEngine final : public TransferEngine {
   // Host-memory batches up to this many bytes may be issued on the submitting thread
   // (IssueInline); PDSERVE_UCX_INLINE_BYTES overrides kDefaultInlineBytes.
   const uint64_t inline_bytes_;
+  // PDSERVE_UCX_REGISTER_PER_BATCH=1: a study knob that reproduces a connector registering
+  // memory per transfer (checklist item "re-registration"): every batch registers its source
+  // span with ucp_mem_map before its puts and unmaps it after, and counters().registrations
+  // counts each. Off by default: the pool is registered once.
+  const bool register_per_batch_;
+  std::atomic<uint64_t> batch_registrations_{0};
 
   // Progress-thread state (also touched by inline batches), under worker_mu_.
   bool stopping_ = false;
