@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 19's run on a host with two GPUs (device kind nvidia-h200-x2 or nvidia-h100-x2), in one
 # device call. Build here, then:
-#   PDSERVE_BUNDLE_SH=$PWD/../shared/device/bundle.sh bash scripts/bundle-ucx-cuda.sh \
+#   PDSERVE_BUNDLE_SH=<the device lending tool's bundle.sh, not part of this repository> \
+#   bash scripts/bundle-ucx-cuda.sh \
 #     $PWD/.bundle-ucxgpu build-ucxgpu/bin/pdserve build-ucxgpu/tests/cuda/{cuda_test,cuda_transfer_test,nccl_test,ucx_cuda_test,cuda_cluster_test}
 #   cp docs/device-plans/two-gpu-run.sh .bundle-ucxgpu/script.sh
 #   mkdir -p .bundle-pack && tar -cJf .bundle-pack/b.tar.xz .bundle-ucxgpu
