@@ -12,6 +12,7 @@
 
 #include "common/synthetic_model.h"
 #include "gtest/gtest.h"
+#include "tests/cuda/prompt_transfer.h"
 #include "tests/cuda/self_receiver.h"
 #include "kvcache/cpu_attention.h"
 #include "kvcache/cuda/cuda_kernels.h"
@@ -19,52 +20,22 @@
 
 
 namespace pdserve::transfer {
-namespace {
 
-constexpr int kPromptLen = 100;
-constexpr uint32_t kPoolBlocks = 24;
-
-ModelConfig IpcConfig() {
-  ModelConfig c = *PresetConfig("llama3-8b");
-  c.num_layers = 2;
-  return c;
-}
-
-// Receiving blocks: every other block, backwards, so that nothing coalesces by accident.
-std::vector<BlockId> ReceiverTable(const ModelConfig& c) {
-  std::vector<BlockId> t;
-  for (int i = 0; i < c.BlocksForTokens(kPromptLen); ++i) t.push_back(kPoolBlocks - 1 - 2 * i);
-  return t;
-}
-
-}  // namespace
+using testing_util::CheckReceivedPrompt;
+using testing_util::kPoolBlocks;
+using testing_util::PrefillPrompt;
+using testing_util::TwoLayerLlama;
 
 // The receiver process: exports its pool on stdout, waits for the batch, verifies, exits.
 int RunReceiver(KvLayout layout) {
-  const ModelConfig c = IpcConfig();
   TransportOptions options{.backend = "cuda-ipc", .agent_name = "decode-0"};
-  auto cache = CreatePoolCache(options, c, kPoolBlocks, layout);
+  auto cache = CreatePoolCache(options, TwoLayerLlama(), kPoolBlocks, layout);
   auto transport = MakeKvTransport(options);
   if (!cache.ok() || !transport.ok() || !(*transport)->RegisterPool(**cache).ok()) return 2;
   std::printf("%s\n", (*(*transport)->ExportDescriptor()).c_str());
   std::fflush(stdout);
   if (!(*transport)->WaitForNotification("req-1", absl::Seconds(60)).ok()) return 3;
-  // Expected: the CPU's bytes for the prompt through the receiving table, zeros elsewhere.
-  auto expected = *KvCache::CreateInHostMemory(c, kPoolBlocks, layout);
-  const std::vector<int32_t> prompt = model::SyntheticPrompt(42, kPromptLen, c.vocab_size);
-  const std::vector<BlockId> table = ReceiverTable(c);
-  if (!WriteKv(*expected, table, prompt, 0).ok()) return 4;
-  std::vector<std::byte> got(expected->geometry().region_bytes());
-  if (!cuda::CopyDeviceToHost((*cache)->memory(), 0, got).ok()) return 5;
-  if (!std::equal(got.begin(), got.end(), expected->base())) return 6;
-  // End to end: the decode step on the received pool gives the CPU's token.
-  auto attention = cuda::CudaAttention::Create(**cache);
-  if (!attention.ok()) return 7;
-  DecodeSequence s{table, prompt.back(), kPromptLen, 9, {}};
-  auto gpu = (*attention)->Decode(std::span(&s, 1));
-  auto cpu = DecodeAttention(*expected, std::span(&s, 1));
-  if (!gpu.ok() || !cpu.ok() || (*gpu)[0].token != (*cpu)[0].token) return 8;
-  return 0;
+  return CheckReceivedPrompt(**cache);
 }
 
 namespace {
@@ -73,7 +44,6 @@ class CudaIpcTransportTest : public testing::TestWithParam<KvLayout> {};
 
 TEST_P(CudaIpcTransportTest, BlocksReachAnotherProcessesDevicePoolWithTheCpuBytes) {
   if (!cuda::CudaAvailable()) GTEST_SKIP() << "no CUDA device here: GPU test skipped";
-  const ModelConfig c = IpcConfig();
   absl::StatusOr<testing_util::SelfReceiver> receiver =
       testing_util::SpawnSelfReceiver("PDSERVE_IPC_RECEIVER", std::string(KvLayoutName(GetParam())));
   ASSERT_TRUE(receiver.ok()) << receiver.status();
@@ -81,26 +51,19 @@ TEST_P(CudaIpcTransportTest, BlocksReachAnotherProcessesDevicePoolWithTheCpuByte
   const std::string& descriptor = receiver->descriptor;
 
   TransportOptions options{.backend = "cuda-ipc", .agent_name = "prefill-0"};
-  auto cache = *CreatePoolCache(options, c, kPoolBlocks, GetParam());
-  auto attention = *cuda::CudaAttention::Create(*cache);
-  const std::vector<int32_t> prompt = model::SyntheticPrompt(42, kPromptLen, c.vocab_size);
-  std::vector<BlockId> src(c.BlocksForTokens(kPromptLen));
-  std::iota(src.begin(), src.end(), 3);
-  std::vector<cuda::PrefillChunk> chunk = {{src, prompt, 0}};
-  ASSERT_TRUE(attention->Prefill(chunk).ok());
+  auto cache = *CreatePoolCache(options, TwoLayerLlama(), kPoolBlocks, GetParam());
+  absl::StatusOr<std::vector<BlockCopy>> copies = PrefillPrompt(*cache);
+  ASSERT_TRUE(copies.ok()) << copies.status();
 
   auto transport = *MakeKvTransport(options);
   ASSERT_TRUE(transport->RegisterPool(*cache).ok());
   auto peer = transport->LoadPeer(descriptor);
   ASSERT_TRUE(peer.ok()) << peer.status();
-  std::vector<BlockCopy> copies;
-  const std::vector<BlockId> dst = ReceiverTable(c);
-  for (size_t i = 0; i < src.size(); ++i) copies.push_back({src[i], dst[i]});
-  auto id = transport->Submit(*peer, copies, "req-1");
+  auto id = transport->Submit(*peer, *copies, "req-1");
   ASSERT_TRUE(id.ok()) << id.status();
   ASSERT_TRUE(transport->Wait(*id, absl::Seconds(30)).ok());
   EXPECT_EQ(transport->Stats(*id)->bytes,
-            static_cast<uint64_t>(src.size() * cache->geometry().block_bytes()));
+            static_cast<uint64_t>(copies->size() * cache->geometry().block_bytes()));
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status));

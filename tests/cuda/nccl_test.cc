@@ -22,29 +22,21 @@
 #include "gtest/gtest.h"
 #include "kvcache/cpu_attention.h"
 #include "kvcache/cuda/cuda_kernels.h"
+#include "tests/cuda/prompt_transfer.h"
 #include "tests/cuda/self_receiver.h"
 #include "transfer/kv_transport.h"
 
 namespace pdserve::transfer {
+
+using testing_util::CheckReceivedPrompt;
+using testing_util::kPoolBlocks;
+using testing_util::PrefillPrompt;
+using testing_util::TwoLayerLlama;
+
 namespace {
 
-constexpr int kPromptLen = 100;
-constexpr uint32_t kPoolBlocks = 24;
 constexpr uint32_t kManyBlocks = 1100;  // more than one Recv message's worth of block pairs
 constexpr char kRole[] = "PDSERVE_NCCL_RECEIVER";
-
-ModelConfig SmallLlama() {
-  ModelConfig c = *PresetConfig("llama3-8b");
-  c.num_layers = 2;
-  return c;
-}
-
-// Receiving blocks: every other block, backwards, so that nothing coalesces by accident.
-std::vector<BlockId> ReceiverTable(const ModelConfig& c) {
-  std::vector<BlockId> t;
-  for (int i = 0; i < c.BlocksForTokens(kPromptLen); ++i) t.push_back(kPoolBlocks - 1 - 2 * i);
-  return t;
-}
 
 BlockId ManyDst(uint32_t i) { return (i * 7) % kManyBlocks; }  // a permutation (gcd 1)
 std::byte Pattern(size_t i) { return std::byte(i * 7 + 1); }
@@ -81,7 +73,7 @@ int RunNcclReceiver(const std::string& backend_role) {
   const std::string role = backend_role.substr(backend_role.find('/') + 1);
   const bool many = role == "many";
   const KvLayout layout = role == "block-major" ? KvLayout::kBlockMajor : KvLayout::kLayerMajor;
-  const ModelConfig c = many ? *PresetConfig("tiny") : SmallLlama();
+  const ModelConfig c = many ? *PresetConfig("tiny") : TwoLayerLlama();
   const uint32_t blocks = many ? kManyBlocks : kPoolBlocks;
   const TransportOptions options = Options("decode-0", backend);
   auto cache = CreatePoolCache(options, c, blocks, layout);
@@ -93,32 +85,19 @@ int RunNcclReceiver(const std::string& backend_role) {
   if (role == "hold") {
     for (;;) pause();  // killed by the test
   }
+  if (!many) return CheckReceivedPrompt(**cache);
   const KvGeometry& g = (*cache)->geometry();
   std::vector<std::byte> got(g.region_bytes());
   if (!cuda::CopyDeviceToHost((*cache)->memory(), 0, got).ok()) return 5;
-  if (many) {
-    // Block i of the sender (its pattern) now sits in block ManyDst(i), every fragment.
-    for (uint32_t i = 0; i < kManyBlocks - 100; ++i) {
-      for (int f = 0; f < g.fragments_per_block(); ++f) {
-        const int64_t from = g.FragmentOffset(i, f), to = g.FragmentOffset(ManyDst(i), f);
-        for (int64_t b = 0; b < g.transfer_fragment_bytes(); ++b) {
-          if (got[to + b] != Pattern(from + b)) return 6;
-        }
+  // Block i of the sender (its pattern) now sits in block ManyDst(i), every fragment.
+  for (uint32_t i = 0; i < kManyBlocks - 100; ++i) {
+    for (int f = 0; f < g.fragments_per_block(); ++f) {
+      const int64_t from = g.FragmentOffset(i, f), to = g.FragmentOffset(ManyDst(i), f);
+      for (int64_t b = 0; b < g.transfer_fragment_bytes(); ++b) {
+        if (got[to + b] != Pattern(from + b)) return 6;
       }
     }
-    return 0;
   }
-  auto expected = *KvCache::CreateInHostMemory(c, kPoolBlocks, layout);
-  const std::vector<int32_t> prompt = model::SyntheticPrompt(42, kPromptLen, c.vocab_size);
-  const std::vector<BlockId> table = ReceiverTable(c);
-  if (!WriteKv(*expected, table, prompt, 0).ok()) return 4;
-  if (!std::equal(got.begin(), got.end(), expected->base())) return 6;
-  auto attention = cuda::CudaAttention::Create(**cache);
-  if (!attention.ok()) return 7;
-  DecodeSequence s{table, prompt.back(), kPromptLen, 9, {}};
-  auto gpu = (*attention)->Decode(std::span(&s, 1));
-  auto cpu = DecodeAttention(*expected, std::span(&s, 1));
-  if (!gpu.ok() || !cpu.ok() || (*gpu)[0].token != (*cpu)[0].token) return 8;
   return 0;
 }
 
@@ -132,26 +111,19 @@ int WaitChild(pid_t child) {
 
 // Two batches, the notification on the second only: it covers the first (kv_transport.h).
 void SendPromptAcrossGpus(const std::string& backend, KvLayout layout) {
-  const ModelConfig c = SmallLlama();
   auto receiver = testing_util::SpawnSelfReceiver(
       kRole, backend + "/" + std::string(KvLayoutName(layout)), {SwappedDevices()});
   ASSERT_TRUE(receiver.ok()) << receiver.status();
   const TransportOptions options = Options("prefill-0", backend);
-  auto cache = *CreatePoolCache(options, c, kPoolBlocks, layout);
-  auto attention = *cuda::CudaAttention::Create(*cache);
-  const std::vector<int32_t> prompt = model::SyntheticPrompt(42, kPromptLen, c.vocab_size);
-  std::vector<BlockId> src(c.BlocksForTokens(kPromptLen));
-  std::iota(src.begin(), src.end(), 3);
-  std::vector<cuda::PrefillChunk> chunk = {{src, prompt, 0}};
-  ASSERT_TRUE(attention->Prefill(chunk).ok());
+  auto cache = *CreatePoolCache(options, TwoLayerLlama(), kPoolBlocks, layout);
+  absl::StatusOr<std::vector<BlockCopy>> prompt_copies = PrefillPrompt(*cache);
+  ASSERT_TRUE(prompt_copies.ok()) << prompt_copies.status();
+  const std::vector<BlockCopy>& copies = *prompt_copies;
 
   auto transport = *MakeKvTransport(options);
   ASSERT_TRUE(transport->RegisterPool(*cache).ok());
   auto peer = transport->LoadPeer(receiver->descriptor);
   ASSERT_TRUE(peer.ok()) << peer.status();
-  std::vector<BlockCopy> copies;
-  const std::vector<BlockId> dst = ReceiverTable(c);
-  for (size_t i = 0; i < src.size(); ++i) copies.push_back({src[i], dst[i]});
   const size_t half = copies.size() / 2;
   auto first = transport->Submit(*peer, std::span(copies).first(half), "");
   auto second = transport->Submit(*peer, std::span(copies).subspan(half), "req-1");
@@ -159,7 +131,7 @@ void SendPromptAcrossGpus(const std::string& backend, KvLayout layout) {
   ASSERT_TRUE(transport->Wait(*first, absl::Seconds(60)).ok());
   ASSERT_TRUE(transport->Wait(*second, absl::Seconds(60)).ok());
   EXPECT_EQ(transport->Stats(*first)->bytes + transport->Stats(*second)->bytes,
-            static_cast<uint64_t>(src.size() * cache->geometry().block_bytes()));
+            static_cast<uint64_t>(copies.size() * cache->geometry().block_bytes()));
   if (backend == "cuda-ipc") {
     EXPECT_NE(transport->PeerTransports(*peer).find("peer GPU 1"), std::string::npos)
         << transport->PeerTransports(*peer);
@@ -214,7 +186,7 @@ TEST(NcclFailureTest, AKilledReceiverEndsLaterBatchesWithUnavailable) {
   SKIP_WITHOUT_TWO_GPUS();
   auto receiver = testing_util::SpawnSelfReceiver(kRole, "nccl/hold", {SwappedDevices()});
   ASSERT_TRUE(receiver.ok()) << receiver.status();
-  const ModelConfig c = SmallLlama();
+  const ModelConfig c = TwoLayerLlama();
   const TransportOptions options = Options("prefill-0");
   auto cache = *CreatePoolCache(options, c, kPoolBlocks, KvLayout::kLayerMajor);
   auto transport = *MakeKvTransport(options);
