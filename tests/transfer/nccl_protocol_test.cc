@@ -81,7 +81,9 @@ TEST(NcclProtocolTest, MalformedMessagesAreRefused) {
     for (size_t cut = 0; cut < m.size(); ++cut) {
       EXPECT_FALSE(Decode(m.substr(0, cut)).ok()) << "prefix " << cut << " of kind " << m[0];
     }
-    if (m[0] != 'N') EXPECT_FALSE(Decode(m + "x").ok()) << "trailing byte, kind " << m[0];
+    if (m[0] != 'N') {
+      EXPECT_FALSE(Decode(m + "x").ok()) << "trailing byte, kind " << m[0];
+    }
     std::string other_version = m;
     other_version[1] ^= 0x7f;
     EXPECT_FALSE(Decode(other_version).ok());

@@ -192,10 +192,10 @@ bool NcclReceiver::AdvanceSender(const std::string& sender, Sender& s) {
 
 bool NcclReceiver::Advance() {
   bool busy = false;
-  std::vector<std::string> names;
-  names.reserve(senders_.size());
-  for (const auto& [name, s] : senders_) names.push_back(name);
-  for (const std::string& name : names) {
+  // By name, as CutOff may erase a sender meanwhile; the list is reused (this runs per poll).
+  names_.clear();
+  for (const auto& [name, s] : senders_) names_.push_back(name);
+  for (const std::string& name : names_) {
     auto it = senders_.find(name);
     if (it != senders_.end() && AdvanceSender(name, *it->second)) busy = true;
   }

@@ -82,7 +82,8 @@ class NcclReceiver {
   const absl::Duration timeout_;
   const KvCache* pool_ = nullptr;
   absl::flat_hash_map<std::string, std::unique_ptr<Sender>> senders_;
-  std::vector<CopyOp> ops_;  // reused per message
+  std::vector<CopyOp> ops_;          // reused per message
+  std::vector<std::string> names_;   // reused per Advance
   uint64_t cut_off_ = 0;
 };
 
