@@ -128,6 +128,10 @@ absl::StatusOr<const Backend*> FindBackend(const std::string& name) {
 }  // namespace
 
 void PresetTransportEnvironment() {
+  // nccl reaches only peers on this host (its control messages take a unix socket), so NCCL's
+  // bootstrap, which listens on the first non-loopback interface by default, listens on
+  // loopback only, as ucx's tcp listener does (UCX_NET_DEVICES). The operator's value wins.
+  setenv("NCCL_SOCKET_IFNAME", "lo", /*overwrite=*/0);
   // Over tcp the ucx backend's data messages (256 KiB) go as zero-copy fragments of at most
   // the receiver's segment, 64 KiB by default, which UCX reassembles in a buffer before the
   // handler copies the message into the pool: one more copy of every KV byte on the receiving

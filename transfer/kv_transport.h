@@ -233,7 +233,7 @@ class KvTransport {
 };
 
 // Sets process-wide defaults that transport libraries read from the environment, each only
-// where the operator left it unset (today: UCX_TCP_RX_SEG_SIZE, see kv_transport.cc). Call it
+// where the operator left it unset (today: UCX_TCP_RX_SEG_SIZE, NCCL_SOCKET_IFNAME; see kv_transport.cc). Call it
 // first thing in main(): setenv is not safe once other threads may read the environment.
 void PresetTransportEnvironment();
 

@@ -91,5 +91,18 @@ TEST(UcxConfigTest, PresetEnvironmentSetsTheTcpSegmentOnlyWhereUnset) {
   unsetenv("UCX_TCP_RX_SEG_SIZE");
 }
 
+// NCCL's bootstrap listens on loopback (nccl's peers share this host), unless the operator named
+// an interface.
+TEST(UcxConfigTest, PresetEnvironmentKeepsNcclsBootstrapOnLoopbackOnlyWhereUnset) {
+  unsetenv("NCCL_SOCKET_IFNAME");
+  PresetTransportEnvironment();
+  ASSERT_NE(std::getenv("NCCL_SOCKET_IFNAME"), nullptr);
+  EXPECT_STREQ(std::getenv("NCCL_SOCKET_IFNAME"), "lo");
+  setenv("NCCL_SOCKET_IFNAME", "eth7", 1);
+  PresetTransportEnvironment();
+  EXPECT_STREQ(std::getenv("NCCL_SOCKET_IFNAME"), "eth7");
+  unsetenv("NCCL_SOCKET_IFNAME");
+}
+
 }  // namespace
 }  // namespace pdserve::transfer::ucx
