@@ -97,7 +97,7 @@ const std::vector<Backend>& Backends() {
 #endif
 #if defined(PDSERVE_HAS_NCCL)
       // nccl: two-sided (the receiver posts its receives), one communicator per pair, the
-      // peer on another GPU of this host (the control messages take local's channel).
+      // peer on another GPU of this host (the control messages take transfer/notify's channel).
       {.name = "nccl",
        .make = nccl::MakeNcclTransport,
        .allocate = [](const TransportOptions&,

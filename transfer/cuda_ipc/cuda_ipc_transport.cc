@@ -140,7 +140,7 @@ class CompletionThread {
 
 // cuda-ipc's engine: the peer's device pool opened through its IPC handle, copies on one
 // stream (a gather-copy kernel, cudaMemcpyAsync for very large runs), one thread that ends
-// batches in submit order, the notification over local's channel. The front
+// batches in submit order, the notification over transfer/notify's channel. The front
 // (transport_front.h) does the descriptor, the peer table, planning, handles and the inbox.
 class CudaIpcEngine final : public TransferEngine {
  public:

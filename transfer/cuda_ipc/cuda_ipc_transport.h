@@ -12,8 +12,8 @@ namespace pdserve::transfer::cuda_ipc {
 // (cudaIpcOpenMemHandle) and copies each batch on its own stream: the coalesced runs
 // (PlanCopies) go to a gather-copy kernel, up to 1024 runs per launch (cudaMemcpyAsync per run
 // if a run is not 16-byte aligned), then it records an event. A completion thread waits for the
-// event and only then sends the notification (local's unix-socket channel), so a notification
-// always follows its bytes. A peer in the same process is written through its pointer (CUDA
+// event and only then sends the notification (transfer/notify's unix-socket channel), so a
+// notification always follows its bytes. A peer in the same process is written through its pointer (CUDA
 // refuses to open a process's own handle).
 absl::StatusOr<std::unique_ptr<KvTransport>> MakeCudaIpcTransport(const TransportOptions& options);
 

@@ -12,8 +12,8 @@ namespace pdserve::transfer::nccl {
 // like ucx, cuda-ipc). Two-sided (TransportCapabilities::one_sided = false):
 //   - one communicator of two ranks per sender-receiver pair, made lazily at the first batch:
 //     the sender (rank 0) makes the NCCL unique id and sends it in an Init message over the
-//     receiver's notification channel (local's authenticated unix socket: same host), both
-//     join, non-blocking;
+//     receiver's notification channel (transfer/notify's authenticated unix socket: same
+//     host), both join, non-blocking;
 //   - per batch, the sender sends the receiver the block pairs (Recv messages, nccl_protocol.h),
 //     then issues its ncclSends of the coalesced runs inside ncclGroupStart / End on its stream
 //     and records a CUDA event; the receiver plans the same runs from the block pairs against
