@@ -22,8 +22,20 @@ for plugin in libucm_cuda libuct_cma libuct_cuda; do
   cp -L "$ucx/lib/ucx/$plugin.so.0" "$out/lib/ucx/"
   ln -sf "$plugin.so.0" "$out/lib/ucx/$plugin.so"
 done
-strip --strip-unneeded "$out"/lib/libuc*.so.0 "$out"/lib/ucx/*.so.0 "$out"/bin/*
-cp -L "$ucx/bin/ucx_info" "$out/bin/" && strip --strip-unneeded "$out/bin/ucx_info"
+strip --strip-unneeded "$out"/lib/libuc*.so.0 "$out"/lib/ucx/libuc[mt]*.so.0 "$out"/bin/*
+# install -m 755: the wheel (a zip) keeps no execute bits.
+install -m 755 "$ucx/bin/ucx_info" "$out/bin/" && strip --strip-unneeded "$out/bin/ucx_info"
+# PDSERVE_BUNDLE_PERFTEST=1: also UCX's own benchmark (ucx_perftest and its CUDA memory module),
+# the baseline for the ucx rows of `bench transfer --device cuda`, with the wheel's renamed
+# libgomp (fetch-ucx-cuda.sh keeps it; the system's libgomp.so.1 under that name crashes it).
+if [ "${PDSERVE_BUNDLE_PERFTEST:-0}" = 1 ]; then
+  install -m 755 "$ucx/bin/ucx_perftest" "$out/bin/"
+  cp -L "$ucx/lib/ucx/libucx_perftest_cuda.so.0" "$out/lib/ucx/"
+  ln -sf libucx_perftest_cuda.so.0 "$out/lib/ucx/libucx_perftest_cuda.so"
+  strip --strip-unneeded "$out/bin/ucx_perftest" "$out/lib/ucx/libucx_perftest_cuda.so.0"
+  gomp=$(readelf -d "$ucx/bin/ucx_perftest" | sed -n 's/.*\[\(libgomp-[^]]*\)\].*/\1/p')
+  [ -n "$gomp" ] && cp -L "$ucx/lib/$gomp" "$out/lib/"
+fi
 # The wheel's libucm_cuda was linked against a renamed cudart (auditwheel); its symbols carry the
 # version libcudart.so.13, so the machine's own libcudart.so.13 satisfies it.
 cudart_wanted=$(readelf -d "$out/lib/ucx/libucm_cuda.so.0" | sed -n 's/.*\[\(libcudart-[^]]*\)\].*/\1/p')

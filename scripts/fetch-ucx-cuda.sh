@@ -48,6 +48,9 @@ PY
 rm -rf "$dest"
 mkdir -p "$(dirname "$dest")"
 mv "$tmp/unpacked/libucx" "$dest"
+# ucx_perftest (UCX's own benchmark, a baseline in the device plans) needs the wheel's renamed
+# libgomp; the renamed cudart beside it is not kept (fixup names the host's).
+cp "$tmp"/unpacked/libucx_cu13.libs/libgomp-*.so* "$dest/lib/" 2>/dev/null || true
 # zip does not keep the symlinks of the original tree: recreate the unversioned names.
 for so in "$dest"/lib/*.so.* "$dest"/lib/ucx/*.so.*; do
   [ -e "$so" ] || continue

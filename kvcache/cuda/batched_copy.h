@@ -8,8 +8,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace pdserve::cuda {
 
@@ -23,5 +25,11 @@ struct DeviceCopy {
 // (InvalidArgument otherwise: the caller falls back to cudaMemcpyAsync).
 absl::Status EnqueueBatchedCopy(std::span<const DeviceCopy> copies, const std::byte* src_base,
                                 std::byte* dst_base, void* stream);
+
+// For tests on a GPU: uploads `src` and `dst`, enqueues the copies between them on a new stream,
+// and returns the destination image after they ran.
+absl::StatusOr<std::vector<std::byte>> CopyThroughDevice(std::span<const DeviceCopy> copies,
+                                                         std::span<const std::byte> src,
+                                                         std::span<const std::byte> dst);
 
 }  // namespace pdserve::cuda

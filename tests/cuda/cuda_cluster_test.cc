@@ -8,9 +8,13 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kvcache/cuda/cuda_kernels.h"
+#include "nlohmann/json.hpp"
 #include "tests/e2e/e2e_cluster.h"
+#include "tests/e2e/e2e_process.h"
 #include "transfer/kv_transport.h"
 
 namespace pdserve::e2e {
@@ -63,6 +67,52 @@ INSTANTIATE_TEST_SUITE_P(Transfers, CudaClusterTest,
                            std::replace(name.begin(), name.end(), '-', '_');
                            return name;
                          });
+
+// `pdserve doctor --endpoint` on GPU clusters, the staging cause provoked for real: ucx-staged
+// moves every KV byte device -> pinned host -> UCX -> host -> device, and the doctor must say so
+// with the bytes; cuda-ipc moves device to device and must read ok. Returns item -> "verdict:
+// figure".
+std::map<std::string, std::string> DoctorOn(const std::string& transfer) {
+  cluster::ClusterOptions options = Options(transfer, 1, 1);
+  options.compute = "cuda";
+  std::unique_ptr<cluster::Cluster> c = Start(options);
+  if (c == nullptr) {
+    ADD_FAILURE() << "cluster did not start";
+    return {};
+  }
+  Client client(c->endpoint());
+  for (int i = 0; i < 3; ++i) {
+    Outcome out = client.Generate(absl::StrCat("doc-", i), 200, 4, 70 + i);
+    EXPECT_TRUE(out.status.ok()) << out.status.error_message();
+    EXPECT_EQ(out.tokens, Expected(200, 4, 70 + i));
+  }
+  Exit e = RunPdserve({"doctor", "--endpoint", c->endpoint(), "--json"});
+  EXPECT_EQ(e.code, 0) << e.output;
+  nlohmann::json j = nlohmann::json::parse(e.output, nullptr, false);
+  std::map<std::string, std::string> found;
+  if (!j.is_object() || j["backends"].empty()) {
+    ADD_FAILURE() << e.output;
+    return found;
+  }
+  for (const auto& f : j["backends"][0]["findings"]) {
+    found[f["item"].get<std::string>()] =
+        f["verdict"].get<std::string>() + ": " + f["figure"].get<std::string>();
+  }
+  return found;
+}
+
+TEST(CudaDoctorTest, UcxStagedIsAStagingWarningAndCudaIpcIsNot) {
+  if (!cuda::CudaAvailable()) GTEST_SKIP() << "no CUDA device on this host";
+  std::map<std::string, std::string> staged = DoctorOn("ucx-staged");
+  EXPECT_THAT(staged["staging"], ::testing::StartsWith("warn: "));
+  EXPECT_THAT(staged["staging"], ::testing::HasSubstr("through host memory"));
+  std::map<std::string, std::string> ipc = DoctorOn("cuda-ipc");
+  EXPECT_THAT(ipc["staging"], ::testing::StartsWith("ok: "));
+  EXPECT_THAT(ipc["transports"], ::testing::StartsWith("ok: "));
+  // Device pools register their GPU: both workers on this one (ucx-staged's pools are host
+  // memory, so its placement names the host and NUMA node only).
+  EXPECT_THAT(ipc["placement"], ::testing::HasSubstr("same GPU"));
+}
 
 }  // namespace
 }  // namespace pdserve::e2e

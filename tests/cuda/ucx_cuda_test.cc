@@ -6,6 +6,7 @@
 // notification came exactly once. Without a GPU, or with a UCX that cannot register device
 // memory (Debian's), the round trips skip and the refusal is checked instead.
 
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -58,6 +59,9 @@ int RunUcxReceiver(KvLayout layout) {
   std::printf("%s\n", (*(*transport)->ExportDescriptor()).c_str());
   std::fflush(stdout);
   if (!(*transport)->WaitForNotification("req-1", absl::Seconds(60)).ok()) return 3;
+  if (layout == KvLayout::kBlockMajor && std::getenv("PDSERVE_UCX_HOLD") != nullptr) {
+    for (;;) pause();  // killed by the test
+  }
   if (int bad = CheckReceivedPrompt(**cache); bad != 0) return bad;
   // Exactly once: no second delivery of req-1, nothing else queued.
   if ((*transport)->WaitForNotification("req-1", absl::Seconds(1)).code() !=
@@ -100,6 +104,13 @@ TEST_P(UcxDeviceTransportTest, BlocksReachAnotherProcessesDevicePoolBeforeOneNot
   const std::string transports = transport->counters().transports;
   std::printf("ucx transports for device memory: %s\n", transports.c_str());
   EXPECT_NE(transports.find("cuda"), std::string::npos) << transports;
+  // One host: the peer's pool mapped through ucp_rkey_ptr and copied by the batched kernel,
+  // unless PDSERVE_UCX_DEVICE_PUTS=1 asks for UCX's puts.
+  const char* puts = std::getenv("PDSERVE_UCX_DEVICE_PUTS");
+  const bool want_puts = puts != nullptr && std::atoi(puts) != 0;
+  EXPECT_EQ(transports.find("batched copy kernel through ucp_rkey_ptr") == std::string::npos,
+            want_puts)
+      << transports;
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status));
@@ -113,6 +124,42 @@ INSTANTIATE_TEST_SUITE_P(Layouts, UcxDeviceTransportTest,
                          [](const testing::TestParamInfo<KvLayout>& info) {
                            return info.param == KvLayout::kLayerMajor ? "LayerMajor" : "BlockMajor";
                          });
+
+// Never OK unless right, nothing hangs: after the receiver died, batches to it end with an error
+// (its pid watch, or the endpoint's) and this process's GPU still works.
+TEST(UcxDeviceFailureTest, AKilledReceiverEndsLaterBatchesAndLeavesThisGpuUsable) {
+  if (std::string why = SkipReason(); !why.empty()) GTEST_SKIP() << why;
+  absl::StatusOr<testing_util::SelfReceiver> receiver = testing_util::SpawnSelfReceiver(
+      "PDSERVE_UCX_RECEIVER", "block-major", {"PDSERVE_UCX_HOLD=1"});
+  ASSERT_TRUE(receiver.ok()) << receiver.status();
+  const TransportOptions options = DeviceUcx("prefill-0");
+  auto cache = *CreatePoolCache(options, TwoLayerLlama(), kPoolBlocks, KvLayout::kBlockMajor);
+  absl::StatusOr<std::vector<BlockCopy>> copies = PrefillPrompt(*cache);
+  ASSERT_TRUE(copies.ok()) << copies.status();
+  auto transport = *MakeKvTransport(options);
+  ASSERT_TRUE(transport->RegisterPool(*cache).ok());
+  auto peer = transport->LoadPeer(receiver->descriptor);
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  auto id = transport->Submit(*peer, *copies, "req-1");
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(transport->Wait(*id, absl::Seconds(30)).ok());
+  kill(receiver->pid, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(waitpid(receiver->pid, &status, 0), receiver->pid);
+  const absl::Time start = absl::Now();
+  absl::Status last;
+  for (int i = 0; i < 5 && (last.ok() || i < 2); ++i) {
+    absl::StatusOr<TransferId> next = transport->Submit(*peer, *copies, "req-2");
+    last = next.ok() ? transport->Wait(*next, absl::Seconds(30)) : next.status();
+    absl::SleepFor(absl::Milliseconds(150));  // past the pid watch's period
+  }
+  EXPECT_FALSE(last.ok()) << "a batch to a dead receiver reported OK";
+  EXPECT_LT(absl::Now() - start, absl::Seconds(20));
+  // The context is not poisoned: a fresh pool takes the GPU kernels' K/V again.
+  auto again = CreatePoolCache(options, TwoLayerLlama(), kPoolBlocks, KvLayout::kBlockMajor);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(PrefillPrompt(**again).ok());
+}
 
 TEST(UcxDevicePoolTest, RefusedNamingUcxStagedWhenUcxCannotUseDeviceMemory) {
   absl::StatusOr<std::string> runtime = KvTransportRuntime("ucx");

@@ -137,8 +137,16 @@ void UcxEngine::StartBatch(PeerId peer_id, TransferId id, const std::byte* base,
     for (const CopyOp& op : ops) StreamCopy(peer->direct + op.dst, base + op.src, op.bytes);
     StoreFence();
   }
-  for (const CopyOp& op :
-       peer->am_data || stream ? std::span<const CopyOp>() : std::span<const CopyOp>(ops)) {
+  const bool device = peer->device_direct != nullptr;
+  if (device) {
+    if (absl::Status s = EnqueueDeviceCopy(*batch, peer->device_direct, base, ops); !s.ok()) {
+      table_.Complete(id, std::move(s));
+      Discard(batch);
+      return;
+    }
+  }
+  for (const CopyOp& op : peer->am_data || stream || device ? std::span<const CopyOp>()
+                                                             : std::span<const CopyOp>(ops)) {
     ucs_status_ptr_t r = ucp_put_nbx(peer->ep, base + op.src, op.bytes, peer->remote_base + op.dst,
                                      peer->rkey, &put);
     if (UCS_PTR_IS_ERR(r)) {
@@ -151,6 +159,11 @@ void UcxEngine::StartBatch(PeerId peer_id, TransferId id, const std::byte* base,
   }
   ++batches_[id];
   peer->in_flight.insert(batch);
+  if (device) {
+    // Flushed once its copy completed (PollDeviceCopies): the notification follows the bytes.
+    device_pending_.push_back(batch);
+    return;
+  }
   ucp_request_param_t flush{};
   flush.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   flush.cb.send = &UcxEngine::OnFlushed;

@@ -82,6 +82,10 @@ struct UcxPeer {
   // pools on both sides), for batches copied with streaming stores; null: puts only. Valid
   // until the rkey is destroyed, which happens on the progress thread, like the copies.
   std::byte* direct = nullptr;
+  // The same for device pools on one host (ucp_rkey_ptr over cuda_ipc maps the peer's pool into
+  // this process's CUDA context): every batch is one launch of the batched copy kernel that
+  // cuda-ipc uses, instead of a put per run at UCX's ~8 us each (ucx_perftest). Null: puts.
+  std::byte* device_direct = nullptr;
   // The endpoint's lanes as UCX reported them at connect (ucx_lanes.h), and the line
   // counters().transports shows for this peer.
   std::vector<UcxLane> lanes;
@@ -141,6 +145,9 @@ struct Batch {
   // The source runs registered for this batch alone (register_per_batch_), unmapped when it
   // finishes; null otherwise.
   ucp_mem_h batch_memh = nullptr;
+  // Recorded after the batch's device copy (device_direct peers); the batch is flushed when it
+  // completes (PollDeviceCopies). A cudaEvent_t.
+  void* device_event = nullptr;
 };
 
 // The handle the front (transport_front.h) keeps for a connected peer: the progress thread's
@@ -202,6 +209,14 @@ class UcxEngine final : public TransferEngine {
                   int64_t delay_start);
   absl::Status SendData(Batch& batch, const std::byte* base, std::span<const CopyOp> ops);
   void Flushed(Batch* batch, ucs_status_t status);
+  // Device-pool batches to device_direct peers (ucx_device_copy.cc): enqueue the copy and its
+  // event on the engine's stream; flush those whose event completed, in order (true if any);
+  // wait for every copy (before a peer's mapping goes, and at shutdown).
+  absl::Status EnqueueDeviceCopy(Batch& batch, std::byte* dst, const std::byte* base,
+                                 std::span<const CopyOp> ops);
+  bool PollDeviceCopies();
+  void WaitDeviceCopies();
+  void ReleaseDeviceStream();
   // Frees a batch UCX no longer references, with its per-batch registration.
   void Discard(Batch* batch);
   void Finish(Batch* batch, absl::Status status);
@@ -287,6 +302,10 @@ class UcxEngine final : public TransferEngine {
   int64_t last_liveness_check_ = 0;
   std::map<PeerId, std::shared_ptr<UcxPeer>> peers_;
   absl::flat_hash_map<TransferId, int> batches_;  // in flight (flush or notification pending)
+  std::deque<Batch*> device_pending_;  // device copies in submit order (one stream)
+  void* device_stream_ = nullptr;      // a cudaStream_t, made at the first device copy
+  // PDSERVE_UCX_DEVICE_PUTS=1: device pools always go as UCX puts (to study UCX's own path).
+  const bool device_puts_;
   // Opened by the progress thread as it starts, then only read (from any thread).
   ThreadRunDelay progress_delay_;
   std::atomic<bool> progress_delay_ready_{false};

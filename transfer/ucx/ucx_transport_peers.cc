@@ -204,6 +204,15 @@ absl::Status UcxEngine::ConnectOnWorker(PeerId id, const std::shared_ptr<UcxPeer
       PopulateForWrite(mapped, peer->remote_bytes);
     }
   }
+  if (same_host && !peer->remote_host && pool_memory_type_ == UCS_MEMORY_TYPE_CUDA &&
+      !device_puts_) {
+    // UCX's cuda_ipc maps the peer's device pool here (the CUDA IPC handle its rkey carries);
+    // on a peer GPU without peer access, or a UCX without rkey_ptr for it, this fails: puts.
+    void* mapped = nullptr;
+    if (ucp_rkey_ptr(peer->rkey, peer->remote_base, &mapped) == UCS_OK && mapped != nullptr) {
+      peer->device_direct = static_cast<std::byte*>(mapped);
+    }
+  }
   const std::string info = EpInfo(peer->ep);
   // "put[0]: 0..<short>..": UCX has a put lane; without one it would emulate puts.
   peer->am_data = peer->remote_host && pool_memory_type_ == UCS_MEMORY_TYPE_HOST &&
@@ -221,6 +230,9 @@ absl::Status UcxEngine::ConnectOnWorker(PeerId id, const std::shared_ptr<UcxPeer
   if (peer->direct != nullptr) {
     absl::StrAppend(&peer->transports, " (batches > ", stream_bytes_ >> 20,
                     " MiB: streaming stores through ucp_rkey_ptr)");
+  }
+  if (peer->device_direct != nullptr) {
+    absl::StrAppend(&peer->transports, " (device pools: batched copy kernel through ucp_rkey_ptr)");
   }
   if (peer->same_host_network) {
     absl::StrAppend(&peer->transports, " (same host over ", absl::StrJoin(network, "+"),
@@ -342,6 +354,10 @@ void UcxEngine::ClosePeerState(UcxPeer& peer) {
   }
   peer.ep = nullptr;
   peer.direct = nullptr;  // the mapping goes with the rkey
+  if (peer.device_direct != nullptr) {
+    WaitDeviceCopies();  // no kernel may still write the mapping the rkey takes with it
+    peer.device_direct = nullptr;
+  }
   if (peer.rkey != nullptr) {
     ucp_rkey_destroy(peer.rkey);
     peer.rkey = nullptr;

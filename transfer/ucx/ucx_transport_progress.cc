@@ -87,6 +87,7 @@ void UcxEngine::Loop() {
       if (stopping_) break;
       progressed = !commands.empty();
       while (ucp_worker_progress(worker_) != 0) progressed = true;
+      if (!device_pending_.empty() && PollDeviceCopies()) progressed = true;
       if (now - last_liveness_check_ > kLivenessCheckNs) {
         last_liveness_check_ = now;
         for (auto& [id, peer] : peers_) CheckAlive(*peer);
@@ -168,6 +169,9 @@ void UcxEngine::Shutdown() {
   // Cancelled requests have run their callbacks inside the closes.
   while (ucp_worker_progress(worker_) != 0) {
   }
+  WaitDeviceCopies();
+  PollDeviceCopies();  // every copy ended: each batch finishes (its peer closed: Cancelled)
+  ReleaseDeviceStream();
 }
 
 }  // namespace pdserve::transfer::ucx
