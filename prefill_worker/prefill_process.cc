@@ -122,6 +122,7 @@ absl::Status RunPrefillWorker(service::WorkerProcessOptions options) {
   service_options.worker_id = options.worker_id;
   service_options.auth = auth;
   service_options.metrics = worker_metrics.get();
+  if (options.transfer == "ucx-staged") service_options.reported_backend = options.transfer;
   PrefillService service(engine, *transport, service_options);
   registry.AddCollector(
       [&service, m = worker_metrics.get()] { m->SetCapacity(service.Capacity()); });

@@ -188,7 +188,8 @@ grpc::Status PrefillService::GetStatus(grpc::ServerContext* ctx, const v1::Statu
   engine->set_overrun_us(counters.overrun_us);
   const transfer::TransportCounters transport = transport_.counters();
   response->set_registrations(transport.registrations);
-  response->set_transfer_backend(transport_.backend());
+  response->set_transfer_backend(options_.reported_backend.empty() ? transport_.backend()
+                                                                   : options_.reported_backend);
   response->set_transports(transport.transports);
   v1::TransferCounters* t = response->mutable_transfer();
   t->set_batches_submitted(transport.batches_submitted);

@@ -18,6 +18,9 @@ struct PrefillServiceOptions {
   std::shared_ptr<const service::ClusterAuth> auth = service::ClusterAuth::Insecure();
   // Where each item's KV transfer is counted (null: nowhere); must outlive the service.
   service::WorkerMetrics* metrics = nullptr;
+  // The backend GetStatus reports: the transport's, unless the worker stages its KV through a
+  // host pool ("ucx-staged", whose transport is plain ucx; the doctor's staging item reads it).
+  std::string reported_backend;
 };
 
 class PrefillService final : public v1::PrefillWorker::Service {

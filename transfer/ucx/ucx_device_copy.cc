@@ -4,7 +4,7 @@
 // copy completes. Why: UCX's cuda_ipc put costs ~8 us whatever its size (ucx_perftest put_bw
 // on device memory, H200: 7.8 us at 64 KiB, 8.7 us at 8 MiB), so a layer-major request of 32
 // runs of 8 MiB moved at 0.48x of a D2D copy and one of 4096 scattered 64 KiB runs at 0.004x.
-// All on the progress thread (its current device is the pool's: UseDevice).
+// Under worker_mu_: on the progress thread, or inline on the submitting thread (IssueInline).
 #include <ucp/api/ucp.h>
 
 #include <vector>
@@ -25,10 +25,30 @@ namespace {
 absl::Status CudaError(const char* what, cudaError_t e) {
   return absl::InternalError(absl::StrCat(what, ": ", cudaGetErrorString(e)));
 }
+
+// Makes `device` current for a scope and gives the calling thread its own back after.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
+    set_ = previous_ == device ? cudaSuccess : cudaSetDevice(device);
+  }
+  ~DeviceScope() {
+    if (previous_ >= 0 && set_ == cudaSuccess) cudaSetDevice(previous_);
+  }
+  cudaError_t status() const { return set_; }
+
+ private:
+  int previous_ = -1;
+  cudaError_t set_ = cudaSuccess;
+};
 }  // namespace
 
 absl::Status UcxEngine::EnqueueDeviceCopy(Batch& batch, std::byte* dst, const std::byte* base,
                                           std::span<const CopyOp> ops) {
+  // Inline batches run on the submitting thread, whose current device may be another.
+  const DeviceScope device(pool_device_);
+  if (device.status() != cudaSuccess) return CudaError("cudaSetDevice (ucx device copy)", device.status());
   if (device_stream_ == nullptr) {
     cudaStream_t stream = nullptr;
     if (cudaError_t e = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);

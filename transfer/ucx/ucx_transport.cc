@@ -152,6 +152,7 @@ absl::Status UcxEngine::Register(const KvCache& cache, PoolDescriptor& descripto
     if (!context_->cuda_memory()) return NoCudaMemoryError(*context_);
     // Before taking mu_: the progress thread may need it.
     if (absl::Status s = UseDevice(cache.memory().device()); !s.ok()) return s;
+    pool_device_ = cache.memory().device();
   }
   if (progress_tid_.load(std::memory_order_acquire) == 0) {
     // The progress thread names itself as it starts (the descriptor carries its id): a command

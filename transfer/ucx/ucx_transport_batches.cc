@@ -35,7 +35,13 @@ absl::StatusOr<TransferId> UcxEngine::Post(const std::shared_ptr<EnginePeer>& ha
   absl::StatusOr<TransferId> id = table_.Begin(batch.bytes, static_cast<uint32_t>(batch.ops.size()));
   if (!id.ok()) return id.status();
   const int64_t delay_start = ProgressDelayNs();
-  if (batch.bytes <= inline_bytes_ && pool_memory_type_ == UCS_MEMORY_TYPE_HOST &&
+  // Device pools: only the copy's launch happens inline (to a device_direct peer, whatever the
+  // size), and the progress thread, woken in parallel with the copy, sends the notification
+  // once it ended: a hand-off before the launch cost the serving path ~0.1 ms a batch (H200).
+  const bool inline_size =
+      pool_memory_type_ == UCS_MEMORY_TYPE_CUDA ||
+      (batch.bytes <= inline_bytes_ && pool_memory_type_ == UCS_MEMORY_TYPE_HOST);
+  if (inline_size &&
       IssueInline(info.id, *id, pool->base(), batch.ops, batch.notification, delay_start)) {
     return *id;
   }
@@ -67,7 +73,12 @@ bool UcxEngine::IssueInline(PeerId peer, TransferId id, const std::byte* base,
     std::lock_guard lock(command_mu_);
     if (!commands_.empty()) return false;
   }
-  if (auto it = peers_.find(peer); it == peers_.end() || it->second->am_data) return false;
+  auto it = peers_.find(peer);
+  if (it == peers_.end() || it->second->am_data) return false;
+  // UCX's CUDA puts run in the progress thread's context; only our own copy kernel goes inline.
+  if (pool_memory_type_ == UCS_MEMORY_TYPE_CUDA && it->second->device_direct == nullptr) {
+    return false;
+  }
   StartBatch(peer, id, base, ops, notification, delay_start);
   const bool left_in_flight = !batches_.empty();
   worker.unlock();

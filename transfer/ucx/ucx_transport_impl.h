@@ -304,6 +304,7 @@ class UcxEngine final : public TransferEngine {
   absl::flat_hash_map<TransferId, int> batches_;  // in flight (flush or notification pending)
   std::deque<Batch*> device_pending_;  // device copies in submit order (one stream)
   void* device_stream_ = nullptr;      // a cudaStream_t, made at the first device copy
+  int pool_device_ = 0;                // the device pool's GPU (set before any batch)
   // PDSERVE_UCX_DEVICE_PUTS=1: device pools always go as UCX puts (to study UCX's own path).
   const bool device_puts_;
   // Opened by the progress thread as it starts, then only read (from any thread).
