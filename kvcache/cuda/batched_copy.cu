@@ -94,6 +94,16 @@ __global__ void __launch_bounds__(S::threads)
   }
 }
 
+// PDSERVE_COPY_GRID_BLOCKS=N (study knob): at most N blocks a launch, each looping over the
+// chunks (a persistent grid) instead of one block per chunk.
+uint32_t GridCap() {
+  static const uint32_t cap = [] {
+    const char* v = std::getenv("PDSERVE_COPY_GRID_BLOCKS");
+    return v == nullptr ? 0u : static_cast<uint32_t>(std::max(0, std::atoi(v)));
+  }();
+  return cap;
+}
+
 template <int kOps, class S>
 cudaError_t LaunchShape(std::span<const DeviceCopy> copies, const std::byte* src_base,
                         std::byte* dst_base, cudaStream_t stream) {
@@ -119,7 +129,8 @@ cudaError_t LaunchShape(std::span<const DeviceCopy> copies, const std::byte* src
       dim3 grid(static_cast<unsigned>(n), std::min<uint32_t>(max_chunks, 65535));
       BatchedCopyKernel<kOps, S><<<grid, S::threads, 0, stream>>>(params, src_base, dst_base);
     } else {
-      BatchedCopyKernel<kOps, S><<<std::min<uint32_t>(total, 1u << 20), S::threads, 0, stream>>>(
+      const uint32_t cap = GridCap() > 0 ? GridCap() : 1u << 20;
+      BatchedCopyKernel<kOps, S><<<std::min<uint32_t>(total, cap), S::threads, 0, stream>>>(
           params, src_base, dst_base);
     }
     if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
