@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Third device call (H200): ucx's device copy now launched on the submitting thread (the
+# Third device call (H200, or an H100 when that is what comes: the same plan gives its figures): ucx's device copy now launched on the submitting thread (the
 # progress thread, woken beside the copy, sends the notification); the prefill worker reports
 # ucx-staged to the doctor. GPU tests, bench transfer twice, then serving cuda-ipc against ucx
 # (20 prompts a cell, 512 and 2048 tokens, 1 and 4 req/s); cuda-ipc copy variants alternated
@@ -29,6 +29,21 @@ for round in 1 2; do
     echo "== transfer $v $round: rc $? in ${SECONDS}s"
     grep -E "^(cuda-ipc|ucx) " "$J/transfer-$v-$round.txt" | awk '{print $1, $2, $3, $4, $7, $8, $NF}'
   done
+done
+for round in 1 2; do
+  SECONDS=0
+  timeout 120 "$B/bin/pdserve" bench kernels --device cuda --json "$J/kernels-$round.json" >"$J/kernels-$round.txt" 2>&1
+  echo "== kernels $round: rc $? in ${SECONDS}s"; grep -E "^decode|^checksum" "$J/kernels-$round.txt"
+done
+echo "== ucx_perftest put_bw, device memory both sides"
+port=13600
+for s in 65536 8388608; do
+  n=$(( s >= 2097152 ? 2000 : 20000 )); port=$((port+1))
+  UCX_TLS=posix,cma,cuda_copy,cuda_ipc timeout 60 "$B/bin/ucx_perftest" -p $port >/dev/null 2>&1 &
+  sleep 1
+  echo "-- size $s x $n"
+  UCX_TLS=posix,cma,cuda_copy,cuda_ipc timeout 60 "$B/bin/ucx_perftest" 127.0.0.1 -p $port -t ucp_put_bw -m cuda,cuda -s $s -n $n -w 200 2>&1 | tail -1
+  wait
 done
 echo "== serving"; SECONDS=0
 timeout 300 "$B/bin/pdserve" bench --device cuda --backends local,ucx --input-lens 512,2048 \
