@@ -35,11 +35,12 @@ absl::StatusOr<TransferId> UcxEngine::Post(const std::shared_ptr<EnginePeer>& ha
   absl::StatusOr<TransferId> id = table_.Begin(batch.bytes, static_cast<uint32_t>(batch.ops.size()));
   if (!id.ok()) return id.status();
   const int64_t delay_start = ProgressDelayNs();
-  // Device pools: only the copy's launch happens inline (to a device_direct peer, whatever the
-  // size), and the progress thread, woken in parallel with the copy, sends the notification
-  // once it ended: a hand-off before the launch cost the serving path ~0.1 ms a batch (H200).
+  // Device pools (PDSERVE_UCX_DEVICE_INLINE=1, not yet run on a GPU): only the copy's launch
+  // happens inline (to a device_direct peer, whatever the size), and the progress thread, woken
+  // beside the copy, sends the notification once it ended. The hand-off before the launch is
+  // what ucx's serving transfers pay over cuda-ipc's (~0.1 ms a batch, H200, 2026-12-05).
   const bool inline_size =
-      pool_memory_type_ == UCS_MEMORY_TYPE_CUDA ||
+      (pool_memory_type_ == UCS_MEMORY_TYPE_CUDA && device_inline_) ||
       (batch.bytes <= inline_bytes_ && pool_memory_type_ == UCS_MEMORY_TYPE_HOST);
   if (inline_size &&
       IssueInline(info.id, *id, pool->base(), batch.ops, batch.notification, delay_start)) {

@@ -307,6 +307,7 @@ class UcxEngine final : public TransferEngine {
   int pool_device_ = 0;                // the device pool's GPU (set before any batch)
   // PDSERVE_UCX_DEVICE_PUTS=1: device pools always go as UCX puts (to study UCX's own path).
   const bool device_puts_;
+  const bool device_inline_;  // PDSERVE_UCX_DEVICE_INLINE=1 (see Post)
   // Opened by the progress thread as it starts, then only read (from any thread).
   ThreadRunDelay progress_delay_;
   std::atomic<bool> progress_delay_ready_{false};
