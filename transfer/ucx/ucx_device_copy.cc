@@ -12,9 +12,9 @@
 #include <cuda_runtime.h>
 
 #include "kvcache/cuda/batched_copy.h"
+#include "kvcache/cuda/cuda_check.h"
 #endif
 
-#include "absl/strings/str_cat.h"
 #include "transfer/ucx/ucx_transport_impl.h"
 
 namespace pdserve::transfer::ucx {
@@ -22,10 +22,6 @@ namespace pdserve::transfer::ucx {
 #if defined(PDSERVE_HAS_CUDA)
 
 namespace {
-absl::Status CudaError(const char* what, cudaError_t e) {
-  return absl::InternalError(absl::StrCat(what, ": ", cudaGetErrorString(e)));
-}
-
 // Makes `device` current for a scope and gives the calling thread its own back after.
 class DeviceScope {
  public:
@@ -48,12 +44,14 @@ absl::Status UcxEngine::EnqueueDeviceCopy(Batch& batch, std::byte* dst, const st
                                           std::span<const CopyOp> ops) {
   // Inline batches run on the submitting thread, whose current device may be another.
   const DeviceScope device(pool_device_);
-  if (device.status() != cudaSuccess) return CudaError("cudaSetDevice (ucx device copy)", device.status());
+  if (device.status() != cudaSuccess) {
+    return cuda::CudaStatus(device.status(), "cudaSetDevice (ucx device copy)");
+  }
   if (device_stream_ == nullptr) {
     cudaStream_t stream = nullptr;
     if (cudaError_t e = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
         e != cudaSuccess) {
-      return CudaError("cudaStreamCreate (ucx device copies)", e);
+      return cuda::CudaStatus(e, "cudaStreamCreate (ucx device copies)");
     }
     device_stream_ = stream;
   }
@@ -67,17 +65,17 @@ absl::Status UcxEngine::EnqueueDeviceCopy(Batch& batch, std::byte* dst, const st
       if (cudaError_t e = cudaMemcpyAsync(dst + op.dst, base + op.src, op.bytes,
                                           cudaMemcpyDeviceToDevice, stream);
           e != cudaSuccess) {
-        return CudaError("cudaMemcpyAsync (ucx device copy)", e);
+        return cuda::CudaStatus(e, "cudaMemcpyAsync (ucx device copy)");
       }
     }
   }
   cudaEvent_t event = nullptr;
   if (cudaError_t e = cudaEventCreateWithFlags(&event, cudaEventDisableTiming); e != cudaSuccess) {
-    return CudaError("cudaEventCreate", e);
+    return cuda::CudaStatus(e, "cudaEventCreate");
   }
   if (cudaError_t e = cudaEventRecord(event, stream); e != cudaSuccess) {
     cudaEventDestroy(event);
-    return CudaError("cudaEventRecord", e);
+    return cuda::CudaStatus(e, "cudaEventRecord");
   }
   batch.device_event = event;
   return absl::OkStatus();
@@ -98,7 +96,7 @@ bool UcxEngine::PollDeviceCopies() {
       Flushed(batch, UCS_OK);
     } else {
       Finish(batch, batch->abandoned ? absl::OkStatus()
-                                     : CudaError("device copy to KV peer failed", e));
+                                     : cuda::CudaStatus(e, "device copy to KV peer failed"));
     }
   }
   return any;
