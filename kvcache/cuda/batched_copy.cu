@@ -94,16 +94,6 @@ __global__ void __launch_bounds__(S::threads)
   }
 }
 
-// PDSERVE_COPY_GRID_BLOCKS=N (study knob): at most N blocks a launch, each looping over the
-// chunks (a persistent grid) instead of one block per chunk.
-uint32_t GridCap() {
-  static const uint32_t cap = [] {
-    const char* v = std::getenv("PDSERVE_COPY_GRID_BLOCKS");
-    return v == nullptr ? 0u : static_cast<uint32_t>(std::max(0, std::atoi(v)));
-  }();
-  return cap;
-}
-
 template <int kOps, class S>
 cudaError_t LaunchShape(std::span<const DeviceCopy> copies, const std::byte* src_base,
                         std::byte* dst_base, cudaStream_t stream) {
@@ -129,8 +119,7 @@ cudaError_t LaunchShape(std::span<const DeviceCopy> copies, const std::byte* src
       dim3 grid(static_cast<unsigned>(n), std::min<uint32_t>(max_chunks, 65535));
       BatchedCopyKernel<kOps, S><<<grid, S::threads, 0, stream>>>(params, src_base, dst_base);
     } else {
-      const uint32_t cap = GridCap() > 0 ? GridCap() : 1u << 20;
-      BatchedCopyKernel<kOps, S><<<std::min<uint32_t>(total, cap), S::threads, 0, stream>>>(
+      BatchedCopyKernel<kOps, S><<<std::min<uint32_t>(total, 1u << 20), S::threads, 0, stream>>>(
           params, src_base, dst_base);
     }
     if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
@@ -147,7 +136,8 @@ cudaError_t LaunchShape(std::span<const DeviceCopy> copies, const std::byte* src
 // at 0.71 / 0.88 / 0.93x of a D2D copy instead of 0.70 / 0.84 / 0.88x (512 / 2048 / 8192
 // tokens), and no row slower beyond the noise; flat with 256 or 1024 threads, with 64 or 256 KiB
 // chunks, with 4 or 16 loads a thread, and with streaming cache hints (ld/st .cs) were each at
-// or below it.
+// or below it. So was a persistent grid of 264 or 528 blocks looping over the chunks (H200,
+// 2026-12-05 run 3: layer-major contiguous 2048 tokens 0.84-0.87x against 0.88-0.89x).
 using Default = Shape<Order::kFlat, 512, 8, 17>;
 
 // PDSERVE_COPY_KERNEL=grid runs the kernel as it was before (for benchmarking against it); the

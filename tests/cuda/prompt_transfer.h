@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <numeric>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -16,6 +17,7 @@
 #include "kvcache/cpu_attention.h"
 #include "kvcache/cuda/cuda_kernels.h"
 #include "transfer/kv_transport.h"
+#include "transfer/pool_descriptor.h"
 
 namespace pdserve::testing_util {
 
@@ -77,6 +79,16 @@ inline int CheckReceivedPrompt(const KvCache& pool) {
   auto cpu = DecodeAttention(*expected, std::span(&s, 1));
   if (!gpu.ok() || !cpu.ok() || (*gpu)[0].token != (*cpu)[0].token) return 8;
   return 0;
+}
+
+// The receiver's descriptor with 64 times the blocks it allocated: a peer's word the sender must
+// check against the device allocation it maps (kvcache/cuda/device_range.h) before believing it.
+// Returns the status LoadPeer gave it (the caller expects InvalidArgument).
+inline absl::Status LoadInflatedPeer(transfer::KvTransport& sender, const std::string& descriptor) {
+  absl::StatusOr<transfer::PoolDescriptor> d = transfer::PoolDescriptor::Parse(descriptor);
+  if (!d.ok()) return d.status();
+  d->num_blocks *= 64;
+  return sender.LoadPeer(d->Serialize()).status();
 }
 
 }  // namespace pdserve::testing_util

@@ -94,6 +94,10 @@ TEST_P(UcxDeviceTransportTest, BlocksReachAnotherProcessesDevicePoolBeforeOneNot
   auto transport = *MakeKvTransport(options);
   ASSERT_EQ(transport->backend(), "ucx");
   ASSERT_TRUE(transport->RegisterPool(*cache).ok());
+  // More blocks than the receiver allocated: refused when loaded, before any copy.
+  const absl::Status inflated = testing_util::LoadInflatedPeer(*transport, descriptor);
+  EXPECT_EQ(inflated.code(), absl::StatusCode::kInvalidArgument) << inflated;
+  EXPECT_NE(inflated.message().find("claims"), std::string::npos) << inflated;
   auto peer = transport->LoadPeer(descriptor);
   ASSERT_TRUE(peer.ok()) << peer.status();
   auto id = transport->Submit(*peer, *copies, "req-1");

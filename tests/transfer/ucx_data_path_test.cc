@@ -8,6 +8,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/transfer/transfer_test_util.h"
+#include "transfer/pool_descriptor.h"
 
 namespace pdserve::transfer::testing {
 namespace {
@@ -86,6 +87,27 @@ TEST(UcxDataPathTest, OverPosixAStreamedBatchLandsExactlyBeforeItsNotification) 
       << p.sender.transport->counters().transports;
   const std::vector<BlockCopy> scattered = {{0, 8}, {1, 9}, {5, 3}, {6, 1}, {15, 0}};
   SendAndExpectExactlyLanded(p, scattered, "streamed", 13, {8, 9, 3, 1, 0});
+}
+
+// A descriptor that claims more blocks than the peer's segment holds is refused when it is
+// loaded: over posix the sender writes the peer's pool with its own stores through the mapping
+// UCX made, and 64 times the blocks would run far past it.
+TEST(UcxDataPathTest, OverPosixAPoolLargerThanItsMappingIsRefusedAtLoad) {
+  const BackendCase c{"ucx", "posix", "ucx_posix"};
+  Side receiver = MakeSide(c, "decode", kPreset, kBlocks, KvLayout::kBlockMajor);
+  Side sender = MakeSide(c, "prefill", kPreset, kBlocks, KvLayout::kBlockMajor);
+  ASSERT_NE(receiver.transport, nullptr);
+  ASSERT_NE(sender.transport, nullptr);
+  absl::StatusOr<PoolDescriptor> d = PoolDescriptor::Parse(*receiver.transport->ExportDescriptor());
+  ASSERT_TRUE(d.ok()) << d.status();
+  d->num_blocks = kBlocks * 64;
+  absl::StatusOr<PeerId> peer = sender.transport->LoadPeer(d->Serialize());
+  EXPECT_EQ(peer.status().code(), absl::StatusCode::kInvalidArgument) << peer.status();
+  EXPECT_NE(peer.status().message().find("claims"), std::string::npos) << peer.status();
+  // The true descriptor still loads.
+  d->num_blocks = kBlocks;
+  peer = sender.transport->LoadPeer(d->Serialize());
+  ASSERT_TRUE(peer.ok()) << peer.status();
 }
 
 }  // namespace

@@ -17,9 +17,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "kvcache/cuda/batched_copy.h"
 #include "kvcache/cuda/cuda_check.h"
 #include "kvcache/cuda/cuda_kernels.h"
+#include "kvcache/cuda/device_range.h"
 #include "transfer/batch_table.h"
 #include "transfer/copy_plan.h"
 #include "transfer/notify/notify_channel.h"
@@ -27,7 +29,6 @@
 #include "transfer/notification_inbox.h"
 #include "transfer/peer_order.h"
 #include "transfer/pool_descriptor.h"
-#include "transfer/stream_copy.h"
 #include "transfer/transport_front.h"
 
 namespace pdserve::transfer::cuda_ipc {
@@ -37,7 +38,9 @@ constexpr char kBackend[] = "cuda-ipc";
 // Runs at least this long go to cudaMemcpyAsync rather than the gather kernel. Measured on the
 // H200 (2026-12-04): one 256 MiB run 0.94x of a D2D copy by cudaMemcpyAsync against 0.68x by
 // the kernel, but 32 runs of 8 MiB 0.55x and 128 runs of 2 MiB 0.21x, each call paying its own
-// launch and tail: only runs as large as a whole request's go there.
+// launch and tail: only runs as large as a whole request's go there. Spreading runs of 4 MiB
+// and more over 2 or 4 side streams joined by events did not help either (2026-12-05 run 3:
+// 32 runs of 8 MiB at 0.61-0.87x against the kernel's 0.88-0.89x).
 constexpr uint64_t kCopyEngineRunBytes = uint64_t{64} << 20;
 
 // A peer pool opened through its IPC handle (closed on destruction), or borrowed when the peer
@@ -151,23 +154,7 @@ class CudaIpcEngine final : public TransferEngine {
         inbox_(context.inbox),
         table_(context.table),
         stream_(stream),
-        completions_(std::make_unique<CompletionThread>(0)) {
-    // PDSERVE_CUDA_IPC_STREAMS=N (study knob): runs of PDSERVE_CUDA_IPC_STREAM_RUN_BYTES (4 MiB)
-    // and more go to cudaMemcpyAsync spread over N side streams that the batch's stream then
-    // waits for, so that the copies' tails overlap (one stream: 32 runs of 8 MiB at 0.55x).
-    const uint64_t n = BytesFromEnv("PDSERVE_CUDA_IPC_STREAMS", 0);
-    side_run_bytes_ = BytesFromEnv("PDSERVE_CUDA_IPC_STREAM_RUN_BYTES", uint64_t{4} << 20);
-    for (uint64_t i = 0; i < std::min<uint64_t>(n, 16); ++i) {
-      cudaStream_t side = nullptr;
-      cudaEvent_t joined = nullptr;
-      if (cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking) != cudaSuccess) break;
-      if (cudaEventCreateWithFlags(&joined, cudaEventDisableTiming) != cudaSuccess) {
-        cudaStreamDestroy(side);
-        break;
-      }
-      side_.push_back({side, joined});
-    }
-  }
+        completions_(std::make_unique<CompletionThread>(0)) {}
 
   ~CudaIpcEngine() override {
     {
@@ -178,10 +165,6 @@ class CudaIpcEngine final : public TransferEngine {
     }
     completions_.reset();  // waits for every batch in flight
     cudaStreamDestroy(stream_);
-    for (const SideStream& side : side_) {
-      cudaStreamDestroy(side.stream);
-      cudaEventDestroy(side.joined);
-    }
   }
 
   absl::Status Register(const KvCache& cache, PoolDescriptor& descriptor) override {
@@ -244,6 +227,11 @@ class CudaIpcEngine final : public TransferEngine {
         peer->kernel_reaches = can != 0;
       }
     }
+    // Block ids are checked against the descriptor's count; the count is checked here against
+    // what the peer really allocated (a larger claim would send our copies past the mapping).
+    RETURN_IF_ERROR(cuda::CheckDeviceReach(
+        peer->base, static_cast<uint64_t>(d->region_bytes()),
+        absl::StrCat("cuda-ipc: KV pool of agent '", d->agent, "'")));
     absl::StatusOr<std::unique_ptr<notify::NotifySender>> notifier =
         notify::NotifySender::Connect(*socket, options_.agent_name, options_.peer_credential);
     if (!notifier.ok()) return notifier.status();
@@ -289,9 +277,8 @@ class CudaIpcEngine final : public TransferEngine {
     // a D2D copy, 4096 runs of 64 KiB at 0.007x, measured on the H200). Odd sizes: cudaMemcpyAsync.
     std::vector<cuda::DeviceCopy> runs, large;
     runs.reserve(ops.size());
-    const uint64_t large_bytes = side_.empty() ? kCopyEngineRunBytes : side_run_bytes_;
     for (const CopyOp& op : ops) {
-      (op.bytes >= large_bytes ? large : runs).push_back({op.src, op.dst, op.bytes});
+      (op.bytes >= kCopyEngineRunBytes ? large : runs).push_back({op.src, op.dst, op.bytes});
     }
     if (issued.ok() && !runs.empty() &&
         (!peer->kernel_reaches ||
@@ -302,23 +289,6 @@ class CudaIpcEngine final : public TransferEngine {
                             cudaMemcpyDeviceToDevice, stream_),
             "cudaMemcpyAsync");
       }
-    }
-    if (!side_.empty() && !large.empty()) {
-      absl::MutexLock lock(&side_mu_);  // the join events are shared by concurrent batches
-      for (size_t k = 0; issued.ok() && k < large.size(); ++k) {
-        issued = cuda::CudaStatus(
-            cudaMemcpyAsync(peer->base + large[k].dst, pool->base() + large[k].src,
-                            large[k].bytes, cudaMemcpyDeviceToDevice,
-                            side_[k % side_.size()].stream),
-            "cudaMemcpyAsync (side stream)");
-      }
-      for (size_t i = 0; issued.ok() && i < std::min(side_.size(), large.size()); ++i) {
-        issued = cuda::CudaStatus(cudaEventRecord(side_[i].joined, side_[i].stream), "join");
-        if (issued.ok()) {
-          issued = cuda::CudaStatus(cudaStreamWaitEvent(stream_, side_[i].joined, 0), "join");
-        }
-      }
-      large.clear();
     }
     for (size_t k = 0; issued.ok() && k < large.size(); ++k) {
       issued = cuda::CudaStatus(
@@ -415,13 +385,6 @@ class CudaIpcEngine final : public TransferEngine {
   NotificationInbox& inbox_;  // the front's
   BatchTable& table_;         // the front's
   cudaStream_t stream_;
-  struct SideStream {
-    cudaStream_t stream;
-    cudaEvent_t joined;
-  };
-  std::vector<SideStream> side_;  // PDSERVE_CUDA_IPC_STREAMS (empty: off)
-  uint64_t side_run_bytes_ = 0;
-  absl::Mutex side_mu_;
   mutable absl::Mutex mu_;
   const KvCache* pool_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::unique_ptr<notify::NotifyListener> listener_ ABSL_GUARDED_BY(mu_);

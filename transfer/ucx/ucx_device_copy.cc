@@ -13,6 +13,7 @@
 
 #include "kvcache/cuda/batched_copy.h"
 #include "kvcache/cuda/cuda_check.h"
+#include "kvcache/cuda/device_range.h"
 #endif
 
 #include "transfer/ucx/ucx_transport_impl.h"
@@ -113,6 +114,15 @@ void UcxEngine::ReleaseDeviceStream() {
   device_stream_ = nullptr;
 }
 
+absl::Status UcxEngine::CheckDeviceMapping(const void* mapped, size_t bytes,
+                                           const std::string& whose) const {
+  const DeviceScope device(pool_device_);
+  if (device.status() != cudaSuccess) {
+    return cuda::CudaStatus(device.status(), "cudaSetDevice (ucx device pool check)");
+  }
+  return cuda::CheckDeviceReach(mapped, bytes, whose);
+}
+
 #else
 
 absl::Status UcxEngine::EnqueueDeviceCopy(Batch&, std::byte*, const std::byte*,
@@ -122,6 +132,9 @@ absl::Status UcxEngine::EnqueueDeviceCopy(Batch&, std::byte*, const std::byte*,
 bool UcxEngine::PollDeviceCopies() { return false; }
 void UcxEngine::WaitDeviceCopies() {}
 void UcxEngine::ReleaseDeviceStream() {}
+absl::Status UcxEngine::CheckDeviceMapping(const void*, size_t, const std::string&) const {
+  return absl::FailedPreconditionError("a device pool in a pdserve built without CUDA");
+}
 
 #endif
 

@@ -60,7 +60,7 @@ UcxEngine::UcxEngine(const EngineContext& context, std::shared_ptr<UcxContext> u
       inline_bytes_(BytesFromEnv("PDSERVE_UCX_INLINE_BYTES", kDefaultInlineBytes)),
       register_per_batch_(BytesFromEnv("PDSERVE_UCX_REGISTER_PER_BATCH", 0) != 0),
       device_puts_(BytesFromEnv("PDSERVE_UCX_DEVICE_PUTS", 0) != 0),
-      device_inline_(BytesFromEnv("PDSERVE_UCX_DEVICE_INLINE", 0) != 0) {
+      device_inline_(BytesFromEnv("PDSERVE_UCX_DEVICE_INLINE", 1) != 0) {
   if (register_per_batch_) {
     log_->warn("agent {}: PDSERVE_UCX_REGISTER_PER_BATCH is set: every KV batch registers its "
                "source memory (a study of re-registration; transfers are slower)",

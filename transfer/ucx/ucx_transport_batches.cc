@@ -35,10 +35,11 @@ absl::StatusOr<TransferId> UcxEngine::Post(const std::shared_ptr<EnginePeer>& ha
   absl::StatusOr<TransferId> id = table_.Begin(batch.bytes, static_cast<uint32_t>(batch.ops.size()));
   if (!id.ok()) return id.status();
   const int64_t delay_start = ProgressDelayNs();
-  // Device pools (PDSERVE_UCX_DEVICE_INLINE=1, not yet run on a GPU): only the copy's launch
-  // happens inline (to a device_direct peer, whatever the size), and the progress thread, woken
-  // beside the copy, sends the notification once it ended. The hand-off before the launch is
-  // what ucx's serving transfers pay over cuda-ipc's (~0.1 ms a batch, H200, 2026-12-05).
+  // Device pools: only the copy's launch happens inline (to a device_direct peer, whatever the
+  // size), and the progress thread, woken beside the copy, sends the notification once it
+  // ended. Launched on the progress thread instead (PDSERVE_UCX_DEVICE_INLINE=0), the hand-off
+  // before the launch cost serving ~0.1 ms a batch: KV transfer mean 1.18-1.41x cuda-ipc's,
+  // against 1.03-1.37x inline (H200, 2026-12-05, docs/results/gpu-h200-2026-12-05-ucx-device).
   const bool inline_size =
       (pool_memory_type_ == UCS_MEMORY_TYPE_CUDA && device_inline_) ||
       (batch.bytes <= inline_bytes_ && pool_memory_type_ == UCS_MEMORY_TYPE_HOST);

@@ -217,6 +217,9 @@ class UcxEngine final : public TransferEngine {
   bool PollDeviceCopies();
   void WaitDeviceCopies();
   void ReleaseDeviceStream();
+  // OK when `bytes` from `mapped` (a peer's device pool as UCX mapped it) lie in one device
+  // allocation (kvcache/cuda/device_range.h).
+  absl::Status CheckDeviceMapping(const void* mapped, size_t bytes, const std::string& whose) const;
   // Frees a batch UCX no longer references, with its per-batch registration.
   void Discard(Batch* batch);
   void Finish(Batch* batch, absl::Status status);
@@ -307,7 +310,7 @@ class UcxEngine final : public TransferEngine {
   int pool_device_ = 0;                // the device pool's GPU (set before any batch)
   // PDSERVE_UCX_DEVICE_PUTS=1: device pools always go as UCX puts (to study UCX's own path).
   const bool device_puts_;
-  const bool device_inline_;  // PDSERVE_UCX_DEVICE_INLINE=1 (see Post)
+  const bool device_inline_;  // PDSERVE_UCX_DEVICE_INLINE (default 1; see Post)
   // Opened by the progress thread as it starts, then only read (from any thread).
   ThreadRunDelay progress_delay_;
   std::atomic<bool> progress_delay_ready_{false};

@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/clock.h"
+#include "transfer/mapped_range.h"
 #include "transfer/ucx/ucx_transport_impl.h"
 
 namespace pdserve::transfer::ucx {
@@ -197,21 +198,33 @@ absl::Status UcxEngine::ConnectOnWorker(PeerId id, const std::shared_ptr<UcxPeer
                      s != UCS_OK ? ucs_status_string(s) : peer->error.ToString(),
                      "): stale descriptor or the peer is gone"));
   }
+  // A mapped pool is written with our own stores, so its size is checked against the mapping
+  // (the descriptor's block count is the peer's word; mapped_range.h, device_range.h).
+  const std::string whose = absl::StrCat("ucx: KV pool of agent '", peer->agent, "'");
+  absl::Status reach;
   if (peer->remote_host && pool_memory_type_ == UCS_MEMORY_TYPE_HOST) {
     void* mapped = nullptr;
     if (ucp_rkey_ptr(peer->rkey, peer->remote_base, &mapped) == UCS_OK) {
-      peer->direct = static_cast<std::byte*>(mapped);
-      PopulateForWrite(mapped, peer->remote_bytes);
+      reach = CheckFileMapping(mapped, peer->remote_bytes, whose);
+      if (reach.ok()) {
+        peer->direct = static_cast<std::byte*>(mapped);
+        PopulateForWrite(mapped, peer->remote_bytes);
+      }
     }
   }
-  if (same_host && !peer->remote_host && pool_memory_type_ == UCS_MEMORY_TYPE_CUDA &&
-      !device_puts_) {
+  if (same_host && !peer->remote_host && pool_memory_type_ == UCS_MEMORY_TYPE_CUDA) {
     // UCX's cuda_ipc maps the peer's device pool here (the CUDA IPC handle its rkey carries);
     // on a peer GPU without peer access, or a UCX without rkey_ptr for it, this fails: puts.
+    // Checked with PDSERVE_UCX_DEVICE_PUTS=1 too: UCX's puts do not check the peer's claim.
     void* mapped = nullptr;
     if (ucp_rkey_ptr(peer->rkey, peer->remote_base, &mapped) == UCS_OK && mapped != nullptr) {
-      peer->device_direct = static_cast<std::byte*>(mapped);
+      reach = CheckDeviceMapping(mapped, peer->remote_bytes, whose);
+      if (reach.ok() && !device_puts_) peer->device_direct = static_cast<std::byte*>(mapped);
     }
+  }
+  if (!reach.ok()) {
+    ClosePeerState(*peer);
+    return reach;
   }
   const std::string info = EpInfo(peer->ep);
   // "put[0]: 0..<short>..": UCX has a put lane; without one it would emulate puts.
