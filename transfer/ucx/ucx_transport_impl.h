@@ -215,6 +215,7 @@ class UcxEngine final : public TransferEngine {
   absl::Status EnqueueDeviceCopy(Batch& batch, std::byte* dst, const std::byte* base,
                                  std::span<const CopyOp> ops);
   bool PollDeviceCopies();
+  void FinishDeviceCopiesHere();  // inline, while the progress thread sleeps (batches.cc)
   void WaitDeviceCopies();
   void ReleaseDeviceStream();
   // OK when `bytes` from `mapped` (a peer's device pool as UCX mapped it) lie in one device

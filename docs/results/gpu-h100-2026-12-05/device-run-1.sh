@@ -41,4 +41,5 @@ timeout 200 "$B/bin/pdserve" bench --device cuda --backends local,ucx --input-le
 echo "rc $? in ${SECONDS}s"; grep -E "KV transfer mean|^\[(cuda-ipc|ucx) [0-9]" "$J/serving.log"
 grep -A6 "^## Backends against" "$J/serving/report.md"
 } 2>&1 | tee "$J/all.log"
+cp "$J/all.log" "$OUT/" 2>/dev/null; rm -rf "$J/serving/logs-"*
 tar -C /tmp -czf "$OUT/h.tar.gz" h

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Second H100 call (asked for an H200; the warm H100 took it; run2/): ucx's device copy now launched on the submitting thread by default;
+# the peer-pool size check (a descriptor claiming more blocks than the peer allocated is refused
+# at LoadPeer: cuda-ipc, ucx with the kernel and with UCX's puts) under the GPU tests; serving
+# with 40 prompts a cell (cuda-ipc against ucx, 512 and 2048 tokens, 1 and 4 req/s) for tighter
+# intervals; bench transfer two rounds. Small files in $OUT, the rest in one tarball.
+set -u
+B=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$B/env.sh"
+J=/tmp/r5; mkdir -p "$J"
+{
+echo "== device"; nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv
+mkdir -p /work/main/build-ucxgpu/bin && ln -sf "$B/bin/pdserve" /work/main/build-ucxgpu/bin/pdserve
+echo "== cuda_transfer_test"; timeout 120 "$B/bin/cuda_transfer_test" --gtest_brief=1 2>&1 | grep -v "^\[20" | tail -6
+for v in 0 1; do echo "== ucx_cuda_test PDSERVE_UCX_DEVICE_PUTS=$v"; PDSERVE_UCX_DEVICE_PUTS=$v timeout 120 "$B/bin/ucx_cuda_test" --gtest_brief=1 2>&1 | grep -v "^\[20" | tail -8; done
+echo "== cuda_cluster_test"; timeout 200 "$B/bin/cuda_cluster_test" --gtest_brief=1 2>&1 | grep -v "^\[20" | tail -8
+for round in 1 2; do
+  SECONDS=0
+  timeout 100 "$B/bin/pdserve" bench transfer --device cuda --json "$J/transfer-$round.json" >"$J/transfer-$round.txt" 2>&1
+  echo "== transfer $round: rc $? in ${SECONDS}s"
+  grep -E "^(cuda-ipc|ucx) " "$J/transfer-$round.txt" | awk '{print $1, $2, $3, $4, $7, $8, $NF}'
+done
+echo "== serving"; SECONDS=0
+timeout 330 "$B/bin/pdserve" bench --device cuda --backends local,ucx \
+  --input-lens 512,2048 --output-lens 64 --rates 1,4 --min-prompts 40 --max-prompts 40 \
+  --cell-seconds 40 --result-dir "$J/serving" >"$J/serving.log" 2>&1
+echo "rc $? in ${SECONDS}s"; grep -E "KV transfer mean|^\[(cuda-ipc|ucx) [0-9]" "$J/serving.log"
+grep -A8 "^## Backends against" "$J/serving/report.md"
+rm -rf "$J/serving/logs-"*
+} 2>&1 | tee "$J/all.log"
+cp "$J/all.log" "$J/serving.log" "$OUT/" 2>/dev/null; cp "$J/serving/report.md" "$OUT/" 2>/dev/null
+tar -C /tmp -czf "$OUT/r5.tar.gz" r5
