@@ -25,6 +25,6 @@ timeout 260 "$B/bin/pdserve" bench --device cuda --backends local,ucx \
 echo "rc $? in ${SECONDS}s"; grep -E "KV transfer mean|^\[(cuda-ipc|ucx) [0-9]" "$J/serving.log"
 grep -A8 "^## Backends against" "$J/serving/report.md"
 rm -rf "$J/serving/logs-"*
-} 2>&1 | tee "$J/all.log"
-cp "$J/all.log" "$J/serving.log" "$OUT/" 2>/dev/null; cp "$J/serving/report.md" "$OUT/" 2>/dev/null
+} 2>&1 | tee "$OUT/all.log"
+cp "$J/serving.log" "$OUT/" 2>/dev/null; cp "$J/serving/report.md" "$OUT/" 2>/dev/null
 tar -C /tmp -czf "$OUT/r6.tar.gz" r6
