@@ -146,7 +146,7 @@ absl::StatusOr<std::vector<BlockId>> DecodeEngine::Allocate(const std::string& r
   r.reserved = reserved;
   r.prompt_len = prompt_len;
   r.max_tokens = max_tokens;
-  r.allocated_at = absl::Now();
+  r.allocated_at = SteadyNow();
   r.epoch = next_epoch_++;
   if (epoch != nullptr) *epoch = r.epoch;
   unallocated_reserved_ += reserved - prompt_blocks;

@@ -249,7 +249,7 @@ class DecodeEngine {
     uint64_t seed = 0;
     std::vector<int32_t> prompt;
     std::shared_ptr<DecodeStream> stream;
-    absl::Time allocated_at;
+    absl::Time allocated_at;  // SteadyNow(): the allocation lease is measured on it
     uint64_t epoch = 0;
     bool kv_landed = false;
     bool release_requested = false;
@@ -302,7 +302,7 @@ class DecodeEngine {
     std::vector<BlockId> blocks;
     std::string writer;
     int32_t writer_pid = 0;
-    absl::Time since;
+    absl::Time since;  // SteadyNow(): the fence lease is measured on it
   };
   // Frees a request's blocks and unreserves the rest; erases it.
   void FreeLocked(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "decode_worker/decode_engine.h"
+#include "common/clock.h"
 
 namespace pdserve::decode {
 
@@ -38,7 +39,7 @@ absl::Status DecodeEngine::KvLanded(const std::string& request_id, uint64_t epoc
 std::vector<std::string> DecodeEngine::ExpireAllocations(absl::Duration lease) {
   absl::MutexLock lock(&mu_);
   std::vector<std::string> expired;
-  const absl::Time now = absl::Now();
+  const absl::Time now = SteadyNow();
   for (const auto& [id, r] : requests_) {
     if (r.state == State::kAllocated && now - r.allocated_at > lease) expired.push_back(id);
   }
@@ -65,7 +66,7 @@ std::vector<LiftedQuarantine> DecodeEngine::SweepQuarantine(
     LiftedQuarantine::Why why = LiftedQuarantine::Why::kNotified;
   };
   std::vector<Candidate> candidates;
-  const absl::Time now = absl::Now();
+  const absl::Time now = SteadyNow();
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [epoch, q] : quarantine_) {
@@ -131,7 +132,7 @@ void DecodeEngine::QuarantineLocked(const std::string& id, const ReleaseFence& f
                                      .blocks = std::move(r.blocks),
                                      .writer = fence.writer,
                                      .writer_pid = fence.writer_pid,
-                                     .since = absl::Now()};
+                                     .since = SteadyNow()};
   requests_.erase(it);
 }
 

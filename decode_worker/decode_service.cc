@@ -270,7 +270,7 @@ grpc::Status DecodeService::Release(grpc::ServerContext* ctx, const v1::ReleaseR
 
 void DecodeService::ExpectLateNotification(const std::string& id, uint64_t epoch) {
   absl::MutexLock lock(&late_mu_);
-  late_[{id, epoch}] = absl::Now() + options_.fence_lease;
+  late_[{id, epoch}] = SteadyNow() + options_.fence_lease;
 }
 
 bool DecodeService::ConsumeNotification(const std::string& id, uint64_t epoch) {
@@ -309,7 +309,7 @@ void DecodeService::Sweep(absl::Duration allocation_lease) {
     }
   }
   std::vector<std::pair<std::string, uint64_t>> late;
-  const absl::Time now = absl::Now();
+  const absl::Time now = SteadyNow();
   {
     absl::MutexLock lock(&late_mu_);
     for (auto it = late_.begin(); it != late_.end();) {

@@ -143,7 +143,7 @@ bool RouterService::DecodeStream::Open() {
     request_->stream = &ctx_;
   }
   if (request_->cancelled) ctx_.TryCancel();  // cancelled before the stream was known
-  watch_ = router_->watchdog_.Start(request_->id, worker_->id, absl::Now(),
+  watch_ = router_->watchdog_.Start(request_->id, worker_->id, SteadyNow(),
                                     before_kv + o.transfer_timeout + o.token_timeout,
                                     o.token_timeout, [this] { ctx_.TryCancel(); });
   worker_->decode->async()->Decode(&ctx_, &decode_, this);
@@ -158,7 +158,7 @@ bool RouterService::DecodeStream::Open() {
 
 void RouterService::DecodeStream::OnReadDone(bool ok) {
   if (!ok) return;  // the stream ended: OnDone follows
-  watch_->Progress(absl::Now());
+  watch_->Progress(SteadyNow());
   RouterMetrics& metrics = *router_->metrics_;
   if (in_.tokens_size() > 0) {
     const int64_t now_us = WallMicros();

@@ -7,6 +7,7 @@
 #include "common/logging.h"
 #include "router/router_service.h"
 #include "service/grpc_util.h"
+#include "common/clock.h"
 
 namespace pdserve::router {
 
@@ -14,7 +15,7 @@ void RouterService::RecordOutcome(const std::string& worker, const absl::Status&
   auto log = ComponentLogger("router");
   absl::MutexLock lock(&mu_);
   if (!workers_.contains(worker)) return;  // gone: a new registration starts with a clean record
-  const absl::Time now = absl::Now();
+  const absl::Time now = SteadyNow();
   if (outcome.ok()) {
     const bool was_failing = health_->Health(worker, now).consecutive_failures > 0;
     health_->OnSuccess(worker);
@@ -49,13 +50,13 @@ bool RouterService::RefreshAcceptingLocked(absl::Time now) {
 
 void RouterService::SweepHealth() {
   auto log = ComponentLogger("router");
-  for (const ProgressWatchdog::Stalled& s : watchdog_.Sweep(absl::Now())) {
+  for (const ProgressWatchdog::Stalled& s : watchdog_.Sweep(SteadyNow())) {
     // The stream's own thread fails the request and counts the failure when its read returns.
     log->warn("request {}: no token from decode worker {} for {}; cancelling its stream",
               s.request_id, s.worker, absl::FormatDuration(s.silent));
   }
   absl::MutexLock lock(&mu_);
-  if (RefreshAcceptingLocked(absl::Now())) KickLocked();
+  if (RefreshAcceptingLocked(SteadyNow())) KickLocked();
 }
 
 uint32_t RouterService::NoteHeartbeatLocked(Worker& worker, bool draining) {
@@ -65,13 +66,13 @@ uint32_t RouterService::NoteHeartbeatLocked(Worker& worker, bool draining) {
         "worker {} (pid {}) is draining: no new requests go to it; "
         "{} placed requests left",
         worker.id, worker.pid, scheduler_.PlacedOn(worker.id));
-    if (RefreshAcceptingLocked(absl::Now())) KickLocked();
+    if (RefreshAcceptingLocked(SteadyNow())) KickLocked();
   }
   return static_cast<uint32_t>(scheduler_.PlacedOn(worker.id));
 }
 
 void RouterService::AddHealthLocked(const Worker& worker, v1::WorkerStatus& out) const {
-  const WorkerHealth h = health_->Health(worker.id, absl::Now());
+  const WorkerHealth h = health_->Health(worker.id, SteadyNow());
   out.set_draining(worker.draining);
   out.set_quarantined(h.quarantined);
   out.set_consecutive_failures(static_cast<uint32_t>(h.consecutive_failures));

@@ -99,7 +99,7 @@ std::shared_ptr<Call> RouterService::Start(const GenerateParams& in,
   request->max_tokens = in.max_tokens;
   request->seed = in.seed;
   request->sink = sink;  // a copy: refuse() below still answers through `sink`
-  request->queue_deadline = absl::Now() + options_.queue_timeout;
+  request->queue_deadline = SteadyNow() + options_.queue_timeout;
   {
     absl::MutexLock lock(&mu_);
     if (stop_) {
@@ -170,7 +170,7 @@ void RouterService::ExpireQueued() {
   {
     absl::MutexLock lock(&mu_);
     stopping = stop_;
-    const absl::Time now = absl::Now();
+    const absl::Time now = SteadyNow();
     for (const auto& [id, r] : requests_) {
       if (r->phase == Phase::kWaiting && (stopping || now > r->queue_deadline)) {
         expired.push_back(r);

@@ -125,7 +125,7 @@ void RouterService::DispatchLoop() {
     // A half-open worker's first placement is its trial: nothing more goes to it until the
     // trial's outcome (worker_health.h).
     if (!step.batches.empty()) {
-      const absl::Time now = absl::Now();
+      const absl::Time now = SteadyNow();
       for (auto job = jobs_.end() - static_cast<std::ptrdiff_t>(step.batches.size());
            job != jobs_.end(); ++job) {
         for (const Placement& p : job->plan.items) {

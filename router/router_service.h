@@ -135,7 +135,7 @@ class RouterService final : public v1::Router::WithCallbackMethod_Generate<v1::R
     v1::KvPoolDescriptor kv_pool;
     std::unique_ptr<v1::PrefillWorker::Stub> prefill;
     std::unique_ptr<v1::DecodeWorker::Stub> decode;
-    absl::Time last_heartbeat;
+    absl::Time last_heartbeat;  // SteadyNow()
     v1::WorkerCapacity capacity;  // from the last heartbeat
     uint64_t served = 0;
     bool draining = false;  // announced in a heartbeat: nothing new is placed on it
@@ -163,7 +163,7 @@ class RouterService final : public v1::Router::WithCallbackMethod_Generate<v1::R
     v1::RequestTimeline timeline;
     // The client's side (Start): where its events go, and whether it gave up.
     std::shared_ptr<EventSink> sink;
-    absl::Time queue_deadline;
+    absl::Time queue_deadline;  // SteadyNow()
     std::atomic<bool> cancelled{false};
     std::atomic<bool> completed{false};  // OnDone was called (Complete)
     absl::Mutex stream_mu;

@@ -9,6 +9,7 @@
 #include "router/router_service.h"
 #include "router/worker_admission.h"
 #include "proto/model_spec.h"
+#include "common/clock.h"
 
 namespace pdserve::router {
 
@@ -99,7 +100,7 @@ grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
     // prefill worker) takes seconds with many workers on a loaded host, and
     // the sweep dropped a worker that had only just joined for missing heartbeats it could not
     // yet send (16 + 16 workers, 2 s limit).
-    worker->last_heartbeat = absl::Now();
+    worker->last_heartbeat = SteadyNow();
     workers_[id] = worker;
     if (colocated) {
       scheduler_.AddColocatedWorker(id, request->kv_pool().num_blocks());
@@ -115,7 +116,7 @@ grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
       scheduler_.AddDecodeWorker(id, request->kv_pool().num_blocks());
     }
     health_->Forget(id);  // a restarted process starts with a clean record
-    RefreshAcceptingLocked(absl::Now());
+    RefreshAcceptingLocked(SteadyNow());
     KickLocked();
   }
   for (const std::string& decode_id : gone) {
@@ -194,7 +195,7 @@ grpc::Status RouterService::Heartbeat(grpc::ServerContext*, const v1::HeartbeatR
   auto it = workers_.find(request->worker_id());
   response->set_known(it != workers_.end());
   if (it != workers_.end()) {
-    it->second->last_heartbeat = absl::Now();
+    it->second->last_heartbeat = SteadyNow();
     it->second->capacity = request->capacity();
     response->set_placed_requests(NoteHeartbeatLocked(*it->second, request->draining()));
   }
@@ -285,7 +286,7 @@ void RouterService::SweepLoop() {
     {
       absl::MutexLock lock(&mu_);
       if (mu_.AwaitWithTimeout(absl::Condition(&stop_), options_.heartbeat_interval)) return;
-      const absl::Time now = absl::Now();
+      const absl::Time now = SteadyNow();
       std::vector<std::string> silent;
       for (auto& [id, w] : workers_) {
         if (now - w->last_heartbeat > limit) silent.push_back(id);

@@ -13,6 +13,8 @@ packages=(
   libboost-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   gnuplot-nox procps iproute2
+  # tests/e2e/clock_step_e2e_test.cc steps the cluster's wall clock with libfaketime
+  faketime
   # tests/slurm/slurm_test.sh starts its own munged, slurmctld and slurmd (deploy/slurm/)
   slurm-wlm munge
   # scripts/analysis.sh: clang, its sanitizer and libFuzzer runtimes, llvm-symbolizer

@@ -21,8 +21,13 @@ inline grpc::Status ToGrpc(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
+// On gRPC's monotonic clock: a deadline taken from the wall clock was already past (or far off)
+// for every call made across a step of it (an NTP step, a VM resumed), and each such call
+// failed at once with DEADLINE_EXCEEDED: heartbeats, releases, probes, all together.
 inline void SetDeadline(grpc::ClientContext& ctx, absl::Duration timeout) {
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  ctx.set_deadline(gpr_time_add(
+      gpr_now(GPR_CLOCK_MONOTONIC),
+      gpr_time_from_nanos(absl::ToInt64Nanoseconds(timeout), GPR_TIMESPAN)));
 }
 
 }  // namespace pdserve::service

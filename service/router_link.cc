@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "service/grpc_util.h"
+#include "common/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 
@@ -19,7 +20,7 @@ RouterLink::RouterLink(RouterLinkOptions options, CapacityFn capacity)
 absl::StatusOr<std::unique_ptr<RouterLink>> RouterLink::Start(RouterLinkOptions options,
                                                               CapacityFn capacity) {
   std::unique_ptr<RouterLink> link(new RouterLink(std::move(options), std::move(capacity)));
-  const absl::Time deadline = absl::Now() + link->options_.register_timeout;
+  const absl::Time deadline = SteadyNow() + link->options_.register_timeout;
   absl::Status last;
   while (true) {
     last = link->Register();
@@ -29,7 +30,7 @@ absl::StatusOr<std::unique_ptr<RouterLink>> RouterLink::Start(RouterLinkOptions 
         last.code() != absl::StatusCode::kDeadlineExceeded) {
       return last;
     }
-    if (absl::Now() >= deadline) {
+    if (SteadyNow() >= deadline) {
       return absl::UnavailableError(absl::StrCat(
           "could not register with the router at ", link->options_.router_address, " within ",
           absl::FormatDuration(link->options_.register_timeout), ": ", last.ToString()));
@@ -78,13 +79,13 @@ absl::StatusOr<v1::HeartbeatResponse> RouterLink::SendHeartbeat() {
 
 absl::Status RouterLink::Drain(const std::function<bool()>& idle, absl::Duration grace) {
   draining_ = true;
-  const absl::Time deadline = absl::Now() + grace;
+  const absl::Time deadline = SteadyNow() + grace;
   while (true) {
     absl::StatusOr<v1::HeartbeatResponse> answer = SendHeartbeat();
     const uint32_t placed = answer.ok() && answer->known() ? answer->placed_requests() : 0;
     const bool local_idle = idle();
     if (placed == 0 && local_idle) return absl::OkStatus();
-    if (absl::Now() >= deadline) {
+    if (SteadyNow() >= deadline) {
       return absl::DeadlineExceededError(absl::StrCat(
           options_.registration.worker_id(), " did not drain within ",
           absl::FormatDuration(grace), ": the router still places ", placed,
