@@ -12,7 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kvcache/cuda/cuda_kernels.h"
-#include "nlohmann/json.hpp"
+#include "tests/e2e/doctor_findings.h"
 #include "tests/e2e/e2e_cluster.h"
 #include "tests/e2e/e2e_process.h"
 #include "transfer/kv_transport.h"
@@ -80,24 +80,8 @@ std::map<std::string, std::string> DoctorOn(const std::string& transfer) {
     ADD_FAILURE() << "cluster did not start";
     return {};
   }
-  Client client(c->endpoint());
-  for (int i = 0; i < 3; ++i) {
-    Outcome out = client.Generate(absl::StrCat("doc-", i), 200, 4, 70 + i);
-    EXPECT_TRUE(out.status.ok()) << out.status.error_message();
-    EXPECT_EQ(out.tokens, Expected(200, 4, 70 + i));
-  }
-  Exit e = RunPdserve({"doctor", "--endpoint", c->endpoint(), "--json"});
-  EXPECT_EQ(e.code, 0) << e.output;
-  nlohmann::json j = nlohmann::json::parse(e.output, nullptr, false);
   std::map<std::string, std::string> found;
-  if (!j.is_object() || j["backends"].empty()) {
-    ADD_FAILURE() << e.output;
-    return found;
-  }
-  for (const auto& f : j["backends"][0]["findings"]) {
-    found[f["item"].get<std::string>()] =
-        f["verdict"].get<std::string>() + ": " + f["figure"].get<std::string>();
-  }
+  for (const auto& [item, f] : DoctorFindings(*c, 200, 70)) found[item] = f.verdict + ": " + f.figure;
   return found;
 }
 

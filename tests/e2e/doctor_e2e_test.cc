@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "nlohmann/json.hpp"
+#include "tests/e2e/doctor_findings.h"
 #include "tests/e2e/e2e_cluster.h"
 #include "tests/e2e/e2e_process.h"
 
@@ -23,23 +23,10 @@ using ::testing::HasSubstr;
 std::map<std::string, std::string> Verdicts(cluster::ClusterOptions o, std::string* figures) {
   std::unique_ptr<cluster::Cluster> c = Start(o);
   if (c == nullptr) return {};
-  Client client(c->endpoint());
-  for (int i = 0; i < 3; ++i) {
-    Outcome out = client.Generate(absl::StrCat("doc-", i), 100, 4, 50 + i);
-    EXPECT_TRUE(out.status.ok()) << out.status.error_message();
-    EXPECT_EQ(out.tokens, Expected(100, 4, 50 + i));
-  }
-  Exit e = RunPdserve({"doctor", "--endpoint", c->endpoint(), "--json"});
-  EXPECT_EQ(e.code, 0) << e.output;
-  nlohmann::json j = nlohmann::json::parse(e.output, nullptr, false);
-  EXPECT_TRUE(j.is_object()) << e.output;
   std::map<std::string, std::string> verdicts;
-  if (!j.is_object() || j["backends"].empty()) return verdicts;
-  EXPECT_TRUE(j["live"].get<bool>());
-  for (const auto& f : j["backends"][0]["findings"]) {
-    verdicts[f["item"].get<std::string>()] = f["verdict"].get<std::string>();
-    absl::StrAppend(figures, f["item"].get<std::string>(), ": ", f["figure"].get<std::string>(),
-                    "\n");
+  for (const auto& [item, f] : DoctorFindings(*c, 100, 50)) {
+    verdicts[item] = f.verdict;
+    absl::StrAppend(figures, item, ": ", f.figure, "\n");
   }
   return verdicts;
 }
