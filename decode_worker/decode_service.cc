@@ -224,14 +224,14 @@ absl::Status DecodeService::WaitForKv(grpc::ServerContext& ctx, const std::strin
                                       absl::Duration timeout) {
   // The wait returns the moment the notification is there; the slices only bound how late a
   // cancelled call is seen (the transport's wait does not know the call).
-  const absl::Time deadline = absl::Now() + timeout;
+  const absl::Time deadline = SteadyNow() + timeout;
   while (true) {
-    const absl::Duration left = deadline - absl::Now();
+    const absl::Duration left = deadline - SteadyNow();
     absl::Status landed = transport_.WaitForNotification(
         notification, std::max(absl::ZeroDuration(), std::min(left, options_.cancel_poll)));
     if (landed.code() != absl::StatusCode::kDeadlineExceeded) return landed;
     if (ctx.IsCancelled()) return absl::CancelledError("the call was cancelled");
-    if (absl::Now() >= deadline) {
+    if (SteadyNow() >= deadline) {
       return absl::DeadlineExceededError(
           absl::StrCat("no notification within ", absl::FormatDuration(timeout)));
     }

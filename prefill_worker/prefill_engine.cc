@@ -118,7 +118,7 @@ bool PrefillEngine::Stopped(const ItemFence::Key& key, const std::function<bool(
 
 std::vector<CancelOutcome> PrefillEngine::Cancel(const std::vector<ItemFence::Key>& items,
                                                  absl::Duration wait) {
-  const absl::Time deadline = absl::Now() + wait;
+  const absl::Time deadline = SteadyNow() + wait;
   std::vector<CancelOutcome> out;
   out.reserve(items.size());
   for (const ItemFence::Key& key : items) {
@@ -130,7 +130,7 @@ std::vector<CancelOutcome> PrefillEngine::Cancel(const std::vector<ItemFence::Ke
       // flight" for a transfer that ended long ago, and the router would hold the batch for the
       // whole wait: reap here too.
       ReapEndedTransfers();
-      const absl::Duration left = std::max(absl::ZeroDuration(), deadline - absl::Now());
+      const absl::Duration left = std::max(absl::ZeroDuration(), deadline - SteadyNow());
       outcome = fence_.Cancel(key, std::min(left, absl::Milliseconds(20)));
       if (outcome != CancelOutcome::kInFlight || left == absl::ZeroDuration()) break;
     }

@@ -99,13 +99,13 @@ void PrefillEngine::SubmitLast(const PrefillItemSpec& item, Inflight& entry,
 
 absl::Status PrefillEngine::WaitTransfers(Inflight& entry, PrefillItemOutcome& out,
                                           absl::Duration wait) {
-  const absl::Time deadline = absl::Now() + wait;
+  const absl::Time deadline = SteadyNow() + wait;
   bool first = true;
   while (!entry.transfers.empty()) {
     const transfer::TransferId id = entry.transfers.front();
     // The first wait gets the whole budget as given (a one-batch item waits exactly `wait`).
     absl::Status waited = transport_.Wait(
-        id, first ? wait : std::max(absl::ZeroDuration(), deadline - absl::Now()));
+        id, first ? wait : std::max(absl::ZeroDuration(), deadline - SteadyNow()));
     first = false;
     // DeadlineExceeded leaves the batch in flight: it stays pending.
     if (waited.code() == absl::StatusCode::kDeadlineExceeded) return waited;
