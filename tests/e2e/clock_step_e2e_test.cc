@@ -1,5 +1,5 @@
 // A step of the wall clock (an NTP step, a VM resumed) under a running cluster: every process
-// of it sees the time jump a minute ahead or back while the monotonic clock runs on (libfaketime,
+// of it sees the time jump a minute ahead while the monotonic clock runs on (libfaketime,
 // preloaded into the router and the workers, told the offset through a file). Leases,
 // heartbeats, gRPC deadlines and timeouts are measured on the monotonic clock, so nothing
 // expires at once: no heartbeat fails, no worker is dropped, the next requests are served. With
@@ -93,10 +93,12 @@ TEST_P(ClockStepTest, AWallClockStepExpiresNothingAndTheClusterServesOn) {
   std::remove(offset_file.c_str());
 }
 
-INSTANTIATE_TEST_SUITE_P(Steps, ClockStepTest, ::testing::Values("+60", "-60"),
-                         [](const ::testing::TestParamInfo<const char*>& info) {
-                           return info.param[0] == '+' ? std::string("Forward")
-                                                       : std::string("Back");
+// Forward only: a step back broke nothing before either (wall-clock deadlines only grew), so a
+// test of it could not fail; what it did break (a stopped worker's heartbeat age, 60 s in the
+// future, hid it from the router for a minute) is not tested here.
+INSTANTIATE_TEST_SUITE_P(Steps, ClockStepTest, ::testing::Values("+60"),
+                         [](const ::testing::TestParamInfo<const char*>&) {
+                           return std::string("Forward");
                          });
 
 }  // namespace
