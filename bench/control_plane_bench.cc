@@ -133,6 +133,7 @@ absl::Status RunControlPlaneBench(const ControlPlaneBenchOptions& o) {
   c.threads = 1;
   c.http_port = -1;
   c.env = {{"UCX_TLS", "tcp,posix,cma"}};
+  if (o.allocate_first) c.router_args.push_back("--allocate-first");
   ASSIGN_OR_RETURN(std::unique_ptr<cluster::Cluster> cluster, cluster::Cluster::Start(c));
   const ModelConfig& model = cluster->model();
   auto stub = v1::Router::NewStub(
@@ -142,6 +143,8 @@ absl::Status RunControlPlaneBench(const ControlPlaneBenchOptions& o) {
   std::printf("  cluster:      %d prefill + %d decode, --transfer %s, --preset %s, --compute %s\n",
               o.num_prefill, o.num_decode, o.transfer.c_str(), o.preset.c_str(),
               o.compute.c_str());
+  std::printf("  decode blocks: %s\n", o.allocate_first ? "allocated before the prefill (--allocate-first)"
+                                                       : "allocated alongside the prefill");
   std::printf("  requests:     %d measured after %d warm-up, one at a time, %.0f ms apart\n",
               o.requests, o.warmup, o.gap_ms);
   std::printf("  request:      %d prompt tokens, %d output tokens, tokens checked\n", o.input_len,
@@ -210,6 +213,7 @@ absl::Status RunControlPlaneBench(const ControlPlaneBenchOptions& o) {
   std::printf("\ngap median: %.0f us, 95%% bootstrap interval [%.0f, %.0f] us (%zu requests)\n",
               ci.estimate, ci.lo, ci.hi, gap.size());
   out["gap_median_us"] = {{"estimate", ci.estimate}, {"lo", ci.lo}, {"hi", ci.hi}};
+  out["allocate_first"] = o.allocate_first;
   if (!o.json_path.empty()) {
     std::ofstream file(o.json_path);
     file << out.dump(2) << "\n";

@@ -32,6 +32,9 @@ struct ControlPlaneBenchOptions {
   int input_len = 128;
   int output_len = 4;
   double gap_ms = 20;  // idle time between one request's end and the next one's start
+  // The router asks for decode blocks before the prefill starts (`pdserve router
+  // --allocate-first`), not alongside it: the order before, for comparisons.
+  bool allocate_first = false;
   uint64_t seed = 1;
   std::string json_path;  // also write the figures as JSON here
 };

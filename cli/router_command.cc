@@ -14,6 +14,7 @@ struct RouterFlags {
   router::RouterProcessOptions options;
   int heartbeat_ms = 250;
   double queue_timeout_s = 300;
+  bool allocate_first = false;
   double prefill_timeout_s = 120;
   double transfer_timeout_s = 30;
   double token_timeout_s = 30;
@@ -68,6 +69,9 @@ void AddRouterCommand(CLI::App& app) {
   cmd->add_option("--max-inflight-batches", s.max_inflight_batches,
                   "prefill batches in flight per prefill worker")
       ->capture_default_str();
+  cmd->add_flag("--allocate-first", f->allocate_first,
+               "ask the decode worker for a request's KV blocks before its prefill starts, not "
+               "alongside it (the order before; for comparisons)");
   cmd->add_option("--heartbeat-ms", f->heartbeat_ms, "heartbeat interval asked of workers")
       ->capture_default_str();
   cmd->add_option("--missed-heartbeats", o.router.missed_heartbeats,
@@ -101,6 +105,7 @@ void AddRouterCommand(CLI::App& app) {
     f->options.model = *overrides;
     f->options.router.heartbeat_interval = absl::Milliseconds(f->heartbeat_ms);
     f->options.router.queue_timeout = absl::Seconds(f->queue_timeout_s);
+    f->options.router.allocate_alongside_prefill = !f->allocate_first;
     f->options.router.prefill_timeout = absl::Seconds(f->prefill_timeout_s);
     f->options.router.transfer_timeout = absl::Seconds(f->transfer_timeout_s);
     f->options.router.token_timeout = absl::Seconds(f->token_timeout_s);

@@ -39,8 +39,10 @@
 // early join.
 //
 // Optional events: allocated and transfer_end may be 0 (not recorded: an older server; no KV
-// moved, as with colocated workers); their stage then has length 0 and the next one starts at
-// the previous boundary. Every other event is required: without it there is no split.
+// moved, as with colocated workers; the router asked for the decode blocks alongside the
+// Prefill call, router/run_batch.cc, so that no Allocate precedes the prefill: a destination
+// that came after the kernels ended then shows in kv_transfer); their stage then has length 0
+// and the next one starts at the previous boundary. Every other event is required: without it there is no split.
 
 #include <array>
 #include <cstdint>

@@ -111,7 +111,8 @@ DecodeEngine::~DecodeEngine() {
 
 absl::StatusOr<std::vector<BlockId>> DecodeEngine::Allocate(const std::string& request_id,
                                                             int prompt_len, int max_tokens,
-                                                            uint64_t* epoch) {
+                                                            uint64_t* epoch,
+                                                            uint64_t wanted_epoch) {
   if (prompt_len <= 0 || max_tokens <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("request ", request_id, ": prompt_len ",
                                                    prompt_len, " and max_tokens ", max_tokens,
@@ -132,6 +133,18 @@ absl::StatusOr<std::vector<BlockId>> DecodeEngine::Allocate(const std::string& r
   if (requests_.contains(request_id)) {
     return absl::AlreadyExistsError(absl::StrCat("request ", request_id, " is already allocated"));
   }
+  // Epochs name reservations engine-wide (quarantine, deferred frees): a chosen one must be new.
+  auto epoch_in_use = [this](uint64_t e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (quarantine_.contains(e) || join_checking_.contains(e) || deferred_free_.contains(e)) {
+      return true;
+    }
+    return std::any_of(requests_.begin(), requests_.end(),
+                       [e](const auto& r) { return r.second.epoch == e; });
+  };
+  if (wanted_epoch != 0 && epoch_in_use(wanted_epoch)) {
+    return absl::AlreadyExistsError(absl::StrCat("request ", request_id, ": epoch ", wanted_epoch,
+                                                 " is in use on this decode worker"));
+  }
   const uint32_t free = cache_.allocator().num_free();
   const uint32_t unreserved = free > unallocated_reserved_ ? free - unallocated_reserved_ : 0;
   if (reserved > unreserved) {
@@ -147,7 +160,13 @@ absl::StatusOr<std::vector<BlockId>> DecodeEngine::Allocate(const std::string& r
   r.prompt_len = prompt_len;
   r.max_tokens = max_tokens;
   r.allocated_at = SteadyNow();
-  r.epoch = next_epoch_++;
+  if (wanted_epoch != 0) {
+    r.epoch = wanted_epoch;
+  } else {
+    // Chosen epochs may lie anywhere: skip those in use (no-op while none are chosen).
+    while (epoch_in_use(next_epoch_)) ++next_epoch_;
+    r.epoch = next_epoch_++;
+  }
   if (epoch != nullptr) *epoch = r.epoch;
   unallocated_reserved_ += reserved - prompt_blocks;
   reserved_total_ += reserved;

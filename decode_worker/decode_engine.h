@@ -192,9 +192,12 @@ class DecodeEngine {
   // Reserves blocks for prompt_len + max_tokens positions and allocates the prompt's blocks;
   // `epoch` (when not null) receives the reservation's lease id. ResourceExhausted (nothing
   // taken) when the unreserved blocks do not suffice (quarantined blocks do not count as free);
-  // AlreadyExists for an id in use.
+  // AlreadyExists for an id in use. `wanted_epoch` (not 0): the reservation gets that epoch
+  // (a router that sends the prefill before the blocks are known chose it), AlreadyExists when
+  // a live, quarantined or checking reservation of this engine has it.
   absl::StatusOr<std::vector<BlockId>> Allocate(const std::string& request_id, int prompt_len,
-                                                int max_tokens, uint64_t* epoch = nullptr);
+                                                int max_tokens, uint64_t* epoch = nullptr,
+                                                uint64_t wanted_epoch = 0);
   // The current reservation of `request_id`; NotFound when it has none.
   absl::StatusOr<DecodeLease> Lease(const std::string& request_id) const;
   // The notification for (request_id, epoch) arrived: every byte of that reservation's prompt

@@ -82,7 +82,8 @@ grpc::Status DecodeService::Allocate(grpc::ServerContext* ctx, const v1::Allocat
   }
   uint64_t epoch = 0;
   absl::StatusOr<std::vector<BlockId>> blocks = engine_.Allocate(
-      request->request_id(), request->prompt_len(), request->max_tokens(), &epoch);
+      request->request_id(), request->prompt_len(), request->max_tokens(), &epoch,
+      request->epoch());
   if (!blocks.ok()) return ToGrpc(blocks.status());
   // The router gave up on this call (a worker held by SIGSTOP serves its backlog once resumed,
   // long after the router cancelled and dropped it): nobody will see these blocks, nobody will

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 
-#include "absl/container/flat_hash_set.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/logging.h"
@@ -60,57 +58,6 @@ PrefillCounters PrefillEngine::counters() const {
   return counters_;
 }
 
-absl::Status PrefillEngine::Validate(const PrefillItemSpec& item) const {
-  // Bounded before any work: a prompt is at most one sequence of the model, and its id goes
-  // into logs and notifications.
-  if (item.request_id.empty() || item.request_id.size() > kMaxRequestIdBytes ||
-      item.prompt.size() > static_cast<size_t>(cache_.config().max_model_len)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "request '", absl::CEscape(item.request_id.substr(0, 64)), "': id of ",
-        item.request_id.size(), " bytes (1 to ", kMaxRequestIdBytes, ") or prompt of ",
-        item.prompt.size(), " tokens (at most max_model_len ", cache_.config().max_model_len,
-        ")"));
-  }
-  const auto blocks =
-      static_cast<uint32_t>(cache_.config().BlocksForTokens(static_cast<int64_t>(item.prompt.size())));
-  if (item.prompt.empty() || item.decode_blocks.size() != blocks) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "request ", item.request_id, ": prompt of ", item.prompt.size(), " tokens needs ", blocks,
-        " blocks, got ", item.decode_blocks.size(), " destination blocks"));
-  }
-  // The router checks tokens too, but a worker takes nobody's word: a token outside the
-  // vocabulary would index past the model's tables.
-  const int32_t vocab = cache_.config().vocab_size;
-  for (size_t i = 0; i < item.prompt.size(); ++i) {
-    if (item.prompt[i] < 0 || item.prompt[i] >= vocab) {
-      return absl::InvalidArgumentError(absl::StrCat("request ", item.request_id, ": token ",
-                                                     item.prompt[i], " at position ", i,
-                                                     " is outside the vocabulary [0, ", vocab,
-                                                     ")"));
-    }
-  }
-  if (item.decode_epoch == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "request ", item.request_id, ": no decode epoch (the reservation's lease id) given"));
-  }
-  uint32_t pool = 0;
-  {
-    absl::MutexLock lock(&mu_);
-    if (auto it = peers_.find(item.decode_worker); it != peers_.end()) pool = it->second.num_blocks;
-  }
-  absl::flat_hash_set<BlockId> seen;
-  for (BlockId b : item.decode_blocks) {
-    if ((pool > 0 && b >= pool) || !seen.insert(b).second) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "request ", item.request_id, ": destination block ", b,
-          pool > 0 && b >= pool ? absl::StrCat(" is outside decode worker ", item.decode_worker,
-                                               "'s pool of ", pool, " blocks")
-                                : std::string(" is named twice")));
-    }
-  }
-  return absl::OkStatus();
-}
-
 bool PrefillEngine::Stopped(const ItemFence::Key& key, const std::function<bool()>& abandoned) {
   if (abandoned && abandoned()) (void)fence_.Cancel(key, absl::ZeroDuration());
   return fence_.Cancelled(key);
@@ -165,6 +112,10 @@ absl::StatusOr<transfer::TransferId> PrefillEngine::SubmitUnlessStopped(
                         absl::StrCat("request ", item.request_id, ": announcing its KV to ",
                                      item.decode_worker, " failed: ", id.status().message()));
   }
+  if (entry.decode_blocks.empty()) {
+    return absl::InternalError(absl::StrCat("request ", item.request_id,
+                                            ": submitted before its destination was taken"));
+  }
   if (!entry.submitted) {
     // BeginSubmit and Cancel exclude each other: once it says yes, a Cancel waits for the end.
     if (Stopped(key, abandoned) || !fence_.BeginSubmit(key)) {
@@ -180,7 +131,7 @@ absl::StatusOr<transfer::TransferId> PrefillEngine::SubmitUnlessStopped(
   }
   std::vector<transfer::BlockCopy> copies(count);
   for (size_t b = 0; b < count; ++b) {
-    copies[b] = {entry.own_blocks[first + b], item.decode_blocks[first + b]};
+    copies[b] = {entry.own_blocks[first + b], entry.decode_blocks[first + b]};
   }
   absl::StatusOr<transfer::TransferId> id = transport_.Submit(
       *peer, copies,
@@ -282,6 +233,19 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
     admitted[i] = outcomes[i].status.ok();
     if (!admitted[i]) log->warn("refused: {}", outcomes[i].status.ToString());
   }
+  // Kernels that write the decode worker's blocks in place need them first; a copy needs them
+  // only for its transfer (SubmitUnlessStopped takes them then). Taken before the batch holds
+  // the engine (and a colocated worker's device), so that the wait stalls nobody else.
+  std::vector<std::vector<BlockId>> destinations(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (!admitted[i] || (items[i].destination_follows && !WritesInPlace())) continue;
+    absl::StatusOr<std::vector<BlockId>> d = TakeDestination(items[i], abandoned);
+    if (d.ok()) {
+      destinations[i] = *std::move(d);
+    } else {
+      outcomes[i].status = d.status();
+    }
+  }
   ReapStranded();
   {
     absl::MutexLock lock(&mu_);
@@ -298,13 +262,15 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
   for (size_t i = 0; i < items.size(); ++i) {
     const PrefillItemSpec& item = items[i];
     PrefillItemOutcome& out = outcomes[i];
-    if (!admitted[i]) continue;
+    if (!admitted[i] || !out.status.ok()) continue;
     if (Stopped({item.request_id, item.decode_epoch}, abandoned)) {
       out.status = absl::CancelledError(
           absl::StrCat("request ", item.request_id, ": cancelled before its prefill"));
       continue;
     }
-    const auto blocks = static_cast<uint32_t>(item.decode_blocks.size());
+    const auto blocks = static_cast<uint32_t>(
+        cache_.config().BlocksForTokens(static_cast<int64_t>(item.prompt.size())));
+    std::vector<BlockId> destination = std::move(destinations[i]);  // empty: taken later
     {
       absl::MutexLock lock(&mu_);
       auto peer = peers_.find(item.decode_worker);
@@ -327,7 +293,7 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
         if (auto it = peers_.find(item.decode_worker); it != peers_.end()) peer = it->second.id;
       }
       absl::StatusOr<std::unique_ptr<transfer::KvWriteWindow>> opened =
-          peer.has_value() ? transport_.OpenWindow(*peer, item.decode_blocks)
+          peer.has_value() ? transport_.OpenWindow(*peer, destination)
                            : absl::UnavailableError("not a transfer peer");
       if (!opened.ok()) {
         out.status = absl::Status(
@@ -347,7 +313,7 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
             absl::StrCat("request ", item.request_id, ": cancelled before its prefill"));
         continue;
       }
-      own = item.decode_blocks;
+      own = destination;
     } else {
       own = cache_.allocator().Allocate(blocks);
     }
@@ -360,7 +326,7 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
     const int64_t compute_start = MonotonicMicros();
     // A direct write or a window passed the fence before its first kernel.
     Inflight entry{.index = i, .own_blocks = *own, .submitted = WritesInPlace(),
-                   .window = std::move(window)};
+                   .window = std::move(window), .decode_blocks = std::move(destination)};
     // Real kernels (CPU or GPU) with --stream-chunk-tokens: each chunk's whole blocks leave as
     // soon as its kernels ended, under the next chunk's (roofline streams in SubmitModelled).
     size_t sent = 0;
@@ -369,6 +335,7 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
       chunk_done = [&](int tokens) -> absl::Status {
         const size_t full = static_cast<size_t>(tokens / cache_.config().block_size);
         if (full <= sent) return absl::OkStatus();
+        if (absl::Status d = EnsureDestination(item, entry, abandoned); !d.ok()) return d;
         if (out.transfer_start_us == 0) out.transfer_start_us = WallMicros();
         absl::StatusOr<transfer::TransferId> id =
             SubmitUnlessStopped(item, entry, sent, full - sent, /*notify=*/false, abandoned);
@@ -396,6 +363,9 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
     out.prefill_end_us = WallMicros();
     lens.push_back(static_cast<int>(item.prompt.size()));
     // In roofline mode the copy waits for the modelled device time of the batch (below).
+    if (out.status.ok() && !options_.roofline.has_value()) {
+      out.status = EnsureDestination(item, entry, abandoned);
+    }
     if (out.status.ok() && !options_.roofline.has_value()) {
       if (out.transfer_start_us == 0) out.transfer_start_us = WallMicros();
       SubmitLast(item, entry, out, sent, entry.own_blocks.size() - sent, abandoned);

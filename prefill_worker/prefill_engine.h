@@ -12,7 +12,11 @@
 // then stops it between chunks and before its transfer is submitted; a submitted transfer is
 // waited for and reported (item_fence.h). An item whose destination does not fit what the decode
 // worker can have granted (no epoch, a block count other than the prompt's, a block outside the
-// peer's pool or named twice) is refused before any work.
+// peer's pool or named twice) is refused before any work; one whose destination follows
+// (destination_follows: the router asked the decode worker alongside the Prefill call, see
+// router/run_batch.cc) runs its kernels meanwhile, and its destination is checked the same way
+// when its first transfer takes it (a failed check, or no blocks in time: the item fails and
+// sends nothing).
 
 #include <cstdint>
 #include <functional>
@@ -31,6 +35,7 @@
 #include "common/shared_device.h"
 #include "kvcache/cpu_attention.h"
 #include "kvcache/kv_cache.h"
+#include "prefill_worker/destination_board.h"
 #include "prefill_worker/item_fence.h"
 #include "transfer/kv_transport.h"
 
@@ -92,6 +97,11 @@ struct PrefillItemSpec {
   std::string decode_worker;
   std::vector<BlockId> decode_blocks;  // destination, in logical order
   uint64_t decode_epoch = 0;           // the decode reservation's epoch (0 is refused)
+  // decode_blocks is empty: PostDestination brings them while the kernels run (the router
+  // asked the decode worker alongside the Prefill call). The item's first transfer waits for
+  // them (transfer_timeout at most), or its first kernel where the kernels write the decode
+  // worker's blocks in place; they are checked as a destination given with the item is.
+  bool destination_follows = false;
 };
 
 struct PrefillItemOutcome {
@@ -170,6 +180,13 @@ class PrefillEngine {
   // waiting for its pool to be free.
   void ReapEndedTransfers();
 
+  // The destination of an item sent with destination_follows (or why it has none: the item
+  // then fails with that error, sending nothing). May come before the item.
+  absl::Status PostDestination(const std::string& request_id, uint64_t decode_epoch,
+                               DestinationBoard::Destination destination) {
+    return destinations_.Post({request_id, decode_epoch}, std::move(destination));
+  }
+
   PrefillCounters counters() const;
   const KvCache& cache() const { return cache_; }
 
@@ -183,6 +200,8 @@ class PrefillEngine {
     int64_t busy_until_ns = 0;  // latest completion of its batches waited for so far
     // Zero-copy: the decode worker's reserved blocks, written in place (own_blocks names them).
     std::unique_ptr<transfer::KvWriteWindow> window;
+    // The destination blocks: the item's own, or those posted for it (empty until taken).
+    std::vector<BlockId> decode_blocks;
   };
   struct Peer {
     transfer::PeerId id = 0;
@@ -196,8 +215,17 @@ class PrefillEngine {
     std::vector<BlockId> own_blocks;
     bool failed = false;  // one of them ended in error
   };
-  // InvalidArgument for a destination the decode worker cannot have granted.
+  // InvalidArgument for an item or a destination the decode worker cannot have granted.
   absl::Status Validate(const PrefillItemSpec& item) const;
+  absl::Status ValidateDestination(const PrefillItemSpec& item,
+                                   const std::vector<BlockId>& blocks) const;
+  // The item's destination: given with it, or taken from the board (waiting until it is
+  // posted, the item is stopped or transfer_timeout passes) and checked.
+  absl::StatusOr<std::vector<BlockId>> TakeDestination(const PrefillItemSpec& item,
+                                                       const std::function<bool()>& abandoned);
+  // entry.decode_blocks, taken now if they follow; before any of the item's transfers.
+  absl::Status EnsureDestination(const PrefillItemSpec& item, Inflight& entry,
+                                 const std::function<bool()>& abandoned);
   // The item was cancelled, or the caller left (which cancels it).
   bool Stopped(const ItemFence::Key& key, const std::function<bool()>& abandoned);
   // Starts copies of `blocks` (a prefix-ordered subset of the item's, from `first` on) unless
@@ -256,6 +284,7 @@ class PrefillEngine {
   absl::Mutex stranded_mu_;
   std::vector<Stranded> stranded_ ABSL_GUARDED_BY(stranded_mu_);
   ItemFence fence_;
+  DestinationBoard destinations_;
   mutable absl::Mutex mu_;
   std::map<std::string, Peer> peers_ ABSL_GUARDED_BY(mu_);
   PrefillCounters counters_ ABSL_GUARDED_BY(mu_);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "service/grpc_util.h"
 
@@ -58,7 +59,8 @@ grpc::Status PrefillService::Prefill(grpc::ServerContext* ctx, const v1::Prefill
         .decode_worker = in.decode_worker_id(),
         .decode_blocks = {in.decode_blocks().block_ids().begin(),
                           in.decode_blocks().block_ids().end()},
-        .decode_epoch = in.decode_epoch()});
+        .decode_epoch = in.decode_epoch(),
+        .destination_follows = in.destination_follows()});
   }
   // The router leaving the call (its deadline, a drop) stops what has not been submitted yet.
   // Answer before that deadline: a transfer to a stalled decode worker then fails its own item
@@ -145,6 +147,52 @@ grpc::Status PrefillService::Cancel(grpc::ServerContext* ctx,
     r->set_outcome(ToProto(outcomes[i]));
   }
   return grpc::Status::OK;
+}
+
+grpc::Status PrefillService::SetDestinations(grpc::ServerContext* ctx,
+                                             const v1::PrefillDestinationsRequest* request,
+                                             v1::PrefillDestinationsResponse*) {
+  if (grpc::Status auth = options_.auth->Check(*ctx, "PrefillWorker.SetDestinations");
+      !auth.ok()) {
+    return auth;
+  }
+  if (request->items_size() > kMaxCancelItems) {
+    return service::ToGrpc(absl::InvalidArgumentError(
+        absl::StrCat("SetDestinations names ", request->items_size(), " items; at most ",
+                     kMaxCancelItems)));
+  }
+  // Bounded here, checked against the item (block count, pool, duplicates) when it takes them.
+  const int64_t max_blocks = engine_.cache().config().BlocksForTokens(
+      engine_.cache().config().max_model_len);
+  for (const v1::PrefillDestination& d : request->items()) {
+    if (d.request_id().empty() || d.request_id().size() > PrefillEngine::kMaxRequestIdBytes ||
+        d.decode_epoch() == 0 || d.decode_blocks().block_ids_size() > max_blocks ||
+        d.error().size() > 4096) {
+      return service::ToGrpc(absl::InvalidArgumentError(absl::StrCat(
+          "SetDestinations: an item with an id of ", d.request_id().size(), " bytes, epoch ",
+          d.decode_epoch(), ", ", d.decode_blocks().block_ids_size(), " blocks (at most ",
+          max_blocks, ") or an error of ", d.error().size(), " bytes")));
+    }
+  }
+  absl::Status first_refused;  // every item is posted, whatever happens to the others
+  for (const v1::PrefillDestination& d : request->items()) {
+    DestinationBoard::Destination destination =
+        std::vector<BlockId>(d.decode_blocks().block_ids().begin(),
+                             d.decode_blocks().block_ids().end());
+    if (!d.error().empty()) {
+      // A code from another process: only a failing one that absl knows is taken as given.
+      const int code = d.error_code();
+      const bool known = code > 0 && code <= static_cast<int>(absl::StatusCode::kUnauthenticated);
+      // Escaped: it ends up in this worker's log and in the item's error.
+      destination = absl::Status(known ? static_cast<absl::StatusCode>(code)
+                                       : absl::StatusCode::kAborted,
+                                 absl::StrCat("the router says: ", absl::CEscape(d.error())));
+    }
+    absl::Status posted =
+        engine_.PostDestination(d.request_id(), d.decode_epoch(), std::move(destination));
+    if (!posted.ok() && first_refused.ok()) first_refused = posted;
+  }
+  return service::ToGrpc(first_refused);
 }
 
 grpc::Status PrefillService::AddPeer(grpc::ServerContext* ctx, const v1::AddPeerRequest* request,

@@ -32,6 +32,9 @@ class PrefillService final : public v1::PrefillWorker::Service {
                        v1::PrefillBatchResponse* response) override;
   grpc::Status Cancel(grpc::ServerContext* ctx, const v1::PrefillCancelRequest* request,
                       v1::PrefillCancelResponse* response) override;
+  grpc::Status SetDestinations(grpc::ServerContext* ctx,
+                               const v1::PrefillDestinationsRequest* request,
+                               v1::PrefillDestinationsResponse* response) override;
   grpc::Status AddPeer(grpc::ServerContext* ctx, const v1::AddPeerRequest* request,
                        v1::AddPeerResponse* response) override;
   grpc::Status RemovePeer(grpc::ServerContext* ctx, const v1::RemovePeerRequest* request,

@@ -67,6 +67,10 @@ void PrefillEngine::SubmitModelled(const std::vector<PrefillItemSpec>& items,
     Inflight& entry = inflight[c.entry];
     PrefillItemOutcome& out = outcomes[entry.index];
     if (!out.status.ok()) continue;  // an earlier chunk of it failed
+    if (absl::Status d = EnsureDestination(items[entry.index], entry, abandoned); !d.ok()) {
+      out.status = d;
+      continue;
+    }
     if (out.transfer_start_us == 0) out.transfer_start_us = WallMicros();
     if (c.last) {
       SubmitLast(items[entry.index], entry, out, c.first, c.count, abandoned);

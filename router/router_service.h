@@ -5,9 +5,10 @@
 // Request life (router_requests.cc: RequestCore::Start, which gRPC Generate and the HTTP API
 // call): Start validates and queues the request (Scheduler::Enqueue) and returns. The
 // dispatcher thread runs Scheduler::Schedule whenever something changed and hands each planned
-// batch to an executor thread, which allocates the prompt's blocks on each item's decode worker,
-// calls Prefill on the batch's prefill worker (kernels + KV transfer), then marks every item
-// ready or failed (SettledLocked). A settled request continues on the work queue: a ready one
+// batch to an executor thread (run_batch.cc), which calls Prefill on the batch's prefill worker
+// (kernels + KV transfer) and, alongside it, allocates the prompt's blocks on each item's decode
+// worker and passes them on to the prefill worker while its kernels run (`--allocate-first`:
+// allocate, then call Prefill), then marks every item ready or failed (SettledLocked). A settled request continues on the work queue: a ready one
 // opens its Decode stream on its decode worker (decode_stream.cc, gRPC's callback API: no
 // thread waits on it), which relays the tokens to the request's sink and, at its end, returns
 // the request's reservation. No thread is held per request.
@@ -15,7 +16,7 @@
 // Early decode streams: opening the Decode stream only once Prefill returned put a whole call
 // set-up and the decode worker's wait after the KV had landed into every first token (0.3 ms of
 // the 1 ms the control plane took on the 2-core host, `pdserve bench control-plane`). So the
-// executor opens an item's stream as soon as its blocks are allocated, before the Prefill call:
+// executor opens an item's stream as soon as its blocks are allocated, while the prefill runs:
 // the decode worker waits for the KV notification as it always did, and joins the request the
 // moment the KV lands. The stream reads nothing until the prefill's outcome is known (a hold on
 // the call, SettleEarlyStream): a prefill that fails ends the request with the prefill's error,
@@ -81,6 +82,9 @@ struct RouterOptions {
   absl::Duration decode_timeout = absl::Seconds(600);  // a whole Decode stream
   absl::Duration queue_timeout = absl::Seconds(300);   // longest wait in the queue
   int executor_threads = 8;
+  // Ask the decode worker for an item's blocks alongside its Prefill call, not before it
+  // (run_batch.cc); false: Allocate first (the order before; `--allocate-first`).
+  bool allocate_alongside_prefill = true;
   // Attaches the cluster credential to every call to a worker (null: none, as
   // ClusterAuth::Insecure()).
   std::shared_ptr<const service::ClusterAuth> auth;
@@ -221,7 +225,35 @@ class RouterService final : public v1::Router::WithCallbackMethod_Generate<v1::R
   void DispatchLoop();
   void ExecutorLoop();
   void SweepLoop();
+  // One prefill batch (run_batch.cc: where the decode blocks come from, and when).
+  struct BatchItem;
   void RunBatch(const PrefillBatchPlan& plan);
+  // Asks each item's decode worker for its blocks (for the epoch the item names, 0: the
+  // worker's choice): without `answers`, one call after the other, returning when all ended;
+  // with it, all at once, each item's index added to `answers` when its call ended.
+  struct AllocateAnswers;
+  void AllocateItems(std::vector<BatchItem>& items, AllocateAnswers* answers)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Sorts an answer: refused (no room: the request waits again), failed, or allocated.
+  void NoteAllocation(const std::string& prefill_worker, BatchItem& item,
+                      std::map<std::string, absl::Status>& failures,
+                      std::set<std::string>& refused) ABSL_LOCKS_EXCLUDED(mu_);
+  // Tells the prefill worker each item's blocks, or why it has none, without waiting for its
+  // answer (`call` says when it came); a failed call cancels `prefill_call`, whose items would
+  // otherwise wait for blocks that never come.
+  struct DestinationsCall;
+  void SendDestinations(const std::shared_ptr<Worker>& prefill,
+                        const std::vector<BatchItem*>& items,
+                        const std::map<std::string, absl::Status>& failures,
+                        const std::set<std::string>& refused, DestinationsCall& call,
+                        grpc::ClientContext* prefill_call) ABSL_LOCKS_EXCLUDED(mu_);
+  // After the Prefill call: every item goes on to decode, waits again or fails (its blocks
+  // released once its writer is fenced).
+  void SettleBatch(const PrefillBatchPlan& plan, const std::shared_ptr<Worker>& prefill_worker,
+                   bool prefill_sent, std::vector<BatchItem>& items,
+                   const std::map<std::string, v1::PrefillItemResult>& results,
+                   std::map<std::string, absl::Status>& failures,
+                   const std::set<std::string>& refused) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Requeueing (router_queue.cc). A decode worker refused the request's Allocate for lack of
   // blocks (its pool is fuller than the scheduler's accounting: blocks quarantined after a

@@ -195,7 +195,7 @@ TEST(AuthE2eTest, EveryInternalRpcWithoutOrWithAWrongCredentialIsUnauthenticated
       }
     }
   }
-  EXPECT_EQ(checked, 2 * (2 + 5 + 4));  // RouterControl 2, PrefillWorker 5, DecodeWorker 4
+  EXPECT_EQ(checked, 2 * (2 + 6 + 4));  // RouterControl 2, PrefillWorker 6, DecodeWorker 4
   // The same calls with the secret get through (a worker's status, a heartbeat).
   for (const auto& [method, address] : std::vector<std::pair<std::string, std::string>>{
            {"/pdserve.v1.PrefillWorker/GetStatus", services[1].second},

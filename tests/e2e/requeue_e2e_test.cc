@@ -1,6 +1,8 @@
 // Issue 16: a decode pool that is fuller than the router's accounting (here: another client of
 // the decode worker holds most of it) makes the requests placed on it wait again instead of
-// failing; they are served, verified, once blocks free.
+// failing; they are served, verified, once blocks free. Both ways the router gets decode blocks:
+// alongside the Prefill call (the refused items' prefills then ran for nothing and sent nothing,
+// router/run_batch.cc) and before it (`--allocate-first`).
 
 #include <grpcpp/grpcpp.h>
 
@@ -22,9 +24,12 @@ std::string ReadSecret(const std::string& path) {
   return text;
 }
 
-TEST(RequeueTest, RequestsRefusedByAFullDecodePoolWaitAndAllSucceedVerified) {
+class RequeueTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(RequeueTest, RequestsRefusedByAFullDecodePoolWaitAndAllSucceedVerified) {
   cluster::ClusterOptions options = Options("local", 1, 1);
   options.decode_blocks = 16;  // 256 tokens
+  if (GetParam()) options.router_args.push_back("--allocate-first");
   auto cluster = Start(options);
   ASSERT_NE(cluster, nullptr);
   Client client(cluster->endpoint());
@@ -89,6 +94,9 @@ TEST(RequeueTest, RequestsRefusedByAFullDecodePoolWaitAndAllSucceedVerified) {
   }
   ExpectAllBlocksFree(client);
 }
+
+INSTANTIATE_TEST_SUITE_P(DecodeBlocks, RequeueTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "AllocateFirst" : "Alongside"; });
 
 }  // namespace
 }  // namespace pdserve::e2e

@@ -1,0 +1,209 @@
+// Destinations that follow their Prefill call (PrefillItemSpec::destination_follows): the
+// router asks the decode worker for blocks alongside the prefill (router/run_batch.cc), and the
+// item's transfer waits for them.
+
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/synthetic_model.h"
+#include "decode_worker/decode_engine.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "prefill_worker/destination_board.h"
+#include "prefill_worker/prefill_engine.h"
+#include "tests/prefill_worker/fake_transport.h"
+
+namespace pdserve::prefill {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+ModelConfig Tiny() { return *PresetConfig("tiny"); }
+
+std::vector<int32_t> Drain(decode::DecodeStream& stream) {
+  std::vector<int32_t> tokens;
+  while (true) {
+    auto chunk = stream.Next(absl::Seconds(30));
+    tokens.insert(tokens.end(), chunk.tokens.begin(), chunk.tokens.end());
+    if (chunk.finished) return tokens;
+  }
+}
+
+class DestinationFollowsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    prefill_cache_ = *KvCache::CreateInHostMemory(Tiny(), 64, KvLayout::kLayerMajor);
+    decode_cache_ = *KvCache::CreateInHostMemory(Tiny(), 64, KvLayout::kLayerMajor);
+    ASSERT_TRUE(prefill_transport_.RegisterPool(*prefill_cache_).ok());
+    ASSERT_TRUE(decode_transport_.RegisterPool(*decode_cache_).ok());
+  }
+
+  std::unique_ptr<PrefillEngine> Engine(absl::Duration transfer_timeout = absl::Seconds(30),
+                                        absl::Duration min_batch = absl::ZeroDuration()) {
+    PrefillEngineOptions options;
+    options.chunk_tokens = 16;
+    options.transfer_timeout = transfer_timeout;
+    options.min_batch = min_batch;
+    auto engine = std::make_unique<PrefillEngine>(*prefill_cache_, prefill_transport_, options);
+    EXPECT_TRUE(engine->AddPeer("decode-0", *decode_transport_.ExportDescriptor(), 64).ok());
+    return engine;
+  }
+
+  PrefillItemSpec Follows(const std::string& id, const std::vector<int32_t>& prompt,
+                          uint64_t epoch) {
+    return {.request_id = id, .prompt = prompt, .decode_worker = "decode-0",
+            .decode_epoch = epoch, .destination_follows = true};
+  }
+
+  std::unique_ptr<KvCache> prefill_cache_, decode_cache_;
+  FakeTransport prefill_transport_, decode_transport_;
+};
+
+// The blocks come while the kernels run (posted from another thread after the Run started),
+// or before the item itself: either way the tokens are the model's.
+TEST_F(DestinationFollowsTest, BlocksPostedDuringOrBeforeThePrefillGiveTheModelsTokens) {
+  for (bool before : {false, true}) {
+    SCOPED_TRACE(before ? "posted before the item" : "posted while it runs");
+    auto engine = Engine();
+    decode::DecodeEngine decoder(*decode_cache_, {});
+    const std::string id = before ? "early" : "late";
+    const std::vector<int32_t> prompt = model::SyntheticPrompt(7, 100, Tiny().vocab_size);
+    const uint64_t epoch = 0x5eed0001 + (before ? 1 : 0);
+    uint64_t granted = 0;
+    auto blocks = decoder.Allocate(id, 100, 12, &granted, epoch);
+    ASSERT_TRUE(blocks.ok()) << blocks.status();
+    ASSERT_EQ(granted, epoch);  // the epoch the router chose
+    if (before) ASSERT_TRUE(engine->PostDestination(id, epoch, *blocks).ok());
+    std::thread poster;
+    if (!before) {
+      poster = std::thread([&] {
+        absl::SleepFor(absl::Milliseconds(50));
+        ASSERT_TRUE(engine->PostDestination(id, epoch, *blocks).ok());
+      });
+    }
+    std::vector<PrefillItemOutcome> out = engine->Run({Follows(id, prompt, epoch)});
+    if (poster.joinable()) poster.join();
+    ASSERT_EQ(out.size(), 1u);
+    ASSERT_TRUE(out[0].status.ok()) << out[0].status;
+    EXPECT_THAT(prefill_transport_.sent_notifications.back(), absl::StrCat(id, "@", epoch));
+    ASSERT_TRUE(decoder.KvLanded(id, epoch).ok());
+    auto stream = decoder.Start(id, prompt, 12, 3);
+    ASSERT_TRUE(stream.ok()) << stream.status();
+    EXPECT_EQ(Drain(**stream), model::ReferenceGenerate(prompt, 12, Tiny(), 3));
+    EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
+  }
+}
+
+// The decode worker had no room (or could not be asked): the item sends nothing, fails with
+// what the router said, and its own blocks are free again.
+TEST_F(DestinationFollowsTest, AnErrorInsteadOfBlocksFailsTheItemAndSendsNothing) {
+  auto engine = Engine();
+  const std::vector<int32_t> prompt = model::SyntheticPrompt(1, 40, Tiny().vocab_size);
+  ASSERT_TRUE(engine
+                  ->PostDestination("full", 9,
+                                    absl::UnavailableError("decode worker decode-0 has no room"))
+                  .ok());
+  auto out = engine->Run({Follows("full", prompt, 9)});
+  EXPECT_EQ(out[0].status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(out[0].status.message()), HasSubstr("has no room"));
+  EXPECT_EQ(out[0].transfer_end_us, 0);
+  EXPECT_THAT(prefill_transport_.sent_notifications, IsEmpty());
+  EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
+  // The fence knows it ended before any transfer: nothing of it can land.
+  EXPECT_EQ(engine->Cancel({{"full", 9}}, absl::ZeroDuration())[0], CancelOutcome::kFailed);
+}
+
+TEST_F(DestinationFollowsTest, BlocksThatNeverComeFailTheItemAfterTheTransferTimeout) {
+  auto engine = Engine(absl::Milliseconds(200));
+  const std::vector<int32_t> prompt = model::SyntheticPrompt(1, 40, Tiny().vocab_size);
+  auto out = engine->Run({Follows("lost", prompt, 3)});
+  EXPECT_EQ(out[0].status.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(std::string(out[0].status.message()), HasSubstr("did not come"));
+  EXPECT_THAT(prefill_transport_.sent_notifications, IsEmpty());
+  EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
+}
+
+// A Cancel (the router gave up) ends the wait at once, not after transfer_timeout.
+TEST_F(DestinationFollowsTest, ACancelEndsTheWaitForBlocks) {
+  auto engine = Engine(absl::Seconds(60));
+  const std::vector<int32_t> prompt = model::SyntheticPrompt(1, 40, Tiny().vocab_size);
+  std::thread canceller([&] {
+    absl::SleepFor(absl::Milliseconds(100));
+    EXPECT_EQ(engine->Cancel({{"gone", 4}}, absl::Seconds(5))[0], CancelOutcome::kCancelled);
+  });
+  const absl::Time start = absl::Now();
+  auto out = engine->Run({Follows("gone", prompt, 4)});
+  canceller.join();
+  EXPECT_EQ(out[0].status.code(), absl::StatusCode::kCancelled);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(30));
+  EXPECT_THAT(prefill_transport_.sent_notifications, IsEmpty());
+  EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
+  // The blocks posted later find nobody: the item is not run again.
+  ASSERT_TRUE(engine->PostDestination("gone", 4, std::vector<BlockId>{0, 1, 2}).ok());
+  EXPECT_THAT(prefill_transport_.sent_notifications, IsEmpty());
+}
+
+// Posted blocks are another process's word: checked as those given with the item are.
+TEST_F(DestinationFollowsTest, PostedBlocksAreCheckedLikeGivenOnes) {
+  auto engine = Engine();
+  const std::vector<int32_t> prompt = model::SyntheticPrompt(1, 40, Tiny().vocab_size);  // 3 blocks
+  ASSERT_TRUE(engine->PostDestination("short", 1, std::vector<BlockId>{0, 1}).ok());
+  ASSERT_TRUE(engine->PostDestination("twice", 1, std::vector<BlockId>{0, 1, 1}).ok());
+  ASSERT_TRUE(engine->PostDestination("outside", 1, std::vector<BlockId>{0, 1, 64}).ok());
+  auto out = engine->Run({Follows("short", prompt, 1), Follows("twice", prompt, 1),
+                          Follows("outside", prompt, 1)});
+  ASSERT_EQ(out.size(), 3u);
+  for (const auto& o : out) EXPECT_EQ(o.status.code(), absl::StatusCode::kInvalidArgument) << o.status;
+  EXPECT_THAT(std::string(out[0].status.message()), HasSubstr("got 2 destination blocks"));
+  EXPECT_THAT(std::string(out[1].status.message()), HasSubstr("block 1 is named twice"));
+  EXPECT_THAT(std::string(out[2].status.message()), HasSubstr("block 64 is outside"));
+  EXPECT_THAT(prefill_transport_.sent_notifications, IsEmpty());
+  EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
+}
+
+TEST_F(DestinationFollowsTest, BlocksGivenWithAnItemWhoseBlocksFollowAreRefused) {
+  auto engine = Engine();
+  const std::vector<int32_t> prompt = model::SyntheticPrompt(1, 10, Tiny().vocab_size);
+  PrefillItemSpec item = Follows("both", prompt, 1);
+  item.decode_blocks = {0};
+  auto out = engine->Run({item});
+  EXPECT_EQ(out[0].status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(prefill_transport_.sent_notifications, IsEmpty());
+}
+
+TEST(DestinationBoardTest, BoundedOnePostPerItemAndATakeStopsWhenAsked) {
+  DestinationBoard board;
+  ASSERT_TRUE(board.Post({"a", 1}, std::vector<BlockId>{5}).ok());
+  EXPECT_EQ(board.Post({"a", 1}, std::vector<BlockId>{6}).code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(*board.Take({"a", 1}, absl::Seconds(1), nullptr), ::testing::ElementsAre(5));
+  EXPECT_EQ(board.pending(), 0u);
+  for (size_t i = 0; i < DestinationBoard::kMaxPending; ++i) {
+    ASSERT_TRUE(board.Post({absl::StrCat("r", i), 1}, std::vector<BlockId>{}).ok());
+  }
+  EXPECT_EQ(board.Post({"one-too-many", 1}, std::vector<BlockId>{}).code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(board.Take({"never", 1}, absl::Seconds(30), [] { return true; }).status().code(),
+            absl::StatusCode::kCancelled);
+  EXPECT_EQ(board.Take({"never", 1}, absl::Milliseconds(20), nullptr).status().code(),
+            absl::StatusCode::kDeadlineExceeded);
+}
+
+// The epoch a router chose must be new on the decode worker: it names reservations there.
+TEST(DecodeChosenEpochTest, AChosenEpochInUseIsRefused) {
+  auto cache = *KvCache::CreateInHostMemory(Tiny(), 64, KvLayout::kLayerMajor);
+  decode::DecodeEngine decoder(*cache, {});
+  uint64_t epoch = 0;
+  ASSERT_TRUE(decoder.Allocate("a", 10, 4, &epoch, 77).ok());
+  EXPECT_EQ(epoch, 77u);
+  EXPECT_EQ(decoder.Lease("a")->epoch, 77u);
+  EXPECT_EQ(decoder.Allocate("b", 10, 4, &epoch, 77).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  // The worker's own epochs step over chosen ones.
+  ASSERT_TRUE(decoder.Allocate("c", 10, 4, &epoch).ok());
+  EXPECT_NE(epoch, 77u);
+}
+
+}  // namespace
+}  // namespace pdserve::prefill
