@@ -134,6 +134,7 @@ absl::Status RunControlPlaneBench(const ControlPlaneBenchOptions& o) {
   c.http_port = -1;
   c.env = {{"UCX_TLS", "tcp,posix,cma"}};
   if (o.allocate_first) c.router_args.push_back("--allocate-first");
+  if (o.no_fast_lane) c.router_args.push_back("--no-fast-lane");
   ASSIGN_OR_RETURN(std::unique_ptr<cluster::Cluster> cluster, cluster::Cluster::Start(c));
   const ModelConfig& model = cluster->model();
   auto stub = v1::Router::NewStub(
@@ -145,6 +146,8 @@ absl::Status RunControlPlaneBench(const ControlPlaneBenchOptions& o) {
               o.compute.c_str());
   std::printf("  decode blocks: %s\n", o.allocate_first ? "allocated before the prefill (--allocate-first)"
                                                        : "allocated alongside the prefill");
+  std::printf("  router calls: %s\n", o.no_fast_lane ? "gRPC only (--no-fast-lane)"
+                                                   : "fast lane to same-host workers");
   std::printf("  requests:     %d measured after %d warm-up, one at a time, %.0f ms apart\n",
               o.requests, o.warmup, o.gap_ms);
   std::printf("  request:      %d prompt tokens, %d output tokens, tokens checked\n", o.input_len,
@@ -214,6 +217,7 @@ absl::Status RunControlPlaneBench(const ControlPlaneBenchOptions& o) {
               ci.estimate, ci.lo, ci.hi, gap.size());
   out["gap_median_us"] = {{"estimate", ci.estimate}, {"lo", ci.lo}, {"hi", ci.hi}};
   out["allocate_first"] = o.allocate_first;
+  out["no_fast_lane"] = o.no_fast_lane;
   if (!o.json_path.empty()) {
     std::ofstream file(o.json_path);
     file << out.dump(2) << "\n";

@@ -35,6 +35,7 @@ struct ControlPlaneBenchOptions {
   // The router asks for decode blocks before the prefill starts (`pdserve router
   // --allocate-first`), not alongside it: the order before, for comparisons.
   bool allocate_first = false;
+  bool no_fast_lane = false;  // `pdserve router --no-fast-lane`: gRPC for every call
   uint64_t seed = 1;
   std::string json_path;  // also write the figures as JSON here
 };

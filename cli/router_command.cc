@@ -15,6 +15,7 @@ struct RouterFlags {
   int heartbeat_ms = 250;
   double queue_timeout_s = 300;
   bool allocate_first = false;
+  bool no_fast_lane = false;
   double prefill_timeout_s = 120;
   double transfer_timeout_s = 30;
   double token_timeout_s = 30;
@@ -69,6 +70,9 @@ void AddRouterCommand(CLI::App& app) {
   cmd->add_option("--max-inflight-batches", s.max_inflight_batches,
                   "prefill batches in flight per prefill worker")
       ->capture_default_str();
+  cmd->add_flag("--no-fast-lane", f->no_fast_lane,
+               "reach every worker by gRPC, not same-host workers by their fast lane (a unix "
+               "socket) for the calls on the first token's path (for comparisons)");
   cmd->add_flag("--allocate-first", f->allocate_first,
                "ask the decode worker for a request's KV blocks before its prefill starts, not "
                "alongside it (the order before; for comparisons)");
@@ -106,6 +110,7 @@ void AddRouterCommand(CLI::App& app) {
     f->options.router.heartbeat_interval = absl::Milliseconds(f->heartbeat_ms);
     f->options.router.queue_timeout = absl::Seconds(f->queue_timeout_s);
     f->options.router.allocate_alongside_prefill = !f->allocate_first;
+    f->options.router.fast_lane = !f->no_fast_lane;
     f->options.router.prefill_timeout = absl::Seconds(f->prefill_timeout_s);
     f->options.router.transfer_timeout = absl::Seconds(f->transfer_timeout_s);
     f->options.router.token_timeout = absl::Seconds(f->token_timeout_s);

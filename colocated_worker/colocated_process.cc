@@ -128,6 +128,11 @@ absl::Status RunColocatedWorker(service::WorkerProcessOptions options) {
       options, config, v1::WORKER_ROLE_COLOCATED,
       service::JoinHostPort(options.advertise, server.port), pool);
   link_options.auth = auth;
+  std::map<service::FastMethod, service::FastLaneServer::Method> fast_methods =
+      prefill_service.FastMethods();
+  fast_methods.merge(decode_service.FastMethods());
+  std::unique_ptr<service::FastLaneServer> fast_lane = service::StartWorkerFastLane(
+      std::move(fast_methods), auth->credential(), link_options.registration.mutable_fast_lane());
   log->info("{}: model {}, {} (prefill and decode on one pool and one device)",
             options.worker_id, ModelSummary(config), service::DescribeWorkerPool(options, pool));
   RETURN_IF_ERROR(service::AnnounceListening(

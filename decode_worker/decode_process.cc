@@ -155,6 +155,8 @@ absl::Status RunDecodeWorker(service::WorkerProcessOptions options) {
       service::WorkerLinkOptions(options, config, v1::WORKER_ROLE_DECODE,
                                  service::JoinHostPort(options.advertise, server.port), pool);
   link_options.auth = auth;
+  std::unique_ptr<service::FastLaneServer> fast_lane = service::StartWorkerFastLane(
+      service.FastMethods(), auth->credential(), link_options.registration.mutable_fast_lane());
   log->info("{}: model {}, {}", options.worker_id, ModelSummary(config),
             service::DescribeWorkerPool(options, pool));
   RETURN_IF_ERROR(service::AnnounceListening(

@@ -75,26 +75,37 @@ grpc::Status DecodeService::Allocate(grpc::ServerContext* ctx, const v1::Allocat
   if (grpc::Status auth = options_.auth->Check(*ctx, "DecodeWorker.Allocate"); !auth.ok()) {
     return auth;
   }
+  absl::StatusOr<v1::AllocateResponse> out = Allocate(*request, [ctx] { return ctx->IsCancelled(); });
+  if (!out.ok()) return ToGrpc(out.status());
+  *response = *std::move(out);
+  return grpc::Status::OK;
+}
+
+absl::StatusOr<v1::AllocateResponse> DecodeService::Allocate(
+    const v1::AllocateRequest& in, const std::function<bool()>& cancelled) {
+  const v1::AllocateRequest* request = &in;
+  v1::AllocateResponse out;
+  v1::AllocateResponse* response = &out;
   if (request->request_id().empty() || request->request_id().size() > kMaxRequestIdBytes) {
-    return ToGrpc(absl::InvalidArgumentError(absl::StrCat(
+    return absl::InvalidArgumentError(absl::StrCat(
         "Allocate: a request id of ", request->request_id().size(), " bytes (1 to ",
-        kMaxRequestIdBytes, ")")));
+        kMaxRequestIdBytes, ")"));
   }
   uint64_t epoch = 0;
   absl::StatusOr<std::vector<BlockId>> blocks = engine_.Allocate(
       request->request_id(), request->prompt_len(), request->max_tokens(), &epoch,
       request->epoch());
-  if (!blocks.ok()) return ToGrpc(blocks.status());
+  if (!blocks.ok()) return blocks.status();
   // The router gave up on this call (a worker held by SIGSTOP serves its backlog once resumed,
   // long after the router cancelled and dropped it): nobody will see these blocks, nobody will
   // Release them, and no writer was told of them. Free them now rather than after the
   // allocation lease (issue 16 benchmark: 9 blocks per stopped decode worker held for 300 s).
-  if (ctx->IsCancelled()) {
+  if (cancelled()) {
     (void)engine_.Release(request->request_id(),
                           absl::CancelledError("Allocate cancelled by the router"),
                           {.epoch = epoch, .writer_fenced = true});
-    return ToGrpc(absl::CancelledError(absl::StrCat(
-        "request ", request->request_id(), ": Allocate cancelled by the caller")));
+    return absl::CancelledError(absl::StrCat(
+        "request ", request->request_id(), ": Allocate cancelled by the caller"));
   }
   for (BlockId b : *blocks) response->mutable_blocks()->add_block_ids(b);
   response->set_epoch(epoch);
@@ -103,8 +114,28 @@ grpc::Status DecodeService::Allocate(grpc::ServerContext* ctx, const v1::Allocat
                                                request->max_tokens())));
   ComponentLogger("decode")->debug("request {}: allocated {} prompt blocks", request->request_id(),
                                    blocks->size());
-  return grpc::Status::OK;
+  return out;
 }
+
+std::map<service::FastMethod, service::FastLaneServer::Method> DecodeService::FastMethods() {
+  std::map<service::FastMethod, service::FastLaneServer::Method> m;
+  // Short and non-blocking: on the connection's reader thread, no hand-off.
+  m[service::FastMethod::kAllocate] = {
+      [this](const std::string& bytes,
+             const service::FastCall& call) -> absl::StatusOr<std::string> {
+        v1::AllocateRequest request;
+        if (!request.ParseFromString(bytes)) {
+          return absl::InvalidArgumentError("fast lane: not an AllocateRequest");
+        }
+        absl::StatusOr<v1::AllocateResponse> out =
+            Allocate(request, [&call] { return call.cancelled(); });
+        if (!out.ok()) return out.status();
+        return out->SerializeAsString();
+      },
+      true};
+  return m;
+}
+
 
 grpc::Status DecodeService::Decode(grpc::ServerContext* ctx, const v1::DecodeRequest* request,
                                    grpc::ServerWriter<v1::GenerateResponse>* writer) {

@@ -15,6 +15,7 @@
 #include "decode_worker/decode_engine.h"
 #include "pdserve.grpc.pb.h"
 #include "service/cluster_auth.h"
+#include "service/fast_lane.h"
 #include "service/worker_metrics.h"
 #include "transfer/kv_transport.h"
 
@@ -49,6 +50,11 @@ class DecodeService final : public v1::DecodeWorker::Service {
 
   grpc::Status Allocate(grpc::ServerContext* ctx, const v1::AllocateRequest* request,
                         v1::AllocateResponse* response) override;
+  // Allocate's request core under both front ends (gRPC above, the fast lane below).
+  absl::StatusOr<v1::AllocateResponse> Allocate(const v1::AllocateRequest& request,
+                                                const std::function<bool()>& cancelled);
+  // Allocate for the fast lane, whose connection the cluster credential opened.
+  std::map<service::FastMethod, service::FastLaneServer::Method> FastMethods();
   grpc::Status Decode(grpc::ServerContext* ctx, const v1::DecodeRequest* request,
                       grpc::ServerWriter<v1::GenerateResponse>* writer) override;
   grpc::Status Release(grpc::ServerContext* ctx, const v1::ReleaseRequest* request,

@@ -50,6 +50,19 @@ grpc::Status PrefillService::Prefill(grpc::ServerContext* ctx, const v1::Prefill
   if (grpc::Status auth = options_.auth->Check(*ctx, "PrefillWorker.Prefill"); !auth.ok()) {
     return auth;
   }
+  const absl::Time deadline = ctx->deadline() == std::chrono::system_clock::time_point::max()
+                                  ? absl::InfiniteFuture()
+                                  : absl::FromChrono(ctx->deadline());
+  *response = RunBatch(*request, [ctx] { return ctx->IsCancelled(); }, deadline);
+  return grpc::Status::OK;
+}
+
+v1::PrefillBatchResponse PrefillService::RunBatch(const v1::PrefillBatchRequest& request_in,
+                                                  const std::function<bool()>& cancelled,
+                                                  absl::Time deadline) {
+  const v1::PrefillBatchRequest* request = &request_in;
+  v1::PrefillBatchResponse out_response;
+  v1::PrefillBatchResponse* response = &out_response;
   std::vector<PrefillItemSpec> items;
   items.reserve(request->items_size());
   for (const v1::PrefillItem& in : request->items()) {
@@ -66,12 +79,10 @@ grpc::Status PrefillService::Prefill(grpc::ServerContext* ctx, const v1::Prefill
   // Answer before that deadline: a transfer to a stalled decode worker then fails its own item
   // (naming that worker) instead of the router failing every item of the batch.
   absl::Time answer_by = absl::InfiniteFuture();
-  if (ctx->deadline() != std::chrono::system_clock::time_point::max()) {
-    const absl::Time deadline = absl::FromChrono(ctx->deadline());
+  if (deadline != absl::InfiniteFuture()) {
     answer_by = deadline - std::min(absl::Milliseconds(200), (deadline - absl::Now()) / 5);
   }
-  const std::vector<PrefillItemOutcome> outcomes =
-      engine_.Run(items, [ctx] { return ctx->IsCancelled(); }, answer_by);
+  const std::vector<PrefillItemOutcome> outcomes = engine_.Run(items, cancelled, answer_by);
   CountTransfers(outcomes);
   for (const PrefillItemOutcome& out : outcomes) {
     v1::PrefillItemResult* r = response->add_results();
@@ -98,7 +109,7 @@ grpc::Status PrefillService::Prefill(grpc::ServerContext* ctx, const v1::Prefill
     if (out.kv_checksum.has_value()) r->set_kv_checksum(*out.kv_checksum);
     r->set_transfer_in_flight(out.transfer_in_flight);
   }
-  return grpc::Status::OK;
+  return out_response;
 }
 
 void PrefillService::CountTransfers(const std::vector<PrefillItemOutcome>& outcomes) {
@@ -156,10 +167,15 @@ grpc::Status PrefillService::SetDestinations(grpc::ServerContext* ctx,
       !auth.ok()) {
     return auth;
   }
+  return service::ToGrpc(PostDestinations(*request));
+}
+
+absl::Status PrefillService::PostDestinations(const v1::PrefillDestinationsRequest& in) {
+  const v1::PrefillDestinationsRequest* request = &in;
   if (request->items_size() > kMaxCancelItems) {
-    return service::ToGrpc(absl::InvalidArgumentError(
-        absl::StrCat("SetDestinations names ", request->items_size(), " items; at most ",
-                     kMaxCancelItems)));
+    return absl::InvalidArgumentError(absl::StrCat("SetDestinations names ",
+                                                   request->items_size(), " items; at most ",
+                                                   kMaxCancelItems));
   }
   // Bounded here, checked against the item (block count, pool, duplicates) when it takes them.
   const int64_t max_blocks = engine_.cache().config().BlocksForTokens(
@@ -168,10 +184,10 @@ grpc::Status PrefillService::SetDestinations(grpc::ServerContext* ctx,
     if (d.request_id().empty() || d.request_id().size() > PrefillEngine::kMaxRequestIdBytes ||
         d.decode_epoch() == 0 || d.decode_blocks().block_ids_size() > max_blocks ||
         d.error().size() > 4096) {
-      return service::ToGrpc(absl::InvalidArgumentError(absl::StrCat(
+      return absl::InvalidArgumentError(absl::StrCat(
           "SetDestinations: an item with an id of ", d.request_id().size(), " bytes, epoch ",
           d.decode_epoch(), ", ", d.decode_blocks().block_ids_size(), " blocks (at most ",
-          max_blocks, ") or an error of ", d.error().size(), " bytes")));
+          max_blocks, ") or an error of ", d.error().size(), " bytes"));
     }
   }
   absl::Status first_refused;  // every item is posted, whatever happens to the others
@@ -192,8 +208,36 @@ grpc::Status PrefillService::SetDestinations(grpc::ServerContext* ctx,
         engine_.PostDestination(d.request_id(), d.decode_epoch(), std::move(destination));
     if (!posted.ok() && first_refused.ok()) first_refused = posted;
   }
-  return service::ToGrpc(first_refused);
+  return first_refused;
 }
+
+std::map<service::FastMethod, service::FastLaneServer::Method> PrefillService::FastMethods() {
+  std::map<service::FastMethod, service::FastLaneServer::Method> m;
+  m[service::FastMethod::kPrefill] = {
+      [this](const std::string& bytes,
+             const service::FastCall& call) -> absl::StatusOr<std::string> {
+        v1::PrefillBatchRequest request;
+        if (!request.ParseFromString(bytes)) {
+          return absl::InvalidArgumentError("fast lane: not a PrefillBatchRequest");
+        }
+        return RunBatch(request, [&call] { return call.cancelled(); }, call.deadline())
+            .SerializeAsString();
+      },
+      false};
+  m[service::FastMethod::kSetDestinations] = {
+      [this](const std::string& bytes, const service::FastCall&) -> absl::StatusOr<std::string> {
+        v1::PrefillDestinationsRequest request;
+        if (!request.ParseFromString(bytes)) {
+          return absl::InvalidArgumentError("fast lane: not a PrefillDestinationsRequest");
+        }
+        absl::Status posted = PostDestinations(request);
+        if (!posted.ok()) return posted;
+        return std::string();
+      },
+      true};
+  return m;
+}
+
 
 grpc::Status PrefillService::AddPeer(grpc::ServerContext* ctx, const v1::AddPeerRequest* request,
                                      v1::AddPeerResponse*) {

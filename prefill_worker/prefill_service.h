@@ -7,6 +7,7 @@
 #include "pdserve.grpc.pb.h"
 #include "prefill_worker/prefill_engine.h"
 #include "service/cluster_auth.h"
+#include "service/fast_lane.h"
 #include "service/worker_metrics.h"
 
 namespace pdserve::prefill {
@@ -43,6 +44,14 @@ class PrefillService final : public v1::PrefillWorker::Service {
                          v1::WorkerStatus* response) override;
 
   v1::WorkerCapacity Capacity() const;
+
+  // The request cores under both front ends (gRPC above, the fast lane below).
+  v1::PrefillBatchResponse RunBatch(const v1::PrefillBatchRequest& request,
+                                    const std::function<bool()>& cancelled, absl::Time deadline);
+  absl::Status PostDestinations(const v1::PrefillDestinationsRequest& request);
+  // Prefill (on a thread of its own) and SetDestinations (on the reader thread) for the fast
+  // lane, whose connection the cluster credential opened.
+  std::map<service::FastMethod, service::FastLaneServer::Method> FastMethods();
 
  private:
   // Each item's KV transfer into options_.metrics.

@@ -67,6 +67,7 @@
 #include "router/work_queue.h"
 #include "router/worker_health.h"
 #include "service/cluster_auth.h"
+#include "service/fast_lane.h"
 
 namespace pdserve::router {
 
@@ -85,6 +86,9 @@ struct RouterOptions {
   // Ask the decode worker for an item's blocks alongside its Prefill call, not before it
   // (run_batch.cc); false: Allocate first (the order before; `--allocate-first`).
   bool allocate_alongside_prefill = true;
+  // Reach same-host workers' fast lanes (service/fast_lane.h) for the calls on the first
+  // token's path; false: gRPC for everything (`--no-fast-lane`).
+  bool fast_lane = true;
   // Attaches the cluster credential to every call to a worker (null: none, as
   // ClusterAuth::Insecure()).
   std::shared_ptr<const service::ClusterAuth> auth;
@@ -139,6 +143,9 @@ class RouterService final : public v1::Router::WithCallbackMethod_Generate<v1::R
     v1::KvPoolDescriptor kv_pool;
     std::unique_ptr<v1::PrefillWorker::Stub> prefill;
     std::unique_ptr<v1::DecodeWorker::Stub> decode;
+    // Same host: Prefill, SetDestinations and Allocate go by the worker's fast lane
+    // (service/fast_lane.h) instead of gRPC; null when it has none or it is not reachable.
+    std::shared_ptr<service::FastLaneClient> fast;
     absl::Time last_heartbeat;  // SteadyNow()
     v1::WorkerCapacity capacity;  // from the last heartbeat
     uint64_t served = 0;
@@ -246,7 +253,7 @@ class RouterService final : public v1::Router::WithCallbackMethod_Generate<v1::R
                         const std::vector<BatchItem*>& items,
                         const std::map<std::string, absl::Status>& failures,
                         const std::set<std::string>& refused, DestinationsCall& call,
-                        grpc::ClientContext* prefill_call) ABSL_LOCKS_EXCLUDED(mu_);
+                        const std::function<void()>& cancel_prefill) ABSL_LOCKS_EXCLUDED(mu_);
   // After the Prefill call: every item goes on to decode, waits again or fails (its blocks
   // released once its writer is fenced).
   void SettleBatch(const PrefillBatchPlan& plan, const std::shared_ptr<Worker>& prefill_worker,

@@ -61,6 +61,20 @@ grpc::Status RouterService::RegisterWorker(grpc::ServerContext*,
                      ->Channel(request->address());
   if (prefill || colocated) worker->prefill = v1::PrefillWorker::NewStub(channel);
   if (!prefill) worker->decode = v1::DecodeWorker::NewStub(channel);
+  // A fast lane is an abstract socket name: found only on this host and in this network
+  // namespace. Anywhere else the connect fails and the worker is reached by gRPC alone.
+  const std::string& lane = request->fast_lane();
+  if (options_.fast_lane && !lane.empty() && lane.size() <= 100 &&
+      std::all_of(lane.begin(), lane.end(), [](char c) { return c > 0x20 && c < 0x7f; })) {
+    absl::StatusOr<std::unique_ptr<service::FastLaneClient>> fast = service::FastLaneClient::Connect(
+        lane, options_.auth ? options_.auth->credential() : std::string());
+    if (fast.ok()) {
+      worker->fast = *std::move(fast);
+      log->info("worker {}: fast lane connected", id);
+    } else {
+      log->info("worker {}: gRPC only ({})", id, fast.status().ToString());
+    }
+  }
   // Wire the transfer peers before the worker becomes schedulable, with no lock held during the
   // AddPeer calls: a peer that does not answer holds up this registration only, not the others
   // nor placement. The worker is announced in joining_ in the same critical section that takes
@@ -207,6 +221,7 @@ bool RouterService::DropWorkerLocked(const std::string& id, const std::string& r
   if (it == workers_.end()) return false;
   std::vector<std::string> affected = scheduler_.RemoveWorker(id);
   for (grpc::ClientContext* ctx : it->second->inflight) ctx->TryCancel();
+  if (it->second->fast) it->second->fast->Shutdown();  // its pending calls fail likewise
   ComponentLogger("router")->warn("worker {} (pid {}) dropped: {}; {} placed requests affected",
                                   id, it->second->pid, reason, affected.size());
   workers_.erase(it);

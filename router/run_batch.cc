@@ -22,6 +22,7 @@
 #include "common/logging.h"
 #include "router/prefill_timeline.h"
 #include "router/router_service.h"
+#include "router/run_batch.h"
 #include "service/grpc_util.h"
 
 namespace pdserve::router {
@@ -29,23 +30,10 @@ namespace pdserve::router {
 using service::FromGrpc;
 using service::SetDeadline;
 
-struct RouterService::BatchItem {
-  std::shared_ptr<Request> request;
-  const Placement* placement;
-  bool allocated = false;
-  uint64_t epoch = 0;  // chosen here (alongside), or the decode worker's (first)
-  int64_t allocated_us = 0;
-  bool open_early = false;        // no checksum claim expected: open the stream early
-  DecodeStream* early = nullptr;  // its decode stream, opened while the prefill runs
-  // The Allocate call.
-  std::unique_ptr<grpc::ClientContext> ctx;
-  v1::AllocateRequest asked;  // lives until the call ends (the callback API reads it then)
-  v1::AllocateResponse blocks;
-  absl::Status allocate = absl::UnavailableError("it left the cluster");
-};
 
 struct RouterService::DestinationsCall {
   bool sent = false;
+  bool tracked = false;  // by gRPC (TrackRpc), not the fast lane
   grpc::ClientContext ctx;
   v1::PrefillDestinationsRequest request;
   v1::PrefillDestinationsResponse response;
@@ -92,20 +80,42 @@ void RouterService::AllocateItems(std::vector<BatchItem>& items, AllocateAnswers
     item.ctx = std::make_unique<grpc::ClientContext>();
     SetDeadline(*item.ctx, options_.rpc_timeout);
     v1::DecodeWorker::Stub* stub = nullptr;
+    std::shared_ptr<service::FastLaneClient> fast;
     {
       absl::MutexLock lock(&mu_);
-      if (auto it = workers_.find(decode); it != workers_.end()) stub = it->second->decode.get();
-    }
-    if (stub == nullptr || !TrackRpc(decode, item.ctx.get())) {
-      item.ctx.reset();  // nothing to untrack
-      if (answers != nullptr) answers->Add(i);
-      continue;
+      if (auto it = workers_.find(decode); it != workers_.end()) {
+        stub = it->second->decode.get();
+        fast = it->second->fast;
+      }
     }
     v1::AllocateRequest& request = item.asked;
     request.set_request_id(item.request->id);
     request.set_prompt_len(static_cast<int32_t>(item.request->prompt.size()));
     request.set_max_tokens(item.request->max_tokens);
     request.set_epoch(item.epoch);
+    if (fast != nullptr && !fast->broken()) {
+      item.ctx.reset();  // the fast lane fails its calls itself when the worker is dropped
+      auto answered = [&item, answers, i](absl::StatusOr<std::string> out) {
+        if (out.ok() && !item.blocks.ParseFromString(*out)) {
+          out = absl::InternalError("fast lane: not an AllocateResponse");
+        }
+        item.allocate = out.status();
+        if (answers != nullptr) answers->Add(i);
+      };
+      if (answers != nullptr) {
+        fast->Start(service::FastMethod::kAllocate, request.SerializeAsString(),
+                    options_.rpc_timeout, answered);
+      } else {
+        answered(fast->Call(service::FastMethod::kAllocate, request.SerializeAsString(),
+                            options_.rpc_timeout));
+      }
+      continue;
+    }
+    if (stub == nullptr || !TrackRpc(decode, item.ctx.get())) {
+      item.ctx.reset();  // nothing to untrack
+      if (answers != nullptr) answers->Add(i);
+      continue;
+    }
     if (answers == nullptr) {
       item.allocate = FromGrpc(stub->Allocate(item.ctx.get(), request, &item.blocks));
       UntrackRpc(decode, item.ctx.get());
@@ -171,7 +181,7 @@ void RouterService::SendDestinations(const std::shared_ptr<Worker>& prefill,
                                      const std::vector<BatchItem*>& items,
                                      const std::map<std::string, absl::Status>& failures,
                                      const std::set<std::string>& refused, DestinationsCall& call,
-                                     grpc::ClientContext* prefill_call) {
+                                     const std::function<void()>& cancel_prefill) {
   v1::PrefillDestinationsRequest& request = call.request;
   for (const BatchItem* item : items) {
     const std::string& id = item->request->id;
@@ -191,16 +201,28 @@ void RouterService::SendDestinations(const std::shared_ptr<Worker>& prefill,
       *d->mutable_decode_blocks() = item->blocks.blocks();
     }
   }
+  if (prefill->fast != nullptr && !prefill->fast->broken()) {
+    call.sent = true;
+    prefill->fast->Start(service::FastMethod::kSetDestinations, request.SerializeAsString(),
+                         options_.rpc_timeout,
+                         [&call, cancel_prefill](absl::StatusOr<std::string> out) {
+                           call.status = out.status();
+                           if (!call.status.ok()) cancel_prefill();
+                           call.done.Notify();
+                         });
+    return;
+  }
   SetDeadline(call.ctx, options_.rpc_timeout);
   if (!TrackRpc(prefill->id, &call.ctx)) {
-    prefill_call->TryCancel();
+    cancel_prefill();
     return;
   }
   call.sent = true;
+  call.tracked = true;
   prefill->prefill->async()->SetDestinations(
-      &call.ctx, &call.request, &call.response, [&call, prefill_call](grpc::Status s) {
+      &call.ctx, &call.request, &call.response, [&call, cancel_prefill](grpc::Status s) {
         call.status = FromGrpc(s);
-        if (!call.status.ok()) prefill_call->TryCancel();
+        if (!call.status.ok()) cancel_prefill();
         call.done.Notify();
       });
 }
@@ -253,14 +275,38 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
   grpc::ClientContext ctx;
   SetDeadline(ctx, options_.prefill_timeout);
   absl::Notification answered;
-  grpc::Status answer;
+  absl::Status answer;
+  // The Prefill call goes by the fast lane when the worker has one; cancelling it (its
+  // destinations could not be sent) ends it either way.
+  std::shared_ptr<service::FastLaneClient> fast =
+      prefill_worker != nullptr ? prefill_worker->fast : nullptr;
+  if (fast != nullptr && fast->broken()) fast = nullptr;
+  std::atomic<uint64_t> fast_id{0};
+  const std::function<void()> cancel_prefill = [&ctx, &fast, &fast_id] {
+    if (fast != nullptr) {
+      fast->Cancel(fast_id.load());
+    } else {
+      ctx.TryCancel();
+    }
+  };
   std::vector<std::unique_ptr<DestinationsCall>> told;  // they refer to `ctx`: declared after it
-  if (batch.items_size() > 0 && prefill_worker != nullptr &&
-      TrackRpc(plan.prefill_worker, &ctx)) {
+  if (batch.items_size() > 0 && fast != nullptr) {
+    prefill_sent = true;
+    fast_id = fast->Start(service::FastMethod::kPrefill, batch.SerializeAsString(),
+                          options_.prefill_timeout,
+                          [&answered, &answer, &response](absl::StatusOr<std::string> out) {
+                            answer = out.status();
+                            if (out.ok() && !response.ParseFromString(*out)) {
+                              answer = absl::InternalError("fast lane: not a PrefillBatchResponse");
+                            }
+                            answered.Notify();
+                          });
+  } else if (batch.items_size() > 0 && prefill_worker != nullptr &&
+             TrackRpc(plan.prefill_worker, &ctx)) {
     prefill_sent = true;
     prefill_worker->prefill->async()->Prefill(&ctx, &batch, &response,
                                               [&answered, &answer](grpc::Status s) {
-                                                answer = std::move(s);
+                                                answer = FromGrpc(s);
                                                 answered.Notify();
                                               });
   }
@@ -283,7 +329,7 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
       // A failed call ends the Prefill call: its items then fail below and are fenced like
       // those of any failed call.
       told.push_back(std::make_unique<DestinationsCall>());
-      SendDestinations(prefill_worker, group, failures, refused, *told.back(), &ctx);
+      SendDestinations(prefill_worker, group, failures, refused, *told.back(), cancel_prefill);
       // Early decode streams (router_service.h) open once the Prefill call and their
       // destinations are on their way, so that their set-up does not delay them.
       for (BatchItem* item : group) {
@@ -299,12 +345,12 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
   }
   if (prefill_sent) {
     answered.WaitForNotification();
-    prefilled = FromGrpc(answer);
-    UntrackRpc(plan.prefill_worker, &ctx);
+    prefilled = answer;
+    if (fast == nullptr) UntrackRpc(plan.prefill_worker, &ctx);
     for (const std::unique_ptr<DestinationsCall>& call : told) {
       if (!call->sent) continue;
       call->done.WaitForNotification();
-      UntrackRpc(plan.prefill_worker, &call->ctx);
+      if (call->tracked) UntrackRpc(plan.prefill_worker, &call->ctx);
       if (!call->status.ok()) {
         log->warn("prefill worker {}: sending decode blocks of batch {} failed: {}",
                   plan.prefill_worker, plan.batch_id, call->status.ToString());
@@ -342,110 +388,5 @@ void RouterService::RunBatch(const PrefillBatchPlan& plan) {
   }
   SettleBatch(plan, prefill_worker, prefill_sent, items, results, failures, refused);
 }
-
-void RouterService::SettleBatch(const PrefillBatchPlan& plan,
-                                const std::shared_ptr<Worker>& prefill_worker, bool prefill_sent,
-                                std::vector<BatchItem>& items,
-                                const std::map<std::string, v1::PrefillItemResult>& results,
-                                std::map<std::string, absl::Status>& failures,
-                                const std::set<std::string>& refused) {
-  // 3. Outcomes. A failed item's decode blocks are released before the request is failed, with
-  // what is known of its writer: an item the prefill worker reported as ended will not write;
-  // for the others (the call failed or timed out) the worker is asked to cancel them first.
-  std::vector<v1::PrefillCancelItem> unsure;
-  for (BatchItem& item : items) {
-    const std::string& id = item.request->id;
-    if (refused.contains(id)) continue;
-    if (!failures.contains(id)) {
-      auto r = results.find(id);
-      if (r == results.end()) {
-        failures[id] = absl::InternalError(absl::StrCat(
-            "request ", id, ": prefill worker ", plan.prefill_worker, " returned no result"));
-      } else if (!r->second.ok()) {
-        failures[id] = absl::Status(static_cast<absl::StatusCode>(r->second.error_code()),
-                                    r->second.error());
-      }
-    }
-    auto r = results.find(id);
-    if (item.allocated && failures.contains(id) &&
-        (r == results.end() || r->second.transfer_in_flight())) {
-      v1::PrefillCancelItem* cancel = &unsure.emplace_back();
-      cancel->set_request_id(id);
-      cancel->set_decode_epoch(item.epoch);
-    }
-  }
-  // The items that succeeded go on to decode first: they must not wait for the fence of the
-  // failed ones (a Cancel that a stalled worker answers late).
-  for (BatchItem& item : items) {
-    const std::string& id = item.request->id;
-    if (refused.contains(id) || failures.contains(id)) continue;
-    const v1::PrefillItemResult& r = results.at(id);
-    absl::ReleasableMutexLock lock(&mu_);
-    v1::RequestTimeline& t = item.request->timeline;
-    t.set_allocated_us(item.allocated_us);
-    RecordPrefillResult(r, t);
-    if (r.transfer_backend().empty()) {
-      if (auto w = workers_.find(item.placement->decode_worker); w != workers_.end()) {
-        t.set_transfer_backend(w->second->kv_pool.transfer_backend());
-      }
-    }
-    item.request->decode_epoch = item.epoch;
-    // A claim for a stream opened early is dropped: the decode worker reads the KV itself.
-    if (r.has_kv_checksum()) item.request->kv_checksum = r.kv_checksum();
-    item.request->phase = Phase::kReady;
-    if (item.early == nullptr) {
-      SettledLocked(item.request);
-      continue;
-    }
-    lock.Release();
-    SettleEarlyStream(std::exchange(item.early, nullptr), true);
-  }
-  // Failed items' early streams end now, before their blocks are released (below): the decode
-  // worker stops waiting for KV that may never come.
-  for (BatchItem& item : items) {
-    if (item.early != nullptr) CancelEarlyStream(item.early);
-  }
-  const std::set<std::string> fenced =
-      prefill_sent ? FenceOnPrefill(prefill_worker, unsure) : std::set<std::string>();
-  for (BatchItem& item : items) {
-    const std::string& id = item.request->id;
-    if (refused.contains(id)) {
-      absl::MutexLock lock(&mu_);
-      RequeueRefusedLocked(item.request, item.placement->decode_worker);
-      continue;
-    }
-    if (auto f = failures.find(id); f != failures.end()) {
-      if (item.allocated) {
-        KvRelease release{.epoch = item.epoch};
-        // Never sent (the worker was gone before the call), or fenced by the worker's answer.
-        const bool unsure_item =
-            std::any_of(unsure.begin(), unsure.end(),
-                        [&id](const v1::PrefillCancelItem& c) { return c.request_id() == id; });
-        release.writer_fenced = !prefill_sent || !unsure_item || fenced.contains(id);
-        if (prefill_worker != nullptr) {
-          release.writer = prefill_worker->id;
-          release.writer_pid = prefill_worker->pid;
-          release.writer_address = prefill_worker->address;
-        }
-        ReleaseOnDecode(item.placement->decode_worker, id, release);
-      }
-      absl::ReleasableMutexLock lock(&mu_);
-      scheduler_.DecodeDone(id);
-      item.request->status = f->second;
-      item.request->phase = Phase::kFailed;
-      if (item.early == nullptr) {
-        SettledLocked(item.request);
-        continue;
-      }
-      lock.Release();
-      // The stream's end fails the request (DecodeStream::End), as SettledLocked would.
-      SettleEarlyStream(std::exchange(item.early, nullptr), false);
-    }
-  }
-  absl::MutexLock lock(&mu_);
-  scheduler_.PrefillDone(plan.batch_id);
-  KickLocked();
-}
-
 
 }  // namespace pdserve::router

@@ -61,7 +61,7 @@ run_tests build-asan -j "${PDSERVE_TEST_JOBS:-2}" -L fuzz
 echo "analysis: TSan build"
 configure build-tsan -DPDSERVE_SANITIZE=thread
 cmake --build build-tsan -j "$jobs" --target transfer_test transfer_test_peer \
-  prefill_worker_test decode_worker_test router_test http_api_test loadgen_test \
+  prefill_worker_test decode_worker_test router_test http_api_test loadgen_test service_test \
   loadgen_openai_test metrics_test
 # The openai-package test needs the pdserve binary, which this build does not make.
 run_tests build-tsan -j "${PDSERVE_TEST_JOBS:-2}" -E "_NOT_BUILT|OpenAiPythonSdkTest"

@@ -1,0 +1,268 @@
+#include "service/fast_lane.h"
+
+#include <sys/eventfd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "common/clock.h"
+#include "common/logging.h"
+#include "service/fast_lane_frames.h"
+
+namespace pdserve::service {
+using namespace fast_lane_internal;  // NOLINT: this file is the wire format's other half
+
+struct FastLaneServer::Connection {
+  explicit Connection(int fd) : fd(fd) {}
+  ~Connection() { ::close(fd); }
+  const int fd;
+  std::mutex write_mu;
+  absl::Mutex mu;
+  std::map<uint64_t, std::shared_ptr<FastCall>> calls ABSL_GUARDED_BY(mu);
+  bool Respond(uint64_t id, const absl::StatusOr<std::string>& out) {
+    Header h{};
+    h.kind = kResponse;
+    h.id = id;
+    h.code = static_cast<uint32_t>(out.status().code());
+    std::lock_guard<std::mutex> lock(write_mu);
+    return WriteFrame(fd, h, out.ok() ? *out : std::string(out.status().message()));
+  }
+  void CancelAll() {
+    absl::MutexLock lock(&mu);
+    for (auto& [id, call] : calls) call->cancelled_ = true;
+  }
+};
+
+absl::StatusOr<std::unique_ptr<FastLaneServer>> FastLaneServer::Start(
+    std::map<FastMethod, Method> methods, std::string credential) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::InternalError(absl::StrCat("fast lane socket: ", std::strerror(errno)));
+  std::random_device rd;
+  const std::string address =
+      absl::StrCat("pdserve-fast-", getpid(), "-", (uint64_t{rd()} << 32) | rd());
+  socklen_t len = 0;
+  sockaddr_un addr = AbstractAddress(address, &len);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || ::listen(fd, 64) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return absl::InternalError(absl::StrCat("fast lane bind/listen: ", std::strerror(err)));
+  }
+  const int wake = ::eventfd(0, EFD_CLOEXEC);
+  if (wake < 0) {
+    ::close(fd);
+    return absl::InternalError("fast lane eventfd");
+  }
+  return std::unique_ptr<FastLaneServer>(
+      new FastLaneServer(std::move(methods), std::move(credential), address, fd, wake));
+}
+
+FastLaneServer::FastLaneServer(std::map<FastMethod, Method> methods, std::string credential,
+                               std::string address, int listen_fd, int wake_fd)
+    : methods_(std::move(methods)),
+      credential_(std::move(credential)),
+      address_(std::move(address)),
+      listen_fd_(listen_fd),
+      wake_fd_(wake_fd) {
+  acceptor_ = std::thread([this] { AcceptLoop(); });
+}
+
+FastLaneServer::~FastLaneServer() {
+  stopping_ = true;
+  const uint64_t one = 1;
+  (void)::write(wake_fd_, &one, sizeof(one));
+  acceptor_.join();
+  {
+    absl::MutexLock lock(&pool_mu_);
+    pool_stop_ = true;  // pool threads end once the queue is empty
+  }
+  std::vector<Spawned> threads;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const std::shared_ptr<Connection>& c : connections_) {
+      c->CancelAll();
+      ::shutdown(c->fd, SHUT_RDWR);  // ends its reader's recv
+    }
+    threads.swap(threads_);
+  }
+  for (Spawned& t : threads) t.thread.join();
+  ::close(listen_fd_);
+  ::close(wake_fd_);
+}
+
+void FastLaneServer::AcceptLoop() {
+  auto log = ComponentLogger("fast-lane");
+  while (!stopping_) {
+    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) return;
+    if (stopping_) return;
+    if ((fds[0].revents & POLLIN) == 0) continue;
+    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    // Only this user's processes: the abstract namespace has no file permissions.
+    ucred peer{};
+    socklen_t len = sizeof(peer);
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 || peer.uid != ::geteuid()) {
+      log->warn("fast lane: refused a connection from uid {} (pid {})", peer.uid, peer.pid);
+      refused_++;
+      ::close(fd);
+      continue;
+    }
+    absl::MutexLock lock(&mu_);
+    // Connections whose reader ended are dropped here (their reader thread stays to be joined).
+    std::erase_if(connections_, [](const std::shared_ptr<Connection>& c) { return c.use_count() == 1; });
+    if (connections_.size() >= static_cast<size_t>(kMaxConnections)) {
+      log->warn("fast lane: refused a connection: {} open already", kMaxConnections);
+      refused_++;
+      ::close(fd);
+      continue;
+    }
+    auto connection = std::make_shared<Connection>(fd);
+    connections_.push_back(connection);
+    SpawnLocked([this, connection] { Serve(connection); });
+  }
+}
+
+void FastLaneServer::SpawnLocked(std::function<void()> body) {
+  for (auto it = threads_.begin(); it != threads_.end();) {
+    if (!it->ended->load()) {
+      ++it;
+      continue;
+    }
+    it->thread.join();
+    it = threads_.erase(it);
+  }
+  auto ended = std::make_shared<std::atomic<bool>>(false);
+  threads_.push_back(Spawned{std::thread([body = std::move(body), ended] {
+                               body();
+                               *ended = true;
+                             }),
+                             ended});
+}
+
+void FastLaneServer::Serve(std::shared_ptr<Connection> c) {
+  auto log = ComponentLogger("fast-lane");
+  Header h{};
+  std::string payload;
+  SetReceiveTimeout(c->fd, kHelloTimeoutMs);
+  if (!ReadFrame(c->fd, kMaxHello, &h, &payload) || h.kind != kHello ||
+      !SameCredential(payload, credential_)) {
+    log->warn("fast lane: closed a connection without the cluster credential in its hello");
+    refused_++;
+    ::shutdown(c->fd, SHUT_RDWR);  // now, not when the last reference goes
+    return;
+  }
+  SetReceiveTimeout(c->fd, 0);
+  Header ok{};
+  ok.kind = kHelloOk;
+  {
+    std::lock_guard<std::mutex> lock(c->write_mu);
+    if (!WriteFrame(c->fd, ok, {})) return;
+  }
+  ReadLoop(c);
+}
+
+void FastLaneServer::ReadLoop(const std::shared_ptr<Connection>& c) {
+  Header h{};
+  std::string payload;
+  while (!stopping_ && ReadFrame(c->fd, kMaxPayload, &h, &payload)) {
+    if (h.kind == kCancel) {
+      absl::MutexLock lock(&c->mu);
+      if (auto it = c->calls.find(h.id); it != c->calls.end()) it->second->cancelled_ = true;
+      continue;
+    }
+    if (h.kind != kRequest) break;  // nothing else is sent to a server
+    auto method = methods_.find(static_cast<FastMethod>(h.method));
+    if (method == methods_.end()) {
+      (void)c->Respond(h.id, absl::UnimplementedError(absl::StrCat("fast lane method ", h.method)));
+      continue;
+    }
+    auto call = std::make_shared<FastCall>();
+    if (h.timeout_us > 0) {
+      call->deadline_ = absl::Now() + std::min(absl::Microseconds(h.timeout_us), kMaxTimeout);
+    }
+    {
+      absl::MutexLock lock(&c->mu);
+      if (!c->calls.emplace(h.id, call).second) break;  // an id in use: a confused client
+    }
+    if (method->second.on_reader_thread) {
+      RunCall(c, method->second, h.id, std::move(payload), call);
+      continue;
+    }
+    // A long call runs right here, and a pool thread takes over reading the connection: its
+    // wake-up overlaps the call instead of delaying it (the call's first microseconds are the
+    // first token's).
+    if (!stopping_ && SubmitCall([this, c] { ReadLoop(c); })) {
+      RunCall(c, method->second, h.id, std::move(payload), call);
+      return;
+    }
+    {
+      absl::MutexLock lock(&c->mu);
+      c->calls.erase(h.id);
+    }
+    (void)c->Respond(h.id, absl::ResourceExhaustedError("fast lane: too many calls at once"));
+  }
+  c->CancelAll();  // the connection is gone: running handlers stop
+  ::shutdown(c->fd, SHUT_RDWR);
+}
+
+bool FastLaneServer::SubmitCall(std::function<void()> task) {
+  absl::MutexLock lock(&pool_mu_);
+  if (pool_stop_) return false;
+  if (idle_ <= static_cast<int>(tasks_.size())) {
+    if (pool_size_ >= kMaxCallThreads) return false;
+    pool_size_++;
+    absl::MutexLock threads(&mu_);
+    SpawnLocked([this] { PoolLoop(); });
+  }
+  tasks_.push_back(std::move(task));
+  return true;
+}
+
+void FastLaneServer::PoolLoop() {
+  while (true) {
+    std::function<void()> task;
+    {
+      absl::MutexLock lock(&pool_mu_);
+      idle_++;
+      auto work = [this]() ABSL_SHARED_LOCKS_REQUIRED(pool_mu_) {
+        return pool_stop_ || !tasks_.empty();
+      };
+      pool_mu_.Await(absl::Condition(&work));
+      idle_--;
+      if (tasks_.empty()) return;  // stopping, nothing left
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
+    }
+    task();
+  }
+}
+
+void FastLaneServer::RunCall(const std::shared_ptr<Connection>& c, const Method& method,
+                             uint64_t id, std::string request, std::shared_ptr<FastCall> call) {
+  absl::StatusOr<std::string> out = method.handler(request, *call);
+  {
+    absl::MutexLock lock(&c->mu);
+    c->calls.erase(id);
+  }
+  (void)c->Respond(id, out);
+}
+
+std::unique_ptr<FastLaneServer> StartWorkerFastLane(
+    std::map<FastMethod, FastLaneServer::Method> methods, const std::string& credential,
+    std::string* registration_field) {
+  absl::StatusOr<std::unique_ptr<FastLaneServer>> server =
+      FastLaneServer::Start(std::move(methods), credential);
+  if (!server.ok()) {
+    ComponentLogger("fast-lane")->warn("no fast lane ({}); the router will use gRPC only",
+                                       server.status().ToString());
+    return nullptr;
+  }
+  *registration_field = (*server)->address();
+  return *std::move(server);
+}
+
+}  // namespace pdserve::service

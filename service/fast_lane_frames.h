@@ -1,0 +1,109 @@
+#pragma once
+
+// The fast lane's wire format and socket helpers (service/fast_lane.h), shared by its server
+// and client. Internal to service/.
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+
+namespace pdserve::service::fast_lane_internal {
+
+enum Kind : uint32_t { kHello = 1, kHelloOk = 2, kRequest = 3, kCancel = 4, kResponse = 5 };
+
+// Native byte order: both ends are on one host.
+struct Header {
+  uint32_t length;  // payload bytes
+  uint32_t kind;
+  uint32_t method;  // requests
+  uint32_t code;    // responses: absl::StatusCode
+  uint64_t id;
+  int64_t timeout_us;  // requests
+};
+static_assert(sizeof(Header) == 32);
+
+inline constexpr size_t kMaxHello = 4096;
+inline constexpr int kHelloTimeoutMs = 2000;
+inline constexpr absl::Duration kMaxTimeout = absl::Hours(1);
+inline constexpr int kTickMs = 20;  // how often the client looks at its deadlines
+
+inline sockaddr_un AbstractAddress(const std::string& name, socklen_t* len) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const size_t n = std::min(name.size(), sizeof(addr.sun_path) - 1);
+  std::memcpy(addr.sun_path + 1, name.data(), n);  // sun_path[0] = 0: abstract
+  *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + n);
+  return addr;
+}
+
+inline bool WriteAll(int fd, const void* data, size_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+inline bool ReadAll(int fd, void* data, size_t n) {
+  char* p = static_cast<char*>(data);
+  while (n > 0) {
+    const ssize_t r = ::recv(fd, p, n, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+// One frame: header and payload in one send (a frame is never interleaved with another).
+inline bool WriteFrame(int fd, Header h, const std::string& payload) {
+  h.length = static_cast<uint32_t>(payload.size());
+  std::string frame(sizeof(h) + payload.size(), '\0');
+  std::memcpy(frame.data(), &h, sizeof(h));
+  std::memcpy(frame.data() + sizeof(h), payload.data(), payload.size());
+  return WriteAll(fd, frame.data(), frame.size());
+}
+
+// A frame whose payload fits `max`; false (the connection is to be closed) otherwise.
+inline bool ReadFrame(int fd, size_t max, Header* h, std::string* payload) {
+  if (!ReadAll(fd, h, sizeof(*h)) || h->length > max) return false;
+  payload->resize(h->length);
+  return h->length == 0 || ReadAll(fd, payload->data(), h->length);
+}
+
+inline void SetReceiveTimeout(int fd, int ms) {
+  timeval tv{.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+  (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+inline bool SameCredential(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;  // constant time: no early exit on the first difference
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+inline absl::StatusCode CodeOf(uint32_t code) {
+  return code <= static_cast<uint32_t>(absl::StatusCode::kUnauthenticated)
+             ? static_cast<absl::StatusCode>(code)
+             : absl::StatusCode::kUnknown;
+}
+
+
+}  // namespace pdserve::service::fast_lane_internal
