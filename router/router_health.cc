@@ -76,6 +76,7 @@ void RouterService::AddHealthLocked(const Worker& worker, v1::WorkerStatus& out)
   out.set_draining(worker.draining);
   out.set_quarantined(h.quarantined);
   out.set_consecutive_failures(static_cast<uint32_t>(h.consecutive_failures));
+  out.set_fast_lane(worker.fast != nullptr && !worker.fast->broken());
 }
 
 absl::Status RouterService::FailStalled(const std::shared_ptr<Request>& request, int received) {

@@ -69,6 +69,33 @@ TEST_P(ServingTest, RequestsWaitForBlocksInSmallPoolsAndAllEqualReference) {
 INSTANTIATE_TEST_SUITE_P(Backends, ServingTest, ::testing::Values("local", "ucx"),
                          [](const auto& info) { return info.param; });
 
+// Same-host workers are reached by their fast lane (service/fast_lane.h) unless the router is
+// told not to; the tokens are the model's either way.
+TEST(FastLaneE2eTest, SameHostWorkersAreReachedByTheFastLaneUnlessTurnedOff) {
+  for (bool off : {false, true}) {
+    SCOPED_TRACE(off ? "--no-fast-lane" : "fast lane");
+    cluster::ClusterOptions options = Options("local", 1, 1);
+    if (off) options.router_args.push_back("--no-fast-lane");
+    auto cluster = Start(options);
+    ASSERT_NE(cluster, nullptr);
+    Client client(cluster->endpoint());
+    absl::StatusOr<v1::ClusterStatus> status = client.Status();
+    ASSERT_TRUE(status.ok()) << status.status();
+    ASSERT_EQ(status->workers_size(), 2);
+    for (const v1::WorkerStatus& w : status->workers()) {
+      EXPECT_EQ(w.fast_lane(), !off) << w.worker_id();
+    }
+    auto prompt_len = [](int i) { return 1 + 53 * i % 200; };
+    auto max_tokens = [](int i) { return 1 + 7 * i % 20; };
+    std::vector<Outcome> out = RunConcurrently(client, 8, prompt_len, max_tokens);
+    for (int i = 0; i < 8; ++i) {
+      ASSERT_TRUE(out[i].status.ok()) << "c" << i << ": " << out[i].status.error_message();
+      EXPECT_EQ(out[i].tokens, Expected(prompt_len(i), max_tokens(i), 100 + i)) << "c" << i;
+    }
+    ExpectAllBlocksFree(client);
+  }
+}
+
 TEST(ContinuousBatchingTest, ShortRequestSubmittedAfterLongOneFinishesFirst) {
   cluster::ClusterOptions options = Options("local", 1, 1);
   options.decode_args.insert(options.decode_args.end(), {"--min-step-us", "2000"});  // a long request decodes for seconds
