@@ -120,19 +120,12 @@ absl::StatusOr<v1::AllocateResponse> DecodeService::Allocate(
 std::map<service::FastMethod, service::FastLaneServer::Method> DecodeService::FastMethods() {
   std::map<service::FastMethod, service::FastLaneServer::Method> m;
   // Short and non-blocking: on the connection's reader thread, no hand-off.
-  m[service::FastMethod::kAllocate] = {
-      [this](const std::string& bytes,
-             const service::FastCall& call) -> absl::StatusOr<std::string> {
-        v1::AllocateRequest request;
-        if (!request.ParseFromString(bytes)) {
-          return absl::InvalidArgumentError("fast lane: not an AllocateRequest");
-        }
-        absl::StatusOr<v1::AllocateResponse> out =
-            Allocate(request, [&call] { return call.cancelled(); });
-        if (!out.ok()) return out.status();
-        return out->SerializeAsString();
-      },
-      true};
+  m[service::FastMethod::kAllocate] =
+      service::ProtoMethod<v1::AllocateRequest, v1::AllocateResponse>(
+          "AllocateRequest", /*on_reader_thread=*/true,
+          [this](const v1::AllocateRequest& request, const service::FastCall& call) {
+            return Allocate(request, [&call] { return call.cancelled(); });
+          });
   return m;
 }
 

@@ -213,28 +213,22 @@ absl::Status PrefillService::PostDestinations(const v1::PrefillDestinationsReque
 
 std::map<service::FastMethod, service::FastLaneServer::Method> PrefillService::FastMethods() {
   std::map<service::FastMethod, service::FastLaneServer::Method> m;
-  m[service::FastMethod::kPrefill] = {
-      [this](const std::string& bytes,
-             const service::FastCall& call) -> absl::StatusOr<std::string> {
-        v1::PrefillBatchRequest request;
-        if (!request.ParseFromString(bytes)) {
-          return absl::InvalidArgumentError("fast lane: not a PrefillBatchRequest");
-        }
-        return RunBatch(request, [&call] { return call.cancelled(); }, call.deadline())
-            .SerializeAsString();
-      },
-      false};
-  m[service::FastMethod::kSetDestinations] = {
-      [this](const std::string& bytes, const service::FastCall&) -> absl::StatusOr<std::string> {
-        v1::PrefillDestinationsRequest request;
-        if (!request.ParseFromString(bytes)) {
-          return absl::InvalidArgumentError("fast lane: not a PrefillDestinationsRequest");
-        }
-        absl::Status posted = PostDestinations(request);
-        if (!posted.ok()) return posted;
-        return std::string();
-      },
-      true};
+  m[service::FastMethod::kPrefill] =
+      service::ProtoMethod<v1::PrefillBatchRequest, v1::PrefillBatchResponse>(
+          "PrefillBatchRequest", /*on_reader_thread=*/false,
+          [this](const v1::PrefillBatchRequest& request, const service::FastCall& call)
+              -> absl::StatusOr<v1::PrefillBatchResponse> {
+            return RunBatch(request, [&call] { return call.cancelled(); }, call.deadline());
+          });
+  m[service::FastMethod::kSetDestinations] =
+      service::ProtoMethod<v1::PrefillDestinationsRequest, v1::PrefillDestinationsResponse>(
+          "PrefillDestinationsRequest", /*on_reader_thread=*/true,
+          [this](const v1::PrefillDestinationsRequest& request, const service::FastCall&)
+              -> absl::StatusOr<v1::PrefillDestinationsResponse> {
+            absl::Status posted = PostDestinations(request);
+            if (!posted.ok()) return posted;
+            return v1::PrefillDestinationsResponse();
+          });
   return m;
 }
 

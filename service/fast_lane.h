@@ -38,6 +38,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
@@ -166,6 +167,26 @@ class FastLaneClient {
   std::map<uint64_t, Pending> pending_ ABSL_GUARDED_BY(mu_);
   std::thread reader_;
 };
+
+// A method whose request and response are protobuf messages: parses the request (InvalidArgument
+// when it is not one, naming `what`) and serializes the handler's answer. The adapter every
+// worker's fast-lane methods share.
+template <class Request, class Response>
+FastLaneServer::Method ProtoMethod(
+    const char* what, bool on_reader_thread,
+    std::function<absl::StatusOr<Response>(const Request&, const FastCall&)> handler) {
+  return {[what, handler = std::move(handler)](
+              const std::string& bytes, const FastCall& call) -> absl::StatusOr<std::string> {
+            Request request;
+            if (!request.ParseFromString(bytes)) {
+              return absl::InvalidArgumentError(absl::StrCat("fast lane: not a ", what));
+            }
+            absl::StatusOr<Response> out = handler(request, call);
+            if (!out.ok()) return out.status();
+            return out->SerializeAsString();
+          },
+          on_reader_thread};
+}
 
 // A worker's fast lane for `methods`, or null (logged) when none can be opened: the router then
 // uses gRPC. Its address goes into `registration`.
