@@ -38,7 +38,7 @@ struct FastLaneServer::Connection {
 };
 
 absl::StatusOr<std::unique_ptr<FastLaneServer>> FastLaneServer::Start(
-    std::map<FastMethod, Method> methods, std::string credential) {
+    std::map<FastMethod, Method> methods, std::string credential, absl::Duration frame_timeout) {
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return absl::InternalError(absl::StrCat("fast lane socket: ", std::strerror(errno)));
   std::random_device rd;
@@ -57,16 +57,19 @@ absl::StatusOr<std::unique_ptr<FastLaneServer>> FastLaneServer::Start(
     return absl::InternalError("fast lane eventfd");
   }
   return std::unique_ptr<FastLaneServer>(
-      new FastLaneServer(std::move(methods), std::move(credential), address, fd, wake));
+      new FastLaneServer(std::move(methods), std::move(credential), address, fd, wake,
+                         frame_timeout));
 }
 
 FastLaneServer::FastLaneServer(std::map<FastMethod, Method> methods, std::string credential,
-                               std::string address, int listen_fd, int wake_fd)
+                               std::string address, int listen_fd, int wake_fd,
+                               absl::Duration frame_timeout)
     : methods_(std::move(methods)),
       credential_(std::move(credential)),
       address_(std::move(address)),
       listen_fd_(listen_fd),
-      wake_fd_(wake_fd) {
+      wake_fd_(wake_fd),
+      frame_timeout_(std::max<int64_t>(1, absl::ToInt64Milliseconds(frame_timeout))) {
   acceptor_ = std::thread([this] { AcceptLoop(); });
 }
 
@@ -168,7 +171,9 @@ void FastLaneServer::Serve(std::shared_ptr<Connection> c) {
 void FastLaneServer::ReadLoop(const std::shared_ptr<Connection>& c) {
   Header h{};
   std::string payload;
-  while (!stopping_ && ReadFrame(c->fd, kMaxPayload, &h, &payload)) {
+  bool stalled = false;
+  while (!stopping_ &&
+         ReadFrameWithin(c->fd, kMaxPayload, frame_timeout_, &h, &payload, &stalled)) {
     if (h.kind == kCancel) {
       absl::MutexLock lock(&c->mu);
       if (auto it = c->calls.find(h.id); it != c->calls.end()) it->second->cancelled_ = true;
@@ -204,6 +209,12 @@ void FastLaneServer::ReadLoop(const std::shared_ptr<Connection>& c) {
       c->calls.erase(h.id);
     }
     (void)c->Respond(h.id, absl::ResourceExhaustedError("fast lane: too many calls at once"));
+  }
+  if (stalled) {
+    stalled_++;
+    ComponentLogger("fast-lane")->warn(
+        "fast lane: closed a connection whose frame stopped half-way for {} ms",
+        frame_timeout_.count());
   }
   c->CancelAll();  // the connection is gone: running handlers stop
   ::shutdown(c->fd, SHUT_RDWR);

@@ -26,8 +26,9 @@
 // Thread safety: every method may be called from any thread.
 
 #include <atomic>
-#include <deque>
+#include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -71,9 +72,11 @@ class FastLaneServer {
   };
 
   // Listens on a fresh abstract name; `credential` (empty: none, as --insecure-no-auth) must
-  // open every connection.
+  // open every connection. A frame, once begun, must arrive whole within `frame_timeout` or the
+  // connection is closed (an idle connection may wait between frames as long as it likes).
   static absl::StatusOr<std::unique_ptr<FastLaneServer>> Start(
-      std::map<FastMethod, Method> methods, std::string credential);
+      std::map<FastMethod, Method> methods, std::string credential,
+      absl::Duration frame_timeout = absl::Seconds(5));
   ~FastLaneServer();  // cancels every call, closes every connection, joins every thread
   FastLaneServer(const FastLaneServer&) = delete;
   FastLaneServer& operator=(const FastLaneServer&) = delete;
@@ -81,11 +84,13 @@ class FastLaneServer {
   // The abstract name (without its leading NUL), for RegisterWorkerRequest.fast_lane.
   const std::string& address() const { return address_; }
   uint64_t refused_connections() const { return refused_.load(); }
+  // Connections closed because a frame stopped half-way (frame_timeout).
+  uint64_t stalled_connections() const { return stalled_.load(); }
 
  private:
   struct Connection;
   FastLaneServer(std::map<FastMethod, Method> methods, std::string credential,
-                 std::string address, int listen_fd, int wake_fd);
+                 std::string address, int listen_fd, int wake_fd, absl::Duration frame_timeout);
   void AcceptLoop();
   void Serve(std::shared_ptr<Connection> connection);  // the hello, then ReadLoop
   // Reads the connection's frames until it ends, or until a long call: that one runs on this
@@ -101,6 +106,8 @@ class FastLaneServer {
   const int wake_fd_;  // eventfd: the destructor wakes the accept loop
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> refused_{0};
+  std::atomic<uint64_t> stalled_{0};
+  const std::chrono::milliseconds frame_timeout_;
   absl::Mutex mu_;
   std::vector<std::shared_ptr<Connection>> connections_ ABSL_GUARDED_BY(mu_);
   struct Spawned {

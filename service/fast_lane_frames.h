@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -85,6 +86,51 @@ inline bool ReadFrame(int fd, size_t max, Header* h, std::string* payload) {
   if (!ReadAll(fd, h, sizeof(*h)) || h->length > max) return false;
   payload->resize(h->length);
   return h->length == 0 || ReadAll(fd, payload->data(), h->length);
+}
+
+// The rest of n bytes whose first part has come: each wait for more ends at `deadline`
+// (*timed_out then says so).
+inline bool ReadRestBy(int fd, char* p, size_t n, std::chrono::steady_clock::time_point deadline,
+                       bool* timed_out) {
+  while (n > 0) {
+    const ssize_t r = ::recv(fd, p, n, MSG_DONTWAIT);
+    if (r > 0) {
+      p += r;
+      n -= static_cast<size_t>(r);
+      continue;
+    }
+    if (r == 0) return false;
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd pfd{fd, POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&pfd, 1, static_cast<int>(left.count())) == 0) {
+      *timed_out = true;
+      return false;
+    }
+  }
+  return true;
+}
+
+// ReadFrame for a server's idle connection: the first bytes of a frame may take as long as they
+// like (a connection waits between calls), the rest of the frame must come within `rest`. A
+// peer that stops mid-frame, on purpose or not, would otherwise hold this reader thread forever.
+inline bool ReadFrameWithin(int fd, size_t max, std::chrono::milliseconds rest, Header* h,
+                            std::string* payload, bool* timed_out) {
+  char* p = reinterpret_cast<char*>(h);
+  ssize_t r;
+  do {
+    r = ::recv(fd, p, sizeof(*h), 0);
+  } while (r < 0 && errno == EINTR);
+  if (r <= 0) return false;
+  const auto deadline = std::chrono::steady_clock::now() + rest;
+  if (!ReadRestBy(fd, p + r, sizeof(*h) - static_cast<size_t>(r), deadline, timed_out) ||
+      h->length > max) {
+    return false;
+  }
+  payload->resize(h->length);
+  return h->length == 0 || ReadRestBy(fd, payload->data(), h->length, deadline, timed_out);
 }
 
 inline void SetReceiveTimeout(int fd, int ms) {

@@ -1,10 +1,13 @@
 #include "service/fast_lane.h"
 
+#include <sys/socket.h>
+
 #include <thread>
 
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "service/fast_lane_frames.h"
 
 namespace pdserve::service {
 namespace {
@@ -118,6 +121,49 @@ TEST(FastLaneTest, AServerThatStopsFailsPendingCallsAndRefusesNewOnes) {
   EXPECT_TRUE((*client)->broken());
   EXPECT_EQ((*client)->Call(FastMethod::kSetDestinations, "x", absl::Seconds(1)).status().code(),
             absl::StatusCode::kUnavailable);
+}
+
+// An authenticated peer that begins a frame and stops (a hung or hostile process of the same
+// user) loses its connection after the frame timeout instead of holding a reader thread; a
+// connection that merely waits between frames keeps going.
+TEST(FastLaneTest, AFrameThatStopsHalfWayClosesItsConnection) {
+  namespace fl = fast_lane_internal;
+  auto server = FastLaneServer::Start(Methods(nullptr), "s", absl::Milliseconds(200));
+  ASSERT_TRUE(server.ok());
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  socklen_t len = 0;
+  sockaddr_un addr = fl::AbstractAddress((*server)->address(), &len);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), len), 0);
+  fl::SetReceiveTimeout(fd, 5000);
+  fl::Header h{};
+  h.kind = fl::kHello;
+  ASSERT_TRUE(fl::WriteFrame(fd, h, "s"));
+  std::string payload;
+  ASSERT_TRUE(fl::ReadFrame(fd, fl::kMaxHello, &h, &payload));
+  ASSERT_EQ(h.kind, fl::kHelloOk);
+
+  absl::SleepFor(absl::Milliseconds(500));  // idle for longer than the frame timeout: fine
+  fl::Header req{};
+  req.kind = fl::kRequest;
+  req.method = static_cast<uint32_t>(FastMethod::kSetDestinations);
+  req.id = 7;
+  ASSERT_TRUE(fl::WriteFrame(fd, req, "x"));
+  ASSERT_TRUE(fl::ReadFrame(fd, FastLaneServer::kMaxPayload, &h, &payload));
+  EXPECT_EQ(h.id, 7u);
+  EXPECT_EQ(payload, "echo:x");
+  EXPECT_EQ((*server)->stalled_connections(), 0u);
+
+  // Half a header, then nothing: the server closes the connection.
+  req.id = 8;
+  req.length = 1;
+  ASSERT_TRUE(fl::WriteAll(fd, &req, sizeof(req) / 2));
+  const absl::Time start = absl::Now();
+  char byte;
+  EXPECT_EQ(::recv(fd, &byte, 1, 0), 0);  // end of stream, not the 5 s receive timeout
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  EXPECT_EQ((*server)->stalled_connections(), 1u);
+  ::close(fd);
 }
 
 }  // namespace
