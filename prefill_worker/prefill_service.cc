@@ -6,6 +6,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/wire_status.h"
 #include "service/grpc_util.h"
 
 namespace pdserve::prefill {
@@ -197,11 +198,8 @@ absl::Status PrefillService::PostDestinations(const v1::PrefillDestinationsReque
                              d.decode_blocks().block_ids().end());
     if (!d.error().empty()) {
       // A code from another process: only a failing one that absl knows is taken as given.
-      const int code = d.error_code();
-      const bool known = code > 0 && code <= static_cast<int>(absl::StatusCode::kUnauthenticated);
       // Escaped: it ends up in this worker's log and in the item's error.
-      destination = absl::Status(known ? static_cast<absl::StatusCode>(code)
-                                       : absl::StatusCode::kAborted,
+      destination = absl::Status(FailureCodeFromWire(d.error_code(), absl::StatusCode::kAborted),
                                  absl::StrCat("the router says: ", absl::CEscape(d.error())));
     }
     absl::Status posted =

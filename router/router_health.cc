@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/wire_status.h"
 #include "router/router_service.h"
 #include "service/grpc_util.h"
 #include "common/clock.h"
@@ -99,8 +100,8 @@ std::optional<absl::Status> RouterService::PrefillVerdict(
   // Cancelled) say nothing about this worker.
   std::optional<absl::Status> verdict;
   for (const v1::PrefillItemResult& r : response.results()) {
-    const auto code = static_cast<absl::StatusCode>(r.error_code());
     if (r.ok()) return absl::OkStatus();
+    const absl::StatusCode code = FailureCodeFromWire(r.error_code());
     if (!verdict.has_value() && code != absl::StatusCode::kUnavailable &&
         code != absl::StatusCode::kCancelled) {
       verdict = absl::Status(code, r.error());

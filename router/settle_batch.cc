@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/wire_status.h"
 #include "router/prefill_timeline.h"
 #include "router/router_service.h"
 #include "router/run_batch.h"
@@ -30,8 +31,10 @@ void RouterService::SettleBatch(const PrefillBatchPlan& plan,
         failures[id] = absl::InternalError(absl::StrCat(
             "request ", id, ": prefill worker ", plan.prefill_worker, " returned no result"));
       } else if (!r->second.ok()) {
-        failures[id] = absl::Status(static_cast<absl::StatusCode>(r->second.error_code()),
-                                    r->second.error());
+        // The worker's word on a failure: never OK, whatever code it sent.
+        failures[id] = absl::Status(FailureCodeFromWire(r->second.error_code()),
+                                    r->second.error().empty() ? "prefill failed"
+                                                              : r->second.error());
       }
     }
     auto r = results.find(id);

@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "common/wire_status.h"
 
 namespace pdserve::service::fast_lane_internal {
 
@@ -145,11 +146,7 @@ inline bool SameCredential(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-inline absl::StatusCode CodeOf(uint32_t code) {
-  return code <= static_cast<uint32_t>(absl::StatusCode::kUnauthenticated)
-             ? static_cast<absl::StatusCode>(code)
-             : absl::StatusCode::kUnknown;
-}
+inline absl::StatusCode CodeOf(uint32_t code) { return StatusCodeFromWire(code); }
 
 
 }  // namespace pdserve::service::fast_lane_internal

@@ -1,0 +1,164 @@
+// A prefill worker's answer is hostile input like any other: one that reports an item as failed
+// with error code 0 (OK on the wire) or a code absl does not know must not end the request OK.
+// The workers here are stand-ins at real gRPC addresses; the router under test is the real one,
+// in process.
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/synchronization/notification.h"
+#include "common/wire_status.h"
+#include "gtest/gtest.h"
+#include "proto/model_spec.h"
+#include "router/router_service.h"
+
+namespace pdserve::router {
+namespace {
+
+ModelConfig Tiny() { return *PresetConfig("tiny"); }
+
+// Answers every Prefill item with ok = false and the given error code, no message.
+class FailingPrefill final : public v1::PrefillWorker::Service {
+ public:
+  explicit FailingPrefill(int32_t code) : code_(code) {}
+  grpc::Status GetStatus(grpc::ServerContext*, const v1::StatusRequest*,
+                         v1::WorkerStatus*) override {
+    return grpc::Status::OK;
+  }
+  grpc::Status AddPeer(grpc::ServerContext*, const v1::AddPeerRequest*,
+                       v1::AddPeerResponse*) override {
+    return grpc::Status::OK;
+  }
+  grpc::Status SetDestinations(grpc::ServerContext*, const v1::PrefillDestinationsRequest*,
+                               v1::PrefillDestinationsResponse*) override {
+    return grpc::Status::OK;
+  }
+  grpc::Status Prefill(grpc::ServerContext*, const v1::PrefillBatchRequest* request,
+                       v1::PrefillBatchResponse* response) override {
+    for (const v1::PrefillItem& item : request->items()) {
+      v1::PrefillItemResult* r = response->add_results();
+      r->set_request_id(item.request_id());
+      r->set_ok(false);
+      r->set_error_code(code_);
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  const int32_t code_;
+};
+
+// Grants every Allocate (the router's epoch, as many blocks as the prompt needs) and Release.
+class GrantingDecode final : public v1::DecodeWorker::Service {
+ public:
+  grpc::Status GetStatus(grpc::ServerContext*, const v1::StatusRequest*,
+                         v1::WorkerStatus*) override {
+    return grpc::Status::OK;
+  }
+  grpc::Status Allocate(grpc::ServerContext*, const v1::AllocateRequest* request,
+                        v1::AllocateResponse* response) override {
+    const int64_t n = Tiny().BlocksForTokens(request->prompt_len());
+    for (int64_t i = 0; i < n; ++i) response->mutable_blocks()->add_block_ids(i);
+    response->set_epoch(request->epoch() != 0 ? request->epoch() : 1);
+    return grpc::Status::OK;
+  }
+  grpc::Status Release(grpc::ServerContext*, const v1::ReleaseRequest*,
+                       v1::ReleaseResponse*) override {
+    return grpc::Status::OK;
+  }
+};
+
+struct Server {
+  std::unique_ptr<grpc::Server> server;
+  std::string address;
+};
+
+Server Serve(grpc::Service* service) {
+  Server s;
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(service);
+  s.server = builder.BuildAndStart();
+  s.address = "127.0.0.1:" + std::to_string(port);
+  return s;
+}
+
+v1::RegisterWorkerRequest Registration(const std::string& id, v1::WorkerRole role,
+                                       const std::string& address) {
+  const ModelConfig config = Tiny();
+  v1::RegisterWorkerRequest r;
+  r.set_worker_id(id);
+  r.set_role(role);
+  r.set_address(address);
+  r.set_pid(1);
+  *r.mutable_model() = ModelSpecOf(config);
+  r.mutable_kv_pool()->set_num_blocks(64);
+  r.mutable_kv_pool()->set_block_size(static_cast<uint32_t>(config.block_size));
+  r.mutable_kv_pool()->set_block_bytes(static_cast<uint64_t>(config.KvBytesPerBlock()));
+  r.mutable_kv_pool()->set_transfer_backend("local");
+  return r;
+}
+
+class Outcome final : public EventSink {
+ public:
+  bool OnEvent(const TokenEvent& event) override {
+    tokens += static_cast<int>(event.tokens.size());
+    return true;
+  }
+  void OnDone(const absl::Status& s) override {
+    status = s;
+    done.Notify();
+  }
+  int tokens = 0;
+  absl::Status status;
+  absl::Notification done;
+};
+
+class HostilePrefillTest : public ::testing::TestWithParam<int32_t> {};
+
+TEST_P(HostilePrefillTest, AFailureReportedWithANonFailingCodeStillFailsTheRequest) {
+  RouterOptions options;
+  options.config = Tiny();
+  options.missed_heartbeats = 1'000'000;  // the stand-ins send none
+  RouterService router(options);
+  FailingPrefill prefill(GetParam());
+  GrantingDecode decode;
+  Server p = Serve(&prefill), d = Serve(&decode);
+  v1::RegisterWorkerResponse response;
+  const v1::RegisterWorkerRequest rp = Registration("prefill-0", v1::WORKER_ROLE_PREFILL, p.address);
+  const v1::RegisterWorkerRequest rd = Registration("decode-0", v1::WORKER_ROLE_DECODE, d.address);
+  ASSERT_TRUE(router.RegisterWorker(nullptr, &rp, &response).ok());
+  ASSERT_TRUE(router.RegisterWorker(nullptr, &rd, &response).ok());
+
+  GenerateParams params;
+  params.prompt_len = 32;
+  params.max_tokens = 4;
+  params.seed = 7;
+  auto outcome = std::make_shared<Outcome>();
+  std::shared_ptr<Call> call = router.Start(params, outcome);
+  ASSERT_TRUE(outcome->done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_FALSE(outcome->status.ok()) << "a failed prefill ended OK";
+  EXPECT_EQ(outcome->tokens, 0);
+  p.server->Shutdown();
+  d.server->Shutdown();
+}
+
+// 0: OK on the wire; 99: no code at all; 5: a real one (NotFound), kept as the worker sent it.
+INSTANTIATE_TEST_SUITE_P(Codes, HostilePrefillTest, ::testing::Values(0, 99, 5));
+
+TEST(WireStatusTest, CodesFromAnotherProcessAreBoundedAndAFailureIsNeverOk) {
+  EXPECT_EQ(StatusCodeFromWire(0), absl::StatusCode::kOk);
+  EXPECT_EQ(StatusCodeFromWire(5), absl::StatusCode::kNotFound);
+  EXPECT_EQ(StatusCodeFromWire(16), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(StatusCodeFromWire(17), absl::StatusCode::kUnknown);
+  EXPECT_EQ(StatusCodeFromWire(-1), absl::StatusCode::kUnknown);
+  EXPECT_EQ(FailureCodeFromWire(0), absl::StatusCode::kUnknown);
+  EXPECT_EQ(FailureCodeFromWire(0, absl::StatusCode::kAborted), absl::StatusCode::kAborted);
+  EXPECT_EQ(FailureCodeFromWire(1 << 30, absl::StatusCode::kAborted), absl::StatusCode::kAborted);
+  EXPECT_EQ(FailureCodeFromWire(14), absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace pdserve::router
