@@ -138,8 +138,7 @@ absl::StatusOr<std::vector<BlockId>> DecodeEngine::Allocate(const std::string& r
     if (quarantine_.contains(e) || join_checking_.contains(e) || deferred_free_.contains(e)) {
       return true;
     }
-    return std::any_of(requests_.begin(), requests_.end(),
-                       [e](const auto& r) { return r.second.epoch == e; });
+    return live_epochs_.contains(e);
   };
   if (wanted_epoch != 0 && epoch_in_use(wanted_epoch)) {
     return absl::AlreadyExistsError(absl::StrCat("request ", request_id, ": epoch ", wanted_epoch,
@@ -167,6 +166,7 @@ absl::StatusOr<std::vector<BlockId>> DecodeEngine::Allocate(const std::string& r
     while (epoch_in_use(next_epoch_)) ++next_epoch_;
     r.epoch = next_epoch_++;
   }
+  live_epochs_.insert(r.epoch);
   if (epoch != nullptr) *epoch = r.epoch;
   unallocated_reserved_ += reserved - prompt_blocks;
   reserved_total_ += reserved;
@@ -268,6 +268,7 @@ void DecodeEngine::FreeLocked(const std::string& id) {
   unallocated_reserved_ -= r.reserved - static_cast<uint32_t>(r.blocks.size());
   reserved_total_ -= r.reserved;
   if (r.state == State::kRunning) running_count_--;
+  live_epochs_.erase(r.epoch);
   requests_.erase(it);
 }
 

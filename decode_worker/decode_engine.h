@@ -334,6 +334,8 @@ class DecodeEngine {
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Request> requests_ ABSL_GUARDED_BY(mu_);
+  // The epochs of requests_ (Allocate's in-use check without a scan of every request).
+  absl::flat_hash_set<uint64_t> live_epochs_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, Quarantined> quarantine_ ABSL_GUARDED_BY(mu_);  // by epoch
   uint32_t quarantined_blocks_ ABSL_GUARDED_BY(mu_) = 0;
   // Epochs start at the construction time in microseconds, so that a restarted worker does not

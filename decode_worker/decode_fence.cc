@@ -133,6 +133,7 @@ void DecodeEngine::QuarantineLocked(const std::string& id, const ReleaseFence& f
                                      .writer = fence.writer,
                                      .writer_pid = fence.writer_pid,
                                      .since = SteadyNow()};
+  live_epochs_.erase(it->second.epoch);
   requests_.erase(it);
 }
 
