@@ -12,11 +12,15 @@
 #include "gtest/gtest.h"
 #include "proto/model_spec.h"
 #include "router/router_service.h"
+#include "tests/router/stand_in_server.h"
 
 namespace pdserve::router {
 namespace {
 
-ModelConfig Tiny() { return *PresetConfig("tiny"); }
+using stand_in::Registration;
+using stand_in::Serve;
+using stand_in::Server;
+using stand_in::Tiny;
 
 // Answers every Prefill item with ok = false and the given error code, no message.
 class FailingPrefill final : public v1::PrefillWorker::Service {
@@ -68,38 +72,6 @@ class GrantingDecode final : public v1::DecodeWorker::Service {
     return grpc::Status::OK;
   }
 };
-
-struct Server {
-  std::unique_ptr<grpc::Server> server;
-  std::string address;
-};
-
-Server Serve(grpc::Service* service) {
-  Server s;
-  int port = 0;
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(service);
-  s.server = builder.BuildAndStart();
-  s.address = "127.0.0.1:" + std::to_string(port);
-  return s;
-}
-
-v1::RegisterWorkerRequest Registration(const std::string& id, v1::WorkerRole role,
-                                       const std::string& address) {
-  const ModelConfig config = Tiny();
-  v1::RegisterWorkerRequest r;
-  r.set_worker_id(id);
-  r.set_role(role);
-  r.set_address(address);
-  r.set_pid(1);
-  *r.mutable_model() = ModelSpecOf(config);
-  r.mutable_kv_pool()->set_num_blocks(64);
-  r.mutable_kv_pool()->set_block_size(static_cast<uint32_t>(config.block_size));
-  r.mutable_kv_pool()->set_block_bytes(static_cast<uint64_t>(config.KvBytesPerBlock()));
-  r.mutable_kv_pool()->set_transfer_backend("local");
-  return r;
-}
 
 class Outcome final : public EventSink {
  public:
