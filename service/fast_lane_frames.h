@@ -5,6 +5,7 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -73,13 +74,35 @@ inline bool ReadAll(int fd, void* data, size_t n) {
   return true;
 }
 
-// One frame: header and payload in one send (a frame is never interleaved with another).
+// One frame: header and payload gathered by one sendmsg where the socket takes it all (no copy
+// into a frame buffer); callers hold the connection's write lock, so frames never interleave.
 inline bool WriteFrame(int fd, Header h, const std::string& payload) {
   h.length = static_cast<uint32_t>(payload.size());
-  std::string frame(sizeof(h) + payload.size(), '\0');
-  std::memcpy(frame.data(), &h, sizeof(h));
-  std::memcpy(frame.data() + sizeof(h), payload.data(), payload.size());
-  return WriteAll(fd, frame.data(), frame.size());
+  iovec iov[2] = {{&h, sizeof(h)}, {const_cast<char*>(payload.data()), payload.size()}};
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = payload.empty() ? 1 : 2;
+  size_t left = sizeof(h) + payload.size();
+  while (left > 0) {
+    const ssize_t w = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    left -= static_cast<size_t>(w);
+    // Skip what went out: whole iovecs, then part of the next.
+    size_t done = static_cast<size_t>(w);
+    while (done > 0 && msg.msg_iovlen > 0) {
+      if (done >= msg.msg_iov[0].iov_len) {
+        done -= msg.msg_iov[0].iov_len;
+        msg.msg_iov++;
+        msg.msg_iovlen--;
+      } else {
+        msg.msg_iov[0].iov_base = static_cast<char*>(msg.msg_iov[0].iov_base) + done;
+        msg.msg_iov[0].iov_len -= done;
+        done = 0;
+      }
+    }
+  }
+  return true;
 }
 
 // A frame whose payload fits `max`; false (the connection is to be closed) otherwise.
