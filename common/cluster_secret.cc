@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,6 +36,20 @@ class Fd {
 };
 
 }  // namespace
+
+absl::Status CheckPeerIsSameUser(int fd) {
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    return absl::PermissionDeniedError(absl::StrCat("SO_PEERCRED: ", std::strerror(errno)));
+  }
+  // Another user's process must not talk to us (nor receive our credential).
+  if (cred.uid != geteuid()) {
+    return absl::PermissionDeniedError(absl::StrCat("process ", cred.pid, " runs as uid ", cred.uid,
+                                                    ", not as this user (uid ", geteuid(), ")"));
+  }
+  return absl::OkStatus();
+}
 
 bool ConstantTimeEquals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;

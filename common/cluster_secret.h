@@ -19,6 +19,8 @@
 #include <string>
 #include <string_view>
 
+#include "absl/status/status.h"
+
 #include "absl/status/statusor.h"
 
 namespace pdserve {
@@ -51,6 +53,12 @@ class ClusterSecret {
 // Compares without an early exit, so that the time taken does not say how many leading bytes
 // matched. Different lengths: false.
 bool ConstantTimeEquals(std::string_view a, std::string_view b);
+
+// OK when the process at the other end of the unix socket `fd` runs as this process's
+// effective user; PermissionDenied naming its uid and pid otherwise. Both same-host channels
+// (the KV notifications, transfer/notify; the workers' fast lane, service/fast_lane.h) check it
+// on both ends: the abstract socket namespace has no file permissions.
+absl::Status CheckPeerIsSameUser(int fd);
 
 // A secret written to <TMPDIR or /tmp>/pdserve-secret-XXXXXX/cluster.secret: the folder 0700,
 // the file 0600, both removed on destruction. The children of a launcher read it at start.

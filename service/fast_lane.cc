@@ -106,10 +106,8 @@ void FastLaneServer::AcceptLoop() {
     const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) continue;
     // Only this user's processes: the abstract namespace has no file permissions.
-    ucred peer{};
-    socklen_t len = sizeof(peer);
-    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 || peer.uid != ::geteuid()) {
-      log->warn("fast lane: refused a connection from uid {} (pid {})", peer.uid, peer.pid);
+    if (absl::Status same = CheckPeerIsSameUser(fd); !same.ok()) {
+      log->warn("fast lane: refused a connection: {}", std::string(same.message()));
       refused_++;
       ::close(fd);
       continue;
@@ -152,7 +150,7 @@ void FastLaneServer::Serve(std::shared_ptr<Connection> c) {
   std::string payload;
   SetReceiveTimeout(c->fd, kHelloTimeoutMs);
   if (!ReadFrame(c->fd, kMaxHello, &h, &payload) || h.kind != kHello ||
-      !SameCredential(payload, credential_)) {
+      !ConstantTimeEquals(payload, credential_)) {
     log->warn("fast lane: closed a connection without the cluster credential in its hello");
     refused_++;
     ::shutdown(c->fd, SHUT_RDWR);  // now, not when the last reference goes

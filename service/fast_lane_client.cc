@@ -22,11 +22,8 @@ absl::StatusOr<std::unique_ptr<FastLaneClient>> FastLaneClient::Connect(
   SetReceiveTimeout(fd, kHelloTimeoutMs);
   // The credential goes only to a listener of this user (the abstract namespace has no file
   // permissions: another user could hold a name).
-  ucred peer{};
-  socklen_t peer_len = sizeof(peer);
   if (address.empty() || ::connect(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
-      ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peer_len) != 0 ||
-      peer.uid != ::geteuid() || !WriteFrame(fd, h, credential) ||
+      !CheckPeerIsSameUser(fd).ok() || !WriteFrame(fd, h, credential) ||
       !ReadFrame(fd, kMaxHello, &h, &payload) || h.kind != kHelloOk) {
     ::close(fd);
     return absl::UnavailableError(absl::StrCat("no fast lane at '", absl::CEscape(address),

@@ -19,6 +19,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "common/cluster_secret.h"
 #include "common/wire_status.h"
 
 namespace pdserve::service::fast_lane_internal {
@@ -160,13 +161,6 @@ inline bool ReadFrameWithin(int fd, size_t max, std::chrono::milliseconds rest, 
 inline void SetReceiveTimeout(int fd, int ms) {
   timeval tv{.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
   (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-}
-
-inline bool SameCredential(const std::string& a, const std::string& b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;  // constant time: no early exit on the first difference
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
 }
 
 inline absl::StatusCode CodeOf(uint32_t code) { return StatusCodeFromWire(code); }

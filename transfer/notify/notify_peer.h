@@ -6,7 +6,7 @@
 
 #include <cstddef>
 
-#include "absl/status/status.h"
+#include "common/cluster_secret.h"
 
 namespace pdserve::transfer::notify {
 
@@ -16,8 +16,7 @@ inline constexpr size_t kMaxSenders = 64;  // connections at once, hello or not
 inline constexpr size_t kMaxPendingPackets = 1024;
 inline constexpr size_t kMaxPendingBytes = 4 << 20;
 
-// OK when the process at the other end of the unix socket `fd` runs as this process's
-// effective user; PermissionDenied naming its uid and pid otherwise.
-absl::Status CheckPeerIsSameUser(int fd);
+// The peer check itself is common's (CheckPeerIsSameUser, common/cluster_secret.h).
+using ::pdserve::CheckPeerIsSameUser;
 
 }  // namespace pdserve::transfer::notify
