@@ -172,6 +172,9 @@ class FastLaneClient {
   absl::Mutex mu_;
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, Pending> pending_ ABSL_GUARDED_BY(mu_);
+  // When the reader will next look at deadlines by itself (the earliest pending one): a call
+  // with an earlier deadline wakes it, others do not (an idle client sleeps in poll).
+  absl::Time reader_wakes_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   std::thread reader_;
 };
 

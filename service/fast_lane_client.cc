@@ -86,10 +86,17 @@ uint64_t FastLaneClient::Start(FastMethod method, const std::string& request,
   }
   timeout = std::clamp(timeout, absl::Microseconds(1), kMaxTimeout);
   uint64_t id = 0;
+  bool wake_reader = false;
   {
     absl::MutexLock lock(&mu_);
     id = next_id_++;
-    pending_[id] = Pending{std::move(done), SteadyNow() + timeout};
+    const absl::Time deadline = SteadyNow() + timeout;
+    pending_[id] = Pending{std::move(done), deadline};
+    wake_reader = deadline < reader_wakes_;
+  }
+  if (wake_reader) {
+    const uint64_t one = 1;
+    (void)::write(wake_fd_, &one, sizeof(one));
   }
   const int64_t word = (static_cast<int64_t>(method) << 40) | absl::ToInt64Microseconds(timeout);
   if (!Send(kRequest, id, word, request)) Fail(absl::UnavailableError("the fast lane broke"));
@@ -136,9 +143,25 @@ void FastLaneClient::ReadLoop() {
   Header h{};
   std::string payload;
   while (!broken_) {
+    int timeout_ms = 0;
+    {
+      // Until the earliest deadline, at most kMaxWaitMs: a call that starts meanwhile wakes
+      // this thread only when its deadline is earlier still (the router's calls, seconds long,
+      // do not; a wake-up beside every call would compete with it for the host's cores).
+      absl::MutexLock lock(&mu_);
+      const absl::Time now = SteadyNow();
+      reader_wakes_ = now + absl::Milliseconds(kMaxWaitMs);
+      for (const auto& [id, p] : pending_) reader_wakes_ = std::min(reader_wakes_, p.deadline);
+      timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(
+          std::max(reader_wakes_ - now, absl::ZeroDuration()), absl::Milliseconds(1))));
+    }
     pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-    const int ready = ::poll(fds, 2, kTickMs);
+    const int ready = ::poll(fds, 2, timeout_ms);
     if (broken_) break;
+    if (ready > 0 && (fds[1].revents & POLLIN) != 0) {
+      uint64_t count = 0;
+      (void)::read(wake_fd_, &count, sizeof(count));  // a new deadline: recomputed above
+    }
     if (ready > 0 && (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
       if (!ReadFrame(fd_, FastLaneServer::kMaxPayload, &h, &payload) || h.kind != kResponse) break;
       Done done;

@@ -40,7 +40,9 @@ static_assert(sizeof(Header) == 32);
 inline constexpr size_t kMaxHello = 4096;
 inline constexpr int kHelloTimeoutMs = 2000;
 inline constexpr absl::Duration kMaxTimeout = absl::Hours(1);
-inline constexpr int kTickMs = 20;  // how often the client looks at its deadlines
+// The longest the client's reader sleeps before it looks at its calls' deadlines again (it wakes
+// at the earliest one, or when a call with an earlier one starts).
+inline constexpr int64_t kMaxWaitMs = 1000;
 
 inline sockaddr_un AbstractAddress(const std::string& name, socklen_t* len) {
   sockaddr_un addr{};

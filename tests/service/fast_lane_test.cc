@@ -98,6 +98,27 @@ TEST(FastLaneTest, ADeadlineOrACancelEndsTheCallOnBothSides) {
   EXPECT_EQ(status.code(), absl::StatusCode::kCancelled);
 }
 
+// The client ends a call at its deadline by itself, from a reader that sleeps (up to 1 s) until
+// the earliest deadline: a call with an earlier deadline than the reader's wake-up wakes it.
+TEST(FastLaneTest, TheClientEndsACallAtItsDeadlineWhateverTheServerDoes) {
+  std::map<FastMethod, FastLaneServer::Method> m;
+  m[FastMethod::kPrefill] = {[](const std::string&, const FastCall&) -> absl::StatusOr<std::string> {
+                               absl::SleepFor(absl::Milliseconds(1500));  // deaf to its deadline, answers after 1 s
+                               return std::string("late");
+                             },
+                             false};
+  auto server = FastLaneServer::Start(std::move(m), "s");
+  ASSERT_TRUE(server.ok());
+  auto client = FastLaneClient::Connect((*server)->address(), "s");
+  ASSERT_TRUE(client.ok());
+  absl::SleepFor(absl::Milliseconds(50));  // the reader is asleep now
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::string> out =
+      (*client)->Call(FastMethod::kPrefill, "x", absl::Milliseconds(100));
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(900));
+}
+
 // A worker that goes away fails its pending calls at once (the router then settles them).
 TEST(FastLaneTest, AServerThatStopsFailsPendingCallsAndRefusesNewOnes) {
   auto server = FastLaneServer::Start(Methods(nullptr), "s");
