@@ -93,6 +93,17 @@ __device__ __forceinline__ void LoadTile(const LaneCtx& c, int pos, KvTile& tl) 
   }
 }
 
+// L2 prefetch of the 16 keys [pos, pos + 16): lane L takes key pos + L % 16, K (L < 16) or V,
+// both 128-byte lines of the 256-byte row.
+__device__ __forceinline__ void PrefetchTile(const LaneCtx& c, int pos) {
+  const int p = pos + (c.lane & 15);
+  if (p < c.end) {
+    const std::byte* row = RowPtr(c, p) + (c.lane >> 4) * c.geo.kind_stride;
+    PrefetchL2(row);
+    PrefetchL2(row + 128);
+  }
+}
+
 // Checksum terms of the tile's words this lane loaded. Lane L computes the row salt of key
 // pos + L % 16, kind L / 16, and the others take theirs by shuffle (one Mix64 a lane, not six).
 __device__ __forceinline__ uint64_t HashTile(const LaneCtx& c, int pos, int layer, int kvhead,
@@ -274,6 +285,9 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kOverlap == kSerial ? 3 : 2
 
   const bool probe_block = layer == model::ProbeLayer(a.shape.num_layers) &&
                            kvhead == model::ProbeKvHead(a.shape.num_kv_heads);
+  const int first = begin + kTileKeys * warp;
+  // The first tiles' lines are requested before Q is built, so its hashing hides their latency.
+  for (int i = 0; i < a.prefetch_tiles; ++i) PrefetchTile(c, first + i * kBlockKeys);
   // Q's A fragment: head g's dims of chunks t + 4c, bf16 (the elements are exact in bf16); the
   // softmax scale is applied to the fp32 scores instead. Heads past the group are zero rows.
   uint32_t q[4][4] = {};
@@ -297,7 +311,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kOverlap == kSerial ? 3 : 2
     xsum += HashTile(c, pos, layer, kvhead, tl);
     AttendTile<GQ>(c, pos, tl, q, scale_log2, st);
   };
-  const int first = begin + kTileKeys * warp;
+  const int ahead = a.prefetch_tiles * kBlockKeys;
   int pos = first;
   if constexpr (kOverlap == kRegisters) {
     KvTile ta, tb;
@@ -305,6 +319,10 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kOverlap == kSerial ? 3 : 2
 #pragma unroll 1
     for (; pos < c.end; pos += 2 * kBlockKeys) {
       const int next = pos + kBlockKeys;
+      if (ahead > 0) {
+        PrefetchTile(c, pos + ahead);
+        PrefetchTile(c, next + ahead);
+      }
       if (next < c.end) LoadTile(c, next, tb);
       process(pos, ta);
       if (next >= c.end) break;
@@ -314,6 +332,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kOverlap == kSerial ? 3 : 2
   } else {
 #pragma unroll 1
     for (; pos < c.end; pos += kBlockKeys) {
+      if (ahead > 0) PrefetchTile(c, pos + ahead);
       KvTile tl;
       LoadTile(c, pos, tl);
       process(pos, tl);
