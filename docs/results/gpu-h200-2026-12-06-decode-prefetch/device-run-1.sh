@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Device call 1 (H200): the mma decode kernel with L2 prefetch of the next tiles
 # (PDSERVE_DECODE_PREFETCH = 0..3 tiles), the register-buffer variant with it, and 24 splits an
-# SM (PDSERVE_DECODE_BLOCKS_PER_SM) with it; three rounds alternating the settings; cuda_test with
-# and without prefetch (the decode tests compare tokens, checksums and attention with the CPU);
+# SM (PDSERVE_DECODE_BLOCKS_PER_SM) with it; three rounds alternating the settings; cuda_test's decode
+# tests with and without prefetch (the decode tests compare tokens, checksums and attention with the CPU);
 # bench transfer (cuda-ipc rows) twice; the control-plane bench on the
 # host's CPUs. Everything goes to $OUT as it runs.
 set -u
@@ -11,7 +11,7 @@ source "$B/env.sh"
 J=$OUT
 {
 echo "== device"; nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv
-echo "== cuda_test"; timeout 150 "$B/bin/cuda_test" --gtest_brief=1 2>&1 | tail -3
+echo "== cuda_test decode"; timeout 150 "$B/bin/cuda_test" --gtest_brief=1 --gtest_filter='*Decode*' 2>&1 | tail -3
 echo "== cuda_test decode, PDSERVE_DECODE_PREFETCH=2"
 PDSERVE_DECODE_PREFETCH=2 timeout 150 "$B/bin/cuda_test" --gtest_brief=1 --gtest_filter='*Decode*' 2>&1 | tail -3
 for round in 1 2 3; do
