@@ -83,17 +83,6 @@ int64_t DecodeBlocksPerSm() {
   return value;
 }
 
-// Tiles the mma decode kernel prefetches into L2 ahead of its loads (env PDSERVE_DECODE_PREFETCH,
-// 0..4, for benchmarking).
-int DecodePrefetchTiles() {
-  static const int value = [] {
-    const char* v = std::getenv("PDSERVE_DECODE_PREFETCH");
-    const int n = v == nullptr ? 0 : std::atoi(v);
-    return n >= 0 && n <= 4 ? n : 0;
-  }();
-  return value;
-}
-
 }  // namespace
 
 struct CudaAttention::Impl {
@@ -382,7 +371,6 @@ absl::StatusOr<std::vector<DecodeResult>> CudaAttention::Decode(
   args.probe_pos = m.part_d.get<int32_t>(ml_bytes + acc_bytes + slots * sizeof(float));
   args.out = m.out_d.get<float>();
   args.num_sms = m.num_sms;
-  args.prefetch_tiles = DecodePrefetchTiles();
   PDSERVE_CUDA_RETURN_IF_ERROR(
       cudaMemsetAsync(args.checksums, 0, batch.size() * sizeof(uint64_t), m.stream));
   PDSERVE_CUDA_RETURN_IF_ERROR(LaunchDecode(args, m.stream));

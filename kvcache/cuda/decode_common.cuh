@@ -45,12 +45,6 @@ __device__ __forceinline__ uint4 LoadStreaming16(const std::byte* p) {
   return v;
 }
 
-// Asks L2 to fetch the 128-byte line at p (no register, no wait): lets a warp keep more of the
-// K/V read in flight than its registers hold.
-__device__ __forceinline__ void PrefetchL2(const std::byte* p) {
-  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
-}
-
 // Word i (0..3) of a uint4; i is a compile-time constant after unrolling.
 __device__ __forceinline__ uint32_t Word(const uint4& v, int i) {
   return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;

@@ -93,17 +93,6 @@ __device__ __forceinline__ void LoadTile(const LaneCtx& c, int pos, KvTile& tl) 
   }
 }
 
-// L2 prefetch of the 16 keys [pos, pos + 16): lane L takes key pos + L % 16, K (L < 16) or V,
-// both 128-byte lines of the 256-byte row.
-__device__ __forceinline__ void PrefetchTile(const LaneCtx& c, int pos) {
-  const int p = pos + (c.lane & 15);
-  if (p < c.end) {
-    const std::byte* row = RowPtr(c, p) + (c.lane >> 4) * c.geo.kind_stride;
-    PrefetchL2(row);
-    PrefetchL2(row + 128);
-  }
-}
-
 // Checksum terms of the tile's words this lane loaded. Lane L computes the row salt of key
 // pos + L % 16, kind L / 16, and the others take theirs by shuffle (one Mix64 a lane, not six).
 __device__ __forceinline__ uint64_t HashTile(const LaneCtx& c, int pos, int layer, int kvhead,
@@ -259,7 +248,9 @@ __device__ __forceinline__ void AttendTile(const LaneCtx& c, int pos, const KvTi
 // cover the wait, and 168 registers leave room for 3 blocks = 12 warps an SM); kRegisters first
 // loads the next tile into a second register buffer (255 registers: 2 blocks an SM). A
 // cp.async version (tiles staged in shared memory, 2 or 3 deep) was measured slower than both
-// (docs/results/gpu-h200-2026-12-04-decode-kernel).
+// (docs/results/gpu-h200-2026-12-04-decode-kernel), and so was an L2 prefetch of a warp's next
+// 1-3 tiles: slower at every shape, the more tiles the slower (8 x 512: 0.80-0.83 of the
+// checksum pass without, 0.74-0.79 with; docs/results/gpu-h200-2026-12-06-decode-prefetch).
 enum Overlap { kSerial, kRegisters };
 
 template <int GQ, Overlap kOverlap>
@@ -285,9 +276,6 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kOverlap == kSerial ? 3 : 2
 
   const bool probe_block = layer == model::ProbeLayer(a.shape.num_layers) &&
                            kvhead == model::ProbeKvHead(a.shape.num_kv_heads);
-  const int first = begin + kTileKeys * warp;
-  // The first tiles' lines are requested before Q is built, so its hashing hides their latency.
-  for (int i = 0; i < a.prefetch_tiles; ++i) PrefetchTile(c, first + i * kBlockKeys);
   // Q's A fragment: head g's dims of chunks t + 4c, bf16 (the elements are exact in bf16); the
   // softmax scale is applied to the fp32 scores instead. Heads past the group are zero rows.
   uint32_t q[4][4] = {};
@@ -311,7 +299,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kOverlap == kSerial ? 3 : 2
     xsum += HashTile(c, pos, layer, kvhead, tl);
     AttendTile<GQ>(c, pos, tl, q, scale_log2, st);
   };
-  const int ahead = a.prefetch_tiles * kBlockKeys;
+  const int first = begin + kTileKeys * warp;
   int pos = first;
   if constexpr (kOverlap == kRegisters) {
     KvTile ta, tb;
@@ -319,10 +307,6 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kOverlap == kSerial ? 3 : 2
 #pragma unroll 1
     for (; pos < c.end; pos += 2 * kBlockKeys) {
       const int next = pos + kBlockKeys;
-      if (ahead > 0) {
-        PrefetchTile(c, pos + ahead);
-        PrefetchTile(c, next + ahead);
-      }
       if (next < c.end) LoadTile(c, next, tb);
       process(pos, ta);
       if (next >= c.end) break;
@@ -332,7 +316,6 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kOverlap == kSerial ? 3 : 2
   } else {
 #pragma unroll 1
     for (; pos < c.end; pos += kBlockKeys) {
-      if (ahead > 0) PrefetchTile(c, pos + ahead);
       KvTile tl;
       LoadTile(c, pos, tl);
       process(pos, tl);

@@ -96,9 +96,6 @@ struct DecodeArgs {
   int32_t* tokens = nullptr;                // [seq]
   float* out = nullptr;                     // [seq][layer][q head][dim]
   int num_sms = 1;                          // of the device (the mma kernel's choice of loop)
-  // Tiles a warp of the mma kernel asks L2 to fetch ahead of its loads (0: none). Env
-  // PDSERVE_DECODE_PREFETCH, for benchmarking.
-  int prefetch_tiles = 0;
 };
 
 // Decode attention + fused checksum, then the split combine and the next token.
