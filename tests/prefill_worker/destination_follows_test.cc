@@ -11,7 +11,7 @@
 #include "gtest/gtest.h"
 #include "prefill_worker/destination_board.h"
 #include "prefill_worker/prefill_engine.h"
-#include "tests/prefill_worker/fake_transport.h"
+#include "tests/prefill_worker/two_pools.h"
 
 namespace pdserve::prefill {
 namespace {
@@ -19,35 +19,15 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
-ModelConfig Tiny() { return *PresetConfig("tiny"); }
-
-std::vector<int32_t> Drain(decode::DecodeStream& stream) {
-  std::vector<int32_t> tokens;
-  while (true) {
-    auto chunk = stream.Next(absl::Seconds(30));
-    tokens.insert(tokens.end(), chunk.tokens.begin(), chunk.tokens.end());
-    if (chunk.finished) return tokens;
-  }
-}
-
-class DestinationFollowsTest : public ::testing::Test {
+class DestinationFollowsTest : public TwoPoolsTest {
  protected:
-  void SetUp() override {
-    prefill_cache_ = *KvCache::CreateInHostMemory(Tiny(), 64, KvLayout::kLayerMajor);
-    decode_cache_ = *KvCache::CreateInHostMemory(Tiny(), 64, KvLayout::kLayerMajor);
-    ASSERT_TRUE(prefill_transport_.RegisterPool(*prefill_cache_).ok());
-    ASSERT_TRUE(decode_transport_.RegisterPool(*decode_cache_).ok());
-  }
-
   std::unique_ptr<PrefillEngine> Engine(absl::Duration transfer_timeout = absl::Seconds(30),
                                         absl::Duration min_batch = absl::ZeroDuration()) {
     PrefillEngineOptions options;
     options.chunk_tokens = 16;
     options.transfer_timeout = transfer_timeout;
     options.min_batch = min_batch;
-    auto engine = std::make_unique<PrefillEngine>(*prefill_cache_, prefill_transport_, options);
-    EXPECT_TRUE(engine->AddPeer("decode-0", *decode_transport_.ExportDescriptor(), 64).ok());
-    return engine;
+    return MakeEngine(options, 64);
   }
 
   PrefillItemSpec Follows(const std::string& id, const std::vector<int32_t>& prompt,
@@ -56,8 +36,6 @@ class DestinationFollowsTest : public ::testing::Test {
             .decode_epoch = epoch, .destination_follows = true};
   }
 
-  std::unique_ptr<KvCache> prefill_cache_, decode_cache_;
-  FakeTransport prefill_transport_, decode_transport_;
 };
 
 // The blocks come while the kernels run (posted from another thread after the Run started),
@@ -74,7 +52,9 @@ TEST_F(DestinationFollowsTest, BlocksPostedDuringOrBeforeThePrefillGiveTheModels
     auto blocks = decoder.Allocate(id, 100, 12, &granted, epoch);
     ASSERT_TRUE(blocks.ok()) << blocks.status();
     ASSERT_EQ(granted, epoch);  // the epoch the router chose
-    if (before) ASSERT_TRUE(engine->PostDestination(id, epoch, *blocks).ok());
+    if (before) {
+      ASSERT_TRUE(engine->PostDestination(id, epoch, *blocks).ok());
+    }
     std::thread poster;
     if (!before) {
       poster = std::thread([&] {

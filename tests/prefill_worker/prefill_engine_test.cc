@@ -5,32 +5,16 @@
 #include "decode_worker/decode_engine.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/prefill_worker/fake_transport.h"
+#include "tests/prefill_worker/two_pools.h"
 
 namespace pdserve::prefill {
 namespace {
 
-ModelConfig Tiny() { return *PresetConfig("tiny"); }
-
-class PrefillEngineTest : public ::testing::Test {
+class PrefillEngineTest : public TwoPoolsTest {
  protected:
-  void SetUp() override {
-    prefill_cache_ = *KvCache::CreateInHostMemory(Tiny(), 64, KvLayout::kLayerMajor);
-    decode_cache_ = *KvCache::CreateInHostMemory(Tiny(), 64, KvLayout::kLayerMajor);
-    ASSERT_TRUE(prefill_transport_.RegisterPool(*prefill_cache_).ok());
-    ASSERT_TRUE(decode_transport_.RegisterPool(*decode_cache_).ok());
-  }
-
   std::unique_ptr<PrefillEngine> Engine(int chunk_tokens) {
-    PrefillEngineOptions options;
-    options.chunk_tokens = chunk_tokens;
-    auto engine = std::make_unique<PrefillEngine>(*prefill_cache_, prefill_transport_, options);
-    EXPECT_TRUE(engine->AddPeer("decode-0", *decode_transport_.ExportDescriptor()).ok());
-    return engine;
+    return MakeEngine({.chunk_tokens = chunk_tokens});
   }
-
-  std::unique_ptr<KvCache> prefill_cache_, decode_cache_;
-  FakeTransport prefill_transport_, decode_transport_;
 };
 
 TEST_F(PrefillEngineTest, ChunkedPrefillThenDecodeMatchesReference) {
@@ -48,13 +32,7 @@ TEST_F(PrefillEngineTest, ChunkedPrefillThenDecodeMatchesReference) {
   EXPECT_EQ(out[0].kv_bytes, 7u * decode_cache_->geometry().block_bytes());
   auto stream = decoder.Start("r1", prompt, 20, 5);
   ASSERT_TRUE(stream.ok());
-  std::vector<int32_t> tokens;
-  while (true) {
-    auto chunk = (*stream)->Next(absl::Seconds(30));
-    tokens.insert(tokens.end(), chunk.tokens.begin(), chunk.tokens.end());
-    if (chunk.finished) break;
-  }
-  EXPECT_EQ(tokens, model::ReferenceGenerate(prompt, 20, Tiny(), 5));
+  EXPECT_EQ(Drain(**stream), model::ReferenceGenerate(prompt, 20, Tiny(), 5));
 }
 
 TEST_F(PrefillEngineTest, NotifiesWithRequestIdAndEpochAndFreesOwnBlocks) {

@@ -9,7 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "prefill_worker/prefill_engine.h"
-#include "tests/prefill_worker/fake_transport.h"
+#include "tests/prefill_worker/two_pools.h"
 
 namespace pdserve::prefill {
 namespace {
@@ -17,18 +17,12 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
-ModelConfig Tiny() { return *PresetConfig("tiny"); }
-
-class PrefillFenceTest : public ::testing::Test {
+class PrefillFenceTest : public TwoPoolsTest {
  protected:
+  PrefillFenceTest() : TwoPoolsTest(/*decode_blocks=*/32) {}
   void SetUp() override {
-    prefill_cache_ = *KvCache::CreateInHostMemory(Tiny(), 64, KvLayout::kLayerMajor);
-    decode_cache_ = *KvCache::CreateInHostMemory(Tiny(), 32, KvLayout::kLayerMajor);
-    ASSERT_TRUE(prefill_transport_.RegisterPool(*prefill_cache_).ok());
-    ASSERT_TRUE(decode_transport_.RegisterPool(*decode_cache_).ok());
-    engine_ = std::make_unique<PrefillEngine>(*prefill_cache_, prefill_transport_,
-                                              PrefillEngineOptions{.chunk_tokens = 16});
-    ASSERT_TRUE(engine_->AddPeer("decode-0", *decode_transport_.ExportDescriptor(), 32).ok());
+    TwoPoolsTest::SetUp();
+    engine_ = MakeEngine({.chunk_tokens = 16}, 32);
   }
 
   // 40 tokens: 3 blocks.
@@ -40,8 +34,6 @@ class PrefillFenceTest : public ::testing::Test {
             .decode_epoch = epoch};
   }
 
-  std::unique_ptr<KvCache> prefill_cache_, decode_cache_;
-  FakeTransport prefill_transport_, decode_transport_;
   std::unique_ptr<PrefillEngine> engine_;
 };
 

@@ -9,32 +9,24 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "prefill_worker/prefill_engine.h"
-#include "tests/prefill_worker/fake_transport.h"
+#include "tests/prefill_worker/two_pools.h"
 
 namespace pdserve::prefill {
 namespace {
 
 using ::testing::ElementsAre;
 
-ModelConfig Tiny() { return *PresetConfig("tiny"); }
-
-class PrefillStreamTest : public ::testing::Test {
+class PrefillStreamTest : public TwoPoolsTest {
  protected:
   void SetUp() override {
-    prefill_cache_ = *KvCache::CreateInHostMemory(Tiny(), 64, KvLayout::kLayerMajor);
-    decode_cache_ = *KvCache::CreateInHostMemory(Tiny(), 64, KvLayout::kLayerMajor);
-    ASSERT_TRUE(prefill_transport_.RegisterPool(*prefill_cache_).ok());
-    ASSERT_TRUE(decode_transport_.RegisterPool(*decode_cache_).ok());
+    TwoPoolsTest::SetUp();
     PrefillEngineOptions options;
     options.roofline.emplace(Tiny(), *GpuSpecByName("h100"));
     options.stream_chunk_tokens = 32;  // 2 blocks per chunk
     options.transfer_timeout = absl::Milliseconds(50);
-    engine_ = std::make_unique<PrefillEngine>(*prefill_cache_, prefill_transport_, options);
-    ASSERT_TRUE(engine_->AddPeer("decode-0", *decode_transport_.ExportDescriptor()).ok());
+    engine_ = MakeEngine(options);
   }
 
-  std::unique_ptr<KvCache> prefill_cache_, decode_cache_;
-  FakeTransport prefill_transport_, decode_transport_;
   std::unique_ptr<PrefillEngine> engine_;
 };
 
@@ -60,13 +52,7 @@ TEST_F(PrefillStreamTest, ChunksDeliverEveryBlockOnceAndOnlyTheLastNotifies) {
   EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
   auto stream = decoder.Start("r1", prompt, 20, 5);
   ASSERT_TRUE(stream.ok());
-  std::vector<int32_t> tokens;
-  while (true) {
-    auto chunk = (*stream)->Next(absl::Seconds(30));
-    tokens.insert(tokens.end(), chunk.tokens.begin(), chunk.tokens.end());
-    if (chunk.finished) break;
-  }
-  EXPECT_EQ(tokens, model::ReferenceGenerate(prompt, 20, Tiny(), 5));
+  EXPECT_EQ(Drain(**stream), model::ReferenceGenerate(prompt, 20, Tiny(), 5));
 }
 
 TEST_F(PrefillStreamTest, ChunksStillInFlightLeaveTheItemStrandedUntilTheyEnd) {
@@ -98,8 +84,7 @@ TEST_F(PrefillStreamTest, RealKernelsStreamEachChunkAsItsKernelsEnd) {
   PrefillEngineOptions options;
   options.stream_chunk_tokens = 40;  // rounded up to 3 blocks
   options.chunk_tokens = 512;        // streaming sets the kernels' chunk, not this
-  engine_ = std::make_unique<PrefillEngine>(*prefill_cache_, prefill_transport_, options);
-  ASSERT_TRUE(engine_->AddPeer("decode-0", *decode_transport_.ExportDescriptor()).ok());
+  engine_ = MakeEngine(options);
   decode::DecodeEngine decoder(*decode_cache_, {});
   const std::vector<int32_t> prompt = model::SyntheticPrompt(9, 100, Tiny().vocab_size);
   uint64_t epoch = 0;
@@ -118,13 +103,7 @@ TEST_F(PrefillStreamTest, RealKernelsStreamEachChunkAsItsKernelsEnd) {
   EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
   auto stream = decoder.Start("r2", prompt, 12, 9);
   ASSERT_TRUE(stream.ok());
-  std::vector<int32_t> tokens;
-  while (true) {
-    auto chunk = (*stream)->Next(absl::Seconds(30));
-    tokens.insert(tokens.end(), chunk.tokens.begin(), chunk.tokens.end());
-    if (chunk.finished) break;
-  }
-  EXPECT_EQ(tokens, model::ReferenceGenerate(prompt, 12, Tiny(), 9));
+  EXPECT_EQ(Drain(**stream), model::ReferenceGenerate(prompt, 12, Tiny(), 9));
 }
 
 }  // namespace
