@@ -53,6 +53,11 @@ DestinationBoard::Destination DestinationBoard::Take(const Key& key, absl::Durat
   return out;
 }
 
+bool DestinationBoard::Has(const Key& key) const {
+  absl::MutexLock lock(&mu_);
+  return posts_.contains(key);
+}
+
 size_t DestinationBoard::pending() const {
   absl::MutexLock lock(&mu_);
   return posts_.size();

@@ -39,6 +39,8 @@ class DestinationBoard {
   // The key's destination, once posted (removed from the board). DeadlineExceeded after
   // `timeout`; Cancelled as soon as `stop` (checked every few milliseconds) says so.
   Destination Take(const Key& key, absl::Duration timeout, const std::function<bool()>& stop);
+  // Whether the key has a post waiting (blocks or an error): Take would return at once.
+  bool Has(const Key& key) const;
   size_t pending() const;
 
  private:

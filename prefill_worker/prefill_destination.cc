@@ -99,4 +99,9 @@ absl::Status PrefillEngine::EnsureDestination(const PrefillItemSpec& item, Infli
   return absl::OkStatus();
 }
 
+bool PrefillEngine::DestinationReady(const PrefillItemSpec& item, const Inflight& entry) const {
+  return !entry.decode_blocks.empty() || !item.destination_follows ||
+         destinations_.Has({item.request_id, item.decode_epoch});
+}
+
 }  // namespace pdserve::prefill

@@ -362,13 +362,19 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
     out.mock_us = MonotonicMicros() - compute_start;
     out.prefill_end_us = WallMicros();
     lens.push_back(static_cast<int>(item.prompt.size()));
-    // In roofline mode the copy waits for the modelled device time of the batch (below).
+    // In roofline mode the copy waits for the modelled device time of the batch (below). A
+    // destination that has not come yet (its decode worker is slow to answer the router) must
+    // not hold up the batch's next items: the item's KV leaves after the batch's kernels.
     if (out.status.ok() && !options_.roofline.has_value()) {
-      out.status = EnsureDestination(item, entry, abandoned);
-    }
-    if (out.status.ok() && !options_.roofline.has_value()) {
-      if (out.transfer_start_us == 0) out.transfer_start_us = WallMicros();
-      SubmitLast(item, entry, out, sent, entry.own_blocks.size() - sent, abandoned);
+      if (DestinationReady(item, entry)) {
+        out.status = EnsureDestination(item, entry, abandoned);
+        if (out.status.ok()) {
+          if (out.transfer_start_us == 0) out.transfer_start_us = WallMicros();
+          SubmitLast(item, entry, out, sent, entry.own_blocks.size() - sent, abandoned);
+        }
+      } else {
+        entry.deferred.push_back({sent, entry.own_blocks.size() - sent, true});
+      }
     }
     inflight.push_back(std::move(entry));
   }
@@ -401,6 +407,7 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
   }
   turn.reset();
   run_mu_.Unlock();  // the next batch may compute while these transfers are waited for
+  SubmitDeferred(items, inflight, outcomes, abandoned);
   const auto [bytes, done] = FinishItems(items, inflight, outcomes, answer_by);
   // Admitted items that never got as far as a transfer: they will not write.
   for (size_t i = 0; i < items.size(); ++i) {

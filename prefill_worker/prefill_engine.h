@@ -202,6 +202,13 @@ class PrefillEngine {
     std::unique_ptr<transfer::KvWriteWindow> window;
     // The destination blocks: the item's own, or those posted for it (empty until taken).
     std::vector<BlockId> decode_blocks;
+    // Chunks whose destination had not come when they were due (SubmitDeferred sends them,
+    // in order, after the batch's kernels): a late destination holds up only its own item.
+    struct Chunk {
+      size_t first, count;
+      bool last;
+    };
+    std::vector<Chunk> deferred;
   };
   struct Peer {
     transfer::PeerId id = 0;
@@ -226,6 +233,13 @@ class PrefillEngine {
   // entry.decode_blocks, taken now if they follow; before any of the item's transfers.
   absl::Status EnsureDestination(const PrefillItemSpec& item, Inflight& entry,
                                  const std::function<bool()>& abandoned);
+  // Whether EnsureDestination would return at once (given, taken, or posted: blocks or error).
+  bool DestinationReady(const PrefillItemSpec& item, const Inflight& entry) const;
+  // Sends the chunks deferred for a destination that had not come (Inflight::deferred): waits
+  // for each such item's destination in turn, outside the compute lock.
+  void SubmitDeferred(const std::vector<PrefillItemSpec>& items, std::vector<Inflight>& inflight,
+                      std::vector<PrefillItemOutcome>& outcomes,
+                      const std::function<bool()>& abandoned);
   // The item was cancelled, or the caller left (which cancels it).
   bool Stopped(const ItemFence::Key& key, const std::function<bool()>& abandoned);
   // Starts copies of `blocks` (a prefix-ordered subset of the item's, from `first` on) unless

@@ -26,6 +26,30 @@ void SleepUntil(absl::Time t) {
 
 }  // namespace
 
+void PrefillEngine::SubmitDeferred(const std::vector<PrefillItemSpec>& items,
+                                   std::vector<Inflight>& inflight,
+                                   std::vector<PrefillItemOutcome>& outcomes,
+                                   const std::function<bool()>& abandoned) {
+  for (Inflight& entry : inflight) {
+    if (entry.deferred.empty()) continue;
+    const PrefillItemSpec& item = items[entry.index];
+    PrefillItemOutcome& out = outcomes[entry.index];
+    if (out.status.ok()) out.status = EnsureDestination(item, entry, abandoned);
+    for (const Inflight::Chunk& c : entry.deferred) {
+      if (!out.status.ok()) break;
+      if (out.transfer_start_us == 0) out.transfer_start_us = WallMicros();
+      if (c.last) {
+        SubmitLast(item, entry, out, c.first, c.count, abandoned);
+        break;
+      }
+      absl::StatusOr<transfer::TransferId> id =
+          SubmitUnlessStopped(item, entry, c.first, c.count, false, abandoned);
+      if (!id.ok()) out.status = id.status();
+    }
+    entry.deferred.clear();
+  }
+}
+
 void PrefillEngine::SubmitModelled(const std::vector<PrefillItemSpec>& items,
                                    std::vector<Inflight>& inflight,
                                    std::vector<PrefillItemOutcome>& outcomes,
@@ -67,6 +91,12 @@ void PrefillEngine::SubmitModelled(const std::vector<PrefillItemSpec>& items,
     Inflight& entry = inflight[c.entry];
     PrefillItemOutcome& out = outcomes[entry.index];
     if (!out.status.ok()) continue;  // an earlier chunk of it failed
+    // No destination yet: this chunk and the item's later ones leave after the batch, in
+    // order (SubmitDeferred), and the other items' chunks do not wait for it.
+    if (!entry.deferred.empty() || !DestinationReady(items[entry.index], entry)) {
+      entry.deferred.push_back({c.first, c.count, c.last});
+      continue;
+    }
     if (absl::Status d = EnsureDestination(items[entry.index], entry, abandoned); !d.ok()) {
       out.status = d;
       continue;

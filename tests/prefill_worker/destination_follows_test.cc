@@ -5,6 +5,8 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "common/roofline.h"
 #include "common/synthetic_model.h"
 #include "decode_worker/decode_engine.h"
 #include "gmock/gmock.h"
@@ -71,6 +73,55 @@ TEST_F(DestinationFollowsTest, BlocksPostedDuringOrBeforeThePrefillGiveTheModels
     auto stream = decoder.Start(id, prompt, 12, 3);
     ASSERT_TRUE(stream.ok()) << stream.status();
     EXPECT_EQ(Drain(**stream), model::ReferenceGenerate(prompt, 12, Tiny(), 3));
+    EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
+  }
+}
+
+// Two items in one batch, the first one's blocks late (its decode worker is slow to answer the
+// router): the second one's KV leaves without waiting for them, and the first one's when they
+// come. Its destination was waited for in the batch's loop before, so a stopped decode worker
+// failed the other items of its batch too (fault bench: "cancelled before its prefill").
+TEST_F(DestinationFollowsTest, ALateDestinationHoldsUpOnlyItsOwnItem) {
+  for (bool roofline : {false, true}) {
+    SCOPED_TRACE(roofline ? "roofline" : "real kernels");
+    PrefillEngineOptions options;
+    options.chunk_tokens = 16;
+    options.transfer_timeout = absl::Seconds(30);
+    if (roofline) options.roofline.emplace(Tiny(), *GpuSpecByName("h100"));
+    auto engine = MakeEngine(options, 64);
+    decode::DecodeEngine decoder(*decode_cache_, {});
+    const std::vector<int32_t> prompt = model::SyntheticPrompt(4, 40, Tiny().vocab_size);
+    const std::string late = roofline ? "late-r" : "late-k", on_time = roofline ? "on-r" : "on-k";
+    uint64_t e1 = 0, e2 = 0;
+    auto b1 = decoder.Allocate(late, 40, 4, &e1, 0x7001 + (roofline ? 2 : 0));
+    auto b2 = decoder.Allocate(on_time, 40, 4, &e2, 0x7002 + (roofline ? 2 : 0));
+    ASSERT_TRUE(b1.ok() && b2.ok());
+    ASSERT_TRUE(engine->PostDestination(on_time, e2, *b2).ok());
+    absl::Notification on_time_sent;
+    const std::string on_time_note = absl::StrCat(on_time, "@", e2);
+    prefill_transport_.on_submit = [&](const std::string& note) {
+      if (note == on_time_note && !on_time_sent.HasBeenNotified()) on_time_sent.Notify();
+    };
+    bool sent_first = false;
+    std::thread poster([&] {
+      sent_first = on_time_sent.WaitForNotificationWithTimeout(absl::Seconds(5));
+      ASSERT_TRUE(engine->PostDestination(late, e1, *b1).ok());
+    });
+    std::vector<PrefillItemOutcome> out =
+        engine->Run({Follows(late, prompt, e1), Follows(on_time, prompt, e2)});
+    poster.join();
+    prefill_transport_.on_submit = nullptr;
+    EXPECT_TRUE(sent_first) << "the on-time item's KV waited for the late item's blocks";
+    ASSERT_EQ(out.size(), 2u);
+    EXPECT_TRUE(out[0].status.ok()) << out[0].status;
+    EXPECT_TRUE(out[1].status.ok()) << out[1].status;
+    EXPECT_TRUE(decoder.KvLanded(late, e1).ok());
+    EXPECT_TRUE(decoder.KvLanded(on_time, e2).ok());
+    for (const auto& [id, seed] : {std::pair{late, 4}, std::pair{on_time, 4}}) {
+      auto stream = decoder.Start(id, prompt, 4, seed);
+      ASSERT_TRUE(stream.ok()) << stream.status();
+      EXPECT_EQ(Drain(**stream), model::ReferenceGenerate(prompt, 4, Tiny(), seed));
+    }
     EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
   }
 }

@@ -5,6 +5,7 @@
 // backends are exercised by tests/e2e.
 
 #include <cstring>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -55,6 +56,7 @@ class FakeTransport : public transfer::KvTransport {
       }
     }
     sent_notifications.push_back(notification);
+    if (on_submit) on_submit(notification);
     stats_[next_transfer_] = {.bytes = copies.size() * static_cast<uint64_t>(g.block_bytes()),
                               .operations = static_cast<uint32_t>(copies.size())};
     return next_transfer_++;
@@ -75,6 +77,8 @@ class FakeTransport : public transfer::KvTransport {
   transfer::TransportCounters counters() const override { return {}; }
 
   std::vector<std::string> sent_notifications;
+  // Called on the submitting thread after each batch's bytes were copied (its notification).
+  std::function<void(const std::string&)> on_submit;
   // Every Wait's timeout; with stall_transfers, each Wait answers that its transfer is still in
   // flight (a stalled peer), without sleeping.
   std::vector<absl::Duration> waits;
