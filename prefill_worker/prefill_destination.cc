@@ -1,6 +1,8 @@
 // What a prefill item may be given and where its KV may go: the checks of an item and of its
 // destination (given with it, or posted while it runs: PrefillItemSpec::destination_follows).
 
+#include <algorithm>
+
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -73,11 +75,13 @@ absl::Status PrefillEngine::ValidateDestination(const PrefillItemSpec& item,
 }
 
 absl::StatusOr<std::vector<BlockId>> PrefillEngine::TakeDestination(
-    const PrefillItemSpec& item, const std::function<bool()>& abandoned) {
+    const PrefillItemSpec& item, const std::function<bool()>& abandoned, absl::Time by) {
   if (!item.destination_follows) return item.decode_blocks;
   const ItemFence::Key key{item.request_id, item.decode_epoch};
-  DestinationBoard::Destination taken = destinations_.Take(
-      key, options_.transfer_timeout, [&] { return Stopped(key, abandoned); });
+  const absl::Duration wait =
+      std::max(absl::ZeroDuration(), std::min(options_.transfer_timeout, by - absl::Now()));
+  DestinationBoard::Destination taken =
+      destinations_.Take(key, wait, [&] { return Stopped(key, abandoned); });
   if (!taken.ok()) {
     return absl::Status(taken.status().code(),
                         absl::StrCat("request ", item.request_id, ": no destination on decode worker ",
@@ -88,12 +92,13 @@ absl::StatusOr<std::vector<BlockId>> PrefillEngine::TakeDestination(
 }
 
 absl::Status PrefillEngine::EnsureDestination(const PrefillItemSpec& item, Inflight& entry,
-                                              const std::function<bool()>& abandoned) {
+                                              const std::function<bool()>& abandoned,
+                                              absl::Time by) {
   if (!entry.decode_blocks.empty()) return absl::OkStatus();
   // A destination that follows: it has had the kernels' time to come. Callers start the
   // item's transfer time only after this, so that a late destination counts as the control
   // plane's time, not the transfer's.
-  absl::StatusOr<std::vector<BlockId>> destination = TakeDestination(item, abandoned);
+  absl::StatusOr<std::vector<BlockId>> destination = TakeDestination(item, abandoned, by);
   if (!destination.ok()) return destination.status();
   entry.decode_blocks = *std::move(destination);
   return absl::OkStatus();

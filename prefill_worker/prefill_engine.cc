@@ -407,7 +407,7 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
   }
   turn.reset();
   run_mu_.Unlock();  // the next batch may compute while these transfers are waited for
-  SubmitDeferred(items, inflight, outcomes, abandoned);
+  SubmitDeferred(items, inflight, outcomes, abandoned, answer_by);
   const auto [bytes, done] = FinishItems(items, inflight, outcomes, answer_by);
   // Admitted items that never got as far as a transfer: they will not write.
   for (size_t i = 0; i < items.size(); ++i) {

@@ -229,17 +229,22 @@ class PrefillEngine {
   // The item's destination: given with it, or taken from the board (waiting until it is
   // posted, the item is stopped or transfer_timeout passes) and checked.
   absl::StatusOr<std::vector<BlockId>> TakeDestination(const PrefillItemSpec& item,
-                                                       const std::function<bool()>& abandoned);
+                                                       const std::function<bool()>& abandoned,
+                                                       absl::Time by = absl::InfiniteFuture());
   // entry.decode_blocks, taken now if they follow; before any of the item's transfers.
+  // Waits at most transfer_timeout, and not past `by` (wall clock: the answer's deadline).
   absl::Status EnsureDestination(const PrefillItemSpec& item, Inflight& entry,
-                                 const std::function<bool()>& abandoned);
+                                 const std::function<bool()>& abandoned,
+                                 absl::Time by = absl::InfiniteFuture());
   // Whether EnsureDestination would return at once (given, taken, or posted: blocks or error).
   bool DestinationReady(const PrefillItemSpec& item, const Inflight& entry) const;
   // Sends the chunks deferred for a destination that had not come (Inflight::deferred): waits
   // for each such item's destination in turn, outside the compute lock.
+  // A destination still missing at `answer_by` fails its item (naming its decode worker), so
+  // that the batch's answer is not late for the others.
   void SubmitDeferred(const std::vector<PrefillItemSpec>& items, std::vector<Inflight>& inflight,
                       std::vector<PrefillItemOutcome>& outcomes,
-                      const std::function<bool()>& abandoned);
+                      const std::function<bool()>& abandoned, absl::Time answer_by);
   // The item was cancelled, or the caller left (which cancels it).
   bool Stopped(const ItemFence::Key& key, const std::function<bool()>& abandoned);
   // Starts copies of `blocks` (a prefix-ordered subset of the item's, from `first` on) unless

@@ -29,12 +29,13 @@ void SleepUntil(absl::Time t) {
 void PrefillEngine::SubmitDeferred(const std::vector<PrefillItemSpec>& items,
                                    std::vector<Inflight>& inflight,
                                    std::vector<PrefillItemOutcome>& outcomes,
-                                   const std::function<bool()>& abandoned) {
+                                   const std::function<bool()>& abandoned,
+                                   absl::Time answer_by) {
   for (Inflight& entry : inflight) {
     if (entry.deferred.empty()) continue;
     const PrefillItemSpec& item = items[entry.index];
     PrefillItemOutcome& out = outcomes[entry.index];
-    if (out.status.ok()) out.status = EnsureDestination(item, entry, abandoned);
+    if (out.status.ok()) out.status = EnsureDestination(item, entry, abandoned, answer_by);
     for (const Inflight::Chunk& c : entry.deferred) {
       if (!out.status.ok()) break;
       if (out.transfer_start_us == 0) out.transfer_start_us = WallMicros();

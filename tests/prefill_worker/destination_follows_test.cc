@@ -126,6 +126,29 @@ TEST_F(DestinationFollowsTest, ALateDestinationHoldsUpOnlyItsOwnItem) {
   }
 }
 
+// Blocks that never come (their decode worker stopped) fail only their own item, by the time
+// the batch must answer the router and naming that decode worker; the other item's KV landed.
+TEST_F(DestinationFollowsTest, BlocksStillMissingWhenTheBatchMustAnswerFailOnlyTheirItem) {
+  auto engine = Engine(absl::Seconds(30));
+  decode::DecodeEngine decoder(*decode_cache_, {});
+  const std::vector<int32_t> prompt = model::SyntheticPrompt(4, 40, Tiny().vocab_size);
+  uint64_t e = 0;
+  auto blocks = decoder.Allocate("fine", 40, 4, &e, 0x7101);
+  ASSERT_TRUE(blocks.ok());
+  ASSERT_TRUE(engine->PostDestination("fine", e, *blocks).ok());
+  const absl::Time start = absl::Now();
+  std::vector<PrefillItemOutcome> out =
+      engine->Run({Follows("never", prompt, 0x7102), Follows("fine", prompt, e)}, nullptr,
+                  absl::Now() + absl::Milliseconds(300));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10)) << "waited for transfer_timeout";
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].status.code(), absl::StatusCode::kDeadlineExceeded) << out[0].status;
+  EXPECT_THAT(std::string(out[0].status.message()), HasSubstr("decode worker decode-0"));
+  EXPECT_TRUE(out[1].status.ok()) << out[1].status;
+  EXPECT_TRUE(decoder.KvLanded("fine", e).ok());
+  EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
+}
+
 // The decode worker had no room (or could not be asked): the item sends nothing, fails with
 // what the router said, and its own blocks are free again.
 TEST_F(DestinationFollowsTest, AnErrorInsteadOfBlocksFailsTheItemAndSendsNothing) {
