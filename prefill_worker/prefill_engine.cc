@@ -369,8 +369,7 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
       if (DestinationReady(item, entry)) {
         out.status = EnsureDestination(item, entry, abandoned);
         if (out.status.ok()) {
-          if (out.transfer_start_us == 0) out.transfer_start_us = WallMicros();
-          SubmitLast(item, entry, out, sent, entry.own_blocks.size() - sent, abandoned);
+          SubmitChunk(item, entry, out, {sent, entry.own_blocks.size() - sent, true}, abandoned);
         }
       } else {
         entry.deferred.push_back({sent, entry.own_blocks.size() - sent, true});

@@ -276,6 +276,10 @@ class PrefillEngine {
                        const transfer::KvWriteWindow* window,
                        const std::function<bool()>& abandoned,
                        const std::function<absl::Status(int)>& chunk_done = nullptr);
+  // Submits one chunk of an item's KV (the last one with its notification: SubmitLast),
+  // stamping the item's transfer start; a refused chunk fails the item.
+  void SubmitChunk(const PrefillItemSpec& item, Inflight& entry, PrefillItemOutcome& out,
+                   const Inflight::Chunk& c, const std::function<bool()>& abandoned);
   // Submits an item's last chunk with its notification, at once: the transport announces it
   // only after the earlier chunks landed.
   void SubmitLast(const PrefillItemSpec& item, Inflight& entry, PrefillItemOutcome& out,

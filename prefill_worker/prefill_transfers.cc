@@ -38,17 +38,23 @@ void PrefillEngine::SubmitDeferred(const std::vector<PrefillItemSpec>& items,
     if (out.status.ok()) out.status = EnsureDestination(item, entry, abandoned, answer_by);
     for (const Inflight::Chunk& c : entry.deferred) {
       if (!out.status.ok()) break;
-      if (out.transfer_start_us == 0) out.transfer_start_us = WallMicros();
-      if (c.last) {
-        SubmitLast(item, entry, out, c.first, c.count, abandoned);
-        break;
-      }
-      absl::StatusOr<transfer::TransferId> id =
-          SubmitUnlessStopped(item, entry, c.first, c.count, false, abandoned);
-      if (!id.ok()) out.status = id.status();
+      SubmitChunk(item, entry, out, c, abandoned);
     }
     entry.deferred.clear();
   }
+}
+
+void PrefillEngine::SubmitChunk(const PrefillItemSpec& item, Inflight& entry,
+                                PrefillItemOutcome& out, const Inflight::Chunk& c,
+                                const std::function<bool()>& abandoned) {
+  if (out.transfer_start_us == 0) out.transfer_start_us = WallMicros();
+  if (c.last) {
+    SubmitLast(item, entry, out, c.first, c.count, abandoned);
+    return;
+  }
+  absl::StatusOr<transfer::TransferId> id =
+      SubmitUnlessStopped(item, entry, c.first, c.count, false, abandoned);
+  if (!id.ok()) out.status = id.status();
 }
 
 void PrefillEngine::SubmitModelled(const std::vector<PrefillItemSpec>& items,
@@ -102,14 +108,7 @@ void PrefillEngine::SubmitModelled(const std::vector<PrefillItemSpec>& items,
       out.status = d;
       continue;
     }
-    if (out.transfer_start_us == 0) out.transfer_start_us = WallMicros();
-    if (c.last) {
-      SubmitLast(items[entry.index], entry, out, c.first, c.count, abandoned);
-      continue;
-    }
-    absl::StatusOr<transfer::TransferId> id =
-        SubmitUnlessStopped(items[entry.index], entry, c.first, c.count, false, abandoned);
-    if (!id.ok()) out.status = id.status();
+    SubmitChunk(items[entry.index], entry, out, {c.first, c.count, c.last}, abandoned);
   }
   SleepUntil(batch_start + modelled);
   if (end_us == 0) end_us = WallMicros();
