@@ -8,6 +8,7 @@
 #include <cstring>
 #include "common/clock.h"
 #include "common/logging.h"
+#include "common/thread_name.h"
 
 namespace pdserve::decode {
 
@@ -54,8 +55,14 @@ DecodeEngine::DecodeEngine(KvCache& cache, DecodeEngineOptions options)
     absl::MutexLock lock(&mu_);
     next_epoch_ = static_cast<uint64_t>(std::max<int64_t>(1, WallMicros()));
   }
-  loop_ = std::thread([this] { Loop(); });
-  if (options_.carry_checksum) verifier_ = std::thread([this] { VerifierLoop(); });
+  loop_ = std::thread([this] {
+    NameThisThread("decode-loop");
+    Loop();
+  });
+  if (options_.carry_checksum) verifier_ = std::thread([this] {
+    NameThisThread("decode-verify");
+    VerifierLoop();
+  });
 }
 
 DecodeStepCounters DecodeEngine::StepCounters() const {

@@ -9,6 +9,7 @@
 #include "service/grpc_util.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "common/thread_name.h"
 #include "router/generate_reactor.h"
 #include "router/grpc_adapter.h"
 #include "router/prefill_timeline.h"
@@ -45,10 +46,19 @@ RouterService::RouterService(RouterOptions options)
       // up everyone else's.
       work_(std::make_unique<WorkQueue>(16)) {
   registry_.AddCollector([this] { CollectMetrics(); });
-  dispatcher_ = std::thread([this] { DispatchLoop(); });
-  sweeper_ = std::thread([this] { SweepLoop(); });
+  dispatcher_ = std::thread([this] {
+    NameThisThread("rt-dispatch");
+    DispatchLoop();
+  });
+  sweeper_ = std::thread([this] {
+    NameThisThread("rt-sweep");
+    SweepLoop();
+  });
   for (int i = 0; i < std::max(1, options_.executor_threads); ++i) {
-    executors_.emplace_back([this] { ExecutorLoop(); });
+    executors_.emplace_back([this] {
+      NameThisThread("rt-exec");
+      ExecutorLoop();
+    });
   }
 }
 

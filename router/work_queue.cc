@@ -2,10 +2,15 @@
 
 #include <algorithm>
 
+#include "common/thread_name.h"
+
 namespace pdserve::router {
 
 WorkQueue::WorkQueue(int threads) {
-  for (int i = 0; i < std::max(1, threads); ++i) threads_.emplace_back([this] { Loop(); });
+  for (int i = 0; i < std::max(1, threads); ++i) threads_.emplace_back([this] {
+      NameThisThread("rt-work");
+      Loop();
+    });
 }
 
 WorkQueue::~WorkQueue() {

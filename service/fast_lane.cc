@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "common/thread_name.h"
 #include "service/fast_lane_frames.h"
 
 namespace pdserve::service {
@@ -70,7 +71,10 @@ FastLaneServer::FastLaneServer(std::map<FastMethod, Method> methods, std::string
       listen_fd_(listen_fd),
       wake_fd_(wake_fd),
       frame_timeout_(std::max<int64_t>(1, absl::ToInt64Milliseconds(frame_timeout))) {
-  acceptor_ = std::thread([this] { AcceptLoop(); });
+  acceptor_ = std::thread([this] {
+    NameThisThread("fl-accept");
+    AcceptLoop();
+  });
 }
 
 FastLaneServer::~FastLaneServer() {
@@ -123,7 +127,10 @@ void FastLaneServer::AcceptLoop() {
     }
     auto connection = std::make_shared<Connection>(fd);
     connections_.push_back(connection);
-    SpawnLocked([this, connection] { Serve(connection); });
+    SpawnLocked([this, connection] {
+      NameThisThread("fl-read");
+      Serve(connection);
+    });
   }
 }
 
@@ -225,7 +232,10 @@ bool FastLaneServer::SubmitCall(std::function<void()> task) {
     if (pool_size_ >= kMaxCallThreads) return false;
     pool_size_++;
     absl::MutexLock threads(&mu_);
-    SpawnLocked([this] { PoolLoop(); });
+    SpawnLocked([this] {
+      NameThisThread("fl-call");
+      PoolLoop();
+    });
   }
   tasks_.push_back(std::move(task));
   return true;

@@ -3,6 +3,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
+#include "common/thread_name.h"
 #include "service/fast_lane.h"
 #include "service/fast_lane_frames.h"
 
@@ -40,7 +41,10 @@ absl::StatusOr<std::unique_ptr<FastLaneClient>> FastLaneClient::Connect(
 }
 
 FastLaneClient::FastLaneClient(int fd, int wake_fd) : fd_(fd), wake_fd_(wake_fd) {
-  reader_ = std::thread([this] { ReadLoop(); });
+  reader_ = std::thread([this] {
+    NameThisThread("fl-client");
+    ReadLoop();
+  });
 }
 
 FastLaneClient::~FastLaneClient() {

@@ -10,6 +10,7 @@
 #include "boost/asio.hpp"
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
+#include "common/thread_name.h"
 #include "metrics/text_format.h"
 
 namespace pdserve::service {
@@ -133,7 +134,10 @@ absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(
   state->port = state->acceptor->local_endpoint().port();
   Accept(state);
   // The handlers hold the state; the thread only needs the io_context, which the state owns.
-  state->thread = std::thread([ioc = state->ioc.get()] { ioc->run(); });
+  state->thread = std::thread([ioc = state->ioc.get()] {
+    NameThisThread("metrics-http");
+    ioc->run();
+  });
   return std::unique_ptr<MetricsEndpoint>(new MetricsEndpoint(std::move(state)));
 }
 

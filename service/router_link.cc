@@ -7,6 +7,7 @@
 #include "common/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/thread_name.h"
 
 namespace pdserve::service {
 
@@ -37,7 +38,10 @@ absl::StatusOr<std::unique_ptr<RouterLink>> RouterLink::Start(RouterLinkOptions 
     }
     absl::SleepFor(absl::Milliseconds(100));  // retry back-off while the router starts
   }
-  link->thread_ = std::thread([raw = link.get()] { raw->HeartbeatLoop(); });
+  link->thread_ = std::thread([raw = link.get()] {
+    NameThisThread("heartbeat");
+    raw->HeartbeatLoop();
+  });
   return link;
 }
 

@@ -6,6 +6,7 @@
 
 #include "common/clock.h"
 #include "common/parallel_for.h"
+#include "common/thread_name.h"
 #include "transfer/stream_copy.h"
 
 namespace pdserve::transfer::local {
@@ -63,7 +64,10 @@ class WaitMeter {
 int DefaultCopyThreads() { return std::clamp(DefaultThreads(), 1, 4); }
 
 CopyEngine::CopyEngine(int threads) : queues_(std::max(1, threads)) {
-  for (size_t i = 0; i < queues_.size(); ++i) workers_.emplace_back([this, i] { Work(i); });
+  for (size_t i = 0; i < queues_.size(); ++i) workers_.emplace_back([this, i] {
+      NameThisThread("kv-copy");
+      Work(i);
+    });
 }
 
 CopyEngine::~CopyEngine() {

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "common/thread_name.h"
 #include "kvcache/cuda/cuda_check.h"
 #include "kvcache/cuda/cuda_kernels.h"
 #include "transfer/notify/notify_channel.h"
@@ -45,7 +46,10 @@ class NcclEngine final : public TransferEngine {
                            }
                            Wake();
                          });
-    thread_ = std::thread([this] { Loop(); });
+    thread_ = std::thread([this] {
+      NameThisThread("nccl-progress");
+      Loop();
+    });
   }
 
   ~NcclEngine() override {

@@ -20,6 +20,7 @@
 #include "common/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/thread_name.h"
 #include "transfer/notify/notify_peer.h"
 #include "transfer/pool_descriptor.h"
 #include "transfer/sender_credential.h"
@@ -152,7 +153,10 @@ NotifyListener::NotifyListener(NotificationInbox* inbox, std::string agent, std:
       address_(std::move(address)),
       listen_fd_(listen_fd),
       wake_fd_(wake_fd),
-      thread_([this] { Loop(); }) {}
+      thread_([this] {
+        NameThisThread("kv-notify");
+        Loop();
+      }) {}
 
 NotifyListener::~NotifyListener() {
   const uint64_t one = 1;

@@ -1,6 +1,7 @@
 // The ucx transport's life: creation of its UCP worker and progress thread, the registration of
 // its KV pool and the descriptor peers load, counters, teardown; and the backend's entry points
 // (ucx_transport.h). ucx_transport_impl.h says which file holds the rest.
+#include "common/thread_name.h"
 #include "transfer/ucx/ucx_transport.h"
 
 #include <sys/epoll.h>
@@ -115,7 +116,10 @@ absl::Status UcxEngine::Init() {
       can_sleep_ = true;
     }
   }
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    NameThisThread("ucx-progress");
+    Loop();
+  });
   return absl::OkStatus();
 }
 
