@@ -331,16 +331,36 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
     // soon as its kernels ended, under the next chunk's (roofline streams in SubmitModelled).
     size_t sent = 0;
     std::function<absl::Status(int)> chunk_done;
-    if (options_.stream_chunk_tokens > 0 && !options_.roofline.has_value() && !WritesInPlace()) {
+    const bool streamed =
+        options_.stream_chunk_tokens > 0 && !options_.roofline.has_value() && !WritesInPlace();
+    // Blocks [from, to) as the chunks they were computed in, one batch each, whenever they
+    // leave (a late destination does not merge them: the timeline's batch count stays).
+    const size_t step = streamed ? static_cast<size_t>(StreamChunkTokens() /
+                                                       cache_.config().block_size)
+                                 : entry.own_blocks.size();
+    auto chunks = [step](size_t from, size_t to, bool last) {
+      std::vector<Inflight::Chunk> out;
+      for (size_t b = from; b < to; b += step) {
+        out.push_back({b, std::min(step, to - b), last && b + step >= to});
+      }
+      return out;
+    };
+    if (streamed) {
       chunk_done = [&](int tokens) -> absl::Status {
         const size_t full = static_cast<size_t>(tokens / cache_.config().block_size);
         if (full <= sent) return absl::OkStatus();
+        // Blocks that have not come yet must not stall the kernels (and with them the batch's
+        // other items): these chunks leave once they come, or after the kernels, as below.
+        if (!DestinationReady(item, entry)) return absl::OkStatus();
         if (absl::Status d = EnsureDestination(item, entry, abandoned); !d.ok()) return d;
         if (out.transfer_start_us == 0) out.transfer_start_us = WallMicros();
-        absl::StatusOr<transfer::TransferId> id =
-            SubmitUnlessStopped(item, entry, sent, full - sent, /*notify=*/false, abandoned);
-        sent = full;
-        return id.status();
+        for (const Inflight::Chunk& c : chunks(sent, full, false)) {
+          absl::StatusOr<transfer::TransferId> id =
+              SubmitUnlessStopped(item, entry, c.first, c.count, /*notify=*/false, abandoned);
+          if (!id.ok()) return id.status();
+          sent = c.first + c.count;
+        }
+        return absl::OkStatus();
       };
     }
     out.status = Compute(item, *own, entry.window.get(), abandoned, chunk_done);
@@ -366,13 +386,14 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
     // destination that has not come yet (its decode worker is slow to answer the router) must
     // not hold up the batch's next items: the item's KV leaves after the batch's kernels.
     if (out.status.ok() && !options_.roofline.has_value()) {
+      const std::vector<Inflight::Chunk> rest = chunks(sent, entry.own_blocks.size(), true);
       if (DestinationReady(item, entry)) {
         out.status = EnsureDestination(item, entry, abandoned);
-        if (out.status.ok()) {
-          SubmitChunk(item, entry, out, {sent, entry.own_blocks.size() - sent, true}, abandoned);
+        for (const Inflight::Chunk& c : rest) {
+          if (out.status.ok()) SubmitChunk(item, entry, out, c, abandoned);
         }
       } else {
-        entry.deferred.push_back({sent, entry.own_blocks.size() - sent, true});
+        entry.deferred.insert(entry.deferred.end(), rest.begin(), rest.end());
       }
     }
     inflight.push_back(std::move(entry));

@@ -81,20 +81,27 @@ TEST_F(DestinationFollowsTest, BlocksPostedDuringOrBeforeThePrefillGiveTheModels
 // router): the second one's KV leaves without waiting for them, and the first one's when they
 // come. Its destination was waited for in the batch's loop before, so a stopped decode worker
 // failed the other items of its batch too (fault bench: "cancelled before its prefill").
+// With real kernels the KV leaves after the kernels, or chunk by chunk while they run
+// (--stream-chunk-tokens, whose first chunk waited for the blocks before); roofline likewise.
+enum class Mode { kKernels, kStreamed, kRoofline };
+
 TEST_F(DestinationFollowsTest, ALateDestinationHoldsUpOnlyItsOwnItem) {
-  for (bool roofline : {false, true}) {
-    SCOPED_TRACE(roofline ? "roofline" : "real kernels");
+  for (Mode mode : {Mode::kKernels, Mode::kStreamed, Mode::kRoofline}) {
+    const int m = static_cast<int>(mode);
+    const bool roofline = mode == Mode::kRoofline;
+    SCOPED_TRACE(m);
     PrefillEngineOptions options;
     options.chunk_tokens = 16;
     options.transfer_timeout = absl::Seconds(30);
+    if (mode == Mode::kStreamed) options.stream_chunk_tokens = 16;
     if (roofline) options.roofline.emplace(Tiny(), *GpuSpecByName("h100"));
     auto engine = MakeEngine(options, 64);
     decode::DecodeEngine decoder(*decode_cache_, {});
     const std::vector<int32_t> prompt = model::SyntheticPrompt(4, 40, Tiny().vocab_size);
-    const std::string late = roofline ? "late-r" : "late-k", on_time = roofline ? "on-r" : "on-k";
+    const std::string late = absl::StrCat("late-", m), on_time = absl::StrCat("on-", m);
     uint64_t e1 = 0, e2 = 0;
-    auto b1 = decoder.Allocate(late, 40, 4, &e1, 0x7001 + (roofline ? 2 : 0));
-    auto b2 = decoder.Allocate(on_time, 40, 4, &e2, 0x7002 + (roofline ? 2 : 0));
+    auto b1 = decoder.Allocate(late, 40, 4, &e1, 0x7001 + 2 * m);
+    auto b2 = decoder.Allocate(on_time, 40, 4, &e2, 0x7002 + 2 * m);
     ASSERT_TRUE(b1.ok() && b2.ok());
     ASSERT_TRUE(engine->PostDestination(on_time, e2, *b2).ok());
     absl::Notification on_time_sent;
@@ -129,24 +136,32 @@ TEST_F(DestinationFollowsTest, ALateDestinationHoldsUpOnlyItsOwnItem) {
 // Blocks that never come (their decode worker stopped) fail only their own item, by the time
 // the batch must answer the router and naming that decode worker; the other item's KV landed.
 TEST_F(DestinationFollowsTest, BlocksStillMissingWhenTheBatchMustAnswerFailOnlyTheirItem) {
-  auto engine = Engine(absl::Seconds(30));
-  decode::DecodeEngine decoder(*decode_cache_, {});
-  const std::vector<int32_t> prompt = model::SyntheticPrompt(4, 40, Tiny().vocab_size);
-  uint64_t e = 0;
-  auto blocks = decoder.Allocate("fine", 40, 4, &e, 0x7101);
-  ASSERT_TRUE(blocks.ok());
-  ASSERT_TRUE(engine->PostDestination("fine", e, *blocks).ok());
-  const absl::Time start = absl::Now();
-  std::vector<PrefillItemOutcome> out =
-      engine->Run({Follows("never", prompt, 0x7102), Follows("fine", prompt, e)}, nullptr,
-                  absl::Now() + absl::Milliseconds(300));
-  EXPECT_LT(absl::Now() - start, absl::Seconds(10)) << "waited for transfer_timeout";
-  ASSERT_EQ(out.size(), 2u);
-  EXPECT_EQ(out[0].status.code(), absl::StatusCode::kDeadlineExceeded) << out[0].status;
-  EXPECT_THAT(std::string(out[0].status.message()), HasSubstr("decode worker decode-0"));
-  EXPECT_TRUE(out[1].status.ok()) << out[1].status;
-  EXPECT_TRUE(decoder.KvLanded("fine", e).ok());
-  EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
+  for (bool streamed : {false, true}) {
+    SCOPED_TRACE(streamed ? "streamed chunks" : "after the kernels");
+    PrefillEngineOptions options;
+    options.chunk_tokens = 16;
+    options.transfer_timeout = absl::Seconds(30);
+    if (streamed) options.stream_chunk_tokens = 16;
+    auto engine = MakeEngine(options, 64);
+    decode::DecodeEngine decoder(*decode_cache_, {});
+    const std::vector<int32_t> prompt = model::SyntheticPrompt(4, 40, Tiny().vocab_size);
+    const std::string fine = streamed ? "fine-s" : "fine", never = streamed ? "never-s" : "never";
+    uint64_t e = 0;
+    auto blocks = decoder.Allocate(fine, 40, 4, &e, 0x7101 + (streamed ? 2 : 0));
+    ASSERT_TRUE(blocks.ok());
+    ASSERT_TRUE(engine->PostDestination(fine, e, *blocks).ok());
+    const absl::Time start = absl::Now();
+    std::vector<PrefillItemOutcome> out = engine->Run(
+        {Follows(never, prompt, 0x7102 + (streamed ? 2 : 0)), Follows(fine, prompt, e)}, nullptr,
+        absl::Now() + absl::Milliseconds(300));
+    EXPECT_LT(absl::Now() - start, absl::Seconds(10)) << "waited for transfer_timeout";
+    ASSERT_EQ(out.size(), 2u);
+    EXPECT_EQ(out[0].status.code(), absl::StatusCode::kDeadlineExceeded) << out[0].status;
+    EXPECT_THAT(std::string(out[0].status.message()), HasSubstr("decode worker decode-0"));
+    EXPECT_TRUE(out[1].status.ok()) << out[1].status;
+    EXPECT_TRUE(decoder.KvLanded(fine, e).ok());
+    EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
+  }
 }
 
 // The decode worker had no room (or could not be asked): the item sends nothing, fails with
