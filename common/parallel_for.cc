@@ -1,5 +1,6 @@
 #include "common/parallel_for.h"
 
+#include <pthread.h>
 #include <sched.h>
 
 #include <algorithm>
@@ -52,9 +53,17 @@ struct Job {
 // ParallelFor inside a ParallelFor's body cannot deadlock; they only share the helpers.
 class Pool {
  public:
+  // Never destroyed: its threads may outlive main's statics. A child of fork() has none of the
+  // threads, and its copy of the mutex may be held by a thread that is not there: it starts a
+  // pool of its own.
   static Pool& Get() {
-    static Pool* pool = new Pool();  // never destroyed: its threads may outlive main's statics
-    return *pool;
+    static const bool registered = [] {
+      (void)pthread_atfork(nullptr, nullptr, [] { current_.store(new Pool()); });
+      current_.store(new Pool());
+      return true;
+    }();
+    (void)registered;
+    return *current_.load();
   }
 
   void Run(int n, int threads, const std::function<void(int)>& body) {
@@ -114,6 +123,7 @@ class Pool {
     return nullptr;
   }
 
+  static inline std::atomic<Pool*> current_{nullptr};
   static constexpr int kMaxThreads = 255;
   std::mutex mu_;
   std::condition_variable work_;

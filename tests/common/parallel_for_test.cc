@@ -4,6 +4,8 @@
 #include "common/parallel_for.h"
 
 #include <pthread.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -67,6 +69,36 @@ TEST(ParallelForTest, ConcurrentAndNestedCallersAllFinish) {
   for (std::thread& t : callers) t.join();
   // Each call sums 0..79 = 3160; 4 callers x 50 rounds.
   EXPECT_EQ(sum.load(), 3160L * 4 * 50);
+}
+
+// A child of fork() (no exec) has none of the parent's pool threads: it still gets every
+// index done, with helpers of its own.
+TEST(ParallelForTest, AForkedChildRunsItsOwnPool) {
+#if defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "ThreadSanitizer does not support threads started after a threaded fork";
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+  GTEST_SKIP() << "ThreadSanitizer does not support threads started after a threaded fork";
+#endif
+#endif
+  ParallelFor(8, 2, [](int) {});  // the parent's pool exists
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    std::atomic<int> sum{0};
+    std::atomic<bool> helped{false};
+    const std::thread::id me = std::this_thread::get_id();
+    ParallelFor(64, 2, [&](int i) {
+      sum += i;
+      if (std::this_thread::get_id() != me) helped = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    });
+    _exit(sum.load() == 64 * 63 / 2 && helped.load() ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the child's ParallelFor lost indices or got no helper";
 }
 
 TEST(ThreadNameTest, NamesTheCallingThreadAndCutsAt15Characters) {
