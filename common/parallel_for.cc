@@ -10,7 +10,6 @@
 #include <memory>
 #include <mutex>
 #include <thread>
-#include <vector>
 
 #include "common/thread_name.h"
 
@@ -46,9 +45,9 @@ struct Job {
 };
 
 // Threads kept for ParallelFor. They used to be spawned per call and joined at its end: a
-// clone and an exit per thread per kernel call, 15 of them per layer loop on a 16-core host
-// (a tiny prefill took ~1.6 ms there against ~0.75 ms on 2 cores). Now they sleep here between
-// calls. A caller never waits for a pool thread to become free: it does every index itself if
+// clone and an exit per helper per kernel call, which on a 16-core host made a batched CPU
+// decode step cost ~0.9-1 ms whatever its size (0.04-0.15 ms with kept threads; bench kernels,
+// docs/results/cpu-2026-12-06-parallel-for-and-hops). Now they sleep here between calls. A caller never waits for a pool thread to become free: it does every index itself if
 // need be, so concurrent callers (a colocated worker's prefill and decode, the verifier) and a
 // ParallelFor inside a ParallelFor's body cannot deadlock; they only share the helpers.
 class Pool {
@@ -76,7 +75,7 @@ class Pool {
       std::lock_guard<std::mutex> lock(mu_);
       GrowLocked(threads - 1);
       jobs_.push_back(job);
-      all = threads - 1 >= static_cast<int>(threads_.size());
+      all = threads - 1 >= size_;
     }
     if (all) {
       work_.notify_all();
@@ -96,12 +95,11 @@ class Pool {
  private:
   void GrowLocked(int wanted) {
     wanted = std::min(wanted, kMaxThreads);
-    while (static_cast<int>(threads_.size()) < wanted) {
-      threads_.emplace_back([this] {
+    for (; size_ < wanted; ++size_) {
+      std::thread([this] {
         NameThisThread("par-for");
         Loop();
-      });
-      threads_.back().detach();
+      }).detach();
     }
   }
 
@@ -128,7 +126,7 @@ class Pool {
   std::mutex mu_;
   std::condition_variable work_;
   std::deque<std::shared_ptr<Job>> jobs_;
-  std::vector<std::thread> threads_;  // detached; kept for their count
+  int size_ = 0;  // threads started (detached: they wait in Loop for good)
 };
 
 }  // namespace

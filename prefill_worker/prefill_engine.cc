@@ -353,11 +353,9 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
         // other items): these chunks leave once they come, or after the kernels, as below.
         if (!DestinationReady(item, entry)) return absl::OkStatus();
         if (absl::Status d = EnsureDestination(item, entry, abandoned); !d.ok()) return d;
-        if (out.transfer_start_us == 0) out.transfer_start_us = WallMicros();
         for (const Inflight::Chunk& c : chunks(sent, full, false)) {
-          absl::StatusOr<transfer::TransferId> id =
-              SubmitUnlessStopped(item, entry, c.first, c.count, /*notify=*/false, abandoned);
-          if (!id.ok()) return id.status();
+          SubmitChunk(item, entry, out, c, abandoned);
+          if (!out.status.ok()) return out.status;
           sent = c.first + c.count;
         }
         return absl::OkStatus();
