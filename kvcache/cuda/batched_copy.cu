@@ -139,6 +139,14 @@ cudaError_t LaunchShape(std::span<const DeviceCopy> copies, const std::byte* src
 // or below it. So was a persistent grid of 264 or 528 blocks looping over the chunks (H200,
 // 2026-12-05 run 3: layer-major contiguous 2048 tokens 0.84-0.87x against 0.88-0.89x).
 using Default = Shape<Order::kFlat, 512, 8, 17>;
+// A few large runs (a contiguous request) go in blocks of 32 KiB: the kernel alone moved a
+// layer-major request's 32 runs at 0.99-1.00x of one cudaMemcpyAsync of the same bytes with
+// 32 KiB and 0.97-0.98x with 128 KiB (2048 and 8192 tokens, H100, four runs of the copy probe),
+// and cuda-ipc's layer-major contiguous 2048 / 8192-token rows went from 0.91-0.93 / 0.95-0.97x
+// of a D2D copy to 0.92-0.94 / 0.97-0.98x (four alternating rounds). Many runs (most of them one
+// 64 KiB fragment) keep 128 KiB: with 32 KiB the scattered rows were slower (8192 tokens,
+// block-major 0.87-0.91x against 0.92-0.94x). docs/results/gpu-h100-2026-12-06-copy-plan.
+using FewRuns = Shape<Order::kFlat, 512, 8, 15>;
 
 // PDSERVE_COPY_KERNEL=grid runs the kernel as it was before (for benchmarking against it); the
 // other shapes measured are in docs/results/gpu-h200-2026-12-05-copy-ucx.
@@ -150,11 +158,23 @@ bool GridOrderChosen() {
   return grid;
 }
 
+// PDSERVE_COPY_SHAPE=128k: few runs in 128 KiB blocks too, as before (for benchmarking).
+bool BigBlocksChosen() {
+  static const bool big = [] {
+    const char* e = std::getenv("PDSERVE_COPY_SHAPE");
+    return e != nullptr && std::string_view(e) == "128k";
+  }();
+  return big;
+}
+
 template <int kOps>
 cudaError_t Launch(std::span<const DeviceCopy> copies, const std::byte* src_base,
                    std::byte* dst_base, cudaStream_t stream) {
   if (GridOrderChosen()) {
     return LaunchShape<kOps, Shape<Order::kGrid, 256, 8, 16>>(copies, src_base, dst_base, stream);
+  }
+  if (kOps == kFewOps && !BigBlocksChosen()) {
+    return LaunchShape<kOps, FewRuns>(copies, src_base, dst_base, stream);
   }
   return LaunchShape<kOps, Default>(copies, src_base, dst_base, stream);
 }
@@ -190,9 +210,9 @@ absl::Status EnqueueBatchedCopy(std::span<const DeviceCopy> copies, const std::b
 
 namespace pdserve::cuda {
 
-absl::StatusOr<std::vector<std::byte>> CopyThroughDevice(std::span<const DeviceCopy> copies,
-                                                         std::span<const std::byte> src,
-                                                         std::span<const std::byte> dst) {
+absl::StatusOr<std::vector<std::byte>> CopyThroughDevice(
+    std::span<const std::vector<DeviceCopy>> batches, std::span<const std::byte> src,
+    std::span<const std::byte> dst) {
   DeviceBuffer s, d;
   RETURN_IF_ERROR(s.Reserve(src.size()));
   RETURN_IF_ERROR(d.Reserve(dst.size()));
@@ -200,7 +220,12 @@ absl::StatusOr<std::vector<std::byte>> CopyThroughDevice(std::span<const DeviceC
   PDSERVE_CUDA_RETURN_IF_ERROR(cudaMemcpy(d.get(), dst.data(), dst.size(), cudaMemcpyHostToDevice));
   cudaStream_t stream = nullptr;
   PDSERVE_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  absl::Status enqueued = EnqueueBatchedCopy(copies, s.get(), d.get(), stream);
+  const absl::Status enqueued = [&] {
+    for (const std::vector<DeviceCopy>& copies : batches) {
+      RETURN_IF_ERROR(EnqueueBatchedCopy(copies, s.get(), d.get(), stream));
+    }
+    return absl::OkStatus();
+  }();
   const cudaError_t synced = cudaStreamSynchronize(stream);
   cudaStreamDestroy(stream);
   RETURN_IF_ERROR(enqueued);
@@ -208,6 +233,13 @@ absl::StatusOr<std::vector<std::byte>> CopyThroughDevice(std::span<const DeviceC
   std::vector<std::byte> out(dst.size());
   PDSERVE_CUDA_RETURN_IF_ERROR(cudaMemcpy(out.data(), d.get(), out.size(), cudaMemcpyDeviceToHost));
   return out;
+}
+
+absl::StatusOr<std::vector<std::byte>> CopyThroughDevice(std::span<const DeviceCopy> copies,
+                                                         std::span<const std::byte> src,
+                                                         std::span<const std::byte> dst) {
+  const std::vector<DeviceCopy> one(copies.begin(), copies.end());
+  return CopyThroughDevice(std::span(&one, 1), src, dst);
 }
 
 }  // namespace pdserve::cuda

@@ -31,5 +31,10 @@ absl::Status EnqueueBatchedCopy(std::span<const DeviceCopy> copies, const std::b
 absl::StatusOr<std::vector<std::byte>> CopyThroughDevice(std::span<const DeviceCopy> copies,
                                                          std::span<const std::byte> src,
                                                          std::span<const std::byte> dst);
+// The same for several batches enqueued back to back on the stream (none waits for the one
+// before), in order.
+absl::StatusOr<std::vector<std::byte>> CopyThroughDevice(
+    std::span<const std::vector<DeviceCopy>> batches, std::span<const std::byte> src,
+    std::span<const std::byte> dst);
 
 }  // namespace pdserve::cuda

@@ -1,6 +1,8 @@
 #include "transfer/copy_plan.h"
 
 #include <algorithm>
+#include <map>
+#include <random>
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -63,6 +65,45 @@ TEST(CopyPlanTest, OrderOfCopiesDoesNotChangeThePlan) {
   std::vector<CopyOp> ops;
   ASSERT_TRUE(PlanCopies(local, remote, copies, ops).ok());
   EXPECT_EQ(ops.size(), 1u);
+}
+
+// Whatever the layout and the order of the copies: every fragment of every copied block goes to
+// the same fragment of its destination block and nothing else is copied, the operations come in
+// source order, and no two of them could be one (the plan emits layer-major fragments in source
+// order instead of sorting them; this checks it against the definition).
+TEST(CopyPlanTest, ScatteredBatchMapsEveryFragmentOnceInSourceOrderFullyMerged) {
+  std::mt19937 rng(7);
+  for (KvLayout layout : {KvLayout::kLayerMajor, KvLayout::kBlockMajor}) {
+    KvGeometry local(Small(), 96, layout), remote(Small(), 128, layout);
+    std::vector<BlockId> dst(100);  // 100..109 take the run below
+    for (BlockId b = 0; b < 100; ++b) dst[b] = b;
+    std::shuffle(dst.begin(), dst.end(), rng);
+    std::vector<BlockCopy> copies;
+    for (BlockId b = 0; b < 60; ++b) copies.push_back({b + (b > 30 ? 20 : 0), dst[b]});
+    for (BlockId b = 0; b < 10; ++b) copies.push_back({80 + b, 100 + b});  // one run of 10
+    std::shuffle(copies.begin(), copies.end(), rng);
+    std::vector<CopyOp> ops;
+    ASSERT_TRUE(PlanCopies(local, remote, copies, ops).ok());
+    const uint64_t unit = static_cast<uint64_t>(local.transfer_fragment_bytes());
+    std::map<uint64_t, uint64_t> expected, planned;
+    for (const BlockCopy& c : copies) {
+      for (int f = 0; f < local.fragments_per_block(); ++f) {
+        expected[local.FragmentOffset(c.src, f)] = remote.FragmentOffset(c.dst, f);
+      }
+    }
+    for (size_t i = 0; i < ops.size(); ++i) {
+      ASSERT_EQ(ops[i].bytes % unit, 0u);
+      for (uint64_t k = 0; k < ops[i].bytes; k += unit) {
+        ASSERT_TRUE(planned.emplace(ops[i].src + k, ops[i].dst + k).second) << "copied twice";
+      }
+      if (i == 0) continue;
+      EXPECT_LT(ops[i - 1].src, ops[i].src) << "operation " << i << " out of source order";
+      EXPECT_FALSE(ops[i - 1].src + ops[i - 1].bytes == ops[i].src &&
+                   ops[i - 1].dst + ops[i - 1].bytes == ops[i].dst)
+          << "operations " << i - 1 << " and " << i << " are one";
+    }
+    EXPECT_EQ(planned, expected) << KvLayoutName(layout);
+  }
 }
 
 TEST(CopyPlanTest, OutOfRangeDuplicateOrEmptyIsInvalidArgument) {
