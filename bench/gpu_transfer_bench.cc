@@ -207,7 +207,8 @@ absl::Status MeasureBackendLayout(const GpuTransferBenchOptions& o, const ModelC
         std::fflush(stdout);
         rows.push_back({{"backend", backend}, {"layout", layout_name}, {"dst_blocks", pattern},
                         {"request_tokens", tokens}, {"bytes", bytes}, {"operations", ops},
-                        {"ms_median", t}, {"submit_ms_median", submit}, {"gbps", gbps}, {"d2d_ms_median", d2d_ms},
+                        {"ms_median", t}, {"submit_ms_median", submit}, {"gbps", gbps},
+                        {"d2d_ms_median", d2d_ms},
                         {"d2d_gbps", d2d}, {"ratio_to_d2d", gbps / d2d}});
       }
     }

@@ -1,17 +1,23 @@
 // ParallelFor's kept threads (common/parallel_for.cc): every index exactly once, helpers that
-// really help, and no deadlock when callers share the pool or nest.
+// really help, and no deadlock when callers share the pool or nest; thread names and slices
+// (common/thread_name.h).
 
 #include "common/parallel_for.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <fstream>
 #include <mutex>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -110,6 +116,42 @@ TEST(ThreadNameTest, NamesTheCallingThreadAndCutsAt15Characters) {
     got = buf;
   }).join();
   EXPECT_EQ(got, "a-very-long-thr");
+}
+
+// The slice the kernel reports for the thread (/proc/thread-self/sched, "se.slice", in ns), or
+// -1 where it reports none.
+int64_t SliceNs() {
+  std::ifstream in("/proc/thread-self/sched");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("se.slice", 0) != 0) continue;
+    const size_t colon = line.find(':');
+    return colon == std::string::npos ? -1 : std::stoll(line.substr(colon + 1));
+  }
+  return -1;
+}
+
+// A named thread gets the 100 us slice (on kernels with per-task slices: Linux 6.12 and later),
+// and keeps its nice value.
+TEST(ThreadNameTest, ANamedThreadAsksForAShortSliceAndKeepsItsNice) {
+  int64_t before = -1, after = -1;
+  int nice_after = 0;
+  std::thread([&] {
+    ASSERT_EQ(setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 3), 0);
+    before = SliceNs();
+    NameThisThread("slice-test");
+    after = SliceNs();
+    nice_after = getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
+  }).join();
+  EXPECT_EQ(nice_after, 3);
+  utsname u{};
+  int major = 0, minor = 0;
+  const bool per_task_slices = uname(&u) == 0 &&
+                               std::sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
+                               (major > 6 || (major == 6 && minor >= 12));
+  if (!per_task_slices || before < 0 || before == 100000) {
+    GTEST_SKIP() << "this kernel (" << u.release << ") has no per-task slices to check";
+  }
+  EXPECT_EQ(after, 100000) << "slice before naming: " << before << " ns";
 }
 
 }  // namespace
