@@ -281,17 +281,13 @@ std::unique_ptr<RouterService::BatchRun> RouterService::StartBatch(PrefillBatchP
 }
 
 void RouterService::PrefillAnswered(BatchRun& b) {
-  {
-    absl::MutexLock lock(&mu_);
-    b.answer_came = true;
-    if (auto it = started_.find(&b); it != started_.end()) {
-      jobs_.push_back(BatchJob{.run = std::move(it->second)});
-      started_.erase(it);
-    }
-  }
-  // Last: once notified, the thread in FinishBatch may end the batch and free `b` (an
-  // executor's own batch is in neither started_ nor jobs_ while it waits here).
   b.answered.Notify();
+  absl::MutexLock lock(&mu_);
+  b.answer_came = true;
+  if (auto it = started_.find(&b); it != started_.end()) {
+    jobs_.push_back(BatchJob{.run = std::move(it->second)});
+    started_.erase(it);
+  }
 }
 
 void RouterService::ForwardAllocation(BatchRun& b, size_t i) {

@@ -92,7 +92,7 @@ struct RouterService::BatchRun {
   bool prefill_sent = false;
   absl::Notification answered;
   absl::Status answer;
-  bool answer_came = false;  // under RouterService::mu_: set by PrefillAnswered before `answered`
+  bool answer_came = false;  // under RouterService::mu_: PrefillAnswered ran (its last touch)
   // The threads that see the Allocate answers (ForwardAllocation) change failures, refused,
   // probe and told under `mu`; FinishBatch reads them once every answer came.
   absl::Mutex mu;
