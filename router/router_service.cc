@@ -14,7 +14,6 @@
 #include "router/grpc_adapter.h"
 #include "router/prefill_timeline.h"
 #include "router/request_validation.h"
-#include "router/run_batch.h"
 
 namespace pdserve::router {
 
@@ -106,76 +105,45 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* RouterService::Generate(
 
 void RouterService::DispatchLoop() {
   while (true) {
-    // Batches this thread sends itself: each an executor is idle for (below).
-    std::vector<PrefillBatchPlan> to_start;
-    {
-      absl::MutexLock lock(&mu_);
-      auto woken = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return kick_ || stop_; };
-      mu_.Await(absl::Condition(&woken));
-      if (stop_) return;
-      kick_ = false;
-      ScheduleStep step = scheduler_.Schedule();
-      for (RejectedRequest& rejected : step.rejected) {
-        metrics_->OnRejected(rejected.status.code());
-        if (auto it = requests_.find(rejected.request_id); it != requests_.end()) {
-          it->second->status = rejected.status;
-          it->second->phase = Phase::kFailed;
-          SettledLocked(it->second);
-        }
+    absl::MutexLock lock(&mu_);
+    auto woken = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return kick_ || stop_; };
+    mu_.Await(absl::Condition(&woken));
+    if (stop_) return;
+    kick_ = false;
+    ScheduleStep step = scheduler_.Schedule();
+    for (RejectedRequest& rejected : step.rejected) {
+      metrics_->OnRejected(rejected.status.code());
+      if (auto it = requests_.find(rejected.request_id); it != requests_.end()) {
+        it->second->status = rejected.status;
+        it->second->phase = Phase::kFailed;
+        SettledLocked(it->second);
       }
-      const int64_t now_us = WallMicros();
+    }
+    const int64_t now_us = WallMicros();
+    for (PrefillBatchPlan& plan : step.batches) {
+      for (const Placement& p : plan.items) {
+        auto it = requests_.find(p.request_id);
+        if (it == requests_.end()) continue;
+        it->second->phase = Phase::kPrefilling;
+        it->second->decode_worker = p.decode_worker;
+        it->second->timeline.set_scheduled_us(now_us);
+        it->second->timeline.set_prefill_worker(plan.prefill_worker);
+        it->second->timeline.set_decode_worker(p.decode_worker);
+      }
+      jobs_.push_back(BatchJob{std::move(plan)});
+    }
+    // A half-open worker's first placement is its trial: nothing more goes to it until the
+    // trial's outcome (worker_health.h).
+    if (!step.batches.empty()) {
       const absl::Time now = SteadyNow();
-      // At most as many batches in flight as before (one per executor): those started here
-      // count until an executor settles them.
-      int idle = idle_executors_ - static_cast<int>(jobs_.size() + started_.size());
-      for (PrefillBatchPlan& plan : step.batches) {
-        for (const Placement& p : plan.items) {
-          auto it = requests_.find(p.request_id);
-          if (it == requests_.end()) continue;
-          it->second->phase = Phase::kPrefilling;
-          it->second->decode_worker = p.decode_worker;
-          it->second->timeline.set_scheduled_us(now_us);
-          it->second->timeline.set_prefill_worker(plan.prefill_worker);
-          it->second->timeline.set_decode_worker(p.decode_worker);
-          // A half-open worker's first placement is its trial: nothing more goes to it until
-          // the trial's outcome (worker_health.h).
-          health_->OnPlaced(plan.prefill_worker, now);
+      for (auto job = jobs_.end() - static_cast<std::ptrdiff_t>(step.batches.size());
+           job != jobs_.end(); ++job) {
+        for (const Placement& p : job->plan.items) {
+          health_->OnPlaced(job->plan.prefill_worker, now);
           health_->OnPlaced(p.decode_worker, now);
         }
-        // Sending a batch's calls does not wait for anything when the decode blocks are asked
-        // alongside: this thread sends them, and the executor that waits for the answers
-        // wakes meanwhile. Handing the sending to the executor put a thread wake-up (50-250
-        // us on the 2-vCPU VM) between the scheduling and the prefill worker (issue 15):
-        // scheduled -> prefill start 177-203 us p50 with this against 226-242 us, five rounds
-        // (docs/results/cpu-2core-2026-12-06-short-slice). The executor wakes only when the
-        // Prefill call ended (PrefillAnswered).
-        if (options_.allocate_alongside_prefill && idle-- > 0) {
-          to_start.push_back(std::move(plan));
-        } else {
-          jobs_.push_back(BatchJob{std::move(plan)});
-        }
       }
-      if (!step.batches.empty()) RefreshAcceptingLocked(now);
-    }
-    for (PrefillBatchPlan& plan : to_start) {
-      std::unique_ptr<BatchRun> run = StartBatch(std::move(plan));
-      BatchRun* raw = run.get();
-      {
-        absl::MutexLock lock(&mu_);
-        if (stop_) {
-          // The executors may be gone: this thread finishes it, once the Prefill call's
-          // callback no longer touches it.
-          auto ended = [raw]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-            return !raw->prefill_sent || raw->answer_came;
-          };
-          mu_.Await(absl::Condition(&ended));
-        } else if (!raw->prefill_sent || raw->answer_came) {
-          jobs_.push_back(BatchJob{.run = std::move(run)});
-        } else {
-          started_.emplace(raw, std::move(run));  // PrefillAnswered hands it on
-        }
-      }
-      if (run != nullptr) FinishBatch(*run);
+      RefreshAcceptingLocked(now);
     }
   }
 }
@@ -207,30 +175,13 @@ void RouterService::ExecutorLoop() {
     BatchJob job;
     {
       absl::MutexLock lock(&mu_);
-      idle_executors_++;
-      // A batch the dispatcher started has calls in flight that point into it: it is finished
-      // whatever happens (its Prefill call ends, at the latest at its deadline). One never
-      // started fails in the destructor.
-      auto started = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-        return std::find_if(jobs_.begin(), jobs_.end(),
-                            [](const BatchJob& j) { return j.run != nullptr; });
-      };
-      auto ready = [this, &started]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-        if (!stop_) return !jobs_.empty();
-        return started() != jobs_.end() || started_.empty();
-      };
+      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_ || !jobs_.empty(); };
       mu_.Await(absl::Condition(&ready));
-      idle_executors_--;
-      auto next = jobs_.begin();
-      if (stop_) {
-        next = started();
-        if (next == jobs_.end()) return;
-      }
-      job = std::move(*next);
-      jobs_.erase(next);
+      if (stop_) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
     }
-    if (job.run == nullptr) job.run = StartBatch(std::move(job.plan));
-    FinishBatch(*job.run);
+    RunBatch(job.plan);
   }
 }
 

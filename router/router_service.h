@@ -192,10 +192,8 @@ class RouterService final : public v1::Router::WithCallbackMethod_Generate<v1::R
     std::string writer_address;
   };
 
-  struct BatchRun;  // run_batch.h
   struct BatchJob {
     PrefillBatchPlan plan;
-    std::unique_ptr<BatchRun> run;  // set: already started by the dispatcher (DispatchLoop)
   };
 
   // A request's stages after Start (router_requests.cc).
@@ -235,19 +233,8 @@ class RouterService final : public v1::Router::WithCallbackMethod_Generate<v1::R
   void ExecutorLoop();
   void SweepLoop();
   // One prefill batch (run_batch.cc: where the decode blocks come from, and when).
-  // StartBatch sends the calls (with Allocate first, it waits for the blocks before the
-  // Prefill call) and returns without waiting for answers; FinishBatch waits for them, sends
-  // the destinations as they come and settles every item.
   struct BatchItem;
-  std::unique_ptr<BatchRun> StartBatch(PrefillBatchPlan plan) ABSL_LOCKS_EXCLUDED(mu_);
-  void FinishBatch(BatchRun& run) ABSL_LOCKS_EXCLUDED(mu_);
-  // On the thread that saw item i's Allocate answer: the item's blocks (or why it has none)
-  // go on to the prefill worker from there, with no executor wake-up in between; a worker to
-  // probe is left to FinishBatch (a blocking call).
-  void ForwardAllocation(BatchRun& run, size_t i) ABSL_LOCKS_EXCLUDED(mu_);
-  // The Prefill call's end (its callback's last act): a batch the dispatcher started goes to
-  // an executor now, not before, so that no executor wakes while the prefill runs.
-  void PrefillAnswered(BatchRun& run) ABSL_LOCKS_EXCLUDED(mu_);
+  void RunBatch(const PrefillBatchPlan& plan);
   // Asks each item's decode worker for its blocks (for the epoch the item names, 0: the
   // worker's choice): without `answers`, one call after the other, returning when all ended;
   // with it, all at once, each item's index added to `answers` when its call ended.
@@ -255,12 +242,9 @@ class RouterService final : public v1::Router::WithCallbackMethod_Generate<v1::R
   void AllocateItems(std::vector<BatchItem>& items, AllocateAnswers* answers)
       ABSL_LOCKS_EXCLUDED(mu_);
   // Sorts an answer: refused (no room: the request waits again), failed, or allocated.
-  // A worker to probe (its call failed Unavailable or Cancelled) is probed here, or, with
-  // `probe_later`, added to it (the probe blocks up to a second).
   void NoteAllocation(const std::string& prefill_worker, BatchItem& item,
                       std::map<std::string, absl::Status>& failures,
-                      std::set<std::string>& refused,
-                      std::set<std::string>* probe_later = nullptr) ABSL_LOCKS_EXCLUDED(mu_);
+                      std::set<std::string>& refused) ABSL_LOCKS_EXCLUDED(mu_);
   // Tells the prefill worker each item's blocks, or why it has none, without waiting for its
   // answer (`call` says when it came); a failed call cancels `prefill_call`, whose items would
   // otherwise wait for blocks that never come.
@@ -356,9 +340,6 @@ class RouterService final : public v1::Router::WithCallbackMethod_Generate<v1::R
   std::map<std::string, std::shared_ptr<Worker>> joining_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<Request>> requests_ ABSL_GUARDED_BY(mu_);
   std::deque<BatchJob> jobs_ ABSL_GUARDED_BY(mu_);
-  int idle_executors_ ABSL_GUARDED_BY(mu_) = 0;  // waiting for a job
-  // Batches the dispatcher started whose Prefill call has not ended (PrefillAnswered).
-  std::map<const BatchRun*, std::unique_ptr<BatchRun>> started_ ABSL_GUARDED_BY(mu_);
   bool kick_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   // Refused requests waiting for the next sweep to requeue them, in placement order.

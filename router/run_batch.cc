@@ -30,6 +30,17 @@ namespace pdserve::router {
 using service::FromGrpc;
 using service::SetDeadline;
 
+
+struct RouterService::DestinationsCall {
+  bool sent = false;
+  bool tracked = false;  // by gRPC (TrackRpc), not the fast lane
+  grpc::ClientContext ctx;
+  v1::PrefillDestinationsRequest request;
+  v1::PrefillDestinationsResponse response;
+  absl::Status status;
+  absl::Notification done;
+};
+
 namespace {
 
 // Epochs the router picks: random, so that a restarted router does not reuse its predecessor's
@@ -40,6 +51,27 @@ uint64_t NewDecodeEpoch() {
 }
 
 }  // namespace
+
+// Allocate answers as they come (alongside): indices into the batch's items.
+struct RouterService::AllocateAnswers {
+  absl::Mutex mu;
+  std::vector<size_t> ready ABSL_GUARDED_BY(mu);
+  size_t taken ABSL_GUARDED_BY(mu) = 0;
+
+  void Add(size_t index) {
+    absl::MutexLock lock(&mu);
+    ready.push_back(index);
+  }
+  // Those not taken yet, once there is at least one.
+  std::vector<size_t> Next() {
+    absl::MutexLock lock(&mu);
+    auto more = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu) { return ready.size() > taken; };
+    mu.Await(absl::Condition(&more));
+    std::vector<size_t> out(ready.begin() + static_cast<std::ptrdiff_t>(taken), ready.end());
+    taken = ready.size();
+    return out;
+  }
+};
 
 void RouterService::AllocateItems(std::vector<BatchItem>& items, AllocateAnswers* answers) {
   for (size_t i = 0; i < items.size(); ++i) {
@@ -100,8 +132,7 @@ void RouterService::AllocateItems(std::vector<BatchItem>& items, AllocateAnswers
 
 void RouterService::NoteAllocation(const std::string& prefill_worker, BatchItem& item,
                                    std::map<std::string, absl::Status>& failures,
-                                   std::set<std::string>& refused,
-                                   std::set<std::string>* probe_later) {
+                                   std::set<std::string>& refused) {
   const std::string& id = item.request->id;
   const std::string& decode = item.placement->decode_worker;
   if (item.ctx != nullptr) {  // an asynchronous call that ended
@@ -116,11 +147,7 @@ void RouterService::NoteAllocation(const std::string& prefill_worker, BatchItem&
   if (!allocated.ok()) {
     if (allocated.code() == absl::StatusCode::kUnavailable ||
         allocated.code() == absl::StatusCode::kCancelled) {
-      if (probe_later != nullptr) {
-        probe_later->insert(decode);
-      } else {
-        ProbeWorker(decode);
-      }
+      ProbeWorker(decode);
     }
     failures[id] = absl::UnavailableError(absl::StrCat(
         "request ", id, ": allocating KV blocks on decode worker ", decode, " failed: ",
@@ -200,147 +227,127 @@ void RouterService::SendDestinations(const std::shared_ptr<Worker>& prefill,
       });
 }
 
-std::unique_ptr<RouterService::BatchRun> RouterService::StartBatch(PrefillBatchPlan plan) {
-  auto run = std::make_unique<BatchRun>();
-  BatchRun& b = *run;
-  b.plan = std::move(plan);  // items point into it: it does not move again
-  b.alongside = options_.allocate_alongside_prefill;
+void RouterService::RunBatch(const PrefillBatchPlan& plan) {
+  auto log = ComponentLogger("router");
+  std::vector<BatchItem> items;
+  std::map<std::string, absl::Status> failures;  // request id -> why
+  std::set<std::string> refused;  // no room on their decode worker: they wait again
+  const bool alongside = options_.allocate_alongside_prefill;
+  // Held, not looked up again: a dropped worker must still be asked to cancel.
+  std::shared_ptr<Worker> prefill_worker;
   {
     absl::MutexLock lock(&mu_);
-    for (const Placement& p : b.plan.items) {
+    for (const Placement& p : plan.items) {
       if (auto it = requests_.find(p.request_id); it != requests_.end()) {
-        b.items.push_back(BatchItem{.request = it->second, .placement = &p});
-        if (b.alongside) b.items.back().epoch = NewDecodeEpoch();
+        items.push_back(BatchItem{.request = it->second, .placement = &p});
+        if (alongside) items.back().epoch = NewDecodeEpoch();
       }
     }
-    if (auto it = workers_.find(b.plan.prefill_worker); it != workers_.end()) {
-      b.prefill_worker = it->second;
+    if (auto it = workers_.find(plan.prefill_worker); it != workers_.end()) {
+      prefill_worker = it->second;
     }
   }
   // 1. Allocate first: blocks on each item's decode worker before the Prefill call.
-  if (!b.alongside) {
-    AllocateItems(b.items, nullptr);
-    for (BatchItem& item : b.items) {
-      NoteAllocation(b.plan.prefill_worker, item, b.failures, b.refused);
-    }
+  if (!alongside) {
+    AllocateItems(items, nullptr);
+    for (BatchItem& item : items) NoteAllocation(plan.prefill_worker, item, failures, refused);
   }
-  for (BatchItem& item : b.items) {
+  v1::PrefillBatchRequest batch;
+  for (BatchItem& item : items) {
     const std::string& id = item.request->id;
-    if (!b.alongside && (!item.allocated || b.failures.contains(id))) continue;
-    v1::PrefillItem* p = b.batch.add_items();
+    if (!alongside && (!item.allocated || failures.contains(id))) continue;
+    v1::PrefillItem* p = batch.add_items();
     p->set_request_id(id);
     p->mutable_prompt_tokens()->Assign(item.request->prompt.begin(), item.request->prompt.end());
     p->set_decode_worker_id(item.placement->decode_worker);
     p->set_decode_epoch(item.epoch);
-    if (b.alongside) {
+    if (alongside) {
       p->set_destination_follows(true);
     } else {
       *p->mutable_decode_blocks() = item.blocks.blocks();
     }
   }
-  // 2. Prefill (kernels + KV transfer); alongside, the Allocate calls.
-  SetDeadline(b.ctx, options_.prefill_timeout);
+  // 2. Prefill (kernels + KV transfer); alongside, the Allocate calls and the destinations.
+  std::map<std::string, v1::PrefillItemResult> results;
+  bool prefill_sent = false;
+  absl::Status prefilled = absl::UnavailableError("it left the cluster");
+  v1::PrefillBatchResponse response;
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, options_.prefill_timeout);
+  absl::Notification answered;
+  absl::Status answer;
   // The Prefill call goes by the fast lane when the worker has one; cancelling it (its
   // destinations could not be sent) ends it either way.
-  b.fast = b.prefill_worker != nullptr ? b.prefill_worker->fast : nullptr;
-  if (b.fast != nullptr && b.fast->broken()) b.fast = nullptr;
-  b.cancel_prefill = [&b] {
-    if (b.fast != nullptr) {
-      b.fast->Cancel(b.fast_id.load());
+  std::shared_ptr<service::FastLaneClient> fast =
+      prefill_worker != nullptr ? prefill_worker->fast : nullptr;
+  if (fast != nullptr && fast->broken()) fast = nullptr;
+  std::atomic<uint64_t> fast_id{0};
+  const std::function<void()> cancel_prefill = [&ctx, &fast, &fast_id] {
+    if (fast != nullptr) {
+      fast->Cancel(fast_id.load());
     } else {
-      b.ctx.TryCancel();
+      ctx.TryCancel();
     }
   };
-  if (b.batch.items_size() > 0 && b.fast != nullptr) {
-    b.prefill_sent = true;
-    b.fast_id = b.fast->Start(service::FastMethod::kPrefill, b.batch.SerializeAsString(),
-                              options_.prefill_timeout,
-                              [this, &b](absl::StatusOr<std::string> out) {
-                                b.answer = out.status();
-                                if (out.ok() && !b.response.ParseFromString(*out)) {
-                                  b.answer =
-                                      absl::InternalError("fast lane: not a PrefillBatchResponse");
-                                }
-                                PrefillAnswered(b);
-                              });
-  } else if (b.batch.items_size() > 0 && b.prefill_worker != nullptr &&
-             TrackRpc(b.plan.prefill_worker, &b.ctx)) {
-    b.prefill_sent = true;
-    b.prefill_worker->prefill->async()->Prefill(&b.ctx, &b.batch, &b.response,
-                                                [this, &b](grpc::Status s) {
-                                                  b.answer = FromGrpc(s);
-                                                  PrefillAnswered(b);
-                                                });
+  std::vector<std::unique_ptr<DestinationsCall>> told;  // they refer to `ctx`: declared after it
+  if (batch.items_size() > 0 && fast != nullptr) {
+    prefill_sent = true;
+    fast_id = fast->Start(service::FastMethod::kPrefill, batch.SerializeAsString(),
+                          options_.prefill_timeout,
+                          [&answered, &answer, &response](absl::StatusOr<std::string> out) {
+                            answer = out.status();
+                            if (out.ok() && !response.ParseFromString(*out)) {
+                              answer = absl::InternalError("fast lane: not a PrefillBatchResponse");
+                            }
+                            answered.Notify();
+                          });
+  } else if (batch.items_size() > 0 && prefill_worker != nullptr &&
+             TrackRpc(plan.prefill_worker, &ctx)) {
+    prefill_sent = true;
+    prefill_worker->prefill->async()->Prefill(&ctx, &batch, &response,
+                                              [&answered, &answer](grpc::Status s) {
+                                                answer = FromGrpc(s);
+                                                answered.Notify();
+                                              });
   }
-  // Each answer's destination goes out as it comes, from the thread that saw it.
-  if (b.alongside) {
-    b.answers.on_answer = [this, &b](size_t i) { ForwardAllocation(b, i); };
-    AllocateItems(b.items, &b.answers);
-  }
-  return run;
-}
-
-void RouterService::PrefillAnswered(BatchRun& b) {
-  b.answered.Notify();
-  absl::MutexLock lock(&mu_);
-  b.answer_came = true;
-  if (auto it = started_.find(&b); it != started_.end()) {
-    jobs_.push_back(BatchJob{.run = std::move(it->second)});
-    started_.erase(it);
-  }
-}
-
-void RouterService::ForwardAllocation(BatchRun& b, size_t i) {
-  BatchItem& item = b.items[i];
-  absl::MutexLock lock(&b.mu);
-  NoteAllocation(b.plan.prefill_worker, item, b.failures, b.refused, &b.probe);
-  // Off the first token's path: no "allocate" stage in the timeline (ttft_stages.h).
-  item.allocated_us = 0;
-  // A failed call ends the Prefill call: its items then fail in FinishBatch and are fenced
-  // like those of any failed call.
-  if (!b.prefill_sent) return;
-  b.told.push_back(std::make_unique<DestinationsCall>());
-  SendDestinations(b.prefill_worker, {&item}, b.failures, b.refused, *b.told.back(),
-                   b.cancel_prefill);
-  // Early decode streams (router_service.h) open once the Prefill call and their destinations
-  // are on their way, so that their set-up does not delay them.
-  if (item.allocated && item.open_early && !b.failures.contains(item.request->id)) {
-    item.early = OpenEarlyStream(item.request);
-  }
-}
-
-void RouterService::FinishBatch(BatchRun& b) {
-  auto log = ComponentLogger("router");
-  const PrefillBatchPlan& plan = b.plan;
-  std::vector<BatchItem>& items = b.items;
-  std::map<std::string, absl::Status>& failures = b.failures;
-  std::set<std::string>& refused = b.refused;
-  std::map<std::string, v1::PrefillItemResult> results;
-  absl::Status prefilled = absl::UnavailableError("it left the cluster");
-  if (b.alongside) {
-    // Every answer went on from the thread that saw it (ForwardAllocation). A decode worker
-    // that does not answer (stopped, dying) holds up only its own items, whose wait the
-    // Allocate's deadline or the worker's drop ends. Waiting for the Prefill answer first
-    // keeps this thread asleep while the answers come: a wake-up per answer competed for the
-    // host's cores with the threads that carry the blocks on (issue 15).
-    if (b.prefill_sent) b.answered.WaitForNotification();
-    for (size_t handled = 0; handled < items.size();) handled += b.answers.Next().size();
-    std::set<std::string> probe;
-    {
-      absl::MutexLock lock(&b.mu);
-      probe.swap(b.probe);
+  if (alongside) {
+    // Each answer's destination goes out as it comes: a decode worker that does not answer
+    // (stopped, dying) holds up only its own items, whose wait the Allocate's deadline or the
+    // worker's drop ends; the other items' transfers do not wait for it.
+    AllocateAnswers answers;
+    AllocateItems(items, &answers);
+    for (size_t handled = 0; handled < items.size();) {
+      std::vector<BatchItem*> group;
+      for (size_t i : answers.Next()) {
+        NoteAllocation(plan.prefill_worker, items[i], failures, refused);
+        // Off the first token's path: no "allocate" stage in the timeline (ttft_stages.h).
+        items[i].allocated_us = 0;
+        group.push_back(&items[i]);
+        handled++;
+      }
+      if (!prefill_sent) continue;
+      // A failed call ends the Prefill call: its items then fail below and are fenced like
+      // those of any failed call.
+      told.push_back(std::make_unique<DestinationsCall>());
+      SendDestinations(prefill_worker, group, failures, refused, *told.back(), cancel_prefill);
+      // Early decode streams (router_service.h) open once the Prefill call and their
+      // destinations are on their way, so that their set-up does not delay them.
+      for (BatchItem* item : group) {
+        if (item->allocated && item->open_early && !failures.contains(item->request->id)) {
+          item->early = OpenEarlyStream(item->request);
+        }
+      }
     }
-    for (const std::string& decode : probe) ProbeWorker(decode);
-  } else if (b.prefill_sent) {
+  } else if (prefill_sent) {
     for (BatchItem& item : items) {
       if (item.allocated && item.open_early) item.early = OpenEarlyStream(item.request);
     }
   }
-  if (b.prefill_sent) {
-    b.answered.WaitForNotification();
-    prefilled = b.answer;
-    if (b.fast == nullptr) UntrackRpc(plan.prefill_worker, &b.ctx);
-    for (const std::unique_ptr<DestinationsCall>& call : b.told) {
+  if (prefill_sent) {
+    answered.WaitForNotification();
+    prefilled = answer;
+    if (fast == nullptr) UntrackRpc(plan.prefill_worker, &ctx);
+    for (const std::unique_ptr<DestinationsCall>& call : told) {
       if (!call->sent) continue;
       call->done.WaitForNotification();
       if (call->tracked) UntrackRpc(plan.prefill_worker, &call->ctx);
@@ -350,9 +357,6 @@ void RouterService::FinishBatch(BatchRun& b) {
       }
     }
   }
-  const std::shared_ptr<Worker>& prefill_worker = b.prefill_worker;
-  v1::PrefillBatchResponse& response = b.response;
-  const v1::PrefillBatchRequest& batch = b.batch;
   if (prefilled.ok()) {
     if (std::optional<absl::Status> verdict = PrefillVerdict(response)) {
       RecordOutcome(plan.prefill_worker, *verdict);
@@ -370,7 +374,7 @@ void RouterService::FinishBatch(BatchRun& b) {
                    static_cast<int32_t>(item.request->prompt.size()));
     }
   } else if (batch.items_size() > 0) {
-    if (b.prefill_sent) RecordOutcome(plan.prefill_worker, prefilled);
+    if (prefill_sent) RecordOutcome(plan.prefill_worker, prefilled);
     if (prefilled.code() == absl::StatusCode::kUnavailable ||
         prefilled.code() == absl::StatusCode::kCancelled) {
       ProbeWorker(plan.prefill_worker);
@@ -382,7 +386,7 @@ void RouterService::FinishBatch(BatchRun& b) {
                        " failed: ", prefilled.message()));
     }
   }
-  SettleBatch(plan, prefill_worker, b.prefill_sent, items, results, failures, refused);
+  SettleBatch(plan, prefill_worker, prefill_sent, items, results, failures, refused);
 }
 
 }  // namespace pdserve::router
