@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "bench/bootstrap.h"
+#include "bench/handoff_floor.h"
 #include "cluster/cluster.h"
 #include "common/status_macros.h"
 #include "common/synthetic_model.h"
@@ -121,6 +123,16 @@ absl::Status RunControlPlaneBench(const ControlPlaneBenchOptions& o) {
     return absl::InvalidArgumentError(
         "control-plane: --requests >= 2, --warmup >= 0, --input-len and --output-len >= 1");
   }
+  if (o.floor_hops < 0 || o.floor_hops > 16) {
+    return absl::InvalidArgumentError("control-plane: --floor-hops in [0, 16]");
+  }
+  // Before anything else runs (the chain's processes are forked from this one).
+  const int floor_passes = std::min(o.requests, 100);
+  std::optional<HandoffFloor> floor_before, floor_after;
+  if (o.floor_hops > 0) {
+    ASSIGN_OR_RETURN(floor_before, MeasureHandoffFloor(o.floor_hops, floor_passes,
+                                                       absl::Milliseconds(o.gap_ms)));
+  }
   cluster::ClusterOptions c;
   c.binary = o.binary;
   c.preset = o.preset;
@@ -173,6 +185,10 @@ absl::Status RunControlPlaneBench(const ControlPlaneBenchOptions& o) {
     absl::SleepFor(absl::Milliseconds(o.gap_ms));
   }
   cluster->Stop();
+  if (o.floor_hops > 0) {
+    ASSIGN_OR_RETURN(floor_after, MeasureHandoffFloor(o.floor_hops, floor_passes,
+                                                      absl::Milliseconds(o.gap_ms)));
+  }
   if (failed > 0 || wrong > 0) {
     return absl::InternalError(absl::StrCat("control-plane: ", failed, " requests failed, ", wrong,
                                             " returned wrong tokens (logs: ", cluster->log_dir(),
@@ -216,6 +232,23 @@ absl::Status RunControlPlaneBench(const ControlPlaneBenchOptions& o) {
   std::printf("\ngap median: %.0f us, 95%% bootstrap interval [%.0f, %.0f] us (%zu requests)\n",
               ci.estimate, ci.lo, ci.hi, gap.size());
   out["gap_median_us"] = {{"estimate", ci.estimate}, {"lo", ci.lo}, {"hi", ci.hi}};
+  if (floor_before.has_value() && floor_after.has_value()) {
+    const double before = Quantile(floor_before->us, 50), after = Quantile(floor_after->us, 50);
+    const double floor = (before + after) / 2;
+    std::printf("host floor: %d bare hand-offs between processes (unix sockets, %.0f ms idle "
+                "before each, %d passes): p50 %.0f us (p90 %.0f) before the cluster, %.0f us "
+                "(p90 %.0f) after\n",
+                o.floor_hops, o.gap_ms, floor_passes, before, Quantile(floor_before->us, 90),
+                after, Quantile(floor_after->us, 90));
+    std::printf("gap median / host floor: %.2fx\n", ci.estimate / floor);
+    out["host_floor"] = {{"hops", o.floor_hops},
+                         {"passes", floor_passes},
+                         {"before_p50_us", before},
+                         {"before_p90_us", Quantile(floor_before->us, 90)},
+                         {"after_p50_us", after},
+                         {"after_p90_us", Quantile(floor_after->us, 90)},
+                         {"gap_to_floor", ci.estimate / floor}};
+  }
   out["allocate_first"] = o.allocate_first;
   out["no_fast_lane"] = o.no_fast_lane;
   if (!o.json_path.empty()) {

@@ -10,7 +10,8 @@
 //
 //   gap = TTFT (first_token - arrival) - prefill (kernels) - transfer (KV bytes)
 //
-// with a bootstrap interval on its median. The timestamps come from three processes (router,
+// with a bootstrap interval on its median, and that median against the host's floor: the same
+// number of bare hand-offs between processes (handoff_floor.h). The timestamps come from three processes (router,
 // prefill worker, decode worker) on one host: one wall clock, no skew between them.
 
 #include <cstdint>
@@ -37,6 +38,11 @@ struct ControlPlaneBenchOptions {
   bool allocate_first = false;
   bool no_fast_lane = false;  // `pdserve router --no-fast-lane`: gRPC for every call
   uint64_t seed = 1;
+  // The same-run baseline (handoff_floor.h): this many bare hand-offs between processes, timed
+  // with the same idle time before each, before the cluster starts and after it stops. 5: the
+  // first token's path wakes the router's executor, the prefill worker's reader, the decode
+  // worker's notification thread, its Decode handler and its loop. 0: not measured.
+  int floor_hops = 5;
   std::string json_path;  // also write the figures as JSON here
 };
 

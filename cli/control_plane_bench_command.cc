@@ -29,6 +29,9 @@ void AddControlPlaneBenchCommand(CLI::App& app) {
   cmd->add_flag("--allocate-first", o->allocate_first,
                 "the router asks for decode blocks before the prefill starts (the order before)");
   cmd->add_option("--seed", o->seed)->capture_default_str();
+  cmd->add_option("--floor-hops", o->floor_hops,
+                  "bare hand-offs timed as the host's floor before and after (0: none)")
+      ->capture_default_str();
   cmd->add_option("--json", o->json_path, "write the figures as JSON here");
   cmd->callback([o] { ExitWith(bench::RunControlPlaneBench(*o)); });
 }

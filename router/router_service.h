@@ -231,6 +231,8 @@ class RouterService final : public v1::Router::WithCallbackMethod_Generate<v1::R
   // Threads.
   void DispatchLoop();
   void ExecutorLoop();
+  // One scheduling step (a kick): new batches go to jobs_, rejected requests end.
+  void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SweepLoop();
   // One prefill batch (run_batch.cc: where the decode blocks come from, and when).
   struct BatchItem;
@@ -341,6 +343,7 @@ class RouterService final : public v1::Router::WithCallbackMethod_Generate<v1::R
   std::map<std::string, std::shared_ptr<Request>> requests_ ABSL_GUARDED_BY(mu_);
   std::deque<BatchJob> jobs_ ABSL_GUARDED_BY(mu_);
   bool kick_ ABSL_GUARDED_BY(mu_) = false;
+  int idle_executors_ ABSL_GUARDED_BY(mu_) = 0;  // waiting in ExecutorLoop
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   // Refused requests waiting for the next sweep to requeue them, in placement order.
   std::deque<std::string> deferred_ ABSL_GUARDED_BY(mu_);
