@@ -30,6 +30,14 @@ DecodeStream::Chunk DecodeStream::Next(absl::Duration timeout) {
   return chunk;
 }
 
+void DecodeStream::WaitForActivity(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return finished_ || read_ < tokens_.size();
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+}
+
 void DecodeStream::SetAccounting(const DecodeAccounting& accounting) {
   absl::MutexLock lock(&mu_);
   accounting_ = accounting;
@@ -182,7 +190,8 @@ absl::StatusOr<std::vector<BlockId>> DecodeEngine::Allocate(const std::string& r
 
 absl::StatusOr<std::shared_ptr<DecodeStream>> DecodeEngine::Start(
     const std::string& request_id, std::vector<int32_t> prompt_tokens, int max_tokens,
-    uint64_t seed, std::optional<uint64_t> claimed_checksum) {
+    uint64_t seed, std::optional<uint64_t> claimed_checksum,
+    std::shared_ptr<DecodeStream> stream) {
   absl::MutexLock lock(&mu_);
   auto it = requests_.find(request_id);
   if (it == requests_.end() || it->second.state != State::kAllocated) {
@@ -210,7 +219,7 @@ absl::StatusOr<std::shared_ptr<DecodeStream>> DecodeEngine::Start(
   r.prompt = std::move(prompt_tokens);
   r.seed = seed;
   r.claimed_checksum = claimed_checksum;
-  r.stream = std::make_shared<DecodeStream>(r.prompt_len);
+  r.stream = stream != nullptr ? std::move(stream) : std::make_shared<DecodeStream>(r.prompt_len);
   joins_.push_back(request_id);
   return r.stream;
 }

@@ -87,6 +87,8 @@ class DecodeStream {
   // Waits until there are unread tokens or the stream ended, at most `timeout`; an empty chunk
   // that is not finished means the timeout passed.
   Chunk Next(absl::Duration timeout);
+  // Waits the same way and reads nothing.
+  void WaitForActivity(absl::Duration timeout);
 
   // Producer side (the loop thread).
   void Push(int32_t token, int64_t now_us);
@@ -211,9 +213,12 @@ class DecodeEngine {
   // worker's checksum of the prompt KV it sent; the request then starts from it and the
   // verifier thread checks it against a full read of the landed blocks in the background
   // (DATA_LOSS on a mismatch), see "Claimed checksums" above.
+  // `stream`: the caller's, made before the KV landed (its first position must be the prompt's
+  // length), so that the caller already waits on it; null: a new one.
   absl::StatusOr<std::shared_ptr<DecodeStream>> Start(
       const std::string& request_id, std::vector<int32_t> prompt_tokens, int max_tokens,
-      uint64_t seed, std::optional<uint64_t> claimed_checksum = std::nullopt);
+      uint64_t seed, std::optional<uint64_t> claimed_checksum = std::nullopt,
+      std::shared_ptr<DecodeStream> stream = nullptr);
   // Frees the request's blocks whatever its state; a running request leaves the batch before the
   // next step and its stream ends with `reason`. Returns once the blocks are free or, for an
   // allocation whose KV has not landed and whose writer is not fenced, quarantined (see above).

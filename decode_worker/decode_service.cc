@@ -163,9 +163,40 @@ grpc::Status DecodeService::Decode(grpc::ServerContext* ctx, const v1::DecodeReq
                      std::max(options_.transfer_timeout, kMaxTransferWait))
           : options_.transfer_timeout;
   // The prefill worker's notification says every byte of the prompt's KV has landed; only the
-  // notification naming this reservation's epoch counts.
-  absl::Status landed = WaitForKv(*ctx, transfer::KvNotification(id, lease->epoch),
-                                  transfer_timeout);
+  // notification naming this reservation's epoch counts. The request starts from the thread
+  // that receives it (AwaitLanding) and this one waits on its stream, made here: the loop's
+  // first token wakes it, and nothing else does unless the start failed (the stream then ends
+  // with why).
+  struct Started {
+    int64_t landed_us = 0;
+    absl::Status status;  // KvLanded's, then Start's
+    bool released = false;  // KvLanded failed: released meanwhile, nothing more to release
+  } started;
+  std::vector<int32_t> prompt(request->prompt_tokens().begin(), request->prompt_tokens().end());
+  const std::optional<uint64_t> claimed =
+      request->has_prompt_kv_checksum() ? std::optional<uint64_t>(request->prompt_kv_checksum())
+                                        : std::nullopt;
+  const uint64_t epoch = lease->epoch;
+  const auto stream = std::make_shared<DecodeStream>(static_cast<int>(prompt.size()));
+  const auto start = [&] {
+    started.landed_us = WallMicros();
+    started.status = engine_.KvLanded(id, epoch);
+    started.released = !started.status.ok();
+    if (started.status.ok()) {
+      started.status = engine_
+                           .Start(id, std::move(prompt), request->max_tokens(), request->seed(),
+                                  claimed, stream)
+                           .status();
+    }
+    if (!started.status.ok()) stream->Finish(started.status, WallMicros());
+  };
+  absl::Status landed = AwaitLanding(*ctx, transfer::KvNotification(id, epoch), transfer_timeout,
+                                     *stream, start);
+  if (landed.code() == absl::StatusCode::kAlreadyExists) {
+    // Another Decode call waits for this reservation's KV: it keeps it.
+    return ToGrpc(absl::FailedPreconditionError(
+        absl::StrCat("request ", id, ": another Decode call already waits for its KV")));
+  }
   if (landed.code() == absl::StatusCode::kCancelled) {
     // The router gave up on the call (a prefill that failed while this call, opened before it,
     // waited; the client left). Quarantined, as on a timeout: the router's own Release, before
@@ -187,23 +218,15 @@ grpc::Status DecodeService::Decode(grpc::ServerContext* ctx, const v1::DecodeReq
     (void)engine_.Release(id, failed, this_lease);  // quarantined: the KV may still come
     return ToGrpc(failed);
   }
-  const int64_t landed_us = WallMicros();
-  if (absl::Status accepted = engine_.KvLanded(id, lease->epoch); !accepted.ok()) {
-    return ToGrpc(accepted);  // released meanwhile
-  }
-  std::vector<int32_t> prompt(request->prompt_tokens().begin(), request->prompt_tokens().end());
-  absl::StatusOr<std::shared_ptr<DecodeStream>> stream =
-      engine_.Start(id, std::move(prompt), request->max_tokens(), request->seed(),
-                    request->has_prompt_kv_checksum()
-                        ? std::optional<uint64_t>(request->prompt_kv_checksum())
-                        : std::nullopt);
-  if (!stream.ok()) {
-    (void)engine_.Release(id, stream.status(), this_lease);
-    return ToGrpc(stream.status());
+  // The start ran (AwaitLanding said so, after the stream showed it): `started` is final.
+  const int64_t landed_us = started.landed_us;
+  if (!started.status.ok()) {
+    if (!started.released) (void)engine_.Release(id, started.status, this_lease);
+    return ToGrpc(started.status);
   }
   bool first = true;
   while (true) {
-    DecodeStream::Chunk chunk = (*stream)->Next(options_.cancel_poll);
+    DecodeStream::Chunk chunk = stream->Next(options_.cancel_poll);
     if (ctx->IsCancelled()) {
       (void)engine_.Release(id, absl::CancelledError(absl::StrCat("request ", id, " cancelled")),
                             this_lease);
@@ -242,24 +265,6 @@ grpc::Status DecodeService::Decode(grpc::ServerContext* ctx, const v1::DecodeReq
       if (chunk.finished) options_.metrics->OnRequestServed();
     }
     if (chunk.finished) return grpc::Status::OK;
-  }
-}
-
-absl::Status DecodeService::WaitForKv(grpc::ServerContext& ctx, const std::string& notification,
-                                      absl::Duration timeout) {
-  // The wait returns the moment the notification is there; the slices only bound how late a
-  // cancelled call is seen (the transport's wait does not know the call).
-  const absl::Time deadline = SteadyNow() + timeout;
-  while (true) {
-    const absl::Duration left = deadline - SteadyNow();
-    absl::Status landed = transport_.WaitForNotification(
-        notification, std::max(absl::ZeroDuration(), std::min(left, options_.cancel_poll)));
-    if (landed.code() != absl::StatusCode::kDeadlineExceeded) return landed;
-    if (ctx.IsCancelled()) return absl::CancelledError("the call was cancelled");
-    if (SteadyNow() >= deadline) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("no notification within ", absl::FormatDuration(timeout)));
-    }
   }
 }
 

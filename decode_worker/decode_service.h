@@ -78,6 +78,16 @@ class DecodeService final : public v1::DecodeWorker::Service {
   // (a Decode the router opened before the prefill ran waits for the whole prefill).
   absl::Status WaitForKv(grpc::ServerContext& ctx, const std::string& notification,
                          absl::Duration timeout);
+  // Runs `start` (KvLanded, then the engine's Start) once the KV notification `notification`
+  // is there, and returns OK once it ran; the same errors as WaitForKv otherwise (then `start`
+  // never runs), and AlreadyExists when another call watches the same notification. Where the
+  // transport can (WatchNotification), `start` runs on the thread that receives the
+  // notification: the decode loop is woken from there, not after one more hand-off to this
+  // call's thread (issue 15: ~20-40 us of the first token on the 2-vCPU host).
+  // The caller waits on `stream` meanwhile (`start` must make it show a token or its end).
+  absl::Status AwaitLanding(grpc::ServerContext& ctx, const std::string& notification,
+                            absl::Duration timeout, DecodeStream& stream,
+                            const std::function<void()>& start);
 
   DecodeEngine& engine_;
   transfer::KvTransport& transport_;

@@ -60,6 +60,7 @@
 // Thread safety: every method may be called from any thread.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -210,6 +211,24 @@ class KvTransport {
   // Waits up to `timeout` for the notification `message` (from any sender) and consumes it;
   // DeadlineExceeded when it did not come (the batch did not complete).
   virtual absl::Status WaitForNotification(const std::string& message, absl::Duration timeout) = 0;
+  // The same notification without a waiting thread: `arrived` runs once, consuming it, on the
+  // receive path's thread the moment it is delivered (after its batch's bytes, as for a
+  // waiter), or on the calling thread before this returns when it is pending already. It must
+  // not block. Why: the decode worker starts a request from there, one thread hand-off sooner
+  // than a waiting Decode call could (issue 15). AlreadyExists when `message` is watched
+  // already; Unimplemented where the transport has no inbox of its own.
+  virtual absl::Status WatchNotification(const std::string& message,
+                                         std::function<void()> arrived) {
+    (void)message;
+    (void)arrived;
+    return absl::UnimplementedError("this transport has no notification watches");
+  }
+  // Withdraws a watch: true when it had not run (it never will), false when it ran or is
+  // running (on the receive path: its effects follow shortly) or there was none.
+  virtual bool UnwatchNotification(const std::string& message) {
+    (void)message;
+    return false;
+  }
 
   virtual TransportCounters counters() const = 0;
 

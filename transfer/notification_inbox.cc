@@ -14,9 +14,14 @@ size_t BytesOf(const Notification& n) { return n.sender.size() + n.message.size(
 
 bool NotificationInbox::Push(Notification n) {
   uint64_t dropped = 0;
+  std::function<void()> watched;
   {
     absl::MutexLock lock(&mu_);
-    if (pending_.size() < kMaxPending && pending_bytes_ + BytesOf(n) <= kMaxPendingBytes) {
+    if (auto w = watches_.find(n.message); w != watches_.end()) {
+      watched = std::move(w->second);
+      watches_.erase(w);
+      ++received_;
+    } else if (pending_.size() < kMaxPending && pending_bytes_ + BytesOf(n) <= kMaxPendingBytes) {
       pending_bytes_ += BytesOf(n);
       pending_.push_back(std::move(n));
       ++received_;
@@ -25,6 +30,7 @@ bool NotificationInbox::Push(Notification n) {
     }
   }
   if (dropped == 0) {
+    if (watched) watched();  // outside the lock: it may take its owner's locks
     if (pushed_) pushed_();
     return true;
   }
@@ -69,6 +75,32 @@ absl::Status NotificationInbox::WaitFor(const std::string& message, absl::Durati
   pending_bytes_ -= BytesOf(*found);
   pending_.erase(found);
   return absl::OkStatus();
+}
+
+absl::Status NotificationInbox::Watch(const std::string& message,
+                                      std::function<void()> arrived) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (watches_.contains(message)) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("KV notification '", absl::CEscape(message), "' is watched already"));
+    }
+    auto found = std::find_if(pending_.begin(), pending_.end(),
+                              [&](const Notification& n) { return n.message == message; });
+    if (found == pending_.end()) {
+      watches_.emplace(message, std::move(arrived));
+      return absl::OkStatus();
+    }
+    pending_bytes_ -= BytesOf(*found);
+    pending_.erase(found);
+  }
+  arrived();
+  return absl::OkStatus();
+}
+
+bool NotificationInbox::Unwatch(const std::string& message) {
+  absl::MutexLock lock(&mu_);
+  return watches_.erase(message) > 0;
 }
 
 uint64_t NotificationInbox::dropped() const {

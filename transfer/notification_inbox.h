@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,12 @@ class NotificationInbox {
   std::vector<Notification> TakeAll();
   // Consumes the first notification carrying `message`; DeadlineExceeded after `timeout`.
   absl::Status WaitFor(const std::string& message, absl::Duration timeout);
+  // KvTransport::WatchNotification: `arrived` runs once, consuming the notification, on the
+  // pushing thread (outside the lock) or, when one is pending already, on this one before
+  // Watch returns. AlreadyExists when `message` is watched already.
+  absl::Status Watch(const std::string& message, std::function<void()> arrived);
+  // True when the watch was still there (it is gone now and never runs).
+  bool Unwatch(const std::string& message);
   uint64_t received() const;
   uint64_t dropped() const;
 
@@ -45,6 +52,9 @@ class NotificationInbox {
   std::function<void(const std::string&)> sender_lost_;
   mutable absl::Mutex mu_;
   std::deque<Notification> pending_ ABSL_GUARDED_BY(mu_);
+  // Bounded like pending_: a watch is the receiver's own (a waiting Decode call), never a
+  // sender's.
+  std::map<std::string, std::function<void()>> watches_ ABSL_GUARDED_BY(mu_);
   uint64_t received_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
   size_t pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;

@@ -144,6 +144,13 @@ class TransportFront final : public KvTransport {
   absl::Status WaitForNotification(const std::string& message, absl::Duration timeout) override {
     return inbox_->WaitFor(message, timeout);
   }
+  absl::Status WatchNotification(const std::string& message,
+                                 std::function<void()> arrived) override {
+    return inbox_->Watch(message, std::move(arrived));
+  }
+  bool UnwatchNotification(const std::string& message) override {
+    return inbox_->Unwatch(message);
+  }
 
   TransportCounters counters() const override {
     TransportCounters c;

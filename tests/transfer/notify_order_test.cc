@@ -3,6 +3,10 @@
 // when it arrives), and a batch behind one that failed never announces itself.
 #include <sys/mman.h>
 
+#include <atomic>
+
+#include "absl/synchronization/notification.h"
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/transfer/peer_process.h"
@@ -61,6 +65,45 @@ TEST_P(NotifyOrderTest, NotificationOfASmallBatchArrivesOnlyAfterEveryByteOfALar
   EXPECT_EQ(sender.ReadLine(), "done OK OK");
   // A carried no notification: B's is the only one.
   EXPECT_TRUE(receiver.transport->TakeNotifications().empty());
+  EXPECT_EQ(receiver.transport->counters().notifications_received, 1u);
+}
+
+// WatchNotification (kv_transport.h) is held to the same rule as a waiter: the watch runs on
+// the receive path only once every byte of the earlier batch is in place, and it consumes the
+// notification (no waiter, no TakeNotifications sees it after).
+TEST_P(NotifyOrderTest, AWatchRunsOnlyAfterEveryByteOfALargeEarlierBatchAndConsumesIt) {
+  const BackendCase& c = GetParam();
+  const KvLayout layout = KvLayout::kLayerMajor;
+  Side receiver = MakeSide(c, "decode", kPreset, kBlocks, layout);
+  ASSERT_NE(receiver.transport, nullptr);
+  auto expected = ExpectedPool(kPreset, kBlocks, layout, 11);
+  PeerProcess sender(PeerArgs(c, layout, kPreset, kBlocks, "prefill"));
+  ASSERT_EQ(sender.Command("fill 11"), "ok") << sender.hello();
+  ASSERT_EQ(sender.Command("load " + *receiver.transport->ExportDescriptor()), "peer 1");
+
+  std::atomic<int> mismatched{-1};
+  absl::Notification ran;
+  ASSERT_TRUE(receiver.transport
+                  ->WatchNotification("last",
+                                      [&] {
+                                        // A's last block lands last: checked the moment it runs.
+                                        mismatched = static_cast<int>(MismatchedFragments(
+                                            *expected, *receiver.cache, {{kLast - 1, kLast - 1}}));
+                                        ran.Notify();
+                                      })
+                  .ok());
+  EXPECT_EQ(receiver.transport->WatchNotification("last", [] {}).code(),
+            absl::StatusCode::kAlreadyExists);
+  const std::vector<BlockCopy> a = BatchA();
+  sender.Send(absl::StrCat("sendpair 1 last ", CopiesArg(a), " ", kLast, ":", kLast));
+  ASSERT_TRUE(ran.WaitForNotificationWithTimeout(kDeadline));
+  EXPECT_EQ(mismatched.load(), 0) << "the watch ran before batch A's last block landed";
+  EXPECT_EQ(MismatchedFragments(*expected, *receiver.cache, a), 0);
+  EXPECT_EQ(sender.ReadLine(), "done OK OK");
+  EXPECT_EQ(receiver.transport->WaitForNotification("last", absl::ZeroDuration()).code(),
+            absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(receiver.transport->TakeNotifications().empty());
+  EXPECT_FALSE(receiver.transport->UnwatchNotification("last")) << "it ran: nothing to withdraw";
   EXPECT_EQ(receiver.transport->counters().notifications_received, 1u);
 }
 

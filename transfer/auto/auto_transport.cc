@@ -163,6 +163,13 @@ class AutoTransport final : public KvTransport {
   absl::Status WaitForNotification(const std::string& message, absl::Duration timeout) override {
     return inbox_->WaitFor(message, timeout);
   }
+  absl::Status WatchNotification(const std::string& message,
+                                 std::function<void()> arrived) override {
+    return inbox_->Watch(message, std::move(arrived));
+  }
+  bool UnwatchNotification(const std::string& message) override {
+    return inbox_->Unwatch(message);
+  }
 
   TransportCounters counters() const override {
     const TransportCounters l = engines_[kLocal]->counters();
