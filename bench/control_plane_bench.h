@@ -39,10 +39,11 @@ struct ControlPlaneBenchOptions {
   bool no_fast_lane = false;  // `pdserve router --no-fast-lane`: gRPC for every call
   uint64_t seed = 1;
   // The same-run baseline (handoff_floor.h): this many bare hand-offs between processes, timed
-  // with the same idle time before each, before the cluster starts and after it stops. 5: the
+  // with the same idle time before each, before the cluster starts and after it stops. 4: the
   // first token's path wakes the router's executor, the prefill worker's reader, the decode
-  // worker's notification thread, its Decode handler and its loop. 0: not measured.
-  int floor_hops = 5;
+  // worker's notification thread (which starts the request) and its decode loop. 0: not
+  // measured.
+  int floor_hops = 4;
   std::string json_path;  // also write the figures as JSON here
 };
 

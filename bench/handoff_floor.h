@@ -4,8 +4,7 @@
 // control-plane` (issue 15).
 //
 // Why: every hop of the first token's path wakes a thread that was asleep (the router's
-// executor, the prefill worker's reader, the decode worker's notification thread, its Decode
-// handler, its loop). What one wake-up costs depends on the host, not on pdserve: on the 2-vCPU
+// executor, the prefill worker's reader, the decode worker's notification thread, its loop). What one wake-up costs depends on the host, not on pdserve: on the 2-vCPU
 // development VM a bare hand-off takes ~40 us after 20 ms of idleness, ~19 us after 1 ms,
 // because an idle virtual CPU halts and the hypervisor must run it again. The control plane's
 // gap can only be judged against what the same number of bare hand-offs costs on the same host,
