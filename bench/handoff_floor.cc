@@ -1,48 +1,22 @@
 #include "bench/handoff_floor.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
+#include "common/socket_io.h"
 
 namespace pdserve::bench {
 namespace {
 
-int64_t MonotonicNs() {
-  timespec t{};
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return int64_t{t.tv_sec} * 1'000'000'000 + t.tv_nsec;
-}
-
-bool WriteAll(int fd, const void* data, size_t n) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    const ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
-}
-
-bool ReadAll(int fd, void* data, size_t n) {
-  char* p = static_cast<char*>(data);
-  while (n > 0) {
-    const ssize_t r = read(fd, p, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    p += r;
-    n -= static_cast<size_t>(r);
-  }
-  return true;
-}
+constexpr int kPassTimeoutMs = 10'000;
 
 // The chain's sockets and processes; the destructor ends and reaps every process.
 class Chain {
@@ -79,10 +53,14 @@ class Chain {
   // One pass: microseconds from the bench's write to the last stage's read.
   absl::StatusOr<double> Pass() {
     const char byte = 1;
-    const int64_t sent = MonotonicNs();
+    const int64_t sent = MonotonicNanos();
     int64_t arrived = 0;
-    if (!WriteAll(fds_[0], &byte, 1) || !ReadAll(fds_.back(), &arrived, sizeof(arrived))) {
-      return absl::InternalError("the hand-off chain broke");
+    // Bounded: a stage that died leaves the others holding its link open (no end-of-file).
+    pollfd back{.fd = fds_.back(), .events = POLLIN, .revents = 0};
+    if (!WriteAll(fds_[0], &byte, 1) || poll(&back, 1, kPassTimeoutMs) != 1 ||
+        !ReadAll(fds_.back(), &arrived, sizeof(arrived))) {
+      return absl::InternalError(absl::StrCat(
+          "the hand-off chain broke (a stage died or took more than ", kPassTimeoutMs, " ms)"));
     }
     return static_cast<double>(arrived - sent) / 1000.0;
   }
@@ -95,7 +73,7 @@ class Chain {
     char byte;
     while (ReadAll(in, &byte, 1)) {
       if (last) {
-        const int64_t now = MonotonicNs();
+        const int64_t now = MonotonicNanos();
         if (!WriteAll(out, &now, sizeof(now))) break;
       } else if (!WriteAll(out, &byte, 1)) {
         break;

@@ -20,6 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "common/cluster_secret.h"
+#include "common/socket_io.h"
 #include "common/wire_status.h"
 
 namespace pdserve::service::fast_lane_internal {
@@ -53,29 +54,8 @@ inline sockaddr_un AbstractAddress(const std::string& name, socklen_t* len) {
   return addr;
 }
 
-inline bool WriteAll(int fd, const void* data, size_t n) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    const ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
-}
-
-inline bool ReadAll(int fd, void* data, size_t n) {
-  char* p = static_cast<char*>(data);
-  while (n > 0) {
-    const ssize_t r = ::recv(fd, p, n, 0);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    p += r;
-    n -= static_cast<size_t>(r);
-  }
-  return true;
-}
+using ::pdserve::ReadAll;   // common/socket_io.h
+using ::pdserve::WriteAll;
 
 // One frame: header and payload gathered by one sendmsg where the socket takes it all (no copy
 // into a frame buffer); callers hold the connection's write lock, so frames never interleave.

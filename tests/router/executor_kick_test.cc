@@ -16,7 +16,9 @@
 namespace pdserve::router {
 namespace {
 
-using stand_in::Registration;
+using stand_in::GrantingDecode;
+using stand_in::Outcome;
+using stand_in::RegisterPair;
 using stand_in::Serve;
 using stand_in::Server;
 using stand_in::Tiny;
@@ -57,36 +59,6 @@ class HeldPrefill final : public v1::PrefillWorker::Service {
   std::atomic<int> calls_{0};
 };
 
-class GrantingDecode final : public v1::DecodeWorker::Service {
- public:
-  grpc::Status GetStatus(grpc::ServerContext*, const v1::StatusRequest*,
-                         v1::WorkerStatus*) override {
-    return grpc::Status::OK;
-  }
-  grpc::Status Allocate(grpc::ServerContext*, const v1::AllocateRequest* request,
-                        v1::AllocateResponse* response) override {
-    const int64_t n = Tiny().BlocksForTokens(request->prompt_len());
-    for (int64_t i = 0; i < n; ++i) response->mutable_blocks()->add_block_ids(i);
-    response->set_epoch(request->epoch() != 0 ? request->epoch() : 1);
-    return grpc::Status::OK;
-  }
-  grpc::Status Release(grpc::ServerContext*, const v1::ReleaseRequest*,
-                       v1::ReleaseResponse*) override {
-    return grpc::Status::OK;
-  }
-};
-
-class Ends final : public EventSink {
- public:
-  bool OnEvent(const TokenEvent&) override { return true; }
-  void OnDone(const absl::Status& s) override {
-    status = s;
-    done.Notify();
-  }
-  absl::Status status;
-  absl::Notification done;
-};
-
 v1::ClusterStatus StatusOf(RouterService& router) {
   v1::StatusRequest request;
   v1::ClusterStatus status;
@@ -104,16 +76,12 @@ TEST(ExecutorKickTest, ArrivalsAreStillPlacedWhileTheOnlyExecutorIsBusy) {
   HeldPrefill prefill;
   GrantingDecode decode;
   Server p = Serve(&prefill), d = Serve(&decode);
-  v1::RegisterWorkerResponse response;
-  const v1::RegisterWorkerRequest rp = Registration("prefill-0", v1::WORKER_ROLE_PREFILL, p.address);
-  const v1::RegisterWorkerRequest rd = Registration("decode-0", v1::WORKER_ROLE_DECODE, d.address);
-  ASSERT_TRUE(router.RegisterWorker(nullptr, &rp, &response).ok());
-  ASSERT_TRUE(router.RegisterWorker(nullptr, &rd, &response).ok());
+  ASSERT_TRUE(RegisterPair(router, p.address, d.address));
 
   GenerateParams params;
   params.prompt_len = 32;
   params.max_tokens = 4;
-  auto first = std::make_shared<Ends>(), second = std::make_shared<Ends>();
+  auto first = std::make_shared<Outcome>(), second = std::make_shared<Outcome>();
   std::shared_ptr<Call> a = router.Start(params, first);
   // The only executor took the kick and now waits in the held Prefill call.
   for (int i = 0; i < 3000 && prefill.calls() < 1; ++i) absl::SleepFor(absl::Milliseconds(5));

@@ -17,7 +17,9 @@
 namespace pdserve::router {
 namespace {
 
-using stand_in::Registration;
+using stand_in::GrantingDecode;
+using stand_in::Outcome;
+using stand_in::RegisterPair;
 using stand_in::Serve;
 using stand_in::Server;
 using stand_in::Tiny;
@@ -53,41 +55,6 @@ class FailingPrefill final : public v1::PrefillWorker::Service {
   const int32_t code_;
 };
 
-// Grants every Allocate (the router's epoch, as many blocks as the prompt needs) and Release.
-class GrantingDecode final : public v1::DecodeWorker::Service {
- public:
-  grpc::Status GetStatus(grpc::ServerContext*, const v1::StatusRequest*,
-                         v1::WorkerStatus*) override {
-    return grpc::Status::OK;
-  }
-  grpc::Status Allocate(grpc::ServerContext*, const v1::AllocateRequest* request,
-                        v1::AllocateResponse* response) override {
-    const int64_t n = Tiny().BlocksForTokens(request->prompt_len());
-    for (int64_t i = 0; i < n; ++i) response->mutable_blocks()->add_block_ids(i);
-    response->set_epoch(request->epoch() != 0 ? request->epoch() : 1);
-    return grpc::Status::OK;
-  }
-  grpc::Status Release(grpc::ServerContext*, const v1::ReleaseRequest*,
-                       v1::ReleaseResponse*) override {
-    return grpc::Status::OK;
-  }
-};
-
-class Outcome final : public EventSink {
- public:
-  bool OnEvent(const TokenEvent& event) override {
-    tokens += static_cast<int>(event.tokens.size());
-    return true;
-  }
-  void OnDone(const absl::Status& s) override {
-    status = s;
-    done.Notify();
-  }
-  int tokens = 0;
-  absl::Status status;
-  absl::Notification done;
-};
-
 class HostilePrefillTest : public ::testing::TestWithParam<int32_t> {};
 
 TEST_P(HostilePrefillTest, AFailureReportedWithANonFailingCodeStillFailsTheRequest) {
@@ -98,11 +65,7 @@ TEST_P(HostilePrefillTest, AFailureReportedWithANonFailingCodeStillFailsTheReque
   FailingPrefill prefill(GetParam());
   GrantingDecode decode;
   Server p = Serve(&prefill), d = Serve(&decode);
-  v1::RegisterWorkerResponse response;
-  const v1::RegisterWorkerRequest rp = Registration("prefill-0", v1::WORKER_ROLE_PREFILL, p.address);
-  const v1::RegisterWorkerRequest rd = Registration("decode-0", v1::WORKER_ROLE_DECODE, d.address);
-  ASSERT_TRUE(router.RegisterWorker(nullptr, &rp, &response).ok());
-  ASSERT_TRUE(router.RegisterWorker(nullptr, &rd, &response).ok());
+  ASSERT_TRUE(RegisterPair(router, p.address, d.address));
 
   GenerateParams params;
   params.prompt_len = 32;
