@@ -14,10 +14,7 @@ namespace pdserve::decode {
 
 DecodeStream::Chunk DecodeStream::Next(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
-  auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-    return finished_ || read_ < tokens_.size();
-  };
-  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  mu_.AwaitWithTimeout(absl::Condition(this, &DecodeStream::ReadyLocked), timeout);
   Chunk chunk;
   chunk.position = first_position_ + static_cast<int>(read_);
   chunk.tokens.assign(tokens_.begin() + static_cast<std::ptrdiff_t>(read_), tokens_.end());
@@ -32,10 +29,7 @@ DecodeStream::Chunk DecodeStream::Next(absl::Duration timeout) {
 
 void DecodeStream::WaitForActivity(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
-  auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-    return finished_ || read_ < tokens_.size();
-  };
-  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  mu_.AwaitWithTimeout(absl::Condition(this, &DecodeStream::ReadyLocked), timeout);
 }
 
 void DecodeStream::SetAccounting(const DecodeAccounting& accounting) {

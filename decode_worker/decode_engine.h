@@ -96,6 +96,10 @@ class DecodeStream {
   void SetAccounting(const DecodeAccounting& accounting);
 
  private:
+  // Unread tokens, or the end.
+  bool ReadyLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return finished_ || read_ < tokens_.size();
+  }
   absl::Mutex mu_;
   const int first_position_;
   std::vector<int32_t> tokens_ ABSL_GUARDED_BY(mu_);

@@ -10,6 +10,35 @@
 
 namespace pdserve::decode {
 
+absl::Status DecodeService::WaitInSlices(grpc::ServerContext& ctx, absl::Duration timeout,
+                                         const std::function<absl::StatusOr<bool>(absl::Duration)>& done) {
+  // `done` returns the moment its event is there; the slices only bound how late a cancelled
+  // call is seen (the transport's and the stream's waits do not know the call).
+  const absl::Time deadline = SteadyNow() + timeout;
+  while (true) {
+    const absl::Duration left = deadline - SteadyNow();
+    absl::StatusOr<bool> ended =
+        done(std::max(absl::ZeroDuration(), std::min(left, options_.cancel_poll)));
+    if (!ended.ok()) return ended.status();
+    if (*ended) return absl::OkStatus();
+    if (ctx.IsCancelled()) return absl::CancelledError("the call was cancelled");
+    if (SteadyNow() >= deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("no notification within ", absl::FormatDuration(timeout)));
+    }
+  }
+}
+
+absl::Status DecodeService::WaitForKv(grpc::ServerContext& ctx, const std::string& notification,
+                                      absl::Duration timeout) {
+  return WaitInSlices(ctx, timeout, [&](absl::Duration slice) -> absl::StatusOr<bool> {
+    absl::Status landed = transport_.WaitForNotification(notification, slice);
+    if (landed.code() == absl::StatusCode::kDeadlineExceeded) return false;
+    if (!landed.ok()) return landed;
+    return true;
+  });
+}
+
 absl::Status DecodeService::AwaitLanding(grpc::ServerContext& ctx, const std::string& notification,
                                          absl::Duration timeout, DecodeStream& stream,
                                          const std::function<void()>& start) {
@@ -28,45 +57,17 @@ absl::Status DecodeService::AwaitLanding(grpc::ServerContext& ctx, const std::st
     return landed;
   }
   if (!watched.ok()) return watched;
-  const absl::Time deadline = SteadyNow() + timeout;
-  absl::Status why;
-  while (true) {
-    const absl::Duration left = deadline - SteadyNow();
-    // The slices only bound how late a cancelled call is seen.
-    stream.WaitForActivity(std::max(absl::ZeroDuration(), std::min(left, options_.cancel_poll)));
-    if (ran->load()) return absl::OkStatus();
-    if (ctx.IsCancelled()) {
-      why = absl::CancelledError("the call was cancelled");
-      break;
-    }
-    if (SteadyNow() >= deadline) {
-      why = absl::DeadlineExceededError(
-          absl::StrCat("no notification within ", absl::FormatDuration(timeout)));
-      break;
-    }
+  const absl::Status waited =
+      WaitInSlices(ctx, timeout, [&](absl::Duration slice) -> absl::StatusOr<bool> {
+        stream.WaitForActivity(slice);
+        return ran->load();
+      });
+  if (waited.ok() || !transport_.UnwatchNotification(notification)) {
+    // It ran, or runs now on the receive path: the request started after all.
+    while (!ran->load()) stream.WaitForActivity(absl::Milliseconds(1));
+    return absl::OkStatus();
   }
-  if (transport_.UnwatchNotification(notification)) return why;  // it never runs now
-  // It ran, or runs now on the receive path: the request started after all.
-  while (!ran->load()) stream.WaitForActivity(absl::Milliseconds(1));
-  return absl::OkStatus();
-}
-
-absl::Status DecodeService::WaitForKv(grpc::ServerContext& ctx, const std::string& notification,
-                                      absl::Duration timeout) {
-  // The wait returns the moment the notification is there; the slices only bound how late a
-  // cancelled call is seen (the transport's wait does not know the call).
-  const absl::Time deadline = SteadyNow() + timeout;
-  while (true) {
-    const absl::Duration left = deadline - SteadyNow();
-    absl::Status landed = transport_.WaitForNotification(
-        notification, std::max(absl::ZeroDuration(), std::min(left, options_.cancel_poll)));
-    if (landed.code() != absl::StatusCode::kDeadlineExceeded) return landed;
-    if (ctx.IsCancelled()) return absl::CancelledError("the call was cancelled");
-    if (SteadyNow() >= deadline) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("no notification within ", absl::FormatDuration(timeout)));
-    }
-  }
+  return waited;  // withdrawn: it never runs now
 }
 
 }  // namespace pdserve::decode

@@ -78,6 +78,10 @@ class DecodeService final : public v1::DecodeWorker::Service {
   // (a Decode the router opened before the prefill ran waits for the whole prefill).
   absl::Status WaitForKv(grpc::ServerContext& ctx, const std::string& notification,
                          absl::Duration timeout);
+  // Calls `done(slice)` (wait at most `slice`; true: the event came) until it says so or fails;
+  // Cancelled as soon as the call is, DeadlineExceeded after `timeout`.
+  absl::Status WaitInSlices(grpc::ServerContext& ctx, absl::Duration timeout,
+                            const std::function<absl::StatusOr<bool>(absl::Duration)>& done);
   // Runs `start` (KvLanded, then the engine's Start) once the KV notification `notification`
   // is there, and returns OK once it ran; the same errors as WaitForKv otherwise (then `start`
   // never runs), and AlreadyExists when another call watches the same notification. Where the
