@@ -402,6 +402,7 @@ std::string CudaAttention::decode_kernel_name() const {
     case DecodeVariant::kMma: return "mma.sync";
     case DecodeVariant::kMmaRegisters: return "mma.sync registers";
     case DecodeVariant::kMmaSerial: return "mma.sync serial";
+    case DecodeVariant::kMmaSplitLoads: return "mma.sync split loads";
     case DecodeVariant::kCudaCores: return "cuda cores";
   }
   return "cuda cores";

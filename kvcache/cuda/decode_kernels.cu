@@ -272,6 +272,7 @@ DecodeVariant ChosenDecodeVariant() {
     const std::string_view name = v == nullptr ? "mma" : v;
     if (name == "mma-registers") return DecodeVariant::kMmaRegisters;
     if (name == "mma-serial") return DecodeVariant::kMmaSerial;
+    if (name == "mma-split-loads") return DecodeVariant::kMmaSplitLoads;
     if (name == "cuda-cores") return DecodeVariant::kCudaCores;
     return DecodeVariant::kMma;
   }();

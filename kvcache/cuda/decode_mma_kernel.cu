@@ -67,7 +67,7 @@ __device__ __forceinline__ const std::byte* RowPtr(const LaneCtx& c, int p) {
   return c.head_base + block * c.geo.block_stride + (p & (c.geo.block_size - 1)) * c.geo.row_bytes;
 }
 
-__device__ __forceinline__ void LoadTile(const LaneCtx& c, int pos, KvTile& tl) {
+__device__ __forceinline__ void LoadK(const LaneCtx& c, int pos, KvTile& tl) {
 #pragma unroll
   for (int j = 0; j < 2; ++j) {
     const int p = pos + c.g + 8 * j;
@@ -80,6 +80,9 @@ __device__ __forceinline__ void LoadTile(const LaneCtx& c, int pos, KvTile& tl) 
       for (int ch = 0; ch < 4; ++ch) tl.k[j][ch] = make_uint4(0, 0, 0, 0);
     }
   }
+}
+
+__device__ __forceinline__ void LoadV(const LaneCtx& c, int pos, KvTile& tl) {
 #pragma unroll
   for (int r = 0; r < 4; ++r) {
     const int p = pos + VKey(c.t, r);
@@ -93,12 +96,21 @@ __device__ __forceinline__ void LoadTile(const LaneCtx& c, int pos, KvTile& tl) 
   }
 }
 
+__device__ __forceinline__ void LoadTile(const LaneCtx& c, int pos, KvTile& tl) {
+  LoadK(c, pos, tl);
+  LoadV(c, pos, tl);
+}
+
 // Checksum terms of the tile's words this lane loaded. Lane L computes the row salt of key
-// pos + L % 16, kind L / 16, and the others take theirs by shuffle (one Mix64 a lane, not six).
-__device__ __forceinline__ uint64_t HashTile(const LaneCtx& c, int pos, int layer, int kvhead,
-                                             const KvTile& tl) {
+// pos + L % 16, kind L / 16 (RowSalts), and the others take theirs by shuffle (one Mix64 a lane,
+// not six).
+__device__ __forceinline__ uint64_t RowSalts(const LaneCtx& c, int pos, int layer, int kvhead) {
+  return model::RowSalt(pos + (c.lane & 15), layer, kvhead, c.lane >> 4);
+}
+
+__device__ __forceinline__ uint64_t HashK(const LaneCtx& c, int pos, uint64_t mine,
+                                          const KvTile& tl) {
   constexpr uint64_t G = model::kGolden;
-  const uint64_t mine = model::RowSalt(pos + (c.lane & 15), layer, kvhead, c.lane >> 4);
   uint64_t sum = 0;
 #pragma unroll
   for (int j = 0; j < 2; ++j) {
@@ -110,6 +122,13 @@ __device__ __forceinline__ uint64_t HashTile(const LaneCtx& c, int pos, int laye
         sum += WordTermSum(tl.k[j][ch], base, 8 * ch * G, (8 * ch + 1) * G);
     }
   }
+  return sum;
+}
+
+__device__ __forceinline__ uint64_t HashV(const LaneCtx& c, int pos, uint64_t mine,
+                                          const KvTile& tl) {
+  constexpr uint64_t G = model::kGolden;
+  uint64_t sum = 0;
 #pragma unroll
   for (int r = 0; r < 4; ++r) {
     // Chunk g + 8h holds words 2g + 16h and 2g + 16h + 1.
@@ -171,10 +190,12 @@ struct AttnState {
   float acc[8][4] = {};
 };
 
+// S = Q K^T for the tile, the online softmax update (rescaling the accumulators), and P as
+// bf16 hi + lo: the B fragments of keys {2t, 2t+1} and {2t+8, 2t+9} of head g.
 template <int GQ>
-__device__ __forceinline__ void AttendTile(const LaneCtx& c, int pos, const KvTile& tl,
-                                           const uint32_t (&q)[4][4], float scale_log2,
-                                           AttnState& st) {
+__device__ __forceinline__ void ScoreTile(const LaneCtx& c, int pos, const KvTile& tl,
+                                          const uint32_t (&q)[4][4], float scale_log2,
+                                          AttnState& st, uint32_t (&hi)[2], uint32_t (&lo)[2]) {
   float s[2][4];
 #pragma unroll
   for (int j = 0; j < 2; ++j) {
@@ -225,13 +246,16 @@ __device__ __forceinline__ void AttendTile(const LaneCtx& c, int pos, const KvTi
       st.acc[i][3] *= c1;
     }
   }
-  // P as bf16 hi + lo: B fragments of keys {2t, 2t+1} and {2t+8, 2t+9} of head g.
-  uint32_t hi[2], lo[2];
 #pragma unroll
   for (int j = 0; j < 2; ++j) {
     hi[j] = PackBf16(p[j][0], p[j][1]);
     lo[j] = PackBf16(p[j][0] - Bf16Low(hi[j]), p[j][1] - Bf16High(hi[j]));
   }
+}
+
+// O^T += V^T P^T for the tile.
+__device__ __forceinline__ void ApplyV(const KvTile& tl, const uint32_t (&hi)[2],
+                                       const uint32_t (&lo)[2], AttnState& st) {
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
     const int h = i >> 2, w = i & 3;
@@ -244,17 +268,23 @@ __device__ __forceinline__ void AttendTile(const LaneCtx& c, int pos, const KvTi
   }
 }
 
-// How a warp overlaps its loads with its math: kSerial loads a tile, then works on it (other warps
-// cover the wait, and 168 registers leave room for 3 blocks = 12 warps an SM); kRegisters first
-// loads the next tile into a second register buffer (255 registers: 2 blocks an SM). A
-// cp.async version (tiles staged in shared memory, 2 or 3 deep) was measured slower than both
-// (docs/results/gpu-h200-2026-12-04-decode-kernel), and so was an L2 prefetch of a warp's next
-// 1-3 tiles: slower at every shape, the more tiles the slower (8 x 512: 0.80-0.83 of the
-// checksum pass without, 0.74-0.79 with; docs/results/gpu-h200-2026-12-06-decode-prefetch).
-enum Overlap { kSerial, kRegisters };
+// How a warp overlaps its loads with its math. kSplitLoads (the default) loads a tile's K rows,
+// makes S, then loads the V rows into the registers K no longer needs: 128 registers, so 4
+// blocks = 16 warps an SM cover each other's waits. That beat loading the whole tile first
+// (kSerial: 167 registers, 3 blocks an SM) at every shape on the H100 (8 x 2048: 0.97-0.98 of
+// the checksum pass against 0.94; docs/results/gpu-h100-2026-12-06-decode-split-loads): a grid
+// of 2048 blocks is 3.9 rounds of 4 blocks an SM, but 5.2 rounds of 3 (the last 17% full).
+// kRegisters first loads the next tile into a second register buffer (255 registers: 2 blocks
+// an SM). Measured slower and removed: cp.async staging in shared memory (2 or 3 deep;
+// docs/results/gpu-h200-2026-12-04-decode-kernel), an L2 prefetch of the next 1-3 tiles
+// (docs/results/gpu-h200-2026-12-06-decode-prefetch), kSerial at 4 blocks an SM (120 bytes of
+// spills), and K of the next tile loaded with V of this one, at 3 or 4 blocks an SM.
+enum Overlap { kSplitLoads, kSerial, kRegisters };
+
+constexpr int MinBlocks(Overlap o) { return o == kSplitLoads ? 4 : o == kSerial ? 3 : 2; }
 
 template <int GQ, Overlap kOverlap>
-__global__ void __launch_bounds__(kDecodeWarps * 32, kOverlap == kSerial ? 3 : 2)
+__global__ void __launch_bounds__(kDecodeWarps * 32, MinBlocks(kOverlap))
     DecodeMmaKernel(DecodeArgs a, float scale_log2) {
   static_assert(GQ <= 8, "the n = 8 columns of O^T are the group's query heads");
   __shared__ float sm_ml[kDecodeWarps * GQ * 2];
@@ -296,8 +326,11 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kOverlap == kSerial ? 3 : 2
   uint64_t xsum = 0;
   AttnState st;
   auto process = [&](int pos, const KvTile& tl) {
-    xsum += HashTile(c, pos, layer, kvhead, tl);
-    AttendTile<GQ>(c, pos, tl, q, scale_log2, st);
+    const uint64_t mine = RowSalts(c, pos, layer, kvhead);
+    xsum += HashK(c, pos, mine, tl) + HashV(c, pos, mine, tl);
+    uint32_t hi[2], lo[2];
+    ScoreTile<GQ>(c, pos, tl, q, scale_log2, st, hi, lo);
+    ApplyV(tl, hi, lo, st);
   };
   const int first = begin + kTileKeys * warp;
   int pos = first;
@@ -312,6 +345,20 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, kOverlap == kSerial ? 3 : 2
       if (next >= c.end) break;
       if (next + kBlockKeys < c.end) LoadTile(c, next + kBlockKeys, ta);
       process(next, tb);
+    }
+  } else if constexpr (kOverlap == kSplitLoads) {
+    // K's registers are free again once S is made; V's loads take them.
+#pragma unroll 1
+    for (; pos < c.end; pos += kBlockKeys) {
+      KvTile tl;
+      LoadK(c, pos, tl);
+      const uint64_t mine = RowSalts(c, pos, layer, kvhead);
+      xsum += HashK(c, pos, mine, tl);
+      uint32_t hi[2], lo[2];
+      ScoreTile<GQ>(c, pos, tl, q, scale_log2, st, hi, lo);
+      LoadV(c, pos, tl);
+      xsum += HashV(c, pos, mine, tl);
+      ApplyV(tl, hi, lo, st);
     }
   } else {
 #pragma unroll 1
@@ -356,14 +403,17 @@ cudaError_t LaunchMain(const DecodeArgs& a, float scale_log2, DecodeVariant vari
   dim3 grid(a.num_work, a.shape.num_kv_heads, a.shape.num_layers);
   // Auto: with fewer blocks than two rounds of 3 an SM (one short batch, split), each warp's
   // own overlap matters more than how many warps an SM holds; measured on the H200: 8 x 512..8192
-  // tokens (2048 blocks) ran faster serial, 1 x 8192 (768 blocks) with the register buffer.
+  // tokens (2048 blocks) ran faster serial, 1 x 8192 (768 blocks) with the register buffer
+  // (serial then; the split loads were measured on 1024 blocks and more).
   const int64_t blocks = int64_t{grid.x} * grid.y * grid.z;
   const bool registers = variant == DecodeVariant::kMmaRegisters ||
                          (variant == DecodeVariant::kMma && blocks < 2 * 3 * int64_t{a.num_sms});
   if (registers) {
     DecodeMmaKernel<GQ, kRegisters><<<grid, kDecodeWarps * 32, 0, stream>>>(a, scale_log2);
-  } else {
+  } else if (variant == DecodeVariant::kMmaSerial) {
     DecodeMmaKernel<GQ, kSerial><<<grid, kDecodeWarps * 32, 0, stream>>>(a, scale_log2);
+  } else {
+    DecodeMmaKernel<GQ, kSplitLoads><<<grid, kDecodeWarps * 32, 0, stream>>>(a, scale_log2);
   }
   return cudaGetLastError();
 }

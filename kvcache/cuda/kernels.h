@@ -107,9 +107,9 @@ cudaError_t LaunchFillBf16(uint16_t* data, size_t n, uint64_t seed, cudaStream_t
 bool DecodeShapeSupported(int head_dim, int group);
 
 // The kernels LaunchDecode can run where the shape allows mma (benchmarking: the env variable
-// PDSERVE_DECODE_KERNEL = mma | mma-registers | mma-serial | cuda-cores). kMma picks serial or
-// registers by the grid's size (decode_mma_kernel.cu says why).
-enum class DecodeVariant { kMma, kMmaRegisters, kMmaSerial, kCudaCores };
+// PDSERVE_DECODE_KERNEL = mma | mma-registers | mma-serial | mma-split-loads | cuda-cores).
+// kMma picks split loads or registers by the grid's size (decode_mma_kernel.cu says why).
+enum class DecodeVariant { kMma, kMmaRegisters, kMmaSerial, kMmaSplitLoads, kCudaCores };
 // The decode pass with mma.sync (decode_mma_kernel.cu): head_dim 128, 4 or 8 query heads per KV
 // head, with attention (the checksum-only pass stays on decode_kernels.cu's kernel). Launches
 // the main kernel only (LaunchDecode adds the combine).
