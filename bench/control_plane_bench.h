@@ -37,13 +37,15 @@ struct ControlPlaneBenchOptions {
   // --allocate-first`), not alongside it: the order before, for comparisons.
   bool allocate_first = false;
   bool no_fast_lane = false;  // `pdserve router --no-fast-lane`: gRPC for every call
+  // `pdserve decode --inline-first-step-kib 0`: the decode loop thread makes every token
+  bool no_inline_step = false;
   uint64_t seed = 1;
   // The same-run baseline (handoff_floor.h): this many bare hand-offs between processes, timed
-  // with the same idle time before each, before the cluster starts and after it stops. 4: the
-  // first token's path wakes the router's executor, the prefill worker's reader, the decode
-  // worker's notification thread (which starts the request) and its decode loop. 0: not
-  // measured.
-  int floor_hops = 4;
+  // with the same idle time before each, before the cluster starts and after it stops. 3: the
+  // first token's path wakes the router's executor, the prefill worker's reader and the decode
+  // worker's notification thread (which starts the request and, on an idle engine, makes the
+  // first token itself: DecodeEngineOptions::inline_step_kv_bytes). 0: not measured.
+  int floor_hops = 3;
   std::string json_path;  // also write the figures as JSON here
 };
 

@@ -26,6 +26,8 @@ void AddControlPlaneBenchCommand(CLI::App& app) {
   cmd->add_option("--gap-ms", o->gap_ms, "idle time between requests")->capture_default_str();
   cmd->add_flag("--no-fast-lane", o->no_fast_lane,
                 "the router reaches the workers by gRPC only (the way before)");
+  cmd->add_flag("--no-inline-step", o->no_inline_step,
+                "the decode loop thread makes every token, the first one too (the way before)");
   cmd->add_flag("--allocate-first", o->allocate_first,
                 "the router asks for decode blocks before the prefill starts (the order before)");
   cmd->add_option("--seed", o->seed)->capture_default_str();

@@ -122,6 +122,12 @@ inline void AddDecodeEngineFlags(CLI::App* cmd, WorkerFlags& f) {
   cmd->add_option("--min-step-us", f.options.min_step_us,
                   "every decode step lasts at least this long (slows decode down for tests)")
       ->capture_default_str();
+  cmd->add_option("--inline-first-step-kib", f.options.inline_step_kib,
+                  "an idle decode engine makes a request's first token on the thread that "
+                  "received its KV notification, for prompts with at most this much KV "
+                  "(0: always on the decode loop thread)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
   cmd->add_flag("--poison-freed-kv", f.options.poison_freed_kv,
                 "fill every freed KV block with a poison pattern, so that reading blocks a "
                 "request no longer owns changes its tokens (tests, verification runs)");

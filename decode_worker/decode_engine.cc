@@ -91,6 +91,12 @@ DecodeEngine::~DecodeEngine() {
   }
   loop_.join();
   {
+    // A reserved step on another thread ends before running_ goes.
+    absl::MutexLock lock(&mu_);
+    auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !stepping_; };
+    mu_.Await(absl::Condition(&idle));
+  }
+  {
     absl::MutexLock lock(&mu_);
     verifier_stop_ = true;
   }
@@ -185,7 +191,7 @@ absl::StatusOr<std::vector<BlockId>> DecodeEngine::Allocate(const std::string& r
 absl::StatusOr<std::shared_ptr<DecodeStream>> DecodeEngine::Start(
     const std::string& request_id, std::vector<int32_t> prompt_tokens, int max_tokens,
     uint64_t seed, std::optional<uint64_t> claimed_checksum,
-    std::shared_ptr<DecodeStream> stream) {
+    std::shared_ptr<DecodeStream> stream, bool* step_here) {
   absl::MutexLock lock(&mu_);
   auto it = requests_.find(request_id);
   if (it == requests_.end() || it->second.state != State::kAllocated) {
@@ -215,6 +221,13 @@ absl::StatusOr<std::shared_ptr<DecodeStream>> DecodeEngine::Start(
   r.claimed_checksum = claimed_checksum;
   r.stream = stream != nullptr ? std::move(stream) : std::make_shared<DecodeStream>(r.prompt_len);
   joins_.push_back(request_id);
+  // Reserved in the same critical section as the join: the loop thread's wait condition never
+  // sees the join without the reservation, so it is not woken for nothing.
+  if (step_here != nullptr) {
+    *step_here = !stop_ && !stepping_ && !has_running_ && !releases_pending_ &&
+                 joins_.size() == 1 && CheapFirstStepLocked(r);
+    if (*step_here) stepping_ = true;
+  }
   return r.stream;
 }
 

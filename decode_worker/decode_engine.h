@@ -137,6 +137,13 @@ struct DecodeEngineOptions {
   // Colocated worker: the device this engine shares with its prefill engine, held for each
   // step (modelled time included). Null: a device of its own.
   std::shared_ptr<SharedDevice> device;
+  // An idle engine's next step may run on the thread that starts a request (Start's
+  // `step_here`), when that step reads at most this many bytes of prompt KV and lasts at most
+  // `inline_step_max` (min_step, modelled time). That thread is the transport's receive path:
+  // the first token then costs no wake-up of the loop thread (vLLM's engine loop polls its KV
+  // connector itself for the same reason). 0: never; no device is shared (colocated) either.
+  int64_t inline_step_kv_bytes = 0;
+  absl::Duration inline_step_max = absl::Microseconds(200);
 };
 
 
@@ -219,10 +226,15 @@ class DecodeEngine {
   // (DATA_LOSS on a mismatch), see "Claimed checksums" above.
   // `stream`: the caller's, made before the KV landed (its first position must be the prompt's
   // length), so that the caller already waits on it; null: a new one.
+  // `step_here` (may be null): set true when the engine was idle and this request's first step
+  // is cheap enough (DecodeEngineOptions::inline_step_kv_bytes): that step is then reserved for
+  // the caller, the loop thread does not take it, and the caller must call RunReservedStep next.
   absl::StatusOr<std::shared_ptr<DecodeStream>> Start(
       const std::string& request_id, std::vector<int32_t> prompt_tokens, int max_tokens,
       uint64_t seed, std::optional<uint64_t> claimed_checksum = std::nullopt,
-      std::shared_ptr<DecodeStream> stream = nullptr);
+      std::shared_ptr<DecodeStream> stream = nullptr, bool* step_here = nullptr);
+  // Runs the step Start reserved, on this thread; the loop thread takes the following ones.
+  void RunReservedStep();
   // Frees the request's blocks whatever its state; a running request leaves the batch before the
   // next step and its stream ends with `reason`. Returns once the blocks are free or, for an
   // allocation whose KV has not landed and whose writer is not fenced, quarantined (see above).
@@ -289,6 +301,9 @@ class DecodeEngine {
   };
 
   void Loop();
+  // What one turn of the loop does once it took the work: join hooks, then a step.
+  void StepOnce();
+  bool CheapFirstStepLocked(const Request& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Carried checksums: the final full read of finished requests, off the loop thread, so that
   // one request's check does not stretch every other request's step.
   void VerifierLoop();
@@ -359,8 +374,12 @@ class DecodeEngine {
   uint64_t finished_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   DecodeStepCounters step_counters_ ABSL_GUARDED_BY(mu_);
+  // A thread (the loop's, or Start's caller with a reserved step) owns running_ and batch_ and
+  // steps them; set and cleared under mu_, which orders one owner's writes before the next's.
+  bool stepping_ ABSL_GUARDED_BY(mu_) = false;
+  bool has_running_ ABSL_GUARDED_BY(mu_) = false;  // !running_.empty() when the last step ended
 
-  // Owned by the loop thread.
+  // Owned by the stepping thread (stepping_).
   std::vector<Running> running_;
   std::vector<DecodeSequence> batch_;
 

@@ -41,19 +41,23 @@ absl::Status DecodeService::WaitForKv(grpc::ServerContext& ctx, const std::strin
 
 absl::Status DecodeService::AwaitLanding(grpc::ServerContext& ctx, const std::string& notification,
                                          absl::Duration timeout, DecodeStream& stream,
-                                         const std::function<void()>& start) {
+                                         const std::function<bool()>& start) {
   // Set by the receive path once `start` returned; `start` itself wakes this thread only
   // through `stream` (a token, or its end when the start failed).
   auto ran = std::make_shared<std::atomic<bool>>(false);
-  // `start` is the caller's and outlives every run of this: AwaitLanding returns only once it
-  // ran or its watch was withdrawn before it could.
-  absl::Status watched = transport_.WatchNotification(notification, [ran, &start] {
-    start();
+  // `start` is the caller's and outlives every run of this until `ran` is set: AwaitLanding
+  // returns only once it ran or its watch was withdrawn before it could. A first step the
+  // engine reserved runs after that, touching only the engine (which outlives the transport):
+  // the first token leaves from the receive path, with no wake-up of the loop thread.
+  DecodeEngine& engine = engine_;
+  absl::Status watched = transport_.WatchNotification(notification, [ran, &start, &engine] {
+    const bool step_here = start();
     ran->store(true);
+    if (step_here) engine.RunReservedStep();
   });
   if (watched.code() == absl::StatusCode::kUnimplemented) {
     absl::Status landed = WaitForKv(ctx, notification, timeout);
-    if (landed.ok()) start();
+    if (landed.ok() && start()) engine_.RunReservedStep();
     return landed;
   }
   if (!watched.ok()) return watched;

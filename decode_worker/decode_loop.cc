@@ -56,24 +56,56 @@ void DecodeEngine::Loop() {
     {
       absl::MutexLock lock(&mu_);
       auto has_work = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-        return stop_ || releases_pending_ || !joins_.empty() || !running_.empty();
+        return stop_ || (!stepping_ && (releases_pending_ || !joins_.empty() || has_running_));
       };
       mu_.Await(absl::Condition(&has_work));
       if (!TakeWorkLocked()) return;
+      stepping_ = true;
     }
-    if (options_.on_join) {
-      for (size_t i = running_.size(); i-- > 0;) {
-        if (!running_[i].joined) continue;
-        running_[i].joined = false;
-        if (absl::Status staged = options_.on_join(running_[i].table); !staged.ok()) {
-          FinishRunning(i, absl::InternalError(absl::StrCat(
-                               "request ", running_[i].id, ": staging its prompt KV to the device: ",
-                               staged.message())));
-        }
+    StepOnce();
+  }
+}
+
+void DecodeEngine::RunReservedStep() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!TakeWorkLocked()) {
+      stepping_ = false;  // stopping: the destructor waits for this
+      return;
+    }
+  }
+  StepOnce();
+}
+
+bool DecodeEngine::CheapFirstStepLocked(const Request& r) const {
+  if (options_.inline_step_kv_bytes <= 0 || options_.device != nullptr) return false;
+  if (int64_t{r.prompt_len} * cache_.config().KvBytesPerToken() > options_.inline_step_kv_bytes) {
+    return false;
+  }
+  absl::Duration lasts = options_.min_step;
+  if (options_.roofline.has_value()) {
+    const int len = r.prompt_len;
+    lasts = std::max(lasts, absl::Seconds(options_.roofline->DecodeStepSeconds({&len, 1})));
+  }
+  return lasts <= options_.inline_step_max;
+}
+
+void DecodeEngine::StepOnce() {
+  if (options_.on_join) {
+    for (size_t i = running_.size(); i-- > 0;) {
+      if (!running_[i].joined) continue;
+      running_[i].joined = false;
+      if (absl::Status staged = options_.on_join(running_[i].table); !staged.ok()) {
+        FinishRunning(i, absl::InternalError(absl::StrCat(
+                             "request ", running_[i].id, ": staging its prompt KV to the device: ",
+                             staged.message())));
       }
     }
-    if (!running_.empty()) Step();
   }
+  if (!running_.empty()) Step();
+  absl::MutexLock lock(&mu_);
+  stepping_ = false;
+  has_running_ = !running_.empty();
 }
 
 void DecodeEngine::FinishRunning(size_t index, absl::Status status) {

@@ -178,17 +178,21 @@ grpc::Status DecodeService::Decode(grpc::ServerContext* ctx, const v1::DecodeReq
                                         : std::nullopt;
   const uint64_t epoch = lease->epoch;
   const auto stream = std::make_shared<DecodeStream>(static_cast<int>(prompt.size()));
-  const auto start = [&] {
+  // Returns whether the engine reserved the request's first step for the caller (which then
+  // runs it: AwaitLanding).
+  const auto start = [&]() -> bool {
     started.landed_us = WallMicros();
     started.status = engine_.KvLanded(id, epoch);
     started.released = !started.status.ok();
+    bool step_here = false;
     if (started.status.ok()) {
       started.status = engine_
                            .Start(id, std::move(prompt), request->max_tokens(), request->seed(),
-                                  claimed, stream)
+                                  claimed, stream, &step_here)
                            .status();
     }
     if (!started.status.ok()) stream->Finish(started.status, WallMicros());
+    return step_here;
   };
   absl::Status landed = AwaitLanding(*ctx, transfer::KvNotification(id, epoch), transfer_timeout,
                                      *stream, start);

@@ -91,7 +91,7 @@ class DecodeService final : public v1::DecodeWorker::Service {
   // The caller waits on `stream` meanwhile (`start` must make it show a token or its end).
   absl::Status AwaitLanding(grpc::ServerContext& ctx, const std::string& notification,
                             absl::Duration timeout, DecodeStream& stream,
-                            const std::function<void()>& start);
+                            const std::function<bool()>& start);
 
   DecodeEngine& engine_;
   transfer::KvTransport& transport_;

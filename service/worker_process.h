@@ -58,6 +58,9 @@ struct WorkerProcessOptions {
   // transport that maps the peer's pool, CPU kernels or roofline).
   bool zero_copy = false;
   bool poison_freed_kv = false;     // decode: fill freed blocks with a poison pattern
+  // decode: an idle engine makes a request's first token on the thread that received its KV
+  // notification when the prompt's KV is at most this many KiB (0: the loop thread always).
+  int inline_step_kib = 1024;
   absl::Duration transfer_timeout = absl::Seconds(30);
   absl::Duration allocation_lease = absl::Minutes(5);
   // decode: quarantined KV blocks are freed after this long without a fence (longer than the
