@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kvcache/cuda/cuda_check.h"
+#include "kvcache/cuda/device_scope.h"
 #include "kvcache/cuda/cuda_kernels.h"
 #include "kvcache/cuda/device_buffer.h"
 #include "kvcache/cuda/device_geometry_host.h"
@@ -256,6 +257,8 @@ absl::Status CudaAttention::WriteKv(std::span<const PrefillChunk> batch) {
 absl::Status CudaAttention::Prefill(std::span<const PrefillChunk> batch, std::span<float> out,
                                     const AttentionOptions& options) {
   Impl& m = *impl_;
+  const DeviceScope device(m.device);  // whichever thread calls
+  PDSERVE_CUDA_RETURN_IF_ERROR(device.status());
   const ModelConfig& c = m.config;
   PrefillArgs args;
   RETURN_IF_ERROR(m.PackChunks(batch, args));
@@ -286,6 +289,9 @@ absl::Status CudaAttention::Prefill(std::span<const PrefillChunk> batch, std::sp
 absl::StatusOr<std::vector<DecodeResult>> CudaAttention::Decode(
     std::span<const DecodeSequence> batch, const AttentionOptions& options, bool write_last_kv) {
   Impl& m = *impl_;
+  // The loop thread, or the receive path for a first step (DecodeEngine::RunReservedStep).
+  const DeviceScope device(m.device);
+  PDSERVE_CUDA_RETURN_IF_ERROR(device.status());
   const ModelConfig& c = m.config;
   const int group = c.QueryHeadsPerKvHead();
   const size_t out_floats = static_cast<size_t>(c.num_layers) * c.num_q_heads * c.head_dim;

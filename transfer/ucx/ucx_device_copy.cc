@@ -14,6 +14,7 @@
 #include "kvcache/cuda/batched_copy.h"
 #include "kvcache/cuda/cuda_check.h"
 #include "kvcache/cuda/device_range.h"
+#include "kvcache/cuda/device_scope.h"
 #endif
 
 #include "transfer/ucx/ucx_transport_impl.h"
@@ -22,24 +23,7 @@ namespace pdserve::transfer::ucx {
 
 #if defined(PDSERVE_HAS_CUDA)
 
-namespace {
-// Makes `device` current for a scope and gives the calling thread its own back after.
-class DeviceScope {
- public:
-  explicit DeviceScope(int device) {
-    if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
-    set_ = previous_ == device ? cudaSuccess : cudaSetDevice(device);
-  }
-  ~DeviceScope() {
-    if (previous_ >= 0 && set_ == cudaSuccess) cudaSetDevice(previous_);
-  }
-  cudaError_t status() const { return set_; }
-
- private:
-  int previous_ = -1;
-  cudaError_t set_ = cudaSuccess;
-};
-}  // namespace
+using cuda::DeviceScope;
 
 absl::Status UcxEngine::EnqueueDeviceCopy(Batch& batch, std::byte* dst, const std::byte* base,
                                           std::span<const CopyOp> ops) {
