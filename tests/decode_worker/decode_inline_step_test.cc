@@ -59,15 +59,21 @@ TEST(DecodeInlineStepTest, AReservedFirstStepRunsOnTheCallersThreadAndNoneOther)
   EXPECT_TRUE(r.stream->Next(absl::ZeroDuration()).tokens.empty())
       << "the loop thread took a step reserved for the caller";
   engine.RunReservedStep();
-  // The first token is there when the call returns: it was made on this thread.
+  // The first token is there when the call returns: it was made on this thread (the loop
+  // thread, woken as the step ended, may have made more meanwhile: TSan slows this one down).
   DecodeStream::Chunk first = r.stream->Next(absl::ZeroDuration());
-  ASSERT_EQ(first.tokens.size(), 1u);
+  ASSERT_GE(first.tokens.size(), 1u);
   EXPECT_EQ(first.tokens[0], expected[0]);
   // The loop thread takes the following steps.
-  auto [rest, status] = Drain(*r.stream);
+  std::vector<int32_t> tokens = first.tokens;
+  absl::Status status = first.status;
+  if (!first.finished) {
+    auto [rest, end] = Drain(*r.stream);
+    tokens.insert(tokens.end(), rest.begin(), rest.end());
+    status = end;
+  }
   EXPECT_TRUE(status.ok()) << status;
-  rest.insert(rest.begin(), first.tokens[0]);
-  EXPECT_EQ(rest, expected);
+  EXPECT_EQ(tokens, expected);
 }
 
 TEST(DecodeInlineStepTest, NoStepIsReservedWhileTheEngineRunsOthersOrForACostlyStep) {
