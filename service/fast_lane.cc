@@ -1,5 +1,6 @@
 #include "service/fast_lane.h"
 
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 
 #include <algorithm>
@@ -17,13 +18,44 @@
 namespace pdserve::service {
 using namespace fast_lane_internal;  // NOLINT: this file is the wire format's other half
 
+// Why its threads wait in epoll (leader/follower) rather than in recv: a thread that reads a
+// long call's frame runs the call itself, and another thread must read on meanwhile. Waiting in
+// recv, that other thread had to be woken for every long call (SubmitCall, on the first token's
+// path: 12-54 us, and on the 2-vCPU host it preempted the call in 10 of 50 traced requests,
+// docs/results/cpu-2core-2026-12-06-gap-trace). Here every idle thread of the connection waits
+// in epoll_wait on the connection's own epoll set, where the socket is armed EPOLLONESHOT: a
+// frame wakes exactly one of them (epoll's waiters are exclusive), which re-arms the socket once
+// it has read the frame. A thread that finished its call waits again, so after the first long
+// call a connection keeps a thread waiting and later long calls hand nothing off.
 struct FastLaneServer::Connection {
-  explicit Connection(int fd) : fd(fd) {}
-  ~Connection() { ::close(fd); }
+  Connection(int fd, int epfd) : fd(fd), epfd(epfd) {}
+  ~Connection() {
+    ::close(epfd);
+    ::close(fd);
+  }
   const int fd;
+  const int epfd;  // only `fd`, EPOLLIN | EPOLLRDHUP | EPOLLONESHOT
+  std::atomic<bool> closed{false};
   std::mutex write_mu;
   absl::Mutex mu;
   std::map<uint64_t, std::shared_ptr<FastCall>> calls ABSL_GUARDED_BY(mu);
+  int readers ABSL_GUARDED_BY(mu) = 1;  // threads serving this connection
+  int busy ABSL_GUARDED_BY(mu) = 0;     // of those, running a long call
+  // The next frame (or the end of the connection) may wake a waiting thread.
+  void Arm() {
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+    (void)::epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev);
+  }
+  // Until the socket has something (a frame, its end) for this thread; false on an epoll error.
+  bool WaitReadable() const {
+    epoll_event ev{};
+    int n;
+    do {
+      n = ::epoll_wait(epfd, &ev, 1, -1);
+    } while (n < 0 && errno == EINTR);
+    return n > 0;
+  }
   bool Respond(uint64_t id, const absl::StatusOr<std::string>& out) {
     Header h{};
     h.kind = kResponse;
@@ -125,7 +157,17 @@ void FastLaneServer::AcceptLoop() {
       ::close(fd);
       continue;
     }
-    auto connection = std::make_shared<Connection>(fd);
+    const int epfd = ::epoll_create1(EPOLL_CLOEXEC);
+    epoll_event ev{};
+    ev.events = EPOLLRDHUP | EPOLLONESHOT;  // armed for reading after the hello (Serve)
+    if (epfd < 0 || ::epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      log->warn("fast lane: refused a connection: epoll: {}", std::strerror(errno));
+      refused_++;
+      if (epfd >= 0) ::close(epfd);
+      ::close(fd);
+      continue;
+    }
+    auto connection = std::make_shared<Connection>(fd, epfd);
     connections_.push_back(connection);
     SpawnLocked([this, connection] {
       NameThisThread("fl-read");
@@ -170,6 +212,7 @@ void FastLaneServer::Serve(std::shared_ptr<Connection> c) {
     std::lock_guard<std::mutex> lock(c->write_mu);
     if (!WriteFrame(c->fd, ok, {})) return;
   }
+  c->Arm();
   ReadLoop(c);
 }
 
@@ -177,8 +220,11 @@ void FastLaneServer::ReadLoop(const std::shared_ptr<Connection>& c) {
   Header h{};
   std::string payload;
   bool stalled = false;
-  while (!stopping_ &&
-         ReadFrameWithin(c->fd, kMaxPayload, frame_timeout_, &h, &payload, &stalled)) {
+  while (!stopping_ && !c->closed) {
+    if (!c->WaitReadable()) break;
+    if (stopping_ || c->closed) break;
+    if (!ReadFrameWithin(c->fd, kMaxPayload, frame_timeout_, &h, &payload, &stalled)) break;
+    c->Arm();  // the connection's next frame may wake another thread from here on
     if (h.kind == kCancel) {
       absl::MutexLock lock(&c->mu);
       if (auto it = c->calls.find(h.id); it != c->calls.end()) it->second->cancelled_ = true;
@@ -194,35 +240,53 @@ void FastLaneServer::ReadLoop(const std::shared_ptr<Connection>& c) {
     if (h.timeout_us > 0) {
       call->deadline_ = absl::Now() + std::min(absl::Microseconds(h.timeout_us), kMaxTimeout);
     }
+    bool hand_off = false;
     {
       absl::MutexLock lock(&c->mu);
       if (!c->calls.emplace(h.id, call).second) break;  // an id in use: a confused client
+      if (!method->second.on_reader_thread) {
+        // A long call runs right here; another thread must be free to read meanwhile.
+        c->busy++;
+        hand_off = c->busy >= c->readers;
+        if (hand_off) c->readers++;
+      }
     }
     if (method->second.on_reader_thread) {
       RunCall(c, method->second, h.id, std::move(payload), call);
       continue;
     }
-    // A long call runs right here, and a pool thread takes over reading the connection: its
-    // wake-up overlaps the call instead of delaying it (the call's first microseconds are the
-    // first token's).
-    if (!stopping_ && SubmitCall([this, c] { ReadLoop(c); })) {
-      RunCall(c, method->second, h.id, std::move(payload), call);
-      return;
+    if (hand_off) {
+      handoffs_++;
+      if (stopping_ || !SubmitCall([this, c] { ReadLoop(c); })) {
+        {
+          absl::MutexLock lock(&c->mu);
+          c->calls.erase(h.id);
+          c->busy--;
+          c->readers--;
+        }
+        (void)c->Respond(h.id, absl::ResourceExhaustedError("fast lane: too many calls at once"));
+        continue;
+      }
     }
-    {
-      absl::MutexLock lock(&c->mu);
-      c->calls.erase(h.id);
+    RunCall(c, method->second, h.id, std::move(payload), call);
+    absl::MutexLock lock(&c->mu);
+    c->busy--;
+  }
+  {
+    absl::MutexLock lock(&c->mu);
+    c->readers--;
+  }
+  if (!c->closed.exchange(true)) {
+    if (stalled) {
+      stalled_++;
+      ComponentLogger("fast-lane")->warn(
+          "fast lane: closed a connection whose frame stopped half-way for {} ms",
+          frame_timeout_.count());
     }
-    (void)c->Respond(h.id, absl::ResourceExhaustedError("fast lane: too many calls at once"));
+    c->CancelAll();  // the connection is gone: running handlers stop
+    ::shutdown(c->fd, SHUT_RDWR);
   }
-  if (stalled) {
-    stalled_++;
-    ComponentLogger("fast-lane")->warn(
-        "fast lane: closed a connection whose frame stopped half-way for {} ms",
-        frame_timeout_.count());
-  }
-  c->CancelAll();  // the connection is gone: running handlers stop
-  ::shutdown(c->fd, SHUT_RDWR);
+  c->Arm();  // the socket now reads as ended: the next waiting thread wakes, and leaves too
 }
 
 bool FastLaneServer::SubmitCall(std::function<void()> task) {

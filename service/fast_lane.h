@@ -86,6 +86,9 @@ class FastLaneServer {
   uint64_t refused_connections() const { return refused_.load(); }
   // Connections closed because a frame stopped half-way (frame_timeout).
   uint64_t stalled_connections() const { return stalled_.load(); }
+  // Long calls that found no other thread of their connection free to read on, and woke one
+  // (the first long call of a connection, then only calls that overlap more than before).
+  uint64_t reader_handoffs() const { return handoffs_.load(); }
 
  private:
   struct Connection;
@@ -93,8 +96,9 @@ class FastLaneServer {
                  std::string address, int listen_fd, int wake_fd, absl::Duration frame_timeout);
   void AcceptLoop();
   void Serve(std::shared_ptr<Connection> connection);  // the hello, then ReadLoop
-  // Reads the connection's frames until it ends, or until a long call: that one runs on this
-  // thread and ReadLoop goes on on a pool thread.
+  // Serves the connection's frames until it ends, with the connection's other threads
+  // (Connection, fast_lane.cc): reads a frame, runs a long call itself (waking a pool thread
+  // to read on only when no other thread of the connection is free), then waits again.
   void ReadLoop(const std::shared_ptr<Connection>& connection);
   void RunCall(const std::shared_ptr<Connection>& connection, const Method& method,
                uint64_t id, std::string request, std::shared_ptr<FastCall> call);
@@ -107,6 +111,7 @@ class FastLaneServer {
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> refused_{0};
   std::atomic<uint64_t> stalled_{0};
+  std::atomic<uint64_t> handoffs_{0};
   const std::chrono::milliseconds frame_timeout_;
   absl::Mutex mu_;
   std::vector<std::shared_ptr<Connection>> connections_ ABSL_GUARDED_BY(mu_);

@@ -144,6 +144,73 @@ TEST(FastLaneTest, AServerThatStopsFailsPendingCallsAndRefusesNewOnes) {
             absl::StatusCode::kUnavailable);
 }
 
+// A long call runs on the thread that read it while another thread of the connection reads
+// on. That other thread is woken for the connection's first long call only: afterwards the
+// thread that ran a call waits for frames again, so a long call hands nothing off unless more
+// of them overlap than before (and a short call is still answered while one runs).
+TEST(FastLaneTest, ALongCallWakesNoThreadOnceItsConnectionHasOneWaiting) {
+  absl::Mutex mu;
+  int running = 0;
+  bool release = false;
+  std::map<FastMethod, FastLaneServer::Method> m = Methods(nullptr);
+  m[FastMethod::kAllocate] = {[&](const std::string& in, const FastCall&) -> absl::StatusOr<std::string> {
+                                absl::MutexLock lock(&mu);
+                                running++;
+                                if (in == "hold") {
+                                  auto go = [&] { return release; };
+                                  mu.Await(absl::Condition(&go));
+                                }
+                                running--;
+                                return "done:" + in;
+                              },
+                              false};
+  auto server = FastLaneServer::Start(std::move(m), "s");
+  ASSERT_TRUE(server.ok());
+  auto client = FastLaneClient::Connect((*server)->address(), "s");
+  ASSERT_TRUE(client.ok());
+  for (int i = 0; i < 20; ++i) {
+    absl::StatusOr<std::string> out =
+        (*client)->Call(FastMethod::kAllocate, std::to_string(i), absl::Seconds(10));
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ(*out, "done:" + std::to_string(i));
+  }
+  EXPECT_EQ((*server)->reader_handoffs(), 1u);
+
+  // Three at once: up to two more threads; a short call is answered while they run.
+  std::vector<absl::Notification> ended(3);
+  std::vector<absl::StatusOr<std::string>> held(3, absl::UnknownError("not yet"));
+  for (int i = 0; i < 3; ++i) {
+    (*client)->Start(FastMethod::kAllocate, "hold", absl::Seconds(10),
+                     [&, i](absl::StatusOr<std::string> r) {
+                       held[i] = std::move(r);
+                       ended[i].Notify();
+                     });
+  }
+  {
+    absl::MutexLock lock(&mu);
+    auto three = [&] { return running == 3; };
+    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&three), absl::Seconds(10)));
+  }
+  absl::StatusOr<std::string> echo =
+      (*client)->Call(FastMethod::kSetDestinations, "meanwhile", absl::Seconds(10));
+  ASSERT_TRUE(echo.ok()) << echo.status();
+  EXPECT_EQ(*echo, "echo:meanwhile");
+  {
+    absl::MutexLock lock(&mu);
+    release = true;
+  }
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(ended[i].WaitForNotificationWithTimeout(absl::Seconds(10)));
+    EXPECT_EQ(*held[i], "done:hold");
+  }
+  const uint64_t after_overlap = (*server)->reader_handoffs();
+  EXPECT_LE(after_overlap, 3u);
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE((*client)->Call(FastMethod::kAllocate, "again", absl::Seconds(10)).ok());
+  }
+  EXPECT_EQ((*server)->reader_handoffs(), after_overlap);
+}
+
 // An authenticated peer that begins a frame and stops (a hung or hostile process of the same
 // user) loses its connection after the frame timeout instead of holding a reader thread; a
 // connection that merely waits between frames keeps going.
