@@ -10,10 +10,10 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kvcache/cuda/cuda_check.h"
-#include "kvcache/cuda/device_scope.h"
 #include "kvcache/cuda/cuda_kernels.h"
 #include "kvcache/cuda/device_buffer.h"
 #include "kvcache/cuda/device_geometry_host.h"
+#include "kvcache/cuda/device_scope.h"
 #include "kvcache/cuda/kernels.h"
 
 namespace pdserve::cuda {
@@ -247,6 +247,8 @@ std::string CudaAttention::prefill_kernel_name() const {
 
 absl::Status CudaAttention::WriteKv(std::span<const PrefillChunk> batch) {
   Impl& m = *impl_;
+  const DeviceScope device(m.device);  // as Prefill and Decode: whichever thread calls
+  PDSERVE_CUDA_RETURN_IF_ERROR(device.status());
   PrefillArgs args;
   RETURN_IF_ERROR(m.PackChunks(batch, args));
   PDSERVE_CUDA_RETURN_IF_ERROR(cudaEventRecord(m.start, m.stream));
