@@ -263,6 +263,21 @@ absl::Status RunControlPlaneBench(const ControlPlaneBenchOptions& o) {
   out["allocate_first"] = o.allocate_first;
   out["no_fast_lane"] = o.no_fast_lane;
   out["no_inline_step"] = o.no_inline_step;
+  // Every measured request's own stamps (microseconds since the epoch, one host clock): the
+  // stages' medians do not add up, so a reader decomposing the gap needs the rows.
+  out["timelines"] = nlohmann::json::array();
+  for (const Timeline& t : timelines) {
+    out["timelines"].push_back({{"arrival", t.arrival_us()},
+                                {"scheduled", t.scheduled_us()},
+                                {"prefill_start", t.prefill_start_us()},
+                                {"prefill_end", t.prefill_end_us()},
+                                {"transfer_start", t.transfer_start_us()},
+                                {"transfer_end", t.transfer_end_us()},
+                                {"kv_landed", t.kv_landed_us()},
+                                {"decode_join", t.decode_join_us()},
+                                {"first_token", t.first_token_us()},
+                                {"gap", GapUs(t)}});
+  }
   if (!o.json_path.empty()) {
     std::ofstream file(o.json_path);
     file << out.dump(2) << "\n";

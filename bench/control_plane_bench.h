@@ -46,7 +46,9 @@ struct ControlPlaneBenchOptions {
   // worker's notification thread (which starts the request and, on an idle engine, makes the
   // first token itself: DecodeEngineOptions::inline_step_kv_bytes). 0: not measured.
   int floor_hops = 3;
-  std::string json_path;  // also write the figures as JSON here
+  // Also write the figures as JSON here: the stage table, the gap median and each measured
+  // request's stamps ("timelines", with its gap).
+  std::string json_path;
 };
 
 absl::Status RunControlPlaneBench(const ControlPlaneBenchOptions& options);
