@@ -154,6 +154,7 @@ absl::Status RunControlPlaneBench(const ControlPlaneBenchOptions& o) {
   c.env = {{"UCX_TLS", "tcp,posix,cma"}};
   if (o.allocate_first) c.router_args.push_back("--allocate-first");
   if (o.no_fast_lane) c.router_args.push_back("--no-fast-lane");
+  if (o.no_nudge) c.router_args.push_back("--no-nudge");
   if (o.no_inline_step) c.decode_args = {"--inline-first-step-kib", "0"};
   ASSIGN_OR_RETURN(std::unique_ptr<cluster::Cluster> cluster, cluster::Cluster::Start(c));
   const ModelConfig& model = cluster->model();
@@ -169,8 +170,10 @@ absl::Status RunControlPlaneBench(const ControlPlaneBenchOptions& o) {
   std::printf("  first token:  %s\n", o.no_inline_step
                                          ? "made by the decode loop thread (--no-inline-step)"
                                          : "made by the thread that receives the KV, when idle");
-  std::printf("  router calls: %s\n", o.no_fast_lane ? "gRPC only (--no-fast-lane)"
-                                                   : "fast lane to same-host workers");
+  std::printf("  router calls: %s\n",
+              o.no_fast_lane ? "gRPC only (--no-fast-lane)"
+              : o.no_nudge   ? "fast lane to same-host workers, no nudge (--no-nudge)"
+                             : "fast lane to same-host workers, nudged on arrival");
   std::printf("  requests:     %d measured after %d warm-up, one at a time, %.0f ms apart\n",
               o.requests, o.warmup, o.gap_ms);
   std::printf("  request:      %d prompt tokens, %d output tokens, tokens checked\n", o.input_len,
@@ -262,6 +265,7 @@ absl::Status RunControlPlaneBench(const ControlPlaneBenchOptions& o) {
   }
   out["allocate_first"] = o.allocate_first;
   out["no_fast_lane"] = o.no_fast_lane;
+  out["no_nudge"] = o.no_nudge;
   out["no_inline_step"] = o.no_inline_step;
   // Every measured request's own stamps (microseconds since the epoch, one host clock): the
   // stages' medians do not add up, so a reader decomposing the gap needs the rows.

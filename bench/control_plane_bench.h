@@ -37,6 +37,7 @@ struct ControlPlaneBenchOptions {
   // --allocate-first`), not alongside it: the order before, for comparisons.
   bool allocate_first = false;
   bool no_fast_lane = false;  // `pdserve router --no-fast-lane`: gRPC for every call
+  bool no_nudge = false;      // `pdserve router --no-nudge`: no heads-up to the prefill worker
   // `pdserve decode --inline-first-step-kib 0`: the decode loop thread makes every token
   bool no_inline_step = false;
   uint64_t seed = 1;

@@ -26,6 +26,9 @@ void AddControlPlaneBenchCommand(CLI::App& app) {
   cmd->add_option("--gap-ms", o->gap_ms, "idle time between requests")->capture_default_str();
   cmd->add_flag("--no-fast-lane", o->no_fast_lane,
                 "the router reaches the workers by gRPC only (the way before)");
+  cmd->add_flag("--no-nudge", o->no_nudge,
+                "an arriving request does not nudge the prefill worker's fast lane (the way "
+                "before)");
   cmd->add_flag("--no-inline-step", o->no_inline_step,
                 "the decode loop thread makes every token, the first one too (the way before)");
   cmd->add_flag("--allocate-first", o->allocate_first,

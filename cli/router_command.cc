@@ -16,6 +16,7 @@ struct RouterFlags {
   double queue_timeout_s = 300;
   bool allocate_first = false;
   bool no_fast_lane = false;
+  bool no_nudge = false;
   double prefill_timeout_s = 120;
   double transfer_timeout_s = 30;
   double token_timeout_s = 30;
@@ -73,6 +74,10 @@ void AddRouterCommand(CLI::App& app) {
   cmd->add_flag("--no-fast-lane", f->no_fast_lane,
                "reach every worker by gRPC, not same-host workers by their fast lane (a unix "
                "socket) for the calls on the first token's path (for comparisons)");
+  cmd->add_flag("--no-nudge", f->no_nudge,
+               "do not tell same-host prefill workers that a Prefill call is coming when a "
+               "request reaches an idle router (their reader then wakes only for the call; "
+               "for comparisons)");
   cmd->add_flag("--allocate-first", f->allocate_first,
                "ask the decode worker for a request's KV blocks before its prefill starts, not "
                "alongside it (the order before; for comparisons)");
@@ -111,6 +116,7 @@ void AddRouterCommand(CLI::App& app) {
     f->options.router.queue_timeout = absl::Seconds(f->queue_timeout_s);
     f->options.router.allocate_alongside_prefill = !f->allocate_first;
     f->options.router.fast_lane = !f->no_fast_lane;
+    f->options.router.nudge_prefill = !f->no_nudge;
     f->options.router.prefill_timeout = absl::Seconds(f->prefill_timeout_s);
     f->options.router.transfer_timeout = absl::Seconds(f->transfer_timeout_s);
     f->options.router.token_timeout = absl::Seconds(f->token_timeout_s);

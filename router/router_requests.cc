@@ -100,6 +100,7 @@ std::shared_ptr<Call> RouterService::Start(const GenerateParams& in,
   request->seed = in.seed;
   request->sink = sink;  // a copy: refuse() below still answers through `sink`
   request->queue_deadline = SteadyNow() + options_.queue_timeout;
+  std::vector<std::shared_ptr<service::FastLaneClient>> nudge;
   {
     absl::MutexLock lock(&mu_);
     if (stop_) {
@@ -120,9 +121,37 @@ std::shared_ptr<Call> RouterService::Start(const GenerateParams& in,
     }
     requests_[request->id] = request;
     live_requests_++;
+    nudge = NudgeTargetsLocked();
+    if (nudge.empty()) KickLocked();
+  }
+  if (!nudge.empty()) {
+    // Before the kick, and outside the lock (a send): the executor, once woken, may preempt
+    // this thread (it is often woken on this vCPU) and send the Prefill frame before a nudge
+    // sent after the kick, which would then only wake the reader for nothing.
+    for (const std::shared_ptr<service::FastLaneClient>& lane : nudge) lane->Nudge();
+    absl::MutexLock lock(&mu_);
     KickLocked();
   }
   return std::make_shared<CallHandle>(this, request);
+}
+
+std::vector<std::shared_ptr<service::FastLaneClient>> RouterService::NudgeTargetsLocked() {
+  std::vector<std::shared_ptr<service::FastLaneClient>> out;
+  // Only when the request goes out at once (an executor is idle, nothing queued before it):
+  // otherwise the workers are busy, awake, or the request waits anyway.
+  if (!options_.nudge_prefill || !options_.fast_lane || idle_executors_ == 0 || !jobs_.empty() ||
+      scheduler_.num_waiting() > 1) {
+    return out;
+  }
+  for (const auto& [id, w] : workers_) {
+    if (out.size() >= kMaxNudges) break;
+    if ((w->role != v1::WORKER_ROLE_PREFILL && w->role != v1::WORKER_ROLE_COLOCATED) ||
+        w->draining || w->fast == nullptr || w->fast->broken()) {
+      continue;
+    }
+    out.push_back(w->fast);
+  }
+  return out;
 }
 
 void RouterService::SettledLocked(const std::shared_ptr<Request>& request) {

@@ -89,6 +89,10 @@ struct RouterOptions {
   // Reach same-host workers' fast lanes (service/fast_lane.h) for the calls on the first
   // token's path; false: gRPC for everything (`--no-fast-lane`).
   bool fast_lane = true;
+  // A request that arrives at an idle router nudges the same-host prefill workers' fast lanes
+  // (FastLaneClient::Nudge) before the executor is woken, so that the prefill worker's reader
+  // is awake when the Prefill frame comes; false: no nudge (`--no-nudge`, for comparisons).
+  bool nudge_prefill = true;
   // Attaches the cluster credential to every call to a worker (null: none, as
   // ClusterAuth::Insecure()).
   std::shared_ptr<const service::ClusterAuth> auth;
@@ -158,6 +162,12 @@ class RouterService final : public v1::Router::WithCallbackMethod_Generate<v1::R
     // RPCs in flight to this worker, cancelled when it is dropped.
     std::set<grpc::ClientContext*> inflight;
   };
+
+  // The same-host workers that may prefill a request arriving at an idle router, told that a
+  // Prefill call is coming (FastLaneClient::Nudge): at most kMaxNudges, none when busy.
+  static constexpr size_t kMaxNudges = 2;
+  std::vector<std::shared_ptr<service::FastLaneClient>> NudgeTargetsLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   enum class Phase { kWaiting, kPrefilling, kReady, kFailed };
   struct Request {

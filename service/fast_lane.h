@@ -14,7 +14,9 @@
 // router then keeps to gRPC). Frames: a fixed header (payload length, kind, call id, and a
 // timeout or a status code) and a payload of at most kMaxPayload bytes. A connection starts
 // with a hello that carries the cluster credential; the server also requires the peer to run
-// as its own user (SO_PEERCRED). Anything else closes the connection, logged.
+// as its own user (SO_PEERCRED). Anything else closes the connection, logged. A nudge (a bare
+// header, no answer) says a call is coming: an idle connection's reader then watches the
+// socket for it for a short while instead of sleeping (FastLaneClient::Nudge).
 //
 // Calls: many in flight per connection, told apart by id. The client bounds each by its
 // timeout (DeadlineExceeded, and a cancel frame to the server) and may cancel it; the server
@@ -89,6 +91,15 @@ class FastLaneServer {
   // Long calls that found no other thread of their connection free to read on, and woke one
   // (the first long call of a connection, then only calls that overlap more than before).
   uint64_t reader_handoffs() const { return handoffs_.load(); }
+  // Nudges that made a reader watch for the next frame, and those of them that saw it come.
+  uint64_t nudges() const { return nudges_.load(); }
+  uint64_t nudges_met() const { return nudges_met_.load(); }
+
+  // How long a nudged reader watches the socket for the call (FastLaneClient::Nudge), and how
+  // often a connection's nudges are honoured at most: a client that nudges without calling
+  // costs the host at most kNudgeWatch per kNudgeInterval of one core (a third of it).
+  static constexpr absl::Duration kNudgeWatch = absl::Microseconds(300);
+  static constexpr absl::Duration kNudgeInterval = absl::Microseconds(900);
 
  private:
   struct Connection;
@@ -100,6 +111,8 @@ class FastLaneServer {
   // (Connection, fast_lane.cc): reads a frame, runs a long call itself (waking a pool thread
   // to read on only when no other thread of the connection is free), then waits again.
   void ReadLoop(const std::shared_ptr<Connection>& connection);
+  // True once `fd` is readable, false after `watch` (FastLaneClient::Nudge).
+  static bool WatchReadable(int fd, absl::Duration watch);
   void RunCall(const std::shared_ptr<Connection>& connection, const Method& method,
                uint64_t id, std::string request, std::shared_ptr<FastCall> call);
 
@@ -112,6 +125,8 @@ class FastLaneServer {
   std::atomic<uint64_t> refused_{0};
   std::atomic<uint64_t> stalled_{0};
   std::atomic<uint64_t> handoffs_{0};
+  std::atomic<uint64_t> nudges_{0};
+  std::atomic<uint64_t> nudges_met_{0};
   const std::chrono::milliseconds frame_timeout_;
   absl::Mutex mu_;
   std::vector<std::shared_ptr<Connection>> connections_ ABSL_GUARDED_BY(mu_);
@@ -154,6 +169,11 @@ class FastLaneClient {
                                    absl::Duration timeout);
   // The call ends with Cancelled (unless it ended already); the server is told.
   void Cancel(uint64_t id);
+  // Tells the server a call is about to come: a reader thread of the connection that waits is
+  // woken now and watches the socket for up to FastLaneServer::kNudgeWatch, so that its wake-up
+  // runs while the caller is still preparing the call (on an idle VM, waking a halted vCPU
+  // costs ~60-85 us: docs/results/cpu-2core-2026-12-06-gap-hops). No answer; never fails.
+  void Nudge();
   // Fails every pending call with Unavailable and refuses new ones (a dropped worker).
   void Shutdown();
   bool broken() const { return broken_.load(); }

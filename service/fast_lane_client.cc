@@ -1,5 +1,8 @@
 #include <sys/eventfd.h>
 
+#include <cerrno>
+#include <mutex>
+
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
@@ -131,6 +134,25 @@ void FastLaneClient::Cancel(uint64_t id) {
   if (!done) return;
   (void)Send(kCancel, id, 0, {});
   done(absl::CancelledError("cancelled by the caller"));
+}
+
+void FastLaneClient::Nudge() {
+  // Never waits: a nudge is worth nothing once the call it announces is held up. Skipped while
+  // another thread writes a frame, or when the socket has no room (the worker is not reading:
+  // it is busy, so awake). A 32-byte frame goes in one piece or not at all on a unix stream
+  // socket; a partial one would leave the stream mid-frame, so the lane is then given up.
+  if (broken_) return;
+  std::unique_lock<std::mutex> lock(write_mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return;
+  Header h{};
+  h.kind = kNudge;
+  ssize_t sent;
+  do {
+    sent = ::send(fd_, &h, sizeof(h), MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (sent < 0 && errno == EINTR);
+  if (sent == static_cast<ssize_t>(sizeof(h)) || (sent < 0 && errno == EAGAIN)) return;
+  lock.unlock();
+  Shutdown();  // the reader closes the socket and fails the pending calls
 }
 
 void FastLaneClient::Fail(const absl::Status& why) {

@@ -25,7 +25,10 @@
 
 namespace pdserve::service::fast_lane_internal {
 
-enum Kind : uint32_t { kHello = 1, kHelloOk = 2, kRequest = 3, kCancel = 4, kResponse = 5 };
+// kNudge (client -> server, header only, no answer): a request is coming (FastLaneClient::Nudge).
+enum Kind : uint32_t {
+  kHello = 1, kHelloOk = 2, kRequest = 3, kCancel = 4, kResponse = 5, kNudge = 6
+};
 
 // Native byte order: both ends are on one host.
 struct Header {

@@ -254,5 +254,80 @@ TEST(FastLaneTest, AFrameThatStopsHalfWayClosesItsConnection) {
   ::close(fd);
 }
 
+// A raw, authenticated connection to `server` (the frames written by hand).
+int RawConnection(const FastLaneServer& server) {
+  namespace fl = fast_lane_internal;
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  socklen_t len = 0;
+  sockaddr_un addr = fl::AbstractAddress(server.address(), &len);
+  fl::Header h{};
+  h.kind = fl::kHello;
+  std::string payload;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || !fl::WriteFrame(fd, h, "s") ||
+      (fl::SetReceiveTimeout(fd, 5000), !fl::ReadFrame(fd, fl::kMaxHello, &h, &payload)) ||
+      h.kind != fl::kHelloOk) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Nudge, then the call, in one write: the nudged reader's watch sees the call's frame (no
+// sleep in between, so the count does not depend on timing); a second nudge right after the
+// first is not watched (the bound on what nudges cost the worker).
+TEST(FastLaneTest, ANudgedReaderWatchesForTheCallAndNudgesAreBounded) {
+  namespace fl = fast_lane_internal;
+  auto server = FastLaneServer::Start(Methods(nullptr), "s");
+  ASSERT_TRUE(server.ok());
+  const int fd = RawConnection(**server);
+  ASSERT_GE(fd, 0);
+  fl::Header nudge{};
+  nudge.kind = fl::kNudge;
+  fl::Header req{};
+  req.kind = fl::kRequest;
+  req.method = static_cast<uint32_t>(FastMethod::kSetDestinations);
+  req.id = 1;
+  req.length = 1;
+  std::string bytes(reinterpret_cast<const char*>(&nudge), sizeof(nudge));
+  bytes.append(reinterpret_cast<const char*>(&nudge), sizeof(nudge));  // the second: not watched
+  bytes.append(reinterpret_cast<const char*>(&req), sizeof(req));
+  bytes.append("a");
+  ASSERT_TRUE(fl::WriteAll(fd, bytes.data(), bytes.size()));
+  fl::Header h{};
+  std::string payload;
+  ASSERT_TRUE(fl::ReadFrame(fd, FastLaneServer::kMaxPayload, &h, &payload));
+  EXPECT_EQ(h.id, 1u);
+  EXPECT_EQ(payload, "echo:a");
+  EXPECT_EQ((*server)->nudges(), 1u);
+  EXPECT_EQ((*server)->nudges_met(), 1u);
+  ::close(fd);
+}
+
+// A nudge that no call follows ends its watch and re-arms the connection: later calls, from
+// this client and with other threads of the connection in play, are served as before.
+TEST(FastLaneTest, AfterANudgeThatNoCallFollowsTheConnectionStillServes) {
+  auto server = FastLaneServer::Start(Methods(nullptr), "s");
+  ASSERT_TRUE(server.ok());
+  auto client = FastLaneClient::Connect((*server)->address(), "s");
+  ASSERT_TRUE(client.ok());
+  for (int round = 1; round <= 3; ++round) {
+    (*client)->Nudge();
+    const absl::Time until = absl::Now() + absl::Seconds(10);
+    while ((*server)->nudges() < static_cast<uint64_t>(round) && absl::Now() < until) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    ASSERT_EQ((*server)->nudges(), static_cast<uint64_t>(round));
+    // Past the watch (and the interval): the reader went back to waiting.
+    absl::SleepFor(absl::Milliseconds(5));
+    absl::StatusOr<std::string> out =
+        (*client)->Call(FastMethod::kSetDestinations, "r" + std::to_string(round), absl::Seconds(10));
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ(*out, "echo:r" + std::to_string(round));
+  }
+  EXPECT_EQ((*server)->nudges_met(), 0u);
+  EXPECT_FALSE((*client)->broken());
+}
+
 }  // namespace
 }  // namespace pdserve::service
