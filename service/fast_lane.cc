@@ -1,7 +1,7 @@
 #include "service/fast_lane.h"
 
-#include <sys/epoll.h>
 #include <sched.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 
 #include <algorithm>
@@ -18,6 +18,23 @@
 
 namespace pdserve::service {
 using namespace fast_lane_internal;  // NOLINT: this file is the wire format's other half
+
+namespace {
+
+// True once `fd` is readable, false after `watch` (a nudged reader: FastLaneClient::Nudge).
+bool WatchReadable(int fd, absl::Duration watch) {
+  // Polls without sleeping, yielding every turn: on a vCPU of its own this thread only spins,
+  // and where it shares one with the caller's threads they run first.
+  const absl::Time until = absl::Now() + watch;
+  do {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 0) > 0) return true;  // the frame, or the connection's end
+    sched_yield();
+  } while (absl::Now() < until);
+  return false;
+}
+
+}  // namespace
 
 // Why its threads wait in epoll (leader/follower) rather than in recv: a thread that reads a
 // long call's frame runs the call itself, and another thread must read on meanwhile. Waiting in
@@ -312,18 +329,6 @@ void FastLaneServer::ReadLoop(const std::shared_ptr<Connection>& c) {
     ::shutdown(c->fd, SHUT_RDWR);
   }
   c->Arm();  // the socket now reads as ended: the next waiting thread wakes, and leaves too
-}
-
-bool FastLaneServer::WatchReadable(int fd, absl::Duration watch) {
-  // Polls without sleeping, yielding every turn: on a vCPU of its own this thread only spins,
-  // and where it shares one with the caller's threads they run first.
-  const absl::Time until = absl::Now() + watch;
-  do {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 0) > 0) return true;  // the frame, or the connection's end
-    sched_yield();
-  } while (absl::Now() < until);
-  return false;
 }
 
 bool FastLaneServer::SubmitCall(std::function<void()> task) {

@@ -111,8 +111,6 @@ class FastLaneServer {
   // (Connection, fast_lane.cc): reads a frame, runs a long call itself (waking a pool thread
   // to read on only when no other thread of the connection is free), then waits again.
   void ReadLoop(const std::shared_ptr<Connection>& connection);
-  // True once `fd` is readable, false after `watch` (FastLaneClient::Nudge).
-  static bool WatchReadable(int fd, absl::Duration watch);
   void RunCall(const std::shared_ptr<Connection>& connection, const Method& method,
                uint64_t id, std::string request, std::shared_ptr<FastCall> call);
 

@@ -19,15 +19,11 @@
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/read_file.h"
 
 namespace {
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using ::pdserve::testing_util::ReadFile;
 
 const char kSweep[] =
     " bench --preset tiny --compute real --backends local,ucx --input-lens 32 --output-lens 8"

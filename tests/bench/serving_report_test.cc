@@ -6,16 +6,12 @@
 #include <sstream>
 
 #include "gtest/gtest.h"
+#include "tests/read_file.h"
 
 namespace pdserve::bench {
 namespace {
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using ::pdserve::testing_util::ReadFile;
 
 ServingRun MakeRun(const std::string& backend, double rate, double ttft_p99, double xfer_ms) {
   ServingRun r{.backend = backend, .input_len = 128, .output_len = 16, .request_rate = rate};

@@ -16,16 +16,14 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/e2e_cluster.h"
+#include "tests/read_file.h"
 
 namespace pdserve::e2e {
 namespace {
 
 constexpr char kFakeTime[] = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream file(path);
-  return std::string((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-}
+using ::pdserve::testing_util::ReadFile;
 
 void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream file(path, std::ios::trunc);

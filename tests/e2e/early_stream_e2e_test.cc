@@ -12,16 +12,14 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/e2e_cluster.h"
+#include "tests/read_file.h"
 
 namespace pdserve::e2e {
 namespace {
 
 using ::testing::HasSubstr;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream file(path);
-  return std::string((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-}
+using ::pdserve::testing_util::ReadFile;
 
 // The decode worker's pool has every block free and nothing reserved or running.
 void ExpectDecodeBlocksFree(Client& client) {
