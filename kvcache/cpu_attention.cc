@@ -107,7 +107,8 @@ constexpr int64_t kParallelBytes = kLargeKvBytes;
 
 template <typename Row>
 uint64_t SumRowsInMemoryOrder(const KvCache& cache, std::span<const BlockId> table, int begin,
-                              int end, int threads, Row row) {
+                              int end, int threads, Row row,
+                              int64_t parallel_from = kParallelBytes) {
   const ModelConfig& c = cache.config();
   if (end <= begin) return 0;
   const int first_block = begin / c.block_size;
@@ -117,7 +118,7 @@ uint64_t SumRowsInMemoryOrder(const KvCache& cache, std::span<const BlockId> tab
   // Several threads only for reads and writes one thread cannot fit in a modelled step or
   // prefill (a 2048-token llama3-8b request, 256 MiB): below that, a second thread only takes
   // the core another worker's time-critical work was on.
-  ParallelFor(runs * c.num_layers, bytes >= kParallelBytes ? threads : 1, [&](int item) {
+  ParallelFor(runs * c.num_layers, bytes >= parallel_from ? threads : 1, [&](int item) {
     const int run = item / c.num_layers;
     const int layer = item % c.num_layers;
     const int b = first_block + run;
@@ -149,6 +150,23 @@ absl::Status WriteKv(const KvCache& cache, std::span<const BlockId> table,
                          return uint64_t{0};
                        });
   return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> WriteKvSummed(const KvCache& cache, std::span<const BlockId> table,
+                                       std::span<const int32_t> tokens, int start_pos,
+                                       int threads) {
+  const ModelConfig& c = cache.config();
+  const int n = static_cast<int>(tokens.size());
+  if (start_pos < 0) return absl::InvalidArgumentError("negative start position");
+  if (absl::Status s = CheckTable(cache, table, start_pos + n); !s.ok()) return s;
+  const int words = static_cast<int>(c.RowBytes() / 8);
+  return SumRowsInMemoryOrder(
+      cache, table, start_pos, start_pos + n, threads,
+      [&](int pos, int layer, int head, uint32_t kind, std::byte* dst) {
+        model::WriteRow(c, tokens[pos - start_pos], pos, layer, head, kind, dst);
+        return model::ChecksumRow(dst, words, model::RowSalt(pos, layer, head, kind));
+      },
+      /*parallel_from=*/0);
 }
 
 absl::Status PrefillAttention(const KvCache& cache, std::span<const BlockId> table,

@@ -361,8 +361,13 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
         return absl::OkStatus();
       };
     }
-    out.status = Compute(item, *own, entry.window.get(), abandoned, chunk_done);
-    if (out.status.ok() && ClaimsChecksum(item)) {
+    if (MakesKvPerChunk()) {
+      entry.made = 0;  // SubmitModelled makes it, chunk by chunk
+      if (ClaimsChecksum(item)) entry.made_checksum = 0;
+    } else {
+      out.status = Compute(item, *own, entry.window.get(), abandoned, chunk_done);
+    }
+    if (out.status.ok() && !entry.made.has_value() && ClaimsChecksum(item)) {
       const transfer::KvWriteWindow* in_place = entry.window.get();
       absl::StatusOr<uint64_t> sum;
       auto read = [&](const KvCache& pool, std::span<const BlockId> blocks) {
@@ -403,10 +408,13 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
       absl::SleepFor(left);
     }
   }
-  const absl::Duration work = absl::Now() - batch_start;
+  absl::Duration work = absl::Now() - batch_start;
   absl::Duration modelled = absl::ZeroDuration();
   if (options_.roofline.has_value()) {
     modelled = absl::Seconds(options_.roofline->PrefillSeconds(lens));
+    const absl::Time made = SubmitModelled(items, inflight, outcomes, batch_start, batch_start_us,
+                                           modelled, abandoned);
+    work = std::max(work, made - batch_start);
   }
   {
     absl::MutexLock lock(&mu_);
@@ -419,9 +427,6 @@ std::vector<PrefillItemOutcome> PrefillEngine::Run(const std::vector<PrefillItem
       c.overrun_batches++;
       c.overrun_us += static_cast<uint64_t>(absl::ToInt64Microseconds(work - modelled));
     }
-  }
-  if (options_.roofline.has_value()) {
-    SubmitModelled(items, inflight, outcomes, batch_start, batch_start_us, modelled, abandoned);
   }
   turn.reset();
   run_mu_.Unlock();  // the next batch may compute while these transfers are waited for

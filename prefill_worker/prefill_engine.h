@@ -209,6 +209,12 @@ class PrefillEngine {
       bool last;
     };
     std::vector<Chunk> deferred;
+    // Roofline with the CPU kernels, streamed (MakesKvPerChunk): the prompt tokens whose K/V
+    // exists so far, SubmitModelled making each chunk's just before it is due. Unset: Compute
+    // made the whole prompt's.
+    std::optional<int> made;
+    // KvChecksum of the K/V made so far where the item claims one (ClaimsChecksum).
+    std::optional<uint64_t> made_checksum;
   };
   struct Peer {
     transfer::PeerId id = 0;
@@ -254,8 +260,10 @@ class PrefillEngine {
       const PrefillItemSpec& item, Inflight& entry, size_t first, size_t count, bool notify,
       const std::function<bool()>& abandoned);
   // Roofline (prefill_transfers.cc): sleeps out the batch's modelled time and submits every
-  // item's KV, whole at its end or streamed in chunks as the modelled time passes.
-  void SubmitModelled(const std::vector<PrefillItemSpec>& items, std::vector<Inflight>& inflight,
+  // item's KV, whole at its end or streamed in chunks as the modelled time passes, making the
+  // K/V of items left to it (Inflight::made) chunk by chunk before each is due. Returns when
+  // the last K/V it made was done (InfinitePast: it made none), the batch's host work.
+  absl::Time SubmitModelled(const std::vector<PrefillItemSpec>& items, std::vector<Inflight>& inflight,
                       std::vector<PrefillItemOutcome>& outcomes, absl::Time batch_start,
                       int64_t batch_start_us, absl::Duration modelled,
                       const std::function<bool()>& abandoned);
@@ -284,6 +292,18 @@ class PrefillEngine {
   // only after the earlier chunks landed.
   void SubmitLast(const PrefillItemSpec& item, Inflight& entry, PrefillItemOutcome& out,
                   size_t first, size_t count, const std::function<bool()>& abandoned);
+  // Roofline with the CPU kernels, streamed: each chunk's K/V is made just before the chunk
+  // is due, not the whole prompt's first (which made every chunk due meanwhile leave late,
+  // all at once, and the copies that should have run under the modelled prefill run after it).
+  bool MakesKvPerChunk() const {
+    return options_.roofline.has_value() && options_.stream_chunk_tokens > 0 &&
+           !options_.attention.compute_attention && !options_.compute_chunk &&
+           !options_.after_compute && !WritesInPlace();
+  }
+  // Makes the item's K/V up to token `end` (from entry.made on), adding to its checksum and
+  // mock time; fails the item when it was stopped since its first chunk or the kernel failed.
+  void MakeKv(const PrefillItemSpec& item, Inflight& entry, PrefillItemOutcome& out, int end,
+              const std::function<bool()>& abandoned);
   // --stream-chunk-tokens rounded up to whole blocks.
   int StreamChunkTokens() const {
     const int b = cache_.config().block_size;

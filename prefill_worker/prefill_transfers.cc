@@ -57,7 +57,35 @@ void PrefillEngine::SubmitChunk(const PrefillItemSpec& item, Inflight& entry,
   if (!id.ok()) out.status = id.status();
 }
 
-void PrefillEngine::SubmitModelled(const std::vector<PrefillItemSpec>& items,
+void PrefillEngine::MakeKv(const PrefillItemSpec& item, Inflight& entry, PrefillItemOutcome& out,
+                           int end, const std::function<bool()>& abandoned) {
+  const int start = *entry.made;
+  if (start > 0 && Stopped({item.request_id, item.decode_epoch}, abandoned)) {
+    out.status = absl::CancelledError(
+        absl::StrCat("request ", item.request_id, ": cancelled after ", start, " tokens"));
+    return;
+  }
+  const int64_t t0 = MonotonicMicros();
+  std::span<const int32_t> tokens(item.prompt.data() + start, static_cast<size_t>(end - start));
+  // The whole prompt's size decides the threads, as it does for one call making all of it
+  // (kLargeKvBytes): the chunks are one job made in pieces. The sum of each row is taken as it
+  // is written, and the chunks' sums add up to the prompt's (KvChecksum's terms).
+  const bool large = static_cast<int64_t>(item.prompt.size()) * cache_.config().KvBytesPerToken() >=
+                     kLargeKvBytes;
+  absl::StatusOr<uint64_t> part = WriteKvSummed(cache_, entry.own_blocks, tokens, start,
+                                                large ? options_.attention.threads : 1);
+  const absl::Status s = part.status();
+  if (s.ok() && entry.made_checksum.has_value()) *entry.made_checksum += *part;
+  out.mock_us += MonotonicMicros() - t0;
+  if (!s.ok()) {
+    out.status = s;
+    return;
+  }
+  entry.made = end;
+  if (end == static_cast<int>(item.prompt.size())) out.kv_checksum = entry.made_checksum;
+}
+
+absl::Time PrefillEngine::SubmitModelled(const std::vector<PrefillItemSpec>& items,
                                    std::vector<Inflight>& inflight,
                                    std::vector<PrefillItemOutcome>& outcomes,
                                    absl::Time batch_start, int64_t batch_start_us,
@@ -92,11 +120,20 @@ void PrefillEngine::SubmitModelled(const std::vector<PrefillItemSpec>& items,
   std::stable_sort(chunks.begin(), chunks.end(),
                    [](const Chunk& a, const Chunk& b) { return a.at < b.at; });
   int64_t end_us = 0;  // the modelled forward pass ended: every item's prefill with it
+  absl::Time made_at = absl::InfinitePast();
   for (const Chunk& c : chunks) {
-    SleepUntil(batch_start + c.at);
-    if (c.at >= modelled && end_us == 0) end_us = WallMicros();
     Inflight& entry = inflight[c.entry];
     PrefillItemOutcome& out = outcomes[entry.index];
+    const int len = static_cast<int>(items[entry.index].prompt.size());
+    const int end = std::min(len, static_cast<int>((c.first + c.count) * block_size));
+    if (out.status.ok() && entry.made.has_value() && *entry.made < end) {
+      // Made before its time comes (ahead of the model unless the host is too slow, which the
+      // batch's overrun then shows), not after the sleep: the chunk leaves on time.
+      MakeKv(items[entry.index], entry, out, end, abandoned);
+      made_at = absl::Now();
+    }
+    SleepUntil(batch_start + c.at);
+    if (c.at >= modelled && end_us == 0) end_us = WallMicros();
     if (!out.status.ok()) continue;  // an earlier chunk of it failed
     // No destination yet: this chunk and the item's later ones leave after the batch, in
     // order (SubmitDeferred), and the other items' chunks do not wait for it.
@@ -118,6 +155,7 @@ void PrefillEngine::SubmitModelled(const std::vector<PrefillItemSpec>& items,
     out.prefill_end_us = end_us;
     out.modelled_us = absl::ToInt64Microseconds(modelled);
   }
+  return made_at;
 }
 
 void PrefillEngine::SubmitLast(const PrefillItemSpec& item, Inflight& entry,

@@ -55,6 +55,57 @@ TEST_F(PrefillStreamTest, ChunksDeliverEveryBlockOnceAndOnlyTheLastNotifies) {
   EXPECT_EQ(Drain(**stream), model::ReferenceGenerate(prompt, 20, Tiny(), 5));
 }
 
+// Blocks of `cache` holding any non-zero byte (a fresh pool is zeroed): those written so far.
+int BlocksWritten(const KvCache& cache) {
+  const KvGeometry& g = cache.geometry();
+  int written = 0;
+  for (uint32_t b = 0; b < g.num_blocks(); ++b) {
+    bool any = false;
+    for (int f = 0; f < g.fragments_per_block() && !any; ++f) {
+      const std::byte* p = cache.base() + g.FragmentOffset(b, f);
+      any = std::any_of(p, p + g.transfer_fragment_bytes(),
+                        [](std::byte x) { return x != std::byte{0}; });
+    }
+    written += any ? 1 : 0;
+  }
+  return written;
+}
+
+// Roofline with the CPU kernels: each chunk's K/V is made just before the chunk is due, so a
+// chunk never waits for the whole prompt's K/V to be made (which made every chunk due meanwhile
+// leave late, at once); the checksum the item claims is still the whole prompt's.
+TEST_F(PrefillStreamTest, RooflineMakesEachChunksKvJustBeforeItLeaves) {
+  PrefillEngineOptions options;
+  options.roofline.emplace(Tiny(), *GpuSpecByName("h100"));
+  options.stream_chunk_tokens = 32;  // 2 blocks per chunk
+  options.attention.compute_attention = false;  // as a roofline worker (worker_process.cc)
+  options.claim_checksum_bytes = 1;  // every prompt claims its checksum
+  options.transfer_timeout = absl::Milliseconds(50);
+  engine_ = MakeEngine(options);
+  std::vector<int> written_at_submit;
+  prefill_transport_.on_submit = [&](const std::string&) {
+    written_at_submit.push_back(BlocksWritten(*prefill_cache_));
+  };
+  decode::DecodeEngine decoder(*decode_cache_, {});
+  const std::vector<int32_t> prompt = model::SyntheticPrompt(6, 100, Tiny().vocab_size);
+  uint64_t epoch = 0;
+  auto blocks = decoder.Allocate("r3", 100, 20, &epoch);  // 7 prompt blocks: 2 + 2 + 2 + 1
+  ASSERT_TRUE(blocks.ok());
+  std::vector<PrefillItemOutcome> out =
+      engine_->Run({{.request_id = "r3", .prompt = prompt, .decode_worker = "decode-0",
+                     .decode_blocks = *blocks, .decode_epoch = epoch}});
+  ASSERT_TRUE(out[0].status.ok()) << out[0].status;
+  EXPECT_THAT(written_at_submit, ElementsAre(2, 4, 6, 7));
+  EXPECT_GT(out[0].mock_us, 0);
+  const std::vector<BlockId> landed(blocks->begin(), blocks->begin() + 7);
+  absl::StatusOr<uint64_t> sum = KvChecksum(*decode_cache_, landed, 0, 100);
+  ASSERT_TRUE(sum.ok());
+  EXPECT_EQ(out[0].kv_checksum, std::optional<uint64_t>(*sum));
+  auto stream = decoder.Start("r3", prompt, 20, 6);
+  ASSERT_TRUE(stream.ok());
+  EXPECT_EQ(Drain(**stream), model::ReferenceGenerate(prompt, 20, Tiny(), 6));
+}
+
 TEST_F(PrefillStreamTest, ChunksStillInFlightLeaveTheItemStrandedUntilTheyEnd) {
   prefill_transport_.stall_transfers = true;  // no batch ever completes
   const std::vector<int32_t> prompt = model::SyntheticPrompt(5, 100, Tiny().vocab_size);
