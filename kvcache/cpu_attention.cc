@@ -152,21 +152,33 @@ absl::Status WriteKv(const KvCache& cache, std::span<const BlockId> table,
   return absl::OkStatus();
 }
 
-absl::StatusOr<uint64_t> WriteKvSummed(const KvCache& cache, std::span<const BlockId> table,
-                                       std::span<const int32_t> tokens, int start_pos,
-                                       int threads) {
+absl::Status WriteKvChunk(const KvCache& cache, std::span<const BlockId> table,
+                          std::span<const int32_t> tokens, int start_pos, int threads,
+                          uint64_t* sum) {
   const ModelConfig& c = cache.config();
   const int n = static_cast<int>(tokens.size());
   if (start_pos < 0) return absl::InvalidArgumentError("negative start position");
   if (absl::Status s = CheckTable(cache, table, start_pos + n); !s.ok()) return s;
   const int words = static_cast<int>(c.RowBytes() / 8);
-  return SumRowsInMemoryOrder(
+  auto write = [&](int pos, int layer, int head, uint32_t kind, std::byte* dst) {
+    model::WriteRow(c, tokens[pos - start_pos], pos, layer, head, kind, dst);
+  };
+  if (sum == nullptr) {
+    SumRowsInMemoryOrder(cache, table, start_pos, start_pos + n, threads,
+                         [&](int pos, int layer, int head, uint32_t kind, std::byte* dst) {
+                           write(pos, layer, head, kind, dst);
+                           return uint64_t{0};
+                         }, /*parallel_from=*/0);
+    return absl::OkStatus();
+  }
+  *sum += SumRowsInMemoryOrder(
       cache, table, start_pos, start_pos + n, threads,
       [&](int pos, int layer, int head, uint32_t kind, std::byte* dst) {
-        model::WriteRow(c, tokens[pos - start_pos], pos, layer, head, kind, dst);
+        write(pos, layer, head, kind, dst);
         return model::ChecksumRow(dst, words, model::RowSalt(pos, layer, head, kind));
       },
       /*parallel_from=*/0);
+  return absl::OkStatus();
 }
 
 absl::Status PrefillAttention(const KvCache& cache, std::span<const BlockId> table,

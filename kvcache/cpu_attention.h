@@ -28,13 +28,13 @@ inline constexpr int64_t kLargeKvBytes = int64_t{96} << 20;
 absl::Status WriteKv(const KvCache& cache, std::span<const BlockId> block_table,
                      std::span<const int32_t> tokens, int start_pos, int threads = 0);
 
-// WriteKv that also returns the checksum of the rows it wrote (KvChecksum's, each row summed
-// just after it was written, while it is in cache: no second pass over the pool). `threads` is
-// taken as given, whatever the call's size: a caller making a large prompt's K/V chunk by chunk
-// decides by the whole prompt (kLargeKvBytes).
-absl::StatusOr<uint64_t> WriteKvSummed(const KvCache& cache, std::span<const BlockId> block_table,
-                                       std::span<const int32_t> tokens, int start_pos,
-                                       int threads);
+// WriteKv on `threads` threads as given, whatever the call's size: a caller making a large
+// prompt's K/V chunk by chunk decides by the whole prompt (kLargeKvBytes). With `sum`, also adds
+// the checksum of the rows written to *sum (KvChecksum's terms, each row summed just after it
+// was written, while it is in cache: no second pass over the pool).
+absl::Status WriteKvChunk(const KvCache& cache, std::span<const BlockId> block_table,
+                          std::span<const int32_t> tokens, int start_pos, int threads,
+                          uint64_t* sum = nullptr);
 
 // Prefill of one prompt chunk: writes its K/V, then causal GQA attention of each chunk position
 // over positions [0, its own] read back from the cache. `tokens` is the chunk; positions before

@@ -71,17 +71,23 @@ int BlocksWritten(const KvCache& cache) {
   return written;
 }
 
-// Roofline with the CPU kernels: each chunk's K/V is made just before the chunk is due, so a
-// chunk never waits for the whole prompt's K/V to be made (which made every chunk due meanwhile
-// leave late, at once); the checksum the item claims is still the whole prompt's.
-TEST_F(PrefillStreamTest, RooflineMakesEachChunksKvJustBeforeItLeaves) {
+// A roofline engine with the CPU kernels, as a roofline worker runs them (worker_process.cc):
+// K/V written, no attention, 2 blocks per streamed chunk, every prompt claiming its checksum.
+PrefillEngineOptions RooflineCpuOptions(const GpuSpec& gpu) {
   PrefillEngineOptions options;
-  options.roofline.emplace(Tiny(), *GpuSpecByName("h100"));
-  options.stream_chunk_tokens = 32;  // 2 blocks per chunk
-  options.attention.compute_attention = false;  // as a roofline worker (worker_process.cc)
-  options.claim_checksum_bytes = 1;  // every prompt claims its checksum
+  options.roofline.emplace(Tiny(), gpu);
+  options.attention.compute_attention = false;
+  options.stream_chunk_tokens = 32;
+  options.claim_checksum_bytes = 1;
   options.transfer_timeout = absl::Milliseconds(50);
-  engine_ = MakeEngine(options);
+  return options;
+}
+
+// Roofline with the CPU kernels, the host slower than the model: a chunk leaves once its own
+// K/V is made, not after the whole prompt's (which made every chunk due meanwhile leave late,
+// all at once); the checksum the item claims is still the whole prompt's.
+TEST_F(PrefillStreamTest, RooflineChunksDoNotWaitForTheWholePromptsKv) {
+  engine_ = MakeEngine(RooflineCpuOptions(*GpuSpecByName("h100")));
   std::vector<int> written_at_submit;
   prefill_transport_.on_submit = [&](const std::string&) {
     written_at_submit.push_back(BlocksWritten(*prefill_cache_));
@@ -91,9 +97,15 @@ TEST_F(PrefillStreamTest, RooflineMakesEachChunksKvJustBeforeItLeaves) {
   uint64_t epoch = 0;
   auto blocks = decoder.Allocate("r3", 100, 20, &epoch);  // 7 prompt blocks: 2 + 2 + 2 + 1
   ASSERT_TRUE(blocks.ok());
-  std::vector<PrefillItemOutcome> out =
-      engine_->Run({{.request_id = "r3", .prompt = prompt, .decode_worker = "decode-0",
-                     .decode_blocks = *blocks, .decode_epoch = epoch}});
+  // The engine asks before making each chunk after the first: 5 ms each makes the host far
+  // slower than tiny's modelled prefill (every chunk due within microseconds).
+  std::vector<PrefillItemOutcome> out = engine_->Run(
+      {{.request_id = "r3", .prompt = prompt, .decode_worker = "decode-0",
+        .decode_blocks = *blocks, .decode_epoch = epoch}},
+      [] {
+        absl::SleepFor(absl::Milliseconds(5));
+        return false;
+      });
   ASSERT_TRUE(out[0].status.ok()) << out[0].status;
   EXPECT_THAT(written_at_submit, ElementsAre(2, 4, 6, 7));
   EXPECT_GT(out[0].mock_us, 0);
@@ -104,6 +116,44 @@ TEST_F(PrefillStreamTest, RooflineMakesEachChunksKvJustBeforeItLeaves) {
   auto stream = decoder.Start("r3", prompt, 20, 6);
   ASSERT_TRUE(stream.ok());
   EXPECT_EQ(Drain(**stream), model::ReferenceGenerate(prompt, 20, Tiny(), 6));
+}
+
+// The host faster than the model: the K/V is made ahead, at the host's pace, and each chunk
+// still leaves when the modelled prefill reaches its end, not before.
+TEST_F(PrefillStreamTest, RooflineMakesKvAheadAndChunksLeaveWhenDue) {
+  GpuSpec slow = *GpuSpecByName("h100");
+  slow.step_overhead_us = 0;
+  const int whole_len[] = {100};
+  slow.bf16_tflops *= RooflineModel(Tiny(), slow).PrefillSeconds(whole_len) / 0.2;  // 200 ms
+  const RooflineModel roofline(Tiny(), slow);
+  engine_ = MakeEngine(RooflineCpuOptions(slow));
+  std::vector<int> written_at_submit;
+  std::vector<double> seconds_at_submit;
+  const absl::Time start = absl::Now();
+  prefill_transport_.on_submit = [&](const std::string&) {
+    written_at_submit.push_back(BlocksWritten(*prefill_cache_));
+    seconds_at_submit.push_back(absl::ToDoubleSeconds(absl::Now() - start));
+  };
+  decode::DecodeEngine decoder(*decode_cache_, {});
+  const std::vector<int32_t> prompt = model::SyntheticPrompt(8, 100, Tiny().vocab_size);
+  uint64_t epoch = 0;
+  auto blocks = decoder.Allocate("r4", 100, 20, &epoch);
+  ASSERT_TRUE(blocks.ok());
+  std::vector<PrefillItemOutcome> out =
+      engine_->Run({{.request_id = "r4", .prompt = prompt, .decode_worker = "decode-0",
+                     .decode_blocks = *blocks, .decode_epoch = epoch}});
+  ASSERT_TRUE(out[0].status.ok()) << out[0].status;
+  EXPECT_THAT(written_at_submit, ElementsAre(7, 7, 7, 7));
+  ASSERT_EQ(seconds_at_submit.size(), 4u);
+  const double whole = roofline.PrefillSeconds(whole_len);
+  for (int k = 0; k < 4; ++k) {
+    const int prefix[] = {std::min(100, 32 * (k + 1))};
+    const double due = k == 3 ? whole : roofline.PrefillSeconds(prefix);
+    EXPECT_GE(seconds_at_submit[k], due) << "chunk " << k;
+  }
+  auto stream = decoder.Start("r4", prompt, 20, 8);
+  ASSERT_TRUE(stream.ok());
+  EXPECT_EQ(Drain(**stream), model::ReferenceGenerate(prompt, 20, Tiny(), 8));
 }
 
 TEST_F(PrefillStreamTest, ChunksStillInFlightLeaveTheItemStrandedUntilTheyEnd) {
