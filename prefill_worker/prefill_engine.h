@@ -292,9 +292,9 @@ class PrefillEngine {
   // only after the earlier chunks landed.
   void SubmitLast(const PrefillItemSpec& item, Inflight& entry, PrefillItemOutcome& out,
                   size_t first, size_t count, const std::function<bool()>& abandoned);
-  // Roofline with the CPU kernels, streamed: each chunk's K/V is made just before the chunk
-  // is due, not the whole prompt's first (which made every chunk due meanwhile leave late,
-  // all at once, and the copies that should have run under the modelled prefill run after it).
+  // Roofline with the CPU kernels, streamed: SubmitModelled makes the K/V chunk by chunk, not
+  // the whole prompt's first (which made every chunk due meanwhile leave late, all at once,
+  // and the copies that should have run under the modelled prefill run after it).
   bool MakesKvPerChunk() const {
     return options_.roofline.has_value() && options_.stream_chunk_tokens > 0 &&
            !options_.attention.compute_attention && !options_.compute_chunk &&
