@@ -156,6 +156,42 @@ TEST_F(PrefillStreamTest, RooflineMakesKvAheadAndChunksLeaveWhenDue) {
   EXPECT_EQ(Drain(**stream), model::ReferenceGenerate(prompt, 20, Tiny(), 8));
 }
 
+// Two items in one batch: their chunks, made and sent interleaved in the order they are due,
+// land whole, each item's notification after its own chunks, with each item's own checksum.
+TEST_F(PrefillStreamTest, RooflineItemsOfOneBatchInterleaveTheirChunks) {
+  engine_ = MakeEngine(RooflineCpuOptions(*GpuSpecByName("h100")));
+  decode::DecodeEngine decoder(*decode_cache_, {});
+  const std::vector<int32_t> a = model::SyntheticPrompt(11, 100, Tiny().vocab_size);
+  const std::vector<int32_t> b = model::SyntheticPrompt(12, 40, Tiny().vocab_size);
+  uint64_t epoch_a = 0, epoch_b = 0;
+  auto blocks_a = decoder.Allocate("ra", 100, 10, &epoch_a);  // 7 prompt blocks: 4 chunks
+  auto blocks_b = decoder.Allocate("rb", 40, 10, &epoch_b);   // 3 prompt blocks: 2 chunks
+  ASSERT_TRUE(blocks_a.ok() && blocks_b.ok());
+  std::vector<PrefillItemOutcome> out = engine_->Run(
+      {{.request_id = "ra", .prompt = a, .decode_worker = "decode-0",
+        .decode_blocks = *blocks_a, .decode_epoch = epoch_a},
+       {.request_id = "rb", .prompt = b, .decode_worker = "decode-0",
+        .decode_blocks = *blocks_b, .decode_epoch = epoch_b}});
+  ASSERT_TRUE(out[0].status.ok()) << out[0].status;
+  ASSERT_TRUE(out[1].status.ok()) << out[1].status;
+  EXPECT_EQ(out[0].transfer_batches, 4u);
+  EXPECT_EQ(out[1].transfer_batches, 2u);
+  for (int i = 0; i < 2; ++i) {
+    const std::vector<BlockId>& table = i == 0 ? *blocks_a : *blocks_b;
+    const int len = i == 0 ? 100 : 40;
+    const std::vector<BlockId> landed(table.begin(), table.begin() + (len + 15) / 16);
+    absl::StatusOr<uint64_t> sum = KvChecksum(*decode_cache_, landed, 0, len);
+    ASSERT_TRUE(sum.ok());
+    EXPECT_EQ(out[i].kv_checksum, std::optional<uint64_t>(*sum)) << "item " << i;
+  }
+  EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
+  auto stream_a = decoder.Start("ra", a, 10, 11);
+  auto stream_b = decoder.Start("rb", b, 10, 12);
+  ASSERT_TRUE(stream_a.ok() && stream_b.ok());
+  EXPECT_EQ(Drain(**stream_a), model::ReferenceGenerate(a, 10, Tiny(), 11));
+  EXPECT_EQ(Drain(**stream_b), model::ReferenceGenerate(b, 10, Tiny(), 12));
+}
+
 TEST_F(PrefillStreamTest, ChunksStillInFlightLeaveTheItemStrandedUntilTheyEnd) {
   prefill_transport_.stall_transfers = true;  // no batch ever completes
   const std::vector<int32_t> prompt = model::SyntheticPrompt(5, 100, Tiny().vocab_size);
