@@ -143,13 +143,16 @@ std::vector<std::shared_ptr<service::FastLaneClient>> RouterService::NudgeTarget
       scheduler_.num_waiting() > 1) {
     return out;
   }
-  for (const auto& [id, w] : workers_) {
-    if (out.size() >= kMaxNudges) break;
-    if ((w->role != v1::WORKER_ROLE_PREFILL && w->role != v1::WORKER_ROLE_COLOCATED) ||
-        w->draining || w->fast == nullptr || w->fast->broken()) {
-      continue;
-    }
-    out.push_back(w->fast);
+  // The one worker the scheduler is about to give it (with several prefill workers, nudging
+  // others would only make them poll for nothing).
+  const std::optional<std::string> id = scheduler_.HeadPrefillWorker();
+  if (!id.has_value()) return out;
+  auto it = workers_.find(*id);
+  if (it == workers_.end()) return out;
+  const Worker& w = *it->second;
+  if ((w.role == v1::WORKER_ROLE_PREFILL || w.role == v1::WORKER_ROLE_COLOCATED) && !w.draining &&
+      w.fast != nullptr && !w.fast->broken()) {
+    out.push_back(w.fast);
   }
   return out;
 }

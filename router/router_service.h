@@ -163,9 +163,8 @@ class RouterService final : public v1::Router::WithCallbackMethod_Generate<v1::R
     std::set<grpc::ClientContext*> inflight;
   };
 
-  // The same-host workers that may prefill a request arriving at an idle router, told that a
-  // Prefill call is coming (FastLaneClient::Nudge): at most kMaxNudges, none when busy.
-  static constexpr size_t kMaxNudges = 2;
+  // The same-host worker the scheduler is about to give a request arriving at an idle router,
+  // told that a Prefill call is coming (FastLaneClient::Nudge): at most one, none when busy.
   std::vector<std::shared_ptr<service::FastLaneClient>> NudgeTargetsLocked()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -187,6 +187,19 @@ WorkerLoad* Scheduler::PickPrefill(uint32_t blocks) {
   return best;
 }
 
+std::optional<std::string> Scheduler::HeadPrefillWorker() {
+  if (waiting_.empty()) return std::nullopt;
+  // Schedule()'s choice for its first request, without its bookkeeping.
+  const PendingRequest& r = waiting_.front();
+  const WorkerLoad* decode =
+      PickDecode(BlocksForTokens(int64_t{r.prompt_len} + r.max_tokens), nullptr, r.prompt_len);
+  if (decode == nullptr) return std::nullopt;
+  if (decode->colocated) return decode->id;
+  const WorkerLoad* prefill = PickPrefill(BlocksForTokens(r.prompt_len));
+  if (prefill == nullptr) return std::nullopt;
+  return prefill->id;
+}
+
 ScheduleStep Scheduler::Schedule() {
   ScheduleStep step;
   // Requests that no longer fit any worker (the one that could hold them left) fail now rather

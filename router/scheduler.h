@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -140,6 +141,11 @@ class Scheduler {
   void PrefillDone(uint64_t batch_id);
   // The request left its decode worker (finished, failed or released): frees its reservation.
   void DecodeDone(const std::string& request_id);
+
+  // The prefill (or colocated) worker Schedule() would give the request at the head of the
+  // queue if it ran now with no batch open; nullopt when it would place none. Changes nothing:
+  // the router nudges that worker's fast lane before it schedules (NudgeTargetsLocked).
+  std::optional<std::string> HeadPrefillWorker();
 
   size_t num_waiting() const { return waiting_.size(); }
   size_t num_placed() const { return placed_.size(); }

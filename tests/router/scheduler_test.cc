@@ -125,6 +125,41 @@ TEST(SchedulerTest, NewBatchGoesToLeastLoadedPrefillWorker) {
   EXPECT_EQ(step.batches[2].prefill_worker, "p1");  // 10 in flight on p1 < 60 on p0
 }
 
+// The router nudges the worker HeadPrefillWorker names before it schedules: it must be the one
+// Schedule() then gives the batch, and asking must change nothing.
+TEST(SchedulerTest, HeadPrefillWorkerIsTheOneScheduleThenPicks) {
+  SchedulerConfig config = Config();
+  config.max_batch_size = 1;
+  Scheduler s(config);
+  s.AddPrefillWorker("p0", 100);
+  s.AddPrefillWorker("p1", 100);
+  s.AddDecodeWorker("d0", 100);
+  EXPECT_EQ(s.HeadPrefillWorker(), std::nullopt);  // nothing waiting
+  ASSERT_TRUE(s.Enqueue(Req("a", 60)).ok());
+  EXPECT_EQ(s.HeadPrefillWorker(), "p0");
+  ASSERT_EQ(s.Schedule().batches.at(0).prefill_worker, "p0");
+  ASSERT_TRUE(s.Enqueue(Req("b", 10)).ok());
+  EXPECT_EQ(s.HeadPrefillWorker(), "p1");  // p0 has 60 tokens in flight
+  EXPECT_EQ(s.HeadPrefillWorker(), "p1");  // asking twice changes nothing
+  ScheduleStep step = s.Schedule();
+  ASSERT_EQ(step.batches.size(), 1u);
+  EXPECT_EQ(step.batches[0].prefill_worker, "p1");
+  // A colocated worker prefills its own requests.
+  Scheduler c(config);
+  c.AddColocatedWorker("c0", 100);
+  ASSERT_TRUE(c.Enqueue(Req("x", 10)).ok());
+  EXPECT_EQ(c.HeadPrefillWorker(), "c0");
+  // The decode worker has no room now: Schedule() would place nothing, so no worker is named.
+  Scheduler full(config);
+  full.AddPrefillWorker("p0", 100);
+  full.AddDecodeWorker("d0", 6);
+  ASSERT_TRUE(full.Enqueue(Req("y", 60)).ok());  // 76 tokens: 5 of d0's 6 blocks
+  ASSERT_EQ(full.Schedule().batches.size(), 1u);
+  ASSERT_TRUE(full.Enqueue(Req("z", 60)).ok());  // fits d0, not its 1 free block
+  EXPECT_EQ(full.HeadPrefillWorker(), std::nullopt);
+  EXPECT_TRUE(full.Schedule().batches.empty());
+}
+
 TEST(SchedulerTest, PrefillWorkerTakesAtMostMaxInflightBatches) {
   SchedulerConfig config = Config();
   config.max_batch_size = 1;
