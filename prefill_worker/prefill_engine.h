@@ -210,8 +210,8 @@ class PrefillEngine {
     };
     std::vector<Chunk> deferred;
     // Roofline with the CPU kernels, streamed (MakesKvPerChunk): the prompt tokens whose K/V
-    // exists so far, SubmitModelled making each chunk's just before it is due. Unset: Compute
-    // made the whole prompt's.
+    // exists so far, SubmitModelled making it chunk by chunk, ahead of each chunk's modelled
+    // time where the host can. Unset: Compute made the whole prompt's.
     std::optional<int> made;
     // KvChecksum of the K/V made so far where the item claims one (ClaimsChecksum).
     std::optional<uint64_t> made_checksum;
@@ -261,12 +261,13 @@ class PrefillEngine {
       const std::function<bool()>& abandoned);
   // Roofline (prefill_transfers.cc): sleeps out the batch's modelled time and submits every
   // item's KV, whole at its end or streamed in chunks as the modelled time passes, making the
-  // K/V of items left to it (Inflight::made) chunk by chunk before each is due. Returns when
+  // K/V of items left to it (Inflight::made) chunk by chunk, each before it is due. Returns when
   // the last K/V it made was done (InfinitePast: it made none), the batch's host work.
-  absl::Time SubmitModelled(const std::vector<PrefillItemSpec>& items, std::vector<Inflight>& inflight,
-                      std::vector<PrefillItemOutcome>& outcomes, absl::Time batch_start,
-                      int64_t batch_start_us, absl::Duration modelled,
-                      const std::function<bool()>& abandoned);
+  absl::Time SubmitModelled(const std::vector<PrefillItemSpec>& items,
+                            std::vector<Inflight>& inflight,
+                            std::vector<PrefillItemOutcome>& outcomes, absl::Time batch_start,
+                            int64_t batch_start_us, absl::Duration modelled,
+                            const std::function<bool()>& abandoned);
   // Waits for the item's pending batches in order (at most `wait` in all) and adds up their
   // stats into `out`; the first failure is returned, and the batches not ended stay pending.
   absl::Status WaitTransfers(Inflight& entry, PrefillItemOutcome& out, absl::Duration wait);

@@ -70,8 +70,8 @@ void PrefillEngine::MakeKv(const PrefillItemSpec& item, Inflight& entry, Prefill
   // The whole prompt's size decides the threads, as it does for one call making all of it
   // (kLargeKvBytes): the chunks are one job made in pieces. The sum of each row is taken as it
   // is written, and the chunks' sums add up to the prompt's (KvChecksum's terms).
-  const bool large = static_cast<int64_t>(item.prompt.size()) * cache_.config().KvBytesPerToken() >=
-                     kLargeKvBytes;
+  const bool large =
+      static_cast<int64_t>(item.prompt.size()) * cache_.config().KvBytesPerToken() >= kLargeKvBytes;
   uint64_t part = 0;
   const absl::Status s =
       WriteKvChunk(cache_, entry.own_blocks, tokens, start, large ? options_.attention.threads : 1,
@@ -87,11 +87,11 @@ void PrefillEngine::MakeKv(const PrefillItemSpec& item, Inflight& entry, Prefill
 }
 
 absl::Time PrefillEngine::SubmitModelled(const std::vector<PrefillItemSpec>& items,
-                                   std::vector<Inflight>& inflight,
-                                   std::vector<PrefillItemOutcome>& outcomes,
-                                   absl::Time batch_start, int64_t batch_start_us,
-                                   absl::Duration modelled,
-                                   const std::function<bool()>& abandoned) {
+                                         std::vector<Inflight>& inflight,
+                                         std::vector<PrefillItemOutcome>& outcomes,
+                                         absl::Time batch_start, int64_t batch_start_us,
+                                         absl::Duration modelled,
+                                         const std::function<bool()>& abandoned) {
   struct Chunk {
     absl::Duration at;  // modelled time at which its KV exists
     size_t entry, first, count;
