@@ -140,16 +140,9 @@ uint64_t SumRowsInMemoryOrder(const KvCache& cache, std::span<const BlockId> tab
 
 absl::Status WriteKv(const KvCache& cache, std::span<const BlockId> table,
                      std::span<const int32_t> tokens, int start_pos, int threads) {
-  const ModelConfig& c = cache.config();
-  const int n = static_cast<int>(tokens.size());
-  if (start_pos < 0) return absl::InvalidArgumentError("negative start position");
-  if (absl::Status s = CheckTable(cache, table, start_pos + n); !s.ok()) return s;
-  SumRowsInMemoryOrder(cache, table, start_pos, start_pos + n, threads,
-                       [&](int pos, int layer, int head, uint32_t kind, std::byte* dst) {
-                         model::WriteRow(c, tokens[pos - start_pos], pos, layer, head, kind, dst);
-                         return uint64_t{0};
-                       });
-  return absl::OkStatus();
+  // Several threads only from kParallelBytes on (SumRowsInMemoryOrder says why).
+  const int64_t bytes = static_cast<int64_t>(tokens.size()) * cache.config().KvBytesPerToken();
+  return WriteKvChunk(cache, table, tokens, start_pos, bytes >= kParallelBytes ? threads : 1);
 }
 
 absl::Status WriteKvChunk(const KvCache& cache, std::span<const BlockId> table,
@@ -160,24 +153,15 @@ absl::Status WriteKvChunk(const KvCache& cache, std::span<const BlockId> table,
   if (start_pos < 0) return absl::InvalidArgumentError("negative start position");
   if (absl::Status s = CheckTable(cache, table, start_pos + n); !s.ok()) return s;
   const int words = static_cast<int>(c.RowBytes() / 8);
-  auto write = [&](int pos, int layer, int head, uint32_t kind, std::byte* dst) {
-    model::WriteRow(c, tokens[pos - start_pos], pos, layer, head, kind, dst);
-  };
-  if (sum == nullptr) {
-    SumRowsInMemoryOrder(cache, table, start_pos, start_pos + n, threads,
-                         [&](int pos, int layer, int head, uint32_t kind, std::byte* dst) {
-                           write(pos, layer, head, kind, dst);
-                           return uint64_t{0};
-                         }, /*parallel_from=*/0);
-    return absl::OkStatus();
-  }
-  *sum += SumRowsInMemoryOrder(
+  const uint64_t written = SumRowsInMemoryOrder(
       cache, table, start_pos, start_pos + n, threads,
       [&](int pos, int layer, int head, uint32_t kind, std::byte* dst) {
-        write(pos, layer, head, kind, dst);
-        return model::ChecksumRow(dst, words, model::RowSalt(pos, layer, head, kind));
+        model::WriteRow(c, tokens[pos - start_pos], pos, layer, head, kind, dst);
+        return sum == nullptr ? uint64_t{0}
+                              : model::ChecksumRow(dst, words, model::RowSalt(pos, layer, head, kind));
       },
       /*parallel_from=*/0);
+  if (sum != nullptr) *sum += written;
   return absl::OkStatus();
 }
 
