@@ -156,6 +156,29 @@ TEST_F(PrefillStreamTest, RooflineMakesKvAheadAndChunksLeaveWhenDue) {
   EXPECT_EQ(Drain(**stream), model::ReferenceGenerate(prompt, 20, Tiny(), 8));
 }
 
+// The caller leaves while the K/V is being made chunk by chunk: the item fails Cancelled, no
+// chunk after that leaves, its own blocks are free again and nothing is left in flight.
+TEST_F(PrefillStreamTest, RooflineItemAbandonedMidPromptFailsAndFreesItsBlocks) {
+  engine_ = MakeEngine(RooflineCpuOptions(*GpuSpecByName("h100")));
+  const std::vector<int32_t> prompt = model::SyntheticPrompt(7, 100, Tiny().vocab_size);
+  std::vector<BlockId> blocks = {10, 11, 12, 13, 14, 15, 16};
+  // The engine asks before the item, before its first submit and before each later chunk is
+  // made: the caller leaves once the first chunk went.
+  bool left = false;
+  prefill_transport_.on_submit = [&](const std::string&) { left = true; };
+  std::vector<PrefillItemOutcome> out =
+      engine_->Run({{.request_id = "r5", .prompt = prompt, .decode_worker = "decode-0",
+                     .decode_blocks = blocks, .decode_epoch = 4}},
+                   [&] { return left; });
+  EXPECT_EQ(out[0].status.code(), absl::StatusCode::kCancelled) << out[0].status;
+  EXPECT_THAT(prefill_transport_.sent_notifications, ElementsAre(""));  // the first chunk only
+  EXPECT_FALSE(out[0].transfer_in_flight);
+  EXPECT_TRUE(prefill_cache_->allocator().CheckAllFree().ok());
+  // Ended in error, nothing more will land: the decode worker may reuse the blocks.
+  EXPECT_THAT(engine_->Cancel({{"r5", 4}}, absl::ZeroDuration()),
+              ElementsAre(CancelOutcome::kFailed));
+}
+
 // Two items in one batch: their chunks, made and sent interleaved in the order they are due,
 // land whole, each item's notification after its own chunks, with each item's own checksum.
 TEST_F(PrefillStreamTest, RooflineItemsOfOneBatchInterleaveTheirChunks) {
