@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <map>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "cli/commands.h"
 #include "common/logging.h"
@@ -63,14 +64,24 @@ void ExitWith(const absl::Status& status) {
 
 int main(int argc, char** argv) {
   pdserve::transfer::PresetTransportEnvironment();  // before any thread starts
-#ifdef NDEBUG
-  // Debian builds Abseil without NDEBUG, so every absl::Mutex lock also runs deadlock-cycle
-  // detection: about 22 of the 30 ns an uncontended lock/unlock takes on the 2-core host, paid
-  // several times per KV batch and per request. Debug builds of pdserve keep it.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  // Debian builds Abseil without NDEBUG, so every absl::Mutex lock also runs Abseil's
+  // deadlock-cycle detection (a global graph under a global lock, a stack trace when a thread
+  // takes a lock while holding another): about 22 of the 30 ns an uncontended lock/unlock takes
+  // on the 2-core host. Debug and sanitizer builds keep it, where a lock-order inversion should
+  // abort (CMakeLists.txt). Until 2026-12-06 this was keyed on NDEBUG, which no build of
+  // this tree defines, so the checks ran everywhere; turning them off moved neither the control
+  // plane's gap nor the CPU time of a 200-request bench beyond the noise
+  // (docs/results/cpu-2core-2026-12-06-gap-idle/lock-cycle-checks).
+#if PDSERVE_LOCK_CYCLE_CHECKS
+  constexpr bool kLockCycleChecks = true;
+#else
+  constexpr bool kLockCycleChecks = false;
 #endif
+  if (!kLockCycleChecks) absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   CLI::App app{"pdserve: a serving runtime for a mock LLM with disaggregated prefill and decode"};
-  app.set_version_flag("--version", std::string("pdserve ") + PDSERVE_VERSION_STRING);
+  app.set_version_flag("--version", absl::StrCat("pdserve ", PDSERVE_VERSION_STRING,
+                                                " (lock-cycle checks ",
+                                                kLockCycleChecks ? "on" : "off", ")"));
   std::string log_level = "info";
   // Checked at parse time for every subcommand: an unknown level is a usage error, not silence.
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off")
