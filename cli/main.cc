@@ -79,9 +79,10 @@ int main(int argc, char** argv) {
 #endif
   if (!kLockCycleChecks) absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   CLI::App app{"pdserve: a serving runtime for a mock LLM with disaggregated prefill and decode"};
-  app.set_version_flag("--version", absl::StrCat("pdserve ", PDSERVE_VERSION_STRING,
-                                                " (lock-cycle checks ",
-                                                kLockCycleChecks ? "on" : "off", ")"));
+  const std::string version =
+      absl::StrCat("pdserve ", PDSERVE_VERSION_STRING, " (lock-cycle checks ",
+                   kLockCycleChecks ? "on" : "off", ")");
+  app.set_version_flag("--version", version);
   std::string log_level = "info";
   // Checked at parse time for every subcommand: an unknown level is a usage error, not silence.
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off")
